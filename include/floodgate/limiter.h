@@ -1,0 +1,61 @@
+// limiter.h — the all-or-nothing decision over several policies, as a pure function.
+//
+// A request is checked against every policy that matched it. It is allowed only if every
+// non-shadow policy allows it; then every policy that allowed consumes `cost`. If one denies,
+// none consumes anything. evaluate() computes that from the policies' stored states and `now`,
+// and says which states to write; a store runs it while it holds the identity's keys (the memory
+// store under its shard lock; the Redis store mirrors it line for line in Lua, in one script run).
+//
+// State is three integers whose meaning depends on the algorithm (see src/core/algorithms.h);
+// "no state" (std::nullopt) always means "full bucket / empty window", so a store may drop state
+// whose ttl has passed without changing any decision.
+//
+// Thread safety: pure functions over values.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "floodgate/clock.h"
+#include "floodgate/decision.h"
+#include "floodgate/policy.h"
+
+namespace fg {
+
+struct State {
+  std::int64_t a = 0;
+  std::int64_t b = 0;
+  std::int64_t c = 0;
+  friend bool operator==(const State&, const State&) = default;
+};
+
+// One policy applied to one request, with the tokens this request takes from it.
+struct Charge {
+  const Policy* policy = nullptr;
+  std::int64_t cost = 1;
+};
+
+struct StateWrite {
+  std::size_t index = 0;  // into the charges
+  State state;
+  Duration ttl{0};        // after this long, the state is equivalent to no state
+};
+
+struct Evaluation {
+  Verdict verdict;
+  std::vector<StateWrite> writes;  // empty unless the request was allowed and consumed something
+};
+
+// `states[i]` is the stored state of `charges[i]`'s policy for this identity (nullopt if none).
+// Precondition: states.size() == charges.size(), at least one charge, every policy valid.
+Evaluation evaluate(std::span<const Charge> charges, std::span<const std::optional<State>> states,
+                    Timestamp now);
+
+// Which decision the rate-limit headers report: a denying non-shadow policy first (the one
+// that makes the client wait longest), else the one with the least remaining (then the
+// longest reset).
+std::size_t most_restrictive(std::span<const Charge> charges, std::span<const Decision> decisions);
+
+}  // namespace fg

@@ -1,0 +1,244 @@
+#include "core/algorithms.h"
+
+#include <algorithm>
+#include <cassert>
+#include <numeric>
+
+namespace fg::core {
+namespace {
+
+// ceil(n / d) for n >= 0, d > 0.
+constexpr std::int64_t ceil_div(std::int64_t n, std::int64_t d) { return (n + d - 1) / d; }
+
+Decision denied_cost_exceeds(std::int64_t capacity) {
+  Decision d;
+  d.allowed = false;
+  d.reason = DenyReason::kCostExceedsBurst;
+  d.limit = capacity;
+  return d;
+}
+
+}  // namespace
+
+BucketScale bucket_scale(const Policy& p) {
+  const std::int64_t period_us = p.period.count();
+  const std::int64_t g = std::gcd(period_us, p.limit);
+  BucketScale s;
+  s.unit = period_us / g;
+  s.rate = p.limit / g;
+  s.capacity = p.burst * s.unit;
+  return s;
+}
+
+std::int64_t window_granule_us(const Policy& p) {
+  return p.period.count() % 1000 == 0 ? 1000 : 1;
+}
+
+// Token bucket. Worked example, 100 per minute, burst 100: unit = 600000, rate = 1. A full bucket
+// holds 60,000,000 scaled units; one request takes 600,000. After 90 requests at t0, 10 tokens
+// (6,000,000) remain; at t0 + 1.5 s, 1,500,000 more have arrived: 12 whole tokens.
+Step apply_token_bucket(const Policy& p, const std::optional<State>& state, std::int64_t cost,
+                        std::int64_t now_us) {
+  const BucketScale s = bucket_scale(p);
+  std::int64_t tokens = s.capacity;
+  std::int64_t ts = now_us;
+  if (state) {
+    // A policy whose burst shrank since the state was written: clamp, never mint.
+    tokens = std::clamp<std::int64_t>(state->a, 0, s.capacity);
+    ts = state->b;
+  }
+  // Refill up to `t`; when the clock went backwards, t stays at the stored time.
+  const std::int64_t t = std::max(now_us, ts);
+  if (t > ts && tokens < s.capacity) {
+    const std::int64_t to_full_us = ceil_div(s.capacity - tokens, s.rate);
+    tokens = (t - ts >= to_full_us) ? s.capacity : tokens + (t - ts) * s.rate;
+  }
+  // Figures are reported from the caller's `now`, even when t is later.
+  const std::int64_t ahead_us = t - now_us;
+
+  Step step;
+  if (cost > p.burst) {
+    step.decision = denied_cost_exceeds(p.burst);
+    step.decision.remaining = tokens / s.unit;
+    step.decision.reset_after = Duration(ahead_us + ceil_div(s.capacity - tokens, s.rate));
+    return step;
+  }
+  const std::int64_t need = cost * s.unit;
+  Decision& d = step.decision;
+  d.limit = p.burst;
+  if (tokens >= need) {
+    tokens -= need;
+    d.allowed = true;
+    step.write = cost > 0;
+  } else {
+    d.reason = DenyReason::kOverLimit;
+    d.retry_after = Duration(ahead_us + ceil_div(need - tokens, s.rate));
+  }
+  d.remaining = tokens / s.unit;
+  d.reset_after = Duration(ahead_us + ceil_div(s.capacity - tokens, s.rate));
+  if (step.write) {
+    step.next = State{tokens, t, 0};
+    step.ttl = d.reset_after;
+  }
+  return step;
+}
+
+// GCRA. The state is the theoretical arrival time TAT = a + b / rate µs. The deficit at `now` is
+// how far TAT lies ahead of now, in scaled units; tokens = capacity - deficit. With the same
+// scale as the token bucket, every decision and figure equals the token bucket's (as long as
+// time does not go backwards: there GCRA counts the extra wait against the client, the bucket
+// ignores it; neither mints tokens).
+Step apply_gcra(const Policy& p, const std::optional<State>& state, std::int64_t cost,
+                std::int64_t now_us) {
+  const BucketScale s = bucket_scale(p);
+  std::int64_t deficit = 0;
+  if (state && (state->a > now_us || (state->a == now_us && state->b > 0))) {
+    // A TAT far ahead (this clock far behind) is clamped so the product stays below 2^53.
+    const std::int64_t ahead_us = std::min(state->a - now_us, kMaxExactInteger / s.rate - 1);
+    deficit = ahead_us * s.rate + std::clamp<std::int64_t>(state->b, 0, s.rate - 1);
+  }
+  const std::int64_t clamped = std::min(deficit, s.capacity);
+
+  Step step;
+  if (cost > p.burst) {
+    step.decision = denied_cost_exceeds(p.burst);
+    step.decision.remaining = (s.capacity - clamped) / s.unit;
+    step.decision.reset_after = Duration(ceil_div(deficit, s.rate));
+    return step;
+  }
+  const std::int64_t need = cost * s.unit;
+  Decision& d = step.decision;
+  d.limit = p.burst;
+  if (deficit + need <= s.capacity) {
+    deficit += need;
+    d.allowed = true;
+    step.write = cost > 0;
+  } else {
+    d.reason = DenyReason::kOverLimit;
+    d.retry_after = Duration(ceil_div(deficit + need - s.capacity, s.rate));
+  }
+  d.remaining = (s.capacity - std::min(deficit, s.capacity)) / s.unit;
+  d.reset_after = Duration(ceil_div(deficit, s.rate));
+  if (step.write) {
+    step.next = State{now_us + deficit / s.rate, deficit % s.rate, 0};
+    step.ttl = d.reset_after;
+  }
+  return step;
+}
+
+// Sliding window counter. The estimate at elapsed time e into the current window is
+//   previous * (P - e) / P + current,
+// compared without division: previous * (P - e) <= (limit - current - cost) * P. Time is counted
+// in granules (1 ms for whole-millisecond periods) so the products stay below 2^53.
+Step apply_sliding_window(const Policy& p, const std::optional<State>& state, std::int64_t cost,
+                          std::int64_t now_us) {
+  const std::int64_t g = window_granule_us(p);
+  const std::int64_t period_us = p.period.count();
+  const std::int64_t P = period_us / g;  // period in granules
+  const std::int64_t limit = p.limit;
+  std::int64_t window = now_us / period_us;
+  std::int64_t current = 0;
+  std::int64_t previous = 0;
+  if (state) {
+    if (state->a >= window) {  // same window, or a later one (clock went backwards)
+      window = state->a;
+      current = state->b;
+      previous = state->c;
+    } else if (state->a == window - 1) {
+      previous = state->b;
+    }
+  }
+  current = std::clamp<std::int64_t>(current, 0, limit);
+  previous = std::clamp<std::int64_t>(previous, 0, limit);
+  const std::int64_t start_us = window * period_us;
+  const std::int64_t elapsed_us = std::max<std::int64_t>(0, now_us - start_us);
+  const std::int64_t e = elapsed_us / g;  // granules elapsed in this window, < P unless skewed
+  const std::int64_t weight = std::max<std::int64_t>(0, P - e);
+  const std::int64_t to_window_end_us = start_us + period_us - now_us;
+
+  Step step;
+  Decision& d = step.decision;
+  d.limit = limit;
+  if (cost > limit) {
+    d = denied_cost_exceeds(limit);
+  } else if (current + cost <= limit && previous * weight <= (limit - current - cost) * P) {
+    current += cost;
+    d.allowed = true;
+    step.write = cost > 0;
+  } else {
+    d.reason = DenyReason::kOverLimit;
+    std::int64_t at_granule;  // first granule, from this window's start, at which cost fits
+    if (current + cost <= limit) {
+      // Blocked by the previous window's weight only: wait inside this window (previous > 0).
+      at_granule = P - ((limit - current - cost) * P) / previous;
+    } else {
+      // Only the next window can fit it, once this window's count has decayed enough.
+      at_granule = P + P - ((limit - cost) * P) / current;
+    }
+    d.retry_after = Duration(std::max<std::int64_t>(0, start_us + at_granule * g - now_us));
+  }
+  const std::int64_t room = (limit - current) * P - previous * weight;
+  d.remaining = room > 0 ? room / P : 0;
+  if (current > 0) {
+    d.reset_after = Duration(to_window_end_us + period_us);
+  } else if (previous > 0 && weight > 0) {
+    d.reset_after = Duration(to_window_end_us);
+  }
+  if (step.write) {
+    step.next = State{window, current, previous};
+    step.ttl = d.reset_after;
+  }
+  return step;
+}
+
+// Fixed window: one counter per window [k * P, (k + 1) * P).
+Step apply_fixed_window(const Policy& p, const std::optional<State>& state, std::int64_t cost,
+                        std::int64_t now_us) {
+  const std::int64_t period_us = p.period.count();
+  std::int64_t window = now_us / period_us;
+  std::int64_t count = 0;
+  if (state && state->a >= window) {  // same window, or a later one (clock went backwards)
+    window = state->a;
+    count = std::clamp<std::int64_t>(state->b, 0, p.limit);
+  }
+  const std::int64_t to_window_end_us = (window + 1) * period_us - now_us;
+
+  Step step;
+  Decision& d = step.decision;
+  d.limit = p.limit;
+  if (cost > p.limit) {
+    d = denied_cost_exceeds(p.limit);
+  } else if (count + cost <= p.limit) {
+    count += cost;
+    d.allowed = true;
+    step.write = cost > 0;
+  } else {
+    d.reason = DenyReason::kOverLimit;
+    d.retry_after = Duration(to_window_end_us);
+  }
+  d.remaining = p.limit - count;
+  d.reset_after = Duration(count > 0 ? to_window_end_us : 0);
+  if (step.write) {
+    step.next = State{window, count, 0};
+    step.ttl = d.reset_after;
+  }
+  return step;
+}
+
+Step apply(const Policy& policy, const std::optional<State>& state, std::int64_t cost,
+           std::int64_t now_us) {
+  switch (policy.algorithm) {
+    case Algorithm::kTokenBucket:
+      return apply_token_bucket(policy, state, cost, now_us);
+    case Algorithm::kGcra:
+      return apply_gcra(policy, state, cost, now_us);
+    case Algorithm::kSlidingWindow:
+      return apply_sliding_window(policy, state, cost, now_us);
+    case Algorithm::kFixedWindow:
+      return apply_fixed_window(policy, state, cost, now_us);
+  }
+  assert(false && "unknown algorithm");
+  return {};
+}
+
+}  // namespace fg::core

@@ -1,0 +1,196 @@
+// Properties of the four algorithms over random policies and arrival sequences (rapidcheck).
+#include <gtest/gtest.h>
+#include <rapidcheck.h>
+#include <rapidcheck/gtest.h>
+
+#include <vector>
+
+#include "core/algorithms.h"
+
+namespace fg::core {
+namespace {
+
+constexpr std::int64_t kT0 = 1'799'971'200'000'000;  // day-aligned
+
+// Products of a count and a period can pass 2^63 in the checks below; the checks are exact.
+__extension__ using Wide = __int128;
+
+struct Arrival {
+  std::int64_t at_us;
+  std::int64_t cost;
+};
+
+// Periods a config can express, from 1 ms to a day.
+rc::Gen<Duration> gen_period() {
+  return rc::gen::map(rc::gen::element<std::int64_t>(1, 7, 10, 100, 250, 1000, 1500, 60000,
+                                                      3600000, 86400000),
+                      [](std::int64_t ms) { return Duration(ms * 1000); });
+}
+
+rc::Gen<Policy> gen_policy(Algorithm algorithm) {
+  return rc::gen::exec([algorithm] {
+    Policy p;
+    p.name = "p";
+    p.algorithm = algorithm;
+    p.period = *gen_period();
+    p.limit = *rc::gen::inRange<std::int64_t>(1, 2000);
+    const bool bucket = algorithm == Algorithm::kTokenBucket || algorithm == Algorithm::kGcra;
+    p.burst = bucket ? *rc::gen::inRange<std::int64_t>(1, 3000) : p.limit;
+    RC_PRE(validate_policy(p).has_value());
+    return p;
+  });
+}
+
+// Non-decreasing times with gaps from 0 to about two periods, costs up to a little over the
+// capacity (so cost > burst is exercised too).
+rc::Gen<std::vector<Arrival>> gen_arrivals(const Policy& p) {
+  const std::int64_t max_gap = 2 * p.period.count() / std::max<std::int64_t>(1, p.limit) + 2;
+  return rc::gen::exec([p, max_gap] {
+    const auto n = *rc::gen::inRange<std::size_t>(1, 120);
+    std::vector<Arrival> out;
+    std::int64_t t = kT0 + *rc::gen::inRange<std::int64_t>(0, p.period.count());
+    for (std::size_t i = 0; i < n; ++i) {
+      const bool long_gap = *rc::gen::inRange(0, 20) == 0;
+      t += long_gap ? *rc::gen::inRange<std::int64_t>(0, 3 * p.period.count())
+                    : *rc::gen::inRange<std::int64_t>(0, max_gap);
+      const auto cost = *rc::gen::inRange<std::int64_t>(0, std::min<std::int64_t>(
+                                                                 p.capacity() + 2, 50));
+      out.push_back({t, cost});
+    }
+    return out;
+  });
+}
+
+// Runs a sequence the way a store does (keeping state until its ttl passes); returns decisions.
+std::vector<Decision> run(const Policy& p, const std::vector<Arrival>& arrivals) {
+  std::optional<State> state;
+  std::int64_t expires = 0;
+  std::vector<Decision> out;
+  for (const Arrival& a : arrivals) {
+    if (state && expires <= a.at_us) state.reset();
+    const Step s = apply(p, state, a.cost, a.at_us);
+    if (s.write) {
+      state = s.next;
+      expires = a.at_us + s.ttl.count();
+    }
+    out.push_back(s.decision);
+  }
+  return out;
+}
+
+rc::Gen<Algorithm> gen_algorithm() {
+  return rc::gen::element(Algorithm::kTokenBucket, Algorithm::kGcra, Algorithm::kSlidingWindow,
+                          Algorithm::kFixedWindow);
+}
+
+RC_GTEST_PROP(Buckets, NeverAdmitMoreThanBurstPlusRateTimesInterval, ()) {
+  const auto algorithm = *rc::gen::element(Algorithm::kTokenBucket, Algorithm::kGcra);
+  const Policy p = *gen_policy(algorithm);
+  const auto arrivals = *gen_arrivals(p);
+  const auto decisions = run(p, arrivals);
+  // For every interval [t_i, t_j]: admitted cost * period <= burst * period + dt * limit.
+  for (std::size_t i = 0; i < arrivals.size(); ++i) {
+    Wide admitted = 0;
+    for (std::size_t j = i; j < arrivals.size(); ++j) {
+      if (decisions[j].allowed) admitted += arrivals[j].cost;
+      const Wide dt = arrivals[j].at_us - arrivals[i].at_us;
+      RC_ASSERT(admitted * p.period.count() <= Wide{p.burst} * p.period.count() + dt * p.limit);
+    }
+  }
+}
+
+RC_GTEST_PROP(Buckets, TokenBucketAndGcraMakeTheSameDecisions, ()) {
+  Policy tb = *gen_policy(Algorithm::kTokenBucket);
+  Policy gcra = tb;
+  gcra.algorithm = Algorithm::kGcra;
+  const auto arrivals = *gen_arrivals(tb);
+  const auto a = run(tb, arrivals);
+  const auto b = run(gcra, arrivals);
+  for (std::size_t i = 0; i < a.size(); ++i) RC_ASSERT(a[i] == b[i]);
+}
+
+RC_GTEST_PROP(Windows, NeverAdmitMoreThanTheLimitInOneWindow, ()) {
+  const auto algorithm = *rc::gen::element(Algorithm::kFixedWindow, Algorithm::kSlidingWindow);
+  const Policy p = *gen_policy(algorithm);
+  const auto arrivals = *gen_arrivals(p);
+  const auto decisions = run(p, arrivals);
+  std::int64_t window = -1, admitted = 0;
+  for (std::size_t i = 0; i < arrivals.size(); ++i) {
+    const std::int64_t w = arrivals[i].at_us / p.period.count();
+    if (w != window) {
+      window = w;
+      admitted = 0;
+    }
+    if (decisions[i].allowed) admitted += arrivals[i].cost;
+    RC_ASSERT(admitted <= p.limit);
+  }
+}
+
+// The sliding window's estimate, checked against its definition with exact rationals: over any
+// window-length span ending at an admitted request, previous * overlap + current <= limit.
+RC_GTEST_PROP(Windows, SlidingWindowEstimateNeverExceedsTheLimit, ()) {
+  const Policy p = *gen_policy(Algorithm::kSlidingWindow);
+  const auto arrivals = *gen_arrivals(p);
+  const auto decisions = run(p, arrivals);
+  const std::int64_t P = p.period.count();
+  const std::int64_t g = window_granule_us(p);
+  for (std::size_t j = 0; j < arrivals.size(); ++j) {
+    if (!decisions[j].allowed) continue;
+    const std::int64_t w = arrivals[j].at_us / P;
+    Wide prev = 0, cur = 0;
+    for (std::size_t i = 0; i <= j; ++i) {
+      if (!decisions[i].allowed) continue;
+      const std::int64_t wi = arrivals[i].at_us / P;
+      if (wi == w) cur += arrivals[i].cost;
+      if (wi == w - 1) prev += arrivals[i].cost;
+    }
+    const std::int64_t e = (arrivals[j].at_us - w * P) / g;
+    const std::int64_t granules = P / g;
+    RC_ASSERT(prev * (granules - e) + cur * granules <= Wide{p.limit} * granules);
+  }
+}
+
+RC_GTEST_PROP(All, FiguresAreInRangeAndRetryAfterIsExact, ()) {
+  const Policy p = *gen_policy(*gen_algorithm());
+  const auto arrivals = *gen_arrivals(p);
+  std::optional<State> state;
+  for (const Arrival& a : arrivals) {
+    const Step s = apply(p, state, a.cost, a.at_us);
+    const Decision& d = s.decision;
+    RC_ASSERT(d.remaining >= 0);
+    RC_ASSERT(d.remaining <= p.capacity());
+    RC_ASSERT(d.reset_after.count() >= 0);
+    RC_ASSERT(d.limit == p.capacity());
+    if (d.allowed) {
+      RC_ASSERT(d.retry_after.count() == 0);
+      RC_ASSERT(s.write == (a.cost > 0));
+      if (s.write) RC_ASSERT(s.ttl.count() > 0);
+    } else if (d.reason == DenyReason::kCostExceedsBurst) {
+      RC_ASSERT(a.cost > p.capacity());
+    } else {
+      // The same request is allowed exactly retry_after later, and not a microsecond sooner.
+      RC_ASSERT(d.retry_after.count() > 0);
+      const std::int64_t at = a.at_us + d.retry_after.count();
+      RC_ASSERT(apply(p, state, a.cost, at).decision.allowed);
+      RC_ASSERT(!apply(p, state, a.cost, at - 1).decision.allowed);
+    }
+    if (s.write) state = s.next;
+  }
+}
+
+RC_GTEST_PROP(All, TimeGoingBackwardsNeverAddsTokens, ()) {
+  const Policy p = *gen_policy(*gen_algorithm());
+  const auto arrivals = *gen_arrivals(p);
+  std::optional<State> state;
+  for (const Arrival& a : arrivals) {
+    const Step s = apply(p, state, a.cost, a.at_us);
+    if (s.write) state = s.next;
+    const auto back = *rc::gen::inRange<std::int64_t>(1, 10 * p.period.count());
+    const Decision now = apply(p, state, 0, a.at_us).decision;
+    const Decision earlier = apply(p, state, 0, a.at_us - back).decision;
+    RC_ASSERT(earlier.remaining <= now.remaining);
+  }
+}
+
+}  // namespace
+}  // namespace fg::core

@@ -1,0 +1,66 @@
+#include "floodgate/limiter.h"
+
+#include <cassert>
+
+#include "core/algorithms.h"
+
+namespace fg {
+
+std::size_t most_restrictive(std::span<const Charge> charges, std::span<const Decision> decisions) {
+  std::size_t best = 0;
+  bool best_denies = false;
+  for (std::size_t i = 0; i < decisions.size(); ++i) {
+    const Decision& d = decisions[i];
+    const bool denies = !d.allowed && !charges[i].policy->shadow;
+    if (i == 0) {
+      best_denies = denies;
+      continue;
+    }
+    const Decision& b = decisions[best];
+    bool better;
+    if (denies != best_denies) {
+      better = denies;
+    } else if (denies) {
+      better = d.retry_after > b.retry_after;
+    } else {
+      better = d.remaining < b.remaining ||
+               (d.remaining == b.remaining && d.reset_after > b.reset_after);
+    }
+    if (better) {
+      best = i;
+      best_denies = denies;
+    }
+  }
+  return best;
+}
+
+Evaluation evaluate(std::span<const Charge> charges, std::span<const std::optional<State>> states,
+                    Timestamp now) {
+  assert(charges.size() == states.size() && !charges.empty());
+  const std::int64_t now_us = to_us(now);
+  std::vector<core::Step> steps;
+  steps.reserve(charges.size());
+  bool allowed = true;
+  for (std::size_t i = 0; i < charges.size(); ++i) {
+    steps.push_back(core::apply(*charges[i].policy, states[i], charges[i].cost, now_us));
+    if (!steps.back().decision.allowed && !charges[i].policy->shadow) allowed = false;
+  }
+
+  Evaluation out;
+  out.verdict.allowed = allowed;
+  out.verdict.decisions.reserve(steps.size());
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    core::Step& step = steps[i];
+    if (allowed) {
+      if (step.write) out.writes.push_back(StateWrite{i, step.next, step.ttl});
+    } else if (step.decision.allowed) {
+      // Another policy denied: this one consumes nothing, so report what it holds untouched.
+      step.decision = core::apply(*charges[i].policy, states[i], 0, now_us).decision;
+    }
+    out.verdict.decisions.push_back(step.decision);
+  }
+  out.verdict.most_restrictive = most_restrictive(charges, out.verdict.decisions);
+  return out;
+}
+
+}  // namespace fg
