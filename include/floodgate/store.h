@@ -49,8 +49,9 @@ Result<Verdict> decide_and_wait(Store& store, const DecideRequest& request);
 
 struct MemoryStoreOptions {
   // Most (identity, policy) states held at once. A full or idle state is dropped first (it
-  // decides nothing: no state means a full bucket), then the least recently used. Each state
-  // costs ~150 bytes plus the key (docs/benchmarks.md), so the default bounds memory at ~200 MB.
+  // decides nothing: no state means a full bucket), then the one nearest to full. A state with a
+  // short identity costs ~200 bytes of heap (docs/benchmarks.md), so the default bounds the
+  // store at ~200 MB.
   std::size_t max_keys = 1'000'000;
   // Independent locks. More shards, less contention between threads; identities are spread over
   // them by hash and all of one identity's policies share a shard.
