@@ -1,5 +1,6 @@
 #include "floodgate/policy.h"
 
+#include <numeric>
 #include <string>
 
 #include "core/algorithms.h"
@@ -80,9 +81,10 @@ Result<void> validate_policy(const Policy& p) {
   switch (p.algorithm) {
     case Algorithm::kTokenBucket:
     case Algorithm::kGcra: {
-      const core::BucketScale s = core::bucket_scale(p);
-      // burst * unit must stay exact in a double (the Lua scripts' numbers).
-      if (s.unit > kMaxExactInteger / p.burst) {
+      // burst * unit must stay exact in a double (the Lua scripts' numbers); checked without
+      // computing the product, which could overflow.
+      const std::int64_t unit = p.period.count() / std::gcd(p.period.count(), p.limit);
+      if (unit > kMaxExactInteger / p.burst) {
         return bad("burst: " + std::to_string(p.burst) + " tokens refilled " +
                    std::to_string(p.limit) + " per " + std::to_string(p.period.count()) +
                    " us cannot be counted exactly; use a limit that divides the period in "

@@ -57,6 +57,8 @@ TEST(Policy, RejectsBucketsThatCannotBeCountedExactly) {
   p.limit = 999'983;  // prime: one token is 86400000000 scaled units
   p.burst = 999'983;
   EXPECT_NE(error_of(p).find("burst:"), std::string::npos);
+  p.limit = p.burst = 999'999'937;  // unit * burst would overflow int64 itself
+  EXPECT_NE(error_of(p).find("burst:"), std::string::npos);
   p.limit = 1'000'000;  // divides the day evenly: fine
   p.burst = 1'000'000;
   EXPECT_EQ(error_of(p), "");

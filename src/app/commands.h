@@ -1,0 +1,44 @@
+// commands.h — what the `floodgate` subcommands do, apart from parsing their flags.
+//
+// Each command writes its normal output to `out` and its problems to `err`, and returns the
+// process exit code. Kept apart from main.cc so that only main.cc includes CLI11.
+//
+// Exit codes (design §2.1):
+//   validate  0 valid; 1 one or more problems (one line each on `err`).
+//   check     0 allowed; 1 denied; 2 no decision (bad config, unknown policy, bad flag, store
+//             error), with the reason on `err`.
+//
+// Thread safety: each call is independent; call from one thread.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+
+namespace fg::app {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitDenied = 1;   // check: the decision was "no"
+inline constexpr int kExitInvalid = 1;  // validate: the config has problems
+inline constexpr int kExitNoDecision = 2;
+inline constexpr int kExitUsage = 2;  // bad command line
+
+// `floodgate validate FILE`: "FILE: ok (N policies)" on `out`, or one line per problem on `err`.
+int run_validate(const std::string& path, std::ostream& out, std::ostream& err);
+
+struct CheckArgs {
+  std::optional<std::string> config_path;  // none: the built-in default config
+  std::string policy;
+  std::string key;                   // the identity, any bytes
+  std::optional<std::int64_t> cost;  // none: the policy's cost
+  std::optional<std::string> store;  // overrides the config's store URL
+};
+
+// `floodgate check`: one decision, printed as one JSON line on `out`:
+//   {"allowed":true,"policy":"per-minute","limit":100,"remaining":99,"reset_after_ms":600,
+//    "retry_after_ms":0}
+// Durations are rounded up to whole milliseconds.
+int run_check(const CheckArgs& args, std::ostream& out, std::ostream& err);
+
+}  // namespace fg::app

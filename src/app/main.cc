@@ -1,0 +1,55 @@
+// The `floodgate` command line (design §2.1). This file only parses flags (CLI11, a heavy header,
+// stays here); commands.cc does the work.
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <iostream>
+#include <string>
+
+#include "app/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"floodgate: a distributed rate limiter for HTTP APIs", "floodgate"};
+  app.set_version_flag("--version", "floodgate " FG_VERSION, "Print the version and exit");
+  app.require_subcommand(1);
+
+  std::string validate_path;
+  CLI::App* validate = app.add_subcommand(
+      "validate", "Check a config file: exit 0, or exit 1 with one line per problem on stderr");
+  validate->add_option("FILE", validate_path, "The YAML config file")->required();
+
+  fg::app::CheckArgs check_args;
+  std::string config_path;
+  std::string store_url;
+  std::int64_t cost = 0;
+  CLI::App* check = app.add_subcommand(
+      "check",
+      "Make one decision against the configured store and print it as one JSON line; exit 0 "
+      "allowed, 1 denied, 2 no decision");
+  CLI::Option* config_opt =
+      check->add_option("--config", config_path,
+                        "The YAML config file (default: the built-in config, which "
+                        "limits /api/ to 100 requests per minute as `per-minute`)");
+  check->add_option("--policy", check_args.policy, "The policy's name")->required();
+  check->add_option("--key", check_args.key, "The client's identity (any bytes)")->required();
+  CLI::Option* cost_opt =
+      check->add_option("--cost", cost, "Tokens this request takes (default: the policy's cost)");
+  CLI::Option* store_opt =
+      check->add_option("--store", store_url, "Store URL, overriding the config's `store`");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version arrive here too, as "errors" with exit code 0.
+    const int code = app.exit(e);
+    return code == 0 ? 0 : fg::app::kExitUsage;
+  }
+
+  if (validate->parsed()) return fg::app::run_validate(validate_path, std::cout, std::cerr);
+  if (check->parsed()) {
+    if (config_opt->count() > 0) check_args.config_path = config_path;
+    if (cost_opt->count() > 0) check_args.cost = cost;
+    if (store_opt->count() > 0) check_args.store = store_url;
+    return fg::app::run_check(check_args, std::cout, std::cerr);
+  }
+  return fg::app::kExitUsage;  // unreachable: require_subcommand(1)
+}

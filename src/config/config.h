@@ -1,0 +1,140 @@
+// config.h — the configuration file (design §2.2), parsed and validated into a Config.
+//
+// A Config is a plain value that has passed every check: each policy has passed
+// fg::validate_policy, every address and URL has been parsed, defaults are filled in. Build one
+// with parse_config / load_config_file / default_config and share it as
+// std::shared_ptr<const Config>; a reload builds a new one and keeps the old one on failure.
+//
+// Failure: kInvalidArgument whose message lists EVERY problem found, one per line, each as
+// "<source>:<line>: <path>: <message>", e.g.
+//   cfg.yaml:12: policies[1].period: "sixty" is not a duration (use a whole number and ...)
+//   cfg.yaml:15: policies[2].limit: must be a positive integer
+// config_problems() returns the same problems one by one (for `floodgate validate`). Unknown
+// fields, duplicate fields, wrong types and YAML syntax errors are problems too. yaml-cpp's
+// exceptions stop in config.cc: nothing here throws.
+//
+// Units: durations are fg::Duration (integer µs), written in the file as "250ms", "30s", "5m".
+// Thread safety: pure functions over values; a Config is immutable once built.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/values.h"
+#include "floodgate/clock.h"
+#include "floodgate/policy.h"
+#include "floodgate/result.h"
+
+namespace fg::config {
+
+enum class OnStoreError {
+  kAllow,  // fail open: allow, with X-RateLimit-Degraded and no figures
+  kDeny,   // fail closed: 503
+  kLocal,  // decide with a per-instance memory limiter, limits divided by local_fallback.instances
+};
+
+std::string_view to_string(OnStoreError e);
+
+// One source of a client's identity; the first one present in a request names the client.
+struct IdentitySource {
+  enum class Kind {
+    kHeader,  // the value of a request header (`header: X-API-Key`)
+    kIp,      // the client address (`ip: {}`), through trusted_proxies, masked to a prefix
+  };
+  Kind kind = Kind::kIp;
+  std::string header;    // kHeader: the header name as written (compare case-insensitively)
+  int ipv4_prefix = 32;  // kIp: IPv4 clients are named by their /ipv4_prefix network (1-32)
+  int ipv6_prefix = 64;  // kIp: IPv6 clients by their /ipv6_prefix (1-128): one /64 is usually
+                         // one host, which can use any of its 2^64 addresses
+
+  friend bool operator==(const IdentitySource&, const IdentitySource&) = default;
+};
+
+// Which requests a policy applies to. Every condition given must hold; none given: every request.
+struct Match {
+  struct Header {
+    std::string name;                  // compare case-insensitively
+    std::optional<std::string> value;  // nullopt: the header's presence is enough
+
+    friend bool operator==(const Header&, const Header&) = default;
+  };
+  std::optional<std::string> path_prefix;  // "/api/": the path starts with it
+  std::optional<std::string> path;         // "/login": the path is exactly this
+  std::vector<std::string> methods;        // upper case; empty: any method
+  std::optional<Header> header;
+
+  friend bool operator==(const Match&, const Match&) = default;
+};
+
+// One entry of `policies`: the limit (a valid fg::Policy) and the requests it applies to.
+struct PolicyConfig {
+  Policy policy;
+  Match match;
+  int line = 0;  // where it starts in the source, for later messages
+};
+
+struct Cors {
+  std::vector<std::string> allow_origins;  // "https://app.example.com" (no path), or "*"
+
+  friend bool operator==(const Cors&, const Cors&) = default;
+};
+
+inline constexpr int kMaxThreads = 1024;
+inline constexpr Duration kMaxStoreTimeout = std::chrono::seconds(60);
+inline constexpr int kMaxFallbackInstances = 10'000;
+inline constexpr std::size_t kMaxNameLength = 64;  // policy names and key_prefix
+
+struct Config {
+  std::string source = "<default>";  // the file name it came from, for messages
+  HostPort listen{"127.0.0.1", 8080};
+  int threads = 1;  // parsed configs default to std::thread::hardware_concurrency()
+  StoreUrl store;   // default: memory://
+  Duration store_timeout = std::chrono::milliseconds(20);  // deadline of one store decision
+  OnStoreError on_store_error = OnStoreError::kAllow;
+  int local_fallback_instances = 1;   // `local_fallback: {instances: N}`: with
+                                      // on_store_error: local, each limit is divided by N
+  std::vector<Cidr> trusted_proxies;  // peers whose X-Forwarded-For is believed
+  std::optional<HostPort> upstream;   // `http://host:port`; none: the built-in demo resource
+  std::string key_prefix = "fg";      // [A-Za-z0-9_.-]+, first part of every Redis key
+  std::optional<Cors> cors;
+  std::vector<IdentitySource> identity;  // non-empty; default [ip]
+  std::vector<PolicyConfig> policies;    // non-empty, unique names, in file order
+
+  // The policy named `name`, or nullptr.
+  const PolicyConfig* find_policy(std::string_view name) const;
+};
+
+// One problem in a config source. `line` is 1-based, 0 when unknown (an unreadable file).
+struct Problem {
+  std::string source;
+  int line = 0;
+  std::string path;  // "policies[1].period"; empty for the file as a whole
+  std::string message;
+
+  // "<source>:<line>: <path>: <message>", leaving out the parts that are empty or 0.
+  std::string to_string() const;
+};
+
+// At most this many problems are reported; the last one then says that there were more.
+inline constexpr std::size_t kMaxProblems = 100;
+// Larger files are refused (a rate-limit config is a few kilobytes).
+inline constexpr std::size_t kMaxFileBytes = 1 << 20;
+
+// Parses YAML text; `source_name` is used in messages (the file name, or "<flag>").
+Result<Config> parse_config(std::string_view yaml_text, std::string_view source_name);
+// Reads and parses a file; a file that cannot be read is one problem.
+Result<Config> load_config_file(const std::string& path);
+
+// The problems parse_config / load_config_file would report; empty when the config is valid.
+std::vector<Problem> config_problems(std::string_view yaml_text, std::string_view source_name);
+std::vector<Problem> config_file_problems(const std::string& path);
+
+// The configuration with no file (design §2.1): 127.0.0.1:8080, memory store, identity
+// [header X-API-Key, ip], one policy "per-minute" allowing 100 requests per 60s on /api/
+// (token bucket, burst 100).
+Config default_config();
+
+}  // namespace fg::config

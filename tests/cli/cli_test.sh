@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# The `floodgate` binary as users run it: exit codes, stdout and stderr (design §2.1).
+#
+#   tests/cli/cli_test.sh CASE path/to/floodgate SOURCE_DIR
+#
+# One ctest per CASE (see src/app/CMakeLists.txt). Each `floodgate check` is a fresh process
+# with a fresh memory store, so these cases check one decision each, never state across runs.
+set -u
+
+case_name=$1
+fg=$2
+src=$3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+
+fail() {
+  echo "FAIL [$case_name]: $*" >&2
+  failures=$((failures + 1))
+}
+
+# run ARGS...: runs floodgate; sets $code, $out, $err.
+run() {
+  "$fg" "$@" >"$tmp/out" 2>"$tmp/err"
+  code=$?
+  out=$(cat "$tmp/out")
+  err=$(cat "$tmp/err")
+}
+
+expect_code() {
+  [[ $code == "$1" ]] || fail "exit $code, want $1 (args: ${*:2}); stdout: $out; stderr: $err"
+}
+expect_out() {
+  [[ $out == "$1" ]] || fail "stdout: '$out', want '$1'"
+}
+expect_out_contains() {
+  [[ $out == *"$1"* ]] || fail "stdout does not contain '$1': $out"
+}
+expect_err_contains() {
+  [[ $err == *"$1"* ]] || fail "stderr does not contain '$1': $err"
+}
+expect_err_empty() {
+  [[ -z $err ]] || fail "stderr not empty: $err"
+}
+
+write_config() {  # write_config NAME LIMIT PERIOD [BURST]
+  {
+    echo "policies:"
+    echo "  - name: $1"
+    echo "    match: {path_prefix: /api/}"
+    echo "    limit: $2"
+    echo "    period: $3"
+    [[ $# -ge 4 ]] && echo "    burst: $4"
+  } >"$tmp/cfg.yaml"
+}
+
+case $case_name in
+  version)
+    run --version
+    expect_code 0
+    expect_out "floodgate 0.1.0"
+    ;;
+
+  help)
+    for args in "--help" "validate --help" "check --help" "-h"; do
+      # shellcheck disable=SC2086  # split on purpose
+      run $args
+      expect_code 0 $args
+      expect_out_contains "Usage:"
+    done
+    run check --help
+    for flag in --config --policy --key --cost --store; do expect_out_contains "$flag"; done
+    run --help
+    expect_out_contains "validate"
+    expect_out_contains "check"
+    ;;
+
+  validate_ok)
+    run validate "$src/examples/floodgate.yaml"
+    expect_code 0
+    expect_out "$src/examples/floodgate.yaml: ok (5 policies)"
+    expect_err_empty
+    run validate "$src/tests/configs/design_example.yaml"
+    expect_code 0
+    expect_out "$src/tests/configs/design_example.yaml: ok (2 policies)"
+    run validate "$src/tests/configs/minimal.yaml"
+    expect_code 0
+    expect_out "$src/tests/configs/minimal.yaml: ok (1 policy)"
+    ;;
+
+  validate_errors)
+    f=$src/tests/configs/invalid_many.yaml
+    run validate "$f"
+    expect_code 1
+    expect_out ""
+    [[ $(wc -l <"$tmp/err") == 9 ]] || fail "want 9 problems, got: $err"
+    expect_err_contains "$f:2: threads: must be a positive integer"
+    expect_err_contains "$f:10: policies[1].period: \"sixty\" is not a duration"
+    expect_err_contains "$f:12: policies[2].limit: must be a positive integer"
+    expect_err_contains "$f:14: policies[3].name: duplicate policy name \"per-minute\""
+    run validate "$src/tests/configs/invalid_syntax.yaml"
+    expect_code 1
+    expect_err_contains "invalid YAML"
+    run validate "$src/tests/configs/invalid_unknown_fields.yaml"
+    expect_code 1
+    expect_err_contains ":8: policies[0].match.path_prefx: unknown field"
+    write_config p 0 1s
+    run validate "$tmp/cfg.yaml"
+    expect_code 1
+    expect_err_contains "$tmp/cfg.yaml:4: policies[0].limit: must be a positive integer"
+    write_config p 10 60
+    run validate "$tmp/cfg.yaml"
+    expect_code 1
+    expect_err_contains "$tmp/cfg.yaml:5: policies[0].period: \"60\" is not a duration (use e.g. 60s)"
+    ;;
+
+  validate_missing_file)
+    run validate "$tmp/nope.yaml"
+    expect_code 1
+    expect_err_contains "$tmp/nope.yaml: cannot open: No such file or directory"
+    ;;
+
+  check_allowed)
+    write_config per-minute 100 60s
+    run check --config "$tmp/cfg.yaml" --policy per-minute --key user-42
+    expect_code 0
+    expect_out '{"allowed":true,"policy":"per-minute","limit":100,"remaining":99,"reset_after_ms":600,"retry_after_ms":0}'
+    expect_err_empty
+    run check --config "$tmp/cfg.yaml" --policy per-minute --key user-42 --cost 0
+    expect_code 0
+    expect_out '{"allowed":true,"policy":"per-minute","limit":100,"remaining":100,"reset_after_ms":0,"retry_after_ms":0}'
+    ;;
+
+  check_cost_over_burst)
+    write_config per-minute 100 60s
+    run check --config "$tmp/cfg.yaml" --policy per-minute --key k --cost 101
+    expect_code 1
+    expect_out_contains '"allowed":false'
+    expect_out_contains '"limit":100'
+    expect_out_contains '"retry_after_ms":0'
+    ;;
+
+  check_unknown_policy)
+    write_config per-minute 100 60s
+    run check --config "$tmp/cfg.yaml" --policy per-hour --key k
+    expect_code 2
+    expect_out ""
+    expect_err_contains 'unknown policy "per-hour"'
+    expect_err_contains "per-minute"
+    ;;
+
+  check_limit_two)
+    write_config two 2 1s
+    run check --config "$tmp/cfg.yaml" --policy two --key k
+    expect_code 0
+    expect_out '{"allowed":true,"policy":"two","limit":2,"remaining":1,"reset_after_ms":500,"retry_after_ms":0}'
+    run check --config "$tmp/cfg.yaml" --policy two --key k --cost 2
+    expect_code 0
+    expect_out '{"allowed":true,"policy":"two","limit":2,"remaining":0,"reset_after_ms":1000,"retry_after_ms":0}'
+    run check --config "$tmp/cfg.yaml" --policy two --key k --cost 3
+    expect_code 1
+    expect_out_contains '"allowed":false'
+    ;;
+
+  check_bad_config)
+    write_config p 0 1s
+    run check --config "$tmp/cfg.yaml" --policy p --key k
+    expect_code 2
+    expect_out ""
+    expect_err_contains "policies[0].limit: must be a positive integer"
+    run check --config "$tmp/missing.yaml" --policy p --key k
+    expect_code 2
+    expect_err_contains "cannot open"
+    write_config p 10 1s
+    run check --config "$tmp/cfg.yaml" --policy p --key k --cost -1
+    expect_code 2
+    expect_err_contains "--cost"
+    ;;
+
+  check_redis_store)
+    write_config p 10 1s
+    run check --config "$tmp/cfg.yaml" --policy p --key k --store redis://u:secret@127.0.0.1:6379/1
+    expect_code 2
+    expect_out ""
+    expect_err_contains "store redis://u:***@127.0.0.1:6379/1: not available in this build yet"
+    [[ $err != *secret* ]] || fail "the password leaked: $err"
+    run check --config "$tmp/cfg.yaml" --policy p --key k --store bogus
+    expect_code 2
+    expect_err_contains "--store: "
+    printf 'store: redis-cluster://127.0.0.1:7001\n' >"$tmp/cluster.yaml"
+    cat "$tmp/cfg.yaml" >>"$tmp/cluster.yaml"
+    run check --config "$tmp/cluster.yaml" --policy p --key k
+    expect_code 2
+    expect_err_contains "store redis-cluster://127.0.0.1:7001: not available in this build yet"
+    run check --config "$tmp/cluster.yaml" --policy p --key k --store memory://
+    expect_code 0
+    ;;
+
+  check_hostile_key)
+    write_config p 10 1s
+    for key in '{tag}' $'new\nline' $'\x01\x7f\xff\xfe' '-' '--key' "$(head -c 10000 /dev/zero | tr '\0' x)" '"; DROP'; do
+      run check --config "$tmp/cfg.yaml" --policy p --key="$key"
+      expect_code 0 "key ${key:0:20}"
+      expect_out '{"allowed":true,"policy":"p","limit":10,"remaining":9,"reset_after_ms":100,"retry_after_ms":0}'
+    done
+    ;;
+
+  check_default_config)
+    run check --policy per-minute --key k
+    expect_code 0
+    expect_out '{"allowed":true,"policy":"per-minute","limit":100,"remaining":99,"reset_after_ms":600,"retry_after_ms":0}'
+    ;;
+
+  usage_errors)
+    run
+    expect_code 2
+    run frobnicate
+    expect_code 2
+    run check --policy p
+    expect_code 2
+    expect_err_contains "--key"
+    run check --policy p --key k --cost abc
+    expect_code 2
+    run check --policy p --key k --bogus
+    expect_code 2
+    run validate
+    expect_code 2
+    run check --policy per-minute --key ""
+    expect_code 2
+    expect_err_contains "--key: must not be empty"
+    run serve
+    expect_code 2
+    ;;
+
+  *)
+    echo "unknown case $case_name" >&2
+    exit 2
+    ;;
+esac
+
+if ((failures > 0)); then
+  echo "$case_name: $failures failure(s)" >&2
+  exit 1
+fi
+echo "$case_name: ok"
