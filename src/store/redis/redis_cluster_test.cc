@@ -1,0 +1,423 @@
+// RedisStore against a real Redis Cluster (3 masters + 3 replicas): the conformance suite,
+// keys spread over the masters, slot migration (ASK and MOVED) with exact counts, failover,
+// FUNCTION FLUSH, TTLs.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "store/redis/keys.h"
+#include "store/redis/redis_store.h"
+#include "store/redis/redis_test_util.h"
+#include "store_conformance.h"
+
+namespace fg::redis {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::day_policy;
+
+// One cluster for the whole process (ctest runs each test in its own process).
+class ClusterEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    if (!test::RedisServer::installed()) GTEST_SKIP() << "redis-server is not installed";
+    std::string why;
+    const auto start = std::chrono::steady_clock::now();
+    cluster_ = test::RedisCluster::start(&why);
+    ASSERT_TRUE(cluster_) << why;
+    std::cout << "cluster formed in "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - start)
+                     .count()
+              << " ms\n";
+  }
+  void TearDown() override { cluster_.reset(); }
+  static test::RedisCluster& cluster() { return *cluster_; }
+
+ private:
+  static inline std::unique_ptr<test::RedisCluster> cluster_;
+};
+const auto* const kEnvironment = ::testing::AddGlobalTestEnvironment(new ClusterEnvironment);
+
+test::RedisCluster& cluster() { return ClusterEnvironment::cluster(); }
+
+std::unique_ptr<RedisStore> make_store(Duration timeout = 5s, std::string url = "") {
+  RedisStoreOptions o;
+  auto parsed = parse_redis_url(url.empty() ? cluster().url() : url, o);
+  EXPECT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  o.timeout = timeout;
+  auto store = RedisStore::make(o);
+  EXPECT_TRUE(store.has_value()) << store.error().to_string();
+  return store ? std::move(*store) : nullptr;
+}
+
+std::vector<std::string> keys_of(const test::RedisServer& s) {
+  std::vector<std::string> keys;
+  std::string cursor = "0";
+  for (int i = 0; i < 100000; ++i) {
+    auto r = s.command({"SCAN", cursor, "COUNT", "1000"});
+    if (r.is_error || r.elements.size() != 2) break;
+    for (const auto& k : r.elements[1].elements) keys.push_back(k.str);
+    cursor = r.elements[0].str;
+    if (cursor == "0") break;
+  }
+  return keys;
+}
+
+void flush_all() {
+  for (auto* m : cluster().masters()) m->command({"FLUSHALL"});
+}
+
+std::string node_id(const test::RedisServer& s) { return s.command({"CLUSTER", "MYID"}).str; }
+
+struct ClusterTraits {
+  std::unique_ptr<Store> make() {
+    flush_all();
+    return make_store();
+  }
+  void advance(Duration d) { std::this_thread::sleep_for(d); }
+  std::size_t live_states() {
+    std::size_t n = 0;
+    for (auto* m : cluster().masters()) n += keys_of(*m).size();
+    return n;
+  }
+};
+
+}  // namespace
+}  // namespace fg::redis
+
+namespace fg::test {
+INSTANTIATE_TYPED_TEST_SUITE_P(RedisCluster, StoreConformance,
+                               ::testing::Types<fg::redis::ClusterTraits>);
+}  // namespace fg::test
+
+namespace fg::redis {
+namespace {
+
+class RedisClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override { flush_all(); }
+};
+
+TEST_F(RedisClusterTest, KindSaysRedisCluster) { EXPECT_EQ(make_store()->kind(), "redis-cluster"); }
+
+TEST_F(RedisClusterTest, KeysSpreadOverEveryMaster) {
+  auto store = make_store();
+  const Policy a = day_policy("a", 10);
+  const Policy b = day_policy("b", 10, Algorithm::kFixedWindow);
+  // The first decision may race the first CLUSTER SLOTS and take one MOVED from a seed.
+  ASSERT_TRUE(test::decide(*store, "warm-up", {{&a, 0}}).has_value());
+  const auto moved_at_start = store->stats().moved;
+  EXPECT_LE(moved_at_start, 1u);
+  for (int i = 0; i < 300; ++i) {
+    auto r = test::decide(*store, "user-" + std::to_string(i), {{&a, 1}, {&b, 1}});
+    ASSERT_TRUE(r.has_value()) << r.error().to_string();
+    ASSERT_TRUE(r->allowed);
+  }
+  std::size_t total = 0;
+  for (auto* m : cluster().masters()) {
+    const auto keys = keys_of(*m);
+    EXPECT_GT(keys.size(), 50u) << m->address();
+    total += keys.size();
+    // Each master holds only keys of its own slots, and both keys of an identity together.
+    for (const auto& k : keys) EXPECT_EQ(cluster().master_of_slot(key_slot(k)), m) << k;
+  }
+  EXPECT_EQ(total, 600u);
+  // With the map known, every decision goes straight to the right master.
+  EXPECT_EQ(store->stats().moved, moved_at_start);
+}
+
+// Two identities whose keys share a slot.
+std::pair<std::string, std::string> identities_in_one_slot(int* slot) {
+  std::map<int, std::string> seen;
+  for (int i = 0; i < 100000; ++i) {
+    const std::string id = "id-" + std::to_string(i);
+    const int s = key_slot(escape_identity(id));
+    auto [it, fresh] = seen.emplace(s, id);
+    if (!fresh) {
+      *slot = s;
+      return {it->second, id};
+    }
+  }
+  return {};
+}
+
+TEST_F(RedisClusterTest, ASlotMigrationIsFollowedThroughAskAndMoved) {
+  int slot = -1;
+  const auto [a, b] = identities_in_one_slot(&slot);
+  ASSERT_GE(slot, 0);
+  test::RedisServer* source = cluster().master_of_slot(slot);
+  ASSERT_NE(source, nullptr);
+  test::RedisServer* target = nullptr;
+  for (auto* m : cluster().masters()) {
+    if (m != source) target = m;
+  }
+  ASSERT_NE(target, nullptr);
+  const std::string source_id = node_id(*source);
+  const std::string target_id = node_id(*target);
+
+  auto store = make_store();
+  const Policy p = day_policy("migrating", 10, Algorithm::kGcra);
+  int allowed_a = 0;
+  auto decide_a = [&] {
+    auto r = test::decide(*store, a, {{&p, 1}});
+    EXPECT_TRUE(r.has_value()) << r.error().to_string();
+    if (r && r->allowed) ++allowed_a;
+    return r;
+  };
+  for (int i = 0; i < 3; ++i) decide_a();
+
+  ASSERT_FALSE(target->command({"CLUSTER", "SETSLOT", std::to_string(slot), "IMPORTING", source_id})
+                   .is_error);
+  ASSERT_FALSE(source->command({"CLUSTER", "SETSLOT", std::to_string(slot), "MIGRATING", target_id})
+                   .is_error);
+
+  // b has no key yet: the source answers ASK, the target (after ASKING) creates it.
+  auto rb = test::decide(*store, b, {{&p, 1}});
+  ASSERT_TRUE(rb.has_value()) << rb.error().to_string();
+  EXPECT_TRUE(rb->allowed);
+  EXPECT_GE(store->stats().asks, 1u);
+  EXPECT_EQ(target->command({"EXISTS", make_key("fg", b, p.name)}).integer, 0)
+      << "without ASKING the target does not serve the slot's keys; with it, it does";
+  EXPECT_EQ(keys_of(*target).size(), 1u);
+
+  // a's key is still on the source: served there.
+  auto r = decide_a();
+  EXPECT_EQ(r->headline().remaining, 6);
+
+  // Move a's key; the source now answers ASK for it.
+  const auto migrated = source->command({"MIGRATE", "127.0.0.1", std::to_string(target->port()), "",
+                                         "0", "5000", "KEYS", make_key("fg", a, p.name)});
+  ASSERT_FALSE(migrated.is_error) << migrated.str;
+  const auto asks_before = store->stats().asks;
+  r = decide_a();
+  EXPECT_EQ(r->headline().remaining, 5) << "the count continues on the target";
+  EXPECT_GT(store->stats().asks, asks_before);
+
+  // The slot is the target's now, everywhere: MOVED.
+  for (auto* m : cluster().masters()) {
+    ASSERT_FALSE(
+        m->command({"CLUSTER", "SETSLOT", std::to_string(slot), "NODE", target_id}).is_error);
+  }
+  const auto moved_before = store->stats().moved;
+  r = decide_a();
+  EXPECT_EQ(r->headline().remaining, 4);
+  EXPECT_GT(store->stats().moved, moved_before);
+  for (int i = 0; i < 10; ++i) decide_a();
+  EXPECT_EQ(allowed_a, 10);
+  EXPECT_EQ(store->stats().errors, 0u);
+}
+
+TEST_F(RedisClusterTest, NodesDisagreeingAtTheEndOfAMigrationAreWaitedOut) {
+  int slot = -1;
+  const std::string id = identities_in_one_slot(&slot).first;
+  test::RedisServer* source = cluster().master_of_slot(slot);
+  test::RedisServer* target = nullptr;
+  for (auto* m : cluster().masters()) {
+    if (m != source) target = m;
+  }
+  const std::string source_id = node_id(*source);
+  const std::string target_id = node_id(*target);
+  const std::string s = std::to_string(slot);
+  auto store = make_store(3s);
+  const Policy p = day_policy("pingpong", 10);
+  ASSERT_TRUE(test::decide(*store, id, {{&p, 1}})->allowed);
+  ASSERT_FALSE(target->command({"CLUSTER", "SETSLOT", s, "IMPORTING", source_id}).is_error);
+  ASSERT_FALSE(source->command({"CLUSTER", "SETSLOT", s, "MIGRATING", target_id}).is_error);
+  ASSERT_FALSE(source
+                   ->command({"MIGRATE", "127.0.0.1", std::to_string(target->port()), "", "0",
+                              "5000", "KEYS", make_key("fg", id, p.name)})
+                   .is_error);
+  // The source gives the slot away first: it answers MOVED -> target, while the target, still
+  // importing, answers MOVED -> source. The decision must wait that out, not give up.
+  ASSERT_FALSE(source->command({"CLUSTER", "SETSLOT", s, "NODE", target_id}).is_error);
+  const std::vector<Charge> charges = {{&p, 1}};
+  std::optional<Result<Verdict>> result;
+  std::thread pending([&] { result = decide_and_wait(*store, DecideRequest{id, charges}); });
+  ASSERT_TRUE(testing::eventually([&] { return store->stats().moved >= 4; }, 2s));
+  ASSERT_FALSE(target->command({"CLUSTER", "SETSLOT", s, "NODE", target_id}).is_error);
+  for (auto* m : cluster().masters()) m->command({"CLUSTER", "SETSLOT", s, "NODE", target_id});
+  pending.join();
+  ASSERT_TRUE(result.has_value());
+  const Result<Verdict>& r = *result;
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_TRUE(r->allowed);
+  EXPECT_EQ(r->headline().remaining, 8);
+}
+
+TEST_F(RedisClusterTest, DecisionsDuringAMigrationNeverFailAndStayExact) {
+  int slot = -1;
+  const auto pair = identities_in_one_slot(&slot);
+  ASSERT_GE(slot, 0);
+  // Several identities of one slot, so the slot holds several keys to migrate one by one.
+  std::vector<std::string> ids = {pair.first, pair.second};
+  for (int i = 0; ids.size() < 6 && i < 2000000; ++i) {
+    const std::string id = "mig-" + std::to_string(i);
+    if (key_slot(escape_identity(id)) == slot) ids.push_back(id);
+  }
+  ASSERT_EQ(ids.size(), 6u);
+  test::RedisServer* source = cluster().master_of_slot(slot);
+  test::RedisServer* target = nullptr;
+  for (auto* m : cluster().masters()) {
+    if (m != source) target = m;
+  }
+  const std::string source_id = node_id(*source);
+  const std::string target_id = node_id(*target);
+
+  auto store = make_store(3s);
+  const Policy p1 = day_policy("one", 40);
+  const Policy p2 = day_policy("two", 1000, Algorithm::kSlidingWindow);
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0};
+  std::vector<int> allowed(ids.size(), 0);
+  std::string first_error;
+  std::thread load([&] {
+    for (int round = 0; round < 100000 && !stop; ++round) {
+      for (std::size_t i = 0; i < ids.size(); ++i) {
+        auto r = test::decide(*store, ids[i], {{&p1, 1}, {&p2, 1}});
+        if (!r) {
+          if (errors++ == 0) first_error = r.error().to_string();
+        } else if (r->allowed) {
+          ++allowed[i];
+        }
+      }
+    }
+  });
+  // Let some state build up on the source, then migrate it key by key.
+  ASSERT_TRUE(testing::eventually([&] { return store->stats().decisions > 30; }));
+  ASSERT_FALSE(target->command({"CLUSTER", "SETSLOT", std::to_string(slot), "IMPORTING", source_id})
+                   .is_error);
+  ASSERT_FALSE(source->command({"CLUSTER", "SETSLOT", std::to_string(slot), "MIGRATING", target_id})
+                   .is_error);
+  for (int i = 0; i < 1000; ++i) {
+    auto keys = source->command({"CLUSTER", "GETKEYSINSLOT", std::to_string(slot), "1"});
+    if (keys.elements.empty()) break;
+    source->command({"MIGRATE", "127.0.0.1", std::to_string(target->port()), "", "0", "5000",
+                     "KEYS", keys.elements[0].str});
+    std::this_thread::sleep_for(5ms);  // let decisions run between the moves
+  }
+  for (auto* m : cluster().masters()) {
+    m->command({"CLUSTER", "SETSLOT", std::to_string(slot), "NODE", target_id});
+  }
+  // Keep deciding a while on the new owner, then stop.
+  const auto decided = store->stats().decisions;
+  testing::eventually([&] { return store->stats().decisions > decided + 200; });
+  stop = true;
+  load.join();
+  const RedisStoreStats s = store->stats();
+  std::cout << "decisions " << s.decisions << ", asks " << s.asks << ", moved " << s.moved
+            << ", retries " << s.retries << "\n";
+  EXPECT_EQ(errors.load(), 0) << first_error;
+  for (std::size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(allowed[i], 40) << ids[i];
+  EXPECT_GT(s.moved + s.asks, 0u);
+  EXPECT_TRUE(keys_of(*source).empty());
+}
+
+TEST_F(RedisClusterTest, FunctionFlushOnEveryMasterIsRepairedWithoutAFailure) {
+  auto store = make_store();
+  const Policy p = day_policy("flush", 1000);
+  for (int i = 0; i < 30; ++i)
+    ASSERT_TRUE(test::decide(*store, "u" + std::to_string(i), {{&p, 1}}));
+  for (auto* m : cluster().masters()) ASSERT_FALSE(m->command({"FUNCTION", "FLUSH"}).is_error);
+  for (int i = 0; i < 30; ++i) {
+    auto r = test::decide(*store, "u" + std::to_string(i), {{&p, 1}});
+    ASSERT_TRUE(r.has_value()) << r.error().to_string();
+    EXPECT_EQ(r->headline().remaining, 998);
+  }
+  EXPECT_EQ(store->stats().reloads, 3u);  // once per master, on this store's one thread
+  EXPECT_EQ(store->stats().errors, 0u);
+}
+
+TEST_F(RedisClusterTest, EveryKeyWrittenHasATtl) {
+  auto store = make_store();
+  const Policy bucket = day_policy("bucket", 50);
+  const Policy gcra = day_policy("gcra", 50, Algorithm::kGcra);
+  const Policy sliding = day_policy("sliding", 50, Algorithm::kSlidingWindow);
+  const Policy fixed = day_policy("fixed", 50, Algorithm::kFixedWindow);
+  for (int i = 0; i < 400; ++i) {
+    const std::string id = "client-" + std::to_string(i % 97);
+    const std::vector<Charge> charges = {{&bucket, 1}, {&gcra, 2}, {&sliding, 1}, {&fixed, 3}};
+    auto r = decide_and_wait(*store, DecideRequest{id, charges});
+    ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  }
+  std::size_t total = 0;
+  for (auto* m : cluster().masters()) {
+    for (const auto& k : keys_of(*m)) {
+      ++total;
+      EXPECT_GT(m->command({"PTTL", k}).integer, 0) << k;
+    }
+  }
+  EXPECT_EQ(total, 97u * 4u);
+}
+
+TEST_F(RedisClusterTest, ADeadSeedIsSkipped) {
+  const std::string url = "redis-cluster://127.0.0.1:" + std::to_string(test::free_port()) + "," +
+                          cluster().nodes()[4]->address();
+  auto store = make_store(5s, url);
+  const Policy p = day_policy("seeds", 10);
+  for (int i = 0; i < 20; ++i) {
+    auto r = test::decide(*store, "s" + std::to_string(i), {{&p, 1}});
+    ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  }
+}
+
+TEST_F(RedisClusterTest, AKilledMasterIsReplacedAndDecisionsResumeWithinTheirDeadlines) {
+  constexpr Duration kTimeout = 100ms;
+  auto store = make_store(kTimeout);
+  const Policy p = day_policy("failover", 1000000);
+  // An identity on the master we kill, and one elsewhere.
+  const int slot_victim = key_slot(escape_identity("victim"));
+  test::RedisServer* victim = cluster().master_of_slot(slot_victim);
+  ASSERT_NE(victim, nullptr);
+  std::string bystander;
+  for (int i = 0; bystander.empty() && i < 1000; ++i) {
+    const std::string id = "by-" + std::to_string(i);
+    if (cluster().master_of_slot(key_slot(escape_identity(id))) != victim) bystander = id;
+  }
+  ASSERT_TRUE(test::decide(*store, "victim", {{&p, 1}}).has_value());
+  ASSERT_TRUE(test::decide(*store, bystander, {{&p, 1}}).has_value());
+
+  victim->kill();
+  const auto killed = std::chrono::steady_clock::now();
+  int failures = 0;
+  int bystander_failures = 0;
+  Duration slowest{0};
+  bool resumed = false;
+  while (!resumed && std::chrono::steady_clock::now() - killed < 30s) {
+    for (const std::string& id : {std::string("victim"), bystander}) {
+      const auto start = std::chrono::steady_clock::now();
+      auto r = test::decide(*store, id, {{&p, 1}});
+      const auto took =
+          std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - start);
+      slowest = std::max(slowest, took);
+      if (!r) {
+        ++failures;
+        if (id == bystander) ++bystander_failures;
+        EXPECT_TRUE(r.error().code == ErrorCode::kUnavailable ||
+                    r.error().code == ErrorCode::kDeadlineExceeded)
+            << r.error().to_string();
+      } else if (id == "victim") {
+        resumed = true;
+      }
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  const auto took = std::chrono::steady_clock::now() - killed;
+  std::cout << "resumed after "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms, "
+            << failures << " failed decisions, slowest "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(slowest).count() << " ms\n";
+  EXPECT_TRUE(resumed);
+  EXPECT_LT(slowest, kTimeout + 150ms) << "no decision waits much past its deadline";
+  EXPECT_EQ(bystander_failures, 0) << "other masters' slots keep working (full coverage off)";
+  // The promoted replica is a master now.
+  EXPECT_NE(cluster().master_of_slot(slot_victim), victim);
+}
+
+}  // namespace
+}  // namespace fg::redis

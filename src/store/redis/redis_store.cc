@@ -1,0 +1,728 @@
+#include "store/redis/redis_store.h"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "store/redis/cluster.h"
+#include "store/redis/connection.h"
+#include "store/redis/keys.h"
+#include "store/redis/script.h"
+
+namespace fg::redis {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+namespace {
+
+// Redirections one decision follows at once; after that it backs off before following the next.
+// A slot moves once per migration, so one or two suffice, except while the nodes disagree: a
+// migration's last step (CLUSTER SETSLOT NODE) reaches the source and the target one after the
+// other, and in between each can answer MOVED pointing at the other.
+constexpr int kImmediateRedirects = 2;
+// Redirections followed before giving up (with the backoff, ~100 ms of disagreement).
+constexpr int kMaxRedirects = 16;
+// Retries after TRYAGAIN, CLUSTERDOWN, a refused connection...: the deadline bounds them first;
+// this bounds them for very long deadlines.
+constexpr int kMaxRetries = 64;
+constexpr Duration kFirstBackoff = std::chrono::milliseconds(1);
+constexpr Duration kMaxBackoff = std::chrono::milliseconds(64);
+// CLUSTER SLOTS no more often than this per thread, whatever triggers it: during a failover every
+// failing decision asks for a refresh, and the map can only change so fast.
+constexpr Duration kMinRefreshInterval = std::chrono::milliseconds(100);
+
+constexpr std::uint16_t kNoNode = 0xffff;
+
+// Tags of the commands a decision sends (ReplyHandler::on_reply).
+constexpr int kTagDecide = 1;
+constexpr int kTagAsking = 2;
+constexpr int kTagLoad = 3;
+
+std::atomic<std::uint64_t> next_store_id{1};
+
+bool is_retryable_cluster_error(std::string_view e) {
+  // TRYAGAIN: a multi-key command during a slot migration with keys on both sides.
+  // CLUSTERDOWN: the cluster (or this slot) is down, e.g. during a failover.
+  // LOADING: a restarted node loading its data. MASTERDOWN: a replica without its master.
+  // READONLY: a node that was our master is now a replica (a failover the map has not seen).
+  // BUSY: a script is running past lua-time-limit.
+  for (std::string_view prefix :
+       {"TRYAGAIN", "CLUSTERDOWN", "LOADING", "MASTERDOWN", "READONLY", "BUSY"}) {
+    if (e.starts_with(prefix)) return true;
+  }
+  return false;
+}
+
+bool is_function_missing(std::string_view e) {
+  return e.find("Function not found") != std::string_view::npos || e.starts_with("NOSCRIPT");
+}
+
+struct Counters {
+  std::atomic<std::uint64_t> decisions{0};
+  std::atomic<std::uint64_t> errors{0};
+  std::atomic<std::uint64_t> timeouts{0};
+  std::atomic<std::uint64_t> moved{0};
+  std::atomic<std::uint64_t> asks{0};
+  std::atomic<std::uint64_t> retries{0};
+  std::atomic<std::uint64_t> reloads{0};
+  std::atomic<std::uint64_t> refreshes{0};
+  ConnectionCounters connections;
+};
+
+void bump(std::atomic<std::uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
+
+// What every thread of one store shares, immutable once built.
+struct Shared {
+  RedisStoreOptions options;
+  bool cluster = false;
+  std::string load_command;           // FUNCTION LOAD REPLACE <library>
+  std::string cluster_slots_command;  // CLUSTER SLOTS
+  std::string asking_command;         // ASKING
+  std::shared_ptr<asio::ssl::context> tls;
+};
+
+class DecideOp;
+
+// The store's state on one I/O thread: its connections, its slot map. Used only on that thread.
+class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
+ public:
+  ThreadContext(asio::io_context& ioc, std::shared_ptr<const Shared> shared)
+      : ioc_(ioc), shared_(std::move(shared)), refresh_timer_(ioc) {
+    if (shared_->cluster) slots_.assign(kClusterSlots, kNoNode);
+    for (const auto& hp : shared_->options.url.hosts) {
+      seeds_.push_back(node_for(NodeAddress{hp.host, hp.port}));
+    }
+  }
+
+  // Only the refresh handlers (which hold weak references) can still be waiting here.
+  ~ThreadContext() { shutdown(); }
+  ThreadContext(const ThreadContext&) = delete;
+  ThreadContext& operator=(const ThreadContext&) = delete;
+
+  asio::io_context& ioc() { return ioc_; }
+  const Shared& shared() const { return *shared_; }
+  Counters& counters() { return counters_; }
+  const Counters& counters() const { return counters_; }
+  bool closed() const { return closed_; }
+
+  void start() {
+    if (shared_->cluster) request_refresh();
+  }
+
+  void shutdown() {
+    if (closed_) return;
+    closed_ = true;
+    refresh_timer_.cancel();
+    for (Node& n : nodes_) n.conn->close();
+  }
+
+  // The node index of `a`, added (with an idle connection) when first seen.
+  std::uint16_t node_for(const NodeAddress& a) {
+    std::string name = a.to_string();
+    if (auto it = by_name_.find(name); it != by_name_.end()) return it->second;
+    ConnectionOptions o;
+    o.host = a.host;
+    o.port = a.port;
+    o.tls = shared_->tls;
+    o.tls_verify = shared_->options.tls.verify;
+    o.tls_server_name = shared_->options.tls.server_name;
+    o.user = shared_->options.url.user;
+    o.password = shared_->options.url.password;
+    o.db = shared_->cluster ? 0 : shared_->options.url.db;
+    o.init_commands.push_back(shared_->load_command);
+    o.connect_timeout = shared_->options.connect_timeout;
+    o.stall_timeout = shared_->options.stall_timeout;
+    o.counters = &counters_.connections;
+    auto conn = Connection::make(ioc_, std::move(o));
+    if (shared_->cluster) {
+      conn->on_lost = [this](const Error&) { request_refresh(); };
+    }
+    const auto index = static_cast<std::uint16_t>(nodes_.size());
+    nodes_.push_back(Node{a, conn});
+    by_name_.emplace(std::move(name), index);
+    return index;
+  }
+
+  Connection& connection(std::uint16_t node) { return *nodes_[node].conn; }
+
+  // The master serving `slot` as far as this thread knows; for an unmapped slot (no map yet),
+  // a seed, whose MOVED will name the right node.
+  std::uint16_t route(int slot) {
+    if (!shared_->cluster) return seeds_.front();
+    const std::uint16_t n = slots_[static_cast<std::size_t>(slot)];
+    if (n != kNoNode) return n;
+    request_refresh();
+    return seeds_[static_cast<std::size_t>(slot) % seeds_.size()];
+  }
+
+  void on_moved(const Redirect& r, std::uint16_t node) {
+    // The redirection is authoritative for this slot now; the rest of the map probably moved
+    // too (a resharding, a failover), so refresh it in the background.
+    if (shared_->cluster) slots_[static_cast<std::size_t>(r.slot)] = node;
+    request_refresh();
+  }
+
+  void request_refresh() {
+    if (!shared_->cluster || closed_) return;
+    if (refreshing_) {
+      refresh_again_ = true;
+      return;
+    }
+    const SteadyTime now = SteadyClock::now();
+    if (refreshed_once_ && now - last_refresh_ < kMinRefreshInterval) {
+      if (refresh_timer_armed_) return;
+      refresh_timer_armed_ = true;
+      refresh_timer_.expires_at(last_refresh_ + kMinRefreshInterval);
+      refresh_timer_.async_wait([weak = weak_from_this()](const error_code& ec) {
+        auto self = weak.lock();
+        if (!self || ec) return;
+        self->refresh_timer_armed_ = false;
+        self->request_refresh();
+      });
+      return;
+    }
+    refreshing_ = true;
+    refreshed_once_ = true;
+    last_refresh_ = now;
+    bump(counters_.refreshes);
+    // Ask the masters we know first (most likely up to date), then everyone else we have heard
+    // of, then the seeds.
+    candidates_.clear();
+    std::vector<bool> seen(nodes_.size(), false);
+    auto add = [&](std::uint16_t n) {
+      if (n == kNoNode || seen[n]) return;
+      seen[n] = true;
+      candidates_.push_back(n);
+    };
+    for (std::uint16_t n : slots_) add(n);
+    for (std::uint16_t n = 0; n < nodes_.size(); ++n) add(n);
+    try_refresh(0);
+  }
+
+  void run(const std::shared_ptr<DecideOp>& op);
+
+ private:
+  struct Node {
+    NodeAddress address;
+    std::shared_ptr<Connection> conn;
+  };
+
+  void try_refresh(std::size_t i) {
+    if (closed_) {
+      refreshing_ = false;
+      return;
+    }
+    if (i >= candidates_.size()) {
+      end_refresh();
+      return;
+    }
+    const std::uint16_t node = candidates_[i];
+    auto handler =
+        make_reply_handler([weak = weak_from_this(), node, i](int, Result<Reply> reply, bool) {
+          auto self = weak.lock();
+          if (!self || self->closed_) return;
+          if (reply) {
+            auto ranges = parse_cluster_slots(*reply, self->nodes_[node].address);
+            if (ranges && !ranges->empty()) {
+              self->apply(*ranges);
+              self->end_refresh();
+              return;
+            }
+          }
+          self->try_refresh(i + 1);
+        });
+    connection(node).request(shared_->cluster_slots_command,
+                             SteadyClock::now() + shared_->options.connect_timeout,
+                             std::move(handler), 0);
+  }
+
+  void end_refresh() {
+    refreshing_ = false;
+    if (refresh_again_) {
+      refresh_again_ = false;
+      request_refresh();
+    }
+  }
+
+  void apply(const std::vector<SlotRange>& ranges) {
+    std::fill(slots_.begin(), slots_.end(), kNoNode);
+    for (const SlotRange& r : ranges) {
+      const std::uint16_t master = node_for(r.master);
+      for (int s = r.first; s <= r.last; ++s) slots_[static_cast<std::size_t>(s)] = master;
+      for (const NodeAddress& replica : r.replicas) node_for(replica);
+    }
+  }
+
+  asio::io_context& ioc_;
+  std::shared_ptr<const Shared> shared_;
+  Counters counters_;
+  bool closed_ = false;
+  std::vector<Node> nodes_;
+  std::unordered_map<std::string, std::uint16_t> by_name_;
+  std::vector<std::uint16_t> seeds_;
+  std::vector<std::uint16_t> slots_;  // cluster: node per slot
+  std::vector<std::uint16_t> candidates_;
+  bool refreshing_ = false;
+  bool refresh_again_ = false;
+  bool refreshed_once_ = false;
+  bool refresh_timer_armed_ = false;
+  SteadyTime last_refresh_;
+  asio::steady_timer refresh_timer_;
+};
+
+// One decision, from its FCALL to its callback, on one thread context: follows redirections,
+// reloads the library, retries what is retryable, and completes exactly once.
+class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<DecideOp> {
+ public:
+  DecideOp(std::string command, int slot, std::size_t policies, SteadyTime deadline,
+           DecideCallback done)
+      : command_(std::move(command)),
+        slot_(slot),
+        policies_(policies),
+        deadline_(deadline),
+        done_(std::move(done)) {}
+
+  void start(std::shared_ptr<ThreadContext> ctx) {
+    ctx_ = std::move(ctx);
+    if (ctx_->closed()) {
+      finish(fail(ErrorCode::kUnavailable, "redis store closed"));
+      return;
+    }
+    send_to(ctx_->route(slot_), false, false);
+  }
+
+  void on_reply(int tag, Result<Reply> reply, bool sent) override {
+    if (finished_) return;
+    if (tag == kTagLoad) {
+      if (reply && reply->is_error()) load_error_ = reply->str;
+      return;
+    }
+    if (tag != kTagDecide) return;  // ASKING: the FCALL right after it reports what matters
+    if (!reply) {
+      Error& e = reply.error();
+      if (e.code == ErrorCode::kUnavailable && !sent && ctx_->shared().cluster) {
+        // Never written: safe to send again once the map may have moved on (a failover).
+        ctx_->request_refresh();
+        retry_later(std::move(e));
+        return;
+      }
+      finish(tl::unexpected(std::move(e)));
+      return;
+    }
+    if (reply->is_error()) {
+      on_error_reply(reply->str);
+      return;
+    }
+    finish(parse_decide_reply(*reply, policies_));
+  }
+
+ private:
+  void on_error_reply(const std::string& error) {
+    Counters& counters = ctx_->counters();
+    if (auto redirect = parse_redirect(error)) {
+      if (++redirects_ > kMaxRedirects) {
+        finish(fail(ErrorCode::kUnavailable, "too many redirections, last: " + error));
+        return;
+      }
+      const std::uint16_t node = ctx_->node_for(redirect->node);
+      const bool asking = redirect->kind == RedirectKind::kAsk;
+      if (asking) {
+        bump(counters.asks);
+      } else {
+        bump(counters.moved);
+        ctx_->on_moved(*redirect, node);
+      }
+      if (redirects_ <= kImmediateRedirects) {
+        send_to(node, asking, false);
+      } else {
+        retry_later(make_error(ErrorCode::kUnavailable, "redirections without end, last: " + error),
+                    node, asking);
+      }
+      return;
+    }
+    if (is_retryable_cluster_error(error)) {
+      if (error.starts_with("READONLY")) ctx_->request_refresh();
+      retry_later(make_error(ErrorCode::kUnavailable, "redis " + node_name() + ": " + error));
+      return;
+    }
+    if (is_function_missing(error) && !reloaded_) {
+      // FUNCTION FLUSH, or a node that never got the library: load it and retry, pipelined.
+      reloaded_ = true;
+      bump(counters.reloads);
+      send_to(node_, asking_, true);
+      return;
+    }
+    std::string message = "redis " + node_name() + ": " + error;
+    if (!load_error_.empty()) message += " (FUNCTION LOAD: " + load_error_ + ")";
+    finish(fail(ErrorCode::kUnavailable, std::move(message)));
+  }
+
+  void send_to(std::uint16_t node, bool asking, bool reload) {
+    node_ = node;
+    asking_ = asking;
+    Connection& conn = ctx_->connection(node);
+    auto self = shared_from_this();
+    // Order matters: ASKING applies to the next command only, so it goes right before FCALL.
+    if (reload) conn.request(ctx_->shared().load_command, deadline_, self, kTagLoad);
+    if (asking) conn.request(ctx_->shared().asking_command, deadline_, self, kTagAsking);
+    conn.request(command_, deadline_, std::move(self), kTagDecide);
+  }
+
+  // Sends again after a backoff (1, 2, 4 .. 64 ms, never past the deadline): to `node` (with
+  // ASKING if `asking`), or where the slot map says when `node` is kNoNode.
+  void retry_later(Error why, std::uint16_t node = kNoNode, bool asking = false) {
+    bump(ctx_->counters().retries);
+    const SteadyTime now = SteadyClock::now();
+    if (++retries_ > kMaxRetries || now >= deadline_ || ctx_->closed()) {
+      finish(tl::unexpected(std::move(why)));
+      return;
+    }
+    last_error_ = std::move(why);
+    const int shift = std::min(retries_ - 1, 6);
+    const Duration backoff = std::min(kFirstBackoff * (1 << shift), kMaxBackoff);
+    if (!timer_) timer_.emplace(ctx_->ioc());
+    timer_->expires_at(std::min<SteadyTime>(now + backoff, deadline_));
+    timer_->async_wait([self = shared_from_this(), node, asking](const error_code&) {
+      if (self->finished_) return;
+      if (self->ctx_->closed()) {
+        self->finish(fail(ErrorCode::kUnavailable, "redis store closed"));
+      } else if (SteadyClock::now() >= self->deadline_) {
+        Error e = std::move(self->last_error_);
+        e.message += " (retried until the deadline)";
+        self->finish(tl::unexpected(std::move(e)));
+      } else {
+        self->send_to(node != kNoNode ? node : self->ctx_->route(self->slot_), asking, false);
+      }
+    });
+  }
+
+  void finish(Result<Verdict> result) {
+    finished_ = true;
+    Counters& counters = ctx_->counters();
+    bump(counters.decisions);
+    if (!result) {
+      bump(counters.errors);
+      if (result.error().code == ErrorCode::kDeadlineExceeded) bump(counters.timeouts);
+    }
+    DecideCallback done = std::move(done_);
+    done(std::move(result));
+  }
+
+  std::string node_name() { return ctx_->connection(node_).name(); }
+
+  std::shared_ptr<ThreadContext> ctx_;
+  std::string command_;  // the FCALL, formatted once
+  int slot_;
+  std::size_t policies_;
+  SteadyTime deadline_;
+  DecideCallback done_;
+  std::uint16_t node_ = 0;  // where the last FCALL went
+  bool asking_ = false;
+  bool reloaded_ = false;
+  bool finished_ = false;
+  int redirects_ = 0;
+  int retries_ = 0;
+  Error last_error_;
+  std::string load_error_;
+  std::optional<asio::steady_timer> timer_;
+};
+
+void ThreadContext::run(const std::shared_ptr<DecideOp>& op) { op->start(shared_from_this()); }
+
+// The contexts bound on this thread, one per store (a process may hold several stores).
+struct Binding {
+  std::uint64_t store_id;
+  std::shared_ptr<ThreadContext> ctx;
+};
+
+std::vector<Binding>& thread_bindings() {
+  thread_local std::vector<Binding> bindings;
+  return bindings;
+}
+
+ThreadContext* bound_context(std::uint64_t store_id) {
+  for (const Binding& b : thread_bindings()) {
+    if (b.store_id == store_id) return b.ctx.get();
+  }
+  return nullptr;
+}
+
+std::shared_ptr<ThreadContext> unbind(std::uint64_t store_id) {
+  auto& bindings = thread_bindings();
+  for (auto it = bindings.begin(); it != bindings.end(); ++it) {
+    if (it->store_id == store_id) {
+      std::shared_ptr<ThreadContext> ctx = std::move(it->ctx);
+      bindings.erase(it);
+      return ctx;
+    }
+  }
+  return nullptr;
+}
+
+Result<std::string> percent_decode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    auto hex = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      return -1;
+    };
+    if (i + 2 >= s.size()) {
+      return fail(ErrorCode::kInvalidArgument, "bad percent-encoding in the store URL's query");
+    }
+    const int hi = hex(s[i + 1]);
+    const int lo = hex(s[i + 2]);
+    if (hi < 0 || lo < 0) {
+      return fail(ErrorCode::kInvalidArgument, "bad percent-encoding in the store URL's query");
+    }
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return out;
+}
+
+Result<std::shared_ptr<asio::ssl::context>> make_tls_context(const RedisTlsOptions& tls) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  error_code ec;
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                       asio::ssl::context::no_tlsv1_1,
+                   ec);
+  if (tls.ca_file.empty()) {
+    ctx->set_default_verify_paths(ec);
+  } else {
+    ctx->load_verify_file(tls.ca_file, ec);
+  }
+  if (ec) return fail(ErrorCode::kInvalidArgument, "tls ca " + tls.ca_file + ": " + ec.message());
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return fail(ErrorCode::kInvalidArgument, "tls: cert and key go together");
+  }
+  if (!tls.cert_file.empty()) {
+    ctx->use_certificate_chain_file(tls.cert_file, ec);
+    if (ec) {
+      return fail(ErrorCode::kInvalidArgument, "tls cert " + tls.cert_file + ": " + ec.message());
+    }
+    ctx->use_private_key_file(tls.key_file, asio::ssl::context::pem, ec);
+    if (ec) {
+      return fail(ErrorCode::kInvalidArgument, "tls key " + tls.key_file + ": " + ec.message());
+    }
+  }
+  return ctx;
+}
+
+}  // namespace
+
+struct RedisStore::Impl {
+  std::uint64_t id = next_store_id.fetch_add(1);
+  std::shared_ptr<const Shared> shared;
+  std::string_view kind;
+
+  mutable std::mutex contexts_mu;  // registration and stats only, never the request path
+  std::vector<std::weak_ptr<ThreadContext>> contexts;
+
+  // The store's own I/O thread, for decide() on unbound threads. Declared last: destroyed first.
+  asio::io_context own_ioc{1};
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::shared_ptr<ThreadContext> own_ctx;
+  std::thread own_thread;
+
+  void register_context(const std::shared_ptr<ThreadContext>& ctx) {
+    std::lock_guard lock(contexts_mu);
+    std::erase_if(contexts, [](const auto& w) { return w.expired(); });
+    contexts.push_back(ctx);
+  }
+};
+
+Result<void> parse_redis_url(std::string_view text, RedisStoreOptions& options) {
+  // The query goes after the credentials (which may hold an unencoded '?' no more than the
+  // config parser allows) and the hosts.
+  const std::size_t scheme_end = text.find("://");
+  const std::size_t at = text.rfind('@');
+  const std::size_t search_from =
+      at != std::string_view::npos ? at : (scheme_end == std::string_view::npos ? 0 : scheme_end);
+  const std::size_t q = text.find('?', search_from);
+  const std::string_view base = text.substr(0, q);
+  auto url = config::parse_store_url(base);
+  if (!url) return tl::unexpected(url.error());
+  if (url->kind == config::StoreKind::kMemory) {
+    return fail(ErrorCode::kInvalidArgument, "not a Redis URL: " + config::to_string(*url));
+  }
+  RedisTlsOptions tls = options.tls;
+  if (q != std::string_view::npos) {
+    std::string_view query = text.substr(q + 1);
+    while (!query.empty()) {
+      const std::size_t amp = query.find('&');
+      const std::string_view pair = query.substr(0, amp);
+      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+      if (pair.empty()) continue;
+      const std::size_t eq = pair.find('=');
+      const std::string_view name = pair.substr(0, eq);
+      auto value = percent_decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+      if (!value) return tl::unexpected(value.error());
+      if (!url->tls) {
+        return fail(ErrorCode::kInvalidArgument,
+                    "store URL: " + std::string(name) + "= needs rediss:// (TLS)");
+      }
+      if (name == "ca") {
+        tls.ca_file = *value;
+      } else if (name == "cert") {
+        tls.cert_file = *value;
+      } else if (name == "key") {
+        tls.key_file = *value;
+      } else if (name == "insecure") {
+        tls.verify = !(*value == "1" || *value == "true");
+      } else if (name == "sni" || name == "server_name") {
+        tls.server_name = *value;
+      } else {
+        return fail(ErrorCode::kInvalidArgument,
+                    "store URL: unknown parameter " + config::quote(name) +
+                        " (rediss:// takes ca, cert, key, insecure, server_name)");
+      }
+    }
+  }
+  options.url = std::move(*url);
+  options.tls = std::move(tls);
+  return {};
+}
+
+Result<std::unique_ptr<RedisStore>> RedisStore::make(const RedisStoreOptions& options) {
+  if (options.url.kind == config::StoreKind::kMemory || options.url.hosts.empty()) {
+    return fail(ErrorCode::kInvalidArgument, "redis store: the URL names no Redis server");
+  }
+  if (options.timeout.count() <= 0 || options.connect_timeout.count() <= 0 ||
+      options.stall_timeout.count() <= 0) {
+    return fail(ErrorCode::kInvalidArgument, "redis store: timeouts must be positive");
+  }
+  auto shared = std::make_shared<Shared>();
+  shared->options = options;
+  shared->cluster = options.url.kind == config::StoreKind::kRedisCluster;
+  shared->load_command = format_command({"FUNCTION", "LOAD", "REPLACE", library_code()});
+  shared->cluster_slots_command = format_command({"CLUSTER", "SLOTS"});
+  shared->asking_command = format_command({"ASKING"});
+  if (options.url.tls) {
+    auto tls = make_tls_context(options.tls);
+    if (!tls) return tl::unexpected(tls.error());
+    shared->tls = std::move(*tls);
+  }
+
+  auto impl = std::make_unique<Impl>();
+  impl->kind = shared->cluster ? "redis-cluster" : "redis";
+  impl->shared = std::move(shared);
+  impl->work.emplace(impl->own_ioc.get_executor());
+  impl->own_ctx = std::make_shared<ThreadContext>(impl->own_ioc, impl->shared);
+  impl->register_context(impl->own_ctx);
+  Impl* raw = impl.get();
+  impl->own_thread = std::thread([raw] {
+    pthread_setname_np(pthread_self(), "fg-redis");
+    // The own thread is bound like any I/O thread, so decide() from a callback runs inline.
+    thread_bindings().push_back(Binding{raw->id, raw->own_ctx});
+    raw->own_ctx->start();
+    raw->own_ioc.run();
+  });
+  return std::unique_ptr<RedisStore>(new RedisStore(std::move(impl)));
+}
+
+RedisStore::RedisStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+RedisStore::~RedisStore() {
+  Impl* impl = impl_.get();
+  asio::post(impl->own_ioc, [impl] {
+    if (auto ctx = unbind(impl->id)) ctx->shutdown();
+  });
+  // Waiting decisions were failed by shutdown(); retries sleeping in timers wake by their
+  // deadline, see the store closed and complete. Then run() runs out of work.
+  impl->work.reset();
+  impl->own_thread.join();
+  impl->own_ctx.reset();
+}
+
+std::string_view RedisStore::kind() const { return impl_->kind; }
+
+void RedisStore::decide(const DecideRequest& request, DecideCallback done) {
+  if (auto ok = check_charges(request.charges); !ok) {
+    done(tl::unexpected(ok.error()));
+    return;
+  }
+  const Shared& shared = *impl_->shared;
+  int slot = 0;
+  std::string command =
+      format_decide_command(shared.options.key_prefix, request.identity, request.charges, &slot);
+  auto op =
+      std::make_shared<DecideOp>(std::move(command), slot, request.charges.size(),
+                                 SteadyClock::now() + shared.options.timeout, std::move(done));
+  if (ThreadContext* ctx = bound_context(impl_->id)) {
+    ctx->run(op);
+    return;
+  }
+  // own_ctx outlives every handler of own_ioc: the destructor joins the thread first.
+  asio::post(impl_->own_ioc, [op = std::move(op), ctx = impl_->own_ctx.get()] { ctx->run(op); });
+}
+
+void RedisStore::bind_current_thread(asio::io_context& ioc) {
+  if (bound_context(impl_->id) != nullptr) return;
+  auto ctx = std::make_shared<ThreadContext>(ioc, impl_->shared);
+  impl_->register_context(ctx);
+  thread_bindings().push_back(Binding{impl_->id, ctx});
+  ctx->start();
+}
+
+void RedisStore::unbind_current_thread() {
+  auto ctx = unbind(impl_->id);
+  if (!ctx) return;
+  ctx->shutdown();
+  // stats() may hold a reference for a moment; it does so under contexts_mu. Dropping ours under
+  // the same lock means the context is destroyed here, on its own thread, or never by stats().
+  std::lock_guard lock(impl_->contexts_mu);
+  ctx.reset();
+}
+
+RedisStoreStats RedisStore::stats() const {
+  RedisStoreStats s;
+  auto add = [](std::uint64_t& to, const std::atomic<std::uint64_t>& from) {
+    to += from.load(std::memory_order_relaxed);
+  };
+  std::lock_guard lock(impl_->contexts_mu);
+  for (const auto& weak : impl_->contexts) {
+    auto ctx = weak.lock();
+    if (!ctx) continue;
+    const Counters& c = ctx->counters();
+    add(s.decisions, c.decisions);
+    add(s.errors, c.errors);
+    add(s.timeouts, c.timeouts);
+    add(s.moved, c.moved);
+    add(s.asks, c.asks);
+    add(s.retries, c.retries);
+    add(s.reloads, c.reloads);
+    add(s.refreshes, c.refreshes);
+    add(s.writes, c.connections.writes);
+    add(s.commands, c.connections.commands);
+    add(s.connects, c.connections.connects);
+    add(s.disconnects, c.connections.disconnects);
+  }
+  return s;
+}
+
+Result<std::unique_ptr<Store>> make_redis_store(const RedisStoreOptions& options) {
+  auto store = RedisStore::make(options);
+  if (!store) return tl::unexpected(store.error());
+  return std::unique_ptr<Store>(std::move(*store));
+}
+
+}  // namespace fg::redis

@@ -1,0 +1,137 @@
+// redis_store.h — the Store over one Redis or a Redis Cluster (design §3.3).
+//
+// Each decision is one FCALL of fg_decide_v1 (script.h) on the master owning the identity's slot:
+// the script reads the state of every policy, refills from Redis TIME, checks, consumes all or
+// nothing, and writes the states with PEXPIRE, atomically. Requests are auto-pipelined: the
+// decisions made while a write is in flight share the next write (connection.h).
+//
+// Threads. Connections belong to the I/O thread that uses them (one per node per thread), so
+// the request path takes no lock:
+//   - a thread that runs an io_context (an HTTP server thread) calls bind_current_thread(ioc)
+//     once; decide() on that thread then uses that thread's own connections and calls back on
+//     that thread, from its io_context;
+//   - decide() on any other thread (CLI, tests) hands the request to the store's own I/O thread,
+//     and the callback runs there. Don't block in callbacks: they run on an I/O thread.
+// The request (identity, charges) is encoded before decide() returns. The callback may run before
+// decide() returns only for kInvalidArgument (a request without charges, a cost out of range).
+//
+// Cluster. The slot map comes from CLUSTER SLOTS (any known node, the seeds first) and is kept
+// per thread. MOVED updates the slot and retries on the named node (and refreshes the map); ASK
+// retries on the named node after ASKING, in the same write; TRYAGAIN, CLUSTERDOWN, LOADING,
+// READONLY are retried with backoff (1, 2, 4 .. 64 ms) until the deadline; a lost node refreshes
+// the map from the other known nodes. Commands go to masters only.
+//
+// Scripts. The library is loaded with FUNCTION LOAD REPLACE at the head of every new connection
+// (pipelined, no extra round trip), so a restarted server, a new master and a promoted replica
+// all get it; "Function not found" (a FUNCTION FLUSH) reloads it on that node and retries once.
+//
+// Errors (the callback's Result):
+//   kUnavailable       connection refused or lost, a Redis error reply, CLUSTERDOWN or TRYAGAIN
+//                      still answered at the deadline; a command that may have run is never
+//                      retried (it may have consumed), one that surely did not is, in a cluster.
+//   kDeadlineExceeded  no answer within `timeout` of decide(): never later than that (a timer
+//                      per connection), even if the reply comes afterwards (it is discarded).
+//   kInternal          a reply the binary does not understand (script and binary disagree).
+//
+// Lifetime: destroying the store fails what is still waiting on its own I/O thread (kUnavailable)
+// and joins it. A bound thread must call unbind_current_thread() before the store is destroyed,
+// on that thread, while its io_context still exists.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "config/values.h"
+#include "floodgate/store.h"
+
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
+
+namespace fg::redis {
+
+struct RedisTlsOptions {
+  std::string ca_file;      // PEM bundle of trusted CAs; empty: the system's default store
+  std::string cert_file;    // client certificate chain (PEM), for servers with tls-auth-clients
+  std::string key_file;     // its private key (PEM); needed with cert_file
+  bool verify = true;       // verify the chain and that the certificate names the host; false
+                            // (insecure=1) accepts any certificate: for tests only
+  std::string server_name;  // name to verify and send as SNI; empty: the URL's host
+};
+
+struct RedisStoreOptions {
+  // Where: redis://, rediss:// or redis-cluster:// (config::parse_store_url, or parse_redis_url
+  // below for the TLS query parameters). kind must not be kMemory.
+  config::StoreUrl url;
+  // Keys are "<key_prefix>:{<identity>}:<policy>", so several deployments can share one Redis.
+  std::string key_prefix = "fg";
+  // Deadline of one decision, from decide() to the callback (design: store_timeout). A decision
+  // costs ~0.1-0.5 ms on a healthy local Redis; the default leaves room for a loaded network.
+  Duration timeout = std::chrono::milliseconds(20);
+  // Bound on TCP connect + TLS handshake, and on the CLUSTER SLOTS refresh. Requests waiting for a
+  // connection still complete by their own deadline.
+  Duration connect_timeout = std::chrono::seconds(1);
+  // A connection owing replies that reads nothing for this long is dropped and reconnected.
+  Duration stall_timeout = std::chrono::seconds(2);
+  RedisTlsOptions tls;  // used with rediss://
+};
+
+// Parses a store URL into options.url and, for rediss://, TLS query parameters into options.tls:
+//   rediss://[user:password@]host:port[/db]?ca=/path/ca.pem&cert=/path/c.pem&key=/path/k.pem
+//   rediss://127.0.0.1:6380?insecure=1
+// Values are percent-decoded. Other fields of `options` are left as they are. kInvalidArgument
+// for a bad URL, an unknown parameter, or a TLS parameter on a URL without TLS.
+Result<void> parse_redis_url(std::string_view text, RedisStoreOptions& options);
+
+// What the store has done, summed over its threads (relaxed reads: for metrics and tests).
+struct RedisStoreStats {
+  std::uint64_t decisions = 0;    // callbacks called, with a verdict or an error
+  std::uint64_t errors = 0;       // of which errors (kUnavailable, kDeadlineExceeded, kInternal)
+  std::uint64_t timeouts = 0;     // of which kDeadlineExceeded
+  std::uint64_t writes = 0;       // socket writes; writes / decisions is round trips per decision
+  std::uint64_t commands = 0;     // commands sent (FCALL, ASKING, FUNCTION LOAD, CLUSTER SLOTS ...)
+  std::uint64_t moved = 0;        // MOVED redirections followed
+  std::uint64_t asks = 0;         // ASK redirections followed
+  std::uint64_t retries = 0;      // TRYAGAIN / CLUSTERDOWN / lost-connection retries
+  std::uint64_t reloads = 0;      // "Function not found" answered by reloading the library
+  std::uint64_t refreshes = 0;    // CLUSTER SLOTS refreshes started
+  std::uint64_t connects = 0;     // connections established
+  std::uint64_t disconnects = 0;  // established connections lost
+};
+
+class RedisStore final : public Store {
+ public:
+  // Validates the options and builds the TLS context; connects lazily (the first decision, or at
+  // once in the background for a cluster's slot map). kInvalidArgument for bad options or
+  // unreadable TLS files.
+  static Result<std::unique_ptr<RedisStore>> make(const RedisStoreOptions& options);
+  ~RedisStore() override;
+  RedisStore(const RedisStore&) = delete;
+  RedisStore& operator=(const RedisStore&) = delete;
+
+  // Thread-safe; see the header comment for which thread calls back.
+  void decide(const DecideRequest& request, DecideCallback done) override;
+  std::string_view kind() const override;
+
+  // Registers the calling thread, which runs `ioc`, as an I/O thread of this store: decide()
+  // made on it afterwards uses connections of its own on `ioc`. Call on that thread; idempotent.
+  void bind_current_thread(boost::asio::io_context& ioc);
+  // Closes the calling thread's connections (failing what waits on them) and forgets the binding.
+  void unbind_current_thread();
+
+  RedisStoreStats stats() const;
+
+  struct Impl;
+
+ private:
+  explicit RedisStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// make_store's Redis half: RedisStore::make as a plain Store.
+Result<std::unique_ptr<Store>> make_redis_store(const RedisStoreOptions& options);
+
+}  // namespace fg::redis

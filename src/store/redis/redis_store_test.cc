@@ -1,0 +1,386 @@
+// RedisStore against one real redis-server: the store conformance suite, exactness across
+// instances and threads, deadlines, failures, reloading the library, TTLs, AUTH and SELECT, and
+// I/O threads bound to the store.
+#include "store/redis/redis_store.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <future>
+#include <iostream>
+#include <thread>
+
+#include "store/redis/redis_test_util.h"
+#include "store_conformance.h"
+
+namespace fg::redis {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::day_policy;
+
+// One server for the whole process (ctest runs each test in its own process: one each).
+class RedisEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    std::string why;
+    if (!test::RedisServer::installed()) GTEST_SKIP() << "redis-server is not installed";
+    test::RedisServerOptions options;
+    options.extra_args = {"--enable-debug-command", "yes"};
+    server_ = test::RedisServer::start(options, &why);
+    ASSERT_TRUE(server_) << why;
+  }
+  void TearDown() override { server_.reset(); }
+  static test::RedisServer& server() { return *server_; }
+
+ private:
+  static inline std::unique_ptr<test::RedisServer> server_;
+};
+const auto* const kEnvironment = ::testing::AddGlobalTestEnvironment(new RedisEnvironment);
+
+RedisStoreOptions options_for(const std::string& url, Duration timeout = 5s) {
+  RedisStoreOptions o;
+  auto parsed = parse_redis_url(url, o);
+  EXPECT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  // Generous: these tests check answers, not latency, on a shared 2-core machine. The
+  // deadline tests set their own.
+  o.timeout = timeout;
+  return o;
+}
+
+std::unique_ptr<RedisStore> make_store(const std::string& url, Duration timeout = 5s) {
+  auto store = RedisStore::make(options_for(url, timeout));
+  EXPECT_TRUE(store.has_value()) << store.error().to_string();
+  return store ? std::move(*store) : nullptr;
+}
+
+std::string url_of(const test::RedisServer& s) { return "redis://" + s.address(); }
+
+// Every key on the server, visited with SCAN (which, unlike DBSIZE, skips expired keys).
+std::vector<std::string> all_keys(const test::RedisServer& s) {
+  std::vector<std::string> keys;
+  std::string cursor = "0";
+  for (int i = 0; i < 100000; ++i) {
+    auto r = s.command({"SCAN", cursor, "COUNT", "1000"});
+    if (r.is_error || r.elements.size() != 2) break;
+    for (const auto& k : r.elements[1].elements) keys.push_back(k.str);
+    cursor = r.elements[0].str;
+    if (cursor == "0") break;
+  }
+  return keys;
+}
+
+struct SingleRedisTraits {
+  std::unique_ptr<Store> make() {
+    RedisEnvironment::server().command({"FLUSHALL"});
+    return make_store(url_of(RedisEnvironment::server()));
+  }
+  // Redis time is real time: let it pass.
+  void advance(Duration d) { std::this_thread::sleep_for(d); }
+  std::size_t live_states() { return all_keys(RedisEnvironment::server()).size(); }
+};
+
+}  // namespace
+}  // namespace fg::redis
+
+namespace fg::test {
+INSTANTIATE_TYPED_TEST_SUITE_P(SingleRedis, StoreConformance,
+                               ::testing::Types<fg::redis::SingleRedisTraits>);
+}  // namespace fg::test
+
+namespace fg::redis {
+namespace {
+
+class RedisStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { server().command({"FLUSHALL"}); }
+  test::RedisServer& server() { return RedisEnvironment::server(); }
+};
+
+TEST_F(RedisStoreTest, KindSaysRedis) {
+  auto store = make_store(url_of(server()));
+  EXPECT_EQ(store->kind(), "redis");
+}
+
+TEST_F(RedisStoreTest, KeysAreNamedAfterPrefixIdentityAndPolicy) {
+  auto o = options_for(url_of(server()));
+  o.key_prefix = "deploy-a";
+  auto store = RedisStore::make(o);
+  ASSERT_TRUE(store.has_value());
+  const Policy p = day_policy("per-day", 5);
+  ASSERT_TRUE(test::decide(**store, "user {42}", {{&p, 1}})->allowed);
+  const auto keys = all_keys(server());
+  ASSERT_EQ(keys.size(), 1u);
+  EXPECT_EQ(keys[0], "deploy-a:{user %7B42%7D}:per-day");
+}
+
+TEST_F(RedisStoreTest, SeveralInstancesAndThreadsAdmitExactlyTheLimit) {
+  // Four stores are four floodgate instances, each with its own connection(s); three threads
+  // each hammer through every one of them. 4 x 3 x 200 = 2400 attempts on a limit of 1000.
+  constexpr int kStores = 4;
+  constexpr int kThreads = 3;
+  constexpr int kPerThread = 200;
+  const Policy p = day_policy("exact", 1000, Algorithm::kGcra);
+  std::vector<std::unique_ptr<RedisStore>> stores;
+  for (int i = 0; i < kStores; ++i) stores.push_back(make_store(url_of(server())));
+  std::atomic<int> allowed{0}, errors{0};
+  std::vector<std::thread> threads;
+  for (int s = 0; s < kStores; ++s) {
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, s] {
+        for (int i = 0; i < kPerThread; ++i) {
+          auto r = test::decide(*stores[s], "hot", {{&p, 1}});
+          if (!r) {
+            ++errors;
+          } else if (r->allowed) {
+            ++allowed;
+          }
+        }
+      });
+    }
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(allowed.load(), 1000);
+}
+
+TEST_F(RedisStoreTest, DecisionsInFlightTogetherShareWrites) {
+  auto store = make_store(url_of(server()));
+  const Policy p = day_policy("pipelined", 1000000);
+  ASSERT_TRUE(test::decide(*store, "warm-up", {{&p, 1}}).has_value());
+  const RedisStoreStats before = store->stats();
+  constexpr int kDecisions = 1000;
+  std::atomic<int> done{0}, errors{0};
+  std::promise<void> all_done;
+  for (int i = 0; i < kDecisions; ++i) {
+    const std::vector<Charge> charges = {{&p, 1}};
+    store->decide(DecideRequest{"client-" + std::to_string(i % 50), charges},
+                  [&](Result<Verdict> r) {
+                    if (!r) ++errors;
+                    if (++done == kDecisions) all_done.set_value();
+                  });
+  }
+  ASSERT_EQ(all_done.get_future().wait_for(30s), std::future_status::ready);
+  const RedisStoreStats after = store->stats();
+  const auto writes = after.writes - before.writes;
+  std::cout << kDecisions << " concurrent decisions took " << writes << " writes\n";
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_LT(writes, kDecisions / 10u);
+  EXPECT_EQ(after.decisions - before.decisions, static_cast<std::uint64_t>(kDecisions));
+}
+
+TEST_F(RedisStoreTest, AStoppedServerMeansDeadlineExceededOnTime) {
+  auto store = make_store(url_of(server()), 30ms);
+  const Policy p = day_policy("deadline", 100);
+  ASSERT_TRUE(test::decide(*store, "d", {{&p, 1}}).has_value());
+  ASSERT_EQ(::kill(server().pid(), SIGSTOP), 0);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = test::decide(*store, "d", {{&p, 1}});
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ::kill(server().pid(), SIGCONT);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
+  EXPECT_GE(elapsed, 30ms);
+  EXPECT_LT(elapsed, 250ms);
+  EXPECT_EQ(store->stats().timeouts, 1u);
+  // The server is back; its late answer was discarded, and the next decision sees both.
+  auto after = testing::eventually([&] {
+    auto again = test::decide(*store, "d", {{&p, 1}});
+    return again.has_value() && again->allowed && again->headline().remaining == 97;
+  });
+  EXPECT_TRUE(after);
+}
+
+TEST_F(RedisStoreTest, ADebugSleepMeansDeadlineExceededOnTime) {
+  auto store = make_store(url_of(server()), 40ms);
+  const Policy p = day_policy("sleepy", 100);
+  ASSERT_TRUE(test::decide(*store, "s", {{&p, 1}}).has_value());
+  std::thread sleeper([&] { server().command({"DEBUG", "SLEEP", "0.3"}); });
+  // Wait until the server is really asleep (its PING stops answering quickly).
+  testing::eventually([&] { return false; }, 50ms);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = test::decide(*store, "s", {{&p, 1}});
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  sleeper.join();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
+  EXPECT_LT(elapsed, 250ms);
+}
+
+TEST_F(RedisStoreTest, NoServerMeansUnavailableAtOnce) {
+  auto store = make_store("redis://127.0.0.1:" + std::to_string(test::free_port()), 1s);
+  const Policy p = day_policy("down", 10);
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 5; ++i) {
+    auto r = test::decide(*store, "x", {{&p, 1}});
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().code, ErrorCode::kUnavailable) << r.error().to_string();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 200ms);
+}
+
+TEST_F(RedisStoreTest, ReloadsTheLibraryAfterFunctionFlush) {
+  auto store = make_store(url_of(server()));
+  const Policy p = day_policy("flushed", 10);
+  ASSERT_TRUE(test::decide(*store, "f", {{&p, 1}})->allowed);
+  ASSERT_FALSE(server().command({"FUNCTION", "FLUSH"}).is_error);
+  auto r = test::decide(*store, "f", {{&p, 1}});
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_EQ(r->headline().remaining, 8);
+  EXPECT_EQ(store->stats().reloads, 1u);
+  EXPECT_FALSE(
+      server().command({"FUNCTION", "LIST", "LIBRARYNAME", "floodgate_v1"}).elements.empty());
+}
+
+TEST_F(RedisStoreTest, ReconnectsAndReloadsAfterTheServerRestarts) {
+  auto store = make_store(url_of(server()), 500ms);
+  const Policy p = day_policy("restart", 10);
+  ASSERT_TRUE(test::decide(*store, "r", {{&p, 1}})->allowed);
+  server().kill();
+  auto down = test::decide(*store, "r", {{&p, 1}});
+  ASSERT_FALSE(down.has_value());
+  EXPECT_EQ(down.error().code, ErrorCode::kUnavailable);
+  std::string why;
+  ASSERT_TRUE(server().restart(&why)) << why;
+  // A restarted server has neither the data (no persistence) nor the library.
+  EXPECT_TRUE(testing::eventually([&] {
+    auto r = test::decide(*store, "r", {{&p, 1}});
+    return r.has_value() && r->allowed && r->headline().remaining == 9;
+  }));
+  EXPECT_GE(store->stats().connects, 2u);
+}
+
+TEST_F(RedisStoreTest, EveryKeyWrittenHasATtl) {
+  auto store = make_store(url_of(server()));
+  const Policy bucket = day_policy("bucket", 50);
+  const Policy gcra = day_policy("gcra", 50, Algorithm::kGcra);
+  const Policy sliding = day_policy("sliding", 50, Algorithm::kSlidingWindow);
+  Policy fixed = day_policy("fixed", 50, Algorithm::kFixedWindow);
+  fixed.period = 10s;
+  Policy shadow = day_policy("shadow", 3);
+  shadow.shadow = true;
+  for (int i = 0; i < 200; ++i) {
+    const std::string id = "client-" + std::to_string(i % 37);
+    const std::vector<Charge> charges = {
+        {&bucket, i % 3}, {&gcra, 1}, {&sliding, 2}, {&fixed, 1}, {&shadow, 1}};
+    auto r = decide_and_wait(*store, DecideRequest{id, charges});
+    ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  }
+  const auto keys = all_keys(server());
+  EXPECT_EQ(keys.size(), 37u * 5u);
+  for (const auto& k : keys) {
+    const auto ttl = server().command({"PTTL", k});
+    EXPECT_GT(ttl.integer, 0) << k;
+  }
+}
+
+TEST_F(RedisStoreTest, AuthAndDatabaseComeFromTheUrl) {
+  test::RedisServerOptions options;
+  options.requirepass = "pw";
+  FG_START_REDIS(secured, options);
+  ASSERT_FALSE(
+      secured->command({"ACL", "SETUSER", "floodgate", "on", ">limiter-pw", "~fg:*", "+@all"})
+          .is_error);
+  const Policy p = day_policy("auth", 10);
+  for (const std::string userinfo : {":pw@", "floodgate:limiter-pw@"}) {
+    auto store = make_store("redis://" + userinfo + secured->address() + "/2");
+    auto r = test::decide(*store, "a", {{&p, 1}});
+    ASSERT_TRUE(r.has_value()) << userinfo << ": " << r.error().to_string();
+    EXPECT_TRUE(r->allowed);
+  }
+  // Both decisions landed in db 2, on one key.
+  const auto in_db2 = secured->command(
+      {"EVAL", "redis.call('SELECT', 2) return redis.call('GET', KEYS[1])", "1", "fg:{a}:auth"});
+  EXPECT_FALSE(in_db2.is_nil) << in_db2.str;
+  EXPECT_EQ(secured->command({"DBSIZE"}).integer, 0);
+
+  auto wrong = make_store("redis://:nope@" + secured->address());
+  auto r = test::decide(*wrong, "a", {{&p, 1}});
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(r.error().message.find("AUTH"), std::string::npos) << r.error().message;
+}
+
+TEST_F(RedisStoreTest, ABoundThreadUsesItsOwnConnectionsAndIsCalledBackOnIt) {
+  auto store = make_store(url_of(server()));
+  const Policy p = day_policy("bound", 100);
+  boost::asio::io_context ioc;
+  auto work = boost::asio::make_work_guard(ioc);
+  std::thread io([&] { ioc.run(); });
+  const std::thread::id io_id = io.get_id();
+
+  std::promise<void> bound;
+  boost::asio::post(ioc, [&] {
+    store->bind_current_thread(ioc);
+    bound.set_value();
+  });
+  bound.get_future().wait();
+  const auto connects_before = store->stats().connects;
+
+  // 100 decisions made on the bound thread: called back on it, over its own connection.
+  std::promise<int> allowed_promise;
+  boost::asio::post(ioc, [&] {
+    auto allowed = std::make_shared<int>(0);
+    auto left = std::make_shared<int>(100);
+    for (int i = 0; i < 100; ++i) {
+      const std::vector<Charge> charges = {{&p, 1}};
+      store->decide(DecideRequest{"on-io-thread", charges},
+                    [&, allowed, left, io_id](Result<Verdict> r) {
+                      EXPECT_EQ(std::this_thread::get_id(), io_id);
+                      if (r && r->allowed) ++*allowed;
+                      if (--*left == 0) allowed_promise.set_value(*allowed);
+                    });
+    }
+  });
+  auto f = allowed_promise.get_future();
+  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(f.get(), 100);
+  EXPECT_EQ(store->stats().connects, connects_before + 1);
+
+  // The same store from an unbound thread goes through the store's own thread and sees the
+  // same state.
+  auto r = test::decide(*store, "on-io-thread", {{&p, 1}});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_FALSE(r->allowed);
+  EXPECT_EQ(r->headline().remaining, 0);
+
+  std::promise<void> unbound;
+  boost::asio::post(ioc, [&] {
+    store->unbind_current_thread();
+    unbound.set_value();
+  });
+  unbound.get_future().wait();
+  work.reset();
+  io.join();
+}
+
+TEST_F(RedisStoreTest, DestroyingTheStoreFailsWhatWaits) {
+  auto store = make_store(url_of(server()), 5s);
+  const Policy p = day_policy("destroy", 100);
+  ASSERT_TRUE(test::decide(*store, "z", {{&p, 1}}).has_value());
+  ASSERT_EQ(::kill(server().pid(), SIGSTOP), 0);
+  std::atomic<int> called{0};
+  std::atomic<int> unavailable{0};
+  for (int i = 0; i < 10; ++i) {
+    const std::vector<Charge> charges = {{&p, 1}};
+    store->decide(DecideRequest{"z", charges}, [&](Result<Verdict> r) {
+      ++called;
+      if (!r && r.error().code == ErrorCode::kUnavailable) ++unavailable;
+    });
+  }
+  // Let the requests reach the socket, then destroy the store while they wait.
+  testing::eventually([&] { return store->stats().commands >= 11; }, 1s);
+  const auto start = std::chrono::steady_clock::now();
+  store.reset();
+  ::kill(server().pid(), SIGCONT);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+  EXPECT_EQ(called.load(), 10);
+  EXPECT_EQ(unavailable.load(), 10);
+}
+
+}  // namespace
+}  // namespace fg::redis

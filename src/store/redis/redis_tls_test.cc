@@ -1,0 +1,199 @@
+// RedisStore over TLS (rediss://) against a redis-server with --tls-port, with a CA, a server
+// certificate and a client certificate generated for the test with openssl.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "store/redis/redis_store.h"
+#include "store/redis/redis_test_util.h"
+
+namespace fg::redis {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::day_policy;
+
+Result<Verdict> decide_one(Store& store, std::string_view identity, const Policy& p) {
+  const std::vector<Charge> charges = {{&p, 1}};
+  return decide_and_wait(store, DecideRequest{identity, charges});
+}
+
+// Runs a shell command; its output goes into `output`. True on exit status 0.
+bool shell(const std::string& command, std::string* output) {
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return false;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, pipe) != nullptr) output->append(buf);
+  return ::pclose(pipe) == 0;
+}
+
+// A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate, in a
+// temporary directory removed at the end. EC P-256 keys: generated in milliseconds.
+class Pki {
+ public:
+  bool create(std::string* why) {
+    char dir_template[] = "/tmp/fg-tls-XXXXXX";
+    if (::mkdtemp(dir_template) == nullptr) return false;
+    dir_ = dir_template;
+    const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    std::ofstream(dir_ + "/server.ext") << "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
+    std::ofstream(dir_ + "/client.ext") << "extendedKeyUsage=clientAuth\n";
+    const std::vector<std::string> steps = {
+        "openssl req -x509 -new" + ec + " -days 2 -subj /CN=floodgate-test-ca -keyout " +
+            path("ca.key") + " -out " + path("ca.crt"),
+        "openssl req -x509 -new" + ec + " -days 2 -subj /CN=someone-else -keyout " +
+            path("other-ca.key") + " -out " + path("other-ca.crt"),
+        "openssl req -new" + ec + " -subj /CN=localhost -keyout " + path("server.key") + " -out " +
+            path("server.csr"),
+        "openssl x509 -req -days 2 -in " + path("server.csr") + " -CA " + path("ca.crt") +
+            " -CAkey " + path("ca.key") + " -CAcreateserial -extfile " + path("server.ext") +
+            " -out " + path("server.crt"),
+        "openssl req -new" + ec + " -subj /CN=floodgate-client -keyout " + path("client.key") +
+            " -out " + path("client.csr"),
+        "openssl x509 -req -days 2 -in " + path("client.csr") + " -CA " + path("ca.crt") +
+            " -CAkey " + path("ca.key") + " -CAcreateserial -extfile " + path("client.ext") +
+            " -out " + path("client.crt"),
+    };
+    for (const auto& step : steps) {
+      std::string output;
+      if (!shell(step, &output)) {
+        *why = step + ": " + output;
+        return false;
+      }
+    }
+    return true;
+  }
+  ~Pki() {
+    std::error_code ignored;
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ignored);
+  }
+  std::string path(const std::string& file) const { return dir_ + "/" + file; }
+
+ private:
+  std::string dir_;
+};
+
+class RedisTlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!test::RedisServer::installed()) GTEST_SKIP() << "redis-server is not installed";
+    std::string why;
+    ASSERT_TRUE(pki_.create(&why)) << why;
+  }
+
+  // A server with a TLS port next to its plain one; `clients` is tls-auth-clients.
+  std::unique_ptr<test::RedisServer> start_server(const std::string& clients) {
+    tls_port_ = test::free_port();
+    test::RedisServerOptions o;
+    o.extra_args = {"--tls-port",         std::to_string(tls_port_),
+                    "--tls-cert-file",    pki_.path("server.crt"),
+                    "--tls-key-file",     pki_.path("server.key"),
+                    "--tls-ca-cert-file", pki_.path("ca.crt"),
+                    "--tls-auth-clients", clients};
+    std::string why;
+    auto server = test::RedisServer::start(o, &why);
+    EXPECT_TRUE(server) << why;
+    return server;
+  }
+
+  std::unique_ptr<RedisStore> make_store(const std::string& url) {
+    RedisStoreOptions o;
+    auto parsed = parse_redis_url(url, o);
+    EXPECT_TRUE(parsed.has_value()) << parsed.error().to_string();
+    o.timeout = 5s;
+    auto store = RedisStore::make(o);
+    EXPECT_TRUE(store.has_value()) << store.error().to_string();
+    return store ? std::move(*store) : nullptr;
+  }
+
+  std::string tls_url(const std::string& host = "127.0.0.1") const {
+    return "rediss://" + host + ":" + std::to_string(tls_port_);
+  }
+
+  Pki pki_;
+  std::uint16_t tls_port_ = 0;
+};
+
+TEST_F(RedisTlsTest, DecidesOverTlsVerifyingTheServer) {
+  auto server = start_server("no");
+  ASSERT_TRUE(server);
+  const Policy p = day_policy("tls", 5);
+  for (const std::string host : {"127.0.0.1", "localhost"}) {
+    server->command({"FLUSHALL"});
+    auto store = make_store(tls_url(host) + "?ca=" + pki_.path("ca.crt"));
+    ASSERT_TRUE(store);
+    int allowed = 0;
+    for (int i = 0; i < 8; ++i) {
+      auto r = decide_one(*store, "over-tls", p);
+      ASSERT_TRUE(r.has_value()) << host << ": " << r.error().to_string();
+      allowed += r->allowed ? 1 : 0;
+    }
+    EXPECT_EQ(allowed, 5) << host;
+  }
+  // The state is the server's: seen through the plain port too.
+  EXPECT_EQ(server->command({"EXISTS", "fg:{over-tls}:tls"}).integer, 1);
+}
+
+TEST_F(RedisTlsTest, RefusesAServerItCannotVerify) {
+  auto server = start_server("no");
+  ASSERT_TRUE(server);
+  const Policy p = day_policy("tls", 5);
+  // A CA that did not sign the server's certificate.
+  auto untrusted = make_store(tls_url() + "?ca=" + pki_.path("other-ca.crt"));
+  auto r = decide_one(*untrusted, "x", p);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(r.error().message.find("TLS handshake"), std::string::npos) << r.error().message;
+  // The right CA, the wrong name.
+  auto wrong_name =
+      make_store(tls_url() + "?ca=" + pki_.path("ca.crt") + "&server_name=redis.example");
+  r = decide_one(*wrong_name, "x", p);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+  // insecure=1 skips verification (tests only).
+  auto insecure = make_store(tls_url() + "?insecure=1");
+  r = decide_one(*insecure, "x", p);
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  // Plain RESP to a TLS port is not an answer either.
+  auto plain = make_store("redis://127.0.0.1:" + std::to_string(tls_port_));
+  r = decide_one(*plain, "x", p);
+  ASSERT_FALSE(r.has_value());
+}
+
+TEST_F(RedisTlsTest, PresentsTheClientCertificateWhenTheServerAsks) {
+  auto server = start_server("yes");
+  ASSERT_TRUE(server);
+  const Policy p = day_policy("mtls", 5);
+  auto without = make_store(tls_url() + "?ca=" + pki_.path("ca.crt"));
+  auto r = decide_one(*without, "m", p);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+
+  auto with = make_store(tls_url() + "?ca=" + pki_.path("ca.crt") +
+                         "&cert=" + pki_.path("client.crt") + "&key=" + pki_.path("client.key"));
+  r = decide_one(*with, "m", p);
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_TRUE(r->allowed);
+}
+
+TEST_F(RedisTlsTest, AuthAndDatabaseWorkOverTls) {
+  auto server = start_server("no");
+  ASSERT_TRUE(server);
+  ASSERT_FALSE(
+      server->command({"ACL", "SETUSER", "tls-user", "on", ">tls-pw", "~*", "+@all"}).is_error);
+  const Policy p = day_policy("tls-auth", 5);
+  auto store = make_store("rediss://tls-user:tls-pw@127.0.0.1:" + std::to_string(tls_port_) +
+                          "/4?ca=" + pki_.path("ca.crt"));
+  auto r = decide_one(*store, "t", p);
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  const auto in_db4 =
+      server->command({"EVAL", "redis.call('SELECT', 4) return redis.call('EXISTS', KEYS[1])", "1",
+                       "fg:{t}:tls-auth"});
+  EXPECT_EQ(in_db4.integer, 1);
+}
+
+}  // namespace
+}  // namespace fg::redis

@@ -1,0 +1,192 @@
+#include "store/redis/script.h"
+
+#include <charconv>
+
+#include "core/algorithms.h"
+#include "store/redis/decide_lua.h"  // generated from lua/decide.lua (see CMakeLists.txt)
+#include "store/redis/keys.h"
+
+namespace fg::redis {
+namespace {
+
+int algorithm_code(Algorithm a) {
+  switch (a) {
+    case Algorithm::kTokenBucket:
+      return 1;
+    case Algorithm::kGcra:
+      return 2;
+    case Algorithm::kSlidingWindow:
+      return 3;
+    case Algorithm::kFixedWindow:
+      return 4;
+  }
+  return 0;
+}
+
+void push_int(std::vector<std::string>& out, std::int64_t v) {
+  char buf[24];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  (void)ec;  // 24 bytes hold any int64
+  out.emplace_back(buf, end);
+}
+
+tl::unexpected<Error> malformed(const Reply& reply, const std::string& why) {
+  return fail(ErrorCode::kInternal, "malformed reply from " + std::string(kDecideFunction) + " (" +
+                                        why + "): " + describe(reply));
+}
+
+}  // namespace
+
+std::string_view decide_lua_source() { return kDecideLuaSource; }
+
+const std::string& library_code() {
+  static const std::string code = [] {
+    const std::string_view source = kDecideLuaSource;
+    // A file that is already a whole library (its own shebang and register_function) is loaded
+    // as it is.
+    if (source.starts_with("#!lua")) return std::string(source);
+    std::string s;
+    s += "#!lua name=";
+    s += kLibraryName;
+    s += "\nlocal decide\n";
+    s += source;
+    s += "\nredis.register_function('";
+    s += kDecideFunction;
+    s += "', function(keys, args) return decide(keys, args) end)\n";
+    return s;
+  }();
+  return code;
+}
+
+Result<void> check_charges(std::span<const Charge> charges) {
+  if (charges.empty()) return fail(ErrorCode::kInvalidArgument, "no policy to decide");
+  for (const Charge& c : charges) {
+    if (c.policy == nullptr) return fail(ErrorCode::kInvalidArgument, "charge without policy");
+    if (c.cost < 0 || c.cost > kMaxCount) {
+      return fail(ErrorCode::kInvalidArgument,
+                  "cost must be between 0 and " + std::to_string(kMaxCount));
+    }
+  }
+  return {};
+}
+
+std::vector<std::string> encode_decide_args(std::span<const Charge> charges,
+                                            std::string_view now_us_override) {
+  std::vector<std::string> args;
+  args.reserve(2 + kArgsPerPolicy * charges.size());
+  args.emplace_back(now_us_override);
+  push_int(args, static_cast<std::int64_t>(charges.size()));
+  for (const Charge& c : charges) {
+    const Policy& p = *c.policy;
+    push_int(args, algorithm_code(p.algorithm));
+    push_int(args, c.cost);
+    push_int(args, p.shadow ? 1 : 0);
+    switch (p.algorithm) {
+      case Algorithm::kTokenBucket:
+      case Algorithm::kGcra: {
+        const core::BucketScale s = core::bucket_scale(p);
+        push_int(args, p.burst);
+        push_int(args, s.unit);
+        push_int(args, s.rate);
+        break;
+      }
+      case Algorithm::kSlidingWindow:
+        push_int(args, p.limit);
+        push_int(args, p.period.count());
+        push_int(args, core::window_granule_us(p));
+        break;
+      case Algorithm::kFixedWindow:
+        push_int(args, p.limit);
+        push_int(args, p.period.count());
+        push_int(args, 0);
+        break;
+    }
+  }
+  return args;
+}
+
+std::string format_decide_command(std::string_view key_prefix, std::string_view identity,
+                                  std::span<const Charge> charges, int* slot,
+                                  std::string_view now_us_override) {
+  const std::string escaped = escape_identity(identity);
+  std::vector<std::string> keys;
+  keys.reserve(charges.size());
+  for (const Charge& c : charges) {
+    std::string& k = keys.emplace_back();
+    append_key(k, key_prefix, escaped, c.policy->name);
+  }
+  if (slot != nullptr) *slot = key_slot(keys.front());
+  const std::vector<std::string> args = encode_decide_args(charges, now_us_override);
+  std::string numkeys = std::to_string(keys.size());
+
+  std::vector<std::string_view> argv;
+  argv.reserve(3 + keys.size() + args.size());
+  argv.emplace_back("FCALL");
+  argv.emplace_back(kDecideFunction);
+  argv.emplace_back(numkeys);
+  for (const auto& k : keys) argv.emplace_back(k);
+  for (const auto& a : args) argv.emplace_back(a);
+  std::string out;
+  append_command(out, argv);
+  return out;
+}
+
+Result<Verdict> parse_decide_reply(const Reply& reply, std::size_t policies) {
+  if (reply.is_error()) {
+    return fail(ErrorCode::kUnavailable, "redis: " + reply.str);
+  }
+  if (!reply.is_array()) return malformed(reply, "not an array");
+  if (reply.elements.size() != 2 + kReplyPerPolicy * policies) {
+    return malformed(reply, "expected " + std::to_string(2 + kReplyPerPolicy * policies) +
+                                " integers for " + std::to_string(policies) + " policies");
+  }
+  for (const Reply& e : reply.elements) {
+    if (!e.is_integer()) return malformed(reply, "not all integers");
+  }
+  auto at = [&](std::size_t i) { return reply.elements[i].integer; };
+  auto is_flag = [](std::int64_t v) { return v == 0 || v == 1; };
+
+  Verdict v;
+  if (!is_flag(at(0))) return malformed(reply, "allowed is not 0 or 1");
+  v.allowed = at(0) == 1;
+  if (at(1) < 0 || static_cast<std::size_t>(at(1)) >= policies) {
+    return malformed(reply, "most restrictive index out of range");
+  }
+  v.most_restrictive = static_cast<std::size_t>(at(1));
+  v.decisions.reserve(policies);
+  for (std::size_t i = 0; i < policies; ++i) {
+    const std::size_t base = 2 + kReplyPerPolicy * i;
+    Decision d;
+    if (!is_flag(at(base))) return malformed(reply, "a policy's allowed is not 0 or 1");
+    d.allowed = at(base) == 1;
+    switch (at(base + 1)) {
+      case 0:
+        d.reason = DenyReason::kNone;
+        break;
+      case 1:
+        d.reason = DenyReason::kOverLimit;
+        break;
+      case 2:
+        d.reason = DenyReason::kCostExceedsBurst;
+        break;
+      default:
+        return malformed(reply, "unknown deny reason");
+    }
+    if (d.allowed != (d.reason == DenyReason::kNone)) {
+      return malformed(reply, "allowed and reason disagree");
+    }
+    d.limit = at(base + 2);
+    d.remaining = at(base + 3);
+    const std::int64_t reset_after_us = at(base + 4);
+    const std::int64_t retry_after_us = at(base + 5);
+    if (d.limit < 0 || d.remaining < 0 || reset_after_us < 0 || retry_after_us < 0) {
+      return malformed(reply, "negative figure");
+    }
+    d.reset_after = Duration(reset_after_us);
+    d.retry_after = Duration(retry_after_us);
+    v.decisions.push_back(d);
+  }
+  return v;
+}
+
+}  // namespace fg::redis

@@ -1,0 +1,80 @@
+// script.h — the decide function on the Redis side: its library text, the FCALL arguments that
+// describe a request, and the reply that describes the verdict. Pure functions, no I/O.
+//
+// The Lua (src/store/redis/lua/decide.lua, embedded at build time) defines `decide(keys, args)`.
+// It is loaded as a Redis 7 FUNCTION library, `floodgate_v1`, registering `fg_decide_v1`:
+// FUNCTION LOAD is replicated to replicas, so the function survives a failover (SCRIPT LOAD does
+// not: design §4), and one FCALL runs the whole all-or-nothing decision atomically.
+//
+//   FCALL fg_decide_v1 <n> key_1 .. key_n  now_us n  (alg cost shadow p1 p2 p3) x n
+//
+//   now_us   "" in production: the script reads Redis TIME (one clock for every instance);
+//            tests pass an integer to fix time.
+//   alg      1 token_bucket, 2 gcra, 3 sliding_window, 4 fixed_window
+//   shadow   0 | 1
+//   p1 p2 p3 token_bucket, gcra:  burst, unit, rate      (core::bucket_scale)
+//            sliding_window:      limit, period_us, granule_us (core::window_granule_us)
+//            fixed_window:        limit, period_us, 0
+//
+// Reply: a flat array of integers, [allowed, most_restrictive (0-based), then per policy:
+// allowed, reason (0 none, 1 over_limit, 2 cost_exceeds_burst), limit, remaining,
+// reset_after_us, retry_after_us].
+//
+// Changing the protocol means a new function name (fg_decide_v2) and library name, so instances
+// of two versions can share one Redis during a rolling upgrade.
+//
+// Thread safety: pure functions over values.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "floodgate/decision.h"
+#include "floodgate/limiter.h"
+#include "floodgate/result.h"
+#include "store/redis/resp.h"
+
+namespace fg::redis {
+
+inline constexpr std::string_view kLibraryName = "floodgate_v1";
+inline constexpr std::string_view kDecideFunction = "fg_decide_v1";
+
+// Values per policy in the arguments, and in the reply after its two-value head.
+inline constexpr std::size_t kArgsPerPolicy = 6;
+inline constexpr std::size_t kReplyPerPolicy = 6;
+
+// The library as given to FUNCTION LOAD REPLACE. decide.lua is normally the whole library
+// (`#!lua name=floodgate_v1` ... `redis.register_function('fg_decide_v1', decide)`) and is used
+// as it is. A file holding only a global `decide(keys, args)` is wrapped: the shebang, a
+// `local decide` line (Redis refuses new globals in a library, and the file's
+// `function decide(...)` then assigns that local), the file, and the registration.
+const std::string& library_code();
+
+// The Lua source the library was built from (the file as embedded).
+std::string_view decide_lua_source();
+
+// kInvalidArgument for a request no store could decide: no charges, a charge without a policy,
+// a cost outside [0, kMaxCount].
+Result<void> check_charges(std::span<const Charge> charges);
+
+// The script arguments after the keys: now_us, n, then six values per charge.
+// Precondition: check_charges(charges) succeeded.
+std::vector<std::string> encode_decide_args(std::span<const Charge> charges,
+                                            std::string_view now_us_override = "");
+
+// The whole FCALL as RESP bytes: FCALL fg_decide_v1 n <keys> <args>, with the keys built from
+// `key_prefix`, the identity and each policy's name (keys.h). `slot` receives the keys' slot.
+// Precondition: check_charges(charges) succeeded.
+std::string format_decide_command(std::string_view key_prefix, std::string_view identity,
+                                  std::span<const Charge> charges, int* slot,
+                                  std::string_view now_us_override = "");
+
+// The verdict in a reply to FCALL fg_decide_v1 for `policies` charges. An error reply is
+// kUnavailable with Redis's message; a reply of the wrong shape or with values out of range is
+// kInternal (a script and a binary that disagree): never a crash, never a made-up verdict.
+Result<Verdict> parse_decide_reply(const Reply& reply, std::size_t policies);
+
+}  // namespace fg::redis

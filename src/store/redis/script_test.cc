@@ -1,0 +1,170 @@
+#include "store/redis/script.h"
+
+#include <gtest/gtest.h>
+
+#include "store/redis/keys.h"
+
+namespace fg::redis {
+namespace {
+
+Policy policy(std::string name, Algorithm a, std::int64_t limit, Duration period,
+              std::int64_t burst = 0) {
+  Policy p;
+  p.name = std::move(name);
+  p.algorithm = a;
+  p.limit = limit;
+  p.burst = burst > 0 ? burst : limit;
+  p.period = period;
+  return p;
+}
+
+Reply integers(std::vector<std::int64_t> values) {
+  Reply r;
+  r.type = Reply::Type::kArray;
+  for (auto v : values) {
+    Reply e;
+    e.type = Reply::Type::kInteger;
+    e.integer = v;
+    r.elements.push_back(e);
+  }
+  return r;
+}
+
+using std::chrono::minutes;
+using std::chrono::seconds;
+
+TEST(EncodeDecideArgs, DescribesEachAlgorithmWithItsIntegers) {
+  const Policy bucket = policy("per-minute", Algorithm::kTokenBucket, 100, minutes(1), 120);
+  const Policy gcra = policy("gcra", Algorithm::kGcra, 3, seconds(1));
+  Policy sliding = policy("sliding", Algorithm::kSlidingWindow, 10, seconds(60));
+  sliding.shadow = true;
+  const Policy fixed = policy("fixed", Algorithm::kFixedWindow, 5, seconds(10));
+  const std::vector<Charge> charges = {{&bucket, 1}, {&gcra, 2}, {&sliding, 1}, {&fixed, 0}};
+  const auto args = encode_decide_args(charges);
+  const std::vector<std::string> expected = {
+      "", "4",
+      // token bucket 100/min burst 120: unit 600000, rate 1 (core::bucket_scale).
+      "1", "1", "0", "120", "600000", "1",
+      // gcra 3/s: unit 1000000, rate 3.
+      "2", "2", "0", "3", "1000000", "3",
+      // sliding 10/60s, shadow: period in µs, granule 1 ms.
+      "3", "1", "1", "10", "60000000", "1000",
+      // fixed 5/10s.
+      "4", "0", "0", "5", "10000000", "0"};
+  EXPECT_EQ(args, expected);
+}
+
+TEST(EncodeDecideArgs, PassesTheTimeOverrideFirst) {
+  const Policy p = policy("p", Algorithm::kFixedWindow, 1, seconds(1));
+  const std::vector<Charge> charges = {{&p, 1}};
+  EXPECT_EQ(encode_decide_args(charges, "1800000000000000").front(), "1800000000000000");
+}
+
+TEST(EncodeDecideArgs, SubMillisecondWindowsUseMicrosecondGranules) {
+  const Policy p = policy("p", Algorithm::kSlidingWindow, 10, Duration(1500));
+  const std::vector<Charge> charges = {{&p, 1}};
+  EXPECT_EQ(encode_decide_args(charges).back(), "1");
+}
+
+TEST(CheckCharges, RefusesWhatNoStoreCouldDecide) {
+  const Policy p = policy("p", Algorithm::kFixedWindow, 1, seconds(1));
+  EXPECT_EQ(check_charges({}).error().code, ErrorCode::kInvalidArgument);
+  const std::vector<Charge> null_policy = {{nullptr, 1}};
+  EXPECT_EQ(check_charges(null_policy).error().code, ErrorCode::kInvalidArgument);
+  const std::vector<Charge> negative = {{&p, -1}};
+  EXPECT_EQ(check_charges(negative).error().code, ErrorCode::kInvalidArgument);
+  const std::vector<Charge> huge = {{&p, kMaxCount + 1}};
+  EXPECT_EQ(check_charges(huge).error().code, ErrorCode::kInvalidArgument);
+  const std::vector<Charge> ok = {{&p, 0}, {&p, kMaxCount}};
+  EXPECT_TRUE(check_charges(ok).has_value());
+}
+
+TEST(FormatDecideCommand, IsOneFcallWithTheIdentitysKeys) {
+  const Policy a = policy("a", Algorithm::kFixedWindow, 1, seconds(1));
+  const Policy b = policy("b{x}", Algorithm::kGcra, 1, seconds(1));
+  const std::vector<Charge> charges = {{&a, 1}, {&b, 1}};
+  int slot = -1;
+  const std::string cmd = format_decide_command("fg", "{user}", charges, &slot);
+  EXPECT_EQ(slot, key_slot("%7Buser%7D"));
+  RespReader reader;
+  ASSERT_TRUE(reader.feed(cmd).has_value());
+  auto parsed = reader.next();
+  ASSERT_TRUE(parsed && parsed->has_value());
+  const auto& argv = (**parsed).elements;
+  ASSERT_EQ(argv.size(), 3u + 2u + 2u + 12u);
+  EXPECT_EQ(argv[0].str, "FCALL");
+  EXPECT_EQ(argv[1].str, "fg_decide_v1");
+  EXPECT_EQ(argv[2].str, "2");
+  EXPECT_EQ(argv[3].str, "fg:{%7Buser%7D}:a");
+  EXPECT_EQ(argv[4].str, "fg:{%7Buser%7D}:b%7Bx%7D");
+  EXPECT_EQ(argv[5].str, "");
+  EXPECT_EQ(argv[6].str, "2");
+}
+
+TEST(ParseDecideReply, ReadsTheVerdict) {
+  auto v = parse_decide_reply(
+      integers({0, 1, 1, 0, 100, 99, 600000, 0, 0, 1, 2, 0, 1000000, 500000}), 2);
+  ASSERT_TRUE(v.has_value()) << v.error().to_string();
+  EXPECT_FALSE(v->allowed);
+  EXPECT_EQ(v->most_restrictive, 1u);
+  ASSERT_EQ(v->decisions.size(), 2u);
+  EXPECT_TRUE(v->decisions[0].allowed);
+  EXPECT_EQ(v->decisions[0].limit, 100);
+  EXPECT_EQ(v->decisions[0].remaining, 99);
+  EXPECT_EQ(v->decisions[0].reset_after, Duration(600000));
+  EXPECT_FALSE(v->decisions[1].allowed);
+  EXPECT_EQ(v->decisions[1].reason, DenyReason::kOverLimit);
+  EXPECT_EQ(v->decisions[1].retry_after, Duration(500000));
+  EXPECT_EQ(v->headline().limit, 2);
+}
+
+TEST(ParseDecideReply, AnErrorReplyIsUnavailable) {
+  Reply e;
+  e.type = Reply::Type::kError;
+  e.str = "ERR user_script:1: oops";
+  auto v = parse_decide_reply(e, 1);
+  ASSERT_FALSE(v.has_value());
+  EXPECT_EQ(v.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(v.error().message.find("oops"), std::string::npos);
+}
+
+TEST(ParseDecideReply, AMalformedReplyIsInternalNeverACrash) {
+  const std::vector<std::int64_t> good = {1, 0, 1, 0, 5, 4, 100, 0};
+  ASSERT_TRUE(parse_decide_reply(integers(good), 1).has_value());
+  auto bad = [&](std::vector<std::int64_t> values, std::size_t n = 1) {
+    auto v = parse_decide_reply(integers(std::move(values)), n);
+    return !v.has_value() && v.error().code == ErrorCode::kInternal;
+  };
+  EXPECT_TRUE(bad(good, 2));                        // wrong count for n
+  EXPECT_TRUE(bad({1, 0, 1, 0, 5, 4, 100}));        // short
+  EXPECT_TRUE(bad({1, 0, 1, 0, 5, 4, 100, 0, 0}));  // long
+  EXPECT_TRUE(bad({2, 0, 1, 0, 5, 4, 100, 0}));     // allowed not a flag
+  EXPECT_TRUE(bad({1, 1, 1, 0, 5, 4, 100, 0}));     // index out of range
+  EXPECT_TRUE(bad({1, -1, 1, 0, 5, 4, 100, 0}));    // negative index
+  EXPECT_TRUE(bad({1, 0, 1, 3, 5, 4, 100, 0}));     // unknown reason
+  EXPECT_TRUE(bad({1, 0, 0, 0, 5, 4, 100, 0}));     // denied without a reason
+  EXPECT_TRUE(bad({1, 0, 1, 0, 5, -4, 100, 0}));    // negative remaining
+  EXPECT_TRUE(bad({1, 0, 1, 0, 5, 4, -1, 0}));      // negative reset
+  EXPECT_TRUE(bad({}, 0));
+  Reply not_array;
+  not_array.type = Reply::Type::kString;
+  not_array.str = "1";
+  EXPECT_EQ(parse_decide_reply(not_array, 1).error().code, ErrorCode::kInternal);
+  Reply nested = integers(good);
+  nested.elements[3].type = Reply::Type::kString;
+  EXPECT_EQ(parse_decide_reply(nested, 1).error().code, ErrorCode::kInternal);
+  Reply nil;
+  EXPECT_EQ(parse_decide_reply(nil, 1).error().code, ErrorCode::kInternal);
+}
+
+TEST(LibraryCode, IsAFunctionLibraryRegisteringTheDecideFunction) {
+  const std::string& code = library_code();
+  EXPECT_TRUE(code.starts_with("#!lua name=floodgate_v1\n"));
+  EXPECT_NE(code.find(decide_lua_source()), std::string::npos);
+  EXPECT_NE(code.find("redis.register_function("), std::string::npos);
+  EXPECT_NE(code.find("'fg_decide_v1'"), std::string::npos);
+  EXPECT_FALSE(decide_lua_source().empty());
+}
+
+}  // namespace
+}  // namespace fg::redis
