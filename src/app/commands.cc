@@ -9,6 +9,7 @@
 #include "floodgate/limiter.h"
 #include "floodgate/policy.h"
 #include "floodgate/store.h"
+#include "store/open_store.h"
 
 namespace fg::app {
 namespace {
@@ -71,16 +72,17 @@ int run_check(const CheckArgs& args, std::ostream& out, std::ostream& err) {
     err << "--cost: must be from 0 to " << kMaxCount << '\n';
     return kExitNoDecision;
   }
-  if (store_url.kind != config::StoreKind::kMemory) {
-    // The Redis stores arrive with src/store/redis; until then say so rather than pretend.
-    err << "store " << config::to_string(store_url) << ": not available in this build yet\n";
+  OpenStoreOptions store_options;
+  store_options.key_prefix = cfg->key_prefix;
+  store_options.timeout = cfg->store_timeout;
+  auto store = open_store(store_url, store_options, SystemClock::instance());
+  if (!store) {
+    err << "store " << config::to_string(store_url) << ": " << store.error().to_string() << '\n';
     return kExitNoDecision;
   }
-
-  std::unique_ptr<Store> store = make_memory_store(MemoryStoreOptions{}, SystemClock::instance());
   const Charge charge{&pc->policy, cost};
   const DecideRequest request{args.key, std::span<const Charge>(&charge, 1)};
-  Result<Verdict> verdict = decide_and_wait(*store, request);
+  Result<Verdict> verdict = decide_and_wait(**store, request);
   if (!verdict) {
     err << "store " << config::to_string(store_url) << ": " << verdict.error().to_string() << '\n';
     return kExitNoDecision;

@@ -269,6 +269,44 @@ std::string_view to_string(StoreKind k) {
   return "unknown";
 }
 
+namespace {
+
+// "ca=/x.pem&insecure=1" into url.tls_options; only rediss:// takes these.
+Result<void> parse_tls_query(std::string_view query, StoreUrl& url) {
+  while (!query.empty()) {
+    const std::size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const std::size_t eq = pair.find('=');
+    const std::string_view name = pair.substr(0, eq);
+    auto value = percent_decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+    if (!value) return invalid("store URL: bad percent-encoding in " + quote(name));
+    if (!url.tls) return invalid("store URL: " + std::string(name) + "= needs rediss:// (TLS)");
+    StoreTls& tls = url.tls_options;
+    if (name == "ca") {
+      tls.ca_file = std::move(*value);
+    } else if (name == "cert") {
+      tls.cert_file = std::move(*value);
+    } else if (name == "key") {
+      tls.key_file = std::move(*value);
+    } else if (name == "server_name" || name == "sni") {
+      tls.server_name = std::move(*value);
+    } else if (name == "insecure") {
+      tls.verify = !(*value == "1" || *value == "true");
+    } else {
+      return invalid("store URL: unknown parameter " + quote(name) +
+                     " (rediss:// takes ca, cert, key, server_name, insecure)");
+    }
+  }
+  if (url.tls_options.cert_file.empty() != url.tls_options.key_file.empty()) {
+    return invalid("store URL: cert and key go together");
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<StoreUrl> parse_store_url(std::string_view text) {
   const std::size_t sep = text.find("://");
   if (sep == std::string_view::npos) {
@@ -290,8 +328,15 @@ Result<StoreUrl> parse_store_url(std::string_view text) {
     return invalid("unknown store scheme " + quote(scheme) + " (" + std::string(kStoreUrlForms) +
                    ")");
   }
-  if (rest.find_first_of("?#") != std::string_view::npos) {
-    return invalid(quote(text) + ": query strings and fragments are not supported");
+  if (rest.find('#') != std::string_view::npos) {
+    return invalid(quote(text) + ": fragments are not supported");
+  }
+  // The query starts after the credentials, which may hold an unencoded '?'.
+  const std::size_t at_end = rest.rfind('@');
+  if (const std::size_t q = rest.find('?', at_end == rest.npos ? 0 : at_end);
+      q != std::string_view::npos) {
+    if (auto ok = parse_tls_query(rest.substr(q + 1), url); !ok) return tl::unexpected(ok.error());
+    rest = rest.substr(0, q);
   }
   // The last '@' ends the credentials: an unencoded '@' or '/' in a password still parses.
   if (const std::size_t at = rest.rfind('@'); at != std::string_view::npos) {

@@ -69,6 +69,19 @@ std::string_view to_string(StoreKind k);
 
 inline constexpr std::uint16_t kDefaultRedisPort = 6379;
 
+// TLS settings of a rediss:// URL, from its query:
+//   rediss://host:port?ca=/ca.pem&cert=/client.pem&key=/client.key&server_name=redis.internal
+//   rediss://host:port?insecure=1        (any certificate: for tests only)
+struct StoreTls {
+  std::string ca_file;      // PEM bundle of trusted CAs; empty: the system's default store
+  std::string cert_file;    // client certificate chain (PEM), for tls-auth-clients servers
+  std::string key_file;     // its private key (PEM); given together with cert_file
+  std::string server_name;  // name to verify and send as SNI; empty: the URL's host
+  bool verify = true;       // false with insecure=1
+
+  friend bool operator==(const StoreTls&, const StoreTls&) = default;
+};
+
 struct StoreUrl {
   StoreKind kind = StoreKind::kMemory;
   std::vector<HostPort> hosts;  // empty for memory; one for redis; the seeds for a cluster
@@ -76,13 +89,14 @@ struct StoreUrl {
   std::string password;         // empty: no AUTH; percent-decoded
   int db = 0;                   // SELECT <db>; always 0 for a cluster
   bool tls = false;             // rediss://
+  StoreTls tls_options;         // with tls: the query's settings
 
   friend bool operator==(const StoreUrl&, const StoreUrl&) = default;
 };
 
 // memory://
 // redis://[user:password@]host[:port][/db]      (port 6379 when omitted)
-// rediss://[user:password@]host[:port][/db]     (TLS)
+// rediss://[user:password@]host[:port][/db][?ca=..&cert=..&key=..&server_name=..&insecure=1]
 // redis-cluster://[user:password@]host[:port][,host[:port]...]
 // The user and password may be percent-encoded (%40 for '@'); ":password@" alone is a password
 // without a user (Redis's default user).

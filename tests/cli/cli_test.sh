@@ -3,15 +3,14 @@
 #
 #   tests/cli/cli_test.sh CASE path/to/floodgate SOURCE_DIR
 #
-# One ctest per CASE (see src/app/CMakeLists.txt). Each `floodgate check` is a fresh process
-# with a fresh memory store, so these cases check one decision each, never state across runs.
+# One ctest per CASE (see src/app/CMakeLists.txt). Each `floodgate check` is a fresh process:
+# on the memory store each run decides alone; on Redis (check_redis_shared) runs share state.
 set -u
 
 case_name=$1
 fg=$2
 src=$3
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 failures=0
 
 fail() {
@@ -42,6 +41,43 @@ expect_err_contains() {
 expect_err_empty() {
   [[ -z $err ]] || fail "stderr not empty: $err"
 }
+
+# A loopback port nothing listens on (a closed port answers "connection refused").
+dead_port() {
+  local port
+  for _ in $(seq 1 50); do
+    port=$((20000 + RANDOM % 40000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+  done
+  echo 1
+}
+
+# start_redis: a redis-server of our own on a free port ($redis_port), stopped by PID on exit.
+redis_pid=""
+start_redis() {
+  command -v redis-server >/dev/null || { echo "redis-server is not installed" >&2; return 1; }
+  for _ in $(seq 1 10); do
+    redis_port=$(dead_port)
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+      --dir "$tmp" >"$tmp/redis.log" 2>&1 &
+    redis_pid=$!
+    for _ in $(seq 1 100); do  # up to 5 s
+      [[ $(redis-cli -p "$redis_port" PING 2>/dev/null) == PONG ]] && return 0
+      kill -0 "$redis_pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    kill "$redis_pid" 2>/dev/null
+    wait "$redis_pid" 2>/dev/null
+  done
+  echo "could not start redis-server: $(cat "$tmp/redis.log")" >&2
+  return 1
+}
+stop_redis() {
+  [[ -n $redis_pid ]] || return 0
+  kill "$redis_pid" 2>/dev/null
+  wait "$redis_pid" 2>/dev/null
+}
+trap 'stop_redis; rm -rf "$tmp"' EXIT
 
 write_config() {  # write_config NAME LIMIT PERIOD [BURST]
   {
@@ -178,22 +214,51 @@ case $case_name in
     ;;
 
   check_redis_store)
+    # A Redis that is not there: a clear error naming the store (never its password), exit 2,
+    # well within a second.
     write_config p 10 1s
-    run check --config "$tmp/cfg.yaml" --policy p --key k --store redis://u:secret@127.0.0.1:6379/1
+    dead=$(dead_port)
+    start=$(date +%s%N)
+    run check --config "$tmp/cfg.yaml" --policy p --key k --store "redis://u:secret@127.0.0.1:$dead/1"
+    elapsed_ms=$((($(date +%s%N) - start) / 1000000))
     expect_code 2
     expect_out ""
-    expect_err_contains "store redis://u:***@127.0.0.1:6379/1: not available in this build yet"
+    expect_err_contains "store redis://u:***@127.0.0.1:$dead/1: unavailable"
     [[ $err != *secret* ]] || fail "the password leaked: $err"
+    ((elapsed_ms < 5000)) || fail "a dead store took ${elapsed_ms} ms to report"
     run check --config "$tmp/cfg.yaml" --policy p --key k --store bogus
     expect_code 2
     expect_err_contains "--store: "
-    printf 'store: redis-cluster://127.0.0.1:7001\n' >"$tmp/cluster.yaml"
+    run check --config "$tmp/cfg.yaml" --policy p --key k --store "rediss://127.0.0.1:$dead?ca=$tmp/missing.pem"
+    expect_code 2
+    expect_err_contains "missing.pem"
+    printf 'store: redis-cluster://127.0.0.1:%s\n' "$dead" >"$tmp/cluster.yaml"
     cat "$tmp/cfg.yaml" >>"$tmp/cluster.yaml"
     run check --config "$tmp/cluster.yaml" --policy p --key k
     expect_code 2
-    expect_err_contains "store redis-cluster://127.0.0.1:7001: not available in this build yet"
+    expect_err_contains "store redis-cluster://127.0.0.1:$dead: "
     run check --config "$tmp/cluster.yaml" --policy p --key k --store memory://
     expect_code 0
+    ;;
+
+  check_redis_shared)
+    # Consecutive runs share state through Redis, as instances do: five runs against a limit
+    # of 5 allow five, the sixth is denied.
+    start_redis || exit 1
+    write_config p 5 1h
+    for i in 1 2 3 4 5; do
+      run check --config "$tmp/cfg.yaml" --policy p --key "user-42" --store "redis://127.0.0.1:$redis_port"
+      expect_code 0 "run $i"
+      expect_out_contains "\"remaining\":$((5 - i)),"
+    done
+    run check --config "$tmp/cfg.yaml" --policy p --key "user-42" --store "redis://127.0.0.1:$redis_port"
+    expect_code 1
+    expect_out_contains '"allowed":false'
+    # Another identity is untouched; the key has a ttl.
+    run check --config "$tmp/cfg.yaml" --policy p --key "user-43" --store "redis://127.0.0.1:$redis_port"
+    expect_code 0
+    ttl=$(redis-cli -p "$redis_port" PTTL 'fg:{user-42}:p')
+    ((ttl > 0)) || fail "fg:{user-42}:p has no ttl ($ttl)"
     ;;
 
   check_hostile_key)

@@ -136,8 +136,8 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
     o.host = a.host;
     o.port = a.port;
     o.tls = shared_->tls;
-    o.tls_verify = shared_->options.tls.verify;
-    o.tls_server_name = shared_->options.tls.server_name;
+    o.tls_verify = shared_->options.url.tls_options.verify;
+    o.tls_server_name = shared_->options.url.tls_options.server_name;
     o.user = shared_->options.url.user;
     o.password = shared_->options.url.password;
     o.db = shared_->cluster ? 0 : shared_->options.url.db;
@@ -471,34 +471,7 @@ std::shared_ptr<ThreadContext> unbind(std::uint64_t store_id) {
   return nullptr;
 }
 
-Result<std::string> percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') {
-      out.push_back(s[i]);
-      continue;
-    }
-    auto hex = [](char c) -> int {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-      return -1;
-    };
-    if (i + 2 >= s.size()) {
-      return fail(ErrorCode::kInvalidArgument, "bad percent-encoding in the store URL's query");
-    }
-    const int hi = hex(s[i + 1]);
-    const int lo = hex(s[i + 2]);
-    if (hi < 0 || lo < 0) {
-      return fail(ErrorCode::kInvalidArgument, "bad percent-encoding in the store URL's query");
-    }
-    out.push_back(static_cast<char>(hi * 16 + lo));
-    i += 2;
-  }
-  return out;
-}
-
-Result<std::shared_ptr<asio::ssl::context>> make_tls_context(const RedisTlsOptions& tls) {
+Result<std::shared_ptr<asio::ssl::context>> make_tls_context(const config::StoreTls& tls) {
   auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
   error_code ec;
   ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
@@ -551,54 +524,12 @@ struct RedisStore::Impl {
 };
 
 Result<void> parse_redis_url(std::string_view text, RedisStoreOptions& options) {
-  // The query goes after the credentials (which may hold an unencoded '?' no more than the
-  // config parser allows) and the hosts.
-  const std::size_t scheme_end = text.find("://");
-  const std::size_t at = text.rfind('@');
-  const std::size_t search_from =
-      at != std::string_view::npos ? at : (scheme_end == std::string_view::npos ? 0 : scheme_end);
-  const std::size_t q = text.find('?', search_from);
-  const std::string_view base = text.substr(0, q);
-  auto url = config::parse_store_url(base);
+  auto url = config::parse_store_url(text);
   if (!url) return tl::unexpected(url.error());
   if (url->kind == config::StoreKind::kMemory) {
     return fail(ErrorCode::kInvalidArgument, "not a Redis URL: " + config::to_string(*url));
   }
-  RedisTlsOptions tls = options.tls;
-  if (q != std::string_view::npos) {
-    std::string_view query = text.substr(q + 1);
-    while (!query.empty()) {
-      const std::size_t amp = query.find('&');
-      const std::string_view pair = query.substr(0, amp);
-      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-      if (pair.empty()) continue;
-      const std::size_t eq = pair.find('=');
-      const std::string_view name = pair.substr(0, eq);
-      auto value = percent_decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
-      if (!value) return tl::unexpected(value.error());
-      if (!url->tls) {
-        return fail(ErrorCode::kInvalidArgument,
-                    "store URL: " + std::string(name) + "= needs rediss:// (TLS)");
-      }
-      if (name == "ca") {
-        tls.ca_file = *value;
-      } else if (name == "cert") {
-        tls.cert_file = *value;
-      } else if (name == "key") {
-        tls.key_file = *value;
-      } else if (name == "insecure") {
-        tls.verify = !(*value == "1" || *value == "true");
-      } else if (name == "sni" || name == "server_name") {
-        tls.server_name = *value;
-      } else {
-        return fail(ErrorCode::kInvalidArgument,
-                    "store URL: unknown parameter " + config::quote(name) +
-                        " (rediss:// takes ca, cert, key, insecure, server_name)");
-      }
-    }
-  }
   options.url = std::move(*url);
-  options.tls = std::move(tls);
   return {};
 }
 
@@ -617,7 +548,7 @@ Result<std::unique_ptr<RedisStore>> RedisStore::make(const RedisStoreOptions& op
   shared->cluster_slots_command = format_command({"CLUSTER", "SLOTS"});
   shared->asking_command = format_command({"ASKING"});
   if (options.url.tls) {
-    auto tls = make_tls_context(options.tls);
+    auto tls = make_tls_context(options.url.tls_options);
     if (!tls) return tl::unexpected(tls.error());
     shared->tls = std::move(*tls);
   }

@@ -53,18 +53,9 @@ class io_context;
 
 namespace fg::redis {
 
-struct RedisTlsOptions {
-  std::string ca_file;      // PEM bundle of trusted CAs; empty: the system's default store
-  std::string cert_file;    // client certificate chain (PEM), for servers with tls-auth-clients
-  std::string key_file;     // its private key (PEM); needed with cert_file
-  bool verify = true;       // verify the chain and that the certificate names the host; false
-                            // (insecure=1) accepts any certificate: for tests only
-  std::string server_name;  // name to verify and send as SNI; empty: the URL's host
-};
-
 struct RedisStoreOptions {
-  // Where: redis://, rediss:// or redis-cluster:// (config::parse_store_url, or parse_redis_url
-  // below for the TLS query parameters). kind must not be kMemory.
+  // Where: redis://, rediss:// (with its TLS settings in url.tls_options) or redis-cluster://,
+  // as config::parse_store_url reads them. kind must not be kMemory.
   config::StoreUrl url;
   // Keys are "<key_prefix>:{<identity>}:<policy>", so several deployments can share one Redis.
   std::string key_prefix = "fg";
@@ -76,14 +67,10 @@ struct RedisStoreOptions {
   Duration connect_timeout = std::chrono::seconds(1);
   // A connection owing replies that reads nothing for this long is dropped and reconnected.
   Duration stall_timeout = std::chrono::seconds(2);
-  RedisTlsOptions tls;  // used with rediss://
 };
 
-// Parses a store URL into options.url and, for rediss://, TLS query parameters into options.tls:
-//   rediss://[user:password@]host:port[/db]?ca=/path/ca.pem&cert=/path/c.pem&key=/path/k.pem
-//   rediss://127.0.0.1:6380?insecure=1
-// Values are percent-decoded. Other fields of `options` are left as they are. kInvalidArgument
-// for a bad URL, an unknown parameter, or a TLS parameter on a URL without TLS.
+// config::parse_store_url into options.url, refusing memory://. Other fields are left as
+// they are. kInvalidArgument for a bad URL.
 Result<void> parse_redis_url(std::string_view text, RedisStoreOptions& options);
 
 // What the store has done, summed over its threads (relaxed reads: for metrics and tests).

@@ -25,12 +25,12 @@ TEST(ParseRedisUrl, ReadsPlainClusterAndTlsUrls) {
   EXPECT_TRUE(t.url.tls);
   EXPECT_EQ(t.url.password, "pw");
   EXPECT_EQ(t.url.db, 1);
-  EXPECT_EQ(t.tls.ca_file, "/etc/ca.pem");
-  EXPECT_EQ(t.tls.cert_file, "/c d.pem");
-  EXPECT_EQ(t.tls.key_file, "/k.pem");
-  EXPECT_TRUE(t.tls.verify);
+  EXPECT_EQ(t.url.tls_options.ca_file, "/etc/ca.pem");
+  EXPECT_EQ(t.url.tls_options.cert_file, "/c d.pem");
+  EXPECT_EQ(t.url.tls_options.key_file, "/k.pem");
+  EXPECT_TRUE(t.url.tls_options.verify);
   ASSERT_TRUE(parse_redis_url("rediss://127.0.0.1:6380?insecure=1", t).has_value());
-  EXPECT_FALSE(t.tls.verify);
+  EXPECT_FALSE(t.url.tls_options.verify);
 }
 
 TEST(ParseRedisUrl, RefusesWhatItCannotUse) {
