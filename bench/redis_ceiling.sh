@@ -42,17 +42,8 @@ for _ in $(seq 200); do
 done
 redis-cli -p "$port" ping >/dev/null
 
-# The library as the store loads it: decide.lua is normally a whole library already; a file
-# with only `function decide(keys, args)` gets the same wrapping as script.cc gives it.
-if [[ $(head -c 5 "$lua") == "#!lua" ]]; then
-  cp "$lua" "$dir/library.lua"
-else
-  register="redis.register_function('fg_decide_v1',"
-  register+=" function(keys, args) return decide(keys, args) end)"
-  { printf '#!lua name=floodgate_v1\nlocal decide\n'; cat "$lua"; printf '\n%s\n' "$register"
-  } >"$dir/library.lua"
-fi
-redis-cli -p "$port" -x FUNCTION LOAD REPLACE <"$dir/library.lua" >/dev/null
+# decide.lua is the whole function library, as the store loads it.
+redis-cli -p "$port" -x FUNCTION LOAD REPLACE <"$lua" >/dev/null
 
 # Token bucket, 100 per minute, burst 100: algorithm 1, cost 1, not shadow, burst 100,
 # unit 600000, rate 1 (core::bucket_scale). "" = use Redis TIME.

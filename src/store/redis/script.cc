@@ -40,21 +40,8 @@ tl::unexpected<Error> malformed(const Reply& reply, const std::string& why) {
 std::string_view decide_lua_source() { return kDecideLuaSource; }
 
 const std::string& library_code() {
-  static const std::string code = [] {
-    const std::string_view source = kDecideLuaSource;
-    // A file that is already a whole library (its own shebang and register_function) is loaded
-    // as it is.
-    if (source.starts_with("#!lua")) return std::string(source);
-    std::string s;
-    s += "#!lua name=";
-    s += kLibraryName;
-    s += "\nlocal decide\n";
-    s += source;
-    s += "\nredis.register_function('";
-    s += kDecideFunction;
-    s += "', function(keys, args) return decide(keys, args) end)\n";
-    return s;
-  }();
+  // decide.lua is the whole library: its shebang names it, its last line registers the function.
+  static const std::string code(kDecideLuaSource);
   return code;
 }
 

@@ -1,8 +1,8 @@
 // script.h — the decide function on the Redis side: its library text, the FCALL arguments that
 // describe a request, and the reply that describes the verdict. Pure functions, no I/O.
 //
-// The Lua (src/store/redis/lua/decide.lua, embedded at build time) defines `decide(keys, args)`.
-// It is loaded as a Redis 7 FUNCTION library, `floodgate_v1`, registering `fg_decide_v1`:
+// The Lua (src/store/redis/lua/decide.lua, embedded at build time) is a Redis 7 FUNCTION library,
+// `floodgate_v1`, registering `fg_decide_v1`:
 // FUNCTION LOAD is replicated to replicas, so the function survives a failover (SCRIPT LOAD does
 // not: design §4), and one FCALL runs the whole all-or-nothing decision atomically.
 //
@@ -46,11 +46,7 @@ inline constexpr std::string_view kDecideFunction = "fg_decide_v1";
 inline constexpr std::size_t kArgsPerPolicy = 6;
 inline constexpr std::size_t kReplyPerPolicy = 6;
 
-// The library as given to FUNCTION LOAD REPLACE. decide.lua is normally the whole library
-// (`#!lua name=floodgate_v1` ... `redis.register_function('fg_decide_v1', decide)`) and is used
-// as it is. A file holding only a global `decide(keys, args)` is wrapped: the shebang, a
-// `local decide` line (Redis refuses new globals in a library, and the file's
-// `function decide(...)` then assigns that local), the file, and the registration.
+// The library as given to FUNCTION LOAD REPLACE: decide.lua, embedded at build time.
 const std::string& library_code();
 
 // The Lua source the library was built from (the file as embedded).
