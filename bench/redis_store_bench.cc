@@ -88,6 +88,12 @@ const std::vector<std::string>& identities() {
   return ids;
 }
 
+// The q-quantile (0..1) of sorted values.
+double percentile(const std::vector<double>& sorted, double q) {
+  const auto i = static_cast<std::size_t>(q * static_cast<double>(sorted.size()));
+  return sorted[std::min(sorted.size() - 1, i)];
+}
+
 // Keeps `in_flight` decisions outstanding until `total` have completed: each completion (on
 // the store's I/O thread) starts the next decision, so the loop runs at the store's pace.
 class ClosedLoop {
@@ -184,11 +190,7 @@ void BM_LatencyAtRate(benchmark::State& bs) {
   }
   const redis::RedisStoreStats after = s.stats();
   std::sort(latency_us.begin(), latency_us.end());
-  auto pct = [&](double q) {
-    return latency_us[std::min(
-        latency_us.size() - 1,
-        static_cast<std::size_t>(q * static_cast<double>(latency_us.size())))];
-  };
+  auto pct = [&](double q) { return percentile(latency_us, q); };
   bs.counters["p50_us"] = pct(0.50);
   bs.counters["p99_us"] = pct(0.99);
   bs.counters["max_us"] = latency_us.back();
@@ -265,11 +267,7 @@ void BM_LatencyAtRateBound(benchmark::State& bs) {
     ioc.restart();
   }
   std::sort(latency_us.begin(), latency_us.end());
-  auto pct = [&](double q) {
-    return latency_us[std::min(
-        latency_us.size() - 1,
-        static_cast<std::size_t>(q * static_cast<double>(latency_us.size())))];
-  };
+  auto pct = [&](double q) { return percentile(latency_us, q); };
   bs.counters["p50_us"] = pct(0.50);
   bs.counters["p99_us"] = pct(0.99);
   bs.counters["p999_us"] = pct(0.999);
