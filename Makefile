@@ -23,10 +23,12 @@ test-asan: deps
 	cmake --build --preset asan -j $(JOBS)
 	ctest --preset asan -j $(JOBS) -L unit
 
-# Google Benchmark suites; figures go into docs/benchmarks.md by hand, with this command.
+# The benchmarks of docs/benchmarks.md (the Redis ones start their own redis-server).
 bench: build
-	build/$(PRESET)/bench/core_bench --benchmark_min_time=0.2
-	build/$(PRESET)/bench/memory_store_bench --benchmark_min_time=0.2
+	build/$(PRESET)/bench/core_bench --benchmark_min_time=0.5
+	build/$(PRESET)/bench/memory_store_bench --benchmark_min_time=0.5
+	build/$(PRESET)/bench/redis_store_bench
+	bench/redis_ceiling.sh
 
 run: build
 	@echo "floodgate serve arrives with the HTTP API server; for now try:"

@@ -259,6 +259,25 @@ case $case_name in
     expect_code 0
     ttl=$(redis-cli -p "$redis_port" PTTL 'fg:{user-42}:p')
     ((ttl > 0)) || fail "fg:{user-42}:p has no ttl ($ttl)"
+    # Several processes at once on one key admit exactly the limit: 40 concurrent runs, 25
+    # allowed. Forty cold processes (connect, load the function) on two cores need more than
+    # the default 20 ms deadline; a decision past its deadline is an error that may still have
+    # consumed, which would make the count inexact (never over the limit).
+    write_config q 25 1h
+    printf 'store_timeout: 5s\n' >>"$tmp/cfg.yaml"
+    pids=()
+    for i in $(seq 1 40); do
+      "$fg" check --config "$tmp/cfg.yaml" --policy q --key "shared" \
+        --store "redis://127.0.0.1:$redis_port" >"$tmp/par.$i" 2>&1 &
+      pids+=($!)
+    done
+    allowed=0 denied=0 other=0
+    for pid in "${pids[@]}"; do
+      wait "$pid"
+      case $? in 0) allowed=$((allowed + 1)) ;; 1) denied=$((denied + 1)) ;; *) other=$((other + 1)) ;; esac
+    done
+    [[ $allowed == 25 && $denied == 15 && $other == 0 ]] ||
+      fail "40 concurrent processes: $allowed allowed, $denied denied, $other errors; want 25/15/0 ($(cat "$tmp"/par.* | sort | uniq -c | head -5))"
     ;;
 
   check_hostile_key)
