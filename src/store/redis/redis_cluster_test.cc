@@ -382,6 +382,15 @@ TEST_F(RedisClusterTest, AKilledMasterIsReplacedAndDecisionsResumeWithinTheirDea
   ASSERT_TRUE(test::decide(*store, "victim", {{&p, 1}}).has_value());
   ASSERT_TRUE(test::decide(*store, bystander, {{&p, 1}}).has_value());
 
+  // The store only talks to masters, yet every replica holds the library: FUNCTION LOAD is
+  // replicated, so the replica about to be promoted can decide at once.
+  for (test::RedisServer* node : cluster().nodes()) {
+    EXPECT_TRUE(testing::eventually([&] {
+      return node->command({"FUNCTION", "LIST", "LIBRARYNAME", "floodgate_v1"}).elements.size() ==
+             1;
+    })) << "node " << node->address() << " lacks the library";
+  }
+  const std::uint64_t reloads_before = store->stats().reloads;
   victim->kill();
   const auto killed = std::chrono::steady_clock::now();
   int failures = 0;
@@ -401,6 +410,8 @@ TEST_F(RedisClusterTest, AKilledMasterIsReplacedAndDecisionsResumeWithinTheirDea
         EXPECT_TRUE(r.error().code == ErrorCode::kUnavailable ||
                     r.error().code == ErrorCode::kDeadlineExceeded)
             << r.error().to_string();
+        EXPECT_EQ(r.error().message.find("unction"), std::string::npos)
+            << "a decision failed for a missing function: " << r.error().to_string();
       } else if (id == "victim") {
         resumed = true;
       }
@@ -415,8 +426,10 @@ TEST_F(RedisClusterTest, AKilledMasterIsReplacedAndDecisionsResumeWithinTheirDea
   EXPECT_TRUE(resumed);
   EXPECT_LT(slowest, kTimeout + 150ms) << "no decision waits much past its deadline";
   EXPECT_EQ(bystander_failures, 0) << "other masters' slots keep working (full coverage off)";
-  // The promoted replica is a master now.
+  // The promoted replica is a master now, and it had the function without being asked: no
+  // "Function not found" was answered during the failover.
   EXPECT_NE(cluster().master_of_slot(slot_victim), victim);
+  EXPECT_EQ(store->stats().reloads, reloads_before);
 }
 
 }  // namespace
