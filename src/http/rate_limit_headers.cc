@@ -1,0 +1,220 @@
+#include "http/rate_limit_headers.h"
+
+#include <algorithm>
+#include <cassert>
+
+namespace fg::http {
+
+std::int64_t ceil_seconds(Duration d) {
+  constexpr std::int64_t kUsPerSecond = 1'000'000;
+  const std::int64_t us = d.count();
+  if (us <= 0) return 0;
+  // Divide first: (us + 999999) / 1e6 would overflow near INT64_MAX.
+  return us / kUsPerSecond + (us % kUsPerSecond != 0 ? 1 : 0);
+}
+
+namespace sf {
+
+void append_string(std::string& out, std::string_view s) {
+  out.push_back('"');
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(ch);
+    } else if (c < 0x20 || c > 0x7e) {
+      // RFC 9651 §4.1.6: serialization fails on these. Names are validated ASCII, so this only
+      // guards against a caller bug; a '?' keeps the field parseable instead of dropping it.
+      out.push_back('?');
+    } else {
+      out.push_back(ch);
+    }
+  }
+  out.push_back('"');
+}
+
+std::string serialize_string(std::string_view s) {
+  std::string out;
+  append_string(out, s);
+  return out;
+}
+
+void append_integer(std::string& out, std::int64_t n) {
+  out += std::to_string(std::clamp(n, -kMaxInteger, kMaxInteger));
+}
+
+std::string serialize_list(std::span<const Item> items) {
+  std::string out;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += ", ";  // RFC 9651 §4.1.1: "," then one SP between members
+    append_string(out, items[i].name);
+    for (const auto& [key, value] : items[i].params) {
+      out.push_back(';');
+      out += key;
+      out.push_back('=');
+      append_integer(out, value);
+    }
+  }
+  return out;
+}
+
+}  // namespace sf
+
+std::string json_string(std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "\"";
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out.push_back(kHex[c >> 4]);
+          out.push_back(kHex[c & 0xf]);
+        } else if (c >= 0x80) {
+          out.push_back('?');  // possibly invalid UTF-8; keep the body valid JSON
+        } else {
+          out.push_back(ch);
+        }
+    }
+  }
+  out.push_back('"');
+  return out;
+}
+
+namespace {
+
+// A policy denies the request only if it is not in shadow mode (limiter.h).
+bool enforced_denial(const Charge& c, const Decision& d) { return !d.allowed && !c.policy->shadow; }
+
+// Window for RateLimit-Policy's w: the period, whole seconds rounded up, at least 1 (w must be a
+// positive Integer; a 250ms period is reported as w=1).
+std::int64_t window_seconds(const Policy& p) {
+  return std::max<std::int64_t>(1, ceil_seconds(p.period));
+}
+
+}  // namespace
+
+std::int64_t retry_after_seconds(const Decision& d) {
+  // At least 1 (headers.md): "Retry-After: 0" invites an immediate retry that the limiter would
+  // deny again. kCostExceedsBurst has retry_after 0 and so gets 1 too: no wait makes it pass,
+  // and a longer figure would suggest one does; the problem body's "detail" says so instead.
+  return std::max<std::int64_t>(1, ceil_seconds(d.retry_after));
+}
+
+std::string rate_limit_policy_value(std::span<const Charge> charges) {
+  // q = capacity(), not limit: X-RateLimit-Limit and every r are counted out of capacity, so
+  // this keeps r <= q. For a bucket with burst != limit, q;w then states the burst, not the
+  // refill rate (the draft has no separate burst parameter); with the default burst == limit
+  // they coincide. Example: 100 per minute, burst 100 → "per-minute";q=100;w=60.
+  std::vector<sf::Item> items;
+  items.reserve(charges.size());
+  for (const Charge& c : charges) {
+    assert(c.policy != nullptr);
+    items.push_back(
+        sf::Item{c.policy->name, {{"q", c.policy->capacity()}, {"w", window_seconds(*c.policy)}}});
+  }
+  return sf::serialize_list(items);
+}
+
+std::string rate_limit_value(std::span<const Charge> charges, std::span<const Decision> decisions) {
+  assert(charges.size() == decisions.size());
+  const std::size_t n = std::min(charges.size(), decisions.size());
+  std::vector<sf::Item> items;
+  items.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    // t: until the state is full again (reset_after), the same figure as X-RateLimit-Reset.
+    items.push_back(sf::Item{charges[i].policy->name,
+                             {{"r", std::max<std::int64_t>(0, decisions[i].remaining)},
+                              {"t", ceil_seconds(decisions[i].reset_after)}}});
+  }
+  return sf::serialize_list(items);
+}
+
+std::string problem_body(std::span<const Charge> charges, const Verdict& verdict) {
+  assert(charges.size() == verdict.decisions.size());
+  const std::size_t n = std::min(charges.size(), verdict.decisions.size());
+  if (n == 0 || verdict.most_restrictive >= n) return {};
+  const Decision& headline = verdict.headline();
+  const Policy& policy = *charges[verdict.most_restrictive].policy;
+
+  std::string out = "{\"type\":";
+  out += json_string(kQuotaExceededType);
+  out += ",\"title\":\"Too Many Requests\",\"status\":429";
+  if (headline.reason == DenyReason::kCostExceedsBurst) {
+    out += ",\"detail\":";
+    out += json_string("cost " + std::to_string(charges[verdict.most_restrictive].cost) +
+                       " exceeds the capacity " + std::to_string(policy.capacity()) +
+                       " of policy " + policy.name + "; this request can never pass");
+  }
+  out += ",\"policy\":";
+  out += json_string(policy.name);
+  out += ",\"retry_after\":";
+  out += std::to_string(retry_after_seconds(headline));
+  out += ",\"violated-policies\":[";
+  bool first = true;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!enforced_denial(charges[i], verdict.decisions[i])) continue;
+    if (!first) out.push_back(',');
+    first = false;
+    out += json_string(charges[i].policy->name);
+  }
+  out += "]}";
+  return out;
+}
+
+RateLimitHeaders rate_limit_headers(std::span<const Charge> charges, const Verdict& verdict) {
+  assert(charges.size() == verdict.decisions.size());
+  RateLimitHeaders out;
+  const std::size_t n = std::min(charges.size(), verdict.decisions.size());
+  if (n == 0 || verdict.most_restrictive >= n) return out;
+  const Decision& headline = verdict.headline();
+
+  auto add = [&out](std::string_view name, std::string value) {
+    out.fields.emplace_back(std::string(name), std::move(value));
+  };
+  add(kXRateLimitLimit, std::to_string(headline.limit));
+  add(kXRateLimitRemaining, std::to_string(std::max<std::int64_t>(0, headline.remaining)));
+  add(kXRateLimitReset, std::to_string(ceil_seconds(headline.reset_after)));
+  add(kRateLimitPolicy, rate_limit_policy_value(charges.first(n)));
+  add(kRateLimit, rate_limit_value(charges.first(n), std::span(verdict.decisions).first(n)));
+  if (!verdict.allowed) {
+    // The headline of a denied verdict is a denying non-shadow policy (most_restrictive), so
+    // Retry-After and the body name the policy that makes the client wait longest.
+    add(kRetryAfter, std::to_string(retry_after_seconds(headline)));
+    out.denied = true;
+    out.problem_body = problem_body(charges, verdict);
+  }
+  return out;
+}
+
+RateLimitHeaders degraded_rate_limit_headers(std::span<const Charge> charges) {
+  RateLimitHeaders out;
+  if (charges.empty()) return out;
+  out.fields.emplace_back(std::string(kRateLimitPolicy), rate_limit_policy_value(charges));
+  out.fields.emplace_back(std::string(kXRateLimitDegraded), std::string(kDegradedStoreUnavailable));
+  return out;
+}
+
+}  // namespace fg::http
