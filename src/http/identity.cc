@@ -1,0 +1,188 @@
+#include "http/identity.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstdlib>
+
+namespace fg::http {
+namespace {
+
+using Family = IpAddress::Family;
+
+std::string_view trim(std::string_view s) {
+  const auto is_ows = [](char c) { return c == ' ' || c == '\t'; };
+  while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_ows(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// 1-5 decimal digits, at most 65535. The port is checked only so that "1.2.3.4:junk" is refused
+// as the malformed entry it is; its value is not used.
+bool is_port(std::string_view s) {
+  if (s.empty() || s.size() > 5 || !std::all_of(s.begin(), s.end(), is_digit)) return false;
+  int v = 0;
+  for (char c : s) v = v * 10 + (c - '0');
+  return v <= 65535;
+}
+
+// Only the characters an address entry can hold reach parse_ip, so a NUL or other control byte
+// cannot cut the text short inside inet_pton ("1.2.3.4\0x" must not read as 1.2.3.4).
+bool has_only_address_chars(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == '.' ||
+           c == ':' || c == '[' || c == ']';
+  });
+}
+
+// One X-Forwarded-For entry, already trimmed: "a.b.c.d", "a.b.c.d:port", "v6", "[v6]",
+// "[v6]:port". nullopt for anything else.
+std::optional<IpAddress> parse_forwarded_entry(std::string_view e) {
+  if (!has_only_address_chars(e)) return std::nullopt;
+  if (!e.empty() && e.front() == '[') {
+    const std::size_t close = e.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    const std::string_view rest = e.substr(close + 1);
+    if (!rest.empty() && (rest.front() != ':' || !is_port(rest.substr(1)))) return std::nullopt;
+    auto ip = config::parse_ip(e.substr(1, close - 1));
+    if (!ip || ip->family != Family::kIpv6) return std::nullopt;
+    return ip;
+  }
+  // Exactly one colon: IPv4 with a port. A textual IPv6 address always has at least two ("::").
+  if (const std::size_t colon = e.find(':');
+      colon != std::string_view::npos && e.find(':', colon + 1) == std::string_view::npos) {
+    if (!is_port(e.substr(colon + 1))) return std::nullopt;
+    auto ip = config::parse_ip(e.substr(0, colon));
+    if (!ip || ip->family != Family::kIpv4) return std::nullopt;
+    return ip;
+  }
+  return config::parse_ip(e);
+}
+
+bool is_trusted(const IpAddress& ip, std::span<const Cidr> trusted) {
+  return std::any_of(trusted.begin(), trusted.end(), [&](const Cidr& c) { return c.contains(ip); });
+}
+
+// ::ffff:a.b.c.d -> a.b.c.d; anything else unchanged.
+IpAddress unmap(const IpAddress& ip) {
+  static constexpr std::array<std::uint8_t, 12> kMappedPrefix = {0, 0, 0, 0, 0,    0,
+                                                                 0, 0, 0, 0, 0xff, 0xff};
+  if (ip.family != Family::kIpv6 ||
+      !std::equal(kMappedPrefix.begin(), kMappedPrefix.end(), ip.bytes.begin())) {
+    return ip;
+  }
+  IpAddress v4;
+  std::copy(ip.bytes.begin() + 12, ip.bytes.end(), v4.bytes.begin());
+  return v4;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+std::string sha256_hex(std::string_view data) {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
+  unsigned int md_len = 0;
+  // EVP_Digest fails only when OpenSSL cannot allocate or has no SHA-256: impossible in a working
+  // process, and an identity cannot be formed without it.
+  if (EVP_Digest(data.data(), data.size(), md.data(), &md_len, EVP_sha256(), nullptr) != 1) {
+    std::abort();
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * md_len);
+  for (unsigned int i = 0; i < md_len; ++i) {
+    out += kHex[md[i] >> 4];
+    out += kHex[md[i] & 0xf];
+  }
+  return out;
+}
+
+}  // namespace
+
+IpAddress client_ip(const IpAddress& peer, std::string_view x_forwarded_for,
+                    std::span<const Cidr> trusted_proxies) {
+  if (!is_trusted(peer, trusted_proxies)) return peer;
+
+  // Proxies append on the right, so the bound keeps the right end. If the window starts inside an
+  // entry, that partial entry ("11.2.3.4" cut to "1.2.3.4") is dropped.
+  std::string_view list = x_forwarded_for;
+  if (list.size() > kMaxForwardedForBytes) {
+    const std::size_t start = list.size() - kMaxForwardedForBytes;
+    const bool cut_inside_entry = list[start - 1] != ',';
+    list.remove_prefix(start);
+    if (cut_inside_entry) {
+      const std::size_t comma = list.find(',');
+      list.remove_prefix(comma == std::string_view::npos ? list.size() : comma + 1);
+    }
+  }
+
+  IpAddress last_trusted = peer;
+  std::size_t examined = 0;
+  while (!list.empty() && examined < kMaxForwardedForEntries) {
+    const std::size_t comma = list.rfind(',');
+    const std::size_t begin = comma == std::string_view::npos ? 0 : comma + 1;
+    const std::string_view entry = trim(list.substr(begin));
+    list.remove_suffix(list.size() - (comma == std::string_view::npos ? 0 : comma));
+    if (entry.empty()) continue;  // "a,,b": an empty list element, not an entry
+    ++examined;
+    const auto ip = parse_forwarded_entry(entry);
+    // Malformed: the trusted hop that wrote it did not know the address; anything further left
+    // is the client's own text.
+    if (!ip) break;
+    if (!is_trusted(*ip, trusted_proxies)) return *ip;
+    last_trusted = *ip;
+  }
+  return last_trusted;
+}
+
+std::string ip_identity(const IpAddress& ip, int ipv4_prefix, int ipv6_prefix) {
+  IpAddress net = unmap(ip);
+  const int max = net.family == Family::kIpv4 ? 32 : 128;
+  const int prefix = std::clamp(net.family == Family::kIpv4 ? ipv4_prefix : ipv6_prefix, 0, max);
+  for (int i = 0; i < 16; ++i) {
+    const int keep = std::clamp(prefix - i * 8, 0, 8);
+    // keep == 0 shifts a uint8 0xff by 8 after promotion to int: 0xff00, truncated to 0.
+    net.bytes[i] &= static_cast<std::uint8_t>(0xff << (8 - keep));
+  }
+  std::string out = config::to_string(net);  // inet_ntop: RFC 5952 form for IPv6
+  if (prefix < max) out += "/" + std::to_string(prefix);
+  return out;
+}
+
+std::optional<std::string> identify(const std::vector<config::IdentitySource>& sources,
+                                    const HeaderLookup& lookup, const IpAddress& peer,
+                                    std::string_view x_forwarded_for,
+                                    std::span<const Cidr> trusted_proxies) {
+  for (const config::IdentitySource& source : sources) {
+    switch (source.kind) {
+      case config::IdentitySource::Kind::kIp: {
+        const IpAddress ip = client_ip(peer, x_forwarded_for, trusted_proxies);
+        return "ip:" + ip_identity(ip, source.ipv4_prefix, source.ipv6_prefix);
+      }
+      case config::IdentitySource::Kind::kHeader: {
+        const auto raw = lookup ? lookup(source.header) : std::nullopt;
+        if (!raw) break;
+        const std::string_view value = trim(*raw);
+        if (value.empty()) break;
+        // The header name keeps two header sources with the same value apart; it cannot contain
+        // ':' (an HTTP token), so "key:<name>:" ends where the value starts.
+        const std::string name = lower(source.header);
+        if (value.size() <= kMaxHeaderIdentityBytes)
+          return "key:" + name + ":" + std::string(value);
+        return "key#" + name + ":" + sha256_hex(value);
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace fg::http
