@@ -35,6 +35,10 @@ struct DecideRequest {
 
 using DecideCallback = std::function<void(Result<Verdict>)>;
 
+// kInvalidArgument for charges no store could decide: none at all, a charge without a policy, a
+// cost outside [0, kMaxCount]. Every store checks this before anything else.
+Result<void> check_charges(std::span<const Charge> charges);
+
 class Store {
  public:
   virtual ~Store() = default;

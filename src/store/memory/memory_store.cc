@@ -16,18 +16,6 @@ void make_key(std::string& out, std::string_view policy, std::string_view identi
   out.append(identity);
 }
 
-Result<void> check_request(const DecideRequest& request) {
-  if (request.charges.empty()) return fail(ErrorCode::kInvalidArgument, "no policy to decide");
-  for (const Charge& c : request.charges) {
-    if (c.policy == nullptr) return fail(ErrorCode::kInvalidArgument, "charge without policy");
-    if (c.cost < 0 || c.cost > kMaxCount) {
-      return fail(ErrorCode::kInvalidArgument, "cost must be between 0 and " +
-                                                   std::to_string(kMaxCount));
-    }
-  }
-  return {};
-}
-
 // Up to this many policies per request are looked up without allocating.
 constexpr std::size_t kInlinePolicies = 8;
 
@@ -69,7 +57,7 @@ void MemoryStore::make_room(Shard& shard, std::int64_t now_us) {
 }
 
 Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
-  if (auto ok = check_request(request); !ok) return tl::unexpected(ok.error());
+  if (auto ok = check_charges(request.charges); !ok) return tl::unexpected(ok.error());
   const std::size_t n = request.charges.size();
   const Timestamp now = clock_.now();
   const std::int64_t now_us = to_us(now);

@@ -45,18 +45,6 @@ const std::string& library_code() {
   return code;
 }
 
-Result<void> check_charges(std::span<const Charge> charges) {
-  if (charges.empty()) return fail(ErrorCode::kInvalidArgument, "no policy to decide");
-  for (const Charge& c : charges) {
-    if (c.policy == nullptr) return fail(ErrorCode::kInvalidArgument, "charge without policy");
-    if (c.cost < 0 || c.cost > kMaxCount) {
-      return fail(ErrorCode::kInvalidArgument,
-                  "cost must be between 0 and " + std::to_string(kMaxCount));
-    }
-  }
-  return {};
-}
-
 std::vector<std::string> encode_decide_args(std::span<const Charge> charges,
                                             std::string_view now_us_override) {
   std::vector<std::string> args;

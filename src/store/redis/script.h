@@ -34,6 +34,7 @@
 
 #include "floodgate/decision.h"
 #include "floodgate/limiter.h"
+#include "floodgate/store.h"
 #include "floodgate/result.h"
 #include "store/redis/resp.h"
 
@@ -52,18 +53,14 @@ const std::string& library_code();
 // The Lua source the library was built from (the file as embedded).
 std::string_view decide_lua_source();
 
-// kInvalidArgument for a request no store could decide: no charges, a charge without a policy,
-// a cost outside [0, kMaxCount].
-Result<void> check_charges(std::span<const Charge> charges);
-
 // The script arguments after the keys: now_us, n, then six values per charge.
-// Precondition: check_charges(charges) succeeded.
+// Precondition: fg::check_charges(charges) succeeded.
 std::vector<std::string> encode_decide_args(std::span<const Charge> charges,
                                             std::string_view now_us_override = "");
 
 // The whole FCALL as RESP bytes: FCALL fg_decide_v1 n <keys> <args>, with the keys built from
 // `key_prefix`, the identity and each policy's name (keys.h). `slot` receives the keys' slot.
-// Precondition: check_charges(charges) succeeded.
+// Precondition: fg::check_charges(charges) succeeded.
 std::string format_decide_command(std::string_view key_prefix, std::string_view identity,
                                   std::span<const Charge> charges, int* slot,
                                   std::string_view now_us_override = "");

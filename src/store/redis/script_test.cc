@@ -66,19 +66,6 @@ TEST(EncodeDecideArgs, SubMillisecondWindowsUseMicrosecondGranules) {
   EXPECT_EQ(encode_decide_args(charges).back(), "1");
 }
 
-TEST(CheckCharges, RefusesWhatNoStoreCouldDecide) {
-  const Policy p = policy("p", Algorithm::kFixedWindow, 1, seconds(1));
-  EXPECT_EQ(check_charges({}).error().code, ErrorCode::kInvalidArgument);
-  const std::vector<Charge> null_policy = {{nullptr, 1}};
-  EXPECT_EQ(check_charges(null_policy).error().code, ErrorCode::kInvalidArgument);
-  const std::vector<Charge> negative = {{&p, -1}};
-  EXPECT_EQ(check_charges(negative).error().code, ErrorCode::kInvalidArgument);
-  const std::vector<Charge> huge = {{&p, kMaxCount + 1}};
-  EXPECT_EQ(check_charges(huge).error().code, ErrorCode::kInvalidArgument);
-  const std::vector<Charge> ok = {{&p, 0}, {&p, kMaxCount}};
-  EXPECT_TRUE(check_charges(ok).has_value());
-}
-
 TEST(FormatDecideCommand, IsOneFcallWithTheIdentitysKeys) {
   const Policy a = policy("a", Algorithm::kFixedWindow, 1, seconds(1));
   const Policy b = policy("b{x}", Algorithm::kGcra, 1, seconds(1));
