@@ -199,6 +199,62 @@ TEST_F(RedisStoreTest, DecisionsInFlightTogetherShareWrites) {
   io.join();
 }
 
+// A script that keeps the server busy for ARGV[1] µs: past lua-time-limit, every other client
+// is answered "BUSY ...", one of the "try again" errors (with TRYAGAIN, CLUSTERDOWN, LOADING,
+// MASTERDOWN, READONLY) that the store retries with backoff inside the deadline. BUSY is the one
+// a single real server can be made to answer on demand; they share one path.
+constexpr const char* kSpinScript =
+    "local s = redis.call('TIME') local start = s[1] * 1000000 + s[2] "
+    "repeat local t = redis.call('TIME') until t[1] * 1000000 + t[2] - start > tonumber(ARGV[1]) "
+    "return 1";
+
+// Starts the spin on its own admin connection and returns once the server answers BUSY.
+std::thread spin(test::RedisServer& s, std::chrono::microseconds how_long) {
+  s.command({"CONFIG", "SET", "lua-time-limit", "20"});
+  std::thread t([&s, how_long] {
+    s.command({"EVAL", kSpinScript, "0", std::to_string(how_long.count())});
+  });
+  EXPECT_TRUE(testing::eventually([&] {
+    const auto r = s.command({"PING"});
+    return r.is_error && r.str.starts_with("BUSY");
+  }));
+  return t;
+}
+
+TEST_F(RedisStoreTest, ABusyServerIsRetriedUntilItAnswers) {
+  auto store = make_store(url_of(server()), 5s);
+  const Policy p = day_policy("busy", 100);
+  ASSERT_TRUE(test::decide(*store, "b", {{&p, 1}}).has_value());  // connected, library loaded
+  std::thread busy = spin(server(), 400ms);
+  const auto retries_before = store->stats().retries;
+  auto r = test::decide(*store, "b", {{&p, 1}});
+  busy.join();
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_TRUE(r->allowed);
+  EXPECT_EQ(r->headline().remaining, 98);
+  EXPECT_GT(store->stats().retries, retries_before);
+}
+
+TEST_F(RedisStoreTest, ABusyServerPastTheDeadlineIsAnErrorOnTime) {
+  auto store = make_store(url_of(server()), 100ms);
+  const Policy p = day_policy("busy-deadline", 100);
+  ASSERT_TRUE(test::decide(*store, "b", {{&p, 1}}).has_value());
+  std::thread busy = spin(server(), 1500ms);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = test::decide(*store, "b", {{&p, 1}});
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  busy.join();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_TRUE(r.error().code == ErrorCode::kUnavailable ||
+              r.error().code == ErrorCode::kDeadlineExceeded)
+      << r.error().to_string();
+  EXPECT_LT(elapsed, 250ms) << "retries never run past the deadline";
+  // Once the server is free again, the store answers, and nothing was consumed meanwhile.
+  auto after = test::decide(*store, "b", {{&p, 0}});
+  ASSERT_TRUE(after.has_value()) << after.error().to_string();
+  EXPECT_EQ(after->headline().remaining, 99);
+}
+
 TEST_F(RedisStoreTest, AStoppedServerMeansDeadlineExceededOnTime) {
   auto store = make_store(url_of(server()), 30ms);
   const Policy p = day_policy("deadline", 100);
