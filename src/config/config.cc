@@ -363,11 +363,11 @@ class Parser {
       add(1, "policies", "required: the file is empty (see examples/floodgate.yaml)");
       return std::nullopt;
     }
-    auto top =
-        fields(doc, "", 1,
-               {"listen", "threads", "store", "store_timeout", "on_store_error", "local_fallback",
-                "trusted_proxies", "upstream", "key_prefix", "cors", "identity", "policies"},
-               "a mapping of fields (listen, store, policies, ...)");
+    auto top = fields(doc, "", 1,
+                      {"listen", "threads", "store", "store_timeout", "on_store_error",
+                       "local_fallback", "trusted_proxies", "upstream", "upstream_timeout",
+                       "key_prefix", "cors", "identity", "policies", "server", "access_log"},
+                      "a mapping of fields (listen, store, policies, ...)");
     if (!top) return std::nullopt;
 
     for (const Fields::Entry& e : top->entries) {
@@ -439,6 +439,14 @@ class Parser {
             add(line_of(v, line), path, hp.error().message);
           }
         }
+      } else if (e.key == "upstream_timeout") {
+        if (auto d = positive_duration(v, path, line, std::chrono::hours(1))) {
+          c.upstream_timeout = *d;
+        }
+      } else if (e.key == "server") {
+        parse_server(v, path, line, c.server);
+      } else if (e.key == "access_log") {
+        if (auto b = bool_value(v, path, line)) c.access_log = *b;
       } else if (e.key == "key_prefix") {
         if (auto s = string_value(v, path, line)) {
           if (is_name(*s)) {
@@ -462,6 +470,66 @@ class Parser {
     }
     if (!problems_.empty()) return std::nullopt;
     return c;
+  }
+
+  // A duration in (0, max] (or [0, max] when zero_ok).
+  std::optional<Duration> positive_duration(const Node& n, const std::string& path, int line,
+                                            Duration max, bool zero_ok = false) {
+    // parse_duration refuses zero (no period or timeout may be 0); a delay may be: "0s", "0ms".
+    if (zero_ok && n.IsScalar()) {
+      const std::string& t = n.Scalar();
+      const std::size_t unit = t.find_first_not_of('0');
+      if (unit != 0 && unit != std::string::npos && parse_duration("1" + t.substr(unit))) {
+        return Duration::zero();
+      }
+    }
+    auto d = duration_value(n, path, line);
+    if (!d) return std::nullopt;
+    if (*d > max) {
+      add(line_of(n, line), path, "must be at most " + format_duration(max));
+      return std::nullopt;
+    }
+    if (!zero_ok && *d <= Duration::zero()) {
+      add(line_of(n, line), path, "must be longer than 0");
+      return std::nullopt;
+    }
+    return d;
+  }
+
+  void parse_server(const Node& v, const std::string& path, int line, ServerLimits& s) {
+    auto f =
+        fields(v, path, line,
+               {"max_connections", "max_header_bytes", "max_body_bytes", "header_timeout",
+                "body_timeout", "idle_timeout", "write_timeout", "drain_delay", "drain_timeout"});
+    if (!f) return;
+    for (const Fields::Entry& e : f->entries) {
+      const std::string p = f->child(e.key);
+      const Node& n = e.value;
+      const int l = line_of(e.key_node, f->line);
+      if (e.key == "max_connections") {
+        if (auto i = int_value(n, p, l, 1, 1'000'000)) s.max_connections = static_cast<int>(*i);
+      } else if (e.key == "max_header_bytes") {
+        if (auto i = int_value(n, p, l, 1024, 1 << 20)) {
+          s.max_header_bytes = static_cast<std::size_t>(*i);
+        }
+      } else if (e.key == "max_body_bytes") {
+        if (auto i = int_value(n, p, l, 0, std::int64_t{1} << 32)) {
+          s.max_body_bytes = static_cast<std::size_t>(*i);
+        }
+      } else if (e.key == "header_timeout") {
+        if (auto d = positive_duration(n, p, l, std::chrono::hours(1))) s.header_timeout = *d;
+      } else if (e.key == "body_timeout") {
+        if (auto d = positive_duration(n, p, l, std::chrono::hours(1))) s.body_timeout = *d;
+      } else if (e.key == "idle_timeout") {
+        if (auto d = positive_duration(n, p, l, std::chrono::hours(24))) s.idle_timeout = *d;
+      } else if (e.key == "write_timeout") {
+        if (auto d = positive_duration(n, p, l, std::chrono::hours(1))) s.write_timeout = *d;
+      } else if (e.key == "drain_delay") {
+        if (auto d = positive_duration(n, p, l, std::chrono::hours(1), true)) s.drain_delay = *d;
+      } else if (e.key == "drain_timeout") {
+        if (auto d = positive_duration(n, p, l, std::chrono::hours(1))) s.drain_timeout = *d;
+      }
+    }
   }
 
   void parse_cors(const Node& v, const std::string& path, int line, Config& c) {

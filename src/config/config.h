@@ -82,6 +82,25 @@ struct Cors {
   friend bool operator==(const Cors&, const Cors&) = default;
 };
 
+// Limits and timeouts of the HTTP server (`server:` in the file). Each bounds what one client can
+// hold: a slow or hostile client is cut off by these without affecting anyone else.
+struct ServerLimits {
+  int max_connections = 10'000;                        // more are accepted and closed at once (503)
+  std::size_t max_header_bytes = 16 * 1024;            // request line + header section; larger: 431
+  std::size_t max_body_bytes = 1024 * 1024;            // larger: 413
+  Duration header_timeout = std::chrono::seconds(10);  // from a request's first byte to its last
+                                                       // header byte; past it: 408, closed
+  Duration body_timeout = std::chrono::seconds(30);    // to read the body once the header is in
+  Duration idle_timeout = std::chrono::seconds(60);    // keep-alive wait for the next request
+  Duration write_timeout = std::chrono::seconds(30);   // to write one response (never-reading
+                                                       // clients are closed after it)
+  Duration drain_delay = Duration::zero();  // SIGTERM: /readyz answers 503 this long before the
+                                            // listener closes, so load balancers see it first
+  Duration drain_timeout = std::chrono::seconds(30);  // then in-flight requests get this long
+
+  friend bool operator==(const ServerLimits&, const ServerLimits&) = default;
+};
+
 inline constexpr int kMaxThreads = 1024;
 inline constexpr Duration kMaxStoreTimeout = std::chrono::seconds(60);
 inline constexpr int kMaxFallbackInstances = 10'000;
@@ -98,10 +117,13 @@ struct Config {
                                       // on_store_error: local, each limit is divided by N
   std::vector<Cidr> trusted_proxies;  // peers whose X-Forwarded-For is believed
   std::optional<HostPort> upstream;   // `http://host:port`; none: the built-in demo resource
-  std::string key_prefix = "fg";      // [A-Za-z0-9_.-]+, first part of every Redis key
+  Duration upstream_timeout = std::chrono::seconds(30);  // one proxied exchange; past it: 504
+  std::string key_prefix = "fg";  // [A-Za-z0-9_.-]+, first part of every Redis key
   std::optional<Cors> cors;
   std::vector<IdentitySource> identity;  // non-empty; default [ip]
   std::vector<PolicyConfig> policies;    // non-empty, unique names, in file order
+  ServerLimits server;
+  bool access_log = false;  // one JSON line per request on stdout
 
   // The policy named `name`, or nullptr.
   const PolicyConfig* find_policy(std::string_view name) const;

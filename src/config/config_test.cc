@@ -287,11 +287,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"store: redis://", R"(t.yaml:1: store: "redis://" has no host)"},
         BadCase{"store: redis://h:1?ca=/ca.pem",
                 R"(t.yaml:1: store: store URL: ca= needs rediss:// (TLS))"},
-        BadCase{"store: rediss://h:1?tls=1",
-                R"(t.yaml:1: store: store URL: unknown parameter "tls" (rediss:// takes ca, cert, key, server_name, insecure))"},
+        BadCase{
+            "store: rediss://h:1?tls=1",
+            R"(t.yaml:1: store: store URL: unknown parameter "tls" (rediss:// takes ca, cert, key, server_name, insecure))"},
         BadCase{"store: rediss://h:1?cert=/c.pem",
                 R"(t.yaml:1: store: store URL: cert and key go together)"},
-        BadCase{"store: redis://h:1#x", R"(t.yaml:1: store: "redis://h:1#x": fragments are not supported)"},
+        BadCase{"store: redis://h:1#x",
+                R"(t.yaml:1: store: "redis://h:1#x": fragments are not supported)"},
         BadCase{"store_timeout: 20",
                 R"(t.yaml:1: store_timeout: "20" is not a duration (use e.g. 20s))"},
         BadCase{"store_timeout: 0ms", "t.yaml:1: store_timeout: must be positive"},
@@ -712,4 +714,53 @@ TEST(configHostile, MutatedValidFiles) {
 }
 
 }  // namespace
+TEST(configFile, ServerLimitsAccessLogAndUpstreamTimeout) {
+  auto c = parse_config(std::string("server:\n"
+                                    "  max_connections: 50\n"
+                                    "  max_header_bytes: 4096\n"
+                                    "  max_body_bytes: 0\n"
+                                    "  header_timeout: 2s\n"
+                                    "  body_timeout: 3s\n"
+                                    "  idle_timeout: 5m\n"
+                                    "  write_timeout: 4s\n"
+                                    "  drain_delay: 0s\n"
+                                    "  drain_timeout: 9s\n"
+                                    "access_log: true\n"
+                                    "upstream: http://127.0.0.1:3000\n"
+                                    "upstream_timeout: 1500ms\n") +
+                            std::string(kPolicies),
+                        "t.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->server.max_connections, 50);
+  EXPECT_EQ(c->server.max_header_bytes, 4096u);
+  EXPECT_EQ(c->server.max_body_bytes, 0u);
+  EXPECT_EQ(c->server.header_timeout, seconds(2));
+  EXPECT_EQ(c->server.body_timeout, seconds(3));
+  EXPECT_EQ(c->server.idle_timeout, minutes(5));
+  EXPECT_EQ(c->server.write_timeout, seconds(4));
+  EXPECT_EQ(c->server.drain_delay, seconds(0));
+  EXPECT_EQ(c->server.drain_timeout, seconds(9));
+  EXPECT_TRUE(c->access_log);
+  EXPECT_EQ(c->upstream_timeout, milliseconds(1500));
+
+  auto d = parse_config(std::string(kPolicies), "t.yaml");
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(d->server, ServerLimits{});
+  EXPECT_FALSE(d->access_log);
+  EXPECT_EQ(d->upstream_timeout, seconds(30));
+
+  EXPECT_EQ(problem_lines("server:\n  max_connections: 0\n  idle_timeout: 0s\n"
+                          "  drain_delay: 2h\n  max_header_bytes: 10\n  linger: 1s\n"
+                          "access_log: yes\n" +
+                          std::string(kPolicies)),
+            (std::vector<std::string>{
+                "t.yaml:2: server.max_connections: must be a positive integer",
+                "t.yaml:3: server.idle_timeout: must be positive",
+                "t.yaml:4: server.drain_delay: must be at most 1h",
+                "t.yaml:5: server.max_header_bytes: must be an integer from 1024 to 1048576",
+                "t.yaml:6: server.linger: unknown field",
+                R"(t.yaml:7: access_log: must be true or false, not "yes")",
+            }));
+}
+
 }  // namespace fg::config
