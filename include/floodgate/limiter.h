@@ -54,8 +54,8 @@ Evaluation evaluate(std::span<const Charge> charges, std::span<const std::option
                     Timestamp now);
 
 // Which decision the rate-limit headers report: a denying non-shadow policy first (the one
-// that makes the client wait longest), else the one with the least remaining (then the
-// longest reset).
+// that makes the client wait longest), else the non-shadow one with the least remaining (then
+// the longest reset). Shadow policies head the report only when every policy is in shadow mode.
 std::size_t most_restrictive(std::span<const Charge> charges, std::span<const Decision> decisions);
 
 }  // namespace fg

@@ -9,17 +9,24 @@ namespace fg {
 std::size_t most_restrictive(std::span<const Charge> charges, std::span<const Decision> decisions) {
   std::size_t best = 0;
   bool best_denies = false;
+  bool best_enforced = false;
   for (std::size_t i = 0; i < decisions.size(); ++i) {
     const Decision& d = decisions[i];
-    const bool denies = !d.allowed && !charges[i].policy->shadow;
+    const bool enforced = !charges[i].policy->shadow;
+    const bool denies = !d.allowed && enforced;
     if (i == 0) {
       best_denies = denies;
+      best_enforced = enforced;
       continue;
     }
     const Decision& b = decisions[best];
     bool better;
     if (denies != best_denies) {
       better = denies;
+    } else if (enforced != best_enforced) {
+      // A shadow policy is never what the client must respect: it heads the fields only when
+      // every matching policy is in shadow mode.
+      better = enforced;
     } else if (denies) {
       better = d.retry_after > b.retry_after;
     } else {
@@ -29,6 +36,7 @@ std::size_t most_restrictive(std::span<const Charge> charges, std::span<const De
     if (better) {
       best = i;
       best_denies = denies;
+      best_enforced = enforced;
     }
   }
   return best;

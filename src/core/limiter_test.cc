@@ -52,20 +52,30 @@ TEST(Limiter, ShadowDenialAllowsAndStillConsumesTheOthers) {
 
 TEST(Limiter, HeadlinePrefersDenialThenLeastRemaining) {
   const Policy a = make("a", 10, std::chrono::seconds(1));
-  const Policy b = make("b", 10, std::chrono::seconds(1), /*shadow=*/true);
-  const Charge charges[] = {{&a, 1}, {&b, 1}};
+  const Policy b = make("b", 10, std::chrono::seconds(1));
+  const Policy s = make("s", 10, std::chrono::seconds(1), /*shadow=*/true);
   Decision allowed_few{true, DenyReason::kNone, 10, 1, Duration(5), Duration(0)};
   Decision allowed_many{true, DenyReason::kNone, 10, 7, Duration(5), Duration(0)};
   Decision denied{false, DenyReason::kOverLimit, 10, 0, Duration(9), Duration(3)};
+  const Charge enforced[] = {{&a, 1}, {&b, 1}};
   std::vector<Decision> d = {allowed_many, allowed_few};
-  EXPECT_EQ(most_restrictive(charges, d), 1u);
+  EXPECT_EQ(most_restrictive(enforced, d), 1u);
   d = {denied, allowed_few};
-  EXPECT_EQ(most_restrictive(charges, d), 0u);
-  // A shadow denial does not outrank an enforced policy's... it just has the least remaining.
-  d = {allowed_few, denied};
-  EXPECT_EQ(most_restrictive(charges, d), 1u);
+  EXPECT_EQ(most_restrictive(enforced, d), 0u);
   d = {allowed_many, allowed_many};
-  EXPECT_EQ(most_restrictive(charges, d), 0u);
+  EXPECT_EQ(most_restrictive(enforced, d), 0u);
+
+  // A shadow policy never heads the fields while an enforced one matches: the client must not
+  // slow down for a limit that is only being measured.
+  const Charge mixed[] = {{&a, 1}, {&s, 1}};
+  d = {allowed_many, allowed_few};
+  EXPECT_EQ(most_restrictive(mixed, d), 0u);
+  d = {allowed_few, denied};
+  EXPECT_EQ(most_restrictive(mixed, d), 0u);
+  // Only shadow policies: the least remaining of them.
+  const Charge shadows[] = {{&s, 1}, {&s, 1}};
+  d = {allowed_many, allowed_few};
+  EXPECT_EQ(most_restrictive(shadows, d), 1u);
 }
 
 }  // namespace

@@ -209,7 +209,7 @@ TEST(RateLimitHeaders, SeveralDenialsHeadlineTheLongestWaitAndListAllButShadow) 
 }
 
 // A shadow policy that denies is reported in RateLimit like any matching policy, but causes no
-// Retry-After and no 429.
+// Retry-After and no 429, and the X-RateLimit-* fields show the enforced policy.
 TEST(RateLimitHeaders, ShadowDenialIsReportedButNotEnforced) {
   const Policy shadow = make("strict", 1, seconds(1), /*shadow=*/true);
   const Policy real = make("per-minute", 100, seconds(60));
@@ -220,9 +220,9 @@ TEST(RateLimitHeaders, ShadowDenialIsReportedButNotEnforced) {
 
   const RateLimitHeaders h = rate_limit_headers(charges, v);
   const HeaderFields expected = {
-      {"X-RateLimit-Limit", "1"},
-      {"X-RateLimit-Remaining", "0"},
-      {"X-RateLimit-Reset", "1"},
+      {"X-RateLimit-Limit", "100"},
+      {"X-RateLimit-Remaining", "97"},
+      {"X-RateLimit-Reset", "2"},
       {"RateLimit-Policy", R"("strict";q=1;w=1, "per-minute";q=100;w=60)"},
       {"RateLimit", R"("strict";r=0;t=1, "per-minute";r=97;t=2)"},
   };

@@ -195,21 +195,26 @@ local function parse_state(v)
 end
 
 -- Mirrors fg::most_restrictive: a denying non-shadow policy (longest retry) first, else the
--- least remaining (then the longest reset).
+-- non-shadow one with the least remaining (then the longest reset); shadow policies come first
+-- only when every policy is in shadow mode.
 local function most_restrictive(steps, shadow)
   local best, best_denies = 1, steps[1].allowed == 0 and shadow[1] == 0
+  local best_enforced = shadow[1] == 0
   for i = 2, #steps do
     local d, b = steps[i], steps[best]
-    local denies = d.allowed == 0 and shadow[i] == 0
+    local enforced = shadow[i] == 0
+    local denies = d.allowed == 0 and enforced
     local better
     if denies ~= best_denies then
       better = denies
+    elseif enforced ~= best_enforced then
+      better = enforced
     elseif denies then
       better = d.retry > b.retry
     else
       better = d.remaining < b.remaining or (d.remaining == b.remaining and d.reset > b.reset)
     end
-    if better then best, best_denies = i, denies end
+    if better then best, best_denies, best_enforced = i, denies, enforced end
   end
   return best
 end
