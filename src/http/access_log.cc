@@ -1,0 +1,273 @@
+#include "http/access_log.h"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+
+namespace fg::http {
+namespace {
+
+constexpr bool is_continuation(unsigned char c) { return (c & 0xC0) == 0x80; }
+
+// Length of the valid UTF-8 sequence at s[i] (lead byte >= 0x80), or 0 when it is not one.
+// RFC 3629 §4: the second byte's range depends on the lead, which rules out overlong forms
+// (C0, C1, E0 80-9F, F0 80-8F), surrogates (ED A0-BF) and code points above U+10FFFF (F4 90+, F5+).
+std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
+  const auto lead = static_cast<unsigned char>(s[i]);
+  std::size_t len = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    len = 2;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    len = 3;
+    if (lead == 0xE0) lo = 0xA0;
+    if (lead == 0xED) hi = 0x9F;
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    len = 4;
+    if (lead == 0xF0) lo = 0x90;
+    if (lead == 0xF4) hi = 0x8F;
+  } else {
+    return 0;  // a stray continuation byte, C0, C1 or F5-FF
+  }
+  if (s.size() - i < len) return 0;
+  const auto second = static_cast<unsigned char>(s[i + 1]);
+  if (second < lo || second > hi) return 0;
+  for (std::size_t k = 2; k < len; ++k) {
+    if (!is_continuation(static_cast<unsigned char>(s[i + k]))) return 0;
+  }
+  return len;
+}
+
+void append_u00(std::string& out, unsigned c) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += "\\u00";
+  out.push_back(kHex[(c >> 4) & 0xF]);
+  out.push_back(kHex[c & 0xF]);
+}
+
+void append_key(std::string& out, std::string_view key) {
+  out.push_back(',');
+  out.push_back('"');
+  out += key;  // constants: nothing to escape
+  out += "\":";
+}
+
+}  // namespace
+
+void append_json_string(std::string& out, std::string_view s) {
+  out.push_back('"');
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      if (c == '"' || c == '\\') {
+        out.push_back('\\');
+        out.push_back(static_cast<char>(c));
+      } else if (c < 0x20 || c == 0x7F) {
+        append_u00(out, c);  // JSON requires < 0x20; DEL too, so no raw control reaches a tty
+      } else {
+        out.push_back(static_cast<char>(c));
+      }
+      ++i;
+      continue;
+    }
+    const std::size_t len = utf8_sequence_length(s, i);
+    if (len == 0) {
+      out += "\\ufffd";  // one per invalid byte; the rest of the string is still read
+      ++i;
+    } else if (len == 2 && c == 0xC2 && static_cast<unsigned char>(s[i + 1]) <= 0x9F) {
+      // U+0080-U+009F, the C1 controls: valid JSON raw, but some terminals act on them (CSI).
+      append_u00(out, static_cast<unsigned char>(s[i + 1]));
+      i += 2;
+    } else {
+      out.append(s.substr(i, len));
+      i += len;
+    }
+  }
+  out.push_back('"');
+}
+
+std::string format_rfc3339_ms(Timestamp t) {
+  using namespace std::chrono;
+  const auto day = floor<days>(t);
+  const year_month_day ymd{day};
+  const auto since_midnight = t - day;  // [0, 24 h), in µs
+  const auto h = duration_cast<hours>(since_midnight);
+  const auto m = duration_cast<minutes>(since_midnight - h);
+  const auto s = duration_cast<seconds>(since_midnight - h - m);
+  const auto ms = duration_cast<milliseconds>(since_midnight - h - m - s);  // truncated
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ",
+                static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+                static_cast<unsigned>(ymd.day()), static_cast<int>(h.count()),
+                static_cast<int>(m.count()), static_cast<int>(s.count()),
+                static_cast<int>(ms.count()));
+  return buf;
+}
+
+std::string_view truncate_utf8(std::string_view s, std::size_t max_bytes) {
+  if (s.size() <= max_bytes) return s;
+  // s[cut] is the first byte left out. If it continues a character, cut before that character's
+  // lead byte (at most 3 bytes back). If no lead is found, the bytes are invalid anyway and are
+  // replaced when escaped: cut at max_bytes.
+  std::size_t cut = max_bytes;
+  for (int k = 0; k < 3 && cut > 0 && is_continuation(static_cast<unsigned char>(s[cut])); ++k) {
+    --cut;
+  }
+  if (is_continuation(static_cast<unsigned char>(s[cut]))) cut = max_bytes;
+  return s.substr(0, cut);
+}
+
+std::string format_access_log(const AccessLogEntry& e) {
+  const std::string_view target = truncate_utf8(e.target, kMaxLoggedTargetBytes);
+  const std::string_view user_agent = truncate_utf8(e.user_agent, kMaxLoggedUserAgentBytes);
+
+  std::string out;
+  out.reserve(200 + e.peer.size() + e.client.size() + e.method.size() + target.size() +
+              e.policy.size() + e.outcome.size() + user_agent.size());
+  out += "{\"time\":\"";
+  out += format_rfc3339_ms(e.time);
+  out.push_back('"');
+  append_key(out, "peer");
+  append_json_string(out, e.peer);
+  if (!e.client.empty()) {
+    append_key(out, "client");
+    append_json_string(out, e.client);
+  }
+  append_key(out, "method");
+  append_json_string(out, e.method);
+  append_key(out, "target");
+  append_json_string(out, target);
+  append_key(out, "status");
+  out += std::to_string(e.status);
+  append_key(out, "bytes_sent");
+  out += std::to_string(e.bytes_sent);
+  append_key(out, "duration_ms");
+  const std::int64_t us = std::max<std::int64_t>(e.duration.count(), 0);
+  char ms[32];
+  std::snprintf(ms, sizeof ms, "%lld.%03lld", static_cast<long long>(us / 1000),
+                static_cast<long long>(us % 1000));
+  out += ms;
+  if (!e.policy.empty()) {
+    append_key(out, "policy");
+    append_json_string(out, e.policy);
+  }
+  if (!e.outcome.empty()) {
+    append_key(out, "outcome");
+    append_json_string(out, e.outcome);
+  }
+  append_key(out, "user_agent");
+  append_json_string(out, user_agent);
+  out += "}\n";
+  return out;
+}
+
+// --- LineWriter ----------------------------------------------------------------------------------
+
+LineWriter::LineWriter(int fd, Duration timeout)
+    : fd_(fd), timeout_(std::max(timeout, Duration(0))) {}
+
+void LineWriter::write(std::string_view line) {
+  if (line.empty()) return;
+  if (fd_ < 0) {  // poll() would ignore it and wait the whole timeout
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  std::lock_guard lock(mutex_);
+  const auto now = std::chrono::steady_clock::now();
+  // Stalled: the previous line timed out. Try once without waiting; a reader that is back gets
+  // lines again, a reader still stuck costs nothing more.
+  const auto deadline = stalled_ ? now : now + timeout_;
+
+  if (cut_line_) {
+    if (write_all_locked("\n", deadline) != 1) {
+      stalled_ = true;
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    cut_line_ = false;
+  }
+  const std::size_t written = write_all_locked(line, deadline);
+  if (written == line.size()) {
+    stalled_ = false;
+    return;
+  }
+  stalled_ = true;
+  cut_line_ = written > 0 && line.substr(0, written).back() != '\n';
+  dropped_.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::size_t LineWriter::write_all_locked(std::string_view data,
+                                         std::chrono::steady_clock::time_point deadline) {
+  using namespace std::chrono;
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const auto left = deadline - steady_clock::now();
+    // Round up, so a timeout below 1 ms still waits (and 0 only when the deadline has passed).
+    const int wait_ms =
+        left <= steady_clock::duration::zero()
+            ? 0
+            : static_cast<int>(std::min<std::int64_t>(ceil<milliseconds>(left).count(), INT_MAX));
+    pollfd p{fd_, POLLOUT, 0};
+    const int ready = ::poll(&p, 1, wait_ms);
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      return done;
+    }
+    if (ready == 0 || (p.revents & POLLOUT) == 0) return done;  // timed out, or POLLERR/POLLNVAL
+    // At most PIPE_BUF per write: a pipe that polls writable has a free page and takes that much
+    // without blocking; a bigger write on a blocking fd could sleep until the reader reads.
+    const std::size_t chunk = std::min<std::size_t>(data.size() - done, PIPE_BUF);
+    const ssize_t n = ::write(fd_, data.data() + done, chunk);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+    } else if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (steady_clock::now() >= deadline) return done;  // poll and write disagree: give up
+    } else {
+      return done;  // EPIPE, EBADF, ENOSPC, EIO, ... or a write of 0
+    }
+  }
+  return done;
+}
+
+std::uint64_t LineWriter::dropped() const { return dropped_.load(std::memory_order_relaxed); }
+
+// --- LogThrottle ---------------------------------------------------------------------------------
+
+namespace {
+constexpr std::int64_t kUsPerSecond = 1'000'000;
+std::int64_t clamp_rate(int per_second) {
+  return std::clamp<std::int64_t>(per_second, 1, kUsPerSecond);
+}
+}  // namespace
+
+LogThrottle::LogThrottle(int per_second)
+    : interval_us_(kUsPerSecond / clamp_rate(per_second)),
+      tolerance_us_((clamp_rate(per_second) - 1) * interval_us_) {}
+
+bool LogThrottle::admit(Timestamp now, std::uint64_t* suppressed) {
+  // GCRA (the same algorithm as fg's gcra, over one atomic): an event passes when the theoretical
+  // arrival time TAT is at most `tolerance` ahead of now, and pushes TAT one interval further.
+  // per_second = 1: interval 1 s, tolerance 0: events at 0, 0.1 .. 0.9 s → the first passes
+  // (TAT = 1 s), nine are held; at 1 s TAT - now = 0 → passes, reporting 9.
+  const std::int64_t t = to_us(now);
+  std::int64_t tat = tat_us_.load(std::memory_order_relaxed);
+  for (;;) {
+    const std::int64_t base = std::max(tat, t);
+    if (base - t > tolerance_us_) {
+      suppressed_.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+    if (tat_us_.compare_exchange_weak(tat, base + interval_us_, std::memory_order_relaxed)) break;
+  }
+  // Held-back events that race with this exchange are reported by the next pass: none is lost.
+  const std::uint64_t held = suppressed_.exchange(0, std::memory_order_relaxed);
+  if (suppressed != nullptr) *suppressed = held;
+  return true;
+}
+
+}  // namespace fg::http

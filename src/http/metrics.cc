@@ -1,0 +1,331 @@
+#include "http/metrics.h"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace fg::http {
+namespace {
+
+// fetch_add, not load+store: a shard normally has one writer, but nothing stops two threads from
+// sharing one (shard(i) folds i), and an uncontended locked add on a line the core already owns
+// costs a few nanoseconds.
+void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
+  c.fetch_add(n, std::memory_order_relaxed);
+}
+
+std::uint64_t read(const std::atomic<std::uint64_t>& c) {
+  return c.load(std::memory_order_relaxed);
+}
+
+constexpr std::array<std::string_view, 3> kOutcomeNames = {"allowed", "denied", "shadow_denied"};
+constexpr std::array<std::string_view, 5> kStoreResultNames = {"ok", "unavailable", "timeout",
+                                                               "circuit_open", "error"};
+constexpr std::array<std::string_view, 3> kDegradedModeNames = {"allow", "deny", "local"};
+constexpr std::array<std::string_view, 3> kUpstreamResultNames = {"ok", "unavailable", "timeout"};
+
+// The le labels of kStoreLatencyBuckets, as Prometheus client libraries print them.
+constexpr std::array<std::string_view, kStoreLatencyBuckets.size() + 1> kBucketLabels = {
+    "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01",
+    "0.025",  "0.05",    "0.1",    "0.25",  "0.5",    "1",     "+Inf"};
+
+// µs as decimal seconds with no trailing zeros: 1500 → "0.0015", 2000000 → "2", 0 → "0". Exact
+// (no double rounding), so a sum of integer µs renders as exactly that sum.
+std::string format_seconds(std::uint64_t us) {
+  std::string out = std::to_string(us / 1'000'000);
+  std::uint64_t frac = us % 1'000'000;
+  if (frac != 0) {
+    char digits[8];
+    std::snprintf(digits, sizeof digits, "%06llu", static_cast<unsigned long long>(frac));
+    std::string_view d(digits, 6);
+    while (d.back() == '0') d.remove_suffix(1);
+    out.push_back('.');
+    out += d;
+  }
+  return out;
+}
+
+void append_header(std::string& out, std::string_view name, std::string_view type,
+                   std::string_view help) {
+  out += "# HELP ";
+  out += name;
+  out.push_back(' ');
+  out += help;  // constants below: no '\' or newline to escape
+  out += "\n# TYPE ";
+  out += name;
+  out.push_back(' ');
+  out += type;
+  out.push_back('\n');
+}
+
+// name{label="value"} n — `value` escaped here.
+void append_sample(std::string& out, std::string_view name, std::string_view label,
+                   std::string_view value, std::uint64_t n) {
+  out += name;
+  out.push_back('{');
+  out += label;
+  out += "=\"";
+  out += escape_label_value(value);
+  out += "\"} ";
+  out += std::to_string(n);
+  out.push_back('\n');
+}
+
+void append_sample(std::string& out, std::string_view name, std::uint64_t n) {
+  out += name;
+  out.push_back(' ');
+  out += std::to_string(n);
+  out.push_back('\n');
+}
+
+template <std::size_t N>
+void append_fixed_family(std::string& out, std::string_view name, std::string_view help,
+                         std::string_view label, const std::array<std::string_view, N>& values,
+                         const std::array<std::uint64_t, N>& counts) {
+  append_header(out, name, "counter", help);
+  for (std::size_t i = 0; i < N; ++i) append_sample(out, name, label, values[i], counts[i]);
+}
+
+}  // namespace
+
+std::string escape_label_value(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        out.push_back(c);
+    }
+  }
+  return out;
+}
+
+// --- ThreadMetrics -------------------------------------------------------------------------------
+
+void ThreadMetrics::on_request(int status) {
+  const std::size_t slot =
+      status >= 100 && status <= 599 ? static_cast<std::size_t>(status - 100) : kStatusSlots - 1;
+  bump(requests_[slot]);
+}
+
+void ThreadMetrics::on_decision(std::size_t policy_id, PolicyOutcome o) {
+  const std::size_t id = std::min(policy_id, kOtherPolicyId);
+  bump(decisions_[id * kOutcomes + static_cast<std::size_t>(o)]);
+}
+
+void ThreadMetrics::on_store(StoreResult r, Duration latency) {
+  bump(store_[static_cast<std::size_t>(r)]);
+  if (r == StoreResult::kCircuitOpen) return;  // no call was made: nothing to time
+  const std::int64_t us = std::max<std::int64_t>(latency.count(), 0);
+  // 13 bounds: a linear scan is as fast as a binary search and the common case (sub-ms) exits
+  // in the first few compares.
+  std::size_t b = 0;
+  while (b < kStoreLatencyBuckets.size() && us > kStoreLatencyBuckets[b]) ++b;
+  bump(latency_buckets_[b]);
+  bump(latency_sum_us_, static_cast<std::uint64_t>(us));
+}
+
+void ThreadMetrics::on_degraded(DegradedMode m) { bump(degraded_[static_cast<std::size_t>(m)]); }
+
+void ThreadMetrics::on_upstream(UpstreamResult r) { bump(upstream_[static_cast<std::size_t>(r)]); }
+
+void ThreadMetrics::on_connection_open() { bump(connections_opened_); }
+
+void ThreadMetrics::on_connection_close() { bump(connections_closed_); }
+
+void ThreadMetrics::on_connection_rejected() { bump(connections_rejected_); }
+
+// --- Metrics -------------------------------------------------------------------------------------
+
+Metrics::Metrics(std::size_t shards)
+    : shard_count_(std::max<std::size_t>(shards, 1)),
+      shards_(std::make_unique<ThreadMetrics[]>(shard_count_)) {}
+
+ThreadMetrics& Metrics::shard(std::size_t i) { return shards_[i % shard_count_]; }
+
+std::size_t Metrics::policy_id(std::string_view name) {
+  if (name == kOtherPolicyName) return kOtherPolicyId;
+  std::lock_guard lock(mutex_);
+  std::string key(name);
+  if (auto it = policy_ids_.find(key); it != policy_ids_.end()) return it->second;
+  if (policy_names_.size() >= kMaxPolicyIds) return kOtherPolicyId;
+  const std::size_t id = policy_names_.size();
+  policy_names_.push_back(key);
+  policy_ids_.emplace(std::move(key), id);
+  return id;
+}
+
+void Metrics::on_reload(bool ok) { bump(ok ? reloads_ok_ : reloads_error_); }
+
+void Metrics::set_draining(bool draining) { draining_.store(draining, std::memory_order_relaxed); }
+
+void Metrics::set_circuit_open(bool open) { circuit_open_.store(open, std::memory_order_relaxed); }
+
+void Metrics::set_info(std::string_view version, std::string_view store_kind) {
+  std::lock_guard lock(mutex_);
+  have_info_ = true;
+  version_ = version;
+  store_kind_ = store_kind;
+}
+
+std::string Metrics::render() const {
+  using T = ThreadMetrics;
+
+  std::vector<std::string> names;
+  bool have_info = false;
+  std::string version, store_kind;
+  {
+    std::lock_guard lock(mutex_);
+    names = policy_names_;
+    have_info = have_info_;
+    version = version_;
+    store_kind = store_kind_;
+  }
+
+  // Sum the shards. Each counter is read once; everything printed derives from these reads.
+  std::array<std::uint64_t, T::kStatusSlots> requests{};
+  std::vector<std::uint64_t> decisions((names.size() + 1) * T::kOutcomes, 0);  // last: _other
+  std::array<std::uint64_t, T::kStoreResults> store{};
+  std::array<std::uint64_t, T::kBuckets> buckets{};
+  std::uint64_t latency_sum_us = 0;
+  std::array<std::uint64_t, T::kDegradedModes> degraded{};
+  std::array<std::uint64_t, T::kUpstreamResults> upstream{};
+  std::uint64_t opened = 0, closed = 0, rejected = 0;
+
+  for (std::size_t s = 0; s < shard_count_; ++s) {
+    const ThreadMetrics& m = shards_[s];
+    for (std::size_t i = 0; i < T::kStatusSlots; ++i) requests[i] += read(m.requests_[i]);
+    for (std::size_t id = 0; id <= names.size(); ++id) {
+      // Registered ids are 0..names.size()-1; row names.size() collects kOtherPolicyId.
+      const std::size_t src = id < names.size() ? id : kOtherPolicyId;
+      for (std::size_t o = 0; o < T::kOutcomes; ++o) {
+        decisions[id * T::kOutcomes + o] += read(m.decisions_[src * T::kOutcomes + o]);
+      }
+    }
+    for (std::size_t i = 0; i < T::kStoreResults; ++i) store[i] += read(m.store_[i]);
+    for (std::size_t i = 0; i < T::kBuckets; ++i) buckets[i] += read(m.latency_buckets_[i]);
+    latency_sum_us += read(m.latency_sum_us_);
+    for (std::size_t i = 0; i < T::kDegradedModes; ++i) degraded[i] += read(m.degraded_[i]);
+    for (std::size_t i = 0; i < T::kUpstreamResults; ++i) upstream[i] += read(m.upstream_[i]);
+    // Closes before opens: a close follows its open, so reading in this order rarely sees a close
+    // without its open. Relaxed loads do not promise it, hence the clamp below.
+    closed += read(m.connections_closed_);
+    opened += read(m.connections_opened_);
+    rejected += read(m.connections_rejected_);
+  }
+
+  std::string out;
+  out.reserve(4096 + names.size() * 3 * 80);
+
+  // Requests: only the codes seen.
+  {
+    constexpr std::string_view kName = "floodgate_http_requests_total";
+    append_header(out, kName, "counter", "HTTP responses sent, by status code.");
+    for (std::size_t i = 0; i < T::kStatusSlots; ++i) {
+      if (requests[i] == 0) continue;
+      const std::string code = i + 1 < T::kStatusSlots ? std::to_string(100 + i) : "other";
+      append_sample(out, kName, "code", code, requests[i]);
+    }
+  }
+
+  // Decisions: every registered policy (zeros are information: "never denied"), then _other.
+  {
+    constexpr std::string_view kName = "floodgate_decisions_total";
+    append_header(out, kName, "counter",
+                  "Policy decisions, by policy and outcome (shadow_denied: a shadow policy would "
+                  "have denied).");
+    for (std::size_t id = 0; id <= names.size(); ++id) {
+      const bool other = id == names.size();
+      const std::uint64_t* row = &decisions[id * T::kOutcomes];
+      if (other && row[0] == 0 && row[1] == 0 && row[2] == 0) continue;
+      const std::string policy = escape_label_value(other ? kOtherPolicyName : names[id]);
+      for (std::size_t o = 0; o < T::kOutcomes; ++o) {
+        out += kName;
+        out += "{policy=\"";
+        out += policy;
+        out += "\",outcome=\"";
+        out += kOutcomeNames[o];
+        out += "\"} ";
+        out += std::to_string(row[o]);
+        out.push_back('\n');
+      }
+    }
+  }
+
+  append_fixed_family(out, "floodgate_store_requests_total",
+                      "Rate-limit store calls, by result (circuit_open: refused without a call).",
+                      "result", kStoreResultNames, store);
+
+  // Histogram: cumulative buckets; _count is the +Inf bucket, from the same reads.
+  {
+    constexpr std::string_view kName = "floodgate_store_latency_seconds";
+    append_header(out, kName, "histogram",
+                  "Latency of rate-limit store calls, in seconds (circuit_open calls excluded).");
+    std::uint64_t cumulative = 0;
+    for (std::size_t b = 0; b < T::kBuckets; ++b) {
+      cumulative += buckets[b];
+      out += kName;
+      out += "_bucket{le=\"";
+      out += kBucketLabels[b];
+      out += "\"} ";
+      out += std::to_string(cumulative);
+      out.push_back('\n');
+    }
+    out += kName;
+    out += "_sum ";
+    out += format_seconds(latency_sum_us);
+    out.push_back('\n');
+    out += kName;
+    out += "_count ";
+    out += std::to_string(cumulative);
+    out.push_back('\n');
+  }
+
+  append_fixed_family(out, "floodgate_degraded_decisions_total",
+                      "Requests answered without the store, by on_store_error mode.", "mode",
+                      kDegradedModeNames, degraded);
+  append_fixed_family(out, "floodgate_upstream_requests_total",
+                      "Requests proxied to the upstream, by result.", "result",
+                      kUpstreamResultNames, upstream);
+
+  append_header(out, "floodgate_connections_total", "counter", "Client connections accepted.");
+  append_sample(out, "floodgate_connections_total", opened);
+  append_header(out, "floodgate_connections_rejected_total", "counter",
+                "Client connections refused over max_connections.");
+  append_sample(out, "floodgate_connections_rejected_total", rejected);
+  append_header(out, "floodgate_open_connections", "gauge", "Client connections open now.");
+  append_sample(out, "floodgate_open_connections", opened > closed ? opened - closed : 0);
+
+  append_fixed_family(out, "floodgate_config_reloads_total", "Configuration reloads, by result.",
+                      "result", std::array<std::string_view, 2>{"ok", "error"},
+                      std::array<std::uint64_t, 2>{read(reloads_ok_), read(reloads_error_)});
+
+  append_header(out, "floodgate_draining", "gauge",
+                "1 while the server drains connections before exiting, else 0.");
+  append_sample(out, "floodgate_draining", draining_.load(std::memory_order_relaxed) ? 1 : 0);
+  append_header(out, "floodgate_store_circuit_open", "gauge",
+                "1 while the store circuit breaker is open (store calls refused), else 0.");
+  append_sample(out, "floodgate_store_circuit_open",
+                circuit_open_.load(std::memory_order_relaxed) ? 1 : 0);
+
+  append_header(out, "floodgate_build_info", "gauge",
+                "Version and store kind of this instance; the value is always 1.");
+  if (have_info) {
+    out += "floodgate_build_info{version=\"";
+    out += escape_label_value(version);
+    out += "\",store=\"";
+    out += escape_label_value(store_kind);
+    out += "\"} 1\n";
+  }
+  return out;
+}
+
+}  // namespace fg::http
