@@ -1,0 +1,453 @@
+// upstream.cc — see upstream.h.
+//
+// Shape: UpstreamPool owns a shared UpstreamPoolState (options, idle connections, counters);
+// every forward() coroutine holds its own reference, so a pool destroyed while forwards are in
+// flight leaves them a valid state to finish against (they then close their connections).
+//
+// Timeouts use beast::tcp_stream's expiry: set to the forward's deadline before each operation,
+// it closes the socket when the deadline passes and the operation completes with
+// beast::error::timeout. Resolution has no such expiry; it is waited for on a timer instead (see
+// resolve()).
+#include "http/upstream.h"
+
+#include <algorithm>
+#include <array>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace fg::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using boost::system::error_code;
+using tcp = asio::ip::tcp;
+using SteadyClock = std::chrono::steady_clock;
+using SteadyTime = SteadyClock::time_point;
+
+namespace detail {
+
+struct UpstreamConnection {
+  explicit UpstreamConnection(const asio::any_io_executor& executor) : stream(executor) {}
+
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;  // bytes read past the last response: must be empty to pool
+  SteadyTime idle_since{};    // when it went back to the pool
+};
+
+struct UpstreamPoolState {
+  asio::any_io_executor executor;
+  UpstreamOptions options;
+  std::string name;  // "upstream 127.0.0.1:8080", the prefix of every error message
+  // Oldest first. Connections are pushed at the back with the current time and taken from the
+  // back (the most recently used is the least likely to have been closed upstream), so the
+  // front is always the one idle the longest: expiry pops from the front.
+  std::deque<std::unique_ptr<UpstreamConnection>> idle;
+  UpstreamPool::Stats stats;
+  bool pool_destroyed = false;  // forwards still in flight close their connections
+};
+
+}  // namespace detail
+
+namespace {
+
+using detail::UpstreamConnection;
+using State = detail::UpstreamPoolState;
+
+// RFC 9110 §7.6.1, plus Proxy-Authorization / Proxy-Authenticate, which are meant for this
+// hop only (RFC 9110 §11.7.1-2) and must not leak to or from the upstream.
+constexpr std::array<beast_http::field, 9> kHopByHopFields = {
+    beast_http::field::connection,
+    beast_http::field::keep_alive,
+    beast_http::field::proxy_connection,
+    beast_http::field::te,
+    beast_http::field::trailer,
+    beast_http::field::transfer_encoding,
+    beast_http::field::upgrade,
+    beast_http::field::proxy_authorization,
+    beast_http::field::proxy_authenticate,
+};
+
+// Beast has no enumerator for it: compared by name.
+constexpr std::string_view kXForwardedFor = "X-Forwarded-For";
+
+// A bound on interim (1xx) responses before the final one; real servers send one or two
+// (100 Continue, 103 Early Hints). More is a misbehaving upstream.
+constexpr int kMaxInterimResponses = 8;
+
+std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// The field names listed by every Connection field ("Connection: close, X-Private" names
+// "close" and "X-Private"; naming "close" removes nothing, as no field is called that).
+// The views point into `fields`: use them before modifying it.
+std::vector<std::string_view> connection_tokens(const beast_http::fields& fields) {
+  std::vector<std::string_view> tokens;
+  for (auto [it, end] = fields.equal_range(beast_http::field::connection); it != end; ++it) {
+    std::string_view value = it->value();
+    while (!value.empty()) {
+      const std::size_t comma = value.find(',');
+      const std::string_view token = trim_ows(value.substr(0, comma));
+      if (!token.empty()) tokens.push_back(token);
+      if (comma == std::string_view::npos) break;
+      value.remove_prefix(comma + 1);
+    }
+  }
+  return tokens;
+}
+
+bool is_hop_by_hop(const beast_http::fields::value_type& f,
+                   const std::vector<std::string_view>& named) {
+  if (std::find(kHopByHopFields.begin(), kHopByHopFields.end(), f.name()) !=
+      kHopByHopFields.end()) {
+    return true;
+  }
+  return std::any_of(named.begin(), named.end(), [&](std::string_view token) {
+    return beast::iequals(token, f.name_string());
+  });
+}
+
+void strip_fields(beast_http::fields& fields) {
+  const std::vector<std::string> named = [&] {
+    std::vector<std::string> copy;  // owned: erasing fields invalidates views into them
+    for (std::string_view t : connection_tokens(fields)) copy.emplace_back(t);
+    return copy;
+  }();
+  const std::vector<std::string_view> views(named.begin(), named.end());
+  for (auto it = fields.begin(); it != fields.end();) {
+    it = is_hop_by_hop(*it, views) ? fields.erase(it) : std::next(it);
+  }
+}
+
+std::string ms_text(Duration d) { return std::to_string(d.count() / 1000) + " ms"; }
+
+// One failed I/O step as an Error: the tcp_stream expiry is the deadline; Beast's parser errors
+// and a connection closed or reset mid-way are the upstream's fault (kUnavailable).
+Error io_error(const State& state, std::string_view step, const error_code& ec) {
+  const std::string& name = state.name;
+  if (ec == beast::error::timeout) {
+    return make_error(ErrorCode::kDeadlineExceeded,
+                      name + ": no complete response within " + ms_text(state.options.timeout));
+  }
+  if (ec == beast_http::error::body_limit) {
+    return make_error(ErrorCode::kUnavailable,
+                      name + ": response body larger than " +
+                          std::to_string(state.options.max_response_body_bytes) + " bytes");
+  }
+  if (ec == beast_http::error::header_limit) {
+    return make_error(ErrorCode::kUnavailable,
+                      name + ": response header larger than " +
+                          std::to_string(state.options.max_response_header_bytes) + " bytes");
+  }
+  if (ec == beast_http::error::end_of_stream || ec == beast_http::error::partial_message ||
+      ec == asio::error::eof) {
+    return make_error(ErrorCode::kUnavailable,
+                      name + ": connection closed before a complete response");
+  }
+  if (ec.category() == beast_http::make_error_code(beast_http::error::bad_version).category()) {
+    return make_error(ErrorCode::kUnavailable, name + ": malformed response: " + ec.message());
+  }
+  return make_error(ErrorCode::kUnavailable, name + ": " + std::string(step) + ": " + ec.message());
+}
+
+// The addresses of the target. An IP literal needs no resolver. A host name goes to Asio's
+// resolver (getaddrinfo on a private thread), whose cancel() cannot interrupt a getaddrinfo in
+// progress: so the result is not awaited directly but signalled through a timer armed at the
+// deadline. Past the deadline the caller gets kDeadlineExceeded at once; the abandoned lookup
+// finishes in the background, holding its own state.
+asio::awaitable<Result<std::vector<tcp::endpoint>>> resolve(const State& state,
+                                                            SteadyTime deadline) {
+  const config::HostPort& target = state.options.target;
+  std::vector<tcp::endpoint> endpoints;
+  error_code ec;
+  const asio::ip::address address = asio::ip::make_address(target.host, ec);
+  if (!ec) {
+    endpoints.emplace_back(address, target.port);
+    co_return endpoints;
+  }
+
+  struct Lookup {
+    explicit Lookup(const asio::any_io_executor& executor) : resolver(executor), wake(executor) {}
+    tcp::resolver resolver;
+    asio::steady_timer wake;  // expires at the deadline; cancelled when the lookup is done
+    bool done = false;
+    error_code ec;
+    tcp::resolver::results_type results;
+  };
+  auto lookup = std::make_shared<Lookup>(state.executor);
+  lookup->wake.expires_at(deadline);
+  lookup->resolver.async_resolve(
+      target.host, std::to_string(target.port),
+      [lookup](const error_code& e, tcp::resolver::results_type results) {
+        lookup->done = true;
+        lookup->ec = e;
+        lookup->results = std::move(results);
+        lookup->wake.cancel();
+      });
+  error_code wait_ec;  // expiry or cancellation: `done` says which mattered
+  co_await lookup->wake.async_wait(asio::redirect_error(asio::use_awaitable, wait_ec));
+  if (!lookup->done) {
+    lookup->resolver.cancel();
+    co_return fail(ErrorCode::kDeadlineExceeded, state.name + ": resolving " + target.host +
+                                                     " took longer than " +
+                                                     ms_text(state.options.connect_timeout));
+  }
+  if (lookup->ec) {
+    co_return fail(ErrorCode::kUnavailable,
+                   state.name + ": resolve " + target.host + ": " + lookup->ec.message());
+  }
+  for (const auto& entry : lookup->results) endpoints.push_back(entry.endpoint());
+  co_return endpoints;
+}
+
+// A new connection, resolve + connect bounded by connect_timeout (and the forward's deadline).
+asio::awaitable<Result<std::unique_ptr<UpstreamConnection>>> connect(State& state,
+                                                                     SteadyTime deadline) {
+  const SteadyTime connect_deadline =
+      std::min(deadline, SteadyClock::now() + state.options.connect_timeout);
+  Result<std::vector<tcp::endpoint>> endpoints = co_await resolve(state, connect_deadline);
+  if (!endpoints) co_return tl::unexpected<Error>(std::move(endpoints.error()));
+
+  auto conn = std::make_unique<UpstreamConnection>(state.executor);
+  conn->stream.expires_at(connect_deadline);
+  error_code ec;
+  // Every address in turn (localhost: ::1, then 127.0.0.1); the error is the last one's.
+  co_await conn->stream.async_connect(*endpoints, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec == beast::error::timeout) {
+    const bool connect_bound = connect_deadline < deadline;
+    co_return fail(
+        ErrorCode::kDeadlineExceeded,
+        state.name + ": no connection within " +
+            ms_text(connect_bound ? state.options.connect_timeout : state.options.timeout));
+  }
+  if (ec) co_return fail(ErrorCode::kUnavailable, state.name + ": connect: " + ec.message());
+  error_code ignored;
+  // One write per request: Nagle would only delay it behind the previous one's ACK.
+  conn->stream.socket().set_option(tcp::no_delay(true), ignored);
+  ++state.stats.connects;
+  co_return conn;
+}
+
+// What one request/response exchange on one connection came to.
+struct Exchange {
+  Result<Response> response;
+  bool got_bytes = false;  // some response byte arrived: the upstream saw the request
+  bool reusable = false;   // the connection may go back to the pool
+};
+
+asio::awaitable<Exchange> exchange(const State& state, UpstreamConnection& conn,
+                                   const Request& request, SteadyTime deadline) {
+  Exchange out;
+  error_code ec;
+  conn.stream.expires_at(deadline);
+  co_await beast_http::async_write(conn.stream, request,
+                                   asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    out.response = tl::unexpected<Error>(io_error(state, "write the request", ec));
+    co_return out;
+  }
+
+  const UpstreamOptions& options = state.options;
+  const auto header_limit = static_cast<std::uint32_t>(std::min<std::size_t>(
+      options.max_response_header_bytes, std::numeric_limits<std::uint32_t>::max()));
+  for (int interim = 0; interim <= kMaxInterimResponses; ++interim) {
+    beast_http::response_parser<beast_http::string_body> parser;
+    parser.header_limit(header_limit);
+    parser.body_limit(static_cast<std::uint64_t>(options.max_response_body_bytes));
+    // A response to HEAD carries the Content-Length of the GET it describes, and no body.
+    if (request.method() == beast_http::verb::head) parser.skip(true);
+
+    co_await beast_http::async_read(conn.stream, conn.buffer, parser,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+    out.got_bytes = out.got_bytes || parser.got_some() || conn.buffer.size() > 0;
+    if (ec) {
+      out.response = tl::unexpected<Error>(io_error(state, "read the response", ec));
+      co_return out;
+    }
+    const unsigned status = parser.get().result_int();
+    if (status == 101) {
+      // We never ask for an upgrade (Upgrade is stripped from requests).
+      out.response =
+          fail(ErrorCode::kUnavailable, state.name + ": unexpected 101 Switching Protocols");
+      co_return out;
+    }
+    if (status / 100 == 1) continue;  // interim (100 Continue, 103 Early Hints): the final follows
+
+    // need_eof: the body ran to the end of the connection, which is now closed. Bytes already
+    // buffered past the response would be taken for the next response's: don't risk it.
+    out.reusable = parser.get().keep_alive() && !parser.need_eof() && conn.buffer.size() == 0;
+    Response response = parser.release();
+    strip_hop_by_hop(response);
+    out.response = std::move(response);
+    co_return out;
+  }
+  out.response = fail(ErrorCode::kUnavailable, state.name + ": more than " +
+                                                   std::to_string(kMaxInterimResponses) +
+                                                   " interim (1xx) responses");
+  co_return out;
+}
+
+// Closes the idle connections that are past idle_timeout.
+void close_expired(State& state, SteadyTime now) {
+  while (!state.idle.empty() && now - state.idle.front()->idle_since > state.options.idle_timeout) {
+    state.idle.pop_front();  // ~tcp_stream closes the socket
+  }
+}
+
+std::unique_ptr<UpstreamConnection> take_idle(State& state) {
+  close_expired(state, SteadyClock::now());
+  if (state.idle.empty()) return nullptr;
+  std::unique_ptr<UpstreamConnection> conn = std::move(state.idle.back());
+  state.idle.pop_back();
+  ++state.stats.reuses;
+  return conn;
+}
+
+void put_idle(State& state, std::unique_ptr<UpstreamConnection> conn) {
+  if (state.pool_destroyed || state.options.max_idle_connections == 0) return;  // closed
+  const SteadyTime now = SteadyClock::now();
+  close_expired(state, now);
+  while (state.idle.size() >= state.options.max_idle_connections) state.idle.pop_front();
+  conn->stream.expires_never();
+  conn->idle_since = now;
+  state.idle.push_back(std::move(conn));
+}
+
+asio::awaitable<Result<Response>> forward_with_retry(State& state, const Request& request) {
+  const SteadyTime deadline = SteadyClock::now() + state.options.timeout;
+  std::unique_ptr<UpstreamConnection> conn = take_idle(state);
+  bool reused = conn != nullptr;
+  // At most two attempts: the second only after a reused connection failed before any byte.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (!conn) {
+      Result<std::unique_ptr<UpstreamConnection>> fresh = co_await connect(state, deadline);
+      if (!fresh) co_return tl::unexpected<Error>(std::move(fresh.error()));
+      conn = std::move(*fresh);
+    }
+    Exchange result = co_await exchange(state, *conn, request, deadline);
+    if (result.response) {
+      if (result.reusable) put_idle(state, std::move(conn));
+      co_return std::move(result.response);
+    }
+    conn.reset();  // a failed connection is never pooled
+    // A keep-alive connection the upstream closed while it sat idle fails like this: nothing
+    // came back, so the upstream never processed the request, and sending it again on a fresh
+    // connection is safe, whatever the method (RFC 9112 §9.3.1 allows it; browsers do the same).
+    const bool stale =
+        reused && !result.got_bytes && result.response.error().code != ErrorCode::kDeadlineExceeded;
+    if (!stale) co_return std::move(result.response);
+    ++state.stats.retries;
+    reused = false;
+  }
+  co_return fail(ErrorCode::kInternal, state.name + ": retry loop exhausted");  // unreachable
+}
+
+// The coroutine behind forward(): `state` by value keeps the pool's state alive for as long as
+// this forward is in flight.
+asio::awaitable<Result<Response>> do_forward(std::shared_ptr<State> state, Request request) {
+  Result<Response> result;
+  try {
+    result = co_await forward_with_retry(*state, request);
+  } catch (const std::exception& e) {
+    // Every I/O error is a value; only a bug or bad_alloc gets here.
+    result = fail(ErrorCode::kInternal, state->name + ": " + e.what());
+  }
+  if (!result) {
+    if (result.error().code == ErrorCode::kDeadlineExceeded) {
+      ++state->stats.timeouts;
+    } else {
+      ++state->stats.failures;
+    }
+  }
+  co_return result;
+}
+
+}  // namespace
+
+UpstreamPool::UpstreamPool(boost::asio::any_io_executor executor, UpstreamOptions options)
+    : state_(std::make_shared<State>()) {
+  state_->executor = std::move(executor);
+  state_->name = "upstream " + config::to_string(options.target);
+  state_->options = std::move(options);
+}
+
+UpstreamPool::~UpstreamPool() {
+  state_->pool_destroyed = true;
+  state_->idle.clear();
+}
+
+boost::asio::awaitable<Result<Response>> UpstreamPool::forward(Request request) {
+  return do_forward(state_, std::move(request));
+}
+
+std::size_t UpstreamPool::idle_connections() const { return state_->idle.size(); }
+
+UpstreamPool::Stats UpstreamPool::stats() const { return state_->stats; }
+
+void UpstreamPool::close_idle() { state_->idle.clear(); }
+
+Request make_upstream_request(const Request& in, std::string_view client_ip,
+                              const config::HostPort& target) {
+  Request out;
+  if (in.method() == beast_http::verb::unknown) {
+    out.method_string(in.method_string());
+  } else {
+    out.method(in.method());
+  }
+  out.target(in.target());
+  out.version(11);  // HTTP/1.1: keep-alive unless Connection: close, which is stripped
+
+  const std::vector<std::string_view> named = connection_tokens(in);
+  std::string forwarded_for;
+  bool has_host = false;
+  for (const auto& f : in) {
+    if (is_hop_by_hop(f, named)) continue;
+    if (f.name() == beast_http::field::content_length) continue;  // recomputed below
+    if (beast::iequals(f.name_string(), kXForwardedFor)) {
+      const std::string_view value = trim_ows(f.value());
+      if (value.empty()) continue;
+      if (!forwarded_for.empty()) forwarded_for += ", ";
+      forwarded_for += value;
+      continue;
+    }
+    if (f.name() == beast_http::field::host) has_host = true;
+    out.insert(f.name_string(), f.value());
+  }
+  if (!has_host) out.set(beast_http::field::host, config::to_string(target));
+  if (!forwarded_for.empty()) forwarded_for += ", ";
+  forwarded_for += client_ip;
+  out.insert(kXForwardedFor, forwarded_for);
+
+  out.body() = in.body();
+  // Not prepare_payload(): it throws for a TRACE with a body. Content-Length: 0 is kept for the
+  // methods that normally carry a body, as some servers refuse them without a length (411).
+  const beast_http::verb method = out.method();
+  if (!out.body().empty() || method == beast_http::verb::post || method == beast_http::verb::put ||
+      method == beast_http::verb::patch) {
+    out.content_length(out.body().size());
+  }
+  return out;
+}
+
+void strip_hop_by_hop(Response& response) { strip_fields(response); }
+
+}  // namespace fg::http

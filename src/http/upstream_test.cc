@@ -1,0 +1,911 @@
+// upstream_test.cc — the pure request/response rewrites, and UpstreamPool against a small HTTP
+// upstream on 127.0.0.1 (port 0) running on the test's own io_context, on the test thread.
+//
+// Every network test runs one coroutine to completion with a bounded io_context::run_for; waits
+// for a condition poll it on a timer with a bound (eventually()), never sleep.
+#include "http/upstream.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace fg::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using boost::system::error_code;
+using tcp = asio::ip::tcp;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using SteadyClock = std::chrono::steady_clock;
+using beast_http::field;
+using beast_http::verb;
+
+constexpr std::size_t kHugeBodyBytes = 2 * 1024 * 1024;
+
+std::vector<std::string> values(const beast_http::fields& fields, std::string_view name) {
+  std::vector<std::string> out;
+  for (auto [it, end] = fields.equal_range(name); it != end; ++it) out.emplace_back(it->value());
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// make_upstream_request / strip_hop_by_hop
+
+const config::HostPort kTarget{"10.0.0.5", 8080};
+
+TEST(MakeUpstreamRequest, RemovesHopByHopFieldsAndTheFieldsConnectionNames) {
+  Request in{verb::get, "/a", 11};
+  in.set(field::host, "api.example.com");
+  in.insert(field::connection, "keep-alive, X-Private");
+  in.insert(field::connection, " x-other ,, ");  // a second Connection field, spaces, empty items
+  in.insert("X-Private", "secret");
+  in.insert("X-Other", "secret too");
+  in.insert(field::keep_alive, "timeout=5");
+  in.insert(field::proxy_connection, "keep-alive");
+  in.insert(field::te, "trailers");
+  in.insert(field::trailer, "X-Checksum");
+  in.insert(field::upgrade, "websocket");
+  in.insert(field::proxy_authorization, "Basic Zm9vOmJhcg==");
+  in.insert(field::proxy_authenticate, "Basic");
+  in.insert("X-Kept", "1");
+
+  const Request out = make_upstream_request(in, "203.0.113.9", kTarget);
+  for (std::string_view name :
+       {"Connection", "X-Private", "X-Other", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
+        "Upgrade", "Proxy-Authorization", "Proxy-Authenticate", "Transfer-Encoding"}) {
+    EXPECT_EQ(out.count(name), 0u) << name;
+  }
+  EXPECT_EQ(out["X-Kept"], "1");
+  EXPECT_EQ(out[field::host], "api.example.com");
+}
+
+TEST(MakeUpstreamRequest, AppendsTheClientToXForwardedFor) {
+  Request none{verb::get, "/", 11};
+  EXPECT_EQ(values(make_upstream_request(none, "203.0.113.9", kTarget), "X-Forwarded-For"),
+            std::vector<std::string>{"203.0.113.9"});
+
+  Request one{verb::get, "/", 11};
+  one.insert("X-Forwarded-For", "198.51.100.1");
+  EXPECT_EQ(values(make_upstream_request(one, "203.0.113.9", kTarget), "X-Forwarded-For"),
+            std::vector<std::string>{"198.51.100.1, 203.0.113.9"});
+
+  // Several fields become one, in order; a field's own list is kept as written; empty ones go.
+  Request several{verb::get, "/", 11};
+  several.insert("X-Forwarded-For", "198.51.100.1, 198.51.100.2");
+  several.insert("x-forwarded-for", "  ");
+  several.insert("X-Forwarded-For", " 2001:db8::1 ");
+  EXPECT_EQ(values(make_upstream_request(several, "::1", kTarget), "X-Forwarded-For"),
+            std::vector<std::string>{"198.51.100.1, 198.51.100.2, 2001:db8::1, ::1"});
+}
+
+TEST(MakeUpstreamRequest, KeepsTheClientsHostOrSetsTheTarget) {
+  Request with{verb::get, "/", 11};
+  with.set(field::host, "api.example.com:8443");
+  EXPECT_EQ(make_upstream_request(with, "203.0.113.9", kTarget)[field::host],
+            "api.example.com:8443");
+
+  Request without{verb::get, "/", 10};  // HTTP/1.0 may omit Host
+  EXPECT_EQ(make_upstream_request(without, "203.0.113.9", kTarget)[field::host], "10.0.0.5:8080");
+  EXPECT_EQ(make_upstream_request(without, "203.0.113.9", {"::1", 81})[field::host], "[::1]:81");
+}
+
+TEST(MakeUpstreamRequest, KeepsMethodTargetBodyAndEveryOtherFieldInOrder) {
+  Request in{verb::post, "/v1/items?q=a%20b&x=1", 10};  // HTTP/1.0 in, HTTP/1.1 out
+  in.set(field::host, "api.example.com");
+  in.insert(field::content_type, "application/json");
+  in.insert("X-Multi", "1");
+  in.insert("X-Multi", "2");
+  in.insert("x-MiXeD-case", "v");
+  in.insert(field::transfer_encoding, "chunked");  // the server decoded it: the body is whole
+  in.insert(field::content_length, "999");         // wrong on purpose: recomputed
+  in.body() = R"({"a":1})";
+
+  const Request out = make_upstream_request(in, "203.0.113.9", kTarget);
+  EXPECT_EQ(out.method(), verb::post);
+  EXPECT_EQ(out.target(), "/v1/items?q=a%20b&x=1");
+  EXPECT_EQ(out.version(), 11u);
+  EXPECT_TRUE(out.keep_alive());
+  EXPECT_EQ(out.body(), R"({"a":1})");
+  EXPECT_EQ(out[field::content_length], "7");
+  EXPECT_EQ(out.count(field::transfer_encoding), 0u);
+
+  std::vector<std::string> names;
+  for (const auto& f : out) names.emplace_back(f.name_string());
+  EXPECT_EQ(names, (std::vector<std::string>{"Host", "Content-Type", "X-Multi", "X-Multi",
+                                             "x-MiXeD-case", "X-Forwarded-For", "Content-Length"}));
+  EXPECT_EQ(values(out, "X-Multi"), (std::vector<std::string>{"1", "2"}));
+}
+
+TEST(MakeUpstreamRequest, ContentLengthFollowsTheBody) {
+  Request get{verb::get, "/", 11};
+  EXPECT_EQ(make_upstream_request(get, "203.0.113.9", kTarget).count(field::content_length), 0u);
+
+  Request empty_post{verb::post, "/", 11};
+  EXPECT_EQ(make_upstream_request(empty_post, "203.0.113.9", kTarget)[field::content_length], "0");
+
+  Request purge{verb::unknown, "/cache/x", 11};
+  purge.method_string("PURGE");
+  const Request out = make_upstream_request(purge, "203.0.113.9", kTarget);
+  EXPECT_EQ(out.method_string(), "PURGE");
+
+  Request trace{verb::trace, "/", 11};  // prepare_payload() would throw here
+  trace.body() = "x";
+  EXPECT_EQ(make_upstream_request(trace, "203.0.113.9", kTarget)[field::content_length], "1");
+}
+
+TEST(StripHopByHop, RemovesHopByHopFieldsKeepsTheRest) {
+  Response r{beast_http::status::ok, 11};
+  r.insert(field::connection, "keep-alive, X-Private");
+  r.insert("X-Private", "internal");
+  r.insert(field::keep_alive, "timeout=5, max=100");
+  r.insert(field::transfer_encoding, "chunked");
+  r.insert(field::trailer, "X-Checksum");
+  r.insert(field::upgrade, "h2c");
+  r.insert(field::proxy_authenticate, "Basic");
+  r.insert(field::content_type, "text/plain");
+  r.insert(field::content_length, "5");
+  r.insert(field::set_cookie, "a=1");
+  r.insert(field::set_cookie, "b=2");
+  strip_hop_by_hop(r);
+  std::vector<std::string> names;
+  for (const auto& f : r) names.emplace_back(f.name_string());
+  EXPECT_EQ(names, (std::vector<std::string>{"Content-Type", "Content-Length", "Set-Cookie",
+                                             "Set-Cookie"}));
+  strip_hop_by_hop(r);  // idempotent
+  EXPECT_EQ(std::distance(r.begin(), r.end()), 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A test upstream: HTTP/1.1 on 127.0.0.1:0, on the test's io_context. What it answers depends on
+// the request target:
+//   HEAD anything      200, Content-Length: 1234, no body
+//   /slow              echo after 5 s          /delay          echo after 100 ms
+//   /close-after       echo (keep-alive, no Connection: close), then closes the connection
+//   /connection-close  echo with Connection: close, then closes
+//   /http10            HTTP/1.0 200 with Content-Length, no keep-alive, then closes
+//   /no-length         200 without Content-Length: body up to the end of the connection
+//   /huge              2 MiB body (Content-Length)       /huge-chunked   the same, chunked
+//   /big-header        a 32 KiB header field             /chunked        "hello world" in chunks
+//   /hop               hop-by-hop response fields        /continue       100 Continue, then 200
+//   /no-content        204                               /garbage        not HTTP at all
+//   /reset             closes without answering
+//   anything else      echo: X-Echo-Method, X-Echo-Target, the request's body
+// It counts accepted and closed connections and keeps every request it read.
+class TestUpstream {
+ public:
+  explicit TestUpstream(asio::io_context& ioc) : ioc_(ioc), acceptor_(ioc) {
+    const tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), 0);
+    acceptor_.open(endpoint.protocol());
+    acceptor_.set_option(tcp::acceptor::reuse_address(true));
+    acceptor_.bind(endpoint);
+    acceptor_.listen();
+    asio::co_spawn(ioc_, accept_loop(), asio::detached);
+  }
+
+  config::HostPort target() const { return {"127.0.0.1", acceptor_.local_endpoint().port()}; }
+  int accepts() const { return accepts_; }
+  int closed() const { return closed_; }
+  const std::vector<Request>& requests() const { return requests_; }
+
+ private:
+  asio::awaitable<void> accept_loop() {
+    for (int i = 0; i < 10'000; ++i) {  // far more than any test opens
+      error_code ec;
+      tcp::socket socket =
+          co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return;  // the acceptor is closed: the test is over
+      ++accepts_;
+      asio::co_spawn(ioc_, session(std::move(socket)), asio::detached);
+    }
+  }
+
+  asio::awaitable<void> session(tcp::socket socket) {
+    beast::flat_buffer buffer;
+    error_code ec;
+    for (int served = 0; served < 1'000; ++served) {
+      Request request;
+      co_await beast_http::async_read(socket, buffer, request,
+                                      asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+      requests_.push_back(request);
+      const bool keep_open = co_await respond(socket, request);
+      if (!keep_open) break;
+    }
+    socket.shutdown(tcp::socket::shutdown_both, ec);
+    socket.close(ec);
+    ++closed_;
+  }
+
+  // `text` must outlive the write (a literal, or a named local of the caller).
+  static asio::awaitable<bool> write_raw(tcp::socket& socket, std::string_view text) {
+    error_code ec;
+    co_await asio::async_write(socket, asio::buffer(text),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec;
+  }
+
+  static asio::awaitable<bool> write(tcp::socket& socket, Response& response) {
+    error_code ec;
+    co_await beast_http::async_write(socket, response,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec;
+  }
+
+  static Response echo(const Request& request) {
+    Response response{beast_http::status::ok, 11};
+    response.set("X-Echo-Method", request.method_string());
+    response.set("X-Echo-Target", request.target());
+    response.body() = request.body();
+    response.prepare_payload();
+    return response;
+  }
+
+  static std::string chunked(std::string_view body, std::size_t chunk_bytes) {
+    std::string out = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    char size[32];
+    for (std::size_t at = 0; at < body.size(); at += chunk_bytes) {
+      const std::string_view chunk = body.substr(at, chunk_bytes);
+      std::snprintf(size, sizeof size, "%zx\r\n", chunk.size());
+      out += size;
+      out += chunk;
+      out += "\r\n";
+    }
+    out += "0\r\n\r\n";
+    return out;
+  }
+
+  // Answers one request; false when the connection is to be closed.
+  asio::awaitable<bool> respond(tcp::socket& socket, const Request& request) {
+    const std::string_view target = request.target();
+    if (request.method() == verb::head) {
+      co_return co_await write_raw(socket, "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n");
+    }
+    if (target == "/slow" || target == "/delay") {
+      asio::steady_timer timer(ioc_);
+      timer.expires_after(target == "/slow" ? milliseconds(5'000) : milliseconds(100));
+      error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (target == "/close-after") {
+      Response response = echo(request);
+      co_await write(socket, response);
+      co_return false;
+    }
+    if (target == "/connection-close") {
+      Response response = echo(request);
+      response.keep_alive(false);
+      co_await write(socket, response);
+      co_return false;
+    }
+    if (target == "/http10") {
+      co_await write_raw(socket, "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+      co_return false;
+    }
+    if (target == "/no-length") {
+      co_await write_raw(socket, "HTTP/1.1 200 OK\r\n\r\nuntil the end");
+      co_return false;
+    }
+    if (target == "/huge") {
+      Response response{beast_http::status::ok, 11};
+      response.body().assign(kHugeBodyBytes, 'x');
+      response.prepare_payload();
+      co_return co_await write(socket, response);
+    }
+    if (target == "/huge-chunked") {
+      const std::string text = chunked(std::string(kHugeBodyBytes, 'x'), 64 * 1024);
+      co_return co_await write_raw(socket, text);
+    }
+    if (target == "/big-header") {
+      std::string text = "HTTP/1.1 200 OK\r\nX-Big: " + std::string(32 * 1024, 'h') +
+                         "\r\nContent-Length: 0\r\n\r\n";
+      co_return co_await write_raw(socket, text);
+    }
+    if (target == "/chunked") {
+      // Three writes, so the client reads the body in several pieces.
+      if (!co_await write_raw(socket, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")) {
+        co_return false;
+      }
+      if (!co_await write_raw(socket, "5\r\nhello\r\n1\r\n \r\n")) co_return false;
+      co_return co_await write_raw(socket, "5\r\nworld\r\n0\r\n\r\n");
+    }
+    if (target == "/hop") {
+      Response response{beast_http::status::ok, 11};
+      response.insert(field::connection, "keep-alive, X-Private");
+      response.insert("X-Private", "internal");
+      response.insert(field::keep_alive, "timeout=5");
+      response.insert(field::proxy_authenticate, "Basic");
+      response.insert(field::upgrade, "h2c");
+      response.insert("X-Public", "yes");
+      response.body() = "hop";
+      response.prepare_payload();
+      co_return co_await write(socket, response);
+    }
+    if (target == "/continue") {
+      co_return co_await write_raw(socket,
+                                   "HTTP/1.1 100 Continue\r\n\r\n"
+                                   "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone");
+    }
+    if (target == "/no-content") {
+      co_return co_await write_raw(socket, "HTTP/1.1 204 No Content\r\n\r\n");
+    }
+    if (target == "/garbage") {
+      co_await write_raw(socket, "HELLO THERE\r\n\r\n");
+      co_return false;
+    }
+    if (target == "/reset") co_return false;
+    Response response = echo(request);
+    co_return co_await write(socket, response);
+  }
+
+  asio::io_context& ioc_;
+  tcp::acceptor acceptor_;
+  int accepts_ = 0;
+  int closed_ = 0;
+  std::vector<Request> requests_;
+};
+
+// Runs `body` to completion on `ioc`, for at most `bound` of wall time. False if it did not
+// finish; an exception escaping it is rethrown (and fails the test).
+bool run(asio::io_context& ioc, asio::awaitable<void> body, seconds bound = seconds(20)) {
+  bool done = false;
+  std::exception_ptr error;
+  asio::co_spawn(ioc, std::move(body), [&](std::exception_ptr e) {
+    done = true;
+    error = e;
+    ioc.stop();
+  });
+  ioc.run_for(bound);
+  if (error) std::rethrow_exception(error);
+  return done;
+}
+
+// Polls `condition` every millisecond until it holds, at most `bound`; whether it held.
+// `condition` is a lambda capturing by reference only: g++ 12 may destroy a temporary in a
+// co_await expression twice, harmless only for trivially destructible ones.
+template <typename Condition>
+asio::awaitable<bool> eventually(Condition condition, milliseconds bound = milliseconds(2'000)) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  const auto until = SteadyClock::now() + bound;
+  for (long i = 0; i <= bound.count(); ++i) {
+    if (condition()) co_return true;
+    if (SteadyClock::now() >= until) break;
+    timer.expires_after(milliseconds(1));
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+  co_return condition();
+}
+
+asio::awaitable<void> wait_for(milliseconds d) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  timer.expires_after(d);
+  co_await timer.async_wait(asio::use_awaitable);
+}
+
+Request client_request(verb method, std::string target) {
+  Request r{method, target, 11};
+  r.set(field::host, "api.example.com");
+  return r;
+}
+
+// forward() into `out`, then ++done: for requests spawned side by side.
+asio::awaitable<void> forward_into(UpstreamPool& pool, Request req, Result<Response>& out,
+                                   int& done) {
+  out = co_await pool.forward(std::move(req));
+  ++done;
+}
+
+class UpstreamPoolTest : public ::testing::Test {
+ protected:
+  UpstreamOptions options() const {
+    UpstreamOptions o;
+    o.target = server_.target();
+    o.timeout = seconds(10);
+    o.connect_timeout = seconds(5);
+    return o;
+  }
+
+  // Declared first: destroyed last, after everything bound to it.
+  asio::io_context ioc_;
+  TestUpstream server_{ioc_};
+};
+
+TEST_F(UpstreamPoolTest, ForwardsMethodTargetHeadersBodyAndAppendsXForwardedFor) {
+  UpstreamPool pool(ioc_.get_executor(), options());
+  Result<Response> result;
+  auto body = [&]() -> asio::awaitable<void> {
+    Request in = client_request(verb::put, "/v1/items/7?dry_run=1");
+    in.insert(field::content_type, "application/json");
+    in.insert("X-Api-Key", "abc123");
+    in.insert("X-Forwarded-For", "198.51.100.1");
+    in.insert(field::connection, "keep-alive, X-Private");
+    in.insert("X-Private", "not for upstream");
+    in.insert(field::te, "trailers");
+    in.insert(field::proxy_authorization, "Basic Zm9vOmJhcg==");
+    in.body() = R"({"name":"seven"})";
+    Request out = make_upstream_request(in, "203.0.113.9", server_.target());
+    result = co_await pool.forward(std::move(out));
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  ASSERT_TRUE(result.has_value()) << result.error().to_string();
+  EXPECT_EQ(result->result(), beast_http::status::ok);
+  EXPECT_EQ(result->body(), R"({"name":"seven"})");
+  EXPECT_EQ((*result)["X-Echo-Method"], "PUT");
+  EXPECT_EQ((*result)["X-Echo-Target"], "/v1/items/7?dry_run=1");
+
+  ASSERT_EQ(server_.requests().size(), 1u);
+  const Request& seen = server_.requests()[0];
+  EXPECT_EQ(seen.method(), verb::put);
+  EXPECT_EQ(seen.target(), "/v1/items/7?dry_run=1");
+  EXPECT_EQ(seen.version(), 11u);
+  EXPECT_EQ(seen[field::host], "api.example.com");
+  EXPECT_EQ(seen[field::content_type], "application/json");
+  EXPECT_EQ(seen["X-Api-Key"], "abc123");
+  EXPECT_EQ(seen["X-Forwarded-For"], "198.51.100.1, 203.0.113.9");
+  EXPECT_EQ(seen[field::content_length], "16");
+  EXPECT_EQ(seen.body(), R"({"name":"seven"})");
+  for (std::string_view name : {"Connection", "X-Private", "TE", "Proxy-Authorization"}) {
+    EXPECT_EQ(seen.count(name), 0u) << name;
+  }
+}
+
+TEST_F(UpstreamPoolTest, RemovesHopByHopFieldsFromTheResponse) {
+  UpstreamPool pool(ioc_.get_executor(), options());
+  Result<Response> result;
+  auto body = [&]() -> asio::awaitable<void> {
+    Request r = client_request(verb::get, "/hop");
+    result = co_await pool.forward(std::move(r));
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  ASSERT_TRUE(result.has_value()) << result.error().to_string();
+  EXPECT_EQ(result->body(), "hop");
+  EXPECT_EQ((*result)["X-Public"], "yes");
+  for (std::string_view name :
+       {"Connection", "X-Private", "Keep-Alive", "Proxy-Authenticate", "Upgrade"}) {
+    EXPECT_EQ(result->count(name), 0u) << name;
+  }
+  EXPECT_EQ(pool.idle_connections(), 1u);  // Connection: keep-alive, X-Private still keeps it
+}
+
+TEST_F(UpstreamPoolTest, SequentialForwardsReuseOneConnection) {
+  UpstreamPool pool(ioc_.get_executor(), options());
+  int ok = 0;
+  auto body = [&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 10; ++i) {
+      Request r = client_request(verb::get, "/n/" + std::to_string(i));
+      Result<Response> result = co_await pool.forward(std::move(r));
+      EXPECT_TRUE(result.has_value()) << result.error().to_string();
+      if (result && (*result)["X-Echo-Target"] == "/n/" + std::to_string(i)) ++ok;
+    }
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  EXPECT_EQ(ok, 10);
+  EXPECT_EQ(server_.accepts(), 1);
+  EXPECT_EQ(pool.stats().connects, 1u);
+  EXPECT_EQ(pool.stats().reuses, 9u);
+  EXPECT_EQ(pool.stats().retries, 0u);
+  EXPECT_EQ(pool.idle_connections(), 1u);
+}
+
+TEST_F(UpstreamPoolTest, ConcurrentForwardsEachTakeTheirOwnConnection) {
+  UpstreamPool pool(ioc_.get_executor(), options());
+  constexpr int kConcurrent = 20;
+  std::vector<Result<Response>> first(kConcurrent), second(kConcurrent);
+  int done = 0;
+  bool all_done_first = false, all_done_second = false;
+  auto body = [&]() -> asio::awaitable<void> {
+    for (int i = 0; i < kConcurrent; ++i) {
+      Request r = client_request(verb::get, "/delay");  // all 20 in flight at once
+      asio::co_spawn(ioc_, forward_into(pool, std::move(r), first[i], done), asio::detached);
+    }
+    all_done_first = co_await eventually([&] { return done == kConcurrent; }, milliseconds(10'000));
+    // A second wave finds 20 idle connections and opens none.
+    done = 0;
+    for (int i = 0; i < kConcurrent; ++i) {
+      Request r = client_request(verb::get, "/c/" + std::to_string(i));
+      asio::co_spawn(ioc_, forward_into(pool, std::move(r), second[i], done), asio::detached);
+    }
+    all_done_second =
+        co_await eventually([&] { return done == kConcurrent; }, milliseconds(10'000));
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  ASSERT_TRUE(all_done_first);
+  ASSERT_TRUE(all_done_second);
+  for (int i = 0; i < kConcurrent; ++i) {
+    ASSERT_TRUE(first[i].has_value()) << i << ": " << first[i].error().to_string();
+    ASSERT_TRUE(second[i].has_value()) << i << ": " << second[i].error().to_string();
+    EXPECT_EQ((*second[i])["X-Echo-Target"], "/c/" + std::to_string(i));
+  }
+  EXPECT_EQ(server_.accepts(), kConcurrent);
+  EXPECT_EQ(pool.stats().connects, static_cast<std::uint64_t>(kConcurrent));
+  EXPECT_EQ(pool.stats().reuses, static_cast<std::uint64_t>(kConcurrent));
+  EXPECT_EQ(pool.idle_connections(), static_cast<std::size_t>(kConcurrent));
+}
+
+TEST_F(UpstreamPoolTest, KeepsAtMostMaxIdleConnections) {
+  UpstreamOptions o = options();
+  o.max_idle_connections = 4;
+  UpstreamPool pool(ioc_.get_executor(), o);
+  constexpr int kConcurrent = 10;
+  std::vector<Result<Response>> results(kConcurrent);
+  int done = 0;
+  bool all_done = false, extra_closed = false;
+  auto body = [&]() -> asio::awaitable<void> {
+    for (int i = 0; i < kConcurrent; ++i) {
+      Request r = client_request(verb::get, "/delay");
+      asio::co_spawn(ioc_, forward_into(pool, std::move(r), results[i], done), asio::detached);
+    }
+    all_done = co_await eventually([&] { return done == kConcurrent; }, milliseconds(10'000));
+    extra_closed = co_await eventually([&] { return server_.closed() == kConcurrent - 4; });
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  ASSERT_TRUE(all_done);
+  for (const auto& r : results) EXPECT_TRUE(r.has_value());
+  EXPECT_EQ(pool.idle_connections(), 4u);
+  EXPECT_TRUE(extra_closed) << server_.closed();
+}
+
+TEST_F(UpstreamPoolTest, RetriesOnceWhenTheUpstreamClosedAnIdleConnection) {
+  UpstreamPool pool(ioc_.get_executor(), options());
+  Result<Response> first, second;
+  bool server_closed = false;
+  auto body = [&]() -> asio::awaitable<void> {
+    Request r1 = client_request(verb::post, "/close-after");  // no Connection: close, then closes
+    first = co_await pool.forward(std::move(r1));
+    server_closed = co_await eventually([&] { return server_.closed() == 1; });
+    Request r2 = client_request(verb::post, "/after-retry");
+    r2.body() = "payload";
+    r2.prepare_payload();
+    second = co_await pool.forward(std::move(r2));
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  ASSERT_TRUE(first.has_value()) << first.error().to_string();
+  ASSERT_TRUE(server_closed);
+  ASSERT_TRUE(second.has_value()) << second.error().to_string();
+  EXPECT_EQ(second->body(), "payload");
+  EXPECT_EQ(pool.stats().retries, 1u);
+  EXPECT_EQ(pool.stats().reuses, 1u);
+  EXPECT_EQ(pool.stats().connects, 2u);
+  EXPECT_EQ(pool.stats().failures, 0u);
+  EXPECT_EQ(server_.accepts(), 2);
+  ASSERT_EQ(server_.requests().size(), 2u);  // the stale connection never delivered it
+  EXPECT_EQ(server_.requests()[1].target(), "/after-retry");
+}
+
+TEST_F(UpstreamPoolTest, DoesNotRetryAFreshConnectionOrOneThatAnswered) {
+  UpstreamPool pool(ioc_.get_executor(), options());
+  Result<Response> reset, warm, garbage;
+  auto body = [&]() -> asio::awaitable<void> {
+    Request r1 = client_request(verb::get, "/reset");  // fresh connection closed without an answer
+    reset = co_await pool.forward(std::move(r1));
+    Request r2 = client_request(verb::get, "/");
+    warm = co_await pool.forward(std::move(r2));
+    Request r3 = client_request(verb::get, "/garbage");  // reused, but bytes came back
+    garbage = co_await pool.forward(std::move(r3));
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  ASSERT_FALSE(reset.has_value());
+  EXPECT_EQ(reset.error().code, ErrorCode::kUnavailable) << reset.error().to_string();
+  ASSERT_TRUE(warm.has_value()) << warm.error().to_string();
+  ASSERT_FALSE(garbage.has_value());
+  EXPECT_EQ(garbage.error().code, ErrorCode::kUnavailable) << garbage.error().to_string();
+  EXPECT_NE(garbage.error().message.find("malformed"), std::string::npos)
+      << garbage.error().message;
+  EXPECT_EQ(pool.stats().retries, 0u);
+  EXPECT_EQ(pool.stats().failures, 2u);
+  EXPECT_EQ(server_.accepts(), 2);
+  EXPECT_EQ(pool.idle_connections(), 0u);
+}
+
+TEST_F(UpstreamPoolTest, ConnectionRefusedIsUnavailableAtOnce) {
+  std::uint16_t port = 0;
+  {
+    tcp::acceptor probe(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    port = probe.local_endpoint().port();
+  }  // closed: nothing listens there now
+  UpstreamOptions o = options();
+  o.target = {"127.0.0.1", port};
+  UpstreamPool pool(ioc_.get_executor(), o);
+  Result<Response> result;
+  SteadyClock::duration elapsed{};
+  auto body = [&]() -> asio::awaitable<void> {
+    const auto start = SteadyClock::now();
+    Request r = client_request(verb::get, "/");
+    result = co_await pool.forward(std::move(r));
+    elapsed = SteadyClock::now() - start;
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().code, ErrorCode::kUnavailable) << result.error().to_string();
+  EXPECT_LT(elapsed, seconds(2));  // far below connect_timeout (5 s): refused, not timed out
+  EXPECT_EQ(pool.stats().failures, 1u);
+  EXPECT_EQ(pool.stats().connects, 0u);
+}
+
+TEST_F(UpstreamPoolTest, SlowUpstreamIsDeadlineExceeded) {
+  UpstreamOptions o = options();
+  o.timeout = milliseconds(200);
+  UpstreamPool pool(ioc_.get_executor(), o);
+  Result<Response> result;
+  SteadyClock::duration elapsed{};
+  auto body = [&]() -> asio::awaitable<void> {
+    const auto start = SteadyClock::now();
+    Request r = client_request(verb::get, "/slow");  // answers after 5 s
+    result = co_await pool.forward(std::move(r));
+    elapsed = SteadyClock::now() - start;
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().code, ErrorCode::kDeadlineExceeded) << result.error().to_string();
+  EXPECT_GE(elapsed, milliseconds(150));
+  EXPECT_LT(elapsed, seconds(1));
+  EXPECT_EQ(pool.stats().timeouts, 1u);
+  EXPECT_EQ(pool.stats().failures, 0u);
+  EXPECT_EQ(pool.idle_connections(), 0u);
+}
+
+// A listener whose accept queue is full drops new SYNs (Linux), so the connect hangs.
+TEST_F(UpstreamPoolTest, ConnectTimeoutIsDeadlineExceeded) {
+  tcp::acceptor full(ioc_);
+  const tcp::endpoint any(asio::ip::make_address("127.0.0.1"), 0);
+  full.open(any.protocol());
+  full.bind(any);
+  full.listen(0);
+  const tcp::endpoint endpoint = full.local_endpoint();
+  std::vector<std::unique_ptr<tcp::socket>> fillers;
+  UpstreamOptions o = options();
+  o.target = {"127.0.0.1", endpoint.port()};
+  o.connect_timeout = milliseconds(200);
+  UpstreamPool pool(ioc_.get_executor(), o);
+  Result<Response> result;
+  SteadyClock::duration elapsed{};
+  auto body = [&]() -> asio::awaitable<void> {
+    // Fill the accept queue (backlog 0 holds one; a second may be needed on some kernels):
+    // each filler connect either completes at once or hangs, so wait for it with a bound.
+    for (int i = 0; i < 2; ++i) {
+      fillers.push_back(std::make_unique<tcp::socket>(ioc_));
+      auto connected = std::make_shared<bool>(false);  // the handler may outlive this frame
+      fillers.back()->async_connect(endpoint,
+                                    [connected](const error_code& ec) { *connected = !ec; });
+      if (!co_await eventually([&connected] { return *connected; }, milliseconds(300))) break;
+    }
+    const auto start = SteadyClock::now();
+    Request r = client_request(verb::get, "/");
+    result = co_await pool.forward(std::move(r));
+    elapsed = SteadyClock::now() - start;
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().code, ErrorCode::kDeadlineExceeded) << result.error().to_string();
+  EXPECT_LT(elapsed, seconds(2));  // connect_timeout, not timeout (10 s)
+  EXPECT_EQ(pool.stats().timeouts, 1u);
+}
+
+TEST_F(UpstreamPoolTest, OversizedResponsesAreUnavailable) {
+  UpstreamOptions o = options();
+  o.max_response_body_bytes = 1024 * 1024;  // the server sends 2 MiB
+  o.max_response_header_bytes = 16 * 1024;  // the server sends 32 KiB
+  UpstreamPool pool(ioc_.get_executor(), o);
+  Result<Response> huge, huge_chunked, big_header, small;
+  auto body = [&]() -> asio::awaitable<void> {
+    Request r1 = client_request(verb::get, "/huge");
+    huge = co_await pool.forward(std::move(r1));
+    Request r2 = client_request(verb::get, "/huge-chunked");
+    huge_chunked = co_await pool.forward(std::move(r2));
+    Request r3 = client_request(verb::get, "/big-header");
+    big_header = co_await pool.forward(std::move(r3));
+    Request r4 = client_request(verb::get, "/");
+    small = co_await pool.forward(std::move(r4));
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  for (const Result<Response>* r : {&huge, &huge_chunked}) {
+    ASSERT_FALSE(r->has_value());
+    EXPECT_EQ(r->error().code, ErrorCode::kUnavailable);
+    EXPECT_NE(r->error().message.find("body larger than 1048576 bytes"), std::string::npos)
+        << r->error().message;
+  }
+  ASSERT_FALSE(big_header.has_value());
+  EXPECT_EQ(big_header.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(big_header.error().message.find("header larger"), std::string::npos)
+      << big_header.error().message;
+  EXPECT_TRUE(small.has_value());   // the pool is fine afterwards
+  EXPECT_EQ(server_.accepts(), 4);  // each oversized response cost its connection
+  EXPECT_EQ(pool.stats().failures, 3u);
+
+  // Within the limits, the same 2 MiB arrive whole.
+  UpstreamOptions roomy = options();
+  roomy.max_response_body_bytes = kHugeBodyBytes;
+  UpstreamPool big_pool(ioc_.get_executor(), roomy);
+  Result<Response> whole;
+  auto again = [&]() -> asio::awaitable<void> {
+    Request r = client_request(verb::get, "/huge-chunked");
+    whole = co_await big_pool.forward(std::move(r));
+  };
+  ioc_.restart();
+  ASSERT_TRUE(run(ioc_, again()));
+  ASSERT_TRUE(whole.has_value()) << whole.error().to_string();
+  EXPECT_EQ(whole->body().size(), kHugeBodyBytes);
+}
+
+TEST_F(UpstreamPoolTest, ChunkedResponseIsReadWhole) {
+  UpstreamPool pool(ioc_.get_executor(), options());
+  Result<Response> result, next;
+  auto body = [&]() -> asio::awaitable<void> {
+    Request r = client_request(verb::get, "/chunked");
+    result = co_await pool.forward(std::move(r));
+    Request r2 = client_request(verb::get, "/");
+    next = co_await pool.forward(std::move(r2));
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  ASSERT_TRUE(result.has_value()) << result.error().to_string();
+  EXPECT_EQ(result->body(), "hello world");
+  EXPECT_EQ(result->count(field::transfer_encoding), 0u);
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(server_.accepts(), 1);  // chunked is length-delimited: the connection was reused
+}
+
+TEST_F(UpstreamPoolTest, HeadAnd204HaveNoBodyAndKeepTheConnection) {
+  UpstreamPool pool(ioc_.get_executor(), options());
+  Result<Response> head, no_content, get;
+  auto body = [&]() -> asio::awaitable<void> {
+    Request r1 = client_request(verb::head, "/doc");
+    head = co_await pool.forward(std::move(r1));
+    Request r2 = client_request(verb::delete_, "/no-content");
+    no_content = co_await pool.forward(std::move(r2));
+    Request r3 = client_request(verb::get, "/doc");
+    get = co_await pool.forward(std::move(r3));
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  ASSERT_TRUE(head.has_value()) << head.error().to_string();
+  EXPECT_EQ(head->result(), beast_http::status::ok);
+  EXPECT_TRUE(head->body().empty());
+  EXPECT_EQ((*head)[field::content_length], "1234");  // describes the GET; kept
+  ASSERT_TRUE(no_content.has_value()) << no_content.error().to_string();
+  EXPECT_EQ(no_content->result(), beast_http::status::no_content);
+  ASSERT_TRUE(get.has_value()) << get.error().to_string();
+  EXPECT_EQ((*get)["X-Echo-Target"], "/doc");
+  EXPECT_EQ(server_.accepts(), 1);
+  EXPECT_EQ(pool.stats().reuses, 2u);
+  EXPECT_EQ(pool.stats().retries, 0u);
+}
+
+TEST_F(UpstreamPoolTest, InterimResponsesAreSkipped) {
+  UpstreamPool pool(ioc_.get_executor(), options());
+  Result<Response> result;
+  auto body = [&]() -> asio::awaitable<void> {
+    Request r = client_request(verb::post, "/continue");
+    r.set(field::expect, "100-continue");
+    r.body() = "data";
+    r.prepare_payload();
+    result = co_await pool.forward(std::move(r));
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  ASSERT_TRUE(result.has_value()) << result.error().to_string();
+  EXPECT_EQ(result->result(), beast_http::status::ok);
+  EXPECT_EQ(result->body(), "done");
+}
+
+TEST_F(UpstreamPoolTest, ConnectionsPastIdleTimeoutAreNotReused) {
+  UpstreamOptions o = options();
+  o.idle_timeout = milliseconds(20);
+  UpstreamPool pool(ioc_.get_executor(), o);
+  Result<Response> first, second;
+  bool old_one_closed = false;
+  auto body = [&]() -> asio::awaitable<void> {
+    Request r1 = client_request(verb::get, "/");
+    first = co_await pool.forward(std::move(r1));
+    co_await wait_for(milliseconds(60));  // the time passing is what is tested
+    Request r2 = client_request(verb::get, "/");
+    second = co_await pool.forward(std::move(r2));
+    old_one_closed = co_await eventually([&] { return server_.closed() == 1; });
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  ASSERT_TRUE(first.has_value());
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(server_.accepts(), 2);
+  EXPECT_EQ(pool.stats().reuses, 0u);
+  EXPECT_TRUE(old_one_closed);  // closed, not merely left aside
+  EXPECT_EQ(pool.idle_connections(), 1u);
+}
+
+TEST_F(UpstreamPoolTest, ResponsesThatEndTheConnectionAreNotPooled) {
+  UpstreamPool pool(ioc_.get_executor(), options());
+  std::vector<std::string> bodies;
+  std::vector<std::size_t> idle_after;
+  auto body = [&]() -> asio::awaitable<void> {
+    for (std::string target : {"/connection-close", "/http10", "/no-length"}) {
+      Request r = client_request(verb::get, target);
+      Result<Response> result = co_await pool.forward(std::move(r));
+      EXPECT_TRUE(result.has_value()) << target << ": " << result.error().to_string();
+      bodies.push_back(result ? result->body() : "");
+      idle_after.push_back(pool.idle_connections());
+    }
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  EXPECT_EQ(bodies[1], "ok");
+  EXPECT_EQ(bodies[2], "until the end");
+  EXPECT_EQ(idle_after, (std::vector<std::size_t>{0, 0, 0}));
+  EXPECT_EQ(server_.accepts(), 3);
+  EXPECT_EQ(pool.stats().retries, 0u);
+}
+
+TEST_F(UpstreamPoolTest, CloseIdleAndDestructionCloseConnections) {
+  auto pool = std::make_unique<UpstreamPool>(ioc_.get_executor(), options());
+  bool closed_by_close_idle = false, closed_by_destructor = false;
+  auto body = [&]() -> asio::awaitable<void> {
+    Request r1 = client_request(verb::get, "/");
+    Result<Response> first = co_await pool->forward(std::move(r1));
+    EXPECT_TRUE(first.has_value());
+    EXPECT_EQ(pool->idle_connections(), 1u);
+    pool->close_idle();
+    EXPECT_EQ(pool->idle_connections(), 0u);
+    closed_by_close_idle = co_await eventually([&] { return server_.closed() == 1; });
+    Request r2 = client_request(verb::get, "/");
+    Result<Response> second = co_await pool->forward(std::move(r2));  // a new connection
+    EXPECT_TRUE(second.has_value());
+    pool.reset();
+    closed_by_destructor = co_await eventually([&] { return server_.closed() == 2; });
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  EXPECT_TRUE(closed_by_close_idle);
+  EXPECT_TRUE(closed_by_destructor);
+  EXPECT_EQ(server_.accepts(), 2);
+}
+
+TEST_F(UpstreamPoolTest, APoolDestroyedMidForwardLetsTheForwardFinish) {
+  auto pool = std::make_unique<UpstreamPool>(ioc_.get_executor(), options());
+  Result<Response> result;
+  int done = 0;
+  bool finished = false, connection_closed = false;
+  auto body = [&]() -> asio::awaitable<void> {
+    Request r = client_request(verb::get, "/delay");
+    asio::co_spawn(ioc_, forward_into(*pool, std::move(r), result, done), asio::detached);
+    // Destroy the pool while the request is at the upstream.
+    if (!co_await eventually([&] { return server_.requests().size() == 1; })) co_return;
+    pool.reset();
+    finished = co_await eventually([&] { return done == 1; });
+    connection_closed = co_await eventually([&] { return server_.closed() == 1; });
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  ASSERT_TRUE(finished);
+  ASSERT_TRUE(result.has_value()) << result.error().to_string();
+  EXPECT_EQ((*result)["X-Echo-Target"], "/delay");
+  EXPECT_TRUE(connection_closed);  // not pooled into a pool that is gone
+}
+
+TEST_F(UpstreamPoolTest, ResolvesAHostName) {
+  UpstreamOptions o = options();
+  o.target.host = "localhost";
+  UpstreamPool pool(ioc_.get_executor(), o);
+  Result<Response> result;
+  auto body = [&]() -> asio::awaitable<void> {
+    Request r = client_request(verb::get, "/by-name");
+    result = co_await pool.forward(std::move(r));
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  ASSERT_TRUE(result.has_value()) << result.error().to_string();
+  EXPECT_EQ((*result)["X-Echo-Target"], "/by-name");
+}
+
+}  // namespace
+}  // namespace fg::http
