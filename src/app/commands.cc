@@ -1,6 +1,12 @@
 #include "app/commands.h"
 
-#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
 #include <ostream>
 #include <utility>
 
@@ -9,16 +15,11 @@
 #include "floodgate/limiter.h"
 #include "floodgate/policy.h"
 #include "floodgate/store.h"
+#include "http/handler.h"
+#include "http/server.h"
 #include "store/open_store.h"
 
 namespace fg::app {
-namespace {
-
-// Decisions carry µs; the JSON carries ms, rounded up so that a client waiting retry_after_ms
-// never comes back early (1 µs -> 1 ms).
-std::int64_t ceil_ms(Duration d) { return d.count() <= 0 ? 0 : (d.count() + 999) / 1000; }
-
-}  // namespace
 
 int run_validate(const std::string& path, std::ostream& out, std::ostream& err) {
   const std::vector<config::Problem> problems = config::config_file_problems(path);
@@ -87,16 +88,117 @@ int run_check(const CheckArgs& args, std::ostream& out, std::ostream& err) {
     err << "store " << config::to_string(store_url) << ": " << verdict.error().to_string() << '\n';
     return kExitNoDecision;
   }
-  const Decision& d = verdict->headline();
-  nlohmann::ordered_json j;
-  j["allowed"] = verdict->allowed;
-  j["policy"] = pc->policy.name;
-  j["limit"] = d.limit;
-  j["remaining"] = d.remaining;
-  j["reset_after_ms"] = ceil_ms(d.reset_after);
-  j["retry_after_ms"] = ceil_ms(d.retry_after);
-  out << j.dump() << '\n';
+  out << http::check_result_json(pc->policy.name, *verdict) << '\n';
   return verdict->allowed ? kExitOk : kExitDenied;
+}
+
+namespace {
+
+// The config for `serve`: the file (or the default) with the flags applied over it.
+Result<std::shared_ptr<const config::Config>> serve_config(const ServeArgs& args) {
+  Result<config::Config> cfg =
+      args.config_path ? config::load_config_file(*args.config_path) : config::default_config();
+  if (!cfg) return tl::unexpected(cfg.error());
+  if (args.listen) {
+    auto hp = config::parse_host_port(*args.listen);
+    if (!hp) return fail(ErrorCode::kInvalidArgument, "--listen: " + hp.error().message);
+    cfg->listen = std::move(*hp);
+  }
+  if (args.store) {
+    auto url = config::parse_store_url(*args.store);
+    if (!url) return fail(ErrorCode::kInvalidArgument, "--store: " + url.error().message);
+    cfg->store = std::move(*url);
+  }
+  if (args.threads) {
+    if (*args.threads < 1 || *args.threads > config::kMaxThreads) {
+      return fail(ErrorCode::kInvalidArgument,
+                  "--threads: must be from 1 to " + std::to_string(config::kMaxThreads));
+    }
+    cfg->threads = *args.threads;
+  }
+  return std::make_shared<const config::Config>(std::move(*cfg));
+}
+
+void setup_logging() {
+  auto logger = spdlog::stderr_color_mt("floodgate");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
+}
+
+}  // namespace
+
+int run_serve(const ServeArgs& args, std::ostream& err) {
+  auto cfg = serve_config(args);
+  if (!cfg) {
+    err << cfg.error().message << '\n';
+    return 1;
+  }
+  // Signals are taken by this thread alone, with sigtimedwait: block them before any thread
+  // starts, so every server thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);  // a peer that went away is an error code, not a signal
+  setup_logging();
+
+  http::ServerOptions options;
+  options.config = *cfg;
+  options.version = args.version;
+  auto server = http::Server::make(options);
+  if (!server) {
+    err << server.error().message << '\n';
+    return 1;
+  }
+  const config::Config& c = **cfg;
+  (*server)->start();
+  spdlog::info(
+      "floodgate {} serving on http://{}:{} ({} thread{}, store {}, {} polic{}{})", args.version,
+      c.listen.host.find(':') != std::string::npos ? "[" + c.listen.host + "]" : c.listen.host,
+      (*server)->port(), c.threads, c.threads == 1 ? "" : "s", config::to_string(c.store),
+      c.policies.size(), c.policies.size() == 1 ? "y" : "ies",
+      c.upstream ? ", upstream http://" + config::to_string(*c.upstream) : "");
+
+  const timespec tick{0, 200'000'000};
+  for (;;) {
+    const int sig = sigtimedwait(&signals, nullptr, &tick);
+    if (sig == SIGHUP) {
+      if (!args.config_path) {
+        spdlog::warn("SIGHUP: no config file to reload (started without --config)");
+        continue;
+      }
+      auto next = serve_config(args);
+      if (!next) {
+        (*server)->reload_failed();
+        spdlog::error("SIGHUP: {} is invalid; keeping the running config:\n{}", *args.config_path,
+                      next.error().message);
+        continue;
+      }
+      const std::vector<std::string> ignored = (*server)->reload(*next);
+      std::string note;
+      for (const std::string& f : ignored) note += (note.empty() ? "" : ", ") + f;
+      spdlog::info("SIGHUP: reloaded {} ({} policies){}", *args.config_path,
+                   (*next)->policies.size(),
+                   note.empty() ? "" : "; needs a restart, kept as it was: " + note);
+    } else if (sig == SIGTERM || sig == SIGINT) {
+      if ((*server)->draining()) {
+        spdlog::warn("{} again: stopping now", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        (*server)->stop();
+        break;
+      }
+      spdlog::info("{}: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      (*server)->drain();
+    } else if (sig < 0 && errno != EAGAIN && errno != EINTR) {
+      spdlog::error("sigtimedwait: {}", std::strerror(errno));
+      break;
+    }
+    if ((*server)->stopped()) break;
+  }
+  (*server)->wait();
+  spdlog::info("stopped");
+  return 0;
 }
 
 }  // namespace fg::app

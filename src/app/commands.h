@@ -7,6 +7,7 @@
 //   validate  0 valid; 1 one or more problems (one line each on `err`).
 //   check     0 allowed; 1 denied; 2 no decision (bad config, unknown policy, bad flag, store
 //             error), with the reason on `err`.
+//   serve     0 after a drain; 1 when it cannot start.
 //
 // Thread safety: each call is independent; call from one thread.
 #pragma once
@@ -40,5 +41,19 @@ struct CheckArgs {
 //    "retry_after_ms":0}
 // Durations are rounded up to whole milliseconds.
 int run_check(const CheckArgs& args, std::ostream& out, std::ostream& err);
+
+struct ServeArgs {
+  std::optional<std::string> config_path;  // none: the built-in default config
+  std::optional<std::string> listen;       // overrides `listen` (HOST:PORT)
+  std::optional<std::string> store;        // overrides `store`
+  std::optional<int> threads;              // overrides `threads`
+  std::string version;
+};
+
+// `floodgate serve`: runs the HTTP server until SIGTERM or SIGINT, which drain it (a second one
+// stops it at once); SIGHUP reloads the config file (the flags still override it). Logs go to
+// stderr, the access log (when on) to stdout. Exit 0 after a drain; 1 when it cannot start (bad
+// config, bad flag, address in use), with the reason on `err`.
+int run_serve(const ServeArgs& args, std::ostream& err);
 
 }  // namespace fg::app

@@ -36,6 +36,25 @@ int main(int argc, char** argv) {
   CLI::Option* store_opt =
       check->add_option("--store", store_url, "Store URL, overriding the config's `store`");
 
+  fg::app::ServeArgs serve_args;
+  serve_args.version = FG_VERSION;
+  std::string serve_config, serve_listen, serve_store;
+  int serve_threads = 0;
+  CLI::App* serve = app.add_subcommand(
+      "serve",
+      "Run the HTTP server: rate-limit requests and serve the demo resource or proxy to the "
+      "upstream. SIGTERM drains, SIGHUP reloads the config");
+  CLI::Option* serve_config_opt = serve->add_option(
+      "--config", serve_config,
+      "The YAML config file (default: the built-in config: /api/ limited to 100 requests per "
+      "minute per client, on 127.0.0.1:8080 with the memory store)");
+  CLI::Option* serve_listen_opt =
+      serve->add_option("--listen", serve_listen, "HOST:PORT to listen on, overriding `listen`");
+  CLI::Option* serve_store_opt =
+      serve->add_option("--store", serve_store, "Store URL, overriding the config's `store`");
+  CLI::Option* serve_threads_opt =
+      serve->add_option("--threads", serve_threads, "Server threads, overriding `threads`");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -50,6 +69,13 @@ int main(int argc, char** argv) {
     if (cost_opt->count() > 0) check_args.cost = cost;
     if (store_opt->count() > 0) check_args.store = store_url;
     return fg::app::run_check(check_args, std::cout, std::cerr);
+  }
+  if (serve->parsed()) {
+    if (serve_config_opt->count() > 0) serve_args.config_path = serve_config;
+    if (serve_listen_opt->count() > 0) serve_args.listen = serve_listen;
+    if (serve_store_opt->count() > 0) serve_args.store = serve_store;
+    if (serve_threads_opt->count() > 0) serve_args.threads = serve_threads;
+    return fg::app::run_serve(serve_args, std::cerr);
   }
   return fg::app::kExitUsage;  // unreachable: require_subcommand(1)
 }

@@ -185,4 +185,20 @@ std::optional<std::string> identify(const std::vector<config::IdentitySource>& s
   return std::nullopt;
 }
 
+std::string loggable_identity(std::string_view identity) {
+  constexpr std::size_t kShown = 12;  // 48 bits: enough to tell clients apart in a log
+  if (identity.starts_with("ip:")) return std::string(identity);
+  // "key:<name>:<value>" and "key#<name>:<sha256>": keep the name, hash what follows.
+  if (identity.starts_with("key:") || identity.starts_with("key#")) {
+    const std::size_t colon = identity.find(':', 4);
+    if (colon != std::string_view::npos) {
+      const std::string_view value = identity.substr(colon + 1);
+      const std::string digest = identity[3] == '#' ? std::string(value) : sha256_hex(value);
+      return "key:" + std::string(identity.substr(4, colon - 4)) +
+             ":sha256=" + digest.substr(0, kShown);
+    }
+  }
+  return "sha256=" + sha256_hex(identity).substr(0, kShown);
+}
+
 }  // namespace fg::http

@@ -90,4 +90,9 @@ std::optional<std::string> identify(const std::vector<config::IdentitySource>& s
                                     std::string_view x_forwarded_for,
                                     std::span<const Cidr> trusted_proxies);
 
+// The identity as logs may show it: IP identities as they are, header values replaced by a short
+// SHA-256 prefix ("key:x-api-key:sha256=1f2e3d4c5b6a"), so API keys never reach a log. Any other
+// string (a /v1/check key) is shown the same way, as "sha256=...".
+std::string loggable_identity(std::string_view identity);
+
 }  // namespace fg::http

@@ -326,5 +326,18 @@ TEST(Identify, IpSourceGoesThroughTrustedProxiesAndPrefixes) {
             "ip:198.51.100.0/24");
 }
 
+TEST(LoggableIdentity, NeverShowsAHeaderValue) {
+  EXPECT_EQ(loggable_identity("ip:203.0.113.7"), "ip:203.0.113.7");
+  EXPECT_EQ(loggable_identity("ip:2001:db8:1:2::/64"), "ip:2001:db8:1:2::/64");
+  // sha256("abc123") = 6ca13d52ca70...
+  EXPECT_EQ(loggable_identity("key:x-api-key:abc123"), "key:x-api-key:sha256=6ca13d52ca70");
+  const std::string hashed = "key#x-api-key:" + std::string(64, 'f');
+  EXPECT_EQ(loggable_identity(hashed), "key:x-api-key:sha256=ffffffffffff");
+  // Anything else (a /v1/check key): sha256("user-42") = 6d894aa3ee80...
+  EXPECT_EQ(loggable_identity("user-42"), "sha256=6d894aa3ee80");
+  EXPECT_EQ(loggable_identity("key:"), "sha256=" + loggable_identity("key:").substr(7));
+  EXPECT_EQ(loggable_identity("key:").find("key:"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace fg::http

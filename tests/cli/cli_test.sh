@@ -312,8 +312,14 @@ case $case_name in
     run check --policy per-minute --key ""
     expect_code 2
     expect_err_contains "--key: must not be empty"
-    run serve
+    run serve --threads many
     expect_code 2
+    run serve --listen nowhere
+    expect_code 1
+    expect_err_contains "--listen"
+    run serve --threads 0
+    expect_code 1
+    expect_err_contains "--threads: must be from 1"
     ;;
 
   *)

@@ -1,0 +1,532 @@
+#include "http/handler.h"
+
+#include <algorithm>
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/status.hpp>
+#include <nlohmann/json.hpp>
+
+#include "http/identity.h"
+
+namespace fg::http {
+namespace {
+
+constexpr std::string_view kJson = "application/json";
+constexpr std::string_view kServerName = "floodgate";
+// Longest /v1/check key: a key is a client name, not a payload. Longer keys are refused (400)
+// rather than hashed, so a caller always knows which key it decided on.
+constexpr std::size_t kMaxCheckKeyBytes = 1024;
+
+bool ieq(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           const auto lo = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
+           return lo(x) == lo(y);
+         });
+}
+
+std::optional<std::string_view> find_header(const Request& r, std::string_view name) {
+  const auto it = r.find(boost::beast::string_view(name.data(), name.size()));
+  if (it == r.end()) return std::nullopt;
+  return std::string_view(it->value().data(), it->value().size());
+}
+
+std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
+
+bool is_unreserved(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+Response text_response(unsigned version, beast_http::status status, std::string_view type,
+                       std::string body) {
+  Response r{status, version};
+  r.set(beast_http::field::content_type, boost::beast::string_view(type.data(), type.size()));
+  r.body() = std::move(body);
+  return r;
+}
+
+std::string reason_of(int status) {
+  return std::string(
+      sv(beast_http::obsolete_reason(beast_http::int_to_status(static_cast<unsigned>(status)))));
+}
+
+Response method_not_allowed(const Request& req, std::string_view allow) {
+  Response r = problem_response(
+      req.version(), 405, "use " + std::string(allow) + " on " + std::string(sv(req.target())));
+  r.set(beast_http::field::allow, boost::beast::string_view(allow.data(), allow.size()));
+  return r;
+}
+
+bool is_get_or_head(const Request& req) {
+  return req.method() == beast_http::verb::get || req.method() == beast_http::verb::head;
+}
+
+// The value of every X-Forwarded-For field, joined with ',' (a list split over several fields is
+// one list, RFC 9110 §5.3).
+std::string forwarded_for(const Request& req) {
+  std::string out;
+  for (auto [it, end] = req.equal_range("X-Forwarded-For"); it != end; ++it) {
+    if (!out.empty()) out += ',';
+    out += sv(it->value());
+  }
+  return out;
+}
+
+// The origin is allowed by `cors` ("*" allows every origin).
+bool origin_allowed(const config::Config& c, std::string_view origin) {
+  if (!c.cors || origin.empty()) return false;
+  for (const std::string& o : c.cors->allow_origins) {
+    if (o == "*" || ieq(o, origin)) return true;
+  }
+  return false;
+}
+
+Response preflight(const Request& req, const config::Config& c, std::string_view origin) {
+  Response r{beast_http::status::no_content, req.version()};
+  if (origin_allowed(c, origin)) {
+    r.set(beast_http::field::access_control_allow_origin,
+          boost::beast::string_view(origin.data(), origin.size()));
+    if (auto m = find_header(req, "Access-Control-Request-Method")) {
+      r.set(beast_http::field::access_control_allow_methods,
+            boost::beast::string_view(m->data(), m->size()));
+    }
+    if (auto h = find_header(req, "Access-Control-Request-Headers")) {
+      r.set(beast_http::field::access_control_allow_headers,
+            boost::beast::string_view(h->data(), h->size()));
+    }
+    r.set(beast_http::field::access_control_max_age, "600");
+  }
+  r.set(beast_http::field::vary, "Origin");
+  return r;
+}
+
+// POST /v1/check {"policy":"per-minute","key":"user-42","cost":1}: the charges, or a 400.
+Route check_route(const Request& req, const Runtime& rt) {
+  Route out;
+  const auto bad = [&](std::string detail) {
+    out.kind = Route::Kind::kReply;
+    out.reply = problem_response(req.version(), 400, detail);
+    return out;
+  };
+  const nlohmann::json body = nlohmann::json::parse(req.body(), nullptr, false);
+  if (body.is_discarded() || !body.is_object()) {
+    return bad(
+        R"(the body must be a JSON object: {"policy":"per-minute","key":"user-42","cost":1})");
+  }
+  for (const auto& [k, v] : body.items()) {
+    if (k != "policy" && k != "key" && k != "cost") {
+      return bad("unknown field " + json_string(k) + " (policy, key, cost)");
+    }
+  }
+  const auto policy = body.find("policy");
+  if (policy == body.end() || !policy->is_string()) return bad("policy: a string is required");
+  const auto key = body.find("key");
+  if (key == body.end() || !key->is_string() || key->get_ref<const std::string&>().empty()) {
+    return bad("key: a non-empty string is required");
+  }
+  if (key->get_ref<const std::string&>().size() > kMaxCheckKeyBytes) {
+    return bad("key: at most " + std::to_string(kMaxCheckKeyBytes) + " bytes");
+  }
+  const std::string& name = policy->get_ref<const std::string&>();
+  const auto& policies = rt.config->policies;
+  const auto it =
+      std::find_if(policies.begin(), policies.end(),
+                   [&](const config::PolicyConfig& p) { return p.policy.name == name; });
+  if (it == policies.end()) {
+    out.kind = Route::Kind::kReply;
+    out.reply = problem_response(req.version(), 404, "no policy named " + json_string(name));
+    return out;
+  }
+  std::int64_t cost = it->policy.cost;
+  if (const auto c = body.find("cost"); c != body.end()) {
+    if (!c->is_number_integer() || c->get<std::int64_t>() < 0 ||
+        c->get<std::int64_t>() > kMaxCount) {
+      return bad("cost: an integer from 0 to " + std::to_string(kMaxCount));
+    }
+    cost = c->get<std::int64_t>();
+  }
+  const auto index = static_cast<std::size_t>(it - policies.begin());
+  out.kind = Route::Kind::kCheck;
+  out.identity = key->get<std::string>();
+  out.charges.push_back(Charge{&it->policy, cost});
+  out.local_charges.push_back(Charge{&rt.local_policies[index], cost});
+  out.policy_indices.push_back(index);
+  return out;
+}
+
+void add_fields(Response& r, const HeaderFields& fields) {
+  for (const auto& [name, value] : fields) {
+    r.insert(boost::beast::string_view(name.data(), name.size()),
+             boost::beast::string_view(value.data(), value.size()));
+  }
+}
+
+Response store_unavailable(const Request& req) {
+  Response r =
+      problem_response(req.version(), 503, "the rate-limit store is unavailable; retry shortly");
+  r.set(beast_http::field::retry_after, "1");
+  r.insert(boost::beast::string_view(kXRateLimitDegraded.data(), kXRateLimitDegraded.size()),
+           boost::beast::string_view(kDegradedStoreUnavailable.data(),
+                                     kDegradedStoreUnavailable.size()));
+  return r;
+}
+
+// The value of X-RateLimit-Degraded when the per-instance limiter decided instead of the store.
+constexpr std::string_view kDegradedLocal = "local-fallback";
+
+std::int64_t ceil_ms(Duration d) {
+  const std::int64_t us = d.count();
+  return us <= 0 ? 0 : (us + 999) / 1000;
+}
+
+}  // namespace
+
+std::shared_ptr<Runtime> make_runtime(std::shared_ptr<const config::Config> config) {
+  auto rt = std::make_shared<Runtime>();
+  const std::int64_t n = std::max(1, config->local_fallback_instances);
+  for (const config::PolicyConfig& pc : config->policies) {
+    Policy local = pc.policy;
+    // Each instance gets 1/n of the fleet's allowance, at least 1, so n instances deciding alone
+    // admit about what the shared store would have. If the division breaks exactness bounds,
+    // the policy is kept whole (validate_policy accepted it as it is).
+    local.limit = std::max<std::int64_t>(1, local.limit / n);
+    local.burst = std::max<std::int64_t>(1, local.burst / n);
+    if (!validate_policy(local)) local = pc.policy;
+    rt->local_policies.push_back(std::move(local));
+  }
+  rt->config = std::move(config);
+  return rt;
+}
+
+std::string normalize_path(std::string_view target) {
+  // Absolute form ("http://host/path", RFC 9112 §3.2.2): the path starts after the authority.
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (target.size() >= scheme.size() && ieq(target.substr(0, scheme.size()), scheme)) {
+      const std::size_t slash = target.find_first_of("/?#", scheme.size());
+      target = slash == std::string_view::npos ? std::string_view{} : target.substr(slash);
+      break;
+    }
+  }
+  const std::string_view path = target.substr(0, target.find_first_of("?#"));
+  // Decode %XX of unreserved characters only: they mean the same encoded or not (RFC 3986
+  // §6.2.2.2). "%2F" stays: a decoded '/' would be a different path.
+  std::string decoded;
+  decoded.reserve(path.size());
+  for (std::size_t i = 0; i < path.size(); ++i) {
+    if (path[i] == '%' && i + 2 < path.size()) {
+      const int hi = hex_value(path[i + 1]);
+      const int lo = hex_value(path[i + 2]);
+      if (hi >= 0 && lo >= 0 && is_unreserved(static_cast<char>(hi * 16 + lo))) {
+        decoded += static_cast<char>(hi * 16 + lo);
+        i += 2;
+        continue;
+      }
+    }
+    decoded += path[i];
+  }
+  // Segments: "." dropped, ".." pops one, empty ones (duplicate slashes) collapse. A path that
+  // ends in '/', "/." or "/.." names a directory and keeps its trailing slash (§5.2.4).
+  std::vector<std::string_view> segments;
+  bool trailing_slash = false;
+  std::size_t start = 0;
+  while (start <= decoded.size()) {
+    const std::size_t slash = std::min(decoded.find('/', start), decoded.size());
+    const std::string_view seg = std::string_view(decoded).substr(start, slash - start);
+    const bool last = slash == decoded.size();
+    if (seg == "..") {
+      if (!segments.empty()) segments.pop_back();
+      trailing_slash = last;
+    } else if (seg.empty() || seg == ".") {
+      trailing_slash = last;
+    } else {
+      segments.push_back(seg);
+      trailing_slash = false;
+    }
+    start = slash + 1;
+  }
+  std::string out;
+  out.reserve(decoded.size() + 1);
+  for (std::string_view seg : segments) {
+    out += '/';
+    out += seg;
+  }
+  if (out.empty() || trailing_slash) out += '/';
+  return out;
+}
+
+bool policy_matches(const config::Match& match, std::string_view method, std::string_view path,
+                    const Request& request) {
+  if (match.path && path != *match.path) return false;
+  if (match.path_prefix && !path.starts_with(*match.path_prefix)) return false;
+  if (!match.methods.empty() &&
+      std::find(match.methods.begin(), match.methods.end(), method) == match.methods.end()) {
+    return false;
+  }
+  if (match.header) {
+    const auto v = find_header(request, match.header->name);
+    if (!v) return false;
+    if (match.header->value && *v != *match.header->value) return false;
+  }
+  return true;
+}
+
+Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
+  const config::Config& c = *rt.config;
+  Route out;
+  const std::string path = normalize_path(sv(req.target()));
+
+  // Operations endpoints: never rate limited.
+  if (path == "/healthz" || path == "/readyz") {
+    if (!is_get_or_head(req)) {
+      out.reply = method_not_allowed(req, "GET, HEAD");
+      return out;
+    }
+    const bool ok = path == "/healthz" || ctx.ready;
+    out.reply = text_response(req.version(),
+                              ok ? beast_http::status::ok : beast_http::status::service_unavailable,
+                              "text/plain; charset=utf-8",
+                              ok ? "ok\n" : (ctx.draining ? "draining\n" : "store unavailable\n"));
+    out.reply.set(beast_http::field::cache_control, "no-store");
+    return out;
+  }
+  if (path == "/metrics") {
+    if (!is_get_or_head(req)) {
+      out.reply = method_not_allowed(req, "GET, HEAD");
+      return out;
+    }
+    out.kind = Route::Kind::kMetrics;
+    return out;
+  }
+  if (path == "/v1/check") {
+    if (req.method() != beast_http::verb::post) {
+      out.reply = method_not_allowed(req, "POST");
+      return out;
+    }
+    return check_route(req, rt);
+  }
+
+  // A CORS preflight: answered here, consuming nothing (it is the browser asking, not the app).
+  if (c.cors && req.method() == beast_http::verb::options) {
+    const auto origin = find_header(req, "Origin");
+    if (origin && find_header(req, "Access-Control-Request-Method")) {
+      out.reply = preflight(req, c, *origin);
+      return out;
+    }
+  }
+
+  const std::string_view method = sv(req.method_string());
+  for (std::size_t i = 0; i < c.policies.size(); ++i) {
+    const config::PolicyConfig& pc = c.policies[i];
+    if (!policy_matches(pc.match, method, path, req)) continue;
+    out.charges.push_back(Charge{&pc.policy, pc.policy.cost});
+    out.local_charges.push_back(Charge{&rt.local_policies[i], pc.policy.cost});
+    out.policy_indices.push_back(i);
+  }
+  if (out.charges.empty()) {
+    out.kind = Route::Kind::kServe;
+    return out;
+  }
+  const HeaderLookup lookup = [&req](std::string_view name) { return find_header(req, name); };
+  auto identity = identify(c.identity, lookup, ctx.peer, forwarded_for(req), c.trusted_proxies);
+  if (!identity) {
+    std::string names;
+    for (const config::IdentitySource& s : c.identity) {
+      if (s.kind == config::IdentitySource::Kind::kHeader) {
+        names += (names.empty() ? "" : " or ") + s.header;
+      }
+    }
+    out.kind = Route::Kind::kReply;
+    out.reply = problem_response(req.version(), 400,
+                                 "this API needs to know who is calling: send " + names);
+    out.charges.clear();
+    out.local_charges.clear();
+    out.policy_indices.clear();
+    return out;
+  }
+  out.kind = Route::Kind::kDecide;
+  out.identity = std::move(*identity);
+  return out;
+}
+
+Answer answer_decision(const Request& req, const Route& route, const Runtime& rt,
+                       const StoreOutcome& outcome) {
+  Answer a;
+  const auto from_verdict = [&](std::span<const Charge> charges, const Verdict& v) {
+    RateLimitHeaders h = rate_limit_headers(charges, v);
+    if (h.denied) {
+      a.response = text_response(req.version(), beast_http::status::too_many_requests,
+                                 kProblemContentType, std::move(h.problem_body));
+      add_fields(a.response, h.fields);
+    } else {
+      a.serve = true;
+    }
+    a.fields = std::move(h.fields);
+  };
+  if (outcome.verdict) {
+    from_verdict(route.charges, *outcome.verdict);
+    return a;
+  }
+  if (outcome.verdict.error().code == ErrorCode::kInvalidArgument) {
+    // No store could decide this request: a bug between the config and the store, not an outage.
+    a.response = problem_response(req.version(), 500, "the rate limiter could not decide");
+    return a;
+  }
+  switch (rt.config->on_store_error) {
+    case config::OnStoreError::kAllow:
+      a.degraded = Answer::Degraded::kAllow;
+      a.serve = true;
+      a.fields = degraded_rate_limit_headers(route.charges).fields;
+      return a;
+    case config::OnStoreError::kDeny:
+      a.degraded = Answer::Degraded::kDeny;
+      a.response = store_unavailable(req);
+      return a;
+    case config::OnStoreError::kLocal:
+      a.degraded = Answer::Degraded::kLocal;
+      if (!outcome.local_verdict) {  // the session always supplies one; fail open if not
+        a.serve = true;
+        a.fields = degraded_rate_limit_headers(route.charges).fields;
+        return a;
+      }
+      from_verdict(route.local_charges, *outcome.local_verdict);
+      a.fields.emplace_back(kXRateLimitDegraded, kDegradedLocal);
+      if (!a.serve)
+        add_fields(a.response, {{std::string(kXRateLimitDegraded), std::string(kDegradedLocal)}});
+      return a;
+  }
+  return a;
+}
+
+std::string check_result_json(std::string_view policy, const Verdict& verdict) {
+  const Decision& d = verdict.headline();
+  nlohmann::ordered_json j;
+  j["allowed"] = verdict.allowed;
+  j["policy"] = policy;
+  j["limit"] = d.limit;
+  j["remaining"] = d.remaining;
+  j["reset_after_ms"] = ceil_ms(d.reset_after);
+  j["retry_after_ms"] = ceil_ms(d.retry_after);
+  return j.dump();
+}
+
+Answer answer_check(const Request& req, const Route& route, const Runtime& rt,
+                    const StoreOutcome& outcome) {
+  Answer a = answer_decision(req, route, rt, outcome);
+  const std::string& name = route.charges.front().policy->name;
+  const Verdict* v = nullptr;
+  if (outcome.verdict) {
+    v = &*outcome.verdict;
+  } else if (a.degraded == Answer::Degraded::kLocal && outcome.local_verdict) {
+    v = &*outcome.local_verdict;
+  }
+  if (v != nullptr) {
+    std::string body = check_result_json(name, *v);
+    if (a.degraded == Answer::Degraded::kLocal) {
+      body.pop_back();
+      body += R"(,"degraded":"local-fallback"})";
+    }
+    a.response = text_response(
+        req.version(), v->allowed ? beast_http::status::ok : beast_http::status::too_many_requests,
+        kJson, std::move(body));
+    add_fields(a.response, a.fields);
+  } else if (a.degraded == Answer::Degraded::kAllow) {
+    nlohmann::ordered_json j;
+    j["allowed"] = true;
+    j["policy"] = name;
+    j["degraded"] = kDegradedStoreUnavailable;
+    a.response = text_response(req.version(), beast_http::status::ok, kJson, j.dump());
+    add_fields(a.response, a.fields);
+  }
+  // kDeny and internal errors: a.response is already the problem answer.
+  a.serve = false;
+  return a;
+}
+
+Response demo_resource(const Request& req) {
+  const std::string path = normalize_path(sv(req.target()));
+  if (!path.starts_with("/api/")) {
+    return problem_response(
+        req.version(), 404,
+        "nothing at " + std::string(sv(req.target())) + " (the demo resource answers /api/...)");
+  }
+  nlohmann::ordered_json j;
+  j["message"] = "hello from floodgate";
+  j["method"] = sv(req.method_string());
+  j["path"] = path;
+  return text_response(req.version(), beast_http::status::ok, kJson, j.dump() + "\n");
+}
+
+Response metrics_response(const Request& req, std::string text) {
+  Response r = text_response(req.version(), beast_http::status::ok,
+                             "text/plain; version=0.0.4; charset=utf-8", std::move(text));
+  r.set(beast_http::field::cache_control, "no-store");
+  return r;
+}
+
+Response problem_response(unsigned version, int status, std::string_view detail) {
+  std::string body = R"({"type":"about:blank","title":)";
+  body += json_string(reason_of(status));
+  body += R"(,"status":)" + std::to_string(status) + R"(,"detail":)";
+  body += json_string(detail);
+  body += "}\n";
+  return text_response(version, beast_http::int_to_status(static_cast<unsigned>(status)),
+                       kProblemContentType, std::move(body));
+}
+
+void finish(Response& r, const Request& req, const Runtime& rt, const HeaderFields& fields,
+            const RequestContext& ctx) {
+  // An upstream's own rate-limit fields would contradict ours: ours win.
+  for (const auto& [name, value] : fields) {
+    r.erase(boost::beast::string_view(name.data(), name.size()));
+  }
+  add_fields(r, fields);
+  if (const auto origin = find_header(req, "Origin");
+      origin && origin_allowed(*rt.config, *origin)) {
+    r.set(beast_http::field::access_control_allow_origin,
+          boost::beast::string_view(origin->data(), origin->size()));
+    r.set(beast_http::field::access_control_expose_headers,
+          boost::beast::string_view(kExposeHeaders.data(), kExposeHeaders.size()));
+    r.set(beast_http::field::vary, "Origin");
+  }
+  r.set(beast_http::field::server,
+        boost::beast::string_view(kServerName.data(), kServerName.size()));
+  r.keep_alive(req.keep_alive() && !ctx.draining);
+  if (req.method() == beast_http::verb::head) {
+    r.content_length(r.body().size());
+    r.body().clear();
+  } else {
+    r.prepare_payload();
+  }
+}
+
+Response read_error_response(int status) {
+  std::string detail;
+  switch (status) {
+    case 408:
+      detail = "the request took too long to arrive";
+      break;
+    case 413:
+      detail = "the request body is too large";
+      break;
+    case 431:
+      detail = "the request header section is too large";
+      break;
+    default:
+      detail = "the request could not be parsed as HTTP/1.1";
+      break;
+  }
+  Response r = problem_response(11, status, detail);
+  r.set(beast_http::field::server,
+        boost::beast::string_view(kServerName.data(), kServerName.size()));
+  r.keep_alive(false);
+  r.prepare_payload();
+  return r;
+}
+
+}  // namespace fg::http

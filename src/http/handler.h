@@ -1,0 +1,145 @@
+// handler.h — what floodgate answers, as pure functions of the request, the configuration and
+// the store's decision (design §2.3, §2.4). No sockets, no clock reads, no store calls: the
+// session (server.cc) reads a request, asks route() what it is, makes the one store call route()
+// asks for, and hands the answer to the functions below, which build every header, status and
+// body. Handler tests use plain Beast messages.
+//
+// A request goes through, in order:
+//   1. route(): the operations endpoints (/healthz, /readyz, /metrics, POST /v1/check, never rate
+//      limited), a CORS preflight (answered without consuming anything), else the policies whose
+//      `match` holds. No policy matches: the request is served as it is (kServe). Some match:
+//      the client is identified (identity sources in order) and the store must decide (kDecide).
+//   2. answer_decision(): 429 with the problem body, 503 (on_store_error: deny), or "serve it"
+//      with the rate-limit fields to add. A store error is answered by on_store_error: `allow`
+//      serves with X-RateLimit-Degraded and no figures, `deny` answers 503, `local` uses the
+//      verdict of the per-instance limiter the session consulted.
+//   3. demo_resource() (no upstream) or the upstream's response, then finish(): rate-limit fields,
+//      CORS fields, keep-alive.
+//
+// Paths are matched after normalize_path(), so "/api/../x", "//api/x" and "/%61pi/x" cannot
+// slip past a policy on "/api/" (the request is forwarded with its target unchanged).
+//
+// Thread safety: pure functions over values; a Runtime is immutable and shared between threads.
+// Failure: none; every bad input is an HTTP answer (400, 404, 405, 413 ...).
+#pragma once
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.h"
+#include "floodgate/decision.h"
+#include "floodgate/limiter.h"
+#include "floodgate/result.h"
+#include "http/rate_limit_headers.h"
+
+namespace fg::http {
+
+namespace beast_http = boost::beast::http;
+using Request = beast_http::request<beast_http::string_body>;
+using Response = beast_http::response<beast_http::string_body>;
+
+// A loaded configuration, ready for requests. Built once per (re)load, then shared read-only.
+struct Runtime {
+  std::shared_ptr<const config::Config> config;
+  // Per policy, in config order: the policy the per-instance fallback limiter applies
+  // (on_store_error: local): limit and burst divided by local_fallback_instances, at least 1.
+  std::vector<Policy> local_policies;
+  // Per policy: its id in Metrics (Metrics::policy_id), filled by the server; may stay empty.
+  std::vector<std::size_t> metric_ids;
+};
+
+// The Runtime for `config`: local_policies computed, metric_ids empty.
+std::shared_ptr<Runtime> make_runtime(std::shared_ptr<const config::Config> config);
+
+// "/a//b/./c/../d" -> "/a/b/d": percent-encoded unreserved characters decoded (RFC 3986 §2.3:
+// %41 -> A, %2D -> -), duplicate slashes collapsed, dot segments removed (§5.2.4), the query
+// left out. Other escapes (%2F, %20) stay encoded. Never climbs above "/".
+std::string normalize_path(std::string_view target);
+
+// Whether `match` holds for a request (method upper case as sent; path normalized).
+bool policy_matches(const config::Match& match, std::string_view method, std::string_view path,
+                    const Request& request);
+
+// What the session needs besides the request.
+struct RequestContext {
+  config::IpAddress peer;  // the TCP peer
+  bool ready = true;       // store reachable and not draining: /readyz
+  bool draining = false;   // answer with Connection: close
+};
+
+struct Route {
+  enum class Kind {
+    kReply,    // `reply` is the whole answer (operations endpoints, preflight, 400 ...)
+    kMetrics,  // GET /metrics: the session renders the metrics text into metrics_response()
+    kServe,    // no policy applies: serve the resource (demo or upstream) without rate limiting
+    kDecide,   // ask the store about `identity` for `charges`, then answer_decision()
+    kCheck,    // POST /v1/check: ask the store about `identity` for `charges`, then answer_check()
+  };
+  Kind kind = Kind::kReply;
+  Response reply;
+  std::string identity;
+  std::vector<Charge> charges;              // policies point into the Runtime's config
+  std::vector<Charge> local_charges;        // the same, pointing into Runtime::local_policies
+  std::vector<std::size_t> policy_indices;  // into config->policies, one per charge
+};
+
+Route route(const Request& request, const Runtime& runtime, const RequestContext& context);
+
+// How a store decision turned out, as the session saw it.
+struct StoreOutcome {
+  Result<Verdict> verdict;               // the store's answer, or why there is none
+  std::optional<Verdict> local_verdict;  // on_store_error: local, after a store error
+};
+
+// What to do with a decided request.
+struct Answer {
+  bool serve = false;   // allowed: serve the resource, then add `fields`
+  Response response;    // !serve: the whole answer (429, 503)
+  HeaderFields fields;  // rate-limit fields for whatever is served
+  enum class Degraded { kNo, kAllow, kDeny, kLocal } degraded = Degraded::kNo;
+};
+
+// kDecide: the answer for `route` given the store's outcome and on_store_error.
+Answer answer_decision(const Request& request, const Route& route, const Runtime& runtime,
+                       const StoreOutcome& outcome);
+
+// kCheck: the JSON answer of POST /v1/check (200 allowed, 429 denied, 503 when no decision and
+// on_store_error is deny): {"allowed":true,"limit":100,"remaining":94,"reset_after_ms":3600,
+// "retry_after_ms":0}, with the rate-limit fields. A degraded allow carries "degraded".
+Answer answer_check(const Request& request, const Route& route, const Runtime& runtime,
+                    const StoreOutcome& outcome);
+
+// The built-in resource (no upstream): any method on /api/... answers 200 with a small JSON
+// body naming the method and path; anything else is a 404 problem.
+Response demo_resource(const Request& request);
+
+// GET /metrics with the rendered text.
+Response metrics_response(const Request& request, std::string text);
+
+// An RFC 9457 problem (application/problem+json) answer: {"type":"about:blank","title":...,
+// "status":...,"detail":...}.
+Response problem_response(unsigned version, int status, std::string_view detail);
+
+// The last step for every response to `request`: adds `fields`, the CORS fields when the
+// request's Origin is allowed, Server, and keep-alive (off when draining or the client asked),
+// then fixes Content-Length (kept as is for HEAD).
+void finish(Response& response, const Request& request, const Runtime& runtime,
+            const HeaderFields& fields, const RequestContext& context);
+
+// The status and short reason for a request that could not be read: 400 malformed, 413 body
+// too large, 431 header section too large, 408 too slow. Closes the connection.
+Response read_error_response(int status);
+
+// The body of a /v1/check answer and of `floodgate check`'s output line, without a newline:
+// {"allowed":true,"policy":"per-minute","limit":100,"remaining":94,"reset_after_ms":3600,
+// "retry_after_ms":0}; figures from verdict.headline(), milliseconds rounded up.
+std::string check_result_json(std::string_view policy, const Verdict& verdict);
+
+}  // namespace fg::http

@@ -1,0 +1,440 @@
+// The handler as pure functions over plain Beast messages: every status, header and body of
+// design §2.3, with verdicts from a real memory store on a manual clock. No sockets.
+#include "http/handler.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "floodgate/store.h"
+
+namespace fg::http {
+namespace {
+
+using std::chrono::seconds;
+
+constexpr std::string_view kConfig = R"(
+identity:
+  - header: X-API-Key
+  - ip: {}
+trusted_proxies: [10.0.0.0/8]
+on_store_error: allow
+local_fallback: {instances: 4}
+cors:
+  allow_origins: [https://app.example.com]
+policies:
+  - name: per-minute
+    match: {path_prefix: /api/}
+    limit: 100
+    period: 60s
+  - name: per-second
+    match: {path_prefix: /api/}
+    limit: 10
+    period: 1s
+  - name: login
+    match: {path: /api/login, method: POST}
+    algorithm: sliding_window
+    limit: 5
+    period: 15m
+  - name: trial
+    match:
+      path_prefix: /api/
+      header: {name: X-Tenant, value: trial}
+    limit: 2
+    period: 1m
+    shadow: true
+)";
+
+std::shared_ptr<const config::Config> load(std::string_view yaml, std::string_view extra = "") {
+  auto c = config::parse_config(std::string(extra) + std::string(yaml), "test.yaml");
+  EXPECT_TRUE(c) << c.error().message;
+  return std::make_shared<const config::Config>(std::move(*c));
+}
+
+// kConfig with another on_store_error.
+std::shared_ptr<Runtime> runtime_with(std::string_view mode) {
+  std::string yaml(kConfig);
+  const std::string_view from = "on_store_error: allow";
+  yaml.replace(yaml.find(from), from.size(), "on_store_error: " + std::string(mode));
+  return make_runtime(load(yaml));
+}
+
+config::IpAddress ip(std::string_view text) {
+  auto a = config::parse_ip(text);
+  EXPECT_TRUE(a) << text;
+  return *a;
+}
+
+Request get(std::string target, std::vector<std::pair<std::string, std::string>> headers = {},
+            beast_http::verb method = beast_http::verb::get) {
+  Request r{method, target, 11};
+  for (auto& [k, v] : headers) r.insert(k, v);
+  return r;
+}
+
+std::string header(const Response& r, std::string_view name) {
+  const auto it = r.find(boost::beast::string_view(name.data(), name.size()));
+  return it == r.end() ? "<absent>" : std::string(it->value());
+}
+
+std::vector<std::string> policy_names(const Route& r) {
+  std::vector<std::string> out;
+  for (const Charge& c : r.charges) out.push_back(c.policy->name);
+  return out;
+}
+
+class HandlerTest : public ::testing::Test {
+ protected:
+  std::shared_ptr<Runtime> rt = make_runtime(load(kConfig));
+  RequestContext ctx{ip("203.0.113.7"), true, false};
+  ManualClock clock;
+  std::unique_ptr<Store> store = make_memory_store({}, clock);
+
+  // route() then the store, as the session does; the answer and its route.
+  std::pair<Answer, Route> decide(const Request& req) {
+    Route r = route(req, *rt, ctx);
+    EXPECT_TRUE(r.kind == Route::Kind::kDecide || r.kind == Route::Kind::kCheck);
+    StoreOutcome out{decide_and_wait(*store, DecideRequest{r.identity, r.charges}), std::nullopt};
+    Answer a = r.kind == Route::Kind::kDecide ? answer_decision(req, r, *rt, out)
+                                              : answer_check(req, r, *rt, out);
+    return {std::move(a), std::move(r)};
+  }
+
+  // The whole response for an allowed-or-denied demo request.
+  Response respond(const Request& req) {
+    auto [a, r] = decide(req);
+    Response res = a.serve ? demo_resource(req) : std::move(a.response);
+    finish(res, req, *rt, a.serve ? a.fields : HeaderFields{}, ctx);
+    return res;
+  }
+};
+
+TEST(NormalizePath, DotSegmentsSlashesAndUnreservedEscapes) {
+  EXPECT_EQ(normalize_path("/api/x"), "/api/x");
+  EXPECT_EQ(normalize_path("/api/"), "/api/");
+  EXPECT_EQ(normalize_path("/api/x?y=1#z"), "/api/x");
+  EXPECT_EQ(normalize_path("//api//x"), "/api/x");
+  EXPECT_EQ(normalize_path("/api/../x"), "/x");
+  EXPECT_EQ(normalize_path("/x/../api/y"), "/api/y");
+  EXPECT_EQ(normalize_path("/api/./x"), "/api/x");
+  EXPECT_EQ(normalize_path("/a/b/.."), "/a/");
+  EXPECT_EQ(normalize_path("/a/b/."), "/a/b/");
+  EXPECT_EQ(normalize_path("/../../etc"), "/etc");
+  EXPECT_EQ(normalize_path(""), "/");
+  EXPECT_EQ(normalize_path("/"), "/");
+  EXPECT_EQ(normalize_path("*"), "/*");
+  EXPECT_EQ(normalize_path("/%61pi/%7Euser"), "/api/~user");
+  EXPECT_EQ(normalize_path("/%2e%2E/api/x"), "/api/x");     // encoded dots are dots
+  EXPECT_EQ(normalize_path("/a%2Fb/%20c"), "/a%2Fb/%20c");  // reserved escapes stay
+  EXPECT_EQ(normalize_path("/a%zz%4"), "/a%zz%4");
+  EXPECT_EQ(normalize_path("http://example.com/api/x?q"), "/api/x");
+  EXPECT_EQ(normalize_path("HTTPS://example.com"), "/");
+}
+
+TEST_F(HandlerTest, OperationsEndpointsAreNeverLimited) {
+  Route r = route(get("/healthz"), *rt, ctx);
+  ASSERT_EQ(r.kind, Route::Kind::kReply);
+  EXPECT_EQ(r.reply.result_int(), 200u);
+  EXPECT_EQ(r.reply.body(), "ok\n");
+  EXPECT_TRUE(r.charges.empty());
+
+  EXPECT_EQ(route(get("/readyz"), *rt, ctx).reply.result_int(), 200u);
+  RequestContext down = ctx;
+  down.ready = false;
+  r = route(get("/readyz"), *rt, down);
+  EXPECT_EQ(r.reply.result_int(), 503u);
+  EXPECT_EQ(r.reply.body(), "store unavailable\n");
+  down.draining = true;
+  EXPECT_EQ(route(get("/readyz"), *rt, down).reply.body(), "draining\n");
+  EXPECT_EQ(route(get("/healthz"), *rt, down).reply.result_int(), 200u);
+
+  EXPECT_EQ(route(get("/metrics"), *rt, ctx).kind, Route::Kind::kMetrics);
+  r = route(get("/metrics", {}, beast_http::verb::post), *rt, ctx);
+  EXPECT_EQ(r.reply.result_int(), 405u);
+  EXPECT_EQ(header(r.reply, "Allow"), "GET, HEAD");
+  r = route(get("/v1/check"), *rt, ctx);
+  EXPECT_EQ(r.reply.result_int(), 405u);
+  EXPECT_EQ(header(r.reply, "Allow"), "POST");
+
+  // A policy on "/" does not reach them either.
+  auto all = make_runtime(load("policies:\n  - {name: all, limit: 1, period: 1s}\n"));
+  EXPECT_EQ(route(get("/healthz"), *all, ctx).kind, Route::Kind::kReply);
+  EXPECT_EQ(route(get("/anything"), *all, ctx).kind, Route::Kind::kDecide);
+}
+
+TEST_F(HandlerTest, PoliciesMatchByPathMethodAndHeader) {
+  EXPECT_EQ(route(get("/other"), *rt, ctx).kind, Route::Kind::kServe);
+  Route r = route(get("/api/items"), *rt, ctx);
+  ASSERT_EQ(r.kind, Route::Kind::kDecide);
+  EXPECT_EQ(policy_names(r), (std::vector<std::string>{"per-minute", "per-second"}));
+  EXPECT_EQ(r.policy_indices, (std::vector<std::size_t>{0, 1}));
+
+  r = route(get("/api/login", {}, beast_http::verb::post), *rt, ctx);
+  EXPECT_EQ(policy_names(r), (std::vector<std::string>{"per-minute", "per-second", "login"}));
+  r = route(get("/api/login"), *rt, ctx);  // GET: not the login policy
+  EXPECT_EQ(policy_names(r).size(), 2u);
+
+  r = route(get("/api/x", {{"x-tenant", "trial"}}), *rt, ctx);
+  EXPECT_EQ(policy_names(r), (std::vector<std::string>{"per-minute", "per-second", "trial"}));
+  r = route(get("/api/x", {{"X-Tenant", "paid"}}), *rt, ctx);
+  EXPECT_EQ(policy_names(r).size(), 2u);
+
+  // Paths that mean /api/... are matched as /api/...
+  for (const char* sneaky : {"//api/x", "/%61pi/x", "/x/../api/x", "/./api/x"}) {
+    EXPECT_EQ(route(get(sneaky), *rt, ctx).kind, Route::Kind::kDecide) << sneaky;
+  }
+  // Costs come from the policies; local charges point at the divided policies.
+  EXPECT_EQ(r.charges[0].cost, 1);
+  EXPECT_EQ(r.local_charges[0].policy->limit, 25);
+  EXPECT_EQ(r.local_charges[1].policy->limit, 2);
+}
+
+TEST_F(HandlerTest, IdentityFromApiKeyThenTrustedForwardedForThenPeer) {
+  EXPECT_EQ(route(get("/api/x", {{"X-API-Key", "abc"}}), *rt, ctx).identity, "key:x-api-key:abc");
+  EXPECT_EQ(route(get("/api/x"), *rt, ctx).identity, "ip:203.0.113.7");
+  // An untrusted peer cannot choose its identity with X-Forwarded-For.
+  EXPECT_EQ(route(get("/api/x", {{"X-Forwarded-For", "198.51.100.1"}}), *rt, ctx).identity,
+            "ip:203.0.113.7");
+  RequestContext via_proxy = ctx;
+  via_proxy.peer = ip("10.1.2.3");
+  EXPECT_EQ(
+      route(get("/api/x", {{"X-Forwarded-For", "1.1.1.1, 198.51.100.1"}}), *rt, via_proxy).identity,
+      "ip:198.51.100.1");
+  // Several fields are one list.
+  EXPECT_EQ(route(get("/api/x", {{"X-Forwarded-For", "1.1.1.1"}, {"X-Forwarded-For", "10.9.9.9"}}),
+                  *rt, via_proxy)
+                .identity,
+            "ip:1.1.1.1");
+}
+
+TEST_F(HandlerTest, NoIdentityIsA400NamingTheHeader) {
+  auto keyed = make_runtime(
+      load("identity: [{header: X-API-Key}]\npolicies:\n  - {name: p, limit: 1, period: 1s}\n"));
+  Route r = route(get("/api/x"), *keyed, ctx);
+  ASSERT_EQ(r.kind, Route::Kind::kReply);
+  EXPECT_EQ(r.reply.result_int(), 400u);
+  EXPECT_EQ(header(r.reply, "Content-Type"), "application/problem+json");
+  EXPECT_NE(r.reply.body().find("send X-API-Key"), std::string::npos) << r.reply.body();
+}
+
+TEST_F(HandlerTest, AllowedRequestCarriesEveryField) {
+  const Response res = respond(get("/api/items"));
+  EXPECT_EQ(res.result_int(), 200u);
+  EXPECT_EQ(header(res, "X-RateLimit-Limit"), "10");  // per-second: least remaining
+  EXPECT_EQ(header(res, "X-RateLimit-Remaining"), "9");
+  EXPECT_EQ(header(res, "X-RateLimit-Reset"), "1");
+  EXPECT_EQ(header(res, "RateLimit-Policy"), R"("per-minute";q=100;w=60, "per-second";q=10;w=1)");
+  EXPECT_EQ(header(res, "RateLimit"), R"("per-minute";r=99;t=1, "per-second";r=9;t=1)");
+  EXPECT_EQ(header(res, "Retry-After"), "<absent>");
+  EXPECT_EQ(header(res, "Content-Type"), "application/json");
+  EXPECT_EQ(res.body(), R"({"message":"hello from floodgate","method":"GET","path":"/api/items"})"
+                        "\n");
+  EXPECT_EQ(header(res, "Content-Length"), std::to_string(res.body().size()));
+  EXPECT_TRUE(res.keep_alive());
+}
+
+TEST_F(HandlerTest, DeniedRequestIs429WithProblemBodyAndRetryAfter) {
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(respond(get("/api/items")).result_int(), 200u);
+  clock.advance(std::chrono::milliseconds(50));  // half a token: not enough
+  const Response res = respond(get("/api/items"));
+  EXPECT_EQ(res.result_int(), 429u);
+  EXPECT_EQ(header(res, "Content-Type"), "application/problem+json");
+  EXPECT_EQ(header(res, "Retry-After"), "1");
+  EXPECT_EQ(header(res, "X-RateLimit-Limit"), "10");
+  EXPECT_EQ(header(res, "X-RateLimit-Remaining"), "0");
+  EXPECT_EQ(header(res, "RateLimit"), R"("per-minute";r=90;t=6, "per-second";r=0;t=1)");
+  const auto body = nlohmann::json::parse(res.body());
+  EXPECT_EQ(body["type"], "https://iana.org/assignments/http-problem-types#quota-exceeded");
+  EXPECT_EQ(body["title"], "Too Many Requests");
+  EXPECT_EQ(body["status"], 429);
+  EXPECT_EQ(body["policy"], "per-second");
+  EXPECT_EQ(body["retry_after"], 1);
+  EXPECT_EQ(body["violated-policies"], nlohmann::json::array({"per-second"}));
+  // Nothing was consumed by the denial: 1.05 s later per-minute has refilled 1.75 tokens, one
+  // is taken: 90.75 left (a denial consuming would leave 89.75).
+  clock.advance(seconds(1));
+  EXPECT_EQ(header(respond(get("/api/items")), "RateLimit"),
+            R"("per-minute";r=90;t=6, "per-second";r=9;t=1)");
+}
+
+TEST_F(HandlerTest, ShadowPolicyIsCountedAndShownButNeverDenies) {
+  const Request req = get("/api/x", {{"X-Tenant", "trial"}});
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(respond(req).result_int(), 200u);
+  auto [a, r] = decide(req);
+  EXPECT_TRUE(a.serve);
+  Response res = demo_resource(req);
+  finish(res, req, *rt, a.fields, ctx);
+  EXPECT_EQ(res.result_int(), 200u);
+  EXPECT_NE(header(res, "RateLimit").find(R"("trial";r=0)"), std::string::npos)
+      << header(res, "RateLimit");
+  // The headline is the most restrictive enforced policy, not the shadow one.
+  EXPECT_EQ(header(res, "X-RateLimit-Limit"), "10");
+}
+
+TEST_F(HandlerTest, StoreFailureAnsweredByOnStoreError) {
+  const Request req = get("/api/x");
+  Route r = route(req, *rt, ctx);
+  const StoreOutcome down{fail(ErrorCode::kDeadlineExceeded, "timeout"), std::nullopt};
+
+  Answer a = answer_decision(req, r, *rt, down);  // allow
+  EXPECT_TRUE(a.serve);
+  EXPECT_EQ(a.degraded, Answer::Degraded::kAllow);
+  Response res = demo_resource(req);
+  finish(res, req, *rt, a.fields, ctx);
+  EXPECT_EQ(res.result_int(), 200u);
+  EXPECT_EQ(header(res, "X-RateLimit-Degraded"), "store-unavailable");
+  EXPECT_EQ(header(res, "RateLimit-Policy"), R"("per-minute";q=100;w=60, "per-second";q=10;w=1)");
+  EXPECT_EQ(header(res, "X-RateLimit-Remaining"), "<absent>");  // no invented figures
+  EXPECT_EQ(header(res, "RateLimit"), "<absent>");
+
+  auto deny = runtime_with("deny");
+  r = route(req, *deny, ctx);
+  a = answer_decision(req, r, *deny, down);
+  EXPECT_FALSE(a.serve);
+  EXPECT_EQ(a.degraded, Answer::Degraded::kDeny);
+  EXPECT_EQ(a.response.result_int(), 503u);
+  EXPECT_EQ(header(a.response, "Content-Type"), "application/problem+json");
+  EXPECT_EQ(header(a.response, "Retry-After"), "1");
+  EXPECT_EQ(nlohmann::json::parse(a.response.body())["status"], 503);
+
+  auto local = runtime_with("local");
+  r = route(req, *local, ctx);
+  StoreOutcome fallback{fail(ErrorCode::kUnavailable, "refused"), std::nullopt};
+  for (int i = 0; i < 2; ++i) {
+    fallback.local_verdict = *decide_and_wait(*store, DecideRequest{r.identity, r.local_charges});
+    a = answer_decision(req, r, *local, fallback);
+    ASSERT_TRUE(a.serve) << i;
+  }
+  res = demo_resource(req);
+  finish(res, req, *local, a.fields, ctx);
+  EXPECT_EQ(header(res, "X-RateLimit-Limit"), "2");  // 10 per second / 4 instances
+  EXPECT_EQ(header(res, "X-RateLimit-Remaining"), "0");
+  EXPECT_EQ(header(res, "X-RateLimit-Degraded"), "local-fallback");
+  fallback.local_verdict = *decide_and_wait(*store, DecideRequest{r.identity, r.local_charges});
+  a = answer_decision(req, r, *local, fallback);
+  EXPECT_FALSE(a.serve);
+  EXPECT_EQ(a.response.result_int(), 429u);
+  EXPECT_EQ(header(a.response, "X-RateLimit-Degraded"), "local-fallback");
+
+  // A request no store can decide is a bug, not an outage.
+  a = answer_decision(req, r, *rt, StoreOutcome{fail(ErrorCode::kInvalidArgument, "x"), {}});
+  EXPECT_EQ(a.response.result_int(), 500u);
+}
+
+TEST_F(HandlerTest, CheckEndpoint) {
+  const auto post = [](std::string body) {
+    Request r = get("/v1/check", {{"Content-Type", "application/json"}}, beast_http::verb::post);
+    r.body() = std::move(body);
+    return r;
+  };
+  auto [a, r] = decide(post(R"({"policy":"per-second","key":"user-42","cost":3})"));
+  EXPECT_EQ(r.identity, "user-42");
+  EXPECT_EQ(r.charges[0].cost, 3);
+  EXPECT_EQ(a.response.result_int(), 200u);
+  EXPECT_EQ(a.response.body(), R"({"allowed":true,"policy":"per-second","limit":10,"remaining":7,)"
+                               R"("reset_after_ms":300,"retry_after_ms":0})");
+  EXPECT_EQ(header(a.response, "X-RateLimit-Remaining"), "7");
+
+  auto [d, r2] = decide(post(R"({"policy":"per-second","key":"user-42","cost":8})"));
+  EXPECT_EQ(d.response.result_int(), 429u);
+  EXPECT_EQ(d.response.body(), R"({"allowed":false,"policy":"per-second","limit":10,"remaining":7,)"
+                               R"("reset_after_ms":300,"retry_after_ms":100})");
+  EXPECT_EQ(header(d.response, "Retry-After"), "1");
+
+  const auto status_of = [&](std::string body) {
+    return route(post(std::move(body)), *rt, ctx).reply.result_int();
+  };
+  EXPECT_EQ(status_of("not json"), 400u);
+  EXPECT_EQ(status_of("[]"), 400u);
+  EXPECT_EQ(status_of(R"({"key":"k"})"), 400u);
+  EXPECT_EQ(status_of(R"({"policy":"per-second"})"), 400u);
+  EXPECT_EQ(status_of(R"({"policy":"per-second","key":""})"), 400u);
+  EXPECT_EQ(status_of(R"({"policy":"per-second","key":"k","cost":-1})"), 400u);
+  EXPECT_EQ(status_of(R"({"policy":"per-second","key":"k","cost":1.5})"), 400u);
+  EXPECT_EQ(status_of(R"({"policy":"per-second","key":"k","extra":1})"), 400u);
+  EXPECT_EQ(status_of(R"({"policy":"per-second","key":")" + std::string(2000, 'k') + "\"}"), 400u);
+  EXPECT_EQ(status_of(R"({"policy":"nope","key":"k"})"), 404u);
+
+  // Store down, fail open: allowed without figures.
+  Route cr = route(post(R"({"policy":"per-second","key":"k"})"), *rt, ctx);
+  Answer open = answer_check(post("{}"), cr, *rt, {fail(ErrorCode::kUnavailable, "x"), {}});
+  EXPECT_EQ(open.response.result_int(), 200u);
+  EXPECT_EQ(open.response.body(),
+            R"({"allowed":true,"policy":"per-second","degraded":"store-unavailable"})");
+}
+
+TEST_F(HandlerTest, CorsPreflightAndExposedHeaders) {
+  const std::vector<std::pair<std::string, std::string>> preflight_headers = {
+      {"Origin", "https://app.example.com"},
+      {"Access-Control-Request-Method", "POST"},
+      {"Access-Control-Request-Headers", "x-api-key, content-type"}};
+  Route r = route(get("/api/items", preflight_headers, beast_http::verb::options), *rt, ctx);
+  ASSERT_EQ(r.kind, Route::Kind::kReply);  // no store call: nothing consumed
+  EXPECT_EQ(r.reply.result_int(), 204u);
+  EXPECT_EQ(header(r.reply, "Access-Control-Allow-Origin"), "https://app.example.com");
+  EXPECT_EQ(header(r.reply, "Access-Control-Allow-Methods"), "POST");
+  EXPECT_EQ(header(r.reply, "Access-Control-Allow-Headers"), "x-api-key, content-type");
+
+  r = route(get("/api/items",
+                {{"Origin", "https://evil.example"}, {"Access-Control-Request-Method", "POST"}},
+                beast_http::verb::options),
+            *rt, ctx);
+  EXPECT_EQ(r.reply.result_int(), 204u);
+  EXPECT_EQ(header(r.reply, "Access-Control-Allow-Origin"), "<absent>");
+
+  // Responses to an allowed origin expose the rate-limit fields, 429s included.
+  const Request from_app = get("/api/items", {{"Origin", "https://app.example.com"}});
+  Response ok = respond(from_app);
+  EXPECT_EQ(header(ok, "Access-Control-Allow-Origin"), "https://app.example.com");
+  EXPECT_EQ(header(ok, "Access-Control-Expose-Headers"), std::string(kExposeHeaders));
+  for (int i = 0; i < 9; ++i) respond(from_app);
+  Response denied = respond(from_app);
+  ASSERT_EQ(denied.result_int(), 429u);
+  EXPECT_EQ(header(denied, "Access-Control-Expose-Headers"), std::string(kExposeHeaders));
+  Response other = respond(get("/api/items", {{"Origin", "https://evil.example"}}));
+  EXPECT_EQ(header(other, "Access-Control-Allow-Origin"), "<absent>");
+}
+
+TEST_F(HandlerTest, DemoResourceHeadAndKeepAlive) {
+  EXPECT_EQ(demo_resource(get("/nothing")).result_int(), 404u);
+  Request head = get("/api/x", {}, beast_http::verb::head);
+  Response res = respond(head);
+  EXPECT_EQ(res.result_int(), 200u);
+  EXPECT_TRUE(res.body().empty());
+  // HEAD: no body, and the Content-Length of the body it would have had.
+  Request get_like = get("/api/x");
+  get_like.method(beast_http::verb::head);
+  EXPECT_EQ(header(res, "Content-Length"), std::to_string(demo_resource(get_like).body().size()));
+  RequestContext draining = ctx;
+  draining.draining = true;
+  Response r2 = demo_resource(get("/api/x"));
+  finish(r2, get("/api/x"), *rt, {}, draining);
+  EXPECT_FALSE(r2.keep_alive());
+  Request close = get("/api/x", {{"Connection", "close"}});
+  Response r3 = demo_resource(close);
+  finish(r3, close, *rt, {}, ctx);
+  EXPECT_FALSE(r3.keep_alive());
+}
+
+TEST(Runtime, LocalPoliciesDivideTheLimitAtLeastOne) {
+  auto rt = make_runtime(load(kConfig));
+  ASSERT_EQ(rt->local_policies.size(), 4u);
+  EXPECT_EQ(rt->local_policies[0].limit, 25);
+  EXPECT_EQ(rt->local_policies[0].burst, 25);
+  EXPECT_EQ(rt->local_policies[1].limit, 2);
+  EXPECT_EQ(rt->local_policies[2].limit, 1);  // 5 / 4
+  EXPECT_EQ(rt->local_policies[3].limit, 1);  // 2 / 4, at least 1
+  EXPECT_EQ(rt->local_policies[0].name, "per-minute");
+}
+
+TEST(ReadErrors, StatusesAndConnectionClose) {
+  for (int s : {400, 408, 413, 431}) {
+    const Response r = read_error_response(s);
+    EXPECT_EQ(r.result_int(), static_cast<unsigned>(s));
+    EXPECT_FALSE(r.keep_alive());
+    EXPECT_EQ(nlohmann::json::parse(r.body())["status"], s);
+  }
+}
+
+}  // namespace
+}  // namespace fg::http

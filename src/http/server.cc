@@ -1,0 +1,693 @@
+#include "http/server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+
+#include "http/access_log.h"
+#include "http/circuit_breaker.h"
+#include "http/handler.h"
+#include "http/identity.h"
+#include "http/metrics.h"
+#include "http/upstream.h"
+#include "store/open_store.h"
+#include "store/redis/redis_store.h"
+
+namespace fg::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+constexpr auto kTuple = asio::as_tuple(use_awaitable);
+
+// How often the background probe asks the store whether it answers (for /readyz).
+constexpr auto kProbeInterval = std::chrono::seconds(1);
+// After accept() fails for lack of descriptors (EMFILE), wait this long before trying again
+// rather than spinning; connections in flight free descriptors meanwhile.
+constexpr auto kAcceptBackoff = std::chrono::milliseconds(50);
+
+// Sent to a connection over max_connections, before closing it.
+constexpr std::string_view kOverCapacity =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
+    "Connection: close\r\nRetry-After: 1\r\nContent-Length: 112\r\n\r\n"
+    R"({"type":"about:blank","title":"Service Unavailable","status":503,"detail":"too many connections; retry shortly"})";
+static_assert(kOverCapacity.size() - kOverCapacity.find("\r\n\r\n") - 4 == 112);
+
+// The probe's policy: cost 0 never consumes; the key is one no client can name ("/" is not
+// allowed in policy names, so no configured policy shares it).
+const Policy& probe_policy() {
+  static const Policy p = [] {
+    Policy q;
+    q.name = "floodgate/readyz";
+    q.algorithm = Algorithm::kTokenBucket;
+    q.limit = 1;
+    q.period = std::chrono::seconds(1);
+    q.burst = 1;
+    q.cost = 0;
+    return q;
+  }();
+  return p;
+}
+
+Timestamp now() { return SystemClock::instance().now(); }
+
+config::IpAddress to_ip(const tcp::endpoint& ep) {
+  config::IpAddress ip;
+  const auto a = ep.address();
+  if (a.is_v4()) {
+    const auto b = a.to_v4().to_bytes();
+    ip.family = config::IpAddress::Family::kIpv4;
+    std::copy(b.begin(), b.end(), ip.bytes.begin());
+  } else {
+    const auto b = a.to_v6().to_bytes();
+    ip.family = config::IpAddress::Family::kIpv6;
+    std::copy(b.begin(), b.end(), ip.bytes.begin());
+  }
+  return ip;
+}
+
+bool is_store_outage(const Error& e) {
+  return e.code == ErrorCode::kUnavailable || e.code == ErrorCode::kDeadlineExceeded;
+}
+
+// The HTTP status for a request that could not be read, or 0 to close without answering (the
+// client left, or was cut off while idle).
+int read_error_status(const boost::system::error_code& ec, bool started) {
+  namespace he = beast::http;
+  if (ec == he::error::header_limit) return 431;
+  if (ec == he::error::body_limit) return 413;
+  if (ec == beast::error::timeout) return started ? 408 : 0;
+  if (ec == he::error::end_of_stream || ec == he::error::partial_message) return 0;
+  if (ec.category() == he::make_error_code(he::error::bad_method).category()) return 400;
+  return 0;  // reset, aborted (drain), ...
+}
+
+}  // namespace
+
+// One server thread: its io_context, the configuration it serves, its upstream pool and its
+// sessions. Everything but `ioc` is touched only on this thread.
+struct Worker {
+  struct SessionEntry {
+    tcp::socket* socket = nullptr;
+    bool idle = true;  // waiting for a request's first byte
+  };
+
+  std::size_t index = 0;
+  std::unordered_set<SessionEntry*> sessions;
+  std::shared_ptr<const Runtime> runtime;
+  ThreadMetrics* metrics = nullptr;
+  asio::io_context ioc{1};
+  // Keeps run() going while the thread has nothing to do: connections arrive from thread 0.
+  asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(ioc);
+  std::shared_ptr<UpstreamPool> upstream;  // for runtime->config->upstream; null without one
+  std::optional<config::HostPort> upstream_target;
+  Duration upstream_timeout{};
+  std::thread thread;
+
+  void set_runtime(std::shared_ptr<const Runtime> rt) {
+    const config::Config& c = *rt->config;
+    if (c.upstream != upstream_target || c.upstream_timeout != upstream_timeout) {
+      if (upstream) upstream->close_idle();
+      upstream.reset();
+      if (c.upstream) {
+        UpstreamOptions o;
+        o.target = *c.upstream;
+        o.timeout = c.upstream_timeout;
+        upstream = std::make_shared<UpstreamPool>(ioc.get_executor(), o);
+      }
+      upstream_target = c.upstream;
+      upstream_timeout = c.upstream_timeout;
+    }
+    runtime = std::move(rt);
+  }
+};
+
+struct Server::Impl {
+  std::shared_ptr<const config::Config> config;  // the last one applied (under mutex)
+  std::shared_ptr<Store> store;
+  std::unique_ptr<Store> local_store;  // on_store_error: local
+  redis::RedisStore* redis = nullptr;  // store, when it must be bound to the threads
+  Metrics metrics;
+  CircuitBreaker breaker;
+  LogThrottle degraded_log{1};
+  LineWriter access_log{1};
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::unique_ptr<tcp::acceptor> acceptor;  // on workers[0]
+  std::uint16_t port = 0;
+  std::string version;
+
+  std::atomic<int> open_connections{0};
+  std::atomic<bool> draining{false};
+  std::atomic<bool> store_ok{true};
+  std::atomic<bool> stopped{false};
+  std::atomic<bool> started{false};
+  std::size_t next_worker = 0;  // accept loop only
+
+  std::mutex mutex;  // config, stop/wait
+  std::condition_variable stopped_cv;
+
+  explicit Impl(std::size_t threads) : metrics(threads) {}
+
+  bool ready() const {
+    return !draining.load(std::memory_order_relaxed) && store_ok.load(std::memory_order_relaxed) &&
+           breaker.state() != CircuitBreaker::State::kOpen;
+  }
+
+  std::shared_ptr<Runtime> build_runtime(std::shared_ptr<const config::Config> c) {
+    auto rt = make_runtime(std::move(c));
+    for (const config::PolicyConfig& pc : rt->config->policies) {
+      rt->metric_ids.push_back(metrics.policy_id(pc.policy.name));
+    }
+    return rt;
+  }
+
+  // ---- store -------------------------------------------------------------------------------
+
+  // store.decide as an awaitable. Server threads are bound to the store, so the callback comes
+  // on this thread: inline (memory store) or later from the io_context (Redis). The coroutine
+  // is resumed through post, never from inside the store's own completion.
+  static awaitable<Result<Verdict>> store_decide(Store& s, const DecideRequest& request) {
+    struct State {
+      std::optional<Result<Verdict>> result;
+      std::function<void()> resume;
+    };
+    auto st = std::make_shared<State>();
+    s.decide(request, [st](Result<Verdict> r) {
+      st->result = std::move(r);
+      if (st->resume) std::exchange(st->resume, nullptr)();
+    });
+    if (!st->result) {
+      co_await asio::async_initiate<decltype(use_awaitable), void()>(
+          [st](auto handler) {
+            auto h = std::make_shared<decltype(handler)>(std::move(handler));
+            st->resume = [h] { asio::post(std::move(*h)); };
+          },
+          use_awaitable);
+    }
+    co_return std::move(*st->result);
+  }
+
+  awaitable<StoreOutcome> decide(Worker& w, const Route& r, const Runtime& rt) {
+    const auto started_at = std::chrono::steady_clock::now();
+    const DecideRequest request{r.identity, r.charges};
+    Result<Verdict> verdict = fail(ErrorCode::kUnavailable, "circuit open");
+    if (breaker.allow(now())) {
+      verdict = co_await store_decide(*store, request);
+      const Duration latency =
+          std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - started_at);
+      if (verdict) {
+        breaker.on_success();
+        w.metrics->on_store(StoreResult::kOk, latency);
+      } else if (is_store_outage(verdict.error())) {
+        breaker.on_failure(now());
+        w.metrics->on_store(verdict.error().code == ErrorCode::kDeadlineExceeded
+                                ? StoreResult::kTimeout
+                                : StoreResult::kUnavailable,
+                            latency);
+      } else {
+        w.metrics->on_store(StoreResult::kError, latency);
+      }
+      metrics.set_circuit_open(breaker.state() == CircuitBreaker::State::kOpen);
+    } else {
+      w.metrics->on_store(StoreResult::kCircuitOpen, Duration::zero());
+    }
+    StoreOutcome out{std::move(verdict), std::nullopt};
+    if (!out.verdict && is_store_outage(out.verdict.error())) {
+      const config::OnStoreError mode = rt.config->on_store_error;
+      w.metrics->on_degraded(mode == config::OnStoreError::kAllow  ? DegradedMode::kAllow
+                             : mode == config::OnStoreError::kDeny ? DegradedMode::kDeny
+                                                                   : DegradedMode::kLocal);
+      if (mode == config::OnStoreError::kLocal) {
+        auto local = decide_and_wait(*local_store, DecideRequest{r.identity, r.local_charges});
+        if (local) out.local_verdict = std::move(*local);
+      }
+      std::uint64_t suppressed = 0;
+      if (degraded_log.admit(now(), &suppressed)) {
+        spdlog::warn(
+            "store {} could not decide ({}); answered with on_store_error: {} ({} similar "
+            "suppressed)",
+            store->kind(), out.verdict.error().to_string(), config::to_string(mode), suppressed);
+      }
+    }
+    co_return out;
+  }
+
+  // Every second on thread 0: does the store answer? (for /readyz; also closes the breaker).
+  awaitable<void> probe_loop(Worker& w) {
+    asio::steady_timer timer(w.ioc);
+    const Charge charge{&probe_policy(), 0};
+    while (!stopped.load()) {
+      if (store->kind() != "memory") {
+        Result<Verdict> r =
+            co_await store_decide(*store, DecideRequest{"floodgate:readyz", {&charge, 1}});
+        const bool ok = r.has_value();
+        if (ok) breaker.on_success();
+        if (ok != store_ok.exchange(ok)) {
+          if (ok) {
+            spdlog::info("store {} answers again; ready", store->kind());
+          } else {
+            spdlog::warn("store {} does not answer ({}); /readyz says 503", store->kind(),
+                         r.error().to_string());
+          }
+        }
+        metrics.set_circuit_open(breaker.state() == CircuitBreaker::State::kOpen);
+      }
+      timer.expires_after(kProbeInterval);
+      co_await timer.async_wait(kTuple);
+    }
+  }
+
+  // ---- requests ----------------------------------------------------------------------------
+
+  awaitable<Response> serve(Request& req, Worker& w, const tcp::endpoint& peer) {
+    if (!w.upstream) co_return demo_resource(req);
+    auto pool = w.upstream;  // keeps the pool alive across a reload
+    Request up = make_upstream_request(req, peer.address().to_string(), *w.upstream_target);
+    Result<Response> r = co_await pool->forward(std::move(up));
+    if (!r) {
+      const bool timeout = r.error().code == ErrorCode::kDeadlineExceeded;
+      w.metrics->on_upstream(timeout ? UpstreamResult::kTimeout : UpstreamResult::kUnavailable);
+      co_return problem_response(
+          req.version(), timeout ? 504 : 502,
+          timeout ? "the upstream did not answer in time" : "the upstream could not be reached");
+    }
+    w.metrics->on_upstream(UpstreamResult::kOk);
+    Response res = std::move(*r);
+    strip_hop_by_hop(res);
+    co_return res;
+  }
+
+  awaitable<Response> handle(Request& req, Worker& w, const tcp::endpoint& peer,
+                             const config::IpAddress& peer_ip) {
+    const auto started_at = std::chrono::steady_clock::now();
+    const std::shared_ptr<const Runtime> rt = w.runtime;  // this request's configuration
+    const RequestContext ctx{peer_ip, ready(), draining.load(std::memory_order_relaxed)};
+    Route r = route(req, *rt, ctx);
+    Response res;
+    HeaderFields fields;
+    std::string_view outcome;
+    switch (r.kind) {
+      case Route::Kind::kReply:
+        res = std::move(r.reply);
+        break;
+      case Route::Kind::kMetrics:
+        res = metrics_response(req, metrics.render());
+        break;
+      case Route::Kind::kServe:
+        res = co_await serve(req, w, peer);
+        break;
+      case Route::Kind::kDecide:
+      case Route::Kind::kCheck: {
+        const StoreOutcome so = co_await decide(w, r, *rt);
+        Answer a = r.kind == Route::Kind::kDecide ? answer_decision(req, r, *rt, so)
+                                                  : answer_check(req, r, *rt, so);
+        const Verdict* v =
+            so.verdict ? &*so.verdict : (so.local_verdict ? &*so.local_verdict : nullptr);
+        if (v != nullptr && rt->metric_ids.size() == rt->config->policies.size()) {
+          for (std::size_t i = 0; i < v->decisions.size(); ++i) {
+            const Decision& d = v->decisions[i];
+            const bool shadow = r.charges[i].policy->shadow;
+            w.metrics->on_decision(rt->metric_ids[r.policy_indices[i]],
+                                   d.allowed ? PolicyOutcome::kAllowed
+                                   : shadow  ? PolicyOutcome::kShadowDenied
+                                             : PolicyOutcome::kDenied);
+          }
+        }
+        outcome = a.degraded != Answer::Degraded::kNo ? "degraded"
+                  : (v != nullptr && v->allowed)      ? "allowed"
+                                                      : "denied";
+        if (a.serve) {
+          res = co_await serve(req, w, peer);
+          fields = std::move(a.fields);
+        } else {
+          res = std::move(a.response);
+        }
+        break;
+      }
+    }
+    // The request's own runtime decides CORS and keep-alive; draining is read again (it may
+    // have begun while this request waited).
+    RequestContext done_ctx = ctx;
+    done_ctx.draining = draining.load(std::memory_order_relaxed);
+    finish(res, req, *rt, fields, done_ctx);
+    w.metrics->on_request(static_cast<int>(res.result_int()));
+    if (rt->config->access_log) {
+      const std::string peer_text = peer.address().to_string();
+      const std::string client = r.identity.empty() ? std::string() : loggable_identity(r.identity);
+      const std::string_view policy =
+          r.charges.empty() ? std::string_view() : std::string_view(r.charges.front().policy->name);
+      const auto ua = req.find(beast::http::field::user_agent);
+      AccessLogEntry e;
+      e.time = now();
+      e.peer = peer_text;
+      e.client = client;
+      e.method = std::string_view(req.method_string().data(), req.method_string().size());
+      e.target = std::string_view(req.target().data(), req.target().size());
+      e.status = static_cast<int>(res.result_int());
+      e.bytes_sent = req.method() == beast::http::verb::head ? 0 : res.body().size();
+      e.duration =
+          std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - started_at);
+      e.policy = policy;
+      e.outcome = outcome;
+      if (ua != req.end()) e.user_agent = std::string_view(ua->value().data(), ua->value().size());
+      access_log.write(format_access_log(e));
+    }
+    co_return res;
+  }
+
+  awaitable<void> session(Worker& w, tcp::socket socket) {
+    w.metrics->on_connection_open();
+    Worker::SessionEntry entry;
+    beast::tcp_stream stream(std::move(socket));
+    entry.socket = &stream.socket();
+    w.sessions.insert(&entry);
+    struct Cleanup {
+      Worker& w;
+      Worker::SessionEntry* e;
+      std::atomic<int>& open;
+      ~Cleanup() {
+        w.sessions.erase(e);
+        w.metrics->on_connection_close();
+        open.fetch_sub(1, std::memory_order_relaxed);
+      }
+    } cleanup{w, &entry, open_connections};
+
+    boost::system::error_code ec;
+    const tcp::endpoint peer = stream.socket().remote_endpoint(ec);
+    if (ec) co_return;
+    const config::IpAddress peer_ip = to_ip(peer);
+    beast::flat_buffer buffer;
+
+    for (;;) {
+      const config::ServerLimits limits = w.runtime->config->server;
+      if (buffer.size() == 0) {  // idle: wait for the next request's first byte
+        if (draining.load(std::memory_order_relaxed)) break;
+        entry.idle = true;
+        stream.expires_after(limits.idle_timeout);
+        auto [rec, n] = co_await stream.async_read_some(buffer.prepare(4096), kTuple);
+        entry.idle = false;
+        if (rec) break;
+        buffer.commit(n);
+      }
+      beast::http::request_parser<beast::http::string_body> parser;
+      parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
+      parser.body_limit(limits.max_body_bytes);
+      stream.expires_after(limits.header_timeout);
+      auto [hec, hn] = co_await beast::http::async_read_header(stream, buffer, parser, kTuple);
+      (void)hn;
+      if (!hec && !parser.is_done()) {
+        if (parser.get()[beast::http::field::expect] == "100-continue") {
+          static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+          stream.expires_after(limits.write_timeout);
+          auto [cec, cn] = co_await asio::async_write(
+              stream, asio::buffer(kContinue.data(), kContinue.size()), kTuple);
+          (void)cn;
+          if (cec) break;
+        }
+        stream.expires_after(limits.body_timeout);
+        auto [bec, bn] = co_await beast::http::async_read(stream, buffer, parser, kTuple);
+        (void)bn;
+        hec = bec;
+      }
+      if (hec) {
+        const int status = read_error_status(hec, true);
+        if (status != 0) {
+          w.metrics->on_request(status);
+          auto err = std::make_unique<Response>(read_error_response(status));
+          stream.expires_after(limits.write_timeout);
+          co_await beast::http::async_write(stream, *err, kTuple);
+        }
+        break;
+      }
+      Request req = parser.release();
+      Response res = co_await handle(req, w, peer, peer_ip);
+      const bool keep_alive = res.keep_alive();
+      stream.expires_after(limits.write_timeout);
+      auto [wec, wn] = co_await beast::http::async_write(stream, res, kTuple);
+      (void)wn;
+      if (wec || !keep_alive) break;
+    }
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream.socket().close(ec);
+  }
+
+  // ---- accepting ---------------------------------------------------------------------------
+
+  awaitable<void> accept_loop() {
+    Worker& home = *workers.front();
+    asio::steady_timer backoff(home.ioc);
+    while (acceptor && acceptor->is_open()) {
+      Worker& target = *workers[next_worker++ % workers.size()];
+      auto [ec, socket] = co_await acceptor->async_accept(target.ioc, kTuple);
+      if (ec) {
+        if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
+        std::uint64_t suppressed = 0;
+        if (degraded_log.admit(now(), &suppressed)) {
+          spdlog::warn("accept failed: {} ({} similar suppressed)", ec.message(), suppressed);
+        }
+        backoff.expires_after(kAcceptBackoff);
+        co_await backoff.async_wait(kTuple);
+        continue;
+      }
+      const int max = home.runtime->config->server.max_connections;
+      if (open_connections.load(std::memory_order_relaxed) >= max ||
+          draining.load(std::memory_order_relaxed)) {
+        home.metrics->on_connection_rejected();
+        boost::system::error_code ignored;
+        socket.non_blocking(true, ignored);
+        socket.write_some(asio::buffer(kOverCapacity.data(), kOverCapacity.size()), ignored);
+        socket.shutdown(tcp::socket::shutdown_both, ignored);
+        socket.close(ignored);
+        continue;
+      }
+      open_connections.fetch_add(1, std::memory_order_relaxed);
+      asio::co_spawn(target.ioc, session(target, std::move(socket)), asio::detached);
+    }
+  }
+
+  // ---- lifecycle ---------------------------------------------------------------------------
+
+  void run_worker(Worker& w) {
+    if (redis != nullptr) redis->bind_current_thread(w.ioc);
+    w.ioc.run();
+    if (redis != nullptr) redis->unbind_current_thread();
+  }
+
+  void close_idle_sessions(Worker& w) {
+    for (Worker::SessionEntry* e : w.sessions) {
+      boost::system::error_code ignored;
+      if (e->idle) e->socket->cancel(ignored);
+    }
+  }
+
+  awaitable<void> drain_sequence(config::ServerLimits limits) {
+    Worker& home = *workers.front();
+    asio::steady_timer timer(home.ioc);
+    spdlog::info("draining: /readyz answers 503; closing the listener in {}",
+                 config::format_duration(limits.drain_delay));
+    timer.expires_after(limits.drain_delay);
+    co_await timer.async_wait(kTuple);
+    boost::system::error_code ignored;
+    if (acceptor) acceptor->close(ignored);
+    for (auto& w : workers) {
+      asio::post(w->ioc, [this, wp = w.get()] { close_idle_sessions(*wp); });
+    }
+    const auto deadline = std::chrono::steady_clock::now() + limits.drain_timeout;
+    while (open_connections.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+      timer.expires_after(std::chrono::milliseconds(10));
+      co_await timer.async_wait(kTuple);
+    }
+    const int left = open_connections.load();
+    if (left > 0) {
+      spdlog::warn("drain timeout: closing {} connection(s) still open", left);
+    } else {
+      spdlog::info("drained: no connection left");
+    }
+    stop_all();
+  }
+
+  void stop_all() {
+    if (stopped.exchange(true)) return;
+    for (auto& w : workers) {
+      asio::post(w->ioc, [wp = w.get()] {
+        for (Worker::SessionEntry* e : wp->sessions) {
+          boost::system::error_code ignored;
+          e->socket->close(ignored);
+        }
+        wp->work.reset();
+        wp->ioc.stop();
+      });
+    }
+    if (!started.load()) {
+      std::lock_guard lock(mutex);
+      stopped_cv.notify_all();
+    }
+  }
+};
+
+Result<std::unique_ptr<Server>> Server::make(ServerOptions options) {
+  if (!options.config) return fail(ErrorCode::kInvalidArgument, "no configuration");
+  const config::Config& c = *options.config;
+  const std::size_t threads = static_cast<std::size_t>(std::max(1, c.threads));
+  auto impl = std::make_unique<Impl>(threads);
+  impl->version = options.version;
+
+  if (options.store) {
+    impl->store = std::move(options.store);
+  } else {
+    OpenStoreOptions so;
+    so.key_prefix = c.key_prefix;
+    so.timeout = c.store_timeout;
+    auto s = open_store(c.store, so, SystemClock::instance());
+    if (!s)
+      return fail(s.error().code, "store " + config::to_string(c.store) + ": " + s.error().message);
+    impl->store = std::move(*s);
+  }
+  impl->redis = dynamic_cast<redis::RedisStore*>(impl->store.get());
+  impl->local_store = make_memory_store(MemoryStoreOptions{}, SystemClock::instance());
+  impl->metrics.set_info(options.version, impl->store->kind());
+
+  auto rt = impl->build_runtime(options.config);
+  impl->config = options.config;
+  for (std::size_t i = 0; i < threads; ++i) {
+    auto w = std::make_unique<Worker>();
+    w->index = i;
+    w->metrics = &impl->metrics.shard(i);
+    w->set_runtime(rt);
+    impl->workers.push_back(std::move(w));
+  }
+
+  // Listen. A host name is resolved once, here.
+  boost::system::error_code ec;
+  tcp::resolver resolver(impl->workers.front()->ioc);
+  const auto results =
+      resolver.resolve(c.listen.host, std::to_string(c.listen.port), tcp::resolver::passive, ec);
+  if (ec || results.empty()) {
+    return fail(ErrorCode::kUnavailable, "listen " + c.listen.host + ": " + ec.message());
+  }
+  const tcp::endpoint endpoint = results.begin()->endpoint();
+  auto acceptor = std::make_unique<tcp::acceptor>(impl->workers.front()->ioc);
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor->bind(endpoint, ec);
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return fail(ErrorCode::kUnavailable,
+                "cannot listen on " + config::to_string(c.listen) + ": " + ec.message());
+  }
+  impl->port = acceptor->local_endpoint().port();
+  impl->acceptor = std::move(acceptor);
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Server::~Server() {
+  stop();
+  for (auto& w : impl_->workers) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+  // Sessions still suspended are destroyed with their io_context (workers), before the store.
+  impl_->acceptor.reset();
+  impl_->workers.clear();
+}
+
+void Server::start() {
+  Impl& s = *impl_;
+  if (s.started.exchange(true)) return;
+  Worker& home = *s.workers.front();
+  asio::co_spawn(home.ioc, s.accept_loop(), asio::detached);
+  asio::co_spawn(home.ioc, s.probe_loop(home), asio::detached);
+  for (auto& w : s.workers) {
+    Worker* wp = w.get();
+    w->thread = std::thread([&s, wp] {
+      s.run_worker(*wp);
+      std::lock_guard lock(s.mutex);
+      s.stopped_cv.notify_all();
+    });
+  }
+}
+
+std::uint16_t Server::port() const { return impl_->port; }
+
+std::vector<std::string> Server::reload(std::shared_ptr<const config::Config> next) {
+  Impl& s = *impl_;
+  std::lock_guard lock(s.mutex);
+  const config::Config& old = *s.config;
+  std::vector<std::string> ignored;
+  auto c = std::make_shared<config::Config>(*next);
+  if (c->listen != old.listen) ignored.push_back("listen"), c->listen = old.listen;
+  if (c->threads != old.threads) ignored.push_back("threads"), c->threads = old.threads;
+  if (!(c->store == old.store)) ignored.push_back("store"), c->store = old.store;
+  if (c->store_timeout != old.store_timeout) {
+    ignored.push_back("store_timeout");
+    c->store_timeout = old.store_timeout;
+  }
+  if (c->key_prefix != old.key_prefix)
+    ignored.push_back("key_prefix"), c->key_prefix = old.key_prefix;
+  s.config = c;
+  std::shared_ptr<const Runtime> rt = s.build_runtime(c);
+  for (auto& w : s.workers) {
+    asio::post(w->ioc, [wp = w.get(), rt] { wp->set_runtime(rt); });
+  }
+  s.metrics.on_reload(true);
+  return ignored;
+}
+
+void Server::reload_failed() { impl_->metrics.on_reload(false); }
+
+void Server::drain() {
+  Impl& s = *impl_;
+  if (s.draining.exchange(true)) return;
+  s.metrics.set_draining(true);
+  config::ServerLimits limits;
+  {
+    std::lock_guard lock(s.mutex);
+    limits = s.config->server;
+  }
+  asio::co_spawn(s.workers.front()->ioc, s.drain_sequence(limits), asio::detached);
+  if (!s.started.load()) s.stop_all();
+}
+
+void Server::stop() { impl_->stop_all(); }
+
+void Server::wait() {
+  Impl& s = *impl_;
+  for (auto& w : s.workers) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+  std::unique_lock lock(s.mutex);
+  s.stopped_cv.wait(lock, [&] { return s.stopped.load(); });
+}
+
+bool Server::draining() const { return impl_->draining.load(); }
+
+bool Server::stopped() const { return impl_->stopped.load(); }
+
+Metrics& Server::metrics() { return impl_->metrics; }
+
+}  // namespace fg::http
