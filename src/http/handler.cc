@@ -455,11 +455,12 @@ Response demo_resource(const Request& req) {
         req.version(), 404,
         "nothing at " + std::string(sv(req.target())) + " (the demo resource answers /api/...)");
   }
-  nlohmann::ordered_json j;
-  j["message"] = "hello from floodgate";
-  j["method"] = sv(req.method_string());
-  j["path"] = path;
-  return text_response(req.version(), beast_http::status::ok, kJson, j.dump() + "\n");
+  std::string body = R"({"message":"hello from floodgate","method":)";
+  body += json_string(sv(req.method_string()));
+  body += R"(,"path":)";
+  body += json_string(path);
+  body += "}\n";
+  return text_response(req.version(), beast_http::status::ok, kJson, std::move(body));
 }
 
 Response metrics_response(const Request& req, std::string text) {
@@ -498,11 +499,34 @@ void finish(Response& r, const Request& req, const Runtime& rt, const HeaderFiel
         boost::beast::string_view(kServerName.data(), kServerName.size()));
   r.keep_alive(req.keep_alive() && !ctx.draining);
   if (req.method() == beast_http::verb::head) {
-    r.content_length(r.body().size());
+    // The Content-Length a GET would have had: an upstream's own, else our body's.
+    if (r.find(beast_http::field::content_length) == r.end()) r.content_length(r.body().size());
     r.body().clear();
   } else {
     r.prepare_payload();
   }
+}
+
+std::string serialize_response(const Response& r) {
+  const std::string_view reason = sv(r.reason());
+  std::size_t size = 32 + reason.size() + r.body().size();
+  for (const auto& f : r) size += f.name_string().size() + f.value().size() + 4;
+  std::string out;
+  out.reserve(size);
+  out += r.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  out += std::to_string(r.result_int());
+  out += ' ';
+  out += reason;
+  out += "\r\n";
+  for (const auto& f : r) {
+    out += sv(f.name_string());
+    out += ": ";
+    out += sv(f.value());
+    out += "\r\n";
+  }
+  out += "\r\n";
+  out += r.body();
+  return out;
 }
 
 Response read_error_response(int status) {

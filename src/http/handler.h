@@ -133,6 +133,10 @@ Response problem_response(unsigned version, int status, std::string_view detail)
 void finish(Response& response, const Request& request, const Runtime& runtime,
             const HeaderFields& fields, const RequestContext& context);
 
+// The bytes of `response` on the wire: status line, fields in order, blank line, body. finish()
+// has set Content-Length, so the body is never chunked. One contiguous buffer, so one write.
+std::string serialize_response(const Response& response);
+
 // The status and short reason for a request that could not be read: 400 malformed, 413 body
 // too large, 431 header section too large, 408 too slow. Closes the connection.
 Response read_error_response(int status);

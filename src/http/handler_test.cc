@@ -436,5 +436,31 @@ TEST(ReadErrors, StatusesAndConnectionClose) {
   }
 }
 
+TEST(Serialize, StatusLineFieldsInOrderAndBody) {
+  Response r{beast_http::status::too_many_requests, 11};
+  r.set("Content-Type", "application/problem+json");
+  r.insert("RateLimit", R"("p";r=0;t=1)");
+  r.body() = "{}";
+  r.prepare_payload();
+  EXPECT_EQ(serialize_response(r),
+            "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/problem+json\r\n"
+            "RateLimit: \"p\";r=0;t=1\r\nContent-Length: 2\r\n\r\n{}");
+  Response old{beast_http::status::ok, 10};
+  old.keep_alive(true);
+  old.prepare_payload();
+  EXPECT_EQ(serialize_response(old),
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n");
+}
+
+TEST(Finish, HeadKeepsAnUpstreamContentLength) {
+  auto rt = make_runtime(load("policies:\n  - {name: p, limit: 1, period: 1s}\n"));
+  Request head = get("/x", {}, beast_http::verb::head);
+  Response up{beast_http::status::ok, 11};
+  up.content_length(1234);
+  finish(up, head, *rt, {}, RequestContext{});
+  EXPECT_EQ(header(up, "Content-Length"), "1234");
+  EXPECT_TRUE(up.body().empty());
+}
+
 }  // namespace
 }  // namespace fg::http

@@ -18,7 +18,6 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -437,17 +436,18 @@ struct Server::Impl {
         const int status = read_error_status(hec, true);
         if (status != 0) {
           w.metrics->on_request(status);
-          auto err = std::make_unique<Response>(read_error_response(status));
+          const std::string bytes = serialize_response(read_error_response(status));
           stream.expires_after(limits.write_timeout);
-          co_await beast::http::async_write(stream, *err, kTuple);
+          co_await asio::async_write(stream, asio::buffer(bytes), kTuple);
         }
         break;
       }
       Request req = parser.release();
       Response res = co_await handle(req, w, peer, peer_ip);
       const bool keep_alive = res.keep_alive();
+      const std::string bytes = serialize_response(res);
       stream.expires_after(limits.write_timeout);
-      auto [wec, wn] = co_await beast::http::async_write(stream, res, kTuple);
+      auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(bytes), kTuple);
       (void)wn;
       if (wec || !keep_alive) break;
     }
