@@ -100,7 +100,7 @@ Result<std::shared_ptr<const config::Config>> serve_config(const ServeArgs& args
       args.config_path ? config::load_config_file(*args.config_path) : config::default_config();
   if (!cfg) return tl::unexpected(cfg.error());
   if (args.listen) {
-    auto hp = config::parse_host_port(*args.listen);
+    auto hp = config::parse_host_port(*args.listen, /*allow_port_zero=*/true);
     if (!hp) return fail(ErrorCode::kInvalidArgument, "--listen: " + hp.error().message);
     cfg->listen = std::move(*hp);
   }

@@ -376,7 +376,7 @@ class Parser {
       const int line = line_of(e.key_node, 1);
       if (e.key == "listen") {
         if (auto s = string_value(v, path, line)) {
-          if (auto hp = parse_host_port(*s)) {
+          if (auto hp = parse_host_port(*s, /*allow_port_zero=*/true)) {  // 0: any free port
             c.listen = std::move(*hp);
           } else {
             add(line_of(v, line), path, hp.error().message);

@@ -108,7 +108,7 @@ inline constexpr std::size_t kMaxNameLength = 64;  // policy names and key_prefi
 
 struct Config {
   std::string source = "<default>";  // the file name it came from, for messages
-  HostPort listen{"127.0.0.1", 8080};
+  HostPort listen{"127.0.0.1", 8080};  // port 0: a free port, chosen at start-up
   int threads = 1;  // parsed configs default to std::thread::hardware_concurrency()
   StoreUrl store;   // default: memory://
   Duration store_timeout = std::chrono::milliseconds(20);  // deadline of one store decision

@@ -235,11 +235,11 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Values(
         BadCase{"listen: localhost",
                 R"(t.yaml:1: listen: "localhost" is not host:port (e.g. 127.0.0.1:8080))"},
-        BadCase{"listen: 127.0.0.1:0", R"(t.yaml:1: listen: "127.0.0.1:0": port must be 1-65535)"},
+        BadCase{"listen: 127.0.0.1:-1", R"(t.yaml:1: listen: "127.0.0.1:-1": port must be 0-65535)"},
         BadCase{"listen: 127.0.0.1:65536",
-                R"(t.yaml:1: listen: "127.0.0.1:65536": port must be 1-65535)"},
+                R"(t.yaml:1: listen: "127.0.0.1:65536": port must be 0-65535)"},
         BadCase{"listen: 127.0.0.1:http",
-                R"(t.yaml:1: listen: "127.0.0.1:http": port must be 1-65535)"},
+                R"(t.yaml:1: listen: "127.0.0.1:http": port must be 0-65535)"},
         BadCase{
             "listen: '::1:8080'",
             R"(t.yaml:1: listen: "::1:8080": an IPv6 address needs brackets, as in [::1]:8080)"},

@@ -2,8 +2,34 @@
 
 #include <algorithm>
 #include <cassert>
+#include <charconv>
 
 namespace fg::http {
+namespace {
+
+// Every value below is built in one string sized up front, integers written with to_chars: one
+// allocation per value at most (most integer values fit the small-string buffer: none). This
+// runs on every rate-limited response.
+
+// Longest decimal int64 ("-9223372036854775808").
+constexpr std::size_t kMaxIntegerChars = 20;
+
+void append_decimal(std::string& out, std::int64_t n) {
+  char buf[kMaxIntegerChars];
+  const auto r = std::to_chars(buf, buf + sizeof buf, n);
+  out.append(buf, r.ptr);
+}
+
+std::string decimal(std::int64_t n) {
+  char buf[kMaxIntegerChars];
+  const auto r = std::to_chars(buf, buf + sizeof buf, n);
+  return std::string(buf, r.ptr);
+}
+
+// Room for one list member `"<name>";k=<15 digits>;k=<15 digits>` and its ", " separator.
+constexpr std::size_t kItemOverhead = 2 + 2 + 2 * (3 + 16);
+
+}  // namespace
 
 std::int64_t ceil_seconds(Duration d) {
   constexpr std::int64_t kUsPerSecond = 1'000'000;
@@ -17,19 +43,22 @@ namespace sf {
 
 void append_string(std::string& out, std::string_view s) {
   out.push_back('"');
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
+  std::size_t plain = 0;  // start of the run of characters copied as they are
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c <= 0x7e && c != '"' && c != '\\') continue;
+    out.append(s.data() + plain, i - plain);
+    plain = i + 1;
     if (c == '"' || c == '\\') {
       out.push_back('\\');
-      out.push_back(ch);
-    } else if (c < 0x20 || c > 0x7e) {
+      out.push_back(s[i]);
+    } else {
       // RFC 9651 §4.1.6: serialization fails on these. Names are validated ASCII, so this only
       // guards against a caller bug; a '?' keeps the field parseable instead of dropping it.
       out.push_back('?');
-    } else {
-      out.push_back(ch);
     }
   }
+  out.append(s.data() + plain, s.size() - plain);
   out.push_back('"');
 }
 
@@ -40,20 +69,27 @@ std::string serialize_string(std::string_view s) {
 }
 
 void append_integer(std::string& out, std::int64_t n) {
-  out += std::to_string(std::clamp(n, -kMaxInteger, kMaxInteger));
+  append_decimal(out, std::clamp(n, -kMaxInteger, kMaxInteger));
 }
+
+namespace {
+
+// One Integer parameter: ;key=value.
+void append_param(std::string& out, std::string_view key, std::int64_t value) {
+  out.push_back(';');
+  out.append(key);
+  out.push_back('=');
+  append_integer(out, value);
+}
+
+}  // namespace
 
 std::string serialize_list(std::span<const Item> items) {
   std::string out;
   for (std::size_t i = 0; i < items.size(); ++i) {
     if (i > 0) out += ", ";  // RFC 9651 §4.1.1: "," then one SP between members
     append_string(out, items[i].name);
-    for (const auto& [key, value] : items[i].params) {
-      out.push_back(';');
-      out += key;
-      out.push_back('=');
-      append_integer(out, value);
-    }
+    for (const auto& [key, value] : items[i].params) append_param(out, key, value);
   }
   return out;
 }
@@ -123,33 +159,45 @@ std::int64_t retry_after_seconds(const Decision& d) {
   return std::max<std::int64_t>(1, ceil_seconds(d.retry_after));
 }
 
+// The bytes an sf-list of one item per charge takes, about (exact unless a name needs escapes).
+std::size_t list_capacity(std::span<const Charge> charges) {
+  std::size_t size = 0;
+  for (const Charge& c : charges) size += c.policy->name.size() + kItemOverhead;
+  return size;
+}
+
 std::string rate_limit_policy_value(std::span<const Charge> charges) {
   // q = capacity(), not limit: X-RateLimit-Limit and every r are counted out of capacity, so
   // this keeps r <= q. For a bucket with burst != limit, q;w then states the burst, not the
   // refill rate (the draft has no separate burst parameter); with the default burst == limit
   // they coincide. Example: 100 per minute, burst 100 → "per-minute";q=100;w=60.
-  std::vector<sf::Item> items;
-  items.reserve(charges.size());
-  for (const Charge& c : charges) {
-    assert(c.policy != nullptr);
-    items.push_back(
-        sf::Item{c.policy->name, {{"q", c.policy->capacity()}, {"w", window_seconds(*c.policy)}}});
+  // Written as sf::serialize_list would write the Items {name, {{"q", ..}, {"w", ..}}}.
+  std::string out;
+  out.reserve(list_capacity(charges));
+  for (std::size_t i = 0; i < charges.size(); ++i) {
+    const Policy* p = charges[i].policy;
+    assert(p != nullptr);
+    if (i > 0) out += ", ";
+    sf::append_string(out, p->name);
+    sf::append_param(out, "q", p->capacity());
+    sf::append_param(out, "w", window_seconds(*p));
   }
-  return sf::serialize_list(items);
+  return out;
 }
 
 std::string rate_limit_value(std::span<const Charge> charges, std::span<const Decision> decisions) {
   assert(charges.size() == decisions.size());
   const std::size_t n = std::min(charges.size(), decisions.size());
-  std::vector<sf::Item> items;
-  items.reserve(n);
+  std::string out;
+  out.reserve(list_capacity(charges.first(n)));
   for (std::size_t i = 0; i < n; ++i) {
+    if (i > 0) out += ", ";
+    sf::append_string(out, charges[i].policy->name);
+    sf::append_param(out, "r", std::max<std::int64_t>(0, decisions[i].remaining));
     // t: until the state is full again (reset_after), the same figure as X-RateLimit-Reset.
-    items.push_back(sf::Item{charges[i].policy->name,
-                             {{"r", std::max<std::int64_t>(0, decisions[i].remaining)},
-                              {"t", ceil_seconds(decisions[i].reset_after)}}});
+    sf::append_param(out, "t", ceil_seconds(decisions[i].reset_after));
   }
-  return sf::serialize_list(items);
+  return out;
 }
 
 std::string problem_body(std::span<const Charge> charges, const Verdict& verdict) {
@@ -191,18 +239,19 @@ RateLimitHeaders rate_limit_headers(std::span<const Charge> charges, const Verdi
   if (n == 0 || verdict.most_restrictive >= n) return out;
   const Decision& headline = verdict.headline();
 
+  out.fields.reserve(verdict.allowed ? 5 : 6);
   auto add = [&out](std::string_view name, std::string value) {
     out.fields.emplace_back(std::string(name), std::move(value));
   };
-  add(kXRateLimitLimit, std::to_string(headline.limit));
-  add(kXRateLimitRemaining, std::to_string(std::max<std::int64_t>(0, headline.remaining)));
-  add(kXRateLimitReset, std::to_string(ceil_seconds(headline.reset_after)));
+  add(kXRateLimitLimit, decimal(headline.limit));
+  add(kXRateLimitRemaining, decimal(std::max<std::int64_t>(0, headline.remaining)));
+  add(kXRateLimitReset, decimal(ceil_seconds(headline.reset_after)));
   add(kRateLimitPolicy, rate_limit_policy_value(charges.first(n)));
   add(kRateLimit, rate_limit_value(charges.first(n), std::span(verdict.decisions).first(n)));
   if (!verdict.allowed) {
     // The headline of a denied verdict is a denying non-shadow policy (most_restrictive), so
     // Retry-After and the body name the policy that makes the client wait longest.
-    add(kRetryAfter, std::to_string(retry_after_seconds(headline)));
+    add(kRetryAfter, decimal(retry_after_seconds(headline)));
     out.denied = true;
     out.problem_body = problem_body(charges, verdict);
   }
@@ -212,6 +261,7 @@ RateLimitHeaders rate_limit_headers(std::span<const Charge> charges, const Verdi
 RateLimitHeaders degraded_rate_limit_headers(std::span<const Charge> charges) {
   RateLimitHeaders out;
   if (charges.empty()) return out;
+  out.fields.reserve(2);
   out.fields.emplace_back(std::string(kRateLimitPolicy), rate_limit_policy_value(charges));
   out.fields.emplace_back(std::string(kXRateLimitDegraded), std::string(kDegradedStoreUnavailable));
   return out;

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -161,6 +162,7 @@ struct Server::Impl {
 
   std::atomic<int> open_connections{0};
   std::atomic<bool> draining{false};
+  std::atomic<bool> closing_idle{false};  // draining and past drain_delay
   std::atomic<bool> store_ok{true};
   std::atomic<bool> stopped{false};
   std::atomic<bool> started{false};
@@ -378,6 +380,23 @@ struct Server::Impl {
     co_return res;
   }
 
+  // After an error answer, before closing: stop sending and read (and drop) what the client is
+  // still sending, for a bounded time and amount. Closing a socket with unread input makes the
+  // kernel send a reset, which can destroy the answer before the client reads it.
+  static awaitable<void> linger(beast::tcp_stream& stream) {
+    constexpr std::size_t kMaxDrainBytes = 1 << 20;
+    boost::system::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream.expires_after(std::chrono::seconds(1));
+    std::array<char, 16 * 1024> scratch;
+    std::size_t drained = 0;
+    while (drained < kMaxDrainBytes) {
+      auto [ec, n] = co_await stream.async_read_some(asio::buffer(scratch), kTuple);
+      if (ec) break;
+      drained += n;
+    }
+  }
+
   awaitable<void> session(Worker& w, tcp::socket socket) {
     w.metrics->on_connection_open();
     Worker::SessionEntry entry;
@@ -400,11 +419,27 @@ struct Server::Impl {
     if (ec) co_return;
     const config::IpAddress peer_ip = to_ip(peer);
     beast::flat_buffer buffer;
+    asio::steady_timer header_timer(w.ioc);
+    // Shared with the header timer's handler, which may run after this frame is gone.
+    struct Watchdog {
+      tcp::socket* socket = nullptr;
+      bool fired = false;
+    };
+    auto watchdog = std::make_shared<Watchdog>();
+    watchdog->socket = &stream.socket();
+    struct Disarm {
+      std::shared_ptr<Watchdog> wd;
+      ~Disarm() { wd->socket = nullptr; }
+    } disarm{watchdog};
+    bool served = false;  // a request was answered on this connection
 
     for (;;) {
       const config::ServerLimits limits = w.runtime->config->server;
       if (buffer.size() == 0) {  // idle: wait for the next request's first byte
-        if (draining.load(std::memory_order_relaxed)) break;
+        // Draining, past drain_delay: an idle kept-alive connection ends here. Before that it
+        // is still served (each answer then says Connection: close), as are new connections,
+        // so a load balancer can read /readyz and nothing in flight is cut.
+        if (served && closing_idle.load(std::memory_order_relaxed)) break;
         entry.idle = true;
         stream.expires_after(limits.idle_timeout);
         auto [rec, n] = co_await stream.async_read_some(buffer.prepare(4096), kTuple);
@@ -415,9 +450,27 @@ struct Server::Impl {
       beast::http::request_parser<beast::http::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
       parser.body_limit(limits.max_body_bytes);
-      stream.expires_after(limits.header_timeout);
+      // The header phase has its own timer, which cancels the read instead of closing the
+      // socket (as the stream's own timeout does), so the client can still be told 408.
+      stream.expires_never();
+      watchdog->fired = false;
+      header_timer.expires_after(limits.header_timeout);
+      header_timer.async_wait([wd = watchdog](const boost::system::error_code& tec) {
+        if (tec || wd->socket == nullptr) return;
+        wd->fired = true;
+        boost::system::error_code ignored;
+        wd->socket->cancel(ignored);
+      });
       auto [hec, hn] = co_await beast::http::async_read_header(stream, buffer, parser, kTuple);
       (void)hn;
+      header_timer.cancel();
+      if (watchdog->fired) hec = beast::error::timeout;
+      if (!hec && parser.get().find(beast::http::field::transfer_encoding) != parser.get().end() &&
+          !parser.chunked()) {
+        // A request body framed by any coding but a final "chunked" has no knowable length
+        // (RFC 9112 §6.3): refuse it rather than guess where the next request starts.
+        hec = beast::http::error::bad_transfer_encoding;
+      }
       if (!hec && !parser.is_done()) {
         if (parser.get()[beast::http::field::expect] == "100-continue") {
           static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -438,13 +491,16 @@ struct Server::Impl {
           w.metrics->on_request(status);
           const std::string bytes = serialize_response(read_error_response(status));
           stream.expires_after(limits.write_timeout);
-          co_await asio::async_write(stream, asio::buffer(bytes), kTuple);
+          auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(bytes), kTuple);
+          (void)wn;
+          if (!wec) co_await linger(stream);
         }
         break;
       }
       Request req = parser.release();
       Response res = co_await handle(req, w, peer, peer_ip);
       const bool keep_alive = res.keep_alive();
+      served = true;
       const std::string bytes = serialize_response(res);
       stream.expires_after(limits.write_timeout);
       auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(bytes), kTuple);
@@ -473,9 +529,10 @@ struct Server::Impl {
         co_await backoff.async_wait(kTuple);
         continue;
       }
+      // While draining, connections are still accepted until the listener closes: the load
+      // balancer learns of the drain from /readyz on them.
       const int max = home.runtime->config->server.max_connections;
-      if (open_connections.load(std::memory_order_relaxed) >= max ||
-          draining.load(std::memory_order_relaxed)) {
+      if (open_connections.load(std::memory_order_relaxed) >= max) {
         home.metrics->on_connection_rejected();
         boost::system::error_code ignored;
         socket.non_blocking(true, ignored);
@@ -513,6 +570,7 @@ struct Server::Impl {
     co_await timer.async_wait(kTuple);
     boost::system::error_code ignored;
     if (acceptor) acceptor->close(ignored);
+    closing_idle.store(true);
     for (auto& w : workers) {
       asio::post(w->ioc, [this, wp = w.get()] { close_idle_sessions(*wp); });
     }
