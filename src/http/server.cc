@@ -202,12 +202,13 @@ struct Server::Impl {
       if (st->resume) std::exchange(st->resume, nullptr)();
     });
     if (!st->result) {
-      co_await asio::async_initiate<decltype(use_awaitable), void()>(
-          [st](auto handler) {
-            auto h = std::make_shared<decltype(handler)>(std::move(handler));
-            st->resume = [h] { asio::post(std::move(*h)); };
-          },
-          use_awaitable);
+      // A named initiation: g++ 12 destroys the temporaries of a co_await expression twice,
+      // which for a lambda holding `st` would release the state early.
+      auto initiation = [st](auto handler) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        st->resume = [h] { asio::post(std::move(*h)); };
+      };
+      co_await asio::async_initiate<decltype(use_awaitable), void()>(initiation, use_awaitable);
     }
     co_return std::move(*st->result);
   }
@@ -263,8 +264,9 @@ struct Server::Impl {
     const Charge charge{&probe_policy(), 0};
     while (!stopped.load()) {
       if (store->kind() != "memory") {
-        Result<Verdict> r =
-            co_await store_decide(*store, DecideRequest{"floodgate:readyz", {&charge, 1}});
+        // Built before the co_await: g++ 12 destroys temporaries of a co_await expression twice.
+        const DecideRequest probe{"floodgate:readyz", {&charge, 1}};
+        Result<Verdict> r = co_await store_decide(*store, probe);
         const bool ok = r.has_value();
         if (ok) breaker.on_success();
         if (ok != store_ok.exchange(ok)) {

@@ -1,1 +1,129 @@
-// placeholder
+// The server on real Redis: the limit through HTTP on one redis-server and on a 3+3 cluster,
+// and Redis killed and restarted under it (fail open within store_timeout, 503 when failing
+// closed, /readyz 503 meanwhile, recovery on its own).
+#include <gtest/gtest.h>
+
+#include "fixtures/redis_server.h"
+#include "http/metrics.h"
+#include "http/server_test_util.h"
+
+namespace fg::http::test {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+std::string config_for(const std::string& store_url, std::string_view on_error) {
+  return "listen: 127.0.0.1:0\nthreads: 2\nstore: " + store_url +
+         "\nstore_timeout: 100ms\non_store_error: " + std::string(on_error) +
+         "\nidentity: [{header: X-API-Key}, {ip: {}}]\n"
+         "policies:\n  - {name: five, match: {path_prefix: /api/}, limit: 5, period: 1h}\n";
+}
+
+std::unique_ptr<fg::test::RedisServer> start_redis() {
+  if (!fg::test::RedisServer::installed()) return nullptr;
+  std::string why;
+  auto r = fg::test::RedisServer::start({}, &why);
+  EXPECT_TRUE(r) << why;
+  return r;
+}
+
+// Counts 200s and 429s for `n` requests of one client over `clients` parallel connections.
+std::pair<int, int> hammer(std::uint16_t port, const std::string& key, int clients, int each) {
+  std::atomic<int> ok{0}, limited{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < clients; ++t) {
+    threads.emplace_back([&] {
+      Client c(port);
+      for (int i = 0; i < each; ++i) {
+        auto res = c.get("/api/x", {{"X-API-Key", key}});
+        if (res && res->result_int() == 200) ++ok;
+        if (res && res->result_int() == 429) ++limited;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return {ok.load(), limited.load()};
+}
+
+TEST(ServerOnRedis, TwoInstancesShareOneLimitExactly) {
+  auto redis = start_redis();
+  if (!redis) GTEST_SKIP() << "redis-server is not installed";
+  const std::string url = "redis://" + redis->address();
+  Running a = start_server(config_for(url, "allow"));
+  Running b = start_server(config_for(url, "allow"));
+  ASSERT_TRUE(a.server && b.server);
+  std::pair<int, int> ra, rb;
+  std::thread ta([&] { ra = hammer(a.port, "shared", 4, 5); });
+  std::thread tb([&] { rb = hammer(b.port, "shared", 4, 5); });
+  ta.join();
+  tb.join();
+  EXPECT_EQ(ra.first + rb.first, 5);
+  EXPECT_EQ(ra.second + rb.second, 35);
+  // The key lives in Redis, with a TTL.
+  const auto keys = redis->command({"KEYS", "fg:*"});
+  ASSERT_EQ(keys.elements.size(), 1u);
+  EXPECT_GT(redis->command({"PTTL", keys.elements[0].str}).integer, 0);
+}
+
+TEST(ServerOnRedis, RedisKilledFailsOpenWithinTheTimeoutThenRecovers) {
+  auto redis = start_redis();
+  if (!redis) GTEST_SKIP() << "redis-server is not installed";
+  const std::string url = "redis://" + redis->address();
+  Running open = start_server(config_for(url, "allow"));
+  Running closed = start_server(config_for(url, "deny"));
+  ASSERT_TRUE(open.server && closed.server);
+  ASSERT_EQ(get_once(open.port, "/api/x")->result_int(), 200u);
+  EXPECT_EQ(get_once(open.port, "/readyz")->result_int(), 200u);
+
+  redis->kill();
+  // Every request is answered, none waits much past store_timeout (100 ms), none is lost.
+  Client c(open.port);
+  for (int i = 0; i < 20; ++i) {
+    const auto begin = std::chrono::steady_clock::now();
+    auto res = c.get("/api/x");
+    const auto took = std::chrono::steady_clock::now() - begin;
+    ASSERT_TRUE(res) << i;
+    EXPECT_EQ(res->result_int(), 200u);
+    EXPECT_EQ(field(*res, "X-RateLimit-Degraded"), "store-unavailable");
+    EXPECT_LT(took, milliseconds(600)) << i;
+  }
+  auto denied = get_once(closed.port, "/api/x");
+  ASSERT_TRUE(denied);
+  EXPECT_EQ(denied->result_int(), 503u);
+  EXPECT_TRUE(eventually([&] { return get_once(open.port, "/readyz")->result_int() == 503; }));
+  EXPECT_EQ(get_once(open.port, "/healthz")->result_int(), 200u);
+
+  std::string why;
+  ASSERT_TRUE(redis->restart(&why)) << why;
+  EXPECT_TRUE(
+      eventually([&] { return get_once(open.port, "/readyz")->result_int() == 200; }, seconds(15)));
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto res = get_once(closed.port, "/api/x", {{"X-API-Key", "fresh"}});
+        return res && res->result_int() == 200 &&
+               field(*res, "X-RateLimit-Degraded") == "<absent>" &&
+               field(*res, "X-RateLimit-Remaining") == "4";
+      },
+      seconds(15)));
+  const std::string m = open.server->metrics().render();
+  EXPECT_EQ(m.find(R"(floodgate_degraded_decisions_total{mode="allow"} 0)"), std::string::npos);
+}
+
+TEST(ServerOnRedis, ClusterLimitHoldsThroughHttp) {
+  if (!fg::test::RedisServer::installed()) GTEST_SKIP() << "redis-server is not installed";
+  std::string why;
+  auto cluster = fg::test::RedisCluster::start(&why);
+  ASSERT_TRUE(cluster) << why;
+  Running a = start_server(config_for(cluster->url(), "deny"));
+  ASSERT_TRUE(a.server);
+  // Several clients, each its own key (spread over the slots), each limited exactly.
+  for (int k = 0; k < 6; ++k) {
+    const auto [ok, limited] = hammer(a.port, "client-" + std::to_string(k), 2, 4);
+    EXPECT_EQ(ok, 5) << k;
+    EXPECT_EQ(limited, 3) << k;
+  }
+}
+
+}  // namespace
+}  // namespace fg::http::test
