@@ -30,9 +30,9 @@ bench: build
 	build/$(PRESET)/bench/redis_store_bench
 	bench/redis_ceiling.sh
 
+# One instance on the memory store with examples/floodgate.yaml on 127.0.0.1:8080 (scripts/run.sh).
 run: build
-	@echo "floodgate serve arrives with the HTTP API server; for now try:"
-	@echo "  build/$(PRESET)/floodgate check --config examples/floodgate.yaml --policy per-minute --key demo"
+	@FLOODGATE_BIN=build/$(PRESET)/floodgate scripts/run.sh
 
 clean:
 	rm -rf build

@@ -322,6 +322,58 @@ case $case_name in
     expect_err_contains "--threads: must be from 1"
     ;;
 
+  serve_signals)
+    # `floodgate serve` as a process: the README's curl shows the fields, SIGHUP reloads (and
+    # keeps the running config when the new file is invalid), SIGTERM drains and exits 0.
+    command -v curl >/dev/null || { fail "curl is not installed"; exit 1; }
+    serve_config() {  # serve_config LIMIT
+      printf 'listen: 127.0.0.1:0\nthreads: 2\npolicies:\n  - {name: api, match: {path_prefix: /api/}, limit: %s, period: 1h}\n' "$1" >"$tmp/serve.yaml"
+    }
+    serve_config 3
+    "$fg" serve --config "$tmp/serve.yaml" >"$tmp/serve.out" 2>"$tmp/serve.err" &
+    serve_pid=$!
+    trap 'kill -KILL $serve_pid 2>/dev/null; rm -rf "$tmp"' EXIT
+    port=""
+    for _ in $(seq 1 100); do
+      port=$(sed -n 's/.*serving on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/serve.err")
+      [[ -n $port ]] && break
+      sleep 0.05
+    done
+    [[ -n $port ]] || { fail "no 'serving on' line: $(cat "$tmp/serve.err")"; exit 1; }
+    headers=$(curl -si "http://127.0.0.1:$port/api/hello")
+    [[ $headers == *"X-RateLimit-Limit: 3"* ]] || fail "no X-RateLimit-Limit: 3 in: $headers"
+    [[ $headers == *"X-RateLimit-Remaining: 2"* ]] || fail "no X-RateLimit-Remaining: 2 in: $headers"
+    [[ $headers == *'RateLimit-Policy: "api";q=3;w=3600'* ]] || fail "no RateLimit-Policy in: $headers"
+    # SIGHUP with a valid new file: the new limit, on the same port.
+    serve_config 7
+    kill -HUP $serve_pid
+    ok=""
+    for _ in $(seq 1 100); do
+      [[ $(curl -si "http://127.0.0.1:$port/api/hello") == *"X-RateLimit-Limit: 7"* ]] && { ok=1; break; }
+      sleep 0.05
+    done
+    [[ -n $ok ]] || fail "SIGHUP did not apply limit 7"
+    # SIGHUP with an invalid file: an error naming the field, and the old config still serves.
+    printf 'policies:\n  - {name: api, limit: -1, period: 1h}\n' >"$tmp/serve.yaml"
+    kill -HUP $serve_pid
+    for _ in $(seq 1 100); do
+      grep -q "keeping the running config" "$tmp/serve.err" && break
+      sleep 0.05
+    done
+    grep -q "policies\[0\].limit: must be a positive integer" "$tmp/serve.err" ||
+      fail "the invalid reload was not reported: $(cat "$tmp/serve.err")"
+    [[ $(curl -si "http://127.0.0.1:$port/api/hello") == *"X-RateLimit-Limit: 7"* ]] ||
+      fail "the running config was not kept"
+    curl -s "http://127.0.0.1:$port/metrics" | grep -q 'floodgate_config_reloads_total{result="error"} 1' ||
+      fail "the failed reload was not counted"
+    # SIGTERM: drain, exit 0.
+    kill -TERM $serve_pid
+    wait $serve_pid
+    code=$?
+    [[ $code == 0 ]] || fail "serve exited $code after SIGTERM"
+    grep -q "drained" "$tmp/serve.err" || fail "no drain in the log: $(cat "$tmp/serve.err")"
+    ;;
+
   *)
     echo "unknown case $case_name" >&2
     exit 2
