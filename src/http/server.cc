@@ -44,8 +44,10 @@ using asio::awaitable;
 using asio::use_awaitable;
 constexpr auto kTuple = asio::as_tuple(use_awaitable);
 
-// How often the background probe asks the store whether it answers (for /readyz).
+// How often the background probe asks the store whether it answers (for /readyz), and over how
+// many keys (slots) it may try before concluding that no part of it does.
 constexpr auto kProbeInterval = std::chrono::seconds(1);
+constexpr int kProbeKeys = 8;
 // After accept() fails for lack of descriptors (EMFILE), wait this long before trying again
 // rather than spinning; connections in flight free descriptors meanwhile.
 constexpr auto kAcceptBackoff = std::chrono::milliseconds(50);
@@ -264,9 +266,17 @@ struct Server::Impl {
     const Charge charge{&probe_policy(), 0};
     while (!stopped.load()) {
       if (store->kind() != "memory") {
-        // Built before the co_await: g++ 12 destroys temporaries of a co_await expression twice.
-        const DecideRequest probe{"floodgate:readyz", {&charge, 1}};
-        Result<Verdict> r = co_await store_decide(*store, probe);
+        // The store answers if any part of it does: probe keys spread over several slots (so
+        // over every master of a small cluster), stopping at the first answer. One failed
+        // master must not take every instance out of the load balancer: its clients are
+        // answered by on_store_error, everyone else as usual.
+        Result<Verdict> r = fail(ErrorCode::kUnavailable, "not probed");
+        for (int i = 0; i < kProbeKeys && !r; ++i) {
+          // Built before the co_await: g++ 12 destroys temporaries of a co_await twice.
+          const std::string identity = "floodgate:readyz:" + std::to_string(i);
+          const DecideRequest probe{identity, {&charge, 1}};
+          r = co_await store_decide(*store, probe);
+        }
         const bool ok = r.has_value();
         if (ok) breaker.on_success();
         if (ok != store_ok.exchange(ok)) {

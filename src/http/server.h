@@ -14,8 +14,9 @@
 //
 // Store calls: every decision has the store's own deadline (store_timeout); a circuit breaker
 // answers at once while the store keeps failing, and lets one probe through now and then; a
-// background probe (every second) tells /readyz whether the store answers, and closes the
-// breaker when it does. Failures are answered by on_store_error (handler.h).
+// background probe (every second, over keys in several slots) tells /readyz whether any part of
+// the store answers (a cluster with one master down still does), and closes the breaker when
+// it does. Failures are answered by on_store_error (handler.h).
 //
 // Reload: reload() swaps the configuration on every thread between requests (a request in
 // flight finishes with the configuration it started with). listen, threads, store,
