@@ -1,5 +1,5 @@
 # Thin wrapper over CMake presets; see README.md.
-.PHONY: all deps build test test-asan bench run clean
+.PHONY: all deps build test test-asan bench run run-single clean
 
 JOBS ?= $(shell nproc)
 PRESET ?= release
@@ -30,8 +30,14 @@ bench: build
 	build/$(PRESET)/bench/redis_store_bench
 	bench/redis_ceiling.sh
 
-# One instance on the memory store with examples/floodgate.yaml on 127.0.0.1:8080 (scripts/run.sh).
+# The whole system (deploy/local/stack.sh): a Redis Cluster (3 masters + 3 replicas), two
+# floodgate instances, HAProxy on http://127.0.0.1:8080 and https://127.0.0.1:8443. Ctrl-C stops
+# all of it. Ports, instance count, config and run directory: FG_* variables (see stack.sh).
 run: build
+	@FG_BIN=build/$(PRESET)/floodgate deploy/local/stack.sh run
+
+# One instance on the memory store with examples/floodgate.yaml on 127.0.0.1:8080 (scripts/run.sh).
+run-single: build
 	@FLOODGATE_BIN=build/$(PRESET)/floodgate scripts/run.sh
 
 clean:

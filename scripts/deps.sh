@@ -8,7 +8,7 @@ packages=(
   libboost1.81-dev libhiredis-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev
   libcli11-dev libexpected-dev
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
-  redis-server redis-tools haproxy wrk curl openssl procps iproute2
+  redis-server redis-tools haproxy wrk curl openssl procps iproute2 socat
 )
 
 missing=()
