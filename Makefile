@@ -1,5 +1,5 @@
 # Thin wrapper over CMake presets; see README.md.
-.PHONY: all deps build test test-asan bench run run-single clean
+.PHONY: all deps build test test-asan bench bench-http run run-single clean
 
 JOBS ?= $(shell nproc)
 PRESET ?= release
@@ -29,6 +29,13 @@ bench: build
 	build/$(PRESET)/bench/memory_store_bench --benchmark_min_time=0.5
 	build/$(PRESET)/bench/redis_store_bench
 	bench/redis_ceiling.sh
+	build/$(PRESET)/bench/http_pure_bench --benchmark_min_time=0.5
+	FLOODGATE=build/$(PRESET)/floodgate bench/http_bench.sh
+
+# floodgate serve under wrk (no policy, memory store, Redis, Redis Cluster) against nginx's static
+# 200 on this machine; starts and stops every server itself. Knobs: see bench/http_bench.sh.
+bench-http: build
+	FLOODGATE=build/$(PRESET)/floodgate bench/http_bench.sh
 
 # The whole system (deploy/local/stack.sh): a Redis Cluster (3 masters + 3 replicas), two
 # floodgate instances, HAProxy on http://127.0.0.1:8080 and https://127.0.0.1:8443. Ctrl-C stops

@@ -9,6 +9,7 @@ packages=(
   libcli11-dev libexpected-dev
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
   redis-server redis-tools haproxy wrk curl openssl procps iproute2 socat
+  nginx  # bench/http_bench.sh: the static-200 ceiling (bookworm: `nginx` ships /usr/sbin/nginx)
 )
 
 missing=()

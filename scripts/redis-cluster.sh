@@ -23,9 +23,9 @@
 # repl-diskless-sync-delay 0 (replicas sync at once rather than after 5 s).
 #
 # `start` returns once every node answers CLUSTER INFO with cluster_state:ok, knows every node and
-# sees every replica as one, and every replica's link to its master is up, or fails after REDIS_CLUSTER_TIMEOUT seconds
-# (default 30), stopping what it started. Exit status: 0 ok, 1 failure (the reason on stderr, with
-# the tail of the node logs), 2 usage.
+# sees every replica as one, and every replica's link to its master is up, or fails after
+# REDIS_CLUSTER_TIMEOUT seconds (default 30), stopping what it started. Exit status: 0 ok,
+# 1 failure (the reason on stderr, with the tail of the node logs), 2 usage.
 #
 # Environment: REDIS_CLUSTER_MASTERS (default 3), REDIS_CLUSTER_REPLICAS (per master, default 1),
 # REDIS_CLUSTER_TIMEOUT (seconds, default 30).
@@ -109,18 +109,21 @@ logs_tail() {
 
 cmd_start() {
   local dir=$1 base=$2
-  [[ $base =~ ^[0-9]+$ ]] && ((base >= 1024 && base + 2 * nodes - 1 <= 65535)) ||
+  if ! [[ $base =~ ^[0-9]+$ ]] || ((base < 1024 || base + 2 * nodes - 1 > 65535)); then
     die "BASE_PORT must be a number from 1024 to $((65535 - 2 * nodes + 1))"
+  fi
   ((masters >= 3)) || die "a Redis Cluster needs at least 3 masters (REDIS_CLUSTER_MASTERS)"
   for tool in redis-server redis-cli; do
-    command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install redis-server redis-tools)"
+    command -v "$tool" >/dev/null ||
+      die "$tool is not installed (apt-get install redis-server redis-tools)"
   done
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
   shopt -s nullglob
   local pidfile
   for pidfile in "$dir"/node-*.pid; do
-    live_pid "$pidfile" >/dev/null && die "a node is already running from $dir ($pidfile); stop it first"
+    live_pid "$pidfile" >/dev/null &&
+      die "a node is already running from $dir ($pidfile); stop it first"
   done
   rm -f "$dir"/node-*.pid "$dir"/node-*/nodes.conf "$dir/url"
 
@@ -170,9 +173,13 @@ EOF
 
   redis-cli --cluster create "${addresses[@]}" --cluster-replicas "$replicas" --cluster-yes \
     >"$dir/create.log" 2>&1 ||
-    { echo "redis-cluster: redis-cli --cluster create failed:" >&2; tail -n 20 "$dir/create.log" >&2; false; }
+    {
+      echo "redis-cluster: redis-cli --cluster create failed:" >&2
+      tail -n 20 "$dir/create.log" >&2
+      false
+    }
 
-  # redis-cli returns once the slots are assigned; replicas attach and gossip spreads a moment later.
+  # redis-cli returns once the slots are assigned; replicas attach, and gossip spreads, later.
   while :; do
     pending=()
     for ((i = 0; i < nodes; i++)); do

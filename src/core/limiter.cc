@@ -46,28 +46,33 @@ Evaluation evaluate(std::span<const Charge> charges, std::span<const std::option
                     Timestamp now) {
   assert(charges.size() == states.size() && !charges.empty());
   const std::int64_t now_us = to_us(now);
-  std::vector<core::Step> steps;
-  steps.reserve(charges.size());
+  // Decisions go straight into the verdict and writes into their vector, reserved once: two
+  // allocations for an allowed request, one for a denied one (this runs on every request).
+  Evaluation out;
+  std::vector<Decision>& decisions = out.verdict.decisions;
+  decisions.reserve(charges.size());
   bool allowed = true;
   for (std::size_t i = 0; i < charges.size(); ++i) {
-    steps.push_back(core::apply(*charges[i].policy, states[i], charges[i].cost, now_us));
-    if (!steps.back().decision.allowed && !charges[i].policy->shadow) allowed = false;
-  }
-
-  Evaluation out;
-  out.verdict.allowed = allowed;
-  out.verdict.decisions.reserve(steps.size());
-  for (std::size_t i = 0; i < steps.size(); ++i) {
-    core::Step& step = steps[i];
-    if (allowed) {
-      if (step.write) out.writes.push_back(StateWrite{i, step.next, step.ttl});
-    } else if (step.decision.allowed) {
-      // Another policy denied: this one consumes nothing, so report what it holds untouched.
-      step.decision = core::apply(*charges[i].policy, states[i], 0, now_us).decision;
+    const core::Step step = core::apply(*charges[i].policy, states[i], charges[i].cost, now_us);
+    if (!step.decision.allowed && !charges[i].policy->shadow) allowed = false;
+    if (allowed && step.write) {
+      // Collected while every policy so far allows; dropped below if a later one denies.
+      if (out.writes.capacity() == 0) out.writes.reserve(charges.size() - i);
+      out.writes.push_back(StateWrite{i, step.next, step.ttl});
     }
-    out.verdict.decisions.push_back(step.decision);
+    decisions.push_back(step.decision);
   }
-  out.verdict.most_restrictive = most_restrictive(charges, out.verdict.decisions);
+  out.verdict.allowed = allowed;
+  if (!allowed) {
+    out.writes.clear();
+    for (std::size_t i = 0; i < charges.size(); ++i) {
+      // Another policy denied: this one consumes nothing, so report what it holds untouched.
+      if (decisions[i].allowed) {
+        decisions[i] = core::apply(*charges[i].policy, states[i], 0, now_us).decision;
+      }
+    }
+  }
+  out.verdict.most_restrictive = most_restrictive(charges, decisions);
   return out;
 }
 

@@ -80,12 +80,8 @@ IpAddress unmap(const IpAddress& ip) {
   return v4;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
+void append_lower(std::string& out, std::string_view s) {
+  for (char c : s) out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
 }
 
 std::string sha256_hex(std::string_view data) {
@@ -144,17 +140,34 @@ IpAddress client_ip(const IpAddress& peer, std::string_view x_forwarded_for,
   return last_trusted;
 }
 
-std::string ip_identity(const IpAddress& ip, int ipv4_prefix, int ipv6_prefix) {
+namespace {
+
+// ip_identity(), appended to `out`: identify() writes "ip:" and the network into one string.
+void append_ip_identity(std::string& out, const IpAddress& ip, int ipv4_prefix, int ipv6_prefix) {
   IpAddress net = unmap(ip);
-  const int max = net.family == Family::kIpv4 ? 32 : 128;
-  const int prefix = std::clamp(net.family == Family::kIpv4 ? ipv4_prefix : ipv6_prefix, 0, max);
+  const bool v4 = net.family == Family::kIpv4;
+  const int max = v4 ? 32 : 128;
+  const int prefix = std::clamp(v4 ? ipv4_prefix : ipv6_prefix, 0, max);
   for (int i = 0; i < 16; ++i) {
     const int keep = std::clamp(prefix - i * 8, 0, 8);
     // keep == 0 shifts a uint8 0xff by 8 after promotion to int: 0xff00, truncated to 0.
     net.bytes[i] &= static_cast<std::uint8_t>(0xff << (8 - keep));
   }
-  std::string out = config::to_string(net);  // inet_ntop: RFC 5952 form for IPv6
-  if (prefix < max) out += "/" + std::to_string(prefix);
+  // IPv4 fits the small-string buffer (no allocation); IPv6 is inet_ntop's RFC 5952 form.
+  out += config::to_string(net);
+  if (prefix < max) {
+    out.push_back('/');
+    if (prefix >= 100) out.push_back(static_cast<char>('0' + prefix / 100));
+    if (prefix >= 10) out.push_back(static_cast<char>('0' + prefix / 10 % 10));
+    out.push_back(static_cast<char>('0' + prefix % 10));
+  }
+}
+
+}  // namespace
+
+std::string ip_identity(const IpAddress& ip, int ipv4_prefix, int ipv6_prefix) {
+  std::string out;
+  append_ip_identity(out, ip, ipv4_prefix, ipv6_prefix);
   return out;
 }
 
@@ -166,7 +179,9 @@ std::optional<std::string> identify(const std::vector<config::IdentitySource>& s
     switch (source.kind) {
       case config::IdentitySource::Kind::kIp: {
         const IpAddress ip = client_ip(peer, x_forwarded_for, trusted_proxies);
-        return "ip:" + ip_identity(ip, source.ipv4_prefix, source.ipv6_prefix);
+        std::string out = "ip:";
+        append_ip_identity(out, ip, source.ipv4_prefix, source.ipv6_prefix);
+        return out;
       }
       case config::IdentitySource::Kind::kHeader: {
         const auto raw = lookup ? lookup(source.header) : std::nullopt;
@@ -175,10 +190,17 @@ std::optional<std::string> identify(const std::vector<config::IdentitySource>& s
         if (value.empty()) break;
         // The header name keeps two header sources with the same value apart; it cannot contain
         // ':' (an HTTP token), so "key:<name>:" ends where the value starts.
-        const std::string name = lower(source.header);
-        if (value.size() <= kMaxHeaderIdentityBytes)
-          return "key:" + name + ":" + std::string(value);
-        return "key#" + name + ":" + sha256_hex(value);
+        const bool hashed = value.size() > kMaxHeaderIdentityBytes;
+        std::string out = hashed ? "key#" : "key:";
+        out.reserve(4 + source.header.size() + 1 + (hashed ? 64 : value.size()));
+        append_lower(out, source.header);
+        out.push_back(':');
+        if (hashed) {
+          out += sha256_hex(value);
+        } else {
+          out.append(value);
+        }
+        return out;
       }
     }
   }

@@ -96,9 +96,12 @@ std::string serialize_list(std::span<const Item> items) {
 
 }  // namespace sf
 
-std::string json_string(std::string_view s) {
+namespace {
+
+// json_string(), appended to `out`.
+void append_json_string(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "\"";
+  out.push_back('"');
   for (char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
     switch (c) {
@@ -136,6 +139,14 @@ std::string json_string(std::string_view s) {
     }
   }
   out.push_back('"');
+}
+
+}  // namespace
+
+std::string json_string(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  append_json_string(out, s);
   return out;
 }
 
@@ -207,26 +218,31 @@ std::string problem_body(std::span<const Charge> charges, const Verdict& verdict
   const Decision& headline = verdict.headline();
   const Policy& policy = *charges[verdict.most_restrictive].policy;
 
-  std::string out = "{\"type\":";
-  out += json_string(kQuotaExceededType);
+  // One string, sized for the fixed text (~160 bytes) and the names: one allocation per 429.
+  std::size_t size = 192 + policy.name.size();
+  for (std::size_t i = 0; i < n; ++i) size += charges[i].policy->name.size() + 3;
+  std::string out;
+  out.reserve(size);
+  out += "{\"type\":";
+  append_json_string(out, kQuotaExceededType);
   out += ",\"title\":\"Too Many Requests\",\"status\":429";
   if (headline.reason == DenyReason::kCostExceedsBurst) {
     out += ",\"detail\":";
-    out += json_string("cost " + std::to_string(charges[verdict.most_restrictive].cost) +
-                       " exceeds the capacity " + std::to_string(policy.capacity()) +
-                       " of policy " + policy.name + "; this request can never pass");
+    append_json_string(out, "cost " + std::to_string(charges[verdict.most_restrictive].cost) +
+                                " exceeds the capacity " + std::to_string(policy.capacity()) +
+                                " of policy " + policy.name + "; this request can never pass");
   }
   out += ",\"policy\":";
-  out += json_string(policy.name);
+  append_json_string(out, policy.name);
   out += ",\"retry_after\":";
-  out += std::to_string(retry_after_seconds(headline));
+  append_decimal(out, retry_after_seconds(headline));
   out += ",\"violated-policies\":[";
   bool first = true;
   for (std::size_t i = 0; i < n; ++i) {
     if (!enforced_denial(charges[i], verdict.decisions[i])) continue;
     if (!first) out.push_back(',');
     first = false;
-    out += json_string(charges[i].policy->name);
+    append_json_string(out, charges[i].policy->name);
   }
   out += "]}";
   return out;

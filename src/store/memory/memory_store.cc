@@ -29,6 +29,12 @@ MemoryStore::MemoryStore(const MemoryStoreOptions& options, const Clock& clock)
   for (std::size_t i = 0; i < shards; ++i) shards_.push_back(std::make_unique<Shard>());
 }
 
+bool MemoryStore::ExpiryOrder::operator()(const Node* a, const Node* b) const {
+  return a->second.expires_us != b->second.expires_us
+             ? a->second.expires_us < b->second.expires_us
+             : std::less<const Node*>{}(a, b);
+}
+
 MemoryStore::Shard& MemoryStore::shard_for(std::string_view identity) {
   return *shards_[std::hash<std::string_view>{}(identity) % shards_.size()];
 }
@@ -36,13 +42,14 @@ MemoryStore::Shard& MemoryStore::shard_for(std::string_view identity) {
 std::size_t MemoryStore::drop_expired(Shard& shard, std::int64_t now_us, std::size_t budget) {
   std::size_t dropped = 0;
   while (dropped < budget && !shard.by_expiry.empty() &&
-         shard.by_expiry.begin()->first <= now_us) {
+         (*shard.by_expiry.begin())->second.expires_us <= now_us) {
     auto first = shard.by_expiry.begin();
-    shard.map.erase(*first->second);
+    const Node* node = *first;
     shard.by_expiry.erase(first);
+    shard.map.erase(node->first);
     ++dropped;
   }
-  shard.expired += dropped;
+  if (dropped > 0) shard.expired += dropped;  // no write to the shard's line when none
   return dropped;
 }
 
@@ -51,8 +58,9 @@ void MemoryStore::make_room(Shard& shard, std::int64_t now_us) {
   if (drop_expired(shard, now_us, shard.by_expiry.size()) > 0) return;
   // Every state is live: forget the one nearest to full.
   auto first = shard.by_expiry.begin();
-  shard.map.erase(*first->second);
+  const Node* node = *first;
   shard.by_expiry.erase(first);
+  shard.map.erase(node->first);
   ++shard.evicted;
 }
 
@@ -64,41 +72,118 @@ Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
 
   thread_local std::string key;
   std::array<std::optional<State>, kInlinePolicies> inline_states;
+  std::array<Node*, kInlinePolicies> inline_nodes;
   std::vector<std::optional<State>> heap_states;
+  std::vector<Node*> heap_nodes;
   std::span<std::optional<State>> states;
+  std::span<Node*> nodes;  // each charge's map node, found or not yet (null)
   if (n <= kInlinePolicies) {
     states = std::span(inline_states.data(), n);
+    nodes = std::span(inline_nodes.data(), n);
   } else {
     heap_states.resize(n);
+    heap_nodes.resize(n);
     states = heap_states;
+    nodes = heap_nodes;
   }
 
   Shard& shard = shard_for(request.identity);
   std::lock_guard lock(shard.mu);
-  drop_expired(shard, now_us, 2);  // steady, bounded clean-up of full states
+  // One lookup per key. A state whose ttl has passed reads as no state, as if dropped, but its
+  // node is kept: when this decision writes the key again (a client whose bucket refilled
+  // between two requests, the common case for a quiet client or a generous limit), the node is
+  // reused instead of freed and reallocated with its index node.
   for (std::size_t i = 0; i < n; ++i) {
     make_key(key, request.charges[i].policy->name, request.identity);
     auto it = shard.map.find(std::string_view(key));
-    if (it != shard.map.end() && it->second.expiry->first > now_us) states[i] = it->second.state;
+    nodes[i] = it == shard.map.end() ? nullptr : &*it;
+    if (nodes[i] != nullptr && nodes[i]->second.expires_us > now_us) {
+      states[i] = nodes[i]->second.state;
+    }
   }
   Evaluation eval = evaluate(request.charges, states, now);
+
+  // Keys that exist first: nothing has been erased yet, so every node found above is still
+  // there (rehashing moves no node). Then new keys, whose insertion may have to make room by
+  // erasing others.
+  bool inserts = false;
   for (const StateWrite& w : eval.writes) {
-    make_key(key, request.charges[w.index].policy->name, request.identity);
-    const std::int64_t expires_us = now_us + w.ttl.count();
-    auto it = shard.map.find(std::string_view(key));
-    if (it == shard.map.end()) {
-      make_room(shard, now_us);
-      it = shard.map.emplace(key, Entry{}).first;
-      it->second.expiry = shard.by_expiry.emplace(expires_us, &it->first).first;
-    } else {
-      // Re-key the index node in place: no allocation on the hot path.
-      auto node = shard.by_expiry.extract(it->second.expiry);
-      node.value().first = expires_us;
-      it->second.expiry = shard.by_expiry.insert(std::move(node)).position;
+    Node* node = nodes[w.index];
+    if (node == nullptr) {
+      inserts = true;
+      continue;
     }
-    it->second.state = w.state;
+    node->second.state = w.state;
+    rekey(shard, *node, now_us + w.ttl.count());
   }
+  if (inserts) {
+    for (const StateWrite& w : eval.writes) {
+      if (nodes[w.index] != nullptr) continue;
+      make_key(key, request.charges[w.index].policy->name, request.identity);
+      const std::int64_t expires_us = now_us + w.ttl.count();
+      // Looked up again: make_room may have erased a node, and a policy given twice in one
+      // request has its key inserted by the first of its writes.
+      auto it = shard.map.find(std::string_view(key));
+      if (it == shard.map.end()) {
+        make_room(shard, now_us);
+        it = shard.map.emplace(key, Entry{}).first;
+        it->second.expires_us = expires_us;
+        it->second.expiry = shard.by_expiry.insert(&*it).first;
+      } else {
+        rekey(shard, *it, expires_us);
+      }
+      it->second.state = w.state;
+    }
+  }
+  // Steady, bounded clean-up of states that are full again (after the writes, so that it never
+  // frees a node this decision is about to reuse).
+  drop_expired(shard, now_us, 2);
   return std::move(eval.verdict);
+}
+
+void MemoryStore::rekey(Shard& shard, Node& node, std::int64_t expires_us) {
+  // Touches as few nodes as it can: it runs on every write, and with many states each index
+  // node away from the last one is likely a cache miss (with one hot state, a line bounced
+  // between the cores deciding on it).
+  ExpiryIndex& index = shard.by_expiry;
+  Entry& entry = node.second;
+  if (index.size() == 1) {  // the shard's only state: nothing to pass
+    entry.expires_us = expires_us;
+    return;
+  }
+  // (expires_us, &node) against another node's (expires, address): the index's order.
+  const auto before = [&node, expires_us](const Node* other) {
+    return expires_us != other->second.expires_us ? expires_us < other->second.expires_us
+                                                  : std::less<const Node*>{}(&node, other);
+  };
+  const auto it = entry.expiry;
+  const auto last = std::prev(index.end());
+  if (it != last && !before(*last)) {
+    // Past every other state: the usual case when writes are spread over many keys (a state
+    // just written expires after the others, ttls of one policy being alike). The same index
+    // node goes to the end, which the hint makes constant time; no allocation.
+    auto moved = index.extract(it);
+    entry.expires_us = expires_us;
+    entry.expiry = index.insert(index.end(), std::move(moved));
+    return;
+  }
+  // Still between the same neighbours (the last state written again, or a small move): changed
+  // in place, the tree untouched. Moving later, only the next state can be passed; moving
+  // earlier, only the previous one.
+  bool stays;
+  if (expires_us >= entry.expires_us) {
+    const auto next = std::next(it);
+    stays = next == index.end() || before(*next);
+  } else {
+    stays = it == index.begin() || !before(*std::prev(it));
+  }
+  if (stays) {
+    entry.expires_us = expires_us;
+    return;
+  }
+  auto moved = index.extract(it);
+  entry.expires_us = expires_us;
+  entry.expiry = index.insert(std::move(moved)).position;
 }
 
 void MemoryStore::decide(const DecideRequest& request, DecideCallback done) {

@@ -14,9 +14,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <set>
 #include <utility>
-#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -50,10 +51,19 @@ class MemoryStore final : public Store {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
-  // (expires_us, key): the key points into the map's node, which never moves.
-  using ExpiryIndex = std::set<std::pair<std::int64_t, const std::string*>>;
+  // A map node: the key ("<policy>\0<identity>") and its Entry. Nodes never move.
+  struct Entry;
+  using Node = std::pair<const std::string, Entry>;
+  // The expiry index orders nodes by (entry.expires_us, address). It holds only the node's
+  // address: a write whose new expiry keeps the node between the same neighbours (most writes)
+  // changes entry.expires_us in place and leaves the index untouched (see rekey).
+  struct ExpiryOrder {
+    bool operator()(const Node* a, const Node* b) const;
+  };
+  using ExpiryIndex = std::set<const Node*, ExpiryOrder>;
   struct Entry {
     State state;
+    std::int64_t expires_us = 0;  // from then on the state is equivalent to no state
     ExpiryIndex::iterator expiry;
   };
   using Map = std::unordered_map<std::string, Entry, StringHash, std::equal_to<>>;
@@ -69,6 +79,8 @@ class MemoryStore final : public Store {
   // Drops up to `budget` states whose ttl has passed; returns how many it dropped.
   std::size_t drop_expired(Shard& shard, std::int64_t now_us, std::size_t budget);
   void make_room(Shard& shard, std::int64_t now_us);
+  // Sets `node`'s expiry to `expires_us`, moving it in the shard's expiry index if it must.
+  static void rekey(Shard& shard, Node& node, std::int64_t expires_us);
 
   const Clock& clock_;
   std::size_t per_shard_;

@@ -67,6 +67,38 @@ TEST(MemoryStore, EvictsTheStateNearestToFullWhenNothingHasExpired) {
   EXPECT_EQ(decide(store, "c", {{&p, 0}})->headline().remaining, 8);
 }
 
+// The expiry index stays ordered when states are written again (re-keyed in place or moved):
+// at each step exactly the states whose ttl has passed are dropped, none left behind.
+TEST(MemoryStore, RewrittenStatesExpireInTheirNewOrder) {
+  ManualClock clock;
+  MemoryStore store(MemoryStoreOptions{.max_keys = 100, .shards = 1}, clock);
+  // 10 per 10 s: each token taken is one second until full again.
+  const Policy p = conformance_policy("p", Algorithm::kTokenBucket, 10, std::chrono::seconds(10));
+  decide(store, "k0", {{&p, 1}});  // full at +1 s
+  decide(store, "k1", {{&p, 2}});  // +2 s
+  decide(store, "k2", {{&p, 3}});  // +3 s
+  decide(store, "k3", {{&p, 4}});  // +4 s
+  decide(store, "k1", {{&p, 3}});  // +5 s: moves past k2 and k3
+  decide(store, "k3", {{&p, 1}});  // +5 s: ties with k1 (then ordered by address)
+  decide(store, "k0", {{&p, 1}});  // +2 s: stays first
+  ASSERT_EQ(store.size(), 4u);
+  // A peek on another key drops up to two expired states and writes nothing.
+  const auto settle = [&] {
+    for (int i = 0; i < 3; ++i) decide(store, "probe", {{&p, 0}});
+  };
+  const std::pair<int, std::size_t> steps[] = {
+      {1500, 4}, {2500, 3}, {3500, 2}, {4999, 2}, {5000, 0}};
+  std::int64_t at_ms = 0;
+  for (const auto& [ms, left] : steps) {
+    clock.advance(std::chrono::milliseconds(ms - at_ms));
+    at_ms = ms;
+    settle();
+    EXPECT_EQ(store.size(), left) << "at +" << ms << " ms";
+  }
+  EXPECT_EQ(store.evicted_count(), 0u);
+  EXPECT_EQ(store.expired_count(), 4u);
+}
+
 TEST(MemoryStore, TimeGoingBackwardsAddsNoTokens) {
   ManualClock clock;
   MemoryStore store(MemoryStoreOptions{}, clock);
