@@ -214,6 +214,11 @@ std::string normalize_path(std::string_view target) {
     }
   }
   const std::string_view path = target.substr(0, target.find_first_of("?#"));
+  // Most paths are already normal: no escape, no empty or dot segment. Return them as they are.
+  if (!path.empty() && path.front() == '/' && path.find('%') == std::string_view::npos &&
+      path.find("//") == std::string_view::npos && path.find("/.") == std::string_view::npos) {
+    return std::string(path);
+  }
   // Decode %XX of unreserved characters only: they mean the same encoded or not (RFC 3986
   // §6.2.2.2). "%2F" stays: a decoded '/' would be a different path.
   std::string decoded;
@@ -333,7 +338,10 @@ Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
     return out;
   }
   const HeaderLookup lookup = [&req](std::string_view name) { return find_header(req, name); };
-  auto identity = identify(c.identity, lookup, ctx.peer, forwarded_for(req), c.trusted_proxies);
+  // X-Forwarded-For is read only when some peer may be believed.
+  auto identity = identify(c.identity, lookup, ctx.peer,
+                           c.trusted_proxies.empty() ? std::string() : forwarded_for(req),
+                           c.trusted_proxies);
   if (!identity) {
     std::string names;
     for (const config::IdentitySource& s : c.identity) {
