@@ -21,14 +21,17 @@ fail() {
   failures=$((failures + 1))
 }
 
-# A block of `count` consecutive free loopback ports.
+# A block of `count` consecutive free loopback ports, below the kernel's ephemeral range
+# (ip_local_port_range, 32768 and up by default): there, a port no one listens on can still be
+# the local end of some connection, and binding it fails.
 free_block() {
-  local count=$1 base p ok
+  local count=$1 base p ok low
+  low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
   for _ in $(seq 1 200); do
-    base=$((20000 + RANDOM % 40000))
+    base=$((10000 + RANDOM % (low - 10000 - count)))
     ok=1
     for ((p = base; p < base + count; p++)); do
-      if ss -Hltn "sport = :$p" | grep -q .; then ok=0; break; fi
+      if ss -Hatn "sport = :$p" | grep -q .; then ok=0; break; fi
     done
     ((ok)) && { echo "$base"; return; }
   done
