@@ -1,6 +1,7 @@
 #include "http/handler.h"
 
 #include <algorithm>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/status.hpp>
 #include <nlohmann/json.hpp>
@@ -17,10 +18,8 @@ constexpr std::string_view kServerName = "floodgate";
 constexpr std::size_t kMaxCheckKeyBytes = 1024;
 
 bool ieq(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           const auto lo = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
-           return lo(x) == lo(y);
-         });
+  return boost::beast::iequals(boost::beast::string_view(a.data(), a.size()),
+                               boost::beast::string_view(b.data(), b.size()));
 }
 
 std::optional<std::string_view> find_header(const Request& r, std::string_view name) {

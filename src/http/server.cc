@@ -118,7 +118,6 @@ struct Worker {
     bool idle = true;  // waiting for a request's first byte
   };
 
-  std::size_t index = 0;
   std::unordered_set<SessionEntry*> sessions;
   std::shared_ptr<const Runtime> runtime;
   ThreadMetrics* metrics = nullptr;
@@ -160,7 +159,6 @@ struct Server::Impl {
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<tcp::acceptor> acceptor;  // on workers[0]
   std::uint16_t port = 0;
-  std::string version;
 
   std::atomic<int> open_connections{0};
   std::atomic<bool> draining{false};
@@ -624,7 +622,6 @@ Result<std::unique_ptr<Server>> Server::make(ServerOptions options) {
   const config::Config& c = *options.config;
   const std::size_t threads = static_cast<std::size_t>(std::max(1, c.threads));
   auto impl = std::make_unique<Impl>(threads);
-  impl->version = options.version;
 
   if (options.store) {
     impl->store = std::move(options.store);
@@ -645,7 +642,6 @@ Result<std::unique_ptr<Server>> Server::make(ServerOptions options) {
   impl->config = options.config;
   for (std::size_t i = 0; i < threads; ++i) {
     auto w = std::make_unique<Worker>();
-    w->index = i;
     w->metrics = &impl->metrics.shard(i);
     w->set_runtime(rt);
     impl->workers.push_back(std::move(w));
