@@ -95,6 +95,17 @@ count() { grep -c "^$1 " "$2" || true; }
 # Requests that did not get a 200 or a 429 (000: no response; 5xx: failed).
 failed() { grep -vcE '^(200|429) ' "$1" || true; }
 
+# expect_all_answered FILE N WHAT: FILE (from load) has N results, every one a 200 or a 429;
+# prints the figure.
+expect_all_answered() {
+  local n bad
+  n=$(wc -l <"$1")
+  bad=$(failed "$1")
+  echo "figure: $n $3: $bad failed"
+  [[ $n == "$2" ]] || fail "$n results, want $2"
+  [[ $bad == 0 ]] || fail "$bad requests failed: $(grep -vE '^(200|429) ' "$1" | sort | uniq -c)"
+}
+
 instance_metric() {  # instance_metric N REGEX: the sum of matching sample values on instance N
   curl -s "http://127.0.0.1:$((FG_INSTANCE_PORT + $1 - 1))/metrics" |
     grep -E "$2" | awk '{s += $NF} END {print s + 0}'
@@ -155,11 +166,7 @@ case $case_name in
     sleep 1
     "$stack" kill-instance 1
     wait $loader
-    n=$(wc -l <"$run/load")
-    bad=$(failed "$run/load")
-    echo "figure: $n requests, instance 1 killed after ~1 s: $bad failed"
-    [[ $n == 400 ]] || fail "$n results, want 400"
-    [[ $bad == 0 ]] || fail "$bad requests failed: $(grep -vE '^(200|429) ' "$run/load" | sort | uniq -c)"
+    expect_all_answered "$run/load" 400 "requests, instance 1 killed after ~1 s"
     ;;
 
   rolling_restart)
@@ -175,11 +182,7 @@ case $case_name in
       sleep 1.5  # HAProxy: 2 good checks 500 ms apart before it routes there again
     done
     wait $loader
-    n=$(wc -l <"$run/load")
-    bad=$(failed "$run/load")
-    echo "figure: $n requests during a rolling restart of both instances: $bad failed"
-    [[ $n == 600 ]] || fail "$n results, want 600"
-    [[ $bad == 0 ]] || fail "$bad requests failed: $(grep -vE '^(200|429) ' "$run/load" | sort | uniq -c)"
+    expect_all_answered "$run/load" 600 "requests during a rolling restart of both instances"
     ;;
 
   redis_failover)
