@@ -338,9 +338,9 @@ Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
   }
   const HeaderLookup lookup = [&req](std::string_view name) { return find_header(req, name); };
   // X-Forwarded-For is read only when some peer may be believed.
-  auto identity = identify(c.identity, lookup, ctx.peer,
-                           c.trusted_proxies.empty() ? std::string() : forwarded_for(req),
-                           c.trusted_proxies);
+  auto identity =
+      identify(c.identity, lookup, ctx.peer,
+               c.trusted_proxies.empty() ? std::string() : forwarded_for(req), c.trusted_proxies);
   if (!identity) {
     std::string names;
     for (const config::IdentitySource& s : c.identity) {
