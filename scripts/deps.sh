@@ -10,6 +10,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
   redis-server redis-tools haproxy wrk curl openssl procps iproute2 socat
   nginx  # bench/http_bench.sh: the static-200 ceiling (bookworm: `nginx` ships /usr/sbin/nginx)
+  clang-14 libclang-rt-14-dev llvm-14  # make fuzz (libFuzzer) and sanitizer symbolization
+  faketime gnuplot-nox                 # make bench-report: clock-skew accuracy, the chart
 )
 
 missing=()
