@@ -1,5 +1,5 @@
 # Thin wrapper over CMake presets; see README.md.
-.PHONY: all deps build test test-asan bench bench-http run run-single clean
+.PHONY: all deps build test test-asan bench bench-http bench-report run run-single clean
 
 JOBS ?= $(shell nproc)
 PRESET ?= release
@@ -36,6 +36,12 @@ bench: build
 # 200 on this machine; starts and stops every server itself. Knobs: see bench/http_bench.sh.
 bench-http: build
 	FLOODGATE=build/$(PRESET)/floodgate bench/http_bench.sh
+
+# docs/benchmarks.md's generated part and docs/benchmarks.png: floodgate beside the NestJS peers
+# (../shared/peers), nginx and redis-benchmark, in one run, then the accuracy runs
+# (bench/accuracy.sh). About 15 minutes; knobs: see bench/report.sh.
+bench-report: build
+	FLOODGATE=build/$(PRESET)/floodgate bench/report.sh
 
 # The whole system (deploy/local/stack.sh): a Redis Cluster (3 masters + 3 replicas), two
 # floodgate instances, HAProxy on http://127.0.0.1:8080 and https://127.0.0.1:8443. Ctrl-C stops
