@@ -283,7 +283,8 @@ bool policy_matches(const config::Match& match, std::string_view method, std::st
 Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
   const config::Config& c = *rt.config;
   Route out;
-  const std::string path = normalize_path(sv(req.target()));
+  out.path = normalize_path(sv(req.target()));
+  const std::string& path = out.path;
 
   // Operations endpoints: never rate limited.
   if (path == "/healthz" || path == "/readyz") {
@@ -456,7 +457,10 @@ Answer answer_check(const Request& req, const Route& route, const Runtime& rt,
 }
 
 Response demo_resource(const Request& req) {
-  const std::string path = normalize_path(sv(req.target()));
+  return demo_resource(req, normalize_path(sv(req.target())));
+}
+
+Response demo_resource(const Request& req, std::string_view path) {
   if (!path.starts_with("/api/")) {
     return problem_response(
         req.version(), 404,
@@ -489,11 +493,16 @@ Response problem_response(unsigned version, int status, std::string_view detail)
 
 void finish(Response& r, const Request& req, const Runtime& rt, const HeaderFields& fields,
             const RequestContext& ctx) {
+  prepare(r, req, rt, fields, ctx);
+  add_fields(r, fields);
+}
+
+void prepare(Response& r, const Request& req, const Runtime& rt, const HeaderFields& fields,
+             const RequestContext& ctx) {
   // An upstream's own rate-limit fields would contradict ours: ours win.
   for (const auto& [name, value] : fields) {
     r.erase(boost::beast::string_view(name.data(), name.size()));
   }
-  add_fields(r, fields);
   if (const auto origin = find_header(req, "Origin");
       origin && origin_allowed(*rt.config, *origin)) {
     r.set(beast_http::field::access_control_allow_origin,
@@ -514,10 +523,11 @@ void finish(Response& r, const Request& req, const Runtime& rt, const HeaderFiel
   }
 }
 
-std::string serialize_response(const Response& r) {
+std::string serialize_response(const Response& r, const HeaderFields& extra) {
   const std::string_view reason = sv(r.reason());
   std::size_t size = 32 + reason.size() + r.body().size();
   for (const auto& f : r) size += f.name_string().size() + f.value().size() + 4;
+  for (const auto& [name, value] : extra) size += name.size() + value.size() + 4;
   std::string out;
   out.reserve(size);
   out += r.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
@@ -529,6 +539,12 @@ std::string serialize_response(const Response& r) {
     out += sv(f.name_string());
     out += ": ";
     out += sv(f.value());
+    out += "\r\n";
+  }
+  for (const auto& [name, value] : extra) {
+    out += name;
+    out += ": ";
+    out += value;
     out += "\r\n";
   }
   out += "\r\n";

@@ -25,6 +25,7 @@
 
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/container/small_vector.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -84,10 +85,12 @@ struct Route {
   };
   Kind kind = Kind::kReply;
   Response reply;
+  std::string path;  // the normalized path (normalize_path), when a policy could apply
   std::string identity;
-  std::vector<Charge> charges;              // policies point into the Runtime's config
-  std::vector<Charge> local_charges;        // the same, pointing into Runtime::local_policies
-  std::vector<std::size_t> policy_indices;  // into config->policies, one per charge
+  // Inline storage: most requests match a few policies, and these are built for every request.
+  boost::container::small_vector<Charge, 4> charges;  // policies point into the Runtime's config
+  boost::container::small_vector<Charge, 4> local_charges;  // into Runtime::local_policies
+  boost::container::small_vector<std::size_t, 4> policy_indices;  // into config->policies
 };
 
 Route route(const Request& request, const Runtime& runtime, const RequestContext& context);
@@ -119,6 +122,8 @@ Answer answer_check(const Request& request, const Route& route, const Runtime& r
 // The built-in resource (no upstream): any method on /api/... answers 200 with a small JSON
 // body naming the method and path; anything else is a 404 problem.
 Response demo_resource(const Request& request);
+// The same, given the request's path as normalize_path() returned it.
+Response demo_resource(const Request& request, std::string_view normalized_path);
 
 // GET /metrics with the rendered text.
 Response metrics_response(const Request& request, std::string text);
@@ -133,9 +138,16 @@ Response problem_response(unsigned version, int status, std::string_view detail)
 void finish(Response& response, const Request& request, const Runtime& runtime,
             const HeaderFields& fields, const RequestContext& context);
 
-// The bytes of `response` on the wire: status line, fields in order, blank line, body. finish()
-// has set Content-Length, so the body is never chunked. One contiguous buffer, so one write.
-std::string serialize_response(const Response& response);
+// finish() except adding `fields` (an upstream's fields of the same names are still removed):
+// the server hands them to serialize_response() instead, which writes them without building
+// them into the response's field container first.
+void prepare(Response& response, const Request& request, const Runtime& runtime,
+             const HeaderFields& fields, const RequestContext& context);
+
+// The bytes of `response` on the wire: status line, fields in order, then `extra` in order,
+// blank line, body. finish()/prepare() has set Content-Length, so the body is never chunked.
+// One contiguous buffer, so one write.
+std::string serialize_response(const Response& response, const HeaderFields& extra = {});
 
 // The status and short reason for a request that could not be read: 400 malformed, 413 body
 // too large, 431 header section too large, 408 too slow. Closes the connection.

@@ -167,7 +167,8 @@ TEST_F(HandlerTest, PoliciesMatchByPathMethodAndHeader) {
   Route r = route(get("/api/items"), *rt, ctx);
   ASSERT_EQ(r.kind, Route::Kind::kDecide);
   EXPECT_EQ(policy_names(r), (std::vector<std::string>{"per-minute", "per-second"}));
-  EXPECT_EQ(r.policy_indices, (std::vector<std::size_t>{0, 1}));
+  EXPECT_EQ(std::vector<std::size_t>(r.policy_indices.begin(), r.policy_indices.end()),
+            (std::vector<std::size_t>{0, 1}));
 
   r = route(get("/api/login", {}, beast_http::verb::post), *rt, ctx);
   EXPECT_EQ(policy_names(r), (std::vector<std::string>{"per-minute", "per-second", "login"}));

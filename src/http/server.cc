@@ -294,8 +294,9 @@ struct Server::Impl {
 
   // ---- requests ----------------------------------------------------------------------------
 
-  awaitable<Response> serve(Request& req, Worker& w, const tcp::endpoint& peer) {
-    if (!w.upstream) co_return demo_resource(req);
+  awaitable<Response> serve(Request& req, Worker& w, const tcp::endpoint& peer,
+                            const std::string& path) {
+    if (!w.upstream) co_return path.empty() ? demo_resource(req) : demo_resource(req, path);
     auto pool = w.upstream;  // keeps the pool alive across a reload
     Request up = make_upstream_request(req, peer.address().to_string(), *w.upstream_target);
     Result<Response> r = co_await pool->forward(std::move(up));
@@ -312,8 +313,14 @@ struct Server::Impl {
     co_return res;
   }
 
-  awaitable<Response> handle(Request& req, Worker& w, const tcp::endpoint& peer,
-                             const config::IpAddress& peer_ip) {
+  // A response and the rate-limit fields serialize_response() adds to it.
+  struct Reply {
+    Response response;
+    HeaderFields fields;
+  };
+
+  awaitable<Reply> handle(Request& req, Worker& w, const tcp::endpoint& peer,
+                          const config::IpAddress& peer_ip) {
     const auto started_at = std::chrono::steady_clock::now();
     const std::shared_ptr<const Runtime> rt = w.runtime;  // this request's configuration
     const RequestContext ctx{peer_ip, ready(), draining.load(std::memory_order_relaxed)};
@@ -329,7 +336,7 @@ struct Server::Impl {
         res = metrics_response(req, metrics.render());
         break;
       case Route::Kind::kServe:
-        res = co_await serve(req, w, peer);
+        res = co_await serve(req, w, peer, r.path);
         break;
       case Route::Kind::kDecide:
       case Route::Kind::kCheck: {
@@ -352,7 +359,7 @@ struct Server::Impl {
                   : (v != nullptr && v->allowed)      ? "allowed"
                                                       : "denied";
         if (a.serve) {
-          res = co_await serve(req, w, peer);
+          res = co_await serve(req, w, peer, r.path);
           fields = std::move(a.fields);
         } else {
           res = std::move(a.response);
@@ -364,7 +371,7 @@ struct Server::Impl {
     // have begun while this request waited).
     RequestContext done_ctx = ctx;
     done_ctx.draining = draining.load(std::memory_order_relaxed);
-    finish(res, req, *rt, fields, done_ctx);
+    prepare(res, req, *rt, fields, done_ctx);
     w.metrics->on_request(static_cast<int>(res.result_int()));
     if (rt->config->access_log) {
       const std::string peer_text = peer.address().to_string();
@@ -387,7 +394,8 @@ struct Server::Impl {
       if (ua != req.end()) e.user_agent = std::string_view(ua->value().data(), ua->value().size());
       access_log.write(format_access_log(e));
     }
-    co_return res;
+    Reply reply{std::move(res), std::move(fields)};
+    co_return reply;
   }
 
   // After an error answer, before closing: stop sending and read (and drop) what the client is
@@ -508,10 +516,10 @@ struct Server::Impl {
         break;
       }
       Request req = parser.release();
-      Response res = co_await handle(req, w, peer, peer_ip);
-      const bool keep_alive = res.keep_alive();
+      Reply reply = co_await handle(req, w, peer, peer_ip);
+      const bool keep_alive = reply.response.keep_alive();
       served = true;
-      const std::string bytes = serialize_response(res);
+      const std::string bytes = serialize_response(reply.response, reply.fields);
       stream.expires_after(limits.write_timeout);
       auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(bytes), kTuple);
       (void)wn;
