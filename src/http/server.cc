@@ -31,6 +31,7 @@
 #include "http/identity.h"
 #include "http/metrics.h"
 #include "http/upstream.h"
+#include "store/memory/memory_store.h"
 #include "store/open_store.h"
 #include "store/redis/redis_store.h"
 
@@ -152,6 +153,7 @@ struct Server::Impl {
   std::shared_ptr<Store> store;
   std::unique_ptr<Store> local_store;  // on_store_error: local
   redis::RedisStore* redis = nullptr;  // store, when it must be bound to the threads
+  memory::MemoryStore* memory_store = nullptr;  // store, when it decides synchronously
   Metrics metrics;
   CircuitBreaker breaker;
   LogThrottle degraded_log{1};
@@ -213,14 +215,12 @@ struct Server::Impl {
     co_return std::move(*st->result);
   }
 
-  awaitable<StoreOutcome> decide(Worker& w, const Route& r, const Runtime& rt) {
-    const auto started_at = std::chrono::steady_clock::now();
-    const DecideRequest request{r.identity, r.charges};
-    Result<Verdict> verdict = fail(ErrorCode::kUnavailable, "circuit open");
-    if (breaker.allow(now())) {
-      verdict = co_await store_decide(*store, request);
-      const Duration latency =
-          std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - started_at);
+  // The store's answer, as the session sees it: counted, fed to the breaker, and on an outage
+  // replaced by what on_store_error says. `latency` is how long the store took (zero when the
+  // breaker did not let the request through).
+  StoreOutcome after_store(Worker& w, const Route& r, const Runtime& rt, Result<Verdict> verdict,
+                           bool asked, Duration latency) {
+    if (asked) {
       if (verdict) {
         breaker.on_success();
         w.metrics->on_store(StoreResult::kOk, latency);
@@ -255,7 +255,29 @@ struct Server::Impl {
             store->kind(), out.verdict.error().to_string(), config::to_string(mode), suppressed);
       }
     }
-    co_return out;
+    return out;
+  }
+
+  awaitable<StoreOutcome> decide(Worker& w, const Route& r, const Runtime& rt) {
+    const auto started_at = std::chrono::steady_clock::now();
+    const DecideRequest request{r.identity, r.charges};
+    Result<Verdict> verdict = fail(ErrorCode::kUnavailable, "circuit open");
+    const bool asked = breaker.allow(now());
+    if (asked) verdict = co_await store_decide(*store, request);
+    const Duration latency =
+        std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - started_at);
+    co_return after_store(w, r, rt, std::move(verdict), asked, latency);
+  }
+
+  // decide() for the memory store, which answers before returning: no coroutine, no suspension.
+  StoreOutcome decide_now(Worker& w, const Route& r, const Runtime& rt) {
+    const auto started_at = std::chrono::steady_clock::now();
+    Result<Verdict> verdict = fail(ErrorCode::kUnavailable, "circuit open");
+    const bool asked = breaker.allow(now());
+    if (asked) verdict = memory_store->decide_now(DecideRequest{r.identity, r.charges});
+    const Duration latency =
+        std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - started_at);
+    return after_store(w, r, rt, std::move(verdict), asked, latency);
   }
 
   // Every second on thread 0: does the store answer? (for /readyz; also closes the breaker).
@@ -319,82 +341,138 @@ struct Server::Impl {
     HeaderFields fields;
   };
 
-  awaitable<Reply> handle(Request& req, Worker& w, const tcp::endpoint& peer,
-                          const config::IpAddress& peer_ip) {
-    const auto started_at = std::chrono::steady_clock::now();
-    const std::shared_ptr<const Runtime> rt = w.runtime;  // this request's configuration
-    const RequestContext ctx{peer_ip, ready(), draining.load(std::memory_order_relaxed)};
-    Route r = route(req, *rt, ctx);
-    Response res;
+  // One request in progress between the steps of handle() / handle_now().
+  struct Exchange {
+    std::chrono::steady_clock::time_point started_at;
+    std::shared_ptr<const Runtime> rt;  // this request's configuration
+    RequestContext ctx;
+    Route route;
+    Response response;
     HeaderFields fields;
     std::string_view outcome;
-    switch (r.kind) {
+  };
+
+  Exchange begin(Request& req, Worker& w, const config::IpAddress& peer_ip) {
+    Exchange x;
+    x.started_at = std::chrono::steady_clock::now();
+    x.rt = w.runtime;
+    x.ctx = RequestContext{peer_ip, ready(), draining.load(std::memory_order_relaxed)};
+    x.route = route(req, *x.rt, x.ctx);
+    return x;
+  }
+
+  // After the store's outcome: the answer (x.response), or true when the resource is to be
+  // served with x.fields.
+  bool decided(Request& req, Worker& w, Exchange& x, const StoreOutcome& so) {
+    const Route& r = x.route;
+    const Runtime& rt = *x.rt;
+    Answer a = r.kind == Route::Kind::kDecide ? answer_decision(req, r, rt, so)
+                                              : answer_check(req, r, rt, so);
+    const Verdict* v =
+        so.verdict ? &*so.verdict : (so.local_verdict ? &*so.local_verdict : nullptr);
+    if (v != nullptr && rt.metric_ids.size() == rt.config->policies.size()) {
+      for (std::size_t i = 0; i < v->decisions.size(); ++i) {
+        const Decision& d = v->decisions[i];
+        const bool shadow = r.charges[i].policy->shadow;
+        w.metrics->on_decision(rt.metric_ids[r.policy_indices[i]],
+                               d.allowed ? PolicyOutcome::kAllowed
+                               : shadow  ? PolicyOutcome::kShadowDenied
+                                         : PolicyOutcome::kDenied);
+      }
+    }
+    x.outcome = a.degraded != Answer::Degraded::kNo ? "degraded"
+                : (v != nullptr && v->allowed)      ? "allowed"
+                                                    : "denied";
+    if (a.serve) {
+      x.fields = std::move(a.fields);
+      return true;
+    }
+    x.response = std::move(a.response);
+    return false;
+  }
+
+  Reply end(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x) {
+    // The request's own runtime decides CORS and keep-alive; draining is read again (it may
+    // have begun while this request waited).
+    RequestContext done_ctx = x.ctx;
+    done_ctx.draining = draining.load(std::memory_order_relaxed);
+    prepare(x.response, req, *x.rt, x.fields, done_ctx);
+    w.metrics->on_request(static_cast<int>(x.response.result_int()));
+    if (x.rt->config->access_log) log_access(req, peer, x);
+    return Reply{std::move(x.response), std::move(x.fields)};
+  }
+
+  void log_access(const Request& req, const tcp::endpoint& peer, const Exchange& x) {
+    const Route& r = x.route;
+    const std::string peer_text = peer.address().to_string();
+    const std::string client = r.identity.empty() ? std::string() : loggable_identity(r.identity);
+    const std::string_view policy =
+        r.charges.empty() ? std::string_view() : std::string_view(r.charges.front().policy->name);
+    const auto ua = req.find(beast::http::field::user_agent);
+    AccessLogEntry e;
+    e.time = now();
+    e.peer = peer_text;
+    e.client = client;
+    e.method = std::string_view(req.method_string().data(), req.method_string().size());
+    e.target = std::string_view(req.target().data(), req.target().size());
+    e.status = static_cast<int>(x.response.result_int());
+    e.bytes_sent = req.method() == beast::http::verb::head ? 0 : x.response.body().size();
+    e.duration =
+        std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - x.started_at);
+    e.policy = policy;
+    e.outcome = x.outcome;
+    if (ua != req.end()) e.user_agent = std::string_view(ua->value().data(), ua->value().size());
+    access_log.write(format_access_log(e));
+  }
+
+  // The whole request when nothing needs to wait: a memory store, which decides before
+  // returning, and the built-in resource. Most requests of such a server take this path, with
+  // no coroutine frame of their own. Empty: use handle().
+  std::optional<Reply> handle_now(Request& req, Worker& w, const tcp::endpoint& peer,
+                                  const config::IpAddress& peer_ip) {
+    if (memory_store == nullptr || w.upstream) return std::nullopt;
+    Exchange x = begin(req, w, peer_ip);
+    switch (x.route.kind) {
       case Route::Kind::kReply:
-        res = std::move(r.reply);
+        x.response = std::move(x.route.reply);
         break;
       case Route::Kind::kMetrics:
-        res = metrics_response(req, metrics.render());
+        x.response = metrics_response(req, metrics.render());
         break;
       case Route::Kind::kServe:
-        res = co_await serve(req, w, peer, r.path);
+        x.response = demo_resource(req, x.route.path);
+        break;
+      case Route::Kind::kDecide:
+      case Route::Kind::kCheck:
+        if (decided(req, w, x, decide_now(w, x.route, *x.rt))) {
+          x.response = demo_resource(req, x.route.path);
+        }
+        break;
+    }
+    return end(req, w, peer, x);
+  }
+
+  awaitable<Reply> handle(Request& req, Worker& w, const tcp::endpoint& peer,
+                          const config::IpAddress& peer_ip) {
+    Exchange x = begin(req, w, peer_ip);
+    switch (x.route.kind) {
+      case Route::Kind::kReply:
+        x.response = std::move(x.route.reply);
+        break;
+      case Route::Kind::kMetrics:
+        x.response = metrics_response(req, metrics.render());
+        break;
+      case Route::Kind::kServe:
+        x.response = co_await serve(req, w, peer, x.route.path);
         break;
       case Route::Kind::kDecide:
       case Route::Kind::kCheck: {
-        const StoreOutcome so = co_await decide(w, r, *rt);
-        Answer a = r.kind == Route::Kind::kDecide ? answer_decision(req, r, *rt, so)
-                                                  : answer_check(req, r, *rt, so);
-        const Verdict* v =
-            so.verdict ? &*so.verdict : (so.local_verdict ? &*so.local_verdict : nullptr);
-        if (v != nullptr && rt->metric_ids.size() == rt->config->policies.size()) {
-          for (std::size_t i = 0; i < v->decisions.size(); ++i) {
-            const Decision& d = v->decisions[i];
-            const bool shadow = r.charges[i].policy->shadow;
-            w.metrics->on_decision(rt->metric_ids[r.policy_indices[i]],
-                                   d.allowed ? PolicyOutcome::kAllowed
-                                   : shadow  ? PolicyOutcome::kShadowDenied
-                                             : PolicyOutcome::kDenied);
-          }
-        }
-        outcome = a.degraded != Answer::Degraded::kNo ? "degraded"
-                  : (v != nullptr && v->allowed)      ? "allowed"
-                                                      : "denied";
-        if (a.serve) {
-          res = co_await serve(req, w, peer, r.path);
-          fields = std::move(a.fields);
-        } else {
-          res = std::move(a.response);
-        }
+        const StoreOutcome so = co_await decide(w, x.route, *x.rt);
+        if (decided(req, w, x, so)) x.response = co_await serve(req, w, peer, x.route.path);
         break;
       }
     }
-    // The request's own runtime decides CORS and keep-alive; draining is read again (it may
-    // have begun while this request waited).
-    RequestContext done_ctx = ctx;
-    done_ctx.draining = draining.load(std::memory_order_relaxed);
-    prepare(res, req, *rt, fields, done_ctx);
-    w.metrics->on_request(static_cast<int>(res.result_int()));
-    if (rt->config->access_log) {
-      const std::string peer_text = peer.address().to_string();
-      const std::string client = r.identity.empty() ? std::string() : loggable_identity(r.identity);
-      const std::string_view policy =
-          r.charges.empty() ? std::string_view() : std::string_view(r.charges.front().policy->name);
-      const auto ua = req.find(beast::http::field::user_agent);
-      AccessLogEntry e;
-      e.time = now();
-      e.peer = peer_text;
-      e.client = client;
-      e.method = std::string_view(req.method_string().data(), req.method_string().size());
-      e.target = std::string_view(req.target().data(), req.target().size());
-      e.status = static_cast<int>(res.result_int());
-      e.bytes_sent = req.method() == beast::http::verb::head ? 0 : res.body().size();
-      e.duration =
-          std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - started_at);
-      e.policy = policy;
-      e.outcome = outcome;
-      if (ua != req.end()) e.user_agent = std::string_view(ua->value().data(), ua->value().size());
-      access_log.write(format_access_log(e));
-    }
-    Reply reply{std::move(res), std::move(fields)};
+    Reply reply = end(req, w, peer, x);
     co_return reply;
   }
 
@@ -516,7 +594,9 @@ struct Server::Impl {
         break;
       }
       Request req = parser.release();
-      Reply reply = co_await handle(req, w, peer, peer_ip);
+      std::optional<Reply> now_reply = handle_now(req, w, peer, peer_ip);
+      if (!now_reply) now_reply = co_await handle(req, w, peer, peer_ip);
+      Reply& reply = *now_reply;
       const bool keep_alive = reply.response.keep_alive();
       served = true;
       const std::string bytes = serialize_response(reply.response, reply.fields);
@@ -643,6 +723,7 @@ Result<std::unique_ptr<Server>> Server::make(ServerOptions options) {
     impl->store = std::move(*s);
   }
   impl->redis = dynamic_cast<redis::RedisStore*>(impl->store.get());
+  impl->memory_store = dynamic_cast<memory::MemoryStore*>(impl->store.get());
   impl->local_store = make_memory_store(MemoryStoreOptions{}, SystemClock::instance());
   impl->metrics.set_info(options.version, impl->store->kind());
 
