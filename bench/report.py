@@ -355,9 +355,10 @@ def main():
     if a.accuracy and os.path.exists(a.accuracy) and os.path.getsize(a.accuracy) > 0:
         with open(a.accuracy) as f:
             text = f.read().strip()
-        # The accuracy report's headings become subsections of this one.
-        md.append("## Accuracy")
-        md.append("")
+        # The accuracy report's headings move one level down, under this file's title.
+        if not text.startswith("# "):
+            md.append("## Accuracy")
+            md.append("")
         for line in text.splitlines():
             md.append(("#" + line) if line.startswith("#") else line)
         md.append("")
