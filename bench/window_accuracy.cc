@@ -109,7 +109,10 @@ Pattern steady(double factor) {
 // `limit` requests in the last 0.5 s of a window and `limit` in the first 0.5 s of the next, then
 // two idle windows; repeated. The worst case of a fixed window.
 Pattern edge_bursts() {
-  Pattern p{"edge bursts", "limit in the last 0.5 s of a window, limit in the first 0.5 s of the next, 2 windows idle", {}};
+  Pattern p{
+      "edge bursts",
+      "limit in the last 0.5 s of a window, limit in the first 0.5 s of the next, 2 windows idle",
+      {}};
   for (int w = 1; w < kPeriods; w += 3) {
     const std::int64_t edge = kT0 + w * kPeriodUs;
     for (int i = 0; i < kLimit; ++i) p.arrivals.push_back({edge - 500'000 + i * 5'000});
@@ -122,7 +125,10 @@ Pattern edge_bursts() {
 // window, then two idle windows. The sliding window counter assumes the previous window's requests
 // were spread evenly; here they were all at its end.
 Pattern edge_then_steady() {
-  Pattern p{"edge burst + steady", "limit in the last 0.5 s of a window, then 2x the rate through the next window, 2 windows idle", {}};
+  Pattern p{"edge burst + steady",
+            "limit in the last 0.5 s of a window, then 2x the rate through the next window, 2 "
+            "windows idle",
+            {}};
   const std::int64_t gap = kPeriodUs / (2 * kLimit);
   for (int w = 1; w < kPeriods; w += 3) {
     const std::int64_t edge = kT0 + w * kPeriodUs;
@@ -149,7 +155,10 @@ Pattern poisson(double factor, std::uint64_t seed) {
 
 // Bursts of 1..limit requests 1 ms apart, starting at Poisson times, 1.2x the limit on average.
 Pattern random_bursts(std::uint64_t seed) {
-  Pattern p{"random bursts", "bursts of 1..limit requests 1 ms apart at Poisson times, 1.2x limit/period on average (fixed seed)", {}};
+  Pattern p{"random bursts",
+            "bursts of 1..limit requests 1 ms apart at Poisson times, 1.2x limit/period on average "
+            "(fixed seed)",
+            {}};
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int> size(1, kLimit);
   const double mean_size = (1 + kLimit) / 2.0;
@@ -285,7 +294,7 @@ struct Outcome {
 Outcome run(Algorithm a, Ref r, const Pattern& pattern) {
   const Policy policy = make_policy(a);
   std::optional<State> state;
-  std::int64_t expires_at = 0;  // true time, as the store's clock (Redis PX) counts it
+  std::int64_t expires_at = 0;           // true time, as the store's clock (Redis PX) counts it
   auto shadow = make_reference(r);       // fed the algorithm's own admissions
   auto independent = make_reference(r);  // decides the same arrivals on its own
   Outcome o;
@@ -336,9 +345,9 @@ void print_table(const std::vector<Pattern>& patterns) {
           (o.requests - o.admitted) ? 100.0 * o.false_denies / (o.requests - o.admitted) : 0;
       std::printf("| %s | %s | %s | %" PRId64 " | %" PRId64 " | %" PRId64 " | %" PRId64
                   " (%.2f%%) | %" PRId64 " (%.2f%%) | %" PRId64 " |\n",
-                  std::string(to_string(row.a)).c_str(), to_cstr(row.r), p.name.c_str(),
-                  o.requests, o.admitted, o.reference_admitted, o.false_admits, pct_fa,
-                  o.false_denies, pct_fd, std::max<std::int64_t>(o.beyond, 0));
+                  std::string(to_string(row.a)).c_str(), to_cstr(row.r), p.name.c_str(), o.requests,
+                  o.admitted, o.reference_admitted, o.false_admits, pct_fa, o.false_denies, pct_fd,
+                  std::max<std::int64_t>(o.beyond, 0));
     }
   }
 }
@@ -349,8 +358,14 @@ void print_table(const std::vector<Pattern>& patterns) {
 int main() {
   using namespace fg;
   const std::vector<Pattern> patterns = {
-      steady(0.9),  steady(2),        edge_bursts(), edge_then_steady(),
-      poisson(1.5, 42), random_bursts(7), skewed(poisson(1.5, 42)), skewed(random_bursts(7)),
+      steady(0.9),
+      steady(2),
+      edge_bursts(),
+      edge_then_steady(),
+      poisson(1.5, 42),
+      random_bursts(7),
+      skewed(poisson(1.5, 42)),
+      skewed(random_bursts(7)),
   };
   std::printf("Policy: %" PRId64 " per %" PRId64 " s (burst %" PRId64
               "), cost 1, %d periods per pattern.\n\n",
