@@ -55,6 +55,8 @@ clean:
 # references in simulated time (bench/window_accuracy). Writes docs/accuracy.md; starts and stops
 # everything itself (a few minutes).
 .PHONY: bench-accuracy
-bench-accuracy: build
+bench-accuracy: deps
+	cmake --preset $(PRESET) >/dev/null
+	cmake --build --preset $(PRESET) -j $(JOBS) --target floodgate window_accuracy
 	FLOODGATE=build/$(PRESET)/floodgate WINDOW_ACCURACY=build/$(PRESET)/bench/window_accuracy \
 	  bench/accuracy.sh docs/accuracy.md
