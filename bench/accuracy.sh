@@ -463,10 +463,11 @@ beyond_summary() {
 
 # ---- report --------------------------------------------------------------------------------
 
-fg_version=$("$FLOODGATE" --version 2>&1 | head -1)
+# (awk NR == 1 rather than head -1: head would close the pipe early, and pipefail would fail.)
+fg_version=$("$FLOODGATE" --version 2>&1 | awk 'NR == 1')
 redis_version=$(redis-server --version | sed -E 's/.* v=([^ ]+).*/\1/')
-haproxy_version=$(haproxy -v | head -1 | awk '{print $3}')
-wrk_version=$( (wrk -v 2>&1 || true) | head -1 | awk '{print $2}')
+haproxy_version=$(haproxy -v | awk 'NR == 1 {print $3}')
+wrk_version=$( (wrk -v 2>&1 || true) | awk 'NR == 1 {print $2}')
 faketime_version=$(dpkg-query -W -f '${Version}' libfaketime 2>/dev/null || echo unknown)
 cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
