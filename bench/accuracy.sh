@@ -171,7 +171,7 @@ cat >"$work/count.lua" <<'EOF'
 wrk.headers["X-API-Key"] = os.getenv("FG_KEY")
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
-function init(args) ok, degraded, limited, unavailable, other = 0, 0, 0, 0, 0 end
+function init(args) ok, degraded, limited, unavailable, nobackend, other = 0, 0, 0, 0, 0, 0 end
 function response(status, headers, body)
   if status == 200 then
     if headers["x-ratelimit-degraded"] or headers["X-RateLimit-Degraded"] then
@@ -180,22 +180,30 @@ function response(status, headers, body)
       ok = ok + 1
     end
   elseif status == 429 then limited = limited + 1
-  elseif status == 503 then unavailable = unavailable + 1
+  elseif status == 503 then
+    -- HAProxy's own 503: no instance in rotation. floodgate's is application/problem+json.
+    if body and body:find("No server is available", 1, true) then
+      nobackend = nobackend + 1
+    else
+      unavailable = unavailable + 1
+    end
   else other = other + 1 end
 end
 function done(summary, latency, requests)
-  local t = {ok = 0, degraded = 0, limited = 0, unavailable = 0, other = 0}
+  local t = {ok = 0, degraded = 0, limited = 0, unavailable = 0, other = 0, nobackend = 0}
   for _, th in ipairs(threads) do
     for k, _ in pairs(t) do t[k] = t[k] + th:get(k) end
   end
   local e = summary.errors
-  io.write(string.format("counts %d %d %d %d %d %d %d\n", t.ok, t.degraded, t.limited,
-    t.unavailable, t.other, e.connect + e.read + e.write + e.timeout, summary.requests))
+  io.write(string.format("counts %d %d %d %d %d %d %d %d\n", t.ok, t.degraded, t.limited,
+    t.unavailable, t.other, e.connect + e.read + e.write + e.timeout, summary.requests,
+    t.nobackend))
 end
 EOF
 
 # load PATH KEY SECONDS CONNECTIONS: wrk through HAProxy; prints
-# "ok degraded limited unavailable other socket_errors requests".
+# "ok degraded limited unavailable other socket_errors requests no_backend" (unavailable: floodgate's
+# 503; no_backend: HAProxy's 503 when no instance is in rotation).
 load() {
   local threads=2
   (($4 < 2)) && threads=1
@@ -203,7 +211,7 @@ load() {
   o=$(mktemp "$work/wrk.XXXXXX")
   FG_KEY=$2 wrk -t"$threads" -c"$4" -d"$3"s --timeout 2s -s "$work/count.lua" "$url$1" \
     >"$o" 2>&1 || { log "wrk failed: $(cat "$o")"; return 1; }
-  awk '$1 == "counts" {print $2, $3, $4, $5, $6, $7, $8}' "$o"
+  awk '$1 == "counts" {print $2, $3, $4, $5, $6, $7, $8, $9}' "$o"
 }
 
 # ---- exact allowances ----------------------------------------------------------------------
@@ -267,7 +275,7 @@ total_rate=0  # requests/s through HAProxy on one key, measured in the first run
 # concurrency_table LABEL: one row per algorithm and period: prints markdown rows.
 concurrency_rows() {
   local label=$1 a s kind limit period key t0 t1 counts ok deg lim una oth err req before after
-  local admitted ex beyond i1 i2 d1 d2 bad deg_before deg_after fail_open
+  local admitted ex beyond i1 i2 d1 d2 bad deg_before deg_after fail_open nob
   for a in "${algorithms[@]}"; do
     for kind in long short; do
       s=$(short "$a")
@@ -279,7 +287,7 @@ concurrency_rows() {
       counts=$(load "/api/$s-$kind/x" "$key" "$DURATION" "$CONNECTIONS") || die "$label $a $kind: load failed"
       t1=$(redis_now_us)
       [[ -n $t0 && -n $t1 && $counts =~ ^[0-9\ ]+$ ]] || die "$label $a $kind: no measurement ($t0, $t1, $counts)"
-      read -r ok deg lim una oth err req <<<"$counts"
+      read -r ok deg lim una oth err req nob <<<"$counts"
       after=$(decisions "$s-$kind" allowed) deg_after=$(degraded_allowed)
       d1=$(($(decisions_on 1 "$s-$kind") - i1)) d2=$(($(decisions_on 2 "$s-$kind") - i2))
       # Admitted: allowed by the store, plus any request admitted without it (fail open, when a
@@ -288,7 +296,7 @@ concurrency_rows() {
       admitted=$((after - before + fail_open))
       ex=$(exact "$a" "$limit" "$limit" "$period" "$t0" "$t1")
       beyond=$((admitted > ex ? admitted - ex : 0))
-      bad=$((una + oth))
+      bad=$((una + oth + nob))
       ((bad == 0)) || die "$label $a $kind: $bad answers that were neither 200 nor 429 ($counts)"
       if [[ $label == concurrency && $a == token_bucket && $kind == long ]]; then
         total_rate=$((req * 1000000 / (t1 - t0)))
@@ -365,7 +373,7 @@ wait_both_routed() {
 # 1 s in; loads of FAILOVER_SECONDS. Prints markdown rows.
 FAILOVER_SECONDS=8
 failover_rows() {
-  local mode=$1 limit=$2 key master pid t0 t1 a s i ok deg lim una oth err req ex admitted beyond
+  local mode=$1 limit=$2 key master pid t0 t1 a s i ok deg lim una oth err req ex admitted beyond nob
   local pids=() recovered=""
   write_config "$work/fo-$mode.yaml" "$mode" "$limit" 50ms
   stack_up "$work/fo-$mode.yaml"
@@ -399,17 +407,21 @@ failover_rows() {
   [[ -n $recovered ]] || log "failover $mode: the slot still answers degraded after 15 s"
   for a in "${algorithms[@]}"; do
     s=$(short "$a")
-    read -r ok deg lim una oth err req <"$work/fo-$mode-$s.counts"
+    read -r ok deg lim una oth err req nob <"$work/fo-$mode-$s.counts"
     ex=$(exact "$a" "$limit" "$limit" 3600000000 "$t0" "$t1")
     admitted=$((ok + deg))
     beyond=$((admitted > ex ? admitted - ex : 0))
     [[ -n $req ]] || die "failover $mode $a: no counts"
-    printf '| %s | %s | %d | %d | %d | %d | %d | %d | %d | %d | **%d** | %d |\n' "$mode" "$a" \
-      "$limit" "$req" "$ok" "$deg" "$lim" "$una" "$((oth + err))" "$ex" "$beyond" \
+    printf '| %s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | **%d** | %d |\n' "$mode" "$a" \
+      "$limit" "$req" "$ok" "$deg" "$lim" "$una" "$nob" "$((oth + err))" "$ex" "$beyond" \
       "$((ok > ex ? ok - ex : 0))"
     log "failover $mode $a: $req requests, $ok + $deg degraded admitted, exact $ex, beyond $beyond"
   done
-  echo "$mode $master $([[ -n $recovered ]] && echo yes || echo no)" >>"$work/fo-summary"
+  # HAProxy's view: instances taken out of rotation (/readyz failed twice) and times it had none.
+  local downs none
+  downs=$(grep -c 'is DOWN' "$FG_RUN_DIR/haproxy.log" || true)
+  none=$(grep -c 'has no server available' "$FG_RUN_DIR/haproxy.log" || true)
+  echo "$mode $master $([[ -n $recovered ]] && echo yes || echo no) $downs $none" >>"$work/fo-summary"
   stack_down
 }
 
@@ -479,27 +491,26 @@ commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 How many requests floodgate admits beyond the exact limit, for each algorithm: under many
 concurrent clients on one key across two instances, with the instances' clocks skewed by
 seconds, through a Redis master failover, and (in simulated time) against exact references.
-Generated by \`bench/accuracy.sh docs/accuracy.md\` (what \`make bench-accuracy\` runs) on $date_run in
-$((elapsed / 60)) min $((elapsed % 60)) s.
+Generated by \`bench/accuracy.sh docs/accuracy.md\` (what \`make bench-accuracy\` runs) on
+$date_run in $((elapsed / 60)) min $((elapsed % 60)) s.
 
-Machine: $(nproc) vCPU ($cpu), $(uname -sr). floodgate \`$fg_version\` (commit $commit, release
-build), redis-server $redis_version, HAProxy $haproxy_version, wrk $wrk_version, libfaketime
+Machine: $(nproc) vCPU ($cpu), $(uname -sr). floodgate \`$fg_version\` (commit $commit,
+release build), redis-server $redis_version, HAProxy $haproxy_version, wrk $wrk_version, libfaketime
 $faketime_version. Everything on loopback.
 
 Setup (a)–(c): \`deploy/local/stack.sh\`: a Redis Cluster (3 masters + 3 replicas,
-\`cluster-node-timeout 2000\`), 2 floodgate instances (\`threads: 1\`),
-HAProxy round robin in front; \`store_timeout: $MAIN_STORE_TIMEOUT\` in (a) and (b) (they measure
+\`cluster-node-timeout 2000\`), 2 floodgate instances (\`threads: 1\`), HAProxy round robin in
+front; \`store_timeout: $MAIN_STORE_TIMEOUT\` in (a) and (b) (they measure
 decisions, not timeouts on this shared machine), the deployment's 50 ms in (c). One policy per
-algorithm and case on its own path; identity from
-\`X-API-Key\`; every load is one fresh key, so every request of a load competes for the same
+algorithm and case on its own path; identity from \`X-API-Key\`; every load is one fresh key, so every request of a load competes for the same
 state on the same master. Load: \`wrk -t2 -c$CONNECTIONS -d${DURATION}s --timeout 2s\` with a
 Lua script counting answers (200 with or without \`X-RateLimit-Degraded\`, 429, 503).
 
 **admitted** is the sum over both instances of \`floodgate_decisions_total{outcome="allowed"}\`
 for the policy (every decision, including answers wrk had not read when it stopped), plus any
-request admitted without the store (**fail open**: \`floodgate_degraded_decisions_total{mode="allow"}\`,
-a decision not back within \`store_timeout\`); **exact**
-is the most the algorithm's exact definition admits for one key over the interval between two
+request admitted without the store (**fail open**:
+\`floodgate_degraded_decisions_total{mode="allow"}\`, a decision not back within
+\`store_timeout\`); **exact** is the most the algorithm's exact definition admits for one key over the interval between two
 Redis \`TIME\` readings taken just before and just after the load (every decision of the load
 takes its \`now\` from Redis \`TIME\` within that interval):
 
@@ -546,8 +557,8 @@ $(cat "$work/b.md")
 $(beyond_summary "$work/b.md")
 
 The same as (a): skew changes nothing, because no decision reads an instance's clock. The Redis
-function takes \`now\` from Redis \`TIME\` on the master that holds the key (\`src/store/redis/lua/decide.lua\`),
-so every instance decides on the same clock whatever its own says. (An instance's clock only
+function takes \`now\` from Redis \`TIME\` on the master that holds the key
+(\`src/store/redis/lua/decide.lua\`), so every instance decides on the same clock whatever its own says. (An instance's clock only
 stamps its logs; on the memory store, each instance has its own state and its own clock, so skew
 has nothing to disagree with.) What skew would do if instances passed their own time is
 simulated in (d), pattern "skewed clocks".
@@ -563,11 +574,11 @@ limit is still being drawn down and runs out after the promotion. Counts are wrk
 ends long after the limit ran out, so nothing admitted is missed). **exact** as above over the
 whole load.
 
-| on_store_error | algorithm | limit | requests | 200 by the store | 200 degraded | 429 | 503 | other / socket errors | exact | beyond | store admits beyond exact |
-|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|
+| on_store_error | algorithm | limit | requests | 200 by the store | 200 degraded | 429 | 503 floodgate | 503 HAProxy (no instance) | other / socket errors | exact | beyond | store admits beyond exact |
+|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|
 $(cat "$work/c.md")
 
-$(awk '{printf "on_store_error %s: master :%s killed; slot served by the store again afterwards: %s.  \n", $1, $2, $3}' "$work/fo-summary")
+$(awk '{printf "on_store_error %s: master :%s killed; slot served by the store again afterwards: %s; HAProxy took an instance out of rotation %d times and had none left %d times.  \n", $1, $2, $3, $4, $5}' "$work/fo-summary")
 
 Where the excess comes from:
 
@@ -580,13 +591,23 @@ Where the excess comes from:
   can admit up to one extra limit's worth between them (and a window algorithm a new allowance
   per window).
 - **Deny** (\`deny\`): those requests get 503; nothing degraded is admitted.
+- **503 from HAProxy** is no admission but an outage of the whole API, every slot included: no
+  instance was in rotation. An instance's \`/readyz\` answers 503 while its circuit breaker is
+  open (\`ready()\` in \`src/http/server.cc\`), and the breaker is per instance, not per master:
+  5 consecutive failures of the dead slot's decisions open it although the other masters answer.
+  Under concurrent load on that slot the breaker reopens as soon as a probe closes it, so both
+  instances drop out of rotation (twice 503, 500 ms apart) and HAProxy answers 503 to everyone
+  until they are back (twice 200). docs/operations.md says \`/readyz\` stays 200 through one
+  master's failover; that holds for a trickle of requests (the end-to-end test), not under this
+  load.
 - **Asynchronous replication**: a master acknowledges a write before its replica has it. The
   writes of the last moments before the kill can be missing on the promoted replica, which then
   admits those tokens again ("store admits beyond exact": 200s decided by the store beyond the
   exact count). It errs on the client's side and is bounded by the writes the replica had not
   received when the master died (on loopback, the last few milliseconds of writes); whether any
-  are lost depends on where the kill lands, so it varies from run to run and mode to mode. \`WAIT\` after each write would
-  close it at the cost of a round trip to the replica per decision; floodgate does not.
+  are lost depends on where the kill lands, so it varies from run to run and mode to mode.
+  \`WAIT\` after each write would close it at the cost of a round trip to the replica per
+  decision; floodgate does not.
 
 ## (d) Against exact references, in simulated time
 
@@ -617,8 +638,8 @@ Reading it:
 - **sliding_window** (two counters, the previous window weighted by its overlap) approximates the
   sliding log and is close when the previous window's traffic was spread evenly (steady 0.9x:
   identical; steady 2x: 99 rather than 100 per period, because after a full window the previous
-  window's weight is above 0 until the window ends, so at most limit − 1 fit). It is furthest off when the previous window's requests were
-  bunched: at the window's end (edge burst + steady), the weight undercounts them and it admits
+  window's weight is above 0 until the window ends, so at most limit − 1 fit). It is furthest
+  off when the previous window's requests were bunched: at the window's end (edge burst + steady), the weight undercounts them and it admits
   nearly \`limit\` more within one sliding period than the log allows (the worst case of the
   algorithm: up to 2 × limit − 1 in one period); bunched at its start, it overcounts them and
   denies what the log would admit. A false deny is judged against the same history, so a counter
