@@ -595,8 +595,8 @@ Where the excess comes from:
   included: no instance in rotation. It is 0 because \`/readyz\` depends on the store probe
   only, not on the circuit breaker, which is per instance and which the dead master's failures
   open while the other masters answer. (When it did depend on it, this load kept both
-  instances' breakers open, both left the rotation, and HAProxy answered about two thirds of
-  the requests of this test with 503; \`e2e.redis_failover_concurrent\` checks it.)
+  instances' breakers open, both left the rotation, and HAProxy answered 22–65 % of the
+  requests of this test with 503 in one run; \`e2e.redis_failover_concurrent\` checks it.)
 - **Asynchronous replication**: a master acknowledges a write before its replica has it. The
   writes of the last moments before the kill can be missing on the promoted replica, which then
   admits those tokens again ("store admits beyond exact": 200s decided by the store beyond the
