@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # accuracy.sh — how many requests floodgate admits beyond the exact limit, for each algorithm,
 # under concurrency across instances, with skewed instance clocks and through a Redis master
-# failover; and, in simulated time, the sliding and fixed windows against an exact sliding log.
+# failover; and, in simulated time, each algorithm against an exact reference.
 # Run by `make bench-accuracy`; its output is docs/accuracy.md.
 #
 #   bench/accuracy.sh [OUT.md]      (default: markdown on stdout; progress on stderr)
@@ -21,7 +21,7 @@
 # WINDOW_ACCURACY [build/release/bench/window_accuracy], DURATION [3] seconds per load in (a)/(b),
 # CONNECTIONS [64], SKEW_1 [+5], SKEW_2 [-7] (libfaketime offsets of instances 1 and 2, in seconds),
 # MAIN_STORE_TIMEOUT [1s] (store_timeout in (a) and (b)).
-# The whole run takes about 3-4 minutes. Every process it starts is stopped by PID on exit
+# The whole run takes about 3 minutes. Every process it starts is stopped by PID on exit
 # (stack.sh down). Exit 1 if a stack cannot be started, the clocks were not skewed, or a load got
 # answers other than 200/429 where only those are possible.
 # Needs wrk, curl, redis-cli, haproxy, python3 and libfaketime (scripts/deps.sh).
