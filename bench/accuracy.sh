@@ -232,7 +232,14 @@ exact() {
 }
 
 algorithms=(token_bucket gcra sliding_window fixed_window)
-short() { case $1 in token_bucket) echo tb ;; gcra) echo gcra ;; sliding_window) echo sw ;; fixed_window) echo fw ;; esac; }
+short() {  # the short name of an algorithm in policy names and paths
+  case $1 in
+    token_bucket) echo tb ;;
+    gcra) echo gcra ;;
+    sliding_window) echo sw ;;
+    fixed_window) echo fw ;;
+  esac
+}
 
 LONG_LIMIT=100        # per hour: refill over a few seconds is a small fraction of a token
 SHORT_LIMIT=100       # per second: refill is most of what is admitted
@@ -500,19 +507,20 @@ $faketime_version. Everything on loopback.
 
 Setup (a)–(c): \`deploy/local/stack.sh\`: a Redis Cluster (3 masters + 3 replicas,
 \`cluster-node-timeout 2000\`), 2 floodgate instances (\`threads: 1\`), HAProxy round robin in
-front; \`store_timeout: $MAIN_STORE_TIMEOUT\` in (a) and (b) (they measure
-decisions, not timeouts on this shared machine), the deployment's 50 ms in (c). One policy per
-algorithm and case on its own path; identity from \`X-API-Key\`; every load is one fresh key, so every request of a load competes for the same
-state on the same master. Load: \`wrk -t2 -c$CONNECTIONS -d${DURATION}s --timeout 2s\` with a
-Lua script counting answers (200 with or without \`X-RateLimit-Degraded\`, 429, 503).
+front; \`store_timeout: $MAIN_STORE_TIMEOUT\` in (a) and (b) (they measure decisions, not timeouts
+on this shared machine), the deployment's 50 ms in (c). One policy per algorithm and case on its
+own path; identity from \`X-API-Key\`; every load is one fresh key, so every request of a load
+competes for the same state on the same master. Load: \`wrk -t2 -c$CONNECTIONS -d${DURATION}s
+--timeout 2s\` with a Lua script counting answers (200 with or without \`X-RateLimit-Degraded\`,
+429, 503).
 
 **admitted** is the sum over both instances of \`floodgate_decisions_total{outcome="allowed"}\`
 for the policy (every decision, including answers wrk had not read when it stopped), plus any
 request admitted without the store (**fail open**:
 \`floodgate_degraded_decisions_total{mode="allow"}\`, a decision not back within
-\`store_timeout\`); **exact** is the most the algorithm's exact definition admits for one key over the interval between two
-Redis \`TIME\` readings taken just before and just after the load (every decision of the load
-takes its \`now\` from Redis \`TIME\` within that interval):
+\`store_timeout\`); **exact** is the most the algorithm's exact definition admits for one key over
+the interval between two Redis \`TIME\` readings taken just before and just after the load (every
+decision of the load takes its \`now\` from Redis \`TIME\` within that interval):
 
 | algorithm | exact allowance over [T0, T1] |
 |---|---|
@@ -558,10 +566,10 @@ $(beyond_summary "$work/b.md")
 
 The same as (a): skew changes nothing, because no decision reads an instance's clock. The Redis
 function takes \`now\` from Redis \`TIME\` on the master that holds the key
-(\`src/store/redis/lua/decide.lua\`), so every instance decides on the same clock whatever its own says. (An instance's clock only
-stamps its logs; on the memory store, each instance has its own state and its own clock, so skew
-has nothing to disagree with.) What skew would do if instances passed their own time is
-simulated in (d), pattern "skewed clocks".
+(\`src/store/redis/lua/decide.lua\`), so every instance decides on the same clock whatever its own
+says. (An instance's clock only stamps its logs; on the memory store, each instance has its own
+state and its own clock, so skew has nothing to disagree with.) What skew would do if instances
+passed their own time is simulated in (d), pattern "skewed clocks".
 
 ## (c) Redis master failover under load
 
@@ -635,13 +643,13 @@ Reading it:
 - **sliding_window** (two counters, the previous window weighted by its overlap) approximates the
   sliding log and is close when the previous window's traffic was spread evenly (steady 0.9x:
   identical; steady 2x: 99 rather than 100 per period, because after a full window the previous
-  window's weight is above 0 until the window ends, so at most limit − 1 fit). It is furthest
-  off when the previous window's requests were bunched: at the window's end (edge burst + steady), the weight undercounts them and it admits
-  nearly \`limit\` more within one sliding period than the log allows (the worst case of the
-  algorithm: up to 2 × limit − 1 in one period); bunched at its start, it overcounts them and
-  denies what the log would admit. A false deny is judged against the same history, so a counter
-  that admits the same number a fraction of a second later than the log shows many false denies
-  (steady 2x) while the totals differ by 1%.
+  window's weight is above 0 until the window ends, so at most limit − 1 fit). It is furthest off
+  when the previous window's requests were bunched: at the window's end (edge burst + steady), the
+  weight undercounts them and it admits nearly \`limit\` more within one sliding period than the
+  log allows (the worst case of the algorithm: up to 2 × limit − 1 in one period); bunched at its
+  start, it overcounts them and denies what the log would admit. A false deny is judged against
+  the same history, so a counter that admits the same number a fraction of a second later than the
+  log shows many false denies (steady 2x) while the totals differ by 1%.
 - **fixed_window** is exact against its own definition (aligned windows) and, against a sliding
   log, admits up to 2 × limit around a window edge (beyond = limit on edge bursts).
 - **skewed clocks** (each instance passing its own wall clock as \`now\`, which floodgate on Redis
