@@ -611,7 +611,7 @@ Where the excess comes from:
   exact count). It errs on the client's side and is bounded by the writes the replica had not
   received when the master died (on loopback, the last few milliseconds of writes); whether any
   are lost depends on where the kill lands, so it varies from run to run and mode to mode
-  (in the runs made while writing this script: 0 to 10 per load).
+  (in earlier runs on this machine: 0 to 10 per load).
   \`WAIT\` after each write would close it at the cost of a round trip to the replica per
   decision; floodgate does not.
 
