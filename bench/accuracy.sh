@@ -656,9 +656,9 @@ Reading it:
 - **skewed clocks** (each instance passing its own wall clock as \`now\`, which floodgate on Redis
   does not do): for token bucket and GCRA the skew mostly turns into false denies: the instance
   that is behind finds a state stamped in its future and gets no refill until its clock passes
-  that stamp (time going backwards never adds tokens). They can admit beyond only once per fresh
-  state, when the slow instance writes it and the fast one then refills from that stamp (at most
-  limit × (5 + 7) s / period); here at most the "beyond" shown. Windows start and end on the
+  that stamp (time going backwards never adds tokens). They admit beyond when the slow instance
+  writes a fresh state and the fast one then refills from its stamp (up to limit × (5 + 7) s /
+  period at once); here at most the "beyond" shown. Windows start and end on the
   instances' clocks, so a skewed fixed window no longer holds even to its own aligned windows.
   This is why the Redis function reads \`TIME\` itself.
 
