@@ -55,3 +55,14 @@ run-single: build
 
 clean:
 	rm -rf build
+
+# Admissions beyond the exact limit, per algorithm: concurrency across instances, skewed instance
+# clocks and a Redis master failover on the local stack, and the algorithms against exact
+# references in simulated time (bench/window_accuracy). Writes docs/accuracy.md; starts and stops
+# everything itself (a few minutes).
+.PHONY: bench-accuracy
+bench-accuracy: deps
+	cmake --preset $(PRESET) >/dev/null
+	cmake --build --preset $(PRESET) -j $(JOBS) --target floodgate window_accuracy
+	FLOODGATE=build/$(PRESET)/floodgate WINDOW_ACCURACY=build/$(PRESET)/bench/window_accuracy \
+	  bench/accuracy.sh docs/accuracy.md

@@ -250,6 +250,49 @@ for s in shards:
     ((degraded > 0)) || fail "no degraded decision: the kill did not reach the store path"
     ;;
 
+  redis_failover_concurrent)
+    # Kill the master of the client's slot while 32 requests on that key are in flight at once.
+    # Each instance's circuit breaker opens on that slot's failures, but the other masters answer,
+    # so /readyz must stay 200 and HAProxy must keep the instances in rotation: every request gets
+    # a 200 or a 429, never HAProxy's 503 (no instance left), on this slot or any other.
+    write_config 1000000 allow
+    stack_up
+    redis_url=$(cat "$FG_RUN_DIR/redis/url")
+    seed=${redis_url#redis-cluster://}
+    seed=${seed%%,*}
+    slot=$(redis-cli -h 127.0.0.1 -p "${seed#*:}" CLUSTER KEYSLOT 'fg:{key:x-api-key:k}:hourly')
+    # CLUSTER NODES: "id host:port@bus flags master ... slot-ranges"; the master whose range holds it.
+    master_port=$(redis-cli -h 127.0.0.1 -p "${seed#*:}" CLUSTER NODES | awk -v slot="$slot" '
+      $3 ~ /master/ {
+        for (i = 9; i <= NF; i++) {
+          n = split($i, r, "-"); lo = r[1]; hi = (n == 2) ? r[2] : r[1]
+          if (slot >= lo + 0 && slot <= hi + 0) { split($2, a, "[:@]"); print a[2] }
+        }
+      }')
+    [[ -n $master_port ]] || { fail "could not find the master of slot $slot"; exit 1; }
+    pid=$(cat "$FG_RUN_DIR/redis/node-$master_port.pid")
+    # Two loops of batches of 200 requests, 16 at a time each (curl --parallel), for 7 s.
+    for w in 1 2; do
+      (
+        end=$((SECONDS + 7))
+        while ((SECONDS < end)); do
+          curl -s -Z --parallel-max 16 -o /dev/null -m 5 -H "X-API-Key: k" -w '%{http_code}\n' \
+            "$url/api/x?n=[1-200]" 2>/dev/null || true
+        done
+      ) >"$run/codes.$w" &
+    done
+    sleep 1
+    kill -KILL "$pid"
+    wait
+    cat "$run"/codes.* >"$run/codes"
+    n=$(wc -l <"$run/codes")
+    bad=$(grep -vcE '^(200|429)$' "$run/codes" || true)
+    downs=$(grep -c 'is DOWN' "$FG_RUN_DIR/haproxy.log" || true)
+    echo "figure: master :$master_port killed under 32 concurrent requests: $bad of $n requests failed; HAProxy took an instance out $downs times"
+    ((n > 100)) || fail "only $n requests were sent"
+    [[ $bad == 0 ]] || fail "$bad requests failed: $(grep -vE '^(200|429)$' "$run/codes" | sort | uniq -c | tr '\n' ' ')"
+    ;;
+
   *)
     echo "unknown case $case_name" >&2
     exit 2
