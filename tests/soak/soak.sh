@@ -43,7 +43,11 @@
 #   - a response is not 200 or 429, a wrk socket error or timeout occurs (2 s), or a server's
 #     /metrics counts a status other than 200 or 429;
 #   - a response is degraded outside an outage interval or on instance "memory", or an outage
-#     interval has no degraded response;
+#     interval has no degraded response. One exception, reported but not failed: degraded
+#     answers on instance "redis" in an interval where Redis itself was seen not answering: a
+#     separate monitor PINGs Redis every 20 ms on its own connection (redis-ping.tsv), and if
+#     one PING then waited at least half of store_timeout (and 50 ms), the store really was late
+#     and a degraded answer was floodgate's correct response (interval kind "stall");
 #   - RSS grows from start to end by more than SOAK_RSS_BOUND_KB (default 8192 KiB) on either
 #     instance. Why 8 MiB: live state is bounded by the clients active within the longest
 #     period (60 s): at 500 req/s per instance and 12 requests per key, ~2,500 clients x 5
@@ -60,12 +64,17 @@
 #   - a process exits on its own, a floodgate does not exit 0 on the final SIGTERM (drain), a
 #     reload is not applied or an invalid one is not refused, the reload counters differ from
 #     the reloads sent, or a Redis key has no expiry.
+# store_timeout is 250 ms, far above a decision's usual ~1 ms: this test is about leaks and
+# errors, and on a shared 2-CPU machine (load average 10 and more from other work) Redis or the
+# whole machine can stall for a few hundred ms; five such timeouts in a row open the circuit
+# breaker, and a few hundred answers are degraded for ~0.5 s. The Redis monitor above tells such
+# stalls apart from a fault of floodgate's.
 # Latency is reported, not bounded: the machine is shared, so a slow interval says more about
 # the neighbours than about floodgate; a stall shows up as a wrk timeout, which fails.
 #
 # Environment (defaults in brackets): FLOODGATE [build/release/floodgate], SOAK_DURATION [600],
 # SOAK_INTERVAL [10], SOAK_SAMPLE [2], SOAK_RATE [1000], SOAK_CONNECTIONS [5 per instance],
-# SOAK_THREADS [2], SOAK_STORE_TIMEOUT [100ms], SOAK_RELOAD_EVERY [30],
+# SOAK_THREADS [2], SOAK_STORE_TIMEOUT [250ms], SOAK_RELOAD_EVERY [30],
 # SOAK_REDIS_KILL_FIRST [40], SOAK_REDIS_KILL_EVERY [120], SOAK_REDIS_STOP_AT [20],
 # SOAK_RSS_BOUND_KB [8192], SOAK_FD_BOUND [0], SOAK_RESULTS [build/soak/<UTC time>].
 # Results: summary.md (also on stdout), intervals.tsv, samples.tsv, idle.tsv, metrics.tsv,
@@ -81,7 +90,7 @@ SOAK_SAMPLE=${SOAK_SAMPLE:-2}
 SOAK_RATE=${SOAK_RATE:-1000}
 SOAK_CONNECTIONS=${SOAK_CONNECTIONS:-5}
 SOAK_THREADS=${SOAK_THREADS:-2}
-SOAK_STORE_TIMEOUT=${SOAK_STORE_TIMEOUT:-100ms}
+SOAK_STORE_TIMEOUT=${SOAK_STORE_TIMEOUT:-250ms}
 SOAK_RELOAD_EVERY=${SOAK_RELOAD_EVERY:-30}
 SOAK_REDIS_KILL_FIRST=${SOAK_REDIS_KILL_FIRST:-40}
 SOAK_REDIS_KILL_EVERY=${SOAK_REDIS_KILL_EVERY:-120}
@@ -108,6 +117,10 @@ chunks=$(((SOAK_DURATION + SOAK_INTERVAL - 1) / SOAK_INTERVAL))
 for tool in wrk redis-server redis-cli curl python3; do
   command -v "$tool" >/dev/null || die "$tool is not installed (scripts/deps.sh)"
 done
+[[ $SOAK_STORE_TIMEOUT =~ ^([0-9]+)(ms|s)$ ]] || die "SOAK_STORE_TIMEOUT must be like 250ms or 1s"
+store_timeout_ms=${BASH_REMATCH[1]}
+[[ ${BASH_REMATCH[2]} == s ]] && store_timeout_ms=$((store_timeout_ms * 1000))
+stall_min_ms=$((store_timeout_ms / 2 > 50 ? store_timeout_ms / 2 : 50))
 # Each connection waits this long between requests: rate per instance = connections x 1000 / delay.
 delay_ms=$((SOAK_CONNECTIONS * 2 * 1000 / SOAK_RATE))
 ((delay_ms >= 1)) || die "SOAK_RATE is too high for SOAK_CONNECTIONS (delay under 1 ms)"
@@ -120,19 +133,21 @@ declare -A fg_pid=() fg_port=() fg_config=()
 redis_pid=""
 redis_port=""
 wrk_pids=()
+monitor_pid=""
 failures=()
+notes=()
 
 fail() {
   log "FAIL: $*"
   failures+=("$*")
 }
 
-# Stops what this script started, by PID: wrk runs, the floodgate instances (SIGTERM: drain,
-# then SIGKILL after 10 s), redis-server (SIGCONT first, in case it is stopped).
+# Stops what this script started, by PID: wrk runs, the Redis monitor, the floodgate instances
+# (SIGTERM: drain, then SIGKILL after 10 s), redis-server (SIGCONT first, in case it is stopped).
 cleanup() {
   local pid i
   trap - EXIT INT TERM
-  for pid in "${wrk_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${wrk_pids[@]}" $monitor_pid; do kill -TERM "$pid" 2>/dev/null || true; done
   for i in "${instances[@]}"; do
     pid=${fg_pid[$i]:-}
     [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null
@@ -192,6 +207,48 @@ start_redis() {
     sleep 0.1
   done
   die "redis-server did not start on port $redis_port (see $out/redis.log)"
+}
+
+# An independent witness of Redis's own responsiveness: PING every 20 ms on its own connection
+# (reconnecting after a restart); every answer slower than 5 ms, and every failure, is a line
+# "epoch_ms rtt_ms|down" in redis-ping.tsv. It exits by itself when this script is gone or after
+# twice the planned duration.
+start_monitor() {
+  python3 - "$redis_port" "$out/redis-ping.tsv" $((2 * SOAK_DURATION + 300)) $$ <<'EOF' &
+import os, socket, sys, time
+port, path, limit, parent = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+out = open(path, "a", buffering=1)
+end = time.time() + limit
+conn = None
+while time.time() < end and os.getppid() == parent:
+    t = time.time()
+    try:
+        if conn is None:
+            conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+        conn.sendall(b"PING\r\n")
+        reply = b""
+        while not reply.endswith(b"\r\n"):
+            part = conn.recv(64)
+            if not part:
+                raise OSError("closed")
+            reply += part
+        rtt = (time.time() - t) * 1000
+        if rtt >= 5:
+            out.write("%d\t%.1f\n" % (t * 1000, rtt))
+    except OSError:
+        if conn is not None:
+            conn.close()
+        conn = None
+        out.write("%d\tdown\n" % (t * 1000))
+    time.sleep(0.02)
+EOF
+  monitor_pid=$!
+}
+
+# redis_stall FROM_MS TO_MS: the slowest PING answer (ms) the monitor saw in that time.
+redis_stall() {
+  awk -F'\t' -v a="$1" -v b="$2" '$1 >= a && $1 <= b && $2 != "down" && $2 + 0 > m {m = $2 + 0}
+    END {printf "%d", m}' "$out/redis-ping.tsv" 2>/dev/null || echo 0
 }
 
 # write_config INSTANCE VARIANT: the instance's config file, variant a, b or invalid.
@@ -485,6 +542,7 @@ log "results in $out"
 log "$chunks intervals of ${SOAK_INTERVAL}s, ~$SOAK_RATE req/s" \
   "($SOAK_CONNECTIONS connections per instance, ${delay_ms} ms apart)"
 start_redis
+start_monitor
 for i in "${instances[@]}"; do
   write_config "$i" a
   "$FLOODGATE" validate "${fg_config[$i]}" >/dev/null || die "config variant a is invalid"
@@ -560,6 +618,9 @@ for ((chunk = 0; chunk < chunks; chunk++)); do
     step=$((step + 1))
   done
 
+  chunk_end_ms=$(now_ms)
+  printf '%s\t%s\t%s\n' "$chunk" "$chunk_ms" "$chunk_end_ms" >>"$out/interval-times.tsv"
+  stall_ms=$(redis_stall "$chunk_ms" "$chunk_end_ms")
   for i in "${instances[@]}"; do
     line=$(tail -n1 "$work/wrk-$i.out")
     read -r n dur e_conn e_read e_write e_timeout p50 p90 p99 pmax c200 c429 cother cdeg codes \
@@ -569,9 +630,17 @@ for ((chunk = 0; chunk < chunks; chunk++)); do
       continue
     fi
     sockerr=$((e_conn + e_read + e_write + e_timeout))
+    row_kind=$kind
+    # Degraded answers on instance "redis" outside a fault, while Redis itself left a PING
+    # unanswered for at least half of store_timeout (and 50 ms): the store did not answer in
+    # time, and floodgate did what it must. Reported (kind "stall"), not failed.
+    if [[ $i == redis && $kind != outage ]] && ((cdeg > 0 && stall_ms >= stall_min_ms)); then
+      row_kind=stall
+      notes+=("interval $chunk: $cdeg degraded answers on instance redis while Redis itself left a PING unanswered for $stall_ms ms")
+    fi
     ms() { awk -v u="$1" 'BEGIN {printf "%.2f", u / 1000}'; }
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-      "$chunk" "$i" "$kind" "$n" \
+      "$chunk" "$i" "$row_kind" "$n" \
       "$(awk -v n="$n" -v d="$dur" 'BEGIN {printf "%.0f", n / (d / 1e6)}')" \
       "$(ms "$p50")" "$(ms "$p90")" "$(ms "$p99")" "$(ms "$pmax")" "$c200" "$c429" "$cother" \
       "$cdeg" "$sockerr" "$codes" >>"$out/intervals.tsv"
@@ -581,8 +650,9 @@ for ((chunk = 0; chunk < chunks; chunk++)); do
     ((sockerr == 0)) || fail "interval $chunk, $i: socket errors: connect $e_conn," \
       "read $e_read, write $e_write, timeout $e_timeout"
     ((n > 0)) || fail "interval $chunk, $i: no response at all"
-    if ((cdeg > 0)) && [[ $kind != outage || $i != redis ]]; then
-      fail "interval $chunk ($kind), $i: $cdeg degraded responses without a fault"
+    if ((cdeg > 0)) && [[ $row_kind == clean || $row_kind == warmup || $i != redis ]]; then
+      fail "interval $chunk ($kind), $i: $cdeg degraded responses without a fault" \
+        "(slowest PING answer from Redis then: $stall_ms ms)"
     fi
     if [[ $kind == outage && $i == redis ]] && ((cdeg == 0)); then
       fail "interval $chunk, $i: a Redis fault but no degraded response (the fault missed the store)"
@@ -607,11 +677,12 @@ redis_expires=${redis_expires:-0}
 ((redis_keys == redis_expires)) ||
   fail "Redis holds $redis_keys keys but only $redis_expires have an expiry"
 # Each server thread of instance "redis" holds one connection, whatever the restarts (plus
-# redis-cli's own): a reconnection that leaked or duplicated connections would show here.
+# the monitor's and redis-cli's own): a reconnection that leaked or duplicated connections would
+# show here.
 redis_clients=$(redis_cli info clients | tr -d '\r' | sed -n 's/^connected_clients://p')
-[[ $redis_clients == $((SOAK_THREADS + 1)) ]] ||
-  fail "Redis has $redis_clients clients connected, want $((SOAK_THREADS + 1))" \
-    "($SOAK_THREADS server threads and redis-cli)"
+[[ $redis_clients == $((SOAK_THREADS + 2)) ]] ||
+  fail "Redis has $redis_clients clients connected, want $((SOAK_THREADS + 2))" \
+    "($SOAK_THREADS server threads, the monitor and redis-cli)"
 
 # Every degraded answer is counted in /metrics: the server's count is the clients' (wrk and the
 # probes), plus at most one per connection per outage interval (a response wrk did not read
@@ -689,6 +760,16 @@ col_of() {
   awk -F'\t' -v n="$1" -v i="$2" -v c="$3" 'NR > 1 && $1 == n && $2 == i {print $c}' \
     "$out/intervals.tsv"
 }
+# The slowest PING answer outside the fault intervals.
+redis_stall_outside() {
+  local c m=0 v
+  while IFS=$'\t' read -r c a b; do
+    [[ -n ${kill_chunk[$c]:-} || -n ${stop_chunk[$c]:-} ]] && continue
+    v=$(redis_stall "$a" "$b")
+    ((v > m)) && m=$v
+  done <"$out/interval-times.tsv"
+  echo "$m"
+}
 # The idle RSS halfway: growth that goes on in the second half is what a leak looks like.
 mid=$((last / 2))
 declare -A rss_mid=()
@@ -725,12 +806,12 @@ version=$("$FLOODGATE" --version | awk '{print $2}')
       "| $(max_col 8 "$i" '^clean$') / $(max_col 8 "$i" '^outage$') |"
   done
   echo
-  echo "| instance | responses | 200 | 429 | other | degraded in outage intervals |" \
-    "degraded elsewhere | socket errors | exit status |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| instance | responses | 200 | 429 | other | degraded: outage intervals |" \
+    "Redis stalls | elsewhere | socket errors | exit status |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   for i in "${instances[@]}"; do
     echo "| $i | $(sum_col 4 "$i" .) | $(sum_col 10 "$i" .) | $(sum_col 11 "$i" .)" \
-      "| $(sum_col 12 "$i" .) | $(sum_col 13 "$i" '^outage$')" \
+      "| $(sum_col 12 "$i" .) | $(sum_col 13 "$i" '^outage$') | $(sum_col 13 "$i" '^stall$')" \
       "| $(sum_col 13 "$i" '^(clean|warmup)$') | $(sum_col 14 "$i" .) | ${exit_code[$i]:-?} |"
   done
   echo
@@ -739,6 +820,9 @@ version=$("$FLOODGATE" --version | awk '{print $2}')
   echo "Redis at the end: $redis_keys keys, $redis_expires with an expiry;" \
     "$redis_clients clients connected."
   echo "Probe requests (reload checks): $probes, of which $probe_degraded degraded."
+  echo "Slowest PING answer from Redis outside the faults: $(redis_stall_outside) ms" \
+    "(redis-ping.tsv)."
+  for n in "${notes[@]}"; do echo "- Stall: $n."; done
   echo
   if ((${#failures[@]} == 0)); then
     echo "Result: **pass**."
