@@ -50,7 +50,7 @@
 #     and a degraded answer was floodgate's correct response (interval kind "stall");
 #   - RSS grows from start to end by more than SOAK_RSS_BOUND_KB (default 8192 KiB) on either
 #     instance. Why 8 MiB: live state is bounded by the clients active within the longest
-#     period (60 s): at 500 req/s per instance and 12 requests per key, ~2,500 clients x 5
+#     period (60 s): at ~450 req/s per instance and 12 requests per key, ~2,500 clients x 5
 #     states x ~200 B = ~2.5 MB on the memory store, less on the Redis instance, and most of it
 #     already present at the start (20 s in); the rest is allocator slack. A leak of 16 bytes per
 #     request (300,000 requests per instance in 10 minutes) would exceed it;
@@ -70,7 +70,8 @@
 # breaker, and a few hundred answers are degraded for ~0.5 s. The Redis monitor above tells such
 # stalls apart from a fault of floodgate's.
 # Latency is reported, not bounded: the machine is shared, so a slow interval says more about
-# the neighbours than about floodgate; a stall shows up as a wrk timeout, which fails.
+# the neighbours than about floodgate; a stall of 2 s or more shows up as a wrk timeout, which
+# fails.
 #
 # Environment (defaults in brackets): FLOODGATE [build/release/floodgate], SOAK_DURATION [600],
 # SOAK_INTERVAL [10], SOAK_SAMPLE [2], SOAK_RATE [1000], SOAK_CONNECTIONS [5 per instance],
@@ -78,8 +79,11 @@
 # SOAK_REDIS_KILL_FIRST [40], SOAK_REDIS_KILL_EVERY [120], SOAK_REDIS_STOP_AT [20],
 # SOAK_RSS_BOUND_KB [8192], SOAK_FD_BOUND [0], SOAK_RESULTS [build/soak/<UTC time>].
 # Results: summary.md (also on stdout), intervals.tsv, samples.tsv, idle.tsv, metrics.tsv,
-# events.tsv, and the logs of every process.
+# events.tsv, redis-ping.tsv, interval-times.tsv (each interval's start and end, epoch ms), and
+# the logs of every process.
 # Needs wrk, redis-server, redis-cli, curl, python3 (scripts/deps.sh installs them).
+# No `set -e`: every check is explicit, and a failed one must not stop the run before the
+# report and the cleanup.
 set -Euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
