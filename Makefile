@@ -66,6 +66,7 @@ bench-accuracy: deps
 	cmake --build --preset $(PRESET) -j $(JOBS) --target floodgate window_accuracy
 	FLOODGATE=build/$(PRESET)/floodgate WINDOW_ACCURACY=build/$(PRESET)/bench/window_accuracy \
 	  bench/accuracy.sh docs/accuracy.md
+
 # The soak of docs/reliability.md: 10 minutes (SOAK_DURATION seconds) of steady load on two
 # instances while Redis is killed, stopped and restarted and the config is reloaded; fails if
 # RSS or fds grow or any answer is an error not caused on purpose. Not part of `make test`.
