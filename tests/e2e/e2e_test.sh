@@ -192,11 +192,20 @@ case $case_name in
     write_config 1000000 allow
     stack_up
     load 50 k "$run/before"
-    # The key of identity "key:x-api-key:k", policy "hourly": find its master by asking the cluster.
+    # The key of identity "key:x-api-key:k", policy "hourly": its hash tag is keyed
+    # (src/store/redis/keys.h), so find the key by name on the nodes, then its master by asking
+    # the cluster.
     redis_url=$(cat "$FG_RUN_DIR/redis/url")
     seed=${redis_url#redis-cluster://}
     seed=${seed%%,*}
-    key='fg:{key:x-api-key:k}:hourly'
+    key=""
+    for port in $(redis-cli -h 127.0.0.1 -p "${seed#*:}" CLUSTER NODES |
+      awk '{ split($2, a, "[:@]"); print a[2] }'); do
+      key=$(redis-cli -h 127.0.0.1 -p "$port" --scan --pattern 'fg:{*}:key:x-api-key:k:hourly' |
+        head -n 1)
+      [[ -n $key ]] && break
+    done
+    [[ -n $key ]] || fail "no key for key:x-api-key:k on any node"
     slot=$(redis-cli -h 127.0.0.1 -p "${seed#*:}" CLUSTER KEYSLOT "$key")
     master_port=$(redis-cli -h 127.0.0.1 -p "${seed#*:}" CLUSTER SHARDS |
       python3 -c '
