@@ -182,6 +182,9 @@ TEST(Hostile, AConnectionFloodIsRefusedCleanlyAndTheServerRecovers) {
     auto res = get_once(r.port, "/api/x", {{"X-API-Key", "after-the-flood"}});
     return res && res->result_int() == 200;
   }));
+  EXPECT_TRUE(eventually([&] {
+    return r.server->metrics().render().find("floodgate_open_connections 0") != std::string::npos;
+  }));
   std::vector<std::unique_ptr<Client>> again;
   for (int i = 0; i < 20; ++i) {
     again.push_back(std::make_unique<Client>(r.port));
