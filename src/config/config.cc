@@ -364,12 +364,12 @@ class Parser {
       return std::nullopt;
     }
     int admin_line = 1;
-    auto top = fields(doc, "", 1,
-                      {"listen", "threads", "store", "store_timeout", "on_store_error",
-                       "local_fallback", "trusted_proxies", "upstream", "upstream_timeout",
-                       "key_prefix", "cors", "identity", "policies", "server", "access_log",
-                       "key_secret", "admin_listen"},
-                      "a mapping of fields (listen, store, policies, ...)");
+    auto top =
+        fields(doc, "", 1,
+               {"listen", "threads", "store", "store_timeout", "on_store_error", "local_fallback",
+                "trusted_proxies", "upstream", "upstream_timeout", "key_prefix", "cors", "identity",
+                "policies", "server", "access_log", "key_secret", "admin_listen"},
+               "a mapping of fields (listen, store, policies, ...)");
     if (!top) return std::nullopt;
 
     for (const Fields::Entry& e : top->entries) {

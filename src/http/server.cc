@@ -454,7 +454,6 @@ struct Server::Impl {
     }
   }
 
-  // `admin`: accepted on the admin listener (admin_listen).
   // Reads until `buffer` holds a whole header section (or more of one than `limit`, which Beast
   // then answers 431), and refuses obs-fold in it: a header line continued on the next one
   // (RFC 9112 §5.2). Beast would unfold it into a space, which the RFC allows, but a proxy in
@@ -484,6 +483,7 @@ struct Server::Impl {
     }
   }
 
+  // `admin`: accepted on the admin listener (admin_listen).
   awaitable<void> session(Worker& w, tcp::socket socket, bool admin) {
     w.metrics->on_connection_open();
     Worker::SessionEntry entry;
