@@ -66,7 +66,7 @@ TEST_F(LuaVectors, ScriptAgreesWithTheCoreOnEveryCase) {
     std::vector<std::string> keys;
     for (const Policy& p : vc.policies) {
       charges.push_back(Charge{&p, 1});
-      keys.push_back(redis::make_key("fgtest", identity, p.name));
+      keys.push_back(redis::make_key("fgtest", redis::TagKey{}, identity, p.name));
     }
     struct Stored {
       State state;

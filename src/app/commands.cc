@@ -75,6 +75,7 @@ int run_check(const CheckArgs& args, std::ostream& out, std::ostream& err) {
   }
   OpenStoreOptions store_options;
   store_options.key_prefix = cfg->key_prefix;
+  store_options.key_secret = cfg->key_secret;
   store_options.timeout = cfg->store_timeout;
   auto store = open_store(store_url, store_options, SystemClock::instance());
   if (!store) {
@@ -160,6 +161,19 @@ int run_serve(const ServeArgs& args, std::ostream& err) {
       (*server)->port(), c.threads, c.threads == 1 ? "" : "s", config::to_string(c.store),
       c.policies.size(), c.policies.size() == 1 ? "y" : "ies",
       c.upstream ? ", upstream http://" + config::to_string(*c.upstream) : "");
+  if (c.admin_listen) {
+    spdlog::info("/metrics on http://{}:{} only (with /healthz and /readyz)",
+                 c.admin_listen->host.find(':') != std::string::npos
+                     ? "[" + c.admin_listen->host + "]"
+                     : c.admin_listen->host,
+                 (*server)->admin_port());
+  }
+  if (c.store.kind == config::StoreKind::kRedisCluster && c.key_secret.empty()) {
+    spdlog::warn(
+        "no key_secret: the cluster slot of each client's keys can be computed from its "
+        "identity, so a client with many identities can aim them all at one master; set "
+        "key_secret (the same on every instance) to prevent it");
+  }
 
   const timespec tick{0, 200'000'000};
   for (;;) {

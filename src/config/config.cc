@@ -363,11 +363,13 @@ class Parser {
       add(1, "policies", "required: the file is empty (see examples/floodgate.yaml)");
       return std::nullopt;
     }
-    auto top = fields(doc, "", 1,
-                      {"listen", "threads", "store", "store_timeout", "on_store_error",
-                       "local_fallback", "trusted_proxies", "upstream", "upstream_timeout",
-                       "key_prefix", "cors", "identity", "policies", "server", "access_log"},
-                      "a mapping of fields (listen, store, policies, ...)");
+    int admin_line = 1;
+    auto top =
+        fields(doc, "", 1,
+               {"listen", "threads", "store", "store_timeout", "on_store_error", "local_fallback",
+                "trusted_proxies", "upstream", "upstream_timeout", "key_prefix", "cors", "identity",
+                "policies", "server", "access_log", "key_secret", "admin_listen"},
+               "a mapping of fields (listen, store, policies, ...)");
     if (!top) return std::nullopt;
 
     for (const Fields::Entry& e : top->entries) {
@@ -457,6 +459,27 @@ class Parser {
                     std::to_string(kMaxNameLength) + ")");
           }
         }
+      } else if (e.key == "key_secret") {
+        // Never quoted back: the value is a secret, and messages reach logs and terminals.
+        if (auto s = string_value(v, path, line)) {
+          if (s->size() < kMinKeySecretBytes || s->size() > kMaxKeySecretBytes) {
+            add(line_of(v, line), path,
+                "must be " + std::to_string(kMinKeySecretBytes) + " to " +
+                    std::to_string(kMaxKeySecretBytes) +
+                    " characters (e.g. the output of `openssl rand -hex 32`)");
+          } else {
+            c.key_secret = std::move(*s);
+          }
+        }
+      } else if (e.key == "admin_listen") {
+        if (auto s = string_value(v, path, line)) {
+          if (auto hp = parse_host_port(*s, /*allow_port_zero=*/true)) {
+            c.admin_listen = std::move(*hp);
+            admin_line = line_of(v, line);
+          } else {
+            add(line_of(v, line), path, hp.error().message);
+          }
+        }
       } else if (e.key == "cors") {
         parse_cors(v, path, line, c);
       } else if (e.key == "identity") {
@@ -467,6 +490,11 @@ class Parser {
     }
     if (!top->find("policies")) {
       add(top->line, "policies", "required: at least one policy (see examples/floodgate.yaml)");
+    }
+    if (c.admin_listen && *c.admin_listen == c.listen && c.listen.port != 0) {
+      add(admin_line, "admin_listen",
+          "must differ from listen (" + to_string(c.listen) +
+              "): /metrics is moved to its own address so that it can be kept private");
     }
     if (!problems_.empty()) return std::nullopt;
     return c;

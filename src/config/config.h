@@ -105,6 +105,8 @@ inline constexpr int kMaxThreads = 1024;
 inline constexpr Duration kMaxStoreTimeout = std::chrono::seconds(60);
 inline constexpr int kMaxFallbackInstances = 10'000;
 inline constexpr std::size_t kMaxNameLength = 64;  // policy names and key_prefix
+inline constexpr std::size_t kMinKeySecretBytes = 16;  // key_secret, in characters
+inline constexpr std::size_t kMaxKeySecretBytes = 1024;
 
 struct Config {
   std::string source = "<default>";  // the file name it came from, for messages
@@ -119,6 +121,13 @@ struct Config {
   std::optional<HostPort> upstream;   // `http://host:port`; none: the built-in demo resource
   Duration upstream_timeout = std::chrono::seconds(30);  // one proxied exchange; past it: 504
   std::string key_prefix = "fg";  // [A-Za-z0-9_.-]+, first part of every Redis key
+  // Keys the hash tag of every Redis key (store/redis/keys.h), so that no client can choose the
+  // cluster slot its keys land in. Shared by every instance of a deployment; empty: a public
+  // key (a client can then aim its identities at one slot: fine for one Redis, not a cluster).
+  std::string key_secret;
+  // Where /metrics is served instead of `listen` (with /healthz and /readyz, which stay on
+  // `listen` too); none: everything on `listen`.
+  std::optional<HostPort> admin_listen;
   std::optional<Cors> cors;
   std::vector<IdentitySource> identity;  // non-empty; default [ip]
   std::vector<PolicyConfig> policies;    // non-empty, unique names, in file order

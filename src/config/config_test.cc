@@ -107,6 +107,8 @@ TEST(configFile, EveryFieldSetAwayFromItsDefault) {
   EXPECT_EQ(to_string(c->trusted_proxies[2]), "fd00::/8");
   EXPECT_EQ(c->upstream, (HostPort{"backend", 3000}));
   EXPECT_EQ(c->key_prefix, "staging.api_v2");
+  EXPECT_EQ(c->key_secret, "0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(c->admin_listen, (HostPort{"127.0.0.1", 9091}));
   ASSERT_TRUE(c->cors);
   EXPECT_EQ(c->cors->allow_origins,
             (std::vector<std::string>{"https://app.example.com", "http://localhost:3000", "*"}));
@@ -158,6 +160,8 @@ TEST(configFile, DefaultsFillEverythingLeftOut) {
   EXPECT_TRUE(c->trusted_proxies.empty());
   EXPECT_FALSE(c->upstream);
   EXPECT_EQ(c->key_prefix, "fg");
+  EXPECT_EQ(c->key_secret, "");
+  EXPECT_FALSE(c->admin_listen);
   EXPECT_FALSE(c->cors);
   ASSERT_EQ(c->identity.size(), 1u);
   EXPECT_EQ(c->identity[0].kind, IdentitySource::Kind::kIp);
@@ -293,7 +297,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"store: rediss://h:1?cert=/c.pem",
                 R"(t.yaml:1: store: store URL: cert and key go together)"},
         BadCase{"store: redis://h:1#x",
-                R"(t.yaml:1: store: "redis://h:1#x": fragments are not supported)"},
+                R"(t.yaml:1: store: "redis://h:1#x": fragments are not supported (write '#' in a password as %23))"},
         BadCase{"store_timeout: 20",
                 R"(t.yaml:1: store_timeout: "20" is not a duration (use e.g. 20s))"},
         BadCase{"store_timeout: 0ms", "t.yaml:1: store_timeout: must be positive"},
@@ -337,6 +341,15 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{
             "key_prefix: ''",
             R"(t.yaml:1: key_prefix: "" is not a valid key prefix (letters, digits, '_', '.', '-'; at most 64))"},
+        BadCase{"key_secret: short",
+                "t.yaml:1: key_secret: must be 16 to 1024 characters (e.g. the output of "
+                "`openssl rand -hex 32`)"},
+        BadCase{"key_secret: [a]", "t.yaml:1: key_secret: must be a string, not a list"},
+        BadCase{"admin_listen: localhost",
+                R"(t.yaml:1: admin_listen: "localhost" is not host:port (e.g. 127.0.0.1:8080))"},
+        BadCase{"admin_listen: 127.0.0.1:8080",
+                "t.yaml:1: admin_listen: must differ from listen (127.0.0.1:8080): /metrics is "
+                "moved to its own address so that it can be kept private"},
         BadCase{"cors: {allow_origins: []}", "t.yaml:1: cors.allow_origins: must not be empty"},
         BadCase{
             "cors: {allow_origins: ['https://a.com/']}",

@@ -307,16 +307,39 @@ Result<void> parse_tls_query(std::string_view query, StoreUrl& url) {
 
 }  // namespace
 
+namespace {
+
+// `text` with the password of its "user:password@" part replaced by "***", for messages: a store
+// URL that fails to parse is still quoted in the error, which reaches logs and terminals. The
+// credentials end at the last '@' (as parse_store_url reads them); an '@' further right (in the
+// query) only hides more than it must.
+std::string without_password(std::string_view text) {
+  const std::size_t sep = text.find("://");
+  const std::size_t start = sep == std::string_view::npos ? 0 : sep + 3;
+  const std::size_t at = text.rfind('@');
+  if (at == std::string_view::npos || at < start) return std::string(text);
+  const std::string_view userinfo = text.substr(start, at - start);
+  const std::size_t colon = userinfo.find(':');
+  std::string out(text.substr(0, start));
+  if (colon != std::string_view::npos) out += userinfo.substr(0, colon + 1);
+  out += "***";
+  out += text.substr(at);
+  return out;
+}
+
+}  // namespace
+
 Result<StoreUrl> parse_store_url(std::string_view text) {
+  const std::string shown = quote(without_password(text));
   const std::size_t sep = text.find("://");
   if (sep == std::string_view::npos) {
-    return invalid(quote(text) + " is not a store URL (" + std::string(kStoreUrlForms) + ")");
+    return invalid(shown + " is not a store URL (" + std::string(kStoreUrlForms) + ")");
   }
   const std::string_view scheme = text.substr(0, sep);
   std::string_view rest = text.substr(sep + 3);
   StoreUrl url;
   if (scheme == "memory") {
-    if (!rest.empty()) return invalid(quote(text) + ": memory:// takes nothing after it");
+    if (!rest.empty()) return invalid(shown + ": memory:// takes nothing after it");
     return url;
   }
   if (scheme == "redis" || scheme == "rediss") {
@@ -329,7 +352,7 @@ Result<StoreUrl> parse_store_url(std::string_view text) {
                    ")");
   }
   if (rest.find('#') != std::string_view::npos) {
-    return invalid(quote(text) + ": fragments are not supported");
+    return invalid(shown + ": fragments are not supported (write '#' in a password as %23)");
   }
   // The query starts after the credentials, which may hold an unencoded '?'.
   const std::size_t at_end = rest.rfind('@');
@@ -357,18 +380,18 @@ Result<StoreUrl> parse_store_url(std::string_view text) {
   const std::string_view hosts = rest.substr(0, slash);
   const std::optional<std::string_view> db =
       slash == std::string_view::npos ? std::nullopt : std::optional(rest.substr(slash + 1));
-  if (hosts.empty()) return invalid(quote(text) + " has no host");
+  if (hosts.empty()) return invalid(shown + " has no host");
 
   if (url.kind == StoreKind::kRedisCluster) {
     if (db && !db->empty() && *db != "0") {
-      return invalid(quote(text) + ": Redis Cluster has only db 0");
+      return invalid(shown + ": Redis Cluster has only db 0");
     }
     std::size_t start = 0;
     while (true) {
       const std::size_t comma = hosts.find(',', start);
       const std::string_view one =
           hosts.substr(start, comma == hosts.npos ? hosts.npos : comma - start);
-      if (one.empty()) return invalid(quote(text) + ": empty host in the seed list");
+      if (one.empty()) return invalid(shown + ": empty host in the seed list");
       auto hp = parse_endpoint(one, kDefaultRedisPort, false);
       if (!hp) return tl::unexpected(hp.error());
       url.hosts.push_back(std::move(*hp));
@@ -379,14 +402,14 @@ Result<StoreUrl> parse_store_url(std::string_view text) {
   }
 
   if (hosts.find(',') != std::string_view::npos) {
-    return invalid(quote(text) + ": several hosts need redis-cluster://");
+    return invalid(shown + ": several hosts need redis-cluster://");
   }
   auto hp = parse_endpoint(hosts, kDefaultRedisPort, false);
   if (!hp) return tl::unexpected(hp.error());
   url.hosts.push_back(std::move(*hp));
   if (db && !db->empty()) {
     const auto n = parse_unsigned(*db, std::numeric_limits<std::int32_t>::max());
-    if (!n) return invalid(quote(text) + ": db must be a number (redis://host:port/0)");
+    if (!n) return invalid(shown + ": db must be a number (redis://host:port/0)");
     url.db = static_cast<int>(*n);
   }
   return url;

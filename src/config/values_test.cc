@@ -196,6 +196,34 @@ TEST(configStoreUrl, Refuses) {
   }
 }
 
+TEST(configStoreUrl, ErrorsNeverShowThePassword) {
+  // Every way a URL with credentials can be refused: the message names the URL with the
+  // password hidden, because it reaches logs, terminals and `floodgate validate` output.
+  for (const char* bad : {"redis://alice:S3cretPw@h#frag",
+                          "redis://alice:S3cretPw#x@h:1",
+                          "redis://alice:S3cretPw@",
+                          "redis://alice:S3cretPw@/0",
+                          "redis://alice:S3cretPw@h:1,h:2",
+                          "redis://alice:S3cretPw@h:1/zero",
+                          "redis-cluster://alice:S3cretPw@h:1/3",
+                          "redis-cluster://alice:S3cretPw@h:1,,h:2",
+                          "redis-cluster://:S3cretPw@h:99999",
+                          "redis://alice:S3cretPw@h:1?ca=/x",
+                          "rediss://alice:S3cretPw@h:1?nope=1",
+                          "rediss://alice:S3cretPw@h:1?cert=/c",
+                          "redis:/alice:S3cretPw@h:1",
+                          "alice:S3cretPw@h:1",
+                          "redis://alice:S3cretPw@bad_host!:1"}) {
+    const auto u = parse_store_url(bad);
+    ASSERT_FALSE(u) << bad;
+    EXPECT_EQ(u.error().message.find("S3cretPw"), std::string::npos) << u.error().message;
+  }
+  const auto u = parse_store_url("redis://alice:S3cretPw@h:1/zero");
+  ASSERT_FALSE(u);
+  EXPECT_NE(u.error().message.find("redis://alice:***@h:1/zero"), std::string::npos)
+      << u.error().message;
+}
+
 TEST(configUpstream, ParsesHttpHostPort) {
   EXPECT_EQ(parse_upstream_url("http://127.0.0.1:3000"), (HostPort{"127.0.0.1", 3000}));
   EXPECT_EQ(parse_upstream_url("http://backend/"), (HostPort{"backend", 80}));

@@ -46,9 +46,15 @@ using asio::use_awaitable;
 constexpr auto kTuple = asio::as_tuple(use_awaitable);
 
 // How often the background probe asks the store whether it answers (for /readyz), and over how
-// many keys (slots) it may try before concluding that no part of it does.
+// many keys it may try on a cluster before concluding that no part of it does. The slot of a key
+// depends on key_secret (store/redis/keys.h), so the keys cover the masters by number: with 32,
+// a given master of 3 is missed with probability (2/3)^32 < 1e-5 (of 6: (5/6)^32 < 0.003).
 constexpr auto kProbeInterval = std::chrono::seconds(1);
-constexpr int kProbeKeys = 8;
+constexpr int kClusterProbeKeys = 32;
+// Connections the admin listener holds at once (a scraper or two, an operator's curl); beyond it
+// they are refused as on the public listener. Public connections never count against it, so a
+// flood there leaves /metrics reachable.
+constexpr int kMaxAdminConnections = 64;
 // After accept() fails for lack of descriptors (EMFILE), wait this long before trying again
 // rather than spinning; connections in flight free descriptors meanwhile.
 constexpr auto kAcceptBackoff = std::chrono::milliseconds(50);
@@ -91,6 +97,38 @@ config::IpAddress to_ip(const tcp::endpoint& ep) {
     std::copy(b.begin(), b.end(), ip.bytes.begin());
   }
   return ip;
+}
+
+// With admin_listen set: whether `req` is answered 404 on this listener. /metrics lives only on
+// the admin listener; the admin listener serves only /metrics, /healthz and /readyz.
+bool hidden_on_listener(const Request& req, bool admin) {
+  const std::string path =
+      normalize_path(std::string_view(req.target().data(), req.target().size()));
+  const bool metrics = path == "/metrics";
+  return admin ? !(metrics || path == "/healthz" || path == "/readyz") : metrics;
+}
+
+// A listening socket on `where` (a host name is resolved once, here), run by `ioc`.
+Result<std::unique_ptr<tcp::acceptor>> listen_on(asio::io_context& ioc,
+                                                 const config::HostPort& where) {
+  boost::system::error_code ec;
+  tcp::resolver resolver(ioc);
+  const auto results =
+      resolver.resolve(where.host, std::to_string(where.port), tcp::resolver::passive, ec);
+  if (ec || results.empty()) {
+    return fail(ErrorCode::kUnavailable, "listen " + where.host + ": " + ec.message());
+  }
+  const tcp::endpoint endpoint = results.begin()->endpoint();
+  auto acceptor = std::make_unique<tcp::acceptor>(ioc);
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor->bind(endpoint, ec);
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return fail(ErrorCode::kUnavailable,
+                "cannot listen on " + config::to_string(where) + ": " + ec.message());
+  }
+  return acceptor;
 }
 
 bool is_store_outage(const Error& e) {
@@ -161,8 +199,11 @@ struct Server::Impl {
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<tcp::acceptor> acceptor;  // on workers[0]
   std::uint16_t port = 0;
+  std::unique_ptr<tcp::acceptor> admin_acceptor;  // with admin_listen; on workers[0]
+  std::uint16_t admin_port = 0;
 
-  std::atomic<int> open_connections{0};
+  std::atomic<int> open_connections{0};   // on the public listener
+  std::atomic<int> admin_connections{0};  // on the admin listener
   std::atomic<bool> draining{false};
   std::atomic<bool> closing_idle{false};  // draining and past drain_delay
   std::atomic<bool> store_ok{true};
@@ -294,7 +335,8 @@ struct Server::Impl {
         // master must not take every instance out of the load balancer: its clients are
         // answered by on_store_error, everyone else as usual.
         Result<Verdict> r = fail(ErrorCode::kUnavailable, "not probed");
-        for (int i = 0; i < kProbeKeys && !r; ++i) {
+        const int keys = store->kind() == "redis-cluster" ? kClusterProbeKeys : 1;
+        for (int i = 0; i < keys && !r; ++i) {
           // Built before the co_await: g++ 12 destroys temporaries of a co_await twice.
           const std::string identity = "floodgate:readyz:" + std::to_string(i);
           const DecideRequest probe{identity, {&charge, 1}};
@@ -355,12 +397,17 @@ struct Server::Impl {
     std::string_view outcome;
   };
 
-  Exchange begin(Request& req, Worker& w, const config::IpAddress& peer_ip) {
+  // `admin`: the request came to the admin listener (admin_listen).
+  Exchange begin(Request& req, Worker& w, const config::IpAddress& peer_ip, bool admin) {
     Exchange x;
     x.started_at = std::chrono::steady_clock::now();
     x.rt = w.runtime;
     x.ctx = RequestContext{peer_ip, ready(), draining.load(std::memory_order_relaxed)};
-    x.route = route(req, *x.rt, x.ctx);
+    if ((admin || x.rt->config->admin_listen) && hidden_on_listener(req, admin)) {
+      x.route.reply = problem_response(req.version(), 404, "not found");
+    } else {
+      x.route = route(req, *x.rt, x.ctx);
+    }
     return x;
   }
 
@@ -432,9 +479,9 @@ struct Server::Impl {
   // returning, and the built-in resource. Most requests of such a server take this path, with
   // no coroutine frame of their own. Empty: use handle().
   std::optional<Reply> handle_now(Request& req, Worker& w, const tcp::endpoint& peer,
-                                  const config::IpAddress& peer_ip) {
+                                  const config::IpAddress& peer_ip, bool admin) {
     if (memory_store == nullptr || w.upstream) return std::nullopt;
-    Exchange x = begin(req, w, peer_ip);
+    Exchange x = begin(req, w, peer_ip, admin);
     switch (x.route.kind) {
       case Route::Kind::kReply:
         x.response = std::move(x.route.reply);
@@ -456,8 +503,8 @@ struct Server::Impl {
   }
 
   awaitable<Reply> handle(Request& req, Worker& w, const tcp::endpoint& peer,
-                          const config::IpAddress& peer_ip) {
-    Exchange x = begin(req, w, peer_ip);
+                          const config::IpAddress& peer_ip, bool admin) {
+    Exchange x = begin(req, w, peer_ip, admin);
     switch (x.route.kind) {
       case Route::Kind::kReply:
         x.response = std::move(x.route.reply);
@@ -496,7 +543,37 @@ struct Server::Impl {
     }
   }
 
-  awaitable<void> session(Worker& w, tcp::socket socket) {
+  // Reads until `buffer` holds a whole header section (or more of one than `limit`, which Beast
+  // then answers 431), and refuses obs-fold in it: a header line continued on the next one
+  // (RFC 9112 §5.2). Beast would unfold it into a space, which the RFC allows, but a proxy in
+  // front that reads the fold differently ("Transfer-Encoding:\r\n chunked") would disagree with
+  // us about where the body ends; a 400 leaves nothing to disagree about.
+  static awaitable<boost::system::error_code> read_whole_header(beast::tcp_stream& stream,
+                                                                beast::flat_buffer& buffer,
+                                                                std::size_t limit) {
+    std::size_t scanned = 0;
+    for (;;) {
+      const std::string_view data(static_cast<const char*>(buffer.data().data()), buffer.size());
+      std::size_t end = data.find("\r\n\r\n", scanned < 3 ? 0 : scanned - 3);
+      if (end == std::string_view::npos) end = data.find("\n\n", scanned < 1 ? 0 : scanned - 1);
+      if (end != std::string_view::npos) {
+        const std::string_view header = data.substr(0, end + 1);
+        if (header.find("\n ") != std::string_view::npos ||
+            header.find("\n\t") != std::string_view::npos) {
+          co_return beast::http::error::bad_value;
+        }
+        co_return boost::system::error_code();
+      }
+      if (data.size() > limit) co_return boost::system::error_code();
+      scanned = data.size();
+      auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), kTuple);
+      if (ec) co_return ec;
+      buffer.commit(n);
+    }
+  }
+
+  // `admin`: accepted on the admin listener (admin_listen).
+  awaitable<void> session(Worker& w, tcp::socket socket, bool admin) {
     w.metrics->on_connection_open();
     Worker::SessionEntry entry;
     beast::tcp_stream stream(std::move(socket));
@@ -511,7 +588,7 @@ struct Server::Impl {
         w.metrics->on_connection_close();
         open.fetch_sub(1, std::memory_order_relaxed);
       }
-    } cleanup{w, &entry, open_connections};
+    } cleanup{w, &entry, admin ? admin_connections : open_connections};
 
     boost::system::error_code ec;
     const tcp::endpoint peer = stream.socket().remote_endpoint(ec);
@@ -560,8 +637,13 @@ struct Server::Impl {
         boost::system::error_code ignored;
         wd->socket->cancel(ignored);
       });
-      auto [hec, hn] = co_await beast::http::async_read_header(stream, buffer, parser, kTuple);
-      (void)hn;
+      boost::system::error_code hec =
+          co_await read_whole_header(stream, buffer, limits.max_header_bytes);
+      if (!hec) {
+        auto [rec, rn] = co_await beast::http::async_read_header(stream, buffer, parser, kTuple);
+        (void)rn;
+        hec = rec;
+      }
       header_timer.cancel();
       if (watchdog->fired) hec = beast::error::timeout;
       if (!hec && parser.get().find(beast::http::field::transfer_encoding) != parser.get().end() &&
@@ -597,8 +679,8 @@ struct Server::Impl {
         break;
       }
       Request req = parser.release();
-      std::optional<Reply> now_reply = handle_now(req, w, peer, peer_ip);
-      if (!now_reply) now_reply = co_await handle(req, w, peer, peer_ip);
+      std::optional<Reply> now_reply = handle_now(req, w, peer, peer_ip, admin);
+      if (!now_reply) now_reply = co_await handle(req, w, peer, peer_ip, admin);
       Reply& reply = *now_reply;
       const bool keep_alive = reply.response.keep_alive();
       served = true;
@@ -614,14 +696,16 @@ struct Server::Impl {
 
   // ---- accepting ---------------------------------------------------------------------------
 
-  awaitable<void> accept_loop() {
+  // `listener` is `acceptor` or `admin_acceptor` (admin).
+  awaitable<void> accept_loop(tcp::acceptor& listener, bool admin) {
     Worker& home = *workers.front();
     asio::steady_timer backoff(home.ioc);
-    while (acceptor && acceptor->is_open()) {
+    std::atomic<int>& open = admin ? admin_connections : open_connections;
+    while (listener.is_open()) {
       Worker& target = *workers[next_worker++ % workers.size()];
-      auto [ec, socket] = co_await acceptor->async_accept(target.ioc, kTuple);
+      auto [ec, socket] = co_await listener.async_accept(target.ioc, kTuple);
       if (ec) {
-        if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
+        if (ec == asio::error::operation_aborted || !listener.is_open()) co_return;
         std::uint64_t suppressed = 0;
         if (degraded_log.admit(now(), &suppressed)) {
           spdlog::warn("accept failed: {} ({} similar suppressed)", ec.message(), suppressed);
@@ -632,8 +716,8 @@ struct Server::Impl {
       }
       // While draining, connections are still accepted until the listener closes: the load
       // balancer learns of the drain from /readyz on them.
-      const int max = home.runtime->config->server.max_connections;
-      if (open_connections.load(std::memory_order_relaxed) >= max) {
+      const int max = admin ? kMaxAdminConnections : home.runtime->config->server.max_connections;
+      if (open.load(std::memory_order_relaxed) >= max) {
         home.metrics->on_connection_rejected();
         boost::system::error_code ignored;
         socket.non_blocking(true, ignored);
@@ -642,8 +726,8 @@ struct Server::Impl {
         socket.close(ignored);
         continue;
       }
-      open_connections.fetch_add(1, std::memory_order_relaxed);
-      asio::co_spawn(target.ioc, session(target, std::move(socket)), asio::detached);
+      open.fetch_add(1, std::memory_order_relaxed);
+      asio::co_spawn(target.ioc, session(target, std::move(socket), admin), asio::detached);
     }
   }
 
@@ -671,16 +755,18 @@ struct Server::Impl {
     co_await timer.async_wait(kTuple);
     boost::system::error_code ignored;
     if (acceptor) acceptor->close(ignored);
+    if (admin_acceptor) admin_acceptor->close(ignored);
     closing_idle.store(true);
     for (auto& w : workers) {
       asio::post(w->ioc, [this, wp = w.get()] { close_idle_sessions(*wp); });
     }
     const auto deadline = std::chrono::steady_clock::now() + limits.drain_timeout;
-    while (open_connections.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    const auto open = [this] { return open_connections.load() + admin_connections.load(); };
+    while (open() > 0 && std::chrono::steady_clock::now() < deadline) {
       timer.expires_after(std::chrono::milliseconds(10));
       co_await timer.async_wait(kTuple);
     }
-    const int left = open_connections.load();
+    const int left = open();
     if (left > 0) {
       spdlog::warn("drain timeout: closing {} connection(s) still open", left);
     } else {
@@ -719,6 +805,7 @@ Result<std::unique_ptr<Server>> Server::make(ServerOptions options) {
   } else {
     OpenStoreOptions so;
     so.key_prefix = c.key_prefix;
+    so.key_secret = c.key_secret;
     so.timeout = c.store_timeout;
     auto s = open_store(c.store, so, SystemClock::instance());
     if (!s)
@@ -740,25 +827,16 @@ Result<std::unique_ptr<Server>> Server::make(ServerOptions options) {
   }
 
   // Listen. A host name is resolved once, here.
-  boost::system::error_code ec;
-  tcp::resolver resolver(impl->workers.front()->ioc);
-  const auto results =
-      resolver.resolve(c.listen.host, std::to_string(c.listen.port), tcp::resolver::passive, ec);
-  if (ec || results.empty()) {
-    return fail(ErrorCode::kUnavailable, "listen " + c.listen.host + ": " + ec.message());
+  auto acceptor = listen_on(impl->workers.front()->ioc, c.listen);
+  if (!acceptor) return tl::unexpected(acceptor.error());
+  impl->port = (*acceptor)->local_endpoint().port();
+  impl->acceptor = std::move(*acceptor);
+  if (c.admin_listen) {
+    auto admin = listen_on(impl->workers.front()->ioc, *c.admin_listen);
+    if (!admin) return fail(admin.error().code, "admin_listen: " + admin.error().message);
+    impl->admin_port = (*admin)->local_endpoint().port();
+    impl->admin_acceptor = std::move(*admin);
   }
-  const tcp::endpoint endpoint = results.begin()->endpoint();
-  auto acceptor = std::make_unique<tcp::acceptor>(impl->workers.front()->ioc);
-  acceptor->open(endpoint.protocol(), ec);
-  if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor->bind(endpoint, ec);
-  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return fail(ErrorCode::kUnavailable,
-                "cannot listen on " + config::to_string(c.listen) + ": " + ec.message());
-  }
-  impl->port = acceptor->local_endpoint().port();
-  impl->acceptor = std::move(acceptor);
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
@@ -771,6 +849,7 @@ Server::~Server() {
   }
   // Sessions still suspended are destroyed with their io_context (workers), before the store.
   impl_->acceptor.reset();
+  impl_->admin_acceptor.reset();
   impl_->workers.clear();
 }
 
@@ -778,7 +857,10 @@ void Server::start() {
   Impl& s = *impl_;
   if (s.started.exchange(true)) return;
   Worker& home = *s.workers.front();
-  asio::co_spawn(home.ioc, s.accept_loop(), asio::detached);
+  asio::co_spawn(home.ioc, s.accept_loop(*s.acceptor, false), asio::detached);
+  if (s.admin_acceptor) {
+    asio::co_spawn(home.ioc, s.accept_loop(*s.admin_acceptor, true), asio::detached);
+  }
   asio::co_spawn(home.ioc, s.probe_loop(home), asio::detached);
   for (auto& w : s.workers) {
     Worker* wp = w.get();
@@ -792,6 +874,8 @@ void Server::start() {
 
 std::uint16_t Server::port() const { return impl_->port; }
 
+std::uint16_t Server::admin_port() const { return impl_->admin_port; }
+
 std::vector<std::string> Server::reload(std::shared_ptr<const config::Config> next) {
   Impl& s = *impl_;
   std::lock_guard lock(s.mutex);
@@ -799,6 +883,10 @@ std::vector<std::string> Server::reload(std::shared_ptr<const config::Config> ne
   std::vector<std::string> ignored;
   auto c = std::make_shared<config::Config>(*next);
   if (c->listen != old.listen) ignored.push_back("listen"), c->listen = old.listen;
+  if (c->admin_listen != old.admin_listen) {
+    ignored.push_back("admin_listen");
+    c->admin_listen = old.admin_listen;
+  }
   if (c->threads != old.threads) ignored.push_back("threads"), c->threads = old.threads;
   if (!(c->store == old.store)) ignored.push_back("store"), c->store = old.store;
   if (c->store_timeout != old.store_timeout) {
@@ -807,6 +895,8 @@ std::vector<std::string> Server::reload(std::shared_ptr<const config::Config> ne
   }
   if (c->key_prefix != old.key_prefix)
     ignored.push_back("key_prefix"), c->key_prefix = old.key_prefix;
+  if (c->key_secret != old.key_secret)
+    ignored.push_back("key_secret"), c->key_secret = old.key_secret;
   s.config = c;
   std::shared_ptr<const Runtime> rt = s.build_runtime(c);
   for (auto& w : s.workers) {

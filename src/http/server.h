@@ -18,9 +18,15 @@
 // the store answers (a cluster with one master down still does), and closes the breaker when
 // it does. Failures are answered by on_store_error (handler.h).
 //
+// Admin listener (config.admin_listen): a second listening socket for /metrics, which the
+// public one then answers 404; /healthz and /readyz are on both (the load balancer reads the
+// public one). It answers nothing else, has its own small connection limit (public connections
+// never count against it), and closes with the public one on drain.
+//
 // Reload: reload() swaps the configuration on every thread between requests (a request in
-// flight finishes with the configuration it started with). listen, threads, store,
-// store_timeout and key_prefix need a restart: reload() keeps their old values and names them.
+// flight finishes with the configuration it started with). listen, admin_listen, threads, store,
+// store_timeout, key_prefix and key_secret need a restart: reload() keeps their old values and
+// names them.
 // Drain: drain() turns /readyz to 503 at once; after server.drain_delay it stops accepting and
 // closes idle connections; requests in flight finish (their responses say Connection: close);
 // when none is left, or after server.drain_timeout, the server stops and wait() returns.
@@ -63,10 +69,12 @@ class Server {
   void start();
   // The port listened on (the chosen one when config.listen has port 0).
   std::uint16_t port() const;
+  // The admin listener's port (config.admin_listen); 0 without one.
+  std::uint16_t admin_port() const;
 
   // Applies `config` from the next request on; answers the fields that changed but need a
-  // restart (kept at their old values): "listen", "threads", "store", "store_timeout",
-  // "key_prefix".
+  // restart (kept at their old values): "listen", "admin_listen", "threads", "store",
+  // "store_timeout", "key_prefix", "key_secret".
   std::vector<std::string> reload(std::shared_ptr<const config::Config> config);
   // Counts a reload that failed (the old config stays): floodgate_config_reloads_total.
   void reload_failed();

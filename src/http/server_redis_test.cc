@@ -125,5 +125,65 @@ TEST(ServerOnRedis, ClusterLimitHoldsThroughHttp) {
   }
 }
 
+// A flood of thousands of distinct client keys through the server: every key it leaves in Redis
+// has a TTL no longer than the time its state takes to be full again, and all of them expire, so
+// Redis memory is bounded by the clients active within one refill time, whatever the flood.
+TEST(ServerOnRedis, AFloodOfDistinctKeysLeavesOnlyKeysThatExpire) {
+  auto redis = start_redis();
+  if (!redis) GTEST_SKIP() << "redis-server is not installed";
+  // One request takes 1 of 5 tokens (refilled at 5 per 50 s): full again after 10 s. The
+  // sliding and fixed windows of 10 s end within 20 s.
+  const std::string yaml =
+      "listen: 127.0.0.1:0\nthreads: 2\nstore: redis://" + redis->address() +
+      "\nstore_timeout: 1s\nkey_secret: flood-test-secret-0123456789\n"
+      "identity: [{header: X-API-Key}]\npolicies:\n"
+      "  - {name: bucket, match: {path_prefix: /api/}, limit: 5, period: 50s}\n"
+      "  - {name: sliding, match: {path_prefix: /api/}, algorithm: sliding_window, limit: 9, "
+      "period: 10s}\n"
+      "  - {name: fixed, match: {path_prefix: /api/}, algorithm: fixed_window, limit: 9, "
+      "period: 10s}\n";
+  Running r = start_server(yaml);
+  ASSERT_TRUE(r.server);
+  constexpr int kClients = 4, kEach = 750;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> flood;
+  for (int t = 0; t < kClients; ++t) {
+    flood.emplace_back([&, t] {
+      Client c(r.port);
+      for (int i = 0; i < kEach; ++i) {
+        auto res = c.get("/api/x", {{"X-API-Key", "flood-" + std::to_string(t * kEach + i)}});
+        if (res && res->result_int() == 200 && field(*res, "X-RateLimit-Degraded") == "<absent>") {
+          ++ok;
+        }
+      }
+    });
+  }
+  for (auto& t : flood) t.join();
+  ASSERT_EQ(ok.load(), kClients * kEach);
+  // SCAN the whole keyspace: every key is one of ours, and has a TTL within its bound.
+  std::size_t seen = 0, without_ttl = 0, over_bound = 0;
+  std::string cursor = "0";
+  do {
+    const auto page = redis->command({"SCAN", cursor, "COUNT", "1000"});
+    ASSERT_EQ(page.elements.size(), 2u);
+    cursor = page.elements[0].str;
+    for (const auto& k : page.elements[1].elements) {
+      ++seen;
+      const long long ttl = redis->command({"PTTL", k.str}).integer;
+      if (ttl == -1) ++without_ttl;  // -2: expired between SCAN and PTTL, which is fine
+      if (ttl > 20'000) ++over_bound;
+      EXPECT_EQ(k.str.rfind("fg:{", 0), 0u) << k.str;
+    }
+  } while (cursor != "0");
+  // At least one policy's worth of keys is still there (the first ones may have expired on a
+  // slow machine) ...
+  EXPECT_GE(seen, static_cast<std::size_t>(kClients * kEach));
+  EXPECT_EQ(without_ttl, 0u);  // ... and none stays forever
+  EXPECT_EQ(over_bound, 0u);
+  // And they do expire: the keyspace empties by itself.
+  EXPECT_TRUE(eventually([&] { return redis->command({"DBSIZE"}).integer == 0; }, seconds(30)))
+      << redis->command({"DBSIZE"}).integer << " keys left";
+}
+
 }  // namespace
 }  // namespace fg::http::test

@@ -10,6 +10,7 @@ Result<std::unique_ptr<Store>> open_store(const config::StoreUrl& url,
   redis::RedisStoreOptions redis_options;
   redis_options.url = url;
   redis_options.key_prefix = options.key_prefix;
+  redis_options.key_secret = options.key_secret;
   redis_options.timeout = options.timeout;
   return redis::make_redis_store(redis_options);
 }

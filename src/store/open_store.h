@@ -17,7 +17,8 @@
 namespace fg {
 
 struct OpenStoreOptions {
-  std::string key_prefix = "fg";                      // Redis keys: <prefix>:{<identity>}:<policy>
+  std::string key_prefix = "fg";                      // Redis keys: <prefix>:{<tag>}:<id>:<policy>
+  std::string key_secret;                             // keys the tag (store/redis/keys.h)
   Duration timeout = std::chrono::milliseconds(20);   // deadline of one decision (store_timeout)
   MemoryStoreOptions memory;                          // for memory://
 };

@@ -65,10 +65,13 @@ cleanup() {
 trap cleanup EXIT
 
 # A config with one policy: `limit` per hour on /api/, store_timeout and on_store_error as given.
+# The instances' key_secret, so that this script can compute a client's Redis key (redis_key).
+key_secret=e2e-key-secret-5f1c93a7
 write_config() {  # write_config LIMIT ON_STORE_ERROR
   sed -e "s/^on_store_error: .*/on_store_error: $2/" "$src/deploy/local/floodgate.yaml" |
     sed '/^policies:/,$d' >"$run/floodgate.yaml"
   cat >>"$run/floodgate.yaml" <<EOF
+key_secret: $key_secret
 policies:
   - name: hourly
     match: {path_prefix: /api/}
@@ -76,6 +79,41 @@ policies:
     period: 1h
 EOF
   export FG_CONFIG=$run/floodgate.yaml
+}
+
+# redis_key IDENTITY POLICY: fg:{<tag>}:<identity>:<policy>, the tag being the low 32 bits of
+# SipHash-2-4 of the identity keyed by the first 16 bytes of SHA-256(key_secret), in hex
+# (src/store/redis/keys.h). For identities that need no escaping.
+redis_key() {
+  python3 - "$key_secret" "$1" "$2" <<'PY'
+import hashlib, sys
+
+def siphash24(k, data):
+    M = (1 << 64) - 1
+    rotl = lambda x, b: ((x << b) | (x >> (64 - b))) & M
+    k0, k1 = int.from_bytes(k[:8], "little"), int.from_bytes(k[8:16], "little")
+    v = [k0 ^ 0x736F6D6570736575, k1 ^ 0x646F72616E646F6D,
+         k0 ^ 0x6C7967656E657261, k1 ^ 0x7465646279746573]
+    def rnd():
+        v[0] = (v[0] + v[1]) & M; v[1] = rotl(v[1], 13) ^ v[0]; v[0] = rotl(v[0], 32)
+        v[2] = (v[2] + v[3]) & M; v[3] = rotl(v[3], 16) ^ v[2]
+        v[0] = (v[0] + v[3]) & M; v[3] = rotl(v[3], 21) ^ v[0]
+        v[2] = (v[2] + v[1]) & M; v[1] = rotl(v[1], 17) ^ v[2]; v[2] = rotl(v[2], 32)
+    n = len(data) - len(data) % 8
+    words = [int.from_bytes(data[i:i + 8], "little") for i in range(0, n, 8)]
+    words.append(int.from_bytes(data[n:], "little") | (len(data) & 0xFF) << 56)
+    for m in words:
+        v[3] ^= m; rnd(); rnd(); v[0] ^= m
+    v[2] ^= 0xFF
+    for _ in range(4):
+        rnd()
+    return v[0] ^ v[1] ^ v[2] ^ v[3]
+
+secret, identity, policy = sys.argv[1], sys.argv[2], sys.argv[3]
+key = hashlib.sha256(secret.encode()).digest()[:16]
+tag = format(siphash24(key, identity.encode()) & 0xFFFFFFFF, "08x")
+print("fg:{%s}:%s:%s" % (tag, identity, policy))
+PY
 }
 
 # load N KEY OUT: N sequential requests (each a new connection, so HAProxy spreads them),
@@ -192,11 +230,13 @@ case $case_name in
     write_config 1000000 allow
     stack_up
     load 50 k "$run/before"
-    # The key of identity "key:x-api-key:k", policy "hourly": find its master by asking the cluster.
+    # The key of identity "key:x-api-key:k", policy "hourly" (its hash tag keyed by key_secret:
+    # src/store/redis/keys.h); then its master, by asking the cluster. A wrong key would name a
+    # master the client is not on, and the check for degraded decisions below would fail.
     redis_url=$(cat "$FG_RUN_DIR/redis/url")
     seed=${redis_url#redis-cluster://}
     seed=${seed%%,*}
-    key='fg:{key:x-api-key:k}:hourly'
+    key=$(redis_key key:x-api-key:k hourly)
     slot=$(redis-cli -h 127.0.0.1 -p "${seed#*:}" CLUSTER KEYSLOT "$key")
     master_port=$(redis-cli -h 127.0.0.1 -p "${seed#*:}" CLUSTER SHARDS |
       python3 -c '

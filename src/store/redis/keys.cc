@@ -65,19 +65,102 @@ std::string escape_identity(std::string_view identity) {
   return out;
 }
 
-void append_key(std::string& out, std::string_view prefix, std::string_view escaped_identity,
-                std::string_view policy) {
+TagKey make_tag_key(std::string_view secret) {
+  if (secret.empty()) return TagKey{};
+  std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
+  SHA256(reinterpret_cast<const unsigned char*>(secret.data()), secret.size(), digest.data());
+  TagKey key;
+  for (int i = 7; i >= 0; --i) {
+    key.k0 = key.k0 << 8 | digest[i];
+    key.k1 = key.k1 << 8 | digest[8 + i];
+  }
+  return key;
+}
+
+namespace {
+
+constexpr std::uint64_t rotl(std::uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
+
+struct SipState {
+  std::uint64_t v0, v1, v2, v3;
+  void round() {
+    v0 += v1;
+    v1 = rotl(v1, 13);
+    v1 ^= v0;
+    v0 = rotl(v0, 32);
+    v2 += v3;
+    v3 = rotl(v3, 16);
+    v3 ^= v2;
+    v0 += v3;
+    v3 = rotl(v3, 21);
+    v3 ^= v0;
+    v2 += v1;
+    v1 = rotl(v1, 17);
+    v1 ^= v2;
+    v2 = rotl(v2, 32);
+  }
+  void compress(std::uint64_t m) {  // c = 2 rounds per message word
+    v3 ^= m;
+    round();
+    round();
+    v0 ^= m;
+  }
+};
+
+}  // namespace
+
+std::uint64_t siphash24(const TagKey& key, std::string_view data) {
+  // The constants are "somepseudorandomlygeneratedbytes" in ASCII (the reference's IV).
+  SipState s{key.k0 ^ 0x736f6d6570736575ULL, key.k1 ^ 0x646f72616e646f6dULL,
+             key.k0 ^ 0x6c7967656e657261ULL, key.k1 ^ 0x7465646279746573ULL};
+  const auto* p = reinterpret_cast<const unsigned char*>(data.data());
+  const std::size_t n = data.size();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t m = 0;
+    for (int b = 7; b >= 0; --b) m = m << 8 | p[i + b];  // little endian, on any host
+    s.compress(m);
+  }
+  // The last word: the remaining 0-7 bytes, and the length (mod 256) in the top byte.
+  std::uint64_t last = static_cast<std::uint64_t>(n & 0xff) << 56;
+  for (std::size_t b = 0; i + b < n; ++b) last |= static_cast<std::uint64_t>(p[i + b]) << (8 * b);
+  s.compress(last);
+  s.v2 ^= 0xff;
+  for (int r = 0; r < 4; ++r) s.round();  // d = 4 finalization rounds
+  return s.v0 ^ s.v1 ^ s.v2 ^ s.v3;
+}
+
+std::string hash_tag(const TagKey& key, std::string_view escaped_identity) {
+  static constexpr char kLowerHex[] = "0123456789abcdef";
+  // The low 32 bits: enough to spread keys over 16384 slots uniformly, and short in every key.
+  const std::uint64_t h = siphash24(key, escaped_identity);
+  std::string tag(kTagLength, '0');
+  for (std::size_t i = 0; i < kTagLength; ++i)
+    tag[i] = kLowerHex[(h >> (4 * (kTagLength - 1 - i))) & 0xf];
+  return tag;
+}
+
+void append_key(std::string& out, std::string_view prefix, std::string_view tag,
+                std::string_view escaped_identity, std::string_view policy) {
   append_escaped(out, prefix);
   out += ":{";
-  out += escaped_identity;
+  out += tag;
   out += "}:";
+  out += escaped_identity;
+  out.push_back(':');
   append_escaped(out, policy);
 }
 
-std::string make_key(std::string_view prefix, std::string_view identity, std::string_view policy) {
-  std::string key;
-  append_key(key, prefix, escape_identity(identity), policy);
-  return key;
+std::string make_key(std::string_view prefix, const TagKey& key, std::string_view identity,
+                     std::string_view policy) {
+  const std::string escaped = escape_identity(identity);
+  std::string out;
+  append_key(out, prefix, hash_tag(key, escaped), escaped, policy);
+  return out;
+}
+
+int identity_slot(const TagKey& key, std::string_view identity) {
+  return crc16(hash_tag(key, escape_identity(identity))) & (kClusterSlots - 1);
 }
 
 std::uint16_t crc16(std::string_view data) {

@@ -1,7 +1,13 @@
 #include "store/redis/keys.h"
 
 #include <gtest/gtest.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
 
+#include <array>
+#include <map>
+#include <random>
 #include <set>
 #include <string>
 
@@ -53,9 +59,8 @@ TEST(EscapeIdentity, EscapesBracesPercentHashAndNonPrintableBytes) {
 
 TEST(EscapeIdentity, TheEmptyIdentityIsALonePercent) {
   EXPECT_EQ(escape_identity(""), "%");
-  EXPECT_EQ(make_key("fg", "", "p"), "fg:{%}:p");
-  // Never an empty hash tag: the identity's slot is the slot of "%".
-  EXPECT_EQ(key_slot(make_key("fg", "", "p")), key_slot("%"));
+  const TagKey k = make_tag_key("a deployment secret");
+  EXPECT_EQ(make_key("fg", k, "", "p"), "fg:{" + hash_tag(k, "%") + "}:%:p");
 }
 
 TEST(EscapeIdentity, LongIdentitiesAreHashed) {
@@ -68,31 +73,136 @@ TEST(EscapeIdentity, LongIdentitiesAreHashed) {
   EXPECT_EQ(escaped.find_first_not_of("0123456789ABCDEF", 1), std::string::npos);
   EXPECT_EQ(escape_identity(long_id), escaped);  // stable
   EXPECT_NE(escape_identity(long_id + "y"), escaped);
-  // SHA-256("abc" * 100) is fixed: pin it so the key of a long identity never changes silently.
-  std::string abc;
-  for (int i = 0; i < 100; ++i) abc += "abc";
-  EXPECT_EQ(escape_identity(abc).size(), 65u);
   // A client cannot present someone's digest as its own identity: '#' is escaped.
   EXPECT_NE(escape_identity(escaped), escaped);
 }
 
-TEST(MakeKey, PutsTheIdentityInTheHashTag) {
-  EXPECT_EQ(make_key("fg", "user-42", "per-minute"), "fg:{user-42}:per-minute");
-  EXPECT_EQ(key_slot(make_key("fg", "user-42", "a")), key_slot(make_key("fg", "user-42", "b")));
-  EXPECT_EQ(key_slot(make_key("fg", "user-42", "a")), key_slot("user-42"));
+// SipHash-2-4 against the reference vectors (key 00 01 .. 0f, message 00 01 .. n-1; the
+// paper's appendix and the reference implementation's vectors.h), and against OpenSSL's own
+// SIPHASH MAC for every length across the 8-byte word boundaries, under random keys.
+TEST(SipHash, MatchesTheReferenceVectors) {
+  const TagKey key{0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL};
+  std::string msg;
+  EXPECT_EQ(siphash24(key, msg), 0x726fdb47dd0e0e31ULL);
+  msg.push_back('\x00');
+  EXPECT_EQ(siphash24(key, msg), 0x74f839c593dc67fdULL);
+  for (char c = 1; c < 15; ++c) msg.push_back(c);
+  ASSERT_EQ(msg.size(), 15u);
+  EXPECT_EQ(siphash24(key, msg), 0xa129ca6149be45e5ULL);
+}
+
+TEST(SipHash, AgreesWithOpenSsl) {
+  EVP_MAC* mac = EVP_MAC_fetch(nullptr, "SIPHASH", nullptr);
+  ASSERT_NE(mac, nullptr);
+  std::mt19937_64 rng(7);
+  for (int trial = 0; trial < 20; ++trial) {
+    const TagKey key{rng(), rng()};
+    unsigned char key_bytes[16];
+    for (int i = 0; i < 8; ++i) {
+      key_bytes[i] = static_cast<unsigned char>(key.k0 >> (8 * i));
+      key_bytes[8 + i] = static_cast<unsigned char>(key.k1 >> (8 * i));
+    }
+    for (std::size_t len = 0; len <= 40; ++len) {
+      std::string data(len, '\0');
+      for (char& c : data) c = static_cast<char>(rng());
+      EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(mac);
+      std::size_t size = 8;
+      const OSSL_PARAM params[] = {OSSL_PARAM_construct_size_t("size", &size), OSSL_PARAM_END};
+      ASSERT_EQ(EVP_MAC_init(ctx, key_bytes, sizeof key_bytes, params), 1);
+      ASSERT_EQ(EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(data.data()), len), 1);
+      unsigned char out[8];
+      std::size_t out_len = 0;
+      ASSERT_EQ(EVP_MAC_final(ctx, out, &out_len, sizeof out), 1);
+      EVP_MAC_CTX_free(ctx);
+      ASSERT_EQ(out_len, 8u);
+      std::uint64_t expected = 0;
+      for (int i = 7; i >= 0; --i) expected = expected << 8 | out[i];
+      ASSERT_EQ(siphash24(key, data), expected) << "length " << len;
+    }
+  }
+  EVP_MAC_free(mac);
+}
+
+TEST(TagKey, ComesFromTheSecretAndAnEmptySecretIsPublic) {
+  const TagKey none = make_tag_key("");
+  EXPECT_EQ(none.k0, 0u);
+  EXPECT_EQ(none.k1, 0u);
+  const TagKey a = make_tag_key("secret-of-deployment-a");
+  const TagKey a2 = make_tag_key("secret-of-deployment-a");
+  const TagKey b = make_tag_key("secret-of-deployment-b");
+  EXPECT_EQ(a.k0, a2.k0);  // every instance with the secret computes the same keys
+  EXPECT_EQ(a.k1, a2.k1);
+  EXPECT_NE(a.k0, b.k0);
+  EXPECT_EQ(hash_tag(a, "user-42"), hash_tag(a2, "user-42"));
+  EXPECT_NE(hash_tag(a, "user-42"), hash_tag(b, "user-42"));
+}
+
+TEST(MakeKey, PutsTheKeyedTagFirstAndTheIdentityAfterIt) {
+  const TagKey k = make_tag_key("a deployment secret");
+  const std::string tag = hash_tag(k, "user-42");
+  ASSERT_EQ(tag.size(), kTagLength);
+  EXPECT_EQ(tag.find_first_not_of("0123456789abcdef"), std::string::npos);
+  EXPECT_EQ(make_key("fg", k, "user-42", "per-minute"), "fg:{" + tag + "}:user-42:per-minute");
+  // Every policy of one identity: one slot, the tag's (the script needs them together).
+  EXPECT_EQ(key_slot(make_key("fg", k, "user-42", "a")),
+            key_slot(make_key("fg", k, "user-42", "b")));
+  EXPECT_EQ(key_slot(make_key("fg", k, "user-42", "a")), key_slot(tag));
+  EXPECT_EQ(key_slot(make_key("fg", k, "user-42", "a")), identity_slot(k, "user-42"));
 }
 
 TEST(MakeKey, NoIdentityCanChooseItsSlotOrEscapeItsKey) {
-  // The identity "x}:p{y" would end the tag early and put "y" in charge of the slot.
-  const std::string key = make_key("fg", "x}:p{y", "p");
-  EXPECT_EQ(key, "fg:{x%7D:p%7By}:p");
-  EXPECT_EQ(key_slot(key), key_slot("x%7D:p%7By"));
+  const TagKey k = make_tag_key("a deployment secret");
+  // Brace injection: an identity that carries its own tag, or closes ours early, is escaped,
+  // and the only tag in the key is the keyed hash, wherever the client's braces were.
+  for (const std::string id : {"{victim}", "x}:p{y", "{}", "}{", "{{a}}", "a{b}c", "{%7B}"}) {
+    const std::string escaped = escape_identity(id);
+    const std::string key = make_key("fg", k, id, "p");
+    EXPECT_EQ(escaped.find_first_of("{}"), std::string::npos) << id;
+    EXPECT_EQ(key, "fg:{" + hash_tag(k, escaped) + "}:" + escaped + ":p") << id;
+    EXPECT_EQ(key_slot(key), key_slot(hash_tag(k, escaped))) << id;
+  }
+  EXPECT_EQ(make_key("fg", k, "x}:p{y", "p"),
+            "fg:{" + hash_tag(k, "x%7D:p%7By") + "}:x%7D:p%7By:p");
   // A prefix or policy with braces cannot take the tag either.
-  EXPECT_EQ(make_key("f{g", "id", "p{o}l"), "f%7Bg:{id}:p%7Bo%7Dl");
-  EXPECT_EQ(key_slot(make_key("f{g", "id", "p{o}l")), key_slot("id"));
+  EXPECT_EQ(make_key("f{g", k, "id", "p{o}l"), "f%7Bg:{" + hash_tag(k, "id") + "}:id:p%7Bo%7Dl");
+  EXPECT_EQ(key_slot(make_key("f{g", k, "id", "p{o}l")), key_slot(hash_tag(k, "id")));
+}
+
+// The attack the keyed tag stops: with a public tag function, a client searches its own
+// identity space offline for values that share one slot (one master). Here the attacker does
+// exactly that against the public (no-secret) key and finds 300 API keys for slot 42. Under a
+// deployment's secret, those same chosen identities land wherever the secret puts them: spread
+// over the slots like any others.
+TEST(MakeKey, ClientChosenIdentitiesDoNotConcentrateUnderASecret) {
+  const TagKey public_key = make_tag_key("");
+  const TagKey secret_key = make_tag_key("7f3c9a1e5b2d48c6a0e19f7b3d5c2a84");
+  const int target = 42;
+  std::vector<std::string> chosen;
+  for (int i = 0; chosen.size() < 300 && i < 20'000'000; ++i) {
+    const std::string id = "key:x-api-key:attacker-" + std::to_string(i);
+    if (identity_slot(public_key, id) == target) chosen.push_back(id);
+  }
+  ASSERT_EQ(chosen.size(), 300u);   // found by brute force: the public tag is predictable
+  std::array<int, 3> per_master{};  // the slot ranges of a 3-master cluster
+  std::map<int, int> per_slot;
+  for (const std::string& id : chosen) {
+    const int slot = identity_slot(secret_key, id);
+    ++per_master[static_cast<std::size_t>(slot * 3 / kClusterSlots)];
+    ++per_slot[slot];
+  }
+  // Binomial(300, 1/3): mean 100, sd 8.2; 60-140 is ~5 sd either side.
+  for (int m : per_master) {
+    EXPECT_GT(m, 60);
+    EXPECT_LT(m, 140);
+  }
+  // 300 uniform ids over 16384 slots: some slot holding 4 or more has probability < 1e-4.
+  int largest = 0;
+  for (const auto& [slot, n] : per_slot) largest = std::max(largest, n);
+  EXPECT_LE(largest, 3);
 }
 
 TEST(MakeKey, DistinctIdentitiesGiveDistinctKeys) {
+  const TagKey k = make_tag_key("a deployment secret");
   const std::vector<std::string> ids = {"alice",
                                         "bob",
                                         "{alice}",
@@ -110,10 +220,13 @@ TEST(MakeKey, DistinctIdentitiesGiveDistinctKeys) {
                                         "%25",
                                         "%7B",
                                         "#",
+                                        "a:p",
                                         std::string(257, 'x')};
   std::set<std::string> keys;
-  for (const auto& id : ids) keys.insert(make_key("fg", id, "p"));
+  for (const auto& id : ids) keys.insert(make_key("fg", k, id, "p"));
   EXPECT_EQ(keys.size(), ids.size());
+  // "<identity>:<policy>" splits at the last ':': identity "a" with policy "p:p" cannot exist
+  // (policy names have no ':'), so "a:p" + "p" is the only reading of its key.
 }
 
 }  // namespace

@@ -46,11 +46,17 @@ const auto* const kEnvironment = ::testing::AddGlobalTestEnvironment(new Cluster
 
 test::RedisCluster& cluster() { return ClusterEnvironment::cluster(); }
 
+// The stores here key their hash tags with this secret, as a deployment does (keys.h); the
+// tests compute the same keys and slots with kTags.
+constexpr std::string_view kKeySecret = "cluster-test-secret-0123456789";
+const TagKey kTags = make_tag_key(kKeySecret);
+
 std::unique_ptr<RedisStore> make_store(Duration timeout = 5s, std::string url = "") {
   RedisStoreOptions o;
   auto parsed = parse_redis_url(url.empty() ? cluster().url() : url, o);
   EXPECT_TRUE(parsed.has_value()) << parsed.error().to_string();
   o.timeout = timeout;
+  o.key_secret = std::string(kKeySecret);
   auto store = RedisStore::make(o);
   EXPECT_TRUE(store.has_value()) << store.error().to_string();
   return store ? std::move(*store) : nullptr;
@@ -137,7 +143,7 @@ std::pair<std::string, std::string> identities_in_one_slot(int* slot) {
   std::map<int, std::string> seen;
   for (int i = 0; i < 100000; ++i) {
     const std::string id = "id-" + std::to_string(i);
-    const int s = key_slot(escape_identity(id));
+    const int s = identity_slot(kTags, id);
     auto [it, fresh] = seen.emplace(s, id);
     if (!fresh) {
       *slot = s;
@@ -182,7 +188,7 @@ TEST_F(RedisClusterTest, ASlotMigrationIsFollowedThroughAskAndMoved) {
   ASSERT_TRUE(rb.has_value()) << rb.error().to_string();
   EXPECT_TRUE(rb->allowed);
   EXPECT_GE(store->stats().asks, 1u);
-  EXPECT_EQ(target->command({"EXISTS", make_key("fg", b, p.name)}).integer, 0)
+  EXPECT_EQ(target->command({"EXISTS", make_key("fg", kTags, b, p.name)}).integer, 0)
       << "without ASKING the target does not serve the slot's keys; with it, it does";
   EXPECT_EQ(keys_of(*target).size(), 1u);
 
@@ -192,7 +198,7 @@ TEST_F(RedisClusterTest, ASlotMigrationIsFollowedThroughAskAndMoved) {
 
   // Move a's key; the source now answers ASK for it.
   const auto migrated = source->command({"MIGRATE", "127.0.0.1", std::to_string(target->port()), "",
-                                         "0", "5000", "KEYS", make_key("fg", a, p.name)});
+                                         "0", "5000", "KEYS", make_key("fg", kTags, a, p.name)});
   ASSERT_FALSE(migrated.is_error) << migrated.str;
   const auto asks_before = store->stats().asks;
   r = decide_a();
@@ -231,7 +237,7 @@ TEST_F(RedisClusterTest, NodesDisagreeingAtTheEndOfAMigrationAreWaitedOut) {
   ASSERT_FALSE(source->command({"CLUSTER", "SETSLOT", s, "MIGRATING", target_id}).is_error);
   ASSERT_FALSE(source
                    ->command({"MIGRATE", "127.0.0.1", std::to_string(target->port()), "", "0",
-                              "5000", "KEYS", make_key("fg", id, p.name)})
+                              "5000", "KEYS", make_key("fg", kTags, id, p.name)})
                    .is_error);
   // The source gives the slot away first: it answers MOVED -> target, while the target, still
   // importing, answers MOVED -> source. The decision must wait that out, not give up.
@@ -258,7 +264,7 @@ TEST_F(RedisClusterTest, DecisionsDuringAMigrationNeverFailAndStayExact) {
   std::vector<std::string> ids = {pair.first, pair.second};
   for (int i = 0; ids.size() < 6 && i < 2000000; ++i) {
     const std::string id = "mig-" + std::to_string(i);
-    if (key_slot(escape_identity(id)) == slot) ids.push_back(id);
+    if (identity_slot(kTags, id) == slot) ids.push_back(id);
   }
   ASSERT_EQ(ids.size(), 6u);
   test::RedisServer* source = cluster().master_of_slot(slot);
@@ -371,16 +377,24 @@ TEST_F(RedisClusterTest, AKilledMasterIsReplacedAndDecisionsResumeWithinTheirDea
   auto store = make_store(kTimeout);
   const Policy p = day_policy("failover", 1000000);
   // An identity on the master we kill, and one elsewhere.
-  const int slot_victim = key_slot(escape_identity("victim"));
+  const int slot_victim = identity_slot(kTags, "victim");
   test::RedisServer* victim = cluster().master_of_slot(slot_victim);
   ASSERT_NE(victim, nullptr);
   std::string bystander;
   for (int i = 0; bystander.empty() && i < 1000; ++i) {
     const std::string id = "by-" + std::to_string(i);
-    if (cluster().master_of_slot(key_slot(escape_identity(id))) != victim) bystander = id;
+    if (cluster().master_of_slot(identity_slot(kTags, id)) != victim) bystander = id;
   }
   ASSERT_TRUE(test::decide(*store, "victim", {{&p, 1}}).has_value());
   ASSERT_TRUE(test::decide(*store, bystander, {{&p, 1}}).has_value());
+  // A decision on every master, so that each has loaded the library (at the head of the store's
+  // first connection to it): which masters two identities reach depends on key_secret.
+  std::set<test::RedisServer*> reached;
+  for (int i = 0; reached.size() < cluster().masters().size() && i < 1000; ++i) {
+    const std::string id = "warm-" + std::to_string(i);
+    ASSERT_TRUE(test::decide(*store, id, {{&p, 1}}).has_value());
+    reached.insert(cluster().master_of_slot(identity_slot(kTags, id)));
+  }
 
   // The store only talks to masters, yet every replica holds the library: FUNCTION LOAD is
   // replicated, so the replica about to be promoted can decide at once.

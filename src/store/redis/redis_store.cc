@@ -91,6 +91,7 @@ struct Shared {
   std::string cluster_slots_command;  // CLUSTER SLOTS
   std::string asking_command;         // ASKING
   std::shared_ptr<asio::ssl::context> tls;
+  TagKey tag_key;  // from options.key_secret
 };
 
 class DecideOp;
@@ -547,6 +548,7 @@ Result<std::unique_ptr<RedisStore>> RedisStore::make(const RedisStoreOptions& op
   shared->load_command = format_command({"FUNCTION", "LOAD", "REPLACE", library_code()});
   shared->cluster_slots_command = format_command({"CLUSTER", "SLOTS"});
   shared->asking_command = format_command({"ASKING"});
+  shared->tag_key = make_tag_key(options.key_secret);
   if (options.url.tls) {
     auto tls = make_tls_context(options.url.tls_options);
     if (!tls) return tl::unexpected(tls.error());
@@ -593,8 +595,8 @@ void RedisStore::decide(const DecideRequest& request, DecideCallback done) {
   }
   const Shared& shared = *impl_->shared;
   int slot = 0;
-  std::string command =
-      format_decide_command(shared.options.key_prefix, request.identity, request.charges, &slot);
+  std::string command = format_decide_command(shared.options.key_prefix, shared.tag_key,
+                                              request.identity, request.charges, &slot);
   auto op =
       std::make_shared<DecideOp>(std::move(command), slot, request.charges.size(),
                                  SteadyClock::now() + shared.options.timeout, std::move(done));

@@ -57,8 +57,12 @@ struct RedisStoreOptions {
   // Where: redis://, rediss:// (with its TLS settings in url.tls_options) or redis-cluster://,
   // as config::parse_store_url reads them. kind must not be kMemory.
   config::StoreUrl url;
-  // Keys are "<key_prefix>:{<identity>}:<policy>", so several deployments can share one Redis.
+  // Keys are "<key_prefix>:{<tag>}:<identity>:<policy>" (keys.h), so several deployments can
+  // share one Redis.
   std::string key_prefix = "fg";
+  // Keys the hash tags (keys.h: make_tag_key), so that clients cannot choose their slot. Every
+  // instance sharing the Redis must use the same one. Empty: a public key.
+  std::string key_secret;
   // Deadline of one decision, from decide() to the callback (design: store_timeout). A decision
   // costs ~0.1-0.5 ms on a healthy local Redis; the default leaves room for a loaded network.
   Duration timeout = std::chrono::milliseconds(20);

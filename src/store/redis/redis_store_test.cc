@@ -14,6 +14,7 @@
 #include <iostream>
 #include <thread>
 
+#include "store/redis/keys.h"
 #include "store/redis/redis_test_util.h"
 #include "store_conformance.h"
 
@@ -115,7 +116,8 @@ TEST_F(RedisStoreTest, KeysAreNamedAfterPrefixIdentityAndPolicy) {
   ASSERT_TRUE(test::decide(**store, "user {42}", {{&p, 1}})->allowed);
   const auto keys = all_keys(server());
   ASSERT_EQ(keys.size(), 1u);
-  EXPECT_EQ(keys[0], "deploy-a:{user %7B42%7D}:per-day");
+  EXPECT_EQ(keys[0],
+            "deploy-a:{" + hash_tag(TagKey{}, "user %7B42%7D") + "}:user %7B42%7D:per-day");
 }
 
 TEST_F(RedisStoreTest, SeveralInstancesAndThreadsAdmitExactlyTheLimit) {
@@ -375,8 +377,9 @@ TEST_F(RedisStoreTest, AuthAndDatabaseComeFromTheUrl) {
     EXPECT_TRUE(r->allowed);
   }
   // Both decisions landed in db 2, on one key.
-  const auto in_db2 = secured->command(
-      {"EVAL", "redis.call('SELECT', 2) return redis.call('GET', KEYS[1])", "1", "fg:{a}:auth"});
+  const auto in_db2 =
+      secured->command({"EVAL", "redis.call('SELECT', 2) return redis.call('GET', KEYS[1])", "1",
+                        make_key("fg", TagKey{}, "a", "auth")});
   EXPECT_FALSE(in_db2.is_nil) << in_db2.str;
   EXPECT_EQ(secured->command({"DBSIZE"}).integer, 0);
 

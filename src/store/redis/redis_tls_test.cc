@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "store/redis/keys.h"
 #include "store/redis/redis_store.h"
 #include "store/redis/redis_test_util.h"
 
@@ -134,7 +135,7 @@ TEST_F(RedisTlsTest, DecidesOverTlsVerifyingTheServer) {
     EXPECT_EQ(allowed, 5) << host;
   }
   // The state is the server's: seen through the plain port too.
-  EXPECT_EQ(server->command({"EXISTS", "fg:{over-tls}:tls"}).integer, 1);
+  EXPECT_EQ(server->command({"EXISTS", make_key("fg", TagKey{}, "over-tls", "tls")}).integer, 1);
 }
 
 TEST_F(RedisTlsTest, RefusesAServerItCannotVerify) {
@@ -191,7 +192,7 @@ TEST_F(RedisTlsTest, AuthAndDatabaseWorkOverTls) {
   ASSERT_TRUE(r.has_value()) << r.error().to_string();
   const auto in_db4 =
       server->command({"EVAL", "redis.call('SELECT', 4) return redis.call('EXISTS', KEYS[1])", "1",
-                       "fg:{t}:tls-auth"});
+                       make_key("fg", TagKey{}, "t", "tls-auth")});
   EXPECT_EQ(in_db4.integer, 1);
 }
 

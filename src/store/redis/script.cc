@@ -80,15 +80,16 @@ std::vector<std::string> encode_decide_args(std::span<const Charge> charges,
   return args;
 }
 
-std::string format_decide_command(std::string_view key_prefix, std::string_view identity,
-                                  std::span<const Charge> charges, int* slot,
-                                  std::string_view now_us_override) {
+std::string format_decide_command(std::string_view key_prefix, const TagKey& tag_key,
+                                  std::string_view identity, std::span<const Charge> charges,
+                                  int* slot, std::string_view now_us_override) {
   const std::string escaped = escape_identity(identity);
+  const std::string tag = hash_tag(tag_key, escaped);
   std::vector<std::string> keys;
   keys.reserve(charges.size());
   for (const Charge& c : charges) {
     std::string& k = keys.emplace_back();
-    append_key(k, key_prefix, escaped, c.policy->name);
+    append_key(k, key_prefix, tag, escaped, c.policy->name);
   }
   if (slot != nullptr) *slot = key_slot(keys.front());
   const std::vector<std::string> args = encode_decide_args(charges, now_us_override);

@@ -36,6 +36,7 @@
 #include "floodgate/limiter.h"
 #include "floodgate/store.h"
 #include "floodgate/result.h"
+#include "store/redis/keys.h"
 #include "store/redis/resp.h"
 
 namespace fg::redis {
@@ -59,11 +60,11 @@ std::vector<std::string> encode_decide_args(std::span<const Charge> charges,
                                             std::string_view now_us_override = "");
 
 // The whole FCALL as RESP bytes: FCALL fg_decide_v1 n <keys> <args>, with the keys built from
-// `key_prefix`, the identity and each policy's name (keys.h). `slot` receives the keys' slot.
-// Precondition: fg::check_charges(charges) succeeded.
-std::string format_decide_command(std::string_view key_prefix, std::string_view identity,
-                                  std::span<const Charge> charges, int* slot,
-                                  std::string_view now_us_override = "");
+// `key_prefix`, the identity's hash tag under `tag_key`, the identity and each policy's name
+// (keys.h). `slot` receives the keys' slot. Precondition: fg::check_charges(charges) succeeded.
+std::string format_decide_command(std::string_view key_prefix, const TagKey& tag_key,
+                                  std::string_view identity, std::span<const Charge> charges,
+                                  int* slot, std::string_view now_us_override = "");
 
 // The verdict in a reply to FCALL fg_decide_v1 for `policies` charges. An error reply is
 // kUnavailable with Redis's message; a reply of the wrong shape or with values out of range is

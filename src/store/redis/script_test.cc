@@ -71,8 +71,10 @@ TEST(FormatDecideCommand, IsOneFcallWithTheIdentitysKeys) {
   const Policy b = policy("b{x}", Algorithm::kGcra, 1, seconds(1));
   const std::vector<Charge> charges = {{&a, 1}, {&b, 1}};
   int slot = -1;
-  const std::string cmd = format_decide_command("fg", "{user}", charges, &slot);
-  EXPECT_EQ(slot, key_slot("%7Buser%7D"));
+  const TagKey k = make_tag_key("a deployment secret");
+  const std::string cmd = format_decide_command("fg", k, "{user}", charges, &slot);
+  const std::string tag = hash_tag(k, "%7Buser%7D");
+  EXPECT_EQ(slot, key_slot(tag));
   RespReader reader;
   ASSERT_TRUE(reader.feed(cmd).has_value());
   auto parsed = reader.next();
@@ -82,8 +84,8 @@ TEST(FormatDecideCommand, IsOneFcallWithTheIdentitysKeys) {
   EXPECT_EQ(argv[0].str, "FCALL");
   EXPECT_EQ(argv[1].str, "fg_decide_v1");
   EXPECT_EQ(argv[2].str, "2");
-  EXPECT_EQ(argv[3].str, "fg:{%7Buser%7D}:a");
-  EXPECT_EQ(argv[4].str, "fg:{%7Buser%7D}:b%7Bx%7D");
+  EXPECT_EQ(argv[3].str, "fg:{" + tag + "}:%7Buser%7D:a");
+  EXPECT_EQ(argv[4].str, "fg:{" + tag + "}:%7Buser%7D:b%7Bx%7D");
   EXPECT_EQ(argv[5].str, "");
   EXPECT_EQ(argv[6].str, "2");
 }

@@ -10,7 +10,8 @@
 -- run against both.
 --
 -- FCALL fg_decide_v1 <n> key_1 .. key_n  now_us  n  (algorithm cost shadow p1 p2 p3) x n
---   key_i      <prefix>:{<escaped identity>}:<policy>  (one hash slot for all of them)
+--   key_i      <prefix>:{<tag>}:<escaped identity>:<policy>  (one tag, so one hash slot, for
+--              all of them; the tag is keyed by key_secret: src/store/redis/keys.h)
 --   now_us     "" in production: the clock is Redis TIME, shared by every instance;
 --              tests pass an integer to replay fixed times
 --   algorithm  1 token_bucket, 2 gcra  (p1 burst, p2 unit, p3 rate: see core::bucket_scale)
