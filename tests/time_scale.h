@@ -1,10 +1,10 @@
 // time_scale.h — how much longer a test may wait in this build.
 //
 // Sanitizer builds run several times slower (ThreadSanitizer 5-15x); the `asan` and `tsan` test
-// presets set FG_TEST_TIME_SCALE so that tests scale the bounds they wait for (timeouts, deadlines
-// of "eventually") by it. It never scales what a test asserts about floodgate's own timing
-// decisions (rate-limit windows, Retry-After, configured timeouts being honoured): only how long
-// the test is willing to wait for them. Unset, empty or invalid: 1.
+// presets set FG_TEST_TIME_SCALE (docs/sanitizers.md). A test multiplies by it the time it gives
+// real work on a busy machine: a store deadline that a cold or slowed process must meet, an
+// upper bound on how long a request may take. Never what floodgate decides from a clock (windows,
+// Retry-After, reset times), and never a lower bound. Unset or invalid: 1.
 #pragma once
 
 #include <chrono>
