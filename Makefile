@@ -1,5 +1,5 @@
 # Thin wrapper over CMake presets; see README.md.
-.PHONY: all deps build test test-asan bench bench-http bench-report run run-single clean
+.PHONY: all deps build test test-asan test-tsan bench bench-http bench-report run run-single clean
 
 JOBS ?= $(shell nproc)
 PRESET ?= release
@@ -17,11 +17,18 @@ build: deps
 test: build
 	ctest --preset $(PRESET) -j $(JOBS)
 
-# The unit tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+# Every test (unit, redis, cli, deploy, e2e) under AddressSanitizer + UndefinedBehaviorSanitizer,
+# then under ThreadSanitizer: the scripts run the sanitized floodgate of that build, and any
+# report fails the test (options and suppressions: docs/sanitizers.md).
 test-asan: deps
 	cmake --preset asan >/dev/null
 	cmake --build --preset asan -j $(JOBS)
-	ctest --preset asan -j $(JOBS) -L unit
+	ctest --preset asan -j $(JOBS)
+
+test-tsan: deps
+	cmake --preset tsan >/dev/null
+	cmake --build --preset tsan -j $(JOBS)
+	ctest --preset tsan -j $(JOBS)
 
 # The benchmarks of docs/benchmarks.md (the Redis ones start their own redis-server).
 bench: build

@@ -246,6 +246,10 @@ case $case_name in
     # of 5 allow five, the sixth is denied.
     start_redis || exit 1
     write_config p 5 1h
+    # A cold process connects and loads the function within the default 20 ms deadline; a
+    # sanitizer build (FG_TEST_TIME_SCALE) is given that many times longer.
+    scale=${FG_TEST_TIME_SCALE:-1}
+    ((scale > 1)) && printf 'store_timeout: %sms\n' $((20 * scale)) >>"$tmp/cfg.yaml"
     for i in 1 2 3 4 5; do
       run check --config "$tmp/cfg.yaml" --policy p --key "user-42" --store "redis://127.0.0.1:$redis_port"
       expect_code 0 "run $i"

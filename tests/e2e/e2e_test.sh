@@ -58,17 +58,40 @@ stack_up() {
   "$stack" up
 }
 
+# Under a sanitizer build (make test-asan, make test-tsan) an instance that hits a report writes
+# it to its log and exits; nothing else would notice, as the balancer routes around it. Every
+# instance log is checked once the stack is down (stopped instances have run their leak check).
+sanitizer_reports() {
+  grep -l -E 'SUMMARY: [A-Za-z]+Sanitizer|runtime error:' "$FG_RUN_DIR"/instance-*.log 2>/dev/null || true
+}
+
 cleanup() {
+  local status=$? reports
   "$stack" down >/dev/null 2>&1 || true
+  reports=$(sanitizer_reports)
+  if [[ -n $reports ]]; then
+    for log in $reports; do
+      echo "FAIL [$case_name]: sanitizer report in $log:" >&2
+      cat "$log" >&2
+    done
+    status=1
+  fi
   rm -rf "$run"
+  exit "$status"
 }
 trap cleanup EXIT
 
-# A config with one policy: `limit` per hour on /api/, store_timeout and on_store_error as given.
+# Sanitizer builds run several times slower; the test presets set FG_TEST_TIME_SCALE (1 here).
+time_scale=${FG_TEST_TIME_SCALE:-1}
+
+# A config with one policy: `limit` per hour on /api/, on_store_error as given. A sanitizer build
+# gets store_timeout (50 ms) times FG_TEST_TIME_SCALE: past it a decision is made degraded.
 # The instances' key_secret, so that this script can compute a client's Redis key (redis_key).
 key_secret=e2e-key-secret-5f1c93a7
 write_config() {  # write_config LIMIT ON_STORE_ERROR
-  sed -e "s/^on_store_error: .*/on_store_error: $2/" "$src/deploy/local/floodgate.yaml" |
+  sed -e "s/^on_store_error: .*/on_store_error: $2/" \
+    -e "s/^store_timeout: 50ms/store_timeout: $((50 * time_scale))ms/" \
+    "$src/deploy/local/floodgate.yaml" |
     sed '/^policies:/,$d' >"$run/floodgate.yaml"
   cat >>"$run/floodgate.yaml" <<EOF
 key_secret: $key_secret
@@ -285,7 +308,8 @@ for s in shards:
     after_degraded=$(grep -c ' degraded$' "$run/after" || true)
     echo "figure: master :$master_port (slot $slot) killed; of 300 requests $degraded were decided degraded (fail open), $bad failed, slowest ${slowest}s; afterwards $after_degraded of 50 degraded"
     [[ $bad == 0 ]] || fail "$bad requests failed"
-    awk -v s="$slowest" 'BEGIN {exit !(s < 1.0)}' || fail "a request took ${slowest}s"
+    awk -v s="$slowest" -v k="$time_scale" 'BEGIN {exit !(s < 1.0 * k)}' ||
+      fail "a request took ${slowest}s (bound: ${time_scale} s)"
     [[ $after_degraded == 0 ]] || fail "still degraded after the failover"
     ((degraded > 0)) || fail "no degraded decision: the kill did not reach the store path"
     ;;
