@@ -299,7 +299,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     };
     read_until([&] { return parser.is_header_done(); });
     if (!ec && parser.get().find(bhttp::field::transfer_encoding) != parser.get().end() &&
-        !parser.chunked()) {
+        (!parser.chunked() || !transfer_encoding_acceptable(parser.get().base()))) {
       ec = bhttp::error::bad_transfer_encoding;
     }
     parser.eager(true);

@@ -462,5 +462,31 @@ TEST(Finish, HeadKeepsAnUpstreamContentLength) {
   EXPECT_TRUE(up.body().empty());
 }
 
+TEST(TransferEncoding, OnlyOneFieldEndingInTheOnlyChunked) {
+  const auto te = [](std::initializer_list<std::string_view> values) {
+    Request r{beast_http::verb::post, "/api/x", 11};
+    for (std::string_view v : values) {
+      r.insert(beast_http::field::transfer_encoding, boost::beast::string_view(v.data(), v.size()));
+    }
+    return transfer_encoding_acceptable(r.base());
+  };
+  EXPECT_TRUE(te({}));
+  EXPECT_TRUE(te({"chunked"}));
+  EXPECT_TRUE(te({"Chunked"}));
+  EXPECT_TRUE(te({"gzip, chunked"}));
+  EXPECT_TRUE(te({" gzip ,, chunked "}));
+  EXPECT_FALSE(te({""}));
+  EXPECT_FALSE(te({"gzip"}));
+  EXPECT_FALSE(te({"chunked, gzip"}));
+  EXPECT_FALSE(te({"chunked, chunked"}));
+  EXPECT_FALSE(te({"chunked;q=1"}));
+  // Not a list: Beast's own reading stops at the bad byte and sees "chunked" last.
+  EXPECT_FALSE(te({"chunked\xf3" "d gzip"}));
+  EXPECT_FALSE(te({"chunked gzip"}));
+  // Several fields: the parser reads the last, the message's chunked() the first.
+  EXPECT_FALSE(te({"gzip", "chunked"}));
+  EXPECT_FALSE(te({"chunkest: x", "chunked"}));
+}
+
 }  // namespace
 }  // namespace fg::http
