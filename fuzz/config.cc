@@ -8,13 +8,14 @@
 //   - An accepted config validates again: written back as YAML (every field, explicitly) and
 //     parsed again, it gives an equal Config; every policy passes validate_policy, names are
 //     unique, identity and policies are non-empty.
+#include "config/config.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <set>
 #include <string>
 #include <string_view>
 
-#include "config/config.h"
 #include "config/values.h"
 #include "fuzz_check.h"
 
@@ -62,7 +63,8 @@ std::string store_url(const StoreUrl& u) {
   std::string out = u.kind == StoreKind::kRedisCluster ? "redis-cluster://"
                     : u.tls                            ? "rediss://"
                                                        : "redis://";
-  if (!u.password.empty()) out += percent_encode_all(u.user) + ":" + percent_encode_all(u.password) + "@";
+  if (!u.password.empty())
+    out += percent_encode_all(u.user) + ":" + percent_encode_all(u.password) + "@";
   for (std::size_t i = 0; i < u.hosts.size(); ++i) {
     if (i > 0) out += ',';
     out += to_string(u.hosts[i]);
@@ -174,8 +176,8 @@ bool same(const Config& a, const Config& b) {
 constexpr std::string_view kSource = "fuzz.yaml";
 
 void check_error(const fg::Error& e, std::string_view text) {
-  FG_FUZZ_CHECK(e.code == fg::ErrorCode::kInvalidArgument, "code %d: %s",
-                static_cast<int>(e.code), e.message.c_str());
+  FG_FUZZ_CHECK(e.code == fg::ErrorCode::kInvalidArgument, "code %d: %s", static_cast<int>(e.code),
+                e.message.c_str());
   FG_FUZZ_CHECK(!e.message.empty(), "empty error message");
   std::size_t lines = 0;
   std::string_view rest = e.message;
@@ -213,8 +215,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (const PolicyConfig& pc : c.policies) {
     FG_FUZZ_CHECK(fg::validate_policy(pc.policy).has_value(), "policy %s does not validate: %s",
                   pc.policy.name.c_str(), fg::validate_policy(pc.policy).error().message.c_str());
-    FG_FUZZ_CHECK(names.insert(pc.policy.name).second, "duplicate name %s",
-                  pc.policy.name.c_str());
+    FG_FUZZ_CHECK(names.insert(pc.policy.name).second, "duplicate name %s", pc.policy.name.c_str());
   }
   const std::string again_text = to_yaml(c);
   const fg::Result<Config> again = parse_config(again_text, "again.yaml");

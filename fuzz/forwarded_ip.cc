@@ -50,15 +50,13 @@ void check_address_text(std::string_view text) {
   if (const auto a = fg::config::parse_ip(text)) {
     const std::string printed = show(*a);
     const auto again = fg::config::parse_ip(printed);
-    FG_FUZZ_CHECK(again && *again == *a, "parse_ip(\"%s\") does not round-trip",
-                  printed.c_str());
+    FG_FUZZ_CHECK(again && *again == *a, "parse_ip(\"%s\") does not round-trip", printed.c_str());
     FG_FUZZ_CHECK(show(*again) == printed, "printing is not stable: %s", printed.c_str());
   }
   if (const auto c = fg::config::parse_cidr(text)) {
     const std::string printed = fg::config::to_string(*c);
     const auto again = fg::config::parse_cidr(printed);
-    FG_FUZZ_CHECK(again && *again == *c, "parse_cidr(\"%s\") does not round-trip",
-                  printed.c_str());
+    FG_FUZZ_CHECK(again && *again == *c, "parse_cidr(\"%s\") does not round-trip", printed.c_str());
     FG_FUZZ_CHECK(c->contains(c->network), "%s does not contain its network", printed.c_str());
   }
 }
@@ -103,9 +101,9 @@ void check_identity(const IpAddress& client, int v4, int v6) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const std::vector<Cidr> trusted = trusted_proxies();
-  static const IpAddress peers[] = {ip("10.1.2.3"),  ip("192.0.2.77"), ip("2001:db8::5"),
-                                    ip("::1"),       ip("203.0.113.9"), ip("2001:db9::1"),
-                                    ip("::ffff:10.0.0.1"), ip("::ffff:198.51.100.1")};
+  static const IpAddress peers[] = {
+      ip("10.1.2.3"),    ip("192.0.2.77"),  ip("2001:db8::5"),     ip("::1"),
+      ip("203.0.113.9"), ip("2001:db9::1"), ip("::ffff:10.0.0.1"), ip("::ffff:198.51.100.1")};
   fg::fuzz::Input in(data, size);
   const IpAddress& peer = peers[in.byte() % 8];
   const int v4 = in.byte() % 34;  // 0-33: outside 1-32 too (clamped)
@@ -120,8 +118,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
 
   const IpAddress client = fg::http::client_ip(peer, xff, trusted);
-  const bool peer_trusted = std::any_of(trusted.begin(), trusted.end(),
-                                        [&](const Cidr& c) { return c.contains(peer); });
+  const bool peer_trusted =
+      std::any_of(trusted.begin(), trusted.end(), [&](const Cidr& c) { return c.contains(peer); });
   if (!peer_trusted) {
     FG_FUZZ_CHECK(client == peer, "untrusted peer %s, yet the client is %s", show(peer).c_str(),
                   show(client).c_str());

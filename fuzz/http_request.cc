@@ -5,10 +5,10 @@
 // step the session in server.cc takes, but the sockets.
 //
 // Input: two flags bytes (TCP peer, readiness, draining; store outcome, on_store_error), then
-// the bytes a client sends, possibly several pipelined requests. Each request is read as the session reads it:
-// header (limit server.max_header_bytes), a Transfer-Encoding that is not a final "chunked"
-// refused, body (limit server.max_body_bytes); a read error is answered as the session answers
-// it and ends the connection. The store's clock advances 250 ms per request.
+// the bytes a client sends, possibly several pipelined requests. Each request is read as the
+// session reads it: header (limit server.max_header_bytes), a Transfer-Encoding that is not a final
+// "chunked" refused, body (limit server.max_body_bytes); a read error is answered as the session
+// answers it and ends the connection. The store's clock advances 250 ms per request.
 //
 // Invariants, per request and answer:
 //   - framing: a request that is read has no Content-Length with Transfer-Encoding, a final
@@ -109,11 +109,10 @@ void check_wire(const std::string& bytes, bhttp::verb method) {
   if (!ec && !p.is_done()) p.put_eof(ec);
   FG_FUZZ_CHECK(!ec && p.is_done(), "the response does not parse back (%s):\n%s",
                 ec.message().c_str(), bytes.c_str());
-  FG_FUZZ_CHECK(used == bytes.size() || method == bhttp::verb::head,
-                "%zu bytes after the response", bytes.size() - used);
+  FG_FUZZ_CHECK(used == bytes.size() || method == bhttp::verb::head, "%zu bytes after the response",
+                bytes.size() - used);
   const auto& res = p.get();
-  FG_FUZZ_CHECK(res.result_int() >= 100 && res.result_int() <= 599, "status %u",
-                res.result_int());
+  FG_FUZZ_CHECK(res.result_int() >= 100 && res.result_int() <= 599, "status %u", res.result_int());
   for (const auto& f : res) {
     const std::string_view name = sv(f.name_string());
     FG_FUZZ_CHECK(!name.empty() && std::all_of(name.begin(), name.end(), is_tchar),
@@ -182,8 +181,8 @@ struct Flags {
 void check_answer(const Request& req, const Route& r, const Response& res, const Runtime& rt,
                   const Flags& f, bool store_ok) {
   const std::string path = normalize_path(sv(req.target()));
-  const bool ops = path == "/healthz" || path == "/readyz" || path == "/metrics" ||
-                   path == "/v1/check";
+  const bool ops =
+      path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/v1/check";
   const bool preflight = req.method() == bhttp::verb::options &&
                          req.find(bhttp::field::origin) != req.end() &&
                          req.find("Access-Control-Request-Method") != req.end();
@@ -207,14 +206,14 @@ void check_answer(const Request& req, const Route& r, const Response& res, const
     const auto key = req.find("X-API-Key");
     const bool keyed = key != req.end() && !trim(sv(key->value())).empty();
     if (keyed) {
-      FG_FUZZ_CHECK(r.identity.starts_with("key:x-api-key:") ||
-                        r.identity.starts_with("key#x-api-key:"),
-                    "identity %s with an X-API-Key", r.identity.c_str());
+      FG_FUZZ_CHECK(
+          r.identity.starts_with("key:x-api-key:") || r.identity.starts_with("key#x-api-key:"),
+          "identity %s with an X-API-Key", r.identity.c_str());
     } else {
       FG_FUZZ_CHECK(r.identity.starts_with("ip:"), "identity %s", r.identity.c_str());
-      const bool trusted = std::any_of(rt.config->trusted_proxies.begin(),
-                                       rt.config->trusted_proxies.end(),
-                                       [&](const config::Cidr& c) { return c.contains(f.peer); });
+      const bool trusted =
+          std::any_of(rt.config->trusted_proxies.begin(), rt.config->trusted_proxies.end(),
+                      [&](const config::Cidr& c) { return c.contains(f.peer); });
       if (!trusted) {
         FG_FUZZ_CHECK(r.identity == "ip:" + ip_identity(f.peer, 24, 56),
                       "untrusted peer, identity %s", r.identity.c_str());
@@ -222,8 +221,7 @@ void check_answer(const Request& req, const Route& r, const Response& res, const
     }
     const int status = static_cast<int>(res.result_int());
     if (store_ok) {
-      FG_FUZZ_CHECK(status == 200 || status == 404 || status == 429, "decided, status %d",
-                    status);
+      FG_FUZZ_CHECK(status == 200 || status == 404 || status == 429, "decided, status %d", status);
       for (std::string_view name : {"X-RateLimit-Limit", "X-RateLimit-Remaining",
                                     "X-RateLimit-Reset", "RateLimit-Policy", "RateLimit"}) {
         FG_FUZZ_CHECK(has(res, name), "decided (%d) without %.*s", status,
@@ -239,8 +237,7 @@ void check_answer(const Request& req, const Route& r, const Response& res, const
       FG_FUZZ_CHECK(status != 429 && status != 503 && has(res, "X-RateLimit-Degraded"),
                     "on_store_error allow: %d", status);
     } else if (f.on_store_error == 1) {
-      FG_FUZZ_CHECK(status == 503 && has(res, "Retry-After"), "on_store_error deny: %d",
-                    status);
+      FG_FUZZ_CHECK(status == 503 && has(res, "Retry-After"), "on_store_error deny: %d", status);
     } else {
       FG_FUZZ_CHECK((status == 200 || status == 404 || status == 429) &&
                         has(res, "X-RateLimit-Degraded") && has(res, "RateLimit"),
@@ -261,10 +258,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   static const std::shared_ptr<Runtime> runtimes[] = {runtime_with("allow"), runtime_with("deny"),
                                                       runtime_with("local")};
   static const config::IpAddress peers[] = {
-      *config::parse_ip("203.0.113.7"), *config::parse_ip("10.1.2.3"),
-      *config::parse_ip("2001:db8::1"), *config::parse_ip("2001:db9:1:2:3:4:5:6"),
+      *config::parse_ip("203.0.113.7"),     *config::parse_ip("10.1.2.3"),
+      *config::parse_ip("2001:db8::1"),     *config::parse_ip("2001:db9:1:2:3:4:5:6"),
       *config::parse_ip("::ffff:10.9.9.9"), *config::parse_ip("::1"),
-      *config::parse_ip("198.51.100.200"), *config::parse_ip("10.255.255.255")};
+      *config::parse_ip("198.51.100.200"),  *config::parse_ip("10.255.255.255")};
 
   fuzz::Input in(data, size);
   const std::uint8_t b = in.byte();
@@ -361,8 +358,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           }
         } else if (store_ok) {
           // Only a /v1/check cost or charges the store refuses make no decision.
-          FG_FUZZ_CHECK(so.verdict.error().code == ErrorCode::kInvalidArgument,
-                        "memory store: %s", so.verdict.error().message.c_str());
+          FG_FUZZ_CHECK(so.verdict.error().code == ErrorCode::kInvalidArgument, "memory store: %s",
+                        so.verdict.error().message.c_str());
         }
         Answer a = r.kind == Route::Kind::kDecide ? answer_decision(req, r, rt, so)
                                                   : answer_check(req, r, rt, so);

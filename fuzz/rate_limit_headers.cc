@@ -18,12 +18,13 @@
 //     headline policy, Retry-After's figure and the denying non-shadow policies;
 //   - degraded_rate_limit_headers: RateLimit-Policy and X-RateLimit-Degraded only;
 //   - json_string and sf::serialize_string give a JSON string / sf-string of the name.
-#include <nlohmann/json.hpp>
+#include "http/rate_limit_headers.h"
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,7 +32,6 @@
 #include "floodgate/limiter.h"
 #include "floodgate/policy.h"
 #include "fuzz_check.h"
-#include "http/rate_limit_headers.h"
 #include "sf_check.h"
 
 namespace {
@@ -104,7 +104,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (contract) {
       const std::int64_t cap = policies.back().capacity();
       d.allowed = (flags & 2) != 0;
-      d.reason = d.allowed ? DenyReason::kNone
+      d.reason = d.allowed     ? DenyReason::kNone
                  : (flags & 4) ? DenyReason::kCostExceedsBurst
                                : DenyReason::kOverLimit;
       d.limit = cap;
@@ -143,9 +143,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   const http::RateLimitHeaders h = http::rate_limit_headers(charges, v);
   FG_FUZZ_CHECK(h.denied == !v.allowed, "denied %d, allowed %d", h.denied, v.allowed);
-  const std::vector<std::string> expected_names = {
-      "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit-Policy",
-      "RateLimit",         "Retry-After"};
+  const std::vector<std::string> expected_names = {"X-RateLimit-Limit", "X-RateLimit-Remaining",
+                                                   "X-RateLimit-Reset", "RateLimit-Policy",
+                                                   "RateLimit",         "Retry-After"};
   const std::size_t expected_count = v.allowed ? 5 : 6;
   FG_FUZZ_CHECK(h.fields.size() == expected_count, "%zu fields, expected %zu", h.fields.size(),
                 expected_count);
@@ -167,16 +167,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // Any int64, as the store gave it: "-" and 1-19 digits, no leading zero.
     const std::string_view digits =
         std::string_view(limit_text).substr(limit_text.starts_with("-") ? 1 : 0);
-    FG_FUZZ_CHECK(!digits.empty() && digits.size() <= 19 &&
-                      (digits.size() == 1 || digits.front() != '0') &&
-                      std::all_of(digits.begin(), digits.end(),
-                                  [](char c) { return c >= '0' && c <= '9'; }),
-                  "X-RateLimit-Limit: \"%s\" is not an integer", limit_text.c_str());
+    FG_FUZZ_CHECK(
+        !digits.empty() && digits.size() <= 19 && (digits.size() == 1 || digits.front() != '0') &&
+            std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }),
+        "X-RateLimit-Limit: \"%s\" is not an integer", limit_text.c_str());
     delta("X-RateLimit-Remaining", h.fields[1].second);
   }
-  FG_FUZZ_CHECK(delta("X-RateLimit-Reset", h.fields[2].second) ==
-                    http::ceil_seconds(head.reset_after),
-                "X-RateLimit-Reset %s", h.fields[2].second.c_str());
+  FG_FUZZ_CHECK(
+      delta("X-RateLimit-Reset", h.fields[2].second) == http::ceil_seconds(head.reset_after),
+      "X-RateLimit-Reset %s", h.fields[2].second.c_str());
 
   // RateLimit-Policy.
   const auto policy_items = fuzz::parse_sf_list(h.fields[3].second);
@@ -198,10 +197,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FG_FUZZ_CHECK(pi.params[0].second == p.capacity(), "q=%lld, capacity %lld",
                   static_cast<long long>(pi.params[0].second),
                   static_cast<long long>(p.capacity()));
-    FG_FUZZ_CHECK(pi.params[1].second >= 1 &&
-                      pi.params[1].second == std::max<std::int64_t>(1, http::ceil_seconds(p.period)),
-                  "w=%lld for a period of %lld us", static_cast<long long>(pi.params[1].second),
-                  static_cast<long long>(p.period.count()));
+    FG_FUZZ_CHECK(
+        pi.params[1].second >= 1 &&
+            pi.params[1].second == std::max<std::int64_t>(1, http::ceil_seconds(p.period)),
+        "w=%lld for a period of %lld us", static_cast<long long>(pi.params[1].second),
+        static_cast<long long>(p.period.count()));
     const fuzz::SfItem& it = (*items)[i];
     FG_FUZZ_CHECK(it.name == pi.name, "RateLimit item %zu names %s, policy item %s", i,
                   it.name.c_str(), pi.name.c_str());
@@ -216,8 +216,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                     "r=%lld, remaining %lld, q=%lld", static_cast<long long>(it.params[0].second),
                     static_cast<long long>(decisions[i].remaining),
                     static_cast<long long>(pi.params[0].second));
-      FG_FUZZ_CHECK(it.params[1].second == http::ceil_seconds(decisions[i].reset_after),
-                    "t=%lld", static_cast<long long>(it.params[1].second));
+      FG_FUZZ_CHECK(it.params[1].second == http::ceil_seconds(decisions[i].reset_after), "t=%lld",
+                    static_cast<long long>(it.params[1].second));
     }
   }
 
@@ -229,7 +229,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto body = nlohmann::json::parse(h.problem_body, nullptr, false);
     FG_FUZZ_CHECK(!body.is_discarded() && body.is_object(), "problem body is not JSON: %s",
                   h.problem_body.c_str());
-    FG_FUZZ_CHECK(body.value("type", "") == http::kQuotaExceededType && body.value("status", 0) == 429 &&
+    FG_FUZZ_CHECK(body.value("type", "") == http::kQuotaExceededType &&
+                      body.value("status", 0) == 429 &&
                       body.value("title", "") == "Too Many Requests",
                   "problem body: %s", h.problem_body.c_str());
     FG_FUZZ_CHECK(body.value("policy", "") == json_name(head_policy.name),
@@ -243,9 +244,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         violated.push_back(json_name(charges[i].policy->name));
       }
     }
-    FG_FUZZ_CHECK(body.contains("violated-policies") &&
-                      body["violated-policies"] == nlohmann::json(violated),
-                  "violated-policies: %s", h.problem_body.c_str());
+    FG_FUZZ_CHECK(
+        body.contains("violated-policies") && body["violated-policies"] == nlohmann::json(violated),
+        "violated-policies: %s", h.problem_body.c_str());
   } else {
     FG_FUZZ_CHECK(h.problem_body.empty(), "allowed, yet a problem body");
   }

@@ -12,6 +12,8 @@
 //     (waiting for more, or a protocol error, after which the reader stays failed).
 //   - describe() of every reply is bounded (it goes into log lines).
 //   - reset() forgets everything: after it, a well-formed reply parses.
+#include "store/redis/resp.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -20,7 +22,6 @@
 #include <vector>
 
 #include "fuzz_check.h"
-#include "store/redis/resp.h"
 
 namespace {
 

@@ -481,7 +481,7 @@ TEST(TransferEncoding, OnlyOneFieldEndingInTheOnlyChunked) {
   EXPECT_FALSE(te({"chunked, chunked"}));
   EXPECT_FALSE(te({"chunked;q=1"}));
   // Not a list: Beast's own reading stops at the bad byte and sees "chunked" last.
-  EXPECT_FALSE(te({"chunked\xf3" "d gzip"}));
+  EXPECT_FALSE(te({"chunked\xf3 gzip"}));
   EXPECT_FALSE(te({"chunked gzip"}));
   // Several fields: the parser reads the last, the message's chunked() the first.
   EXPECT_FALSE(te({"gzip", "chunked"}));
