@@ -223,12 +223,19 @@ std::string normalize_path(std::string_view target) {
   std::string decoded;
   decoded.reserve(path.size());
   for (std::size_t i = 0; i < path.size(); ++i) {
-    if (path[i] == '%' && i + 2 < path.size()) {
-      const int hi = hex_value(path[i + 1]);
-      const int lo = hex_value(path[i + 2]);
+    if (path[i] == '%') {
+      const int hi = i + 2 < path.size() ? hex_value(path[i + 1]) : -1;
+      const int lo = i + 2 < path.size() ? hex_value(path[i + 2]) : -1;
       if (hi >= 0 && lo >= 0 && is_unreserved(static_cast<char>(hi * 16 + lo))) {
         decoded += static_cast<char>(hi * 16 + lo);
         i += 2;
+        continue;
+      }
+      if (hi < 0 || lo < 0) {
+        // A '%' that starts no escape is written as one ("%25"). Kept bare, a character decoded
+        // after it could complete an escape that was not in the request: "/%7%61" would give
+        // "/%7a", which the next reader decodes to "/z".
+        decoded += "%25";
         continue;
       }
     }

@@ -60,7 +60,8 @@ std::shared_ptr<Runtime> make_runtime(std::shared_ptr<const config::Config> conf
 
 // "/a//b/./c/../d" -> "/a/b/d": percent-encoded unreserved characters decoded (RFC 3986 §2.3:
 // %41 -> A, %2D -> -), duplicate slashes collapsed, dot segments removed (§5.2.4), the query
-// left out. Other escapes (%2F, %20) stay encoded. Never climbs above "/".
+// left out. Other escapes (%2F, %20) stay encoded; a '%' that starts no escape becomes "%25".
+// Never climbs above "/". Normalizing a normalized path changes nothing.
 std::string normalize_path(std::string_view target);
 
 // Whether `match` holds for a request (method upper case as sent; path normalized).
