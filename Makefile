@@ -80,3 +80,13 @@ bench-accuracy: deps
 .PHONY: soak
 soak: build
 	FLOODGATE=build/$(PRESET)/floodgate tests/soak/soak.sh
+
+# libFuzzer (docs/fuzzing.md): the targets of fuzz/ built with clang-14 (address + undefined)
+# into build/fuzz, each run FUZZ_SECONDS on a scratch copy of its corpus; fails on any crash or
+# broken invariant (the input is kept in build/fuzz/fuzz-artifacts/).
+.PHONY: fuzz
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	cmake --preset fuzz >/dev/null
+	cmake --build --preset fuzz -j $(JOBS) --target fuzz_all
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh build/fuzz

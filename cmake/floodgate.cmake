@@ -18,6 +18,14 @@ if(FG_SANITIZE)
   endif()
 endif()
 
+# libFuzzer builds (fuzz/): every library instrumented for coverage and checked by ASan + UBSan;
+# only the fuzz executables link libFuzzer's main (fuzz/CMakeLists.txt).
+if(FG_FUZZ)
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+                      -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=address,undefined)
+endif()
+
 # fg_library(NAME SRCS a.cc b.cc DEPS x y)
 function(fg_library name)
   cmake_parse_arguments(ARG "" "" "SRCS;DEPS" ${ARGN})

@@ -223,12 +223,19 @@ std::string normalize_path(std::string_view target) {
   std::string decoded;
   decoded.reserve(path.size());
   for (std::size_t i = 0; i < path.size(); ++i) {
-    if (path[i] == '%' && i + 2 < path.size()) {
-      const int hi = hex_value(path[i + 1]);
-      const int lo = hex_value(path[i + 2]);
+    if (path[i] == '%') {
+      const int hi = i + 2 < path.size() ? hex_value(path[i + 1]) : -1;
+      const int lo = i + 2 < path.size() ? hex_value(path[i + 2]) : -1;
       if (hi >= 0 && lo >= 0 && is_unreserved(static_cast<char>(hi * 16 + lo))) {
         decoded += static_cast<char>(hi * 16 + lo);
         i += 2;
+        continue;
+      }
+      if (hi < 0 || lo < 0) {
+        // A '%' that starts no escape is written as one ("%25"). Kept bare, a character decoded
+        // after it could complete an escape that was not in the request: "/%7%61" would give
+        // "/%7a", which the next reader decodes to "/z".
+        decoded += "%25";
         continue;
       }
     }
@@ -550,6 +557,44 @@ std::string serialize_response(const Response& r, const HeaderFields& extra) {
   out += "\r\n";
   out += r.body();
   return out;
+}
+
+namespace {
+
+bool is_tchar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+}  // namespace
+
+bool transfer_encoding_acceptable(const Request::header_type& header) {
+  auto [it, end] = header.equal_range(beast_http::field::transfer_encoding);
+  if (it == end) return true;
+  if (std::next(it) != end) return false;  // readers join or pick fields differently
+  // 1#transfer-coding, without parameters (no registered coding has one that matters here):
+  // tokens separated by commas and optional spaces, empty elements allowed (RFC 9110 §5.6.1).
+  std::string_view v = sv(it->value());
+  std::size_t chunked = 0;
+  bool last_chunked = false;
+  bool any = false;
+  while (!v.empty()) {
+    const std::size_t comma = v.find(',');
+    std::string_view element = v.substr(0, comma);
+    v.remove_prefix(comma == std::string_view::npos ? v.size() : comma + 1);
+    while (!element.empty() && (element.front() == ' ' || element.front() == '\t')) {
+      element.remove_prefix(1);
+    }
+    while (!element.empty() && (element.back() == ' ' || element.back() == '\t')) {
+      element.remove_suffix(1);
+    }
+    if (element.empty()) continue;
+    if (!std::all_of(element.begin(), element.end(), is_tchar)) return false;
+    any = true;
+    last_chunked = ieq(element, "chunked");
+    chunked += last_chunked ? 1 : 0;
+  }
+  return any && last_chunked && chunked == 1;
 }
 
 Response read_error_response(int status) {

@@ -61,7 +61,8 @@ std::shared_ptr<Runtime> make_runtime(std::shared_ptr<const config::Config> conf
 
 // "/a//b/./c/../d" -> "/a/b/d": percent-encoded unreserved characters decoded (RFC 3986 §2.3:
 // %41 -> A, %2D -> -), duplicate slashes collapsed, dot segments removed (§5.2.4), the query
-// left out. Other escapes (%2F, %20) stay encoded. Never climbs above "/".
+// left out. Other escapes (%2F, %20) stay encoded; a '%' that starts no escape becomes "%25".
+// Never climbs above "/". Normalizing a normalized path changes nothing.
 std::string normalize_path(std::string_view target);
 
 // Whether `match` holds for a request (method upper case as sent; path normalized).
@@ -148,6 +149,16 @@ void prepare(Response& response, const Request& request, const Runtime& runtime,
 // blank line, body. finish()/prepare() has set Content-Length, so the body is never chunked.
 // One contiguous buffer, so one write.
 std::string serialize_response(const Response& response, const HeaderFields& extra = {});
+
+// Whether a request header's Transfer-Encoding frames its body unambiguously (RFC 9112 §6.1,
+// §6.3): no Transfer-Encoding field, or exactly one, whose value is a list of coding names
+// (tokens; no parameters) ending with the only "chunked". Anything else is answered 400 before
+// the body is read: a coding after chunked, a value that is not a token list ("chunked\xf3 gzip"),
+// several fields (which readers join or pick differently). Beast's parser judges only the last
+// field and stops reading a list at its first bad byte, so on its own it takes
+// "Transfer-Encoding: x" + "Transfer-Encoding: chunked\xf3 gzip" as chunked; a proxy in front
+// may not. The session also requires the parser to agree (parser.chunked()).
+bool transfer_encoding_acceptable(const Request::header_type& header);
 
 // The status and short reason for a request that could not be read: 400 malformed, 413 body
 // too large, 431 header section too large, 408 too slow. Closes the connection.

@@ -126,7 +126,13 @@ TEST(NormalizePath, DotSegmentsSlashesAndUnreservedEscapes) {
   EXPECT_EQ(normalize_path("/%61pi/%7Euser"), "/api/~user");
   EXPECT_EQ(normalize_path("/%2e%2E/api/x"), "/api/x");     // encoded dots are dots
   EXPECT_EQ(normalize_path("/a%2Fb/%20c"), "/a%2Fb/%20c");  // reserved escapes stay
-  EXPECT_EQ(normalize_path("/a%zz%4"), "/a%zz%4");
+  // A '%' that starts no escape is written as one, so decoding cannot complete a new escape.
+  EXPECT_EQ(normalize_path("/a%zz%4"), "/a%25zz%254");
+  EXPECT_EQ(normalize_path("/api/%7%61"), "/api/%257a");  // not "/api/%7a", i.e. "/api/z"
+  EXPECT_EQ(normalize_path("/%%361pi/x"), "/%2561pi/x");  // not "/%61pi/x", i.e. "/api/x"
+  for (std::string_view t : {"/a%zz%4", "/api/%7%61", "/%%361pi/x", "/a%2Fb/%20c"}) {
+    EXPECT_EQ(normalize_path(normalize_path(t)), normalize_path(t)) << t;
+  }
   EXPECT_EQ(normalize_path("http://example.com/api/x?q"), "/api/x");
   EXPECT_EQ(normalize_path("HTTPS://example.com"), "/");
 }
@@ -461,6 +467,32 @@ TEST(Finish, HeadKeepsAnUpstreamContentLength) {
   finish(up, head, *rt, {}, RequestContext{});
   EXPECT_EQ(header(up, "Content-Length"), "1234");
   EXPECT_TRUE(up.body().empty());
+}
+
+TEST(TransferEncoding, OnlyOneFieldEndingInTheOnlyChunked) {
+  const auto te = [](std::initializer_list<std::string_view> values) {
+    Request r{beast_http::verb::post, "/api/x", 11};
+    for (std::string_view v : values) {
+      r.insert(beast_http::field::transfer_encoding, boost::beast::string_view(v.data(), v.size()));
+    }
+    return transfer_encoding_acceptable(r.base());
+  };
+  EXPECT_TRUE(te({}));
+  EXPECT_TRUE(te({"chunked"}));
+  EXPECT_TRUE(te({"Chunked"}));
+  EXPECT_TRUE(te({"gzip, chunked"}));
+  EXPECT_TRUE(te({" gzip ,, chunked "}));
+  EXPECT_FALSE(te({""}));
+  EXPECT_FALSE(te({"gzip"}));
+  EXPECT_FALSE(te({"chunked, gzip"}));
+  EXPECT_FALSE(te({"chunked, chunked"}));
+  EXPECT_FALSE(te({"chunked;q=1"}));
+  // Not a list: Beast's own reading stops at the bad byte and sees "chunked" last.
+  EXPECT_FALSE(te({"chunked\xf3 gzip"}));
+  EXPECT_FALSE(te({"chunked gzip"}));
+  // Several fields: the parser reads the last, the message's chunked() the first.
+  EXPECT_FALSE(te({"gzip", "chunked"}));
+  EXPECT_FALSE(te({"chunkest: x", "chunked"}));
 }
 
 }  // namespace

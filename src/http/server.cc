@@ -647,9 +647,10 @@ struct Server::Impl {
       header_timer.cancel();
       if (watchdog->fired) hec = beast::error::timeout;
       if (!hec && parser.get().find(beast::http::field::transfer_encoding) != parser.get().end() &&
-          !parser.chunked()) {
+          (!parser.chunked() || !transfer_encoding_acceptable(parser.get().base()))) {
         // A request body framed by any coding but a final "chunked" has no knowable length
-        // (RFC 9112 §6.3): refuse it rather than guess where the next request starts.
+        // (RFC 9112 §6.3): refuse it rather than guess where the next request starts. Beast's
+        // own judgement (parser.chunked()) is not enough: see transfer_encoding_acceptable.
         hec = beast::http::error::bad_transfer_encoding;
       }
       if (!hec && !parser.is_done()) {

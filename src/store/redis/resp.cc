@@ -4,6 +4,7 @@
 #include <hiredis/read.h>
 
 #include <charconv>
+#include <algorithm>
 #include <cstdlib>
 #include <new>
 
@@ -12,16 +13,21 @@ namespace {
 
 // hiredis calls these to build each reply element; they build our Reply tree in place. The root
 // is allocated here and handed over by redisReaderGetReply; an element is stored in its parent's
-// `elements`, which createArray sized up front, so the tree is built without copies. hiredis
-// frees only the root (freeObject), and deleting the root frees the whole tree.
+// `elements`, which grows as its elements arrive. It is not sized from the array header: "*N"
+// is a few bytes whatever N is, and sizing from it let 13 bytes ("*2147483647\r\n") ask for
+// over 100 GB. Growing moves only completed siblings: hiredis holds pointers to the element being
+// built and its ancestors, and an ancestor's vector grows only once that ancestor is complete.
+// hiredis frees only the root (freeObject), and deleting the root frees the whole tree.
 //
 // They are called from C: nothing may throw through them. Allocation failure returns nullptr,
 // which hiredis reports as an out-of-memory reader error.
 
 Reply* slot_for(const redisReadTask* task) {
   if (task->parent == nullptr) return new (std::nothrow) Reply();
-  auto* parent = static_cast<Reply*>(task->parent->obj);
-  return &parent->elements[static_cast<std::size_t>(task->idx)];
+  auto& elements = static_cast<Reply*>(task->parent->obj)->elements;
+  const auto idx = static_cast<std::size_t>(task->idx);  // 0, 1, 2 ... in order
+  if (idx >= elements.size()) elements.resize(idx + 1);
+  return &elements[idx];
 }
 
 Reply::Type string_type(int hiredis_type) {
@@ -52,7 +58,10 @@ void* create_array(const redisReadTask* task, int elements) {
     Reply* r = slot_for(task);
     if (r == nullptr) return nullptr;
     r->type = Reply::Type::kArray;
-    r->elements.resize(static_cast<std::size_t>(elements));
+    // A small reservation covers every reply floodgate expects without regrowth; the rest is
+    // paid for by the bytes of the elements themselves.
+    constexpr int kReserved = 16;
+    r->elements.reserve(static_cast<std::size_t>(std::clamp(elements, 0, kReserved)));
     return r;
   } catch (...) {
     return nullptr;
@@ -60,18 +69,26 @@ void* create_array(const redisReadTask* task, int elements) {
 }
 
 void* create_integer(const redisReadTask* task, long long value) {
-  Reply* r = slot_for(task);
-  if (r == nullptr) return nullptr;
-  r->type = Reply::Type::kInteger;
-  r->integer = value;
-  return r;
+  try {
+    Reply* r = slot_for(task);
+    if (r == nullptr) return nullptr;
+    r->type = Reply::Type::kInteger;
+    r->integer = value;
+    return r;
+  } catch (...) {
+    return nullptr;
+  }
 }
 
 void* create_nil(const redisReadTask* task) {
-  Reply* r = slot_for(task);
-  if (r == nullptr) return nullptr;
-  r->type = Reply::Type::kNil;
-  return r;
+  try {
+    Reply* r = slot_for(task);
+    if (r == nullptr) return nullptr;
+    r->type = Reply::Type::kNil;
+    return r;
+  } catch (...) {
+    return nullptr;
+  }
 }
 
 void free_object(void* root) { delete static_cast<Reply*>(root); }

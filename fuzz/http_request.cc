@@ -1,0 +1,382 @@
+// http_request.cc — fuzz target: bytes on a connection -> Boost.Beast's request parser with the
+// server's limits -> the pure handler (src/http/handler.h): route() (operations endpoints, CORS,
+// path normalization, policy matching, identity), a real decision by a MemoryStore, then
+// answer_decision / answer_check, the demo resource, finish() and serialize_response(): every
+// step the session in server.cc takes, but the sockets.
+//
+// Input: two flags bytes (TCP peer, readiness, draining; store outcome, on_store_error), then
+// the bytes a client sends, possibly several pipelined requests. Each request is read as the
+// session reads it: header (limit server.max_header_bytes), a Transfer-Encoding that is not a final
+// "chunked" refused, body (limit server.max_body_bytes); a read error is answered as the session
+// answers it and ends the connection. The store's clock advances 250 ms per request.
+//
+// Invariants, per request and answer:
+//   - framing: a request that is read has no Content-Length with Transfer-Encoding, a final
+//     "chunked" if any, and every Content-Length field (repeats must agree) its body size;
+//   - it serializes, and the bytes parse back as one HTTP/1.x response with a status 100-599,
+//     field names that are tokens, values without CR/LF/NUL, Content-Length = the body;
+//   - a read error is 400/413/431 with Connection: close;
+//   - normalize_path is idempotent and gives "/..." without "//", "." or ".." segments; a path the
+//     served resource sees under /api/ is never served without a decision (no slipping past);
+//   - a decided request answers 200 with every rate-limit field, or 429 with Retry-After and the
+//     problem body, or per on_store_error when the store is out (503, or X-RateLimit-Degraded);
+//   - identity: X-API-Key when sent, else the peer (untrusted) or a forwarded address, masked;
+//   - the header policy applies exactly when X-Beta is 1; CORS fields only for the allowed origin;
+//     a draining instance closes the connection; operations endpoints are never rate limited.
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "config/config.h"
+#include "floodgate/clock.h"
+#include "floodgate/store.h"
+#include "fuzz_check.h"
+#include "http/handler.h"
+#include "http/identity.h"
+#include "store/memory/memory_store.h"
+
+namespace {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using namespace fg;
+using namespace fg::http;
+
+constexpr std::string_view kConfigTemplate = R"(
+on_store_error: ON_STORE_ERROR
+trusted_proxies: [10.0.0.0/8, "2001:db8::/32"]
+cors: {allow_origins: ["https://app.example.com"]}
+identity:
+  - header: X-API-Key
+  - ip: {ipv4_prefix: 24, ipv6_prefix: 56}
+server: {max_header_bytes: 4096, max_body_bytes: 8192}
+policies:
+  - {name: per-minute, match: {path_prefix: /api/}, limit: 100, period: 60s}
+  - {name: per-second, match: {path_prefix: /api/}, algorithm: sliding_window, limit: 3, period: 1s}
+  - name: login
+    match: {path: /login, method: [POST]}
+    algorithm: fixed_window
+    limit: 5
+    period: 1m
+    cost: 2
+  - name: upload
+    match: {path_prefix: /api/upload, method: [PUT, POST]}
+    algorithm: gcra
+    limit: 20
+    period: 10s
+    burst: 30
+    cost: 10
+  - {name: admin-shadow, match: {path_prefix: /admin/}, limit: 1, period: 1h, shadow: true}
+  - name: beta
+    match: {header: {name: X-Beta, value: "1"}}
+    algorithm: fixed_window
+    limit: 2
+    period: 10s
+)";
+
+std::shared_ptr<Runtime> runtime_with(std::string_view on_store_error) {
+  std::string text(kConfigTemplate);
+  text.replace(text.find("ON_STORE_ERROR"), 14, on_store_error);
+  auto c = config::parse_config(text, "fuzz");
+  if (!c) {
+    std::fprintf(stderr, "fuzz config: %s\n", c.error().message.c_str());
+    std::abort();
+  }
+  return make_runtime(std::make_shared<const config::Config>(std::move(*c)));
+}
+
+bool is_tchar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
+
+// Parses `bytes` back as one response to a request with `method`.
+void check_wire(const std::string& bytes, bhttp::verb method) {
+  bhttp::response_parser<bhttp::string_body> p;
+  p.eager(true);
+  p.skip(method == bhttp::verb::head);
+  beast::error_code ec;
+  std::size_t used = p.put(boost::asio::buffer(bytes), ec);
+  if (!ec && !p.is_done()) p.put_eof(ec);
+  FG_FUZZ_CHECK(!ec && p.is_done(), "the response does not parse back (%s):\n%s",
+                ec.message().c_str(), bytes.c_str());
+  FG_FUZZ_CHECK(used == bytes.size() || method == bhttp::verb::head, "%zu bytes after the response",
+                bytes.size() - used);
+  const auto& res = p.get();
+  FG_FUZZ_CHECK(res.result_int() >= 100 && res.result_int() <= 599, "status %u", res.result_int());
+  for (const auto& f : res) {
+    const std::string_view name = sv(f.name_string());
+    FG_FUZZ_CHECK(!name.empty() && std::all_of(name.begin(), name.end(), is_tchar),
+                  "field name \"%.*s\"", static_cast<int>(name.size()), name.data());
+    const std::string_view value = sv(f.value());
+    FG_FUZZ_CHECK(value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos,
+                  "CR, LF or NUL in %.*s", static_cast<int>(name.size()), name.data());
+  }
+}
+
+bool has(const Response& r, std::string_view name) {
+  return r.find(beast::string_view(name.data(), name.size())) != r.end();
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+void check_path(std::string_view target) {
+  const std::string p = normalize_path(target);
+  FG_FUZZ_CHECK(!p.empty() && p.front() == '/', "normalize_path gives \"%s\"", p.c_str());
+  FG_FUZZ_CHECK(p.find("//") == std::string::npos, "\"//\" in \"%s\"", p.c_str());
+  for (std::string_view seg : {"/./", "/../"}) {
+    FG_FUZZ_CHECK(p.find(seg) == std::string::npos, "dot segment in \"%s\"", p.c_str());
+  }
+  FG_FUZZ_CHECK(!p.ends_with("/.") && !p.ends_with("/.."), "dot segment at the end of \"%s\"",
+                p.c_str());
+  FG_FUZZ_CHECK(p.find_first_of("?#") == std::string::npos || target.find("://") != target.npos,
+                "query in \"%s\"", p.c_str());
+  const std::string again = normalize_path(p);
+  FG_FUZZ_CHECK(again == p, "not idempotent: \"%s\" -> \"%s\"", p.c_str(), again.c_str());
+}
+
+// Request smuggling shapes never reach the handler: what a front proxy and floodgate could read
+// as different message boundaries is refused while reading (400), so a request that got through
+// has one unambiguous length. Repeated Content-Length fields with one value are unambiguous and
+// may be accepted (RFC 9110 §8.6; Beast does); differing ones must not be.
+void check_framing(const Request& req) {
+  const auto [cl_begin, cl_end] = req.equal_range(bhttp::field::content_length);
+  const bool te = req.find(bhttp::field::transfer_encoding) != req.end();
+  FG_FUZZ_CHECK(!(te && cl_begin != cl_end), "Content-Length with Transfer-Encoding got through");
+  if (te) FG_FUZZ_CHECK(req.chunked(), "a Transfer-Encoding without a final chunked got through");
+  for (auto it = cl_begin; it != cl_end; ++it) {
+    const std::string_view text = sv(it->value());
+    std::uint64_t n = 0;
+    bool digits = !text.empty() && text.size() <= 19;
+    for (char c : text) {
+      digits = digits && c >= '0' && c <= '9';
+      n = n * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    FG_FUZZ_CHECK(digits && n == req.body().size(), "Content-Length %.*s, body of %zu bytes",
+                  static_cast<int>(text.size()), text.data(), req.body().size());
+  }
+}
+
+struct Flags {
+  config::IpAddress peer;
+  bool ready;
+  bool draining;
+  int store;  // 0, 1: the memory store decides; 2: the store is out (kUnavailable)
+  int on_store_error;
+};
+
+void check_answer(const Request& req, const Route& r, const Response& res, const Runtime& rt,
+                  const Flags& f, bool store_ok) {
+  const std::string path = normalize_path(sv(req.target()));
+  const bool ops =
+      path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/v1/check";
+  const bool preflight = req.method() == bhttp::verb::options &&
+                         req.find(bhttp::field::origin) != req.end() &&
+                         req.find("Access-Control-Request-Method") != req.end();
+  if (ops) {
+    FG_FUZZ_CHECK(r.kind != Route::Kind::kDecide, "%s rate limited", path.c_str());
+  }
+  if (!ops && !preflight && path.starts_with("/api/")) {
+    // The demo resource (as an upstream would) sees this path under /api/: a decision first.
+    FG_FUZZ_CHECK(r.kind == Route::Kind::kDecide || r.kind == Route::Kind::kReply,
+                  "%s served without a decision", path.c_str());
+    FG_FUZZ_CHECK(r.kind == Route::Kind::kDecide || res.result_int() == 400,
+                  "%s: %u without a decision", path.c_str(), res.result_int());
+  }
+  if (r.kind == Route::Kind::kDecide) {
+    bool beta = false;
+    if (const auto it = req.find("X-Beta"); it != req.end()) beta = sv(it->value()) == "1";
+    bool has_beta_charge = false;
+    for (const Charge& c : r.charges) has_beta_charge |= c.policy->name == "beta";
+    FG_FUZZ_CHECK(beta == has_beta_charge, "X-Beta %d, beta policy charged %d", beta,
+                  has_beta_charge);
+    const auto key = req.find("X-API-Key");
+    const bool keyed = key != req.end() && !trim(sv(key->value())).empty();
+    if (keyed) {
+      FG_FUZZ_CHECK(
+          r.identity.starts_with("key:x-api-key:") || r.identity.starts_with("key#x-api-key:"),
+          "identity %s with an X-API-Key", r.identity.c_str());
+    } else {
+      FG_FUZZ_CHECK(r.identity.starts_with("ip:"), "identity %s", r.identity.c_str());
+      const bool trusted =
+          std::any_of(rt.config->trusted_proxies.begin(), rt.config->trusted_proxies.end(),
+                      [&](const config::Cidr& c) { return c.contains(f.peer); });
+      if (!trusted) {
+        FG_FUZZ_CHECK(r.identity == "ip:" + ip_identity(f.peer, 24, 56),
+                      "untrusted peer, identity %s", r.identity.c_str());
+      }
+    }
+    const int status = static_cast<int>(res.result_int());
+    if (store_ok) {
+      FG_FUZZ_CHECK(status == 200 || status == 404 || status == 429, "decided, status %d", status);
+      for (std::string_view name : {"X-RateLimit-Limit", "X-RateLimit-Remaining",
+                                    "X-RateLimit-Reset", "RateLimit-Policy", "RateLimit"}) {
+        FG_FUZZ_CHECK(has(res, name), "decided (%d) without %.*s", status,
+                      static_cast<int>(name.size()), name.data());
+      }
+      FG_FUZZ_CHECK((status == 429) == has(res, "Retry-After"), "%d and Retry-After %d", status,
+                    has(res, "Retry-After"));
+      if (status == 429) {
+        FG_FUZZ_CHECK(res.body().find("\"violated-policies\":[\"") != std::string::npos,
+                      "429 body: %s", res.body().c_str());
+      }
+    } else if (f.on_store_error == 0) {
+      FG_FUZZ_CHECK(status != 429 && status != 503 && has(res, "X-RateLimit-Degraded"),
+                    "on_store_error allow: %d", status);
+    } else if (f.on_store_error == 1) {
+      FG_FUZZ_CHECK(status == 503 && has(res, "Retry-After"), "on_store_error deny: %d", status);
+    } else {
+      FG_FUZZ_CHECK((status == 200 || status == 404 || status == 429) &&
+                        has(res, "X-RateLimit-Degraded") && has(res, "RateLimit"),
+                    "on_store_error local: %d", status);
+    }
+  }
+  const auto origin = req.find(bhttp::field::origin);
+  const bool allowed_origin =
+      origin != req.end() && beast::iequals(origin->value(), "https://app.example.com");
+  FG_FUZZ_CHECK(has(res, "Access-Control-Allow-Origin") == allowed_origin,
+                "CORS fields for origin %d", allowed_origin);
+  if (f.draining) FG_FUZZ_CHECK(!res.keep_alive(), "draining, yet keep-alive");
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  static const std::shared_ptr<Runtime> runtimes[] = {runtime_with("allow"), runtime_with("deny"),
+                                                      runtime_with("local")};
+  static const config::IpAddress peers[] = {
+      *config::parse_ip("203.0.113.7"),     *config::parse_ip("10.1.2.3"),
+      *config::parse_ip("2001:db8::1"),     *config::parse_ip("2001:db9:1:2:3:4:5:6"),
+      *config::parse_ip("::ffff:10.9.9.9"), *config::parse_ip("::1"),
+      *config::parse_ip("198.51.100.200"),  *config::parse_ip("10.255.255.255")};
+
+  fuzz::Input in(data, size);
+  const std::uint8_t b = in.byte();
+  const std::uint8_t s = in.byte();
+  Flags f{peers[b & 7], (b & 8) == 0, (b & 16) != 0, s % 3, (s / 3) % 3};
+  const Runtime& rt = *runtimes[f.on_store_error];
+  const config::ServerLimits& limits = rt.config->server;
+
+  ManualClock clock;
+  memory::MemoryStore store(MemoryStoreOptions{64, 4}, clock);
+  memory::MemoryStore local_store(MemoryStoreOptions{64, 4}, clock);
+  const RequestContext ctx{f.peer, f.ready, f.draining};
+
+  std::string_view stream = in.rest();
+  for (int requests = 0; requests < 16 && !stream.empty(); ++requests) {
+    clock.advance(std::chrono::milliseconds(250));
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
+    parser.body_limit(limits.max_body_bytes);
+    parser.eager(false);
+    beast::error_code ec;
+    // The header, as async_read_header reads it, then the body, as async_read does. Beast takes
+    // a header only whole: need_more with nothing used means the client stopped mid-message.
+    const auto read_until = [&](auto done) {
+      while (!ec && !done()) {
+        const std::size_t used = parser.put(boost::asio::buffer(stream.data(), stream.size()), ec);
+        stream.remove_prefix(used);
+        if (ec == bhttp::error::need_more) ec = {};
+        // End of input, or nothing Beast can use: the client stopped mid-message.
+        if (!ec && used == 0) ec = bhttp::error::partial_message;
+      }
+    };
+    read_until([&] { return parser.is_header_done(); });
+    if (!ec && parser.get().find(bhttp::field::transfer_encoding) != parser.get().end() &&
+        (!parser.chunked() || !transfer_encoding_acceptable(parser.get().base()))) {
+      ec = bhttp::error::bad_transfer_encoding;
+    }
+    parser.eager(true);
+    read_until([&] { return parser.is_done(); });
+    if (ec) {
+      // What the session answers (server.cc, read_error_status); end of input closes quietly.
+      int status = 0;
+      if (ec == bhttp::error::header_limit) {
+        status = 431;
+      } else if (ec == bhttp::error::body_limit) {
+        status = 413;
+      } else if (ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
+        status = 400;
+      }
+      if (status != 0) {
+        const Response res = read_error_response(status);
+        FG_FUZZ_CHECK(static_cast<int>(res.result_int()) == status && !res.keep_alive(),
+                      "read error answer %u", res.result_int());
+        check_wire(serialize_response(res), bhttp::verb::get);
+      }
+      break;
+    }
+
+    Request req = parser.release();
+    check_framing(req);
+    check_path(sv(req.target()));
+    Route r = route(req, rt, ctx);
+    Response res;
+    HeaderFields fields;
+    bool store_ok = true;
+    switch (r.kind) {
+      case Route::Kind::kReply:
+        res = std::move(r.reply);
+        break;
+      case Route::Kind::kMetrics:
+        res = metrics_response(req, "# HELP fuzz\n");
+        break;
+      case Route::Kind::kServe:
+        res = demo_resource(req);
+        break;
+      case Route::Kind::kDecide:
+      case Route::Kind::kCheck: {
+        StoreOutcome so{fail(ErrorCode::kUnavailable, "store out (fuzz flags)"), std::nullopt};
+        if (f.store != 2) {
+          so.verdict = store.decide_now(DecideRequest{r.identity, r.charges});
+        } else {
+          store_ok = false;
+          if (rt.config->on_store_error == config::OnStoreError::kLocal) {
+            auto local = local_store.decide_now(DecideRequest{r.identity, r.local_charges});
+            if (local) so.local_verdict = std::move(*local);
+          }
+        }
+        if (so.verdict) {
+          FG_FUZZ_CHECK(so.verdict->decisions.size() == r.charges.size(), "%zu decisions",
+                        so.verdict->decisions.size());
+          for (const Decision& d : so.verdict->decisions) {
+            FG_FUZZ_CHECK(d.remaining >= 0 && d.remaining <= d.limit, "remaining %lld of %lld",
+                          static_cast<long long>(d.remaining), static_cast<long long>(d.limit));
+          }
+        } else if (store_ok) {
+          // Only a /v1/check cost or charges the store refuses make no decision.
+          FG_FUZZ_CHECK(so.verdict.error().code == ErrorCode::kInvalidArgument, "memory store: %s",
+                        so.verdict.error().message.c_str());
+        }
+        Answer a = r.kind == Route::Kind::kDecide ? answer_decision(req, r, rt, so)
+                                                  : answer_check(req, r, rt, so);
+        if (a.serve) {
+          res = demo_resource(req);
+          fields = std::move(a.fields);
+        } else {
+          res = std::move(a.response);
+        }
+        break;
+      }
+    }
+    finish(res, req, rt, fields, ctx);
+    const std::string bytes = serialize_response(res);
+    check_wire(bytes, req.method());
+    check_answer(req, r, res, rt, f, store_ok);
+    if (!res.keep_alive()) break;
+  }
+  return 0;
+}
