@@ -32,6 +32,22 @@ DESCRIPTIONS = {
 }
 
 
+# Chart labels: two short lines each, so that sixteen bars stay legible.
+SHORT = {
+    "nest-express-throttler": "Nest Express\\nthrottler",
+    "nest-express-flexible": "Nest Express\\nflexible",
+    "nest-express-lua": "Nest Express\\nLua bucket",
+    "nest-fastify-throttler": "Nest Fastify\\nthrottler",
+    "nest-fastify-lua": "Nest Fastify\\nLua bucket",
+    "nest-express-throttler-cluster": "Nest Express\\nthrottler, cluster",
+    "fg-redis": "floodgate\\nRedis",
+    "fg-cluster": "floodgate\\ncluster",
+    "fg-memory": "floodgate\\nmemory",
+    "fg-none": "floodgate\\nno policy",
+    "nginx": "nginx\\nstatic 200",
+}
+
+
 def group_of(config):
     for suffix in ("-direct", "-lb"):
         if config.endswith(suffix):
@@ -224,22 +240,22 @@ def chart(runs, data_dir, png):
     order = runs.configs("many")
     with open(data, "w") as f:
         for i, c in enumerate(order):
-            name, topology = describe(c)
-            label = name.replace("floodgate, ", "floodgate\\n").replace(" + ", "\\n+ ")
-            label += "\\n(LB)" if c.endswith("-lb") else ""
+            label = SHORT.get(group_of(c), group_of(c))
+            label += "\\n2 behind LB" if c.endswith("-lb") else ""
             color = 0x2e8b57 if c.startswith("fg-") else (0x888888 if c.startswith("nginx") else 0xd2691e)
             f.write(f"{i}\t\"{label}\"\t{runs.med(c, 'many', 'rps'):.0f}\t"
                     f"{runs.med(c, 'many', 'p99_us') / 1000:.2f}\t{color}\n")
     script = f"""
-set terminal pngcairo size 1500,900 font "sans,9" noenhanced
+set terminal pngcairo size 1500,1000 font "sans,9" noenhanced
 set output '{png}'
 set multiplot layout 2,1 title "floodgate and the NestJS stack on one 2-vCPU machine (wrk, 10,000 keys; medians)"
 set style fill solid 0.85 border -1
+set bmargin 4
 set boxwidth 0.7
 set grid ytics
 set xrange [-0.6:{len(order) - 0.4}]
 set yrange [0:*]
-set xtics scale 0 font "sans,7"
+set xtics scale 0 font "sans,8"
 set ylabel "requests/s"
 set format y "%.0s%c"
 plot '{data}' using 1:3:5:xtic(2) with boxes lc rgb variable notitle, \\
