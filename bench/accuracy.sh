@@ -125,6 +125,17 @@ redis_now_us() {
   die "no Redis node answers TIME"
 }
 
+# The key floodgate stored for IDENTITY and POLICY (fg:{<tag>}:<identity>:<policy>), read from
+# the masters: its tag is a keyed hash (key_secret), not computed here.
+stored_key() {
+  local seed port
+  seed=$(redis_seed_port)
+  for port in $(redis-cli -h 127.0.0.1 -p "$seed" CLUSTER NODES |
+    awk '$3 ~ /master/ && $3 !~ /fail/ { split($2, a, "[:@]"); print a[2] }'); do
+    redis-cli -h 127.0.0.1 -p "$port" --scan --pattern "fg:{*}:$1:$2"
+  done | awk 'NR == 1'  # reads everything: no SIGPIPE under pipefail
+}
+
 # The port of the master that owns KEY's slot now.
 master_of() {
   local seed slot
@@ -385,10 +396,6 @@ failover_rows() {
   write_config "$work/fo-$mode.yaml" "$mode" "$limit" 50ms
   stack_up "$work/fo-$mode.yaml"
   key="acc-$run_id-fo-$mode"
-  # Every policy of one identity shares its hash tag, hence its slot and master.
-  master=$(master_of "fg:{key:x-api-key:$key}:tb-fo")
-  [[ -n $master ]] || die "no master found for the key's slot"
-  pid=$(cat "$FG_RUN_DIR/redis/node-$master.pid")
   t0=$(redis_now_us)
   for a in "${algorithms[@]}"; do
     s=$(short "$a")
@@ -396,6 +403,14 @@ failover_rows() {
     pids+=($!)
   done
   sleep 1
+  # Every policy of one identity shares its hash tag, hence its slot and master. The tag is a
+  # keyed hash of the identity, so the key is found where floodgate wrote it.
+  local stored
+  stored=$(stored_key "key:x-api-key:$key" tb-fo)
+  [[ -n $stored ]] || die "failover $mode: no key of identity $key in any master"
+  master=$(master_of "$stored")
+  [[ -n $master ]] || die "no master found for the key's slot"
+  pid=$(cat "$FG_RUN_DIR/redis/node-$master.pid")
   kill -KILL "$pid"
   log "failover $mode: SIGKILL master :$master (pid $pid)"
   for i in "${pids[@]}"; do wait "$i"; done
