@@ -408,6 +408,9 @@ struct Server::Impl {
     } else {
       x.route = route(req, *x.rt, x.ctx);
     }
+    // Routes that are their own answer need neither the store nor the resource.
+    if (x.route.kind == Route::Kind::kReply) x.response = std::move(x.route.reply);
+    if (x.route.kind == Route::Kind::kMetrics) x.response = metrics_response(req, metrics.render());
     return x;
   }
 
@@ -484,11 +487,8 @@ struct Server::Impl {
     Exchange x = begin(req, w, peer_ip, admin);
     switch (x.route.kind) {
       case Route::Kind::kReply:
-        x.response = std::move(x.route.reply);
-        break;
       case Route::Kind::kMetrics:
-        x.response = metrics_response(req, metrics.render());
-        break;
+        break;  // answered by begin()
       case Route::Kind::kServe:
         x.response = demo_resource(req, x.route.path);
         break;
@@ -507,11 +507,8 @@ struct Server::Impl {
     Exchange x = begin(req, w, peer_ip, admin);
     switch (x.route.kind) {
       case Route::Kind::kReply:
-        x.response = std::move(x.route.reply);
-        break;
       case Route::Kind::kMetrics:
-        x.response = metrics_response(req, metrics.render());
-        break;
+        break;  // answered by begin()
       case Route::Kind::kServe:
         x.response = co_await serve(req, w, peer, x.route.path);
         break;
