@@ -69,22 +69,6 @@ started=$SECONDS
 
 # ---- the stack -----------------------------------------------------------------------------
 
-# A block of `count` consecutive free loopback ports below the ephemeral range (as the end-to-end
-# tests pick them).
-free_block() {
-  local count=$1 base p ok low
-  low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-  for _ in $(seq 1 200); do
-    base=$((10000 + RANDOM % (low - 10000 - count)))
-    ok=1
-    for ((p = base; p < base + count; p++)); do
-      if ss -Hatn "sport = :$p" | grep -q .; then ok=0; break; fi
-    done
-    ((ok)) && { echo "$base"; return; }
-  done
-  die "no free port block"
-}
-
 stack_number=0
 # stack_up CONFIG: a fresh stack (new run directory, new ports) with CONFIG; once more on other
 # ports if a port was taken in between.
@@ -93,7 +77,7 @@ stack_up() {
   export FG_CONFIG=$1 FG_INSTANCES=2
   for attempt in 1 2; do
     stack_number=$((stack_number + 1))
-    ports=$(free_block 20)
+    ports=$("$root/scripts/free-port-block.sh" 20)
     export FG_RUN_DIR=$work/stack-$stack_number FG_HTTP_PORT=$ports FG_HTTPS_PORT=$((ports + 1))
     export FG_INSTANCE_PORT=$((ports + 2)) FG_REDIS_PORT=$((ports + 4))
     url=http://127.0.0.1:$FG_HTTP_PORT

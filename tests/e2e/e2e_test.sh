@@ -21,27 +21,10 @@ fail() {
   failures=$((failures + 1))
 }
 
-# A block of `count` consecutive free loopback ports, below the kernel's ephemeral range
-# (ip_local_port_range, 32768 and up by default): there, a port no one listens on can still be
-# the local end of some connection, and binding it fails.
-free_block() {
-  local count=$1 base p ok low
-  low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-  for _ in $(seq 1 200); do
-    base=$((10000 + RANDOM % (low - 10000 - count)))
-    ok=1
-    for ((p = base; p < base + count; p++)); do
-      if ss -Hatn "sport = :$p" | grep -q .; then ok=0; break; fi
-    done
-    ((ok)) && { echo "$base"; return; }
-  done
-  echo "no free port block" >&2
-  return 1
-}
-
+# The ports of this case's stack: a block below the ephemeral range (scripts/free-port-block.sh).
 pick_ports() {
   local ports
-  ports=$(free_block 20)
+  ports=$("$src/scripts/free-port-block.sh" 20)
   export FG_HTTP_PORT=$ports FG_HTTPS_PORT=$((ports + 1)) FG_INSTANCE_PORT=$((ports + 2))
   export FG_REDIS_PORT=$((ports + 4)) FG_INSTANCES=2
   url=http://127.0.0.1:$FG_HTTP_PORT
