@@ -41,6 +41,9 @@ struct Verdict {
   bool allowed = false;              // every non-shadow policy allowed; then all consumed
   std::vector<Decision> decisions;   // one per policy, in the order they were given
   std::size_t most_restrictive = 0;  // index into decisions: what the X-RateLimit-* headers show
+  // The store's clock when the decision was taken: Redis TIME on the Redis stores, the store's
+  // Clock on the memory store. A refund of this decision passes it back (store.h: RefundRequest).
+  Timestamp decided_at{};
 
   const Decision& headline() const { return decisions.at(most_restrictive); }
 };

@@ -7,6 +7,8 @@
 // store under its shard lock; the Redis store mirrors it line for line in Lua, in one script run).
 //
 // State is three integers whose meaning depends on the algorithm (see src/core/algorithms.h);
+// Refunds (store.h) are the other pure function here: plan_refund().
+//
 // "no state" (std::nullopt) always means "full bucket / empty window", so a store may drop state
 // whose ttl has passed without changing any decision.
 //
@@ -52,6 +54,15 @@ struct Evaluation {
 // Precondition: states.size() == charges.size(), at least one charge, every policy valid.
 Evaluation evaluate(std::span<const Charge> charges, std::span<const std::optional<State>> states,
                     Timestamp now);
+
+// The writes that give back what an allowed evaluate() at `consumed_at` consumed (store.h:
+// Store::refund): `charges[i].cost` is what charge i consumed (0 for one that consumed nothing),
+// `states[i]` its stored state now. A write whose ttl is 0 deletes the state (it has become
+// equivalent to none); a charge with nothing to give back has no write. Same preconditions as
+// evaluate().
+std::vector<StateWrite> plan_refund(std::span<const Charge> charges,
+                                    std::span<const std::optional<State>> states,
+                                    Timestamp consumed_at, Timestamp now);
 
 // Which decision the rate-limit headers report: a denying non-shadow policy first (the one
 // that makes the client wait longest), else the non-shadow one with the least remaining (then

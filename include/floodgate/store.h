@@ -11,10 +11,31 @@
 // Errors: kUnavailable / kDeadlineExceeded when the store cannot answer (the caller applies
 // on_store_error), kInvalidArgument for a request no store could decide (no charges).
 //
-// Thread safety: decide() may be called from any thread, concurrently.
+// refund() gives back what an allowed decide() consumed, for a caller that decides several
+// identities one after the other (their keys may live in different Redis Cluster slots, so one
+// atomic call cannot cover them) and must undo the earlier ones when a later one denies. It is
+// atomic per identity, like decide(), and obeys one rule above all: it never leaves a state more
+// permissive than if the refunded decision had not been admitted, so refunds can never let the
+// fleet admit beyond a limit. It gives back as much as that rule allows (docs/algorithms.md,
+// "Refunds"), with `now` the store's clock at the refund:
+//   token bucket, GCRA  the part of the charge the bucket has not refilled by itself since
+//                       consumed_at: max(0, cost - (now - consumed_at) * limit / period) tokens,
+//                       capped at burst. Refunded at once, that is the whole cost.
+//   fixed window        count -= cost (floor 0), only while `now` is in consumed_at's window;
+//   sliding window      in consumed_at's window: current -= cost; in the next one:
+//                       previous -= cost (floor 0); later: nothing;
+//   every algorithm     nothing for a missing (expired, evicted) state, a cost 0 charge, or a
+//                       charge whose decision did not consume (a shadow policy that denied).
+// A state that becomes equivalent to none is deleted; any other is written with the ttl rule of
+// decide() (the time until it is equivalent to none). A refund that gives nothing back writes
+// nothing. Errors are those of decide(); a refund that failed may or may not have been applied,
+// and is never worse than no refund.
+//
+// Thread safety: decide() and refund() may be called from any thread, concurrently.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <span>
@@ -35,14 +56,41 @@ struct DecideRequest {
 
 using DecideCallback = std::function<void(Result<Verdict>)>;
 
+struct RefundRequest {
+  std::string_view identity;
+  // The charges of an ALLOWED decide() on this identity, as given to it (same policies, same
+  // order, same costs).
+  std::span<const Charge> charges;
+  // That decision's Verdict::decided_at.
+  Timestamp consumed_at{};
+  // That decision's Verdict::decisions, one per charge, to tell which charges consumed: in an
+  // allowed verdict every non-shadow policy consumed its cost, and a shadow policy only if its own
+  // decision allowed. Empty: every non-shadow charge is refunded and no shadow one (a shadow
+  // charge of unknown outcome is left alone, never refunded blindly).
+  std::span<const Decision> decisions{};
+};
+
+using RefundCallback = std::function<void(Result<void>)>;
+
 // kInvalidArgument for charges no store could decide: none at all, a charge without a policy, a
 // cost outside [0, kMaxCount]. Every store checks this before anything else.
 Result<void> check_charges(std::span<const Charge> charges);
+
+// check_charges(request.charges), and kInvalidArgument when `decisions` is given but does not
+// hold one decision per charge. Every store checks this before anything else in refund().
+Result<void> check_refund(const RefundRequest& request);
+
+// The cost `request` gives back for charges[i]: 0 when that charge consumed nothing (see
+// RefundRequest::decisions). Precondition: check_refund(request) succeeded.
+std::int64_t refund_cost(const RefundRequest& request, std::size_t i);
 
 class Store {
  public:
   virtual ~Store() = default;
   virtual void decide(const DecideRequest& request, DecideCallback done) = 0;
+  // Gives back what an allowed decide() consumed (see above). Completes like decide(): the
+  // callback is called exactly once, on the thread decide()'s would be called on.
+  virtual void refund(const RefundRequest& request, RefundCallback done) = 0;
   // "memory", "redis", "redis-cluster": for logs and metrics.
   virtual std::string_view kind() const = 0;
 };
@@ -50,6 +98,9 @@ class Store {
 // Calls decide() and waits for the answer. For command-line tools and tests only: never call it
 // on a thread that must run the store's own completions.
 Result<Verdict> decide_and_wait(Store& store, const DecideRequest& request);
+
+// Calls refund() and waits for the answer; the same restrictions as decide_and_wait().
+Result<void> refund_and_wait(Store& store, const RefundRequest& request);
 
 struct MemoryStoreOptions {
   // Most (identity, policy) states held at once. A full or idle state is dropped first (it

@@ -225,6 +225,151 @@ Step apply_fixed_window(const Policy& p, const std::optional<State>& state, std:
   return step;
 }
 
+// Refunds. Why a bucket gives back only the part of the charge it has not refilled: the deficit
+// (capacity - tokens) of a bucket is, at any time t, max over a <= t of (cost admitted in
+// [a, t] - rate * (t - a)), the most any interval ending now is over its allowance. Removing one
+// admitted charge of `need` at t1 lowers every such term by `need` for a < t1 and none for
+// a >= t1; the terms with a >= t1 are at most deficit - (need - rate * (t - t1)). So the deficit
+// without that charge is at least deficit - max(0, need - rate * (t - t1)): giving back that much
+// is always safe. Giving back all of `need` is not once the bucket has been full since t1 (it
+// refilled the charge) and others consumed after: their cost would be forgiven instead.
+namespace {
+
+// max(0, need - elapsed * rate) without overflow (elapsed may be years, rate up to 10^9).
+std::int64_t unrefilled(std::int64_t need, std::int64_t elapsed_us, std::int64_t rate) {
+  if (elapsed_us <= 0) return need;
+  if (elapsed_us >= ceil_div(need, rate)) return 0;
+  return need - elapsed_us * rate;
+}
+
+}  // namespace
+
+RefundStep refund_token_bucket(const Policy& p, const std::optional<State>& state,
+                               std::int64_t cost, std::int64_t consumed_at_us,
+                               std::int64_t now_us) {
+  RefundStep out;
+  if (!state || cost <= 0) return out;
+  const BucketScale s = bucket_scale(p);
+  // The refill to now, exactly as apply_token_bucket.
+  std::int64_t tokens = std::clamp<std::int64_t>(state->a, 0, s.capacity);
+  const std::int64_t ts = state->b;
+  const std::int64_t t = std::max(now_us, ts);
+  if (t > ts && tokens < s.capacity) {
+    const std::int64_t to_full_us = ceil_div(s.capacity - tokens, s.rate);
+    tokens = (t - ts >= to_full_us) ? s.capacity : tokens + (t - ts) * s.rate;
+  }
+  // The bucket's own time has moved from (at least) consumed_at to t since the charge.
+  const std::int64_t back = unrefilled(cost * s.unit, t - consumed_at_us, s.rate);
+  if (back == 0 || tokens == s.capacity) return out;
+  tokens = std::min(s.capacity, tokens + back);
+  out.write = true;
+  out.next = State{tokens, t, 0};
+  out.ttl = tokens == s.capacity
+                ? Duration(0)
+                : Duration((t - now_us) + ceil_div(s.capacity - tokens, s.rate));
+  return out;
+}
+
+RefundStep refund_gcra(const Policy& p, const std::optional<State>& state, std::int64_t cost,
+                       std::int64_t consumed_at_us, std::int64_t now_us) {
+  RefundStep out;
+  if (!state || cost <= 0) return out;
+  const BucketScale s = bucket_scale(p);
+  // The deficit at now, exactly as apply_gcra.
+  std::int64_t deficit = 0;
+  if (state->a > now_us || (state->a == now_us && state->b > 0)) {
+    const std::int64_t ahead_us = std::min(state->a - now_us, kMaxExactInteger / s.rate - 1);
+    deficit = ahead_us * s.rate + std::clamp<std::int64_t>(state->b, 0, s.rate - 1);
+  }
+  const std::int64_t back = unrefilled(cost * s.unit, now_us - consumed_at_us, s.rate);
+  if (back == 0 || deficit == 0) return out;
+  // tat = max(now, tat - back / rate): the token bucket's min(capacity, tokens + back).
+  deficit = std::max<std::int64_t>(0, deficit - back);
+  out.write = true;
+  out.next = State{now_us + deficit / s.rate, deficit % s.rate, 0};
+  out.ttl = Duration(ceil_div(deficit, s.rate));
+  return out;
+}
+
+RefundStep refund_sliding_window(const Policy& p, const std::optional<State>& state,
+                                 std::int64_t cost, std::int64_t consumed_at_us,
+                                 std::int64_t now_us) {
+  RefundStep out;
+  if (!state || cost <= 0) return out;
+  const std::int64_t g = window_granule_us(p);
+  const std::int64_t period_us = p.period.count();
+  const std::int64_t P = period_us / g;
+  const std::int64_t limit = p.limit;
+  // The window and counts at now, exactly as apply_sliding_window.
+  std::int64_t window = now_us / period_us;
+  std::int64_t current = 0;
+  std::int64_t previous = 0;
+  if (state->a >= window) {
+    window = state->a;
+    current = state->b;
+    previous = state->c;
+  } else if (state->a == window - 1) {
+    previous = state->b;
+  }
+  current = std::clamp<std::int64_t>(current, 0, limit);
+  previous = std::clamp<std::int64_t>(previous, 0, limit);
+  const std::int64_t consumed_window = consumed_at_us / period_us;
+  if (window == consumed_window && current > 0) {
+    current = std::max<std::int64_t>(0, current - cost);
+  } else if (window == consumed_window + 1 && previous > 0) {
+    previous = std::max<std::int64_t>(0, previous - cost);
+  } else {
+    return out;
+  }
+  const std::int64_t start_us = window * period_us;
+  const std::int64_t e = std::max<std::int64_t>(0, now_us - start_us) / g;
+  const std::int64_t weight = std::max<std::int64_t>(0, P - e);
+  const std::int64_t to_window_end_us = start_us + period_us - now_us;
+  out.write = true;
+  out.next = State{window, current, previous};
+  if (current > 0) {
+    out.ttl = Duration(to_window_end_us + period_us);
+  } else if (previous > 0 && weight > 0) {
+    out.ttl = Duration(to_window_end_us);
+  }
+  return out;
+}
+
+RefundStep refund_fixed_window(const Policy& p, const std::optional<State>& state,
+                               std::int64_t cost, std::int64_t consumed_at_us,
+                               std::int64_t now_us) {
+  RefundStep out;
+  if (!state || cost <= 0) return out;
+  const std::int64_t period_us = p.period.count();
+  // The window and count at now, exactly as apply_fixed_window: a stored window older than now's
+  // holds nothing any more.
+  const std::int64_t window = std::max(now_us / period_us, state->a);
+  if (state->a != window || window != consumed_at_us / period_us) return out;
+  std::int64_t count = std::clamp<std::int64_t>(state->b, 0, p.limit);
+  if (count == 0) return out;
+  count = std::max<std::int64_t>(0, count - cost);
+  out.write = true;
+  out.next = State{window, count, 0};
+  out.ttl = Duration(count > 0 ? (window + 1) * period_us - now_us : 0);
+  return out;
+}
+
+RefundStep refund(const Policy& policy, const std::optional<State>& state, std::int64_t cost,
+                  std::int64_t consumed_at_us, std::int64_t now_us) {
+  switch (policy.algorithm) {
+    case Algorithm::kTokenBucket:
+      return refund_token_bucket(policy, state, cost, consumed_at_us, now_us);
+    case Algorithm::kGcra:
+      return refund_gcra(policy, state, cost, consumed_at_us, now_us);
+    case Algorithm::kSlidingWindow:
+      return refund_sliding_window(policy, state, cost, consumed_at_us, now_us);
+    case Algorithm::kFixedWindow:
+      return refund_fixed_window(policy, state, cost, consumed_at_us, now_us);
+  }
+  assert(false && "unknown algorithm");
+  return {};
+}
+
 Step apply(const Policy& policy, const std::optional<State>& state, std::int64_t cost,
            std::int64_t now_us) {
   switch (policy.algorithm) {

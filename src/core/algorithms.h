@@ -54,6 +54,36 @@ Step apply_sliding_window(const Policy& policy, const std::optional<State>& stat
 Step apply_fixed_window(const Policy& policy, const std::optional<State>& state, std::int64_t cost,
                         std::int64_t now_us);
 
+// A refund (include/floodgate/store.h): gives back `cost` consumed by an allowed apply() at
+// `consumed_at_us`, as far as that can be done without leaving a state more permissive than if
+// that request had not been admitted. With `now_us` the clock at the refund:
+//   token bucket, GCRA  gives back max(0, cost * unit - elapsed * rate) scaled units, elapsed =
+//                       the time the bucket has refilled since consumed_at (the part of the
+//                       charge not yet refilled by itself), capped at capacity;
+//   fixed window        count -= cost (floor 0) if the current window is consumed_at's;
+//   sliding window      the same for `current`; in the next window, previous -= cost (floor 0).
+// Missing state, cost 0: nothing. `write` false: nothing to store; else store `next` for `ttl`,
+// or delete the state when `ttl` is 0 (it is then equivalent to no state).
+struct RefundStep {
+  bool write = false;
+  State next;
+  Duration ttl{0};
+};
+
+// Precondition: validate_policy(policy) succeeded; 0 <= cost <= kMaxCount.
+RefundStep refund(const Policy& policy, const std::optional<State>& state, std::int64_t cost,
+                  std::int64_t consumed_at_us, std::int64_t now_us);
+
+RefundStep refund_token_bucket(const Policy& policy, const std::optional<State>& state,
+                               std::int64_t cost, std::int64_t consumed_at_us, std::int64_t now_us);
+RefundStep refund_gcra(const Policy& policy, const std::optional<State>& state, std::int64_t cost,
+                       std::int64_t consumed_at_us, std::int64_t now_us);
+RefundStep refund_sliding_window(const Policy& policy, const std::optional<State>& state,
+                                 std::int64_t cost, std::int64_t consumed_at_us,
+                                 std::int64_t now_us);
+RefundStep refund_fixed_window(const Policy& policy, const std::optional<State>& state,
+                               std::int64_t cost, std::int64_t consumed_at_us, std::int64_t now_us);
+
 // The scaled-token parameters of a token bucket or GCRA policy (see above).
 struct BucketScale {
   std::int64_t unit = 1;      // scaled units per token

@@ -63,6 +63,7 @@ Evaluation evaluate(std::span<const Charge> charges, std::span<const std::option
     decisions.push_back(step.decision);
   }
   out.verdict.allowed = allowed;
+  out.verdict.decided_at = now;
   if (!allowed) {
     out.writes.clear();
     for (std::size_t i = 0; i < charges.size(); ++i) {
@@ -74,6 +75,19 @@ Evaluation evaluate(std::span<const Charge> charges, std::span<const std::option
   }
   out.verdict.most_restrictive = most_restrictive(charges, decisions);
   return out;
+}
+
+std::vector<StateWrite> plan_refund(std::span<const Charge> charges,
+                                    std::span<const std::optional<State>> states,
+                                    Timestamp consumed_at, Timestamp now) {
+  assert(charges.size() == states.size());
+  std::vector<StateWrite> writes;
+  for (std::size_t i = 0; i < charges.size(); ++i) {
+    const core::RefundStep step =
+        core::refund(*charges[i].policy, states[i], charges[i].cost, to_us(consumed_at), to_us(now));
+    if (step.write) writes.push_back(StateWrite{i, step.next, step.ttl});
+  }
+  return writes;
 }
 
 }  // namespace fg

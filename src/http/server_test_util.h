@@ -190,6 +190,14 @@ class FaultyStore final : public Store {
     }
     inner_->decide(request, std::move(done));
   }
+  void refund(const RefundRequest& request, RefundCallback done) override {
+    calls.fetch_add(1);
+    if (failing.load()) {
+      done(fail(error.load(), "injected failure"));
+      return;
+    }
+    inner_->refund(request, std::move(done));
+  }
   std::string_view kind() const override { return "faulty"; }
 
   std::atomic<bool> failing{false};

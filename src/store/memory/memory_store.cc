@@ -140,7 +140,52 @@ Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
   // Steady, bounded clean-up of states that are full again (after the writes, so that it never
   // frees a node this decision is about to reuse).
   drop_expired(shard, now_us, 2);
-  return std::move(eval.verdict);
+  return std::move(eval.verdict);  // decided_at = now, set by evaluate()
+}
+
+Result<void> MemoryStore::refund_now(const RefundRequest& request) {
+  if (auto ok = check_refund(request); !ok) return ok;
+  const std::size_t n = request.charges.size();
+  const Timestamp now = clock_.now();
+  const std::int64_t now_us = to_us(now);
+  // Not the hot path: plain vectors.
+  std::vector<Charge> charges(request.charges.begin(), request.charges.end());
+  for (std::size_t i = 0; i < n; ++i) charges[i].cost = refund_cost(request, i);
+  std::vector<std::optional<State>> states(n);
+  std::vector<Node*> nodes(n, nullptr);
+  std::string key;
+
+  Shard& shard = shard_for(request.identity);
+  std::lock_guard lock(shard.mu);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (charges[i].cost == 0) continue;
+    make_key(key, charges[i].policy->name, request.identity);
+    auto it = shard.map.find(std::string_view(key));
+    if (it == shard.map.end() || it->second.expires_us <= now_us) continue;  // nothing to give back
+    nodes[i] = &*it;
+    states[i] = it->second.state;
+  }
+  // Every write is to a state read above (a missing state gives nothing back): no insertion.
+  for (const StateWrite& w : plan_refund(charges, states, request.consumed_at, now)) {
+    Node* node = nodes[w.index];
+    if (node == nullptr) continue;  // a policy given twice, its key already deleted
+    if (w.ttl.count() > 0) {
+      node->second.state = w.state;
+      rekey(shard, *node, now_us + w.ttl.count());
+      continue;
+    }
+    // Equivalent to no state: forget it.
+    for (std::size_t j = w.index; j < n; ++j) {
+      if (nodes[j] == node) nodes[j] = nullptr;
+    }
+    shard.by_expiry.erase(node->second.expiry);
+    shard.map.erase(node->first);
+  }
+  return {};
+}
+
+void MemoryStore::refund(const RefundRequest& request, RefundCallback done) {
+  done(refund_now(request));  // outside the shard lock, as decide()
 }
 
 void MemoryStore::rekey(Shard& shard, Node& node, std::int64_t expires_us) {

@@ -34,10 +34,14 @@ class MemoryStore final : public Store {
 
   // Completes before returning, on the calling thread.
   void decide(const DecideRequest& request, DecideCallback done) override;
+  // Completes before returning, on the calling thread, under the same shard lock as decide().
+  void refund(const RefundRequest& request, RefundCallback done) override;
   std::string_view kind() const override { return "memory"; }
 
   // The same decision, returned directly.
   Result<Verdict> decide_now(const DecideRequest& request);
+  // The same refund, returned directly.
+  Result<void> refund_now(const RefundRequest& request);
 
   // States held now, over all shards (takes every shard's lock in turn).
   std::size_t size() const;
