@@ -410,7 +410,7 @@ TEST_F(RedisClusterTest, AKilledMasterIsReplacedAndDecisionsResumeWithinTheirDea
   // replicated, so the replica about to be promoted can decide at once.
   for (test::RedisServer* node : cluster().nodes()) {
     EXPECT_TRUE(testing::eventually([&] {
-      return node->command({"FUNCTION", "LIST", "LIBRARYNAME", "floodgate_v1"}).elements.size() ==
+      return node->command({"FUNCTION", "LIST", "LIBRARYNAME", std::string(kLibraryName)}).elements.size() ==
              1;
     })) << "node " << node->address() << " lacks the library";
   }

@@ -283,8 +283,9 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
   asio::steady_timer refresh_timer_;
 };
 
-// One decision, from its FCALL to its callback, on one thread context: follows redirections,
-// reloads the library, retries what is retryable, and completes exactly once.
+// One decision (or one refund), from its FCALL to its callback, on one thread context: follows
+// redirections, reloads the library, retries what is retryable, and completes exactly once.
+// A refund goes through exactly the same path; only its reply and its callback differ.
 class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<DecideOp> {
  public:
   DecideOp(std::string command, int slot, std::size_t policies, SteadyTime deadline,
@@ -294,6 +295,14 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
         policies_(policies),
         deadline_(deadline),
         done_(std::move(done)) {}
+
+  DecideOp(std::string command, int slot, SteadyTime deadline, RefundCallback done)
+      : command_(std::move(command)),
+        slot_(slot),
+        policies_(0),
+        deadline_(deadline),
+        refund_done_(std::move(done)),
+        refund_(true) {}
 
   void start(std::shared_ptr<ThreadContext> ctx) {
     ctx_ = std::move(ctx);
@@ -324,6 +333,11 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
     }
     if (reply->is_error()) {
       on_error_reply(reply->str);
+      return;
+    }
+    if (refund_) {
+      auto ok = parse_refund_reply(*reply);
+      finish(ok ? Result<Verdict>(Verdict{}) : Result<Verdict>(tl::unexpected(ok.error())));
       return;
     }
     finish(parse_decide_reply(*reply, policies_));
@@ -417,6 +431,11 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
       bump(counters.errors);
       if (result.error().code == ErrorCode::kDeadlineExceeded) bump(counters.timeouts);
     }
+    if (refund_) {
+      RefundCallback done = std::move(refund_done_);
+      done(result ? Result<void>() : Result<void>(tl::unexpected(std::move(result.error()))));
+      return;
+    }
     DecideCallback done = std::move(done_);
     done(std::move(result));
   }
@@ -429,6 +448,8 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
   std::size_t policies_;
   SteadyTime deadline_;
   DecideCallback done_;
+  RefundCallback refund_done_;
+  bool refund_ = false;
   std::uint16_t node_ = 0;  // where the last FCALL went
   bool asking_ = false;
   bool reloaded_ = false;
@@ -605,6 +626,24 @@ void RedisStore::decide(const DecideRequest& request, DecideCallback done) {
     return;
   }
   // own_ctx outlives every handler of own_ioc: the destructor joins the thread first.
+  asio::post(impl_->own_ioc, [op = std::move(op), ctx = impl_->own_ctx.get()] { ctx->run(op); });
+}
+
+void RedisStore::refund(const RefundRequest& request, RefundCallback done) {
+  if (auto ok = check_refund(request); !ok) {
+    done(tl::unexpected(ok.error()));
+    return;
+  }
+  const Shared& shared = *impl_->shared;
+  int slot = 0;
+  std::string command =
+      format_refund_command(shared.options.key_prefix, shared.tag_key, request, &slot);
+  auto op = std::make_shared<DecideOp>(std::move(command), slot,
+                                       SteadyClock::now() + shared.options.timeout, std::move(done));
+  if (ThreadContext* ctx = bound_context(impl_->id)) {
+    ctx->run(op);
+    return;
+  }
   asio::post(impl_->own_ioc, [op = std::move(op), ctx = impl_->own_ctx.get()] { ctx->run(op); });
 }
 

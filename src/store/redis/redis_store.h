@@ -1,6 +1,6 @@
 // redis_store.h — the Store over one Redis or a Redis Cluster (design §3.3).
 //
-// Each decision is one FCALL of fg_decide_v1 (script.h) on the master owning the identity's slot:
+// Each decision is one FCALL of fg_decide_v2 (script.h) on the master owning the identity's slot:
 // the script reads the state of every policy, refills from Redis TIME, checks, consumes all or
 // nothing, and writes the states with PEXPIRE, atomically. Requests are auto-pipelined: the
 // decisions made while a write is in flight share the next write (connection.h).
@@ -14,6 +14,9 @@
 //     and the callback runs there. Don't block in callbacks: they run on an I/O thread.
 // The request (identity, charges) is encoded before decide() returns. The callback may run before
 // decide() returns only for kInvalidArgument (a request without charges, a cost out of range).
+//
+// A refund (store.h) is one FCALL of fg_refund_v2 on the same keys, sent exactly as a decision
+// is: the same connections, pipelining, routing, redirections, retries and deadline.
 //
 // Cluster. The slot map comes from CLUSTER SLOTS (any known node, the seeds first) and is kept
 // per thread. MOVED updates the slot and retries on the named node (and refreshes the map); ASK
@@ -79,7 +82,7 @@ Result<void> parse_redis_url(std::string_view text, RedisStoreOptions& options);
 
 // What the store has done, summed over its threads (relaxed reads: for metrics and tests).
 struct RedisStoreStats {
-  std::uint64_t decisions = 0;    // callbacks called, with a verdict or an error
+  std::uint64_t decisions = 0;    // callbacks called (decisions and refunds), answer or error
   std::uint64_t errors = 0;       // of which errors (kUnavailable, kDeadlineExceeded, kInternal)
   std::uint64_t timeouts = 0;     // of which kDeadlineExceeded
   std::uint64_t writes = 0;       // socket writes; writes / decisions is round trips per decision
@@ -105,6 +108,7 @@ class RedisStore final : public Store {
 
   // Thread-safe; see the header comment for which thread calls back.
   void decide(const DecideRequest& request, DecideCallback done) override;
+  void refund(const RefundRequest& request, RefundCallback done) override;
   std::string_view kind() const override;
 
   // Registers the calling thread, which runs `ioc`, as an I/O thread of this store: decide()

@@ -317,7 +317,7 @@ TEST_F(RedisStoreTest, ReloadsTheLibraryAfterFunctionFlush) {
   EXPECT_EQ(r->headline().remaining, 8);
   EXPECT_EQ(store->stats().reloads, 1u);
   EXPECT_FALSE(
-      server().command({"FUNCTION", "LIST", "LIBRARYNAME", "floodgate_v1"}).elements.empty());
+      server().command({"FUNCTION", "LIST", "LIBRARYNAME", std::string(kLibraryName)}).elements.empty());
 }
 
 TEST_F(RedisStoreTest, ReconnectsAndReloadsAfterTheServerRestarts) {

@@ -45,44 +45,41 @@ const std::string& library_code() {
   return code;
 }
 
-std::vector<std::string> encode_decide_args(std::span<const Charge> charges,
-                                            std::string_view now_us_override) {
-  std::vector<std::string> args;
-  args.reserve(2 + kArgsPerPolicy * charges.size());
-  args.emplace_back(now_us_override);
-  push_int(args, static_cast<std::int64_t>(charges.size()));
-  for (const Charge& c : charges) {
-    const Policy& p = *c.policy;
-    push_int(args, algorithm_code(p.algorithm));
-    push_int(args, c.cost);
-    push_int(args, p.shadow ? 1 : 0);
-    switch (p.algorithm) {
-      case Algorithm::kTokenBucket:
-      case Algorithm::kGcra: {
-        const core::BucketScale s = core::bucket_scale(p);
-        push_int(args, p.burst);
-        push_int(args, s.unit);
-        push_int(args, s.rate);
-        break;
-      }
-      case Algorithm::kSlidingWindow:
-        push_int(args, p.limit);
-        push_int(args, p.period.count());
-        push_int(args, core::window_granule_us(p));
-        break;
-      case Algorithm::kFixedWindow:
-        push_int(args, p.limit);
-        push_int(args, p.period.count());
-        push_int(args, 0);
-        break;
+namespace {
+
+// The six values of one charge, with `cost`.
+void push_charge(std::vector<std::string>& args, const Charge& c, std::int64_t cost) {
+  const Policy& p = *c.policy;
+  push_int(args, algorithm_code(p.algorithm));
+  push_int(args, cost);
+  push_int(args, p.shadow ? 1 : 0);
+  switch (p.algorithm) {
+    case Algorithm::kTokenBucket:
+    case Algorithm::kGcra: {
+      const core::BucketScale s = core::bucket_scale(p);
+      push_int(args, p.burst);
+      push_int(args, s.unit);
+      push_int(args, s.rate);
+      break;
     }
+    case Algorithm::kSlidingWindow:
+      push_int(args, p.limit);
+      push_int(args, p.period.count());
+      push_int(args, core::window_granule_us(p));
+      break;
+    case Algorithm::kFixedWindow:
+      push_int(args, p.limit);
+      push_int(args, p.period.count());
+      push_int(args, 0);
+      break;
   }
-  return args;
 }
 
-std::string format_decide_command(std::string_view key_prefix, const TagKey& tag_key,
-                                  std::string_view identity, std::span<const Charge> charges,
-                                  int* slot, std::string_view now_us_override) {
+// FCALL <function> n <keys> <args> as RESP bytes; `slot` receives the keys' slot.
+std::string format_fcall(std::string_view function, std::string_view key_prefix,
+                         const TagKey& tag_key, std::string_view identity,
+                         std::span<const Charge> charges, const std::vector<std::string>& args,
+                         int* slot) {
   const std::string escaped = escape_identity(identity);
   const std::string tag = hash_tag(tag_key, escaped);
   std::vector<std::string> keys;
@@ -92,13 +89,12 @@ std::string format_decide_command(std::string_view key_prefix, const TagKey& tag
     append_key(k, key_prefix, tag, escaped, c.policy->name);
   }
   if (slot != nullptr) *slot = key_slot(keys.front());
-  const std::vector<std::string> args = encode_decide_args(charges, now_us_override);
   std::string numkeys = std::to_string(keys.size());
 
   std::vector<std::string_view> argv;
   argv.reserve(3 + keys.size() + args.size());
   argv.emplace_back("FCALL");
-  argv.emplace_back(kDecideFunction);
+  argv.emplace_back(function);
   argv.emplace_back(numkeys);
   for (const auto& k : keys) argv.emplace_back(k);
   for (const auto& a : args) argv.emplace_back(a);
@@ -107,13 +103,61 @@ std::string format_decide_command(std::string_view key_prefix, const TagKey& tag
   return out;
 }
 
+}  // namespace
+
+std::vector<std::string> encode_decide_args(std::span<const Charge> charges,
+                                            std::string_view now_us_override) {
+  std::vector<std::string> args;
+  args.reserve(2 + kArgsPerPolicy * charges.size());
+  args.emplace_back(now_us_override);
+  push_int(args, static_cast<std::int64_t>(charges.size()));
+  for (const Charge& c : charges) push_charge(args, c, c.cost);
+  return args;
+}
+
+std::vector<std::string> encode_refund_args(const RefundRequest& request,
+                                            std::string_view now_us_override) {
+  std::vector<std::string> args;
+  args.reserve(3 + kArgsPerPolicy * request.charges.size());
+  args.emplace_back(now_us_override);
+  push_int(args, to_us(request.consumed_at));
+  push_int(args, static_cast<std::int64_t>(request.charges.size()));
+  for (std::size_t i = 0; i < request.charges.size(); ++i) {
+    push_charge(args, request.charges[i], refund_cost(request, i));
+  }
+  return args;
+}
+
+std::string format_refund_command(std::string_view key_prefix, const TagKey& tag_key,
+                                  const RefundRequest& request, int* slot,
+                                  std::string_view now_us_override) {
+  return format_fcall(kRefundFunction, key_prefix, tag_key, request.identity, request.charges,
+                      encode_refund_args(request, now_us_override), slot);
+}
+
+Result<void> parse_refund_reply(const Reply& reply) {
+  if (reply.is_error()) return fail(ErrorCode::kUnavailable, "redis: " + reply.str);
+  if (!reply.is_integer() || reply.integer < 0) {
+    return fail(ErrorCode::kInternal, "malformed reply from " + std::string(kRefundFunction) +
+                                          ": " + describe(reply));
+  }
+  return {};
+}
+
+std::string format_decide_command(std::string_view key_prefix, const TagKey& tag_key,
+                                  std::string_view identity, std::span<const Charge> charges,
+                                  int* slot, std::string_view now_us_override) {
+  return format_fcall(kDecideFunction, key_prefix, tag_key, identity, charges,
+                      encode_decide_args(charges, now_us_override), slot);
+}
+
 Result<Verdict> parse_decide_reply(const Reply& reply, std::size_t policies) {
   if (reply.is_error()) {
     return fail(ErrorCode::kUnavailable, "redis: " + reply.str);
   }
   if (!reply.is_array()) return malformed(reply, "not an array");
-  if (reply.elements.size() != 2 + kReplyPerPolicy * policies) {
-    return malformed(reply, "expected " + std::to_string(2 + kReplyPerPolicy * policies) +
+  if (reply.elements.size() != kReplyHead + kReplyPerPolicy * policies) {
+    return malformed(reply, "expected " + std::to_string(kReplyHead + kReplyPerPolicy * policies) +
                                 " integers for " + std::to_string(policies) + " policies");
   }
   for (const Reply& e : reply.elements) {
@@ -129,9 +173,11 @@ Result<Verdict> parse_decide_reply(const Reply& reply, std::size_t policies) {
     return malformed(reply, "most restrictive index out of range");
   }
   v.most_restrictive = static_cast<std::size_t>(at(1));
+  if (at(2) < 0) return malformed(reply, "negative decision time");
+  v.decided_at = from_us(at(2));
   v.decisions.reserve(policies);
   for (std::size_t i = 0; i < policies; ++i) {
-    const std::size_t base = 2 + kReplyPerPolicy * i;
+    const std::size_t base = kReplyHead + kReplyPerPolicy * i;
     Decision d;
     if (!is_flag(at(base))) return malformed(reply, "a policy's allowed is not 0 or 1");
     d.allowed = at(base) == 1;
