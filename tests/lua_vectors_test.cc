@@ -13,6 +13,7 @@
 
 #include "fixtures/redis_server.h"
 #include "floodgate/limiter.h"
+#include "floodgate/store.h"
 #include "store/redis/keys.h"
 #include "store/redis/resp.h"
 #include "store/redis/script.h"
@@ -74,6 +75,7 @@ TEST_F(LuaVectors, ScriptAgreesWithTheCoreOnEveryCase) {
       std::int64_t expires_us;
     };
     std::map<std::size_t, Stored> core_states;
+    std::vector<Verdict> verdicts;  // the script's, per step (empty for a refund step)
     for (const VectorStep& step : vc.steps) {
       const std::string where = vc.file + ":" + std::to_string(step.line);
       const std::int64_t now_us = kVectorEpochUs + step.at_us;
@@ -84,6 +86,49 @@ TEST_F(LuaVectors, ScriptAgreesWithTheCoreOnEveryCase) {
       for (std::size_t i = 0; i < charges.size(); ++i) {
         auto it = core_states.find(i);
         if (it != core_states.end() && it->second.expires_us > now_us) states[i] = it->second.state;
+      }
+      if (step.refund_of) {
+        const Verdict& refunded = verdicts[*step.refund_of];
+        ASSERT_TRUE(refunded.allowed) << where << ": refund of a denial";
+        const RefundRequest request{identity, charges, refunded.decided_at, refunded.decisions};
+        std::vector<Charge> given = charges;
+        for (std::size_t i = 0; i < given.size(); ++i) given[i].cost = refund_cost(request, i);
+        const auto writes = plan_refund(given, states, refunded.decided_at, from_us(now_us));
+        std::vector<std::string> argv = {"FCALL", std::string(redis::kRefundFunction),
+                                         std::to_string(keys.size())};
+        argv.insert(argv.end(), keys.begin(), keys.end());
+        for (auto& a : redis::encode_refund_args(request, std::to_string(now_us))) {
+          argv.push_back(std::move(a));
+        }
+        const AdminReply raw = server_->command(argv);
+        ASSERT_FALSE(raw.is_error) << where << ": " << raw.str;
+        EXPECT_EQ(raw.integer, static_cast<long long>(writes.size())) << where;
+        for (const StateWrite& w : writes) {
+          const std::string& key = keys[w.index];
+          if (w.ttl.count() == 0) {
+            core_states.erase(w.index);
+            EXPECT_EQ(server_->command({"EXISTS", key}).integer, 0) << where << ": " << key;
+            continue;
+          }
+          core_states[w.index] = Stored{w.state, now_us + w.ttl.count()};
+          const AdminReply got = server_->command(
+              {"EVAL",
+               "local v = redis.call('GET', KEYS[1]) local t = redis.call('PTTL', KEYS[1]) "
+               "redis.call('PERSIST', KEYS[1]) return {v or '', t}",
+               "1", key});
+          ASSERT_EQ(got.elements.size(), 2u) << where;
+          const long long ttl_ms = (w.ttl.count() + 999) / 1000;
+          const long long pttl = got.elements[1].integer;
+          if (pttl == -2 && ttl_ms <= 5 * test::time_scale()) {
+            server_->command({"SET", key, state_text(w.state)});
+            continue;
+          }
+          EXPECT_EQ(got.elements[0].str, state_text(w.state)) << where << " " << key;
+          EXPECT_LE(pttl, ttl_ms) << where;
+          EXPECT_GE(pttl, ttl_ms - 1000) << where;
+        }
+        verdicts.emplace_back();
+        continue;
       }
       const Evaluation core = evaluate(charges, states, from_us(now_us));
 
@@ -103,6 +148,8 @@ TEST_F(LuaVectors, ScriptAgreesWithTheCoreOnEveryCase) {
       EXPECT_EQ(verdict->allowed, core.verdict.allowed) << where;
       EXPECT_EQ(verdict->most_restrictive, core.verdict.most_restrictive) << where;
       EXPECT_EQ(verdict->decisions, core.verdict.decisions) << where;
+      EXPECT_EQ(verdict->decided_at, from_us(now_us)) << where;
+      verdicts.push_back(*verdict);
 
       for (const StateWrite& w : core.writes) {
         core_states[w.index] = Stored{w.state, now_us + w.ttl.count()};
@@ -138,6 +185,17 @@ TEST_F(LuaVectors, ScriptAgreesWithTheCoreOnEveryCase) {
       }
     }
   }
+}
+
+TEST_F(LuaVectors, RefundRefusesMalformedArguments) {
+  // consumed_at missing: n read as consumed_at, the count then wrong.
+  EXPECT_TRUE(server_->command({"FCALL", std::string(redis::kRefundFunction), "1", "k", "", "1",
+                                "1", "1", "0", "1", "1", "1"})
+                  .is_error);
+  // Unknown algorithm.
+  EXPECT_TRUE(server_->command({"FCALL", std::string(redis::kRefundFunction), "1", "k", "", "5",
+                                "1", "9", "1", "0", "1", "1", "1"})
+                  .is_error);
 }
 
 TEST_F(LuaVectors, RefusesMalformedArguments) {

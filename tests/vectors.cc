@@ -112,6 +112,13 @@ std::vector<VectorCase> load_vectors(const std::string& path) {
         if (step.decisions.size() != vc.policies.size()) die(file, s, "one decision per policy");
       }
       if (s["headline"]) step.headline_index = s["headline"].as<std::size_t>();
+      if (s["refund"]) {
+        step.refund_of = s["refund"].as<std::size_t>();
+        if (*step.refund_of >= vc.steps.size() || vc.steps[*step.refund_of].refund_of) {
+          die(file, s, "refund of a step that is not an earlier decision");
+        }
+        step.cost = vc.steps[*step.refund_of].cost;
+      }
       vc.steps.push_back(std::move(step));
     }
     out.push_back(std::move(vc));

@@ -16,6 +16,10 @@
 //         - at_us: 5
 //           allowed: false                                  # the verdict
 //           decisions: [{allowed: true, remaining: 3}, {allowed: false, reason: over_limit}]
+//         - {at_us: 7, refund: 0}    # gives back what step 0 (0-based, an allowed step) consumed:
+//                                    # Store::refund at at_us of step 0's charges, consumed_at
+//                                    # step 0's time, with step 0's decisions; checks nothing
+//                                    # itself: the steps after it show its effect
 // Figures left out of a step are not checked. Durations in policies use the config syntax.
 #pragma once
 
@@ -49,6 +53,7 @@ struct VectorStep {
   ExpectedDecision headline;                   // figures given at step level
   std::vector<ExpectedDecision> decisions;     // per policy, when given
   std::optional<std::size_t> headline_index;   // `headline: N`
+  std::optional<std::size_t> refund_of;        // `refund: N`: a refund of step N, not a decision
   int line = 0;                                // in the YAML file, for messages
 };
 

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "floodgate/limiter.h"
+#include "floodgate/store.h"
 #include "vectors.h"
 
 namespace fg::test {
@@ -24,6 +25,7 @@ TEST(Vectors, CoreAgreesWithEveryCase) {
     std::vector<Charge> charges;
     for (const Policy& p : vc.policies) charges.push_back(Charge{&p, 1});
     std::map<std::size_t, Stored> store;
+    std::vector<Verdict> verdicts;  // per step (empty for a refund step)
     for (const VectorStep& step : vc.steps) {
       const std::int64_t now_us = kVectorEpochUs + step.at_us;
       std::vector<std::optional<State>> states(charges.size());
@@ -32,7 +34,26 @@ TEST(Vectors, CoreAgreesWithEveryCase) {
         auto it = store.find(i);
         if (it != store.end() && it->second.expires_us > now_us) states[i] = it->second.state;
       }
+      if (step.refund_of) {
+        // As a store runs a refund: the costs that consumed, the writes (ttl 0 deletes).
+        const Verdict& refunded = verdicts[*step.refund_of];
+        ASSERT_TRUE(refunded.allowed) << vc.file << ":" << step.line << ": refund of a denial";
+        const RefundRequest request{"v", charges, refunded.decided_at, refunded.decisions};
+        std::vector<Charge> given = charges;
+        for (std::size_t i = 0; i < given.size(); ++i) given[i].cost = refund_cost(request, i);
+        for (const StateWrite& w : plan_refund(given, states, refunded.decided_at, from_us(now_us))) {
+          if (w.ttl.count() == 0) {
+            store.erase(w.index);
+          } else {
+            store[w.index] = Stored{w.state, now_us + w.ttl.count()};
+          }
+        }
+        verdicts.emplace_back();
+        continue;
+      }
       const Evaluation eval = evaluate(charges, states, from_us(now_us));
+      EXPECT_EQ(eval.verdict.decided_at, from_us(now_us));
+      verdicts.push_back(eval.verdict);
       EXPECT_EQ(compare(step, eval.verdict), "") << vc.file << ":" << step.line;
       for (const StateWrite& w : eval.writes) {
         EXPECT_GT(w.ttl.count(), 0) << vc.file << ":" << step.line << ": a write without ttl";
