@@ -16,8 +16,11 @@
 //   - it serializes, and the bytes parse back as one HTTP/1.x response with a status 100-599,
 //     field names that are tokens, values without CR/LF/NUL, Content-Length = the body;
 //   - a read error is 400/413/431 with Connection: close;
-//   - normalize_path is idempotent and gives "/..." without "//", "." or ".." segments; a path the
-//     served resource sees under /api/ is never served without a decision (no slipping past);
+//   - canonicalize() (canonical.h) either refuses the request (400) or leaves a target whose path
+//     is canonical (canonicalizing it again changes nothing: "/..." without "//", "." or ".."
+//     segments, '\\', ';'), which a lenient upstream (tests/fixtures/lenient_view.h) reads as the
+//     same path, and which it would have read under /api/ only if the canonical path is under
+//     /api/; a path under /api/ is never served without a decision (no slipping past);
 //   - a decided request answers 200 with every rate-limit field, or 429 with Retry-After and the
 //     problem body, or per on_store_error when the store is out (503, or X-RateLimit-Degraded);
 //   - identity: X-API-Key when sent, else the peer (untrusted) or a forwarded address, masked;
@@ -38,6 +41,8 @@
 #include "floodgate/clock.h"
 #include "floodgate/store.h"
 #include "fuzz_check.h"
+#include "fixtures/lenient_view.h"
+#include "http/canonical.h"
 #include "http/handler.h"
 #include "http/identity.h"
 #include "store/memory/memory_store.h"
@@ -133,19 +138,32 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-void check_path(std::string_view target) {
-  const std::string p = normalize_path(target);
-  FG_FUZZ_CHECK(!p.empty() && p.front() == '/', "normalize_path gives \"%s\"", p.c_str());
+// `original` is the target as sent; `req` has been canonicalized.
+void check_path(std::string_view original, const Request& req) {
+  const std::string target(sv(req.target()));
+  if (target == "*") return;
+  const std::string p(target_path(req));
+  FG_FUZZ_CHECK(!p.empty() && p.front() == '/', "canonical path \"%s\"", p.c_str());
   FG_FUZZ_CHECK(p.find("//") == std::string::npos, "\"//\" in \"%s\"", p.c_str());
   for (std::string_view seg : {"/./", "/../"}) {
     FG_FUZZ_CHECK(p.find(seg) == std::string::npos, "dot segment in \"%s\"", p.c_str());
   }
   FG_FUZZ_CHECK(!p.ends_with("/.") && !p.ends_with("/.."), "dot segment at the end of \"%s\"",
                 p.c_str());
-  FG_FUZZ_CHECK(p.find_first_of("?#") == std::string::npos || target.find("://") != target.npos,
-                "query in \"%s\"", p.c_str());
-  const std::string again = normalize_path(p);
-  FG_FUZZ_CHECK(again == p, "not idempotent: \"%s\" -> \"%s\"", p.c_str(), again.c_str());
+  FG_FUZZ_CHECK(p.find_first_of("\\;#") == std::string::npos, "'\\', ';' or '#' in \"%s\"",
+                p.c_str());
+  const CanonicalPath again = canonical_path(p);
+  FG_FUZZ_CHECK(again.error.empty() && again.path == p, "not idempotent: \"%s\" -> \"%s\"",
+                p.c_str(), again.path.c_str());
+  const std::string upstream_reads = fg::testing::lenient_path(target);
+  const std::string as_sent = fg::testing::lenient_path(std::string(original));
+  for (std::string_view prefix : {"/api/", "/api"}) {
+    FG_FUZZ_CHECK(p.starts_with(prefix) == upstream_reads.starts_with(prefix),
+                  "matched %s, a lenient upstream reads %s", p.c_str(), upstream_reads.c_str());
+    FG_FUZZ_CHECK(!as_sent.starts_with(prefix) || p.starts_with(prefix),
+                  "sent %s (a lenient upstream reads %s), matched as %s", std::string(original).c_str(),
+                  as_sent.c_str(), p.c_str());
+  }
 }
 
 // Request smuggling shapes never reach the handler: what a front proxy and floodgate could read
@@ -180,7 +198,7 @@ struct Flags {
 
 void check_answer(const Request& req, const Route& r, const Response& res, const Runtime& rt,
                   const Flags& f, bool store_ok) {
-  const std::string path = normalize_path(sv(req.target()));
+  const std::string path(target_path(req));
   const bool ops =
       path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/v1/check";
   const bool preflight = req.method() == bhttp::verb::options &&
@@ -205,18 +223,19 @@ void check_answer(const Request& req, const Route& r, const Response& res, const
                   has_beta_charge);
     const auto key = req.find("X-API-Key");
     const bool keyed = key != req.end() && !trim(sv(key->value())).empty();
+    const std::string& identity = r.identities.at(0);
     if (keyed) {
       FG_FUZZ_CHECK(
-          r.identity.starts_with("key:x-api-key:") || r.identity.starts_with("key#x-api-key:"),
-          "identity %s with an X-API-Key", r.identity.c_str());
+          identity.starts_with("key:x-api-key:") || identity.starts_with("key#x-api-key:"),
+          "identity %s with an X-API-Key", identity.c_str());
     } else {
-      FG_FUZZ_CHECK(r.identity.starts_with("ip:"), "identity %s", r.identity.c_str());
+      FG_FUZZ_CHECK(identity.starts_with("ip:"), "identity %s", identity.c_str());
       const bool trusted =
           std::any_of(rt.config->trusted_proxies.begin(), rt.config->trusted_proxies.end(),
                       [&](const config::Cidr& c) { return c.contains(f.peer); });
       if (!trusted) {
-        FG_FUZZ_CHECK(r.identity == "ip:" + ip_identity(f.peer, 24, 56),
-                      "untrusted peer, identity %s", r.identity.c_str());
+        FG_FUZZ_CHECK(identity == "ip:" + ip_identity(f.peer, 24, 56),
+                      "untrusted peer, identity %s", identity.c_str());
       }
     }
     const int status = static_cast<int>(res.result_int());
@@ -322,8 +341,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     Request req = parser.release();
     check_framing(req);
-    check_path(sv(req.target()));
-    Route r = route(req, rt, ctx);
+    // As the session: canonical form first (or 400), then the route on it.
+    const std::string original(sv(req.target()));
+    Route r;
+    if (auto refused = canonicalize(req, rt.single_fields)) {
+      r.reply = problem_response(req.version(), 400, *refused);
+    } else {
+      check_path(original, req);
+      r = route(req, rt, ctx);
+      // A /v1/check caller (not limited in this config's runtime when the store is out) is then
+      // routed on its body.
+      if (r.kind == Route::Kind::kCheckCaller) r = check_route(req, rt);
+    }
     Response res;
     HeaderFields fields;
     bool store_ok = true;
@@ -335,17 +364,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         res = metrics_response(req, "# HELP fuzz\n");
         break;
       case Route::Kind::kServe:
-        res = demo_resource(req);
+        res = demo_resource(req, r.path);
         break;
+      case Route::Kind::kCheckCaller:  // routed above
       case Route::Kind::kDecide:
       case Route::Kind::kCheck: {
         StoreOutcome so{fail(ErrorCode::kUnavailable, "store out (fuzz flags)"), std::nullopt};
         if (f.store != 2) {
-          so.verdict = store.decide_now(DecideRequest{r.identity, r.charges});
+          so.verdict = store.decide_now(DecideRequest{r.identities.at(0), r.charges});
         } else {
           store_ok = false;
           if (rt.config->on_store_error == config::OnStoreError::kLocal) {
-            auto local = local_store.decide_now(DecideRequest{r.identity, r.local_charges});
+            auto local = local_store.decide_now(DecideRequest{r.identities.at(0), r.local_charges});
             if (local) so.local_verdict = std::move(*local);
           }
         }
@@ -364,7 +394,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         Answer a = r.kind == Route::Kind::kDecide ? answer_decision(req, r, rt, so)
                                                   : answer_check(req, r, rt, so);
         if (a.serve) {
-          res = demo_resource(req);
+          res = demo_resource(req, r.path);
           fields = std::move(a.fields);
         } else {
           res = std::move(a.response);

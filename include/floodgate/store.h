@@ -95,6 +95,19 @@ class Store {
   virtual std::string_view kind() const = 0;
 };
 
+// Decides one request that is counted per several identities (policies with identities of their
+// own: per API key AND per IP). Each identity is decided atomically by the store, one after the
+// other in the order given (a fixed order, so concurrent requests never wait on each other). The
+// verdict is allowed only when every identity allowed. When one denies, the identities after it
+// are only looked at (cost 0: their figures, nothing consumed) and what the identities before it
+// consumed is given back with Store::refund before `done` is called; when one fails, what was
+// consumed is given back and `done` gets the error. So no policy ever admits beyond its limit;
+// while a refund is in flight, the budget it returns is missing (a brief, conservative error),
+// and a refund the store cannot make leaves it spent (conservative too).
+// The verdict's decisions are those of every request, in order, concatenated. `requests` and the
+// charges they point to must live until `done` is called. One request: the same as decide().
+void decide_all(Store& store, std::span<const DecideRequest> requests, DecideCallback done);
+
 // Calls decide() and waits for the answer. For command-line tools and tests only: never call it
 // on a thread that must run the store's own completions.
 Result<Verdict> decide_and_wait(Store& store, const DecideRequest& request);

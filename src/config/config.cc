@@ -34,6 +34,52 @@ std::string_view to_string(OnStoreError e) {
   return "unknown";
 }
 
+std::vector<std::string> default_access_log_redact() {
+  return {"api_key", "apikey", "key", "token", "access_token", "refresh_token", "id_token",
+          "auth", "authorization", "signature", "sig", "password", "passwd", "secret",
+          "client_secret", "session", "code"};
+}
+
+Policy default_check_api_policy() {
+  Policy p;
+  p.name = "floodgate/check-api";
+  p.algorithm = Algorithm::kTokenBucket;
+  p.limit = 600;
+  p.burst = 600;
+  p.period = std::chrono::minutes(1);
+  p.cost = 1;
+  return p;
+}
+
+namespace {
+
+// Whether a policy's path is written as the server compares paths (http/canonical.h): '/', then
+// segments of unreserved characters, sub-delimiters but ';', ':' and '@', none empty, "." or "..".
+// Anything else could never match a request, or would match a different one than it reads.
+bool is_canonical_match_path(std::string_view p, bool prefix) {
+  if (p.empty() || p.front() != '/') return false;
+  std::size_t start = 1;
+  while (start <= p.size()) {
+    const std::size_t slash = std::min(p.find('/', start), p.size());
+    const std::string_view seg = p.substr(start, slash - start);
+    const bool last = slash == p.size();
+    if (seg == "." || seg == "..") return false;
+    if (seg.empty() && !last) return false;
+    // A prefix may end inside a segment ("/api" matches "/api/x" and "/apis"); "/api/." may not.
+    (void)prefix;
+    for (char ch : seg) {
+      const bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                      (ch >= '0' && ch <= '9') ||
+                      std::string_view("-._~!$&'()*+,=:@").find(ch) != std::string_view::npos;
+      if (!ok) return false;
+    }
+    start = slash + 1;
+  }
+  return true;
+}
+
+}  // namespace
+
 const PolicyConfig* Config::find_policy(std::string_view name) const {
   for (const PolicyConfig& p : policies) {
     if (p.policy.name == name) return &p;
@@ -368,7 +414,7 @@ class Parser {
         fields(doc, "", 1,
                {"listen", "threads", "store", "store_timeout", "on_store_error", "local_fallback",
                 "trusted_proxies", "upstream", "upstream_timeout", "key_prefix", "cors", "identity",
-                "policies", "server", "access_log", "key_secret", "admin_listen"},
+                "policies", "server", "access_log", "key_secret", "admin_listen", "check_api"},
                "a mapping of fields (listen, store, policies, ...)");
     if (!top) return std::nullopt;
 
@@ -448,7 +494,9 @@ class Parser {
       } else if (e.key == "server") {
         parse_server(v, path, line, c.server);
       } else if (e.key == "access_log") {
-        if (auto b = bool_value(v, path, line)) c.access_log = *b;
+        parse_access_log(v, path, line, c);
+      } else if (e.key == "check_api") {
+        parse_check_api(v, path, line, c);
       } else if (e.key == "key_prefix") {
         if (auto s = string_value(v, path, line)) {
           if (is_name(*s)) {
@@ -483,7 +531,8 @@ class Parser {
       } else if (e.key == "cors") {
         parse_cors(v, path, line, c);
       } else if (e.key == "identity") {
-        parse_identity(v, path, line, c);
+        auto sources = parse_identity(v, path, line);
+        if (!sources.empty()) c.identity = std::move(sources);
       } else if (e.key == "policies") {
         parse_policies(v, path, line, c);
       }
@@ -586,7 +635,72 @@ class Parser {
     c.cors = std::move(cors);
   }
 
-  void parse_identity(const Node& v, const std::string& path, int line, Config& c) {
+  // `access_log: true`, or `{enabled: true, redact: [api_key, token]}`.
+  void parse_access_log(const Node& v, const std::string& path, int line, Config& c) {
+    if (v.IsScalar()) {
+      if (auto b = bool_value(v, path, line)) c.access_log = *b;
+      return;
+    }
+    auto f = fields(v, path, line, {"enabled", "redact"}, "true, false or {enabled, redact}");
+    if (!f) return;
+    c.access_log = true;
+    if (const auto* e = f->find("enabled")) {
+      if (auto b = bool_value(e->value, f->child("enabled"), f->line)) c.access_log = *b;
+    }
+    if (const auto* r = f->find("redact")) {
+      std::vector<std::string> names;
+      for_each_item(r->value, f->child("redact"), f->line,
+                    [&](const Node& item, const std::string& ip) {
+                      auto s = string_value(item, ip, f->line);
+                      if (!s) return;
+                      if (s->empty() || has_control_char(*s)) {
+                        add(line_of(item, f->line), ip, quote(*s) + " is not a parameter name");
+                        return;
+                      }
+                      names.push_back(std::move(*s));
+                    });
+      c.access_log_redact = std::move(names);
+    }
+  }
+
+  // `check_api: false`, `true`, or `{limit: 600, period: 1m}` (implies true).
+  void parse_check_api(const Node& v, const std::string& path, int line, Config& c) {
+    if (v.IsScalar()) {
+      if (auto b = bool_value(v, path, line)) c.check_api = *b;
+      return;
+    }
+    auto f = fields(v, path, line, {"enabled", "limit", "period"},
+                    "true, false or {limit: 600, period: 1m}");
+    if (!f) return;
+    c.check_api = true;
+    Policy p = c.check_api_policy;
+    if (const auto* e = f->find("enabled")) {
+      if (auto b = bool_value(e->value, f->child("enabled"), f->line)) c.check_api = *b;
+    }
+    if (const auto* e = f->find("limit")) {
+      if (auto n = int_value(e->value, f->child("limit"), f->line, 1, kMaxCount)) {
+        p.limit = *n;
+        p.burst = *n;
+      }
+    }
+    if (const auto* e = f->find("period")) {
+      if (auto d = duration_value(e->value, f->child("period"), f->line)) {
+        if (*d > kMaxPeriod) {
+          add(line_of(e->value, f->line), f->child("period"),
+              "must be at most " + format_duration(kMaxPeriod));
+        } else {
+          p.period = *d;
+        }
+      }
+    }
+    if (auto ok = validate_policy(p); !ok) {
+      add(f->line, path, ok.error().message);
+      return;
+    }
+    c.check_api_policy = p;
+  }
+
+  std::vector<IdentitySource> parse_identity(const Node& v, const std::string& path, int line) {
     std::vector<IdentitySource> sources;
     const bool is_list = for_each_item(v, path, line, [&](const Node& item, const std::string& p) {
       const std::size_t before = problems_.size();
@@ -631,7 +745,7 @@ class Parser {
     if (is_list && v.size() == 0) {
       add(line_of(v, line), path, "must not be empty (e.g. [{header: X-API-Key}, {ip: {}}])");
     }
-    if (!sources.empty()) c.identity = std::move(sources);
+    return sources;
   }
 
   void parse_policies(const Node& v, const std::string& path, int line, Config& c) {
@@ -664,7 +778,8 @@ class Parser {
                     int& name_line) {
     const std::size_t before = problems_.size();
     auto f = fields(item, p, line,
-                    {"name", "match", "algorithm", "limit", "period", "burst", "cost", "shadow"});
+                    {"name", "match", "algorithm", "limit", "period", "burst", "cost", "shadow",
+                     "identity"});
     if (!f) return false;
     pc.line = f->line;
     Policy& policy = pc.policy;
@@ -717,6 +832,8 @@ class Parser {
         if (auto n = int_value(e.value, ep, el, 0, kMaxCount)) policy.cost = *n;
       } else if (e.key == "shadow") {
         if (auto b = bool_value(e.value, ep, el)) policy.shadow = *b;
+      } else if (e.key == "identity") {
+        pc.identity = parse_identity(e.value, ep, el);
       }
     }
     for (std::string_view required : {"name", "limit", "period"}) {
@@ -752,6 +869,13 @@ class Parser {
         if (s->empty() || s->front() != '/' || s->find(' ') != std::string::npos ||
             has_control_char(*s)) {
           add(line_of(e.value, el), ep, quote(*s) + " is not a path (it starts with '/')");
+          continue;
+        }
+        if (!is_canonical_match_path(*s, e.key == "path_prefix")) {
+          add(line_of(e.value, el), ep,
+              quote(*s) +
+                  " is not a path as requests are compared (no '%', '\\', ';', '//', '.' or "
+                  "'..' segments; letters, digits and -._~!$&'()*+,=:@ between slashes)");
           continue;
         }
         (e.key == "path" ? m.path : m.path_prefix) = *s;

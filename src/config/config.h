@@ -73,6 +73,9 @@ struct Match {
 struct PolicyConfig {
   Policy policy;
   Match match;
+  // `identity:` of this policy: who it counts per, overriding Config::identity (empty: that
+  // one). One config can so limit per API key AND per IP on the same request.
+  std::vector<IdentitySource> identity;
   int line = 0;  // where it starts in the source, for later messages
 };
 
@@ -100,6 +103,12 @@ struct ServerLimits {
 
   friend bool operator==(const ServerLimits&, const ServerLimits&) = default;
 };
+
+// The query parameters the access log redacts unless the config names others.
+std::vector<std::string> default_access_log_redact();
+// 600 calls per minute per caller (token bucket), named "floodgate/check-api" ('/' cannot be in a
+// configured policy's name, so its keys are its own).
+Policy default_check_api_policy();
 
 inline constexpr int kMaxThreads = 1024;
 inline constexpr Duration kMaxStoreTimeout = std::chrono::seconds(60);
@@ -133,9 +142,21 @@ struct Config {
   std::vector<PolicyConfig> policies;    // non-empty, unique names, in file order
   ServerLimits server;
   bool access_log = false;  // one JSON line per request on stdout
+  // Query parameters whose values the access log shows as "REDACTED" (names compared
+  // case-insensitively, after percent-decoding): `access_log: {enabled: true, redact: [...]}`.
+  std::vector<std::string> access_log_redact = default_access_log_redact();
+  // POST /v1/check (`check_api`): on admin_listen when that is set, else on `listen`, where each
+  // caller (named by `identity`) is itself limited by `check_api_policy`; `check_api: false`
+  // serves it nowhere.
+  bool check_api = true;
+  Policy check_api_policy = default_check_api_policy();
 
   // The policy named `name`, or nullptr.
   const PolicyConfig* find_policy(std::string_view name) const;
+  // The identity sources `pc` counts per: its own, else the global ones.
+  const std::vector<IdentitySource>& identity_of(const PolicyConfig& pc) const {
+    return pc.identity.empty() ? identity : pc.identity;
+  }
 };
 
 // One problem in a config source. `line` is 1-based, 0 when unknown (an unreadable file).

@@ -270,4 +270,65 @@ bool LogThrottle::admit(Timestamp now, std::uint64_t* suppressed) {
   return true;
 }
 
+namespace {
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// A query parameter's name as a server would read it: %XX decoded, '+' as space, lower case.
+std::string decoded_lower(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '%' && i + 2 < s.size() && hex_digit(s[i + 1]) >= 0 && hex_digit(s[i + 2]) >= 0) {
+      c = static_cast<char>(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
+      i += 2;
+    } else if (c == '+') {
+      c = ' ';
+    }
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string redact_query(std::string_view target, const std::vector<std::string>& names) {
+  const std::size_t q = target.find('?');
+  if (q == std::string_view::npos || names.empty()) return std::string(target);
+  std::string out(target.substr(0, q + 1));
+  std::string_view rest = target.substr(q + 1);
+  bool first = true;
+  while (true) {
+    // Servers split parameters on '&' (and some on ';').
+    const std::size_t end = rest.find_first_of("&;");
+    const std::string_view param = rest.substr(0, end);
+    if (!first) out += rest.data()[-1];
+    first = false;
+    const std::size_t eq = param.find('=');
+    bool hide = false;
+    if (eq != std::string_view::npos) {
+      const std::string name = decoded_lower(param.substr(0, eq));
+      for (const std::string& n : names) {
+        if (decoded_lower(n) == name) hide = true;
+      }
+    }
+    if (hide) {
+      out += param.substr(0, eq + 1);
+      out += "REDACTED";
+    } else {
+      out += param;
+    }
+    if (end == std::string_view::npos) break;
+    rest.remove_prefix(end + 1);
+  }
+  return out;
+}
+
 }  // namespace fg::http

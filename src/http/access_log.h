@@ -36,6 +36,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "floodgate/clock.h"
 
@@ -60,6 +61,12 @@ struct AccessLogEntry {
 
 // One JSON object and '\n' (format at the top of this file).
 std::string format_access_log(const AccessLogEntry& e);
+
+// `target` with the value of every query parameter named in `names` replaced by "REDACTED", so
+// that credentials sent in a URL never reach the log: "/x?api_key=s3cr3t&n=1" ->
+// "/x?api_key=REDACTED&n=1". Names are compared case-insensitively after percent-decoding and
+// '+' as space ("API%5Fkey" is api_key); a parameter without '=' has no value to hide.
+std::string redact_query(std::string_view target, const std::vector<std::string>& names);
 
 // The pieces, for other log lines and for tests.
 // `s` as a JSON string with its quotes, escaped as described at the top of this file.

@@ -6,6 +6,7 @@
 #include <boost/beast/http/status.hpp>
 #include <nlohmann/json.hpp>
 
+#include "http/canonical.h"
 #include "http/identity.h"
 
 namespace fg::http {
@@ -29,18 +30,6 @@ std::optional<std::string_view> find_header(const Request& r, std::string_view n
 }
 
 std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
-
-bool is_unreserved(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 Response text_response(unsigned version, beast_http::status status, std::string_view type,
                        std::string body) {
@@ -105,7 +94,11 @@ Response preflight(const Request& req, const config::Config& c, std::string_view
   return r;
 }
 
-// POST /v1/check {"policy":"per-minute","key":"user-42","cost":1}: the charges, or a 400.
+// The prefix of every /v1/check identity: no identity source makes one (identity.h).
+constexpr std::string_view kCheckIdentityPrefix = "check:";
+
+}  // namespace
+
 Route check_route(const Request& req, const Runtime& rt) {
   Route out;
   const auto bad = [&](std::string detail) {
@@ -152,12 +145,15 @@ Route check_route(const Request& req, const Runtime& rt) {
   }
   const auto index = static_cast<std::size_t>(it - policies.begin());
   out.kind = Route::Kind::kCheck;
-  out.identity = key->get<std::string>();
+  out.identities.push_back(std::string(kCheckIdentityPrefix) + key->get<std::string>());
+  out.charge_identity.push_back(0);
   out.charges.push_back(Charge{&it->policy, cost});
   out.local_charges.push_back(Charge{&rt.local_policies[index], cost});
   out.policy_indices.push_back(index);
   return out;
 }
+
+namespace {
 
 void add_fields(Response& r, const HeaderFields& fields) {
   for (const auto& [name, value] : fields) {
@@ -199,76 +195,31 @@ std::shared_ptr<Runtime> make_runtime(std::shared_ptr<const config::Config> conf
     if (!validate_policy(local)) local = pc.policy;
     rt->local_policies.push_back(std::move(local));
   }
+  const auto add_single = [&rt](const std::string& name) {
+    for (const std::string& known : rt->single_fields) {
+      if (ieq(known, name)) return;
+    }
+    rt->single_fields.push_back(name);
+  };
+  const auto add_sources = [&](const std::vector<config::IdentitySource>& sources) {
+    for (const config::IdentitySource& src : sources) {
+      if (src.kind == config::IdentitySource::Kind::kHeader) add_single(src.header);
+    }
+  };
+  add_sources(config->identity);
+  for (const config::PolicyConfig& pc : config->policies) {
+    add_sources(pc.identity);
+    if (pc.match.header) add_single(pc.match.header->name);
+  }
+  rt->check_api_policy = config->check_api_policy;
+  rt->check_api_local_policy = config->check_api_policy;
+  rt->check_api_local_policy.limit = std::max<std::int64_t>(1, rt->check_api_policy.limit / n);
+  rt->check_api_local_policy.burst = std::max<std::int64_t>(1, rt->check_api_policy.burst / n);
+  if (!validate_policy(rt->check_api_local_policy)) {
+    rt->check_api_local_policy = rt->check_api_policy;
+  }
   rt->config = std::move(config);
   return rt;
-}
-
-std::string normalize_path(std::string_view target) {
-  // Absolute form ("http://host/path", RFC 9112 §3.2.2): the path starts after the authority.
-  for (std::string_view scheme : {"http://", "https://"}) {
-    if (target.size() >= scheme.size() && ieq(target.substr(0, scheme.size()), scheme)) {
-      const std::size_t slash = target.find_first_of("/?#", scheme.size());
-      target = slash == std::string_view::npos ? std::string_view{} : target.substr(slash);
-      break;
-    }
-  }
-  const std::string_view path = target.substr(0, target.find_first_of("?#"));
-  // Most paths are already normal: no escape, no empty or dot segment. Return them as they are.
-  if (!path.empty() && path.front() == '/' && path.find('%') == std::string_view::npos &&
-      path.find("//") == std::string_view::npos && path.find("/.") == std::string_view::npos) {
-    return std::string(path);
-  }
-  // Decode %XX of unreserved characters only: they mean the same encoded or not (RFC 3986
-  // §6.2.2.2). "%2F" stays: a decoded '/' would be a different path.
-  std::string decoded;
-  decoded.reserve(path.size());
-  for (std::size_t i = 0; i < path.size(); ++i) {
-    if (path[i] == '%') {
-      const int hi = i + 2 < path.size() ? hex_value(path[i + 1]) : -1;
-      const int lo = i + 2 < path.size() ? hex_value(path[i + 2]) : -1;
-      if (hi >= 0 && lo >= 0 && is_unreserved(static_cast<char>(hi * 16 + lo))) {
-        decoded += static_cast<char>(hi * 16 + lo);
-        i += 2;
-        continue;
-      }
-      if (hi < 0 || lo < 0) {
-        // A '%' that starts no escape is written as one ("%25"). Kept bare, a character decoded
-        // after it could complete an escape that was not in the request: "/%7%61" would give
-        // "/%7a", which the next reader decodes to "/z".
-        decoded += "%25";
-        continue;
-      }
-    }
-    decoded += path[i];
-  }
-  // Segments: "." dropped, ".." pops one, empty ones (duplicate slashes) collapse. A path that
-  // ends in '/', "/." or "/.." names a directory and keeps its trailing slash (§5.2.4).
-  std::vector<std::string_view> segments;
-  bool trailing_slash = false;
-  std::size_t start = 0;
-  while (start <= decoded.size()) {
-    const std::size_t slash = std::min(decoded.find('/', start), decoded.size());
-    const std::string_view seg = std::string_view(decoded).substr(start, slash - start);
-    const bool last = slash == decoded.size();
-    if (seg == "..") {
-      if (!segments.empty()) segments.pop_back();
-      trailing_slash = last;
-    } else if (seg.empty() || seg == ".") {
-      trailing_slash = last;
-    } else {
-      segments.push_back(seg);
-      trailing_slash = false;
-    }
-    start = slash + 1;
-  }
-  std::string out;
-  out.reserve(decoded.size() + 1);
-  for (std::string_view seg : segments) {
-    out += '/';
-    out += seg;
-  }
-  if (out.empty() || trailing_slash) out += '/';
-  return out;
 }
 
 bool policy_matches(const config::Match& match, std::string_view method, std::string_view path,
@@ -290,7 +241,17 @@ bool policy_matches(const config::Match& match, std::string_view method, std::st
 Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
   const config::Config& c = *rt.config;
   Route out;
-  out.path = normalize_path(sv(req.target()));
+  {
+    // The session has canonicalized the request (canonical.h); a request that did not pass
+    // through it is checked here all the same, so that no caller can match on another form.
+    const std::string_view t = sv(req.target());
+    CanonicalPath cp = canonical_path(t == "*" ? std::string_view("/*") : target_path(req));
+    if (!cp.error.empty()) {
+      out.reply = problem_response(req.version(), 400, cp.error);
+      return out;
+    }
+    out.path = std::move(cp.path);
+  }
   const std::string& path = out.path;
 
   // Operations endpoints: never rate limited.
@@ -315,16 +276,21 @@ Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
     out.kind = Route::Kind::kMetrics;
     return out;
   }
-  if (path == "/v1/check") {
+  // POST /v1/check: on admin_listen when that is set, else on the public listener, where the
+  // caller is limited like any client; nowhere with check_api: false.
+  const bool check_here = c.check_api && (c.admin_listen ? ctx.admin : !ctx.admin);
+  if (path == "/v1/check" && check_here) {
     if (req.method() != beast_http::verb::post) {
       out.reply = method_not_allowed(req, "POST");
       return out;
     }
-    return check_route(req, rt);
+    out.kind = Route::Kind::kCheckCaller;
+    if (ctx.admin) return out;  // the admin listener's callers are trusted
   }
 
   // A CORS preflight: answered here, consuming nothing (it is the browser asking, not the app).
-  if (c.cors && req.method() == beast_http::verb::options) {
+  if (out.kind != Route::Kind::kCheckCaller && c.cors &&
+      req.method() == beast_http::verb::options) {
     const auto origin = find_header(req, "Origin");
     if (origin && find_header(req, "Access-Control-Request-Method")) {
       out.reply = preflight(req, c, *origin);
@@ -332,40 +298,75 @@ Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
     }
   }
 
-  const std::string_view method = sv(req.method_string());
+  // The policies that match, each with the identity it counts per.
+  std::string method(sv(req.method_string()));
+  for (char& ch : method) {
+    if (ch >= 'a' && ch <= 'z') ch = static_cast<char>(ch - 'a' + 'A');
+  }
+  struct Matched {
+    std::size_t index;           // into c.policies; npos: the check API's own policy
+    const std::vector<config::IdentitySource>* sources;
+  };
+  boost::container::small_vector<Matched, 4> matched;
   for (std::size_t i = 0; i < c.policies.size(); ++i) {
     const config::PolicyConfig& pc = c.policies[i];
     if (!policy_matches(pc.match, method, path, req)) continue;
-    out.charges.push_back(Charge{&pc.policy, pc.policy.cost});
-    out.local_charges.push_back(Charge{&rt.local_policies[i], pc.policy.cost});
-    out.policy_indices.push_back(i);
+    matched.push_back(Matched{i, &c.identity_of(pc)});
   }
-  if (out.charges.empty()) {
+  if (out.kind == Route::Kind::kCheckCaller) {
+    matched.push_back(Matched{std::string::npos, &c.identity});
+  } else if (matched.empty()) {
     out.kind = Route::Kind::kServe;
     return out;
   }
   const HeaderLookup lookup = [&req](std::string_view name) { return find_header(req, name); };
   // X-Forwarded-For is read only when some peer may be believed.
-  auto identity =
-      identify(c.identity, lookup, ctx.peer,
-               c.trusted_proxies.empty() ? std::string() : forwarded_for(req), c.trusted_proxies);
-  if (!identity) {
-    std::string names;
-    for (const config::IdentitySource& s : c.identity) {
-      if (s.kind == config::IdentitySource::Kind::kHeader) {
-        names += (names.empty() ? "" : " or ") + s.header;
-      }
+  const std::string xff = c.trusted_proxies.empty() ? std::string() : forwarded_for(req);
+  // Identities by source list: most policies share the global one.
+  boost::container::small_vector<std::pair<const void*, std::optional<std::string>>, 2> known;
+  boost::container::small_vector<std::pair<std::uint8_t, Matched>, 4> placed;
+  for (const Matched& m : matched) {
+    auto it = std::find_if(known.begin(), known.end(),
+                           [&](const auto& k) { return k.first == m.sources; });
+    if (it == known.end()) {
+      known.emplace_back(m.sources, identify(*m.sources, lookup, ctx.peer, xff, c.trusted_proxies));
+      it = known.end() - 1;
     }
-    out.kind = Route::Kind::kReply;
-    out.reply = problem_response(req.version(), 400,
-                                 "this API needs to know who is calling: send " + names);
-    out.charges.clear();
-    out.local_charges.clear();
-    out.policy_indices.clear();
-    return out;
+    if (!it->second) {
+      std::string names;
+      for (const config::IdentitySource& s : *m.sources) {
+        if (s.kind == config::IdentitySource::Kind::kHeader) {
+          names += (names.empty() ? "" : " or ") + s.header;
+        }
+      }
+      out = Route{};
+      out.reply = problem_response(req.version(), 400,
+                                   "this API needs to know who is calling: send " + names);
+      return out;
+    }
+    std::size_t slot = 0;
+    while (slot < out.identities.size() && out.identities[slot] != *it->second) ++slot;
+    if (slot == out.identities.size()) out.identities.push_back(*it->second);
+    placed.emplace_back(static_cast<std::uint8_t>(slot), m);
   }
-  out.kind = Route::Kind::kDecide;
-  out.identity = std::move(*identity);
+  // Grouped by identity, in the order identities first appear (the order the store decides them).
+  for (std::uint8_t g = 0; g < out.identities.size(); ++g) {
+    for (const auto& [slot, m] : placed) {
+      if (slot != g) continue;
+      out.charge_identity.push_back(g);
+      if (m.index == std::string::npos) {
+        out.charges.push_back(Charge{&rt.check_api_policy, rt.check_api_policy.cost});
+        out.local_charges.push_back(
+            Charge{&rt.check_api_local_policy, rt.check_api_local_policy.cost});
+      } else {
+        const Policy& p = c.policies[m.index].policy;
+        out.charges.push_back(Charge{&p, p.cost});
+        out.local_charges.push_back(Charge{&rt.local_policies[m.index], p.cost});
+      }
+      out.policy_indices.push_back(m.index);
+    }
+  }
+  if (out.kind != Route::Kind::kCheckCaller) out.kind = Route::Kind::kDecide;
   return out;
 }
 
@@ -461,10 +462,6 @@ Answer answer_check(const Request& req, const Route& route, const Runtime& rt,
   // kDeny and internal errors: a.response is already the problem answer.
   a.serve = false;
   return a;
-}
-
-Response demo_resource(const Request& req) {
-  return demo_resource(req, normalize_path(sv(req.target())));
 }
 
 Response demo_resource(const Request& req, std::string_view path) {

@@ -16,8 +16,11 @@
 //   3. demo_resource() (no upstream) or the upstream's response, then finish(): rate-limit fields,
 //      CORS fields, keep-alive.
 //
-// Paths are matched after normalize_path(), so "/api/../x", "//api/x" and "/%61pi/x" cannot
-// slip past a policy on "/api/" (the request is forwarded with its target unchanged).
+// The session first rewrites the request into its canonical form (canonical.h: method case,
+// percent-decoding, dot segments, absolute-form, repeated fields), so "/api/../x", "//api/x",
+// "/%61pi/x" and "post" cannot slip past a policy; route() matches on that form, and proxy mode
+// forwards exactly it. route() needs only the header section: the body is read afterwards, and
+// only when the request is served (or is a /v1/check call whose caller was allowed).
 //
 // Thread safety: pure functions over values; a Runtime is immutable and shared between threads.
 // Failure: none; every bad input is an HTTP answer (400, 404, 405, 413 ...).
@@ -54,16 +57,16 @@ struct Runtime {
   std::vector<Policy> local_policies;
   // Per policy: its id in Metrics (Metrics::policy_id), filled by the server; may stay empty.
   std::vector<std::size_t> metric_ids;
+  // The header fields floodgate reads (identity sources, policies' `match` headers): a request
+  // repeating one is refused (canonical.h).
+  std::vector<std::string> single_fields;
+  // The public POST /v1/check's limit per caller (config check_api_policy), and its local form.
+  Policy check_api_policy;
+  Policy check_api_local_policy;
 };
 
 // The Runtime for `config`: local_policies computed, metric_ids empty.
 std::shared_ptr<Runtime> make_runtime(std::shared_ptr<const config::Config> config);
-
-// "/a//b/./c/../d" -> "/a/b/d": percent-encoded unreserved characters decoded (RFC 3986 §2.3:
-// %41 -> A, %2D -> -), duplicate slashes collapsed, dot segments removed (§5.2.4), the query
-// left out. Other escapes (%2F, %20) stay encoded; a '%' that starts no escape becomes "%25".
-// Never climbs above "/". Normalizing a normalized path changes nothing.
-std::string normalize_path(std::string_view target);
 
 // Whether `match` holds for a request (method upper case as sent; path normalized).
 bool policy_matches(const config::Match& match, std::string_view method, std::string_view path,
@@ -74,6 +77,7 @@ struct RequestContext {
   config::IpAddress peer;  // the TCP peer
   bool ready = true;       // store reachable and not draining: /readyz
   bool draining = false;   // answer with Connection: close
+  bool admin = false;      // the request came to admin_listen
 };
 
 struct Route {
@@ -81,13 +85,20 @@ struct Route {
     kReply,    // `reply` is the whole answer (operations endpoints, preflight, 400 ...)
     kMetrics,  // GET /metrics: the session renders the metrics text into metrics_response()
     kServe,    // no policy applies: serve the resource (demo or upstream) without rate limiting
-    kDecide,   // ask the store about `identity` for `charges`, then answer_decision()
-    kCheck,    // POST /v1/check: ask the store about `identity` for `charges`, then answer_check()
+    kDecide,   // ask the store about `identities` for `charges`, then answer_decision()
+    // POST /v1/check before its body is read: decide the caller's own `charges` (none on
+    // admin_listen) as kDecide does; when allowed, read the body and route it with check_route().
+    kCheckCaller,
+    kCheck,  // POST /v1/check, body read: ask the store about the key, then answer_check()
   };
   Kind kind = Kind::kReply;
   Response reply;
-  std::string path;  // the normalized path (normalize_path), when a policy could apply
-  std::string identity;
+  std::string path;  // the canonical path, when a policy could apply
+  // Who the charges are counted per, in the order the store decides them: charges[i] is counted
+  // per identities[charge_identity[i]], and the charges of one identity are consecutive. One
+  // identity unless policies name their own `identity` sources.
+  boost::container::small_vector<std::string, 1> identities;
+  boost::container::small_vector<std::uint8_t, 4> charge_identity;
   // Inline storage: most requests match a few policies, and these are built for every request.
   boost::container::small_vector<Charge, 4> charges;  // policies point into the Runtime's config
   boost::container::small_vector<Charge, 4> local_charges;  // into Runtime::local_policies
@@ -95,6 +106,11 @@ struct Route {
 };
 
 Route route(const Request& request, const Runtime& runtime, const RequestContext& context);
+
+// kCheck for a POST /v1/check whose body has been read: {"policy":"per-minute","key":"user-42",
+// "cost":1} decided for the identity "check:<key>" (a namespace no HTTP identity can be in:
+// identity.h), or kReply with a 400/404.
+Route check_route(const Request& request, const Runtime& runtime);
 
 // How a store decision turned out, as the session saw it.
 struct StoreOutcome {
@@ -121,10 +137,8 @@ Answer answer_check(const Request& request, const Route& route, const Runtime& r
                     const StoreOutcome& outcome);
 
 // The built-in resource (no upstream): any method on /api/... answers 200 with a small JSON
-// body naming the method and path; anything else is a 404 problem.
-Response demo_resource(const Request& request);
-// The same, given the request's path as normalize_path() returned it.
-Response demo_resource(const Request& request, std::string_view normalized_path);
+// body naming the method and path; anything else is a 404 problem. `path` is the canonical path.
+Response demo_resource(const Request& request, std::string_view path);
 
 // GET /metrics with the rendered text.
 Response metrics_response(const Request& request, std::string text);

@@ -93,8 +93,9 @@ class HandlerTest : public ::testing::Test {
   // route() then the store, as the session does; the answer and its route.
   std::pair<Answer, Route> decide(const Request& req) {
     Route r = route(req, *rt, ctx);
+    if (r.kind == Route::Kind::kCheckCaller) r = check_route(req, *rt);  // the caller allowed
     EXPECT_TRUE(r.kind == Route::Kind::kDecide || r.kind == Route::Kind::kCheck);
-    StoreOutcome out{decide_and_wait(*store, DecideRequest{r.identity, r.charges}), std::nullopt};
+    StoreOutcome out{decide_and_wait(*store, DecideRequest{r.identities.at(0), r.charges}), std::nullopt};
     Answer a = r.kind == Route::Kind::kDecide ? answer_decision(req, r, *rt, out)
                                               : answer_check(req, r, *rt, out);
     return {std::move(a), std::move(r)};
@@ -103,39 +104,11 @@ class HandlerTest : public ::testing::Test {
   // The whole response for an allowed-or-denied demo request.
   Response respond(const Request& req) {
     auto [a, r] = decide(req);
-    Response res = a.serve ? demo_resource(req) : std::move(a.response);
+    Response res = a.serve ? demo_resource(req, req.target()) : std::move(a.response);
     finish(res, req, *rt, a.serve ? a.fields : HeaderFields{}, ctx);
     return res;
   }
 };
-
-TEST(NormalizePath, DotSegmentsSlashesAndUnreservedEscapes) {
-  EXPECT_EQ(normalize_path("/api/x"), "/api/x");
-  EXPECT_EQ(normalize_path("/api/"), "/api/");
-  EXPECT_EQ(normalize_path("/api/x?y=1#z"), "/api/x");
-  EXPECT_EQ(normalize_path("//api//x"), "/api/x");
-  EXPECT_EQ(normalize_path("/api/../x"), "/x");
-  EXPECT_EQ(normalize_path("/x/../api/y"), "/api/y");
-  EXPECT_EQ(normalize_path("/api/./x"), "/api/x");
-  EXPECT_EQ(normalize_path("/a/b/.."), "/a/");
-  EXPECT_EQ(normalize_path("/a/b/."), "/a/b/");
-  EXPECT_EQ(normalize_path("/../../etc"), "/etc");
-  EXPECT_EQ(normalize_path(""), "/");
-  EXPECT_EQ(normalize_path("/"), "/");
-  EXPECT_EQ(normalize_path("*"), "/*");
-  EXPECT_EQ(normalize_path("/%61pi/%7Euser"), "/api/~user");
-  EXPECT_EQ(normalize_path("/%2e%2E/api/x"), "/api/x");     // encoded dots are dots
-  EXPECT_EQ(normalize_path("/a%2Fb/%20c"), "/a%2Fb/%20c");  // reserved escapes stay
-  // A '%' that starts no escape is written as one, so decoding cannot complete a new escape.
-  EXPECT_EQ(normalize_path("/a%zz%4"), "/a%25zz%254");
-  EXPECT_EQ(normalize_path("/api/%7%61"), "/api/%257a");  // not "/api/%7a", i.e. "/api/z"
-  EXPECT_EQ(normalize_path("/%%361pi/x"), "/%2561pi/x");  // not "/%61pi/x", i.e. "/api/x"
-  for (std::string_view t : {"/a%zz%4", "/api/%7%61", "/%%361pi/x", "/a%2Fb/%20c"}) {
-    EXPECT_EQ(normalize_path(normalize_path(t)), normalize_path(t)) << t;
-  }
-  EXPECT_EQ(normalize_path("http://example.com/api/x?q"), "/api/x");
-  EXPECT_EQ(normalize_path("HTTPS://example.com"), "/");
-}
 
 TEST_F(HandlerTest, OperationsEndpointsAreNeverLimited) {
   Route r = route(get("/healthz"), *rt, ctx);
@@ -197,20 +170,20 @@ TEST_F(HandlerTest, PoliciesMatchByPathMethodAndHeader) {
 }
 
 TEST_F(HandlerTest, IdentityFromApiKeyThenTrustedForwardedForThenPeer) {
-  EXPECT_EQ(route(get("/api/x", {{"X-API-Key", "abc"}}), *rt, ctx).identity, "key:x-api-key:abc");
-  EXPECT_EQ(route(get("/api/x"), *rt, ctx).identity, "ip:203.0.113.7");
+  EXPECT_EQ(route(get("/api/x", {{"X-API-Key", "abc"}}), *rt, ctx).identities.at(0), "key:x-api-key:abc");
+  EXPECT_EQ(route(get("/api/x"), *rt, ctx).identities.at(0), "ip:203.0.113.7");
   // An untrusted peer cannot choose its identity with X-Forwarded-For.
-  EXPECT_EQ(route(get("/api/x", {{"X-Forwarded-For", "198.51.100.1"}}), *rt, ctx).identity,
+  EXPECT_EQ(route(get("/api/x", {{"X-Forwarded-For", "198.51.100.1"}}), *rt, ctx).identities.at(0),
             "ip:203.0.113.7");
   RequestContext via_proxy = ctx;
   via_proxy.peer = ip("10.1.2.3");
   EXPECT_EQ(
-      route(get("/api/x", {{"X-Forwarded-For", "1.1.1.1, 198.51.100.1"}}), *rt, via_proxy).identity,
+      route(get("/api/x", {{"X-Forwarded-For", "1.1.1.1, 198.51.100.1"}}), *rt, via_proxy).identities.at(0),
       "ip:198.51.100.1");
   // Several fields are one list.
   EXPECT_EQ(route(get("/api/x", {{"X-Forwarded-For", "1.1.1.1"}, {"X-Forwarded-For", "10.9.9.9"}}),
                   *rt, via_proxy)
-                .identity,
+                .identities.at(0),
             "ip:1.1.1.1");
 }
 
@@ -269,7 +242,7 @@ TEST_F(HandlerTest, ShadowPolicyIsCountedAndShownButNeverDenies) {
   for (int i = 0; i < 2; ++i) ASSERT_EQ(respond(req).result_int(), 200u);
   auto [a, r] = decide(req);
   EXPECT_TRUE(a.serve);
-  Response res = demo_resource(req);
+  Response res = demo_resource(req, req.target());
   finish(res, req, *rt, a.fields, ctx);
   EXPECT_EQ(res.result_int(), 200u);
   EXPECT_NE(header(res, "RateLimit").find(R"("trial";r=0)"), std::string::npos)
@@ -286,7 +259,7 @@ TEST_F(HandlerTest, StoreFailureAnsweredByOnStoreError) {
   Answer a = answer_decision(req, r, *rt, down);  // allow
   EXPECT_TRUE(a.serve);
   EXPECT_EQ(a.degraded, Answer::Degraded::kAllow);
-  Response res = demo_resource(req);
+  Response res = demo_resource(req, req.target());
   finish(res, req, *rt, a.fields, ctx);
   EXPECT_EQ(res.result_int(), 200u);
   EXPECT_EQ(header(res, "X-RateLimit-Degraded"), "store-unavailable");
@@ -308,16 +281,16 @@ TEST_F(HandlerTest, StoreFailureAnsweredByOnStoreError) {
   r = route(req, *local, ctx);
   StoreOutcome fallback{fail(ErrorCode::kUnavailable, "refused"), std::nullopt};
   for (int i = 0; i < 2; ++i) {
-    fallback.local_verdict = *decide_and_wait(*store, DecideRequest{r.identity, r.local_charges});
+    fallback.local_verdict = *decide_and_wait(*store, DecideRequest{r.identities.at(0), r.local_charges});
     a = answer_decision(req, r, *local, fallback);
     ASSERT_TRUE(a.serve) << i;
   }
-  res = demo_resource(req);
+  res = demo_resource(req, req.target());
   finish(res, req, *local, a.fields, ctx);
   EXPECT_EQ(header(res, "X-RateLimit-Limit"), "2");  // 10 per second / 4 instances
   EXPECT_EQ(header(res, "X-RateLimit-Remaining"), "0");
   EXPECT_EQ(header(res, "X-RateLimit-Degraded"), "local-fallback");
-  fallback.local_verdict = *decide_and_wait(*store, DecideRequest{r.identity, r.local_charges});
+  fallback.local_verdict = *decide_and_wait(*store, DecideRequest{r.identities.at(0), r.local_charges});
   a = answer_decision(req, r, *local, fallback);
   EXPECT_FALSE(a.serve);
   EXPECT_EQ(a.response.result_int(), 429u);
@@ -335,7 +308,7 @@ TEST_F(HandlerTest, CheckEndpoint) {
     return r;
   };
   auto [a, r] = decide(post(R"({"policy":"per-second","key":"user-42","cost":3})"));
-  EXPECT_EQ(r.identity, "user-42");
+  EXPECT_EQ(r.identities.at(0), "check:user-42");  // a namespace of its own
   EXPECT_EQ(r.charges[0].cost, 3);
   EXPECT_EQ(a.response.result_int(), 200u);
   EXPECT_EQ(a.response.body(), R"({"allowed":true,"policy":"per-second","limit":10,"remaining":7,)"
@@ -349,7 +322,7 @@ TEST_F(HandlerTest, CheckEndpoint) {
   EXPECT_EQ(header(d.response, "Retry-After"), "1");
 
   const auto status_of = [&](std::string body) {
-    return route(post(std::move(body)), *rt, ctx).reply.result_int();
+    return check_route(post(std::move(body)), *rt).reply.result_int();
   };
   EXPECT_EQ(status_of("not json"), 400u);
   EXPECT_EQ(status_of("[]"), 400u);
@@ -363,11 +336,21 @@ TEST_F(HandlerTest, CheckEndpoint) {
   EXPECT_EQ(status_of(R"({"policy":"nope","key":"k"})"), 404u);
 
   // Store down, fail open: allowed without figures.
-  Route cr = route(post(R"({"policy":"per-second","key":"k"})"), *rt, ctx);
+  Route cr = check_route(post(R"({"policy":"per-second","key":"k"})"), *rt);
   Answer open = answer_check(post("{}"), cr, *rt, {fail(ErrorCode::kUnavailable, "x"), {}});
   EXPECT_EQ(open.response.result_int(), 200u);
   EXPECT_EQ(open.response.body(),
             R"({"allowed":true,"policy":"per-second","degraded":"store-unavailable"})");
+
+  // On the public listener the caller is limited first (check_api_policy), before its body.
+  Route caller = route(post(""), *rt, ctx);
+  ASSERT_EQ(caller.kind, Route::Kind::kCheckCaller);
+  ASSERT_EQ(caller.charges.size(), 1u);
+  EXPECT_EQ(caller.charges[0].policy->name, "floodgate/check-api");
+  EXPECT_EQ(caller.identities.at(0), "ip:203.0.113.7");
+  RequestContext admin_ctx = ctx;
+  admin_ctx.admin = true;  // without admin_listen: not served there
+  EXPECT_NE(route(post(""), *rt, admin_ctx).kind, Route::Kind::kCheckCaller);
 }
 
 TEST_F(HandlerTest, CorsPreflightAndExposedHeaders) {
@@ -403,7 +386,7 @@ TEST_F(HandlerTest, CorsPreflightAndExposedHeaders) {
 }
 
 TEST_F(HandlerTest, DemoResourceHeadAndKeepAlive) {
-  EXPECT_EQ(demo_resource(get("/nothing")).result_int(), 404u);
+  EXPECT_EQ(demo_resource(get("/nothing"), "/nothing").result_int(), 404u);
   Request head = get("/api/x", {}, beast_http::verb::head);
   Response res = respond(head);
   EXPECT_EQ(res.result_int(), 200u);
@@ -411,14 +394,14 @@ TEST_F(HandlerTest, DemoResourceHeadAndKeepAlive) {
   // HEAD: no body, and the Content-Length of the body it would have had.
   Request get_like = get("/api/x");
   get_like.method(beast_http::verb::head);
-  EXPECT_EQ(header(res, "Content-Length"), std::to_string(demo_resource(get_like).body().size()));
+  EXPECT_EQ(header(res, "Content-Length"), std::to_string(demo_resource(get_like, get_like.target()).body().size()));
   RequestContext draining = ctx;
   draining.draining = true;
-  Response r2 = demo_resource(get("/api/x"));
+  Response r2 = demo_resource(get("/api/x"), "/api/x");
   finish(r2, get("/api/x"), *rt, {}, draining);
   EXPECT_FALSE(r2.keep_alive());
   Request close = get("/api/x", {{"Connection", "close"}});
-  Response r3 = demo_resource(close);
+  Response r3 = demo_resource(close, close.target());
   finish(r3, close, *rt, {}, ctx);
   EXPECT_FALSE(r3.keep_alive());
 }

@@ -26,6 +26,7 @@
 #include <unordered_set>
 
 #include "http/access_log.h"
+#include "http/canonical.h"
 #include "http/circuit_breaker.h"
 #include "http/handler.h"
 #include "http/identity.h"
@@ -99,13 +100,15 @@ config::IpAddress to_ip(const tcp::endpoint& ep) {
   return ip;
 }
 
-// With admin_listen set: whether `req` is answered 404 on this listener. /metrics lives only on
-// the admin listener; the admin listener serves only /metrics, /healthz and /readyz.
-bool hidden_on_listener(const Request& req, bool admin) {
-  const std::string path =
-      normalize_path(std::string_view(req.target().data(), req.target().size()));
+// With admin_listen set: whether `req` (canonical) is answered 404 on this listener. /metrics
+// lives only on the admin listener; the admin listener serves only /metrics, /healthz, /readyz
+// and POST /v1/check (unless check_api is off).
+bool hidden_on_listener(const Request& req, const config::Config& c, bool admin) {
+  const std::string_view path = target_path(req);
   const bool metrics = path == "/metrics";
-  return admin ? !(metrics || path == "/healthz" || path == "/readyz") : metrics;
+  return admin ? !(metrics || path == "/healthz" || path == "/readyz" ||
+                   (path == "/v1/check" && c.check_api))
+               : metrics;
 }
 
 // A listening socket on `where` (a host name is resolved once, here), run by `ioc`.
@@ -237,13 +240,13 @@ struct Server::Impl {
   // store.decide as an awaitable. Server threads are bound to the store, so the callback comes
   // on this thread: inline (memory store) or later from the io_context (Redis). The coroutine
   // is resumed through post, never from inside the store's own completion.
-  static awaitable<Result<Verdict>> store_decide(Store& s, const DecideRequest& request) {
+  static awaitable<Result<Verdict>> store_decide(Store& s, std::span<const DecideRequest> requests) {
     struct State {
       std::optional<Result<Verdict>> result;
       std::function<void()> resume;
     };
     auto st = std::make_shared<State>();
-    s.decide(request, [st](Result<Verdict> r) {
+    decide_all(s, requests, [st](Result<Verdict> r) {
       st->result = std::move(r);
       if (st->resume) std::exchange(st->resume, nullptr)();
     });
@@ -288,8 +291,11 @@ struct Server::Impl {
                              : mode == config::OnStoreError::kDeny ? DegradedMode::kDeny
                                                                    : DegradedMode::kLocal);
       if (mode == config::OnStoreError::kLocal) {
-        auto local = decide_and_wait(*local_store, DecideRequest{r.identity, r.local_charges});
-        if (local) out.local_verdict = std::move(*local);
+        // The local store is a memory store: it answers before decide_all() returns.
+        const auto requests = requests_of(r, r.local_charges);
+        std::optional<Result<Verdict>> local;
+        decide_all(*local_store, requests, [&local](Result<Verdict> v) { local = std::move(v); });
+        if (local && *local) out.local_verdict = std::move(**local);
       }
       std::uint64_t suppressed = 0;
       if (degraded_log.admit(now(), &suppressed)) {
@@ -302,12 +308,28 @@ struct Server::Impl {
     return out;
   }
 
+  // The store requests of `r`: one per identity, over its consecutive charges in `charges`
+  // (r.charges or r.local_charges).
+  static boost::container::small_vector<DecideRequest, 2> requests_of(
+      const Route& r, std::span<const Charge> charges) {
+    boost::container::small_vector<DecideRequest, 2> out;
+    std::size_t start = 0;
+    for (std::size_t i = 1; i <= charges.size(); ++i) {
+      if (i == charges.size() || r.charge_identity[i] != r.charge_identity[start]) {
+        out.push_back(DecideRequest{r.identities[r.charge_identity[start]],
+                                    charges.subspan(start, i - start)});
+        start = i;
+      }
+    }
+    return out;
+  }
+
   awaitable<StoreOutcome> decide(Worker& w, const Route& r, const Runtime& rt) {
     const auto started_at = std::chrono::steady_clock::now();
-    const DecideRequest request{r.identity, r.charges};
+    const auto requests = requests_of(r, r.charges);
     Result<Verdict> verdict = fail(ErrorCode::kUnavailable, "circuit open");
     const bool asked = breaker.allow(now());
-    if (asked) verdict = co_await store_decide(*store, request);
+    if (asked) verdict = co_await store_decide(*store, requests);
     const Duration latency =
         std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - started_at);
     co_return after_store(w, r, rt, std::move(verdict), asked, latency);
@@ -318,7 +340,14 @@ struct Server::Impl {
     const auto started_at = std::chrono::steady_clock::now();
     Result<Verdict> verdict = fail(ErrorCode::kUnavailable, "circuit open");
     const bool asked = breaker.allow(now());
-    if (asked) verdict = memory_store->decide_now(DecideRequest{r.identity, r.charges});
+    if (asked) {
+      const auto requests = requests_of(r, r.charges);
+      if (requests.size() == 1) {
+        verdict = memory_store->decide_now(requests.front());
+      } else {  // answered before decide_all() returns
+        decide_all(*memory_store, requests, [&verdict](Result<Verdict> v) { verdict = std::move(v); });
+      }
+    }
     const Duration latency =
         std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - started_at);
     return after_store(w, r, rt, std::move(verdict), asked, latency);
@@ -340,7 +369,7 @@ struct Server::Impl {
           // Built before the co_await: g++ 12 destroys temporaries of a co_await twice.
           const std::string identity = "floodgate:readyz:" + std::to_string(i);
           const DecideRequest probe{identity, {&charge, 1}};
-          r = co_await store_decide(*store, probe);
+          r = co_await store_decide(*store, {&probe, 1});
         }
         const bool ok = r.has_value();
         if (ok) breaker.on_success();
@@ -363,8 +392,10 @@ struct Server::Impl {
 
   awaitable<Response> serve(Request& req, Worker& w, const tcp::endpoint& peer,
                             const std::string& path) {
-    if (!w.upstream) co_return path.empty() ? demo_resource(req) : demo_resource(req, path);
+    if (!w.upstream) co_return demo_resource(req, path);
     auto pool = w.upstream;  // keeps the pool alive across a reload
+    // The request is in its canonical form (canonical.h): the upstream gets exactly the method
+    // and target that were decided on.
     Request up = make_upstream_request(req, peer.address().to_string(), *w.upstream_target);
     Result<Response> r = co_await pool->forward(std::move(up));
     if (!r) {
@@ -384,9 +415,11 @@ struct Server::Impl {
   struct Reply {
     Response response;
     HeaderFields fields;
+    bool linger = false;   // the body was not read: after the answer, drop what still comes, close
+    bool abandon = false;  // the client is gone: write nothing, close
   };
 
-  // One request in progress between the steps of handle() / handle_now().
+  // One request in progress between the steps of respond_now() / respond().
   struct Exchange {
     std::chrono::steady_clock::time_point started_at;
     std::shared_ptr<const Runtime> rt;  // this request's configuration
@@ -397,13 +430,80 @@ struct Server::Impl {
     std::string_view outcome;
   };
 
-  // `admin`: the request came to the admin listener (admin_listen).
+  // The connection a request arrives on: what reading its body needs, once it is to be served.
+  struct Inbound {
+    beast::tcp_stream& stream;
+    beast::flat_buffer& buffer;
+    beast::http::request_parser<beast::http::string_body>& parser;
+    config::ServerLimits limits;
+    std::size_t header_fields = 0;  // fields of the header section; more after the body: trailers
+  };
+
+  // read_body(): read; the client is gone; the body ended with trailer fields. Else a status.
+  static constexpr int kBodyRead = 0;
+  static constexpr int kClientGone = -1;
+  static constexpr int kTrailers = 1;
+
+  // The body of a request that is to be served: "100 Continue" first when the client waits for
+  // it, then the body (bounded by max_body_bytes and body_timeout). A body that ends with trailer
+  // fields is refused: they arrive after the decision, outside the header section every rule
+  // reads, and are never believed or forwarded (design §2.4).
+  static awaitable<int> read_body(Inbound& in) {
+    if (in.parser.is_done()) co_return kBodyRead;
+    if (in.parser.get()[beast::http::field::expect] == "100-continue") {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      in.stream.expires_after(in.limits.write_timeout);
+      auto [cec, cn] = co_await asio::async_write(
+          in.stream, asio::buffer(kContinue.data(), kContinue.size()), kTuple);
+      (void)cn;
+      if (cec) co_return kClientGone;
+    }
+    in.stream.expires_after(in.limits.body_timeout);
+    auto [ec, n] = co_await beast::http::async_read(in.stream, in.buffer, in.parser, kTuple);
+    (void)n;
+    if (ec) {
+      const int status = read_error_status(ec, true);
+      co_return status == 0 ? kClientGone : status;
+    }
+    const Request& req = in.parser.get();
+    if (static_cast<std::size_t>(std::distance(req.begin(), req.end())) != in.header_fields) {
+      co_return kTrailers;
+    }
+    co_return kBodyRead;
+  }
+
+  // The answer to a request whose body could not be read (read_body's result).
+  Reply body_failed(Worker& w, int result) {
+    Reply reply;
+    if (result == kClientGone) {
+      reply.abandon = true;
+      return reply;
+    }
+    if (result == kTrailers) {
+      reply.response = problem_response(
+          11, 400, "trailer fields are not accepted: send every field in the header section");
+      reply.response.set(beast::http::field::server, "floodgate");
+      reply.response.keep_alive(false);
+      reply.response.prepare_payload();
+    } else {
+      reply.response = read_error_response(result);
+    }
+    w.metrics->on_request(static_cast<int>(reply.response.result_int()));
+    reply.linger = true;
+    return reply;
+  }
+
+  // `admin`: the request came to the admin listener (admin_listen). The request is rewritten
+  // into its canonical form (canonical.h) and routed on its header section alone.
   Exchange begin(Request& req, Worker& w, const config::IpAddress& peer_ip, bool admin) {
     Exchange x;
     x.started_at = std::chrono::steady_clock::now();
     x.rt = w.runtime;
-    x.ctx = RequestContext{peer_ip, ready(), draining.load(std::memory_order_relaxed)};
-    if ((admin || x.rt->config->admin_listen) && hidden_on_listener(req, admin)) {
+    x.ctx = RequestContext{peer_ip, ready(), draining.load(std::memory_order_relaxed), admin};
+    if (auto refused = canonicalize(req, x.rt->single_fields)) {
+      x.route.reply = problem_response(req.version(), 400, *refused);
+    } else if ((admin || x.rt->config->admin_listen) &&
+               hidden_on_listener(req, *x.rt->config, admin)) {
       x.route.reply = problem_response(req.version(), 404, "not found");
     } else {
       x.route = route(req, *x.rt, x.ctx);
@@ -419,12 +519,13 @@ struct Server::Impl {
   bool decided(Request& req, Worker& w, Exchange& x, const StoreOutcome& so) {
     const Route& r = x.route;
     const Runtime& rt = *x.rt;
-    Answer a = r.kind == Route::Kind::kDecide ? answer_decision(req, r, rt, so)
-                                              : answer_check(req, r, rt, so);
+    Answer a = r.kind == Route::Kind::kCheck ? answer_check(req, r, rt, so)
+                                             : answer_decision(req, r, rt, so);
     const Verdict* v =
         so.verdict ? &*so.verdict : (so.local_verdict ? &*so.local_verdict : nullptr);
     if (v != nullptr && rt.metric_ids.size() == rt.config->policies.size()) {
-      for (std::size_t i = 0; i < v->decisions.size(); ++i) {
+      for (std::size_t i = 0; i < v->decisions.size() && i < r.charges.size(); ++i) {
+        if (r.policy_indices[i] >= rt.metric_ids.size()) continue;  // the check API's own
         const Decision& d = v->decisions[i];
         const bool shadow = r.charges[i].policy->shadow;
         w.metrics->on_decision(rt.metric_ids[r.policy_indices[i]],
@@ -444,30 +545,36 @@ struct Server::Impl {
     return false;
   }
 
-  Reply end(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x) {
+  // `body_unread`: the request's body was not read (it was not served): the connection closes
+  // after the answer.
+  Reply end(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x, bool body_unread) {
     // The request's own runtime decides CORS and keep-alive; draining is read again (it may
     // have begun while this request waited).
     RequestContext done_ctx = x.ctx;
     done_ctx.draining = draining.load(std::memory_order_relaxed);
     prepare(x.response, req, *x.rt, x.fields, done_ctx);
+    if (body_unread) x.response.keep_alive(false);
     w.metrics->on_request(static_cast<int>(x.response.result_int()));
     if (x.rt->config->access_log) log_access(req, peer, x);
-    return Reply{std::move(x.response), std::move(x.fields)};
+    return Reply{std::move(x.response), std::move(x.fields), body_unread, false};
   }
 
   void log_access(const Request& req, const tcp::endpoint& peer, const Exchange& x) {
     const Route& r = x.route;
     const std::string peer_text = peer.address().to_string();
-    const std::string client = r.identity.empty() ? std::string() : loggable_identity(r.identity);
+    const std::string client =
+        r.identities.empty() ? std::string() : loggable_identity(r.identities.front());
     const std::string_view policy =
         r.charges.empty() ? std::string_view() : std::string_view(r.charges.front().policy->name);
     const auto ua = req.find(beast::http::field::user_agent);
+    const std::string target = redact_query(
+        std::string_view(req.target().data(), req.target().size()), x.rt->config->access_log_redact);
     AccessLogEntry e;
     e.time = now();
     e.peer = peer_text;
     e.client = client;
     e.method = std::string_view(req.method_string().data(), req.method_string().size());
-    e.target = std::string_view(req.target().data(), req.target().size());
+    e.target = target;
     e.status = static_cast<int>(x.response.result_int());
     e.bytes_sent = req.method() == beast::http::verb::head ? 0 : x.response.body().size();
     e.duration =
@@ -478,48 +585,69 @@ struct Server::Impl {
     access_log.write(format_access_log(e));
   }
 
-  // The whole request when nothing needs to wait: a memory store, which decides before
-  // returning, and the built-in resource. Most requests of such a server take this path, with
-  // no coroutine frame of their own. Empty: use handle().
-  std::optional<Reply> handle_now(Request& req, Worker& w, const tcp::endpoint& peer,
-                                  const config::IpAddress& peer_ip, bool admin) {
-    if (memory_store == nullptr || w.upstream) return std::nullopt;
-    Exchange x = begin(req, w, peer_ip, admin);
+  // The answer when nothing needs to wait: the routes that are their own answer; and, on a
+  // memory store (which decides before returning) with the built-in resource, every request
+  // without a body. Most requests of such a server take this path, with no coroutine frame of
+  // their own. Empty: use respond().
+  std::optional<Reply> respond_now(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
+                                   bool body_read) {
     switch (x.route.kind) {
       case Route::Kind::kReply:
       case Route::Kind::kMetrics:
-        break;  // answered by begin()
+        return end(req, w, peer, x, !body_read);  // answered by begin()
       case Route::Kind::kServe:
-        x.response = demo_resource(req, x.route.path);
-        break;
       case Route::Kind::kDecide:
-      case Route::Kind::kCheck:
-        if (decided(req, w, x, decide_now(w, x.route, *x.rt))) {
+        if (memory_store == nullptr || w.upstream || !body_read) return std::nullopt;
+        if (x.route.kind == Route::Kind::kServe ||
+            decided(req, w, x, decide_now(w, x.route, *x.rt))) {
           x.response = demo_resource(req, x.route.path);
         }
+        return end(req, w, peer, x, false);
+      case Route::Kind::kCheckCaller:
+      case Route::Kind::kCheck:
         break;
     }
-    return end(req, w, peer, x);
+    return std::nullopt;
   }
 
-  awaitable<Reply> handle(Request& req, Worker& w, const tcp::endpoint& peer,
-                          const config::IpAddress& peer_ip, bool admin) {
-    Exchange x = begin(req, w, peer_ip, admin);
+  // Decide on the header section; read the body only for a request that is served (or a
+  // /v1/check call whose caller may call), so a denied client never makes the server buffer one.
+  awaitable<Reply> respond(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
+                           Inbound& in) {
+    bool serve_it = false;
     switch (x.route.kind) {
       case Route::Kind::kReply:
       case Route::Kind::kMetrics:
-        break;  // answered by begin()
+      case Route::Kind::kCheck:  // only after kCheckCaller, below
+        break;
       case Route::Kind::kServe:
-        x.response = co_await serve(req, w, peer, x.route.path);
+        serve_it = true;
         break;
       case Route::Kind::kDecide:
-      case Route::Kind::kCheck: {
-        const StoreOutcome so = co_await decide(w, x.route, *x.rt);
-        if (decided(req, w, x, so)) x.response = co_await serve(req, w, peer, x.route.path);
+        serve_it = decided(req, w, x, co_await decide(w, x.route, *x.rt));
+        break;
+      case Route::Kind::kCheckCaller: {
+        if (!x.route.charges.empty() && !decided(req, w, x, co_await decide(w, x.route, *x.rt))) {
+          break;  // the caller is over its own limit: 429 (or 503), body unread
+        }
+        x.fields.clear();  // the answer's fields are the checked key's
+        const int got = co_await read_body(in);
+        if (got != kBodyRead) co_return body_failed(w, got);
+        x.route = check_route(req, *x.rt);
+        if (x.route.kind == Route::Kind::kReply) {
+          x.response = std::move(x.route.reply);
+          break;
+        }
+        decided(req, w, x, co_await decide(w, x.route, *x.rt));  // answer_check: never serves
         break;
       }
     }
-    Reply reply = end(req, w, peer, x);
+    if (serve_it) {
+      const int got = co_await read_body(in);
+      if (got != kBodyRead) co_return body_failed(w, got);
+      x.response = co_await serve(req, w, peer, x.route.path);
+    }
+    Reply reply = end(req, w, peer, x, !in.parser.is_done());
     co_return reply;
   }
 
@@ -650,20 +778,6 @@ struct Server::Impl {
         // own judgement (parser.chunked()) is not enough: see transfer_encoding_acceptable.
         hec = beast::http::error::bad_transfer_encoding;
       }
-      if (!hec && !parser.is_done()) {
-        if (parser.get()[beast::http::field::expect] == "100-continue") {
-          static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-          stream.expires_after(limits.write_timeout);
-          auto [cec, cn] = co_await asio::async_write(
-              stream, asio::buffer(kContinue.data(), kContinue.size()), kTuple);
-          (void)cn;
-          if (cec) break;
-        }
-        stream.expires_after(limits.body_timeout);
-        auto [bec, bn] = co_await beast::http::async_read(stream, buffer, parser, kTuple);
-        (void)bn;
-        hec = bec;
-      }
       if (hec) {
         const int status = read_error_status(hec, true);
         if (status != 0) {
@@ -676,17 +790,28 @@ struct Server::Impl {
         }
         break;
       }
-      Request req = parser.release();
-      std::optional<Reply> now_reply = handle_now(req, w, peer, peer_ip, admin);
-      if (!now_reply) now_reply = co_await handle(req, w, peer, peer_ip, admin);
+      // Decided on the header section alone (canonicalized in place); the body is read later,
+      // only if the request is served.
+      Request& req = parser.get();
+      Exchange x = begin(req, w, peer_ip, admin);
+      Inbound in{stream, buffer, parser, limits,
+                 static_cast<std::size_t>(std::distance(req.begin(), req.end()))};
+      std::optional<Reply> now_reply = respond_now(req, w, peer, x, parser.is_done());
+      if (!now_reply) now_reply = co_await respond(req, w, peer, x, in);
       Reply& reply = *now_reply;
+      if (reply.abandon) break;
       const bool keep_alive = reply.response.keep_alive();
       served = true;
       const std::string bytes = serialize_response(reply.response, reply.fields);
       stream.expires_after(limits.write_timeout);
       auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(bytes), kTuple);
       (void)wn;
-      if (wec || !keep_alive) break;
+      if (wec) break;
+      if (reply.linger) {
+        co_await linger(stream);
+        break;
+      }
+      if (!keep_alive) break;
     }
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
     stream.socket().close(ec);

@@ -1,6 +1,9 @@
 #include <future>
+#include <memory>
+#include <vector>
 #include <string>
 
+#include "floodgate/limiter.h"
 #include "floodgate/store.h"
 
 namespace fg {
@@ -37,6 +40,88 @@ Result<Verdict> decide_and_wait(Store& store, const DecideRequest& request) {
   auto future = promise.get_future();
   store.decide(request, [&promise](Result<Verdict> r) { promise.set_value(std::move(r)); });
   return future.get();
+}
+
+namespace {
+
+// One decide_all() in progress.
+struct DecideAll {
+  Store* store = nullptr;
+  std::span<const DecideRequest> requests;
+  DecideCallback done;
+  std::size_t next = 0;      // the request being decided
+  std::size_t denied = 0;    // requests.size() while every one so far allowed
+  Verdict verdict;           // decisions so far
+  std::vector<Charge> peek;  // a later request's charges at cost 0, after a denial
+  std::vector<Timestamp> decided_at;  // per request decided with its charges
+
+  static void step(std::shared_ptr<DecideAll> st) {
+    if (st->next == st->requests.size()) return finish(std::move(st), {});
+    DecideRequest r = st->requests[st->next];
+    if (st->denied < st->requests.size()) {
+      st->peek.assign(r.charges.begin(), r.charges.end());
+      for (Charge& c : st->peek) c.cost = 0;
+      r.charges = st->peek;
+    }
+    Store& store = *st->store;
+    store.decide(r, [st = std::move(st)](Result<Verdict> v) mutable {
+      if (!v) return finish(std::move(st), std::move(v).error());
+      if (st->denied == st->requests.size()) {
+        st->decided_at.push_back(v->decided_at);
+        if (!v->allowed) st->denied = st->next;
+      }
+      for (Decision& d : v->decisions) st->verdict.decisions.push_back(std::move(d));
+      ++st->next;
+      step(std::move(st));
+    });
+  }
+
+  // Gives back what the requests before the denied (or failed) one consumed, then answers.
+  static void finish(std::shared_ptr<DecideAll> st, std::optional<Error> error) {
+    const std::size_t consumed =
+        error ? std::min(st->next, st->denied) : (st->denied == st->requests.size() ? 0 : st->denied);
+    refund_then(std::move(st), 0, consumed, std::move(error));
+  }
+
+  static void refund_then(std::shared_ptr<DecideAll> st, std::size_t i, std::size_t end,
+                          std::optional<Error> error) {
+    if (i == end) {
+      if (error) return st->done(tl::unexpected(std::move(*error)));
+      std::vector<Charge> charges;
+      for (const DecideRequest& r : st->requests) {
+        charges.insert(charges.end(), r.charges.begin(), r.charges.end());
+      }
+      st->verdict.allowed = st->denied == st->requests.size();
+      st->verdict.most_restrictive = most_restrictive(charges, st->verdict.decisions);
+      if (!st->decided_at.empty()) st->verdict.decided_at = st->decided_at.front();
+      return st->done(std::move(st->verdict));
+    }
+    std::size_t offset = 0;  // where request i's decisions start
+    for (std::size_t j = 0; j < i; ++j) offset += st->requests[j].charges.size();
+    const RefundRequest r{
+        st->requests[i].identity, st->requests[i].charges, st->decided_at[i],
+        std::span<const Decision>(st->verdict.decisions).subspan(offset,
+                                                                 st->requests[i].charges.size())};
+    Store& store = *st->store;
+    store.refund(r, [st = std::move(st), i, end, error = std::move(error)](Result<void>) mutable {
+      refund_then(std::move(st), i + 1, end, std::move(error));
+    });
+  }
+};
+
+}  // namespace
+
+void decide_all(Store& store, std::span<const DecideRequest> requests, DecideCallback done) {
+  if (requests.size() == 1) return store.decide(requests.front(), std::move(done));
+  if (requests.empty()) {
+    return done(fail(ErrorCode::kInvalidArgument, "no policy to decide"));
+  }
+  auto st = std::make_shared<DecideAll>();
+  st->store = &store;
+  st->requests = requests;
+  st->done = std::move(done);
+  st->denied = requests.size();
+  DecideAll::step(std::move(st));
 }
 
 }  // namespace fg

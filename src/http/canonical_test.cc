@@ -1,0 +1,135 @@
+// The canonical view of a request (canonical.h): the rules one by one, then the invariant over
+// generated targets that no spelling of a limited path reaches a lenient upstream unmatched.
+#include "http/canonical.h"
+
+#include <gtest/gtest.h>
+#include <rapidcheck.h>
+#include <rapidcheck/gtest.h>
+
+#include "fixtures/lenient_view.h"
+
+namespace fg::http {
+namespace {
+
+using fg::testing::lenient_path;
+
+std::string canon(std::string_view p) {
+  CanonicalPath c = canonical_path(p);
+  return c.error.empty() ? c.path : "refused";
+}
+
+TEST(CanonicalPath, DotSegmentsSlashesAndEscapes) {
+  EXPECT_EQ(canon("/api/x"), "/api/x");
+  EXPECT_EQ(canon("/api/"), "/api/");
+  EXPECT_EQ(canon("//api//x"), "/api/x");
+  EXPECT_EQ(canon("/api/../x"), "/x");
+  EXPECT_EQ(canon("/x/../api/y"), "/api/y");
+  EXPECT_EQ(canon("/api/./x"), "/api/x");
+  EXPECT_EQ(canon("/a/b/.."), "/a/");
+  EXPECT_EQ(canon("/a/b/."), "/a/b/");
+  EXPECT_EQ(canon("/../../etc"), "/etc");
+  EXPECT_EQ(canon("/"), "/");
+  EXPECT_EQ(canon("/%61pi/%7euser"), "/api/~user");  // escapes decoded
+  EXPECT_EQ(canon("/%2e%2E/api/x"), "/api/x");       // encoded dots are dots
+  EXPECT_EQ(canon("/x/%2e%2e/api"), "/api");
+  EXPECT_EQ(canon("/a%20b"), "/a%20b");  // re-encoded in upper-case hex where needed
+  EXPECT_EQ(canon("/a b"), "/a%20b");
+  EXPECT_EQ(canon("/a%3fb"), "/a%3Fb");
+  EXPECT_EQ(canon("/caf\xc3\xa9"), "/caf%C3%A9");
+  EXPECT_EQ(canon("/caf%c3%a9"), "/caf%C3%A9");
+  EXPECT_EQ(canon("/a:b@c!$&'()*+,="), "/a:b@c!$&'()*+,=");
+}
+
+TEST(CanonicalPath, RefusesWhatServersReadDifferently) {
+  for (std::string_view p :
+       {"/api%2Fitems", "/api%2fitems", "/%2Fapi/x", "/api%5Citems", "/api%5citems", "/api\\items",
+        "/api;x/items", "/api%3Bx/items", "/%2561pi", "/a%zz", "/a%4", "/a%", "/a%00b", "/a%0Db",
+        "/a\tb", "api/x", ""}) {
+    EXPECT_EQ(canon(p), "refused") << p;
+  }
+}
+
+Request make(std::string_view method, std::string_view target) {
+  Request r;
+  r.method_string(boost::beast::string_view(method.data(), method.size()));
+  r.target(boost::beast::string_view(target.data(), target.size()));
+  r.version(11);
+  r.set(boost::beast::http::field::host, "floodgate.test");
+  return r;
+}
+
+TEST(Canonicalize, MethodUpperCaseTargetAndHost) {
+  Request r = make("post", "/x/../api/%69tems?q=%2F");
+  EXPECT_FALSE(canonicalize(r, {}));
+  EXPECT_EQ(r.method(), boost::beast::http::verb::post);
+  EXPECT_EQ(r.method_string(), "POST");
+  EXPECT_EQ(r.target(), "/api/items?q=%2F");  // the query is kept as sent
+
+  Request a = make("GET", "HTTP://other.test:81/api/x?y");
+  EXPECT_FALSE(canonicalize(a, {}));
+  EXPECT_EQ(a.target(), "/api/x?y");
+  EXPECT_EQ(a[boost::beast::http::field::host], "other.test:81");  // RFC 9112 §3.2.2
+
+  Request empty = make("GET", "http://other.test?y");
+  EXPECT_FALSE(canonicalize(empty, {}));
+  EXPECT_EQ(empty.target(), "/?y");
+
+  Request star = make("OPTIONS", "*");
+  EXPECT_FALSE(canonicalize(star, {}));
+  EXPECT_EQ(star.target(), "*");
+}
+
+TEST(Canonicalize, RefusesOtherSchemesFormsAndRepeatedFields) {
+  for (std::string_view t : {"ftp://h/api/x", "x://h/api", "gopher://h/api", "h:80", "api/x",
+                             "/api/x#frag", "*", "http:///api"}) {
+    Request r = make("GET", t);
+    EXPECT_TRUE(canonicalize(r, {})) << t;
+  }
+  Request two_hosts = make("GET", "/api/x");
+  two_hosts.insert(boost::beast::http::field::host, "evil.test");
+  EXPECT_TRUE(canonicalize(two_hosts, {}));
+
+  Request two_keys = make("GET", "/api/x");
+  two_keys.insert("X-API-Key", "a");
+  EXPECT_FALSE(canonicalize(two_keys, {"X-API-Key"}));
+  two_keys.insert("x-api-key", "b");
+  const auto why = canonicalize(two_keys, {"X-API-Key"});
+  ASSERT_TRUE(why);
+  EXPECT_NE(why->find("X-API-Key"), std::string::npos);
+}
+
+// Targets built from the characters that matter to path readers.
+rc::Gen<std::string> targets() {
+  const auto piece = rc::gen::element<std::string>(
+      "/", "/", "/", ".", "..", "%2F", "%2f", "%5C", "\\", "%2E", "%2e", "%25", "%", "2", "F",
+      ";", "?", "#", "a", "api", "pi", "%61", "%69", "x", " ", "%20", "\xc3", "%C3", ":", "@",
+      "http://h", "HTTPS://h", "ftp://h", "//");
+  return rc::gen::map(rc::gen::container<std::vector<std::string>>(piece),
+                      [](const std::vector<std::string>& parts) {
+                        std::string t;
+                        for (const std::string& p : parts) t += p;
+                        return t;
+                      });
+}
+
+// For every target floodgate accepts: what it forwards is canonical (canonicalizing it again
+// changes nothing), a lenient upstream reads it as exactly the decoded path that was matched,
+// and a target that a lenient upstream would route under /api/ is matched under /api/ too.
+RC_GTEST_PROP(CanonicalProperty, NoSpellingReachesALenientUpstreamUnmatched, ()) {
+  const std::string target = *targets();
+  Request r = make("GET", target);
+  if (canonicalize(r, {})) return;  // refused: nothing reaches the upstream
+  const std::string forwarded(r.target());
+  if (forwarded == "*") return;
+  const std::string path = forwarded.substr(0, forwarded.find('?'));
+  RC_ASSERT(canon(path) == path);
+  const std::string upstream_reads = lenient_path(forwarded);
+  RC_ASSERT(upstream_reads == lenient_path(path));
+  for (std::string_view prefix : {"/api/", "/api", "/a"}) {
+    RC_ASSERT(path.starts_with(prefix) == upstream_reads.starts_with(prefix));
+    if (lenient_path(target).starts_with(prefix)) RC_ASSERT(path.starts_with(prefix));
+  }
+}
+
+}  // namespace
+}  // namespace fg::http

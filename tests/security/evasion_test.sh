@@ -1,0 +1,338 @@
+#!/usr/bin/env bash
+# No way around a limit (docs/security.md, "Evasion"): each case is an attack on a limit, made
+# through the `floodgate` binary in proxy mode, in front of an upstream that reads requests as
+# leniently as real servers do (tests/fixtures/lenient_upstream.cc: it percent-decodes, reads
+# '\' as '/', strips ";params", resolves dot segments, ignores any scheme://host and upper-cases
+# methods), and logs what it acted on. The limit holds if the upstream never acted on more
+# requests than the limit allows, whatever the spelling.
+#
+#   tests/security/evasion_test.sh CASE path/to/floodgate path/to/lenient_upstream SOURCE_DIR
+#
+#   paths        other spellings of a limited path: percent-encoded '/' and '\', a raw '\', dot
+#                segments, "//", encoded letters, ";params", absolute-form with any scheme
+#   methods      "post", "Post" against a policy on POST
+#   trailers     X-Forwarded-For in a chunked trailer, through HAProxy (option forwardfor) with
+#                floodgate trusting it; and no trailer field reaches the upstream
+#   repeated     a repeated identity header (first for floodgate, last for the upstream)
+#   check_api    /v1/check cannot spend an HTTP client's budget, is limited per caller on the
+#                public listener, lives only on admin_listen when set, and can be switched off
+#   body         a client over its limit gets 429 on its header section: no body is read (not
+#                even with Expect: 100-continue), and 200 such uploads leave RSS flat
+#   rotation     inventing API keys does not escape a per-IP policy (policies[].identity)
+#   access_log   query credentials never reach the access log
+#
+# Every process is started here on free loopback ports and stopped by its PID.
+set -u
+
+case_name=$1
+fg=$2
+lenient=$3
+src=$4
+tmp=$(mktemp -d)
+failures=0
+pids=()
+
+fail() {
+  echo "FAIL [$case_name]: $*" >&2
+  failures=$((failures + 1))
+}
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+command -v curl >/dev/null || { echo "curl is not installed (apt-get install curl)" >&2; exit 1; }
+
+base=$(bash "$src/scripts/free-port-block.sh" 4) || exit 1
+fg_port=$base
+admin_port=$((base + 1))
+hp_port=$((base + 2))
+
+# start_upstream: the lenient upstream; its port in $up_port, its log in $tmp/upstream.log.
+start_upstream() {
+  : >"$tmp/upstream.log"
+  "$lenient" "$tmp/upstream.port" "$tmp/upstream.log" &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    [[ -s $tmp/upstream.port ]] && break
+    sleep 0.05
+  done
+  up_port=$(cat "$tmp/upstream.port")
+}
+
+# start_fg CONFIG_BODY: floodgate with this config (listen, upstream and store added here).
+start_fg() {
+  {
+    echo "listen: 127.0.0.1:$fg_port"
+    echo "upstream: http://127.0.0.1:$up_port"
+    echo "store: memory://"
+    echo "threads: 2"
+    cat
+  } >"$tmp/fg.yaml"
+  "$fg" serve --config "$tmp/fg.yaml" >"$tmp/fg.out" 2>"$tmp/fg.err" &
+  fg_pid=$!
+  pids+=("$fg_pid")
+  for _ in $(seq 1 100); do
+    [[ $(curl -s "http://127.0.0.1:$fg_port/healthz" 2>/dev/null) == ok ]] && return 0
+    kill -0 "$fg_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  fail "floodgate did not start: $(tail -3 "$tmp/fg.err")"
+  return 1
+}
+
+# How many requests the upstream acted on whose method and path match the extended regex.
+acted_on() { grep -cE "$1" "$tmp/upstream.log"; }
+
+# raw PORT BYTES: sends BYTES (printf format) on a fresh connection, prints what comes back
+# within 2 s.
+raw() {
+  local port=$1
+  shift
+  {
+    printf "$@"
+    sleep 2
+  } | timeout 3 socat - "TCP:127.0.0.1:$port" 2>/dev/null
+}
+
+code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+
+case $case_name in
+paths)
+  start_upstream
+  start_fg <<'EOF' || exit 1
+identity: [{header: X-API-Key}]
+policies:
+  - {name: api, match: {path_prefix: /api/}, limit: 3, period: 1h}
+EOF
+  for _ in 1 2 3; do
+    [[ $(code -H 'X-API-Key: k' "http://127.0.0.1:$fg_port/api/items") == 200 ]] ||
+      fail "an allowed request was not served"
+  done
+  spellings=(
+    '/api%2Fitems' '/api%2fitems' '/%2Fapi/items' '/api%5Citems' '/api\items' '\api\items'
+    '/x/../api/items' '/x/..%2Fapi/items' '/x/%2E%2E/api/items' '//api//items' '/./api/items'
+    '/%61pi/items' '/%2561pi/items' '/api;x/items' '/api/;/items' '/ap%69/items'
+    'http://h/api/items' 'HTTP://h/api/items' 'https://h/api/items' 'ftp://h/api/items'
+    'gopher://h/api/items' 'x://h/api/items' '/api/items?x=1' '/api/items#f' '/api/%2e/items'
+  )
+  for t in "${spellings[@]}"; do
+    out=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: k' --path-as-is \
+      --request-target "$t" "http://127.0.0.1:$fg_port/")
+    [[ $out == 429 || $out == 400 ]] || fail "$t answered $out (want 429 or 400)"
+  done
+  n=$(acted_on '^[A-Z]+ /api/')
+  [[ $n -eq 3 ]] || fail "the upstream acted on $n requests to /api/ (limit 3): $(tail -5 "$tmp/upstream.log")"
+  # And what is forwarded is the canonical form: an allowed odd spelling arrives decoded once.
+  [[ $(code -H 'X-API-Key: other' --path-as-is --request-target '/api/./%69tems' \
+    "http://127.0.0.1:$fg_port/") == 200 ]] || fail "a canonicalizable spelling was refused"
+  grep -q '^GET /api/items ' "$tmp/upstream.log" || fail "the canonical target was not forwarded"
+  ;;
+
+methods)
+  start_upstream
+  start_fg <<'EOF' || exit 1
+identity: [{header: X-API-Key}]
+policies:
+  - {name: login, match: {method: POST, path: /login}, limit: 2, period: 1h}
+EOF
+  for m in POST POST post Post pOsT; do
+    curl -s -o /dev/null -X "$m" -H 'X-API-Key: k' -H 'Content-Length: 0' \
+      "http://127.0.0.1:$fg_port/login"
+  done
+  n=$(acted_on '^POST /login ')
+  [[ $n -eq 2 ]] || fail "the upstream acted on $n POST /login (limit 2): $(cat "$tmp/upstream.log")"
+  ;;
+
+trailers)
+  command -v haproxy >/dev/null || { echo "haproxy is not installed (apt-get install haproxy)" >&2; exit 1; }
+  command -v socat >/dev/null || { echo "socat is not installed (apt-get install socat)" >&2; exit 1; }
+  start_upstream
+  start_fg <<'EOF' || exit 1
+trusted_proxies: [127.0.0.1/32]
+identity: [{ip: {}}]
+policies:
+  - {name: api, match: {path_prefix: /api/}, limit: 2, period: 1h}
+EOF
+  cat >"$tmp/haproxy.cfg" <<EOF
+global
+  maxconn 100
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 10s
+  timeout server 10s
+frontend fe
+  bind 127.0.0.1:$hp_port
+  option forwardfor
+  default_backend be
+backend be
+  server fg 127.0.0.1:$fg_port
+EOF
+  haproxy -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$hp_port") 2>/dev/null && break
+    sleep 0.05
+  done
+  for _ in 1 2; do
+    [[ $(code "http://127.0.0.1:$hp_port/api/x") == 200 ]] || fail "an allowed request was not served"
+  done
+  for i in 1 2 3 4 5; do
+    raw "$hp_port" 'POST /api/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: X-Forwarded-For\r\n\r\n3\r\nabc\r\n0\r\nX-Forwarded-For: 198.51.100.%s\r\nHost: evil\r\nX-Forwarded-Proto: https\r\n\r\n' "$i" >"$tmp/trailer.$i"
+    grep -q '^HTTP/1.1 200' "$tmp/trailer.$i" && fail "a request with a trailer X-Forwarded-For was served: $(head -1 "$tmp/trailer.$i")"
+  done
+  n=$(acted_on '^[A-Z]+ /api/')
+  [[ $n -eq 2 ]] || fail "the upstream acted on $n requests to /api/ (limit 2): $(cat "$tmp/upstream.log")"
+  grep -qE 'evil|198\.51\.100' "$tmp/upstream.log" && fail "a trailer field reached the upstream: $(cat "$tmp/upstream.log")"
+  # The same request without trailers is served (only the trailers are refused).
+  raw "$hp_port" 'POST /api/y HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n' >"$tmp/plain"
+  grep -q '^HTTP/1.1 429' "$tmp/plain" || fail "a chunked request over the limit was not answered 429: $(head -1 "$tmp/plain")"
+  ;;
+
+repeated)
+  start_upstream
+  start_fg <<'EOF' || exit 1
+identity: [{header: X-API-Key}]
+policies:
+  - {name: api, match: {path_prefix: /api/}, limit: 2, period: 1h}
+EOF
+  for i in 1 2 3 4 5 6; do
+    curl -s -o /dev/null -H "X-API-Key: fresh-$i" -H 'X-API-Key: victim' \
+      "http://127.0.0.1:$fg_port/api/x"
+  done
+  n=$(acted_on '^[A-Z]+ /api/')
+  [[ $n -eq 0 ]] || fail "requests with a repeated X-API-Key reached the upstream ($n)"
+  [[ $(code -H 'X-API-Key: victim' "http://127.0.0.1:$fg_port/api/x") == 200 ]] ||
+    fail "a plain request was not served"
+  ;;
+
+check_api)
+  start_upstream
+  start_fg <<'EOF' || exit 1
+identity: [{ip: {}}]
+check_api: {limit: 3, period: 1h}
+policies:
+  - {name: api, match: {path_prefix: /api/}, limit: 2, period: 1h}
+EOF
+  # Two calls on the key an HTTP client of 127.0.0.1 has: its own namespace, its own budget.
+  body='{"policy":"api","key":"ip:127.0.0.1"}'
+  for _ in 1 2; do
+    c=$(code -X POST -d "$body" "http://127.0.0.1:$fg_port/v1/check")
+    [[ $c == 200 ]] || fail "/v1/check answered $c (want 200)"
+  done
+  c=$(code -X POST -d '{"policy":"api","key":"third"}' "http://127.0.0.1:$fg_port/v1/check")
+  [[ $c == 200 ]] || fail "the 3rd /v1/check call answered $c (want 200)"
+  c=$(code -X POST -d '{"policy":"api","key":"fourth"}' "http://127.0.0.1:$fg_port/v1/check")
+  [[ $c == 429 ]] || fail "the 4th /v1/check call answered $c (want 429: 3 per caller)"
+  c=$(code "http://127.0.0.1:$fg_port/api/x")
+  [[ $c == 200 ]] || fail "/v1/check calls spent the HTTP client's budget ($c)"
+  # A caller over its limit is answered without its body being read.
+  raw "$fg_port" 'POST /v1/check HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n' >"$tmp/over"
+  grep -q '^HTTP/1.1 429' "$tmp/over" || fail "an over-limit caller's unsent body was waited for: $(head -1 "$tmp/over")"
+  kill "$fg_pid"
+  wait "$fg_pid" 2>/dev/null
+  # With admin_listen: only there.
+  start_fg <<EOF || exit 1
+admin_listen: 127.0.0.1:$admin_port
+policies:
+  - {name: api, match: {path_prefix: /api/}, limit: 2, period: 1h}
+EOF
+  # On the public listener /v1/check is then a path like any other: the upstream's.
+  curl -s -X POST -d '{"policy":"api","key":"k"}' "http://127.0.0.1:$fg_port/v1/check" | grep -q allowed &&
+    fail "/v1/check is served on the public listener although admin_listen is set"
+  grep -q '^POST /v1/check ' "$tmp/upstream.log" || fail "/v1/check did not reach the upstream"
+  [[ $(code -X POST -d '{"policy":"api","key":"k"}' "http://127.0.0.1:$admin_port/v1/check") == 200 ]] ||
+    fail "/v1/check is not served on admin_listen"
+  kill "$fg_pid"
+  wait "$fg_pid" 2>/dev/null
+  start_fg <<EOF || exit 1
+admin_listen: 127.0.0.1:$admin_port
+check_api: false
+policies:
+  - {name: api, match: {path_prefix: /api/}, limit: 2, period: 1h}
+EOF
+  [[ $(code -X POST -d '{"policy":"api","key":"k"}' "http://127.0.0.1:$admin_port/v1/check") == 404 ]] ||
+    fail "/v1/check is served on admin_listen with check_api: false"
+  curl -s -X POST -d '{"policy":"api","key":"k"}' "http://127.0.0.1:$fg_port/v1/check" | grep -q allowed &&
+    fail "/v1/check is served on the public listener with check_api: false"
+  ;;
+
+body)
+  command -v socat >/dev/null || { echo "socat is not installed (apt-get install socat)" >&2; exit 1; }
+  start_upstream
+  start_fg <<'EOF' || exit 1
+identity: [{header: X-API-Key}]
+server: {max_body_bytes: 1048576}
+policies:
+  - {name: api, match: {path_prefix: /api/}, limit: 1, period: 1h}
+EOF
+  [[ $(code -H 'X-API-Key: k' "http://127.0.0.1:$fg_port/api/x") == 200 ]] || fail "first request not served"
+  # The header section of a large upload, and nothing more: the answer comes at once.
+  raw "$fg_port" 'POST /api/x HTTP/1.1\r\nHost: a\r\nX-API-Key: k\r\nContent-Length: 1000000\r\n\r\n' >"$tmp/wait"
+  grep -q '^HTTP/1.1 429' "$tmp/wait" || fail "no 429 for an over-limit upload's header section: $(head -1 "$tmp/wait")"
+  raw "$fg_port" 'POST /api/x HTTP/1.1\r\nHost: a\r\nX-API-Key: k\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n' >"$tmp/expect"
+  head -1 "$tmp/expect" | grep -q '^HTTP/1.1 429' || fail "Expect: 100-continue over the limit got $(head -1 "$tmp/expect") (want 429)"
+  grep -q ' 100 Continue' "$tmp/expect" && fail "Expect: 100-continue over the limit got a 100 Continue"
+  # 200 connections each sending 900 kB of a 1 MB body over the limit and holding on: nothing
+  # is buffered (before: every connection held its body until the 429).
+  head -c 900000 /dev/zero | tr '\0' 'a' >"$tmp/body"
+  rss() { awk '/^VmRSS/ {print $2}' "/proc/$fg_pid/status"; }
+  before=$(rss)
+  uploads=()
+  for i in $(seq 1 200); do
+    { printf 'POST /api/x HTTP/1.1\r\nHost: a\r\nX-API-Key: k\r\nContent-Length: 1000000\r\n\r\n'; cat "$tmp/body"; sleep 4; } |
+      timeout 6 socat - "TCP:127.0.0.1:$fg_port" >/dev/null 2>&1 &
+    uploads+=($!)
+  done
+  sleep 3
+  peak=$(rss)
+  wait "${uploads[@]}" 2>/dev/null
+  growth=$(((peak - before) / 1024))
+  echo "RSS before ${before} kB, with 200 over-limit uploads in flight ${peak} kB (+${growth} MB)"
+  [[ $growth -lt 64 ]] || fail "200 over-limit uploads of 900 kB grew RSS by ${growth} MB (buffered)"
+  n=$(acted_on '^[A-Z]+ /api/')
+  [[ $n -eq 1 ]] || fail "the upstream acted on $n requests (limit 1)"
+  ;;
+
+rotation)
+  start_upstream
+  start_fg <<'EOF' || exit 1
+identity: [{header: X-API-Key}, {ip: {}}]
+policies:
+  - {name: per-key, match: {path_prefix: /api/}, limit: 100, period: 1h}
+  - {name: per-ip, match: {path_prefix: /api/}, limit: 3, period: 1h, identity: [{ip: {}}]}
+EOF
+  for i in $(seq 1 10); do
+    curl -s -o /dev/null -H "X-API-Key: invented-$i" "http://127.0.0.1:$fg_port/api/x"
+  done
+  n=$(acted_on '^[A-Z]+ /api/')
+  [[ $n -eq 3 ]] || fail "rotating API keys reached the upstream $n times (per-IP limit 3)"
+  ;;
+
+access_log)
+  start_upstream
+  start_fg <<'EOF' || exit 1
+access_log: true
+policies:
+  - {name: api, match: {path_prefix: /api/}, limit: 5, period: 1h}
+EOF
+  curl -s -o /dev/null "http://127.0.0.1:$fg_port/api/x?api_key=SECRET-1a2b&page=2&Access_Token=SECRET-3c4d&API%5Fkey=SECRET-5e6f"
+  sleep 0.5
+  grep -q 'SECRET' "$tmp/fg.out" && fail "a query credential reached the access log: $(grep SECRET "$tmp/fg.out")"
+  grep -q 'api_key=REDACTED&page=2' "$tmp/fg.out" || fail "the access log line is not the redacted target: $(cat "$tmp/fg.out")"
+  ;;
+
+*)
+  echo "unknown case $case_name" >&2
+  exit 2
+  ;;
+esac
+
+if [[ $failures -gt 0 ]]; then
+  echo "evasion.$case_name: $failures failure(s)" >&2
+  exit 1
+fi
+echo "evasion.$case_name: ok"
