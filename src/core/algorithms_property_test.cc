@@ -288,13 +288,19 @@ Refunded run_with_refunds(const Policy& p, const std::vector<Arrival>& arrivals)
       pending.erase(pending.begin());
     }
   };
-  const std::int64_t max_delay = 3 * p.period.count() / std::max<std::int64_t>(1, p.limit) + 2;
+  // Up to the time a bucket takes to refill from empty, and a little more: refunds that come
+  // after the bucket was full again are the ones a careless refund gets wrong.
+  const std::int64_t max_delay =
+      (std::min<std::int64_t>(p.capacity(), 20) + 3) * (p.period.count() / p.limit + 1);
   for (std::size_t i = 0; i < arrivals.size(); ++i) {
     run_refunds_until(arrivals[i].at_us);
     const bool allowed = sim.decide(arrivals[i].cost, arrivals[i].at_us).allowed;
     if (!allowed || arrivals[i].cost == 0) continue;
     if (*rc::gen::inRange(0, 3) == 0) {
-      const std::int64_t at = arrivals[i].at_us + *rc::gen::inRange<std::int64_t>(0, max_delay);
+      // Half the time up to a period and a half: across window boundaries.
+      const std::int64_t delay_bound =
+          *rc::gen::arbitrary<bool>() ? max_delay : 3 * p.period.count() / 2 + 1;
+      const std::int64_t at = arrivals[i].at_us + *rc::gen::inRange<std::int64_t>(0, delay_bound);
       auto it = std::find_if(pending.begin(), pending.end(),
                              [at](const Pending& x) { return x.at > at; });
       pending.insert(it, Pending{at, arrivals[i].cost, arrivals[i].at_us});
@@ -307,14 +313,20 @@ Refunded run_with_refunds(const Policy& p, const std::vector<Arrival>& arrivals)
 
 RC_GTEST_PROP(Refund, BucketsStayWithinBurstPlusRateOverWhatIsKept, ()) {
   const auto algorithm = *rc::gen::element(Algorithm::kTokenBucket, Algorithm::kGcra);
-  const Policy p = *gen_policy(algorithm);
-  const auto r = run_with_refunds(p, *gen_arrivals(p));
-  for (std::size_t i = 0; i < r.arrivals.size(); ++i) {
-    Wide kept = 0;
-    for (std::size_t j = i; j < r.arrivals.size(); ++j) {
-      if (r.kept[j]) kept += r.arrivals[j].cost;
-      const Wide dt = r.arrivals[j].at_us - r.arrivals[i].at_us;
-      RC_ASSERT(kept * p.period.count() <= Wide{p.burst} * p.period.count() + dt * p.limit);
+  Policy p = *gen_policy(algorithm);
+  // Small buckets half the time: they fill up again between a decision and its refund.
+  if (*rc::gen::arbitrary<bool>())
+    p.burst = std::min<std::int64_t>(p.burst, *rc::gen::inRange(1, 6));
+  RC_PRE(validate_policy(p).has_value());
+  for (int run = 0; run < 5; ++run) {  // several sequences per policy: a rare interleaving
+    const auto r = run_with_refunds(p, *gen_arrivals(p));
+    for (std::size_t i = 0; i < r.arrivals.size(); ++i) {
+      Wide kept = 0;
+      for (std::size_t j = i; j < r.arrivals.size(); ++j) {
+        if (r.kept[j]) kept += r.arrivals[j].cost;
+        const Wide dt = r.arrivals[j].at_us - r.arrivals[i].at_us;
+        RC_ASSERT(kept * p.period.count() <= Wide{p.burst} * p.period.count() + dt * p.limit);
+      }
     }
   }
 }
@@ -322,24 +334,26 @@ RC_GTEST_PROP(Refund, BucketsStayWithinBurstPlusRateOverWhatIsKept, ()) {
 RC_GTEST_PROP(Refund, WindowsStayWithinTheLimitOverWhatIsKept, ()) {
   const auto algorithm = *rc::gen::element(Algorithm::kFixedWindow, Algorithm::kSlidingWindow);
   const Policy p = *gen_policy(algorithm);
-  const auto r = run_with_refunds(p, *gen_arrivals(p));
   const std::int64_t P = p.period.count();
   const std::int64_t g = window_granule_us(p);
-  for (std::size_t j = 0; j < r.arrivals.size(); ++j) {
-    if (!r.kept[j]) continue;
-    const std::int64_t w = r.arrivals[j].at_us / P;
-    Wide prev = 0, cur = 0;
-    for (std::size_t i = 0; i <= j; ++i) {
-      if (!r.kept[i]) continue;
-      const std::int64_t wi = r.arrivals[i].at_us / P;
-      if (wi == w) cur += r.arrivals[i].cost;
-      if (wi == w - 1) prev += r.arrivals[i].cost;
-    }
-    RC_ASSERT(cur <= p.limit);
-    if (algorithm == Algorithm::kSlidingWindow) {
-      const std::int64_t e = (r.arrivals[j].at_us - w * P) / g;
-      const std::int64_t granules = P / g;
-      RC_ASSERT(prev * (granules - e) + cur * granules <= Wide{p.limit} * granules);
+  for (int run = 0; run < 10; ++run) {  // several sequences per policy: a rare interleaving
+    const auto r = run_with_refunds(p, *gen_arrivals(p));
+    for (std::size_t j = 0; j < r.arrivals.size(); ++j) {
+      if (!r.kept[j]) continue;
+      const std::int64_t w = r.arrivals[j].at_us / P;
+      Wide prev = 0, cur = 0;
+      for (std::size_t i = 0; i <= j; ++i) {
+        if (!r.kept[i]) continue;
+        const std::int64_t wi = r.arrivals[i].at_us / P;
+        if (wi == w) cur += r.arrivals[i].cost;
+        if (wi == w - 1) prev += r.arrivals[i].cost;
+      }
+      RC_ASSERT(cur <= p.limit);
+      if (algorithm == Algorithm::kSlidingWindow) {
+        const std::int64_t e = (r.arrivals[j].at_us - w * P) / g;
+        const std::int64_t granules = P / g;
+        RC_ASSERT(prev * (granules - e) + cur * granules <= Wide{p.limit} * granules);
+      }
     }
   }
 }
