@@ -331,7 +331,7 @@ def main():
 
     md.append("## The store's ceiling: redis-benchmark on the same Redis")
     md.append("")
-    md.append("`redis-benchmark -c 50 -P <pipeline> -r 10000 FCALL fg_decide_v1 1 "
+    md.append("`redis-benchmark -c 50 -P <pipeline> -r 10000 FCALL fg_decide_v2 1 "
               "fg:{__rand_int__}:per-minute \"\" 1 1 1 0 100 600000 1` (floodgate's Redis function "
               "with the policy above, exactly as the store calls it) and the seed's "
               "`token_bucket.lua` through EVALSHA, against the one redis-server of the runs above, "

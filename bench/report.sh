@@ -16,7 +16,7 @@
 #              bucket): on one Redis, on a 3-master Redis Cluster, on its memory store (one
 #              instance), and with no policy at all; two processes each, direct and lb as above.
 #   nginx      nginx returning a static 200 (2 workers, no access log): the HTTP ceiling.
-#   redis-benchmark  floodgate's Redis function (FCALL fg_decide_v1, the same policy) with 50
+#   redis-benchmark  floodgate's Redis function (FCALL fg_decide_v2, the same policy) with 50
 #              clients, -P 16 and -P 1: the ceiling of one Redis for the decision; the seed's
 #              token_bucket.lua (EVALSHA) beside it for reference.
 # Load: wrk -t WRK_THREADS -c CONNECTIONS -d DURATION with bench/wrk/keys.lua (an X-API-Key out
@@ -421,10 +421,10 @@ tb_sha=$(redis-cli -p "$redis_port" SCRIPT LOAD "$(cat "$peers/token_bucket.lua"
 # floodgate's decision for the policy above: token bucket (1), cost 1, not shadow, burst 100,
 # unit 600000, rate 1 (core::bucket_scale of 100 per 60 s); "" = Redis TIME. The same arguments
 # the store sends (bench/redis_ceiling.sh checks them against the C++ side).
-fcall=(FCALL fg_decide_v1 1 "fg:{__rand_int__}:per-minute" "" 1 1 1 0 100 600000 1)
+fcall=(FCALL fg_decide_v2 1 "fg:{__rand_int__}:per-minute" "" 1 1 1 0 100 600000 1)
 evalsha=(EVALSHA "$tb_sha" 1 "tb:__rand_int__" 100 1.6666667 1)
 [[ $(redis-cli -p "$redis_port" "${fcall[@]/__rand_int__/probe}" | head -1) == 1 ]] ||
-  die "FCALL fg_decide_v1 did not allow its first request"
+  die "FCALL fg_decide_v2 did not allow its first request"
 bench_redis() {  # NAME CLIENTS PIPELINE N COMMAND...
   local name=$1 c=$2 p=$3 n=$4 line
   shift 4
@@ -437,8 +437,8 @@ bench_redis() {  # NAME CLIENTS PIPELINE N COMMAND...
   log "redis-benchmark $name -c $c -P $p: $(tail -1 "$ceiling" | cut -f4) ops/s"
 }
 for r in $(seq "$ROUNDS"); do
-  bench_redis "floodgate FCALL fg_decide_v1" 50 16 200000 "${fcall[@]}"
-  bench_redis "floodgate FCALL fg_decide_v1" 50 1 50000 "${fcall[@]}"
+  bench_redis "floodgate FCALL fg_decide_v2" 50 16 200000 "${fcall[@]}"
+  bench_redis "floodgate FCALL fg_decide_v2" 50 1 50000 "${fcall[@]}"
   bench_redis "seed token_bucket.lua EVALSHA" 50 16 200000 "${evalsha[@]}"
 done
 flush_stores

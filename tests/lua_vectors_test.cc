@@ -189,21 +189,23 @@ TEST_F(LuaVectors, ScriptAgreesWithTheCoreOnEveryCase) {
 
 TEST_F(LuaVectors, RefundRefusesMalformedArguments) {
   // consumed_at missing: n read as consumed_at, the count then wrong.
-  EXPECT_TRUE(server_->command({"FCALL", std::string(redis::kRefundFunction), "1", "k", "", "1",
-                                "1", "1", "0", "1", "1", "1"})
+  EXPECT_TRUE(server_
+                  ->command({"FCALL", std::string(redis::kRefundFunction), "1", "k", "", "1", "1",
+                             "1", "0", "1", "1", "1"})
                   .is_error);
   // Unknown algorithm.
-  EXPECT_TRUE(server_->command({"FCALL", std::string(redis::kRefundFunction), "1", "k", "", "5",
-                                "1", "9", "1", "0", "1", "1", "1"})
+  EXPECT_TRUE(server_
+                  ->command({"FCALL", std::string(redis::kRefundFunction), "1", "k", "", "5", "1",
+                             "9", "1", "0", "1", "1", "1"})
                   .is_error);
 }
 
 TEST_F(LuaVectors, RefusesMalformedArguments) {
-  const AdminReply r = server_->command({"FCALL", std::string(redis::kDecideFunction), "1", "k",
-                                         "", "1", "9", "1", "0", "1", "1", "1"});
+  const AdminReply r = server_->command({"FCALL", std::string(redis::kDecideFunction), "1", "k", "",
+                                         "1", "9", "1", "0", "1", "1", "1"});
   EXPECT_TRUE(r.is_error);
-  const AdminReply n = server_->command({"FCALL", std::string(redis::kDecideFunction), "1", "k",
-                                         "", "2", "1", "1", "0", "1", "1", "1"});
+  const AdminReply n = server_->command({"FCALL", std::string(redis::kDecideFunction), "1", "k", "",
+                                         "2", "1", "1", "0", "1", "1", "1"});
   EXPECT_TRUE(n.is_error);
 }
 

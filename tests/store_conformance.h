@@ -39,6 +39,14 @@ inline Result<Verdict> decide(Store& store, std::string_view identity,
   return decide_and_wait(store, DecideRequest{identity, list});
 }
 
+// Gives back what `verdict` (an allowed decision on `charges`) consumed.
+inline Result<void> refund(Store& store, std::string_view identity,
+                           std::initializer_list<Charge> charges, const Verdict& verdict) {
+  std::vector<Charge> list(charges);
+  return refund_and_wait(store,
+                         RefundRequest{identity, list, verdict.decided_at, verdict.decisions});
+}
+
 template <typename Traits>
 class StoreConformance : public ::testing::Test {
  protected:
@@ -156,7 +164,129 @@ TYPED_TEST_P(StoreConformance, RejectsARequestWithoutPolicies) {
   EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
 }
 
-REGISTER_TYPED_TEST_SUITE_P(StoreConformance, EveryAlgorithmAdmitsExactlyItsLimit,
+TYPED_TEST_P(StoreConformance, VerdictsSayWhenTheyWereDecided) {
+  auto store = this->traits_.make();
+  const Policy p = conformance_policy("when", Algorithm::kTokenBucket, 5);
+  auto first = decide(*store, "w", {{&p, 1}});
+  auto second = decide(*store, "w", {{&p, 1}});
+  ASSERT_TRUE(first.has_value() && second.has_value());
+  EXPECT_GT(to_us(first->decided_at), 1'700'000'000'000'000);  // 2023 on: a real time, in µs
+  EXPECT_GE(second->decided_at, first->decided_at);
+}
+
+TYPED_TEST_P(StoreConformance, RefundGivesBackWhatAnAllowedDecisionConsumed) {
+  auto store = this->traits_.make();
+  for (auto algorithm : {Algorithm::kTokenBucket, Algorithm::kGcra, Algorithm::kSlidingWindow,
+                         Algorithm::kFixedWindow}) {
+    SCOPED_TRACE(to_string(algorithm));
+    const Policy p = conformance_policy(std::string(to_string(algorithm)), algorithm, 5);
+    ASSERT_TRUE(decide(*store, "r", {{&p, 3}})->allowed);
+    auto two = decide(*store, "r", {{&p, 2}});
+    ASSERT_TRUE(two.has_value() && two->allowed);
+    EXPECT_FALSE(decide(*store, "r", {{&p, 1}})->allowed);
+    ASSERT_TRUE(refund(*store, "r", {{&p, 2}}, *two).has_value());
+    // Exactly the 2 given back, no more.
+    auto after = decide(*store, "r", {{&p, 0}});
+    ASSERT_TRUE(after.has_value());
+    EXPECT_EQ(after->headline().remaining, 2);
+    EXPECT_TRUE(decide(*store, "r", {{&p, 2}})->allowed);
+    EXPECT_FALSE(decide(*store, "r", {{&p, 1}})->allowed);
+  }
+}
+
+TYPED_TEST_P(StoreConformance, RefundToFullDeletesTheStateAndOfNoStateWritesNothing) {
+  auto store = this->traits_.make();
+  const Policy bucket = conformance_policy("bucket", Algorithm::kTokenBucket, 5);
+  const Policy window = conformance_policy("window", Algorithm::kFixedWindow, 5);
+  // Refunding what was never there: success, and nothing is created.
+  Verdict none;
+  none.allowed = true;
+  none.decided_at = from_us(1'800'000'000'000'000);
+  none.decisions.resize(2);
+  for (auto& d : none.decisions) d.allowed = true;
+  ASSERT_TRUE(refund(*store, "n", {{&bucket, 2}, {&window, 2}}, none).has_value());
+  EXPECT_EQ(this->traits_.live_states(), 0u);
+  auto v = decide(*store, "n", {{&bucket, 2}, {&window, 2}});
+  ASSERT_TRUE(v.has_value() && v->allowed);
+  EXPECT_EQ(this->traits_.live_states(), 2u);
+  ASSERT_TRUE(refund(*store, "n", {{&bucket, 2}, {&window, 2}}, *v).has_value());
+  EXPECT_EQ(this->traits_.live_states(), 0u);  // both equivalent to no state: deleted
+  auto full = decide(*store, "n", {{&bucket, 0}, {&window, 0}});
+  ASSERT_TRUE(full.has_value());
+  EXPECT_EQ(full->decisions[0].remaining, 5);
+  EXPECT_EQ(full->decisions[1].remaining, 5);
+}
+
+TYPED_TEST_P(StoreConformance, RefundSkipsAShadowPolicyThatDidNotConsume) {
+  auto store = this->traits_.make();
+  const Policy enforced = conformance_policy("enforced", Algorithm::kTokenBucket, 10);
+  Policy shadow = conformance_policy("shadow", Algorithm::kFixedWindow, 1);
+  shadow.shadow = true;
+  ASSERT_TRUE(decide(*store, "s", {{&enforced, 1}, {&shadow, 1}})->allowed);
+  auto second = decide(*store, "s", {{&enforced, 1}, {&shadow, 1}});
+  ASSERT_TRUE(second.has_value() && second->allowed);
+  ASSERT_FALSE(second->decisions[1].allowed);  // the shadow policy denied: it consumed nothing
+  ASSERT_TRUE(refund(*store, "s", {{&enforced, 1}, {&shadow, 1}}, *second).has_value());
+  auto peek = decide(*store, "s", {{&enforced, 0}, {&shadow, 0}});
+  ASSERT_TRUE(peek.has_value());
+  EXPECT_EQ(peek->decisions[0].remaining, 9);
+  EXPECT_EQ(peek->decisions[1].remaining, 0);  // the first request's count stays
+}
+
+TYPED_TEST_P(StoreConformance, RefundRejectsWhatDecideRejects) {
+  auto store = this->traits_.make();
+  auto none = refund_and_wait(*store, RefundRequest{"x", {}, from_us(0)});
+  ASSERT_FALSE(none.has_value());
+  EXPECT_EQ(none.error().code, ErrorCode::kInvalidArgument);
+  const Policy p = conformance_policy("p", Algorithm::kTokenBucket, 5);
+  const std::vector<Charge> charges = {{&p, 1}};
+  const std::vector<Decision> two(2);
+  auto mismatch = refund_and_wait(*store, RefundRequest{"x", charges, from_us(0), two});
+  ASSERT_FALSE(mismatch.has_value());
+  EXPECT_EQ(mismatch.error().code, ErrorCode::kInvalidArgument);
+  const std::vector<Charge> negative = {{&p, -1}};
+  EXPECT_EQ(refund_and_wait(*store, RefundRequest{"x", negative, from_us(0)}).error().code,
+            ErrorCode::kInvalidArgument);
+}
+
+TYPED_TEST_P(StoreConformance, ThreadsDecidingAndRefundingKeepTheLimitExact) {
+  // Every thread decides and refunds every other allowed request: what stays admitted (allowed
+  // minus refunded) is exactly the limit, however the decisions and refunds interleave.
+  auto store = this->traits_.make();
+  const Policy p = conformance_policy("churn", Algorithm::kFixedWindow, 200);
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 200;
+  std::atomic<int> kept{0}, errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kPerThread; ++i) {
+        auto r = decide(*store, "churn", {{&p, 1}});
+        if (!r) {
+          ++errors;
+        } else if (r->allowed) {
+          if (i % 2 == 0) {
+            if (!refund(*store, "churn", {{&p, 1}}, *r)) ++errors;
+          } else {
+            ++kept;
+          }
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(kept.load(), 200);
+  EXPECT_FALSE(decide(*store, "churn", {{&p, 1}})->allowed);
+}
+
+REGISTER_TYPED_TEST_SUITE_P(StoreConformance, VerdictsSayWhenTheyWereDecided,
+                            RefundGivesBackWhatAnAllowedDecisionConsumed,
+                            RefundToFullDeletesTheStateAndOfNoStateWritesNothing,
+                            RefundSkipsAShadowPolicyThatDidNotConsume,
+                            RefundRejectsWhatDecideRejects,
+                            ThreadsDecidingAndRefundingKeepTheLimitExact,
+                            EveryAlgorithmAdmitsExactlyItsLimit,
                             ThreadsHammeringOneKeyAdmitExactlyTheLimit,
                             SeveralPoliciesAreAllOrNothing,
                             IdentitiesAreIndependentWhateverTheirBytes,

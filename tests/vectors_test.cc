@@ -1,13 +1,14 @@
 // Runs every case of tests/vectors/*.yaml against the C++ core, the way a store runs it:
 // states are kept between steps and dropped once their ttl has passed (as Redis PEXPIRE does),
 // so a ttl that is too short shows up as a wrong decision.
+#include "vectors.h"
+
 #include <gtest/gtest.h>
 
 #include <map>
 
 #include "floodgate/limiter.h"
 #include "floodgate/store.h"
-#include "vectors.h"
 
 namespace fg::test {
 namespace {
@@ -41,7 +42,8 @@ TEST(Vectors, CoreAgreesWithEveryCase) {
         const RefundRequest request{"v", charges, refunded.decided_at, refunded.decisions};
         std::vector<Charge> given = charges;
         for (std::size_t i = 0; i < given.size(); ++i) given[i].cost = refund_cost(request, i);
-        for (const StateWrite& w : plan_refund(given, states, refunded.decided_at, from_us(now_us))) {
+        for (const StateWrite& w :
+             plan_refund(given, states, refunded.decided_at, from_us(now_us))) {
           if (w.ttl.count() == 0) {
             store.erase(w.index);
           } else {

@@ -30,9 +30,7 @@ BucketScale bucket_scale(const Policy& p) {
   return s;
 }
 
-std::int64_t window_granule_us(const Policy& p) {
-  return p.period.count() % 1000 == 0 ? 1000 : 1;
-}
+std::int64_t window_granule_us(const Policy& p) { return p.period.count() % 1000 == 0 ? 1000 : 1; }
 
 // Token bucket. Worked example, 100 per minute, burst 100: unit = 600000, rate = 1. A full bucket
 // holds 60,000,000 scaled units; one request takes 600,000. After 90 requests at t0, 10 tokens
@@ -264,9 +262,8 @@ RefundStep refund_token_bucket(const Policy& p, const std::optional<State>& stat
   tokens = std::min(s.capacity, tokens + back);
   out.write = true;
   out.next = State{tokens, t, 0};
-  out.ttl = tokens == s.capacity
-                ? Duration(0)
-                : Duration((t - now_us) + ceil_div(s.capacity - tokens, s.rate));
+  out.ttl = tokens == s.capacity ? Duration(0)
+                                 : Duration((t - now_us) + ceil_div(s.capacity - tokens, s.rate));
   return out;
 }
 

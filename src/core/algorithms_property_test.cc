@@ -3,6 +3,7 @@
 #include <rapidcheck.h>
 #include <rapidcheck/gtest.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "core/algorithms.h"
@@ -22,9 +23,9 @@ struct Arrival {
 
 // Periods a config can express, from 1 ms to a day.
 rc::Gen<Duration> gen_period() {
-  return rc::gen::map(rc::gen::element<std::int64_t>(1, 7, 10, 100, 250, 1000, 1500, 60000,
-                                                      3600000, 86400000),
-                      [](std::int64_t ms) { return Duration(ms * 1000); });
+  return rc::gen::map(
+      rc::gen::element<std::int64_t>(1, 7, 10, 100, 250, 1000, 1500, 60000, 3600000, 86400000),
+      [](std::int64_t ms) { return Duration(ms * 1000); });
 }
 
 rc::Gen<Policy> gen_policy(Algorithm algorithm) {
@@ -53,8 +54,8 @@ rc::Gen<std::vector<Arrival>> gen_arrivals(const Policy& p) {
       const bool long_gap = *rc::gen::inRange(0, 20) == 0;
       t += long_gap ? *rc::gen::inRange<std::int64_t>(0, 3 * p.period.count())
                     : *rc::gen::inRange<std::int64_t>(0, max_gap);
-      const auto cost = *rc::gen::inRange<std::int64_t>(0, std::min<std::int64_t>(
-                                                                 p.capacity() + 2, 50));
+      const auto cost =
+          *rc::gen::inRange<std::int64_t>(0, std::min<std::int64_t>(p.capacity() + 2, 50));
       out.push_back({t, cost});
     }
     return out;
@@ -190,6 +191,210 @@ RC_GTEST_PROP(All, TimeGoingBackwardsNeverAddsTokens, ()) {
     const Decision earlier = apply(p, state, 0, a.at_us - back).decision;
     RC_ASSERT(earlier.remaining <= now.remaining);
   }
+}
+
+// Refunds. A state as a store keeps it: dropped once its ttl has passed, deleted by a refund
+// write of ttl 0.
+struct Sim {
+  explicit Sim(const Policy* policy) : p(policy) {}
+  const Policy* p;
+  std::optional<State> state;
+  std::int64_t expires = 0;
+
+  void expire(std::int64_t now) {
+    if (state && expires <= now) state.reset();
+  }
+  Decision decide(std::int64_t cost, std::int64_t now) {
+    expire(now);
+    const Step s = apply(*p, state, cost, now);
+    if (s.write) {
+      state = s.next;
+      expires = now + s.ttl.count();
+    }
+    return s.decision;
+  }
+  Decision peek(std::int64_t now) {
+    expire(now);
+    return apply(*p, state, 0, now).decision;
+  }
+  bool admits(std::int64_t cost, std::int64_t now) {
+    expire(now);
+    return apply(*p, state, cost, now).decision.allowed;
+  }
+  void refund(std::int64_t cost, std::int64_t consumed_at, std::int64_t now) {
+    expire(now);
+    const RefundStep r = core::refund(*p, state, cost, consumed_at, now);
+    if (!r.write) return;
+    if (r.ttl.count() == 0) {
+      state.reset();
+    } else {
+      state = r.next;
+      expires = now + r.ttl.count();
+    }
+  }
+};
+
+// The brief's property: a decision followed by its refund never leaves a state that admits more
+// than the state without that decision, at the refund and at any time after; refunded at once,
+// it leaves exactly that state.
+RC_GTEST_PROP(Refund, NeverAdmitsMoreThanWithoutTheDecision, ()) {
+  const Policy p = *gen_policy(*gen_algorithm());
+  const auto history = *gen_arrivals(p);
+  const std::int64_t t1 =
+      history.back().at_us + *rc::gen::inRange<std::int64_t>(0, p.period.count());
+  const auto cost = *rc::gen::inRange<std::int64_t>(1, p.capacity() + 1);
+  const bool at_once = *rc::gen::inRange(0, 4) == 0;
+  const std::int64_t t2 =
+      t1 + (at_once ? 0 : *rc::gen::inRange<std::int64_t>(0, 2 * p.period.count() + 2));
+  Sim with{&p}, without{&p};
+  for (const Arrival& a : history) {
+    with.decide(a.cost, a.at_us);
+    without.decide(a.cost, a.at_us);
+  }
+  RC_PRE(with.decide(cost, t1).allowed);
+  with.refund(cost, t1, t2);
+  for (int k = 0; k < 8; ++k) {
+    const std::int64_t t =
+        t2 + (k == 0 ? 0 : *rc::gen::inRange<std::int64_t>(0, 2 * p.period.count()));
+    const Decision a = with.peek(t);
+    const Decision b = without.peek(t);
+    RC_ASSERT(a.remaining <= b.remaining);
+    for (std::int64_t q = 1; q <= std::min<std::int64_t>(p.capacity(), 64); ++q) {
+      if (with.admits(q, t)) RC_ASSERT(without.admits(q, t));
+    }
+    if (at_once) RC_ASSERT(a == b);
+  }
+}
+
+// What keeps the fleet within its limits when refunds interleave with other decisions: every
+// bound the algorithms guarantee still holds over the requests admitted and not refunded.
+struct Refunded {
+  std::vector<Arrival> arrivals;
+  std::vector<bool> kept;  // admitted and not refunded
+};
+
+Refunded run_with_refunds(const Policy& p, const std::vector<Arrival>& arrivals) {
+  Sim sim{&p};
+  Refunded out{arrivals, std::vector<bool>(arrivals.size(), false)};
+  struct Pending {
+    std::int64_t at;
+    std::int64_t cost;
+    std::int64_t consumed_at;
+  };
+  std::vector<Pending> pending;  // kept sorted by time
+  auto run_refunds_until = [&](std::int64_t t) {
+    while (!pending.empty() && pending.front().at <= t) {
+      sim.refund(pending.front().cost, pending.front().consumed_at, pending.front().at);
+      pending.erase(pending.begin());
+    }
+  };
+  // Up to the time a bucket takes to refill from empty, and a little more: refunds that come
+  // after the bucket was full again are the ones a careless refund gets wrong.
+  const std::int64_t max_delay =
+      (std::min<std::int64_t>(p.capacity(), 20) + 3) * (p.period.count() / p.limit + 1);
+  for (std::size_t i = 0; i < arrivals.size(); ++i) {
+    run_refunds_until(arrivals[i].at_us);
+    const bool allowed = sim.decide(arrivals[i].cost, arrivals[i].at_us).allowed;
+    if (!allowed || arrivals[i].cost == 0) continue;
+    if (*rc::gen::inRange(0, 3) == 0) {
+      // Half the time up to a period and a half: across window boundaries.
+      const std::int64_t delay_bound =
+          *rc::gen::arbitrary<bool>() ? max_delay : 3 * p.period.count() / 2 + 1;
+      const std::int64_t at = arrivals[i].at_us + *rc::gen::inRange<std::int64_t>(0, delay_bound);
+      auto it = std::find_if(pending.begin(), pending.end(),
+                             [at](const Pending& x) { return x.at > at; });
+      pending.insert(it, Pending{at, arrivals[i].cost, arrivals[i].at_us});
+    } else {
+      out.kept[i] = true;
+    }
+  }
+  return out;
+}
+
+RC_GTEST_PROP(Refund, BucketsStayWithinBurstPlusRateOverWhatIsKept, ()) {
+  const auto algorithm = *rc::gen::element(Algorithm::kTokenBucket, Algorithm::kGcra);
+  Policy p = *gen_policy(algorithm);
+  // Small buckets half the time: they fill up again between a decision and its refund.
+  if (*rc::gen::arbitrary<bool>())
+    p.burst = std::min<std::int64_t>(p.burst, *rc::gen::inRange(1, 6));
+  RC_PRE(validate_policy(p).has_value());
+  for (int run = 0; run < 5; ++run) {  // several sequences per policy: a rare interleaving
+    const auto r = run_with_refunds(p, *gen_arrivals(p));
+    for (std::size_t i = 0; i < r.arrivals.size(); ++i) {
+      Wide kept = 0;
+      for (std::size_t j = i; j < r.arrivals.size(); ++j) {
+        if (r.kept[j]) kept += r.arrivals[j].cost;
+        const Wide dt = r.arrivals[j].at_us - r.arrivals[i].at_us;
+        RC_ASSERT(kept * p.period.count() <= Wide{p.burst} * p.period.count() + dt * p.limit);
+      }
+    }
+  }
+}
+
+RC_GTEST_PROP(Refund, WindowsStayWithinTheLimitOverWhatIsKept, ()) {
+  const auto algorithm = *rc::gen::element(Algorithm::kFixedWindow, Algorithm::kSlidingWindow);
+  const Policy p = *gen_policy(algorithm);
+  const std::int64_t P = p.period.count();
+  const std::int64_t g = window_granule_us(p);
+  for (int run = 0; run < 10; ++run) {  // several sequences per policy: a rare interleaving
+    const auto r = run_with_refunds(p, *gen_arrivals(p));
+    for (std::size_t j = 0; j < r.arrivals.size(); ++j) {
+      if (!r.kept[j]) continue;
+      const std::int64_t w = r.arrivals[j].at_us / P;
+      Wide prev = 0, cur = 0;
+      for (std::size_t i = 0; i <= j; ++i) {
+        if (!r.kept[i]) continue;
+        const std::int64_t wi = r.arrivals[i].at_us / P;
+        if (wi == w) cur += r.arrivals[i].cost;
+        if (wi == w - 1) prev += r.arrivals[i].cost;
+      }
+      RC_ASSERT(cur <= p.limit);
+      if (algorithm == Algorithm::kSlidingWindow) {
+        const std::int64_t e = (r.arrivals[j].at_us - w * P) / g;
+        const std::int64_t granules = P / g;
+        RC_ASSERT(prev * (granules - e) + cur * granules <= Wide{p.limit} * granules);
+      }
+    }
+  }
+}
+
+RC_GTEST_PROP(Refund, TokenBucketAndGcraStillMakeTheSameDecisions, ()) {
+  Policy tb = *gen_policy(Algorithm::kTokenBucket);
+  Policy gcra = tb;
+  gcra.algorithm = Algorithm::kGcra;
+  const auto arrivals = *gen_arrivals(tb);
+  // The same refunds for both: which arrivals and when, drawn once.
+  std::vector<std::int64_t> delay(arrivals.size(), -1);
+  for (auto& d : delay) {
+    if (*rc::gen::inRange(0, 3) == 0)
+      d = *rc::gen::inRange<std::int64_t>(0, tb.period.count() / tb.limit + 2);
+  }
+  auto run_one = [&](const Policy& p) {
+    Sim sim{&p};
+    std::vector<Decision> out;
+    std::vector<std::pair<std::int64_t, std::size_t>> pending;  // (at, arrival), sorted
+    for (std::size_t i = 0; i < arrivals.size(); ++i) {
+      while (!pending.empty() && pending.front().first <= arrivals[i].at_us) {
+        const auto [at, k] = pending.front();
+        sim.refund(arrivals[k].cost, arrivals[k].at_us, at);
+        out.push_back(sim.peek(at));
+        pending.erase(pending.begin());
+      }
+      const Decision d = sim.decide(arrivals[i].cost, arrivals[i].at_us);
+      out.push_back(d);
+      if (d.allowed && delay[i] >= 0) {
+        const std::int64_t at = arrivals[i].at_us + delay[i];
+        auto it = std::find_if(pending.begin(), pending.end(),
+                               [at](const auto& x) { return x.first > at; });
+        pending.insert(it, {at, i});
+      }
+    }
+    return out;
+  };
+  const auto a = run_one(tb);
+  const auto b = run_one(gcra);
+  RC_ASSERT(a.size() == b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) RC_ASSERT(a[i] == b[i]);
 }
 
 }  // namespace

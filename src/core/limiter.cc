@@ -83,8 +83,8 @@ std::vector<StateWrite> plan_refund(std::span<const Charge> charges,
   assert(charges.size() == states.size());
   std::vector<StateWrite> writes;
   for (std::size_t i = 0; i < charges.size(); ++i) {
-    const core::RefundStep step =
-        core::refund(*charges[i].policy, states[i], charges[i].cost, to_us(consumed_at), to_us(now));
+    const core::RefundStep step = core::refund(*charges[i].policy, states[i], charges[i].cost,
+                                               to_us(consumed_at), to_us(now));
     if (step.write) writes.push_back(StateWrite{i, step.next, step.ttl});
   }
   return writes;

@@ -187,14 +187,14 @@ case $case_name in
     [[ $(as_user PING) == PONG ]] || fail "the ACL user cannot PING"
     for denied in "GET other:secret-data" "MGET other:secret-data" "SET other:x 1" "KEYS *" \
       "FLUSHALL" "CONFIG GET requirepass" "EVAL return 1 0" "GET fg:x" "DEL fg:x" "ACL LIST" \
-      "FUNCTION DELETE floodgate_v1" "FUNCTION FLUSH" "SCRIPT FLUSH"; do
+      "FUNCTION DELETE floodgate_v2" "FUNCTION FLUSH" "SCRIPT FLUSH"; do
       set -f  # split on purpose, without expanding the '*'
       # shellcheck disable=SC2086
       out=$(as_user $denied)
       set +f
       [[ $out == *NOPERM* ]] || fail "the ACL user may run '$denied': $out"
     done
-    out=$(as_user FCALL fg_decide_v1 1 other:secret-data "" 1 1 1 0 5 1 1)
+    out=$(as_user FCALL fg_decide_v2 1 other:secret-data "" 1 1 1 0 5 1 1)
     [[ $out == *NOPERM* || $out == *"No permissions"* ]] || fail "the ACL user reached another key: $out"
     # /metrics is on the admin listener only.
     [[ -n $admin_port ]] || fail "no admin listener line: $(cat "$tmp/serve.err")"

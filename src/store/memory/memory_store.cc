@@ -21,8 +21,7 @@ constexpr std::size_t kInlinePolicies = 8;
 
 }  // namespace
 
-MemoryStore::MemoryStore(const MemoryStoreOptions& options, const Clock& clock)
-    : clock_(clock) {
+MemoryStore::MemoryStore(const MemoryStoreOptions& options, const Clock& clock) : clock_(clock) {
   const std::size_t shards = std::max<std::size_t>(1, options.shards);
   per_shard_ = std::max<std::size_t>(1, options.max_keys / shards);
   shards_.reserve(shards);
@@ -30,9 +29,8 @@ MemoryStore::MemoryStore(const MemoryStoreOptions& options, const Clock& clock)
 }
 
 bool MemoryStore::ExpiryOrder::operator()(const Node* a, const Node* b) const {
-  return a->second.expires_us != b->second.expires_us
-             ? a->second.expires_us < b->second.expires_us
-             : std::less<const Node*>{}(a, b);
+  return a->second.expires_us != b->second.expires_us ? a->second.expires_us < b->second.expires_us
+                                                      : std::less<const Node*>{}(a, b);
 }
 
 MemoryStore::Shard& MemoryStore::shard_for(std::string_view identity) {

@@ -13,6 +13,7 @@
 #include "store/redis/keys.h"
 #include "store/redis/redis_store.h"
 #include "store/redis/redis_test_util.h"
+#include "store/redis/script.h"
 #include "store_conformance.h"
 #include "time_scale.h"
 
@@ -401,8 +402,9 @@ TEST_F(RedisClusterTest, AKilledMasterIsReplacedAndDecisionsResumeWithinTheirDea
   std::set<test::RedisServer*> reached;
   for (int i = 0; reached.size() < cluster().masters().size() && i < 1000; ++i) {
     const std::string id = "warm-" + std::to_string(i);
-    ASSERT_TRUE(
-        testing::eventually([&] { return test::decide(*store, id, {{&p, 1}}).has_value(); }));
+    ASSERT_TRUE(testing::eventually([&] {
+      return test::decide(*store, id, {{&p, 1}}).has_value();
+    }));
     reached.insert(cluster().master_of_slot(identity_slot(kTags, id)));
   }
 
@@ -410,9 +412,10 @@ TEST_F(RedisClusterTest, AKilledMasterIsReplacedAndDecisionsResumeWithinTheirDea
   // replicated, so the replica about to be promoted can decide at once.
   for (test::RedisServer* node : cluster().nodes()) {
     EXPECT_TRUE(testing::eventually([&] {
-      return node->command({"FUNCTION", "LIST", "LIBRARYNAME", std::string(kLibraryName)}).elements.size() ==
-             1;
-    })) << "node " << node->address() << " lacks the library";
+      return node->command({"FUNCTION", "LIST", "LIBRARYNAME", std::string(kLibraryName)})
+                 .elements.size() == 1;
+    })) << "node "
+        << node->address() << " lacks the library";
   }
   const std::uint64_t reloads_before = store->stats().reloads;
   victim->kill();

@@ -16,6 +16,7 @@
 
 #include "store/redis/keys.h"
 #include "store/redis/redis_test_util.h"
+#include "store/redis/script.h"
 #include "store_conformance.h"
 
 namespace fg::redis {
@@ -316,8 +317,9 @@ TEST_F(RedisStoreTest, ReloadsTheLibraryAfterFunctionFlush) {
   ASSERT_TRUE(r.has_value()) << r.error().to_string();
   EXPECT_EQ(r->headline().remaining, 8);
   EXPECT_EQ(store->stats().reloads, 1u);
-  EXPECT_FALSE(
-      server().command({"FUNCTION", "LIST", "LIBRARYNAME", std::string(kLibraryName)}).elements.empty());
+  EXPECT_FALSE(server()
+                   .command({"FUNCTION", "LIST", "LIBRARYNAME", std::string(kLibraryName)})
+                   .elements.empty());
 }
 
 TEST_F(RedisStoreTest, ReconnectsAndReloadsAfterTheServerRestarts) {

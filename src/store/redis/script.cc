@@ -138,8 +138,8 @@ std::string format_refund_command(std::string_view key_prefix, const TagKey& tag
 Result<void> parse_refund_reply(const Reply& reply) {
   if (reply.is_error()) return fail(ErrorCode::kUnavailable, "redis: " + reply.str);
   if (!reply.is_integer() || reply.integer < 0) {
-    return fail(ErrorCode::kInternal, "malformed reply from " + std::string(kRefundFunction) +
-                                          ": " + describe(reply));
+    return fail(ErrorCode::kInternal,
+                "malformed reply from " + std::string(kRefundFunction) + ": " + describe(reply));
   }
   return {};
 }

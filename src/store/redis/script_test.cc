@@ -138,8 +138,7 @@ TEST(ParseRefundReply, AnIntegerIsSuccessAnythingElseAnError) {
 
 TEST(ParseDecideReply, ReadsTheVerdict) {
   auto v = parse_decide_reply(
-      integers({0, 1, 1800000000123456, 1, 0, 100, 99, 600000, 0, 0, 1, 2, 0, 1000000, 500000}),
-      2);
+      integers({0, 1, 1800000000123456, 1, 0, 100, 99, 600000, 0, 0, 1, 2, 0, 1000000, 500000}), 2);
   ASSERT_TRUE(v.has_value()) << v.error().to_string();
   EXPECT_FALSE(v->allowed);
   EXPECT_EQ(v->most_restrictive, 1u);
@@ -172,7 +171,7 @@ TEST(ParseDecideReply, AMalformedReplyIsInternalNeverACrash) {
     auto v = parse_decide_reply(integers(std::move(values)), n);
     return !v.has_value() && v.error().code == ErrorCode::kInternal;
   };
-  EXPECT_TRUE(bad(good, 2));                        // wrong count for n
+  EXPECT_TRUE(bad(good, 2));                           // wrong count for n
   EXPECT_TRUE(bad({1, 0, 7, 1, 0, 5, 4, 100}));        // short
   EXPECT_TRUE(bad({1, 0, 7, 1, 0, 5, 4, 100, 0, 0}));  // long
   EXPECT_TRUE(bad({2, 0, 7, 1, 0, 5, 4, 100, 0}));     // allowed not a flag
