@@ -63,8 +63,9 @@ struct MemoryStoreOptions {
   // So under such a flood the newcomers are degraded (served, 503 or the local limiter, as
   // on_store_error says), and every client already held keeps its exact limit.
   // Identities over 64 bytes are held as their SHA-256, so a state's size is bounded whatever
-  // the identity: measured at most ~330 bytes of RSS per state (64-byte identities, 64-byte
-  // policy names; bench/memory_bound.sh, docs/security.md), ~330 MB for the default.
+  // the identity: at most ~300 bytes of RSS per state, measured with the worst case (64-byte
+  // identities, 64-byte policy names: 299 bytes; bench/memory_bound.sh, docs/security.md), so
+  // the default bounds the store at ~285 MiB.
   std::size_t max_keys = 1'000'000;
   // Independent locks. More shards, less contention between threads; identities are spread over
   // them by hash and all of one identity's policies share a shard. Each shard holds

@@ -113,7 +113,7 @@ struct MemoryLimits {
 };
 
 inline constexpr int kMaxThreads = 1024;
-inline constexpr std::int64_t kMaxMemoryKeys = 100'000'000;  // ~33 GB at the worst-case state
+inline constexpr std::int64_t kMaxMemoryKeys = 100'000'000;  // ~30 GB at ~300 bytes a state
 inline constexpr Duration kMaxStoreTimeout = std::chrono::seconds(60);
 inline constexpr int kMaxFallbackInstances = 10'000;
 inline constexpr std::size_t kMaxNameLength = 64;  // policy names and key_prefix
