@@ -116,14 +116,33 @@ Result<Verdict> decide_and_wait(Store& store, const DecideRequest& request);
 Result<void> refund_and_wait(Store& store, const RefundRequest& request);
 
 struct MemoryStoreOptions {
-  // Most (identity, policy) states held at once. A full or idle state is dropped first (it
-  // decides nothing: no state means a full bucket), then the one nearest to full. A state with a
-  // short identity costs ~200 bytes of heap (docs/benchmarks.md), so the default bounds the
-  // store at ~200 MB.
+  // Most (identity, policy) states held at once (`memory.max_keys` in the config). Size it above
+  // the states of the clients active within your longest period: the store never forgets a state
+  // that still counts to make room. Only states that decide exactly as no state would (a full
+  // bucket, a window that no longer counts) are dropped for a new key; when a shard holds none,
+  // the decision that needs a new key fails with kUnavailable ("memory store full: N keys") and
+  // the caller applies on_store_error to that request. Evicting a spent state instead would hand
+  // its client a fresh budget: a flood of new identities would reset every exhausted client.
+  // So under such a flood the newcomers are degraded (served, 503 or the local limiter, as
+  // on_store_error says), and every client already held keeps its exact limit.
+  // Identities over 64 bytes are held as their SHA-256, so a state's size is bounded whatever
+  // the identity: at most ~300 bytes of RSS per state, measured with the worst case (64-byte
+  // identities, 64-byte policy names: 299 bytes; bench/memory_bound.sh, docs/security.md), so
+  // the default bounds the store at ~285 MiB.
   std::size_t max_keys = 1'000'000;
   // Independent locks. More shards, less contention between threads; identities are spread over
-  // them by hash and all of one identity's policies share a shard.
+  // them by hash and all of one identity's policies share a shard. Each shard holds
+  // max_keys / shards states (shards is lowered to max_keys when larger).
   std::size_t shards = 64;
+};
+
+// What a memory store holds and has done, for /metrics.
+struct MemoryStoreStats {
+  std::size_t keys = 0;        // states held now
+  std::size_t capacity = 0;    // most states it may hold (<= max_keys)
+  std::uint64_t expired = 0;   // states dropped by the steady clean-up (equivalent to no state)
+  std::uint64_t evicted = 0;   // states equivalent to no state dropped to make room
+  std::uint64_t refused = 0;   // decisions refused: no room, and nothing equivalent to no state
 };
 
 // An in-process store: exact under concurrency, bounded memory. `clock` must outlive the store.

@@ -77,6 +77,7 @@ int run_check(const CheckArgs& args, std::ostream& out, std::ostream& err) {
   store_options.key_prefix = cfg->key_prefix;
   store_options.key_secret = cfg->key_secret;
   store_options.timeout = cfg->store_timeout;
+  store_options.memory.max_keys = cfg->memory.max_keys;
   auto store = open_store(store_url, store_options, SystemClock::instance());
   if (!store) {
     err << "store " << config::to_string(store_url) << ": " << store.error().to_string() << '\n';

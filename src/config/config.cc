@@ -414,7 +414,8 @@ class Parser {
         fields(doc, "", 1,
                {"listen", "threads", "store", "store_timeout", "on_store_error", "local_fallback",
                 "trusted_proxies", "upstream", "upstream_timeout", "key_prefix", "cors", "identity",
-                "policies", "server", "access_log", "key_secret", "admin_listen", "check_api"},
+                "policies", "server", "memory", "access_log", "key_secret", "admin_listen",
+                "check_api"},
                "a mapping of fields (listen, store, policies, ...)");
     if (!top) return std::nullopt;
 
@@ -493,6 +494,14 @@ class Parser {
         }
       } else if (e.key == "server") {
         parse_server(v, path, line, c.server);
+      } else if (e.key == "memory") {
+        if (auto f = fields(v, path, line, {"max_keys"})) {
+          if (const auto* mk = f->find("max_keys")) {
+            if (auto n = int_value(mk->value, f->child("max_keys"), f->line, 1, kMaxMemoryKeys)) {
+              c.memory.max_keys = static_cast<std::size_t>(*n);
+            }
+          }
+        }
       } else if (e.key == "access_log") {
         parse_access_log(v, path, line, c);
       } else if (e.key == "check_api") {

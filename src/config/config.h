@@ -110,7 +110,19 @@ std::vector<std::string> default_access_log_redact();
 // configured policy's name, so its keys are its own).
 Policy default_check_api_policy();
 
+// The memory store (`memory:` in the file): used with store memory:// and by the per-instance
+// fallback limiter of on_store_error: local.
+struct MemoryLimits {
+  // Most (identity, policy) states held. States that still count are never evicted: past this,
+  // a new client's request fails as a store error (on_store_error), so size it above the states
+  // of the clients active within the longest period (docs/operations.md).
+  std::size_t max_keys = 1'000'000;
+
+  friend bool operator==(const MemoryLimits&, const MemoryLimits&) = default;
+};
+
 inline constexpr int kMaxThreads = 1024;
+inline constexpr std::int64_t kMaxMemoryKeys = 100'000'000;  // ~30 GB at ~300 bytes a state
 inline constexpr Duration kMaxStoreTimeout = std::chrono::seconds(60);
 inline constexpr int kMaxFallbackInstances = 10'000;
 inline constexpr std::size_t kMaxNameLength = 64;  // policy names and key_prefix
@@ -141,6 +153,7 @@ struct Config {
   std::vector<IdentitySource> identity;  // non-empty; default [ip]
   std::vector<PolicyConfig> policies;    // non-empty, unique names, in file order
   ServerLimits server;
+  MemoryLimits memory;
   bool access_log = false;  // one JSON line per request on stdout
   // Query parameters whose values the access log shows as "REDACTED" (names compared
   // case-insensitively, after percent-decoding): `access_log: {enabled: true, redact: [...]}`.

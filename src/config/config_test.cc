@@ -101,6 +101,7 @@ TEST(configFile, EveryFieldSetAwayFromItsDefault) {
   EXPECT_EQ(c->store_timeout, milliseconds(250));
   EXPECT_EQ(c->on_store_error, OnStoreError::kLocal);
   EXPECT_EQ(c->local_fallback_instances, 4);
+  EXPECT_EQ(c->memory.max_keys, 250'000u);
   ASSERT_EQ(c->trusted_proxies.size(), 3u);
   EXPECT_EQ(to_string(c->trusted_proxies[0]), "10.0.0.0/8");
   EXPECT_EQ(to_string(c->trusted_proxies[1]), "192.168.1.7/32");
@@ -157,6 +158,7 @@ TEST(configFile, DefaultsFillEverythingLeftOut) {
   EXPECT_EQ(c->store_timeout, milliseconds(20));
   EXPECT_EQ(c->on_store_error, OnStoreError::kAllow);
   EXPECT_EQ(c->local_fallback_instances, 1);
+  EXPECT_EQ(c->memory.max_keys, 1'000'000u);
   EXPECT_TRUE(c->trusted_proxies.empty());
   EXPECT_FALSE(c->upstream);
   EXPECT_EQ(c->key_prefix, "fg");
@@ -309,6 +311,14 @@ INSTANTIATE_TEST_SUITE_P(
                 R"(t.yaml:1: on_store_error: "maybe" is not one of allow, deny, local)"},
         BadCase{"on_store_error: [allow]",
                 "t.yaml:1: on_store_error: must be a string, not a list"},
+        BadCase{"memory: {max_keys: 0}", "t.yaml:1: memory.max_keys: must be a positive integer"},
+        BadCase{"memory: {max_keys: 100000001}",
+                "t.yaml:1: memory.max_keys: must be at most 100000000"},
+        BadCase{"memory: {max_keys: 1e6}",
+                R"(t.yaml:1: memory.max_keys: must be a positive integer, not "1e6")"},
+        BadCase{"memory: {max_key: 10}",
+                "t.yaml:1: memory.max_key: unknown field (did you mean max_keys?)"},
+        BadCase{"memory: 10", R"(t.yaml:1: memory: must be a mapping, not "10")"},
         BadCase{"local_fallback: {instances: 0}",
                 "t.yaml:1: local_fallback.instances: must be a positive integer"},
         BadCase{"local_fallback: {instances: 20000}",

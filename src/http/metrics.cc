@@ -176,15 +176,22 @@ void Metrics::set_info(std::string_view version, std::string_view store_kind) {
   store_kind_ = store_kind;
 }
 
+void Metrics::add_memory_store(std::string name, std::function<MemoryStoreStats()> stats) {
+  std::lock_guard lock(mutex_);
+  memory_stores_.emplace_back(std::move(name), std::move(stats));
+}
+
 std::string Metrics::render() const {
   using T = ThreadMetrics;
 
   std::vector<std::string> names;
   bool have_info = false;
   std::string version, store_kind;
+  std::vector<std::pair<std::string, std::function<MemoryStoreStats()>>> memory_sources;
   {
     std::lock_guard lock(mutex_);
     names = policy_names_;
+    memory_sources = memory_stores_;
     have_info = have_info_;
     version = version_;
     store_kind = store_kind_;
@@ -315,6 +322,28 @@ std::string Metrics::render() const {
                 "1 while the store circuit breaker is open (store calls refused), else 0.");
   append_sample(out, "floodgate_store_circuit_open",
                 circuit_open_.load(std::memory_order_relaxed) ? 1 : 0);
+
+  std::vector<std::pair<std::string, MemoryStoreStats>> memory;
+  for (const auto& [name, stats] : memory_sources) memory.emplace_back(name, stats());
+  const auto memory_family = [&](std::string_view name, std::string_view type,
+                                 std::string_view help, auto value) {
+    append_header(out, name, type, help);
+    for (const auto& [store_name, st] : memory) {
+      append_sample(out, name, "store", store_name, static_cast<std::uint64_t>(value(st)));
+    }
+  };
+  memory_family("floodgate_memory_store_keys", "gauge", "States the memory store holds now.",
+                [](const MemoryStoreStats& st) { return st.keys; });
+  memory_family("floodgate_memory_store_capacity", "gauge",
+                "Most states the memory store may hold (memory.max_keys).",
+                [](const MemoryStoreStats& st) { return st.capacity; });
+  memory_family("floodgate_memory_store_evictions_total", "counter",
+                "States equivalent to no state (full, expired) dropped to make room for a new one.",
+                [](const MemoryStoreStats& st) { return st.evicted; });
+  memory_family("floodgate_memory_store_refusals_total", "counter",
+                "Decisions refused (on_store_error applied): the memory store was full of states "
+                "that still count.",
+                [](const MemoryStoreStats& st) { return st.refused; });
 
   append_header(out, "floodgate_build_info", "gauge",
                 "Version and store kind of this instance; the value is always 1.");

@@ -23,6 +23,14 @@
 //   draining                               gauge 0/1
 //   store_circuit_open                     gauge 0/1
 //   build_info{version,store}              gauge, always 1; printed once set_info() was called
+//   memory_store_keys{store}               gauge, states a memory store holds now
+//   memory_store_capacity{store}           gauge, most states it may hold (memory.max_keys)
+//   memory_store_evictions_total{store}    counter, states equivalent to no state (full bucket,
+//                                          window over) dropped to make room for a new one
+//   memory_store_refusals_total{store}     counter, decisions refused because the store was
+//                                          full of states that still count (store="store": the
+//                                          memory:// store; "local_fallback": on_store_error:
+//                                          local's); one series per add_memory_store() call
 //
 // Every family has "# HELP" and "# TYPE" lines, even with no series yet. Label values are escaped
 // as the format requires (\\, \", \n).
@@ -48,14 +56,17 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "floodgate/clock.h"
+#include "floodgate/store.h"
 
 namespace fg::http {
 
@@ -167,6 +178,11 @@ class Metrics {
   // floodgate_build_info{version="0.1.0",store="redis-cluster"} 1. The last call wins.
   void set_info(std::string_view version, std::string_view store_kind);
 
+  // Adds the floodgate_memory_store_* series labelled store="<name>", read from `stats` at every
+  // render() (outside this registry's mutex; it may take the store's locks). `stats` must stay
+  // callable for the life of this Metrics.
+  void add_memory_store(std::string name, std::function<MemoryStoreStats()> stats);
+
   // The whole page, shards summed. Allocates; meant for the scrape handler.
   std::string render() const;
 
@@ -185,6 +201,7 @@ class Metrics {
   bool have_info_ = false;
   std::string version_;
   std::string store_kind_;
+  std::vector<std::pair<std::string, std::function<MemoryStoreStats()>>> memory_stores_;
 };
 
 // `s` as a Prometheus label value, without the quotes: \ → \\, " → \", newline → \n.

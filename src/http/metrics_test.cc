@@ -2,6 +2,8 @@
 // one line per series, cumulative buckets), exact totals under threads, policy ids, escaping.
 #include "http/metrics.h"
 
+#include "store/memory/memory_store.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -190,6 +192,14 @@ floodgate_draining 1
 # HELP floodgate_store_circuit_open 1 while the store circuit breaker is open (store calls refused), else 0.
 # TYPE floodgate_store_circuit_open gauge
 floodgate_store_circuit_open 0
+# HELP floodgate_memory_store_keys States the memory store holds now.
+# TYPE floodgate_memory_store_keys gauge
+# HELP floodgate_memory_store_capacity Most states the memory store may hold (memory.max_keys).
+# TYPE floodgate_memory_store_capacity gauge
+# HELP floodgate_memory_store_evictions_total States equivalent to no state (full, expired) dropped to make room for a new one.
+# TYPE floodgate_memory_store_evictions_total counter
+# HELP floodgate_memory_store_refusals_total Decisions refused (on_store_error applied): the memory store was full of states that still count.
+# TYPE floodgate_memory_store_refusals_total counter
 # HELP floodgate_build_info Version and store kind of this instance; the value is always 1.
 # TYPE floodgate_build_info gauge
 floodgate_build_info{version="0.1.0",store="redis-cluster"} 1
@@ -233,7 +243,9 @@ TEST(Metrics, EmptyPageHasEveryFamilyAndTheFixedSeries) {
         "floodgate_degraded_decisions_total", "floodgate_upstream_requests_total",
         "floodgate_connections_total", "floodgate_connections_rejected_total",
         "floodgate_open_connections", "floodgate_config_reloads_total", "floodgate_draining",
-        "floodgate_store_circuit_open", "floodgate_build_info"}) {
+        "floodgate_store_circuit_open", "floodgate_memory_store_keys",
+        "floodgate_memory_store_capacity", "floodgate_memory_store_evictions_total",
+        "floodgate_memory_store_refusals_total", "floodgate_build_info"}) {
     EXPECT_NE(page.find(std::string("# HELP ") + family + " "), std::string::npos) << family;
     EXPECT_NE(page.find(std::string("# TYPE ") + family + " "), std::string::npos) << family;
   }
@@ -246,6 +258,43 @@ TEST(Metrics, EmptyPageHasEveryFamilyAndTheFixedSeries) {
   EXPECT_EQ(page.find("floodgate_http_requests_total{"), std::string::npos);
   EXPECT_EQ(page.find("floodgate_decisions_total{"), std::string::npos);
   EXPECT_EQ(page.find("floodgate_build_info{"), std::string::npos);  // until set_info
+}
+
+// The memory store's figures as the server registers them: read at every render, one series per
+// store, from a real store that is filled, spent, flooded and then frees up.
+TEST(Metrics, MemoryStoreSeriesFollowTheStore) {
+  ManualClock clock;
+  memory::MemoryStore store(MemoryStoreOptions{.max_keys = 4, .shards = 1}, clock);
+  Metrics m(1);
+  m.add_memory_store("store", [&store] { return store.stats(); });
+  m.add_memory_store("local_fallback", [] {
+    return MemoryStoreStats{.keys = 1, .capacity = 2, .expired = 3, .evicted = 4, .refused = 5};
+  });
+  Policy p;
+  p.name = "p";
+  p.limit = p.burst = 10;
+  p.period = std::chrono::seconds(10);  // a token a second
+  const Charge spend{&p, 1};
+  const auto decide = [&](const std::string& id) {
+    return decide_and_wait(store, DecideRequest{id, std::span<const Charge>(&spend, 1)});
+  };
+  auto s = parse(m.render());
+  EXPECT_EQ(value(s, R"(floodgate_memory_store_keys{store="store"})"), 0u);
+  EXPECT_EQ(value(s, R"(floodgate_memory_store_capacity{store="store"})"), 4u);
+  for (int i = 0; i < 10; ++i) decide("client-" + std::to_string(i));  // 4 held, 6 refused
+  s = parse(m.render());
+  EXPECT_EQ(value(s, R"(floodgate_memory_store_keys{store="store"})"), 4u);
+  EXPECT_EQ(value(s, R"(floodgate_memory_store_refusals_total{store="store"})"), 6u);
+  EXPECT_EQ(value(s, R"(floodgate_memory_store_evictions_total{store="store"})"), 0u);
+  clock.advance(std::chrono::seconds(1));  // every bucket full again
+  ASSERT_TRUE(decide("late"));
+  s = parse(m.render());
+  EXPECT_EQ(value(s, R"(floodgate_memory_store_evictions_total{store="store"})"), 4u);
+  EXPECT_EQ(value(s, R"(floodgate_memory_store_keys{store="store"})"), 1u);
+  EXPECT_EQ(value(s, R"(floodgate_memory_store_keys{store="local_fallback"})"), 1u);
+  EXPECT_EQ(value(s, R"(floodgate_memory_store_capacity{store="local_fallback"})"), 2u);
+  EXPECT_EQ(value(s, R"(floodgate_memory_store_evictions_total{store="local_fallback"})"), 4u);
+  EXPECT_EQ(value(s, R"(floodgate_memory_store_refusals_total{store="local_fallback"})"), 5u);
 }
 
 TEST(Metrics, StatusCodeBounds) {

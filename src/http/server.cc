@@ -272,7 +272,9 @@ struct Server::Impl {
         breaker.on_success();
         w.metrics->on_store(StoreResult::kOk, latency);
       } else if (is_store_outage(verdict.error())) {
-        breaker.on_failure(now());
+        // A memory store fails only by refusing a new key when full (memory_store.h): that
+        // request's answer, not an outage; opening the breaker would degrade every client.
+        if (memory_store == nullptr) breaker.on_failure(now());
         w.metrics->on_store(verdict.error().code == ErrorCode::kDeadlineExceeded
                                 ? StoreResult::kTimeout
                                 : StoreResult::kUnavailable,
@@ -930,6 +932,7 @@ Result<std::unique_ptr<Server>> Server::make(ServerOptions options) {
     so.key_prefix = c.key_prefix;
     so.key_secret = c.key_secret;
     so.timeout = c.store_timeout;
+    so.memory.max_keys = c.memory.max_keys;
     auto s = open_store(c.store, so, SystemClock::instance());
     if (!s)
       return fail(s.error().code, "store " + config::to_string(c.store) + ": " + s.error().message);
@@ -937,8 +940,15 @@ Result<std::unique_ptr<Server>> Server::make(ServerOptions options) {
   }
   impl->redis = dynamic_cast<redis::RedisStore*>(impl->store.get());
   impl->memory_store = dynamic_cast<memory::MemoryStore*>(impl->store.get());
-  impl->local_store = make_memory_store(MemoryStoreOptions{}, SystemClock::instance());
+  impl->local_store = make_memory_store(MemoryStoreOptions{.max_keys = c.memory.max_keys},
+                                        SystemClock::instance());
   impl->metrics.set_info(options.version, impl->store->kind());
+  if (impl->memory_store != nullptr) {
+    impl->metrics.add_memory_store("store", [m = impl->memory_store] { return m->stats(); });
+  }
+  impl->metrics.add_memory_store("local_fallback", [m = impl->local_store.get()] {
+    return static_cast<memory::MemoryStore*>(m)->stats();
+  });
 
   auto rt = impl->build_runtime(options.config);
   impl->config = options.config;
@@ -1020,6 +1030,7 @@ std::vector<std::string> Server::reload(std::shared_ptr<const config::Config> ne
     ignored.push_back("key_prefix"), c->key_prefix = old.key_prefix;
   if (c->key_secret != old.key_secret)
     ignored.push_back("key_secret"), c->key_secret = old.key_secret;
+  if (c->memory != old.memory) ignored.push_back("memory"), c->memory = old.memory;
   s.config = c;
   std::shared_ptr<const Runtime> rt = s.build_runtime(c);
   for (auto& w : s.workers) {

@@ -74,7 +74,7 @@ class Server {
 
   // Applies `config` from the next request on; answers the fields that changed but need a
   // restart (kept at their old values): "listen", "admin_listen", "threads", "store",
-  // "store_timeout", "key_prefix", "key_secret".
+  // "store_timeout", "key_prefix", "key_secret", "memory".
   std::vector<std::string> reload(std::shared_ptr<const config::Config> config);
   // Counts a reload that failed (the old config stays): floodgate_config_reloads_total.
   void reload_failed();

@@ -1,19 +1,39 @@
 #include "store/memory/memory_store.h"
 
+#include <openssl/sha.h>
+
 #include <algorithm>
 #include <array>
 
 namespace fg::memory {
 namespace {
 
-// Keys are "<policy>\0<identity>": policy names never contain NUL, so the first NUL separates
-// them whatever bytes the identity holds.
-void make_key(std::string& out, std::string_view policy, std::string_view identity) {
+// The identity as keys hold it: '=' + the identity when it has at most kMaxRawIdentityBytes
+// bytes, else '#' + its SHA-256 digest (32 bytes). The first byte tells the forms apart, so no
+// short identity can name a long one's state.
+void stored_identity(std::string& out, std::string_view identity) {
   out.clear();
-  out.reserve(policy.size() + 1 + identity.size());
+  if (identity.size() <= kMaxRawIdentityBytes) {
+    out.reserve(1 + identity.size());
+    out.push_back('=');
+    out.append(identity);
+    return;
+  }
+  std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
+  SHA256(reinterpret_cast<const unsigned char*>(identity.data()), identity.size(), digest.data());
+  out.reserve(1 + digest.size());
+  out.push_back('#');
+  out.append(reinterpret_cast<const char*>(digest.data()), digest.size());
+}
+
+// Keys are "<policy>\0<stored identity>": policy names never contain NUL, so the first NUL
+// separates them whatever bytes the identity holds.
+void make_key(std::string& out, std::string_view policy, std::string_view stored) {
+  out.clear();
+  out.reserve(policy.size() + 1 + stored.size());
   out.append(policy);
   out.push_back('\0');
-  out.append(identity);
+  out.append(stored);
 }
 
 // Up to this many policies per request are looked up without allocating.
@@ -21,9 +41,11 @@ constexpr std::size_t kInlinePolicies = 8;
 
 }  // namespace
 
-MemoryStore::MemoryStore(const MemoryStoreOptions& options, const Clock& clock) : clock_(clock) {
-  const std::size_t shards = std::max<std::size_t>(1, options.shards);
-  per_shard_ = std::max<std::size_t>(1, options.max_keys / shards);
+MemoryStore::MemoryStore(const MemoryStoreOptions& options, const Clock& clock)
+    : clock_(clock) {
+  const std::size_t max_keys = std::max<std::size_t>(1, options.max_keys);
+  const std::size_t shards = std::clamp<std::size_t>(options.shards, 1, max_keys);
+  per_shard_ = max_keys / shards;
   shards_.reserve(shards);
   for (std::size_t i = 0; i < shards; ++i) shards_.push_back(std::make_unique<Shard>());
 }
@@ -33,8 +55,8 @@ bool MemoryStore::ExpiryOrder::operator()(const Node* a, const Node* b) const {
                                                       : std::less<const Node*>{}(a, b);
 }
 
-MemoryStore::Shard& MemoryStore::shard_for(std::string_view identity) {
-  return *shards_[std::hash<std::string_view>{}(identity) % shards_.size()];
+MemoryStore::Shard& MemoryStore::shard_for(std::string_view stored) {
+  return *shards_[std::hash<std::string_view>{}(stored) % shards_.size()];
 }
 
 std::size_t MemoryStore::drop_expired(Shard& shard, std::int64_t now_us, std::size_t budget) {
@@ -51,15 +73,28 @@ std::size_t MemoryStore::drop_expired(Shard& shard, std::int64_t now_us, std::si
   return dropped;
 }
 
-void MemoryStore::make_room(Shard& shard, std::int64_t now_us) {
-  if (shard.map.size() < per_shard_) return;
-  if (drop_expired(shard, now_us, shard.by_expiry.size()) > 0) return;
-  // Every state is live: forget the one nearest to full.
-  auto first = shard.by_expiry.begin();
-  const Node* node = *first;
-  shard.by_expiry.erase(first);
-  shard.map.erase(node->first);
-  ++shard.evicted;
+bool MemoryStore::make_room(Shard& shard, std::int64_t now_us, std::size_t needed,
+                            std::span<Node* const> keep) {
+  if (shard.map.size() + needed <= per_shard_) return true;
+  // Only states equivalent to no state go, and all of them at once (the next insertions find
+  // room without another walk). A node this decision found, expired, is kept for reuse.
+  std::size_t dropped = 0;
+  for (auto it = shard.by_expiry.begin();
+       it != shard.by_expiry.end() && (*it)->second.expires_us <= now_us;) {
+    const Node* node = *it;
+    if (std::find(keep.begin(), keep.end(), node) != keep.end()) {
+      ++it;
+      continue;
+    }
+    it = shard.by_expiry.erase(it);
+    shard.map.erase(node->first);
+    ++dropped;
+  }
+  shard.evicted += dropped;
+  if (shard.map.size() + needed <= per_shard_) return true;
+  // Every other state still counts: forgetting one would give its client a new budget.
+  ++shard.refused;
+  return false;
 }
 
 Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
@@ -69,6 +104,8 @@ Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
   const std::int64_t now_us = to_us(now);
 
   thread_local std::string key;
+  thread_local std::string stored;
+  stored_identity(stored, request.identity);
   std::array<std::optional<State>, kInlinePolicies> inline_states;
   std::array<Node*, kInlinePolicies> inline_nodes;
   std::vector<std::optional<State>> heap_states;
@@ -85,14 +122,14 @@ Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
     nodes = heap_nodes;
   }
 
-  Shard& shard = shard_for(request.identity);
+  Shard& shard = shard_for(stored);
   std::lock_guard lock(shard.mu);
   // One lookup per key. A state whose ttl has passed reads as no state, as if dropped, but its
   // node is kept: when this decision writes the key again (a client whose bucket refilled
   // between two requests, the common case for a quiet client or a generous limit), the node is
   // reused instead of freed and reallocated with its index node.
   for (std::size_t i = 0; i < n; ++i) {
-    make_key(key, request.charges[i].policy->name, request.identity);
+    make_key(key, request.charges[i].policy->name, stored);
     auto it = shard.map.find(std::string_view(key));
     nodes[i] = it == shard.map.end() ? nullptr : &*it;
     if (nodes[i] != nullptr && nodes[i]->second.expires_us > now_us) {
@@ -101,9 +138,30 @@ Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
   }
   Evaluation eval = evaluate(request.charges, states, now);
 
-  // Keys that exist first: nothing has been erased yet, so every node found above is still
-  // there (rehashing moves no node). Then new keys, whose insertion may have to make room by
-  // erasing others.
+  // New keys this decision writes (a policy given twice is one key; a state written with no
+  // ttl is no state and is not inserted). Room is made for all of them before anything is
+  // written, or the decision is refused and nothing is written: all or nothing.
+  std::size_t new_keys = 0;
+  for (std::size_t j = 0; j < eval.writes.size(); ++j) {
+    const StateWrite& w = eval.writes[j];
+    if (nodes[w.index] != nullptr || w.ttl.count() <= 0) continue;
+    const std::string& name = request.charges[w.index].policy->name;
+    bool seen = false;
+    for (std::size_t k = 0; k < j && !seen; ++k) {
+      const StateWrite& o = eval.writes[k];
+      seen = nodes[o.index] == nullptr && o.ttl.count() > 0 &&
+             request.charges[o.index].policy->name == name;
+    }
+    new_keys += seen ? 0 : 1;
+  }
+  if (new_keys > 0 && !make_room(shard, now_us, new_keys, nodes)) {
+    return fail(ErrorCode::kUnavailable,
+                "memory store full: " + std::to_string(capacity()) +
+                    " keys (memory.max_keys), none free to evict");
+  }
+
+  // Keys that exist first: make_room erased none of the nodes found above (rehashing moves no
+  // node). Then new keys.
   bool inserts = false;
   for (const StateWrite& w : eval.writes) {
     Node* node = nodes[w.index];
@@ -117,13 +175,12 @@ Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
   if (inserts) {
     for (const StateWrite& w : eval.writes) {
       if (nodes[w.index] != nullptr) continue;
-      make_key(key, request.charges[w.index].policy->name, request.identity);
+      make_key(key, request.charges[w.index].policy->name, stored);
       const std::int64_t expires_us = now_us + w.ttl.count();
-      // Looked up again: make_room may have erased a node, and a policy given twice in one
-      // request has its key inserted by the first of its writes.
+      // A policy given twice in one request has its key inserted by the first of its writes.
       auto it = shard.map.find(std::string_view(key));
       if (it == shard.map.end()) {
-        make_room(shard, now_us);
+        if (w.ttl.count() <= 0) continue;  // equivalent to no state: nothing to hold
         it = shard.map.emplace(key, Entry{}).first;
         it->second.expires_us = expires_us;
         // A new state usually expires after every other (ttls of one policy are alike): the
@@ -152,12 +209,14 @@ Result<void> MemoryStore::refund_now(const RefundRequest& request) {
   std::vector<std::optional<State>> states(n);
   std::vector<Node*> nodes(n, nullptr);
   std::string key;
+  std::string stored;  // as decide() stores it (long identities as their digest)
+  stored_identity(stored, request.identity);
 
-  Shard& shard = shard_for(request.identity);
+  Shard& shard = shard_for(stored);
   std::lock_guard lock(shard.mu);
   for (std::size_t i = 0; i < n; ++i) {
     if (charges[i].cost == 0) continue;
-    make_key(key, charges[i].policy->name, request.identity);
+    make_key(key, charges[i].policy->name, stored);
     auto it = shard.map.find(std::string_view(key));
     if (it == shard.map.end() || it->second.expires_us <= now_us) continue;  // nothing to give back
     nodes[i] = &*it;
@@ -260,6 +319,28 @@ std::uint64_t MemoryStore::evicted_count() const {
     total += s->evicted;
   }
   return total;
+}
+
+std::uint64_t MemoryStore::refused_count() const {
+  std::uint64_t total = 0;
+  for (const auto& s : shards_) {
+    std::lock_guard lock(s->mu);
+    total += s->refused;
+  }
+  return total;
+}
+
+MemoryStoreStats MemoryStore::stats() const {
+  MemoryStoreStats out;
+  out.capacity = capacity();
+  for (const auto& s : shards_) {
+    std::lock_guard lock(s->mu);
+    out.keys += s->map.size();
+    out.expired += s->expired;
+    out.evicted += s->evicted;
+    out.refused += s->refused;
+  }
+  return out;
 }
 
 }  // namespace fg::memory

@@ -4,11 +4,23 @@
 // lock while it reads, evaluates and writes them, so decisions on one identity are serialised
 // and exact under any number of threads. Different identities mostly take different locks.
 //
-// Memory: at most max(1, max_keys / shards) states per shard. Each shard keeps its states ordered
-// by expiry. A state whose ttl has passed is equivalent to no state and is dropped (a few on every
-// decision, all before any eviction). Only when the shard is full of live states is one evicted:
-// the one nearest to expiring, i.e. nearest to full, whose loss admits the fewest extra requests
-// (it fails open for that one client, never closed for anyone).
+// Memory: at most max_keys / shards states per shard (shards is lowered to max_keys when it is
+// larger, so capacity() <= max_keys). Each shard keeps its states ordered by expiry: a state's
+// expiry is the instant from which it decides exactly as no state would (a full bucket, a window
+// that no longer counts). A state past its expiry is dropped (a few on every decision, all of
+// them when a shard is full and a new key must be inserted: counted as evictions). A state before
+// its expiry, i.e. a client that has spent part of its budget, is never dropped to make room: when
+// a shard is full of such states, a decision that would insert a new key is refused
+// (kUnavailable, "memory store full: N keys"), before anything is written, and counted as a
+// refusal. Forgetting a spent state would hand that client a new budget, so a flood of fresh
+// identities could reset every exhausted client; refusing the newcomer instead lets the caller
+// apply on_store_error to it alone, while every identity already held keeps deciding exactly.
+//
+// Keys: "<policy>\0=<identity>" for an identity of at most kMaxRawIdentityBytes bytes,
+// "<policy>\0#<SHA-256 of the identity>" (32 raw bytes) for a longer one, so a state's memory is
+// bounded whatever the identity's length. The '=' / '#' byte keeps the two forms apart: no short
+// identity, whatever its bytes, gives the key of a hashed one. Two long identities share a state
+// only if their SHA-256 digests collide.
 //
 // Thread safety: every public method is thread-safe.
 #pragma once
@@ -17,6 +29,7 @@
 #include <functional>
 #include <memory>
 #include <set>
+#include <span>
 #include <utility>
 #include <mutex>
 #include <string>
@@ -27,6 +40,9 @@
 #include "floodgate/store.h"
 
 namespace fg::memory {
+
+// Identities longer than this are stored as their SHA-256 digest.
+inline constexpr std::size_t kMaxRawIdentityBytes = 64;
 
 class MemoryStore final : public Store {
  public:
@@ -46,9 +62,14 @@ class MemoryStore final : public Store {
   // States held now, over all shards (takes every shard's lock in turn).
   std::size_t size() const;
   std::size_t capacity() const { return per_shard_ * shards_.size(); }
-  // States dropped because their ttl had passed / evicted while still live.
+  // States dropped by the steady clean-up because their ttl had passed.
   std::uint64_t expired_count() const;
+  // States equivalent to no state (ttl passed) dropped to make room for a new key.
   std::uint64_t evicted_count() const;
+  // Decisions refused because their shard was full of states that still count.
+  std::uint64_t refused_count() const;
+  // All of the above at once (each shard's lock taken once, in turn).
+  MemoryStoreStats stats() const;
 
  private:
   struct StringHash {
@@ -77,12 +98,18 @@ class MemoryStore final : public Store {
     ExpiryIndex by_expiry;
     std::uint64_t expired = 0;
     std::uint64_t evicted = 0;
+    std::uint64_t refused = 0;
   };
 
-  Shard& shard_for(std::string_view identity);
+  // `stored` is the identity as keys hold it (see make_key).
+  Shard& shard_for(std::string_view stored);
   // Drops up to `budget` states whose ttl has passed; returns how many it dropped.
   std::size_t drop_expired(Shard& shard, std::int64_t now_us, std::size_t budget);
-  void make_room(Shard& shard, std::int64_t now_us);
+  // Makes room for `needed` new keys by dropping states whose ttl has passed (all of them, except
+  // the nodes in `keep`, which this decision reuses). False when they would still not fit: no
+  // state that still counts is ever dropped.
+  bool make_room(Shard& shard, std::int64_t now_us, std::size_t needed,
+                 std::span<Node* const> keep);
   // Sets `node`'s expiry to `expires_us`, moving it in the shard's expiry index if it must.
   static void rekey(Shard& shard, Node& node, std::int64_t expires_us);
 

@@ -1,6 +1,9 @@
 #include "store/memory/memory_store.h"
 
 #include <gtest/gtest.h>
+#include <openssl/sha.h>
+
+#include <array>
 
 #include "store_conformance.h"
 
@@ -26,16 +29,90 @@ using test::decide;
 TEST(MemoryStore, AFloodOfDistinctKeysStaysWithinMaxKeys) {
   ManualClock clock;
   MemoryStore store(MemoryStoreOptions{.max_keys = 1000, .shards = 8}, clock);
-  const Policy p = conformance_policy("p", Algorithm::kTokenBucket, 10);
+  const Policy p = conformance_policy("p", Algorithm::kTokenBucket, 10, std::chrono::seconds(60));
+  int allowed = 0, refused = 0;
   for (int i = 0; i < 100'000; ++i) {
-    ASSERT_TRUE(decide(store, "client-" + std::to_string(i), {{&p, 1}})->allowed);
+    auto r = decide(store, "client-" + std::to_string(i), {{&p, 1}});
+    if (r) {
+      EXPECT_EQ(r->headline().remaining, 9);
+      ++allowed;
+    } else {
+      EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+      ++refused;
+    }
   }
-  EXPECT_LE(store.size(), store.capacity());
   EXPECT_EQ(store.capacity(), 1000u);
-  EXPECT_GE(store.evicted_count(), 99'000u);
+  EXPECT_EQ(store.size(), store.capacity());  // every shard filled before refusing
+  EXPECT_EQ(allowed, 1000);
+  EXPECT_EQ(store.refused_count(), static_cast<std::uint64_t>(refused));
+  EXPECT_EQ(store.evicted_count(), 0u);  // every state held had spent a token
+  // 6 s later every bucket is full again: newcomers are admitted by evicting those states.
+  clock.advance(std::chrono::seconds(6));
+  // (Each shard holds 125; identities spread over them unevenly, so some are still refused.)
+  int later = 0;
+  for (int i = 0; i < 100'000 && later < 1000; ++i) {
+    later += decide(store, "later-" + std::to_string(i), {{&p, 1}}).has_value();
+  }
+  EXPECT_EQ(later, 1000);
+  EXPECT_EQ(store.evicted_count(), 1000u);
+  EXPECT_EQ(store.size(), 1000u);
 }
 
-TEST(MemoryStore, DropsFullStatesBeforeEvictingLiveOnes) {
+// The attack this store must resist: spend a budget, then flood the store with fresh identities
+// so that the spent state is evicted and the next request starts with a full bucket.
+TEST(MemoryStore, AFloodOfFreshIdentitiesNeverResetsASpentClient) {
+  ManualClock clock;
+  MemoryStore store(MemoryStoreOptions{.max_keys = 100, .shards = 1}, clock);
+  // A token per 6 s.
+  const Policy p = conformance_policy("p", Algorithm::kTokenBucket, 10, std::chrono::seconds(60));
+  const Policy quick = conformance_policy("quick", Algorithm::kTokenBucket, 10,
+                                          std::chrono::seconds(1));
+  // 50 clients out of tokens, 30 with 4 spent, 20 that will be full again in 0.1 s.
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(decide(store, "spent-" + std::to_string(i), {{&p, 10}})->allowed);
+  }
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_TRUE(decide(store, "partial-" + std::to_string(i), {{&p, 4}})->allowed);
+  }
+  for (int i = 0; i < 20; ++i) decide(store, "idle-" + std::to_string(i), {{&quick, 1}});
+  ASSERT_EQ(store.size(), 100u);
+  clock.advance(std::chrono::milliseconds(200));
+
+  // Each fresh identity spends its whole budget: its state expires after every state above,
+  // so a store that evicted the live state nearest to full would forget the victims first.
+  int admitted = 0;
+  for (int i = 0; i < 5000; ++i) {
+    auto r = decide(store, "fresh-" + std::to_string(i), {{&p, 10}});
+    if (r) {
+      EXPECT_EQ(r->headline().remaining, 0);
+      ++admitted;
+      continue;
+    }
+    EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+    EXPECT_EQ(r.error().message, "memory store full: 100 keys (memory.max_keys), none free to evict");
+  }
+  EXPECT_EQ(admitted, 20);  // the room the 20 full buckets made, and no more
+  EXPECT_EQ(store.evicted_count(), 20u);
+  EXPECT_EQ(store.refused_count(), 4980u);
+  EXPECT_EQ(store.size(), 100u);
+  // Every spent client is still denied, every partly spent one keeps exactly what it had
+  // (6 tokens, plus 0.2 s of refill: a third of a token).
+  for (int i = 0; i < 50; ++i) {
+    auto r = decide(store, "spent-" + std::to_string(i), {{&p, 1}});
+    ASSERT_TRUE(r);
+    EXPECT_FALSE(r->allowed) << i;
+    EXPECT_EQ(r->headline().remaining, 0);
+  }
+  for (int i = 0; i < 30; ++i) {
+    auto r = decide(store, "partial-" + std::to_string(i), {{&p, 6}});
+    ASSERT_TRUE(r);
+    EXPECT_TRUE(r->allowed) << i;
+    EXPECT_EQ(r->headline().remaining, 0);
+    EXPECT_FALSE(decide(store, "partial-" + std::to_string(i), {{&p, 1}})->allowed);
+  }
+}
+
+TEST(MemoryStore, DropsFullStatesBeforeRefusing) {
   ManualClock clock;
   MemoryStore store(MemoryStoreOptions{.max_keys = 100, .shards = 1}, clock);
   const Policy quick = conformance_policy("quick", Algorithm::kTokenBucket, 10,
@@ -45,26 +122,86 @@ TEST(MemoryStore, DropsFullStatesBeforeEvictingLiveOnes) {
   for (int i = 0; i < 50; ++i) decide(store, "live-" + std::to_string(i), {{&slow, 1}});
   for (int i = 0; i < 50; ++i) decide(store, "idle-" + std::to_string(i), {{&quick, 1}});
   clock.advance(std::chrono::milliseconds(200));
-  for (int i = 0; i < 50; ++i) decide(store, "new-" + std::to_string(i), {{&slow, 1}});
-  EXPECT_EQ(store.evicted_count(), 0u);
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(decide(store, "new-" + std::to_string(i), {{&slow, 1}}));
+  EXPECT_EQ(store.evicted_count(), 50u);  // the full buckets, all at the first insertion
+  EXPECT_EQ(store.refused_count(), 0u);
   EXPECT_EQ(store.size(), 100u);
   for (int i = 0; i < 50; ++i) {
     EXPECT_EQ(decide(store, "live-" + std::to_string(i), {{&slow, 0}})->headline().remaining, 9);
   }
+  EXPECT_FALSE(decide(store, "one-more", {{&slow, 1}}));
 }
 
-TEST(MemoryStore, EvictsTheStateNearestToFullWhenNothingHasExpired) {
+TEST(MemoryStore, RefusesANewKeyRatherThanEvictALiveState) {
   ManualClock clock;
   MemoryStore store(MemoryStoreOptions{.max_keys = 3, .shards = 1}, clock);
   const Policy p = conformance_policy("p", Algorithm::kTokenBucket, 10);
   decide(store, "a", {{&p, 3}});
-  decide(store, "b", {{&p, 1}});  // one token short of full: the cheapest to forget
+  decide(store, "b", {{&p, 1}});  // one token short of full: still a spent budget
   decide(store, "c", {{&p, 2}});
-  decide(store, "d", {{&p, 1}});
-  EXPECT_EQ(store.evicted_count(), 1u);
+  auto d = decide(store, "d", {{&p, 1}});
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(store.evicted_count(), 0u);
+  EXPECT_EQ(store.refused_count(), 1u);
   EXPECT_EQ(decide(store, "a", {{&p, 0}})->headline().remaining, 7);
-  EXPECT_EQ(decide(store, "b", {{&p, 0}})->headline().remaining, 10);  // forgotten
+  EXPECT_EQ(decide(store, "b", {{&p, 0}})->headline().remaining, 9);
   EXPECT_EQ(decide(store, "c", {{&p, 0}})->headline().remaining, 8);
+  // A peek and a request that is denied write nothing: they need no room.
+  EXPECT_TRUE(decide(store, "d", {{&p, 0}})->allowed);
+  EXPECT_FALSE(decide(store, "d", {{&p, 11}})->allowed);
+  EXPECT_EQ(store.refused_count(), 1u);
+}
+
+// A request whose identity is held for one policy but new for another is refused as a whole:
+// nothing is consumed from the state it has.
+TEST(MemoryStore, ARefusalConsumesNothing) {
+  ManualClock clock;
+  MemoryStore store(MemoryStoreOptions{.max_keys = 2, .shards = 1}, clock);
+  const Policy p = conformance_policy("p", Algorithm::kTokenBucket, 10);
+  const Policy q = conformance_policy("q", Algorithm::kTokenBucket, 10);
+  ASSERT_TRUE(decide(store, "a", {{&p, 1}}));
+  ASSERT_TRUE(decide(store, "b", {{&p, 1}}));
+  EXPECT_FALSE(decide(store, "a", {{&p, 1}, {&q, 1}}));
+  EXPECT_EQ(decide(store, "a", {{&p, 0}})->headline().remaining, 9);
+  EXPECT_EQ(store.size(), 2u);
+  // The same policy twice is one key: with room for one, it fits.
+  MemoryStore one(MemoryStoreOptions{.max_keys = 1, .shards = 1}, clock);
+  auto r = decide(one, "x", {{&p, 1}, {&p, 1}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(one.size(), 1u);
+}
+
+TEST(MemoryStore, LongIdentitiesAreHeldAsTheirDigest) {
+  ManualClock clock;
+  MemoryStore store(MemoryStoreOptions{.max_keys = 100, .shards = 4}, clock);
+  const Policy p = conformance_policy("p", Algorithm::kTokenBucket, 10);
+  const std::string base(1024, 'k');
+  std::string other = base;
+  other.back() = 'x';  // differs in the last byte only
+  ASSERT_TRUE(decide(store, base, {{&p, 10}})->allowed);
+  EXPECT_FALSE(decide(store, base, {{&p, 1}})->allowed);     // the same identity: one state
+  EXPECT_TRUE(decide(store, other, {{&p, 1}})->allowed);     // another one: its own state
+  EXPECT_EQ(decide(store, other, {{&p, 0}})->headline().remaining, 9);
+  // 64 bytes are held as they are, 65 hashed; neither shares state with the other.
+  const std::string at(64, 'k'), over(65, 'k');
+  EXPECT_EQ(decide(store, at, {{&p, 2}})->headline().remaining, 8);
+  EXPECT_EQ(decide(store, over, {{&p, 3}})->headline().remaining, 7);
+  EXPECT_EQ(decide(store, at, {{&p, 0}})->headline().remaining, 8);
+  // A short identity made of the digest bytes (with or without the marker) is another client.
+  std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
+  SHA256(reinterpret_cast<const unsigned char*>(base.data()), base.size(), digest.data());
+  const std::string raw(reinterpret_cast<const char*>(digest.data()), digest.size());
+  EXPECT_EQ(decide(store, raw, {{&p, 0}})->headline().remaining, 10);
+  EXPECT_EQ(decide(store, "#" + raw, {{&p, 0}})->headline().remaining, 10);
+  EXPECT_EQ(store.size(), 4u);
+
+  // A refund finds a long identity's state where decide() put it.
+  auto spent = decide(store, other, {{&p, 5}});
+  ASSERT_TRUE(spent && spent->allowed);
+  const Charge charge{&p, 5};
+  ASSERT_TRUE(store.refund_now(RefundRequest{other, {&charge, 1}, spent->decided_at}));
+  EXPECT_EQ(decide(store, other, {{&p, 0}})->headline().remaining, 9);
 }
 
 // The expiry index stays ordered when states are written again (re-keyed in place or moved):
