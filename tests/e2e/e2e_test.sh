@@ -11,6 +11,8 @@ set -Eeuo pipefail
 case_name=$1
 export FG_BIN=$2
 src=$3
+source "$src/tests/require_tools.sh"
+require_tools redis-server:redis-server redis-cli:redis-tools haproxy:haproxy curl:curl
 run=$(mktemp -d)
 export FG_RUN_DIR=$run/stack
 failures=0
