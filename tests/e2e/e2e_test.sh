@@ -149,8 +149,8 @@ watch_ready() {
   while :; do
     for ((i = 1; i <= FG_INSTANCES; i++)); do
       port=$((FG_INSTANCE_PORT + i - 1))
-      code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$port/readyz" || true)
-      open=$(curl -s -m 2 "http://127.0.0.1:$port/metrics" |
+      code=$(curl -s -o /dev/null -m $((2 * time_scale)) -w '%{http_code}' "http://127.0.0.1:$port/readyz" || true)
+      open=$(curl -s -m $((2 * time_scale)) "http://127.0.0.1:$port/metrics" |
         awk '$1 == "floodgate_store_circuit_open" {print $2}')
       echo "$i $code ${open:-?}" >>"$1"
     done
