@@ -23,7 +23,10 @@
 # MAIN_STORE_TIMEOUT [1s] (store_timeout in (a) and (b)).
 # The whole run takes about 3 minutes. Every process it starts is stopped by PID on exit
 # (stack.sh down). Exit 1 if a stack cannot be started, the clocks were not skewed, or a load got
-# answers other than 200/429 where only those are possible.
+# answers other than 200/429 where only those are possible; and, after writing the report, if any
+# row admitted beyond a guaranteed allowance (bench/accuracy_findings.py: any row of (a) or (b),
+# and in (d) the algorithms that are exact with a true clock). Every sentence of the report that
+# states a finding is computed from this run's tables by bench/accuracy_findings.py.
 # Needs wrk, curl, redis-cli, haproxy, python3 and libfaketime (scripts/deps.sh).
 set -Eeuo pipefail
 
@@ -468,6 +471,9 @@ for mode in allow deny local; do failover_rows "$mode" "$fo_limit" >>"$work/c.md
 
 elapsed=$((SECONDS - started))
 
+# The findings, from the tables above (find-*.md), and the rows that break a guarantee.
+python3 "$root/bench/accuracy_findings.py" "$work" || die "bench/accuracy_findings.py failed"
+
 # beyond_summary ROWS.md: one sentence with the total "beyond" (last column) per algorithm.
 beyond_summary() {
   awk -F'|' '{gsub(/[ *]/, "", $(NF - 1)); b[$2] += $(NF - 1); n[$2]++}
@@ -538,17 +544,16 @@ $(concurrency_header)
 $(cat "$work/a.md")
 
 $(beyond_summary "$work/a.md")
+$(cat "$work/find-a.md")
 
 Both instances decide for the same key at the same time (the decisions column); each decision is
 one \`FCALL\` that reads the state, Redis \`TIME\`, decides and writes, atomically on the master
 that owns the key. Concurrent decisions are therefore serialised by Redis: there is no
 read-modify-write race between instances, whatever the number of instances or connections. The
 1-second policies add refill (100 at the start, then 100 a second), with the exact count
-computed from the Redis clock; admitted is a little below exact there because the interval
-between the two \`TIME\` readings is a little longer than the load. A fixed window grants a new
-\`limit\` in each aligned window the load touches; the sliding window counter, under this steady
-overload, admits about \`limit\` per period and stays under the sliding log's allowance (its
-error on other traffic is measured in (d)).
+computed from the Redis clock. A fixed window grants a new \`limit\` in each aligned window the
+load touches; the sliding window counter approximates the sliding log (its error on other traffic
+is measured in (d)).
 
 ## (b) Instances whose clocks are skewed
 
@@ -562,8 +567,9 @@ $(concurrency_header)
 $(cat "$work/b.md")
 
 $(beyond_summary "$work/b.md")
+$(cat "$work/find-b.md")
 
-The same as (a): skew changes nothing, because no decision reads an instance's clock. The Redis
+Why skew should change nothing: no decision reads an instance's clock. The Redis
 function takes \`now\` from Redis \`TIME\` on the master that holds the key
 (\`src/store/redis/lua/decide.lua\`), so every instance decides on the same clock whatever its own
 says. (An instance's clock only stamps its logs; on the memory store, each instance has its own
@@ -587,6 +593,8 @@ $(cat "$work/c.md")
 
 $(awk '{printf "on_store_error %s: master :%s killed; slot served by the store again afterwards: %s; HAProxy took an instance out of rotation %d times and had none left %d times.  \n", $1, $2, $3, $4, $5}' "$work/fo-summary")
 
+$(cat "$work/find-c.md")
+
 Where the excess comes from:
 
 - **Fail-open decisions** (\`allow\`): while the slot has no master, every decision for it fails
@@ -599,18 +607,19 @@ Where the excess comes from:
   per window).
 - **Deny** (\`deny\`): those requests get 503; nothing degraded is admitted.
 - **503 from HAProxy** would be no admission but an outage of the whole API, every slot
-  included: no instance in rotation. It is 0 because \`/readyz\` depends on the store probe
-  only, not on the circuit breaker, which is per instance and which the dead master's failures
-  open while the other masters answer. (When it did depend on it, this load kept both
-  instances' breakers open, both left the rotation, and HAProxy answered 22–65 % of the
-  requests of this test with 503 in one run; \`e2e.redis_failover_concurrent\` checks it.)
+  included: no instance in rotation (this run's count is above). \`/readyz\` depends on the store
+  probe only, not on the circuit breaker, which is per instance and which the dead master's
+  failures open while the other masters answer; when it depended on the breaker, this load kept
+  both instances' breakers open and both left the rotation. \`e2e.redis_failover_concurrent\`
+  fails if that comes back (/readyz not 200 on an instance, or an instance out of HAProxy, while
+  the load's master fails over), and \`server_readiness_test\` checks the rule itself.
 - **Asynchronous replication**: a master acknowledges a write before its replica has it. The
   writes of the last moments before the kill can be missing on the promoted replica, which then
   admits those tokens again ("store admits beyond exact": 200s decided by the store beyond the
   exact count). It errs on the client's side and is bounded by the writes the replica had not
   received when the master died (on loopback, the last few milliseconds of writes); whether any
   are lost depends on where the kill lands, so it varies from run to run and mode to mode
-  (in earlier runs on this machine: 0 to 10 per load).
+  (this run's range is above).
   \`WAIT\` after each write would close it at the cost of a round trip to the replica per
   decision; floodgate does not.
 
@@ -637,21 +646,18 @@ $(cat "$work/window.md")
 
 Reading it:
 
-- **token_bucket and gcra** against the arrival curve: with a true clock, every decision is the
-  exact one (0 false admits, 0 false denies, 0 beyond on every pattern): integer microseconds and
-  scaled tokens leave nothing to round.
+- With a true clock, in this run: $(cat "$work/find-d-exact.md") Integer microseconds and scaled
+  tokens leave nothing to round, so any false admit or beyond here fails \`make bench-accuracy\`.
 - **sliding_window** (two counters, the previous window weighted by its overlap) approximates the
-  sliding log and is close when the previous window's traffic was spread evenly (steady 0.9x:
-  identical; steady 2x: 99 rather than 100 per period, because after a full window the previous
-  window's weight is above 0 until the window ends, so at most limit − 1 fit). It is furthest off
-  when the previous window's requests were bunched: at the window's end (edge burst + steady), the
-  weight undercounts them and it admits nearly \`limit\` more within one sliding period than the
-  log allows (the worst case of the algorithm: up to 2 × limit − 1 in one period); bunched at its
-  start, it overcounts them and denies what the log would admit. A false deny is judged against
-  the same history, so a counter that admits the same number a fraction of a second later than the
-  log shows many false denies (steady 2x) while the totals differ by 1%.
-- **fixed_window** is exact against its own definition (aligned windows) and, against a sliding
-  log, admits up to 2 × limit around a window edge (beyond = limit on edge bursts).
+  sliding log. This run: $(cat "$work/find-d-sliding.md") Under steady overload at most limit − 1
+  fit after a full window (the previous window's weight is above 0 until the window ends). When
+  the previous window's requests were bunched at its end (edge burst + steady), the weight
+  undercounts them (the worst case of the algorithm: up to 2 × limit − 1 in one period); bunched
+  at its start, it overcounts them and denies what the log would admit. A false deny is judged
+  against the same history, so a counter that admits the same number a little later than the log
+  shows many false denies while the totals stay close.
+- **fixed_window** against its own definition (aligned windows) is in the first bullet; against a
+  sliding log it can admit up to 2 × limit around a window edge (this run, $(cat "$work/find-d-fixed.md")).
 - **skewed clocks** (each instance passing its own wall clock as \`now\`, which floodgate on Redis
   does not do): for token bucket and GCRA the skew mostly turns into false denies: the instance
   that is behind finds a state stamped in its future and gets no refill until its clock passes
@@ -659,6 +665,7 @@ Reading it:
   writes a fresh state and the fast one then refills from its stamp (up to limit × (5 + 7) s /
   period at once); here at most the "beyond" shown. Windows start and end on the
   instances' clocks, so a skewed fixed window no longer holds even to its own aligned windows.
+  This run, $(cat "$work/find-d-skewed.md").
   This is why the Redis function reads \`TIME\` itself.
 
 ## Commands
@@ -674,3 +681,8 @@ Each load: \`FG_KEY=<fresh key> wrk -t2 -c$CONNECTIONS -d${DURATION}s --timeout 
 EOF
 } >"$out"
 log "done in ${elapsed}s"
+if [[ -s $work/violations.txt ]]; then
+  log "rows admitted beyond a guaranteed allowance:"
+  sed 's/^/  /' "$work/violations.txt" >&2
+  exit 1
+fi

@@ -49,7 +49,10 @@ class LuaVectors : public ::testing::Test {
   void SetUp() override {
     std::string why;
     server_ = RedisServer::start({}, &why);
-    if (!server_) GTEST_SKIP() << "no redis-server: " << why;
+    if (!server_) {
+      if (!RedisServer::installed()) FG_MISSING_TOOL(why);
+      FAIL() << "redis-server did not start: " << why;
+    }
     const AdminReply loaded =
         server_->command({"FUNCTION", "LOAD", "REPLACE", redis::library_code()});
     ASSERT_FALSE(loaded.is_error) << loaded.str;

@@ -4,6 +4,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -16,8 +17,10 @@
 #include "floodgate/policy.h"
 #include "floodgate/store.h"
 #include "http/handler.h"
+#include "http/identity.h"
 #include "http/server.h"
 #include "store/open_store.h"
+#include "store/redis/keys.h"
 
 namespace fg::app {
 
@@ -214,6 +217,56 @@ int run_serve(const ServeArgs& args, std::ostream& err) {
   (*server)->wait();
   spdlog::info("stopped");
   return 0;
+}
+
+int run_debug_key(const DebugKeyArgs& args, std::ostream& out, std::ostream& err) {
+  Result<config::Config> cfg =
+      args.config_path ? config::load_config_file(*args.config_path) : config::default_config();
+  if (!cfg) {
+    err << cfg.error().message << '\n';
+    return kExitNoDecision;
+  }
+  if (cfg->find_policy(args.policy) == nullptr) {
+    err << "unknown policy " << config::quote(args.policy) << " in " << cfg->source << '\n';
+    return kExitNoDecision;
+  }
+  std::string identity;
+  if (args.identity) {
+    identity = *args.identity;
+  } else if (args.header) {
+    const std::size_t colon = args.header->find(':');
+    if (colon == std::string::npos) {
+      err << "--header: want \"Name: value\"\n";
+      return kExitUsage;
+    }
+    const std::string name = args.header->substr(0, colon);
+    const std::string value = args.header->substr(colon + 1);
+    const http::HeaderLookup lookup =
+        [&](std::string_view wanted) -> std::optional<std::string_view> {
+      if (wanted.size() != name.size()) return std::nullopt;
+      for (std::size_t i = 0; i < name.size(); ++i) {
+        if (std::tolower(static_cast<unsigned char>(wanted[i])) !=
+            std::tolower(static_cast<unsigned char>(name[i]))) {
+          return std::nullopt;
+        }
+      }
+      return std::string_view(value);
+    };
+    auto peer = config::parse_ip("127.0.0.1");
+    auto id = http::identify(cfg->identity, lookup, *peer, "", cfg->trusted_proxies);
+    if (!id) {
+      err << "no identity source of the config is present in --header\n";
+      return kExitNoDecision;
+    }
+    identity = std::move(*id);
+  } else {
+    err << "--identity or --header is required\n";
+    return kExitUsage;
+  }
+  const std::string key =
+      redis::make_key(cfg->key_prefix, redis::make_tag_key(cfg->key_secret), identity, args.policy);
+  out << key << ' ' << redis::key_slot(key) << '\n';
+  return kExitOk;
 }
 
 }  // namespace fg::app

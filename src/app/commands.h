@@ -56,4 +56,18 @@ struct ServeArgs {
 // config, bad flag, address in use), with the reason on `err`.
 int run_serve(const ServeArgs& args, std::ostream& err);
 
+struct DebugKeyArgs {
+  std::optional<std::string> config_path;  // none: the built-in default config
+  std::string policy;
+  std::optional<std::string> identity;  // the identity as an instance names it ("key:x-api-key:k")
+  std::optional<std::string> header;  // or a request header "Name: value", identified as serve does
+};
+
+// `floodgate debug-key` (hidden; for tests and operators): the Redis key and cluster slot an
+// instance with this config uses for (identity, policy), computed by the store's own code
+// (store/redis/keys.h: key_prefix, key_secret): "<key> <slot>" on `out`. With --header, the
+// identity is what serve derives from that one header under the config's identity sources
+// (a request from 127.0.0.1 with no X-Forwarded-For). Exit 0, or 2 with the reason on `err`.
+int run_debug_key(const DebugKeyArgs& args, std::ostream& out, std::ostream& err);
+
 }  // namespace fg::app

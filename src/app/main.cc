@@ -55,6 +55,22 @@ int main(int argc, char** argv) {
   CLI::Option* serve_threads_opt =
       serve->add_option("--threads", serve_threads, "Server threads, overriding `threads`");
 
+  // Hidden (no help group): the Redis key and slot of an identity, for the end-to-end tests and
+  // bench/accuracy.sh, which must aim at the master that really holds a client's key.
+  fg::app::DebugKeyArgs debug_key_args;
+  std::string debug_key_config, debug_key_identity, debug_key_header;
+  CLI::App* debug_key = app.add_subcommand(
+      "debug-key", "Print the Redis key and cluster slot an instance uses for an identity");
+  debug_key->group("");
+  CLI::Option* debug_key_config_opt =
+      debug_key->add_option("--config", debug_key_config, "The YAML config file");
+  debug_key->add_option("--policy", debug_key_args.policy, "The policy's name")->required();
+  CLI::Option* debug_key_identity_opt = debug_key->add_option(
+      "--identity", debug_key_identity, "The identity as instances name it (key:x-api-key:k)");
+  CLI::Option* debug_key_header_opt = debug_key->add_option(
+      "--header", debug_key_header, "A request header \"Name: value\", identified as serve does");
+  debug_key_identity_opt->excludes(debug_key_header_opt);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -76,6 +92,12 @@ int main(int argc, char** argv) {
     if (serve_store_opt->count() > 0) serve_args.store = serve_store;
     if (serve_threads_opt->count() > 0) serve_args.threads = serve_threads;
     return fg::app::run_serve(serve_args, std::cerr);
+  }
+  if (debug_key->parsed()) {
+    if (debug_key_config_opt->count() > 0) debug_key_args.config_path = debug_key_config;
+    if (debug_key_identity_opt->count() > 0) debug_key_args.identity = debug_key_identity;
+    if (debug_key_header_opt->count() > 0) debug_key_args.header = debug_key_header;
+    return fg::app::run_debug_key(debug_key_args, std::cout, std::cerr);
   }
   return fg::app::kExitUsage;  // unreachable: require_subcommand(1)
 }

@@ -430,6 +430,44 @@ TEST(Hostile, AdminListenerAnswersWhileThePublicOneIsFull) {
   EXPECT_NE(m->body().find("floodgate_connections_rejected_total 1"), std::string::npos);
 }
 
+TEST(Hostile, TheAdminListenerHoldsAtMost64ConnectionsOfItsOwn) {
+  // server.h: the admin listener has its own small limit (64), whatever max_connections says, and
+  // public connections never count against it (nor admin ones against the public limit).
+  Running r =
+      start_server(config("admin_listen: 127.0.0.1:0\nserver:\n  max_connections: 1000\n"));
+  ASSERT_TRUE(r.server);
+  const std::uint16_t admin = r.server->admin_port();
+  std::vector<std::unique_ptr<Client>> held;
+  for (int i = 0; i < 64; ++i) {
+    held.push_back(std::make_unique<Client>(admin));
+    auto res = held.back()->get("/healthz");
+    ASSERT_TRUE(res) << i;
+    ASSERT_EQ(res->result_int(), 200u) << i;
+  }
+  // The 65th is refused as over-capacity public connections are: a whole 503, then closed.
+  Client over(admin);
+  ASSERT_TRUE(over.connected());
+  auto refused = over.read();
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->result_int(), 503u);
+  EXPECT_NE(refused->body().find("too many connections"), std::string::npos);
+  EXPECT_TRUE(over.closed_by_server());
+  // The public listener is unaffected, and the held admin connections are still served.
+  auto pub = get_once(r.port, "/api/x", {{"X-API-Key", "public"}});
+  ASSERT_TRUE(pub);
+  EXPECT_EQ(pub->result_int(), 200u);
+  auto m = held.front()->get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->result_int(), 200u);
+  // One admin connection leaves: a new one is accepted.
+  held.pop_back();
+  EXPECT_TRUE(eventually([&] {
+    Client again(admin);
+    auto res = again.get("/healthz");
+    return res && res->result_int() == 200;
+  }));
+}
+
 TEST(Hostile, WithoutAdminListenMetricsStayOnThePublicListener) {
   Running r = start_server(config(""));
   ASSERT_TRUE(r.server);

@@ -48,7 +48,7 @@ std::pair<int, int> hammer(std::uint16_t port, const std::string& key, int clien
 
 TEST(ServerOnRedis, TwoInstancesShareOneLimitExactly) {
   auto redis = start_redis();
-  if (!redis) GTEST_SKIP() << "redis-server is not installed";
+  if (!redis) FG_MISSING_TOOL("redis-server is not installed (apt-get install redis-server)");
   const std::string url = "redis://" + redis->address();
   Running a = start_server(config_for(url, "allow"));
   Running b = start_server(config_for(url, "allow"));
@@ -68,7 +68,7 @@ TEST(ServerOnRedis, TwoInstancesShareOneLimitExactly) {
 
 TEST(ServerOnRedis, RedisKilledFailsOpenWithinTheTimeoutThenRecovers) {
   auto redis = start_redis();
-  if (!redis) GTEST_SKIP() << "redis-server is not installed";
+  if (!redis) FG_MISSING_TOOL("redis-server is not installed (apt-get install redis-server)");
   const std::string url = "redis://" + redis->address();
   Running open = start_server(config_for(url, "allow"));
   Running closed = start_server(config_for(url, "deny"));
@@ -111,7 +111,8 @@ TEST(ServerOnRedis, RedisKilledFailsOpenWithinTheTimeoutThenRecovers) {
 }
 
 TEST(ServerOnRedis, ClusterLimitHoldsThroughHttp) {
-  if (!fg::test::RedisServer::installed()) GTEST_SKIP() << "redis-server is not installed";
+  if (!fg::test::RedisServer::installed())
+    FG_MISSING_TOOL("redis-server is not installed (apt-get install redis-server)");
   std::string why;
   auto cluster = fg::test::RedisCluster::start(&why);
   ASSERT_TRUE(cluster) << why;
@@ -130,7 +131,7 @@ TEST(ServerOnRedis, ClusterLimitHoldsThroughHttp) {
 // Redis memory is bounded by the clients active within one refill time, whatever the flood.
 TEST(ServerOnRedis, AFloodOfDistinctKeysLeavesOnlyKeysThatExpire) {
   auto redis = start_redis();
-  if (!redis) GTEST_SKIP() << "redis-server is not installed";
+  if (!redis) FG_MISSING_TOOL("redis-server is not installed (apt-get install redis-server)");
   // One request takes 1 of 5 tokens (refilled at 5 per 50 s): full again after 10 s. The
   // sliding and fixed windows of 10 s end within 20 s.
   const std::string yaml =

@@ -55,7 +55,8 @@ dead_port() {
 # start_redis: a redis-server of our own on a free port ($redis_port), stopped by PID on exit.
 redis_pid=""
 start_redis() {
-  command -v redis-server >/dev/null || { echo "redis-server is not installed" >&2; return 1; }
+  source "$src/tests/require_tools.sh"
+  require_tools redis-server:redis-server
   for _ in $(seq 1 10); do
     redis_port=$(dead_port)
     redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \

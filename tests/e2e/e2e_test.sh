@@ -11,6 +11,8 @@ set -Eeuo pipefail
 case_name=$1
 export FG_BIN=$2
 src=$3
+source "$src/tests/require_tools.sh"
+require_tools redis-server:redis-server redis-cli:redis-tools haproxy:haproxy curl:curl
 run=$(mktemp -d)
 export FG_RUN_DIR=$run/stack
 failures=0
@@ -48,8 +50,10 @@ sanitizer_reports() {
   grep -l -E 'SUMMARY: [A-Za-z]+Sanitizer|runtime error:' "$FG_RUN_DIR"/instance-*.log 2>/dev/null || true
 }
 
+watcher=""  # the PID of watch_ready, while it runs
 cleanup() {
   local status=$? reports
+  [[ -z $watcher ]] || kill "$watcher" 2>/dev/null || true
   "$stack" down >/dev/null 2>&1 || true
   reports=$(sanitizer_reports)
   if [[ -n $reports ]]; then
@@ -87,39 +91,84 @@ EOF
   export FG_CONFIG=$run/floodgate.yaml
 }
 
-# redis_key IDENTITY POLICY: fg:{<tag>}:<identity>:<policy>, the tag being the low 32 bits of
-# SipHash-2-4 of the identity keyed by the first 16 bytes of SHA-256(key_secret), in hex
-# (src/store/redis/keys.h). For identities that need no escaping.
-redis_key() {
-  python3 - "$key_secret" "$1" "$2" <<'PY'
-import hashlib, sys
+# client_key API_KEY: "<redis key> <slot>" of the client that sends X-API-Key: API_KEY, policy
+# "hourly", computed by the instances' own code (`floodgate debug-key`: the config's identity
+# sources, key_prefix and key_secret through src/store/redis/keys.h). check_key_in_master then
+# checks it against what the running instances wrote.
+client_key() {
+  "$FG_BIN" debug-key --config "$FG_CONFIG" --policy hourly --header "X-API-Key: $1"
+}
 
-def siphash24(k, data):
-    M = (1 << 64) - 1
-    rotl = lambda x, b: ((x << b) | (x >> (64 - b))) & M
-    k0, k1 = int.from_bytes(k[:8], "little"), int.from_bytes(k[8:16], "little")
-    v = [k0 ^ 0x736F6D6570736575, k1 ^ 0x646F72616E646F6D,
-         k0 ^ 0x6C7967656E657261, k1 ^ 0x7465646279746573]
-    def rnd():
-        v[0] = (v[0] + v[1]) & M; v[1] = rotl(v[1], 13) ^ v[0]; v[0] = rotl(v[0], 32)
-        v[2] = (v[2] + v[3]) & M; v[3] = rotl(v[3], 16) ^ v[2]
-        v[0] = (v[0] + v[3]) & M; v[3] = rotl(v[3], 21) ^ v[0]
-        v[2] = (v[2] + v[1]) & M; v[1] = rotl(v[1], 17) ^ v[2]; v[2] = rotl(v[2], 32)
-    n = len(data) - len(data) % 8
-    words = [int.from_bytes(data[i:i + 8], "little") for i in range(0, n, 8)]
-    words.append(int.from_bytes(data[n:], "little") | (len(data) & 0xFF) << 56)
-    for m in words:
-        v[3] ^= m; rnd(); rnd(); v[0] ^= m
-    v[2] ^= 0xFF
-    for _ in range(4):
-        rnd()
-    return v[0] ^ v[1] ^ v[2] ^ v[3]
+# master_of_slot SLOT: the port of the master whose slot ranges hold SLOT (CLUSTER NODES:
+# "id host:port@bus flags master ... slot-ranges"); master_of_slot all: every master's port.
+master_of_slot() {
+  local redis_url seed
+  redis_url=$(cat "$FG_RUN_DIR/redis/url")
+  seed=${redis_url#redis-cluster://}
+  seed=${seed%%,*}
+  redis-cli -h 127.0.0.1 -p "${seed#*:}" CLUSTER NODES | awk -v slot="$1" '
+    $3 ~ /master/ && $3 !~ /fail/ {
+      if (slot == "all") { split($2, a, "[:@]"); print a[2]; next }
+      for (i = 9; i <= NF; i++) {
+        n = split($i, r, "-"); lo = r[1]; hi = (n == 2) ? r[2] : r[1]
+        if (slot >= lo + 0 && slot <= hi + 0) { split($2, a, "[:@]"); print a[2] }
+      }
+    }'
+}
 
-secret, identity, policy = sys.argv[1], sys.argv[2], sys.argv[3]
-key = hashlib.sha256(secret.encode()).digest()[:16]
-tag = format(siphash24(key, identity.encode()) & 0xFFFFFFFF, "08x")
-print("fg:{%s}:%s:%s" % (tag, identity, policy))
-PY
+# fcalls PORT: how many FCALLs (decisions and readiness probes) the node on PORT has run.
+fcalls() {
+  redis-cli -h 127.0.0.1 -p "$1" INFO commandstats |
+    awk -F'[:=,]' '$1 == "cmdstat_fcall" {print $3; f = 1} END {if (!f) print 0}'
+}
+
+# check_key_in_master PORT API_KEY: 100 requests of that client through HAProxy run their
+# decisions on the master at PORT and not on any other one: the key and slot computed above are
+# the ones the running instances use, so the kill that follows hits the load. (The state itself
+# cannot be looked for: with a limit this high it expires within milliseconds of each write.)
+check_key_in_master() {
+  local masters m before=() after=() i delta mine=0 elsewhere=0
+  mapfile -t masters < <(master_of_slot all)
+  for m in "${masters[@]}"; do before+=("$(fcalls "$m")"); done
+  curl -s -Z --parallel-max 16 -o /dev/null -H "X-API-Key: $2" "$url/api/x?n=[1-100]"
+  for i in "${!masters[@]}"; do
+    delta=$(($(fcalls "${masters[i]}") - before[i]))
+    if [[ ${masters[i]} == "$1" ]]; then mine=$delta; elif ((delta > elsewhere)); then elsewhere=$delta; fi
+  done
+  echo "figure: 100 requests of the load's client: $mine decisions on master :$1, at most $elsewhere calls on any other master"
+  ((mine >= 100 && elsewhere < 100)) ||
+    { fail "the load's decisions are not on master :$1 (computed from its key)"; exit 1; }
+}
+
+# watch_ready OUT: until killed, every 100 ms, one line per instance into OUT:
+# "<instance> <code of its /readyz> <its floodgate_store_circuit_open>", asked of each instance
+# directly (not through HAProxy).
+watch_ready() {
+  local i port code open
+  : >"$1"
+  while :; do
+    for ((i = 1; i <= FG_INSTANCES; i++)); do
+      port=$((FG_INSTANCE_PORT + i - 1))
+      code=$(curl -s -o /dev/null -m $((2 * time_scale)) -w '%{http_code}' "http://127.0.0.1:$port/readyz" || true)
+      open=$(curl -s -m $((2 * time_scale)) "http://127.0.0.1:$port/metrics" |
+        awk '$1 == "floodgate_store_circuit_open" {print $2}')
+      echo "$i $code ${open:-?}" >>"$1"
+    done
+    sleep 0.1
+  done
+}
+
+# expect_ready_throughout FILE (from watch_ready): every /readyz answer was 200, and prints how
+# often each instance was seen with its circuit breaker open.
+expect_ready_throughout() {
+  local samples not_ready open_seen open_and_not_ready
+  samples=$(wc -l <"$1")
+  not_ready=$(awk '$2 != "200"' "$1" | wc -l)
+  open_seen=$(awk '$3 == "1"' "$1" | wc -l)
+  open_and_not_ready=$(awk '$3 == "1" && $2 != "200"' "$1" | wc -l)
+  echo "figure: /readyz asked $samples times on the instances: $not_ready not 200 ($open_and_not_ready of them with the breaker open); breaker seen open $open_seen times"
+  ((samples > 0)) || fail "/readyz was never asked"
+  ((not_ready == 0)) || fail "/readyz was not 200 $not_ready times: $(awk '$2 != "200" {print "instance " $1 ": " $2}' "$1" | sort | uniq -c | tr '\n' ' ')"
 }
 
 # load N KEY OUT: N sequential requests (each a new connection, so HAProxy spreads them),
@@ -208,8 +257,17 @@ case $case_name in
     load 400 k "$run/load" &
     loader=$!
     sleep 1
+    before=$(instance_metric 2 'floodgate_decisions_total\{policy="hourly"')
     "$stack" kill-instance 1
+    at_kill=$(wc -l <"$run/load")
     wait $loader
+    after=$(instance_metric 2 'floodgate_decisions_total\{policy="hourly"')
+    echo "figure: instance 1 killed after $at_kill of 400 requests; instance 2 decided $((after - before)) of the rest"
+    # The kill must land inside the stream, with most of it still to come, all of it then on
+    # instance 2; otherwise this test shows nothing about a kill under load.
+    ((at_kill > 0 && at_kill <= 300)) || fail "the kill came after $at_kill of 400 requests"
+    ((after - before >= 400 - at_kill - 1)) ||
+      fail "instance 2 decided $((after - before)) of the $((400 - at_kill)) requests after the kill"
     expect_all_answered "$run/load" 400 "requests, instance 1 killed after ~1 s"
     ;;
 
@@ -231,44 +289,22 @@ case $case_name in
 
   redis_failover)
     # Kill the master that holds the client's key under load. Decisions continue: degraded
-    # (fail open) while its replica is promoted, exact again afterwards; no request waits much
-    # past store_timeout (50 ms).
+    # (fail open) while its replica is promoted, exact again afterwards. Every instance stays
+    # ready throughout (/readyz 200: the other masters answer, whatever the circuit breaker says),
+    # and no request takes 1 s or more (store_timeout is 50 ms; the rest of that bound is curl,
+    # HAProxy and a shared 2-core machine: the slowest is printed).
     write_config 1000000 allow
     stack_up
     load 50 k "$run/before"
-    # The key of identity "key:x-api-key:k", policy "hourly" (its hash tag keyed by key_secret:
-    # src/store/redis/keys.h); then its master, by asking the cluster. A wrong key would name a
-    # master the client is not on, and the check for degraded decisions below would fail.
-    redis_url=$(cat "$FG_RUN_DIR/redis/url")
-    seed=${redis_url#redis-cluster://}
-    seed=${seed%%,*}
-    key=$(redis_key key:x-api-key:k hourly)
-    slot=$(redis-cli -h 127.0.0.1 -p "${seed#*:}" CLUSTER KEYSLOT "$key")
-    master_port=$(redis-cli -h 127.0.0.1 -p "${seed#*:}" CLUSTER SHARDS |
-      python3 -c '
-import sys
-# CLUSTER SHARDS as redis-cli prints it: find the shard whose slot range covers the slot and
-# print the port of its master node.
-slot = int(sys.argv[1]); lines = [l.strip() for l in sys.stdin]
-shards, cur = [], None
-for i, l in enumerate(lines):
-    if l == "slots":
-        cur = {"slots": [], "nodes": []}; shards.append(cur)
-        j = i + 1
-        while j < len(lines) and lines[j].isdigit():
-            cur["slots"].append(int(lines[j])); j += 1
-    if cur is not None and l == "port":
-        cur["nodes"].append([int(lines[i + 1]), None])
-    if cur is not None and l == "role" and cur["nodes"]:
-        cur["nodes"][-1][1] = lines[i + 1]
-for s in shards:
-    r = s["slots"]
-    for a, b in zip(r[::2], r[1::2]):
-        if a <= slot <= b:
-            print([p for p, role in s["nodes"] if role == "master"][0])
-' "$slot")
+    # The client's key and slot as the instances compute them; its master; and the check that
+    # the instances really wrote that key there (a wrong key would aim the kill elsewhere).
+    read -r key slot < <(client_key k)
+    master_port=$(master_of_slot "$slot")
     [[ -n $master_port ]] || { fail "could not find the master of slot $slot"; exit 1; }
+    check_key_in_master "$master_port" k
     pid=$(cat "$FG_RUN_DIR/redis/node-$master_port.pid")
+    watch_ready "$run/ready" &
+    watcher=$!
     load 300 k "$run/during" &
     loader=$!
     sleep 0.3
@@ -283,6 +319,8 @@ for s in shards:
       fi
       sleep 0.1
     done
+    kill "$watcher"
+    wait "$watcher" 2>/dev/null || true
     [[ -n $recovered ]] || fail "still degraded 15 s after the kill"
     load 50 k "$run/after"
     bad=$(failed "$run/during")
@@ -290,54 +328,64 @@ for s in shards:
     slowest=$(awk '{print $2}' "$run/during" | sort -g | tail -1)
     after_degraded=$(grep -c ' degraded$' "$run/after" || true)
     echo "figure: master :$master_port (slot $slot) killed; of 300 requests $degraded were decided degraded (fail open), $bad failed, slowest ${slowest}s; afterwards $after_degraded of 50 degraded"
+    ((degraded > 0)) || fail "no degraded decision: the kill did not reach the store path"
+    expect_ready_throughout "$run/ready"
     [[ $bad == 0 ]] || fail "$bad requests failed"
     awk -v s="$slowest" -v k="$time_scale" 'BEGIN {exit !(s < 1.0 * k)}' ||
       fail "a request took ${slowest}s (bound: ${time_scale} s)"
     [[ $after_degraded == 0 ]] || fail "still degraded after the failover"
-    ((degraded > 0)) || fail "no degraded decision: the kill did not reach the store path"
     ;;
 
   redis_failover_concurrent)
     # Kill the master of the client's slot while 32 requests on that key are in flight at once.
     # Each instance's circuit breaker opens on that slot's failures, but the other masters answer,
-    # so /readyz must stay 200 and HAProxy must keep the instances in rotation: every request gets
-    # a 200 or a 429, never HAProxy's 503 (no instance left), on this slot or any other.
+    # so /readyz must stay 200 on every instance and HAProxy must keep them in rotation: every
+    # request gets a 200 or a 429, never HAProxy's 503 (no instance left). And the failure must
+    # really happen: degraded decisions, and the breaker seen open.
     write_config 1000000 allow
     stack_up
-    redis_url=$(cat "$FG_RUN_DIR/redis/url")
-    seed=${redis_url#redis-cluster://}
-    seed=${seed%%,*}
-    slot=$(redis-cli -h 127.0.0.1 -p "${seed#*:}" CLUSTER KEYSLOT 'fg:{key:x-api-key:k}:hourly')
-    # CLUSTER NODES: "id host:port@bus flags master ... slot-ranges"; the master whose range holds it.
-    master_port=$(redis-cli -h 127.0.0.1 -p "${seed#*:}" CLUSTER NODES | awk -v slot="$slot" '
-      $3 ~ /master/ {
-        for (i = 9; i <= NF; i++) {
-          n = split($i, r, "-"); lo = r[1]; hi = (n == 2) ? r[2] : r[1]
-          if (slot >= lo + 0 && slot <= hi + 0) { split($2, a, "[:@]"); print a[2] }
-        }
-      }')
+    read -r key slot < <(client_key k)
+    master_port=$(master_of_slot "$slot")
     [[ -n $master_port ]] || { fail "could not find the master of slot $slot"; exit 1; }
+    check_key_in_master "$master_port" k
     pid=$(cat "$FG_RUN_DIR/redis/node-$master_port.pid")
-    # Two loops of batches of 200 requests, 16 at a time each (curl --parallel), for 7 s.
+    downs_before=$(grep -c 'is DOWN' "$FG_RUN_DIR/haproxy.log" || true)
+    watch_ready "$run/ready" &
+    watcher=$!
+    # Two loops of batches of 200 requests, 16 at a time each (curl --parallel), for 7 s; each
+    # line "<code> <X-RateLimit-Degraded or nothing>".
+    loaders=()
     for w in 1 2; do
       (
         end=$((SECONDS + 7))
         while ((SECONDS < end)); do
-          curl -s -Z --parallel-max 16 -o /dev/null -m 5 -H "X-API-Key: k" -w '%{http_code}\n' \
-            "$url/api/x?n=[1-200]" 2>/dev/null || true
+          curl -s -Z --parallel-max 16 -o /dev/null -m 5 -H "X-API-Key: k" \
+            -w '%{http_code} %header{x-ratelimit-degraded}\n' "$url/api/x?n=[1-200]" 2>/dev/null || true
         done
       ) >"$run/codes.$w" &
+      loaders+=($!)
     done
     sleep 1
     kill -KILL "$pid"
-    wait
+    wait "${loaders[@]}"
+    kill "$watcher"
+    wait "$watcher" 2>/dev/null || true
     cat "$run"/codes.* >"$run/codes"
     n=$(wc -l <"$run/codes")
-    bad=$(grep -vcE '^(200|429)$' "$run/codes" || true)
-    downs=$(grep -c 'is DOWN' "$FG_RUN_DIR/haproxy.log" || true)
-    echo "figure: master :$master_port killed under 32 concurrent requests: $bad of $n requests failed; HAProxy took an instance out $downs times"
+    bad=$(awk '$1 != "200" && $1 != "429"' "$run/codes" | wc -l)
+    degraded=$(awk '$2 != ""' "$run/codes" | wc -l)
+    circuit_open=0
+    for ((i = 1; i <= FG_INSTANCES; i++)); do
+      circuit_open=$((circuit_open + $(instance_metric "$i" 'floodgate_store_requests_total\{result="circuit_open"')))
+    done
+    downs=$(($(grep -c 'is DOWN' "$FG_RUN_DIR/haproxy.log" || true) - downs_before))
+    echo "figure: master :$master_port (slot $slot) killed under 32 concurrent requests: $bad of $n requests failed, $degraded decided degraded, $circuit_open answered by an open breaker; HAProxy took an instance out $downs times"
     ((n > 100)) || fail "only $n requests were sent"
-    [[ $bad == 0 ]] || fail "$bad requests failed: $(grep -vE '^(200|429)$' "$run/codes" | sort | uniq -c | tr '\n' ' ')"
+    ((degraded > 0)) || fail "no degraded decision: the kill did not reach the load's key"
+    ((circuit_open > 0)) || fail "no instance's breaker opened: the failure under test did not happen"
+    expect_ready_throughout "$run/ready"
+    [[ $bad == 0 ]] || fail "$bad requests failed: $(awk '$1 != "200" && $1 != "429" {print $1}' "$run/codes" | sort | uniq -c | tr '\n' ' ')"
+    ((downs == 0)) || fail "HAProxy took an instance out $downs times"
     ;;
 
   *)

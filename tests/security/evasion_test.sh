@@ -20,6 +20,7 @@
 #                even with Expect: 100-continue), and 200 such uploads leave RSS flat
 #   rotation     inventing API keys does not escape a per-IP policy (policies[].identity)
 #   access_log   query credentials never reach the access log
+#   flood        a flood of fresh identities on a full memory store does not reset a spent client
 #
 # Every process is started here on free loopback ports and stopped by its PID.
 set -u
@@ -43,7 +44,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-command -v curl >/dev/null || { echo "curl is not installed (apt-get install curl)" >&2; exit 1; }
+source "$src/tests/require_tools.sh"
+require_tools curl:curl socat:socat
 
 base=$(bash "$src/scripts/free-port-block.sh" 4) || exit 1
 fg_port=$base
@@ -147,8 +149,7 @@ EOF
   ;;
 
 trailers)
-  command -v haproxy >/dev/null || { echo "haproxy is not installed (apt-get install haproxy)" >&2; exit 1; }
-  command -v socat >/dev/null || { echo "socat is not installed (apt-get install socat)" >&2; exit 1; }
+  require_tools haproxy:haproxy
   start_upstream
   start_fg <<'EOF' || exit 1
 trusted_proxies: [127.0.0.1/32]
@@ -261,7 +262,6 @@ EOF
   ;;
 
 body)
-  command -v socat >/dev/null || { echo "socat is not installed (apt-get install socat)" >&2; exit 1; }
   start_upstream
   start_fg <<'EOF' || exit 1
 identity: [{header: X-API-Key}]
@@ -323,6 +323,29 @@ EOF
   sleep 0.5
   grep -q 'SECRET' "$tmp/fg.out" && fail "a query credential reached the access log: $(grep SECRET "$tmp/fg.out")"
   grep -q 'api_key=REDACTED&page=2' "$tmp/fg.out" || fail "the access log line is not the redacted target: $(cat "$tmp/fg.out")"
+  ;;
+
+flood)
+  start_upstream
+  start_fg <<'EOF' || exit 1
+identity: [{header: X-API-Key}]
+memory: {max_keys: 256}
+policies:
+  - {name: api, match: {path_prefix: /api/}, limit: 2, period: 1h}
+EOF
+  for _ in 1 2; do curl -s -o /dev/null -H 'X-API-Key: spent' "http://127.0.0.1:$fg_port/api/x"; done
+  # Four times the store's capacity in fresh identities, each spending its budget.
+  seq 1 1024 | xargs -P 8 -I{} sh -c "curl -s -o /dev/null -H 'X-API-Key: fresh-{}' \
+    http://127.0.0.1:$fg_port/api/x; curl -s -o /dev/null -H 'X-API-Key: fresh-{}' \
+    http://127.0.0.1:$fg_port/api/x"
+  for _ in 1 2 3; do
+    c=$(code -H 'X-API-Key: spent' "http://127.0.0.1:$fg_port/api/x")
+    [[ $c == 429 ]] || fail "the spent client got $c after a flood of fresh identities (want 429)"
+  done
+  n=$(acted_on '^[A-Z]+ /api/')
+  refused=$(curl -s "http://127.0.0.1:$fg_port/metrics" | awk '/^floodgate_memory_store_refusals_total\{store="store"\}/ {print $2}')
+  echo "upstream acted on $n of 2050 requests; the store refused ${refused:-?} newcomers"
+  [[ ${refused:-0} -gt 0 ]] || fail "no refusal counted in /metrics"
   ;;
 
 *)

@@ -33,8 +33,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-command -v redis-server >/dev/null || { echo "redis-server is not installed" >&2; exit 1; }
-command -v curl >/dev/null || { echo "curl is not installed" >&2; exit 1; }
+source "$src/tests/require_tools.sh"
+require_tools redis-server:redis-server curl:curl
 
 # The secrets this test plants, and must never find in an output.
 password='Pw-5b1f0c9e-do-not-log'

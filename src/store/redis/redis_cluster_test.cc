@@ -27,7 +27,8 @@ using testing::day_policy;
 class ClusterEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
-    if (!test::RedisServer::installed()) GTEST_SKIP() << "redis-server is not installed";
+    if (!test::RedisServer::installed())
+      FG_MISSING_TOOL("redis-server is not installed (apt-get install redis-server)");
     std::string why;
     const auto start = std::chrono::steady_clock::now();
     cluster_ = test::RedisCluster::start(&why);

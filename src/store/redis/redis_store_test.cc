@@ -30,7 +30,8 @@ class RedisEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
     std::string why;
-    if (!test::RedisServer::installed()) GTEST_SKIP() << "redis-server is not installed";
+    if (!test::RedisServer::installed())
+      FG_MISSING_TOOL("redis-server is not installed (apt-get install redis-server)");
     test::RedisServerOptions options;
     options.extra_args = {"--enable-debug-command", "yes"};
     server_ = test::RedisServer::start(options, &why);

@@ -18,15 +18,15 @@ namespace fg::redis::testing {
 
 // Starts a RedisServer into `var`; skips the test if redis-server is not installed, fails it if
 // the server cannot start.
-#define FG_START_REDIS(var, options)                                        \
-  std::unique_ptr<::fg::test::RedisServer> var;                             \
-  do {                                                                      \
-    std::string why_start;                                                  \
-    var = ::fg::test::RedisServer::start(options, &why_start);              \
-    if (!var) {                                                             \
-      if (!::fg::test::RedisServer::installed()) GTEST_SKIP() << why_start; \
-      FAIL() << why_start;                                                  \
-    }                                                                       \
+#define FG_START_REDIS(var, options)                                         \
+  std::unique_ptr<::fg::test::RedisServer> var;                              \
+  do {                                                                       \
+    std::string why_start;                                                   \
+    var = ::fg::test::RedisServer::start(options, &why_start);               \
+    if (!var) {                                                              \
+      if (!::fg::test::RedisServer::installed()) FG_MISSING_TOOL(why_start); \
+      FAIL() << why_start;                                                   \
+    }                                                                        \
   } while (0)
 
 // Runs `ioc` on this thread until `done()` or `bound` elapses; false on timeout.

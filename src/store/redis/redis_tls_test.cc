@@ -80,7 +80,8 @@ class Pki {
 class RedisTlsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!test::RedisServer::installed()) GTEST_SKIP() << "redis-server is not installed";
+    if (!test::RedisServer::installed())
+      FG_MISSING_TOOL("redis-server is not installed (apt-get install redis-server)");
     std::string why;
     ASSERT_TRUE(pki_.create(&why)) << why;
   }
