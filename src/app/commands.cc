@@ -87,7 +87,9 @@ int run_check(const CheckArgs& args, std::ostream& out, std::ostream& err) {
     return kExitNoDecision;
   }
   const Charge charge{&pc->policy, cost};
-  const DecideRequest request{args.key, std::span<const Charge>(&charge, 1)};
+  // The namespace of /v1/check's keys: this door cannot spend an HTTP client's budget either.
+  const std::string identity = http::check_identity(args.key);
+  const DecideRequest request{identity, std::span<const Charge>(&charge, 1)};
   Result<Verdict> verdict = decide_and_wait(**store, request);
   if (!verdict) {
     err << "store " << config::to_string(store_url) << ": " << verdict.error().to_string() << '\n';

@@ -737,6 +737,59 @@ TEST(configHostile, MutatedValidFiles) {
 }
 
 }  // namespace
+TEST(configFile, PolicyIdentityCheckApiAndAccessLogRedaction) {
+  auto c = parse_config(
+      "identity: [{header: X-API-Key}, {ip: {}}]\n"
+      "check_api: {limit: 30, period: 1m}\n"
+      "access_log: {enabled: true, redact: [sig, Token]}\n"
+      "policies:\n"
+      "  - {name: per-key, limit: 100, period: 1m}\n"
+      "  - {name: per-ip, limit: 1000, period: 1m, identity: [{ip: {ipv4_prefix: 24}}]}\n",
+      "t.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_TRUE(c->policies[0].identity.empty());
+  EXPECT_EQ(c->identity_of(c->policies[0]).size(), 2u);  // the global list
+  ASSERT_EQ(c->policies[1].identity.size(), 1u);
+  EXPECT_EQ(c->identity_of(c->policies[1]).front().ipv4_prefix, 24);
+  EXPECT_TRUE(c->check_api);
+  EXPECT_EQ(c->check_api_policy.limit, 30);
+  EXPECT_EQ(c->check_api_policy.burst, 30);
+  EXPECT_EQ(c->check_api_policy.period, minutes(1));
+  EXPECT_EQ(c->check_api_policy.name, "floodgate/check-api");
+  EXPECT_TRUE(c->access_log);
+  EXPECT_EQ(c->access_log_redact, (std::vector<std::string>{"sig", "Token"}));
+
+  auto off = parse_config("check_api: false\naccess_log: true\n" + std::string(kPolicies), "t");
+  ASSERT_TRUE(off);
+  EXPECT_FALSE(off->check_api);
+  EXPECT_EQ(off->access_log_redact, default_access_log_redact());  // the defaults
+  EXPECT_NE(std::find(off->access_log_redact.begin(), off->access_log_redact.end(), "api_key"),
+            off->access_log_redact.end());
+
+  EXPECT_EQ(problem_lines("check_api: {limit: 0}\n" + std::string(kPolicies)),
+            std::vector<std::string>{"t.yaml:1: check_api.limit: must be a positive integer"});
+  EXPECT_EQ(problem_lines("policies:\n  - {name: p, limit: 1, period: 1s, identity: []}\n"),
+            std::vector<std::string>{
+                "t.yaml:2: policies[0].identity: must not be empty (e.g. [{header: X-API-Key}, "
+                "{ip: {}}])"});
+}
+
+TEST(configFile, MatchPathsMustBeCanonical) {
+  for (std::string_view bad : {"/api%2F", "/api/../x", "/a//b", "/a\\\\b", "/a;b", "/./a", "/a/.",
+                               "/caf\xc3\xa9"}) {
+    const auto lines = problem_lines("policies:\n  - {name: p, limit: 1, period: 1s, match: "
+                                     "{path_prefix: \"" + std::string(bad) + "\"}}\n");
+    ASSERT_EQ(lines.size(), 1u) << bad;
+    EXPECT_NE(lines[0].find("is not a path as requests are compared"), std::string::npos) << bad;
+  }
+  for (std::string_view good : {"/", "/api/", "/api", "/v1/items:batch", "/~u/a-b_c.d"}) {
+    EXPECT_TRUE(problem_lines("policies:\n  - {name: p, limit: 1, period: 1s, match: {path: \"" +
+                              std::string(good) + "\"}}\n")
+                    .empty())
+        << good;
+  }
+}
+
 TEST(configFile, ServerLimitsAccessLogAndUpstreamTimeout) {
   auto c = parse_config(std::string("server:\n"
                                     "  max_connections: 50\n"

@@ -2,6 +2,8 @@
 // throttle with literal times.
 #include "http/access_log.h"
 
+#include "config/config.h"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -51,6 +53,18 @@ std::optional<std::string> decode(const std::string& escaped) {
   const auto j = nlohmann::json::parse(escaped, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_string()) return std::nullopt;
   return j.get<std::string>();
+}
+
+TEST(AccessLog, RedactsCredentialQueryValues) {
+  const std::vector<std::string> names = config::default_access_log_redact();
+  EXPECT_EQ(redact_query("/x?api_key=s3cr3t&n=1", names), "/x?api_key=REDACTED&n=1");
+  EXPECT_EQ(redact_query("/x?n=1&TOKEN=a;Api%5FKey=b&key=", names),
+            "/x?n=1&TOKEN=REDACTED;Api%5FKey=REDACTED&key=REDACTED");
+  EXPECT_EQ(redact_query("/x?password", names), "/x?password");  // no value to hide
+  EXPECT_EQ(redact_query("/x?keys=1&monkey=2", names), "/x?keys=1&monkey=2");
+  EXPECT_EQ(redact_query("/x", names), "/x");
+  EXPECT_EQ(redact_query("/x?a=1&&b=2&", {"b"}), "/x?a=1&&b=REDACTED&");
+  EXPECT_EQ(redact_query("/x?api_key=s", {}), "/x?api_key=s");
 }
 
 TEST(AccessLog, ExactLine) {

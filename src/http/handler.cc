@@ -94,10 +94,10 @@ Response preflight(const Request& req, const config::Config& c, std::string_view
   return r;
 }
 
-// The prefix of every /v1/check identity: no identity source makes one (identity.h).
-constexpr std::string_view kCheckIdentityPrefix = "check:";
-
 }  // namespace
+
+// No identity source makes one (identity.h: "ip:", "key:", "key#").
+std::string check_identity(std::string_view key) { return "check:" + std::string(key); }
 
 Route check_route(const Request& req, const Runtime& rt) {
   Route out;
@@ -145,7 +145,7 @@ Route check_route(const Request& req, const Runtime& rt) {
   }
   const auto index = static_cast<std::size_t>(it - policies.begin());
   out.kind = Route::Kind::kCheck;
-  out.identities.push_back(std::string(kCheckIdentityPrefix) + key->get<std::string>());
+  out.identities.push_back(check_identity(key->get_ref<const std::string&>()));
   out.charge_identity.push_back(0);
   out.charges.push_back(Charge{&it->policy, cost});
   out.local_charges.push_back(Charge{&rt.local_policies[index], cost});

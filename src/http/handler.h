@@ -112,6 +112,9 @@ Route route(const Request& request, const Runtime& runtime, const RequestContext
 // identity.h), or kReply with a 400/404.
 Route check_route(const Request& request, const Runtime& runtime);
 
+// The identity a /v1/check (and `floodgate check`) key is decided for: "check:<key>".
+std::string check_identity(std::string_view key);
+
 // How a store decision turned out, as the session saw it.
 struct StoreOutcome {
   Result<Verdict> verdict;               // the store's answer, or why there is none

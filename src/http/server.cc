@@ -430,6 +430,9 @@ struct Server::Impl {
     Response response;
     HeaderFields fields;
     std::string_view outcome;
+    // The store's allowed verdict for `route`, until the request is served: a request whose body
+    // then cannot be read is not served, and gives back what it consumed (give_back()).
+    std::optional<Verdict> consumed;
   };
 
   // The connection a request arrives on: what reading its body needs, once it is to be served.
@@ -539,12 +542,31 @@ struct Server::Impl {
     x.outcome = a.degraded != Answer::Degraded::kNo ? "degraded"
                 : (v != nullptr && v->allowed)      ? "allowed"
                                                     : "denied";
+    if (so.verdict && so.verdict->allowed) x.consumed = *so.verdict;
     if (a.serve) {
       x.fields = std::move(a.fields);
       return true;
     }
     x.response = std::move(a.response);
     return false;
+  }
+
+  // A request that was allowed but is not served after all (its body could not be read): what it
+  // consumed is given back, so a malformed or oversized body costs its client nothing. Every
+  // identity's refund is dated at the first identity's decision, which can only give back less
+  // (docs/algorithms.md, "Refunds").
+  void give_back(Exchange& x) {
+    if (!x.consumed) return;
+    const auto requests = requests_of(x.route, x.route.charges);
+    std::size_t offset = 0;
+    for (const DecideRequest& r : requests) {
+      const RefundRequest refund{
+          r.identity, r.charges, x.consumed->decided_at,
+          std::span<const Decision>(x.consumed->decisions).subspan(offset, r.charges.size())};
+      offset += r.charges.size();
+      store->refund(refund, [](Result<void>) {});
+    }
+    x.consumed.reset();
   }
 
   // `body_unread`: the request's body was not read (it was not served): the connection closes
@@ -634,7 +656,11 @@ struct Server::Impl {
         }
         x.fields.clear();  // the answer's fields are the checked key's
         const int got = co_await read_body(in);
-        if (got != kBodyRead) co_return body_failed(w, got);
+        if (got != kBodyRead) {
+          give_back(x);
+          co_return body_failed(w, got);
+        }
+        x.consumed.reset();
         x.route = check_route(req, *x.rt);
         if (x.route.kind == Route::Kind::kReply) {
           x.response = std::move(x.route.reply);
@@ -646,7 +672,10 @@ struct Server::Impl {
     }
     if (serve_it) {
       const int got = co_await read_body(in);
-      if (got != kBodyRead) co_return body_failed(w, got);
+      if (got != kBodyRead) {
+        give_back(x);
+        co_return body_failed(w, got);
+      }
       x.response = co_await serve(req, w, peer, x.route.path);
     }
     Reply reply = end(req, w, peer, x, !in.parser.is_done());

@@ -262,9 +262,10 @@ case $case_name in
     # Another identity is untouched; the key has a ttl.
     run check --config "$tmp/cfg.yaml" --policy p --key "user-43" --store "redis://127.0.0.1:$redis_port"
     expect_code 0
-    # The key is fg:{<keyed tag>}:user-42:p (src/store/redis/keys.h).
-    key=$(redis-cli -p "$redis_port" --scan --pattern 'fg:{*}:user-42:p')
-    [[ $key =~ ^fg:\{[0-9a-f]{8}\}:user-42:p$ ]] || fail "no key for user-42: '$key'"
+    # The key is fg:{<keyed tag>}:check:user-42:p (src/store/redis/keys.h), in the namespace of
+    # /v1/check's keys, which no HTTP client's identity shares.
+    key=$(redis-cli -p "$redis_port" --scan --pattern 'fg:{*}:check:user-42:p')
+    [[ $key =~ ^fg:\{[0-9a-f]{8}\}:check:user-42:p$ ]] || fail "no key for user-42: '$key'"
     ttl=$(redis-cli -p "$redis_port" PTTL "$key")
     ((ttl > 0)) || fail "$key has no ttl ($ttl)"
     # Several processes at once on one key admit exactly the limit: 40 concurrent runs, 25

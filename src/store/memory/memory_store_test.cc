@@ -4,6 +4,9 @@
 #include <openssl/sha.h>
 
 #include <array>
+#include <atomic>
+#include <thread>
+#include <vector>
 
 #include "store_conformance.h"
 
@@ -25,6 +28,81 @@ namespace {
 
 using test::conformance_policy;
 using test::decide;
+
+// decide_all() (store.h): one request counted per several identities (per API key AND per IP).
+Result<Verdict> decide_all_now(Store& store, std::span<const DecideRequest> requests) {
+  std::optional<Result<Verdict>> out;
+  decide_all(store, requests, [&out](Result<Verdict> v) { out = std::move(v); });
+  EXPECT_TRUE(out.has_value()) << "the memory store answers before decide_all() returns";
+  return out ? std::move(*out) : fail(ErrorCode::kInternal, "no answer");
+}
+
+TEST(DecideAll, ADenialGivesBackWhatTheEarlierIdentitiesConsumed) {
+  ManualClock clock;
+  MemoryStore store(MemoryStoreOptions{}, clock);
+  const Policy per_key = conformance_policy("per-key", Algorithm::kTokenBucket, 10);
+  const Policy per_ip = conformance_policy("per-ip", Algorithm::kFixedWindow, 2);
+  const Policy other = conformance_policy("other", Algorithm::kSlidingWindow, 5);
+  const Charge key_charge{&per_key, 1}, ip_charge{&per_ip, 1}, other_charge{&other, 1};
+  const auto request = [&](const std::string& key) {
+    return std::vector<DecideRequest>{{key, {&key_charge, 1}}, {"ip:a", {&ip_charge, 1}},
+                                      {"x:" + key, {&other_charge, 1}}};
+  };
+  const std::string k1 = "key:k1", k2 = "key:k2";
+  auto r1 = request(k1);
+  auto v = decide_all_now(store, r1);
+  ASSERT_TRUE(v && v->allowed);
+  ASSERT_EQ(v->decisions.size(), 3u);  // one per charge, in the order given
+  EXPECT_EQ(v->decisions[0].remaining, 9);
+  EXPECT_EQ(v->decisions[1].remaining, 1);
+  EXPECT_EQ(v->decisions[2].remaining, 4);
+  auto r2 = request(k2);
+  ASSERT_TRUE(decide_all_now(store, r2)->allowed);  // the IP's second of 2
+  // The third: the key allows, the IP denies. The key's token is given back, and the identity
+  // after the denial is only looked at.
+  v = decide_all_now(store, r1);
+  ASSERT_TRUE(v);
+  EXPECT_FALSE(v->allowed);
+  EXPECT_FALSE(v->decisions[1].allowed);
+  EXPECT_EQ(v->most_restrictive, 1u);
+  EXPECT_EQ(decide(store, k1, {{&per_key, 0}})->headline().remaining, 9);
+  EXPECT_EQ(decide(store, "x:" + k1, {{&other, 0}})->headline().remaining, 4);
+  // A key that has never been seen: nothing of it is left behind.
+  auto r3 = request("key:k3");
+  EXPECT_FALSE(decide_all_now(store, r3)->allowed);
+  EXPECT_EQ(decide(store, "key:k3", {{&per_key, 0}})->headline().remaining, 10);
+  EXPECT_EQ(decide(store, "x:key:k3", {{&other, 0}})->headline().remaining, 5);
+}
+
+// Many threads, each a client with its own API key, all behind one IP: exactly the IP's limit
+// is admitted, and every API key has given back what the IP's denials would have cost it.
+TEST(DecideAll, ExactAcrossIdentitiesUnderThreads) {
+  ManualClock clock;
+  MemoryStore store(MemoryStoreOptions{}, clock);
+  const Policy per_key = conformance_policy("per-key", Algorithm::kGcra, 1000);
+  const Policy per_ip = conformance_policy("per-ip", Algorithm::kTokenBucket, 100);
+  const Charge key_charge{&per_key, 1}, ip_charge{&per_ip, 1};
+  constexpr int kThreads = 8, kEach = 50;
+  std::atomic<int> allowed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string key = "key:" + std::to_string(t);
+      const std::vector<DecideRequest> r{{key, {&key_charge, 1}}, {"ip:shared", {&ip_charge, 1}}};
+      for (int i = 0; i < kEach; ++i) {
+        auto v = decide_all_now(store, r);
+        if (v && v->allowed) allowed.fetch_add(1);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(allowed.load(), 100);
+  std::int64_t spent = 0;
+  for (int t = 0; t < kThreads; ++t) {
+    spent += 1000 - decide(store, "key:" + std::to_string(t), {{&per_key, 0}})->headline().remaining;
+  }
+  EXPECT_EQ(spent, 100);  // what was admitted, and nothing for the 300 denials
+}
 
 TEST(MemoryStore, AFloodOfDistinctKeysStaysWithinMaxKeys) {
   ManualClock clock;
