@@ -9,7 +9,8 @@
 // copies or encodes what it needs at once. The callback is called exactly once.
 //
 // Errors: kUnavailable / kDeadlineExceeded when the store cannot answer (the caller applies
-// on_store_error), kInvalidArgument for a request no store could decide (no charges).
+// on_store_error), kResourceExhausted when a memory store is full of states that still count (the
+// caller refuses that request), kInvalidArgument for a request no store could decide (no charges).
 //
 // refund() gives back what an allowed decide() consumed, for a caller that decides several
 // identities one after the other (their keys may live in different Redis Cluster slots, so one
@@ -120,11 +121,12 @@ struct MemoryStoreOptions {
   // the states of the clients active within your longest period: the store never forgets a state
   // that still counts to make room. Only states that decide exactly as no state would (a full
   // bucket, a window that no longer counts) are dropped for a new key; when a shard holds none,
-  // the decision that needs a new key fails with kUnavailable ("memory store full: N keys") and
-  // the caller applies on_store_error to that request. Evicting a spent state instead would hand
-  // its client a fresh budget: a flood of new identities would reset every exhausted client.
-  // So under such a flood the newcomers are degraded (served, 503 or the local limiter, as
-  // on_store_error says), and every client already held keeps its exact limit.
+  // the decision that needs a new key fails with kResourceExhausted ("memory store full: N keys")
+  // and the server answers that request 503 (not on_store_error: a full store is not an outage,
+  // and allowing newcomers would let a flood of fresh identities go unlimited). Evicting a spent
+  // state instead would hand its client a fresh budget: a flood of new identities would reset
+  // every exhausted client. So under such a flood the newcomers wait (503, Retry-After), and
+  // every client already held keeps its exact limit.
   // Identities over 64 bytes are held as their SHA-256, so a state's size is bounded whatever
   // the identity: at most ~300 bytes of RSS per state, measured with the worst case (64-byte
   // identities, 64-byte policy names: 299 bytes; bench/memory_bound.sh, docs/security.md), so

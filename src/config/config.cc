@@ -35,9 +35,13 @@ std::string_view to_string(OnStoreError e) {
 }
 
 std::vector<std::string> default_access_log_redact() {
-  return {"api_key", "apikey", "key", "token", "access_token", "refresh_token", "id_token",
-          "auth", "authorization", "signature", "sig", "password", "passwd", "secret",
-          "client_secret", "session", "code"};
+  return {"api_key",      "apikey",          "key",           "token",
+          "access_token", "refresh_token",   "id_token",      "private_token",
+          "auth",         "authorization",   "bearer",        "jwt",
+          "signature",    "sig",             "password",      "passwd",
+          "pwd",          "secret",          "client_secret", "session",
+          "code",         "credential",      "x_amz_signature", "x_amz_credential",
+          "x_amz_security_token", "x_goog_signature", "x_goog_credential"};
 }
 
 Policy default_check_api_policy() {

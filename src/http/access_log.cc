@@ -279,7 +279,10 @@ int hex_digit(char c) {
   return -1;
 }
 
-// A query parameter's name as a server would read it: %XX decoded, '+' as space, lower case.
+// A query parameter's name as the most forgiving server would read it: %XX decoded, '+' as space,
+// lower case, an array suffix cut ("api_key[]", "api_key[0]"), '.', '-' and spaces as '_' (PHP
+// reads "api.key" and "api key" as api_key), and what is neither a letter nor a digit at either
+// end dropped ("api_key%00", " api_key", "_api_key").
 std::string decoded_lower(std::string_view s) {
   std::string out;
   out.reserve(s.size());
@@ -291,15 +294,34 @@ std::string decoded_lower(std::string_view s) {
     } else if (c == '+') {
       c = ' ';
     }
+    if (c == '[') break;
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c == '.' || c == '-' || c == ' ') c = '_';
     out += c;
   }
-  return out;
+  const auto word = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  while (!out.empty() && !word(out.back())) out.pop_back();
+  std::size_t start = 0;
+  while (start < out.size() && !word(out[start])) ++start;
+  return out.substr(start);
 }
 
 }  // namespace
 
 std::string redact_query(std::string_view target, const std::vector<std::string>& names) {
+  // Userinfo of an absolute-form target ("http://user:password@host/..."), which floodgate
+  // refuses, but logs.
+  std::string without_userinfo;
+  if (const std::size_t scheme = target.find("://");
+      scheme != std::string_view::npos && !target.starts_with("/")) {
+    const std::size_t end = target.find_first_of("/?#", scheme + 3);
+    const std::size_t at = target.substr(0, end).rfind('@');
+    if (at != std::string_view::npos && at > scheme) {
+      without_userinfo = std::string(target.substr(0, scheme + 3)) + "REDACTED" +
+                         std::string(target.substr(at));
+      target = without_userinfo;
+    }
+  }
   const std::size_t q = target.find('?');
   if (q == std::string_view::npos || names.empty()) return std::string(target);
   std::string out(target.substr(0, q + 1));

@@ -64,8 +64,10 @@ std::string format_access_log(const AccessLogEntry& e);
 
 // `target` with the value of every query parameter named in `names` replaced by "REDACTED", so
 // that credentials sent in a URL never reach the log: "/x?api_key=s3cr3t&n=1" ->
-// "/x?api_key=REDACTED&n=1". Names are compared case-insensitively after percent-decoding and
-// '+' as space ("API%5Fkey" is api_key); a parameter without '=' has no value to hide.
+// "/x?api_key=REDACTED&n=1". Names are compared as the most forgiving servers read them:
+// percent-decoded, '+' as space, case-insensitively, without an array suffix, with '.', '-' and
+// spaces as '_' ("API%5Fkey", "api_key[]", "api.key", "access-token"). A parameter without '='
+// has no value to hide. The userinfo of an absolute-form target is replaced by "REDACTED".
 std::string redact_query(std::string_view target, const std::vector<std::string>& names);
 
 // The pieces, for other log lines and for tests.

@@ -65,6 +65,13 @@ TEST(AccessLog, RedactsCredentialQueryValues) {
   EXPECT_EQ(redact_query("/x", names), "/x");
   EXPECT_EQ(redact_query("/x?a=1&&b=2&", {"b"}), "/x?a=1&&b=REDACTED&");
   EXPECT_EQ(redact_query("/x?api_key=s", {}), "/x?api_key=s");
+  // Names as forgiving servers read them.
+  EXPECT_EQ(redact_query("/x?api_key[]=a&api.key=b&api%20key=c&api_key%00=d&%20api_key=e&"
+                         "access-token=f&X-Amz-Signature=g",
+                         names),
+            "/x?api_key[]=REDACTED&api.key=REDACTED&api%20key=REDACTED&api_key%00=REDACTED&"
+            "%20api_key=REDACTED&access-token=REDACTED&X-Amz-Signature=REDACTED");
+  EXPECT_EQ(redact_query("http://user:pw@h/api?token=t", names), "http://REDACTED@h/api?token=REDACTED");
 }
 
 TEST(AccessLog, ExactLine) {

@@ -36,7 +36,7 @@ bool already_canonical(std::string_view path) {
   for (std::size_t i = 0; i < path.size(); ++i) {
     const auto c = static_cast<unsigned char>(path[i]);
     if (c == '/') {
-      if (prev == '/') return false;  // an empty segment
+      if (prev == '/' || prev == '.') return false;  // an empty segment; one ending with '.'
     } else if (c == '.' && prev == '/') {
       const std::size_t end = path.find('/', i);
       const std::string_view seg = path.substr(i, end == std::string_view::npos ? end : end - i);
@@ -46,10 +46,61 @@ bool already_canonical(std::string_view path) {
     }
     prev = static_cast<char>(c);
   }
-  return true;
+  return prev != '.';
 }
 
 std::optional<std::string> refuse(std::string why) { return std::optional<std::string>(why); }
+
+// Whether `s` is well-formed UTF-8 (RFC 3629): no overlong forms (%C0%AF for '/'), no surrogates,
+// nothing above U+10FFFF. Servers that decode ill-formed UTF-8 leniently read such bytes as
+// '/', '.' or '\\'.
+bool valid_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t n = 0;
+    std::uint32_t cp = 0;
+    if (c >= 0xc2 && c <= 0xdf) {
+      n = 1, cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 2, cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3, cp = c & 0x07;
+    } else {
+      return false;  // a continuation byte first, 0xc0/0xc1 (overlong), or above 0xf4
+    }
+    for (std::size_t k = 1; k <= n; ++k) {
+      if (i + k >= s.size()) return false;
+      const auto d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (d & 0x3f);
+    }
+    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff)) {
+      return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+// `name` with '_' read as '-', for comparing field names as CGI-style servers do (they map both
+// to '_': X_API_Key and X-API-Key are one field there).
+bool same_field(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x == '_') x = '-';
+    if (y == '_') y = '-';
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -121,6 +172,16 @@ CanonicalPath canonical_path(std::string_view path) {
     }
     seg += static_cast<char>(c);
   }
+  for (const std::string& s : segments) {
+    if (s.back() == '.' || s.back() == ' ') {
+      out.error = "a path segment ends with '.' or a space, which some servers strip";
+      return out;
+    }
+    if (!valid_utf8(s)) {
+      out.error = "the path is not well-formed UTF-8 once decoded";
+      return out;
+    }
+  }
   static constexpr char kHex[] = "0123456789ABCDEF";
   for (const std::string& s : segments) {
     out.path += '/';
@@ -150,12 +211,42 @@ std::optional<std::string> canonicalize(Request& req, const std::vector<std::str
     req.method_string(upper);
   }
 
-  // Fields read by floodgate: at most one of each.
+  // Fields read by floodgate: at most one of each (X_API_Key counts as X-API-Key: CGI-style
+  // servers read both as one), one value (no list: "k1, k2" is two fields to RFC 9110), and none
+  // of them named by Connection, which would drop it on the way to the upstream.
   if (req.count(boost::beast::http::field::host) > 1) return refuse("more than one Host field");
   for (const std::string& name : single) {
-    if (req.count(boost::beast::string_view(name.data(), name.size())) > 1) {
-      return refuse("more than one " + name + " field");
+    int seen = 0;
+    for (const auto& f : req) {
+      if (!same_field(sv(f.name_string()), name)) continue;
+      if (++seen > 1) return refuse("more than one " + name + " field");
+      if (sv(f.value()).find(',') != std::string_view::npos) {
+        return refuse(name + " holds a list (a ','): send one value");
+      }
     }
+  }
+  for (auto [it, end] = req.equal_range(boost::beast::http::field::connection); it != end; ++it) {
+    const std::string_view tokens = sv(it->value());
+    std::size_t start = 0;
+    while (start <= tokens.size()) {
+      std::size_t comma = tokens.find(',', start);
+      if (comma == std::string_view::npos) comma = tokens.size();
+      std::string_view t = tokens.substr(start, comma - start);
+      while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+      while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+      if (same_field(t, "Host")) return refuse("Connection names Host");
+      for (const std::string& name : single) {
+        if (same_field(t, name)) return refuse("Connection names " + name);
+      }
+      start = comma + 1;
+    }
+  }
+  // Host: lower case, without a trailing dot; no userinfo.
+  if (auto h = req.find(boost::beast::http::field::host); h != req.end()) {
+    std::string host(sv(h->value()));
+    if (host.find('@') != std::string::npos) return refuse("Host has userinfo ('@')");
+    std::string canon = canonical_host(host);
+    if (canon != host) req.set(boost::beast::http::field::host, canon);
   }
 
   std::string_view target = sv(req.target());
@@ -181,6 +272,10 @@ std::optional<std::string> canonicalize(Request& req, const std::vector<std::str
     authority = std::string(target.substr(start, slash == std::string_view::npos ? slash
                                                                                  : slash - start));
     if (authority.empty()) return refuse("the absolute URI has no host");
+    if (authority.find('@') != std::string::npos) {
+      return refuse("the absolute URI has userinfo ('@')");
+    }
+    authority = canonical_host(authority);
     target = slash == std::string_view::npos ? std::string_view() : target.substr(slash);
     absolute = true;
   }
@@ -198,6 +293,30 @@ std::optional<std::string> canonicalize(Request& req, const std::vector<std::str
   }
   if (absolute) req.set(boost::beast::http::field::host, authority);
   return std::nullopt;
+}
+
+std::string canonical_host(std::string_view host) {
+  std::string out(host);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  // "example.com.:80" -> "example.com:80"; "[::1]:80" stays.
+  const std::size_t colon = out.rfind(':');
+  const bool has_port = colon != std::string::npos && out.find(']', colon) == std::string::npos &&
+                        (out.front() == '[' || out.find(':') == colon);
+  const std::size_t name_end = has_port ? colon : out.size();
+  if (name_end > 1 && out[name_end - 1] == '.') out.erase(name_end - 1, 1);
+  return out;
+}
+
+std::string_view host_name(std::string_view host) {
+  const std::size_t colon = host.rfind(':');
+  if (colon != std::string_view::npos && host.find(']', colon) == std::string_view::npos &&
+      (host.front() == '[' || host.find(':') == colon)) {
+    host = host.substr(0, colon);
+  }
+  if (host.size() > 1 && host.back() == '.') host.remove_suffix(1);
+  return host;
 }
 
 std::string_view target_path(const Request& req) {

@@ -28,9 +28,17 @@
 //     percent-encoded in upper-case hex (a space as %20, non-ASCII bytes as %XX).
 //   Canonicalizing a canonical path changes nothing, and decoding it once (as a lenient upstream
 //   does) gives exactly the segments that were matched.
-// Repeated fields: Host, and every header that an identity source or a policy's `match` reads,
-//   must appear at most once: readers disagree on which of several to use (the first, the last,
-//   all joined), so the client could spend one value's budget while the upstream acts on another.
+//   A segment that ends with '.' or a space ("/api./x": Windows servers strip them), and a path
+//   that is not well-formed UTF-8 once decoded (overlong "%C0%AF" is '/' to lenient decoders),
+//   are refused.
+// Host: lower case, without a trailing dot (names are case-insensitive; "example.com." is
+//   "example.com"); userinfo ("u@h") refused, in Host or in an absolute-form authority.
+// Fields floodgate reads: Host, and every header that an identity source or a policy's `match`
+//   reads, must appear at most once (counting "X_API_Key" as "X-API-Key", as CGI-style servers
+//   do), hold one value (no ',' list: RFC 9110 makes "a, b" two fields), and not be named by
+//   Connection (which would drop it before the upstream). Readers disagree on which of several
+//   values to use (the first, the last, all joined), so the client could otherwise spend one
+//   value's budget while the upstream acts on another.
 //
 // Thread safety: pure functions. Failure: the refusal's reason, for a 400 problem's detail.
 #pragma once
@@ -59,6 +67,12 @@ CanonicalPath canonical_path(std::string_view path);
 // refused (answer 400 with it).
 std::optional<std::string> canonicalize(Request& request,
                                         const std::vector<std::string>& single_fields);
+
+// A host (and port) as canonicalize() writes Host: lower case, no trailing dot.
+std::string canonical_host(std::string_view host);
+// The name part of a Host value: no port, no trailing dot ("API.example.com.:80" ->
+// "API.example.com"); compare it case-insensitively.
+std::string_view host_name(std::string_view host);
 
 // The request's path (its target up to '?'), for a request canonicalize() accepted.
 std::string_view target_path(const Request& request);

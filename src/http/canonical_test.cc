@@ -44,7 +44,8 @@ TEST(CanonicalPath, RefusesWhatServersReadDifferently) {
   for (std::string_view p :
        {"/api%2Fitems", "/api%2fitems", "/%2Fapi/x", "/api%5Citems", "/api%5citems", "/api\\items",
         "/api;x/items", "/api%3Bx/items", "/%2561pi", "/a%zz", "/a%4", "/a%", "/a%00b", "/a%0Db",
-        "/a\tb", "api/x", ""}) {
+        "/a\tb", "api/x", "", "/api./x", "/api%2e/x", "/api%20/x", "/a.", "/api%C0%AFx",
+        "/%C0%AE%C0%AE/api", "/a%ED%A0%80", "/a%F5%80%80%80", "/a%E2%82"}) {
     EXPECT_EQ(canon(p), "refused") << p;
   }
 }
@@ -77,6 +78,44 @@ TEST(Canonicalize, MethodUpperCaseTargetAndHost) {
   Request star = make("OPTIONS", "*");
   EXPECT_FALSE(canonicalize(star, {}));
   EXPECT_EQ(star.target(), "*");
+}
+
+TEST(Canonicalize, HostIsLowerCaseWithoutTrailingDotAndWithoutUserinfo) {
+  Request r = make("GET", "/x");
+  r.set(boost::beast::http::field::host, "API.Example.com.:8080");
+  EXPECT_FALSE(canonicalize(r, {}));
+  EXPECT_EQ(r[boost::beast::http::field::host], "api.example.com:8080");
+  EXPECT_EQ(host_name("API.example.com.:80"), "API.example.com");
+  EXPECT_EQ(host_name("[::1]:80"), "[::1]");
+  EXPECT_EQ(host_name("[::1]"), "[::1]");
+  EXPECT_EQ(canonical_host("[::1]:80"), "[::1]:80");
+  Request u = make("GET", "/x");
+  u.set(boost::beast::http::field::host, "user@h");
+  EXPECT_TRUE(canonicalize(u, {}));
+  Request a = make("GET", "http://user:pw@h/x");
+  EXPECT_TRUE(canonicalize(a, {}));
+}
+
+TEST(Canonicalize, FieldsFloodgateReadsHoldOneValueOnce) {
+  const std::vector<std::string> single{"X-API-Key"};
+  Request list = make("GET", "/x");
+  list.insert("X-API-Key", "a, b");
+  EXPECT_TRUE(canonicalize(list, single));
+  Request underscore = make("GET", "/x");
+  underscore.insert("X-API-Key", "a");
+  underscore.insert("X_API_KEY", "b");
+  EXPECT_TRUE(canonicalize(underscore, single));
+  Request dropped = make("GET", "/x");
+  dropped.insert("X-API-Key", "a");
+  dropped.insert("Connection", "keep-alive, x-api-key");
+  EXPECT_TRUE(canonicalize(dropped, single));
+  Request host = make("GET", "/x");
+  host.insert("Connection", "Host");
+  EXPECT_TRUE(canonicalize(host, {}));
+  Request fine = make("GET", "/x");
+  fine.insert("X-API-Key", "a");
+  fine.insert("Connection", "keep-alive");
+  EXPECT_FALSE(canonicalize(fine, single));
 }
 
 TEST(Canonicalize, RefusesOtherSchemesFormsAndRepeatedFields) {

@@ -172,6 +172,14 @@ Response store_unavailable(const Request& req) {
   return r;
 }
 
+// A new client refused by a full memory store.
+Response at_capacity(const Request& req) {
+  Response r = problem_response(
+      req.version(), 503, "the rate limiter holds as many clients as it may; retry shortly");
+  r.set(beast_http::field::retry_after, "1");
+  return r;
+}
+
 // The value of X-RateLimit-Degraded when the per-instance limiter decided instead of the store.
 constexpr std::string_view kDegradedLocal = "local-fallback";
 
@@ -226,14 +234,24 @@ bool policy_matches(const config::Match& match, std::string_view method, std::st
                     const Request& request) {
   if (match.path && path != *match.path) return false;
   if (match.path_prefix && !path.starts_with(*match.path_prefix)) return false;
-  if (!match.methods.empty() &&
-      std::find(match.methods.begin(), match.methods.end(), method) == match.methods.end()) {
-    return false;
+  if (!match.methods.empty()) {
+    const auto has = [&](std::string_view m) {
+      return std::find(match.methods.begin(), match.methods.end(), m) != match.methods.end();
+    };
+    // HEAD is GET without the body (RFC 9110 §9.3.2): servers run the GET handler for it.
+    if (!has(method) && !(method == "HEAD" && has("GET"))) return false;
   }
   if (match.header) {
     const auto v = find_header(request, match.header->name);
     if (!v) return false;
-    if (match.header->value && *v != *match.header->value) return false;
+    if (match.header->value) {
+      // A host is named case-insensitively, with or without a port or a trailing dot.
+      if (ieq(match.header->name, "Host")) {
+        if (!ieq(host_name(*v), host_name(*match.header->value))) return false;
+      } else if (*v != *match.header->value) {
+        return false;
+      }
+    }
   }
   return true;
 }
@@ -314,7 +332,10 @@ Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
     matched.push_back(Matched{i, &c.identity_of(pc)});
   }
   if (out.kind == Route::Kind::kCheckCaller) {
-    matched.push_back(Matched{std::string::npos, &c.identity});
+    // Callers of the check API are counted per address: a client-chosen header would let each
+    // call name a new caller.
+    static const std::vector<config::IdentitySource> kByAddress{config::IdentitySource{}};
+    matched.push_back(Matched{std::string::npos, &kByAddress});
   } else if (matched.empty()) {
     out.kind = Route::Kind::kServe;
     return out;
@@ -393,6 +414,12 @@ Answer answer_decision(const Request& req, const Route& route, const Runtime& rt
     a.response = problem_response(req.version(), 500, "the rate limiter could not decide");
     return a;
   }
+  if (outcome.verdict.error().code == ErrorCode::kResourceExhausted) {
+    // The memory store is full of clients that still count: a new one is refused, whatever
+    // on_store_error says (allowing it would let a flood of fresh identities go unlimited).
+    a.response = at_capacity(req);
+    return a;
+  }
   switch (rt.config->on_store_error) {
     case config::OnStoreError::kAllow:
       a.degraded = Answer::Degraded::kAllow;
@@ -405,9 +432,8 @@ Answer answer_decision(const Request& req, const Route& route, const Runtime& rt
       return a;
     case config::OnStoreError::kLocal:
       a.degraded = Answer::Degraded::kLocal;
-      if (!outcome.local_verdict) {  // the session always supplies one; fail open if not
-        a.serve = true;
-        a.fields = degraded_rate_limit_headers(route.charges).fields;
+      if (!outcome.local_verdict) {  // the local limiter refused it too (it is full): closed
+        a.response = at_capacity(req);
         return a;
       }
       from_verdict(route.local_charges, *outcome.local_verdict);

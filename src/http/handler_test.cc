@@ -141,6 +141,30 @@ TEST_F(HandlerTest, OperationsEndpointsAreNeverLimited) {
   EXPECT_EQ(route(get("/anything"), *all, ctx).kind, Route::Kind::kDecide);
 }
 
+TEST(PolicyMatches, HeadCountsAsGetAndHostsAreNamesNotBytes) {
+  config::Match get_only;
+  get_only.methods = {"GET"};
+  Request r;
+  EXPECT_TRUE(policy_matches(get_only, "GET", "/x", r));
+  EXPECT_TRUE(policy_matches(get_only, "HEAD", "/x", r));
+  EXPECT_FALSE(policy_matches(get_only, "POST", "/x", r));
+  config::Match head_only;
+  head_only.methods = {"HEAD"};
+  EXPECT_FALSE(policy_matches(head_only, "GET", "/x", r));
+
+  config::Match vhost;
+  vhost.header = config::Match::Header{"Host", std::string("api.example.com")};
+  for (const char* h : {"api.example.com", "API.Example.com", "api.example.com.",
+                        "api.example.com:443", "api.example.com.:80"}) {
+    Request q;
+    q.set(beast_http::field::host, h);
+    EXPECT_TRUE(policy_matches(vhost, "GET", "/x", q)) << h;
+  }
+  Request other;
+  other.set(beast_http::field::host, "api.example.org");
+  EXPECT_FALSE(policy_matches(vhost, "GET", "/x", other));
+}
+
 TEST_F(HandlerTest, PoliciesMatchByPathMethodAndHeader) {
   EXPECT_EQ(route(get("/other"), *rt, ctx).kind, Route::Kind::kServe);
   Route r = route(get("/api/items"), *rt, ctx);

@@ -272,9 +272,9 @@ struct Server::Impl {
         breaker.on_success();
         w.metrics->on_store(StoreResult::kOk, latency);
       } else if (is_store_outage(verdict.error())) {
-        // A memory store fails only by refusing a new key when full (memory_store.h): that
-        // request's answer, not an outage; opening the breaker would degrade every client.
-        if (memory_store == nullptr) breaker.on_failure(now());
+        // (A full memory store refuses a new key with kResourceExhausted: that request's
+        // answer, not an outage, so it never opens the breaker for every client.)
+        breaker.on_failure(now());
         w.metrics->on_store(verdict.error().code == ErrorCode::kDeadlineExceeded
                                 ? StoreResult::kTimeout
                                 : StoreResult::kUnavailable,
@@ -455,7 +455,7 @@ struct Server::Impl {
   // reads, and are never believed or forwarded (design §2.4).
   static awaitable<int> read_body(Inbound& in) {
     if (in.parser.is_done()) co_return kBodyRead;
-    if (in.parser.get()[beast::http::field::expect] == "100-continue") {
+    if (beast::iequals(in.parser.get()[beast::http::field::expect], "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       in.stream.expires_after(in.limits.write_timeout);
       auto [cec, cn] = co_await asio::async_write(

@@ -13,7 +13,10 @@
 #   methods      "post", "Post" against a policy on POST
 #   trailers     X-Forwarded-For in a chunked trailer, through HAProxy (option forwardfor) with
 #                floodgate trusting it; and no trailer field reaches the upstream
-#   repeated     a repeated identity header (first for floodgate, last for the upstream)
+#   repeated     an identity header repeated (first for floodgate, last for the upstream), as a
+#                list ("k1, k2"), spelled with '_' (one field to CGI-style servers), or named by
+#                Connection (dropped before the upstream)
+#   host         a policy on a Host value, and the other spellings of that host
 #   check_api    /v1/check cannot spend an HTTP client's budget, is limited per caller on the
 #                public listener, lives only on admin_listen when set, and can be switched off
 #   body         a client over its limit gets 429 on its header section: no body is read (not
@@ -119,6 +122,8 @@ EOF
     '/%61pi/items' '/%2561pi/items' '/api;x/items' '/api/;/items' '/ap%69/items'
     'http://h/api/items' 'HTTP://h/api/items' 'https://h/api/items' 'ftp://h/api/items'
     'gopher://h/api/items' 'x://h/api/items' '/api/items?x=1' '/api/items#f' '/api/%2e/items'
+    '/api./items' '/api%20/items' '/api%2e/items' '/api%C0%AFitems' '/x/%C0%AE%C0%AE/api/items'
+    'http://u:p@h/api/items'
   )
   for t in "${spellings[@]}"; do
     out=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: k' --path-as-is \
@@ -146,6 +151,19 @@ EOF
   done
   n=$(acted_on '^POST /login ')
   [[ $n -eq 2 ]] || fail "the upstream acted on $n POST /login (limit 2): $(cat "$tmp/upstream.log")"
+  kill "$fg_pid"
+  wait "$fg_pid" 2>/dev/null
+  # HEAD is GET without the body: servers run the GET handler for it.
+  start_fg <<'EOF' || exit 1
+identity: [{header: X-API-Key}]
+policies:
+  - {name: reads, match: {method: GET, path_prefix: /g/}, limit: 1, period: 1h}
+EOF
+  for m in GET HEAD head GET; do
+    curl -s -o /dev/null -X "$m" -H 'X-API-Key: k' "http://127.0.0.1:$fg_port/g/x"
+  done
+  n=$(acted_on '^(GET|HEAD) /g/')
+  [[ $n -eq 1 ]] || fail "the upstream acted on $n GET/HEAD /g/x (limit 1)"
   ;;
 
 trailers)
@@ -204,10 +222,34 @@ EOF
     curl -s -o /dev/null -H "X-API-Key: fresh-$i" -H 'X-API-Key: victim' \
       "http://127.0.0.1:$fg_port/api/x"
   done
+  for i in 1 2 3; do
+    curl -s -o /dev/null -H "X-API-Key: victim, fresh-$i" "http://127.0.0.1:$fg_port/api/x"
+    curl -s -o /dev/null -H "X-API-Key: fresh-u$i" -H 'X_API_Key: victim' "http://127.0.0.1:$fg_port/api/x"
+    curl -s -o /dev/null -H "X-API-Key: fresh-c$i" -H 'Connection: X-API-Key' "http://127.0.0.1:$fg_port/api/x"
+    curl -s -o /dev/null -H "X-API-Key: fresh-h$i" -H 'Connection: Host' "http://127.0.0.1:$fg_port/api/x"
+  done
   n=$(acted_on '^[A-Z]+ /api/')
-  [[ $n -eq 0 ]] || fail "requests with a repeated X-API-Key reached the upstream ($n)"
+  [[ $n -eq 0 ]] || fail "requests with a repeated, listed or dropped X-API-Key reached the upstream ($n): $(cat "$tmp/upstream.log")"
   [[ $(code -H 'X-API-Key: victim' "http://127.0.0.1:$fg_port/api/x") == 200 ]] ||
     fail "a plain request was not served"
+  ;;
+
+host)
+  start_upstream
+  start_fg <<'EOF' || exit 1
+identity: [{header: X-API-Key}]
+policies:
+  - {name: vhost, match: {path_prefix: /v/, header: {name: Host, value: api.example.com}}, limit: 2, period: 1h}
+EOF
+  for h in api.example.com api.example.com API.example.com api.example.com. api.example.com:80 \
+    Api.Example.Com.:443; do
+    curl -s -o /dev/null -H 'X-API-Key: k' -H "Host: $h" "http://127.0.0.1:$fg_port/v/x"
+  done
+  curl -s -o /dev/null -H 'X-API-Key: k' --request-target 'http://API.example.com/v/x' "http://127.0.0.1:$fg_port/"
+  curl -s -o /dev/null -H 'X-API-Key: k' --request-target 'http://u@api.example.com/v/x' "http://127.0.0.1:$fg_port/"
+  n=$(acted_on '^[A-Z]+ /v/')
+  [[ $n -eq 2 ]] || fail "the upstream acted on $n requests for api.example.com (limit 2): $(cat "$tmp/upstream.log")"
+  grep -q 'host=api.example.com ' "$tmp/upstream.log" || fail "Host was not forwarded in canonical form"
   ;;
 
 check_api)
@@ -226,8 +268,8 @@ EOF
   done
   c=$(code -X POST -d '{"policy":"api","key":"third"}' "http://127.0.0.1:$fg_port/v1/check")
   [[ $c == 200 ]] || fail "the 3rd /v1/check call answered $c (want 200)"
-  c=$(code -X POST -d '{"policy":"api","key":"fourth"}' "http://127.0.0.1:$fg_port/v1/check")
-  [[ $c == 429 ]] || fail "the 4th /v1/check call answered $c (want 429: 3 per caller)"
+  c=$(code -X POST -H 'X-API-Key: rotated' -d '{"policy":"api","key":"fourth"}' "http://127.0.0.1:$fg_port/v1/check")
+  [[ $c == 429 ]] || fail "the 4th /v1/check call answered $c (want 429: 3 per caller address)"
   c=$(code "http://127.0.0.1:$fg_port/api/x")
   [[ $c == 200 ]] || fail "/v1/check calls spent the HTTP client's budget ($c)"
   # A caller over its limit is answered without its body being read.
@@ -276,6 +318,9 @@ EOF
   raw "$fg_port" 'POST /api/x HTTP/1.1\r\nHost: a\r\nX-API-Key: k\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n' >"$tmp/expect"
   head -1 "$tmp/expect" | grep -q '^HTTP/1.1 429' || fail "Expect: 100-continue over the limit got $(head -1 "$tmp/expect") (want 429)"
   grep -q ' 100 Continue' "$tmp/expect" && fail "Expect: 100-continue over the limit got a 100 Continue"
+  # Allowed: the client that waits for 100 (in any case) gets it, then its answer.
+  raw "$fg_port" 'POST /api/x HTTP/1.1\r\nHost: a\r\nX-API-Key: other\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n' >"$tmp/continue"
+  grep -q '^HTTP/1.1 100 Continue' "$tmp/continue" || fail "an allowed Expect: 100-Continue got no 100: $(head -1 "$tmp/continue")"
   # 200 connections each sending 900 kB of a 1 MB body over the limit and holding on: nothing
   # is buffered (before: every connection held its body until the 429).
   head -c 900000 /dev/zero | tr '\0' 'a' >"$tmp/body"
@@ -320,6 +365,8 @@ policies:
   - {name: api, match: {path_prefix: /api/}, limit: 5, period: 1h}
 EOF
   curl -s -o /dev/null "http://127.0.0.1:$fg_port/api/x?api_key=SECRET-1a2b&page=2&Access_Token=SECRET-3c4d&API%5Fkey=SECRET-5e6f"
+  curl -s -o /dev/null -g "http://127.0.0.1:$fg_port/api/x?api_key[]=SECRET-7&api.key=SECRET-8&access-token=SECRET-9&%20api_key=SECRET-10"
+  curl -s -o /dev/null --request-target 'http://user:SECRET-11@h/api;x' "http://127.0.0.1:$fg_port/"
   sleep 0.5
   grep -q 'SECRET' "$tmp/fg.out" && fail "a query credential reached the access log: $(grep SECRET "$tmp/fg.out")"
   grep -q 'api_key=REDACTED&page=2' "$tmp/fg.out" || fail "the access log line is not the redacted target: $(cat "$tmp/fg.out")"
@@ -342,10 +389,16 @@ EOF
     c=$(code -H 'X-API-Key: spent' "http://127.0.0.1:$fg_port/api/x")
     [[ $c == 429 ]] || fail "the spent client got $c after a flood of fresh identities (want 429)"
   done
+  # No newcomer got through unlimited either (on_store_error is allow here): the upstream acted
+  # on 2 of the spent client's and on at most 2 of each fresh identity's, and only on those the
+  # store held.
   n=$(acted_on '^[A-Z]+ /api/')
   refused=$(curl -s "http://127.0.0.1:$fg_port/metrics" | awk '/^floodgate_memory_store_refusals_total\{store="store"\}/ {print $2}')
   echo "upstream acted on $n of 2050 requests; the store refused ${refused:-?} newcomers"
   [[ ${refused:-0} -gt 0 ]] || fail "no refusal counted in /metrics"
+  ((n <= 2 + 2 * 256)) || fail "the upstream acted on $n requests: newcomers got through a full store"
+  [[ $(code -H 'X-API-Key: brand-new' "http://127.0.0.1:$fg_port/api/x") == 503 ]] ||
+    fail "a newcomer to a full store was not answered 503"
   ;;
 
 *)

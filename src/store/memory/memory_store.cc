@@ -155,7 +155,7 @@ Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
     new_keys += seen ? 0 : 1;
   }
   if (new_keys > 0 && !make_room(shard, now_us, new_keys, nodes)) {
-    return fail(ErrorCode::kUnavailable,
+    return fail(ErrorCode::kResourceExhausted,
                 "memory store full: " + std::to_string(capacity()) +
                     " keys (memory.max_keys), none free to evict");
   }

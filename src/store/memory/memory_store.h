@@ -11,10 +11,11 @@
 // them when a shard is full and a new key must be inserted: counted as evictions). A state before
 // its expiry, i.e. a client that has spent part of its budget, is never dropped to make room: when
 // a shard is full of such states, a decision that would insert a new key is refused
-// (kUnavailable, "memory store full: N keys"), before anything is written, and counted as a
-// refusal. Forgetting a spent state would hand that client a new budget, so a flood of fresh
-// identities could reset every exhausted client; refusing the newcomer instead lets the caller
-// apply on_store_error to it alone, while every identity already held keeps deciding exactly.
+// (kResourceExhausted, "memory store full: N keys"), before anything is written, and counted as
+// a refusal. Forgetting a spent state would hand that client a new budget, so a flood of fresh
+// identities could reset every exhausted client; refusing the newcomer instead (the server
+// answers it 503) keeps every identity already held deciding exactly, and lets no newcomer
+// through unlimited.
 //
 // Keys: "<policy>\0=<identity>" for an identity of at most kMaxRawIdentityBytes bytes,
 // "<policy>\0#<SHA-256 of the identity>" (32 raw bytes) for a longer one, so a state's memory is

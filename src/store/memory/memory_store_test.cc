@@ -115,7 +115,7 @@ TEST(MemoryStore, AFloodOfDistinctKeysStaysWithinMaxKeys) {
       EXPECT_EQ(r->headline().remaining, 9);
       ++allowed;
     } else {
-      EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+      EXPECT_EQ(r.error().code, ErrorCode::kResourceExhausted);
       ++refused;
     }
   }
@@ -166,7 +166,7 @@ TEST(MemoryStore, AFloodOfFreshIdentitiesNeverResetsASpentClient) {
       ++admitted;
       continue;
     }
-    EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+    EXPECT_EQ(r.error().code, ErrorCode::kResourceExhausted);
     EXPECT_EQ(r.error().message, "memory store full: 100 keys (memory.max_keys), none free to evict");
   }
   EXPECT_EQ(admitted, 20);  // the room the 20 full buckets made, and no more
@@ -219,7 +219,7 @@ TEST(MemoryStore, RefusesANewKeyRatherThanEvictALiveState) {
   decide(store, "c", {{&p, 2}});
   auto d = decide(store, "d", {{&p, 1}});
   ASSERT_FALSE(d);
-  EXPECT_EQ(d.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(d.error().code, ErrorCode::kResourceExhausted);
   EXPECT_EQ(store.evicted_count(), 0u);
   EXPECT_EQ(store.refused_count(), 1u);
   EXPECT_EQ(decide(store, "a", {{&p, 0}})->headline().remaining, 7);
