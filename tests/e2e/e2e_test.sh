@@ -263,8 +263,8 @@ case $case_name in
       sleep 0.1
     done
     before=$(instance_metric 2 'floodgate_decisions_total\{policy="hourly"')
+    at_kill=$(wc -l <"$run/load")  # answered when the SIGKILL is sent
     "$stack" kill-instance 1
-    at_kill=$(wc -l <"$run/load")
     wait $loader
     after=$(instance_metric 2 'floodgate_decisions_total\{policy="hourly"')
     echo "figure: instance 1 killed after $at_kill of 400 requests; instance 2 decided $((after - before)) of the rest"

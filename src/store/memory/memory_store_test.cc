@@ -5,6 +5,7 @@
 
 #include <array>
 #include <atomic>
+#include <deque>
 #include <thread>
 #include <vector>
 
@@ -44,9 +45,13 @@ TEST(DecideAll, ADenialGivesBackWhatTheEarlierIdentitiesConsumed) {
   const Policy per_ip = conformance_policy("per-ip", Algorithm::kFixedWindow, 2);
   const Policy other = conformance_policy("other", Algorithm::kSlidingWindow, 5);
   const Charge key_charge{&per_key, 1}, ip_charge{&per_ip, 1}, other_charge{&other, 1};
+  std::deque<std::string> names;  // the identities the requests point into
   const auto request = [&](const std::string& key) {
-    return std::vector<DecideRequest>{{key, {&key_charge, 1}}, {"ip:a", {&ip_charge, 1}},
-                                      {"x:" + key, {&other_charge, 1}}};
+    names.push_back(key);
+    names.push_back("x:" + key);
+    return std::vector<DecideRequest>{{names[names.size() - 2], {&key_charge, 1}},
+                                      {"ip:a", {&ip_charge, 1}},
+                                      {names.back(), {&other_charge, 1}}};
   };
   const std::string k1 = "key:k1", k2 = "key:k2";
   auto r1 = request(k1);
