@@ -44,7 +44,7 @@
 #include "fixtures/lenient_view.h"
 #include "http/canonical.h"
 #include "http/handler.h"
-#include "http/identity.h"
+#include "decide/identity.h"
 #include "store/memory/memory_store.h"
 
 namespace {
@@ -234,7 +234,7 @@ void check_answer(const Request& req, const Route& r, const Response& res, const
           std::any_of(rt.config->trusted_proxies.begin(), rt.config->trusted_proxies.end(),
                       [&](const config::Cidr& c) { return c.contains(f.peer); });
       if (!trusted) {
-        FG_FUZZ_CHECK(identity == "ip:" + ip_identity(f.peer, 24, 56),
+        FG_FUZZ_CHECK(identity == "ip:" + decide::ip_identity(f.peer, 24, 56),
                       "untrusted peer, identity %s", identity.c_str());
       }
     }
@@ -374,7 +374,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           so.verdict = store.decide_now(DecideRequest{r.identities.at(0), r.charges});
         } else {
           store_ok = false;
-          if (rt.config->on_store_error == config::OnStoreError::kLocal) {
+          // What the deciding service makes of an outage (decider.h).
+          const config::OnStoreError mode = rt.config->on_store_error;
+          so.degraded = mode == config::OnStoreError::kAllow  ? decide::Degraded::kAllow
+                        : mode == config::OnStoreError::kDeny ? decide::Degraded::kDeny
+                                                              : decide::Degraded::kLocal;
+          if (mode == config::OnStoreError::kLocal) {
             auto local = local_store.decide_now(DecideRequest{r.identities.at(0), r.local_charges});
             if (local) so.local_verdict = std::move(*local);
           }

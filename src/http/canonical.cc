@@ -309,16 +309,6 @@ std::string canonical_host(std::string_view host) {
   return out;
 }
 
-std::string_view host_name(std::string_view host) {
-  const std::size_t colon = host.rfind(':');
-  if (colon != std::string_view::npos && host.find(']', colon) == std::string_view::npos &&
-      (host.front() == '[' || host.find(':') == colon)) {
-    host = host.substr(0, colon);
-  }
-  if (host.size() > 1 && host.back() == '.') host.remove_suffix(1);
-  return host;
-}
-
 std::string_view target_path(const Request& req) {
   const std::string_view t = sv(req.target());
   return t.substr(0, t.find('?'));

@@ -46,9 +46,13 @@
 #include "floodgate/result.h"
 #include "floodgate/store.h"
 
+namespace fg::decide {
+class Metrics;
+}
+
 namespace fg::http {
 
-class Metrics;
+using decide::Metrics;
 
 struct ServerOptions {
   std::shared_ptr<const config::Config> config;

@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "fixtures/redis_server.h"
-#include "http/metrics.h"
+#include "decide/metrics.h"
 #include "http/server_test_util.h"
 
 namespace fg::http::test {

@@ -13,7 +13,7 @@
 #include <future>
 #include <nlohmann/json.hpp>
 
-#include "http/metrics.h"
+#include "decide/metrics.h"
 #include "http/server_test_util.h"
 
 namespace fg::http::test {

@@ -1,4 +1,5 @@
 #include <future>
+#include <optional>
 #include <memory>
 #include <vector>
 #include <string>
@@ -33,6 +34,13 @@ std::int64_t refund_cost(const RefundRequest& request, std::size_t i) {
   const bool consumed =
       request.decisions.empty() ? !c.policy->shadow : request.decisions[i].allowed;
   return consumed ? c.cost : 0;
+}
+
+Result<Verdict> Store::decide_now(const DecideRequest& request) {
+  std::optional<Result<Verdict>> out;
+  if (completes_inline()) decide(request, [&out](Result<Verdict> v) { out = std::move(v); });
+  if (!out) return fail(ErrorCode::kInternal, "this store does not answer inline");
+  return std::move(*out);
 }
 
 Result<Verdict> decide_and_wait(Store& store, const DecideRequest& request) {

@@ -609,6 +609,8 @@ RedisStore::~RedisStore() {
 
 std::string_view RedisStore::kind() const { return impl_->kind; }
 
+int RedisStore::probe_keys() const { return impl_->kind == "redis-cluster" ? 32 : 1; }
+
 void RedisStore::decide(const DecideRequest& request, DecideCallback done) {
   if (auto ok = check_charges(request.charges); !ok) {
     done(tl::unexpected(ok.error()));

@@ -1,6 +1,6 @@
 // The /metrics page: its exact text for a small scenario, its structure (HELP/TYPE per family,
 // one line per series, cumulative buckets), exact totals under threads, policy ids, escaping.
-#include "http/metrics.h"
+#include "decide/metrics.h"
 
 #include "store/memory/memory_store.h"
 
@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-namespace fg::http {
+namespace fg::decide {
 namespace {
 
 using std::chrono::microseconds;
@@ -509,4 +509,4 @@ TEST(Metrics, PolicyIdAndRenderFromManyThreads) {
 }
 
 }  // namespace
-}  // namespace fg::http
+}  // namespace fg::decide

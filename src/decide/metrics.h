@@ -68,7 +68,7 @@
 #include "floodgate/clock.h"
 #include "floodgate/store.h"
 
-namespace fg::http {
+namespace fg::decide {
 
 // One policy's part in one decision.
 enum class PolicyOutcome { kAllowed, kDenied, kShadowDenied };
@@ -207,4 +207,4 @@ class Metrics {
 // `s` as a Prometheus label value, without the quotes: \ → \\, " → \", newline → \n.
 std::string escape_label_value(std::string_view s);
 
-}  // namespace fg::http
+}  // namespace fg::decide

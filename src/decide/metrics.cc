@@ -1,9 +1,9 @@
-#include "http/metrics.h"
+#include "decide/metrics.h"
 
 #include <algorithm>
 #include <cstdio>
 
-namespace fg::http {
+namespace fg::decide {
 namespace {
 
 // fetch_add, not load+store: a shard normally has one writer, but nothing stops two threads from
@@ -357,4 +357,4 @@ std::string Metrics::render() const {
   return out;
 }
 
-}  // namespace fg::http
+}  // namespace fg::decide

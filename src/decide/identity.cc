@@ -1,4 +1,4 @@
-#include "http/identity.h"
+#include "decide/identity.h"
 
 #include <openssl/evp.h>
 
@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 
-namespace fg::http {
+namespace fg::decide {
 namespace {
 
 using Family = IpAddress::Family;
@@ -223,4 +223,4 @@ std::string loggable_identity(std::string_view identity) {
   return "sha256=" + sha256_hex(identity).substr(0, kShown);
 }
 
-}  // namespace fg::http
+}  // namespace fg::decide
