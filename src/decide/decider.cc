@@ -60,6 +60,14 @@ void Decider::decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
                      Duration::zero()));
     return;
   }
+  if (plan.identities.size() == 1) {  // the store copies the request: nothing to keep
+    store_->decide(DecideRequest{plan.identities.front(), plan.charges},
+                   [this, &rules, &plan, shard, started_at,
+                    done = std::move(done)](Result<Verdict> v) {
+                     done(after_store(rules, plan, shard, std::move(v), true, since(started_at)));
+                   });
+    return;
+  }
   // Held until the store answers: decide_all() needs its requests until then.
   struct Call {
     boost::container::small_vector<DecideRequest, 2> requests;
