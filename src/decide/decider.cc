@@ -86,11 +86,11 @@ Outcome Decider::decide_now(const Rules& rules, const Plan& plan, ThreadMetrics*
     return after_store(rules, plan, shard, fail(ErrorCode::kUnavailable, "circuit open"), false,
                        Duration::zero());
   }
-  const auto requests = plan.requests(plan.charges);
   Result<Verdict> verdict = fail(ErrorCode::kInternal, "the store did not answer inline");
-  if (requests.size() == 1) {
-    verdict = store_->decide_now(requests.front());
+  if (plan.identities.size() == 1) {
+    verdict = store_->decide_now(DecideRequest{plan.identities.front(), plan.charges});
   } else {
+    const auto requests = plan.requests(plan.charges);
     decide_all(*store_, requests, [&verdict](Result<Verdict> v) { verdict = std::move(v); });
   }
   return after_store(rules, plan, shard, std::move(verdict), true, since(started_at));

@@ -66,9 +66,10 @@ struct DeciderTest : ::testing::Test {
     q.path = "/x";
     q.header = [](std::string_view) { return std::nullopt; };
     q.peer = *config::parse_ip("203.0.113.7");
-    auto p = plan(rules, q, false, nullptr);
-    EXPECT_TRUE(p && p->charges.size() == 2);
-    return *p;
+    Plan p;
+    EXPECT_TRUE(plan(rules, q, false, p, nullptr));
+    EXPECT_EQ(p.charges.size(), 2u);
+    return p;
   }
   Outcome once(const Rules& rules, const Plan& p) {
     std::optional<Outcome> out;

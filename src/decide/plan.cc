@@ -105,10 +105,9 @@ bool policy_matches(const config::Match& match, const Query& q) {
   return true;
 }
 
-std::optional<Plan> plan(const Rules& rules, const Query& q, bool with_check_api,
-                         std::string* missing) {
+bool plan(const Rules& rules, const Query& q, bool with_check_api, Plan& out,
+          std::string* missing) {
   const config::Config& c = *rules.config;
-  Plan out;
   struct Matched {
     std::size_t index;  // into c.policies, or kCheckApiPolicy
     const std::vector<config::IdentitySource>* sources;
@@ -124,7 +123,7 @@ std::optional<Plan> plan(const Rules& rules, const Query& q, bool with_check_api
     static const std::vector<config::IdentitySource> kByAddress{config::IdentitySource{}};
     matched.push_back(Matched{kCheckApiPolicy, &kByAddress});
   }
-  if (matched.empty()) return out;
+  if (matched.empty()) return true;
   // X-Forwarded-For is read only when some peer may be believed.
   const std::string_view xff = c.trusted_proxies.empty() ? std::string_view() : q.forwarded_for;
   // Identities by source list: most policies share the global one.
@@ -146,7 +145,7 @@ std::optional<Plan> plan(const Rules& rules, const Query& q, bool with_check_api
           }
         }
       }
-      return std::nullopt;
+      return false;
     }
     std::size_t slot = 0;
     while (slot < out.identities.size() && out.identities[slot] != *it->second) ++slot;
@@ -170,7 +169,7 @@ std::optional<Plan> plan(const Rules& rules, const Query& q, bool with_check_api
       out.policy_indices.push_back(m.index);
     }
   }
-  return out;
+  return true;
 }
 
 std::string check_identity(std::string_view key) { return "check:" + std::string(key); }

@@ -81,12 +81,12 @@ inline constexpr std::size_t kCheckApiPolicy = static_cast<std::size_t>(-1);
 // matches HEAD too; a Host value is compared as a host name (no port, no trailing dot, any case).
 bool policy_matches(const config::Match& match, const Query& query);
 
-// The plan for `query`: every policy that matches, each counted per its identity; `with_check_api`
-// adds the check API's own policy, counted per the caller's address. An empty plan: no policy
-// applies. nullopt with `missing` set: an identity source needed is absent (the header names,
-// "X-API-Key or X-User").
-std::optional<Plan> plan(const Rules& rules, const Query& query, bool with_check_api,
-                         std::string* missing);
+// The plan for `query`, written into `out` (empty: no policy applies): every policy that
+// matches, each counted per its identity; `with_check_api` adds the check API's own policy,
+// counted per the caller's address. false, with `missing` set, when an identity source needed is
+// absent (the header names: "X-API-Key or X-User").
+bool plan(const Rules& rules, const Query& query, bool with_check_api, Plan& out,
+          std::string* missing);
 
 // The plan of a /v1/check (or `floodgate check`) call: `policy` charged `cost` for the key's
 // identity, check_identity(key). nullopt when no policy has that name.

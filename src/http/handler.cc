@@ -267,14 +267,12 @@ Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
   const bool caller = out.kind == Route::Kind::kCheckCaller;
   const std::string xff = c.trusted_proxies.empty() ? std::string() : forwarded_for(req);
   std::string missing;
-  auto p = decide::plan(rt, query_of(req, method, path, &ctx, &xff), caller, &missing);
-  if (!p) {
+  if (!decide::plan(rt, query_of(req, method, path, &ctx, &xff), caller, out, &missing)) {
     out = Route{};
     out.reply = problem_response(req.version(), 400,
                                  "this API needs to know who is calling: send " + missing);
     return out;
   }
-  static_cast<decide::Plan&>(out) = std::move(*p);
   if (!caller) out.kind = out.empty() ? Route::Kind::kServe : Route::Kind::kDecide;
   return out;
 }
