@@ -116,8 +116,7 @@ Outcome Decider::after_store(const Rules& rules, const Plan& plan, ThreadMetrics
   } else if (shard != nullptr) {
     shard->on_store(StoreResult::kCircuitOpen, Duration::zero());
   }
-  Outcome out;
-  out.verdict = std::move(verdict);
+  Outcome out{std::move(verdict), std::nullopt, Degraded::kNo};
   if (!out.verdict && is_store_outage(out.verdict.error())) {
     const config::OnStoreError mode = rules.config->on_store_error;
     out.degraded = mode == config::OnStoreError::kAllow  ? Degraded::kAllow

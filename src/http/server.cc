@@ -31,6 +31,7 @@
 #include "http/handler.h"
 #include "decide/identity.h"
 #include "decide/metrics.h"
+#include "http/metrics_sources.h"
 #include "http/upstream.h"
 #include "store/open_store.h"
 
@@ -149,6 +150,8 @@ struct Worker {
   // Keeps run() going while the thread has nothing to do: connections arrive from thread 0.
   asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(ioc);
   std::shared_ptr<UpstreamPool> upstream;  // for runtime->config->upstream; null without one
+  // Every pool of this thread counts here, so /metrics keeps the counts across reloads.
+  std::shared_ptr<UpstreamCounters> upstream_counters = std::make_shared<UpstreamCounters>();
   std::optional<config::HostPort> upstream_target;
   Duration upstream_timeout{};
   std::thread thread;
@@ -162,6 +165,7 @@ struct Worker {
         UpstreamOptions o;
         o.target = *c.upstream;
         o.timeout = c.upstream_timeout;
+        o.counters = upstream_counters;
         upstream = std::make_shared<UpstreamPool>(ioc.get_executor(), o);
       }
       upstream_target = c.upstream;
@@ -854,6 +858,7 @@ Result<std::unique_ptr<Server>> Server::make(ServerOptions options) {
   };
   impl->decider = std::make_unique<decide::Decider>(std::move(d));
   impl->decider->set_metrics(&impl->metrics);
+  if (impl->wired.redis_stats) add_redis_store_metrics(impl->metrics, impl->wired.redis_stats);
 
   auto rt = impl->build_runtime(options.config);
   impl->config = options.config;
@@ -863,6 +868,9 @@ Result<std::unique_ptr<Server>> Server::make(ServerOptions options) {
     w->set_runtime(rt);
     impl->workers.push_back(std::move(w));
   }
+  std::vector<std::shared_ptr<const UpstreamCounters>> upstream_counters;
+  for (const auto& w : impl->workers) upstream_counters.push_back(w->upstream_counters);
+  add_upstream_metrics(impl->metrics, std::move(upstream_counters));
 
   // Listen. A host name is resolved once, here.
   auto acceptor = listen_on(impl->workers.front()->ioc, c.listen);

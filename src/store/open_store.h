@@ -15,6 +15,7 @@
 #include "config/values.h"
 #include "floodgate/clock.h"
 #include "floodgate/store.h"
+#include "store/redis/redis_store.h"
 
 namespace fg {
 
@@ -36,6 +37,8 @@ struct ServedStore {
   std::shared_ptr<Store> store;
   std::function<void(boost::asio::io_context&)> bind_thread = [](boost::asio::io_context&) {};
   std::function<void()> unbind_thread = [] {};
+  // A Redis store's client counters (for /metrics); empty for any other store.
+  std::function<redis::RedisStoreStats()> redis_stats;
 };
 // The same wiring for a store opened elsewhere (a test's, or open_store's).
 ServedStore serve_store(std::shared_ptr<Store> store);

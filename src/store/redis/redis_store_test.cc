@@ -193,12 +193,26 @@ TEST_F(RedisStoreTest, DecisionsInFlightTogetherShareWrites) {
   EXPECT_EQ(errors.load(), 0);
   EXPECT_LE(writes, 10u);
   EXPECT_EQ(after.decisions - before.decisions, static_cast<std::uint64_t>(kDecisions));
+  // The pipeline depth: every write falls in one bucket, and the commands they carried add up
+  // to the decisions (one FCALL each, nothing else was sent).
+  std::uint64_t bucketed = 0, deep = 0;
+  for (std::size_t i = 0; i < after.write_sizes.size(); ++i) {
+    bucketed += after.write_sizes[i] - before.write_sizes[i];
+    if (i >= 6) deep += after.write_sizes[i] - before.write_sizes[i];  // more than 32 commands
+  }
+  EXPECT_EQ(bucketed, writes);
+  EXPECT_GE(deep, 1u);
+  EXPECT_EQ(after.written_commands - before.written_commands,
+            static_cast<std::uint64_t>(kDecisions));
   std::promise<void> unbound;
   boost::asio::post(ioc, [&] {
     store->unbind_current_thread();
     unbound.set_value();
   });
   unbound.get_future().wait();
+  // An unbound thread's counts stay in the totals.
+  EXPECT_GE(store->stats().decisions, after.decisions);
+  EXPECT_GE(store->stats().written_commands, after.written_commands);
   work.reset();
   io.join();
 }
@@ -338,7 +352,10 @@ TEST_F(RedisStoreTest, ReconnectsAndReloadsAfterTheServerRestarts) {
     auto r = test::decide(*store, "r", {{&p, 1}});
     return r.has_value() && r->allowed && r->headline().remaining == 9;
   }));
-  EXPECT_GE(store->stats().connects, 2u);
+  const RedisStoreStats stats = store->stats();
+  EXPECT_GE(stats.connects, 2u);
+  EXPECT_GE(stats.disconnects, 1u);
+  EXPECT_GE(stats.reconnects, 1u);  // the same node, connected again
 }
 
 TEST_F(RedisStoreTest, EveryKeyWrittenHasATtl) {
