@@ -8,6 +8,7 @@
 
 #include "http/canonical.h"
 #include "http/identity.h"
+#include "util/text.h"
 
 namespace fg::http {
 namespace {
@@ -113,7 +114,7 @@ Route check_route(const Request& req, const Runtime& rt) {
   }
   for (const auto& [k, v] : body.items()) {
     if (k != "policy" && k != "key" && k != "cost") {
-      return bad("unknown field " + json_string(k) + " (policy, key, cost)");
+      return bad("unknown field " + util::json_string(k) + " (policy, key, cost)");
     }
   }
   const auto policy = body.find("policy");
@@ -132,7 +133,7 @@ Route check_route(const Request& req, const Runtime& rt) {
                    [&](const config::PolicyConfig& p) { return p.policy.name == name; });
   if (it == policies.end()) {
     out.kind = Route::Kind::kReply;
-    out.reply = problem_response(req.version(), 404, "no policy named " + json_string(name));
+    out.reply = problem_response(req.version(), 404, "no policy named " + util::json_string(name));
     return out;
   }
   std::int64_t cost = it->policy.cost;
@@ -497,9 +498,9 @@ Response demo_resource(const Request& req, std::string_view path) {
         "nothing at " + std::string(sv(req.target())) + " (the demo resource answers /api/...)");
   }
   std::string body = R"({"message":"hello from floodgate","method":)";
-  body += json_string(sv(req.method_string()));
+  body += util::json_string(sv(req.method_string()));
   body += R"(,"path":)";
-  body += json_string(path);
+  body += util::json_string(path);
   body += "}\n";
   return text_response(req.version(), beast_http::status::ok, kJson, std::move(body));
 }
@@ -513,9 +514,9 @@ Response metrics_response(const Request& req, std::string text) {
 
 Response problem_response(unsigned version, int status, std::string_view detail) {
   std::string body = R"({"type":"about:blank","title":)";
-  body += json_string(reason_of(status));
+  body += util::json_string(reason_of(status));
   body += R"(,"status":)" + std::to_string(status) + R"(,"detail":)";
-  body += json_string(detail);
+  body += util::json_string(detail);
   body += "}\n";
   return text_response(version, beast_http::int_to_status(static_cast<unsigned>(status)),
                        kProblemContentType, std::move(body));
