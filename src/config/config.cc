@@ -20,6 +20,8 @@
 #include <utility>
 #include <variant>
 
+#include "util/text.h"
+
 namespace fg::config {
 
 std::string_view to_string(OnStoreError e) {
@@ -104,13 +106,9 @@ namespace {
 
 using Node = YAML::Node;
 
-bool is_token_char(char c) {
-  // RFC 9110 tchar: what header names and methods are made of.
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
+// RFC 9110 token: what header names and methods are made of.
 bool is_token(std::string_view s) {
-  return !s.empty() && s.size() <= 256 && std::all_of(s.begin(), s.end(), is_token_char);
+  return !s.empty() && s.size() <= 256 && std::all_of(s.begin(), s.end(), util::is_tchar);
 }
 // Policy names and key prefixes go into Redis keys and response headers.
 bool is_name(std::string_view s) {

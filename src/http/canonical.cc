@@ -199,9 +199,7 @@ std::optional<std::string> canonicalize(Request& req, const std::vector<std::str
     while (start <= tokens.size()) {
       std::size_t comma = tokens.find(',', start);
       if (comma == std::string_view::npos) comma = tokens.size();
-      std::string_view t = tokens.substr(start, comma - start);
-      while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
-      while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+      const std::string_view t = util::trim_ows(tokens.substr(start, comma - start));
       if (same_field(t, "Host")) return refuse("Connection names Host");
       for (const std::string& name : single) {
         if (same_field(t, name)) return refuse("Connection names " + name);

@@ -585,11 +585,6 @@ std::string serialize_response(const Response& r, const HeaderFields& extra) {
 
 namespace {
 
-bool is_tchar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
 }  // namespace
 
 bool transfer_encoding_acceptable(const Request::header_type& header) {
@@ -604,16 +599,10 @@ bool transfer_encoding_acceptable(const Request::header_type& header) {
   bool any = false;
   while (!v.empty()) {
     const std::size_t comma = v.find(',');
-    std::string_view element = v.substr(0, comma);
+    const std::string_view element = util::trim_ows(v.substr(0, comma));
     v.remove_prefix(comma == std::string_view::npos ? v.size() : comma + 1);
-    while (!element.empty() && (element.front() == ' ' || element.front() == '\t')) {
-      element.remove_prefix(1);
-    }
-    while (!element.empty() && (element.back() == ' ' || element.back() == '\t')) {
-      element.remove_suffix(1);
-    }
     if (element.empty()) continue;
-    if (!std::all_of(element.begin(), element.end(), is_tchar)) return false;
+    if (!std::all_of(element.begin(), element.end(), util::is_tchar)) return false;
     any = true;
     last_chunked = ieq(element, "chunked");
     chunked += last_chunked ? 1 : 0;
