@@ -840,6 +840,8 @@ class Parser {
           have_burst = true;
         }
       } else if (e.key == "cost") {
+        // valid_cost's range, read here so that it is reported with the file's other problems
+        // (validate_policy below checks it again with valid_cost).
         if (auto n = int_value(e.value, ep, el, 0, kMaxCount)) policy.cost = *n;
       } else if (e.key == "shadow") {
         if (auto b = bool_value(e.value, ep, el)) policy.shadow = *b;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace fg {
 namespace {
 
@@ -26,6 +28,16 @@ TEST(Policy, AlgorithmNamesRoundTrip) {
   }
   EXPECT_EQ(parse_algorithm("leaky_bucket"), std::nullopt);
   EXPECT_EQ(parse_algorithm(""), std::nullopt);
+}
+
+TEST(Policy, ValidCostIsZeroToMaxCount) {
+  EXPECT_TRUE(valid_cost(0));  // a peek
+  EXPECT_TRUE(valid_cost(1));
+  EXPECT_TRUE(valid_cost(kMaxCount));
+  EXPECT_FALSE(valid_cost(-1));
+  EXPECT_FALSE(valid_cost(kMaxCount + 1));
+  EXPECT_FALSE(valid_cost(std::numeric_limits<std::int64_t>::min()));
+  EXPECT_FALSE(valid_cost(std::numeric_limits<std::int64_t>::max()));
 }
 
 TEST(Policy, ValidatesEachField) {

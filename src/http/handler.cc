@@ -138,8 +138,7 @@ Route check_route(const Request& req, const Runtime& rt) {
   }
   std::int64_t cost = it->policy.cost;
   if (const auto c = body.find("cost"); c != body.end()) {
-    if (!c->is_number_integer() || c->get<std::int64_t>() < 0 ||
-        c->get<std::int64_t>() > kMaxCount) {
+    if (!c->is_number_integer() || !valid_cost(c->get<std::int64_t>())) {
       return bad("cost: an integer from 0 to " + std::to_string(kMaxCount));
     }
     cost = c->get<std::int64_t>();
