@@ -8,6 +8,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -1017,6 +1018,51 @@ Result<Config> load_config_file(const std::string& path) {
   auto text = read_file(path);
   if (auto* p = std::get_if<Problem>(&text)) return tl::unexpected(to_error({*p}));
   return parse_config(std::get<std::string>(text), path);
+}
+
+namespace {
+
+// One restart-only field: its name in the file, and the member it is read into.
+struct RestartOnlyField {
+  std::string_view name;
+  bool (*differs)(const Config&, const Config&);
+  void (*keep)(const Config& from, Config& to);
+};
+
+template <auto Member>
+constexpr RestartOnlyField restart_only(std::string_view name) {
+  return {name, [](const Config& a, const Config& b) { return !(a.*Member == b.*Member); },
+          [](const Config& from, Config& to) { to.*Member = from.*Member; }};
+}
+
+constexpr std::array kRestartOnlyFields = {
+    restart_only<&Config::listen>("listen"),
+    restart_only<&Config::admin_listen>("admin_listen"),
+    restart_only<&Config::threads>("threads"),
+    restart_only<&Config::store>("store"),
+    restart_only<&Config::store_timeout>("store_timeout"),
+    restart_only<&Config::key_prefix>("key_prefix"),
+    restart_only<&Config::key_secret>("key_secret"),
+    restart_only<&Config::memory>("memory"),
+};
+
+}  // namespace
+
+std::vector<std::string_view> restart_only_fields() {
+  std::vector<std::string_view> names;
+  for (const RestartOnlyField& f : kRestartOnlyFields) names.push_back(f.name);
+  return names;
+}
+
+std::vector<std::string> keep_restart_only_fields(const Config& running, Config& next) {
+  std::vector<std::string> kept;
+  for (const RestartOnlyField& f : kRestartOnlyFields) {
+    if (f.differs(running, next)) {
+      kept.emplace_back(f.name);
+      f.keep(running, next);
+    }
+  }
+  return kept;
 }
 
 Config default_config() {
