@@ -4,17 +4,12 @@
 
 #include <limits>
 
+#include "test_policy.h"
+
 namespace fg {
 namespace {
 
-Policy valid() {
-  Policy p;
-  p.name = "per-minute";
-  p.limit = 100;
-  p.period = std::chrono::minutes(1);
-  p.burst = 100;
-  return p;
-}
+Policy valid() { return test::make_policy("per-minute", 100, {.period = std::chrono::minutes(1)}); }
 
 std::string error_of(const Policy& p) {
   auto r = validate_policy(p);
