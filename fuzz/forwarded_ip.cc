@@ -22,6 +22,7 @@
 #include "config/values.h"
 #include "fuzz_check.h"
 #include "decide/identity.h"
+#include "util/text.h"
 
 namespace {
 
@@ -37,12 +38,6 @@ std::vector<Cidr> trusted_proxies() {
 }
 
 IpAddress ip(const char* text) { return *fg::config::parse_ip(text); }
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
 
 std::string show(const IpAddress& a) { return fg::config::to_string(a); }
 
@@ -65,7 +60,7 @@ void check_address_text(std::string_view text) {
 bool in_header(const IpAddress& a, std::string_view xff) {
   while (!xff.empty()) {
     const std::size_t comma = xff.find(',');
-    std::string_view e = trim(xff.substr(0, comma));
+    std::string_view e = fg::util::trim_ows(xff.substr(0, comma));
     xff.remove_prefix(comma == std::string_view::npos ? xff.size() : comma + 1);
     if (!e.empty() && e.front() == '[') e = e.substr(1, e.find(']') - 1);
     if (auto p = fg::config::parse_ip(e); p && *p == a) return true;
@@ -113,7 +108,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_address_text(xff);
   for (std::string_view rest = xff; !rest.empty();) {
     const std::size_t comma = rest.find(',');
-    check_address_text(trim(rest.substr(0, comma)));
+    check_address_text(fg::util::trim_ows(rest.substr(0, comma)));
     rest.remove_prefix(comma == std::string_view::npos ? rest.size() : comma + 1);
   }
 

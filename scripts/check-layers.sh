@@ -2,7 +2,8 @@
 # check-layers.sh [SOURCE_DIR] — fails when a source file includes a layer above its own
 # (docs/architecture.md). The layers, bottom up:
 #
-#   include/floodgate (the public API) < src/core < src/store < src/decide < src/http < src/app
+#   include/floodgate (the public API), src/util (text helpers) < src/core < src/store
+#     < src/decide < src/http < src/app
 #
 # and src/config beside them: any layer from src/store up may read the configuration's types;
 # src/config itself reads only the public API. Tests, benchmarks and fuzz targets are not
@@ -13,7 +14,7 @@ cd "$root" || exit 2
 
 rank() {
   case $1 in
-    floodgate) echo 0 ;;
+    floodgate | util) echo 0 ;;
     core) echo 1 ;;
     store) echo 2 ;;
     decide) echo 3 ;;

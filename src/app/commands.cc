@@ -75,7 +75,7 @@ int run_check(const CheckArgs& args, std::ostream& out, std::ostream& err) {
     return kExitNoDecision;
   }
   const std::int64_t cost = args.cost.value_or(pc->policy.cost);
-  if (cost < 0 || cost > kMaxCount) {
+  if (!valid_cost(cost)) {
     err << "--cost: must be from 0 to " << kMaxCount << '\n';
     return kExitNoDecision;
   }

@@ -2,8 +2,6 @@
 // one line per series, cumulative buckets), exact totals under threads, policy ids, escaping.
 #include "decide/metrics.h"
 
-#include "store/memory/memory_store.h"
-
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -13,6 +11,9 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "store/memory/memory_store.h"
+#include "test_policy.h"
 
 namespace fg::decide {
 namespace {
@@ -270,10 +271,7 @@ TEST(Metrics, MemoryStoreSeriesFollowTheStore) {
   m.add_memory_store("local_fallback", [] {
     return MemoryStoreStats{.keys = 1, .capacity = 2, .expired = 3, .evicted = 4, .refused = 5};
   });
-  Policy p;
-  p.name = "p";
-  p.limit = p.burst = 10;
-  p.period = std::chrono::seconds(10);  // a token a second
+  const Policy p = test::make_policy("p", 10, {.period = std::chrono::seconds(10)});  // 1 token/s
   const Charge spend{&p, 1};
   const auto decide = [&](const std::string& id) {
     return decide_and_wait(store, DecideRequest{id, std::span<const Charge>(&spend, 1)});

@@ -9,6 +9,7 @@
 #include "http/canonical.h"
 #include "decide/identity.h"
 #include "decide/plan.h"
+#include "util/text.h"
 
 namespace fg::http {
 namespace {
@@ -112,7 +113,7 @@ Route check_route(const Request& req, const Runtime& rt) {
   }
   for (const auto& [k, v] : body.items()) {
     if (k != "policy" && k != "key" && k != "cost") {
-      return bad("unknown field " + json_string(k) + " (policy, key, cost)");
+      return bad("unknown field " + util::json_string(k) + " (policy, key, cost)");
     }
   }
   const auto policy = body.find("policy");
@@ -128,13 +129,12 @@ Route check_route(const Request& req, const Runtime& rt) {
   const config::PolicyConfig* pc = rt.config->find_policy(name);
   if (pc == nullptr) {
     out.kind = Route::Kind::kReply;
-    out.reply = problem_response(req.version(), 404, "no policy named " + json_string(name));
+    out.reply = problem_response(req.version(), 404, "no policy named " + util::json_string(name));
     return out;
   }
   std::int64_t cost = pc->policy.cost;
   if (const auto c = body.find("cost"); c != body.end()) {
-    if (!c->is_number_integer() || c->get<std::int64_t>() < 0 ||
-        c->get<std::int64_t>() > kMaxCount) {
+    if (!c->is_number_integer() || !valid_cost(c->get<std::int64_t>())) {
       return bad("cost: an integer from 0 to " + std::to_string(kMaxCount));
     }
     cost = c->get<std::int64_t>();
@@ -386,9 +386,9 @@ Response demo_resource(const Request& req, std::string_view path) {
         "nothing at " + std::string(sv(req.target())) + " (the demo resource answers /api/...)");
   }
   std::string body = R"({"message":"hello from floodgate","method":)";
-  body += json_string(sv(req.method_string()));
+  body += util::json_string(sv(req.method_string()));
   body += R"(,"path":)";
-  body += json_string(path);
+  body += util::json_string(path);
   body += "}\n";
   return text_response(req.version(), beast_http::status::ok, kJson, std::move(body));
 }
@@ -402,9 +402,9 @@ Response metrics_response(const Request& req, std::string text) {
 
 Response problem_response(unsigned version, int status, std::string_view detail) {
   std::string body = R"({"type":"about:blank","title":)";
-  body += json_string(reason_of(status));
+  body += util::json_string(reason_of(status));
   body += R"(,"status":)" + std::to_string(status) + R"(,"detail":)";
-  body += json_string(detail);
+  body += util::json_string(detail);
   body += "}\n";
   return text_response(version, beast_http::int_to_status(static_cast<unsigned>(status)),
                        kProblemContentType, std::move(body));
@@ -473,11 +473,6 @@ std::string serialize_response(const Response& r, const HeaderFields& extra) {
 
 namespace {
 
-bool is_tchar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
 }  // namespace
 
 bool transfer_encoding_acceptable(const Request::header_type& header) {
@@ -492,16 +487,10 @@ bool transfer_encoding_acceptable(const Request::header_type& header) {
   bool any = false;
   while (!v.empty()) {
     const std::size_t comma = v.find(',');
-    std::string_view element = v.substr(0, comma);
+    const std::string_view element = util::trim_ows(v.substr(0, comma));
     v.remove_prefix(comma == std::string_view::npos ? v.size() : comma + 1);
-    while (!element.empty() && (element.front() == ' ' || element.front() == '\t')) {
-      element.remove_prefix(1);
-    }
-    while (!element.empty() && (element.back() == ' ' || element.back() == '\t')) {
-      element.remove_suffix(1);
-    }
     if (element.empty()) continue;
-    if (!std::all_of(element.begin(), element.end(), is_tchar)) return false;
+    if (!std::all_of(element.begin(), element.end(), util::is_tchar)) return false;
     any = true;
     last_chunked = ieq(element, "chunked");
     chunked += last_chunked ? 1 : 0;

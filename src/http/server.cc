@@ -926,24 +926,8 @@ std::vector<std::string> Server::reload(std::shared_ptr<const config::Config> ne
   Impl& s = *impl_;
   std::lock_guard lock(s.mutex);
   const config::Config& old = *s.config;
-  std::vector<std::string> ignored;
   auto c = std::make_shared<config::Config>(*next);
-  if (c->listen != old.listen) ignored.push_back("listen"), c->listen = old.listen;
-  if (c->admin_listen != old.admin_listen) {
-    ignored.push_back("admin_listen");
-    c->admin_listen = old.admin_listen;
-  }
-  if (c->threads != old.threads) ignored.push_back("threads"), c->threads = old.threads;
-  if (!(c->store == old.store)) ignored.push_back("store"), c->store = old.store;
-  if (c->store_timeout != old.store_timeout) {
-    ignored.push_back("store_timeout");
-    c->store_timeout = old.store_timeout;
-  }
-  if (c->key_prefix != old.key_prefix)
-    ignored.push_back("key_prefix"), c->key_prefix = old.key_prefix;
-  if (c->key_secret != old.key_secret)
-    ignored.push_back("key_secret"), c->key_secret = old.key_secret;
-  if (c->memory != old.memory) ignored.push_back("memory"), c->memory = old.memory;
+  std::vector<std::string> ignored = config::keep_restart_only_fields(old, *c);
   s.config = c;
   std::shared_ptr<const Runtime> rt = s.build_runtime(c);
   for (auto& w : s.workers) {

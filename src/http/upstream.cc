@@ -32,6 +32,8 @@
 #include <utility>
 #include <vector>
 
+#include "util/text.h"
+
 namespace fg::http {
 
 namespace asio = boost::asio;
@@ -103,12 +105,6 @@ constexpr std::string_view kXForwardedFor = "X-Forwarded-For";
 // (100 Continue, 103 Early Hints). More is a misbehaving upstream.
 constexpr int kMaxInterimResponses = 8;
 
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // The field names listed by every Connection field ("Connection: close, X-Private" names
 // "close" and "X-Private"; naming "close" removes nothing, as no field is called that).
 // The views point into `fields`: use them before modifying it.
@@ -118,7 +114,7 @@ std::vector<std::string_view> connection_tokens(const beast_http::fields& fields
     std::string_view value = it->value();
     while (!value.empty()) {
       const std::size_t comma = value.find(',');
-      const std::string_view token = trim_ows(value.substr(0, comma));
+      const std::string_view token = util::trim_ows(value.substr(0, comma));
       if (!token.empty()) tokens.push_back(token);
       if (comma == std::string_view::npos) break;
       value.remove_prefix(comma + 1);
@@ -455,7 +451,7 @@ Request make_upstream_request(const Request& in, std::string_view client_ip,
     if (is_hop_by_hop(f, named)) continue;
     if (f.name() == beast_http::field::content_length) continue;  // recomputed below
     if (beast::iequals(f.name_string(), kXForwardedFor)) {
-      const std::string_view value = trim_ows(f.value());
+      const std::string_view value = util::trim_ows(f.value());
       if (value.empty()) continue;
       if (!forwarded_for.empty()) forwarded_for += ", ";
       forwarded_for += value;

@@ -13,7 +13,7 @@ Result<void> check_charges(std::span<const Charge> charges) {
   if (charges.empty()) return fail(ErrorCode::kInvalidArgument, "no policy to decide");
   for (const Charge& c : charges) {
     if (c.policy == nullptr) return fail(ErrorCode::kInvalidArgument, "charge without policy");
-    if (c.cost < 0 || c.cost > kMaxCount) {
+    if (!valid_cost(c.cost)) {
       return fail(ErrorCode::kInvalidArgument,
                   "cost must be between 0 and " + std::to_string(kMaxCount));
     }
