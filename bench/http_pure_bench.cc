@@ -5,11 +5,14 @@
 #include <benchmark/benchmark.h>
 
 #include "floodgate/limiter.h"
-#include "http/identity.h"
+#include "decide/identity.h"
 #include "http/rate_limit_headers.h"
 
 namespace fg::http {
 namespace {
+
+using decide::HeaderLookup;
+using decide::identify;
 
 Policy make_policy(std::string name, std::int64_t limit, Duration period) {
   Policy p;

@@ -21,7 +21,8 @@
 
 #include "config/values.h"
 #include "fuzz_check.h"
-#include "http/identity.h"
+#include "decide/identity.h"
+#include "util/text.h"
 
 namespace {
 
@@ -37,12 +38,6 @@ std::vector<Cidr> trusted_proxies() {
 }
 
 IpAddress ip(const char* text) { return *fg::config::parse_ip(text); }
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
 
 std::string show(const IpAddress& a) { return fg::config::to_string(a); }
 
@@ -65,7 +60,7 @@ void check_address_text(std::string_view text) {
 bool in_header(const IpAddress& a, std::string_view xff) {
   while (!xff.empty()) {
     const std::size_t comma = xff.find(',');
-    std::string_view e = trim(xff.substr(0, comma));
+    std::string_view e = fg::util::trim_ows(xff.substr(0, comma));
     xff.remove_prefix(comma == std::string_view::npos ? xff.size() : comma + 1);
     if (!e.empty() && e.front() == '[') e = e.substr(1, e.find(']') - 1);
     if (auto p = fg::config::parse_ip(e); p && *p == a) return true;
@@ -76,7 +71,7 @@ bool in_header(const IpAddress& a, std::string_view xff) {
 }
 
 void check_identity(const IpAddress& client, int v4, int v6) {
-  const std::string id = fg::http::ip_identity(client, v4, v6);
+  const std::string id = fg::decide::ip_identity(client, v4, v6);
   const std::size_t slash = id.find('/');
   if (slash == std::string::npos) {
     const auto a = fg::config::parse_ip(id);
@@ -84,7 +79,7 @@ void check_identity(const IpAddress& client, int v4, int v6) {
     const Cidr exact{*a, a->family == IpAddress::Family::kIpv4 ? 32 : 128};
     FG_FUZZ_CHECK(exact.contains(client), "identity %s is not the client %s", id.c_str(),
                   show(client).c_str());
-    FG_FUZZ_CHECK(fg::http::ip_identity(*a, v4, v6) == id, "masking %s again changes it",
+    FG_FUZZ_CHECK(fg::decide::ip_identity(*a, v4, v6) == id, "masking %s again changes it",
                   id.c_str());
     return;
   }
@@ -93,7 +88,7 @@ void check_identity(const IpAddress& client, int v4, int v6) {
                 c.error().message.c_str());
   FG_FUZZ_CHECK(c->contains(client), "identity %s does not contain the client %s", id.c_str(),
                 show(client).c_str());
-  FG_FUZZ_CHECK(fg::http::ip_identity(c->network, v4, v6) == id, "masking %s again changes it",
+  FG_FUZZ_CHECK(fg::decide::ip_identity(c->network, v4, v6) == id, "masking %s again changes it",
                 id.c_str());
 }
 
@@ -113,11 +108,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_address_text(xff);
   for (std::string_view rest = xff; !rest.empty();) {
     const std::size_t comma = rest.find(',');
-    check_address_text(trim(rest.substr(0, comma)));
+    check_address_text(fg::util::trim_ows(rest.substr(0, comma)));
     rest.remove_prefix(comma == std::string_view::npos ? rest.size() : comma + 1);
   }
 
-  const IpAddress client = fg::http::client_ip(peer, xff, trusted);
+  const IpAddress client = fg::decide::client_ip(peer, xff, trusted);
   const bool peer_trusted =
       std::any_of(trusted.begin(), trusted.end(), [&](const Cidr& c) { return c.contains(peer); });
   if (!peer_trusted) {
@@ -127,13 +122,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FG_FUZZ_CHECK(client == peer || in_header(client, xff),
                   "client %s is neither the peer nor in the header", show(client).c_str());
     // One more trusted proxy on the right: within the bounds, the same client.
-    if (xff.size() + 16 < fg::http::kMaxForwardedForBytes &&
+    if (xff.size() + 16 < fg::decide::kMaxForwardedForBytes &&
         static_cast<std::size_t>(std::count(xff.begin(), xff.end(), ',')) + 2 <
-            fg::http::kMaxForwardedForEntries) {
+            fg::decide::kMaxForwardedForEntries) {
       const IpAddress hop = ip("192.0.2.10");
       const std::string longer = std::string(xff) + ", 192.0.2.10";
-      const IpAddress via_hop = fg::http::client_ip(peer, longer, trusted);
-      const IpAddress direct = fg::http::client_ip(hop, xff, trusted);
+      const IpAddress via_hop = fg::decide::client_ip(peer, longer, trusted);
+      const IpAddress direct = fg::decide::client_ip(hop, xff, trusted);
       FG_FUZZ_CHECK(via_hop == direct, "through one more proxy: %s, directly: %s",
                     show(via_hop).c_str(), show(direct).c_str());
     }

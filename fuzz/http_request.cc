@@ -44,8 +44,9 @@
 #include "fixtures/lenient_view.h"
 #include "http/canonical.h"
 #include "http/handler.h"
-#include "http/identity.h"
+#include "decide/identity.h"
 #include "store/memory/memory_store.h"
+#include "util/text.h"
 
 namespace {
 
@@ -97,11 +98,6 @@ std::shared_ptr<Runtime> runtime_with(std::string_view on_store_error) {
   return make_runtime(std::make_shared<const config::Config>(std::move(*c)));
 }
 
-bool is_tchar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
 std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
 
 // Parses `bytes` back as one response to a request with `method`.
@@ -120,7 +116,7 @@ void check_wire(const std::string& bytes, bhttp::verb method) {
   FG_FUZZ_CHECK(res.result_int() >= 100 && res.result_int() <= 599, "status %u", res.result_int());
   for (const auto& f : res) {
     const std::string_view name = sv(f.name_string());
-    FG_FUZZ_CHECK(!name.empty() && std::all_of(name.begin(), name.end(), is_tchar),
+    FG_FUZZ_CHECK(!name.empty() && std::all_of(name.begin(), name.end(), fg::util::is_tchar),
                   "field name \"%.*s\"", static_cast<int>(name.size()), name.data());
     const std::string_view value = sv(f.value());
     FG_FUZZ_CHECK(value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos,
@@ -130,12 +126,6 @@ void check_wire(const std::string& bytes, bhttp::verb method) {
 
 bool has(const Response& r, std::string_view name) {
   return r.find(beast::string_view(name.data(), name.size())) != r.end();
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
 }
 
 // `original` is the target as sent; `req` has been canonicalized.
@@ -222,7 +212,7 @@ void check_answer(const Request& req, const Route& r, const Response& res, const
     FG_FUZZ_CHECK(beta == has_beta_charge, "X-Beta %d, beta policy charged %d", beta,
                   has_beta_charge);
     const auto key = req.find("X-API-Key");
-    const bool keyed = key != req.end() && !trim(sv(key->value())).empty();
+    const bool keyed = key != req.end() && !fg::util::trim_ows(sv(key->value())).empty();
     const std::string& identity = r.identities.at(0);
     if (keyed) {
       FG_FUZZ_CHECK(
@@ -234,7 +224,7 @@ void check_answer(const Request& req, const Route& r, const Response& res, const
           std::any_of(rt.config->trusted_proxies.begin(), rt.config->trusted_proxies.end(),
                       [&](const config::Cidr& c) { return c.contains(f.peer); });
       if (!trusted) {
-        FG_FUZZ_CHECK(identity == "ip:" + ip_identity(f.peer, 24, 56),
+        FG_FUZZ_CHECK(identity == "ip:" + decide::ip_identity(f.peer, 24, 56),
                       "untrusted peer, identity %s", identity.c_str());
       }
     }
@@ -374,7 +364,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           so.verdict = store.decide_now(DecideRequest{r.identities.at(0), r.charges});
         } else {
           store_ok = false;
-          if (rt.config->on_store_error == config::OnStoreError::kLocal) {
+          // What the deciding service makes of an outage (decider.h).
+          const config::OnStoreError mode = rt.config->on_store_error;
+          so.degraded = mode == config::OnStoreError::kAllow  ? decide::Degraded::kAllow
+                        : mode == config::OnStoreError::kDeny ? decide::Degraded::kDeny
+                                                              : decide::Degraded::kLocal;
+          if (mode == config::OnStoreError::kLocal) {
             auto local = local_store.decide_now(DecideRequest{r.identities.at(0), r.local_charges});
             if (local) so.local_verdict = std::move(*local);
           }

@@ -17,7 +17,7 @@
 //   - a denial's problem body is a JSON object naming the quota-exceeded type, status 429, the
 //     headline policy, Retry-After's figure and the denying non-shadow policies;
 //   - degraded_rate_limit_headers: RateLimit-Policy and X-RateLimit-Degraded only;
-//   - json_string and sf::serialize_string give a JSON string / sf-string of the name.
+//   - util::json_string and sf::serialize_string give a JSON string / sf-string of the name.
 #include "http/rate_limit_headers.h"
 
 #include <algorithm>
@@ -33,6 +33,7 @@
 #include "floodgate/policy.h"
 #include "fuzz_check.h"
 #include "sf_check.h"
+#include "util/text.h"
 
 namespace {
 
@@ -47,11 +48,20 @@ std::string sf_name(std::string_view s) {
   return out;
 }
 
-// The name as json_string carries it: bytes >= 0x80 become '?', controls are escaped.
+// The name as util::json_string carries it: well-formed UTF-8 kept, each other byte U+FFFD
+// (controls are escaped, and come back as they were).
 std::string json_name(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (static_cast<unsigned char>(c) >= 0x80) c = '?';
+  std::string out;
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t len =
+        static_cast<unsigned char>(s[i]) < 0x80 ? 1 : util::utf8_sequence_length(s, i);
+    if (len == 0) {
+      out += "\xef\xbf\xbd";
+      ++i;
+    } else {
+      out.append(s.substr(i, len));
+      i += len;
+    }
   }
   return out;
 }
@@ -264,9 +274,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto back = fuzz::sf_detail::string(rest);
     FG_FUZZ_CHECK(back && rest.empty() && *back == sf_name(p.name), "sf string of a name: %s",
                   copy.c_str());
-    const auto j = nlohmann::json::parse(http::json_string(p.name), nullptr, false);
+    const auto j = nlohmann::json::parse(util::json_string(p.name), nullptr, false);
     FG_FUZZ_CHECK(j.is_string() && j.get<std::string>() == json_name(p.name),
-                  "json_string of a name: %s", http::json_string(p.name).c_str());
+                  "json_string of a name: %s", util::json_string(p.name).c_str());
   }
   return 0;
 }

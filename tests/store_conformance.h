@@ -20,18 +20,9 @@
 #include <vector>
 
 #include "floodgate/store.h"
+#include "test_policy.h"
 
 namespace fg::test {
-
-inline Policy conformance_policy(std::string name, Algorithm algorithm, std::int64_t limit,
-                                 Duration period = std::chrono::hours(24)) {
-  Policy p;
-  p.name = std::move(name);
-  p.algorithm = algorithm;
-  p.limit = p.burst = limit;
-  p.period = period;
-  return p;
-}
 
 inline Result<Verdict> decide(Store& store, std::string_view identity,
                               std::initializer_list<Charge> charges) {
@@ -59,7 +50,7 @@ TYPED_TEST_P(StoreConformance, EveryAlgorithmAdmitsExactlyItsLimit) {
   auto store = this->traits_.make();
   for (auto algorithm : {Algorithm::kTokenBucket, Algorithm::kGcra, Algorithm::kSlidingWindow,
                          Algorithm::kFixedWindow}) {
-    const Policy p = conformance_policy(std::string(to_string(algorithm)), algorithm, 5);
+    const Policy p = make_policy(std::string(to_string(algorithm)), 5, {.algorithm = algorithm});
     int allowed = 0;
     for (int i = 0; i < 8; ++i) {
       auto r = decide(*store, "client-1", {{&p, 1}});
@@ -79,7 +70,7 @@ TYPED_TEST_P(StoreConformance, EveryAlgorithmAdmitsExactlyItsLimit) {
 
 TYPED_TEST_P(StoreConformance, ThreadsHammeringOneKeyAdmitExactlyTheLimit) {
   auto store = this->traits_.make();
-  const Policy p = conformance_policy("hammer", Algorithm::kTokenBucket, 1000);
+  const Policy p = make_policy("hammer", 1000);
   constexpr int kThreads = 8;
   constexpr int kPerThread = 250;  // 2000 attempts on a limit of 1000
   std::atomic<int> allowed{0}, errors{0};
@@ -103,8 +94,8 @@ TYPED_TEST_P(StoreConformance, ThreadsHammeringOneKeyAdmitExactlyTheLimit) {
 
 TYPED_TEST_P(StoreConformance, SeveralPoliciesAreAllOrNothing) {
   auto store = this->traits_.make();
-  const Policy tight = conformance_policy("tight", Algorithm::kFixedWindow, 2);
-  const Policy loose = conformance_policy("loose", Algorithm::kTokenBucket, 10);
+  const Policy tight = make_policy("tight", 2, {.algorithm = Algorithm::kFixedWindow});
+  const Policy loose = make_policy("loose", 10);
   for (int i = 0; i < 2; ++i) ASSERT_TRUE(decide(*store, "u", {{&loose, 1}, {&tight, 1}})->allowed);
   for (int i = 0; i < 3; ++i) {
     auto r = decide(*store, "u", {{&loose, 1}, {&tight, 1}});
@@ -121,7 +112,7 @@ TYPED_TEST_P(StoreConformance, SeveralPoliciesAreAllOrNothing) {
 
 TYPED_TEST_P(StoreConformance, IdentitiesAreIndependentWhateverTheirBytes) {
   auto store = this->traits_.make();
-  const Policy p = conformance_policy("per-client", Algorithm::kGcra, 1);
+  const Policy p = make_policy("per-client", 1, {.algorithm = Algorithm::kGcra});
   const std::vector<std::string> identities = {
       "alice", "bob", "{alice}", "alice}", "{", "}", "", std::string("a\0b", 3),
       std::string("a\0c", 3), "fg:{alice}:per-client", std::string(300, 'x'), "\xff\xfe",
@@ -136,7 +127,7 @@ TYPED_TEST_P(StoreConformance, IdentitiesAreIndependentWhateverTheirBytes) {
 
 TYPED_TEST_P(StoreConformance, CostBeyondBurstIsDeniedWithoutConsuming) {
   auto store = this->traits_.make();
-  const Policy p = conformance_policy("cost", Algorithm::kTokenBucket, 3);
+  const Policy p = make_policy("cost", 3);
   auto r = decide(*store, "c", {{&p, 4}});
   ASSERT_TRUE(r.has_value());
   EXPECT_FALSE(r->allowed);
@@ -146,7 +137,7 @@ TYPED_TEST_P(StoreConformance, CostBeyondBurstIsDeniedWithoutConsuming) {
 
 TYPED_TEST_P(StoreConformance, StateExpiresOnceFull) {
   auto store = this->traits_.make();
-  const Policy p = conformance_policy("short", Algorithm::kTokenBucket, 2, std::chrono::milliseconds(200));
+  const Policy p = make_policy("short", 2, {.period = std::chrono::milliseconds(200)});
   ASSERT_TRUE(decide(*store, "e", {{&p, 2}})->allowed);
   EXPECT_GE(this->traits_.live_states(), 1u);
   this->traits_.advance(std::chrono::milliseconds(250));
@@ -166,7 +157,7 @@ TYPED_TEST_P(StoreConformance, RejectsARequestWithoutPolicies) {
 
 TYPED_TEST_P(StoreConformance, VerdictsSayWhenTheyWereDecided) {
   auto store = this->traits_.make();
-  const Policy p = conformance_policy("when", Algorithm::kTokenBucket, 5);
+  const Policy p = make_policy("when", 5);
   auto first = decide(*store, "w", {{&p, 1}});
   auto second = decide(*store, "w", {{&p, 1}});
   ASSERT_TRUE(first.has_value() && second.has_value());
@@ -179,7 +170,7 @@ TYPED_TEST_P(StoreConformance, RefundGivesBackWhatAnAllowedDecisionConsumed) {
   for (auto algorithm : {Algorithm::kTokenBucket, Algorithm::kGcra, Algorithm::kSlidingWindow,
                          Algorithm::kFixedWindow}) {
     SCOPED_TRACE(to_string(algorithm));
-    const Policy p = conformance_policy(std::string(to_string(algorithm)), algorithm, 5);
+    const Policy p = make_policy(std::string(to_string(algorithm)), 5, {.algorithm = algorithm});
     ASSERT_TRUE(decide(*store, "r", {{&p, 3}})->allowed);
     auto two = decide(*store, "r", {{&p, 2}});
     ASSERT_TRUE(two.has_value() && two->allowed);
@@ -196,8 +187,8 @@ TYPED_TEST_P(StoreConformance, RefundGivesBackWhatAnAllowedDecisionConsumed) {
 
 TYPED_TEST_P(StoreConformance, RefundToFullDeletesTheStateAndOfNoStateWritesNothing) {
   auto store = this->traits_.make();
-  const Policy bucket = conformance_policy("bucket", Algorithm::kTokenBucket, 5);
-  const Policy window = conformance_policy("window", Algorithm::kFixedWindow, 5);
+  const Policy bucket = make_policy("bucket", 5);
+  const Policy window = make_policy("window", 5, {.algorithm = Algorithm::kFixedWindow});
   // Refunding what was never there: success, and nothing is created.
   Verdict none;
   none.allowed = true;
@@ -219,8 +210,8 @@ TYPED_TEST_P(StoreConformance, RefundToFullDeletesTheStateAndOfNoStateWritesNoth
 
 TYPED_TEST_P(StoreConformance, RefundSkipsAShadowPolicyThatDidNotConsume) {
   auto store = this->traits_.make();
-  const Policy enforced = conformance_policy("enforced", Algorithm::kTokenBucket, 10);
-  Policy shadow = conformance_policy("shadow", Algorithm::kFixedWindow, 1);
+  const Policy enforced = make_policy("enforced", 10);
+  Policy shadow = make_policy("shadow", 1, {.algorithm = Algorithm::kFixedWindow});
   shadow.shadow = true;
   ASSERT_TRUE(decide(*store, "s", {{&enforced, 1}, {&shadow, 1}})->allowed);
   auto second = decide(*store, "s", {{&enforced, 1}, {&shadow, 1}});
@@ -238,7 +229,7 @@ TYPED_TEST_P(StoreConformance, RefundRejectsWhatDecideRejects) {
   auto none = refund_and_wait(*store, RefundRequest{"x", {}, from_us(0)});
   ASSERT_FALSE(none.has_value());
   EXPECT_EQ(none.error().code, ErrorCode::kInvalidArgument);
-  const Policy p = conformance_policy("p", Algorithm::kTokenBucket, 5);
+  const Policy p = make_policy("p", 5);
   const std::vector<Charge> charges = {{&p, 1}};
   const std::vector<Decision> two(2);
   auto mismatch = refund_and_wait(*store, RefundRequest{"x", charges, from_us(0), two});
@@ -253,7 +244,7 @@ TYPED_TEST_P(StoreConformance, ThreadsDecidingAndRefundingKeepTheLimitExact) {
   // Every thread decides and refunds every other allowed request: what stays admitted (allowed
   // minus refunded) is exactly the limit, however the decisions and refunds interleave.
   auto store = this->traits_.make();
-  const Policy p = conformance_policy("churn", Algorithm::kFixedWindow, 200);
+  const Policy p = make_policy("churn", 200, {.algorithm = Algorithm::kFixedWindow});
   constexpr int kThreads = 4;
   constexpr int kPerThread = 200;
   std::atomic<int> kept{0}, errors{0};

@@ -55,6 +55,11 @@ inline constexpr std::int64_t kMaxExactInteger = std::int64_t{1} << 53;
 // small enough that no product overflows.
 inline constexpr std::int64_t kMaxCount = 1'000'000'000;
 
+// Whether `cost` may be charged for one request: 0 (a peek) to kMaxCount. The one range check of
+// a cost, wherever it comes from: a policy's default (validate_policy), /v1/check, `floodgate
+// check --cost`, and every store (check_charges).
+constexpr bool valid_cost(std::int64_t cost) { return cost >= 0 && cost <= kMaxCount; }
+
 // Largest period: 366 days.
 inline constexpr Duration kMaxPeriod = std::chrono::hours(24 * 366);
 

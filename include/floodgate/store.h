@@ -38,6 +38,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <span>
 #include <string>
@@ -85,6 +86,15 @@ Result<void> check_refund(const RefundRequest& request);
 // RefundRequest::decisions). Precondition: check_refund(request) succeeded.
 std::int64_t refund_cost(const RefundRequest& request, std::size_t i);
 
+// What a memory store holds and has done, for /metrics.
+struct MemoryStoreStats {
+  std::size_t keys = 0;        // states held now
+  std::size_t capacity = 0;    // most states it may hold (<= max_keys)
+  std::uint64_t expired = 0;   // states dropped by the steady clean-up (equivalent to no state)
+  std::uint64_t evicted = 0;   // states equivalent to no state dropped to make room
+  std::uint64_t refused = 0;   // decisions refused: no room, and nothing equivalent to no state
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -92,8 +102,23 @@ class Store {
   // Gives back what an allowed decide() consumed (see above). Completes like decide(): the
   // callback is called exactly once, on the thread decide()'s would be called on.
   virtual void refund(const RefundRequest& request, RefundCallback done) = 0;
-  // "memory", "redis", "redis-cluster": for logs and metrics.
+  // "memory", "redis", "redis-cluster": for logs and metrics (never branched on: the
+  // capabilities below say what a caller may rely on).
   virtual std::string_view kind() const = 0;
+
+  // Capabilities.
+  // Whether decide() and refund() always call back before they return (a store in this
+  // process). Such a store is asked through decide_now(), without a callback.
+  virtual bool completes_inline() const { return false; }
+  // decide() answered at once, for a store that completes_inline(); any other store answers
+  // kInternal here.
+  virtual Result<Verdict> decide_now(const DecideRequest& request);
+  // How many keys a readiness probe may try before concluding that no part of the store answers:
+  // 1 for a store that answers as a whole; more for a cluster, whose masters fail one by one
+  // (enough keys to reach every master whatever key_secret hashes them to).
+  virtual int probe_keys() const { return 1; }
+  // A memory store's figures (for /metrics); nullopt for any other store.
+  virtual std::optional<MemoryStoreStats> memory_stats() const { return std::nullopt; }
 };
 
 // Decides one request that is counted per several identities (policies with identities of their
@@ -138,14 +163,7 @@ struct MemoryStoreOptions {
   std::size_t shards = 64;
 };
 
-// What a memory store holds and has done, for /metrics.
-struct MemoryStoreStats {
-  std::size_t keys = 0;        // states held now
-  std::size_t capacity = 0;    // most states it may hold (<= max_keys)
-  std::uint64_t expired = 0;   // states dropped by the steady clean-up (equivalent to no state)
-  std::uint64_t evicted = 0;   // states equivalent to no state dropped to make room
-  std::uint64_t refused = 0;   // decisions refused: no room, and nothing equivalent to no state
-};
+
 
 // An in-process store: exact under concurrency, bounded memory. `clock` must outlive the store.
 std::unique_ptr<Store> make_memory_store(const MemoryStoreOptions& options, const Clock& clock);

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <future>
 #include <ostream>
 #include <utility>
 
@@ -16,8 +17,10 @@
 #include "floodgate/limiter.h"
 #include "floodgate/policy.h"
 #include "floodgate/store.h"
+#include "decide/decider.h"
+#include "decide/plan.h"
 #include "http/handler.h"
-#include "http/identity.h"
+#include "decide/identity.h"
 #include "http/server.h"
 #include "store/open_store.h"
 #include "store/redis/keys.h"
@@ -72,7 +75,7 @@ int run_check(const CheckArgs& args, std::ostream& out, std::ostream& err) {
     return kExitNoDecision;
   }
   const std::int64_t cost = args.cost.value_or(pc->policy.cost);
-  if (cost < 0 || cost > kMaxCount) {
+  if (!valid_cost(cost)) {
     err << "--cost: must be from 0 to " << kMaxCount << '\n';
     return kExitNoDecision;
   }
@@ -86,17 +89,34 @@ int run_check(const CheckArgs& args, std::ostream& out, std::ostream& err) {
     err << "store " << config::to_string(store_url) << ": " << store.error().to_string() << '\n';
     return kExitNoDecision;
   }
-  const Charge charge{&pc->policy, cost};
-  // The namespace of /v1/check's keys: this door cannot spend an HTTP client's budget either.
-  const std::string identity = http::check_identity(args.key);
-  const DecideRequest request{identity, std::span<const Charge>(&charge, 1)};
-  Result<Verdict> verdict = decide_and_wait(**store, request);
-  if (!verdict) {
-    err << "store " << config::to_string(store_url) << ": " << verdict.error().to_string() << '\n';
+  // The deciding service, as the server runs it: the same guard, on_store_error (local: this
+  // process's own limiter) and answer.
+  auto rules = decide::make_rules(std::make_shared<const config::Config>(std::move(*cfg)));
+  const auto plan = decide::check_plan(*rules, args.policy, args.key, cost);
+  decide::DeciderOptions options;
+  options.store = std::shared_ptr<Store>(std::move(*store));
+  options.local_store = make_memory_store(store_options.memory, SystemClock::instance());
+  options.on_degraded = [&](const Error& why, config::OnStoreError mode) {
+    err << "store " << config::to_string(store_url) << ": " << why.to_string()
+        << "; answered with on_store_error: " << config::to_string(mode) << '\n';
+  };
+  decide::Decider decider(std::move(options));
+  std::promise<decide::Outcome> promise;
+  auto answer = promise.get_future();
+  decider.decide(*rules, *plan, nullptr,
+                 [&promise](decide::Outcome o) { promise.set_value(std::move(o)); });
+  const decide::Outcome outcome = answer.get();
+  const auto json = http::check_outcome_json(args.policy, outcome);
+  if (!json) {
+    if (outcome.verdict) return kExitNoDecision;  // not reached: a verdict is always printed
+    if (outcome.degraded == decide::Degraded::kNo) {
+      err << "store " << config::to_string(store_url) << ": " << outcome.verdict.error().to_string()
+          << '\n';
+    }
     return kExitNoDecision;
   }
-  out << http::check_result_json(pc->policy.name, *verdict) << '\n';
-  return verdict->allowed ? kExitOk : kExitDenied;
+  out << *json << '\n';
+  return outcome.served() ? kExitOk : kExitDenied;
 }
 
 namespace {
@@ -243,7 +263,7 @@ int run_debug_key(const DebugKeyArgs& args, std::ostream& out, std::ostream& err
     }
     const std::string name = args.header->substr(0, colon);
     const std::string value = args.header->substr(colon + 1);
-    const http::HeaderLookup lookup =
+    const decide::HeaderLookup lookup =
         [&](std::string_view wanted) -> std::optional<std::string_view> {
       if (wanted.size() != name.size()) return std::nullopt;
       for (std::size_t i = 0; i < name.size(); ++i) {
@@ -255,7 +275,7 @@ int run_debug_key(const DebugKeyArgs& args, std::ostream& out, std::ostream& err
       return std::string_view(value);
     };
     auto peer = config::parse_ip("127.0.0.1");
-    auto id = http::identify(cfg->identity, lookup, *peer, "", cfg->trusted_proxies);
+    auto id = decide::identify(cfg->identity, lookup, *peer, "", cfg->trusted_proxies);
     if (!id) {
       err << "no identity source of the config is present in --header\n";
       return kExitNoDecision;

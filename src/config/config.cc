@@ -8,6 +8,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -19,6 +20,8 @@
 #include <thread>
 #include <utility>
 #include <variant>
+
+#include "util/text.h"
 
 namespace fg::config {
 
@@ -104,13 +107,9 @@ namespace {
 
 using Node = YAML::Node;
 
-bool is_token_char(char c) {
-  // RFC 9110 tchar: what header names and methods are made of.
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
+// RFC 9110 token: what header names and methods are made of.
 bool is_token(std::string_view s) {
-  return !s.empty() && s.size() <= 256 && std::all_of(s.begin(), s.end(), is_token_char);
+  return !s.empty() && s.size() <= 256 && std::all_of(s.begin(), s.end(), util::is_tchar);
 }
 // Policy names and key prefixes go into Redis keys and response headers.
 bool is_name(std::string_view s) {
@@ -842,6 +841,8 @@ class Parser {
           have_burst = true;
         }
       } else if (e.key == "cost") {
+        // valid_cost's range, read here so that it is reported with the file's other problems
+        // (validate_policy below checks it again with valid_cost).
         if (auto n = int_value(e.value, ep, el, 0, kMaxCount)) policy.cost = *n;
       } else if (e.key == "shadow") {
         if (auto b = bool_value(e.value, ep, el)) policy.shadow = *b;
@@ -1017,6 +1018,51 @@ Result<Config> load_config_file(const std::string& path) {
   auto text = read_file(path);
   if (auto* p = std::get_if<Problem>(&text)) return tl::unexpected(to_error({*p}));
   return parse_config(std::get<std::string>(text), path);
+}
+
+namespace {
+
+// One restart-only field: its name in the file, and the member it is read into.
+struct RestartOnlyField {
+  std::string_view name;
+  bool (*differs)(const Config&, const Config&);
+  void (*keep)(const Config& from, Config& to);
+};
+
+template <auto Member>
+constexpr RestartOnlyField restart_only(std::string_view name) {
+  return {name, [](const Config& a, const Config& b) { return !(a.*Member == b.*Member); },
+          [](const Config& from, Config& to) { to.*Member = from.*Member; }};
+}
+
+constexpr std::array kRestartOnlyFields = {
+    restart_only<&Config::listen>("listen"),
+    restart_only<&Config::admin_listen>("admin_listen"),
+    restart_only<&Config::threads>("threads"),
+    restart_only<&Config::store>("store"),
+    restart_only<&Config::store_timeout>("store_timeout"),
+    restart_only<&Config::key_prefix>("key_prefix"),
+    restart_only<&Config::key_secret>("key_secret"),
+    restart_only<&Config::memory>("memory"),
+};
+
+}  // namespace
+
+std::vector<std::string_view> restart_only_fields() {
+  std::vector<std::string_view> names;
+  for (const RestartOnlyField& f : kRestartOnlyFields) names.push_back(f.name);
+  return names;
+}
+
+std::vector<std::string> keep_restart_only_fields(const Config& running, Config& next) {
+  std::vector<std::string> kept;
+  for (const RestartOnlyField& f : kRestartOnlyFields) {
+    if (f.differs(running, next)) {
+      kept.emplace_back(f.name);
+      f.keep(running, next);
+    }
+  }
+  return kept;
 }
 
 Config default_config() {

@@ -202,4 +202,12 @@ std::vector<Problem> config_file_problems(const std::string& path);
 // (token bucket, burst 100).
 Config default_config();
 
+// Reload (SIGHUP): the fields a running server cannot change without a restart, named as in the
+// file: listen, admin_listen, threads, store, store_timeout, key_prefix, key_secret, memory. This
+// is the one list of them.
+std::vector<std::string_view> restart_only_fields();
+// Sets every restart-only field of `next` that differs from `running` back to `running`'s value
+// and answers their names, in the order of restart_only_fields(): what a reload keeps as it was.
+std::vector<std::string> keep_restart_only_fields(const Config& running, Config& next);
+
 }  // namespace fg::config

@@ -736,6 +736,46 @@ TEST(configHostile, MutatedValidFiles) {
   }
 }
 
+TEST(Config, ReloadKeepsTheRestartOnlyFields) {
+  EXPECT_EQ(restart_only_fields(),
+            (std::vector<std::string_view>{"listen", "admin_listen", "threads", "store",
+                                           "store_timeout", "key_prefix", "key_secret", "memory"}));
+  const Config running = default_config();
+  Config same = running;
+  EXPECT_TRUE(keep_restart_only_fields(running, same).empty());
+
+  Config next = running;
+  next.listen.port = 9090;
+  next.admin_listen = HostPort{"127.0.0.1", 9091};
+  next.threads = running.threads + 1;
+  next.store.kind = StoreKind::kRedis;
+  next.store.hosts = {HostPort{"127.0.0.1", 6379}};
+  next.store_timeout = milliseconds(50);
+  next.key_prefix = "other";
+  next.key_secret = "0123456789abcdef";
+  next.memory.max_keys = 10;
+  next.access_log = true;  // reloadable: applied
+  next.policies[0].policy.limit = 7;
+  EXPECT_EQ(keep_restart_only_fields(running, next),
+            (std::vector<std::string>{"listen", "admin_listen", "threads", "store", "store_timeout",
+                                      "key_prefix", "key_secret", "memory"}));
+  EXPECT_EQ(next.listen, running.listen);
+  EXPECT_EQ(next.admin_listen, running.admin_listen);
+  EXPECT_EQ(next.threads, running.threads);
+  EXPECT_EQ(next.store, running.store);
+  EXPECT_EQ(next.store_timeout, running.store_timeout);
+  EXPECT_EQ(next.key_prefix, running.key_prefix);
+  EXPECT_EQ(next.key_secret, running.key_secret);
+  EXPECT_EQ(next.memory, running.memory);
+  EXPECT_TRUE(next.access_log);
+  EXPECT_EQ(next.policies[0].policy.limit, 7);
+
+  Config one = running;
+  one.key_secret = "fedcba9876543210";
+  EXPECT_EQ(keep_restart_only_fields(running, one), std::vector<std::string>{"key_secret"});
+  EXPECT_EQ(one.key_secret, running.key_secret);
+}
+
 }  // namespace
 TEST(configFile, PolicyIdentityCheckApiAndAccessLogRedaction) {
   auto c = parse_config(

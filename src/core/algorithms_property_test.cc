@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/algorithms.h"
+#include "test_policy.h"
 
 namespace fg::core {
 namespace {
@@ -30,13 +31,12 @@ rc::Gen<Duration> gen_period() {
 
 rc::Gen<Policy> gen_policy(Algorithm algorithm) {
   return rc::gen::exec([algorithm] {
-    Policy p;
-    p.name = "p";
-    p.algorithm = algorithm;
-    p.period = *gen_period();
-    p.limit = *rc::gen::inRange<std::int64_t>(1, 2000);
+    const Duration period = *gen_period();
+    const std::int64_t limit = *rc::gen::inRange<std::int64_t>(1, 2000);
     const bool bucket = algorithm == Algorithm::kTokenBucket || algorithm == Algorithm::kGcra;
-    p.burst = bucket ? *rc::gen::inRange<std::int64_t>(1, 3000) : p.limit;
+    const std::int64_t burst = bucket ? *rc::gen::inRange<std::int64_t>(1, 3000) : limit;
+    const Policy p =
+        test::make_policy("p", limit, {.algorithm = algorithm, .period = period, .burst = burst});
     RC_PRE(validate_policy(p).has_value());
     return p;
   });

@@ -3,23 +3,18 @@
 
 #include <gtest/gtest.h>
 
+#include "test_policy.h"
+
 namespace fg {
 namespace {
 
-Policy make(std::string name, std::int64_t limit, Duration period, bool shadow = false) {
-  Policy p;
-  p.name = std::move(name);
-  p.limit = p.burst = limit;
-  p.period = period;
-  p.shadow = shadow;
-  return p;
-}
+using test::make_policy;
 
 const Timestamp kNow = from_us(1'799'971'200'000'000);
 
 TEST(Limiter, WritesNothingWhenOnePolicyDenies) {
-  const Policy tight = make("tight", 1, std::chrono::seconds(1));
-  const Policy loose = make("loose", 100, std::chrono::seconds(1));
+  const Policy tight = make_policy("tight", 1, {.period = std::chrono::seconds(1)});
+  const Policy loose = make_policy("loose", 100, {.period = std::chrono::seconds(1)});
   const Charge charges[] = {{&loose, 1}, {&tight, 1}};
   std::vector<std::optional<State>> states(2);
 
@@ -36,8 +31,9 @@ TEST(Limiter, WritesNothingWhenOnePolicyDenies) {
 }
 
 TEST(Limiter, ShadowDenialAllowsAndStillConsumesTheOthers) {
-  const Policy shadow = make("shadow", 1, std::chrono::seconds(1), /*shadow=*/true);
-  const Policy real = make("real", 10, std::chrono::seconds(1));
+  const Policy shadow =
+      make_policy("shadow", 1, {.period = std::chrono::seconds(1), .shadow = true});
+  const Policy real = make_policy("real", 10, {.period = std::chrono::seconds(1)});
   const Charge charges[] = {{&shadow, 1}, {&real, 1}};
   std::vector<std::optional<State>> states(2);
   for (int i = 0; i < 3; ++i) {
@@ -51,9 +47,9 @@ TEST(Limiter, ShadowDenialAllowsAndStillConsumesTheOthers) {
 }
 
 TEST(Limiter, HeadlinePrefersDenialThenLeastRemaining) {
-  const Policy a = make("a", 10, std::chrono::seconds(1));
-  const Policy b = make("b", 10, std::chrono::seconds(1));
-  const Policy s = make("s", 10, std::chrono::seconds(1), /*shadow=*/true);
+  const Policy a = make_policy("a", 10, {.period = std::chrono::seconds(1)});
+  const Policy b = make_policy("b", 10, {.period = std::chrono::seconds(1)});
+  const Policy s = make_policy("s", 10, {.period = std::chrono::seconds(1), .shadow = true});
   Decision allowed_few{true, DenyReason::kNone, 10, 1, Duration(5), Duration(0)};
   Decision allowed_many{true, DenyReason::kNone, 10, 7, Duration(5), Duration(0)};
   Decision denied{false, DenyReason::kOverLimit, 10, 0, Duration(9), Duration(3)};

@@ -74,8 +74,10 @@ Result<void> validate_policy(const Policy& p) {
   if (p.limit > kMaxCount) return bad("limit: must be at most " + max);
   if (p.burst <= 0) return bad("burst: must be a positive integer");
   if (p.burst > kMaxCount) return bad("burst: must be at most " + max);
-  if (p.cost < 0) return bad("cost: must be zero or a positive integer");
-  if (p.cost > kMaxCount) return bad("cost: must be at most " + max);
+  if (!valid_cost(p.cost)) {
+    return bad(p.cost < 0 ? "cost: must be zero or a positive integer"
+                          : "cost: must be at most " + max);
+  }
   if (p.period.count() <= 0) return bad("period: must be positive");
   if (p.period > kMaxPeriod) return bad("period: must be at most 366d");
   switch (p.algorithm) {

@@ -2,17 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
+#include "test_policy.h"
+
 namespace fg {
 namespace {
 
-Policy valid() {
-  Policy p;
-  p.name = "per-minute";
-  p.limit = 100;
-  p.period = std::chrono::minutes(1);
-  p.burst = 100;
-  return p;
-}
+Policy valid() { return test::make_policy("per-minute", 100, {.period = std::chrono::minutes(1)}); }
 
 std::string error_of(const Policy& p) {
   auto r = validate_policy(p);
@@ -26,6 +23,16 @@ TEST(Policy, AlgorithmNamesRoundTrip) {
   }
   EXPECT_EQ(parse_algorithm("leaky_bucket"), std::nullopt);
   EXPECT_EQ(parse_algorithm(""), std::nullopt);
+}
+
+TEST(Policy, ValidCostIsZeroToMaxCount) {
+  EXPECT_TRUE(valid_cost(0));  // a peek
+  EXPECT_TRUE(valid_cost(1));
+  EXPECT_TRUE(valid_cost(kMaxCount));
+  EXPECT_FALSE(valid_cost(-1));
+  EXPECT_FALSE(valid_cost(kMaxCount + 1));
+  EXPECT_FALSE(valid_cost(std::numeric_limits<std::int64_t>::min()));
+  EXPECT_FALSE(valid_cost(std::numeric_limits<std::int64_t>::max()));
 }
 
 TEST(Policy, ValidatesEachField) {

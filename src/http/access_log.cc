@@ -8,46 +8,12 @@
 #include <climits>
 #include <cstdio>
 
+#include "util/text.h"
+
 namespace fg::http {
 namespace {
 
 constexpr bool is_continuation(unsigned char c) { return (c & 0xC0) == 0x80; }
-
-// Length of the valid UTF-8 sequence at s[i] (lead byte >= 0x80), or 0 when it is not one.
-// RFC 3629 §4: the second byte's range depends on the lead, which rules out overlong forms
-// (C0, C1, E0 80-9F, F0 80-8F), surrogates (ED A0-BF) and code points above U+10FFFF (F4 90+, F5+).
-std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
-  const auto lead = static_cast<unsigned char>(s[i]);
-  std::size_t len = 0;
-  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-  if (lead >= 0xC2 && lead <= 0xDF) {
-    len = 2;
-  } else if (lead >= 0xE0 && lead <= 0xEF) {
-    len = 3;
-    if (lead == 0xE0) lo = 0xA0;
-    if (lead == 0xED) hi = 0x9F;
-  } else if (lead >= 0xF0 && lead <= 0xF4) {
-    len = 4;
-    if (lead == 0xF0) lo = 0x90;
-    if (lead == 0xF4) hi = 0x8F;
-  } else {
-    return 0;  // a stray continuation byte, C0, C1 or F5-FF
-  }
-  if (s.size() - i < len) return 0;
-  const auto second = static_cast<unsigned char>(s[i + 1]);
-  if (second < lo || second > hi) return 0;
-  for (std::size_t k = 2; k < len; ++k) {
-    if (!is_continuation(static_cast<unsigned char>(s[i + k]))) return 0;
-  }
-  return len;
-}
-
-void append_u00(std::string& out, unsigned c) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out += "\\u00";
-  out.push_back(kHex[(c >> 4) & 0xF]);
-  out.push_back(kHex[c & 0xF]);
-}
 
 void append_key(std::string& out, std::string_view key) {
   out.push_back(',');
@@ -57,39 +23,6 @@ void append_key(std::string& out, std::string_view key) {
 }
 
 }  // namespace
-
-void append_json_string(std::string& out, std::string_view s) {
-  out.push_back('"');
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      if (c == '"' || c == '\\') {
-        out.push_back('\\');
-        out.push_back(static_cast<char>(c));
-      } else if (c < 0x20 || c == 0x7F) {
-        append_u00(out, c);  // JSON requires < 0x20; DEL too, so no raw control reaches a tty
-      } else {
-        out.push_back(static_cast<char>(c));
-      }
-      ++i;
-      continue;
-    }
-    const std::size_t len = utf8_sequence_length(s, i);
-    if (len == 0) {
-      out += "\\ufffd";  // one per invalid byte; the rest of the string is still read
-      ++i;
-    } else if (len == 2 && c == 0xC2 && static_cast<unsigned char>(s[i + 1]) <= 0x9F) {
-      // U+0080-U+009F, the C1 controls: valid JSON raw, but some terminals act on them (CSI).
-      append_u00(out, static_cast<unsigned char>(s[i + 1]));
-      i += 2;
-    } else {
-      out.append(s.substr(i, len));
-      i += len;
-    }
-  }
-  out.push_back('"');
-}
 
 std::string format_rfc3339_ms(Timestamp t) {
   using namespace std::chrono;
@@ -133,15 +66,15 @@ std::string format_access_log(const AccessLogEntry& e) {
   out += format_rfc3339_ms(e.time);
   out.push_back('"');
   append_key(out, "peer");
-  append_json_string(out, e.peer);
+  util::append_json_string(out, e.peer);
   if (!e.client.empty()) {
     append_key(out, "client");
-    append_json_string(out, e.client);
+    util::append_json_string(out, e.client);
   }
   append_key(out, "method");
-  append_json_string(out, e.method);
+  util::append_json_string(out, e.method);
   append_key(out, "target");
-  append_json_string(out, target);
+  util::append_json_string(out, target);
   append_key(out, "status");
   out += std::to_string(e.status);
   append_key(out, "bytes_sent");
@@ -154,14 +87,14 @@ std::string format_access_log(const AccessLogEntry& e) {
   out += ms;
   if (!e.policy.empty()) {
     append_key(out, "policy");
-    append_json_string(out, e.policy);
+    util::append_json_string(out, e.policy);
   }
   if (!e.outcome.empty()) {
     append_key(out, "outcome");
-    append_json_string(out, e.outcome);
+    util::append_json_string(out, e.outcome);
   }
   append_key(out, "user_agent");
-  append_json_string(out, user_agent);
+  util::append_json_string(out, user_agent);
   out += "}\n";
   return out;
 }

@@ -7,10 +7,11 @@
 //      "method":"GET","target":"/api/items?page=2","status":429,"bytes_sent":187,
 //      "duration_ms":0.412,"policy":"per-minute","outcome":"denied","user_agent":"curl/8.4.0"}
 //     Keys in that order. "client", "policy" and "outcome" are left out when empty; the others are
-//     always there. Every string is JSON-escaped: `"` and `\` with a backslash, control
-//     characters (U+0000-U+001F, U+007F-U+009F) as \u00XX, and every byte that is not part of
-//     valid UTF-8 (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF) as \ufffd, so
-//     the line is always valid JSON and never carries a raw terminal escape. `target` is cut to
+//     always there. Every string is JSON-escaped by util::append_json_string (util/text.h): `"`
+//     and `\` with a backslash, \b \f \n \r \t as themselves, the other control characters
+//     (U+0000-U+001F, U+007F-U+009F) as \u00XX, and every byte that is not part of valid UTF-8
+//     (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF) as \ufffd, so the line is
+//     always valid JSON and never carries a raw terminal escape. `target` is cut to
 //     kMaxLoggedTargetBytes and `user_agent` to kMaxLoggedUserAgentBytes before escaping (at a
 //     UTF-8 character boundary when the cut falls inside one).
 //   LineWriter  writes whole lines to a file descriptor from any thread.
@@ -70,9 +71,7 @@ std::string format_access_log(const AccessLogEntry& e);
 // has no value to hide. The userinfo of an absolute-form target is replaced by "REDACTED".
 std::string redact_query(std::string_view target, const std::vector<std::string>& names);
 
-// The pieces, for other log lines and for tests.
-// `s` as a JSON string with its quotes, escaped as described at the top of this file.
-void append_json_string(std::string& out, std::string_view s);
+// The pieces, for other log lines and for tests (strings: util::append_json_string).
 // "2026-11-28T06:30:32.123Z".
 std::string format_rfc3339_ms(Timestamp t);
 // The longest prefix of `s` of at most `max_bytes` that does not end inside a UTF-8 sequence.

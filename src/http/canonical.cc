@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <boost/beast/core/string.hpp>
 
+#include "util/text.h"
+
 namespace fg::http {
 namespace {
 
@@ -50,42 +52,6 @@ bool already_canonical(std::string_view path) {
 }
 
 std::optional<std::string> refuse(std::string why) { return std::optional<std::string>(why); }
-
-// Whether `s` is well-formed UTF-8 (RFC 3629): no overlong forms (%C0%AF for '/'), no surrogates,
-// nothing above U+10FFFF. Servers that decode ill-formed UTF-8 leniently read such bytes as
-// '/', '.' or '\\'.
-bool valid_utf8(std::string_view s) {
-  for (std::size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t n = 0;
-    std::uint32_t cp = 0;
-    if (c >= 0xc2 && c <= 0xdf) {
-      n = 1, cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      n = 2, cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      n = 3, cp = c & 0x07;
-    } else {
-      return false;  // a continuation byte first, 0xc0/0xc1 (overlong), or above 0xf4
-    }
-    for (std::size_t k = 1; k <= n; ++k) {
-      if (i + k >= s.size()) return false;
-      const auto d = static_cast<unsigned char>(s[i + k]);
-      if ((d & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (d & 0x3f);
-    }
-    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff)) {
-      return false;
-    }
-    i += n + 1;
-  }
-  return true;
-}
 
 // `name` with '_' read as '-', for comparing field names as CGI-style servers do (they map both
 // to '_': X_API_Key and X-API-Key are one field there).
@@ -177,7 +143,9 @@ CanonicalPath canonical_path(std::string_view path) {
       out.error = "a path segment ends with '.' or a space, which some servers strip";
       return out;
     }
-    if (!valid_utf8(s)) {
+    // Servers that decode ill-formed UTF-8 leniently read overlong forms (%C0%AF) and the like
+    // as '/', '.' or '\\'.
+    if (!util::valid_utf8(s)) {
       out.error = "the path is not well-formed UTF-8 once decoded";
       return out;
     }
@@ -231,9 +199,7 @@ std::optional<std::string> canonicalize(Request& req, const std::vector<std::str
     while (start <= tokens.size()) {
       std::size_t comma = tokens.find(',', start);
       if (comma == std::string_view::npos) comma = tokens.size();
-      std::string_view t = tokens.substr(start, comma - start);
-      while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
-      while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+      const std::string_view t = util::trim_ows(tokens.substr(start, comma - start));
       if (same_field(t, "Host")) return refuse("Connection names Host");
       for (const std::string& name : single) {
         if (same_field(t, name)) return refuse("Connection names " + name);
@@ -307,16 +273,6 @@ std::string canonical_host(std::string_view host) {
   const std::size_t name_end = has_port ? colon : out.size();
   if (name_end > 1 && out[name_end - 1] == '.') out.erase(name_end - 1, 1);
   return out;
-}
-
-std::string_view host_name(std::string_view host) {
-  const std::size_t colon = host.rfind(':');
-  if (colon != std::string_view::npos && host.find(']', colon) == std::string_view::npos &&
-      (host.front() == '[' || host.find(':') == colon)) {
-    host = host.substr(0, colon);
-  }
-  if (host.size() > 1 && host.back() == '.') host.remove_suffix(1);
-  return host;
 }
 
 std::string_view target_path(const Request& req) {

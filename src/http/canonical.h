@@ -70,9 +70,6 @@ std::optional<std::string> canonicalize(Request& request,
 
 // A host (and port) as canonicalize() writes Host: lower case, no trailing dot.
 std::string canonical_host(std::string_view host);
-// The name part of a Host value: no port, no trailing dot ("API.example.com.:80" ->
-// "API.example.com"); compare it case-insensitively.
-std::string_view host_name(std::string_view host);
 
 // The request's path (its target up to '?'), for a request canonicalize() accepted.
 std::string_view target_path(const Request& request);

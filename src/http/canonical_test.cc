@@ -85,9 +85,9 @@ TEST(Canonicalize, HostIsLowerCaseWithoutTrailingDotAndWithoutUserinfo) {
   r.set(boost::beast::http::field::host, "API.Example.com.:8080");
   EXPECT_FALSE(canonicalize(r, {}));
   EXPECT_EQ(r[boost::beast::http::field::host], "api.example.com:8080");
-  EXPECT_EQ(host_name("API.example.com.:80"), "API.example.com");
-  EXPECT_EQ(host_name("[::1]:80"), "[::1]");
-  EXPECT_EQ(host_name("[::1]"), "[::1]");
+  EXPECT_EQ(decide::host_name("API.example.com.:80"), "API.example.com");
+  EXPECT_EQ(decide::host_name("[::1]:80"), "[::1]");
+  EXPECT_EQ(decide::host_name("[::1]"), "[::1]");
   EXPECT_EQ(canonical_host("[::1]:80"), "[::1]:80");
   Request u = make("GET", "/x");
   u.set(boost::beast::http::field::host, "user@h");

@@ -7,7 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "http/canonical.h"
-#include "http/identity.h"
+#include "decide/identity.h"
+#include "decide/plan.h"
+#include "util/text.h"
 
 namespace fg::http {
 namespace {
@@ -96,8 +98,6 @@ Response preflight(const Request& req, const config::Config& c, std::string_view
 
 }  // namespace
 
-// No identity source makes one (identity.h: "ip:", "key:", "key#").
-std::string check_identity(std::string_view key) { return "check:" + std::string(key); }
 
 Route check_route(const Request& req, const Runtime& rt) {
   Route out;
@@ -113,7 +113,7 @@ Route check_route(const Request& req, const Runtime& rt) {
   }
   for (const auto& [k, v] : body.items()) {
     if (k != "policy" && k != "key" && k != "cost") {
-      return bad("unknown field " + json_string(k) + " (policy, key, cost)");
+      return bad("unknown field " + util::json_string(k) + " (policy, key, cost)");
     }
   }
   const auto policy = body.find("policy");
@@ -126,30 +126,22 @@ Route check_route(const Request& req, const Runtime& rt) {
     return bad("key: at most " + std::to_string(kMaxCheckKeyBytes) + " bytes");
   }
   const std::string& name = policy->get_ref<const std::string&>();
-  const auto& policies = rt.config->policies;
-  const auto it =
-      std::find_if(policies.begin(), policies.end(),
-                   [&](const config::PolicyConfig& p) { return p.policy.name == name; });
-  if (it == policies.end()) {
+  const config::PolicyConfig* pc = rt.config->find_policy(name);
+  if (pc == nullptr) {
     out.kind = Route::Kind::kReply;
-    out.reply = problem_response(req.version(), 404, "no policy named " + json_string(name));
+    out.reply = problem_response(req.version(), 404, "no policy named " + util::json_string(name));
     return out;
   }
-  std::int64_t cost = it->policy.cost;
+  std::int64_t cost = pc->policy.cost;
   if (const auto c = body.find("cost"); c != body.end()) {
-    if (!c->is_number_integer() || c->get<std::int64_t>() < 0 ||
-        c->get<std::int64_t>() > kMaxCount) {
+    if (!c->is_number_integer() || !valid_cost(c->get<std::int64_t>())) {
       return bad("cost: an integer from 0 to " + std::to_string(kMaxCount));
     }
     cost = c->get<std::int64_t>();
   }
-  const auto index = static_cast<std::size_t>(it - policies.begin());
+  static_cast<decide::Plan&>(out) =
+      *decide::check_plan(rt, name, key->get_ref<const std::string&>(), cost);
   out.kind = Route::Kind::kCheck;
-  out.identities.push_back(check_identity(key->get_ref<const std::string&>()));
-  out.charge_identity.push_back(0);
-  out.charges.push_back(Charge{&it->policy, cost});
-  out.local_charges.push_back(Charge{&rt.local_policies[index], cost});
-  out.policy_indices.push_back(index);
   return out;
 }
 
@@ -190,70 +182,21 @@ std::int64_t ceil_ms(Duration d) {
 
 }  // namespace
 
-std::shared_ptr<Runtime> make_runtime(std::shared_ptr<const config::Config> config) {
-  auto rt = std::make_shared<Runtime>();
-  const std::int64_t n = std::max(1, config->local_fallback_instances);
-  for (const config::PolicyConfig& pc : config->policies) {
-    Policy local = pc.policy;
-    // Each instance gets 1/n of the fleet's allowance, at least 1, so n instances deciding alone
-    // admit about what the shared store would have. If the division breaks exactness bounds,
-    // the policy is kept whole (validate_policy accepted it as it is).
-    local.limit = std::max<std::int64_t>(1, local.limit / n);
-    local.burst = std::max<std::int64_t>(1, local.burst / n);
-    if (!validate_policy(local)) local = pc.policy;
-    rt->local_policies.push_back(std::move(local));
-  }
-  const auto add_single = [&rt](const std::string& name) {
-    for (const std::string& known : rt->single_fields) {
-      if (ieq(known, name)) return;
-    }
-    rt->single_fields.push_back(name);
-  };
-  const auto add_sources = [&](const std::vector<config::IdentitySource>& sources) {
-    for (const config::IdentitySource& src : sources) {
-      if (src.kind == config::IdentitySource::Kind::kHeader) add_single(src.header);
-    }
-  };
-  add_sources(config->identity);
-  for (const config::PolicyConfig& pc : config->policies) {
-    add_sources(pc.identity);
-    if (pc.match.header) add_single(pc.match.header->name);
-  }
-  rt->check_api_policy = config->check_api_policy;
-  rt->check_api_local_policy = config->check_api_policy;
-  rt->check_api_local_policy.limit = std::max<std::int64_t>(1, rt->check_api_policy.limit / n);
-  rt->check_api_local_policy.burst = std::max<std::int64_t>(1, rt->check_api_policy.burst / n);
-  if (!validate_policy(rt->check_api_local_policy)) {
-    rt->check_api_local_policy = rt->check_api_policy;
-  }
-  rt->config = std::move(config);
-  return rt;
+// A Query over `req`'s fields (method and path as given).
+decide::Query query_of(const Request& req, std::string_view method, std::string_view path,
+                       const RequestContext* ctx, const std::string* forwarded) {
+  decide::Query q;
+  q.method = method;
+  q.path = path;
+  q.header = [&req](std::string_view name) { return find_header(req, name); };
+  if (ctx != nullptr) q.peer = ctx->peer;
+  if (forwarded != nullptr) q.forwarded_for = *forwarded;
+  return q;
 }
 
 bool policy_matches(const config::Match& match, std::string_view method, std::string_view path,
                     const Request& request) {
-  if (match.path && path != *match.path) return false;
-  if (match.path_prefix && !path.starts_with(*match.path_prefix)) return false;
-  if (!match.methods.empty()) {
-    const auto has = [&](std::string_view m) {
-      return std::find(match.methods.begin(), match.methods.end(), m) != match.methods.end();
-    };
-    // HEAD is GET without the body (RFC 9110 §9.3.2): servers run the GET handler for it.
-    if (!has(method) && !(method == "HEAD" && has("GET"))) return false;
-  }
-  if (match.header) {
-    const auto v = find_header(request, match.header->name);
-    if (!v) return false;
-    if (match.header->value) {
-      // A host is named case-insensitively, with or without a port or a trailing dot.
-      if (ieq(match.header->name, "Host")) {
-        if (!ieq(host_name(*v), host_name(*match.header->value))) return false;
-      } else if (*v != *match.header->value) {
-        return false;
-      }
-    }
-  }
-  return true;
+  return decide::policy_matches(match, query_of(request, method, path, nullptr, nullptr));
 }
 
 Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
@@ -316,82 +259,25 @@ Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
     }
   }
 
-  // The policies that match, each with the identity it counts per.
+  // The policies that match, each counted per its identity (the deciding layer's plan).
   std::string method(sv(req.method_string()));
   for (char& ch : method) {
     if (ch >= 'a' && ch <= 'z') ch = static_cast<char>(ch - 'a' + 'A');
   }
-  struct Matched {
-    std::size_t index;           // into c.policies; npos: the check API's own policy
-    const std::vector<config::IdentitySource>* sources;
-  };
-  boost::container::small_vector<Matched, 4> matched;
-  for (std::size_t i = 0; i < c.policies.size(); ++i) {
-    const config::PolicyConfig& pc = c.policies[i];
-    if (!policy_matches(pc.match, method, path, req)) continue;
-    matched.push_back(Matched{i, &c.identity_of(pc)});
-  }
-  if (out.kind == Route::Kind::kCheckCaller) {
-    // Callers of the check API are counted per address: a client-chosen header would let each
-    // call name a new caller.
-    static const std::vector<config::IdentitySource> kByAddress{config::IdentitySource{}};
-    matched.push_back(Matched{std::string::npos, &kByAddress});
-  } else if (matched.empty()) {
-    out.kind = Route::Kind::kServe;
+  const bool caller = out.kind == Route::Kind::kCheckCaller;
+  const std::string xff = c.trusted_proxies.empty() ? std::string() : forwarded_for(req);
+  std::string missing;
+  if (!decide::plan(rt, query_of(req, method, path, &ctx, &xff), caller, out, &missing)) {
+    out = Route{};
+    out.reply = problem_response(req.version(), 400,
+                                 "this API needs to know who is calling: send " + missing);
     return out;
   }
-  const HeaderLookup lookup = [&req](std::string_view name) { return find_header(req, name); };
-  // X-Forwarded-For is read only when some peer may be believed.
-  const std::string xff = c.trusted_proxies.empty() ? std::string() : forwarded_for(req);
-  // Identities by source list: most policies share the global one.
-  boost::container::small_vector<std::pair<const void*, std::optional<std::string>>, 2> known;
-  boost::container::small_vector<std::pair<std::uint8_t, Matched>, 4> placed;
-  for (const Matched& m : matched) {
-    auto it = std::find_if(known.begin(), known.end(),
-                           [&](const auto& k) { return k.first == m.sources; });
-    if (it == known.end()) {
-      known.emplace_back(m.sources, identify(*m.sources, lookup, ctx.peer, xff, c.trusted_proxies));
-      it = known.end() - 1;
-    }
-    if (!it->second) {
-      std::string names;
-      for (const config::IdentitySource& s : *m.sources) {
-        if (s.kind == config::IdentitySource::Kind::kHeader) {
-          names += (names.empty() ? "" : " or ") + s.header;
-        }
-      }
-      out = Route{};
-      out.reply = problem_response(req.version(), 400,
-                                   "this API needs to know who is calling: send " + names);
-      return out;
-    }
-    std::size_t slot = 0;
-    while (slot < out.identities.size() && out.identities[slot] != *it->second) ++slot;
-    if (slot == out.identities.size()) out.identities.push_back(*it->second);
-    placed.emplace_back(static_cast<std::uint8_t>(slot), m);
-  }
-  // Grouped by identity, in the order identities first appear (the order the store decides them).
-  for (std::uint8_t g = 0; g < out.identities.size(); ++g) {
-    for (const auto& [slot, m] : placed) {
-      if (slot != g) continue;
-      out.charge_identity.push_back(g);
-      if (m.index == std::string::npos) {
-        out.charges.push_back(Charge{&rt.check_api_policy, rt.check_api_policy.cost});
-        out.local_charges.push_back(
-            Charge{&rt.check_api_local_policy, rt.check_api_local_policy.cost});
-      } else {
-        const Policy& p = c.policies[m.index].policy;
-        out.charges.push_back(Charge{&p, p.cost});
-        out.local_charges.push_back(Charge{&rt.local_policies[m.index], p.cost});
-      }
-      out.policy_indices.push_back(m.index);
-    }
-  }
-  if (out.kind != Route::Kind::kCheckCaller) out.kind = Route::Kind::kDecide;
+  if (!caller) out.kind = out.empty() ? Route::Kind::kServe : Route::Kind::kDecide;
   return out;
 }
 
-Answer answer_decision(const Request& req, const Route& route, const Runtime& rt,
+Answer answer_decision(const Request& req, const Route& route, const Runtime& /*rt*/,
                        const StoreOutcome& outcome) {
   Answer a;
   const auto from_verdict = [&](std::span<const Charge> charges, const Verdict& v) {
@@ -420,18 +306,19 @@ Answer answer_decision(const Request& req, const Route& route, const Runtime& rt
     a.response = at_capacity(req);
     return a;
   }
-  switch (rt.config->on_store_error) {
-    case config::OnStoreError::kAllow:
-      a.degraded = Answer::Degraded::kAllow;
+  a.degraded = outcome.degraded;
+  switch (outcome.degraded) {
+    case Answer::Degraded::kNo:  // an error that is neither an outage nor a full store: a bug
+      a.response = problem_response(req.version(), 500, "the rate limiter could not decide");
+      return a;
+    case Answer::Degraded::kAllow:
       a.serve = true;
       a.fields = degraded_rate_limit_headers(route.charges).fields;
       return a;
-    case config::OnStoreError::kDeny:
-      a.degraded = Answer::Degraded::kDeny;
+    case Answer::Degraded::kDeny:
       a.response = store_unavailable(req);
       return a;
-    case config::OnStoreError::kLocal:
-      a.degraded = Answer::Degraded::kLocal;
+    case Answer::Degraded::kLocal:
       if (!outcome.local_verdict) {  // the local limiter refused it too (it is full): closed
         a.response = at_capacity(req);
         return a;
@@ -457,35 +344,37 @@ std::string check_result_json(std::string_view policy, const Verdict& verdict) {
   return j.dump();
 }
 
-Answer answer_check(const Request& req, const Route& route, const Runtime& rt,
-                    const StoreOutcome& outcome) {
-  Answer a = answer_decision(req, route, rt, outcome);
-  const std::string& name = route.charges.front().policy->name;
-  const Verdict* v = nullptr;
-  if (outcome.verdict) {
-    v = &*outcome.verdict;
-  } else if (a.degraded == Answer::Degraded::kLocal && outcome.local_verdict) {
-    v = &*outcome.local_verdict;
-  }
-  if (v != nullptr) {
-    std::string body = check_result_json(name, *v);
-    if (a.degraded == Answer::Degraded::kLocal) {
+std::optional<std::string> check_outcome_json(std::string_view policy,
+                                              const decide::Outcome& outcome) {
+  if (const Verdict* v = outcome.counting()) {
+    std::string body = check_result_json(policy, *v);
+    if (outcome.degraded == decide::Degraded::kLocal) {
       body.pop_back();
       body += R"(,"degraded":"local-fallback"})";
     }
-    a.response = text_response(
-        req.version(), v->allowed ? beast_http::status::ok : beast_http::status::too_many_requests,
-        kJson, std::move(body));
-    add_fields(a.response, a.fields);
-  } else if (a.degraded == Answer::Degraded::kAllow) {
+    return body;
+  }
+  if (outcome.degraded == decide::Degraded::kAllow) {
     nlohmann::ordered_json j;
     j["allowed"] = true;
-    j["policy"] = name;
+    j["policy"] = policy;
     j["degraded"] = kDegradedStoreUnavailable;
-    a.response = text_response(req.version(), beast_http::status::ok, kJson, j.dump());
+    return j.dump();
+  }
+  return std::nullopt;  // on_store_error: deny, a full store, a bug: no decision
+}
+
+Answer answer_check(const Request& req, const Route& route, const Runtime& rt,
+                    const StoreOutcome& outcome) {
+  Answer a = answer_decision(req, route, rt, outcome);
+  if (auto body = check_outcome_json(route.charges.front().policy->name, outcome)) {
+    a.response = text_response(req.version(),
+                               outcome.served() ? beast_http::status::ok
+                                                : beast_http::status::too_many_requests,
+                               kJson, std::move(*body));
     add_fields(a.response, a.fields);
   }
-  // kDeny and internal errors: a.response is already the problem answer.
+  // No decision: a.response is already the problem answer (503, 500).
   a.serve = false;
   return a;
 }
@@ -497,9 +386,9 @@ Response demo_resource(const Request& req, std::string_view path) {
         "nothing at " + std::string(sv(req.target())) + " (the demo resource answers /api/...)");
   }
   std::string body = R"({"message":"hello from floodgate","method":)";
-  body += json_string(sv(req.method_string()));
+  body += util::json_string(sv(req.method_string()));
   body += R"(,"path":)";
-  body += json_string(path);
+  body += util::json_string(path);
   body += "}\n";
   return text_response(req.version(), beast_http::status::ok, kJson, std::move(body));
 }
@@ -513,9 +402,9 @@ Response metrics_response(const Request& req, std::string text) {
 
 Response problem_response(unsigned version, int status, std::string_view detail) {
   std::string body = R"({"type":"about:blank","title":)";
-  body += json_string(reason_of(status));
+  body += util::json_string(reason_of(status));
   body += R"(,"status":)" + std::to_string(status) + R"(,"detail":)";
-  body += json_string(detail);
+  body += util::json_string(detail);
   body += "}\n";
   return text_response(version, beast_http::int_to_status(static_cast<unsigned>(status)),
                        kProblemContentType, std::move(body));
@@ -584,11 +473,6 @@ std::string serialize_response(const Response& r, const HeaderFields& extra) {
 
 namespace {
 
-bool is_tchar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
 }  // namespace
 
 bool transfer_encoding_acceptable(const Request::header_type& header) {
@@ -603,16 +487,10 @@ bool transfer_encoding_acceptable(const Request::header_type& header) {
   bool any = false;
   while (!v.empty()) {
     const std::size_t comma = v.find(',');
-    std::string_view element = v.substr(0, comma);
+    const std::string_view element = util::trim_ows(v.substr(0, comma));
     v.remove_prefix(comma == std::string_view::npos ? v.size() : comma + 1);
-    while (!element.empty() && (element.front() == ' ' || element.front() == '\t')) {
-      element.remove_prefix(1);
-    }
-    while (!element.empty() && (element.back() == ' ' || element.back() == '\t')) {
-      element.remove_suffix(1);
-    }
     if (element.empty()) continue;
-    if (!std::all_of(element.begin(), element.end(), is_tchar)) return false;
+    if (!std::all_of(element.begin(), element.end(), util::is_tchar)) return false;
     any = true;
     last_chunked = ieq(element, "chunked");
     chunked += last_chunked ? 1 : 0;

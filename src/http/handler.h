@@ -38,6 +38,8 @@
 #include <vector>
 
 #include "config/config.h"
+#include "decide/decider.h"
+#include "decide/plan.h"
 #include "floodgate/decision.h"
 #include "floodgate/limiter.h"
 #include "floodgate/result.h"
@@ -49,26 +51,14 @@ namespace beast_http = boost::beast::http;
 using Request = beast_http::request<beast_http::string_body>;
 using Response = beast_http::response<beast_http::string_body>;
 
-// A loaded configuration, ready for requests. Built once per (re)load, then shared read-only.
-struct Runtime {
-  std::shared_ptr<const config::Config> config;
-  // Per policy, in config order: the policy the per-instance fallback limiter applies
-  // (on_store_error: local): limit and burst divided by local_fallback_instances, at least 1.
-  std::vector<Policy> local_policies;
-  // Per policy: its id in Metrics (Metrics::policy_id), filled by the server; may stay empty.
-  std::vector<std::size_t> metric_ids;
-  // The header fields floodgate reads (identity sources, policies' `match` headers): a request
-  // repeating one is refused (canonical.h).
-  std::vector<std::string> single_fields;
-  // The public POST /v1/check's limit per caller (config check_api_policy), and its local form.
-  Policy check_api_policy;
-  Policy check_api_local_policy;
-};
+// A loaded configuration, ready for requests (the deciding layer's Rules).
+using Runtime = decide::Rules;
+inline std::shared_ptr<Runtime> make_runtime(std::shared_ptr<const config::Config> config) {
+  return decide::make_rules(std::move(config));
+}
 
-// The Runtime for `config`: local_policies computed, metric_ids empty.
-std::shared_ptr<Runtime> make_runtime(std::shared_ptr<const config::Config> config);
-
-// Whether `match` holds for a request (method upper case as sent; path normalized).
+// Whether `match` holds for a request (method upper case; path canonical): decide::policy_matches
+// over the request's fields.
 bool policy_matches(const config::Match& match, std::string_view method, std::string_view path,
                     const Request& request);
 
@@ -80,7 +70,8 @@ struct RequestContext {
   bool admin = false;      // the request came to admin_listen
 };
 
-struct Route {
+// The deciding layer's Plan (which policies, per which identity), and what the door does with it.
+struct Route : decide::Plan {
   enum class Kind {
     kReply,    // `reply` is the whole answer (operations endpoints, preflight, 400 ...)
     kMetrics,  // GET /metrics: the session renders the metrics text into metrics_response()
@@ -94,15 +85,6 @@ struct Route {
   Kind kind = Kind::kReply;
   Response reply;
   std::string path;  // the canonical path, when a policy could apply
-  // Who the charges are counted per, in the order the store decides them: charges[i] is counted
-  // per identities[charge_identity[i]], and the charges of one identity are consecutive. One
-  // identity unless policies name their own `identity` sources.
-  boost::container::small_vector<std::string, 1> identities;
-  boost::container::small_vector<std::uint8_t, 4> charge_identity;
-  // Inline storage: most requests match a few policies, and these are built for every request.
-  boost::container::small_vector<Charge, 4> charges;  // policies point into the Runtime's config
-  boost::container::small_vector<Charge, 4> local_charges;  // into Runtime::local_policies
-  boost::container::small_vector<std::size_t, 4> policy_indices;  // into config->policies
 };
 
 Route route(const Request& request, const Runtime& runtime, const RequestContext& context);
@@ -112,21 +94,18 @@ Route route(const Request& request, const Runtime& runtime, const RequestContext
 // identity.h), or kReply with a 400/404.
 Route check_route(const Request& request, const Runtime& runtime);
 
-// The identity a /v1/check (and `floodgate check`) key is decided for: "check:<key>".
-std::string check_identity(std::string_view key);
+using decide::check_identity;
 
-// How a store decision turned out, as the session saw it.
-struct StoreOutcome {
-  Result<Verdict> verdict;               // the store's answer, or why there is none
-  std::optional<Verdict> local_verdict;  // on_store_error: local, after a store error
-};
+// How a decision turned out (decider.h): the store's verdict, the local limiter's, the mode.
+using StoreOutcome = decide::Outcome;
 
 // What to do with a decided request.
 struct Answer {
   bool serve = false;   // allowed: serve the resource, then add `fields`
   Response response;    // !serve: the whole answer (429, 503)
   HeaderFields fields;  // rate-limit fields for whatever is served
-  enum class Degraded { kNo, kAllow, kDeny, kLocal } degraded = Degraded::kNo;
+  using Degraded = decide::Degraded;
+  Degraded degraded = Degraded::kNo;
 };
 
 // kDecide: the answer for `route` given the store's outcome and on_store_error.
@@ -185,5 +164,12 @@ Response read_error_response(int status);
 // {"allowed":true,"policy":"per-minute","limit":100,"remaining":94,"reset_after_ms":3600,
 // "retry_after_ms":0}; figures from verdict.headline(), milliseconds rounded up.
 std::string check_result_json(std::string_view policy, const Verdict& verdict);
+
+// The JSON of a check's outcome, as /v1/check and `floodgate check` print it: check_result_json of
+// the verdict that counts (with "degraded":"local-fallback" when the local limiter decided), or
+// {"allowed":true,"policy":"p","degraded":"store-unavailable"} for on_store_error: allow; nullopt
+// when nothing was decided (on_store_error: deny, a full memory store).
+std::optional<std::string> check_outcome_json(std::string_view policy,
+                                              const decide::Outcome& outcome);
 
 }  // namespace fg::http

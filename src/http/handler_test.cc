@@ -278,7 +278,9 @@ TEST_F(HandlerTest, ShadowPolicyIsCountedAndShownButNeverDenies) {
 TEST_F(HandlerTest, StoreFailureAnsweredByOnStoreError) {
   const Request req = get("/api/x");
   Route r = route(req, *rt, ctx);
-  const StoreOutcome down{fail(ErrorCode::kDeadlineExceeded, "timeout"), std::nullopt};
+  // The deciding service works out on_store_error (decider_test); the answer maps its outcome.
+  StoreOutcome down{fail(ErrorCode::kDeadlineExceeded, "timeout"), std::nullopt,
+                    decide::Degraded::kAllow};
 
   Answer a = answer_decision(req, r, *rt, down);  // allow
   EXPECT_TRUE(a.serve);
@@ -293,6 +295,7 @@ TEST_F(HandlerTest, StoreFailureAnsweredByOnStoreError) {
 
   auto deny = runtime_with("deny");
   r = route(req, *deny, ctx);
+  down.degraded = decide::Degraded::kDeny;
   a = answer_decision(req, r, *deny, down);
   EXPECT_FALSE(a.serve);
   EXPECT_EQ(a.degraded, Answer::Degraded::kDeny);
@@ -303,7 +306,8 @@ TEST_F(HandlerTest, StoreFailureAnsweredByOnStoreError) {
 
   auto local = runtime_with("local");
   r = route(req, *local, ctx);
-  StoreOutcome fallback{fail(ErrorCode::kUnavailable, "refused"), std::nullopt};
+  StoreOutcome fallback{fail(ErrorCode::kUnavailable, "refused"), std::nullopt,
+                        decide::Degraded::kLocal};
   for (int i = 0; i < 2; ++i) {
     fallback.local_verdict = *decide_and_wait(*store, DecideRequest{r.identities.at(0), r.local_charges});
     a = answer_decision(req, r, *local, fallback);
@@ -361,7 +365,8 @@ TEST_F(HandlerTest, CheckEndpoint) {
 
   // Store down, fail open: allowed without figures.
   Route cr = check_route(post(R"({"policy":"per-second","key":"k"})"), *rt);
-  Answer open = answer_check(post("{}"), cr, *rt, {fail(ErrorCode::kUnavailable, "x"), {}});
+  Answer open = answer_check(post("{}"), cr, *rt,
+                             {fail(ErrorCode::kUnavailable, "x"), {}, decide::Degraded::kAllow});
   EXPECT_EQ(open.response.result_int(), 200u);
   EXPECT_EQ(open.response.body(),
             R"({"allowed":true,"policy":"per-second","degraded":"store-unavailable"})");

@@ -4,6 +4,8 @@
 #include <cassert>
 #include <charconv>
 
+#include "util/text.h"
+
 namespace fg::http {
 namespace {
 
@@ -98,60 +100,6 @@ std::string serialize_list(std::span<const Item> items) {
 
 namespace {
 
-// json_string(), appended to `out`.
-void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out.push_back(kHex[c >> 4]);
-          out.push_back(kHex[c & 0xf]);
-        } else if (c >= 0x80) {
-          out.push_back('?');  // possibly invalid UTF-8; keep the body valid JSON
-        } else {
-          out.push_back(ch);
-        }
-    }
-  }
-  out.push_back('"');
-}
-
-}  // namespace
-
-std::string json_string(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  append_json_string(out, s);
-  return out;
-}
-
-namespace {
-
 // A policy denies the request only if it is not in shadow mode (limiter.h).
 bool enforced_denial(const Charge& c, const Decision& d) { return !d.allowed && !c.policy->shadow; }
 
@@ -224,16 +172,17 @@ std::string problem_body(std::span<const Charge> charges, const Verdict& verdict
   std::string out;
   out.reserve(size);
   out += "{\"type\":";
-  append_json_string(out, kQuotaExceededType);
+  util::append_json_string(out, kQuotaExceededType);
   out += ",\"title\":\"Too Many Requests\",\"status\":429";
   if (headline.reason == DenyReason::kCostExceedsBurst) {
     out += ",\"detail\":";
-    append_json_string(out, "cost " + std::to_string(charges[verdict.most_restrictive].cost) +
-                                " exceeds the capacity " + std::to_string(policy.capacity()) +
-                                " of policy " + policy.name + "; this request can never pass");
+    util::append_json_string(out, "cost " + std::to_string(charges[verdict.most_restrictive].cost) +
+                                      " exceeds the capacity " + std::to_string(policy.capacity()) +
+                                      " of policy " + policy.name +
+                                      "; this request can never pass");
   }
   out += ",\"policy\":";
-  append_json_string(out, policy.name);
+  util::append_json_string(out, policy.name);
   out += ",\"retry_after\":";
   append_decimal(out, retry_after_seconds(headline));
   out += ",\"violated-policies\":[";
@@ -242,7 +191,7 @@ std::string problem_body(std::span<const Charge> charges, const Verdict& verdict
     if (!enforced_denial(charges[i], verdict.decisions[i])) continue;
     if (!first) out.push_back(',');
     first = false;
-    append_json_string(out, charges[i].policy->name);
+    util::append_json_string(out, charges[i].policy->name);
   }
   out += "]}";
   return out;

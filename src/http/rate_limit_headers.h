@@ -103,10 +103,6 @@ std::string serialize_list(std::span<const Item> items);
 
 }  // namespace sf
 
-// `s` as a JSON string, quotes included: `"`, `\` and controls escaped (\n, \u001f, ...);
-// bytes >= 0x80 become '?' (policy names are ASCII by config validation).
-std::string json_string(std::string_view s);
-
 using HeaderFields = std::vector<std::pair<std::string, std::string>>;
 
 struct RateLimitHeaders {

@@ -7,20 +7,15 @@
 #include <optional>
 #include <vector>
 
+#include "test_policy.h"
+
 namespace fg::http {
 namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-Policy make(std::string name, std::int64_t limit, Duration period, bool shadow = false) {
-  Policy p;
-  p.name = std::move(name);
-  p.limit = p.burst = limit;
-  p.period = period;
-  p.shadow = shadow;
-  return p;
-}
+using test::make_policy;
 
 Decision allowed(std::int64_t limit, std::int64_t remaining, Duration reset_after) {
   return Decision{true, DenyReason::kNone, limit, remaining, reset_after, Duration(0)};
@@ -87,18 +82,10 @@ TEST(StructuredFields, IntegersAndLists) {
   EXPECT_EQ(sf::serialize_list(items), R"("a";q=1;w=60, "b\"", "c";r=0)");
 }
 
-TEST(Json, StringEscaping) {
-  EXPECT_EQ(json_string("per-minute"), R"("per-minute")");
-  EXPECT_EQ(json_string(R"(a"b\c)"), R"("a\"b\\c")");
-  EXPECT_EQ(json_string("\n\r\t\b\f"), R"("\n\r\t\b\f")");
-  EXPECT_EQ(json_string(std::string("\0\x1f", 2)), R"("\u0000\u001f")");
-  EXPECT_EQ(json_string("/\x7f\xff"), "\"/\x7f?\"");
-}
-
 // The design's example, through the real limiter: 6 requests on 100/min leave 94, and the bucket
 // is full again 6 × 0.6 s = 3.6 s later, so t=4.
 TEST(RateLimitHeaders, AllowedSinglePolicyThroughTheLimiter) {
-  const Policy per_minute = make("per-minute", 100, seconds(60));
+  const Policy per_minute = make_policy("per-minute", 100, {.period = seconds(60)});
   const Charge charges[] = {{&per_minute, 1}};
   std::vector<std::optional<State>> states(1);
   Evaluation e;
@@ -122,8 +109,8 @@ TEST(RateLimitHeaders, AllowedSinglePolicyThroughTheLimiter) {
 }
 
 TEST(RateLimitHeaders, MultiPolicyHeadlineIsTheLeastRemaining) {
-  const Policy per_minute = make("per-minute", 100, seconds(60));
-  const Policy per_second = make("per-second", 10, seconds(1));
+  const Policy per_minute = make_policy("per-minute", 100, {.period = seconds(60)});
+  const Policy per_second = make_policy("per-second", 10, {.period = seconds(1)});
   const Charge charges[] = {{&per_minute, 1}, {&per_second, 1}};
   const Verdict v = verdict_of(
       charges, {allowed(100, 94, Duration(3'600'000)), allowed(10, 9, Duration(100'000))});
@@ -142,8 +129,8 @@ TEST(RateLimitHeaders, MultiPolicyHeadlineIsTheLeastRemaining) {
 }
 
 TEST(RateLimitHeaders, DeniedAddsRetryAfterAndTheProblemBody) {
-  const Policy per_minute = make("per-minute", 100, seconds(60));
-  const Policy per_second = make("per-second", 10, seconds(1));
+  const Policy per_minute = make_policy("per-minute", 100, {.period = seconds(60)});
+  const Policy per_second = make_policy("per-second", 10, {.period = seconds(1)});
   const Charge charges[] = {{&per_minute, 1}, {&per_second, 1}};
   // per-minute is empty: the next token in 11.2 s, full in 59.4 s. per-second untouched.
   const Verdict v =
@@ -169,7 +156,7 @@ TEST(RateLimitHeaders, DeniedAddsRetryAfterAndTheProblemBody) {
 }
 
 TEST(RateLimitHeaders, RetryAfterIsAtLeastOneSecond) {
-  const Policy per_second = make("per-second", 10, seconds(1));
+  const Policy per_second = make_policy("per-second", 10, {.period = seconds(1)});
   const Charge charges[] = {{&per_second, 1}};
   for (std::int64_t us : {0, 1, 999'999, 1'000'000}) {
     const Verdict v = verdict_of(charges, {over_limit(10, 0, Duration(100'000), Duration(us))});
@@ -182,9 +169,9 @@ TEST(RateLimitHeaders, RetryAfterIsAtLeastOneSecond) {
 }
 
 TEST(RateLimitHeaders, SeveralDenialsHeadlineTheLongestWaitAndListAllButShadow) {
-  const Policy a = make("a", 10, seconds(1));
-  const Policy b = make("b", 100, seconds(60));
-  const Policy s = make("s", 1, seconds(10), /*shadow=*/true);
+  const Policy a = make_policy("a", 10, {.period = seconds(1)});
+  const Policy b = make_policy("b", 100, {.period = seconds(60)});
+  const Policy s = make_policy("s", 1, {.period = seconds(10), .shadow = true});
   const Charge charges[] = {{&a, 1}, {&b, 1}, {&s, 1}};
   const Verdict v =
       verdict_of(charges, {over_limit(10, 0, Duration(900'000), Duration(100'000)),
@@ -211,8 +198,8 @@ TEST(RateLimitHeaders, SeveralDenialsHeadlineTheLongestWaitAndListAllButShadow) 
 // A shadow policy that denies is reported in RateLimit like any matching policy, but causes no
 // Retry-After and no 429, and the X-RateLimit-* fields show the enforced policy.
 TEST(RateLimitHeaders, ShadowDenialIsReportedButNotEnforced) {
-  const Policy shadow = make("strict", 1, seconds(1), /*shadow=*/true);
-  const Policy real = make("per-minute", 100, seconds(60));
+  const Policy shadow = make_policy("strict", 1, {.period = seconds(1), .shadow = true});
+  const Policy real = make_policy("per-minute", 100, {.period = seconds(60)});
   const Charge charges[] = {{&shadow, 1}, {&real, 1}};
   const Verdict v = verdict_of(charges, {over_limit(1, 0, Duration(1'000'000), Duration(1'000'000)),
                                          allowed(100, 97, Duration(1'800'000))});
@@ -234,7 +221,7 @@ TEST(RateLimitHeaders, ShadowDenialIsReportedButNotEnforced) {
 // cost 150 on a burst of 100 can never pass: the limiter reports retry_after 0; Retry-After is 1
 // and the body says why waiting will not help.
 TEST(RateLimitHeaders, CostExceedsBurstThroughTheLimiter) {
-  const Policy per_minute = make("per-minute", 100, seconds(60));
+  const Policy per_minute = make_policy("per-minute", 100, {.period = seconds(60)});
   const Charge charges[] = {{&per_minute, 150}};
   const std::vector<std::optional<State>> states(1);
   const Evaluation e = evaluate(charges, states, kNow);
@@ -261,8 +248,8 @@ TEST(RateLimitHeaders, CostExceedsBurstThroughTheLimiter) {
 }
 
 TEST(RateLimitHeaders, DegradedSendsOnlyThePolicyAndTheMarker) {
-  const Policy per_minute = make("per-minute", 100, seconds(60));
-  const Policy per_second = make("per-second", 10, seconds(1));
+  const Policy per_minute = make_policy("per-minute", 100, {.period = seconds(60)});
+  const Policy per_second = make_policy("per-second", 10, {.period = seconds(1)});
   const Charge charges[] = {{&per_minute, 1}, {&per_second, 1}};
   const RateLimitHeaders h = degraded_rate_limit_headers(charges);
   const HeaderFields expected = {
@@ -275,13 +262,13 @@ TEST(RateLimitHeaders, DegradedSendsOnlyThePolicyAndTheMarker) {
 }
 
 TEST(RateLimitHeaders, PolicyQuotaIsCapacityAndWindowIsWholeSecondsRoundedUp) {
-  Policy bucket = make("bucket", 100, seconds(60));
+  Policy bucket = make_policy("bucket", 100, {.period = seconds(60)});
   bucket.burst = 20;
-  Policy window = make("window", 100, milliseconds(1500));
+  Policy window = make_policy("window", 100, {.period = milliseconds(1500)});
   window.algorithm = Algorithm::kSlidingWindow;
   window.burst = 20;  // ignored by windows: capacity is the limit
-  const Policy fast = make("fast", 5, milliseconds(250));
-  const Policy daily = make("daily", 1000, std::chrono::hours(24));
+  const Policy fast = make_policy("fast", 5, {.period = milliseconds(250)});
+  const Policy daily = make_policy("daily", 1000, {.period = std::chrono::hours(24)});
   const Charge charges[] = {{&bucket, 1}, {&window, 1}, {&fast, 1}, {&daily, 1}};
   EXPECT_EQ(rate_limit_policy_value(charges),
             R"("bucket";q=20;w=60, "window";q=100;w=2, "fast";q=5;w=1, "daily";q=1000;w=86400)");
@@ -294,7 +281,7 @@ TEST(RateLimitHeaders, NoChargesNoFields) {
 }
 
 TEST(RateLimitHeaders, ExposeHeadersNamesEveryFieldWeSend) {
-  const Policy p = make("p", 1, seconds(1));
+  const Policy p = make_policy("p", 1, {.period = seconds(1)});
   const Charge charges[] = {{&p, 1}};
   const Verdict v = verdict_of(charges, {over_limit(1, 0, Duration(1), Duration(1))});
   HeaderFields all = rate_limit_headers(charges, v).fields;

@@ -27,16 +27,23 @@
 
 #include "http/access_log.h"
 #include "http/canonical.h"
-#include "http/circuit_breaker.h"
+#include "decide/decider.h"
 #include "http/handler.h"
-#include "http/identity.h"
-#include "http/metrics.h"
+#include "decide/identity.h"
+#include "decide/metrics.h"
+#include "http/metrics_sources.h"
 #include "http/upstream.h"
-#include "store/memory/memory_store.h"
 #include "store/open_store.h"
-#include "store/redis/redis_store.h"
 
 namespace fg::http {
+
+using decide::DegradedMode;
+using decide::Metrics;
+using decide::PolicyOutcome;
+using decide::StoreResult;
+using decide::ThreadMetrics;
+using decide::UpstreamResult;
+
 namespace {
 
 namespace asio = boost::asio;
@@ -46,12 +53,8 @@ using asio::awaitable;
 using asio::use_awaitable;
 constexpr auto kTuple = asio::as_tuple(use_awaitable);
 
-// How often the background probe asks the store whether it answers (for /readyz), and over how
-// many keys it may try on a cluster before concluding that no part of it does. The slot of a key
-// depends on key_secret (store/redis/keys.h), so the keys cover the masters by number: with 32,
-// a given master of 3 is missed with probability (2/3)^32 < 1e-5 (of 6: (5/6)^32 < 0.003).
+// How often the background probe asks the store whether it answers (for /readyz).
 constexpr auto kProbeInterval = std::chrono::seconds(1);
-constexpr int kClusterProbeKeys = 32;
 // Connections the admin listener holds at once (a scraper or two, an operator's curl); beyond it
 // they are refused as on the public listener. Public connections never count against it, so a
 // flood there leaves /metrics reachable.
@@ -66,22 +69,6 @@ constexpr std::string_view kOverCapacity =
     "Connection: close\r\nRetry-After: 1\r\nContent-Length: 112\r\n\r\n"
     R"({"type":"about:blank","title":"Service Unavailable","status":503,"detail":"too many connections; retry shortly"})";
 static_assert(kOverCapacity.size() - kOverCapacity.find("\r\n\r\n") - 4 == 112);
-
-// The probe's policy: cost 0 never consumes; the key is one no client can name ("/" is not
-// allowed in policy names, so no configured policy shares it).
-const Policy& probe_policy() {
-  static const Policy p = [] {
-    Policy q;
-    q.name = "floodgate/readyz";
-    q.algorithm = Algorithm::kTokenBucket;
-    q.limit = 1;
-    q.period = std::chrono::seconds(1);
-    q.burst = 1;
-    q.cost = 0;
-    return q;
-  }();
-  return p;
-}
 
 Timestamp now() { return SystemClock::instance().now(); }
 
@@ -134,10 +121,6 @@ Result<std::unique_ptr<tcp::acceptor>> listen_on(asio::io_context& ioc,
   return acceptor;
 }
 
-bool is_store_outage(const Error& e) {
-  return e.code == ErrorCode::kUnavailable || e.code == ErrorCode::kDeadlineExceeded;
-}
-
 // The HTTP status for a request that could not be read, or 0 to close without answering (the
 // client left, or was cut off while idle).
 int read_error_status(const boost::system::error_code& ec, bool started) {
@@ -167,6 +150,8 @@ struct Worker {
   // Keeps run() going while the thread has nothing to do: connections arrive from thread 0.
   asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(ioc);
   std::shared_ptr<UpstreamPool> upstream;  // for runtime->config->upstream; null without one
+  // Every pool of this thread counts here, so /metrics keeps the counts across reloads.
+  std::shared_ptr<UpstreamCounters> upstream_counters = std::make_shared<UpstreamCounters>();
   std::optional<config::HostPort> upstream_target;
   Duration upstream_timeout{};
   std::thread thread;
@@ -180,6 +165,7 @@ struct Worker {
         UpstreamOptions o;
         o.target = *c.upstream;
         o.timeout = c.upstream_timeout;
+        o.counters = upstream_counters;
         upstream = std::make_shared<UpstreamPool>(ioc.get_executor(), o);
       }
       upstream_target = c.upstream;
@@ -191,12 +177,10 @@ struct Worker {
 
 struct Server::Impl {
   std::shared_ptr<const config::Config> config;  // the last one applied (under mutex)
-  std::shared_ptr<Store> store;
-  std::unique_ptr<Store> local_store;  // on_store_error: local
-  redis::RedisStore* redis = nullptr;  // store, when it must be bound to the threads
-  memory::MemoryStore* memory_store = nullptr;  // store, when it decides synchronously
+  ServedStore wired;  // the store, and how it is bound to the I/O threads
   Metrics metrics;
-  CircuitBreaker breaker;
+  std::unique_ptr<decide::Decider> decider;  // the store behind its guard
+  bool inline_store = false;                 // the store answers before decide() returns
   LogThrottle degraded_log{1};
   LineWriter access_log{1};
   std::vector<std::unique_ptr<Worker>> workers;
@@ -209,7 +193,6 @@ struct Server::Impl {
   std::atomic<int> admin_connections{0};  // on the admin listener
   std::atomic<bool> draining{false};
   std::atomic<bool> closing_idle{false};  // draining and past drain_delay
-  std::atomic<bool> store_ok{true};
   std::atomic<bool> stopped{false};
   std::atomic<bool> started{false};
   std::size_t next_worker = 0;  // accept loop only
@@ -224,7 +207,7 @@ struct Server::Impl {
   // as a probe closes it, so every instance would leave the load balancer at once and the whole
   // API would be down for everyone. Whether the store answers at all is store_ok (the probe).
   bool ready() const {
-    return !draining.load(std::memory_order_relaxed) && store_ok.load(std::memory_order_relaxed);
+    return !draining.load(std::memory_order_relaxed) && decider->store_answers();
   }
 
   std::shared_ptr<Runtime> build_runtime(std::shared_ptr<const config::Config> c) {
@@ -237,16 +220,17 @@ struct Server::Impl {
 
   // ---- store -------------------------------------------------------------------------------
 
-  // store.decide as an awaitable. Server threads are bound to the store, so the callback comes
-  // on this thread: inline (memory store) or later from the io_context (Redis). The coroutine
-  // is resumed through post, never from inside the store's own completion.
-  static awaitable<Result<Verdict>> store_decide(Store& s, std::span<const DecideRequest> requests) {
+  // A callback-completed call as an awaitable. Server threads are bound to the store, so the
+  // callback comes on this thread: inline (memory store) or later from the io_context (Redis).
+  // The coroutine is resumed through post, never from inside the store's own completion.
+  template <typename T, typename Start>
+  static awaitable<T> completion(Start start) {
     struct State {
-      std::optional<Result<Verdict>> result;
+      std::optional<T> result;
       std::function<void()> resume;
     };
     auto st = std::make_shared<State>();
-    decide_all(s, requests, [st](Result<Verdict> r) {
+    start([st](T r) {
       st->result = std::move(r);
       if (st->resume) std::exchange(st->resume, nullptr)();
     });
@@ -262,128 +246,33 @@ struct Server::Impl {
     co_return std::move(*st->result);
   }
 
-  // The store's answer, as the session sees it: counted, fed to the breaker, and on an outage
-  // replaced by what on_store_error says. `latency` is how long the store took (zero when the
-  // breaker did not let the request through).
-  StoreOutcome after_store(Worker& w, const Route& r, const Runtime& rt, Result<Verdict> verdict,
-                           bool asked, Duration latency) {
-    if (asked) {
-      if (verdict) {
-        breaker.on_success();
-        w.metrics->on_store(StoreResult::kOk, latency);
-      } else if (is_store_outage(verdict.error())) {
-        // (A full memory store refuses a new key with kResourceExhausted: that request's
-        // answer, not an outage, so it never opens the breaker for every client.)
-        breaker.on_failure(now());
-        w.metrics->on_store(verdict.error().code == ErrorCode::kDeadlineExceeded
-                                ? StoreResult::kTimeout
-                                : StoreResult::kUnavailable,
-                            latency);
-      } else {
-        w.metrics->on_store(StoreResult::kError, latency);
-      }
-      metrics.set_circuit_open(breaker.state() == CircuitBreaker::State::kOpen);
-    } else {
-      w.metrics->on_store(StoreResult::kCircuitOpen, Duration::zero());
-    }
-    StoreOutcome out{std::move(verdict), std::nullopt};
-    if (!out.verdict && is_store_outage(out.verdict.error())) {
-      const config::OnStoreError mode = rt.config->on_store_error;
-      w.metrics->on_degraded(mode == config::OnStoreError::kAllow  ? DegradedMode::kAllow
-                             : mode == config::OnStoreError::kDeny ? DegradedMode::kDeny
-                                                                   : DegradedMode::kLocal);
-      if (mode == config::OnStoreError::kLocal) {
-        // The local store is a memory store: it answers before decide_all() returns.
-        const auto requests = requests_of(r, r.local_charges);
-        std::optional<Result<Verdict>> local;
-        decide_all(*local_store, requests, [&local](Result<Verdict> v) { local = std::move(v); });
-        if (local && *local) out.local_verdict = std::move(**local);
-      }
-      std::uint64_t suppressed = 0;
-      if (degraded_log.admit(now(), &suppressed)) {
-        spdlog::warn(
-            "store {} could not decide ({}); answered with on_store_error: {} ({} similar "
-            "suppressed)",
-            store->kind(), out.verdict.error().to_string(), config::to_string(mode), suppressed);
-      }
-    }
-    return out;
-  }
-
-  // The store requests of `r`: one per identity, over its consecutive charges in `charges`
-  // (r.charges or r.local_charges).
-  static boost::container::small_vector<DecideRequest, 2> requests_of(
-      const Route& r, std::span<const Charge> charges) {
-    boost::container::small_vector<DecideRequest, 2> out;
-    std::size_t start = 0;
-    for (std::size_t i = 1; i <= charges.size(); ++i) {
-      if (i == charges.size() || r.charge_identity[i] != r.charge_identity[start]) {
-        out.push_back(DecideRequest{r.identities[r.charge_identity[start]],
-                                    charges.subspan(start, i - start)});
-        start = i;
-      }
-    }
-    return out;
-  }
-
-  awaitable<StoreOutcome> decide(Worker& w, const Route& r, const Runtime& rt) {
-    const auto started_at = std::chrono::steady_clock::now();
-    const auto requests = requests_of(r, r.charges);
-    Result<Verdict> verdict = fail(ErrorCode::kUnavailable, "circuit open");
-    const bool asked = breaker.allow(now());
-    if (asked) verdict = co_await store_decide(*store, requests);
-    const Duration latency =
-        std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - started_at);
-    co_return after_store(w, r, rt, std::move(verdict), asked, latency);
-  }
-
-  // decide() for the memory store, which answers before returning: no coroutine, no suspension.
-  StoreOutcome decide_now(Worker& w, const Route& r, const Runtime& rt) {
-    const auto started_at = std::chrono::steady_clock::now();
-    Result<Verdict> verdict = fail(ErrorCode::kUnavailable, "circuit open");
-    const bool asked = breaker.allow(now());
-    if (asked) {
-      const auto requests = requests_of(r, r.charges);
-      if (requests.size() == 1) {
-        verdict = memory_store->decide_now(requests.front());
-      } else {  // answered before decide_all() returns
-        decide_all(*memory_store, requests, [&verdict](Result<Verdict> v) { verdict = std::move(v); });
-      }
-    }
-    const Duration latency =
-        std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - started_at);
-    return after_store(w, r, rt, std::move(verdict), asked, latency);
+  // The deciding service's outcome for `r` (decider.h: the guard, on_store_error, the counting).
+  awaitable<decide::Outcome> decide(Worker& w, const Route& r, const Runtime& rt) {
+    decide::Decider& d = *decider;
+    ThreadMetrics* shard = w.metrics;
+    auto start = [&d, &r, &rt, shard](auto done) { d.decide(rt, r, shard, std::move(done)); };
+    co_return co_await completion<decide::Outcome>(start);
   }
 
   // Every second on thread 0: does the store answer? (for /readyz; also closes the breaker).
+  // A store in this process always does.
   awaitable<void> probe_loop(Worker& w) {
     asio::steady_timer timer(w.ioc);
-    const Charge charge{&probe_policy(), 0};
     while (!stopped.load()) {
-      if (store->kind() != "memory") {
-        // The store answers if any part of it does: probe keys spread over several slots (so
-        // over every master of a small cluster), stopping at the first answer. One failed
-        // master must not take every instance out of the load balancer: its clients are
-        // answered by on_store_error, everyone else as usual.
-        Result<Verdict> r = fail(ErrorCode::kUnavailable, "not probed");
-        const int keys = store->kind() == "redis-cluster" ? kClusterProbeKeys : 1;
-        for (int i = 0; i < keys && !r; ++i) {
-          // Built before the co_await: g++ 12 destroys temporaries of a co_await twice.
-          const std::string identity = "floodgate:readyz:" + std::to_string(i);
-          const DecideRequest probe{identity, {&charge, 1}};
-          r = co_await store_decide(*store, {&probe, 1});
-        }
+      if (!inline_store) {
+        decide::Decider& d = *decider;
+        auto start = [&d](auto done) { d.probe(std::move(done)); };
+        const Result<void> r = co_await completion<Result<void>>(start);
         const bool ok = r.has_value();
-        if (ok) breaker.on_success();
-        if (ok != store_ok.exchange(ok)) {
+        if (ok != d.store_answers()) {
+          d.set_store_answers(ok);
           if (ok) {
-            spdlog::info("store {} answers again; ready", store->kind());
+            spdlog::info("store {} answers again; ready", d.store().kind());
           } else {
-            spdlog::warn("store {} does not answer ({}); /readyz says 503", store->kind(),
+            spdlog::warn("store {} does not answer ({}); /readyz says 503", d.store().kind(),
                          r.error().to_string());
           }
         }
-        metrics.set_circuit_open(breaker.state() == CircuitBreaker::State::kOpen);
       }
       timer.expires_after(kProbeInterval);
       co_await timer.async_wait(kTuple);
@@ -521,27 +410,15 @@ struct Server::Impl {
 
   // After the store's outcome: the answer (x.response), or true when the resource is to be
   // served with x.fields.
-  bool decided(Request& req, Worker& w, Exchange& x, const StoreOutcome& so) {
+  bool decided(Request& req, Exchange& x, const decide::Outcome& so) {
     const Route& r = x.route;
     const Runtime& rt = *x.rt;
     Answer a = r.kind == Route::Kind::kCheck ? answer_check(req, r, rt, so)
                                              : answer_decision(req, r, rt, so);
-    const Verdict* v =
-        so.verdict ? &*so.verdict : (so.local_verdict ? &*so.local_verdict : nullptr);
-    if (v != nullptr && rt.metric_ids.size() == rt.config->policies.size()) {
-      for (std::size_t i = 0; i < v->decisions.size() && i < r.charges.size(); ++i) {
-        if (r.policy_indices[i] >= rt.metric_ids.size()) continue;  // the check API's own
-        const Decision& d = v->decisions[i];
-        const bool shadow = r.charges[i].policy->shadow;
-        w.metrics->on_decision(rt.metric_ids[r.policy_indices[i]],
-                               d.allowed ? PolicyOutcome::kAllowed
-                               : shadow  ? PolicyOutcome::kShadowDenied
-                                         : PolicyOutcome::kDenied);
-      }
-    }
-    x.outcome = a.degraded != Answer::Degraded::kNo ? "degraded"
-                : (v != nullptr && v->allowed)      ? "allowed"
-                                                    : "denied";
+    const Verdict* v = so.counting();
+    x.outcome = so.degraded != decide::Degraded::kNo ? "degraded"
+                : (v != nullptr && v->allowed)       ? "allowed"
+                                                     : "denied";
     if (so.verdict && so.verdict->allowed) x.consumed = *so.verdict;
     if (a.serve) {
       x.fields = std::move(a.fields);
@@ -552,20 +429,10 @@ struct Server::Impl {
   }
 
   // A request that was allowed but is not served after all (its body could not be read): what it
-  // consumed is given back, so a malformed or oversized body costs its client nothing. Every
-  // identity's refund is dated at the first identity's decision, which can only give back less
-  // (docs/algorithms.md, "Refunds").
+  // consumed is given back, so a malformed or oversized body costs its client nothing.
   void give_back(Exchange& x) {
     if (!x.consumed) return;
-    const auto requests = requests_of(x.route, x.route.charges);
-    std::size_t offset = 0;
-    for (const DecideRequest& r : requests) {
-      const RefundRequest refund{
-          r.identity, r.charges, x.consumed->decided_at,
-          std::span<const Decision>(x.consumed->decisions).subspan(offset, r.charges.size())};
-      offset += r.charges.size();
-      store->refund(refund, [](Result<void>) {});
-    }
+    decider->give_back(x.route, *x.consumed);
     x.consumed.reset();
   }
 
@@ -587,7 +454,7 @@ struct Server::Impl {
     const Route& r = x.route;
     const std::string peer_text = peer.address().to_string();
     const std::string client =
-        r.identities.empty() ? std::string() : loggable_identity(r.identities.front());
+        r.identities.empty() ? std::string() : decide::loggable_identity(r.identities.front());
     const std::string_view policy =
         r.charges.empty() ? std::string_view() : std::string_view(r.charges.front().policy->name);
     const auto ua = req.find(beast::http::field::user_agent);
@@ -621,9 +488,9 @@ struct Server::Impl {
         return end(req, w, peer, x, !body_read);  // answered by begin()
       case Route::Kind::kServe:
       case Route::Kind::kDecide:
-        if (memory_store == nullptr || w.upstream || !body_read) return std::nullopt;
+        if (!inline_store || w.upstream || !body_read) return std::nullopt;
         if (x.route.kind == Route::Kind::kServe ||
-            decided(req, w, x, decide_now(w, x.route, *x.rt))) {
+            decided(req, x, decider->decide_now(*x.rt, x.route, w.metrics))) {
           x.response = demo_resource(req, x.route.path);
         }
         return end(req, w, peer, x, false);
@@ -648,10 +515,10 @@ struct Server::Impl {
         serve_it = true;
         break;
       case Route::Kind::kDecide:
-        serve_it = decided(req, w, x, co_await decide(w, x.route, *x.rt));
+        serve_it = decided(req, x, co_await decide(w, x.route, *x.rt));
         break;
       case Route::Kind::kCheckCaller: {
-        if (!x.route.charges.empty() && !decided(req, w, x, co_await decide(w, x.route, *x.rt))) {
+        if (!x.route.charges.empty() && !decided(req, x, co_await decide(w, x.route, *x.rt))) {
           break;  // the caller is over its own limit: 429 (or 503), body unread
         }
         x.fields.clear();  // the answer's fields are the checked key's
@@ -666,7 +533,7 @@ struct Server::Impl {
           x.response = std::move(x.route.reply);
           break;
         }
-        decided(req, w, x, co_await decide(w, x.route, *x.rt));  // answer_check: never serves
+        decided(req, x, co_await decide(w, x.route, *x.rt));  // answer_check: never serves
         break;
       }
     }
@@ -888,9 +755,9 @@ struct Server::Impl {
   // ---- lifecycle ---------------------------------------------------------------------------
 
   void run_worker(Worker& w) {
-    if (redis != nullptr) redis->bind_current_thread(w.ioc);
+    wired.bind_thread(w.ioc);
     w.ioc.run();
-    if (redis != nullptr) redis->unbind_current_thread();
+    wired.unbind_thread();
   }
 
   void close_idle_sessions(Worker& w) {
@@ -955,29 +822,43 @@ Result<std::unique_ptr<Server>> Server::make(ServerOptions options) {
   auto impl = std::make_unique<Impl>(threads);
 
   if (options.store) {
-    impl->store = std::move(options.store);
+    impl->wired = serve_store(std::move(options.store));
   } else {
     OpenStoreOptions so;
     so.key_prefix = c.key_prefix;
     so.key_secret = c.key_secret;
     so.timeout = c.store_timeout;
     so.memory.max_keys = c.memory.max_keys;
-    auto s = open_store(c.store, so, SystemClock::instance());
+    auto s = open_served_store(c.store, so, SystemClock::instance());
     if (!s)
       return fail(s.error().code, "store " + config::to_string(c.store) + ": " + s.error().message);
-    impl->store = std::move(*s);
+    impl->wired = std::move(*s);
   }
-  impl->redis = dynamic_cast<redis::RedisStore*>(impl->store.get());
-  impl->memory_store = dynamic_cast<memory::MemoryStore*>(impl->store.get());
-  impl->local_store = make_memory_store(MemoryStoreOptions{.max_keys = c.memory.max_keys},
-                                        SystemClock::instance());
-  impl->metrics.set_info(options.version, impl->store->kind());
-  if (impl->memory_store != nullptr) {
-    impl->metrics.add_memory_store("store", [m = impl->memory_store] { return m->stats(); });
+  Store& store = *impl->wired.store;
+  std::shared_ptr<Store> local =
+      make_memory_store(MemoryStoreOptions{.max_keys = c.memory.max_keys}, SystemClock::instance());
+  impl->inline_store = store.completes_inline();
+  impl->metrics.set_info(options.version, store.kind());
+  if (store.memory_stats()) {
+    impl->metrics.add_memory_store("store", [s = impl->wired.store] { return *s->memory_stats(); });
   }
-  impl->metrics.add_memory_store("local_fallback", [m = impl->local_store.get()] {
-    return static_cast<memory::MemoryStore*>(m)->stats();
-  });
+  impl->metrics.add_memory_store("local_fallback", [local] { return *local->memory_stats(); });
+  decide::DeciderOptions d;
+  d.store = impl->wired.store;
+  d.local_store = local;
+  d.probe_keys = store.probe_keys();
+  d.on_degraded = [s = impl.get()](const Error& why, config::OnStoreError mode) {
+    std::uint64_t suppressed = 0;
+    if (s->degraded_log.admit(now(), &suppressed)) {
+      spdlog::warn(
+          "store {} could not decide ({}); answered with on_store_error: {} ({} similar "
+          "suppressed)",
+          s->wired.store->kind(), why.to_string(), config::to_string(mode), suppressed);
+    }
+  };
+  impl->decider = std::make_unique<decide::Decider>(std::move(d));
+  impl->decider->set_metrics(&impl->metrics);
+  if (impl->wired.redis_stats) add_redis_store_metrics(impl->metrics, impl->wired.redis_stats);
 
   auto rt = impl->build_runtime(options.config);
   impl->config = options.config;
@@ -987,6 +868,9 @@ Result<std::unique_ptr<Server>> Server::make(ServerOptions options) {
     w->set_runtime(rt);
     impl->workers.push_back(std::move(w));
   }
+  std::vector<std::shared_ptr<const UpstreamCounters>> upstream_counters;
+  for (const auto& w : impl->workers) upstream_counters.push_back(w->upstream_counters);
+  add_upstream_metrics(impl->metrics, std::move(upstream_counters));
 
   // Listen. A host name is resolved once, here.
   auto acceptor = listen_on(impl->workers.front()->ioc, c.listen);
@@ -1042,24 +926,8 @@ std::vector<std::string> Server::reload(std::shared_ptr<const config::Config> ne
   Impl& s = *impl_;
   std::lock_guard lock(s.mutex);
   const config::Config& old = *s.config;
-  std::vector<std::string> ignored;
   auto c = std::make_shared<config::Config>(*next);
-  if (c->listen != old.listen) ignored.push_back("listen"), c->listen = old.listen;
-  if (c->admin_listen != old.admin_listen) {
-    ignored.push_back("admin_listen");
-    c->admin_listen = old.admin_listen;
-  }
-  if (c->threads != old.threads) ignored.push_back("threads"), c->threads = old.threads;
-  if (!(c->store == old.store)) ignored.push_back("store"), c->store = old.store;
-  if (c->store_timeout != old.store_timeout) {
-    ignored.push_back("store_timeout");
-    c->store_timeout = old.store_timeout;
-  }
-  if (c->key_prefix != old.key_prefix)
-    ignored.push_back("key_prefix"), c->key_prefix = old.key_prefix;
-  if (c->key_secret != old.key_secret)
-    ignored.push_back("key_secret"), c->key_secret = old.key_secret;
-  if (c->memory != old.memory) ignored.push_back("memory"), c->memory = old.memory;
+  std::vector<std::string> ignored = config::keep_restart_only_fields(old, *c);
   s.config = c;
   std::shared_ptr<const Runtime> rt = s.build_runtime(c);
   for (auto& w : s.workers) {

@@ -24,9 +24,8 @@
 // never count against it), and closes with the public one on drain.
 //
 // Reload: reload() swaps the configuration on every thread between requests (a request in
-// flight finishes with the configuration it started with). listen, admin_listen, threads, store,
-// store_timeout, key_prefix and key_secret need a restart: reload() keeps their old values and
-// names them.
+// flight finishes with the configuration it started with). The fields that need a restart
+// (config::restart_only_fields()) keep their old values, and reload() names them.
 // Drain: drain() turns /readyz to 503 at once; after server.drain_delay it stops accepting and
 // closes idle connections; requests in flight finish (their responses say Connection: close);
 // when none is left, or after server.drain_timeout, the server stops and wait() returns.
@@ -46,9 +45,13 @@
 #include "floodgate/result.h"
 #include "floodgate/store.h"
 
+namespace fg::decide {
+class Metrics;
+}
+
 namespace fg::http {
 
-class Metrics;
+using decide::Metrics;
 
 struct ServerOptions {
   std::shared_ptr<const config::Config> config;
@@ -73,8 +76,7 @@ class Server {
   std::uint16_t admin_port() const;
 
   // Applies `config` from the next request on; answers the fields that changed but need a
-  // restart (kept at their old values): "listen", "admin_listen", "threads", "store",
-  // "store_timeout", "key_prefix", "key_secret", "memory".
+  // restart, kept at their old values (config::keep_restart_only_fields).
   std::vector<std::string> reload(std::shared_ptr<const config::Config> config);
   // Counts a reload that failed (the old config stays): floodgate_config_reloads_total.
   void reload_failed();

@@ -7,7 +7,7 @@
 #include <atomic>
 #include <thread>
 
-#include "http/metrics.h"
+#include "decide/metrics.h"
 #include "http/server_test_util.h"
 #include "store/memory/memory_store.h"
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <thread>
 
-#include "http/metrics.h"
+#include "decide/metrics.h"
 #include "http/server_test_util.h"
 
 namespace fg::http::test {
@@ -39,6 +39,8 @@ class PartlyDownStore final : public Store {
     inner_->refund(request, std::move(done));
   }
   std::string_view kind() const override { return "redis-cluster"; }
+  // As a cluster's: the probe may try many keys before concluding that no part answers.
+  int probe_keys() const override { return 32; }
 
   std::atomic<int> probes{0};
 

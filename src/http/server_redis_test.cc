@@ -3,8 +3,11 @@
 // closed, /readyz 503 meanwhile, recovery on its own).
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <string_view>
+
 #include "fixtures/redis_server.h"
-#include "http/metrics.h"
+#include "decide/metrics.h"
 #include "http/server_test_util.h"
 
 namespace fg::http::test {
@@ -44,6 +47,15 @@ std::pair<int, int> hammer(std::uint16_t port, const std::string& key, int clien
   }
   for (auto& t : threads) t.join();
   return {ok.load(), limited.load()};
+}
+
+// The value of one series on a /metrics page (the whole name with its labels, as printed), or
+// nullopt when the page does not have it.
+std::optional<std::uint64_t> metric(const std::string& page, std::string_view series) {
+  const std::string head = "\n" + std::string(series) + " ";
+  const std::size_t at = page.find(head);
+  if (at == std::string::npos) return std::nullopt;
+  return std::stoull(page.substr(at + head.size(), page.find('\n', at + 1) - at - head.size()));
 }
 
 TEST(ServerOnRedis, TwoInstancesShareOneLimitExactly) {
@@ -110,6 +122,43 @@ TEST(ServerOnRedis, RedisKilledFailsOpenWithinTheTimeoutThenRecovers) {
   EXPECT_EQ(m.find(R"(floodgate_degraded_decisions_total{mode="allow"} 0)"), std::string::npos);
 }
 
+// The Redis client's own counters reach /metrics: the connection, its FUNCTION LOAD, the
+// pipelined writes; then every connection killed on the server side (CLIENT KILL) is lost and
+// reconnected, and the page says so.
+TEST(ServerOnRedis, MetricsCountTheRedisConnectionsAndTheirReconnects) {
+  auto redis = start_redis();
+  if (!redis) FG_MISSING_TOOL("redis-server is not installed (apt-get install redis-server)");
+  Running a = start_server(config_for("redis://" + redis->address(), "deny"));
+  ASSERT_TRUE(a.server);
+  ASSERT_EQ(get_once(a.port, "/api/x", {{"X-API-Key", "first"}})->result_int(), 200u);
+  const auto page = [&] { return get_once(a.port, "/metrics")->body(); };
+  std::string m = page();
+  EXPECT_GE(metric(m, "floodgate_redis_calls_total").value_or(0), 1u) << m;
+  EXPECT_GE(metric(m, R"(floodgate_redis_connections_total{event="opened"})").value_or(0), 1u);
+  EXPECT_GE(metric(m, R"(floodgate_redis_function_loads_total{reason="connect"})").value_or(0), 1u);
+  EXPECT_EQ(metric(m, "floodgate_redis_reconnects_total"), 0u);
+  EXPECT_EQ(metric(m, R"(floodgate_redis_connections_total{event="lost"})"), 0u);
+  EXPECT_EQ(metric(m, R"(floodgate_redis_redirects_total{kind="moved"})"), 0u);  // no cluster
+  // The handshake (FUNCTION LOAD) and the FCALL went out together: one write, two commands.
+  EXPECT_GE(metric(m, "floodgate_redis_pipeline_commands_per_write_count").value_or(0), 1u);
+  EXPECT_GE(metric(m, "floodgate_redis_pipeline_commands_per_write_sum").value_or(0), 2u);
+
+  // CLIENT KILL skips the connection that sends it: every connection of the server goes.
+  const auto killed = redis->command({"CLIENT", "KILL", "TYPE", "normal"});
+  ASSERT_FALSE(killed.is_error) << killed.str;
+  EXPECT_GE(killed.integer, 1);
+  // Requests land on the threads in turn; the one whose connection was killed reconnects.
+  int i = 0;
+  EXPECT_TRUE(eventually([&] {
+    auto res = get_once(a.port, "/api/x", {{"X-API-Key", "after-" + std::to_string(i++)}});
+    return res && res->result_int() == 200 &&
+           metric(page(), "floodgate_redis_reconnects_total").value_or(0) >= 1;
+  }));
+  m = page();
+  EXPECT_GE(metric(m, R"(floodgate_redis_connections_total{event="lost"})").value_or(0), 1u) << m;
+  EXPECT_GE(metric(m, R"(floodgate_redis_connections_total{event="opened"})").value_or(0), 2u);
+}
+
 TEST(ServerOnRedis, ClusterLimitHoldsThroughHttp) {
   if (!fg::test::RedisServer::installed())
     FG_MISSING_TOOL("redis-server is not installed (apt-get install redis-server)");
@@ -124,6 +173,69 @@ TEST(ServerOnRedis, ClusterLimitHoldsThroughHttp) {
     EXPECT_EQ(ok, 5) << k;
     EXPECT_EQ(limited, 3) << k;
   }
+}
+
+// A slot moved while the server runs: the key migrated (the source answers ASK), then the slot
+// given to the target (the source answers MOVED). The count continues, and /metrics counts both
+// redirections.
+TEST(ServerOnRedis, MetricsCountTheAskAndMovedOfASlotMigration) {
+  if (!fg::test::RedisServer::installed())
+    FG_MISSING_TOOL("redis-server is not installed (apt-get install redis-server)");
+  std::string why;
+  auto cluster = fg::test::RedisCluster::start(&why);
+  ASSERT_TRUE(cluster) << why;
+  Running a = start_server(config_for(cluster->url(), "deny"));
+  ASSERT_TRUE(a.server);
+  const auto remaining = [&] {
+    auto res = get_once(a.port, "/api/x", {{"X-API-Key", "mover"}});
+    EXPECT_TRUE(res && res->result_int() == 200);
+    return res ? field(*res, "X-RateLimit-Remaining") : "<no answer>";
+  };
+  ASSERT_EQ(remaining(), "4");
+
+  // The one key there is, and who holds it.
+  std::string key;
+  fg::test::RedisServer* source = nullptr;
+  for (auto* m : cluster->masters()) {
+    const auto keys = m->command({"KEYS", "fg:*"});
+    if (keys.elements.size() == 1) {
+      key = keys.elements[0].str;
+      source = m;
+    }
+  }
+  ASSERT_NE(source, nullptr);
+  fg::test::RedisServer* target = nullptr;
+  for (auto* m : cluster->masters()) {
+    if (m != source) target = m;
+  }
+  ASSERT_NE(target, nullptr);
+  const std::string slot = std::to_string(source->command({"CLUSTER", "KEYSLOT", key}).integer);
+  const std::string source_id = source->command({"CLUSTER", "MYID"}).str;
+  const std::string target_id = target->command({"CLUSTER", "MYID"}).str;
+
+  const auto page = [&] { return get_once(a.port, "/metrics")->body(); };
+  const auto moved = [&] {
+    return metric(page(), R"(floodgate_redis_redirects_total{kind="moved"})").value_or(0);
+  };
+  const auto asks = [&] {
+    return metric(page(), R"(floodgate_redis_redirects_total{kind="ask"})").value_or(0);
+  };
+  const std::uint64_t asks_before = asks();
+  const std::uint64_t moved_before = moved();  // a first decision may race the first slot map
+
+  ASSERT_FALSE(target->command({"CLUSTER", "SETSLOT", slot, "IMPORTING", source_id}).is_error);
+  ASSERT_FALSE(source->command({"CLUSTER", "SETSLOT", slot, "MIGRATING", target_id}).is_error);
+  const auto migrated = source->command({"MIGRATE", "127.0.0.1", std::to_string(target->port()),
+                                         "", "0", "5000", "KEYS", key});
+  ASSERT_FALSE(migrated.is_error) << migrated.str;
+  EXPECT_EQ(remaining(), "3");  // the source answers ASK; the target has the key
+  EXPECT_GT(asks(), asks_before);
+
+  for (auto* m : cluster->masters()) {
+    ASSERT_FALSE(m->command({"CLUSTER", "SETSLOT", slot, "NODE", target_id}).is_error);
+  }
+  EXPECT_EQ(remaining(), "2");  // the source answers MOVED
+  EXPECT_GT(moved(), moved_before);
 }
 
 // A flood of thousands of distinct client keys through the server: every key it leaves in Redis

@@ -13,7 +13,7 @@
 #include <future>
 #include <nlohmann/json.hpp>
 
-#include "http/metrics.h"
+#include "decide/metrics.h"
 #include "http/server_test_util.h"
 
 namespace fg::http::test {
@@ -547,6 +547,16 @@ TEST(Server, ProxiesAllowedRequestsToTheUpstream) {
   for (int i = 0; i < 4; ++i)
     ASSERT_EQ(c.get("/api/more", {{"X-API-Key", "k1"}})->result_int(), 201u);
   EXPECT_EQ(up.connections(), 1);
+  // /metrics counts that one connection and its four reuses, summed over the threads' pools.
+  auto m = get_once(r.port, "/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body().find(R"(floodgate_upstream_connections_total{event="opened"} 1)"),
+            std::string::npos)
+      << m->body();
+  EXPECT_NE(m->body().find(R"(floodgate_upstream_connections_total{event="reused"} 4)"),
+            std::string::npos);
+  EXPECT_NE(m->body().find(R"(floodgate_upstream_connections_total{event="closed"} 0)"),
+            std::string::npos);
   // A denied request never reaches the upstream.
   auto denied = c.get("/api/more", {{"X-API-Key", "k1"}});
   ASSERT_TRUE(denied);
@@ -573,6 +583,13 @@ TEST(Server, UnreachableUpstreamIs502) {
   EXPECT_EQ(res->result_int(), 502u);
   EXPECT_EQ(field(*res, "Content-Type"), "application/problem+json");
   EXPECT_EQ(field(*res, "X-RateLimit-Remaining"), "4");  // it was counted: the limiter allowed it
+  auto m = get_once(r.port, "/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body().find(R"(floodgate_upstream_connections_total{event="connect_failed"} 1)"),
+            std::string::npos)
+      << m->body();
+  EXPECT_NE(m->body().find(R"(floodgate_upstream_connections_total{event="opened"} 0)"),
+            std::string::npos);
 }
 
 TEST(Server, CorsOnRealResponses) {

@@ -32,6 +32,8 @@
 #include <utility>
 #include <vector>
 
+#include "util/text.h"
+
 namespace fg::http {
 
 namespace asio = boost::asio;
@@ -44,9 +46,19 @@ using SteadyTime = SteadyClock::time_point;
 namespace detail {
 
 struct UpstreamConnection {
-  explicit UpstreamConnection(const asio::any_io_executor& executor) : stream(executor) {}
+  UpstreamConnection(const asio::any_io_executor& executor,
+                     std::shared_ptr<UpstreamCounters> pool_counters)
+      : stream(executor), counters(std::move(pool_counters)) {}
+  ~UpstreamConnection() {
+    if (established) counters->closes.fetch_add(1, std::memory_order_relaxed);
+  }
+  UpstreamConnection(const UpstreamConnection&) = delete;
+  UpstreamConnection& operator=(const UpstreamConnection&) = delete;
 
-  beast::tcp_stream stream;
+  beast::tcp_stream stream;  // closed by its destructor
+  // Shared: a connection may outlive its pool's state (a forward's frame torn down last).
+  std::shared_ptr<UpstreamCounters> counters;
+  bool established = false;  // connected: its destruction is a close
   beast::flat_buffer buffer;  // bytes read past the last response: must be empty to pool
   SteadyTime idle_since{};    // when it went back to the pool
 };
@@ -58,14 +70,16 @@ struct UpstreamPoolState {
   // Oldest first. Connections are pushed at the back with the current time and taken from the
   // back (the most recently used is the least likely to have been closed upstream), so the
   // front is always the one idle the longest: expiry pops from the front.
+  std::shared_ptr<UpstreamCounters> counters;  // never null
   std::deque<std::unique_ptr<UpstreamConnection>> idle;
-  UpstreamPool::Stats stats;
   bool pool_destroyed = false;  // forwards still in flight close their connections
 };
 
 }  // namespace detail
 
 namespace {
+
+void bump(std::atomic<std::uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
 
 using detail::UpstreamConnection;
 using State = detail::UpstreamPoolState;
@@ -91,12 +105,6 @@ constexpr std::string_view kXForwardedFor = "X-Forwarded-For";
 // (100 Continue, 103 Early Hints). More is a misbehaving upstream.
 constexpr int kMaxInterimResponses = 8;
 
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // The field names listed by every Connection field ("Connection: close, X-Private" names
 // "close" and "X-Private"; naming "close" removes nothing, as no field is called that).
 // The views point into `fields`: use them before modifying it.
@@ -106,7 +114,7 @@ std::vector<std::string_view> connection_tokens(const beast_http::fields& fields
     std::string_view value = it->value();
     while (!value.empty()) {
       const std::size_t comma = value.find(',');
-      const std::string_view token = trim_ows(value.substr(0, comma));
+      const std::string_view token = util::trim_ows(value.substr(0, comma));
       if (!token.empty()) tokens.push_back(token);
       if (comma == std::string_view::npos) break;
       value.remove_prefix(comma + 1);
@@ -227,7 +235,7 @@ asio::awaitable<Result<std::unique_ptr<UpstreamConnection>>> connect(State& stat
   Result<std::vector<tcp::endpoint>> endpoints = co_await resolve(state, connect_deadline);
   if (!endpoints) co_return tl::unexpected<Error>(std::move(endpoints.error()));
 
-  auto conn = std::make_unique<UpstreamConnection>(state.executor);
+  auto conn = std::make_unique<UpstreamConnection>(state.executor, state.counters);
   conn->stream.expires_at(connect_deadline);
   error_code ec;
   // Every address in turn (localhost: ::1, then 127.0.0.1); the error is the last one's.
@@ -243,7 +251,8 @@ asio::awaitable<Result<std::unique_ptr<UpstreamConnection>>> connect(State& stat
   error_code ignored;
   // One write per request: Nagle would only delay it behind the previous one's ACK.
   conn->stream.socket().set_option(tcp::no_delay(true), ignored);
-  ++state.stats.connects;
+  conn->established = true;
+  bump(state.counters->connects);
   co_return conn;
 }
 
@@ -318,7 +327,7 @@ std::unique_ptr<UpstreamConnection> take_idle(State& state) {
   if (state.idle.empty()) return nullptr;
   std::unique_ptr<UpstreamConnection> conn = std::move(state.idle.back());
   state.idle.pop_back();
-  ++state.stats.reuses;
+  bump(state.counters->reuses);
   return conn;
 }
 
@@ -340,7 +349,10 @@ asio::awaitable<Result<Response>> forward_with_retry(State& state, const Request
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (!conn) {
       Result<std::unique_ptr<UpstreamConnection>> fresh = co_await connect(state, deadline);
-      if (!fresh) co_return tl::unexpected<Error>(std::move(fresh.error()));
+      if (!fresh) {
+        bump(state.counters->connect_failures);
+        co_return tl::unexpected<Error>(std::move(fresh.error()));
+      }
       conn = std::move(*fresh);
     }
     Exchange result = co_await exchange(state, *conn, request, deadline);
@@ -355,7 +367,7 @@ asio::awaitable<Result<Response>> forward_with_retry(State& state, const Request
     const bool stale =
         reused && !result.got_bytes && result.response.error().code != ErrorCode::kDeadlineExceeded;
     if (!stale) co_return std::move(result.response);
-    ++state.stats.retries;
+    bump(state.counters->retries);
     reused = false;
   }
   co_return fail(ErrorCode::kInternal, state.name + ": retry loop exhausted");  // unreachable
@@ -373,9 +385,9 @@ asio::awaitable<Result<Response>> do_forward(std::shared_ptr<State> state, Reque
   }
   if (!result) {
     if (result.error().code == ErrorCode::kDeadlineExceeded) {
-      ++state->stats.timeouts;
+      bump(state->counters->timeouts);
     } else {
-      ++state->stats.failures;
+      bump(state->counters->failures);
     }
   }
   co_return result;
@@ -387,6 +399,8 @@ UpstreamPool::UpstreamPool(boost::asio::any_io_executor executor, UpstreamOption
     : state_(std::make_shared<State>()) {
   state_->executor = std::move(executor);
   state_->name = "upstream " + config::to_string(options.target);
+  state_->counters =
+      options.counters ? std::move(options.counters) : std::make_shared<UpstreamCounters>();
   state_->options = std::move(options);
 }
 
@@ -401,7 +415,21 @@ boost::asio::awaitable<Result<Response>> UpstreamPool::forward(Request request) 
 
 std::size_t UpstreamPool::idle_connections() const { return state_->idle.size(); }
 
-UpstreamPool::Stats UpstreamPool::stats() const { return state_->stats; }
+UpstreamPool::Stats UpstreamPool::stats() const {
+  const UpstreamCounters& c = *state_->counters;
+  const auto read = [](const std::atomic<std::uint64_t>& a) {
+    return a.load(std::memory_order_relaxed);
+  };
+  Stats s;
+  s.connects = read(c.connects);
+  s.reuses = read(c.reuses);
+  s.retries = read(c.retries);
+  s.closes = read(c.closes);
+  s.connect_failures = read(c.connect_failures);
+  s.failures = read(c.failures);
+  s.timeouts = read(c.timeouts);
+  return s;
+}
 
 void UpstreamPool::close_idle() { state_->idle.clear(); }
 
@@ -423,7 +451,7 @@ Request make_upstream_request(const Request& in, std::string_view client_ip,
     if (is_hop_by_hop(f, named)) continue;
     if (f.name() == beast_http::field::content_length) continue;  // recomputed below
     if (beast::iequals(f.name_string(), kXForwardedFor)) {
-      const std::string_view value = trim_ows(f.value());
+      const std::string_view value = util::trim_ows(f.value());
       if (value.empty()) continue;
       if (!forwarded_for.empty()) forwarded_for += ", ";
       forwarded_for += value;

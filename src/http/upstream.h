@@ -9,8 +9,9 @@
 // edge: kDeadlineExceeded -> 504, anything else -> 502.
 //
 // Thread safety: one UpstreamPool per I/O thread, used only on the thread running its executor
-// (no locks; every member, stats() included, must be called there). make_upstream_request and
-// strip_hop_by_hop are pure functions over values.
+// (no locks; every member but stats() must be called there). The counters are relaxed atomics
+// written on that thread: stats(), and UpstreamCounters given in the options, may be read from
+// any thread. make_upstream_request and strip_hop_by_hop are pure functions over values.
 //
 // Units: Durations are integer µs (fg::Duration); byte limits are bytes. Deadlines are measured
 // on the steady clock.
@@ -29,6 +30,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -48,6 +50,20 @@ using Response = beast_http::response<beast_http::string_body>;
 namespace detail {
 struct UpstreamPoolState;  // defined in upstream.cc
 }  // namespace detail
+
+// What pools have done with their connections. Written by one pool's thread at a time (relaxed
+// atomics, one add per connection event, never per byte), readable from any thread. Several
+// pools may share one (the server gives each I/O thread one for all the pools it creates, so
+// that its counts survive a reload that replaces the pool).
+struct UpstreamCounters {
+  std::atomic<std::uint64_t> connects{0};  // connections established (TCP connect succeeded)
+  std::atomic<std::uint64_t> reuses{0};    // idle connections taken from the pool (stale included)
+  std::atomic<std::uint64_t> retries{0};   // reused connections found closed upstream, retried
+  std::atomic<std::uint64_t> closes{0};    // established connections closed, for any reason
+  std::atomic<std::uint64_t> connect_failures{0};  // resolve or connect failed or timed out
+  std::atomic<std::uint64_t> failures{0};  // forward() calls that failed other than by timing out
+  std::atomic<std::uint64_t> timeouts{0};  // forward() calls that failed with kDeadlineExceeded
+};
 
 struct UpstreamOptions {
   // Host name or IP literal, and port. A host name is resolved for every new connection (the
@@ -71,6 +87,8 @@ struct UpstreamOptions {
   std::size_t max_response_header_bytes = 64 * 1024;
   // The (decoded) body of a response, held in memory whole; larger: kUnavailable.
   std::size_t max_response_body_bytes = 64 * 1024 * 1024;
+  // Where the pool counts (see UpstreamCounters); null: counters of its own.
+  std::shared_ptr<UpstreamCounters> counters;
 };
 
 // Pooled keep-alive HTTP/1.1 connections to one upstream.
@@ -84,11 +102,14 @@ struct UpstreamOptions {
 // normally (their state is shared with them) and close their connections instead of pooling.
 class UpstreamPool {
  public:
-  // Counters, per pool (so per thread); the server sums them for /metrics.
+  // A snapshot of the pool's UpstreamCounters (shared with other pools if options.counters
+  // was); the server sums every thread's for /metrics (floodgate_upstream_connections_total).
   struct Stats {
     std::uint64_t connects = 0;  // connections established (TCP connect succeeded)
     std::uint64_t reuses = 0;    // idle connections taken from the pool (stale ones included)
     std::uint64_t retries = 0;   // reused connections found closed by the upstream, retried
+    std::uint64_t closes = 0;    // established connections closed (by either side, any reason)
+    std::uint64_t connect_failures = 0;  // resolve or connect failed or timed out
     std::uint64_t failures = 0;  // forward() calls that failed other than by timing out
     std::uint64_t timeouts = 0;  // forward() calls that failed with kDeadlineExceeded
   };
@@ -117,6 +138,7 @@ class UpstreamPool {
   // or close_idle() closes them.
   std::size_t idle_connections() const;
 
+  // Any thread (relaxed reads).
   Stats stats() const;
 
   // Closes every idle connection (drain, shutdown). In-flight forwards are not affected; their

@@ -563,6 +563,37 @@ TEST_F(UpstreamPoolTest, KeepsAtMostMaxIdleConnections) {
   for (const auto& r : results) EXPECT_TRUE(r.has_value());
   EXPECT_EQ(pool.idle_connections(), 4u);
   EXPECT_TRUE(extra_closed) << server_.closed();
+  // Opened minus closed is what the pool holds.
+  EXPECT_EQ(pool.stats().connects, static_cast<std::uint64_t>(kConcurrent));
+  EXPECT_EQ(pool.stats().closes, static_cast<std::uint64_t>(kConcurrent - 4));
+  pool.close_idle();
+  EXPECT_EQ(pool.stats().closes, static_cast<std::uint64_t>(kConcurrent));
+}
+
+TEST_F(UpstreamPoolTest, PoolsSharingCountersKeepCountingAcrossAReplacement) {
+  UpstreamOptions o = options();
+  o.counters = std::make_shared<UpstreamCounters>();
+  auto forward_twice = [&](UpstreamPool& pool) {
+    auto body = [&]() -> asio::awaitable<void> {
+      for (int i = 0; i < 2; ++i) {
+        Request r = client_request(verb::get, "/s");  // named: see eventually()
+        Result<Response> result = co_await pool.forward(std::move(r));
+        EXPECT_TRUE(result.has_value());
+      }
+    };
+    ioc_.restart();  // run() stops it
+    return run(ioc_, body());
+  };
+  {
+    UpstreamPool first(ioc_.get_executor(), o);
+    ASSERT_TRUE(forward_twice(first));
+  }  // destroyed: its idle connection is closed
+  UpstreamPool second(ioc_.get_executor(), o);
+  ASSERT_TRUE(forward_twice(second));
+  EXPECT_EQ(o.counters->connects.load(), 2u);
+  EXPECT_EQ(o.counters->reuses.load(), 2u);
+  EXPECT_EQ(o.counters->closes.load(), 1u);
+  EXPECT_EQ(second.stats().connects, 2u);  // the shared counters, not the pool's own
 }
 
 TEST_F(UpstreamPoolTest, RetriesOnceWhenTheUpstreamClosedAnIdleConnection) {
@@ -586,6 +617,7 @@ TEST_F(UpstreamPoolTest, RetriesOnceWhenTheUpstreamClosedAnIdleConnection) {
   EXPECT_EQ(pool.stats().retries, 1u);
   EXPECT_EQ(pool.stats().reuses, 1u);
   EXPECT_EQ(pool.stats().connects, 2u);
+  EXPECT_EQ(pool.stats().closes, 1u);  // the stale one; the fresh one is pooled
   EXPECT_EQ(pool.stats().failures, 0u);
   EXPECT_EQ(server_.accepts(), 2);
   ASSERT_EQ(server_.requests().size(), 2u);  // the stale connection never delivered it
@@ -640,6 +672,8 @@ TEST_F(UpstreamPoolTest, ConnectionRefusedIsUnavailableAtOnce) {
   EXPECT_LT(elapsed, seconds(2));  // far below connect_timeout (5 s): refused, not timed out
   EXPECT_EQ(pool.stats().failures, 1u);
   EXPECT_EQ(pool.stats().connects, 0u);
+  EXPECT_EQ(pool.stats().connect_failures, 1u);
+  EXPECT_EQ(pool.stats().closes, 0u);  // never established
 }
 
 TEST_F(UpstreamPoolTest, SlowUpstreamIsDeadlineExceeded) {

@@ -15,4 +15,22 @@ Result<std::unique_ptr<Store>> open_store(const config::StoreUrl& url,
   return redis::make_redis_store(redis_options);
 }
 
+ServedStore serve_store(std::shared_ptr<Store> store) {
+  ServedStore out;
+  if (auto* redis = dynamic_cast<redis::RedisStore*>(store.get())) {
+    out.bind_thread = [redis](boost::asio::io_context& ioc) { redis->bind_current_thread(ioc); };
+    out.unbind_thread = [redis] { redis->unbind_current_thread(); };
+    out.redis_stats = [redis] { return redis->stats(); };
+  }
+  out.store = std::move(store);
+  return out;
+}
+
+Result<ServedStore> open_served_store(const config::StoreUrl& url, const OpenStoreOptions& options,
+                                      const Clock& clock) {
+  auto s = open_store(url, options, clock);
+  if (!s) return tl::unexpected(s.error());
+  return serve_store(std::shared_ptr<Store>(std::move(*s)));
+}
+
 }  // namespace fg

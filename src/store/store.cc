@@ -1,4 +1,5 @@
 #include <future>
+#include <optional>
 #include <memory>
 #include <vector>
 #include <string>
@@ -12,7 +13,7 @@ Result<void> check_charges(std::span<const Charge> charges) {
   if (charges.empty()) return fail(ErrorCode::kInvalidArgument, "no policy to decide");
   for (const Charge& c : charges) {
     if (c.policy == nullptr) return fail(ErrorCode::kInvalidArgument, "charge without policy");
-    if (c.cost < 0 || c.cost > kMaxCount) {
+    if (!valid_cost(c.cost)) {
       return fail(ErrorCode::kInvalidArgument,
                   "cost must be between 0 and " + std::to_string(kMaxCount));
     }
@@ -33,6 +34,13 @@ std::int64_t refund_cost(const RefundRequest& request, std::size_t i) {
   const bool consumed =
       request.decisions.empty() ? !c.policy->shadow : request.decisions[i].allowed;
   return consumed ? c.cost : 0;
+}
+
+Result<Verdict> Store::decide_now(const DecideRequest& request) {
+  std::optional<Result<Verdict>> out;
+  if (completes_inline()) decide(request, [&out](Result<Verdict> v) { out = std::move(v); });
+  if (!out) return fail(ErrorCode::kInternal, "this store does not answer inline");
+  return std::move(*out);
 }
 
 Result<Verdict> decide_and_wait(Store& store, const DecideRequest& request) {

@@ -1,15 +1,14 @@
+#include "floodgate/store.h"
+
 #include <gtest/gtest.h>
 
-#include "floodgate/store.h"
+#include "test_policy.h"
 
 namespace fg {
 namespace {
 
 TEST(CheckCharges, RefusesWhatNoStoreCouldDecide) {
-  Policy p;
-  p.name = "p";
-  p.limit = p.burst = 1;
-  p.period = std::chrono::seconds(1);
+  const Policy p = test::make_policy("p", 1, {.period = std::chrono::seconds(1)});
   EXPECT_EQ(check_charges({}).error().code, ErrorCode::kInvalidArgument);
   const std::vector<Charge> null_policy = {{nullptr, 1}};
   EXPECT_EQ(check_charges(null_policy).error().code, ErrorCode::kInvalidArgument);

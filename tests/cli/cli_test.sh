@@ -215,18 +215,31 @@ case $case_name in
     ;;
 
   check_redis_store)
-    # A Redis that is not there: a clear error naming the store (never its password), exit 2,
-    # well within a second.
+    # A Redis that is not there: answered as the server answers it, by on_store_error (here the
+    # default, allow: allowed and marked degraded, exit 0), with a clear error naming the store
+    # (never its password) on stderr, well within a second.
     write_config p 10 1s
     dead=$(dead_port)
     start=$(date +%s%N)
     run check --config "$tmp/cfg.yaml" --policy p --key k --store "redis://u:secret@127.0.0.1:$dead/1"
     elapsed_ms=$((($(date +%s%N) - start) / 1000000))
-    expect_code 2
-    expect_out ""
+    expect_code 0
+    expect_out '{"allowed":true,"policy":"p","degraded":"store-unavailable"}'
     expect_err_contains "store redis://u:***@127.0.0.1:$dead/1: unavailable"
+    expect_err_contains "answered with on_store_error: allow"
     [[ $err != *secret* ]] || fail "the password leaked: $err"
     ((elapsed_ms < 5000)) || fail "a dead store took ${elapsed_ms} ms to report"
+    # on_store_error: deny: no decision, exit 2; local: this process's own limiter decides.
+    printf 'on_store_error: deny\n' >>"$tmp/cfg.yaml"
+    run check --config "$tmp/cfg.yaml" --policy p --key k --store "redis://127.0.0.1:$dead/1"
+    expect_code 2
+    expect_out ""
+    expect_err_contains "answered with on_store_error: deny"
+    sed -i 's/^on_store_error: deny$/on_store_error: local/' "$tmp/cfg.yaml"
+    run check --config "$tmp/cfg.yaml" --policy p --key k --store "redis://127.0.0.1:$dead/1"
+    expect_code 0
+    expect_out '{"allowed":true,"policy":"p","limit":10,"remaining":9,"reset_after_ms":100,"retry_after_ms":0,"degraded":"local-fallback"}'
+    sed -i '/^on_store_error: local$/d' "$tmp/cfg.yaml"
     run check --config "$tmp/cfg.yaml" --policy p --key k --store bogus
     expect_code 2
     expect_err_contains "--store: "
@@ -236,7 +249,8 @@ case $case_name in
     printf 'store: redis-cluster://127.0.0.1:%s\n' "$dead" >"$tmp/cluster.yaml"
     cat "$tmp/cfg.yaml" >>"$tmp/cluster.yaml"
     run check --config "$tmp/cluster.yaml" --policy p --key k
-    expect_code 2
+    expect_code 0  # on_store_error: allow, as above
+    expect_out '{"allowed":true,"policy":"p","degraded":"store-unavailable"}'
     expect_err_contains "store redis-cluster://127.0.0.1:$dead: "
     run check --config "$tmp/cluster.yaml" --policy p --key k --store memory://
     expect_code 0

@@ -56,7 +56,8 @@ class MemoryStore final : public Store {
   std::string_view kind() const override { return "memory"; }
 
   // The same decision, returned directly.
-  Result<Verdict> decide_now(const DecideRequest& request);
+  Result<Verdict> decide_now(const DecideRequest& request) override;
+  bool completes_inline() const override { return true; }
   // The same refund, returned directly.
   Result<void> refund_now(const RefundRequest& request);
 
@@ -71,6 +72,7 @@ class MemoryStore final : public Store {
   std::uint64_t refused_count() const;
   // All of the above at once (each shard's lock taken once, in turn).
   MemoryStoreStats stats() const;
+  std::optional<MemoryStoreStats> memory_stats() const override { return stats(); }
 
  private:
   struct StringHash {

@@ -27,8 +27,8 @@ struct MemoryTraits {
 
 namespace {
 
-using test::conformance_policy;
 using test::decide;
+using test::make_policy;
 
 // decide_all() (store.h): one request counted per several identities (per API key AND per IP).
 Result<Verdict> decide_all_now(Store& store, std::span<const DecideRequest> requests) {
@@ -41,9 +41,9 @@ Result<Verdict> decide_all_now(Store& store, std::span<const DecideRequest> requ
 TEST(DecideAll, ADenialGivesBackWhatTheEarlierIdentitiesConsumed) {
   ManualClock clock;
   MemoryStore store(MemoryStoreOptions{}, clock);
-  const Policy per_key = conformance_policy("per-key", Algorithm::kTokenBucket, 10);
-  const Policy per_ip = conformance_policy("per-ip", Algorithm::kFixedWindow, 2);
-  const Policy other = conformance_policy("other", Algorithm::kSlidingWindow, 5);
+  const Policy per_key = make_policy("per-key", 10);
+  const Policy per_ip = make_policy("per-ip", 2, {.algorithm = Algorithm::kFixedWindow});
+  const Policy other = make_policy("other", 5, {.algorithm = Algorithm::kSlidingWindow});
   const Charge key_charge{&per_key, 1}, ip_charge{&per_ip, 1}, other_charge{&other, 1};
   std::deque<std::string> names;  // the identities the requests point into
   const auto request = [&](const std::string& key) {
@@ -84,8 +84,8 @@ TEST(DecideAll, ADenialGivesBackWhatTheEarlierIdentitiesConsumed) {
 TEST(DecideAll, ExactAcrossIdentitiesUnderThreads) {
   ManualClock clock;
   MemoryStore store(MemoryStoreOptions{}, clock);
-  const Policy per_key = conformance_policy("per-key", Algorithm::kGcra, 1000);
-  const Policy per_ip = conformance_policy("per-ip", Algorithm::kTokenBucket, 100);
+  const Policy per_key = make_policy("per-key", 1000, {.algorithm = Algorithm::kGcra});
+  const Policy per_ip = make_policy("per-ip", 100);
   const Charge key_charge{&per_key, 1}, ip_charge{&per_ip, 1};
   constexpr int kThreads = 8, kEach = 50;
   std::atomic<int> allowed{0};
@@ -112,7 +112,7 @@ TEST(DecideAll, ExactAcrossIdentitiesUnderThreads) {
 TEST(MemoryStore, AFloodOfDistinctKeysStaysWithinMaxKeys) {
   ManualClock clock;
   MemoryStore store(MemoryStoreOptions{.max_keys = 1000, .shards = 8}, clock);
-  const Policy p = conformance_policy("p", Algorithm::kTokenBucket, 10, std::chrono::seconds(60));
+  const Policy p = make_policy("p", 10, {.period = std::chrono::seconds(60)});
   int allowed = 0, refused = 0;
   for (int i = 0; i < 100'000; ++i) {
     auto r = decide(store, "client-" + std::to_string(i), {{&p, 1}});
@@ -147,9 +147,8 @@ TEST(MemoryStore, AFloodOfFreshIdentitiesNeverResetsASpentClient) {
   ManualClock clock;
   MemoryStore store(MemoryStoreOptions{.max_keys = 100, .shards = 1}, clock);
   // A token per 6 s.
-  const Policy p = conformance_policy("p", Algorithm::kTokenBucket, 10, std::chrono::seconds(60));
-  const Policy quick = conformance_policy("quick", Algorithm::kTokenBucket, 10,
-                                          std::chrono::seconds(1));
+  const Policy p = make_policy("p", 10, {.period = std::chrono::seconds(60)});
+  const Policy quick = make_policy("quick", 10, {.period = std::chrono::seconds(1)});
   // 50 clients out of tokens, 30 with 4 spent, 20 that will be full again in 0.1 s.
   for (int i = 0; i < 50; ++i) {
     ASSERT_TRUE(decide(store, "spent-" + std::to_string(i), {{&p, 10}})->allowed);
@@ -198,9 +197,8 @@ TEST(MemoryStore, AFloodOfFreshIdentitiesNeverResetsASpentClient) {
 TEST(MemoryStore, DropsFullStatesBeforeRefusing) {
   ManualClock clock;
   MemoryStore store(MemoryStoreOptions{.max_keys = 100, .shards = 1}, clock);
-  const Policy quick = conformance_policy("quick", Algorithm::kTokenBucket, 10,
-                                          std::chrono::seconds(1));
-  const Policy slow = conformance_policy("slow", Algorithm::kTokenBucket, 10);
+  const Policy quick = make_policy("quick", 10, {.period = std::chrono::seconds(1)});
+  const Policy slow = make_policy("slow", 10);
   // 50 live states that must survive, 50 that will be full again in 0.1 s.
   for (int i = 0; i < 50; ++i) decide(store, "live-" + std::to_string(i), {{&slow, 1}});
   for (int i = 0; i < 50; ++i) decide(store, "idle-" + std::to_string(i), {{&quick, 1}});
@@ -218,7 +216,7 @@ TEST(MemoryStore, DropsFullStatesBeforeRefusing) {
 TEST(MemoryStore, RefusesANewKeyRatherThanEvictALiveState) {
   ManualClock clock;
   MemoryStore store(MemoryStoreOptions{.max_keys = 3, .shards = 1}, clock);
-  const Policy p = conformance_policy("p", Algorithm::kTokenBucket, 10);
+  const Policy p = make_policy("p", 10);
   decide(store, "a", {{&p, 3}});
   decide(store, "b", {{&p, 1}});  // one token short of full: still a spent budget
   decide(store, "c", {{&p, 2}});
@@ -241,8 +239,8 @@ TEST(MemoryStore, RefusesANewKeyRatherThanEvictALiveState) {
 TEST(MemoryStore, ARefusalConsumesNothing) {
   ManualClock clock;
   MemoryStore store(MemoryStoreOptions{.max_keys = 2, .shards = 1}, clock);
-  const Policy p = conformance_policy("p", Algorithm::kTokenBucket, 10);
-  const Policy q = conformance_policy("q", Algorithm::kTokenBucket, 10);
+  const Policy p = make_policy("p", 10);
+  const Policy q = make_policy("q", 10);
   ASSERT_TRUE(decide(store, "a", {{&p, 1}}));
   ASSERT_TRUE(decide(store, "b", {{&p, 1}}));
   EXPECT_FALSE(decide(store, "a", {{&p, 1}, {&q, 1}}));
@@ -258,7 +256,7 @@ TEST(MemoryStore, ARefusalConsumesNothing) {
 TEST(MemoryStore, LongIdentitiesAreHeldAsTheirDigest) {
   ManualClock clock;
   MemoryStore store(MemoryStoreOptions{.max_keys = 100, .shards = 4}, clock);
-  const Policy p = conformance_policy("p", Algorithm::kTokenBucket, 10);
+  const Policy p = make_policy("p", 10);
   const std::string base(1024, 'k');
   std::string other = base;
   other.back() = 'x';  // differs in the last byte only
@@ -293,7 +291,7 @@ TEST(MemoryStore, RewrittenStatesExpireInTheirNewOrder) {
   ManualClock clock;
   MemoryStore store(MemoryStoreOptions{.max_keys = 100, .shards = 1}, clock);
   // 10 per 10 s: each token taken is one second until full again.
-  const Policy p = conformance_policy("p", Algorithm::kTokenBucket, 10, std::chrono::seconds(10));
+  const Policy p = make_policy("p", 10, {.period = std::chrono::seconds(10)});
   decide(store, "k0", {{&p, 1}});  // full at +1 s
   decide(store, "k1", {{&p, 2}});  // +2 s
   decide(store, "k2", {{&p, 3}});  // +3 s
@@ -322,7 +320,7 @@ TEST(MemoryStore, RewrittenStatesExpireInTheirNewOrder) {
 TEST(MemoryStore, TimeGoingBackwardsAddsNoTokens) {
   ManualClock clock;
   MemoryStore store(MemoryStoreOptions{}, clock);
-  const Policy p = conformance_policy("p", Algorithm::kTokenBucket, 10, std::chrono::seconds(1));
+  const Policy p = make_policy("p", 10, {.period = std::chrono::seconds(1)});
   ASSERT_TRUE(decide(store, "k", {{&p, 10}})->allowed);
   clock.advance(-std::chrono::seconds(30));
   EXPECT_FALSE(decide(store, "k", {{&p, 1}})->allowed);

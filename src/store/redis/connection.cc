@@ -225,6 +225,8 @@ asio::awaitable<void> Connection::run(std::shared_ptr<Connection> self,
 void Connection::on_connected(const std::shared_ptr<Link>& link) {
   state_ = State::kReady;
   count(&ConnectionCounters::connects);
+  if (established_once_) count(&ConnectionCounters::reconnects);
+  established_once_ = true;
   last_progress_ = SteadyClock::now();
 
   // The handshake goes ahead of everything queued while connecting: nothing has been written on
@@ -297,6 +299,7 @@ void Connection::flush() {
   const std::shared_ptr<Link> link = link_;
   if (sent_count() == 0) last_progress_ = SteadyClock::now();
   for (std::size_t i = pending_.size() - unsent_; i < pending_.size(); ++i) pending_[i].sent = true;
+  count_write(unsent_);
   unsent_ = 0;
   link->writing.swap(out_);  // both buffers keep their capacity: no allocation once warm
   link->write_in_flight = true;
@@ -312,6 +315,13 @@ void Connection::flush() {
     // Everything requested while this write was in flight goes out as one batch.
     self->flush();
   });
+}
+
+void Connection::count_write(std::size_t commands) {
+  if (options_.counters == nullptr || commands == 0) return;
+  options_.counters->written_commands.fetch_add(commands, std::memory_order_relaxed);
+  options_.counters->write_sizes[write_size_bucket(commands)].fetch_add(1,
+                                                                        std::memory_order_relaxed);
 }
 
 void Connection::on_bytes(const std::shared_ptr<Link>& link, std::size_t n) {

@@ -26,6 +26,7 @@
 // must be made on that thread.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -72,14 +73,32 @@ std::shared_ptr<ReplyHandler> make_reply_handler(F f) {
 
 // Counters for metrics, tests and benchmarks. Written by the owning thread only (relaxed
 // atomics), so any thread may read them; several connections may share one set.
+//
+// Pipeline depth: every write also counts the commands it carries in write_sizes, bucket i holding
+// the writes of (2^(i-1), 2^i] commands (bucket 0: exactly 1; the last: more than
+// 2^(kWriteSizeBuckets-2)), and adds them to written_commands. Two relaxed adds per write.
+inline constexpr std::size_t kWriteSizeBuckets = 10;  // <=1, <=2, <=4 .. <=256, more
+
+// The write_sizes bucket of a write of `commands` (>= 1) commands.
+constexpr std::size_t write_size_bucket(std::size_t commands) {
+  std::size_t b = 0;
+  while (b + 1 < kWriteSizeBuckets && (std::size_t{1} << b) < commands) ++b;
+  return b;
+}
+
 struct ConnectionCounters {
   std::atomic<std::uint64_t> writes{0};    // socket writes started (each carries >= 1 command)
   std::atomic<std::uint64_t> commands{0};  // commands queued
   std::atomic<std::uint64_t> replies{0};   // replies read (including discarded late ones)
   std::atomic<std::uint64_t> timeouts{0};  // requests completed with kDeadlineExceeded
   std::atomic<std::uint64_t> connects{0};  // connections established (TCP + TLS)
-  std::atomic<std::uint64_t> connect_failures{0};
+  std::atomic<std::uint64_t> connect_failures{0};  // attempts that never became established
   std::atomic<std::uint64_t> disconnects{0};  // established connections lost or dropped
+  // Connections established by a Connection that had been established before (the same node,
+  // after a loss): connects minus the first connection to each node.
+  std::atomic<std::uint64_t> reconnects{0};
+  std::atomic<std::uint64_t> written_commands{0};  // commands handed to the socket, summed
+  std::array<std::atomic<std::uint64_t>, kWriteSizeBuckets> write_sizes{};  // see above
 };
 
 struct ConnectionOptions {
@@ -162,6 +181,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       (options_.counters->*counter).fetch_add(1, std::memory_order_relaxed);
     }
   }
+  void count_write(std::size_t commands);
 
   boost::asio::io_context& ioc_;
   ConnectionOptions options_;
@@ -181,6 +201,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   RespReader reader_;
   SteadyTime last_progress_;  // last read, or when replies started to be owed
   int failures_ = 0;          // consecutive failed attempts; 0 once a handshake completed
+  bool established_once_ = false;  // a connection was established before: the next reconnects
   SteadyTime retry_at_;
   Error last_error_;
   std::string last_init_error_;

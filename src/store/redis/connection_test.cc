@@ -100,6 +100,8 @@ TEST(Connection, ConcurrentRequestsShareWrites) {
   ASSERT_TRUE(run_until(ioc, [&] { return outs.back()->done; }));
   const auto batch_writes = counters.writes.load() - writes_before;
   EXPECT_LE(batch_writes, 3u);
+  // The depth histogram saw it: some write carried more than 256 commands (the last bucket).
+  EXPECT_GE(counters.write_sizes.back().load(), 1u);
 
   // Requests trickling in while writes are in flight join the next write: 10 rounds of 100
   // requests, each round issued from inside the completion of the previous one's first reply.
@@ -121,6 +123,22 @@ TEST(Connection, ConcurrentRequestsShareWrites) {
   std::cout << "1000 requests in 10 rounds took " << writes << " writes\n";
   EXPECT_LE(writes, 30u);
   EXPECT_GE(counters.commands.load(), 2001u);
+  // Every write is in exactly one bucket; every command was written.
+  std::uint64_t bucketed = 0;
+  for (const auto& b : counters.write_sizes) bucketed += b.load();
+  EXPECT_EQ(bucketed, counters.writes.load());
+  EXPECT_EQ(counters.written_commands.load(), counters.commands.load());
+}
+
+TEST(Connection, WriteSizeBuckets) {
+  EXPECT_EQ(write_size_bucket(1), 0u);
+  EXPECT_EQ(write_size_bucket(2), 1u);
+  EXPECT_EQ(write_size_bucket(3), 2u);
+  EXPECT_EQ(write_size_bucket(4), 2u);
+  EXPECT_EQ(write_size_bucket(5), 3u);
+  EXPECT_EQ(write_size_bucket(256), 8u);
+  EXPECT_EQ(write_size_bucket(257), 9u);
+  EXPECT_EQ(write_size_bucket(100000), kWriteSizeBuckets - 1);
 }
 
 TEST(Connection, ADeadlinePassesWhileTheServerIsStopped) {
@@ -231,6 +249,7 @@ TEST(Connection, ReconnectsAfterTheServerRestarts) {
   }
   EXPECT_TRUE(back);
   EXPECT_EQ(counters.connects.load(), 2u);
+  EXPECT_EQ(counters.reconnects.load(), 1u);  // the second connect, not the first
   EXPECT_GE(counters.disconnects.load(), 1u);
 }
 

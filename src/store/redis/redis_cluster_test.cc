@@ -21,7 +21,7 @@ namespace fg::redis {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::day_policy;
+using test::make_policy;
 
 // One cluster for the whole process (ctest runs each test in its own process).
 class ClusterEnvironment : public ::testing::Environment {
@@ -117,8 +117,8 @@ TEST_F(RedisClusterTest, KindSaysRedisCluster) { EXPECT_EQ(make_store()->kind(),
 
 TEST_F(RedisClusterTest, KeysSpreadOverEveryMaster) {
   auto store = make_store();
-  const Policy a = day_policy("a", 10);
-  const Policy b = day_policy("b", 10, Algorithm::kFixedWindow);
+  const Policy a = make_policy("a", 10);
+  const Policy b = make_policy("b", 10, {.algorithm = Algorithm::kFixedWindow});
   // The first decision may race the first CLUSTER SLOTS and take one MOVED from a seed.
   ASSERT_TRUE(test::decide(*store, "warm-up", {{&a, 0}}).has_value());
   const auto moved_at_start = store->stats().moved;
@@ -171,7 +171,7 @@ TEST_F(RedisClusterTest, ASlotMigrationIsFollowedThroughAskAndMoved) {
   const std::string target_id = node_id(*target);
 
   auto store = make_store();
-  const Policy p = day_policy("migrating", 10, Algorithm::kGcra);
+  const Policy p = make_policy("migrating", 10, {.algorithm = Algorithm::kGcra});
   int allowed_a = 0;
   auto decide_a = [&] {
     auto r = test::decide(*store, a, {{&p, 1}});
@@ -234,7 +234,7 @@ TEST_F(RedisClusterTest, NodesDisagreeingAtTheEndOfAMigrationAreWaitedOut) {
   const std::string target_id = node_id(*target);
   const std::string s = std::to_string(slot);
   auto store = make_store(3s);
-  const Policy p = day_policy("pingpong", 10);
+  const Policy p = make_policy("pingpong", 10);
   ASSERT_TRUE(test::decide(*store, id, {{&p, 1}})->allowed);
   ASSERT_FALSE(target->command({"CLUSTER", "SETSLOT", s, "IMPORTING", source_id}).is_error);
   ASSERT_FALSE(source->command({"CLUSTER", "SETSLOT", s, "MIGRATING", target_id}).is_error);
@@ -279,8 +279,8 @@ TEST_F(RedisClusterTest, DecisionsDuringAMigrationNeverFailAndStayExact) {
   const std::string target_id = node_id(*target);
 
   auto store = make_store(3s);
-  const Policy p1 = day_policy("one", 40);
-  const Policy p2 = day_policy("two", 1000, Algorithm::kSlidingWindow);
+  const Policy p1 = make_policy("one", 40);
+  const Policy p2 = make_policy("two", 1000, {.algorithm = Algorithm::kSlidingWindow});
   std::atomic<bool> stop{false};
   std::atomic<int> errors{0};
   std::vector<int> allowed(ids.size(), 0);
@@ -329,7 +329,7 @@ TEST_F(RedisClusterTest, DecisionsDuringAMigrationNeverFailAndStayExact) {
 
 TEST_F(RedisClusterTest, FunctionFlushOnEveryMasterIsRepairedWithoutAFailure) {
   auto store = make_store();
-  const Policy p = day_policy("flush", 1000);
+  const Policy p = make_policy("flush", 1000);
   for (int i = 0; i < 30; ++i)
     ASSERT_TRUE(test::decide(*store, "u" + std::to_string(i), {{&p, 1}}));
   for (auto* m : cluster().masters()) ASSERT_FALSE(m->command({"FUNCTION", "FLUSH"}).is_error);
@@ -344,10 +344,10 @@ TEST_F(RedisClusterTest, FunctionFlushOnEveryMasterIsRepairedWithoutAFailure) {
 
 TEST_F(RedisClusterTest, EveryKeyWrittenHasATtl) {
   auto store = make_store();
-  const Policy bucket = day_policy("bucket", 50);
-  const Policy gcra = day_policy("gcra", 50, Algorithm::kGcra);
-  const Policy sliding = day_policy("sliding", 50, Algorithm::kSlidingWindow);
-  const Policy fixed = day_policy("fixed", 50, Algorithm::kFixedWindow);
+  const Policy bucket = make_policy("bucket", 50);
+  const Policy gcra = make_policy("gcra", 50, {.algorithm = Algorithm::kGcra});
+  const Policy sliding = make_policy("sliding", 50, {.algorithm = Algorithm::kSlidingWindow});
+  const Policy fixed = make_policy("fixed", 50, {.algorithm = Algorithm::kFixedWindow});
   for (int i = 0; i < 400; ++i) {
     const std::string id = "client-" + std::to_string(i % 97);
     const std::vector<Charge> charges = {{&bucket, 1}, {&gcra, 2}, {&sliding, 1}, {&fixed, 3}};
@@ -368,7 +368,7 @@ TEST_F(RedisClusterTest, ADeadSeedIsSkipped) {
   const std::string url = "redis-cluster://127.0.0.1:" + std::to_string(test::free_port()) + "," +
                           cluster().nodes()[4]->address();
   auto store = make_store(5s, url);
-  const Policy p = day_policy("seeds", 10);
+  const Policy p = make_policy("seeds", 10);
   for (int i = 0; i < 20; ++i) {
     auto r = test::decide(*store, "s" + std::to_string(i), {{&p, 1}});
     ASSERT_TRUE(r.has_value()) << r.error().to_string();
@@ -380,7 +380,7 @@ TEST_F(RedisClusterTest, AKilledMasterIsReplacedAndDecisionsResumeWithinTheirDea
   // bystander's decision to fit in it on a busy machine.
   const Duration kTimeout = test::scaled(Duration(100ms));
   auto store = make_store(kTimeout);
-  const Policy p = day_policy("failover", 1000000);
+  const Policy p = make_policy("failover", 1000000);
   // An identity on the master we kill, and one elsewhere.
   const int slot_victim = identity_slot(kTags, "victim");
   test::RedisServer* victim = cluster().master_of_slot(slot_victim);

@@ -83,6 +83,33 @@ struct Counters {
 
 void bump(std::atomic<std::uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
 
+static_assert(kWriteSizeStatsBuckets == kWriteSizeBuckets);
+
+// Adds one thread's counters to `s` (relaxed reads).
+void add_counters(RedisStoreStats& s, const Counters& c) {
+  auto add = [](std::uint64_t& to, const std::atomic<std::uint64_t>& from) {
+    to += from.load(std::memory_order_relaxed);
+  };
+  add(s.decisions, c.decisions);
+  add(s.errors, c.errors);
+  add(s.timeouts, c.timeouts);
+  add(s.moved, c.moved);
+  add(s.asks, c.asks);
+  add(s.retries, c.retries);
+  add(s.reloads, c.reloads);
+  add(s.refreshes, c.refreshes);
+  add(s.writes, c.connections.writes);
+  add(s.commands, c.connections.commands);
+  add(s.connects, c.connections.connects);
+  add(s.connect_failures, c.connections.connect_failures);
+  add(s.disconnects, c.connections.disconnects);
+  add(s.reconnects, c.connections.reconnects);
+  add(s.written_commands, c.connections.written_commands);
+  for (std::size_t i = 0; i < kWriteSizeBuckets; ++i) {
+    add(s.write_sizes[i], c.connections.write_sizes[i]);
+  }
+}
+
 // What every thread of one store shares, immutable once built.
 struct Shared {
   RedisStoreOptions options;
@@ -531,6 +558,7 @@ struct RedisStore::Impl {
 
   mutable std::mutex contexts_mu;  // registration and stats only, never the request path
   std::vector<std::weak_ptr<ThreadContext>> contexts;
+  RedisStoreStats retired;  // the counts of unbound threads' contexts (under contexts_mu)
 
   // The store's own I/O thread, for decide() on unbound threads. Declared last: destroyed first.
   asio::io_context own_ioc{1};
@@ -609,6 +637,8 @@ RedisStore::~RedisStore() {
 
 std::string_view RedisStore::kind() const { return impl_->kind; }
 
+int RedisStore::probe_keys() const { return impl_->kind == "redis-cluster" ? 32 : 1; }
+
 void RedisStore::decide(const DecideRequest& request, DecideCallback done) {
   if (auto ok = check_charges(request.charges); !ok) {
     done(tl::unexpected(ok.error()));
@@ -661,32 +691,21 @@ void RedisStore::unbind_current_thread() {
   ctx->shutdown();
   // stats() may hold a reference for a moment; it does so under contexts_mu. Dropping ours under
   // the same lock means the context is destroyed here, on its own thread, or never by stats().
+  // Its counts move to `retired` in the same step, so stats() never goes backwards (what its
+  // failed waiters count after this is not kept).
   std::lock_guard lock(impl_->contexts_mu);
+  std::erase_if(impl_->contexts, [&](const std::weak_ptr<ThreadContext>& w) {
+    return !w.owner_before(ctx) && !ctx.owner_before(w);
+  });
+  add_counters(impl_->retired, ctx->counters());
   ctx.reset();
 }
 
 RedisStoreStats RedisStore::stats() const {
-  RedisStoreStats s;
-  auto add = [](std::uint64_t& to, const std::atomic<std::uint64_t>& from) {
-    to += from.load(std::memory_order_relaxed);
-  };
   std::lock_guard lock(impl_->contexts_mu);
+  RedisStoreStats s = impl_->retired;
   for (const auto& weak : impl_->contexts) {
-    auto ctx = weak.lock();
-    if (!ctx) continue;
-    const Counters& c = ctx->counters();
-    add(s.decisions, c.decisions);
-    add(s.errors, c.errors);
-    add(s.timeouts, c.timeouts);
-    add(s.moved, c.moved);
-    add(s.asks, c.asks);
-    add(s.retries, c.retries);
-    add(s.reloads, c.reloads);
-    add(s.refreshes, c.refreshes);
-    add(s.writes, c.connections.writes);
-    add(s.commands, c.connections.commands);
-    add(s.connects, c.connections.connects);
-    add(s.disconnects, c.connections.disconnects);
+    if (auto ctx = weak.lock()) add_counters(s, ctx->counters());
   }
   return s;
 }

@@ -23,7 +23,7 @@ namespace fg::redis {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::day_policy;
+using test::make_policy;
 
 // One server for the whole process (ctest runs each test in its own process: one each).
 class RedisEnvironment : public ::testing::Environment {
@@ -114,7 +114,7 @@ TEST_F(RedisStoreTest, KeysAreNamedAfterPrefixIdentityAndPolicy) {
   o.key_prefix = "deploy-a";
   auto store = RedisStore::make(o);
   ASSERT_TRUE(store.has_value());
-  const Policy p = day_policy("per-day", 5);
+  const Policy p = make_policy("per-day", 5);
   ASSERT_TRUE(test::decide(**store, "user {42}", {{&p, 1}})->allowed);
   const auto keys = all_keys(server());
   ASSERT_EQ(keys.size(), 1u);
@@ -128,7 +128,7 @@ TEST_F(RedisStoreTest, SeveralInstancesAndThreadsAdmitExactlyTheLimit) {
   constexpr int kStores = 4;
   constexpr int kThreads = 3;
   constexpr int kPerThread = 200;
-  const Policy p = day_policy("exact", 1000, Algorithm::kGcra);
+  const Policy p = make_policy("exact", 1000, {.algorithm = Algorithm::kGcra});
   std::vector<std::unique_ptr<RedisStore>> stores;
   for (int i = 0; i < kStores; ++i) stores.push_back(make_store(url_of(server())));
   std::atomic<int> allowed{0}, errors{0};
@@ -158,7 +158,7 @@ TEST_F(RedisStoreTest, SeveralInstancesAndThreadsAdmitExactlyTheLimit) {
 // write depends on scheduling: not a property to test.)
 TEST_F(RedisStoreTest, DecisionsInFlightTogetherShareWrites) {
   auto store = make_store(url_of(server()));
-  const Policy p = day_policy("pipelined", 1000000);
+  const Policy p = make_policy("pipelined", 1000000);
   boost::asio::io_context ioc;
   auto work = boost::asio::make_work_guard(ioc);
   std::thread io([&] { ioc.run(); });
@@ -193,12 +193,26 @@ TEST_F(RedisStoreTest, DecisionsInFlightTogetherShareWrites) {
   EXPECT_EQ(errors.load(), 0);
   EXPECT_LE(writes, 10u);
   EXPECT_EQ(after.decisions - before.decisions, static_cast<std::uint64_t>(kDecisions));
+  // The pipeline depth: every write falls in one bucket, and the commands they carried add up
+  // to the decisions (one FCALL each, nothing else was sent).
+  std::uint64_t bucketed = 0, deep = 0;
+  for (std::size_t i = 0; i < after.write_sizes.size(); ++i) {
+    bucketed += after.write_sizes[i] - before.write_sizes[i];
+    if (i >= 6) deep += after.write_sizes[i] - before.write_sizes[i];  // more than 32 commands
+  }
+  EXPECT_EQ(bucketed, writes);
+  EXPECT_GE(deep, 1u);
+  EXPECT_EQ(after.written_commands - before.written_commands,
+            static_cast<std::uint64_t>(kDecisions));
   std::promise<void> unbound;
   boost::asio::post(ioc, [&] {
     store->unbind_current_thread();
     unbound.set_value();
   });
   unbound.get_future().wait();
+  // An unbound thread's counts stay in the totals.
+  EXPECT_GE(store->stats().decisions, after.decisions);
+  EXPECT_GE(store->stats().written_commands, after.written_commands);
   work.reset();
   io.join();
 }
@@ -227,7 +241,7 @@ std::thread spin(test::RedisServer& s, std::chrono::microseconds how_long) {
 
 TEST_F(RedisStoreTest, ABusyServerIsRetriedUntilItAnswers) {
   auto store = make_store(url_of(server()), 5s);
-  const Policy p = day_policy("busy", 100);
+  const Policy p = make_policy("busy", 100);
   ASSERT_TRUE(test::decide(*store, "b", {{&p, 1}}).has_value());  // connected, library loaded
   std::thread busy = spin(server(), 400ms);
   const auto retries_before = store->stats().retries;
@@ -241,7 +255,7 @@ TEST_F(RedisStoreTest, ABusyServerIsRetriedUntilItAnswers) {
 
 TEST_F(RedisStoreTest, ABusyServerPastTheDeadlineIsAnErrorOnTime) {
   auto store = make_store(url_of(server()), 100ms);
-  const Policy p = day_policy("busy-deadline", 100);
+  const Policy p = make_policy("busy-deadline", 100);
   ASSERT_TRUE(test::decide(*store, "b", {{&p, 1}}).has_value());
   std::thread busy = spin(server(), 1500ms);
   const auto start = std::chrono::steady_clock::now();
@@ -261,7 +275,7 @@ TEST_F(RedisStoreTest, ABusyServerPastTheDeadlineIsAnErrorOnTime) {
 
 TEST_F(RedisStoreTest, AStoppedServerMeansDeadlineExceededOnTime) {
   auto store = make_store(url_of(server()), 30ms);
-  const Policy p = day_policy("deadline", 100);
+  const Policy p = make_policy("deadline", 100);
   ASSERT_TRUE(test::decide(*store, "d", {{&p, 1}}).has_value());
   ASSERT_EQ(::kill(server().pid(), SIGSTOP), 0);
   const auto start = std::chrono::steady_clock::now();
@@ -283,7 +297,7 @@ TEST_F(RedisStoreTest, AStoppedServerMeansDeadlineExceededOnTime) {
 
 TEST_F(RedisStoreTest, ADebugSleepMeansDeadlineExceededOnTime) {
   auto store = make_store(url_of(server()), 40ms);
-  const Policy p = day_policy("sleepy", 100);
+  const Policy p = make_policy("sleepy", 100);
   ASSERT_TRUE(test::decide(*store, "s", {{&p, 1}}).has_value());
   std::thread sleeper([&] { server().command({"DEBUG", "SLEEP", "0.3"}); });
   // Wait until the server is really asleep (its PING stops answering quickly).
@@ -299,7 +313,7 @@ TEST_F(RedisStoreTest, ADebugSleepMeansDeadlineExceededOnTime) {
 
 TEST_F(RedisStoreTest, NoServerMeansUnavailableAtOnce) {
   auto store = make_store("redis://127.0.0.1:" + std::to_string(test::free_port()), 1s);
-  const Policy p = day_policy("down", 10);
+  const Policy p = make_policy("down", 10);
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < 5; ++i) {
     auto r = test::decide(*store, "x", {{&p, 1}});
@@ -311,7 +325,7 @@ TEST_F(RedisStoreTest, NoServerMeansUnavailableAtOnce) {
 
 TEST_F(RedisStoreTest, ReloadsTheLibraryAfterFunctionFlush) {
   auto store = make_store(url_of(server()));
-  const Policy p = day_policy("flushed", 10);
+  const Policy p = make_policy("flushed", 10);
   ASSERT_TRUE(test::decide(*store, "f", {{&p, 1}})->allowed);
   ASSERT_FALSE(server().command({"FUNCTION", "FLUSH"}).is_error);
   auto r = test::decide(*store, "f", {{&p, 1}});
@@ -325,7 +339,7 @@ TEST_F(RedisStoreTest, ReloadsTheLibraryAfterFunctionFlush) {
 
 TEST_F(RedisStoreTest, ReconnectsAndReloadsAfterTheServerRestarts) {
   auto store = make_store(url_of(server()), 500ms);
-  const Policy p = day_policy("restart", 10);
+  const Policy p = make_policy("restart", 10);
   ASSERT_TRUE(test::decide(*store, "r", {{&p, 1}})->allowed);
   server().kill();
   auto down = test::decide(*store, "r", {{&p, 1}});
@@ -338,17 +352,20 @@ TEST_F(RedisStoreTest, ReconnectsAndReloadsAfterTheServerRestarts) {
     auto r = test::decide(*store, "r", {{&p, 1}});
     return r.has_value() && r->allowed && r->headline().remaining == 9;
   }));
-  EXPECT_GE(store->stats().connects, 2u);
+  const RedisStoreStats stats = store->stats();
+  EXPECT_GE(stats.connects, 2u);
+  EXPECT_GE(stats.disconnects, 1u);
+  EXPECT_GE(stats.reconnects, 1u);  // the same node, connected again
 }
 
 TEST_F(RedisStoreTest, EveryKeyWrittenHasATtl) {
   auto store = make_store(url_of(server()));
-  const Policy bucket = day_policy("bucket", 50);
-  const Policy gcra = day_policy("gcra", 50, Algorithm::kGcra);
-  const Policy sliding = day_policy("sliding", 50, Algorithm::kSlidingWindow);
-  Policy fixed = day_policy("fixed", 50, Algorithm::kFixedWindow);
+  const Policy bucket = make_policy("bucket", 50);
+  const Policy gcra = make_policy("gcra", 50, {.algorithm = Algorithm::kGcra});
+  const Policy sliding = make_policy("sliding", 50, {.algorithm = Algorithm::kSlidingWindow});
+  Policy fixed = make_policy("fixed", 50, {.algorithm = Algorithm::kFixedWindow});
   fixed.period = 10s;
-  Policy shadow = day_policy("shadow", 3);
+  Policy shadow = make_policy("shadow", 3);
   shadow.shadow = true;
   for (int i = 0; i < 200; ++i) {
     const std::string id = "client-" + std::to_string(i % 37);
@@ -372,7 +389,7 @@ TEST_F(RedisStoreTest, AuthAndDatabaseComeFromTheUrl) {
   ASSERT_FALSE(
       secured->command({"ACL", "SETUSER", "floodgate", "on", ">limiter-pw", "~fg:*", "+@all"})
           .is_error);
-  const Policy p = day_policy("auth", 10);
+  const Policy p = make_policy("auth", 10);
   for (const std::string userinfo : {":pw@", "floodgate:limiter-pw@"}) {
     auto store = make_store("redis://" + userinfo + secured->address() + "/2");
     auto r = test::decide(*store, "a", {{&p, 1}});
@@ -395,7 +412,7 @@ TEST_F(RedisStoreTest, AuthAndDatabaseComeFromTheUrl) {
 
 TEST_F(RedisStoreTest, ABoundThreadUsesItsOwnConnectionsAndIsCalledBackOnIt) {
   auto store = make_store(url_of(server()));
-  const Policy p = day_policy("bound", 100);
+  const Policy p = make_policy("bound", 100);
   boost::asio::io_context ioc;
   auto work = boost::asio::make_work_guard(ioc);
   std::thread io([&] { ioc.run(); });
@@ -448,7 +465,7 @@ TEST_F(RedisStoreTest, ABoundThreadUsesItsOwnConnectionsAndIsCalledBackOnIt) {
 
 TEST_F(RedisStoreTest, DestroyingTheStoreFailsWhatWaits) {
   auto store = make_store(url_of(server()), 5s);
-  const Policy p = day_policy("destroy", 100);
+  const Policy p = make_policy("destroy", 100);
   ASSERT_TRUE(test::decide(*store, "z", {{&p, 1}}).has_value());
   ASSERT_EQ(::kill(server().pid(), SIGSTOP), 0);
   std::atomic<int> called{0};

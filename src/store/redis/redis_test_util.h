@@ -13,6 +13,7 @@
 
 #include "fixtures/redis_server.h"
 #include "floodgate/policy.h"
+#include "test_policy.h"
 
 namespace fg::redis::testing {
 
@@ -50,16 +51,6 @@ inline bool eventually(const std::function<bool()>& done,
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return true;
-}
-
-inline Policy day_policy(std::string name, std::int64_t limit,
-                         Algorithm algorithm = Algorithm::kTokenBucket) {
-  Policy p;
-  p.name = std::move(name);
-  p.algorithm = algorithm;
-  p.limit = p.burst = limit;
-  p.period = std::chrono::hours(24);
-  return p;
 }
 
 }  // namespace fg::redis::testing

@@ -15,7 +15,7 @@ namespace fg::redis {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::day_policy;
+using test::make_policy;
 
 Result<Verdict> decide_one(Store& store, std::string_view identity, const Policy& p) {
   const std::vector<Charge> charges = {{&p, 1}};
@@ -122,7 +122,7 @@ class RedisTlsTest : public ::testing::Test {
 TEST_F(RedisTlsTest, DecidesOverTlsVerifyingTheServer) {
   auto server = start_server("no");
   ASSERT_TRUE(server);
-  const Policy p = day_policy("tls", 5);
+  const Policy p = make_policy("tls", 5);
   for (const std::string host : {"127.0.0.1", "localhost"}) {
     server->command({"FLUSHALL"});
     auto store = make_store(tls_url(host) + "?ca=" + pki_.path("ca.crt"));
@@ -142,7 +142,7 @@ TEST_F(RedisTlsTest, DecidesOverTlsVerifyingTheServer) {
 TEST_F(RedisTlsTest, RefusesAServerItCannotVerify) {
   auto server = start_server("no");
   ASSERT_TRUE(server);
-  const Policy p = day_policy("tls", 5);
+  const Policy p = make_policy("tls", 5);
   // A CA that did not sign the server's certificate.
   auto untrusted = make_store(tls_url() + "?ca=" + pki_.path("other-ca.crt"));
   auto r = decide_one(*untrusted, "x", p);
@@ -168,7 +168,7 @@ TEST_F(RedisTlsTest, RefusesAServerItCannotVerify) {
 TEST_F(RedisTlsTest, PresentsTheClientCertificateWhenTheServerAsks) {
   auto server = start_server("yes");
   ASSERT_TRUE(server);
-  const Policy p = day_policy("mtls", 5);
+  const Policy p = make_policy("mtls", 5);
   auto without = make_store(tls_url() + "?ca=" + pki_.path("ca.crt"));
   auto r = decide_one(*without, "m", p);
   ASSERT_FALSE(r.has_value());
@@ -186,7 +186,7 @@ TEST_F(RedisTlsTest, AuthAndDatabaseWorkOverTls) {
   ASSERT_TRUE(server);
   ASSERT_FALSE(
       server->command({"ACL", "SETUSER", "tls-user", "on", ">tls-pw", "~*", "+@all"}).is_error);
-  const Policy p = day_policy("tls-auth", 5);
+  const Policy p = make_policy("tls-auth", 5);
   auto store = make_store("rediss://tls-user:tls-pw@127.0.0.1:" + std::to_string(tls_port_) +
                           "/4?ca=" + pki_.path("ca.crt"));
   auto r = decide_one(*store, "t", p);

@@ -3,20 +3,12 @@
 #include <gtest/gtest.h>
 
 #include "store/redis/keys.h"
+#include "test_policy.h"
 
 namespace fg::redis {
 namespace {
 
-Policy policy(std::string name, Algorithm a, std::int64_t limit, Duration period,
-              std::int64_t burst = 0) {
-  Policy p;
-  p.name = std::move(name);
-  p.algorithm = a;
-  p.limit = limit;
-  p.burst = burst > 0 ? burst : limit;
-  p.period = period;
-  return p;
-}
+using test::make_policy;
 
 Reply integers(std::vector<std::int64_t> values) {
   Reply r;
@@ -34,11 +26,13 @@ using std::chrono::minutes;
 using std::chrono::seconds;
 
 TEST(EncodeDecideArgs, DescribesEachAlgorithmWithItsIntegers) {
-  const Policy bucket = policy("per-minute", Algorithm::kTokenBucket, 100, minutes(1), 120);
-  const Policy gcra = policy("gcra", Algorithm::kGcra, 3, seconds(1));
-  Policy sliding = policy("sliding", Algorithm::kSlidingWindow, 10, seconds(60));
+  const Policy bucket = make_policy("per-minute", 100, {.period = minutes(1), .burst = 120});
+  const Policy gcra = make_policy("gcra", 3, {.algorithm = Algorithm::kGcra, .period = seconds(1)});
+  Policy sliding =
+      make_policy("sliding", 10, {.algorithm = Algorithm::kSlidingWindow, .period = seconds(60)});
   sliding.shadow = true;
-  const Policy fixed = policy("fixed", Algorithm::kFixedWindow, 5, seconds(10));
+  const Policy fixed =
+      make_policy("fixed", 5, {.algorithm = Algorithm::kFixedWindow, .period = seconds(10)});
   const std::vector<Charge> charges = {{&bucket, 1}, {&gcra, 2}, {&sliding, 1}, {&fixed, 0}};
   const auto args = encode_decide_args(charges);
   const std::vector<std::string> expected = {
@@ -55,20 +49,23 @@ TEST(EncodeDecideArgs, DescribesEachAlgorithmWithItsIntegers) {
 }
 
 TEST(EncodeDecideArgs, PassesTheTimeOverrideFirst) {
-  const Policy p = policy("p", Algorithm::kFixedWindow, 1, seconds(1));
+  const Policy p =
+      make_policy("p", 1, {.algorithm = Algorithm::kFixedWindow, .period = seconds(1)});
   const std::vector<Charge> charges = {{&p, 1}};
   EXPECT_EQ(encode_decide_args(charges, "1800000000000000").front(), "1800000000000000");
 }
 
 TEST(EncodeDecideArgs, SubMillisecondWindowsUseMicrosecondGranules) {
-  const Policy p = policy("p", Algorithm::kSlidingWindow, 10, Duration(1500));
+  const Policy p =
+      make_policy("p", 10, {.algorithm = Algorithm::kSlidingWindow, .period = Duration(1500)});
   const std::vector<Charge> charges = {{&p, 1}};
   EXPECT_EQ(encode_decide_args(charges).back(), "1");
 }
 
 TEST(FormatDecideCommand, IsOneFcallWithTheIdentitysKeys) {
-  const Policy a = policy("a", Algorithm::kFixedWindow, 1, seconds(1));
-  const Policy b = policy("b{x}", Algorithm::kGcra, 1, seconds(1));
+  const Policy a =
+      make_policy("a", 1, {.algorithm = Algorithm::kFixedWindow, .period = seconds(1)});
+  const Policy b = make_policy("b{x}", 1, {.algorithm = Algorithm::kGcra, .period = seconds(1)});
   const std::vector<Charge> charges = {{&a, 1}, {&b, 1}};
   int slot = -1;
   const TagKey k = make_tag_key("a deployment secret");
@@ -92,8 +89,8 @@ TEST(FormatDecideCommand, IsOneFcallWithTheIdentitysKeys) {
 
 TEST(FormatRefundCommand, SameKeysAndValuesWithTheCostsThatWereConsumed) {
   const TagKey k{};
-  Policy a = policy("a", Algorithm::kTokenBucket, 10, minutes(1));
-  Policy b = policy("b", Algorithm::kFixedWindow, 5, minutes(1));
+  Policy a = make_policy("a", 10, {.period = minutes(1)});
+  Policy b = make_policy("b", 5, {.algorithm = Algorithm::kFixedWindow, .period = minutes(1)});
   b.shadow = true;
   const std::vector<Charge> charges = {{&a, 3}, {&b, 2}};
   std::vector<Decision> decisions(2);

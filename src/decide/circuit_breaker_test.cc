@@ -1,5 +1,5 @@
 // The breaker's transitions with literal timestamps: no clock, no sleeps.
-#include "http/circuit_breaker.h"
+#include "decide/circuit_breaker.h"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-namespace fg::http {
+namespace fg::decide {
 namespace {
 
 using std::chrono::microseconds;
@@ -258,4 +258,4 @@ TEST(CircuitBreaker, MixedTrafficFromManyThreads) {
 }
 
 }  // namespace
-}  // namespace fg::http
+}  // namespace fg::decide

@@ -1,4 +1,4 @@
-#include "http/identity.h"
+#include "decide/identity.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace fg::http {
+namespace fg::decide {
 namespace {
 
 using config::IdentitySource;
@@ -340,4 +340,4 @@ TEST(LoggableIdentity, NeverShowsAHeaderValue) {
 }
 
 }  // namespace
-}  // namespace fg::http
+}  // namespace fg::decide

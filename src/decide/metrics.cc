@@ -1,9 +1,9 @@
-#include "http/metrics.h"
+#include "decide/metrics.h"
 
 #include <algorithm>
 #include <cstdio>
 
-namespace fg::http {
+namespace fg::decide {
 namespace {
 
 // fetch_add, not load+store: a shard normally has one writer, but nothing stops two threads from
@@ -83,6 +83,118 @@ void append_fixed_family(std::string& out, std::string_view name, std::string_vi
                          const std::array<std::uint64_t, N>& counts) {
   append_header(out, name, "counter", help);
   for (std::size_t i = 0; i < N; ++i) append_sample(out, name, label, values[i], counts[i]);
+}
+
+// The le labels of kPipelineDepthBuckets.
+constexpr std::array<std::string_view, kPipelineDepthBuckets.size() + 1> kPipelineDepthLabels = {
+    "1", "2", "4", "8", "16", "32", "64", "128", "256", "+Inf"};
+
+void append_counter(std::string& out, std::string_view name, std::string_view help,
+                    std::uint64_t n) {
+  append_header(out, name, "counter", help);
+  append_sample(out, name, n);
+}
+
+// The floodgate_redis_* families, the sources summed (each called once).
+void append_redis_families(std::string& out,
+                           const std::vector<std::function<RedisClientCounters()>>& sources) {
+  RedisClientCounters t;
+  for (const auto& source : sources) {
+    const RedisClientCounters c = source();
+    t.calls += c.calls;
+    t.errors += c.errors;
+    t.timeouts += c.timeouts;
+    t.moved += c.moved;
+    t.asks += c.asks;
+    t.retries += c.retries;
+    t.function_loads_connect += c.function_loads_connect;
+    t.function_loads_missing += c.function_loads_missing;
+    t.slot_refreshes += c.slot_refreshes;
+    t.connects += c.connects;
+    t.disconnects += c.disconnects;
+    t.connect_failures += c.connect_failures;
+    t.reconnects += c.reconnects;
+    for (std::size_t i = 0; i < t.writes_by_commands.size(); ++i) {
+      t.writes_by_commands[i] += c.writes_by_commands[i];
+    }
+    t.commands_written += c.commands_written;
+  }
+
+  append_counter(out, "floodgate_redis_calls_total",
+                 "Redis store calls (decisions and refunds) completed, answered or failed.",
+                 t.calls);
+  append_counter(out, "floodgate_redis_errors_total",
+                 "Redis store calls that failed, timeouts included.", t.errors);
+  append_counter(out, "floodgate_redis_timeouts_total",
+                 "Redis store calls that failed past store_timeout.", t.timeouts);
+  append_fixed_family(out, "floodgate_redis_redirects_total",
+                      "Redis Cluster redirections followed, by kind.", "kind",
+                      std::array<std::string_view, 2>{"moved", "ask"},
+                      std::array<std::uint64_t, 2>{t.moved, t.asks});
+  append_counter(out, "floodgate_redis_retries_total",
+                 "Redis commands retried with backoff (TRYAGAIN, CLUSTERDOWN, LOADING, READONLY, "
+                 "BUSY, a connection lost before the write).",
+                 t.retries);
+  append_fixed_family(out, "floodgate_redis_function_loads_total",
+                      "FUNCTION LOAD of the floodgate library, by reason (connect: at the head of "
+                      "a new connection; missing: after Function not found or NOSCRIPT).",
+                      "reason", std::array<std::string_view, 2>{"connect", "missing"},
+                      std::array<std::uint64_t, 2>{t.function_loads_connect,
+                                                   t.function_loads_missing});
+  append_counter(out, "floodgate_redis_slot_refreshes_total",
+                 "Redis Cluster slot map refreshes (CLUSTER SLOTS) started.", t.slot_refreshes);
+  append_fixed_family(out, "floodgate_redis_connections_total",
+                      "Redis connections, by event (opened: established; lost: established and "
+                      "then lost; failed: never established).",
+                      "event", std::array<std::string_view, 3>{"opened", "lost", "failed"},
+                      std::array<std::uint64_t, 3>{t.connects, t.disconnects, t.connect_failures});
+  append_counter(out, "floodgate_redis_reconnects_total",
+                 "Redis connections established again to a node after the previous one was lost.",
+                 t.reconnects);
+
+  // Histogram: cumulative buckets; _count is the +Inf bucket, from the same values.
+  constexpr std::string_view kName = "floodgate_redis_pipeline_commands_per_write";
+  append_header(out, kName, "histogram",
+                "Redis commands carried by each socket write (auto-pipelining depth).");
+  std::uint64_t cumulative = 0;
+  for (std::size_t b = 0; b < t.writes_by_commands.size(); ++b) {
+    cumulative += t.writes_by_commands[b];
+    out += kName;
+    out += "_bucket{le=\"";
+    out += kPipelineDepthLabels[b];
+    out += "\"} ";
+    out += std::to_string(cumulative);
+    out.push_back('\n');
+  }
+  out += kName;
+  out += "_sum ";
+  out += std::to_string(t.commands_written);
+  out.push_back('\n');
+  out += kName;
+  out += "_count ";
+  out += std::to_string(cumulative);
+  out.push_back('\n');
+}
+
+// floodgate_upstream_connections_total, the sources summed (each called once).
+void append_upstream_families(
+    std::string& out, const std::vector<std::function<UpstreamConnectionCounters()>>& sources) {
+  std::array<std::uint64_t, 5> t{};
+  for (const auto& source : sources) {
+    const UpstreamConnectionCounters c = source();
+    t[0] += c.opened;
+    t[1] += c.reused;
+    t[2] += c.retried;
+    t[3] += c.closed;
+    t[4] += c.connect_failed;
+  }
+  append_fixed_family(
+      out, "floodgate_upstream_connections_total",
+      "Upstream (proxy) connections, by event (opened - closed are open now; retried: a reused "
+      "connection found closed upstream, the request sent on a new one).",
+      "event",
+      std::array<std::string_view, 5>{"opened", "reused", "retried", "closed", "connect_failed"},
+      t);
 }
 
 }  // namespace
@@ -181,6 +293,16 @@ void Metrics::add_memory_store(std::string name, std::function<MemoryStoreStats(
   memory_stores_.emplace_back(std::move(name), std::move(stats));
 }
 
+void Metrics::add_redis_source(std::function<RedisClientCounters()> counters) {
+  std::lock_guard lock(mutex_);
+  redis_sources_.push_back(std::move(counters));
+}
+
+void Metrics::add_upstream_source(std::function<UpstreamConnectionCounters()> counters) {
+  std::lock_guard lock(mutex_);
+  upstream_sources_.push_back(std::move(counters));
+}
+
 std::string Metrics::render() const {
   using T = ThreadMetrics;
 
@@ -188,10 +310,14 @@ std::string Metrics::render() const {
   bool have_info = false;
   std::string version, store_kind;
   std::vector<std::pair<std::string, std::function<MemoryStoreStats()>>> memory_sources;
+  std::vector<std::function<RedisClientCounters()>> redis_sources;
+  std::vector<std::function<UpstreamConnectionCounters()>> upstream_sources;
   {
     std::lock_guard lock(mutex_);
     names = policy_names_;
     memory_sources = memory_stores_;
+    redis_sources = redis_sources_;
+    upstream_sources = upstream_sources_;
     have_info = have_info_;
     version = version_;
     store_kind = store_kind_;
@@ -345,6 +471,9 @@ std::string Metrics::render() const {
                 "that still count.",
                 [](const MemoryStoreStats& st) { return st.refused; });
 
+  if (!redis_sources.empty()) append_redis_families(out, redis_sources);
+  if (!upstream_sources.empty()) append_upstream_families(out, upstream_sources);
+
   append_header(out, "floodgate_build_info", "gauge",
                 "Version and store kind of this instance; the value is always 1.");
   if (have_info) {
@@ -357,4 +486,4 @@ std::string Metrics::render() const {
   return out;
 }
 
-}  // namespace fg::http
+}  // namespace fg::decide

@@ -43,7 +43,7 @@
 
 #include "floodgate/clock.h"
 
-namespace fg::http {
+namespace fg::decide {
 
 struct CircuitBreakerOptions {
   // Consecutive failures that open the circuit. Lower opens faster on a real outage, and also on
@@ -104,4 +104,4 @@ class CircuitBreaker {
   Duration backoff_;  // the current open duration; guarded by mutex_
 };
 
-}  // namespace fg::http
+}  // namespace fg::decide

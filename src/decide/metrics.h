@@ -32,8 +32,49 @@
 //                                          memory:// store; "local_fallback": on_store_error:
 //                                          local's); one series per add_memory_store() call
 //
-// Every family has "# HELP" and "# TYPE" lines, even with no series yet. Label values are escaped
-// as the format requires (\\, \", \n).
+// Counters of the Redis store client, summed over every source given to add_redis_source() (the
+// server registers its Redis store's stats(), which sum the store's threads; a thread's counts
+// stay after it unbinds). The families are printed only once a source is registered, so an
+// instance on the memory store shows none of them:
+//   redis_calls_total                      counter, store calls (decisions and refunds) completed,
+//                                          answered or failed
+//   redis_errors_total                     counter, of those, the failed ones (timeouts included)
+//   redis_timeouts_total                   counter, of those, the ones past store_timeout
+//   redis_redirects_total{kind}            counter; moved | ask, both always: cluster
+//                                          redirections followed (MOVED also updates the slot)
+//   redis_retries_total                    counter, retries with backoff decided: answers
+//                                          TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN, READONLY,
+//                                          BUSY, a connection lost before the command was written,
+//                                          redirections without end (counted also when the
+//                                          deadline then ends the call instead)
+//   redis_function_loads_total{reason}     counter; connect | missing, both always: FUNCTION
+//                                          LOAD sent at the head of every new connection, and
+//                                          again after "Function not found" / NOSCRIPT
+//   redis_slot_refreshes_total             counter, CLUSTER SLOTS refreshes started (cluster)
+//   redis_connections_total{event}         counter; opened | lost | failed, always all three:
+//                                          connections established, established ones lost,
+//                                          attempts that never got established
+//   redis_reconnects_total                 counter, connections established again to a node
+//                                          after the previous one to it was lost (per thread)
+//   redis_pipeline_commands_per_write      histogram of the commands carried by each socket
+//                                          write (auto-pipelining depth); buckets
+//                                          kPipelineDepthBuckets; _sum is the commands written,
+//                                          _count the writes
+//
+// Connections of the upstream pools (proxy mode), summed over every source given to
+// add_upstream_source() (the server: every I/O thread's pools, across reloads). Printed once a
+// source is registered:
+//   upstream_connections_total{event}      counter; opened | reused | retried | closed |
+//                                          connect_failed, always all five: connections
+//                                          established, idle ones taken from a pool, reused ones
+//                                          found closed upstream and retried on a new one,
+//                                          established ones closed (either side, any reason;
+//                                          opened - closed are open now), resolves or connects
+//                                          that failed or timed out
+//
+// Every family above has "# HELP" and "# TYPE" lines, even with no series yet (the redis_ and
+// upstream_connections families: once a source is registered). Label values are escaped as the
+// format requires (\\, \", \n).
 //
 // Thread safety: a ThreadMetrics shard is updated with relaxed atomic read-modify-writes, so any
 // thread may update any shard and no count is lost; the server gives each I/O thread its own
@@ -68,7 +109,7 @@
 #include "floodgate/clock.h"
 #include "floodgate/store.h"
 
-namespace fg::http {
+namespace fg::decide {
 
 // One policy's part in one decision.
 enum class PolicyOutcome { kAllowed, kDenied, kShadowDenied };
@@ -93,6 +134,44 @@ inline constexpr std::string_view kOtherPolicyName = "_other";
 inline constexpr std::array<std::int64_t, 13> kStoreLatencyBuckets = {
     100,    250,    500,     1'000,   2'500,   5'000,    10'000,
     25'000, 50'000, 100'000, 250'000, 500'000, 1'000'000};
+
+// Upper bounds of floodgate_redis_pipeline_commands_per_write's buckets, in commands per socket
+// write (+Inf is implicit). One decision alone is 1; under load, auto-pipelining puts every
+// decision made during the previous write into the next one.
+inline constexpr std::array<std::uint64_t, 9> kPipelineDepthBuckets = {1,  2,  4,   8,  16,
+                                                                       32, 64, 128, 256};
+
+// What a Redis store client has done, as plain numbers (this module knows no store type; the
+// server fills it from the store's own statistics). Every field only grows.
+struct RedisClientCounters {
+  std::uint64_t calls = 0;     // store calls completed, answered or failed
+  std::uint64_t errors = 0;    // of which failed (timeouts included)
+  std::uint64_t timeouts = 0;  // of which past the deadline
+  std::uint64_t moved = 0;     // MOVED redirections followed
+  std::uint64_t asks = 0;      // ASK redirections followed
+  std::uint64_t retries = 0;   // retries with backoff decided (TRYAGAIN, CLUSTERDOWN, ...)
+  std::uint64_t function_loads_connect = 0;  // FUNCTION LOAD at the head of a new connection
+  std::uint64_t function_loads_missing = 0;  // reloads after "Function not found" / NOSCRIPT
+  std::uint64_t slot_refreshes = 0;          // CLUSTER SLOTS refreshes started
+  std::uint64_t connects = 0;                // connections established
+  std::uint64_t disconnects = 0;             // established connections lost
+  std::uint64_t connect_failures = 0;        // attempts never established
+  std::uint64_t reconnects = 0;              // connections established again after a loss
+  // Writes by commands carried: [i] counts those of at most kPipelineDepthBuckets[i] commands and
+  // more than the bound before it (not cumulative); the last, more than 256.
+  std::array<std::uint64_t, kPipelineDepthBuckets.size() + 1> writes_by_commands{};
+  std::uint64_t commands_written = 0;  // commands carried by those writes
+};
+
+// What the upstream pools have done with their connections, as plain numbers. Every field only
+// grows.
+struct UpstreamConnectionCounters {
+  std::uint64_t opened = 0;          // connections established
+  std::uint64_t reused = 0;          // idle connections taken from a pool
+  std::uint64_t retried = 0;         // reused connections found closed upstream, retried
+  std::uint64_t closed = 0;          // established connections closed
+  std::uint64_t connect_failed = 0;  // resolves or connects that failed or timed out
+};
 
 // The Content-Type of render()'s output.
 inline constexpr std::string_view kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
@@ -183,6 +262,13 @@ class Metrics {
   // callable for the life of this Metrics.
   void add_memory_store(std::string name, std::function<MemoryStoreStats()> stats);
 
+  // Adds a source of the floodgate_redis_* families: `counters` is called at every render()
+  // (outside this registry's mutex; it may take the store's locks) and the sources are summed.
+  // `counters` must stay callable for the life of this Metrics.
+  void add_redis_source(std::function<RedisClientCounters()> counters);
+  // The same for floodgate_upstream_connections_total.
+  void add_upstream_source(std::function<UpstreamConnectionCounters()> counters);
+
   // The whole page, shards summed. Allocates; meant for the scrape handler.
   std::string render() const;
 
@@ -202,9 +288,11 @@ class Metrics {
   std::string version_;
   std::string store_kind_;
   std::vector<std::pair<std::string, std::function<MemoryStoreStats()>>> memory_stores_;
+  std::vector<std::function<RedisClientCounters()>> redis_sources_;
+  std::vector<std::function<UpstreamConnectionCounters()>> upstream_sources_;
 };
 
 // `s` as a Prometheus label value, without the quotes: \ → \\, " → \", newline → \n.
 std::string escape_label_value(std::string_view s);
 
-}  // namespace fg::http
+}  // namespace fg::decide

@@ -1,8 +1,8 @@
-#include "http/circuit_breaker.h"
+#include "decide/circuit_breaker.h"
 
 #include <algorithm>
 
-namespace fg::http {
+namespace fg::decide {
 namespace {
 
 CircuitBreakerOptions clamped(CircuitBreakerOptions o) {
@@ -95,4 +95,4 @@ std::uint64_t CircuitBreaker::times_opened() const {
   return times_opened_.load(std::memory_order_relaxed);
 }
 
-}  // namespace fg::http
+}  // namespace fg::decide

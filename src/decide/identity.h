@@ -30,7 +30,7 @@
 #include "config/config.h"
 #include "config/values.h"
 
-namespace fg::http {
+namespace fg::decide {
 
 using config::Cidr;
 using config::IpAddress;
@@ -95,4 +95,4 @@ std::optional<std::string> identify(const std::vector<config::IdentitySource>& s
 // string (a /v1/check key) is shown the same way, as "sha256=...".
 std::string loggable_identity(std::string_view identity);
 
-}  // namespace fg::http
+}  // namespace fg::decide

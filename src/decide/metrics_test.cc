@@ -1,8 +1,6 @@
 // The /metrics page: its exact text for a small scenario, its structure (HELP/TYPE per family,
 // one line per series, cumulative buckets), exact totals under threads, policy ids, escaping.
-#include "http/metrics.h"
-
-#include "store/memory/memory_store.h"
+#include "decide/metrics.h"
 
 #include <gtest/gtest.h>
 
@@ -14,7 +12,10 @@
 #include <thread>
 #include <vector>
 
-namespace fg::http {
+#include "store/memory/memory_store.h"
+#include "test_policy.h"
+
+namespace fg::decide {
 namespace {
 
 using std::chrono::microseconds;
@@ -270,10 +271,7 @@ TEST(Metrics, MemoryStoreSeriesFollowTheStore) {
   m.add_memory_store("local_fallback", [] {
     return MemoryStoreStats{.keys = 1, .capacity = 2, .expired = 3, .evicted = 4, .refused = 5};
   });
-  Policy p;
-  p.name = "p";
-  p.limit = p.burst = 10;
-  p.period = std::chrono::seconds(10);  // a token a second
+  const Policy p = test::make_policy("p", 10, {.period = std::chrono::seconds(10)});  // 1 token/s
   const Charge spend{&p, 1};
   const auto decide = [&](const std::string& id) {
     return decide_and_wait(store, DecideRequest{id, std::span<const Charge>(&spend, 1)});
@@ -295,6 +293,118 @@ TEST(Metrics, MemoryStoreSeriesFollowTheStore) {
   EXPECT_EQ(value(s, R"(floodgate_memory_store_capacity{store="local_fallback"})"), 2u);
   EXPECT_EQ(value(s, R"(floodgate_memory_store_evictions_total{store="local_fallback"})"), 4u);
   EXPECT_EQ(value(s, R"(floodgate_memory_store_refusals_total{store="local_fallback"})"), 5u);
+}
+
+// The Redis client and upstream connection families: absent until a source is registered (the
+// exact page above has none), then the sources summed, read afresh at every render, in this text.
+TEST(Metrics, RedisAndUpstreamSourcesAreSummedAndRenderedExactly) {
+  Metrics m(1);
+  const std::string without = m.render();
+  EXPECT_EQ(without.find("floodgate_redis_"), std::string::npos);
+  EXPECT_EQ(without.find("floodgate_upstream_connections_total"), std::string::npos);
+
+  RedisClientCounters a;
+  a.calls = 10;
+  a.errors = 3;
+  a.timeouts = 1;
+  a.moved = 2;
+  a.asks = 1;
+  a.retries = 4;
+  a.function_loads_connect = 3;
+  a.function_loads_missing = 1;
+  a.slot_refreshes = 5;
+  a.connects = 3;
+  a.disconnects = 1;
+  a.connect_failures = 2;
+  a.reconnects = 1;
+  a.writes_by_commands = {4, 1, 0, 2, 0, 0, 0, 0, 0, 1};  // 1, 2, 5-8 (twice), 300
+  a.commands_written = 4 + 2 + 6 + 7 + 300;
+  RedisClientCounters b;
+  b.calls = 1;
+  b.moved = 1;
+  b.writes_by_commands[0] = 1;
+  b.commands_written = 1;
+  int reads = 0;
+  m.add_redis_source([&] {
+    ++reads;
+    return a;
+  });
+  m.add_redis_source([&] { return b; });
+  UpstreamConnectionCounters u{.opened = 5, .reused = 20, .retried = 1, .closed = 3,
+                               .connect_failed = 2};
+  m.add_upstream_source([&] { return u; });
+  m.add_upstream_source([] { return UpstreamConnectionCounters{.opened = 1, .reused = 2}; });
+
+  const std::string page = m.render();
+  EXPECT_EQ(reads, 1);
+  parse(page);  // structure
+  // The families already there come first, unchanged; the new ones sit before build_info.
+  EXPECT_EQ(page.substr(0, without.find("# HELP floodgate_build_info")),
+            without.substr(0, without.find("# HELP floodgate_build_info")));
+  const std::string added = page.substr(without.find("# HELP floodgate_build_info"));
+  EXPECT_EQ(added, R"(# HELP floodgate_redis_calls_total Redis store calls (decisions and refunds) completed, answered or failed.
+# TYPE floodgate_redis_calls_total counter
+floodgate_redis_calls_total 11
+# HELP floodgate_redis_errors_total Redis store calls that failed, timeouts included.
+# TYPE floodgate_redis_errors_total counter
+floodgate_redis_errors_total 3
+# HELP floodgate_redis_timeouts_total Redis store calls that failed past store_timeout.
+# TYPE floodgate_redis_timeouts_total counter
+floodgate_redis_timeouts_total 1
+# HELP floodgate_redis_redirects_total Redis Cluster redirections followed, by kind.
+# TYPE floodgate_redis_redirects_total counter
+floodgate_redis_redirects_total{kind="moved"} 3
+floodgate_redis_redirects_total{kind="ask"} 1
+# HELP floodgate_redis_retries_total Redis commands retried with backoff (TRYAGAIN, CLUSTERDOWN, LOADING, READONLY, BUSY, a connection lost before the write).
+# TYPE floodgate_redis_retries_total counter
+floodgate_redis_retries_total 4
+# HELP floodgate_redis_function_loads_total FUNCTION LOAD of the floodgate library, by reason (connect: at the head of a new connection; missing: after Function not found or NOSCRIPT).
+# TYPE floodgate_redis_function_loads_total counter
+floodgate_redis_function_loads_total{reason="connect"} 3
+floodgate_redis_function_loads_total{reason="missing"} 1
+# HELP floodgate_redis_slot_refreshes_total Redis Cluster slot map refreshes (CLUSTER SLOTS) started.
+# TYPE floodgate_redis_slot_refreshes_total counter
+floodgate_redis_slot_refreshes_total 5
+# HELP floodgate_redis_connections_total Redis connections, by event (opened: established; lost: established and then lost; failed: never established).
+# TYPE floodgate_redis_connections_total counter
+floodgate_redis_connections_total{event="opened"} 3
+floodgate_redis_connections_total{event="lost"} 1
+floodgate_redis_connections_total{event="failed"} 2
+# HELP floodgate_redis_reconnects_total Redis connections established again to a node after the previous one was lost.
+# TYPE floodgate_redis_reconnects_total counter
+floodgate_redis_reconnects_total 1
+# HELP floodgate_redis_pipeline_commands_per_write Redis commands carried by each socket write (auto-pipelining depth).
+# TYPE floodgate_redis_pipeline_commands_per_write histogram
+floodgate_redis_pipeline_commands_per_write_bucket{le="1"} 5
+floodgate_redis_pipeline_commands_per_write_bucket{le="2"} 6
+floodgate_redis_pipeline_commands_per_write_bucket{le="4"} 6
+floodgate_redis_pipeline_commands_per_write_bucket{le="8"} 8
+floodgate_redis_pipeline_commands_per_write_bucket{le="16"} 8
+floodgate_redis_pipeline_commands_per_write_bucket{le="32"} 8
+floodgate_redis_pipeline_commands_per_write_bucket{le="64"} 8
+floodgate_redis_pipeline_commands_per_write_bucket{le="128"} 8
+floodgate_redis_pipeline_commands_per_write_bucket{le="256"} 8
+floodgate_redis_pipeline_commands_per_write_bucket{le="+Inf"} 9
+floodgate_redis_pipeline_commands_per_write_sum 320
+floodgate_redis_pipeline_commands_per_write_count 9
+# HELP floodgate_upstream_connections_total Upstream (proxy) connections, by event (opened - closed are open now; retried: a reused connection found closed upstream, the request sent on a new one).
+# TYPE floodgate_upstream_connections_total counter
+floodgate_upstream_connections_total{event="opened"} 6
+floodgate_upstream_connections_total{event="reused"} 22
+floodgate_upstream_connections_total{event="retried"} 1
+floodgate_upstream_connections_total{event="closed"} 3
+floodgate_upstream_connections_total{event="connect_failed"} 2
+# HELP floodgate_build_info Version and store kind of this instance; the value is always 1.
+# TYPE floodgate_build_info gauge
+)");
+
+  // Read at every render.
+  a.asks = 7;
+  u.reused = 30;
+  const auto s = parse(m.render());
+  EXPECT_EQ(reads, 2);
+  EXPECT_EQ(value(s, R"(floodgate_redis_redirects_total{kind="ask"})"), 7u);
+  EXPECT_EQ(value(s, R"(floodgate_upstream_connections_total{event="reused"})"), 32u);
 }
 
 TEST(Metrics, StatusCodeBounds) {
@@ -509,4 +619,4 @@ TEST(Metrics, PolicyIdAndRenderFromManyThreads) {
 }
 
 }  // namespace
-}  // namespace fg::http
+}  // namespace fg::decide

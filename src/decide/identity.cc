@@ -1,4 +1,4 @@
-#include "http/identity.h"
+#include "decide/identity.h"
 
 #include <openssl/evp.h>
 
@@ -7,17 +7,12 @@
 #include <cstdint>
 #include <cstdlib>
 
-namespace fg::http {
+#include "util/text.h"
+
+namespace fg::decide {
 namespace {
 
 using Family = IpAddress::Family;
-
-std::string_view trim(std::string_view s) {
-  const auto is_ows = [](char c) { return c == ' ' || c == '\t'; };
-  while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_ows(s.back())) s.remove_suffix(1);
-  return s;
-}
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
@@ -126,7 +121,7 @@ IpAddress client_ip(const IpAddress& peer, std::string_view x_forwarded_for,
   while (!list.empty() && examined < kMaxForwardedForEntries) {
     const std::size_t comma = list.rfind(',');
     const std::size_t begin = comma == std::string_view::npos ? 0 : comma + 1;
-    const std::string_view entry = trim(list.substr(begin));
+    const std::string_view entry = util::trim_ows(list.substr(begin));
     list.remove_suffix(list.size() - (comma == std::string_view::npos ? 0 : comma));
     if (entry.empty()) continue;  // "a,,b": an empty list element, not an entry
     ++examined;
@@ -186,7 +181,7 @@ std::optional<std::string> identify(const std::vector<config::IdentitySource>& s
       case config::IdentitySource::Kind::kHeader: {
         const auto raw = lookup ? lookup(source.header) : std::nullopt;
         if (!raw) break;
-        const std::string_view value = trim(*raw);
+        const std::string_view value = util::trim_ows(*raw);
         if (value.empty()) break;
         // The header name keeps two header sources with the same value apart; it cannot contain
         // ':' (an HTTP token), so "key:<name>:" ends where the value starts.
@@ -223,4 +218,4 @@ std::string loggable_identity(std::string_view identity) {
   return "sha256=" + sha256_hex(identity).substr(0, kShown);
 }
 
-}  // namespace fg::http
+}  // namespace fg::decide

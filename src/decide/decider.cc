@@ -1,0 +1,197 @@
+#include "decide/decider.h"
+
+#include <chrono>
+#include <string>
+#include <utility>
+
+namespace fg::decide {
+namespace {
+
+bool is_store_outage(const Error& e) {
+  return e.code == ErrorCode::kUnavailable || e.code == ErrorCode::kDeadlineExceeded;
+}
+
+// The probe's policy: cost 0 never consumes; the key is one no client can name ("/" is not
+// allowed in policy names, so no configured policy shares it).
+const Policy& probe_policy() {
+  static const Policy p = [] {
+    Policy q;
+    q.name = "floodgate/readyz";
+    q.algorithm = Algorithm::kTokenBucket;
+    q.limit = 1;
+    q.period = std::chrono::seconds(1);
+    q.burst = 1;
+    q.cost = 0;
+    return q;
+  }();
+  return p;
+}
+
+Duration since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - t);
+}
+
+}  // namespace
+
+const Verdict* Outcome::counting() const {
+  if (verdict) return &*verdict;
+  if (local_verdict) return &*local_verdict;
+  return nullptr;
+}
+
+bool Outcome::served() const {
+  if (const Verdict* v = counting()) return v->allowed;
+  return degraded == Degraded::kAllow;
+}
+
+Decider::Decider(DeciderOptions o)
+    : store_(std::move(o.store)),
+      local_store_(std::move(o.local_store)),
+      breaker_(o.breaker),
+      probe_keys_(std::max(1, o.probe_keys)),
+      clock_(o.clock),
+      on_degraded_(std::move(o.on_degraded)) {}
+
+void Decider::decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
+                     std::function<void(Outcome)> done) {
+  const auto started_at = std::chrono::steady_clock::now();
+  if (!breaker_.allow(clock_->now())) {
+    done(after_store(rules, plan, shard, fail(ErrorCode::kUnavailable, "circuit open"), false,
+                     Duration::zero()));
+    return;
+  }
+  if (plan.identities.size() == 1) {  // the store copies the request: nothing to keep
+    store_->decide(DecideRequest{plan.identities.front(), plan.charges},
+                   [this, &rules, &plan, shard, started_at,
+                    done = std::move(done)](Result<Verdict> v) {
+                     done(after_store(rules, plan, shard, std::move(v), true, since(started_at)));
+                   });
+    return;
+  }
+  // Held until the store answers: decide_all() needs its requests until then.
+  struct Call {
+    boost::container::small_vector<DecideRequest, 2> requests;
+    std::function<void(Outcome)> done;
+  };
+  auto call = std::make_shared<Call>(Call{plan.requests(plan.charges), std::move(done)});
+  decide_all(*store_, call->requests,
+             [this, &rules, &plan, shard, call, started_at](Result<Verdict> v) {
+               call->done(after_store(rules, plan, shard, std::move(v), true, since(started_at)));
+             });
+}
+
+Outcome Decider::decide_now(const Rules& rules, const Plan& plan, ThreadMetrics* shard) {
+  const auto started_at = std::chrono::steady_clock::now();
+  if (!breaker_.allow(clock_->now())) {
+    return after_store(rules, plan, shard, fail(ErrorCode::kUnavailable, "circuit open"), false,
+                       Duration::zero());
+  }
+  Result<Verdict> verdict = fail(ErrorCode::kInternal, "the store did not answer inline");
+  if (plan.identities.size() == 1) {
+    verdict = store_->decide_now(DecideRequest{plan.identities.front(), plan.charges});
+  } else {
+    const auto requests = plan.requests(plan.charges);
+    decide_all(*store_, requests, [&verdict](Result<Verdict> v) { verdict = std::move(v); });
+  }
+  return after_store(rules, plan, shard, std::move(verdict), true, since(started_at));
+}
+
+Outcome Decider::after_store(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
+                             Result<Verdict> verdict, bool asked, Duration latency) {
+  if (asked) {
+    StoreResult result = StoreResult::kOk;
+    if (verdict) {
+      breaker_.on_success();
+    } else if (is_store_outage(verdict.error())) {
+      // (A full memory store refuses a new key with kResourceExhausted: that request's answer,
+      // not an outage, so it never opens the breaker for every client.)
+      breaker_.on_failure(clock_->now());
+      result = verdict.error().code == ErrorCode::kDeadlineExceeded ? StoreResult::kTimeout
+                                                                     : StoreResult::kUnavailable;
+    } else {
+      result = StoreResult::kError;
+    }
+    if (shard != nullptr) shard->on_store(result, latency);
+    if (metrics_ != nullptr) metrics_->set_circuit_open(circuit_open());
+  } else if (shard != nullptr) {
+    shard->on_store(StoreResult::kCircuitOpen, Duration::zero());
+  }
+  Outcome out{std::move(verdict), std::nullopt, Degraded::kNo};
+  if (!out.verdict && is_store_outage(out.verdict.error())) {
+    const config::OnStoreError mode = rules.config->on_store_error;
+    out.degraded = mode == config::OnStoreError::kAllow  ? Degraded::kAllow
+                   : mode == config::OnStoreError::kDeny ? Degraded::kDeny
+                                                         : Degraded::kLocal;
+    if (shard != nullptr) {
+      shard->on_degraded(mode == config::OnStoreError::kAllow  ? DegradedMode::kAllow
+                         : mode == config::OnStoreError::kDeny ? DegradedMode::kDeny
+                                                               : DegradedMode::kLocal);
+    }
+    if (mode == config::OnStoreError::kLocal && local_store_) {
+      // The local store completes inline: it answers before decide_all() returns.
+      const auto requests = plan.requests(plan.local_charges);
+      std::optional<Result<Verdict>> local;
+      decide_all(*local_store_, requests, [&local](Result<Verdict> v) { local = std::move(v); });
+      if (local && *local) out.local_verdict = std::move(**local);
+    }
+    if (on_degraded_) on_degraded_(out.verdict.error(), mode);
+  }
+  count(rules, plan, out, shard);
+  return out;
+}
+
+void Decider::count(const Rules& rules, const Plan& plan, const Outcome& out,
+                    ThreadMetrics* shard) {
+  const Verdict* v = out.counting();
+  if (shard == nullptr || v == nullptr) return;
+  const std::span<const Charge> charges =
+      out.verdict ? std::span<const Charge>(plan.charges) : std::span<const Charge>(plan.local_charges);
+  for (std::size_t i = 0; i < v->decisions.size() && i < charges.size(); ++i) {
+    const std::size_t index = plan.policy_indices[i];
+    if (index >= rules.metric_ids.size()) continue;  // the check API's own, or not registered
+    const Decision& d = v->decisions[i];
+    shard->on_decision(rules.metric_ids[index], d.allowed                   ? PolicyOutcome::kAllowed
+                                                : charges[i].policy->shadow ? PolicyOutcome::kShadowDenied
+                                                                            : PolicyOutcome::kDenied);
+  }
+}
+
+void Decider::give_back(const Plan& plan, const Verdict& consumed) {
+  // Every identity's refund is dated at the first identity's decision, which can only give back
+  // less (docs/algorithms.md, "Refunds").
+  const auto requests = plan.requests(plan.charges);
+  std::size_t offset = 0;
+  for (const DecideRequest& r : requests) {
+    const RefundRequest refund{
+        r.identity, r.charges, consumed.decided_at,
+        std::span<const Decision>(consumed.decisions).subspan(offset, r.charges.size())};
+    offset += r.charges.size();
+    store_->refund(refund, [](Result<void>) {});
+  }
+}
+
+void Decider::probe(std::function<void(Result<void>)> done) {
+  probe_from(0, std::make_shared<std::function<void(Result<void>)>>(std::move(done)));
+}
+
+void Decider::probe_from(int i, std::shared_ptr<std::function<void(Result<void>)>> done) {
+  // The store answers if any part of it does: probe keys spread over several slots (so over every
+  // master of a small cluster), stopping at the first answer. One failed master must not take
+  // every instance out of the load balancer: its clients are answered by on_store_error, everyone
+  // else as usual.
+  static const Charge charge{&probe_policy(), 0};
+  const std::string identity = "floodgate:readyz:" + std::to_string(i);
+  const DecideRequest probe{identity, {&charge, 1}};
+  store_->decide(probe, [this, i, done](Result<Verdict> r) {
+    if (r) {
+      breaker_.on_success();
+      if (metrics_ != nullptr) metrics_->set_circuit_open(circuit_open());
+      return (*done)(Result<void>{});
+    }
+    if (i + 1 < probe_keys_) return probe_from(i + 1, done);
+    if (metrics_ != nullptr) metrics_->set_circuit_open(circuit_open());
+    (*done)(tl::unexpected(r.error()));
+  });
+}
+
+}  // namespace fg::decide

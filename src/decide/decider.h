@@ -1,0 +1,115 @@
+// decider.h — the deciding service: every front door hands it a Plan (plan.h) and gets one
+// Outcome back (design §1, §3). It owns what stands between a plan and an answer:
+//
+//   the store call     one atomic decision per identity (decide_all: several identities are
+//                      decided in order, the earlier refunded on a later denial), with the store's
+//                      own deadline (store_timeout);
+//   the guard          a circuit breaker that answers at once while the store keeps failing and
+//                      lets a probe through now and then; a readiness probe over the store's
+//                      probe keys (any part of a cluster answering is enough);
+//   on_store_error     allow (served, degraded), deny (refused) or local (a per-instance memory
+//                      limiter with divided limits), worked out once, here;
+//   the counting       the store result and latency, the per-policy decisions, the degraded
+//                      mode: every door reports the same series (metrics.h).
+//
+// Doors map the Outcome to their own answer (an HTTP response, a JSON line, a gRPC reply) and
+// nothing else: which verdict counts (counting()), whether the request may be served (served())
+// and whether it is degraded are decided here.
+//
+// Threads: decide() may be called from any thread; its callback comes on the thread the store
+// completes on (inline for stores that complete inline: Store::completes_inline()). No Asio, no
+// HTTP in this interface.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include "config/config.h"
+#include "decide/circuit_breaker.h"
+#include "decide/metrics.h"
+#include "decide/plan.h"
+#include "floodgate/clock.h"
+#include "floodgate/decision.h"
+#include "floodgate/result.h"
+#include "floodgate/store.h"
+
+namespace fg::decide {
+
+// How a store failure was answered (on_store_error), or kNo.
+enum class Degraded { kNo, kAllow, kDeny, kLocal };
+
+struct Outcome {
+  Result<Verdict> verdict = fail(ErrorCode::kInternal, "not decided");  // the store's answer
+  std::optional<Verdict> local_verdict;  // on_store_error: local, after a store outage
+  Degraded degraded = Degraded::kNo;
+
+  // The verdict that counts: the store's, else the local limiter's; null when neither decided
+  // (degraded allow or deny, a full memory store, a bug).
+  const Verdict* counting() const;
+  // Whether the request may go on to its resource: allowed by the verdict that counts, or
+  // degraded with on_store_error: allow.
+  bool served() const;
+};
+
+struct DeciderOptions {
+  std::shared_ptr<Store> store;
+  // on_store_error: local's per-instance limiter: a store that completes inline (a memory store).
+  std::shared_ptr<Store> local_store;
+  CircuitBreakerOptions breaker;
+  // Keys the readiness probe may try before concluding that no part of the store answers (a
+  // cluster: enough to reach every master whatever key_secret hashes them to).
+  int probe_keys = 1;
+  const Clock* clock = &SystemClock::instance();
+  // Called for every degraded decision (the server logs them, rate limited).
+  std::function<void(const Error& why, config::OnStoreError answered)> on_degraded;
+};
+
+class Decider {
+ public:
+  explicit Decider(DeciderOptions options);
+  Decider(const Decider&) = delete;
+  Decider& operator=(const Decider&) = delete;
+
+  // Decides `plan` (non-empty) under rules.config->on_store_error; counts it in `shard` (and the
+  // circuit gauge in `metrics`, when given). `done` is called exactly once, before decide()
+  // returns when the store completes inline. `plan` and `rules` must live until then.
+  void decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
+              std::function<void(Outcome)> done);
+  // decide() for a store that completes inline (store().completes_inline()): the outcome now.
+  Outcome decide_now(const Rules& rules, const Plan& plan, ThreadMetrics* shard);
+
+  // Gives back what `consumed` (an allowed verdict of `plan`) took, when the request was not
+  // served after all (its body could not be read). Fire and forget.
+  void give_back(const Plan& plan, const Verdict& consumed);
+
+  // Asks whether any part of the store answers, over up to probe_keys keys (cost 0: nothing is
+  // consumed); closes the breaker when it does. `done(ok)` once. For /readyz.
+  void probe(std::function<void(Result<void>)> done);
+
+  // The last probe's answer (true until a probe says otherwise).
+  bool store_answers() const { return store_ok_.load(std::memory_order_relaxed); }
+  void set_store_answers(bool ok) { store_ok_.store(ok, std::memory_order_relaxed); }
+  bool circuit_open() const { return breaker_.state() == CircuitBreaker::State::kOpen; }
+  Store& store() { return *store_; }
+  void set_metrics(Metrics* metrics) { metrics_ = metrics; }
+
+ private:
+  Outcome after_store(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
+                      Result<Verdict> verdict, bool asked, Duration latency);
+  void count(const Rules& rules, const Plan& plan, const Outcome& out, ThreadMetrics* shard);
+  void probe_from(int i, std::shared_ptr<std::function<void(Result<void>)>> done);
+
+  std::shared_ptr<Store> store_;
+  std::shared_ptr<Store> local_store_;
+  CircuitBreaker breaker_;
+  int probe_keys_;
+  const Clock* clock_;
+  std::function<void(const Error&, config::OnStoreError)> on_degraded_;
+  Metrics* metrics_ = nullptr;
+  std::atomic<bool> store_ok_{true};
+};
+
+}  // namespace fg::decide

@@ -1,0 +1,161 @@
+// The deciding service (decider.h): on_store_error worked out once, the breaker, the counting.
+#include "decide/decider.h"
+
+#include <gtest/gtest.h>
+
+#include "store/memory/memory_store.h"
+
+namespace fg::decide {
+namespace {
+
+// A memory store that fails on demand.
+class Flaky final : public Store {
+ public:
+  explicit Flaky(const Clock& clock) : inner_(MemoryStoreOptions{}, clock) {}
+  std::optional<ErrorCode> fail_with;
+  int calls = 0;
+  void decide(const DecideRequest& r, DecideCallback done) override {
+    ++calls;
+    if (fail_with) return done(fail(*fail_with, "down"));
+    inner_.decide(r, std::move(done));
+  }
+  void refund(const RefundRequest& r, RefundCallback done) override {
+    inner_.refund(r, std::move(done));
+  }
+  std::string_view kind() const override { return "flaky"; }
+  bool completes_inline() const override { return true; }
+
+ private:
+  memory::MemoryStore inner_;
+};
+
+std::shared_ptr<Rules> rules_for(std::string_view on_store_error, Metrics& metrics) {
+  auto c = config::parse_config(
+      "on_store_error: " + std::string(on_store_error) +
+          "\nlocal_fallback: {instances: 2}\n"
+          "policies:\n  - {name: p, limit: 4, period: 1h}\n  - {name: s, limit: 1, period: 1h, "
+          "shadow: true}\n",
+      "t");
+  EXPECT_TRUE(c) << c.error().message;
+  auto r = make_rules(std::make_shared<const config::Config>(std::move(*c)));
+  r->metric_ids = {metrics.policy_id("p"), metrics.policy_id("s")};
+  return r;
+}
+
+struct DeciderTest : ::testing::Test {
+  ManualClock clock;
+  std::shared_ptr<Flaky> store = std::make_shared<Flaky>(clock);
+  Metrics metrics{1};
+  std::vector<std::string> degraded_logged;
+  std::unique_ptr<Decider> decider = [this] {
+    DeciderOptions o;
+    o.store = store;
+    o.local_store = std::make_shared<memory::MemoryStore>(MemoryStoreOptions{}, clock);
+    o.clock = &clock;
+    o.on_degraded = [this](const Error& e, config::OnStoreError) {
+      degraded_logged.push_back(e.message);
+    };
+    auto d = std::make_unique<Decider>(std::move(o));
+    d->set_metrics(&metrics);
+    return d;
+  }();
+
+  Plan plan_for(const Rules& rules) {
+    Query q;
+    q.method = "GET";
+    q.path = "/x";
+    q.header = [](std::string_view) { return std::nullopt; };
+    q.peer = *config::parse_ip("203.0.113.7");
+    Plan p;
+    EXPECT_TRUE(plan(rules, q, false, p, nullptr));
+    EXPECT_EQ(p.charges.size(), 2u);
+    return p;
+  }
+  Outcome once(const Rules& rules, const Plan& p) {
+    std::optional<Outcome> out;
+    decider->decide(rules, p, &metrics.shard(0), [&](Outcome o) { out = std::move(o); });
+    EXPECT_TRUE(out) << "an inline store answers before decide() returns";
+    return std::move(*out);
+  }
+};
+
+TEST_F(DeciderTest, CountsEachPolicyOnceAndTheVerdictThatCounts) {
+  auto rules = rules_for("allow", metrics);
+  const Plan p = plan_for(*rules);
+  Outcome o = once(*rules, p);
+  ASSERT_TRUE(o.verdict);
+  EXPECT_TRUE(o.served());
+  EXPECT_EQ(o.counting(), &*o.verdict);
+  o = once(*rules, p);  // the shadow policy denies, the other allows: served
+  EXPECT_TRUE(o.served());
+  const std::string page = metrics.render();
+  EXPECT_NE(page.find(R"(floodgate_decisions_total{policy="p",outcome="allowed"} 2)"),
+            std::string::npos)
+      << page;
+  EXPECT_NE(page.find(R"(floodgate_decisions_total{policy="s",outcome="shadow_denied"} 1)"),
+            std::string::npos);
+  EXPECT_NE(page.find(R"(floodgate_store_requests_total{result="ok"} 2)"), std::string::npos);
+}
+
+TEST_F(DeciderTest, OnStoreErrorIsWorkedOutOnce) {
+  store->fail_with = ErrorCode::kUnavailable;
+  for (std::string_view mode : {"allow", "deny", "local"}) {
+    auto rules = rules_for(mode, metrics);
+    const Plan p = plan_for(*rules);
+    const Outcome o = once(*rules, p);
+    EXPECT_FALSE(o.verdict);
+    if (mode == "allow") {
+      EXPECT_EQ(o.degraded, Degraded::kAllow);
+      EXPECT_TRUE(o.served());
+      EXPECT_EQ(o.counting(), nullptr);
+    } else if (mode == "deny") {
+      EXPECT_EQ(o.degraded, Degraded::kDeny);
+      EXPECT_FALSE(o.served());
+    } else {
+      EXPECT_EQ(o.degraded, Degraded::kLocal);
+      ASSERT_TRUE(o.local_verdict);
+      EXPECT_EQ(o.counting(), &*o.local_verdict);
+      EXPECT_EQ(o.local_verdict->decisions[0].limit, 2);  // 4 divided among 2 instances
+    }
+  }
+  EXPECT_EQ(degraded_logged.size(), 3u);
+  // A full memory store is not an outage: no on_store_error, no breaker.
+  store->fail_with = ErrorCode::kResourceExhausted;
+  auto rules = rules_for("allow", metrics);
+  const Outcome full = once(*rules, plan_for(*rules));
+  EXPECT_EQ(full.degraded, Degraded::kNo);
+  EXPECT_FALSE(full.served());
+}
+
+TEST_F(DeciderTest, TheBreakerAnswersAtOnceWhileTheStoreKeepsFailing) {
+  auto rules = rules_for("deny", metrics);
+  const Plan p = plan_for(*rules);
+  store->fail_with = ErrorCode::kDeadlineExceeded;
+  for (int i = 0; i < 5; ++i) once(*rules, p);
+  EXPECT_EQ(store->calls, 5);
+  EXPECT_TRUE(decider->circuit_open());
+  EXPECT_EQ(once(*rules, p).degraded, Degraded::kDeny);
+  EXPECT_EQ(store->calls, 5);  // not asked
+  EXPECT_NE(metrics.render().find(R"(floodgate_store_requests_total{result="circuit_open"} 1)"),
+            std::string::npos);
+  // The probe closes it once the store answers.
+  store->fail_with.reset();
+  std::optional<Result<void>> probed;
+  decider->probe([&](Result<void> r) { probed = r; });
+  ASSERT_TRUE(probed && *probed);
+  EXPECT_FALSE(decider->circuit_open());
+  EXPECT_TRUE(once(*rules, p).verdict);
+}
+
+TEST_F(DeciderTest, GiveBackReturnsWhatAnAllowedOutcomeTook) {
+  auto rules = rules_for("allow", metrics);
+  const Plan p = plan_for(*rules);
+  const Outcome o = once(*rules, p);
+  ASSERT_TRUE(o.verdict && o.verdict->allowed);
+  EXPECT_EQ(o.verdict->decisions[0].remaining, 3);
+  decider->give_back(p, *o.verdict);
+  EXPECT_EQ(once(*rules, p).verdict->decisions[0].remaining, 3);  // not 2
+}
+
+}  // namespace
+}  // namespace fg::decide

@@ -1,0 +1,43 @@
+// metrics_sources.h — the store's and the upstream pools' own counters as /metrics sources.
+//
+// What: Metrics (metrics.h) knows no store or pool type; it reads plain RedisClientCounters and
+// UpstreamConnectionCounters from functions registered with add_redis_source() and
+// add_upstream_source(). These helpers are those functions: they translate
+// redis::RedisStore::stats() and UpstreamCounters into them, at render (scrape) time only.
+//
+// Thread safety: the registered functions may be called from any thread (RedisStore::stats()
+// takes the store's registration mutex; UpstreamCounters are relaxed atomics).
+//
+// Failure: none.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "decide/metrics.h"
+#include "http/upstream.h"
+#include <functional>
+
+#include "store/redis/redis_store.h"
+
+namespace fg::http {
+
+using decide::Metrics;
+using decide::RedisClientCounters;
+using decide::UpstreamConnectionCounters;
+using decide::kPipelineDepthBuckets;
+
+// The figures of a RedisStore as Metrics counts them.
+RedisClientCounters to_metrics(const redis::RedisStoreStats& stats);
+
+// Registers `store`'s stats() with `metrics` (the floodgate_redis_* families). `store` must
+// outlive every later metrics.render().
+void add_redis_store_metrics(Metrics& metrics, std::function<redis::RedisStoreStats()> stats);
+
+// Registers the sum of `counters` (one per I/O thread, each shared by every pool that thread
+// creates) with `metrics` (floodgate_upstream_connections_total). The counters are kept alive
+// by the registration.
+void add_upstream_metrics(Metrics& metrics,
+                          std::vector<std::shared_ptr<const UpstreamCounters>> counters);
+
+}  // namespace fg::http

@@ -1,0 +1,53 @@
+// text.h — the few text rules that several layers apply to bytes they did not choose: JSON
+// string escaping, UTF-8 well-formedness, HTTP optional whitespace and token characters. One
+// definition of each, so that the access log, the response bodies, the config and the HTTP
+// edge cannot drift apart.
+//
+// What:
+//   append_json_string() / json_string()  any bytes → one JSON string (RFC 8259), quotes included:
+//     `"` and `\` with a backslash; \b \f \n \r \t as themselves; every other control character
+//     (U+0000-U+001F, U+007F DEL and the C1 controls U+0080-U+009F) as \u00XX, so no raw
+//     terminal escape survives; well-formed UTF-8 (RFC 3629) kept as it is; and every byte that
+//     is not part of well-formed UTF-8 (a stray continuation, C0/C1/F5-FF, an overlong form, a
+//     surrogate, above U+10FFFF, a sequence cut short) as \ufffd, one per byte, the rest of the
+//     string still read. The result is always valid JSON, whatever the input.
+//   utf8_sequence_length() / valid_utf8()  RFC 3629 well-formedness.
+//   trim_ows()  without leading and trailing spaces and tabs (RFC 9110 §5.6.3 OWS).
+//   is_tchar()  an RFC 9110 §5.6.2 token character (header names, methods, codings).
+//
+// Thread safety: pure functions. Failure: none; nothing throws but std::bad_alloc.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace fg::util {
+
+// `s` as a JSON string, quotes included, escaped as described above; appended to `out`.
+void append_json_string(std::string& out, std::string_view s);
+// The same, as a new string.
+std::string json_string(std::string_view s);
+
+// Length (2 to 4) of the well-formed UTF-8 sequence that starts at s[i], a byte >= 0x80; 0 when
+// none does there. The second byte's range depends on the lead (RFC 3629 §4), which rules out
+// overlong forms (C0, C1, E0 80-9F, F0 80-8F), surrogates (ED A0-BF) and code points above
+// U+10FFFF (F4 90+, F5+).
+std::size_t utf8_sequence_length(std::string_view s, std::size_t i);
+// Whether all of `s` is well-formed UTF-8 (ASCII included).
+bool valid_utf8(std::string_view s);
+
+// `s` without leading and trailing SP and HTAB.
+constexpr std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// RFC 9110 tchar: ALPHA / DIGIT / "!#$%&'*+-.^_`|~".
+constexpr bool is_tchar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+}  // namespace fg::util
