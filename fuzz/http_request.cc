@@ -44,6 +44,7 @@
 #include "fixtures/lenient_view.h"
 #include "http/canonical.h"
 #include "http/handler.h"
+#include "http/wire.h"
 #include "decide/identity.h"
 #include "store/memory/memory_store.h"
 #include "util/text.h"

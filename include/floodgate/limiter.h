@@ -69,4 +69,16 @@ std::vector<StateWrite> plan_refund(std::span<const Charge> charges,
 // the longest reset). Shadow policies head the report only when every policy is in shadow mode.
 std::size_t most_restrictive(std::span<const Charge> charges, std::span<const Decision> decisions);
 
+// The three integers every implementation of `policy`'s algorithm derives from it, so that a
+// store deciding elsewhere (the Redis store's Lua function) does exactly the core's arithmetic:
+//   token bucket, GCRA:  burst, scaled units per token, scaled units refilled per µs
+//   sliding window:      limit, period in µs, time granule in µs
+//   fixed window:        limit, period in µs, 0
+struct AlgorithmParameters {
+  std::int64_t p1 = 0;
+  std::int64_t p2 = 0;
+  std::int64_t p3 = 0;
+};
+AlgorithmParameters algorithm_parameters(const Policy& policy);
+
 }  // namespace fg

@@ -90,4 +90,19 @@ std::vector<StateWrite> plan_refund(std::span<const Charge> charges,
   return writes;
 }
 
+AlgorithmParameters algorithm_parameters(const Policy& p) {
+  switch (p.algorithm) {
+    case Algorithm::kTokenBucket:
+    case Algorithm::kGcra: {
+      const core::BucketScale s = core::bucket_scale(p);
+      return {p.burst, s.unit, s.rate};
+    }
+    case Algorithm::kSlidingWindow:
+      return {p.limit, p.period.count(), core::window_granule_us(p)};
+    case Algorithm::kFixedWindow:
+      return {p.limit, p.period.count(), 0};
+  }
+  return {};
+}
+
 }  // namespace fg

@@ -141,25 +141,6 @@ void finish(Response& response, const Request& request, const Runtime& runtime,
 void prepare(Response& response, const Request& request, const Runtime& runtime,
              const HeaderFields& fields, const RequestContext& context);
 
-// The bytes of `response` on the wire: status line, fields in order, then `extra` in order,
-// blank line, body. finish()/prepare() has set Content-Length, so the body is never chunked.
-// One contiguous buffer, so one write.
-std::string serialize_response(const Response& response, const HeaderFields& extra = {});
-
-// Whether a request header's Transfer-Encoding frames its body unambiguously (RFC 9112 §6.1,
-// §6.3): no Transfer-Encoding field, or exactly one, whose value is a list of coding names
-// (tokens; no parameters) ending with the only "chunked". Anything else is answered 400 before
-// the body is read: a coding after chunked, a value that is not a token list ("chunked\xf3 gzip"),
-// several fields (which readers join or pick differently). Beast's parser judges only the last
-// field and stops reading a list at its first bad byte, so on its own it takes
-// "Transfer-Encoding: x" + "Transfer-Encoding: chunked\xf3 gzip" as chunked; a proxy in front
-// may not. The session also requires the parser to agree (parser.chunked()).
-bool transfer_encoding_acceptable(const Request::header_type& header);
-
-// The status and short reason for a request that could not be read: 400 malformed, 413 body
-// too large, 431 header section too large, 408 too slow. Closes the connection.
-Response read_error_response(int status);
-
 // The body of a /v1/check answer and of `floodgate check`'s output line, without a newline:
 // {"allowed":true,"policy":"per-minute","limit":100,"remaining":94,"reset_after_ms":3600,
 // "retry_after_ms":0}; figures from verdict.headline(), milliseconds rounded up.

@@ -1,6 +1,7 @@
 // The handler as pure functions over plain Beast messages: every status, header and body of
 // design §2.3, with verdicts from a real memory store on a manual clock. No sockets.
 #include "http/handler.h"
+#include "http/wire.h"
 
 #include <gtest/gtest.h>
 

@@ -29,6 +29,7 @@
 #include "http/canonical.h"
 #include "decide/decider.h"
 #include "http/handler.h"
+#include "http/wire.h"
 #include "decide/identity.h"
 #include "decide/metrics.h"
 #include "http/metrics_sources.h"

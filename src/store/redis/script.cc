@@ -2,7 +2,7 @@
 
 #include <charconv>
 
-#include "core/algorithms.h"
+#include "floodgate/limiter.h"
 #include "store/redis/decide_lua.h"  // generated from lua/decide.lua (see CMakeLists.txt)
 #include "store/redis/keys.h"
 
@@ -53,26 +53,10 @@ void push_charge(std::vector<std::string>& args, const Charge& c, std::int64_t c
   push_int(args, algorithm_code(p.algorithm));
   push_int(args, cost);
   push_int(args, p.shadow ? 1 : 0);
-  switch (p.algorithm) {
-    case Algorithm::kTokenBucket:
-    case Algorithm::kGcra: {
-      const core::BucketScale s = core::bucket_scale(p);
-      push_int(args, p.burst);
-      push_int(args, s.unit);
-      push_int(args, s.rate);
-      break;
-    }
-    case Algorithm::kSlidingWindow:
-      push_int(args, p.limit);
-      push_int(args, p.period.count());
-      push_int(args, core::window_granule_us(p));
-      break;
-    case Algorithm::kFixedWindow:
-      push_int(args, p.limit);
-      push_int(args, p.period.count());
-      push_int(args, 0);
-      break;
-  }
+  const AlgorithmParameters a = algorithm_parameters(p);
+  push_int(args, a.p1);
+  push_int(args, a.p2);
+  push_int(args, a.p3);
 }
 
 // FCALL <function> n <keys> <args> as RESP bytes; `slot` receives the keys' slot.

@@ -12,8 +12,8 @@
 //            tests pass an integer to fix time.
 //   alg      1 token_bucket, 2 gcra, 3 sliding_window, 4 fixed_window
 //   shadow   0 | 1
-//   p1 p2 p3 token_bucket, gcra:  burst, unit, rate      (core::bucket_scale)
-//            sliding_window:      limit, period_us, granule_us (core::window_granule_us)
+//   p1 p2 p3 token_bucket, gcra:  burst, unit, rate      (algorithm_parameters, limiter.h)
+//            sliding_window:      limit, period_us, granule_us (algorithm_parameters)
 //            fixed_window:        limit, period_us, 0
 //
 // Reply: a flat array of integers, [allowed, most_restrictive (0-based), decided_at_us (the TIME

@@ -1,0 +1,102 @@
+#include "http/wire.h"
+
+#include <algorithm>
+#include <boost/beast/http/field.hpp>
+
+#include "util/text.h"
+
+namespace fg::http {
+namespace {
+
+namespace beast_http = boost::beast::http;
+
+std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
+
+bool ieq(std::string_view a, std::string_view b) {
+  return boost::beast::iequals(boost::beast::string_view(a.data(), a.size()),
+                               boost::beast::string_view(b.data(), b.size()));
+}
+
+// What every response says in Server.
+constexpr std::string_view kServerName = "floodgate";
+
+}  // namespace
+
+std::string serialize_response(const Response& r, const HeaderFields& extra) {
+  const std::string_view reason = sv(r.reason());
+  std::size_t size = 32 + reason.size() + r.body().size();
+  for (const auto& f : r) size += f.name_string().size() + f.value().size() + 4;
+  for (const auto& [name, value] : extra) size += name.size() + value.size() + 4;
+  std::string out;
+  out.reserve(size);
+  out += r.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  out += std::to_string(r.result_int());
+  out += ' ';
+  out += reason;
+  out += "\r\n";
+  for (const auto& f : r) {
+    out += sv(f.name_string());
+    out += ": ";
+    out += sv(f.value());
+    out += "\r\n";
+  }
+  for (const auto& [name, value] : extra) {
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+  out += "\r\n";
+  out += r.body();
+  return out;
+}
+
+
+bool transfer_encoding_acceptable(const Request::header_type& header) {
+  auto [it, end] = header.equal_range(beast_http::field::transfer_encoding);
+  if (it == end) return true;
+  if (std::next(it) != end) return false;  // readers join or pick fields differently
+  // 1#transfer-coding, without parameters (no registered coding has one that matters here):
+  // tokens separated by commas and optional spaces, empty elements allowed (RFC 9110 §5.6.1).
+  std::string_view v = sv(it->value());
+  std::size_t chunked = 0;
+  bool last_chunked = false;
+  bool any = false;
+  while (!v.empty()) {
+    const std::size_t comma = v.find(',');
+    const std::string_view element = util::trim_ows(v.substr(0, comma));
+    v.remove_prefix(comma == std::string_view::npos ? v.size() : comma + 1);
+    if (element.empty()) continue;
+    if (!std::all_of(element.begin(), element.end(), util::is_tchar)) return false;
+    any = true;
+    last_chunked = ieq(element, "chunked");
+    chunked += last_chunked ? 1 : 0;
+  }
+  return any && last_chunked && chunked == 1;
+}
+
+Response read_error_response(int status) {
+  std::string detail;
+  switch (status) {
+    case 408:
+      detail = "the request took too long to arrive";
+      break;
+    case 413:
+      detail = "the request body is too large";
+      break;
+    case 431:
+      detail = "the request header section is too large";
+      break;
+    default:
+      detail = "the request could not be parsed as HTTP/1.1";
+      break;
+  }
+  Response r = problem_response(11, status, detail);
+  r.set(beast_http::field::server,
+        boost::beast::string_view(kServerName.data(), kServerName.size()));
+  r.keep_alive(false);
+  r.prepare_payload();
+  return r;
+}
+
+}  // namespace fg::http
