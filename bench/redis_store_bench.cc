@@ -27,6 +27,7 @@
 
 #include "fixtures/redis_server.h"
 #include "store/redis/redis_store.h"
+#include "app/wiring.h"
 
 namespace fg {
 namespace {

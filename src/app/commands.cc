@@ -22,7 +22,7 @@
 #include "http/handler.h"
 #include "decide/identity.h"
 #include "http/server.h"
-#include "store/open_store.h"
+#include "app/wiring.h"
 #include "store/redis/keys.h"
 
 namespace fg::app {
@@ -174,6 +174,20 @@ int run_serve(const ServeArgs& args, std::ostream& err) {
   http::ServerOptions options;
   options.config = *cfg;
   options.version = args.version;
+  {
+    const config::Config& c = **cfg;
+    OpenStoreOptions so;
+    so.key_prefix = c.key_prefix;
+    so.key_secret = c.key_secret;
+    so.timeout = c.store_timeout;
+    so.memory.max_keys = c.memory.max_keys;
+    auto store = open_store(c.store, so, SystemClock::instance());
+    if (!store) {
+      err << "store " << config::to_string(c.store) << ": " << store.error().message << '\n';
+      return 1;
+    }
+    options.store = std::shared_ptr<Store>(std::move(*store));
+  }
   auto server = http::Server::make(options);
   if (!server) {
     err << server.error().message << '\n';

@@ -34,7 +34,7 @@
 #include "decide/metrics.h"
 #include "http/metrics_sources.h"
 #include "http/upstream.h"
-#include "store/open_store.h"
+#include "store/served_store.h"
 
 namespace fg::http {
 
@@ -824,16 +824,14 @@ Result<std::unique_ptr<Server>> Server::make(ServerOptions options) {
 
   if (options.store) {
     impl->wired = serve_store(std::move(options.store));
+  } else if (c.store.kind == config::StoreKind::kMemory) {
+    impl->wired = serve_store(make_memory_store(
+        MemoryStoreOptions{.max_keys = c.memory.max_keys}, SystemClock::instance()));
   } else {
-    OpenStoreOptions so;
-    so.key_prefix = c.key_prefix;
-    so.key_secret = c.key_secret;
-    so.timeout = c.store_timeout;
-    so.memory.max_keys = c.memory.max_keys;
-    auto s = open_served_store(c.store, so, SystemClock::instance());
-    if (!s)
-      return fail(s.error().code, "store " + config::to_string(c.store) + ": " + s.error().message);
-    impl->wired = std::move(*s);
+    // Which store a URL names, and how its options come from the config, is the process's
+    // wiring (app/wiring.h), not the server's.
+    return fail(ErrorCode::kInvalidArgument,
+                "store " + config::to_string(c.store) + ": no store was given to the server");
   }
   Store& store = *impl->wired.store;
   std::shared_ptr<Store> local =

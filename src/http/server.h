@@ -55,8 +55,9 @@ using decide::Metrics;
 
 struct ServerOptions {
   std::shared_ptr<const config::Config> config;
-  // The store to decide with; null: open config->store (open_store). Tests pass fault-injecting
-  // stores here. A Redis store is bound to every server thread either way.
+  // The store to decide with (app/wiring.h opens the one config->store names); null: a memory
+  // store, when config->store is memory://. Tests pass fault-injecting stores here. A Redis store
+  // is bound to every server thread.
   std::shared_ptr<Store> store;
   std::string version = "0.0.0";  // for floodgate_build_info
 };

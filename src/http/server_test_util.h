@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "app/wiring.h"
 #include "floodgate/store.h"
 #include "http/server.h"
 
@@ -155,6 +156,17 @@ inline Running start_server(std::string_view yaml, std::shared_ptr<Store> store 
   o.config = parse(yaml);
   if (!o.config) return r;
   o.store = std::move(store);
+  if (!o.store && o.config->store.kind != config::StoreKind::kMemory) {
+    // As `floodgate serve` does (app/wiring.h).
+    OpenStoreOptions so;
+    so.key_prefix = o.config->key_prefix;
+    so.key_secret = o.config->key_secret;
+    so.timeout = o.config->store_timeout;
+    auto opened = open_store(o.config->store, so, SystemClock::instance());
+    EXPECT_TRUE(opened) << (opened ? "" : opened.error().message);
+    if (!opened) return r;
+    o.store = std::shared_ptr<Store>(std::move(*opened));
+  }
   o.version = "test";
   auto s = Server::make(o);
   EXPECT_TRUE(s) << (s ? "" : s.error().message);

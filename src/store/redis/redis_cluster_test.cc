@@ -12,6 +12,7 @@
 
 #include "store/redis/keys.h"
 #include "store/redis/redis_store.h"
+#include "app/wiring.h"
 #include "store/redis/redis_test_util.h"
 #include "store/redis/script.h"
 #include "store_conformance.h"

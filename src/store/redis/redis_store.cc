@@ -520,7 +520,7 @@ std::shared_ptr<ThreadContext> unbind(std::uint64_t store_id) {
   return nullptr;
 }
 
-Result<std::shared_ptr<asio::ssl::context>> make_tls_context(const config::StoreTls& tls) {
+Result<std::shared_ptr<asio::ssl::context>> make_tls_context(const RedisTlsOptions& tls) {
   auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
   error_code ec;
   ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
@@ -573,18 +573,8 @@ struct RedisStore::Impl {
   }
 };
 
-Result<void> parse_redis_url(std::string_view text, RedisStoreOptions& options) {
-  auto url = config::parse_store_url(text);
-  if (!url) return tl::unexpected(url.error());
-  if (url->kind == config::StoreKind::kMemory) {
-    return fail(ErrorCode::kInvalidArgument, "not a Redis URL: " + config::to_string(*url));
-  }
-  options.url = std::move(*url);
-  return {};
-}
-
 Result<std::unique_ptr<RedisStore>> RedisStore::make(const RedisStoreOptions& options) {
-  if (options.url.kind == config::StoreKind::kMemory || options.url.hosts.empty()) {
+  if (options.url.hosts.empty()) {
     return fail(ErrorCode::kInvalidArgument, "redis store: the URL names no Redis server");
   }
   if (options.timeout.count() <= 0 || options.connect_timeout.count() <= 0 ||
@@ -593,7 +583,7 @@ Result<std::unique_ptr<RedisStore>> RedisStore::make(const RedisStoreOptions& op
   }
   auto shared = std::make_shared<Shared>();
   shared->options = options;
-  shared->cluster = options.url.kind == config::StoreKind::kRedisCluster;
+  shared->cluster = options.url.cluster;
   shared->load_command = format_command({"FUNCTION", "LOAD", "REPLACE", library_code()});
   shared->cluster_slots_command = format_command({"CLUSTER", "SLOTS"});
   shared->asking_command = format_command({"ASKING"});

@@ -45,11 +45,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 #include <memory>
 #include <string>
 #include <string_view>
 
-#include "config/values.h"
 #include "floodgate/store.h"
 
 namespace boost::asio {
@@ -58,10 +58,35 @@ class io_context;
 
 namespace fg::redis {
 
+// TLS to the Redis nodes (a rediss:// URL's query).
+struct RedisTlsOptions {
+  std::string ca_file;      // PEM bundle of trusted CAs; empty: the system's default store
+  std::string cert_file;    // client certificate chain (PEM), for tls-auth-clients servers
+  std::string key_file;     // its private key (PEM); given together with cert_file
+  std::string server_name;  // name to verify and send as SNI; empty: the node's host
+  bool verify = true;       // false: any certificate (tests only)
+};
+
+struct RedisHost {
+  std::string host;
+  std::uint16_t port = 6379;
+};
+
+// Which Redis, and how to reach it. The store's own type: the configuration's store URL is
+// translated into it where the process is wired (src/app/wiring.h).
+struct RedisEndpoint {
+  bool cluster = false;          // hosts are seeds of a Redis Cluster; the rest is discovered
+  std::vector<RedisHost> hosts;  // one for a single Redis; at least one seed for a cluster
+  std::string user;              // empty: no ACL user (AUTH <password> alone)
+  std::string password;          // empty: no AUTH
+  int db = 0;                    // SELECT <db>; a cluster has only 0
+  bool tls = false;
+  RedisTlsOptions tls_options;   // with tls
+};
+
 struct RedisStoreOptions {
-  // Where: redis://, rediss:// (with its TLS settings in url.tls_options) or redis-cluster://,
-  // as config::parse_store_url reads them. kind must not be kMemory.
-  config::StoreUrl url;
+  // Where: one Redis, or the seeds of a Redis Cluster.
+  RedisEndpoint url;
   // Keys are "<key_prefix>:{<tag>}:<identity>:<policy>" (keys.h), so several deployments can
   // share one Redis.
   std::string key_prefix = "fg";
@@ -78,9 +103,6 @@ struct RedisStoreOptions {
   Duration stall_timeout = std::chrono::seconds(2);
 };
 
-// config::parse_store_url into options.url, refusing memory://. Other fields are left as
-// they are. kInvalidArgument for a bad URL.
-Result<void> parse_redis_url(std::string_view text, RedisStoreOptions& options);
 
 // Buckets of RedisStoreStats::write_sizes: writes of 1, 2, 3-4, 5-8 .. 129-256, more commands.
 inline constexpr std::size_t kWriteSizeStatsBuckets = 10;

@@ -2,6 +2,7 @@
 // instances and threads, deadlines, failures, reloading the library, TTLs, AUTH and SELECT, and
 // I/O threads bound to the store.
 #include "store/redis/redis_store.h"
+#include "app/wiring.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>

@@ -9,6 +9,7 @@
 
 #include "store/redis/keys.h"
 #include "store/redis/redis_store.h"
+#include "app/wiring.h"
 #include "store/redis/redis_test_util.h"
 
 namespace fg::redis {

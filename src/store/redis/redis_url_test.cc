@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "store/redis/redis_store.h"
+#include "app/wiring.h"
 
 namespace fg::redis {
 namespace {
@@ -8,14 +9,14 @@ namespace {
 TEST(ParseRedisUrl, ReadsPlainClusterAndTlsUrls) {
   RedisStoreOptions o;
   ASSERT_TRUE(parse_redis_url("redis://u:p%40ss@127.0.0.1:7000/3", o).has_value());
-  EXPECT_EQ(o.url.kind, config::StoreKind::kRedis);
+  EXPECT_FALSE(o.url.cluster);
   EXPECT_EQ(o.url.user, "u");
   EXPECT_EQ(o.url.password, "p@ss");
   EXPECT_EQ(o.url.db, 3);
   EXPECT_FALSE(o.url.tls);
 
   ASSERT_TRUE(parse_redis_url("redis-cluster://127.0.0.1:7001,127.0.0.1:7002", o).has_value());
-  EXPECT_EQ(o.url.kind, config::StoreKind::kRedisCluster);
+  EXPECT_TRUE(o.url.cluster);
   EXPECT_EQ(o.url.hosts.size(), 2u);
 
   RedisStoreOptions t;
