@@ -7,7 +7,8 @@ namespace fg {
 redis::RedisEndpoint redis_endpoint(const config::StoreUrl& url) {
   redis::RedisEndpoint e;
   e.cluster = url.kind == config::StoreKind::kRedisCluster;
-  for (const config::HostPort& hp : url.hosts) e.hosts.push_back(redis::RedisHost{hp.host, hp.port});
+  for (const config::HostPort& hp : url.hosts)
+    e.hosts.push_back(redis::RedisHost{hp.host, hp.port});
   e.user = url.user;
   e.password = url.password;
   e.db = url.db;

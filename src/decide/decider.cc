@@ -61,11 +61,11 @@ void Decider::decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
     return;
   }
   if (plan.identities.size() == 1) {  // the store copies the request: nothing to keep
-    store_->decide(DecideRequest{plan.identities.front(), plan.charges},
-                   [this, &rules, &plan, shard, started_at,
-                    done = std::move(done)](Result<Verdict> v) {
-                     done(after_store(rules, plan, shard, std::move(v), true, since(started_at)));
-                   });
+    store_->decide(
+        DecideRequest{plan.identities.front(), plan.charges},
+        [this, &rules, &plan, shard, started_at, done = std::move(done)](Result<Verdict> v) {
+          done(after_store(rules, plan, shard, std::move(v), true, since(started_at)));
+        });
     return;
   }
   // Held until the store answers: decide_all() needs its requests until then.
@@ -107,7 +107,7 @@ Outcome Decider::after_store(const Rules& rules, const Plan& plan, ThreadMetrics
       // not an outage, so it never opens the breaker for every client.)
       breaker_.on_failure(clock_->now());
       result = verdict.error().code == ErrorCode::kDeadlineExceeded ? StoreResult::kTimeout
-                                                                     : StoreResult::kUnavailable;
+                                                                    : StoreResult::kUnavailable;
     } else {
       result = StoreResult::kError;
     }
@@ -144,15 +144,16 @@ void Decider::count(const Rules& rules, const Plan& plan, const Outcome& out,
                     ThreadMetrics* shard) {
   const Verdict* v = out.counting();
   if (shard == nullptr || v == nullptr) return;
-  const std::span<const Charge> charges =
-      out.verdict ? std::span<const Charge>(plan.charges) : std::span<const Charge>(plan.local_charges);
+  const std::span<const Charge> charges = out.verdict ? std::span<const Charge>(plan.charges)
+                                                      : std::span<const Charge>(plan.local_charges);
   for (std::size_t i = 0; i < v->decisions.size() && i < charges.size(); ++i) {
     const std::size_t index = plan.policy_indices[i];
     if (index >= rules.metric_ids.size()) continue;  // the check API's own, or not registered
     const Decision& d = v->decisions[i];
-    shard->on_decision(rules.metric_ids[index], d.allowed                   ? PolicyOutcome::kAllowed
-                                                : charges[i].policy->shadow ? PolicyOutcome::kShadowDenied
-                                                                            : PolicyOutcome::kDenied);
+    shard->on_decision(rules.metric_ids[index], d.allowed ? PolicyOutcome::kAllowed
+                                                : charges[i].policy->shadow
+                                                    ? PolicyOutcome::kShadowDenied
+                                                    : PolicyOutcome::kDenied);
   }
 }
 

@@ -135,12 +135,12 @@ void append_redis_families(std::string& out,
                  "Redis commands retried with backoff (TRYAGAIN, CLUSTERDOWN, LOADING, READONLY, "
                  "BUSY, a connection lost before the write).",
                  t.retries);
-  append_fixed_family(out, "floodgate_redis_function_loads_total",
-                      "FUNCTION LOAD of the floodgate library, by reason (connect: at the head of "
-                      "a new connection; missing: after Function not found or NOSCRIPT).",
-                      "reason", std::array<std::string_view, 2>{"connect", "missing"},
-                      std::array<std::uint64_t, 2>{t.function_loads_connect,
-                                                   t.function_loads_missing});
+  append_fixed_family(
+      out, "floodgate_redis_function_loads_total",
+      "FUNCTION LOAD of the floodgate library, by reason (connect: at the head of "
+      "a new connection; missing: after Function not found or NOSCRIPT).",
+      "reason", std::array<std::string_view, 2>{"connect", "missing"},
+      std::array<std::uint64_t, 2>{t.function_loads_connect, t.function_loads_missing});
   append_counter(out, "floodgate_redis_slot_refreshes_total",
                  "Redis Cluster slot map refreshes (CLUSTER SLOTS) started.", t.slot_refreshes);
   append_fixed_family(out, "floodgate_redis_connections_total",

@@ -330,8 +330,8 @@ TEST(Metrics, RedisAndUpstreamSourcesAreSummedAndRenderedExactly) {
     return a;
   });
   m.add_redis_source([&] { return b; });
-  UpstreamConnectionCounters u{.opened = 5, .reused = 20, .retried = 1, .closed = 3,
-                               .connect_failed = 2};
+  UpstreamConnectionCounters u{
+      .opened = 5, .reused = 20, .retried = 1, .closed = 3, .connect_failed = 2};
   m.add_upstream_source([&] { return u; });
   m.add_upstream_source([] { return UpstreamConnectionCounters{.opened = 1, .reused = 2}; });
 
@@ -342,7 +342,9 @@ TEST(Metrics, RedisAndUpstreamSourcesAreSummedAndRenderedExactly) {
   EXPECT_EQ(page.substr(0, without.find("# HELP floodgate_build_info")),
             without.substr(0, without.find("# HELP floodgate_build_info")));
   const std::string added = page.substr(without.find("# HELP floodgate_build_info"));
-  EXPECT_EQ(added, R"(# HELP floodgate_redis_calls_total Redis store calls (decisions and refunds) completed, answered or failed.
+  EXPECT_EQ(
+      added,
+      R"(# HELP floodgate_redis_calls_total Redis store calls (decisions and refunds) completed, answered or failed.
 # TYPE floodgate_redis_calls_total counter
 floodgate_redis_calls_total 11
 # HELP floodgate_redis_errors_total Redis store calls that failed, timeouts included.

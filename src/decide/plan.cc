@@ -66,8 +66,7 @@ std::shared_ptr<Rules> make_rules(std::shared_ptr<const config::Config> config) 
   return rules;
 }
 
-boost::container::small_vector<DecideRequest, 2> Plan::requests(
-    std::span<const Charge> of) const {
+boost::container::small_vector<DecideRequest, 2> Plan::requests(std::span<const Charge> of) const {
   boost::container::small_vector<DecideRequest, 2> out;
   std::size_t start = 0;
   for (std::size_t i = 1; i <= of.size(); ++i) {
@@ -177,9 +176,8 @@ std::string check_identity(std::string_view key) { return "check:" + std::string
 std::optional<Plan> check_plan(const Rules& rules, std::string_view policy, std::string_view key,
                                std::int64_t cost) {
   const auto& policies = rules.config->policies;
-  const auto it = std::find_if(policies.begin(), policies.end(), [&](const auto& p) {
-    return p.policy.name == policy;
-  });
+  const auto it = std::find_if(policies.begin(), policies.end(),
+                               [&](const auto& p) { return p.policy.name == policy; });
   if (it == policies.end()) return std::nullopt;
   const auto index = static_cast<std::size_t>(it - policies.begin());
   Plan out;

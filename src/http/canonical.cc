@@ -116,12 +116,14 @@ CanonicalPath canonical_path(std::string_view path) {
       c = static_cast<unsigned char>(hi * 16 + lo);
       i += 2;
       if (c == '/' || c == '\\') {
-        out.error = "the path has an encoded '/' or '\\' (%2F, %5C), which servers read differently";
+        out.error =
+            "the path has an encoded '/' or '\\' (%2F, %5C), which servers read differently";
         return out;
       }
       if (c == '%') {
-        out.error = "the path has an encoded '%' (%25), which a server decoding twice would read "
-                    "as another escape";
+        out.error =
+            "the path has an encoded '%' (%25), which a server decoding twice would read "
+            "as another escape";
         return out;
       }
     } else if (c == '\\') {
@@ -235,8 +237,8 @@ std::optional<std::string> canonicalize(Request& req, const std::vector<std::str
     }
     const std::size_t start = colon + 3;
     const std::size_t slash = target.find_first_of("/?", start);
-    authority = std::string(target.substr(start, slash == std::string_view::npos ? slash
-                                                                                 : slash - start));
+    authority =
+        std::string(target.substr(start, slash == std::string_view::npos ? slash : slash - start));
     if (authority.empty()) return refuse("the absolute URI has no host");
     if (authority.find('@') != std::string::npos) {
       return refuse("the absolute URI has userinfo ('@')");
@@ -246,10 +248,11 @@ std::optional<std::string> canonicalize(Request& req, const std::vector<std::str
     absolute = true;
   }
   const std::size_t q = target.find('?');
-  const std::string_view raw_path =
-      q == std::string_view::npos ? (target.empty() ? std::string_view("/") : target)
-                                  : (q == 0 ? std::string_view("/") : target.substr(0, q));
-  const std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q);
+  const std::string_view raw_path = q == std::string_view::npos
+                                        ? (target.empty() ? std::string_view("/") : target)
+                                        : (q == 0 ? std::string_view("/") : target.substr(0, q));
+  const std::string_view query =
+      q == std::string_view::npos ? std::string_view() : target.substr(q);
   CanonicalPath cp = canonical_path(raw_path);
   if (!cp.error.empty()) return refuse(std::move(cp.error));
   if (absolute || cp.path != raw_path) {

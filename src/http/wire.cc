@@ -51,7 +51,6 @@ std::string serialize_response(const Response& r, const HeaderFields& extra) {
   return out;
 }
 
-
 bool transfer_encoding_acceptable(const Request::header_type& header) {
   auto [it, end] = header.equal_range(beast_http::field::transfer_encoding);
   if (it == end) return true;

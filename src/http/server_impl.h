@@ -1,0 +1,380 @@
+// server_impl.h — the inside of `floodgate serve` (server.h), shared by the files that make it:
+//   server.cc    lifecycle: make, threads, accepting, the readiness probe, reload, drain, stop;
+//   session.cc   a connection's I/O: reading a request (header, then the body when it is to be
+//                served), its limits and timeouts, writing the answer, lingering after an error;
+//   exchange.cc  one request's orchestration: canonical form, route, the deciding service's
+//                outcome, the resource (demo or upstream), the answer and the access log.
+// Private to src/http/server*.cc, session.cc and exchange.cc.
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+
+#include "decide/decider.h"
+#include "decide/identity.h"
+#include "decide/metrics.h"
+#include "http/access_log.h"
+#include "http/canonical.h"
+#include "http/handler.h"
+#include "http/metrics_sources.h"
+#include "http/server.h"
+#include "http/upstream.h"
+#include "http/wire.h"
+#include "store/served_store.h"
+
+namespace fg::http {
+
+using decide::DegradedMode;
+using decide::Metrics;
+using decide::PolicyOutcome;
+using decide::StoreResult;
+using decide::ThreadMetrics;
+using decide::UpstreamResult;
+
+namespace detail {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+inline constexpr auto kTuple = asio::as_tuple(use_awaitable);
+
+// How often the background probe asks the store whether it answers (for /readyz).
+inline constexpr auto kProbeInterval = std::chrono::seconds(1);
+// Connections the admin listener holds at once (a scraper or two, an operator's curl); beyond it
+// they are refused as on the public listener. Public connections never count against it, so a
+// flood there leaves /metrics reachable.
+inline constexpr int kMaxAdminConnections = 64;
+// After accept() fails for lack of descriptors (EMFILE), wait this long before trying again
+// rather than spinning; connections in flight free descriptors meanwhile.
+inline constexpr auto kAcceptBackoff = std::chrono::milliseconds(50);
+
+// Sent to a connection over max_connections, before closing it.
+inline constexpr std::string_view kOverCapacity =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
+    "Connection: close\r\nRetry-After: 1\r\nContent-Length: 112\r\n\r\n"
+    R"({"type":"about:blank","title":"Service Unavailable","status":503,"detail":"too many connections; retry shortly"})";
+static_assert(kOverCapacity.size() - kOverCapacity.find("\r\n\r\n") - 4 == 112);
+
+inline Timestamp now() { return SystemClock::instance().now(); }
+
+inline config::IpAddress to_ip(const tcp::endpoint& ep) {
+  config::IpAddress ip;
+  const auto a = ep.address();
+  if (a.is_v4()) {
+    const auto b = a.to_v4().to_bytes();
+    ip.family = config::IpAddress::Family::kIpv4;
+    std::copy(b.begin(), b.end(), ip.bytes.begin());
+  } else {
+    const auto b = a.to_v6().to_bytes();
+    ip.family = config::IpAddress::Family::kIpv6;
+    std::copy(b.begin(), b.end(), ip.bytes.begin());
+  }
+  return ip;
+}
+
+// With admin_listen set: whether `req` (canonical) is answered 404 on this listener. /metrics
+// lives only on the admin listener; the admin listener serves only /metrics, /healthz, /readyz
+// and POST /v1/check (unless check_api is off).
+inline bool hidden_on_listener(const Request& req, const config::Config& c, bool admin) {
+  const std::string_view path = target_path(req);
+  const bool metrics = path == "/metrics";
+  return admin ? !(metrics || path == "/healthz" || path == "/readyz" ||
+                   (path == "/v1/check" && c.check_api))
+               : metrics;
+}
+
+// A listening socket on `where` (a host name is resolved once, here), run by `ioc`.
+inline Result<std::unique_ptr<tcp::acceptor>> listen_on(asio::io_context& ioc,
+                                                        const config::HostPort& where) {
+  boost::system::error_code ec;
+  tcp::resolver resolver(ioc);
+  const auto results =
+      resolver.resolve(where.host, std::to_string(where.port), tcp::resolver::passive, ec);
+  if (ec || results.empty()) {
+    return fail(ErrorCode::kUnavailable, "listen " + where.host + ": " + ec.message());
+  }
+  const tcp::endpoint endpoint = results.begin()->endpoint();
+  auto acceptor = std::make_unique<tcp::acceptor>(ioc);
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor->bind(endpoint, ec);
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return fail(ErrorCode::kUnavailable,
+                "cannot listen on " + config::to_string(where) + ": " + ec.message());
+  }
+  return acceptor;
+}
+
+// The HTTP status for a request that could not be read, or 0 to close without answering (the
+// client left, or was cut off while idle).
+inline int read_error_status(const boost::system::error_code& ec, bool started) {
+  namespace he = beast::http;
+  if (ec == he::error::header_limit) return 431;
+  if (ec == he::error::body_limit) return 413;
+  if (ec == beast::error::timeout) return started ? 408 : 0;
+  if (ec == he::error::end_of_stream || ec == he::error::partial_message) return 0;
+  if (ec.category() == he::make_error_code(he::error::bad_method).category()) return 400;
+  return 0;  // reset, aborted (drain), ...
+}
+
+}  // namespace detail
+
+using namespace detail;  // NOLINT: the implementation files share these helpers
+
+// One server thread: its io_context, the configuration it serves, its upstream pool and its
+// sessions. Everything but `ioc` is touched only on this thread.
+struct Worker {
+  struct SessionEntry {
+    tcp::socket* socket = nullptr;
+    bool idle = true;  // waiting for a request's first byte
+  };
+
+  std::unordered_set<SessionEntry*> sessions;
+  std::shared_ptr<const Runtime> runtime;
+  ThreadMetrics* metrics = nullptr;
+  asio::io_context ioc{1};
+  // Keeps run() going while the thread has nothing to do: connections arrive from thread 0.
+  asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(ioc);
+  std::shared_ptr<UpstreamPool> upstream;  // for runtime->config->upstream; null without one
+  // Every pool of this thread counts here, so /metrics keeps the counts across reloads.
+  std::shared_ptr<UpstreamCounters> upstream_counters = std::make_shared<UpstreamCounters>();
+  std::optional<config::HostPort> upstream_target;
+  Duration upstream_timeout{};
+  std::thread thread;
+
+  void set_runtime(std::shared_ptr<const Runtime> rt) {
+    const config::Config& c = *rt->config;
+    if (c.upstream != upstream_target || c.upstream_timeout != upstream_timeout) {
+      if (upstream) upstream->close_idle();
+      upstream.reset();
+      if (c.upstream) {
+        UpstreamOptions o;
+        o.target = *c.upstream;
+        o.timeout = c.upstream_timeout;
+        o.counters = upstream_counters;
+        upstream = std::make_shared<UpstreamPool>(ioc.get_executor(), o);
+      }
+      upstream_target = c.upstream;
+      upstream_timeout = c.upstream_timeout;
+    }
+    runtime = std::move(rt);
+  }
+};
+
+struct Server::Impl {
+  std::shared_ptr<const config::Config> config;  // the last one applied (under mutex)
+  ServedStore wired;  // the store, and how it is bound to the I/O threads
+  Metrics metrics;
+  std::unique_ptr<decide::Decider> decider;  // the store behind its guard
+  bool inline_store = false;                 // the store answers before decide() returns
+  LogThrottle degraded_log{1};
+  LineWriter access_log{1};
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::unique_ptr<tcp::acceptor> acceptor;  // on workers[0]
+  std::uint16_t port = 0;
+  std::unique_ptr<tcp::acceptor> admin_acceptor;  // with admin_listen; on workers[0]
+  std::uint16_t admin_port = 0;
+
+  std::atomic<int> open_connections{0};   // on the public listener
+  std::atomic<int> admin_connections{0};  // on the admin listener
+  std::atomic<bool> draining{false};
+  std::atomic<bool> closing_idle{false};  // draining and past drain_delay
+  std::atomic<bool> stopped{false};
+  std::atomic<bool> started{false};
+  std::size_t next_worker = 0;  // accept loop only
+
+  std::mutex mutex;  // config, stop/wait
+  std::condition_variable stopped_cv;
+
+  explicit Impl(std::size_t threads) : metrics(threads) {}
+
+  // Not the circuit breaker's state: the breaker is per instance, and one dead cluster master
+  // opens it while the other masters answer. Under load on that master's slot it reopens as soon
+  // as a probe closes it, so every instance would leave the load balancer at once and the whole
+  // API would be down for everyone. Whether the store answers at all is store_ok (the probe).
+  bool ready() const {
+    return !draining.load(std::memory_order_relaxed) && decider->store_answers();
+  }
+
+  std::shared_ptr<Runtime> build_runtime(std::shared_ptr<const config::Config> c) {
+    auto rt = make_runtime(std::move(c));
+    for (const config::PolicyConfig& pc : rt->config->policies) {
+      rt->metric_ids.push_back(metrics.policy_id(pc.policy.name));
+    }
+    return rt;
+  }
+
+  // ---- store -------------------------------------------------------------------------------
+
+  // A callback-completed call as an awaitable. Server threads are bound to the store, so the
+  // callback comes on this thread: inline (memory store) or later from the io_context (Redis).
+  // The coroutine is resumed through post, never from inside the store's own completion.
+  template <typename T, typename Start>
+  static awaitable<T> completion(Start start) {
+    struct State {
+      std::optional<T> result;
+      std::function<void()> resume;
+    };
+    auto st = std::make_shared<State>();
+    start([st](T r) {
+      st->result = std::move(r);
+      if (st->resume) std::exchange(st->resume, nullptr)();
+    });
+    if (!st->result) {
+      // A named initiation: g++ 12 destroys the temporaries of a co_await expression twice,
+      // which for a lambda holding `st` would release the state early.
+      auto initiation = [st](auto handler) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        st->resume = [h] { asio::post(std::move(*h)); };
+      };
+      co_await asio::async_initiate<decltype(use_awaitable), void()>(initiation, use_awaitable);
+    }
+    co_return std::move(*st->result);
+  }
+
+  // The deciding service's outcome for `r` (decider.h: the guard, on_store_error, the counting).
+  awaitable<decide::Outcome> decide(Worker& w, const Route& r, const Runtime& rt);
+
+  // Every second on thread 0: does the store answer? (for /readyz; also closes the breaker).
+  // A store in this process always does.
+  awaitable<void> probe_loop(Worker& w);
+
+  // ---- requests ----------------------------------------------------------------------------
+
+  awaitable<Response> serve(Request& req, Worker& w, const tcp::endpoint& peer,
+                            const std::string& path);
+
+  // A response and the rate-limit fields serialize_response() adds to it.
+  struct Reply {
+    Response response;
+    HeaderFields fields;
+    bool linger = false;   // the body was not read: after the answer, drop what still comes, close
+    bool abandon = false;  // the client is gone: write nothing, close
+  };
+
+  // One request in progress between the steps of respond_now() / respond().
+  struct Exchange {
+    std::chrono::steady_clock::time_point started_at;
+    std::shared_ptr<const Runtime> rt;  // this request's configuration
+    RequestContext ctx;
+    Route route;
+    Response response;
+    HeaderFields fields;
+    std::string_view outcome;
+    // The store's allowed verdict for `route`, until the request is served: a request whose body
+    // then cannot be read is not served, and gives back what it consumed (give_back()).
+    std::optional<Verdict> consumed;
+  };
+
+  // The connection a request arrives on: what reading its body needs, once it is to be served.
+  struct Inbound {
+    beast::tcp_stream& stream;
+    beast::flat_buffer& buffer;
+    beast::http::request_parser<beast::http::string_body>& parser;
+    config::ServerLimits limits;
+    std::size_t header_fields = 0;  // fields of the header section; more after the body: trailers
+  };
+
+  // read_body(): read; the client is gone; the body ended with trailer fields. Else a status.
+  static constexpr int kBodyRead = 0;
+  static constexpr int kClientGone = -1;
+  static constexpr int kTrailers = 1;
+
+  // The body of a request that is to be served: "100 Continue" first when the client waits for
+  // it, then the body (bounded by max_body_bytes and body_timeout). A body that ends with trailer
+  // fields is refused: they arrive after the decision, outside the header section every rule
+  // reads, and are never believed or forwarded (design §2.4).
+  static awaitable<int> read_body(Inbound& in);
+
+  // The answer to a request whose body could not be read (read_body's result).
+  Reply body_failed(Worker& w, int result);
+
+  // `admin`: the request came to the admin listener (admin_listen). The request is rewritten
+  // into its canonical form (canonical.h) and routed on its header section alone.
+  Exchange begin(Request& req, Worker& w, const config::IpAddress& peer_ip, bool admin);
+
+  // After the store's outcome: the answer (x.response), or true when the resource is to be
+  // served with x.fields.
+  bool decided(Request& req, Exchange& x, const decide::Outcome& so);
+
+  // A request that was allowed but is not served after all (its body could not be read): what it
+  // consumed is given back, so a malformed or oversized body costs its client nothing.
+  void give_back(Exchange& x);
+
+  // `body_unread`: the request's body was not read (it was not served): the connection closes
+  // after the answer.
+  Reply end(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x, bool body_unread);
+
+  void log_access(const Request& req, const tcp::endpoint& peer, const Exchange& x);
+
+  // The answer when nothing needs to wait: the routes that are their own answer; and, on a
+  // memory store (which decides before returning) with the built-in resource, every request
+  // without a body. Most requests of such a server take this path, with no coroutine frame of
+  // their own. Empty: use respond().
+  std::optional<Reply> respond_now(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
+                                   bool body_read);
+
+  // Decide on the header section; read the body only for a request that is served (or a
+  // /v1/check call whose caller may call), so a denied client never makes the server buffer one.
+  awaitable<Reply> respond(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
+                           Inbound& in);
+
+  // After an error answer, before closing: stop sending and read (and drop) what the client is
+  // still sending, for a bounded time and amount. Closing a socket with unread input makes the
+  // kernel send a reset, which can destroy the answer before the client reads it.
+  static awaitable<void> linger(beast::tcp_stream& stream);
+
+  // Reads until `buffer` holds a whole header section (or more of one than `limit`, which Beast
+  // then answers 431), and refuses obs-fold in it: a header line continued on the next one
+  // (RFC 9112 §5.2). Beast would unfold it into a space, which the RFC allows, but a proxy in
+  // front that reads the fold differently ("Transfer-Encoding:\r\n chunked") would disagree with
+  // us about where the body ends; a 400 leaves nothing to disagree about.
+  static awaitable<boost::system::error_code> read_whole_header(beast::tcp_stream& stream,
+                                                                beast::flat_buffer& buffer,
+                                                                std::size_t limit);
+
+  // `admin`: accepted on the admin listener (admin_listen).
+  awaitable<void> session(Worker& w, tcp::socket socket, bool admin);
+
+  // ---- accepting ---------------------------------------------------------------------------
+
+  // `listener` is `acceptor` or `admin_acceptor` (admin).
+  awaitable<void> accept_loop(tcp::acceptor& listener, bool admin);
+
+  // ---- lifecycle ---------------------------------------------------------------------------
+
+  void run_worker(Worker& w);
+
+  void close_idle_sessions(Worker& w);
+
+  awaitable<void> drain_sequence(config::ServerLimits limits);
+
+  void stop_all();
+};
+
+}  // namespace fg::http
