@@ -134,6 +134,11 @@ class Store {
 // charges they point to must live until `done` is called. One request: the same as decide().
 void decide_all(Store& store, std::span<const DecideRequest> requests, DecideCallback done);
 
+// The decisions of requests[i] in a verdict of decide_all(requests) (or of several stores'
+// verdicts concatenated in that order): the ones its refund gives back.
+std::span<const Decision> decisions_of(std::span<const DecideRequest> requests, std::size_t i,
+                                       const Verdict& verdict);
+
 // Calls decide() and waits for the answer. For command-line tools and tests only: never call it
 // on a thread that must run the store's own completions.
 Result<Verdict> decide_and_wait(Store& store, const DecideRequest& request);

@@ -12,17 +12,17 @@
 #include <ostream>
 #include <utility>
 
+#include "app/wiring.h"
 #include "config/config.h"
+#include "decide/decider.h"
+#include "decide/identity.h"
+#include "decide/plan.h"
 #include "floodgate/clock.h"
 #include "floodgate/limiter.h"
 #include "floodgate/policy.h"
 #include "floodgate/store.h"
-#include "decide/decider.h"
-#include "decide/plan.h"
 #include "http/handler.h"
-#include "decide/identity.h"
 #include "http/server.h"
-#include "app/wiring.h"
 #include "store/redis/keys.h"
 
 namespace fg::app {
@@ -79,12 +79,8 @@ int run_check(const CheckArgs& args, std::ostream& out, std::ostream& err) {
     err << "--cost: must be from 0 to " << kMaxCount << '\n';
     return kExitNoDecision;
   }
-  OpenStoreOptions store_options;
-  store_options.key_prefix = cfg->key_prefix;
-  store_options.key_secret = cfg->key_secret;
-  store_options.timeout = cfg->store_timeout;
-  store_options.memory.max_keys = cfg->memory.max_keys;
-  auto store = open_store(store_url, store_options, SystemClock::instance());
+  const OpenStoreOptions opened_with = store_options(*cfg);
+  auto store = open_store(store_url, opened_with, SystemClock::instance());
   if (!store) {
     err << "store " << config::to_string(store_url) << ": " << store.error().to_string() << '\n';
     return kExitNoDecision;
@@ -95,7 +91,7 @@ int run_check(const CheckArgs& args, std::ostream& out, std::ostream& err) {
   const auto plan = decide::check_plan(*rules, args.policy, args.key, cost);
   decide::DeciderOptions options;
   options.store = std::shared_ptr<Store>(std::move(*store));
-  options.local_store = make_memory_store(store_options.memory, SystemClock::instance());
+  options.local_store = make_memory_store(opened_with.memory, SystemClock::instance());
   options.on_degraded = [&](const Error& why, config::OnStoreError mode) {
     err << "store " << config::to_string(store_url) << ": " << why.to_string()
         << "; answered with on_store_error: " << config::to_string(mode) << '\n';
@@ -176,12 +172,7 @@ int run_serve(const ServeArgs& args, std::ostream& err) {
   options.version = args.version;
   {
     const config::Config& c = **cfg;
-    OpenStoreOptions so;
-    so.key_prefix = c.key_prefix;
-    so.key_secret = c.key_secret;
-    so.timeout = c.store_timeout;
-    so.memory.max_keys = c.memory.max_keys;
-    auto store = open_store(c.store, so, SystemClock::instance());
+    auto store = open_store(c.store, store_options(c), SystemClock::instance());
     if (!store) {
       err << "store " << config::to_string(c.store) << ": " << store.error().message << '\n';
       return 1;

@@ -4,6 +4,15 @@
 
 namespace fg {
 
+OpenStoreOptions store_options(const config::Config& c) {
+  OpenStoreOptions o;
+  o.key_prefix = c.key_prefix;
+  o.key_secret = c.key_secret;
+  o.timeout = c.store_timeout;
+  o.memory.max_keys = c.memory.max_keys;
+  return o;
+}
+
 redis::RedisEndpoint redis_endpoint(const config::StoreUrl& url) {
   redis::RedisEndpoint e;
   e.cluster = url.kind == config::StoreKind::kRedisCluster;

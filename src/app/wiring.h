@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "config/config.h"
 #include "config/values.h"
 #include "floodgate/clock.h"
 #include "floodgate/store.h"
@@ -26,6 +27,9 @@ struct OpenStoreOptions {
   Duration timeout = std::chrono::milliseconds(20);  // deadline of one decision (store_timeout)
   MemoryStoreOptions memory;                         // for memory://
 };
+
+// The options `config` gives the store it names (key_prefix, key_secret, store_timeout, memory).
+OpenStoreOptions store_options(const config::Config& config);
 
 // A Redis store URL (not memory://) as the Redis store's endpoint.
 redis::RedisEndpoint redis_endpoint(const config::StoreUrl& url);

@@ -161,12 +161,9 @@ void Decider::give_back(const Plan& plan, const Verdict& consumed) {
   // Every identity's refund is dated at the first identity's decision, which can only give back
   // less (docs/algorithms.md, "Refunds").
   const auto requests = plan.requests(plan.charges);
-  std::size_t offset = 0;
-  for (const DecideRequest& r : requests) {
-    const RefundRequest refund{
-        r.identity, r.charges, consumed.decided_at,
-        std::span<const Decision>(consumed.decisions).subspan(offset, r.charges.size())};
-    offset += r.charges.size();
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    const RefundRequest refund{requests[i].identity, requests[i].charges, consumed.decided_at,
+                               decisions_of(requests, i, consumed)};
     store_->refund(refund, [](Result<void>) {});
   }
 }

@@ -2,17 +2,10 @@
 
 #include <algorithm>
 
+#include "util/text.h"
+
 namespace fg::decide {
 namespace {
-
-bool ieq(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           const auto lower = [](char c) {
-             return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-           };
-           return lower(x) == lower(y);
-         });
-}
 
 // A policy's limit divided among `n` instances deciding alone, at least 1. If the division
 // breaks exactness bounds, the policy is kept whole (validate_policy accepted it as it is).
@@ -46,7 +39,7 @@ std::shared_ptr<Rules> make_rules(std::shared_ptr<const config::Config> config) 
   }
   const auto add_single = [&rules](const std::string& name) {
     for (const std::string& known : rules->single_fields) {
-      if (ieq(known, name)) return;
+      if (util::iequals(known, name)) return;
     }
     rules->single_fields.push_back(name);
   };
@@ -94,8 +87,8 @@ bool policy_matches(const config::Match& match, const Query& q) {
     if (!v) return false;
     if (match.header->value) {
       // A host is named case-insensitively, with or without a port or a trailing dot.
-      if (ieq(match.header->name, "Host")) {
-        if (!ieq(host_name(*v), host_name(*match.header->value))) return false;
+      if (util::iequals(match.header->name, "Host")) {
+        if (!util::iequals(host_name(*v), host_name(*match.header->value))) return false;
       } else if (*v != *match.header->value) {
         return false;
       }

@@ -3,17 +3,13 @@
 #include <algorithm>
 #include <boost/beast/core/string.hpp>
 
+#include "decide/plan.h"
 #include "util/text.h"
 
 namespace fg::http {
 namespace {
 
 std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
-
-bool ieq(std::string_view a, std::string_view b) {
-  return boost::beast::iequals(boost::beast::string_view(a.data(), a.size()),
-                               boost::beast::string_view(b.data(), b.size()));
-}
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -232,7 +228,8 @@ std::optional<std::string> canonicalize(Request& req, const std::vector<std::str
   if (target.empty() || target.front() != '/') {
     const std::size_t colon = target.find("://");
     const std::string_view scheme = target.substr(0, colon);
-    if (colon == std::string_view::npos || !(ieq(scheme, "http") || ieq(scheme, "https"))) {
+    if (colon == std::string_view::npos ||
+        !(util::iequals(scheme, "http") || util::iequals(scheme, "https"))) {
       return refuse("the request target must be a path (\"/...\") or an http(s) absolute URI");
     }
     const std::size_t start = colon + 3;
@@ -265,16 +262,14 @@ std::optional<std::string> canonicalize(Request& req, const std::vector<std::str
 }
 
 std::string canonical_host(std::string_view host) {
-  std::string out(host);
+  // "Example.COM.:80" -> "example.com:80"; "[::1]:80" stays. The name is what host_name() reads.
+  const std::string_view name = decide::host_name(host);
+  const std::size_t port = host.find(':', name.size());
+  std::string out(name);
   for (char& c : out) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
-  // "example.com.:80" -> "example.com:80"; "[::1]:80" stays.
-  const std::size_t colon = out.rfind(':');
-  const bool has_port = colon != std::string::npos && out.find(']', colon) == std::string::npos &&
-                        (out.front() == '[' || out.find(':') == colon);
-  const std::size_t name_end = has_port ? colon : out.size();
-  if (name_end > 1 && out[name_end - 1] == '.') out.erase(name_end - 1, 1);
+  if (port != std::string_view::npos) out += host.substr(port);
   return out;
 }
 

@@ -6,9 +6,9 @@
 #include <boost/beast/http/status.hpp>
 #include <nlohmann/json.hpp>
 
-#include "http/canonical.h"
 #include "decide/identity.h"
 #include "decide/plan.h"
+#include "http/canonical.h"
 #include "util/text.h"
 
 namespace fg::http {
@@ -19,11 +19,6 @@ constexpr std::string_view kServerName = "floodgate";
 // Longest /v1/check key: a key is a client name, not a payload. Longer keys are refused (400)
 // rather than hashed, so a caller always knows which key it decided on.
 constexpr std::size_t kMaxCheckKeyBytes = 1024;
-
-bool ieq(std::string_view a, std::string_view b) {
-  return boost::beast::iequals(boost::beast::string_view(a.data(), a.size()),
-                               boost::beast::string_view(b.data(), b.size()));
-}
 
 std::optional<std::string_view> find_header(const Request& r, std::string_view name) {
   const auto it = r.find(boost::beast::string_view(name.data(), name.size()));
@@ -72,7 +67,7 @@ std::string forwarded_for(const Request& req) {
 bool origin_allowed(const config::Config& c, std::string_view origin) {
   if (!c.cors || origin.empty()) return false;
   for (const std::string& o : c.cors->allow_origins) {
-    if (o == "*" || ieq(o, origin)) return true;
+    if (o == "*" || util::iequals(o, origin)) return true;
   }
   return false;
 }
@@ -97,7 +92,6 @@ Response preflight(const Request& req, const config::Config& c, std::string_view
 }
 
 }  // namespace
-
 
 Route check_route(const Request& req, const Runtime& rt) {
   Route out;
@@ -166,8 +160,8 @@ Response store_unavailable(const Request& req) {
 
 // A new client refused by a full memory store.
 Response at_capacity(const Request& req) {
-  Response r = problem_response(
-      req.version(), 503, "the rate limiter holds as many clients as it may; retry shortly");
+  Response r = problem_response(req.version(), 503,
+                                "the rate limiter holds as many clients as it may; retry shortly");
   r.set(beast_http::field::retry_after, "1");
   return r;
 }
@@ -368,10 +362,10 @@ Answer answer_check(const Request& req, const Route& route, const Runtime& rt,
                     const StoreOutcome& outcome) {
   Answer a = answer_decision(req, route, rt, outcome);
   if (auto body = check_outcome_json(route.charges.front().policy->name, outcome)) {
-    a.response = text_response(req.version(),
-                               outcome.served() ? beast_http::status::ok
-                                                : beast_http::status::too_many_requests,
-                               kJson, std::move(*body));
+    a.response = text_response(
+        req.version(),
+        outcome.served() ? beast_http::status::ok : beast_http::status::too_many_requests, kJson,
+        std::move(*body));
     add_fields(a.response, a.fields);
   }
   // No decision: a.response is already the problem answer (503, 500).

@@ -158,11 +158,7 @@ inline Running start_server(std::string_view yaml, std::shared_ptr<Store> store 
   o.store = std::move(store);
   if (!o.store && o.config->store.kind != config::StoreKind::kMemory) {
     // As `floodgate serve` does (app/wiring.h).
-    OpenStoreOptions so;
-    so.key_prefix = o.config->key_prefix;
-    so.key_secret = o.config->key_secret;
-    so.timeout = o.config->store_timeout;
-    auto opened = open_store(o.config->store, so, SystemClock::instance());
+    auto opened = open_store(o.config->store, store_options(*o.config), SystemClock::instance());
     EXPECT_TRUE(opened) << (opened ? "" : opened.error().message);
     if (!opened) return r;
     o.store = std::shared_ptr<Store>(std::move(*opened));

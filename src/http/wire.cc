@@ -12,11 +12,6 @@ namespace beast_http = boost::beast::http;
 
 std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
 
-bool ieq(std::string_view a, std::string_view b) {
-  return boost::beast::iequals(boost::beast::string_view(a.data(), a.size()),
-                               boost::beast::string_view(b.data(), b.size()));
-}
-
 // What every response says in Server.
 constexpr std::string_view kServerName = "floodgate";
 
@@ -68,7 +63,7 @@ bool transfer_encoding_acceptable(const Request::header_type& header) {
     if (element.empty()) continue;
     if (!std::all_of(element.begin(), element.end(), util::is_tchar)) return false;
     any = true;
-    last_chunked = ieq(element, "chunked");
+    last_chunked = util::iequals(element, "chunked");
     chunked += last_chunked ? 1 : 0;
   }
   return any && last_chunked && chunked == 1;

@@ -1,11 +1,12 @@
+#include "floodgate/store.h"
+
 #include <future>
-#include <optional>
 #include <memory>
-#include <vector>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "floodgate/limiter.h"
-#include "floodgate/store.h"
 
 namespace fg {
 
@@ -36,6 +37,13 @@ std::int64_t refund_cost(const RefundRequest& request, std::size_t i) {
   return consumed ? c.cost : 0;
 }
 
+std::span<const Decision> decisions_of(std::span<const DecideRequest> requests, std::size_t i,
+                                       const Verdict& verdict) {
+  std::size_t offset = 0;  // where request i's decisions start
+  for (std::size_t j = 0; j < i; ++j) offset += requests[j].charges.size();
+  return std::span<const Decision>(verdict.decisions).subspan(offset, requests[i].charges.size());
+}
+
 Result<Verdict> Store::decide_now(const DecideRequest& request) {
   std::optional<Result<Verdict>> out;
   if (completes_inline()) decide(request, [&out](Result<Verdict> v) { out = std::move(v); });
@@ -57,10 +65,10 @@ struct DecideAll {
   Store* store = nullptr;
   std::span<const DecideRequest> requests;
   DecideCallback done;
-  std::size_t next = 0;      // the request being decided
-  std::size_t denied = 0;    // requests.size() while every one so far allowed
-  Verdict verdict;           // decisions so far
-  std::vector<Charge> peek;  // a later request's charges at cost 0, after a denial
+  std::size_t next = 0;               // the request being decided
+  std::size_t denied = 0;             // requests.size() while every one so far allowed
+  Verdict verdict;                    // decisions so far
+  std::vector<Charge> peek;           // a later request's charges at cost 0, after a denial
   std::vector<Timestamp> decided_at;  // per request decided with its charges
 
   static void step(std::shared_ptr<DecideAll> st) {
@@ -86,8 +94,8 @@ struct DecideAll {
 
   // Gives back what the requests before the denied (or failed) one consumed, then answers.
   static void finish(std::shared_ptr<DecideAll> st, std::optional<Error> error) {
-    const std::size_t consumed =
-        error ? std::min(st->next, st->denied) : (st->denied == st->requests.size() ? 0 : st->denied);
+    const std::size_t consumed = error ? std::min(st->next, st->denied)
+                                       : (st->denied == st->requests.size() ? 0 : st->denied);
     refund_then(std::move(st), 0, consumed, std::move(error));
   }
 
@@ -104,12 +112,8 @@ struct DecideAll {
       if (!st->decided_at.empty()) st->verdict.decided_at = st->decided_at.front();
       return st->done(std::move(st->verdict));
     }
-    std::size_t offset = 0;  // where request i's decisions start
-    for (std::size_t j = 0; j < i; ++j) offset += st->requests[j].charges.size();
-    const RefundRequest r{
-        st->requests[i].identity, st->requests[i].charges, st->decided_at[i],
-        std::span<const Decision>(st->verdict.decisions).subspan(offset,
-                                                                 st->requests[i].charges.size())};
+    const RefundRequest r{st->requests[i].identity, st->requests[i].charges, st->decided_at[i],
+                          decisions_of(st->requests, i, st->verdict)};
     Store& store = *st->store;
     store.refund(r, [st = std::move(st), i, end, error = std::move(error)](Result<void>) mutable {
       refund_then(std::move(st), i + 1, end, std::move(error));

@@ -44,6 +44,18 @@ constexpr std::string_view trim_ows(std::string_view s) {
   return s;
 }
 
+// ASCII case-insensitive equality (header names, schemes, host names).
+constexpr bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
 // RFC 9110 tchar: ALPHA / DIGIT / "!#$%&'*+-.^_`|~".
 constexpr bool is_tchar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||

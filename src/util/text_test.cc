@@ -22,6 +22,14 @@ std::optional<std::string> decode(const std::string& escaped) {
   return j.get<std::string>();
 }
 
+TEST(Text, IequalsComparesAsciiCaseInsensitively) {
+  EXPECT_TRUE(iequals("X-API-Key", "x-api-key"));
+  EXPECT_TRUE(iequals("", ""));
+  EXPECT_FALSE(iequals("x-api-key", "x-api-kez"));
+  EXPECT_FALSE(iequals("abc", "abcd"));
+  EXPECT_FALSE(iequals("\xc3\xa9", "\xc3\x89"));  // ASCII only: no Unicode case folding
+}
+
 TEST(JsonString, EscapesQuotesBackslashesAndControls) {
   EXPECT_EQ(json_string(""), R"("")");
   EXPECT_EQ(json_string("per-minute"), R"("per-minute")");
