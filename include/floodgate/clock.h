@@ -43,6 +43,20 @@ class SystemClock final : public Clock {
   }
 };
 
+// Monotonic time (CLOCK_MONOTONIC) carried in a Timestamp: not a date, only differences mean
+// anything. For intervals that must not move when wall time steps (the deny cache).
+class MonotonicClock final : public Clock {
+ public:
+  Timestamp now() const override {
+    return Timestamp(std::chrono::duration_cast<Duration>(
+        std::chrono::steady_clock::now().time_since_epoch()));
+  }
+  static const MonotonicClock& instance() {
+    static const MonotonicClock clock;
+    return clock;
+  }
+};
+
 // A clock that moves only when told to. For tests and simulations.
 class ManualClock final : public Clock {
  public:

@@ -417,7 +417,7 @@ class Parser {
         fields(doc, "", 1,
                {"listen", "threads", "store", "store_timeout", "on_store_error", "local_fallback",
                 "trusted_proxies", "upstream", "upstream_timeout", "key_prefix", "cors", "identity",
-                "policies", "server", "memory", "access_log", "key_secret", "admin_listen",
+                "policies", "server", "memory", "deny_cache", "access_log", "key_secret", "admin_listen",
                 "check_api"},
                "a mapping of fields (listen, store, policies, ...)");
     if (!top) return std::nullopt;
@@ -505,6 +505,8 @@ class Parser {
             }
           }
         }
+      } else if (e.key == "deny_cache") {
+        parse_deny_cache(v, path, line, c);
       } else if (e.key == "access_log") {
         parse_access_log(v, path, line, c);
       } else if (e.key == "check_api") {
@@ -645,6 +647,26 @@ class Parser {
       add(line_of(origins->value, f->line), p, "must not be empty");
     }
     c.cors = std::move(cors);
+  }
+
+  // `deny_cache: false`, `true`, or `{enabled: true, max_entries: 100000}`.
+  void parse_deny_cache(const Node& v, const std::string& path, int line, Config& c) {
+    if (v.IsScalar()) {
+      if (auto b = bool_value(v, path, line)) c.deny_cache.enabled = *b;
+      return;
+    }
+    auto f = fields(v, path, line, {"enabled", "max_entries"},
+                    "true, false or {enabled, max_entries}");
+    if (!f) return;
+    c.deny_cache.enabled = true;
+    if (const auto* e = f->find("enabled")) {
+      if (auto b = bool_value(e->value, f->child("enabled"), f->line)) c.deny_cache.enabled = *b;
+    }
+    if (const auto* e = f->find("max_entries")) {
+      if (auto n = int_value(e->value, f->child("max_entries"), f->line, 1, kMaxDenyCacheEntries)) {
+        c.deny_cache.max_entries = static_cast<std::size_t>(*n);
+      }
+    }
   }
 
   // `access_log: true`, or `{enabled: true, redact: [api_key, token]}`.

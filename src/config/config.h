@@ -121,6 +121,18 @@ struct MemoryLimits {
   friend bool operator==(const MemoryLimits&, const MemoryLimits&) = default;
 };
 
+// The deny cache (`deny_cache:` in the file; decide/deny_cache.h): a denial from a shared store
+// answered again by this instance, without asking the store, until the earliest moment the store
+// could allow it.
+struct DenyCacheConfig {
+  bool enabled = true;
+  // Most plans (identity and policies) remembered; past it, older entries make room.
+  std::size_t max_entries = 50'000;
+
+  friend bool operator==(const DenyCacheConfig&, const DenyCacheConfig&) = default;
+};
+inline constexpr std::int64_t kMaxDenyCacheEntries = 10'000'000;
+
 inline constexpr int kMaxThreads = 1024;
 inline constexpr std::int64_t kMaxMemoryKeys = 100'000'000;  // ~30 GB at ~300 bytes a state
 inline constexpr Duration kMaxStoreTimeout = std::chrono::seconds(60);
@@ -154,6 +166,7 @@ struct Config {
   std::vector<PolicyConfig> policies;    // non-empty, unique names, in file order
   ServerLimits server;
   MemoryLimits memory;
+  DenyCacheConfig deny_cache;
   bool access_log = false;  // one JSON line per request on stdout
   // Query parameters whose values the access log shows as "REDACTED" (names compared
   // case-insensitively, after percent-decoding): `access_log: {enabled: true, redact: [...]}`.

@@ -50,11 +50,27 @@ Decider::Decider(DeciderOptions o)
       breaker_(o.breaker),
       probe_keys_(std::max(1, o.probe_keys)),
       clock_(o.clock),
+      monotonic_(o.monotonic),
       on_degraded_(std::move(o.on_degraded)) {}
+
+DenyCache* Decider::deny_cache(const Rules& rules) const {
+  return store_->completes_inline() ? nullptr : rules.deny_cache.get();
+}
 
 void Decider::decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
                      std::function<void(Outcome)> done) {
   const auto started_at = std::chrono::steady_clock::now();
+  std::int64_t asked_us = 0;
+  if (DenyCache* cache = deny_cache(rules)) {
+    asked_us = to_us(monotonic_->now());
+    if (std::optional<Verdict> cached = cache->lookup(plan, asked_us)) {
+      if (shard != nullptr) shard->on_deny_cache_hit();
+      Outcome out{std::move(*cached), std::nullopt, Degraded::kNo};
+      count(rules, plan, out, shard);
+      done(std::move(out));
+      return;
+    }
+  }
   if (!breaker_.allow(clock_->now())) {
     done(after_store(rules, plan, shard, fail(ErrorCode::kUnavailable, "circuit open"), false,
                      Duration::zero()));
@@ -63,8 +79,9 @@ void Decider::decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
   if (plan.identities.size() == 1) {  // the store copies the request: nothing to keep
     store_->decide(
         DecideRequest{plan.identities.front(), plan.charges},
-        [this, &rules, &plan, shard, started_at, done = std::move(done)](Result<Verdict> v) {
-          done(after_store(rules, plan, shard, std::move(v), true, since(started_at)));
+        [this, &rules, &plan, shard, started_at, asked_us,
+         done = std::move(done)](Result<Verdict> v) {
+          done(after_store(rules, plan, shard, std::move(v), true, since(started_at), asked_us));
         });
     return;
   }
@@ -75,8 +92,9 @@ void Decider::decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
   };
   auto call = std::make_shared<Call>(Call{plan.requests(plan.charges), std::move(done)});
   decide_all(*store_, call->requests,
-             [this, &rules, &plan, shard, call, started_at](Result<Verdict> v) {
-               call->done(after_store(rules, plan, shard, std::move(v), true, since(started_at)));
+             [this, &rules, &plan, shard, call, started_at, asked_us](Result<Verdict> v) {
+               call->done(after_store(rules, plan, shard, std::move(v), true, since(started_at),
+                                      asked_us));
              });
 }
 
@@ -97,11 +115,15 @@ Outcome Decider::decide_now(const Rules& rules, const Plan& plan, ThreadMetrics*
 }
 
 Outcome Decider::after_store(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
-                             Result<Verdict> verdict, bool asked, Duration latency) {
+                             Result<Verdict> verdict, bool asked, Duration latency,
+                             std::int64_t asked_us) {
   if (asked) {
     StoreResult result = StoreResult::kOk;
     if (verdict) {
       breaker_.on_success();
+      if (!verdict->allowed) {
+        if (DenyCache* cache = deny_cache(rules)) cache->remember(plan, *verdict, asked_us);
+      }
     } else if (is_store_outage(verdict.error())) {
       // (A full memory store refuses a new key with kResourceExhausted: that request's answer,
       // not an outage, so it never opens the breaker for every client.)
@@ -157,7 +179,8 @@ void Decider::count(const Rules& rules, const Plan& plan, const Outcome& out,
   }
 }
 
-void Decider::give_back(const Plan& plan, const Verdict& consumed) {
+void Decider::give_back(const Rules& rules, const Plan& plan, const Verdict& consumed) {
+  if (DenyCache* cache = deny_cache(rules)) cache->forget(plan);
   // Every identity's refund is dated at the first identity's decision, which can only give back
   // less (docs/algorithms.md, "Refunds").
   const auto requests = plan.requests(plan.charges);

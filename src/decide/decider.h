@@ -7,6 +7,9 @@
 //   the guard          a circuit breaker that answers at once while the store keeps failing and
 //                      lets a probe through now and then; a readiness probe over the store's
 //                      probe keys (any part of a cluster answering is enough);
+//   the deny cache     a denial the shared store gave is answered again without it until the
+//                      store could allow it (deny_cache.h; Rules::deny_cache, not for a store
+//                      that completes inline);
 //   on_store_error     allow (served, degraded), deny (refused) or local (a per-instance memory
 //                      limiter with divided limits), worked out once, here;
 //   the counting       the store result and latency, the per-policy decisions, the degraded
@@ -29,6 +32,7 @@
 
 #include "config/config.h"
 #include "decide/circuit_breaker.h"
+#include "decide/deny_cache.h"
 #include "decide/metrics.h"
 #include "decide/plan.h"
 #include "floodgate/clock.h"
@@ -63,6 +67,8 @@ struct DeciderOptions {
   // cluster: enough to reach every master whatever key_secret hashes them to).
   int probe_keys = 1;
   const Clock* clock = &SystemClock::instance();
+  // The deny cache's time: monotonic, so that a step of wall time never lengthens a denial.
+  const Clock* monotonic = &MonotonicClock::instance();
   // Called for every degraded decision (the server logs them, rate limited).
   std::function<void(const Error& why, config::OnStoreError answered)> on_degraded;
 };
@@ -82,8 +88,9 @@ class Decider {
   Outcome decide_now(const Rules& rules, const Plan& plan, ThreadMetrics* shard);
 
   // Gives back what `consumed` (an allowed verdict of `plan`) took, when the request was not
-  // served after all (its body could not be read). Fire and forget.
-  void give_back(const Plan& plan, const Verdict& consumed);
+  // served after all (its body could not be read), and forgets the plan's cached denial. Fire
+  // and forget.
+  void give_back(const Rules& rules, const Plan& plan, const Verdict& consumed);
 
   // Asks whether any part of the store answers, over up to probe_keys keys (cost 0: nothing is
   // consumed); closes the breaker when it does. `done(ok)` once. For /readyz.
@@ -98,7 +105,10 @@ class Decider {
 
  private:
   Outcome after_store(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
-                      Result<Verdict> verdict, bool asked, Duration latency);
+                      Result<Verdict> verdict, bool asked, Duration latency,
+                      std::int64_t asked_us = 0);
+  // The rules' deny cache when this decider uses one (a store that does not complete inline).
+  DenyCache* deny_cache(const Rules& rules) const;
   void count(const Rules& rules, const Plan& plan, const Outcome& out, ThreadMetrics* shard);
   void probe_from(int i, std::shared_ptr<std::function<void(Result<void>)>> done);
 
@@ -107,6 +117,7 @@ class Decider {
   CircuitBreaker breaker_;
   int probe_keys_;
   const Clock* clock_;
+  const Clock* monotonic_;
   std::function<void(const Error&, config::OnStoreError)> on_degraded_;
   Metrics* metrics_ = nullptr;
   std::atomic<bool> store_ok_{true};

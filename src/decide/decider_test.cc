@@ -153,7 +153,7 @@ TEST_F(DeciderTest, GiveBackReturnsWhatAnAllowedOutcomeTook) {
   const Outcome o = once(*rules, p);
   ASSERT_TRUE(o.verdict && o.verdict->allowed);
   EXPECT_EQ(o.verdict->decisions[0].remaining, 3);
-  decider->give_back(p, *o.verdict);
+  decider->give_back(*rules, p, *o.verdict);
   EXPECT_EQ(once(*rules, p).verdict->decisions[0].remaining, 3);  // not 2
 }
 

@@ -255,6 +255,8 @@ void ThreadMetrics::on_connection_close() { bump(connections_closed_); }
 
 void ThreadMetrics::on_connection_rejected() { bump(connections_rejected_); }
 
+void ThreadMetrics::on_deny_cache_hit() { bump(deny_cache_hits_); }
+
 // --- Metrics -------------------------------------------------------------------------------------
 
 Metrics::Metrics(std::size_t shards)
@@ -331,7 +333,7 @@ std::string Metrics::render() const {
   std::uint64_t latency_sum_us = 0;
   std::array<std::uint64_t, T::kDegradedModes> degraded{};
   std::array<std::uint64_t, T::kUpstreamResults> upstream{};
-  std::uint64_t opened = 0, closed = 0, rejected = 0;
+  std::uint64_t opened = 0, closed = 0, rejected = 0, deny_cache_hits = 0;
 
   for (std::size_t s = 0; s < shard_count_; ++s) {
     const ThreadMetrics& m = shards_[s];
@@ -353,6 +355,7 @@ std::string Metrics::render() const {
     closed += read(m.connections_closed_);
     opened += read(m.connections_opened_);
     rejected += read(m.connections_rejected_);
+    deny_cache_hits += read(m.deny_cache_hits_);
   }
 
   std::string out;
@@ -425,6 +428,9 @@ std::string Metrics::render() const {
   append_fixed_family(out, "floodgate_degraded_decisions_total",
                       "Requests answered without the store, by on_store_error mode.", "mode",
                       kDegradedModeNames, degraded);
+  append_header(out, "floodgate_deny_cache_hits_total", "counter",
+                "Requests denied again from the deny cache, without a store call.");
+  append_sample(out, "floodgate_deny_cache_hits_total", deny_cache_hits);
   append_fixed_family(out, "floodgate_upstream_requests_total",
                       "Requests proxied to the upstream, by result.", "result",
                       kUpstreamResultNames, upstream);

@@ -15,6 +15,8 @@
 //   store_latency_seconds                  histogram of every store call except circuit_open
 //                                          (no call was made); buckets kStoreLatencyBuckets
 //   degraded_decisions_total{mode}         counter; allow | deny | local, always all three
+//   deny_cache_hits_total                  counter, requests denied from the deny cache, without
+//                                          a store call (decide/deny_cache.h)
 //   upstream_requests_total{result}        counter; ok | unavailable | timeout, always all three
 //   connections_total                      counter, connections accepted
 //   connections_rejected_total             counter, connections refused over max_connections
@@ -196,6 +198,8 @@ class alignas(kShardAlignment) ThreadMetrics {
   void on_store(StoreResult r, Duration latency);
   // floodgate_degraded_decisions_total{mode=...}.
   void on_degraded(DegradedMode m);
+  // floodgate_deny_cache_hits_total.
+  void on_deny_cache_hit();
   // floodgate_upstream_requests_total{result=...}.
   void on_upstream(UpstreamResult r);
   // floodgate_connections_total, and the gauge floodgate_open_connections +1.
@@ -223,6 +227,7 @@ class alignas(kShardAlignment) ThreadMetrics {
   std::array<Counter, kBuckets> latency_buckets_{};  // per bucket, not cumulative
   Counter latency_sum_us_{0};
   std::array<Counter, kDegradedModes> degraded_{};
+  Counter deny_cache_hits_{0};
   std::array<Counter, kUpstreamResults> upstream_{};
   Counter connections_opened_{0};
   Counter connections_closed_{0};

@@ -169,6 +169,9 @@ floodgate_store_latency_seconds_count 6
 floodgate_degraded_decisions_total{mode="allow"} 1
 floodgate_degraded_decisions_total{mode="deny"} 0
 floodgate_degraded_decisions_total{mode="local"} 0
+# HELP floodgate_deny_cache_hits_total Requests denied again from the deny cache, without a store call.
+# TYPE floodgate_deny_cache_hits_total counter
+floodgate_deny_cache_hits_total 0
 # HELP floodgate_upstream_requests_total Requests proxied to the upstream, by result.
 # TYPE floodgate_upstream_requests_total counter
 floodgate_upstream_requests_total{result="ok"} 2
@@ -241,7 +244,8 @@ TEST(Metrics, EmptyPageHasEveryFamilyAndTheFixedSeries) {
   for (const char* family :
        {"floodgate_http_requests_total", "floodgate_decisions_total",
         "floodgate_store_requests_total", "floodgate_store_latency_seconds",
-        "floodgate_degraded_decisions_total", "floodgate_upstream_requests_total",
+        "floodgate_degraded_decisions_total", "floodgate_deny_cache_hits_total",
+        "floodgate_upstream_requests_total",
         "floodgate_connections_total", "floodgate_connections_rejected_total",
         "floodgate_open_connections", "floodgate_config_reloads_total", "floodgate_draining",
         "floodgate_store_circuit_open", "floodgate_memory_store_keys",

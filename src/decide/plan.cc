@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "decide/deny_cache.h"
 #include "util/text.h"
 
 namespace fg::decide {
@@ -55,6 +56,9 @@ std::shared_ptr<Rules> make_rules(std::shared_ptr<const config::Config> config) 
   }
   rules->check_api_policy = config->check_api_policy;
   rules->check_api_local_policy = divided(config->check_api_policy, n);
+  if (config->deny_cache.enabled) {
+    rules->deny_cache = std::make_shared<DenyCache>(config->deny_cache.max_entries);
+  }
   rules->config = std::move(config);
   return rules;
 }

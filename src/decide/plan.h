@@ -28,6 +28,8 @@
 
 namespace fg::decide {
 
+class DenyCache;
+
 // A loaded configuration, ready for requests. Built once per (re)load, then shared read-only.
 struct Rules {
   std::shared_ptr<const config::Config> config;
@@ -42,6 +44,10 @@ struct Rules {
   // The check API's limit per caller (config check_api_policy), and its local form.
   Policy check_api_policy;
   Policy check_api_local_policy;
+  // The denials this configuration's store gave, answered again without it (deny_cache.h); null
+  // when `deny_cache` is off. The one mutable part (internally synchronized): a reload starts
+  // with an empty one.
+  std::shared_ptr<DenyCache> deny_cache;
 };
 
 // The Rules for `config`: local policies computed, metric_ids empty.

@@ -99,7 +99,7 @@ auto Server::Impl::decided(Request& req, Exchange& x, const decide::Outcome& so)
 
 auto Server::Impl::give_back(Exchange& x) -> void {
   if (!x.consumed) return;
-  decider->give_back(x.route, *x.consumed);
+  decider->give_back(*x.rt, x.route, *x.consumed);
   x.consumed.reset();
 }
 
