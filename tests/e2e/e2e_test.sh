@@ -221,6 +221,19 @@ case $case_name in
     b=$(instance_metric 2 'floodgate_decisions_total\{policy="hourly"')
     echo "figure: decisions per instance: $a and $b"
     ((a > 0 && b > 0)) || fail "one instance decided nothing ($a, $b): the balancer did not spread"
+    # The key is now hot: 100 more requests are all 429, and each instance answers its repeats
+    # from its deny cache (docs/operations.md) instead of asking Redis again.
+    redis_calls() { echo $(($(instance_metric 1 '^floodgate_redis_calls_total') + $(instance_metric 2 '^floodgate_redis_calls_total'))); }
+    calls_before=$(redis_calls)
+    seq 100 | xargs -P 4 -I{} curl -s -o /dev/null -m 10 -H "X-API-Key: shared" \
+      -w '%{http_code}\n' "$url/api/x" >"$run/hot"
+    hot_limited=$(grep -c '^429$' "$run/hot" || true)
+    calls=$(($(redis_calls) - calls_before))
+    hits=$(($(instance_metric 1 '^floodgate_deny_cache_hits_total') + $(instance_metric 2 '^floodgate_deny_cache_hits_total')))
+    echo "figure: hot key, 100 more requests: $hot_limited limited, $hits from the deny cache, $calls Redis calls"
+    [[ $hot_limited == 100 ]] || fail "$hot_limited of 100 limited on a spent key"
+    ((hits >= 90)) || fail "only $hits of 100 repeats answered by the deny cache"
+    ((calls <= 10)) || fail "$calls Redis calls for 100 repeats of a denied key"
     ;;
 
   https)
