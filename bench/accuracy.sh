@@ -156,6 +156,15 @@ degraded_allowed() {  # floodgate_degraded_decisions_total{mode="allow"} over bo
   done
   echo "$sum"
 }
+deny_cache_hits() {  # floodgate_deny_cache_hits_total over both instances
+  local i sum=0 v
+  for i in 1 2; do
+    v=$(curl -s -m 2 "http://127.0.0.1:$((FG_INSTANCE_PORT + i - 1))/metrics" |
+      awk '$1 == "floodgate_deny_cache_hits_total" {print $2}')
+    sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
 decisions_on() {  # decisions_on INSTANCE POLICY: every decision of POLICY on that instance
   curl -s -m 2 "http://127.0.0.1:$((FG_INSTANCE_PORT + $1 - 1))/metrics" |
     awk -v p="floodgate_decisions_total{policy=\"$2\"," 'index($1, p) == 1 {s += $2} END {print s + 0}'
@@ -280,13 +289,14 @@ total_rate=0  # requests/s through HAProxy on one key, measured in the first run
 # concurrency_table LABEL: one row per algorithm and period: prints markdown rows.
 concurrency_rows() {
   local label=$1 a s kind limit period key t0 t1 counts ok deg lim una oth err req before after
-  local admitted ex beyond i1 i2 d1 d2 bad deg_before deg_after fail_open nob
+  local admitted ex beyond i1 i2 d1 d2 bad deg_before deg_after fail_open nob hits_before
   for a in "${algorithms[@]}"; do
     for kind in long short; do
       s=$(short "$a")
       if [[ $kind == long ]]; then limit=$LONG_LIMIT period=3600000000; else limit=$SHORT_LIMIT period=1000000; fi
       key="acc-$run_id-$label-$s-$kind"
       before=$(decisions "$s-$kind" allowed) deg_before=$(degraded_allowed)
+      hits_before=$(deny_cache_hits)
       i1=$(decisions_on 1 "$s-$kind") i2=$(decisions_on 2 "$s-$kind")
       t0=$(redis_now_us)
       counts=$(load "/api/$s-$kind/x" "$key" "$DURATION" "$CONNECTIONS") || die "$label $a $kind: load failed"
@@ -310,6 +320,9 @@ concurrency_rows() {
         "$limit per $([[ $kind == long ]] && echo 1 h || echo 1 s)" \
         "$(awk -v d=$((t1 - t0)) 'BEGIN {printf "%.3f", d / 1e6}')" "$req" "$((ok + deg))" "$lim" "$err" \
         "$d1" "$d2" "$fail_open" "$admitted" "$ex" "$beyond"
+      # Beside the table: how many of the 429s the deny caches answered without Redis.
+      printf '| %s | %s | %d | %d |\n' "$a" "$s-$kind" "$lim" "$(($(deny_cache_hits) - hits_before))" \
+        >>"$work/$label-hits"
       log "$label $a $kind: $req requests, $admitted admitted, exact $ex, beyond $beyond"
     done
   done
@@ -459,6 +472,14 @@ awk -v a="$off1" -v b="$off2" 'BEGIN {exit !((a > 2 || a < -2) && (b > 2 || b < 
 concurrency_rows skew >"$work/b.md"
 stack_down
 
+log "(a) again without the deny cache"
+{ echo "deny_cache: false"; cat "$work/main.yaml"; } >"$work/nocache.yaml"
+"$FLOODGATE" validate "$work/nocache.yaml" >/dev/null || die "the generated config is invalid"
+stack_up "$work/nocache.yaml"
+wait_both_routed
+concurrency_rows nocache >"$work/a0.md"
+stack_down
+
 # (c): the failover limit is about 1.5 s of one key's share of the measured rate (4 loads at
 # once), so that the master dies while the limit is still being drawn down (its last writes are
 # in flight) and the limit runs out after the promotion (which takes ~3-5 s here).
@@ -545,6 +566,18 @@ $(cat "$work/a.md")
 
 $(beyond_summary "$work/a.md")
 $(cat "$work/find-a.md")
+
+### The deny cache changes no admission
+
+(a) ran with each instance's deny cache on (the default): a 429 from Redis is answered again by
+that instance, without Redis, until its \`Retry-After\` is over (docs/operations.md). The same
+loads ran again on a fresh stack with \`deny_cache: false\`:
+
+| algorithm | policy | 429s with the cache | of which from the deny cache | admitted with the cache | admitted without | exact without | beyond without |
+|---|---|--:|--:|--:|--:|--:|--:|
+$(cat "$work/find-cache-rows.md")
+
+$(cat "$work/find-cache.md")
 
 Both instances decide for the same key at the same time (the decisions column); each decision is
 one \`FCALL\` that reads the state, Redis \`TIME\`, decides and writes, atomically on the master

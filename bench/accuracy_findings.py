@@ -181,20 +181,55 @@ def section_d(window):
     return out, violations
 
 
+def section_cache(a, a0, hits_path):
+    """(a) with the deny cache against (a) without it: rows, and the finding."""
+    hits = {}
+    if os.path.exists(hits_path):
+        for r in rows(hits_path):
+            if len(r) == 4:
+                hits[(r[0], r[1])] = (num(r[2]), num(r[3]))
+    without = {(r["algorithm"], r["policy"]): r for r in a0}
+    out_rows, beyond_with, beyond_without, cached = [], 0, 0, 0
+    for r in a:
+        r0 = without.get((r["algorithm"], r["policy"]))
+        short = {"token_bucket": "tb", "gcra": "gcra", "sliding_window": "sw",
+                 "fixed_window": "fw"}[r["algorithm"]]
+        kind = "long" if r["policy"].endswith("1 h") else "short"
+        lim, hit = hits.get((r["algorithm"], f"{short}-{kind}"), (0, 0))
+        cached += hit
+        beyond_with += num(r["beyond"])
+        if r0:
+            beyond_without += num(r0["beyond"])
+        out_rows.append(f"| {r['algorithm']} | {r['policy']} | {lim} | {hit} | {r['admitted']} | "
+                        f"{r0['admitted'] if r0 else '-'} | {r0['exact'] if r0 else '-'} | "
+                        f"{r0['beyond'] if r0 else '-'} |")
+    text = (f"Over these rows the deny caches answered {cached} 429s without Redis. Admitted beyond "
+            f"exact: {beyond_with} with the cache, {beyond_without} without it")
+    if beyond_with == 0 and beyond_without == 0:
+        text += ": with and without it, every row admitted within the exact allowance."
+    else:
+        text += "."
+    return "\n".join(out_rows), text
+
+
 def main():
     work = sys.argv[1]
     a = concurrency(os.path.join(work, "a.md"))
+    a0 = concurrency(os.path.join(work, "a0.md"))
+    cache_rows, cache_text = section_cache(a, a0, os.path.join(work, "concurrency-hits"))
     b = concurrency(os.path.join(work, "b.md"))
     summary_path = os.path.join(work, "fo-summary")
     summary = open(summary_path).read().splitlines() if os.path.exists(summary_path) else []
     d, violations = section_d(os.path.join(work, "window.md"))
-    for label, rs in (("(a)", a), ("(b)", b)):
+    for label, rs in (("(a)", a), ("(b)", b), ("(a) without the deny cache", a0)):
         for r in rs:
             if num(r["beyond"]) > 0:
                 violations.append(f"{label} {r['algorithm']} {r['policy']}: admitted "
                                   f"{r['admitted']}, exact {r['exact']}, beyond {r['beyond']}")
     files = {
         "find-a.md": section_a(a),
+        "find-cache-rows.md": cache_rows,
+        "find-cache.md": cache_text,
         "find-b.md": section_b(a, b),
         "find-c.md": section_c(os.path.join(work, "c.md"), summary),
         "find-d-exact.md": d["exact"],
