@@ -573,8 +573,8 @@ $(cat "$work/find-a.md")
 that instance, without Redis, until its \`Retry-After\` is over (docs/operations.md). The same
 loads ran again on a fresh stack with \`deny_cache: false\`:
 
-| algorithm | policy | 429s with the cache | of which from the deny cache | admitted with the cache | admitted without | exact without | beyond without |
-|---|---|--:|--:|--:|--:|--:|--:|
+| algorithm | policy | 429s with the cache | from the deny cache | admitted with the cache | exact | admitted without | exact | beyond without |
+|---|---|--:|--:|--:|--:|--:|--:|--:|
 $(cat "$work/find-cache-rows.md")
 
 $(cat "$work/find-cache.md")

@@ -201,9 +201,12 @@ def section_cache(a, a0, hits_path):
         if r0:
             beyond_without += num(r0["beyond"])
         out_rows.append(f"| {r['algorithm']} | {r['policy']} | {lim} | {hit} | {r['admitted']} | "
+                        f"{r['exact']} | "
                         f"{r0['admitted'] if r0 else '-'} | {r0['exact'] if r0 else '-'} | "
                         f"{r0['beyond'] if r0 else '-'} |")
-    text = (f"Over these rows the deny caches answered {cached} 429s without Redis. Admitted beyond "
+    text = (f"Over these rows the deny caches answered {cached} requests with 429 without Redis "
+            "(counted by the instances; wrk does not count the answers still in flight when it "
+            "stops, so a row's two counts can differ by a few). Admitted beyond "
             f"exact: {beyond_with} with the cache, {beyond_without} without it")
     if beyond_with == 0 and beyond_without == 0:
         text += ": with and without it, every row admitted within the exact allowance."
