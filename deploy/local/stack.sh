@@ -198,10 +198,27 @@ status() {
       echo "fg$i       not running"
     fi
   done
-  [[ -f $run_dir/redis/url ]] && echo "redis     $(cat "$run_dir/redis/url") (+ 3 replicas)"
+  if [[ -f $run_dir/redis/url ]]; then echo "redis     $(cat "$run_dir/redis/url") (+ 3 replicas)"; fi
+  echo "health    $(health)"
+}
+
+# HAProxy's view of the instances in words: "fg1 up, fg2 up" (from its health checks).
+health() {
+  local line
   if [[ -S $run_dir/haproxy.sock ]] && command -v socat >/dev/null; then
-    echo "show servers state floodgate" | socat - "UNIX-CONNECT:$run_dir/haproxy.sock" || true
+    line=$(echo "show stat" | socat - "UNIX-CONNECT:$run_dir/haproxy.sock" 2>/dev/null |
+      awk -F, '$1 == "floodgate" && $2 ~ /^fg[0-9]+$/ {
+        st = $18
+        if (st == "UP") w = "up"
+        else if (st == "DOWN") w = "down"
+        else if (st ~ /^UP /) w = "up, failing its checks"
+        else if (st ~ /^DOWN /) w = "down, passing its checks"
+        else if (st ~ /MAINT/) w = "in maintenance"
+        else if (st == "no check") w = "up (not checked)"
+        else w = tolower(st)
+        printf "%s%s %s", sep, $2, w; sep = ", " }')
   fi
+  echo "${line:-unknown (no answer on the HAProxy admin socket)}"
 }
 
 case ${1:-} in
@@ -215,12 +232,24 @@ case ${1:-} in
     trap 'down; exit 0' INT TERM
     trap 'down' ERR
     up
+    instance_urls=""
+    for ((i = 1; i <= instances; i++)); do
+      instance_urls+="${instance_urls:+, }fg$i http://127.0.0.1:$(port_of "$i")"
+    done
+    # HAProxy's first checks take a moment: wait (at most 10 s) until they have settled.
+    for _ in $(seq 40); do
+      h=$(health)
+      [[ $h == *"fg$instances "* && $h != *"unknown"* && $h != *", failing"* && $h != *", passing"* ]] && break
+      sleep 0.25
+    done
     cat <<EOF
 
 floodgate is running: HAProxy -> $instances instances -> a Redis Cluster (3 masters + 3 replicas).
 
-  http://127.0.0.1:$http_port      https://127.0.0.1:$https_port (self-signed: --cacert $run_dir/tls/ca.pem)
-$(status)
+  load balancer  http://127.0.0.1:$http_port   https://127.0.0.1:$https_port (self-signed: --cacert $run_dir/tls/ca.pem)
+  instances      $instance_urls (each with /metrics, /readyz)
+  redis          $(cat "$run_dir/redis/url") (+ 3 replicas)
+  health         $(health)
 
 Try, in another terminal:
 

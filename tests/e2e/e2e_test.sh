@@ -199,6 +199,14 @@ expect_all_answered() {
   [[ $bad == 0 ]] || fail "$bad requests failed: $(grep -vE '^(200|429) ' "$1" | sort | uniq -c)"
 }
 
+listening_any() {  # listening_any PORT...: whether any of the ports accepts a connection
+  local p
+  for p in "$@"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then return 0; fi
+  done
+  return 1
+}
+
 instance_metric() {  # instance_metric N REGEX: the sum of matching sample values on instance N
   curl -s "http://127.0.0.1:$((FG_INSTANCE_PORT + $1 - 1))/metrics" |
     grep -E "$2" | awk '{s += $NF} END {print s + 0}'
@@ -234,6 +242,38 @@ case $case_name in
     [[ $hot_limited == 100 ]] || fail "$hot_limited of 100 limited on a spent key"
     ((hits >= 90)) || fail "only $hits of 100 repeats answered by the deny cache"
     ((calls <= 10)) || fail "$calls Redis calls for 100 repeats of a denied key"
+    ;;
+
+  run_output)
+    # `make run` (stack.sh run) tells a person what runs where, the URLs, what to try and how to
+    # stop, with HAProxy's health checks in words; no raw tables. Ctrl-C (here TERM: a background
+    # job ignores INT) stops everything.
+    write_config 100 allow
+    "$stack" run >"$run/run.out" 2>"$run/run.err" &
+    runner=$!
+    for _ in $(seq $((120 * time_scale))); do
+      grep -q 'Ctrl-C stops everything' "$run/run.out" && break
+      kill -0 "$runner" 2>/dev/null || break
+      sleep 0.5
+    done
+    cat "$run/run.out"
+    grep -q 'Ctrl-C stops everything' "$run/run.out" || fail "stack.sh run printed no welcome: $(cat "$run/run.err")"
+    grep -qE "^  health +fg1 up, fg2 up$" "$run/run.out" || fail "health not in words: $(grep health "$run/run.out")"
+    grep -q "^  load balancer  http://127.0.0.1:$FG_HTTP_PORT " "$run/run.out" || fail "no load balancer URL"
+    grep -q "fg2 http://127.0.0.1:$((FG_INSTANCE_PORT + 1))" "$run/run.out" || fail "no instance URL"
+    if grep -qE '^[0-9]+$|be_id|srv_op_state|^# ' "$run/run.out"; then
+      fail "raw HAProxy output among the friendly lines: $(grep -E '^[0-9]+$|be_id|srv_op_state|^# ' "$run/run.out")"
+    fi
+    kill -TERM "$runner"
+    for _ in $(seq 60); do kill -0 "$runner" 2>/dev/null || break; sleep 0.5; done
+    if kill -0 "$runner" 2>/dev/null; then
+      fail "stack.sh run still running 30 s after TERM"
+      kill -KILL "$runner" 2>/dev/null || true
+    fi
+    wait "$runner" 2>/dev/null || true
+    if listening_any "$FG_HTTP_PORT" "$FG_INSTANCE_PORT" "$((FG_INSTANCE_PORT + 1))"; then
+      fail "something still listens after Ctrl-C"
+    fi
     ;;
 
   https)
