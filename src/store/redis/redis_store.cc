@@ -114,9 +114,9 @@ void add_counters(RedisStoreStats& s, const Counters& c) {
 struct Shared {
   RedisStoreOptions options;
   bool cluster = false;
-  std::string load_command;           // FUNCTION LOAD REPLACE <library>
-  std::string cluster_slots_command;  // CLUSTER SLOTS
-  std::string asking_command;         // ASKING
+  std::vector<std::string> load_commands;  // library_load_commands(): MULTI .. EXEC
+  std::string cluster_slots_command;       // CLUSTER SLOTS
+  std::string asking_command;              // ASKING
   std::shared_ptr<asio::ssl::context> tls;
   TagKey tag_key;  // from options.key_secret
 };
@@ -169,7 +169,7 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
     o.user = shared_->options.url.user;
     o.password = shared_->options.url.password;
     o.db = shared_->cluster ? 0 : shared_->options.url.db;
-    o.init_commands.push_back(shared_->load_command);
+    o.init_commands = shared_->load_commands;
     o.connect_timeout = shared_->options.connect_timeout;
     o.stall_timeout = shared_->options.stall_timeout;
     o.counters = &counters_.connections;
@@ -343,7 +343,7 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
   void on_reply(int tag, Result<Reply> reply, bool sent) override {
     if (finished_) return;
     if (tag == kTagLoad) {
-      if (reply && reply->is_error()) load_error_ = reply->str;
+      if (reply) note_load_reply(*reply);
       return;
     }
     if (tag != kTagDecide) return;  // ASKING: the FCALL right after it reports what matters
@@ -367,10 +367,24 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
       finish(ok ? Result<Verdict>(Verdict{}) : Result<Verdict>(tl::unexpected(ok.error())));
       return;
     }
-    finish(parse_decide_reply(*reply, policies_));
+    auto verdicts = parse_decide_batch_reply(*reply, std::span<const std::size_t>(&policies_, 1));
+    if (!verdicts) {
+      finish(tl::unexpected(std::move(verdicts.error())));
+      return;
+    }
+    finish(std::move(verdicts->front()));
   }
 
  private:
+  // An error among the replies to library_load_commands() (EXEC's array holds the LOAD's),
+  // except FUNCTION DELETE's "Library not found": there was no floodgate_v2 to replace.
+  void note_load_reply(const Reply& reply) {
+    if (reply.is_error()) load_error_ = reply.str;
+    for (const Reply& e : reply.elements) {
+      if (e.is_error() && e.str.find("Library not found") == std::string::npos) load_error_ = e.str;
+    }
+  }
+
   void on_error_reply(const std::string& error) {
     Counters& counters = ctx_->counters();
     if (auto redirect = parse_redirect(error)) {
@@ -417,7 +431,12 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
     Connection& conn = ctx_->connection(node);
     auto self = shared_from_this();
     // Order matters: ASKING applies to the next command only, so it goes right before FCALL.
-    if (reload) conn.request(ctx_->shared().load_command, deadline_, self, kTagLoad);
+    // The load commands go back to back: nothing else may land inside their MULTI.
+    if (reload) {
+      for (const std::string& c : ctx_->shared().load_commands) {
+        conn.request(c, deadline_, self, kTagLoad);
+      }
+    }
     if (asking) conn.request(ctx_->shared().asking_command, deadline_, self, kTagAsking);
     conn.request(command_, deadline_, std::move(self), kTagDecide);
   }
@@ -584,7 +603,7 @@ Result<std::unique_ptr<RedisStore>> RedisStore::make(const RedisStoreOptions& op
   auto shared = std::make_shared<Shared>();
   shared->options = options;
   shared->cluster = options.url.cluster;
-  shared->load_command = format_command({"FUNCTION", "LOAD", "REPLACE", library_code()});
+  shared->load_commands = library_load_commands();
   shared->cluster_slots_command = format_command({"CLUSTER", "SLOTS"});
   shared->asking_command = format_command({"ASKING"});
   shared->tag_key = make_tag_key(options.key_secret);
@@ -635,11 +654,13 @@ void RedisStore::decide(const DecideRequest& request, DecideCallback done) {
     return;
   }
   const Shared& shared = *impl_->shared;
-  int slot = 0;
-  std::string command = format_decide_command(shared.options.key_prefix, shared.tag_key,
-                                              request.identity, request.charges, &slot);
+  const EncodedDecision encoded =
+      encode_decision(shared.options.key_prefix, shared.tag_key, request.identity, request.charges);
+  std::string command;
+  const EncodedDecision* items[] = {&encoded};
+  append_decide_batch(command, items);
   auto op =
-      std::make_shared<DecideOp>(std::move(command), slot, request.charges.size(),
+      std::make_shared<DecideOp>(std::move(command), encoded.slot, request.charges.size(),
                                  SteadyClock::now() + shared.options.timeout, std::move(done));
   if (ThreadContext* ctx = bound_context(impl_->id)) {
     ctx->run(op);
@@ -658,8 +679,8 @@ void RedisStore::refund(const RefundRequest& request, RefundCallback done) {
   int slot = 0;
   std::string command =
       format_refund_command(shared.options.key_prefix, shared.tag_key, request, &slot);
-  auto op = std::make_shared<DecideOp>(std::move(command), slot,
-                                       SteadyClock::now() + shared.options.timeout, std::move(done));
+  auto op = std::make_shared<DecideOp>(
+      std::move(command), slot, SteadyClock::now() + shared.options.timeout, std::move(done));
   if (ThreadContext* ctx = bound_context(impl_->id)) {
     ctx->run(op);
     return;
