@@ -15,7 +15,7 @@
 // The request (identity, charges) is encoded before decide() returns. The callback may run before
 // decide() returns only for kInvalidArgument (a request without charges, a cost out of range).
 //
-// A refund (store.h) is one FCALL of fg_refund_v2 on the same keys, sent exactly as a decision
+// A refund (store.h) is one FCALL of fg_refund_v3 on the same keys, sent exactly as a decision
 // is: the same connections, pipelining, routing, redirections, retries and deadline.
 //
 // Cluster. The slot map comes from CLUSTER SLOTS (any known node, the seeds first) and is kept
