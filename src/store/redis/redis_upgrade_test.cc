@@ -73,7 +73,7 @@ Result<Verdict> new_decide(Store& store, std::string_view identity,
   return decide_and_wait(store, DecideRequest{identity, charges});
 }
 
-bool is_packed(const std::string& v) { return v.size() == 25 && v[0] == 3; }
+bool is_packed(const std::string& v) { return v.size() == 33 && v[0] == 4; }
 bool is_text(const std::string& v) { return v.find(':') != std::string::npos && !is_packed(v); }
 
 TEST(RollingUpgrade, OldAndNewInstancesTogetherAdmitExactlyTheLimit) {

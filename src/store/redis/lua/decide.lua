@@ -12,7 +12,7 @@
 --
 -- Cost: this is the hot path of every decision, so each algorithm is one straight-line body
 -- returning its figures as multiple values (no table per policy), the state is read and
--- written as 25 bytes of struct.pack (no string.format, no pattern match), and the only tables
+-- written as 33 bytes of struct.pack (no string.format, no pattern match), and the only tables
 -- built per call are the ones Redis needs: MGET's reply and ours (bench/redis_cpu.sh).
 --
 -- FCALL fg_decide_v3 <keys> key.. now_us m  (n_1, (alg cost shadow p1 p2 p3) x n_1) .. (n_m, ..)
@@ -47,16 +47,27 @@
 --                 reply: allowed, most restrictive, now_us, then 6 per policy as above
 --   fg_refund_v2  as fg_refund_v3
 --
--- State: one string per key, written with PX = its ttl (the time until it is equivalent to no
--- state), so idle identities cost no memory; a denied request writes nothing. Written as
--- struct.pack('<Bi8i8i8', 3, a, b, c): a version byte 3, then a, b, c as little-endian signed
--- 64-bit integers (25 bytes). Read: that, or the text "a:b:c" floodgate_v2 wrote (so states
--- survive the upgrade); anything else decides as no state. To read one by hand (docs/redis.md):
+-- State: one string per key, which must live until its state is equivalent to no state (its
+-- ttl: reset_after), so idle identities cost no memory; a denied request writes nothing.
+-- Written as struct.pack('<Bi8i8i8i8', 4, a, b, c, expires_ms): a version byte 4, then a, b, c
+-- and the key's expiry as last set (ms on the decision clock), as little-endian signed 64-bit
+-- integers (33 bytes). A write whose state needs the key until now + ttl keeps the expiry set
+-- (SET … KEEPTTL) when that is not earlier; else it sets (SET … PX) a new one,
+-- ceil((now + ttl + floor(ttl / 2)) / 1000) ms. So a key never expires before its state is
+-- equivalent to no state, and expires at most floor(ttl / 2) + 1 ms after the time the write
+-- that set its expiry needed, ttl being that write's (ttl / 2 is at most one period: a window's
+-- ttl is at most two periods, a bucket's its refill time, unless the clock went back). Decisions
+-- only push that time later, so an idle key lives at most 1.5x as long as it must
+-- (lua_vectors_test checks both bounds at every write).
+-- Read: that; version 3 (25 bytes, '<Bi8i8i8', written by earlier floodgate_v3 builds) and the
+-- text "a:b:c" floodgate_v2 wrote, both with an unknown expiry (the next write sets one), so
+-- states survive the upgrade; anything else decides as no state. To read one by hand
+-- (docs/redis.md):
 --   $ redis-cli --no-raw GET <key>
---   "\x03@_\x8a\x03\x00\x00\x00\x00\x80gM\x00\x88(\x06\x00\x00\x00\x00\x00\x00\x00\x00\x00"
---   $ redis-cli --raw GET <key> | head -c 25 |
---       python3 -c 'import struct,sys; print(struct.unpack("<B3q", sys.stdin.buffer.read()))'
---   (3, 59400000, 1733414446000000, 0)
+--   "\x04@_\x8a\x03\x00\x00\x00\x00\x80gM\x00\x88(\x06\x00\x00\x00\x00\x00\x00\x00\x00\x004g\x8d\x97\x93\x01\x00\x00"
+--   $ redis-cli --raw GET <key> | head -c 33 |
+--       python3 -c 'import struct,sys; print(struct.unpack("<B4q", sys.stdin.buffer.read()))'
+--   (4, 59400000, 1733414446000000, 0, 1733414446900)
 -- a, b, c per algorithm: token_bucket (tokens x unit, at_us, 0), gcra (full_at_us, remainder,
 -- 0), sliding_window (window, current, previous), fixed_window (window, count, 0):
 -- docs/algorithms.md.
@@ -239,24 +250,44 @@ end
 
 local ALGORITHMS = {token_bucket, gcra, sliding_window, fixed_window}
 
--- The state in `v` (an MGET value, false when missing): has, a, b, c. The packed form first,
--- then floodgate_v2's text; anything else is not ours and decides as no state.
+-- The state in `v` (an MGET value, false when missing): has, a, b, c, expires_ms (the
+-- expiry its last write set, 0 when unknown). The packed forms first, then floodgate_v2's text;
+-- anything else is not ours and decides as no state.
 local function read_state(v)
-  if not v then return false end
-  if #v == 25 and byte(v, 1) == 3 then
+  if not v then return false, 0, 0, 0, 0 end
+  local n = #v
+  if n == 33 and byte(v, 1) == 4 then
+    local _, a, b, c, e = unpack_struct('<Bi8i8i8i8', v)
+    return true, a, b, c, e
+  end
+  if n == 25 and byte(v, 1) == 3 then
     local _, a, b, c = unpack_struct('<Bi8i8i8', v)
-    return true, a, b, c
+    return true, a, b, c, 0
   end
   local a, b, c = match(v, '^(%-?%d+):(%-?%d+):(%-?%d+)$')
-  if not a then return false end
-  return true, tonumber(a), tonumber(b), tonumber(c)
+  if not a then return false, 0, 0, 0, 0 end
+  return true, tonumber(a), tonumber(b), tonumber(c), 0
 end
 
--- SET key <packed state> PX ceil(ttl_us / 1000). Redis turns a Lua number into its decimal
--- digits (%.17g), exact for these integers. Returns the packed value.
-local function write_state(key, a, b, c, ttl)
-  local v = pack('<Bi8i8i8', 3, a, b, c)
-  redis.call('SET', key, v, 'PX', ceil_div(ttl, 1000))
+-- Writes the state a, b, c of a key whose last write set expiry `expires` (ms, 0: unknown) and
+-- which must now live ttl µs past `now`; returns the packed value. When the expiry already set
+-- is late enough, SET … KEEPTTL: no expiry to update, no number to turn into text (together
+-- ~1.7 µs of the ~2.3 µs a SET … PX costs, bench/redis_cpu.sh). Otherwise SET … PX to
+--   expires = ceil((now + ttl + floor(ttl / 2)) / 1000)
+-- ms on the decision clock, so the next writes of a busy key keep it. PX is relative:
+-- expires - floor(now / 1000) ms from Redis's own clock, which is at or past `now` (Redis TIME,
+-- read earlier in this call), so the key outlives now + ttl. Tests replaying times get the same
+-- relative TTL as before.
+local function write_state(key, a, b, c, ttl, now, expires)
+  local needed = now + ttl
+  if needed <= expires * 1000 then
+    local v = pack('<Bi8i8i8i8', 4, a, b, c, expires)
+    redis.call('SET', key, v, 'KEEPTTL')
+    return v
+  end
+  expires = ceil_div(needed + floor(ttl / 2), 1000)
+  local v = pack('<Bi8i8i8i8', 4, a, b, c, expires)
+  redis.call('SET', key, v, 'PX', expires - idiv(now, 1000))
   return v
 end
 
@@ -279,13 +310,13 @@ local function decide_item(keys, k0, args, a0, n, now, values, written, reply, r
   if n == 1 then
     local key = keys[k0 + 1]
     local v = written and written[key] or values[k0 + 1]
-    local has, sa, sb, sc = read_state(v)
+    local has, sa, sb, sc, se = read_state(v)
     local cost = tonumber(args[a0 + 2])
     local allowed, reason, limit, remaining, reset, retry, write, a, b, c, ttl =
       ALGORITHMS[tonumber(args[a0 + 1])](has, sa, sb, sc, cost, tonumber(args[a0 + 4]),
                                          tonumber(args[a0 + 5]), tonumber(args[a0 + 6]), now)
     if write then
-      v = write_state(key, a, b, c, ttl)
+      v = write_state(key, a, b, c, ttl, now, se)
       if written then written[key] = v end
     end
     local r = r0 + 2 + gap
@@ -302,7 +333,7 @@ local function decide_item(keys, k0, args, a0, n, now, values, written, reply, r
     local key = keys[k0 + i]
     local v = values[k0 + i]
     if written and written[key] then v = written[key] end
-    local has, sa, sb, sc = read_state(v)
+    local has, sa, sb, sc, se = read_state(v)
     local p = a0 + (i - 1) * 6
     local alg = tonumber(args[p + 1])
     local allowed, reason, limit, remaining, reset, retry, write, a, b, c, ttl =
@@ -312,20 +343,21 @@ local function decide_item(keys, k0, args, a0, n, now, values, written, reply, r
     local r = r0 + 2 + gap + (i - 1) * 6
     reply[r + 1], reply[r + 2], reply[r + 3] = allowed, reason, limit
     reply[r + 4], reply[r + 5], reply[r + 6] = remaining, reset, retry
-    local s = (i - 1) * 9
+    local s = (i - 1) * 10
     scratch[s + 1], scratch[s + 2], scratch[s + 3], scratch[s + 4] = has, sa, sb, sc
     scratch[s + 5], scratch[s + 6], scratch[s + 7], scratch[s + 8] = write, a, b, c
-    scratch[s + 9] = ttl
+    scratch[s + 9], scratch[s + 10] = ttl, se
   end
   -- Second pass: all allowed, write; else the policies that allowed consume nothing and report
   -- what they hold untouched (cost 0 on the same state).
   for i = 1, n do
-    local s = (i - 1) * 9
+    local s = (i - 1) * 10
     local r = r0 + 2 + gap + (i - 1) * 6
     if all then
       if scratch[s + 5] then
         local key = keys[k0 + i]
-        local v = write_state(key, scratch[s + 6], scratch[s + 7], scratch[s + 8], scratch[s + 9])
+        local v = write_state(key, scratch[s + 6], scratch[s + 7], scratch[s + 8], scratch[s + 9],
+                              now, scratch[s + 10])
         if written then written[key] = v end
       end
     elseif reply[r + 1] == 1 then
@@ -538,7 +570,7 @@ local function refund(keys, args)
     local p = 3 + (i - 1) * 6
     local cost = tonumber(args[p + 2])
     local key = keys[i]
-    local has, sa, sb, sc = read_state(values[i])
+    local has, sa, sb, sc, se = read_state(values[i])
     -- Every charge is computed from the state read first (a policy given twice: the last
     -- write wins, and none follows a deletion), as in the memory store.
     if has and cost > 0 and not (deleted and deleted[key]) then
@@ -547,7 +579,7 @@ local function refund(keys, args)
                                                           tonumber(args[p + 6]), consumed, now)
       if a then
         if ttl > 0 then
-          write_state(key, a, b, c, ttl)
+          write_state(key, a, b, c, ttl, now, se)
         else
           redis.call('DEL', key)
           deleted = deleted or {}
