@@ -1,9 +1,13 @@
 // redis_store.h — the Store over one Redis or a Redis Cluster (design §3.3).
 //
-// Each decision is one FCALL of fg_decide_v2 (script.h) on the master owning the identity's slot:
-// the script reads the state of every policy, refills from Redis TIME, checks, consumes all or
-// nothing, and writes the states with PEXPIRE, atomically. Requests are auto-pipelined: the
-// decisions made while a write is in flight share the next write (connection.h).
+// Decisions are FCALLs of fg_decide_v3 (script.h) on the master owning the identity's slot: the
+// script reads the state of every policy, refills from Redis TIME, checks, consumes all or
+// nothing, and writes the states with their expiry, atomically. Decisions are batched: those
+// made on one thread before its next turn of the event loop (one post per flush, none per
+// decision) go out as few calls as they can, up to 64 decisions each: any together on one
+// Redis, those of one slot together on a cluster; each decision stays all or nothing on its
+// own, and a later one on the same keys sees an earlier one's writes. Calls are auto-pipelined
+// as well: those made while a write is in flight share the next write (connection.h).
 //
 // Threads. Connections belong to the I/O thread that uses them (one per node per thread), so
 // the request path takes no lock:
@@ -34,6 +38,11 @@
 //                      retried (it may have consumed), one that surely did not is, in a cluster.
 //   kDeadlineExceeded  no answer within `timeout` of decide(): never later than that (a timer
 //                      per connection), even if the reply comes afterwards (it is discarded).
+//                      A call carries the earliest deadline of its decisions, so a decision may
+//                      fail this way up to the time between its batch's first and its own
+//                      decide() early (one event-loop turn).
+// A call's outcome is its decisions': a redirection, a retry or a reload resends the whole call
+// (its decisions share a slot), and an error reply fails every decision in it (kUnavailable).
 //   kInternal          a reply the binary does not understand (script and binary disagree).
 //
 // Lifetime: destroying the store fails what is still waiting on its own I/O thread (kUnavailable)
