@@ -114,6 +114,8 @@ struct ConnectionOptions {
   // Formatted commands sent on every new connection after AUTH and SELECT, before any queued
   // request; their error replies are remembered (last_init_error) and otherwise ignored.
   std::vector<std::string> init_commands;
+  // Asked at every connect whether to send init_commands this time; null: always.
+  std::function<bool()> send_init;
   Duration connect_timeout = std::chrono::seconds(1);  // TCP + TLS handshake
   Duration stall_timeout = std::chrono::seconds(2);    // see above
   Duration min_backoff = std::chrono::milliseconds(10);

@@ -114,7 +114,39 @@ void add_counters(RedisStoreStats& s, const Counters& c) {
   }
 }
 
-// What every thread of one store shares, immutable once built.
+// Which connection of one store loads the library on each node: the first to connect to it
+// (its owner), at the head of that connect and of its every reconnect (so after a restart too),
+// until it is closed. The other threads' connections to that node skip the ~25 KB FUNCTION LOAD
+// and rely on the owner's, or, if they send an FCALL first, on the reload after "Function not
+// found". Thread-safe.
+class LoadClaims {
+ public:
+  std::uint64_t new_owner() { return next_owner_.fetch_add(1, std::memory_order_relaxed); }
+
+  // Whether `owner` loads the library on `node` ("host:port") at this connect: the node has
+  // no owner yet (it becomes `owner`), or it is `owner`.
+  bool claim(const std::string& node, std::uint64_t owner) {
+    std::lock_guard lock(mu_);
+    const auto [it, fresh] = owners_.emplace(node, owner);
+    return fresh || it->second == owner;
+  }
+
+  // `owner` (a closed connection) no longer loads the library on `node`.
+  void release(const std::string& node, std::uint64_t owner) {
+    std::lock_guard lock(mu_);
+    if (auto it = owners_.find(node); it != owners_.end() && it->second == owner) {
+      owners_.erase(it);
+    }
+  }
+
+ private:
+  std::atomic<std::uint64_t> next_owner_{1};
+  std::mutex mu_;
+  std::unordered_map<std::string, std::uint64_t> owners_;
+};
+
+// What every thread of one store shares, immutable once built (but for load_claims, which
+// locks).
 struct Shared {
   RedisStoreOptions options;
   bool cluster = false;
@@ -123,6 +155,7 @@ struct Shared {
   std::string asking_command;              // ASKING
   std::shared_ptr<asio::ssl::context> tls;
   TagKey tag_key;  // from options.key_secret
+  std::shared_ptr<LoadClaims> load_claims = std::make_shared<LoadClaims>();
 };
 
 class DecideOp;
@@ -164,7 +197,10 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
     if (closed_) return;
     closed_ = true;
     refresh_timer_.cancel();
-    for (Node& n : nodes_) n.conn->close();
+    for (Node& n : nodes_) {
+      n.conn->close();
+      shared_->load_claims->release(n.conn->name(), n.load_owner);
+    }
     std::vector<Staged> staged = std::move(staged_);
     staged_.clear();
     for (Staged& d : staged) {
@@ -203,6 +239,10 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
     o.password = shared_->options.url.password;
     o.db = shared_->cluster ? 0 : shared_->options.url.db;
     o.init_commands = shared_->load_commands;
+    const std::uint64_t owner = shared_->load_claims->new_owner();
+    o.send_init = [claims = shared_->load_claims, name, owner] {
+      return claims->claim(name, owner);
+    };
     o.connect_timeout = shared_->options.connect_timeout;
     o.stall_timeout = shared_->options.stall_timeout;
     o.counters = &counters_.connections;
@@ -211,7 +251,7 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
       conn->on_lost = [this](const Error&) { request_refresh(); };
     }
     const auto index = static_cast<std::uint16_t>(nodes_.size());
-    nodes_.push_back(Node{a, conn});
+    nodes_.push_back(Node{a, conn, owner});
     by_name_.emplace(std::move(name), index);
     return index;
   }
@@ -280,6 +320,7 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
   struct Node {
     NodeAddress address;
     std::shared_ptr<Connection> conn;
+    std::uint64_t load_owner;  // its connection's id in shared_->load_claims
   };
 
   void try_refresh(std::size_t i) {

@@ -28,9 +28,11 @@
 // READONLY are retried with backoff (1, 2, 4 .. 64 ms) until the deadline; a lost node refreshes
 // the map from the other known nodes. Commands go to masters only.
 //
-// Scripts. The library is loaded with FUNCTION LOAD REPLACE at the head of every new connection
-// (pipelined, no extra round trip), so a restarted server, a new master and a promoted replica
-// all get it; "Function not found" (a FUNCTION FLUSH) reloads it on that node and retries once.
+// Scripts. The library is loaded with FUNCTION LOAD REPLACE at the head of the store's first
+// connection to each node, and of its every reconnect (pipelined, no extra round trip), so a
+// restarted server, a new master and a promoted replica all get it; the other threads'
+// connections to that node don't send it again. "Function not found" (a FUNCTION FLUSH, or a
+// connection that got there before the loading one) reloads it on that node and retries once.
 //
 // Errors (the callback's Result):
 //   kUnavailable       connection refused or lost, a Redis error reply, CLUSTERDOWN or TRYAGAIN

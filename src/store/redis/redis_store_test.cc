@@ -254,6 +254,27 @@ TEST_F(RedisStoreTest, ConcurrentDecisionsShareCallsAndAdmitExactlyTheLimit) {
   EXPECT_EQ(after.decisions - before.decisions, kDecisions + 1u);
 }
 
+TEST_F(RedisStoreTest, TheLibraryIsLoadedOncePerNodeNotPerConnection) {
+  auto store = make_store(url_of(server()));
+  const Policy p = make_policy("once", 100);
+  const std::vector<Charge> charges = {{&p, 1}};
+  server().command({"CONFIG", "RESETSTAT"});
+  // The store's own thread, then three bound threads: four connections to the one node.
+  ASSERT_TRUE(decide_and_wait(*store, DecideRequest{"own", charges}).has_value());
+  for (int t = 0; t < 3; ++t) {
+    testing::on_bound_thread(*store, 1, [&](auto one_done) {
+      store->decide(DecideRequest{"bound", charges}, [&, one_done](Result<Verdict> r) {
+        EXPECT_TRUE(r.has_value()) << r.error().to_string();
+        one_done();
+      });
+    });
+  }
+  EXPECT_EQ(store->stats().connects, 4u);
+  EXPECT_EQ(store->stats().reloads, 0u);
+  const std::string info = server().command({"INFO", "commandstats"}).str;
+  EXPECT_NE(info.find("cmdstat_function|load:calls=1,"), std::string::npos) << info;
+}
+
 TEST_F(RedisStoreTest, DecisionsFromSeveralThreadsAdmitExactlyTheLimit) {
   auto store = make_store(url_of(server()));
   const Policy p = make_policy("threads", 10);
