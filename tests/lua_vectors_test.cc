@@ -1,15 +1,23 @@
 // Every case of tests/vectors/*.yaml against the Redis function library on a real redis-server,
 // side by side with the C++ core: the YAML's expectations must hold, every decision must equal
 // the core's field for field, and every state written must be the core's state, to the integer,
-// with a PX matching its ttl. Time is fixed through the function's now_us argument.
+// kept until its ttl has passed and not much longer (decide.lua's header: the expiry a state
+// records). Time is fixed through the function's now_us argument.
+//
+// Each case runs through every way in: fg_decide_v3 with one item, fg_decide_v3 with the case's
+// item between two unrelated ones, the same with every state rewritten before each step in
+// floodgate_v2's text form and in the version 3 form of earlier builds (v3 reads all three), and the compat fg_decide_v2 / fg_refund_v2 that
+// instances of the release before call.
 //
 // Real time would otherwise expire keys between steps while the replayed clock stands still; so
-// after checking each written key's PTTL the test PERSISTs it. That changes no decision: a state
-// kept past its ttl decides exactly like no state (docs/algorithms.md), which the comparison
-// with the core, which does drop expired states, checks too.
+// after checking each written key's value and PTTL the test PERSISTs it (a later write that
+// keeps the expiry leaves it so). That changes no decision: a state kept past its ttl decides
+// exactly like no state (docs/algorithms.md), which the comparison with the core, which does
+// drop expired states, checks too.
 #include <gtest/gtest.h>
 
 #include <map>
+#include <random>
 
 #include "fixtures/redis_server.h"
 #include "floodgate/limiter.h"
@@ -17,6 +25,7 @@
 #include "store/redis/keys.h"
 #include "store/redis/resp.h"
 #include "store/redis/script.h"
+#include "test_policy.h"
 #include "time_scale.h"
 #include "vectors.h"
 
@@ -44,6 +53,66 @@ std::string state_text(const State& s) {
   return std::to_string(s.a) + ":" + std::to_string(s.b) + ":" + std::to_string(s.c);
 }
 
+// The little-endian int64 at v[at ..].
+std::int64_t int64_at(const std::string& v, std::size_t at) {
+  std::uint64_t u = 0;
+  for (int j = 7; j >= 0; --j) u = (u << 8) | static_cast<unsigned char>(v[at + j]);
+  return static_cast<std::int64_t>(u);
+}
+
+// A state as decide.lua writes it (a version byte 4, then a, b, c and the expiry in ms,
+// little-endian int64; or version 3 without the expiry), as state_text; anything else is
+// returned as it is (so a mismatch shows the bytes).
+std::string stored_text(const std::string& v) {
+  if ((v.size() != 33 || v[0] != 4) && (v.size() != 25 || v[0] != 3)) return v;
+  return state_text(State{int64_at(v, 1), int64_at(v, 9), int64_at(v, 17)});
+}
+
+// The expiry (ms on the decision clock) a version 4 state records; -1 for any other value.
+std::int64_t stored_expires_ms(const std::string& v) {
+  if (v.size() != 33 || v[0] != 4) return -1;
+  return int64_at(v, 25);
+}
+
+// A state in the version 3 form: a version byte 3, then a, b, c little-endian int64.
+std::string version3_bytes(const State& s) {
+  std::string v(1, '\x03');
+  for (const std::int64_t x : {s.a, s.b, s.c}) {
+    auto u = static_cast<std::uint64_t>(x);
+    for (int j = 0; j < 8; ++j, u >>= 8) v.push_back(static_cast<char>(u & 0xff));
+  }
+  return v;
+}
+
+// The arguments of one RESP command (as the store would send it), for the admin client.
+std::vector<std::string> argv_of(const std::string& resp) {
+  redis::RespReader reader;
+  std::vector<std::string> argv;
+  if (!reader.feed(resp)) return argv;
+  auto parsed = reader.next();
+  if (!parsed || !parsed->has_value()) return argv;
+  for (const redis::Reply& e : (**parsed).elements) argv.push_back(e.str);
+  return argv;
+}
+
+enum class Way { kV3Single, kV3Batch, kV3FromText, kV3FromVersion3, kV2Compat };
+
+std::string way_name(Way w) {
+  switch (w) {
+    case Way::kV3Single:
+      return "fg_decide_v3, one item";
+    case Way::kV3Batch:
+      return "fg_decide_v3, among other items";
+    case Way::kV3FromText:
+      return "fg_decide_v3 on text states";
+    case Way::kV3FromVersion3:
+      return "fg_decide_v3 on version 3 states";
+    case Way::kV2Compat:
+      return "fg_decide_v2 (compat)";
+  }
+  return "?";
+}
+
 class LuaVectors : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -63,100 +132,40 @@ class LuaVectors : public ::testing::Test {
 TEST_F(LuaVectors, ScriptAgreesWithTheCoreOnEveryCase) {
   const auto cases = load_all_vectors();
   ASSERT_GT(cases.size(), 20u);
+  // The unrelated items around a case's in kV3Batch: a fixed window no case reaches.
+  const Policy filler_policy = test::make_policy(
+      "filler", 1000000, {.algorithm = Algorithm::kFixedWindow, .period = std::chrono::hours(1)});
+  const std::vector<Charge> filler = {{&filler_policy, 1}};
   int case_number = 0;
-  for (const VectorCase& vc : cases) {
-    SCOPED_TRACE(vc.file + ": " + vc.name);
-    const std::string identity = "case-" + std::to_string(case_number++);
-    std::vector<Charge> charges;
-    std::vector<std::string> keys;
-    for (const Policy& p : vc.policies) {
-      charges.push_back(Charge{&p, 1});
-      keys.push_back(redis::make_key("fgtest", redis::TagKey{}, identity, p.name));
-    }
-    struct Stored {
-      State state;
-      std::int64_t expires_us;
-    };
-    std::map<std::size_t, Stored> core_states;
-    std::vector<Verdict> verdicts;  // the script's, per step (empty for a refund step)
-    for (const VectorStep& step : vc.steps) {
-      const std::string where = vc.file + ":" + std::to_string(step.line);
-      const std::int64_t now_us = kVectorEpochUs + step.at_us;
-      for (auto& c : charges) c.cost = step.cost;
-
-      // The core, as a store runs it.
-      std::vector<std::optional<State>> states(charges.size());
-      for (std::size_t i = 0; i < charges.size(); ++i) {
-        auto it = core_states.find(i);
-        if (it != core_states.end() && it->second.expires_us > now_us) states[i] = it->second.state;
+  int kept_writes = 0, new_expiries = 0;  // both paths of decide.lua's write_state are taken
+  for (const Way way : {Way::kV3Single, Way::kV3Batch, Way::kV3FromText, Way::kV3FromVersion3,
+                        Way::kV2Compat}) {
+    SCOPED_TRACE(way_name(way));
+    for (const VectorCase& vc : cases) {
+      SCOPED_TRACE(vc.file + ": " + vc.name);
+      const std::string identity = "case-" + std::to_string(case_number++);
+      const bool v2 = way == Way::kV2Compat;
+      std::vector<Charge> charges;
+      std::vector<std::string> keys;
+      for (const Policy& p : vc.policies) {
+        charges.push_back(Charge{&p, 1});
+        keys.push_back(redis::make_key("fgtest", redis::TagKey{}, identity, p.name));
       }
-      if (step.refund_of) {
-        const Verdict& refunded = verdicts[*step.refund_of];
-        ASSERT_TRUE(refunded.allowed) << where << ": refund of a denial";
-        const RefundRequest request{identity, charges, refunded.decided_at, refunded.decisions};
-        std::vector<Charge> given = charges;
-        for (std::size_t i = 0; i < given.size(); ++i) given[i].cost = refund_cost(request, i);
-        const auto writes = plan_refund(given, states, refunded.decided_at, from_us(now_us));
-        std::vector<std::string> argv = {"FCALL", std::string(redis::kRefundFunction),
-                                         std::to_string(keys.size())};
-        argv.insert(argv.end(), keys.begin(), keys.end());
-        for (auto& a : redis::encode_refund_args(request, std::to_string(now_us))) {
-          argv.push_back(std::move(a));
-        }
-        const AdminReply raw = server_->command(argv);
-        ASSERT_FALSE(raw.is_error) << where << ": " << raw.str;
-        EXPECT_EQ(raw.integer, static_cast<long long>(writes.size())) << where;
-        for (const StateWrite& w : writes) {
-          const std::string& key = keys[w.index];
-          if (w.ttl.count() == 0) {
-            core_states.erase(w.index);
-            EXPECT_EQ(server_->command({"EXISTS", key}).integer, 0) << where << ": " << key;
-            continue;
-          }
-          core_states[w.index] = Stored{w.state, now_us + w.ttl.count()};
-          const AdminReply got = server_->command(
-              {"EVAL",
-               "local v = redis.call('GET', KEYS[1]) local t = redis.call('PTTL', KEYS[1]) "
-               "redis.call('PERSIST', KEYS[1]) return {v or '', t}",
-               "1", key});
-          ASSERT_EQ(got.elements.size(), 2u) << where;
-          const long long ttl_ms = (w.ttl.count() + 999) / 1000;
-          const long long pttl = got.elements[1].integer;
-          if (pttl == -2 && ttl_ms <= 5 * test::time_scale()) {
-            server_->command({"SET", key, state_text(w.state)});
-            continue;
-          }
-          EXPECT_EQ(got.elements[0].str, state_text(w.state)) << where << " " << key;
-          EXPECT_LE(pttl, ttl_ms) << where;
-          EXPECT_GE(pttl, ttl_ms - 1000) << where;
-        }
-        verdicts.emplace_back();
-        continue;
-      }
-      const Evaluation core = evaluate(charges, states, from_us(now_us));
-
-      // The script.
-      std::vector<std::string> argv = {"FCALL", std::string(redis::kDecideFunction),
-                                       std::to_string(keys.size())};
-      argv.insert(argv.end(), keys.begin(), keys.end());
-      for (auto& a : redis::encode_decide_args(charges, std::to_string(now_us))) {
-        argv.push_back(std::move(a));
-      }
-      const AdminReply raw = server_->command(argv);
-      ASSERT_FALSE(raw.is_error) << where << ": " << raw.str;
-      auto verdict = redis::parse_decide_reply(to_reply(raw), charges.size());
-      ASSERT_TRUE(verdict.has_value()) << where << ": " << verdict.error().to_string();
-
-      EXPECT_EQ(compare(step, *verdict), "") << where << " (script)";
-      EXPECT_EQ(verdict->allowed, core.verdict.allowed) << where;
-      EXPECT_EQ(verdict->most_restrictive, core.verdict.most_restrictive) << where;
-      EXPECT_EQ(verdict->decisions, core.verdict.decisions) << where;
-      EXPECT_EQ(verdict->decided_at, from_us(now_us)) << where;
-      verdicts.push_back(*verdict);
-
-      for (const StateWrite& w : core.writes) {
-        core_states[w.index] = Stored{w.state, now_us + w.ttl.count()};
-        const std::string& key = keys[w.index];
+      struct Stored {
+        State state;
+        std::int64_t expires_us;
+      };
+      std::map<std::size_t, Stored> core_states;
+      std::vector<Verdict> verdicts;  // the script's, per step (empty for a refund step)
+      // Per key, the expiry (ms, decision clock) its state records as last set; absent when the
+      // key holds no state of version 4.
+      std::map<std::string, std::int64_t> expires_set;
+      // A state the core wrote, `w`, must be the key's value, and the key must live until
+      // now + ttl: either its recorded expiry stayed (SET … KEEPTTL: the PERSIST of an earlier
+      // step stands, PTTL -1) and is late enough, or the write set a new one, at most ttl / 2
+      // later than needed (+ 1 ms), with the PX that matches it.
+      auto check_write = [&](const std::string& key, const StateWrite& w, std::int64_t now_us,
+                             const std::string& where) {
         // Value, PTTL and PERSIST in one atomic step.
         const AdminReply got = server_->command(
             {"EVAL",
@@ -164,30 +173,215 @@ TEST_F(LuaVectors, ScriptAgreesWithTheCoreOnEveryCase) {
              "redis.call('PERSIST', KEYS[1]) return {v or '', t}",
              "1", key});
         ASSERT_EQ(got.elements.size(), 2u) << where;
-        const long long ttl_ms = (w.ttl.count() + 999) / 1000;
+        const std::string& value = got.elements[0].str;
         const long long pttl = got.elements[1].integer;
-        if (pttl == -2 && ttl_ms <= 5 * test::time_scale()) {
+        const std::int64_t ttl_us = w.ttl.count();
+        const std::int64_t needed_us = now_us + ttl_us;
+        const auto before = expires_set.find(key);
+        const bool kept = before != expires_set.end() && before->second * 1000 >= needed_us;
+        if (pttl == -2 && !kept && (ttl_us + ttl_us / 2) / 1000 + 1 <= 5 * test::time_scale()) {
           // A PX of a few ms can pass in real time between two commands (more of them in a
           // sanitizer build); put the state back (a state past its ttl decides like no state,
           // so this changes no decision).
           server_->command({"SET", key, state_text(w.state)});
+          expires_set.erase(key);
+          return;
+        }
+        EXPECT_EQ(stored_text(value), state_text(w.state)) << where << " " << key;
+        ASSERT_EQ(value.size(), 33u) << where << ": not written packed";
+        const std::int64_t expires_ms = stored_expires_ms(value);
+        const std::int64_t px_ms = expires_ms - now_us / 1000;
+        EXPECT_GE(expires_ms * 1000, needed_us) << where << ": " << key << " expires too early";
+        ++(kept ? kept_writes : new_expiries);
+        if (kept) {
+          EXPECT_EQ(expires_ms, before->second) << where << ": " << key;
+          EXPECT_EQ(pttl, -1) << where << ": " << key << " had its expiry changed";
+        } else {
+          EXPECT_LE(expires_ms * 1000, needed_us + ttl_us / 2 + 1000) << where << ": " << key;
+          EXPECT_GE(pttl, 0) << where << ": " << key << " was written without a ttl";
+          EXPECT_LE(pttl, px_ms) << where;
+          EXPECT_GE(pttl, px_ms - 1000) << where;
+        }
+        expires_set[key] = expires_ms;
+      };
+      for (const VectorStep& step : vc.steps) {
+        const std::string where = vc.file + ":" + std::to_string(step.line);
+        const std::int64_t now_us = kVectorEpochUs + step.at_us;
+        for (auto& c : charges) c.cost = step.cost;
+        if (way == Way::kV3FromText || way == Way::kV3FromVersion3) {
+          // Every state in floodgate_v2's text form, as an instance of the release before left
+          // it, or in the version 3 form of earlier floodgate_v3 builds (no expiry recorded).
+          for (const auto& [index, stored] : core_states) {
+            server_->command({"SET", keys[index],
+                              way == Way::kV3FromText ? state_text(stored.state)
+                                                      : version3_bytes(stored.state)});
+          }
+          expires_set.clear();
+        }
+
+        // The core, as a store runs it.
+        std::vector<std::optional<State>> states(charges.size());
+        for (std::size_t i = 0; i < charges.size(); ++i) {
+          auto it = core_states.find(i);
+          if (it != core_states.end() && it->second.expires_us > now_us)
+            states[i] = it->second.state;
+        }
+        if (step.refund_of) {
+          const Verdict& refunded = verdicts[*step.refund_of];
+          ASSERT_TRUE(refunded.allowed) << where << ": refund of a denial";
+          const RefundRequest request{identity, charges, refunded.decided_at, refunded.decisions};
+          std::vector<Charge> given = charges;
+          for (std::size_t i = 0; i < given.size(); ++i) given[i].cost = refund_cost(request, i);
+          const auto writes = plan_refund(given, states, refunded.decided_at, from_us(now_us));
+          std::vector<std::string> argv = {
+              "FCALL", std::string(v2 ? redis::kRefundFunctionV2 : redis::kRefundFunction),
+              std::to_string(keys.size())};
+          argv.insert(argv.end(), keys.begin(), keys.end());
+          for (auto& a : redis::encode_refund_args(request, std::to_string(now_us))) {
+            argv.push_back(std::move(a));
+          }
+          const AdminReply raw = server_->command(argv);
+          ASSERT_FALSE(raw.is_error) << where << ": " << raw.str;
+          EXPECT_EQ(raw.integer, static_cast<long long>(writes.size())) << where;
+          for (const StateWrite& w : writes) {
+            const std::string& key = keys[w.index];
+            if (w.ttl.count() == 0) {
+              core_states.erase(w.index);
+              expires_set.erase(key);
+              EXPECT_EQ(server_->command({"EXISTS", key}).integer, 0) << where << ": " << key;
+              continue;
+            }
+            core_states[w.index] = Stored{w.state, now_us + w.ttl.count()};
+            check_write(key, w, now_us, where);
+          }
+          verdicts.emplace_back();
           continue;
         }
-        EXPECT_EQ(got.elements[0].str, state_text(w.state)) << where << " " << key;
-        EXPECT_NE(pttl, -1) << where << ": " << key << " was written without a ttl";
-        EXPECT_GE(pttl, 0) << where << ": " << key << " was not written";
-        EXPECT_LE(pttl, ttl_ms) << where;
-        EXPECT_GE(pttl, ttl_ms - 1000) << where;
-      }
-      if (core.writes.empty()) {
-        // Nothing consumed: the script must not have written either (checked through the
-        // states, which stay what the core holds).
-        for (const auto& [index, stored] : core_states) {
-          EXPECT_EQ(server_->command({"GET", keys[index]}).str, state_text(stored.state)) << where;
+        const Evaluation core = evaluate(charges, states, from_us(now_us));
+
+        // The script.
+        std::optional<Verdict> verdict;
+        if (v2) {
+          std::vector<std::string> argv = {"FCALL", std::string(redis::kDecideFunctionV2),
+                                           std::to_string(keys.size())};
+          argv.insert(argv.end(), keys.begin(), keys.end());
+          for (auto& a : redis::encode_decide_v2_args(charges, std::to_string(now_us))) {
+            argv.push_back(std::move(a));
+          }
+          const AdminReply raw = server_->command(argv);
+          ASSERT_FALSE(raw.is_error) << where << ": " << raw.str;
+          auto parsed = redis::parse_decide_v2_reply(to_reply(raw), charges.size());
+          ASSERT_TRUE(parsed.has_value()) << where << ": " << parsed.error().to_string();
+          verdict = *parsed;
+        } else {
+          const redis::EncodedDecision mine =
+              redis::encode_decision("fgtest", redis::TagKey{}, identity, charges);
+          const redis::EncodedDecision other =
+              redis::encode_decision("fgtest", redis::TagKey{}, identity + "-filler", filler);
+          std::vector<const redis::EncodedDecision*> items = {&mine};
+          std::vector<std::size_t> policies = {charges.size()};
+          std::size_t at = 0;
+          if (way == Way::kV3Batch) {
+            items = {&other, &mine, &other};
+            policies = {1, charges.size(), 1};
+            at = 1;
+          }
+          std::string command;
+          redis::append_decide_batch(command, items, std::to_string(now_us));
+          const AdminReply raw = server_->command(argv_of(command));
+          ASSERT_FALSE(raw.is_error) << where << ": " << raw.str;
+          auto parsed = redis::parse_decide_batch_reply(to_reply(raw), policies);
+          ASSERT_TRUE(parsed.has_value()) << where << ": " << parsed.error().to_string();
+          verdict = (*parsed)[at];
+        }
+
+        EXPECT_EQ(compare(step, *verdict), "") << where << " (script)";
+        EXPECT_EQ(verdict->allowed, core.verdict.allowed) << where;
+        EXPECT_EQ(verdict->most_restrictive, core.verdict.most_restrictive) << where;
+        EXPECT_EQ(verdict->decisions, core.verdict.decisions) << where;
+        EXPECT_EQ(verdict->decided_at, from_us(now_us)) << where;
+        verdicts.push_back(*verdict);
+
+        for (const StateWrite& w : core.writes) {
+          core_states[w.index] = Stored{w.state, now_us + w.ttl.count()};
+          check_write(keys[w.index], w, now_us, where);
+        }
+        if (core.writes.empty()) {
+          // Nothing consumed: the script must not have written either (checked through the
+          // states, which stay what the core holds).
+          for (const auto& [index, stored] : core_states) {
+            EXPECT_EQ(stored_text(server_->command({"GET", keys[index]}).str),
+                      state_text(stored.state))
+                << where;
+          }
         }
       }
     }
   }
+  EXPECT_GT(kept_writes, 0);
+  EXPECT_GT(new_expiries, 0);
+}
+
+TEST_F(LuaVectors, KeysOutliveTheirStatesOnRedisTime) {
+  // Redis's own clock (now_us ""), as in production, and random decisions on short periods, so
+  // real time moves windows and refills while the test runs: after every decision that wrote,
+  // the key must live at least until decided_at + reset_after (the state's ttl), and at most
+  // about one period longer (decide.lua's header: ttl / 2 + 1 ms after what the write that set
+  // the expiry needed), read with PEXPIRETIME: Redis's clock, never the test's.
+  using namespace std::chrono_literals;
+  const std::vector<Policy> policies = {
+      test::make_policy("bucket", 8, {.period = 40ms}),
+      test::make_policy("gcra", 5, {.algorithm = Algorithm::kGcra, .period = 30ms}),
+      test::make_policy("sliding", 6, {.algorithm = Algorithm::kSlidingWindow, .period = 50ms}),
+      test::make_policy("fixed", 4, {.algorithm = Algorithm::kFixedWindow, .period = 20ms})};
+  auto redis_time_us = [&] {
+    const AdminReply t = server_->command({"TIME"});
+    return std::stoll(t.elements.at(0).str) * 1000000 + std::stoll(t.elements.at(1).str);
+  };
+  std::mt19937 rng(14);
+  int written = 0, kept = 0;  // kept: writes that left the expiry as it was
+  std::map<std::string, std::int64_t> recorded;
+  for (int i = 0; i < 3000; ++i) {
+    const Policy& policy = policies[rng() % policies.size()];
+    const std::string identity = "live-" + std::to_string(rng() % 3);
+    const std::vector<Charge> charges = {{&policy, static_cast<std::int64_t>(rng() % 3)}};
+    const redis::EncodedDecision item =
+        redis::encode_decision("fgtest", redis::TagKey{}, identity, charges);
+    const redis::EncodedDecision* items[] = {&item};
+    std::string command;
+    redis::append_decide_batch(command, items);
+    const AdminReply raw = server_->command(argv_of(command));
+    ASSERT_FALSE(raw.is_error) << raw.str;
+    const std::size_t n = 1;
+    auto parsed = redis::parse_decide_batch_reply(to_reply(raw), std::span(&n, 1));
+    ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+    const Verdict& v = (*parsed)[0];
+    if (!v.allowed || charges[0].cost == 0) continue;
+    ++written;
+    const std::string key = redis::make_key("fgtest", redis::TagKey{}, identity, policy.name);
+    const std::int64_t needed_us = to_us(v.decided_at) + v.decisions[0].reset_after.count();
+    const std::string value = server_->command({"GET", key}).str;
+    const long long expiry_ms = server_->command({"PEXPIRETIME", key}).integer;
+    SCOPED_TRACE("decision " + std::to_string(i) + " on " + key + " at " +
+                 std::to_string(to_us(v.decided_at)) + " µs, needed until " +
+                 std::to_string(needed_us) + " µs");
+    if (expiry_ms == -2) {
+      // Gone already: only fine if its state no longer needed it by now.
+      EXPECT_LE(needed_us, redis_time_us());
+      continue;
+    }
+    // Redis drops the key once its clock passes expiry_ms (ms).
+    EXPECT_GE(expiry_ms * 1000, needed_us) << "expires before its state is spent";
+    EXPECT_LE(expiry_ms * 1000, needed_us + policy.period.count() + 1000) << "lives too long";
+    // The expiry the state records is the one set, give or take the ms the SET ran in.
+    EXPECT_LE(stored_expires_ms(value), expiry_ms);
+    EXPECT_GE(stored_expires_ms(value) + 2, expiry_ms);
+    if (recorded[key] == stored_expires_ms(value)) ++kept;
+    recorded[key] = stored_expires_ms(value);
+  }
+  EXPECT_GT(written, 200);
+  EXPECT_GT(kept, 20);
+  EXPECT_LT(kept, written);
 }
 
 TEST_F(LuaVectors, RefundRefusesMalformedArguments) {
@@ -204,11 +398,38 @@ TEST_F(LuaVectors, RefundRefusesMalformedArguments) {
 }
 
 TEST_F(LuaVectors, RefusesMalformedArguments) {
-  const AdminReply r = server_->command({"FCALL", std::string(redis::kDecideFunction), "1", "k", "",
-                                         "1", "9", "1", "0", "1", "1", "1"});
+  for (std::string_view f : {redis::kDecideFunction, redis::kDecideFunctionV2}) {
+    SCOPED_TRACE(f);
+    // v2's arguments with an unknown algorithm, then with n = 2 for one key: malformed for both.
+    EXPECT_TRUE(
+        server_->command({"FCALL", std::string(f), "1", "k", "", "1", "9", "1", "0", "1", "1", "1"})
+            .is_error);
+    EXPECT_TRUE(
+        server_->command({"FCALL", std::string(f), "1", "k", "", "2", "1", "1", "0", "1", "1", "1"})
+            .is_error);
+  }
+  // A batch whose second item is malformed fails whole, before the first consumes anything.
+  const AdminReply batch = server_->command({"FCALL",   std::string(redis::kDecideFunction),
+                                             "2",       "k1",
+                                             "k2",      "",
+                                             "2",       "1",
+                                             "4",       "1",
+                                             "0",       "5",
+                                             "1000000", "0",
+                                             "1",       "7",
+                                             "1",       "0",
+                                             "5",       "1000000",
+                                             "0"});
+  EXPECT_TRUE(batch.is_error);
+  EXPECT_TRUE(server_->command({"GET", "k1"}).is_nil);
+}
+
+TEST_F(LuaVectors, RefusesMalformedArgumentsV2Only) {
+  const AdminReply r = server_->command({"FCALL", std::string(redis::kDecideFunctionV2), "1", "k",
+                                         "", "1", "9", "1", "0", "1", "1", "1"});
   EXPECT_TRUE(r.is_error);
-  const AdminReply n = server_->command({"FCALL", std::string(redis::kDecideFunction), "1", "k", "",
-                                         "2", "1", "1", "0", "1", "1", "1"});
+  const AdminReply n = server_->command({"FCALL", std::string(redis::kDecideFunctionV2), "1", "k",
+                                         "", "2", "1", "1", "0", "1", "1", "1"});
   EXPECT_TRUE(n.is_error);
 }
 

@@ -245,7 +245,8 @@ TEST(ServerOnRedis, AFloodOfDistinctKeysLeavesOnlyKeysThatExpire) {
   auto redis = start_redis();
   if (!redis) FG_MISSING_TOOL("redis-server is not installed (apt-get install redis-server)");
   // One request takes 1 of 5 tokens (refilled at 5 per 50 s): full again after 10 s. The
-  // sliding and fixed windows of 10 s end within 20 s.
+  // sliding and fixed windows of 10 s end within 20 s. Keys may live half their ttl longer
+  // (decide.lua: a new expiry has ttl / 2 of slack): 30 s at most.
   const std::string yaml =
       "listen: 127.0.0.1:0\nthreads: 2\nstore: redis://" + redis->address() +
       "\nstore_timeout: 1s\nkey_secret: flood-test-secret-0123456789\n"
@@ -284,7 +285,7 @@ TEST(ServerOnRedis, AFloodOfDistinctKeysLeavesOnlyKeysThatExpire) {
       ++seen;
       const long long ttl = redis->command({"PTTL", k.str}).integer;
       if (ttl == -1) ++without_ttl;  // -2: expired between SCAN and PTTL, which is fine
-      if (ttl > 20'000) ++over_bound;
+      if (ttl > 30'000) ++over_bound;
       EXPECT_EQ(k.str.rfind("fg:{", 0), 0u) << k.str;
     }
   } while (cursor != "0");
@@ -294,7 +295,7 @@ TEST(ServerOnRedis, AFloodOfDistinctKeysLeavesOnlyKeysThatExpire) {
   EXPECT_EQ(without_ttl, 0u);  // ... and none stays forever
   EXPECT_EQ(over_bound, 0u);
   // And they do expire: the keyspace empties by itself.
-  EXPECT_TRUE(eventually([&] { return redis->command({"DBSIZE"}).integer == 0; }, seconds(30)))
+  EXPECT_TRUE(eventually([&] { return redis->command({"DBSIZE"}).integer == 0; }, seconds(40)))
       << redis->command({"DBSIZE"}).integer << " keys left";
 }
 

@@ -256,7 +256,9 @@ void Connection::on_connected(const std::shared_ptr<Link>& link) {
     const std::string db = std::to_string(options_.db);
     add(format_command({"SELECT", db}), true, "SELECT " + db);
   }
-  for (const std::string& cmd : options_.init_commands) add(cmd, false, "init");
+  if (!options_.send_init || options_.send_init()) {
+    for (const std::string& cmd : options_.init_commands) add(cmd, false, "init");
+  }
 
   handshake_left_ = entries.size();
   if (handshake_left_ == 0) failures_ = 0;

@@ -111,9 +111,12 @@ struct ConnectionOptions {
   std::string user;             // AUTH user password (ACL), or AUTH password when user is empty
   std::string password;         // empty: no AUTH
   int db = 0;                   // SELECT db when non-zero
-  // Formatted commands sent on every new connection after AUTH and SELECT, before any queued
-  // request; their error replies are remembered (last_init_error) and otherwise ignored.
+  // Formatted commands sent on every new connection (when send_init allows) after AUTH and
+  // SELECT, before any queued request; their error replies are remembered (last_init_error) and
+  // otherwise ignored.
   std::vector<std::string> init_commands;
+  // Asked at every connect whether to send init_commands this time; null: always.
+  std::function<bool()> send_init;
   Duration connect_timeout = std::chrono::seconds(1);  // TCP + TLS handshake
   Duration stall_timeout = std::chrono::seconds(2);    // see above
   Duration min_backoff = std::chrono::milliseconds(10);

@@ -157,6 +157,52 @@ std::pair<std::string, std::string> identities_in_one_slot(int* slot) {
   return {};
 }
 
+TEST_F(RedisClusterTest, BatchesKeepSlotsApart) {
+  auto store = make_store();
+  int slot = 0;
+  const auto [first, second] = identities_in_one_slot(&slot);
+  ASSERT_FALSE(first.empty());
+  const Policy p = make_policy("batched", 5);
+  constexpr int kSpread = 200, kEach = 20;
+  std::atomic<int> errors{0}, spread_allowed{0}, first_allowed{0}, second_allowed{0};
+  const RedisStoreStats before = store->stats();
+  // All made in one handler, so staged together: 200 identities over many slots (one call per
+  // slot, on the master of that slot), and 2 x 20 decisions on two identities of one slot.
+  testing::on_bound_thread(*store, kSpread + 2 * kEach, [&](auto one_done) {
+    const std::vector<Charge> charges = {{&p, 1}};
+    for (int i = 0; i < kSpread + 2 * kEach; ++i) {
+      std::string identity = "spread-" + std::to_string(i);
+      std::atomic<int>* allowed = &spread_allowed;
+      if (i >= kSpread) {
+        const bool one = (i - kSpread) % 2 == 0;
+        identity = one ? first : second;
+        allowed = one ? &first_allowed : &second_allowed;
+      }
+      store->decide(DecideRequest{identity, charges}, [&, allowed, one_done](Result<Verdict> r) {
+        if (!r) {
+          ++errors;
+          std::cerr << r.error().to_string() << "\n";
+        } else if (r->allowed) {
+          ++*allowed;
+        }
+        one_done();
+      });
+    }
+  });
+  const RedisStoreStats after = store->stats();
+  EXPECT_EQ(errors.load(), 0);  // no CROSSSLOT: no call mixed slots
+  EXPECT_EQ(spread_allowed.load(), kSpread);
+  EXPECT_EQ(first_allowed.load(), 5);
+  EXPECT_EQ(second_allowed.load(), 5);
+  // The 40 decisions of the shared slot went out together (one call), so fewer calls than
+  // decisions; a MOVED (the bound thread's slot map may still be loading) resends a call whole.
+  EXPECT_LT(after.commands - before.commands, static_cast<std::uint64_t>(kSpread + kEach));
+  // Each master holds only keys of its own slots.
+  for (auto* m : cluster().masters()) {
+    for (const auto& k : keys_of(*m)) EXPECT_EQ(cluster().master_of_slot(key_slot(k)), m) << k;
+  }
+}
+
 TEST_F(RedisClusterTest, ASlotMigrationIsFollowedThroughAskAndMoved) {
   int slot = -1;
   const auto [a, b] = identities_in_one_slot(&slot);

@@ -1,9 +1,13 @@
 // redis_store.h — the Store over one Redis or a Redis Cluster (design §3.3).
 //
-// Each decision is one FCALL of fg_decide_v2 (script.h) on the master owning the identity's slot:
-// the script reads the state of every policy, refills from Redis TIME, checks, consumes all or
-// nothing, and writes the states with PEXPIRE, atomically. Requests are auto-pipelined: the
-// decisions made while a write is in flight share the next write (connection.h).
+// Decisions are FCALLs of fg_decide_v3 (script.h) on the master owning the identity's slot: the
+// script reads the state of every policy, refills from Redis TIME, checks, consumes all or
+// nothing, and writes the states with their expiry, atomically. Decisions are batched: those
+// made on one thread before its next turn of the event loop (one post per flush, none per
+// decision) go out as few calls as they can, up to 64 decisions each: any together on one
+// Redis, those of one slot together on a cluster; each decision stays all or nothing on its
+// own, and a later one on the same keys sees an earlier one's writes. Calls are auto-pipelined
+// as well: those made while a write is in flight share the next write (connection.h).
 //
 // Threads. Connections belong to the I/O thread that uses them (one per node per thread), so
 // the request path takes no lock:
@@ -15,7 +19,7 @@
 // The request (identity, charges) is encoded before decide() returns. The callback may run before
 // decide() returns only for kInvalidArgument (a request without charges, a cost out of range).
 //
-// A refund (store.h) is one FCALL of fg_refund_v2 on the same keys, sent exactly as a decision
+// A refund (store.h) is one FCALL of fg_refund_v3 on the same keys, sent exactly as a decision
 // is: the same connections, pipelining, routing, redirections, retries and deadline.
 //
 // Cluster. The slot map comes from CLUSTER SLOTS (any known node, the seeds first) and is kept
@@ -24,9 +28,11 @@
 // READONLY are retried with backoff (1, 2, 4 .. 64 ms) until the deadline; a lost node refreshes
 // the map from the other known nodes. Commands go to masters only.
 //
-// Scripts. The library is loaded with FUNCTION LOAD REPLACE at the head of every new connection
-// (pipelined, no extra round trip), so a restarted server, a new master and a promoted replica
-// all get it; "Function not found" (a FUNCTION FLUSH) reloads it on that node and retries once.
+// Scripts. The library is loaded with FUNCTION LOAD REPLACE at the head of the store's first
+// connection to each node, and of its every reconnect (pipelined, no extra round trip), so a
+// restarted server, a new master and a promoted replica all get it; the other threads'
+// connections to that node don't send it again. "Function not found" (a FUNCTION FLUSH, or a
+// connection that got there before the loading one) reloads it on that node and retries once.
 //
 // Errors (the callback's Result):
 //   kUnavailable       connection refused or lost, a Redis error reply, CLUSTERDOWN or TRYAGAIN
@@ -34,6 +40,11 @@
 //                      retried (it may have consumed), one that surely did not is, in a cluster.
 //   kDeadlineExceeded  no answer within `timeout` of decide(): never later than that (a timer
 //                      per connection), even if the reply comes afterwards (it is discarded).
+//                      A call carries the earliest deadline of its decisions, so a decision may
+//                      fail this way up to the time between its batch's first and its own
+//                      decide() early (one event-loop turn).
+// A call's outcome is its decisions': a redirection, a retry or a reload resends the whole call
+// (its decisions share a slot), and an error reply fails every decision in it (kUnavailable).
 //   kInternal          a reply the binary does not understand (script and binary disagree).
 //
 // Lifetime: destroying the store fails what is still waiting on its own I/O thread (kUnavailable)

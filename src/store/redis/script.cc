@@ -59,44 +59,206 @@ void push_charge(std::vector<std::string>& args, const Charge& c, std::int64_t c
   push_int(args, a.p3);
 }
 
-// FCALL <function> n <keys> <args> as RESP bytes; `slot` receives the keys' slot.
-std::string format_fcall(std::string_view function, std::string_view key_prefix,
-                         const TagKey& tag_key, std::string_view identity,
-                         std::span<const Charge> charges, const std::vector<std::string>& args,
-                         int* slot) {
+// "$<len>\r\n<bytes>\r\n".
+void append_bulk(std::string& out, std::string_view bytes) {
+  char digits[24];
+  digits[0] = '$';
+  const auto end = std::to_chars(digits + 1, digits + sizeof(digits) - 2, bytes.size()).ptr;
+  end[0] = '\r';
+  end[1] = '\n';
+  out.append(digits, static_cast<std::size_t>(end + 2 - digits));
+  out.append(bytes);
+  out.append("\r\n", 2);
+}
+
+void append_bulk_int(std::string& out, std::int64_t v) {
+  char buf[24];
+  const auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;
+  append_bulk(out, std::string_view(buf, static_cast<std::size_t>(end - buf)));
+}
+
+void append_array_header(std::string& out, std::size_t n) {
+  char digits[24];
+  digits[0] = '*';
+  const auto end = std::to_chars(digits + 1, digits + sizeof(digits) - 2, n).ptr;
+  end[0] = '\r';
+  end[1] = '\n';
+  out.append(digits, static_cast<std::size_t>(end + 2 - digits));
+}
+
+// The keys of one identity's charges, appended to `out` as bulk strings; returns their slot.
+int append_keys(std::string& out, std::string_view key_prefix, const TagKey& tag_key,
+                std::string_view identity, std::span<const Charge> charges) {
   const std::string escaped = escape_identity(identity);
   const std::string tag = hash_tag(tag_key, escaped);
-  std::vector<std::string> keys;
-  keys.reserve(charges.size());
-  for (const Charge& c : charges) {
-    std::string& k = keys.emplace_back();
-    append_key(k, key_prefix, tag, escaped, c.policy->name);
+  std::string key;
+  int slot = 0;
+  for (std::size_t i = 0; i < charges.size(); ++i) {
+    key.clear();
+    append_key(key, key_prefix, tag, escaped, charges[i].policy->name);
+    if (i == 0) slot = key_slot(key);
+    append_bulk(out, key);
   }
-  if (slot != nullptr) *slot = key_slot(keys.front());
-  std::string numkeys = std::to_string(keys.size());
+  return slot;
+}
 
-  std::vector<std::string_view> argv;
-  argv.reserve(3 + keys.size() + args.size());
-  argv.emplace_back("FCALL");
-  argv.emplace_back(function);
-  argv.emplace_back(numkeys);
-  for (const auto& k : keys) argv.emplace_back(k);
-  for (const auto& a : args) argv.emplace_back(a);
-  std::string out;
-  append_command(out, argv);
-  return out;
+// One item's verdict from reply.elements[at ..]: `head` values (allowed, most_restrictive),
+// `gap` values skipped, then six per policy. "" on success, else what is wrong.
+std::string parse_item(const Reply& reply, std::size_t at, std::size_t gap, std::size_t policies,
+                       Verdict& v) {
+  auto value = [&](std::size_t i) { return reply.elements[i].integer; };
+  auto is_flag = [](std::int64_t x) { return x == 0 || x == 1; };
+  if (!is_flag(value(at))) return "allowed is not 0 or 1";
+  v.allowed = value(at) == 1;
+  if (value(at + 1) < 0 || static_cast<std::size_t>(value(at + 1)) >= policies) {
+    return "most restrictive index out of range";
+  }
+  v.most_restrictive = static_cast<std::size_t>(value(at + 1));
+  v.decisions.clear();
+  v.decisions.reserve(policies);
+  for (std::size_t i = 0; i < policies; ++i) {
+    const std::size_t base = at + kItemReplyHead + gap + kReplyPerPolicy * i;
+    Decision d;
+    if (!is_flag(value(base))) return "a policy's allowed is not 0 or 1";
+    d.allowed = value(base) == 1;
+    switch (value(base + 1)) {
+      case 0:
+        d.reason = DenyReason::kNone;
+        break;
+      case 1:
+        d.reason = DenyReason::kOverLimit;
+        break;
+      case 2:
+        d.reason = DenyReason::kCostExceedsBurst;
+        break;
+      default:
+        return "unknown deny reason";
+    }
+    if (d.allowed != (d.reason == DenyReason::kNone)) return "allowed and reason disagree";
+    d.limit = value(base + 2);
+    d.remaining = value(base + 3);
+    const std::int64_t reset_after_us = value(base + 4);
+    const std::int64_t retry_after_us = value(base + 5);
+    if (d.limit < 0 || d.remaining < 0 || reset_after_us < 0 || retry_after_us < 0) {
+      return "negative figure";
+    }
+    d.reset_after = Duration(reset_after_us);
+    d.retry_after = Duration(retry_after_us);
+    v.decisions.push_back(d);
+  }
+  return "";
+}
+
+// Whether `reply` is an array of `size` integers; "" if so, else what is wrong.
+std::string check_integers(const Reply& reply, std::size_t size) {
+  if (!reply.is_array()) return "not an array";
+  if (reply.elements.size() != size) {
+    return "expected " + std::to_string(size) + " integers, got " +
+           std::to_string(reply.elements.size());
+  }
+  for (const Reply& e : reply.elements) {
+    if (!e.is_integer()) return "not all integers";
+  }
+  return "";
 }
 
 }  // namespace
 
-std::vector<std::string> encode_decide_args(std::span<const Charge> charges,
-                                            std::string_view now_us_override) {
+std::vector<std::string> library_load_commands() {
+  return {format_command({"MULTI"}), format_command({"FUNCTION", "DELETE", kPreviousLibraryName}),
+          format_command({"FUNCTION", "LOAD", "REPLACE", library_code()}),
+          format_command({"EXEC"})};
+}
+
+EncodedDecision encode_decision(std::string_view key_prefix, const TagKey& tag_key,
+                                std::string_view identity, std::span<const Charge> charges) {
+  EncodedDecision d;
+  d.slot = append_keys(d.keys, key_prefix, tag_key, identity, charges);
+  d.key_count = static_cast<std::uint32_t>(charges.size());
+  d.policies = charges.size();
+  d.args.reserve(8 + charges.size() * kArgsPerPolicy * 12);
+  append_bulk_int(d.args, static_cast<std::int64_t>(charges.size()));
+  for (const Charge& c : charges) {
+    const Policy& p = *c.policy;
+    const AlgorithmParameters a = algorithm_parameters(p);
+    append_bulk_int(d.args, algorithm_code(p.algorithm));
+    append_bulk_int(d.args, c.cost);
+    append_bulk_int(d.args, p.shadow ? 1 : 0);
+    append_bulk_int(d.args, a.p1);
+    append_bulk_int(d.args, a.p2);
+    append_bulk_int(d.args, a.p3);
+  }
+  d.arg_count = static_cast<std::uint32_t>(1 + kArgsPerPolicy * charges.size());
+  return d;
+}
+
+void append_decide_batch(std::string& out, std::span<const EncodedDecision* const> items,
+                         std::string_view now_us_override) {
+  std::size_t keys = 0, args = 0, bytes = 64 + now_us_override.size();
+  for (const EncodedDecision* d : items) {
+    keys += d->key_count;
+    args += d->arg_count;
+    bytes += d->keys.size() + d->args.size();
+  }
+  out.reserve(out.size() + bytes);
+  // FCALL fg_decide_v3 numkeys keys.. now_us m args..
+  append_array_header(out, 3 + keys + 2 + args);
+  append_bulk(out, "FCALL");
+  append_bulk(out, kDecideFunction);
+  append_bulk_int(out, static_cast<std::int64_t>(keys));
+  for (const EncodedDecision* d : items) out.append(d->keys);
+  append_bulk(out, now_us_override);
+  append_bulk_int(out, static_cast<std::int64_t>(items.size()));
+  for (const EncodedDecision* d : items) out.append(d->args);
+}
+
+Result<std::vector<Verdict>> parse_decide_batch_reply(
+    const Reply& reply, std::span<const std::size_t> policies_per_item) {
+  if (reply.is_error()) return fail(ErrorCode::kUnavailable, "redis: " + reply.str);
+  std::size_t size = kBatchReplyHead;
+  for (std::size_t n : policies_per_item) size += kItemReplyHead + kReplyPerPolicy * n;
+  if (std::string why = check_integers(reply, size); !why.empty()) return malformed(reply, why);
+  const std::int64_t decided_at_us = reply.elements[0].integer;
+  if (decided_at_us < 0) return malformed(reply, "negative decision time");
+  std::vector<Verdict> verdicts(policies_per_item.size());
+  std::size_t at = kBatchReplyHead;
+  for (std::size_t i = 0; i < policies_per_item.size(); ++i) {
+    if (policies_per_item[i] == 0) return malformed(reply, "an item without policies");
+    verdicts[i].decided_at = from_us(decided_at_us);
+    if (std::string why = parse_item(reply, at, 0, policies_per_item[i], verdicts[i]);
+        !why.empty()) {
+      return malformed(reply, "item " + std::to_string(i) + ": " + why);
+    }
+    at += kItemReplyHead + kReplyPerPolicy * policies_per_item[i];
+  }
+  return verdicts;
+}
+
+std::vector<std::string> encode_decide_v2_args(std::span<const Charge> charges,
+                                               std::string_view now_us_override) {
   std::vector<std::string> args;
   args.reserve(2 + kArgsPerPolicy * charges.size());
   args.emplace_back(now_us_override);
   push_int(args, static_cast<std::int64_t>(charges.size()));
   for (const Charge& c : charges) push_charge(args, c, c.cost);
   return args;
+}
+
+Result<Verdict> parse_decide_v2_reply(const Reply& reply, std::size_t policies) {
+  if (reply.is_error()) return fail(ErrorCode::kUnavailable, "redis: " + reply.str);
+  if (policies == 0) return malformed(reply, "no policies");
+  if (std::string why = check_integers(reply, kV2ReplyHead + kReplyPerPolicy * policies);
+      !why.empty()) {
+    return malformed(reply, why);
+  }
+  if (reply.elements[2].integer < 0) return malformed(reply, "negative decision time");
+  Verdict v;
+  v.decided_at = from_us(reply.elements[2].integer);
+  // [allowed, most_restrictive, decided_at, policies..]: an item with decided_at in between.
+  if (std::string why = parse_item(reply, 0, 1, policies, v); !why.empty()) {
+    return malformed(reply, why);
+  }
+  return v;
 }
 
 std::vector<std::string> encode_refund_args(const RefundRequest& request,
@@ -115,8 +277,16 @@ std::vector<std::string> encode_refund_args(const RefundRequest& request,
 std::string format_refund_command(std::string_view key_prefix, const TagKey& tag_key,
                                   const RefundRequest& request, int* slot,
                                   std::string_view now_us_override) {
-  return format_fcall(kRefundFunction, key_prefix, tag_key, request.identity, request.charges,
-                      encode_refund_args(request, now_us_override), slot);
+  const std::vector<std::string> args = encode_refund_args(request, now_us_override);
+  std::string out;
+  append_array_header(out, 3 + request.charges.size() + args.size());
+  append_bulk(out, "FCALL");
+  append_bulk(out, kRefundFunction);
+  append_bulk_int(out, static_cast<std::int64_t>(request.charges.size()));
+  const int s = append_keys(out, key_prefix, tag_key, request.identity, request.charges);
+  if (slot != nullptr) *slot = s;
+  for (const std::string& a : args) append_bulk(out, a);
+  return out;
 }
 
 Result<void> parse_refund_reply(const Reply& reply) {
@@ -126,73 +296,6 @@ Result<void> parse_refund_reply(const Reply& reply) {
                 "malformed reply from " + std::string(kRefundFunction) + ": " + describe(reply));
   }
   return {};
-}
-
-std::string format_decide_command(std::string_view key_prefix, const TagKey& tag_key,
-                                  std::string_view identity, std::span<const Charge> charges,
-                                  int* slot, std::string_view now_us_override) {
-  return format_fcall(kDecideFunction, key_prefix, tag_key, identity, charges,
-                      encode_decide_args(charges, now_us_override), slot);
-}
-
-Result<Verdict> parse_decide_reply(const Reply& reply, std::size_t policies) {
-  if (reply.is_error()) {
-    return fail(ErrorCode::kUnavailable, "redis: " + reply.str);
-  }
-  if (!reply.is_array()) return malformed(reply, "not an array");
-  if (reply.elements.size() != kReplyHead + kReplyPerPolicy * policies) {
-    return malformed(reply, "expected " + std::to_string(kReplyHead + kReplyPerPolicy * policies) +
-                                " integers for " + std::to_string(policies) + " policies");
-  }
-  for (const Reply& e : reply.elements) {
-    if (!e.is_integer()) return malformed(reply, "not all integers");
-  }
-  auto at = [&](std::size_t i) { return reply.elements[i].integer; };
-  auto is_flag = [](std::int64_t v) { return v == 0 || v == 1; };
-
-  Verdict v;
-  if (!is_flag(at(0))) return malformed(reply, "allowed is not 0 or 1");
-  v.allowed = at(0) == 1;
-  if (at(1) < 0 || static_cast<std::size_t>(at(1)) >= policies) {
-    return malformed(reply, "most restrictive index out of range");
-  }
-  v.most_restrictive = static_cast<std::size_t>(at(1));
-  if (at(2) < 0) return malformed(reply, "negative decision time");
-  v.decided_at = from_us(at(2));
-  v.decisions.reserve(policies);
-  for (std::size_t i = 0; i < policies; ++i) {
-    const std::size_t base = kReplyHead + kReplyPerPolicy * i;
-    Decision d;
-    if (!is_flag(at(base))) return malformed(reply, "a policy's allowed is not 0 or 1");
-    d.allowed = at(base) == 1;
-    switch (at(base + 1)) {
-      case 0:
-        d.reason = DenyReason::kNone;
-        break;
-      case 1:
-        d.reason = DenyReason::kOverLimit;
-        break;
-      case 2:
-        d.reason = DenyReason::kCostExceedsBurst;
-        break;
-      default:
-        return malformed(reply, "unknown deny reason");
-    }
-    if (d.allowed != (d.reason == DenyReason::kNone)) {
-      return malformed(reply, "allowed and reason disagree");
-    }
-    d.limit = at(base + 2);
-    d.remaining = at(base + 3);
-    const std::int64_t reset_after_us = at(base + 4);
-    const std::int64_t retry_after_us = at(base + 5);
-    if (d.limit < 0 || d.remaining < 0 || reset_after_us < 0 || retry_after_us < 0) {
-      return malformed(reply, "negative figure");
-    }
-    d.reset_after = Duration(reset_after_us);
-    d.retry_after = Duration(retry_after_us);
-    v.decisions.push_back(d);
-  }
-  return v;
 }
 
 }  // namespace fg::redis

@@ -1,13 +1,18 @@
-// script.h — the decide function on the Redis side: its library text, the FCALL arguments that
-// describe a request, and the reply that describes the verdict. Pure functions, no I/O.
+// script.h — the decide functions on the Redis side: their library text, the FCALL arguments that
+// describe requests, and the replies that describe verdicts. Pure functions, no I/O.
 //
 // The Lua (src/store/redis/lua/decide.lua, embedded at build time) is a Redis 7 FUNCTION library,
-// `floodgate_v2`, registering `fg_decide_v2` and `fg_refund_v2`:
-// FUNCTION LOAD is replicated to replicas, so the function survives a failover (SCRIPT LOAD does
-// not: design §4), and one FCALL runs the whole all-or-nothing decision atomically.
+// `floodgate_v3`, registering `fg_decide_v3`, `fg_refund_v3` and, for instances of the release
+// before during a rolling upgrade, `fg_decide_v2` and `fg_refund_v2` with their exact v2
+// arguments and replies. FUNCTION LOAD is replicated to replicas, so the functions survive a
+// failover (SCRIPT LOAD does not: design §4), and one FCALL runs whole all-or-nothing decisions
+// atomically.
 //
-//   FCALL fg_decide_v2 <n> key_1 .. key_n  now_us n  (alg cost shadow p1 p2 p3) x n
+//   FCALL fg_decide_v3 <keys> key..  now_us m  (n_1, (alg cost shadow p1 p2 p3) x n_1) .. (n_m, ..)
 //
+//   m decisions ("items") in one call, each all or nothing, applied in order (a later item sees
+//   an earlier one's writes); the keys are each item's keys in order, all in one hash slot on a
+//   cluster.
 //   now_us   "" in production: the script reads Redis TIME (one clock for every instance);
 //            tests pass an integer to fix time.
 //   alg      1 token_bucket, 2 gcra, 3 sliding_window, 4 fixed_window
@@ -16,19 +21,27 @@
 //            sliding_window:      limit, period_us, granule_us (algorithm_parameters)
 //            fixed_window:        limit, period_us, 0
 //
-// Reply: a flat array of integers, [allowed, most_restrictive (0-based), decided_at_us (the TIME
-// it used), then per policy: allowed, reason (0 none, 1 over_limit, 2 cost_exceeds_burst), limit,
-// remaining, reset_after_us, retry_after_us].
+// Reply: a flat array of integers, [decided_at_us (the TIME it used), then per item: allowed,
+// most_restrictive (0-based), then per policy: allowed, reason (0 none, 1 over_limit,
+// 2 cost_exceeds_burst), limit, remaining, reset_after_us, retry_after_us].
 //
-//   FCALL fg_refund_v2 <n> key_1 .. key_n  now_us consumed_at_us n  (alg cost shadow p1 p2 p3) x n
+//   FCALL fg_refund_v3 <n> key_1 .. key_n  now_us consumed_at_us n  (alg cost shadow p1 p2 p3) x n
 //
-// gives back what an allowed fg_decide_v2 consumed (store.h: Store::refund), with the same keys
-// and per-charge values, `cost` being what that charge consumed (fg::refund_cost). Reply: an
-// integer, the number of states written or deleted.
+// gives back what an allowed decision consumed (store.h: Store::refund), with the same keys and
+// per-charge values, `cost` being what that charge consumed (fg::refund_cost). Reply: an
+// integer, the number of states written or deleted. (fg_refund_v2 is the same function.)
 //
-// Changing the protocol means a new function name (fg_decide_v3) and library name, so instances
-// of two versions can share one Redis during a rolling upgrade (v1 had no refund and no
-// decided_at in its reply).
+//   FCALL fg_decide_v2 <n> key_1 .. key_n  now_us n  (alg cost shadow p1 p2 p3) x n
+//
+// v2's single decision, kept for instances of the release before: reply [allowed,
+// most_restrictive, decided_at_us, then 6 per policy as above].
+//
+// Upgrade: library_load_commands() replaces floodgate_v2 by floodgate_v3 in one MULTI/EXEC
+// (FUNCTION DELETE floodgate_v2; FUNCTION LOAD REPLACE <v3>). Afterwards a v2 instance's own
+// FUNCTION LOAD REPLACE fails (its function names are taken) and its FCALLs run v3's compat
+// functions on the same states, so admissions stay exact across the upgrade. The states are
+// written in v3's packed form; both forms are read (decide.lua's header: how to read one).
+// Changing the protocol again means a new function and library name, the same way.
 //
 // Thread safety: pure functions over values.
 #pragma once
@@ -41,21 +54,28 @@
 
 #include "floodgate/decision.h"
 #include "floodgate/limiter.h"
-#include "floodgate/store.h"
 #include "floodgate/result.h"
+#include "floodgate/store.h"
 #include "store/redis/keys.h"
 #include "store/redis/resp.h"
 
 namespace fg::redis {
 
-inline constexpr std::string_view kLibraryName = "floodgate_v2";
-inline constexpr std::string_view kDecideFunction = "fg_decide_v2";
-inline constexpr std::string_view kRefundFunction = "fg_refund_v2";
+inline constexpr std::string_view kLibraryName = "floodgate_v3";
+inline constexpr std::string_view kDecideFunction = "fg_decide_v3";
+inline constexpr std::string_view kRefundFunction = "fg_refund_v3";
+// The release before's library and its functions, which floodgate_v3 also registers.
+inline constexpr std::string_view kPreviousLibraryName = "floodgate_v2";
+inline constexpr std::string_view kDecideFunctionV2 = "fg_decide_v2";
+inline constexpr std::string_view kRefundFunctionV2 = "fg_refund_v2";
 
-// Values per policy in the arguments, and in the reply after its three-value head.
+// Values per policy in the arguments and in the replies; the head of a v3 reply (decided_at) and
+// of each item in it (allowed, most_restrictive); the head of a v2 reply.
 inline constexpr std::size_t kArgsPerPolicy = 6;
-inline constexpr std::size_t kReplyHead = 3;
 inline constexpr std::size_t kReplyPerPolicy = 6;
+inline constexpr std::size_t kBatchReplyHead = 1;
+inline constexpr std::size_t kItemReplyHead = 2;
+inline constexpr std::size_t kV2ReplyHead = 3;
 
 // The library as given to FUNCTION LOAD REPLACE: decide.lua, embedded at build time.
 const std::string& library_code();
@@ -63,22 +83,50 @@ const std::string& library_code();
 // The Lua source the library was built from (the file as embedded).
 std::string_view decide_lua_source();
 
-// The script arguments after the keys: now_us, n, then six values per charge.
+// The commands (RESP bytes, one string each) that load the library on a connection, replacing
+// floodgate_v2 atomically: MULTI, FUNCTION DELETE floodgate_v2, FUNCTION LOAD REPLACE <v3>, EXEC.
+// Four replies: OK, QUEUED, QUEUED, then EXEC's array, in which the DELETE's error "Library not
+// found" (nothing to replace) is expected and the LOAD still applies. Send them back to back on
+// one connection (nothing in between, or it would be queued inside the transaction).
+std::vector<std::string> library_load_commands();
+
+// One decision, encoded once when it is made, for a batch assembled later: its keys and its
+// arguments (n, then six per charge) as RESP bulk strings ("$<len>\r\n<bytes>\r\n" each).
+struct EncodedDecision {
+  std::string keys;
+  std::string args;
+  std::uint32_t key_count = 0;
+  std::uint32_t arg_count = 0;
+  std::size_t policies = 0;
+  int slot = 0;  // the keys' hash slot (all of them share it)
+};
+
+// The keys are built from `key_prefix`, the identity's hash tag under `tag_key`, the identity
+// and each policy's name (keys.h). Precondition: fg::check_charges(charges) succeeded.
+EncodedDecision encode_decision(std::string_view key_prefix, const TagKey& tag_key,
+                                std::string_view identity, std::span<const Charge> charges);
+
+// Appends the whole FCALL fg_decide_v3 for `items` (in that order; at least one) to `out` as RESP
+// bytes. On a cluster the caller batches only items of one slot.
+void append_decide_batch(std::string& out, std::span<const EncodedDecision* const> items,
+                         std::string_view now_us_override = "");
+
+// The verdicts in a reply to fg_decide_v3 for items of `policies_per_item` policies, in order.
+// An error reply is kUnavailable with Redis's message (for every item: the call did nothing
+// that can be reported); a reply of the wrong shape or with values out of range is kInternal (a
+// script and a binary that disagree): never a crash, never a made-up verdict.
+Result<std::vector<Verdict>> parse_decide_batch_reply(
+    const Reply& reply, std::span<const std::size_t> policies_per_item);
+
+// fg_decide_v2's arguments after the keys: now_us, n, then six values per charge (what v2
+// instances send; tests call the compat function with them).
 // Precondition: fg::check_charges(charges) succeeded.
-std::vector<std::string> encode_decide_args(std::span<const Charge> charges,
-                                            std::string_view now_us_override = "");
+std::vector<std::string> encode_decide_v2_args(std::span<const Charge> charges,
+                                               std::string_view now_us_override = "");
 
-// The whole FCALL as RESP bytes: FCALL fg_decide_v2 n <keys> <args>, with the keys built from
-// `key_prefix`, the identity's hash tag under `tag_key`, the identity and each policy's name
-// (keys.h). `slot` receives the keys' slot. Precondition: fg::check_charges(charges) succeeded.
-std::string format_decide_command(std::string_view key_prefix, const TagKey& tag_key,
-                                  std::string_view identity, std::span<const Charge> charges,
-                                  int* slot, std::string_view now_us_override = "");
-
-// The verdict in a reply to FCALL fg_decide_v2 for `policies` charges. An error reply is
-// kUnavailable with Redis's message; a reply of the wrong shape or with values out of range is
-// kInternal (a script and a binary that disagree): never a crash, never a made-up verdict.
-Result<Verdict> parse_decide_reply(const Reply& reply, std::size_t policies);
+// The verdict in a reply to fg_decide_v2 for `policies` charges; errors as
+// parse_decide_batch_reply's.
+Result<Verdict> parse_decide_v2_reply(const Reply& reply, std::size_t policies);
 
 // The refund's arguments after the keys: now_us, consumed_at_us, n, then six values per charge
 // of `request` (the decide encoding, with each cost replaced by fg::refund_cost).
@@ -86,13 +134,13 @@ Result<Verdict> parse_decide_reply(const Reply& reply, std::size_t policies);
 std::vector<std::string> encode_refund_args(const RefundRequest& request,
                                             std::string_view now_us_override = "");
 
-// The whole FCALL fg_refund_v2 as RESP bytes, keys as format_decide_command's; `slot` receives
-// their slot. Precondition: fg::check_refund(request) succeeded.
+// The whole FCALL fg_refund_v3 as RESP bytes, keys as encode_decision's; `slot` receives their
+// slot. Precondition: fg::check_refund(request) succeeded.
 std::string format_refund_command(std::string_view key_prefix, const TagKey& tag_key,
                                   const RefundRequest& request, int* slot,
                                   std::string_view now_us_override = "");
 
-// A reply to FCALL fg_refund_v2: success for an integer; an error reply is kUnavailable, any
+// A reply to FCALL fg_refund_v3: success for an integer; an error reply is kUnavailable, any
 // other shape kInternal.
 Result<void> parse_refund_reply(const Reply& reply);
 

@@ -25,7 +25,7 @@ Reply integers(std::vector<std::int64_t> values) {
 using std::chrono::minutes;
 using std::chrono::seconds;
 
-TEST(EncodeDecideArgs, DescribesEachAlgorithmWithItsIntegers) {
+TEST(EncodeDecideV2Args, DescribesEachAlgorithmWithItsIntegers) {
   const Policy bucket = make_policy("per-minute", 100, {.period = minutes(1), .burst = 120});
   const Policy gcra = make_policy("gcra", 3, {.algorithm = Algorithm::kGcra, .period = seconds(1)});
   Policy sliding =
@@ -34,7 +34,7 @@ TEST(EncodeDecideArgs, DescribesEachAlgorithmWithItsIntegers) {
   const Policy fixed =
       make_policy("fixed", 5, {.algorithm = Algorithm::kFixedWindow, .period = seconds(10)});
   const std::vector<Charge> charges = {{&bucket, 1}, {&gcra, 2}, {&sliding, 1}, {&fixed, 0}};
-  const auto args = encode_decide_args(charges);
+  const auto args = encode_decide_v2_args(charges);
   const std::vector<std::string> expected = {
       "", "4",
       // token bucket 100/min burst 120: unit 600000, rate 1 (core::bucket_scale).
@@ -48,43 +48,185 @@ TEST(EncodeDecideArgs, DescribesEachAlgorithmWithItsIntegers) {
   EXPECT_EQ(args, expected);
 }
 
-TEST(EncodeDecideArgs, PassesTheTimeOverrideFirst) {
+TEST(EncodeDecideV2Args, PassesTheTimeOverrideFirst) {
   const Policy p =
       make_policy("p", 1, {.algorithm = Algorithm::kFixedWindow, .period = seconds(1)});
   const std::vector<Charge> charges = {{&p, 1}};
-  EXPECT_EQ(encode_decide_args(charges, "1800000000000000").front(), "1800000000000000");
+  EXPECT_EQ(encode_decide_v2_args(charges, "1800000000000000").front(), "1800000000000000");
 }
 
-TEST(EncodeDecideArgs, SubMillisecondWindowsUseMicrosecondGranules) {
+TEST(EncodeDecideV2Args, SubMillisecondWindowsUseMicrosecondGranules) {
   const Policy p =
       make_policy("p", 10, {.algorithm = Algorithm::kSlidingWindow, .period = Duration(1500)});
   const std::vector<Charge> charges = {{&p, 1}};
-  EXPECT_EQ(encode_decide_args(charges).back(), "1");
+  EXPECT_EQ(encode_decide_v2_args(charges).back(), "1");
 }
 
-TEST(FormatDecideCommand, IsOneFcallWithTheIdentitysKeys) {
+// The RESP array of a formatted command, as strings.
+std::vector<std::string> parse_command(const std::string& bytes) {
+  RespReader reader;
+  EXPECT_TRUE(reader.feed(bytes).has_value());
+  auto parsed = reader.next();
+  EXPECT_TRUE(parsed && parsed->has_value());
+  std::vector<std::string> argv;
+  if (!parsed || !parsed->has_value()) return argv;
+  for (const Reply& e : (**parsed).elements) argv.push_back(e.str);
+  auto rest = reader.next();  // exactly one command
+  EXPECT_TRUE(rest && !rest->has_value());
+  return argv;
+}
+
+TEST(EncodeDecision, HoldsTheIdentitysKeysAndTheChargesAsBulkStrings) {
   const Policy a =
       make_policy("a", 1, {.algorithm = Algorithm::kFixedWindow, .period = seconds(1)});
   const Policy b = make_policy("b{x}", 1, {.algorithm = Algorithm::kGcra, .period = seconds(1)});
-  const std::vector<Charge> charges = {{&a, 1}, {&b, 1}};
-  int slot = -1;
+  const std::vector<Charge> charges = {{&a, 1}, {&b, 2}};
   const TagKey k = make_tag_key("a deployment secret");
-  const std::string cmd = format_decide_command("fg", k, "{user}", charges, &slot);
+  const EncodedDecision d = encode_decision("fg", k, "{user}", charges);
   const std::string tag = hash_tag(k, "%7Buser%7D");
-  EXPECT_EQ(slot, key_slot(tag));
-  RespReader reader;
-  ASSERT_TRUE(reader.feed(cmd).has_value());
-  auto parsed = reader.next();
-  ASSERT_TRUE(parsed && parsed->has_value());
-  const auto& argv = (**parsed).elements;
-  ASSERT_EQ(argv.size(), 3u + 2u + 2u + 12u);
-  EXPECT_EQ(argv[0].str, "FCALL");
-  EXPECT_EQ(argv[1].str, "fg_decide_v2");
-  EXPECT_EQ(argv[2].str, "2");
-  EXPECT_EQ(argv[3].str, "fg:{" + tag + "}:%7Buser%7D:a");
-  EXPECT_EQ(argv[4].str, "fg:{" + tag + "}:%7Buser%7D:b%7Bx%7D");
-  EXPECT_EQ(argv[5].str, "");
-  EXPECT_EQ(argv[6].str, "2");
+  EXPECT_EQ(d.slot, key_slot(tag));
+  EXPECT_EQ(d.key_count, 2u);
+  EXPECT_EQ(d.arg_count, 13u);
+  EXPECT_EQ(d.policies, 2u);
+  const std::string key_a = "fg:{" + tag + "}:%7Buser%7D:a";
+  const std::string key_b = "fg:{" + tag + "}:%7Buser%7D:b%7Bx%7D";
+  EXPECT_EQ(d.keys, "$" + std::to_string(key_a.size()) + "\r\n" + key_a + "\r\n$" +
+                        std::to_string(key_b.size()) + "\r\n" + key_b + "\r\n");
+  EXPECT_TRUE(d.args.starts_with("$1\r\n2\r\n$1\r\n4\r\n$1\r\n1\r\n$1\r\n0\r\n"));
+}
+
+TEST(AppendDecideBatch, IsOneFcallWithEachItemsKeysThenEachItemsArguments) {
+  const Policy a =
+      make_policy("a", 1, {.algorithm = Algorithm::kFixedWindow, .period = seconds(1)});
+  const Policy b = make_policy("b", 3, {.algorithm = Algorithm::kGcra, .period = seconds(1)});
+  const std::vector<Charge> two = {{&a, 1}, {&b, 2}};
+  const std::vector<Charge> one = {{&b, 1}};
+  const TagKey k{};
+  const EncodedDecision first = encode_decision("fg", k, "u", two);
+  const EncodedDecision second = encode_decision("fg", k, "v", one);
+  const EncodedDecision* items[] = {&first, &second};
+  std::string out = "prefix";
+  append_decide_batch(out, items, "1800000000000000");
+  ASSERT_TRUE(out.starts_with("prefix"));
+  const auto argv = parse_command(out.substr(6));
+  const std::vector<std::string> expected = {"FCALL",
+                                             "fg_decide_v3",
+                                             "3",
+                                             make_key("fg", k, "u", "a"),
+                                             make_key("fg", k, "u", "b"),
+                                             make_key("fg", k, "v", "b"),
+                                             "1800000000000000",
+                                             "2",
+                                             "2",
+                                             "4",
+                                             "1",
+                                             "0",
+                                             "1",
+                                             "1000000",
+                                             "0",
+                                             "2",
+                                             "2",
+                                             "0",
+                                             "3",
+                                             "1000000",
+                                             "3",
+                                             "1",
+                                             "2",
+                                             "1",
+                                             "0",
+                                             "3",
+                                             "1000000",
+                                             "3"};
+  EXPECT_EQ(argv, expected);
+  // One item, Redis TIME: the same as v2's arguments, after m.
+  std::string single;
+  const EncodedDecision* just_first[] = {&first};
+  append_decide_batch(single, just_first);
+  const auto one_argv = parse_command(single);
+  ASSERT_EQ(one_argv.size(), 3u + 2u + 2u + 13u);
+  EXPECT_EQ(one_argv[5], "");
+  EXPECT_EQ(one_argv[6], "1");
+  const auto v2 = encode_decide_v2_args(two);
+  EXPECT_EQ(std::vector<std::string>(one_argv.begin() + 7, one_argv.end()),
+            std::vector<std::string>(v2.begin() + 1, v2.end()));
+}
+
+TEST(ParseDecideBatchReply, ReadsEachItemsVerdictAtTheCallsTime) {
+  const std::size_t policies[] = {2, 1};
+  auto v = parse_decide_batch_reply(
+      integers({1800000000123456, 0,      1, 1, 0, 100, 99, 600000, 0,   0, 1, 2, 0,
+                1000000,          500000, 1, 0, 1, 0,   5,  4,      100, 0}),
+      policies);
+  ASSERT_TRUE(v.has_value()) << v.error().to_string();
+  ASSERT_EQ(v->size(), 2u);
+  const Verdict& a = (*v)[0];
+  EXPECT_FALSE(a.allowed);
+  EXPECT_EQ(a.most_restrictive, 1u);
+  EXPECT_EQ(to_us(a.decided_at), 1800000000123456);
+  ASSERT_EQ(a.decisions.size(), 2u);
+  EXPECT_EQ(a.decisions[0].remaining, 99);
+  EXPECT_EQ(a.decisions[1].reason, DenyReason::kOverLimit);
+  EXPECT_EQ(a.decisions[1].retry_after, Duration(500000));
+  const Verdict& b = (*v)[1];
+  EXPECT_TRUE(b.allowed);
+  EXPECT_EQ(to_us(b.decided_at), 1800000000123456);
+  ASSERT_EQ(b.decisions.size(), 1u);
+  EXPECT_EQ(b.decisions[0].limit, 5);
+  EXPECT_EQ(b.decisions[0].reset_after, Duration(100));
+}
+
+TEST(ParseDecideBatchReply, AnErrorReplyIsUnavailableForTheWholeBatch) {
+  Reply e;
+  e.type = Reply::Type::kError;
+  e.str = "ERR floodgate: bad arguments";
+  const std::size_t policies[] = {1, 1};
+  auto v = parse_decide_batch_reply(e, policies);
+  ASSERT_FALSE(v.has_value());
+  EXPECT_EQ(v.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(v.error().message.find("bad arguments"), std::string::npos);
+}
+
+TEST(ParseDecideBatchReply, AMalformedReplyIsInternalNeverACrash) {
+  const std::vector<std::int64_t> good = {7, 1, 0, 1, 0, 5, 4, 100, 0, 0, 0, 0, 1, 5, 0, 0, 3};
+  const std::size_t two[] = {1, 1};
+  ASSERT_TRUE(parse_decide_batch_reply(integers(good), two).has_value());
+  auto bad = [&](std::vector<std::int64_t> values, std::span<const std::size_t> p) {
+    auto v = parse_decide_batch_reply(integers(std::move(values)), p);
+    return !v.has_value() && v.error().code == ErrorCode::kInternal;
+  };
+  const std::size_t one[] = {1}, three[] = {1, 1, 1}, zero[] = {0, 2}, none[] = {0};
+  EXPECT_TRUE(bad(good, one));    // long
+  EXPECT_TRUE(bad(good, three));  // short
+  EXPECT_TRUE(bad(good, zero));   // an item without policies
+  EXPECT_TRUE(bad({7, 1, 0}, none));
+  EXPECT_TRUE(bad({}, {}));
+  auto with = [&](std::size_t i, std::int64_t x) {
+    auto v = good;
+    v[i] = x;
+    return v;
+  };
+  EXPECT_TRUE(bad(with(0, -7), two));   // negative decision time
+  EXPECT_TRUE(bad(with(1, 2), two));    // allowed not a flag
+  EXPECT_TRUE(bad(with(10, 1), two));   // second item's index out of range
+  EXPECT_TRUE(bad(with(12, 3), two));   // unknown reason
+  EXPECT_TRUE(bad(with(11, 1), two));   // allowed with a reason
+  EXPECT_TRUE(bad(with(16, -1), two));  // negative retry
+  Reply nested = integers(good);
+  nested.elements[9].type = Reply::Type::kString;
+  EXPECT_EQ(parse_decide_batch_reply(nested, two).error().code, ErrorCode::kInternal);
+  Reply nil;
+  EXPECT_EQ(parse_decide_batch_reply(nil, two).error().code, ErrorCode::kInternal);
+}
+
+TEST(LibraryLoadCommands, ReplaceTheV2LibraryInOneTransaction) {
+  const auto commands = library_load_commands();
+  ASSERT_EQ(commands.size(), 4u);
+  EXPECT_EQ(parse_command(commands[0]), (std::vector<std::string>{"MULTI"}));
+  EXPECT_EQ(parse_command(commands[1]),
+            (std::vector<std::string>{"FUNCTION", "DELETE", "floodgate_v2"}));
+  EXPECT_EQ(parse_command(commands[2]),
+            (std::vector<std::string>{"FUNCTION", "LOAD", "REPLACE", library_code()}));
+  EXPECT_EQ(parse_command(commands[3]), (std::vector<std::string>{"EXEC"}));
 }
 
 TEST(FormatRefundCommand, SameKeysAndValuesWithTheCostsThatWereConsumed) {
@@ -99,7 +241,7 @@ TEST(FormatRefundCommand, SameKeysAndValuesWithTheCostsThatWereConsumed) {
   int slot = -1, decide_slot = -2;
   const RefundRequest request{"u", charges, from_us(1800000000000007), decisions};
   const std::string cmd = format_refund_command("fg", k, request, &slot);
-  const std::string decide = format_decide_command("fg", k, "u", charges, &decide_slot);
+  decide_slot = encode_decision("fg", k, "u", charges).slot;
   EXPECT_EQ(slot, decide_slot);
   RespReader reader;
   ASSERT_TRUE(reader.feed(cmd).has_value());
@@ -107,7 +249,7 @@ TEST(FormatRefundCommand, SameKeysAndValuesWithTheCostsThatWereConsumed) {
   ASSERT_TRUE(parsed && parsed->has_value());
   const auto& argv = (**parsed).elements;
   ASSERT_EQ(argv.size(), 3u + 2u + 3u + 12u);
-  EXPECT_EQ(argv[1].str, "fg_refund_v2");
+  EXPECT_EQ(argv[1].str, "fg_refund_v3");
   EXPECT_EQ(argv[3].str, make_key("fg", k, "u", "a"));
   EXPECT_EQ(argv[5].str, "");
   EXPECT_EQ(argv[6].str, "1800000000000007");
@@ -133,8 +275,8 @@ TEST(ParseRefundReply, AnIntegerIsSuccessAnythingElseAnError) {
   EXPECT_EQ(parse_refund_reply(integers({1})).error().code, ErrorCode::kInternal);
 }
 
-TEST(ParseDecideReply, ReadsTheVerdict) {
-  auto v = parse_decide_reply(
+TEST(ParseDecideV2Reply, ReadsTheVerdict) {
+  auto v = parse_decide_v2_reply(
       integers({0, 1, 1800000000123456, 1, 0, 100, 99, 600000, 0, 0, 1, 2, 0, 1000000, 500000}), 2);
   ASSERT_TRUE(v.has_value()) << v.error().to_string();
   EXPECT_FALSE(v->allowed);
@@ -151,21 +293,21 @@ TEST(ParseDecideReply, ReadsTheVerdict) {
   EXPECT_EQ(v->headline().limit, 2);
 }
 
-TEST(ParseDecideReply, AnErrorReplyIsUnavailable) {
+TEST(ParseDecideV2Reply, AnErrorReplyIsUnavailable) {
   Reply e;
   e.type = Reply::Type::kError;
   e.str = "ERR user_script:1: oops";
-  auto v = parse_decide_reply(e, 1);
+  auto v = parse_decide_v2_reply(e, 1);
   ASSERT_FALSE(v.has_value());
   EXPECT_EQ(v.error().code, ErrorCode::kUnavailable);
   EXPECT_NE(v.error().message.find("oops"), std::string::npos);
 }
 
-TEST(ParseDecideReply, AMalformedReplyIsInternalNeverACrash) {
+TEST(ParseDecideV2Reply, AMalformedReplyIsInternalNeverACrash) {
   const std::vector<std::int64_t> good = {1, 0, 7, 1, 0, 5, 4, 100, 0};
-  ASSERT_TRUE(parse_decide_reply(integers(good), 1).has_value());
+  ASSERT_TRUE(parse_decide_v2_reply(integers(good), 1).has_value());
   auto bad = [&](std::vector<std::int64_t> values, std::size_t n = 1) {
-    auto v = parse_decide_reply(integers(std::move(values)), n);
+    auto v = parse_decide_v2_reply(integers(std::move(values)), n);
     return !v.has_value() && v.error().code == ErrorCode::kInternal;
   };
   EXPECT_TRUE(bad(good, 2));                           // wrong count for n
@@ -183,21 +325,23 @@ TEST(ParseDecideReply, AMalformedReplyIsInternalNeverACrash) {
   Reply not_array;
   not_array.type = Reply::Type::kString;
   not_array.str = "1";
-  EXPECT_EQ(parse_decide_reply(not_array, 1).error().code, ErrorCode::kInternal);
+  EXPECT_EQ(parse_decide_v2_reply(not_array, 1).error().code, ErrorCode::kInternal);
   Reply nested = integers(good);
   nested.elements[4].type = Reply::Type::kString;
-  EXPECT_EQ(parse_decide_reply(nested, 1).error().code, ErrorCode::kInternal);
+  EXPECT_EQ(parse_decide_v2_reply(nested, 1).error().code, ErrorCode::kInternal);
   Reply nil;
-  EXPECT_EQ(parse_decide_reply(nil, 1).error().code, ErrorCode::kInternal);
+  EXPECT_EQ(parse_decide_v2_reply(nil, 1).error().code, ErrorCode::kInternal);
 }
 
 TEST(LibraryCode, IsAFunctionLibraryRegisteringTheDecideFunction) {
   const std::string& code = library_code();
-  EXPECT_TRUE(code.starts_with("#!lua name=floodgate_v2\n"));
+  EXPECT_TRUE(code.starts_with("#!lua name=floodgate_v3\n"));
   EXPECT_NE(code.find(decide_lua_source()), std::string::npos);
   EXPECT_NE(code.find("redis.register_function("), std::string::npos);
   EXPECT_NE(code.find("'fg_decide_v2'"), std::string::npos);
   EXPECT_NE(code.find("'fg_refund_v2'"), std::string::npos);
+  EXPECT_NE(code.find("'fg_decide_v3'"), std::string::npos);
+  EXPECT_NE(code.find("'fg_refund_v3'"), std::string::npos);
   EXPECT_FALSE(decide_lua_source().empty());
 }
 

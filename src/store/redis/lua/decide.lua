@@ -1,41 +1,94 @@
-#!lua name=floodgate_v2
+#!lua name=floodgate_v3
 --
 -- floodgate's decision in Redis: one FCALL checks and consumes every policy of one identity,
--- all or nothing, atomically. This file is the whole function library (FUNCTION LOAD REPLACE);
--- functions are replicated, so a promoted replica already has it after a failover.
+-- all or nothing, atomically; or several such decisions in one call (a batch). This file is the
+-- whole function library (FUNCTION LOAD); functions are replicated, so a promoted replica
+-- already has it after a failover.
 --
 -- It mirrors src/core/algorithms.cc and src/core/limiter.cc line for line, with the same
 -- integers: every value stays below 2^53 (checked by fg::validate_policy), where Lua's doubles
 -- are exact, and divisions go through idiv(), which is exact there too. tests/vectors/*.yaml are
--- run against both.
+-- run against both (tests/lua_vectors_test.cc, through every function below).
 --
--- FCALL fg_decide_v2 <n> key_1 .. key_n  now_us  n  (algorithm cost shadow p1 p2 p3) x n
---   key_i      <prefix>:{<tag>}:<escaped identity>:<policy>  (one tag, so one hash slot, for
---              all of them; the tag is keyed by key_secret: src/store/redis/keys.h)
+-- Cost: this is the hot path of every decision, so each algorithm is one straight-line body
+-- returning its figures as multiple values (no table per policy), the state is read and
+-- written as 33 bytes of struct.pack (no string.format, no pattern match), and the only tables
+-- built per call are the ones Redis needs: MGET's reply and ours (bench/redis_cpu.sh).
+--
+-- FCALL fg_decide_v3 <keys> key.. now_us m  (n_1, (alg cost shadow p1 p2 p3) x n_1) .. (n_m, ..)
+--   m independent decisions ("items"), each all or nothing as one fg_decide_v2 call; the keys are
+--   each item's keys in order (one item's keys share a hash slot; in a cluster, so must all of a
+--   call's). Items are applied in order: when keys repeat, a later item sees an earlier one's
+--   writes. One TIME and one MGET serve the whole call.
+--   key        <prefix>:{<tag>}:<escaped identity>:<policy>  (src/store/redis/keys.h)
 --   now_us     "" in production: the clock is Redis TIME, shared by every instance;
 --              tests pass an integer to replay fixed times
---   algorithm  1 token_bucket, 2 gcra  (p1 burst, p2 unit, p3 rate: see core::bucket_scale)
+--   alg        1 token_bucket, 2 gcra  (p1 burst, p2 unit, p3 rate: see core::bucket_scale)
 --              3 sliding_window        (p1 limit, p2 period_us, p3 granule_us)
 --              4 fixed_window          (p1 limit, p2 period_us)
 --   shadow     1: decide and report, never deny
--- Reply: allowed, headline index (0-based), now_us (the time decided at), then per policy:
---   allowed, reason (0 none, 1 over limit, 2 cost exceeds burst), limit, remaining,
---   reset_after_us, retry_after_us
+-- Reply: a flat array of integers: now_us (the time decided at), then per item: allowed,
+--   most restrictive policy (0-based), then per policy: allowed, reason (0 none, 1 over limit,
+--   2 cost exceeds burst), limit, remaining, reset_after_us, retry_after_us.
 --
--- FCALL fg_refund_v2 <n> key_1 .. key_n  now_us  consumed_at_us  n  (algorithm cost shadow p1 p2 p3) x n
---   gives back what an allowed fg_decide_v2 at consumed_at_us (its reply's now_us) consumed:
---   the same keys and policy values, `cost` what each charge consumed (0: nothing to give back;
+-- FCALL fg_refund_v3 <n> key_1 .. key_n  now_us  consumed_at_us  n  (alg cost shadow p1 p2 p3) x n
+--   gives back what an allowed decision at consumed_at_us (its reply's now_us) consumed: the
+--   same keys and policy values, `cost` what each charge consumed (0: nothing to give back;
 --   shadow is ignored). Mirrors core::refund (src/core/algorithms.cc). Reply: the number of
---   states written or deleted.
--- State: a string "a:b:c" per key, written with PX = its ttl (the time until it is equivalent to
--- no state), so idle identities cost no memory. A denied request writes nothing.
+--   states written or deleted. One item per call: refunds are rare.
+--
+-- Rolling upgrade: this library also registers fg_decide_v2 and fg_refund_v2 with exactly the
+-- arguments and replies of library floodgate_v2 (the release before), over the same bodies, so
+-- instances of both versions decide on the same states. A v3 instance loads it with
+--   MULTI; FUNCTION DELETE floodgate_v2; FUNCTION LOAD REPLACE <this>; EXEC
+-- after which a v2 instance's own FUNCTION LOAD REPLACE fails (its function names exist in this
+-- library) and is ignored by it; its FCALLs run the code below. Docs: docs/redis.md.
+--   fg_decide_v2  <n> key_1 .. key_n  now_us n  (alg cost shadow p1 p2 p3) x n
+--                 reply: allowed, most restrictive, now_us, then 6 per policy as above
+--   fg_refund_v2  as fg_refund_v3
+--
+-- State: one string per key, which must live until its state is equivalent to no state (its
+-- ttl: reset_after), so idle identities cost no memory; a denied request writes nothing.
+-- Written as struct.pack('<Bi8i8i8i8', 4, a, b, c, expires_ms): a version byte 4, then a, b, c
+-- and the key's expiry as last set (ms on the decision clock), as little-endian signed 64-bit
+-- integers (33 bytes). A write whose state needs the key until now + ttl keeps the expiry set
+-- (SET … KEEPTTL) when that is not earlier; else it sets (SET … PX) a new one,
+-- ceil((now + ttl + floor(ttl / 2)) / 1000) ms. So a key never expires before its state is
+-- equivalent to no state, and expires at most floor(ttl / 2) + 1 ms after the time the write
+-- that set its expiry needed, ttl being that write's (ttl / 2 is at most one period: a window's
+-- ttl is at most two periods, a bucket's its refill time, unless the clock went back). Decisions
+-- only push that time later, so an idle key lives at most 1.5x as long as it must
+-- (lua_vectors_test checks both bounds at every write).
+-- Read: that; version 3 (25 bytes, '<Bi8i8i8', written by earlier floodgate_v3 builds) and the
+-- text "a:b:c" floodgate_v2 wrote, both with an unknown expiry (the next write sets one), so
+-- states survive the upgrade; anything else decides as no state. To read one by hand
+-- (docs/redis.md):
+--   $ redis-cli --no-raw GET <key>
+--   "\x04@_\x8a\x03\x00\x00\x00\x00\x80gM\x00\x88(\x06\x00\x00\x00\x00\x00\x00\x00\x00\x004g\x8d\x97\x93\x01\x00\x00"
+--   $ redis-cli --raw GET <key> | head -c 33 |
+--       python3 -c 'import struct,sys; print(struct.unpack("<B4q", sys.stdin.buffer.read()))'
+--   (4, 59400000, 1733414446000000, 0, 1733414446900)
+-- a, b, c per algorithm: token_bucket (tokens x unit, at_us, 0), gcra (full_at_us, remainder,
+-- 0), sliding_window (window, current, previous), fixed_window (window, count, 0):
+-- docs/algorithms.md.
 
 local MAX_EXACT = 9007199254740992 -- 2^53
+
+-- The library functions used per call, as upvalues (cheaper than a global lookup each time).
+-- Redis runs the library's top level without the standard globals, so each entry point binds
+-- them on its first call.
+local floor, pack, unpack_struct, byte, match, unpack_all
+local function bind_globals()
+  floor = math.floor
+  pack, unpack_struct = struct.pack, struct.unpack
+  byte, match = string.byte, string.match
+  unpack_all = unpack
+end
 
 -- floor(a / b) for 0 <= a < 2^53, b > 0: the double quotient is corrected by one if rounding
 -- carried it across an integer.
 local function idiv(a, b)
-  local q = math.floor(a / b)
+  local q = floor(a / b)
   if q * b > a then
     q = q - 1
   elseif (q + 1) * b <= a then
@@ -44,268 +97,198 @@ local function idiv(a, b)
   return q
 end
 
+-- ceil(n / d), same domain: idiv, then up by one unless exact.
 local function ceil_div(n, d)
-  local q = idiv(n, d)
+  local q = floor(n / d)
+  if q * d > n then
+    q = q - 1
+  elseif (q + 1) * d <= n then
+    q = q + 1
+  end
   if q * d < n then q = q + 1 end
   return q
 end
 
-local function clamp(x, lo, hi)
-  if x < lo then return lo end
-  if x > hi then return hi end
-  return x
-end
+-- Each algorithm: (has, sa, sb, sc) the state (has false: none), then cost, p1, p2, p3, now.
+-- Returns allowed, reason, limit, remaining, reset_after_us, retry_after_us, write, then what
+-- to write when `write`: a, b, c, ttl_us.
 
-local function denied_cost(limit)
-  return {allowed = 0, reason = 2, limit = limit, remaining = 0, reset = 0, retry = 0,
-          write = false}
-end
-
-local function token_bucket(st, cost, burst, unit, rate, now)
+local function token_bucket(has, sa, sb, _, cost, burst, unit, rate, now)
   local cap = burst * unit
   local tokens, ts = cap, now
-  if st then
-    tokens = clamp(st[1], 0, cap)
-    ts = st[2]
+  if has then
+    tokens = sa
+    if tokens < 0 then tokens = 0 elseif tokens > cap then tokens = cap end
+    ts = sb
   end
-  local t = math.max(now, ts)
+  local t = now
+  if ts > now then t = ts end
   if t > ts and tokens < cap then
-    local to_full = ceil_div(cap - tokens, rate)
-    if t - ts >= to_full then tokens = cap else tokens = tokens + (t - ts) * rate end
+    if t - ts >= ceil_div(cap - tokens, rate) then tokens = cap else tokens = tokens + (t - ts) * rate end
   end
   local ahead = t - now
   if cost > burst then
-    local d = denied_cost(burst)
-    d.remaining = idiv(tokens, unit)
-    d.reset = ahead + ceil_div(cap - tokens, rate)
-    return d
+    return 0, 2, burst, idiv(tokens, unit), ahead + ceil_div(cap - tokens, rate), 0, false
   end
   local need = cost * unit
-  local d = {allowed = 0, reason = 1, limit = burst, retry = 0, write = false}
+  local allowed, reason, retry = 0, 1, 0
   if tokens >= need then
     tokens = tokens - need
-    d.allowed, d.reason, d.write = 1, 0, cost > 0
+    allowed, reason = 1, 0
   else
-    d.retry = ahead + ceil_div(need - tokens, rate)
+    retry = ahead + ceil_div(need - tokens, rate)
   end
-  d.remaining = idiv(tokens, unit)
-  d.reset = ahead + ceil_div(cap - tokens, rate)
-  d.a, d.b, d.c, d.ttl = tokens, t, 0, d.reset
-  return d
+  local reset = ahead + ceil_div(cap - tokens, rate)
+  return allowed, reason, burst, idiv(tokens, unit), reset, retry, allowed == 1 and cost > 0,
+         tokens, t, 0, reset
 end
 
-local function gcra(st, cost, burst, unit, rate, now)
+local function gcra(has, sa, sb, _, cost, burst, unit, rate, now)
   local cap = burst * unit
   local deficit = 0
-  if st and (st[1] > now or (st[1] == now and st[2] > 0)) then
-    local ahead = math.min(st[1] - now, idiv(MAX_EXACT, rate) - 1)
-    deficit = ahead * rate + clamp(st[2], 0, rate - 1)
+  if has and (sa > now or (sa == now and sb > 0)) then
+    local ahead = sa - now
+    local most = idiv(MAX_EXACT, rate) - 1
+    if ahead > most then ahead = most end
+    local rem = sb
+    if rem < 0 then rem = 0 elseif rem > rate - 1 then rem = rate - 1 end
+    deficit = ahead * rate + rem
   end
   if cost > burst then
-    local d = denied_cost(burst)
-    d.remaining = idiv(cap - math.min(deficit, cap), unit)
-    d.reset = ceil_div(deficit, rate)
-    return d
+    local held = deficit
+    if held > cap then held = cap end
+    return 0, 2, burst, idiv(cap - held, unit), ceil_div(deficit, rate), 0, false
   end
   local need = cost * unit
-  local d = {allowed = 0, reason = 1, limit = burst, retry = 0, write = false}
+  local allowed, reason, retry = 0, 1, 0
   if deficit + need <= cap then
     deficit = deficit + need
-    d.allowed, d.reason, d.write = 1, 0, cost > 0
+    allowed, reason = 1, 0
   else
-    d.retry = ceil_div(deficit + need - cap, rate)
+    retry = ceil_div(deficit + need - cap, rate)
   end
-  d.remaining = idiv(cap - math.min(deficit, cap), unit)
-  d.reset = ceil_div(deficit, rate)
+  local held = deficit
+  if held > cap then held = cap end
+  local reset = ceil_div(deficit, rate)
   local whole = idiv(deficit, rate)
-  d.a, d.b, d.c, d.ttl = now + whole, deficit - whole * rate, 0, d.reset
-  return d
+  return allowed, reason, burst, idiv(cap - held, unit), reset, retry, allowed == 1 and cost > 0,
+         now + whole, deficit - whole * rate, 0, reset
 end
 
-local function sliding_window(st, cost, limit, period, granule, now)
+local function sliding_window(has, sa, sb, sc, cost, limit, period, granule, now)
   local P = idiv(period, granule)
   local window = idiv(now, period)
   local current, previous = 0, 0
-  if st then
-    if st[1] >= window then
-      window, current, previous = st[1], st[2], st[3]
-    elseif st[1] == window - 1 then
-      previous = st[2]
+  if has then
+    if sa >= window then
+      window, current, previous = sa, sb, sc
+    elseif sa == window - 1 then
+      previous = sb
     end
+    if current < 0 then current = 0 elseif current > limit then current = limit end
+    if previous < 0 then previous = 0 elseif previous > limit then previous = limit end
   end
-  current = clamp(current, 0, limit)
-  previous = clamp(previous, 0, limit)
   local start = window * period
-  local e = idiv(math.max(0, now - start), granule)
-  local weight = math.max(0, P - e)
+  local elapsed = now - start
+  if elapsed < 0 then elapsed = 0 end
+  local weight = P - idiv(elapsed, granule)
+  if weight < 0 then weight = 0 end
   local to_end = start + period - now
 
-  local d
+  local allowed, reason, retry = 0, 1, 0
   if cost > limit then
-    d = denied_cost(limit)
+    reason = 2
   elseif current + cost <= limit and previous * weight <= (limit - current - cost) * P then
     current = current + cost
-    d = {allowed = 1, reason = 0, limit = limit, retry = 0, write = cost > 0}
+    allowed, reason = 1, 0
   else
-    d = {allowed = 0, reason = 1, limit = limit, write = false}
     local at
     if current + cost <= limit then
       at = P - idiv((limit - current - cost) * P, previous)
     else
       at = P + P - idiv((limit - cost) * P, current)
     end
-    d.retry = math.max(0, start + at * granule - now)
+    retry = start + at * granule - now
+    if retry < 0 then retry = 0 end
   end
+  local remaining = 0
   local room = (limit - current) * P - previous * weight
-  if room > 0 then d.remaining = idiv(room, P) else d.remaining = 0 end
+  if room > 0 then remaining = idiv(room, P) end
+  local reset = 0
   if current > 0 then
-    d.reset = to_end + period
+    reset = to_end + period
   elseif previous > 0 and weight > 0 then
-    d.reset = to_end
-  else
-    d.reset = 0
+    reset = to_end
   end
-  d.a, d.b, d.c, d.ttl = window, current, previous, d.reset
-  return d
+  return allowed, reason, limit, remaining, reset, retry, allowed == 1 and cost > 0,
+         window, current, previous, reset
 end
 
-local function fixed_window(st, cost, limit, period, _, now)
+local function fixed_window(has, sa, sb, _, cost, limit, period, _, now)
   local window = idiv(now, period)
   local count = 0
-  if st and st[1] >= window then
-    window = st[1]
-    count = clamp(st[2], 0, limit)
+  if has and sa >= window then
+    window = sa
+    count = sb
+    if count < 0 then count = 0 elseif count > limit then count = limit end
   end
   local to_end = (window + 1) * period - now
-  local d
+  local allowed, reason, retry = 0, 1, 0
   if cost > limit then
-    d = denied_cost(limit)
+    reason = 2
   elseif count + cost <= limit then
     count = count + cost
-    d = {allowed = 1, reason = 0, limit = limit, retry = 0, write = cost > 0}
+    allowed, reason = 1, 0
   else
-    d = {allowed = 0, reason = 1, limit = limit, retry = to_end, write = false}
+    retry = to_end
   end
-  d.remaining = limit - count
-  if count > 0 then d.reset = to_end else d.reset = 0 end
-  d.a, d.b, d.c, d.ttl = window, count, 0, d.reset
-  return d
+  local reset = 0
+  if count > 0 then reset = to_end end
+  return allowed, reason, limit, limit - count, reset, retry, allowed == 1 and cost > 0,
+         window, count, 0, reset
 end
 
 local ALGORITHMS = {token_bucket, gcra, sliding_window, fixed_window}
 
--- Refunds: each returns nil (nothing to give back) or {a, b, c, ttl}; ttl 0 deletes the state.
--- max(0, need - elapsed * rate) without passing 2^53.
-local function unrefilled(need, elapsed, rate)
-  if elapsed <= 0 then return need end
-  if elapsed >= ceil_div(need, rate) then return 0 end
-  return need - elapsed * rate
+-- The state in `v` (an MGET value, false when missing): has, a, b, c, expires_ms (the
+-- expiry its last write set, 0 when unknown). The packed forms first, then floodgate_v2's text;
+-- anything else is not ours and decides as no state.
+local function read_state(v)
+  if not v then return false, 0, 0, 0, 0 end
+  local n = #v
+  if n == 33 and byte(v, 1) == 4 then
+    local _, a, b, c, e = unpack_struct('<Bi8i8i8i8', v)
+    return true, a, b, c, e
+  end
+  if n == 25 and byte(v, 1) == 3 then
+    local _, a, b, c = unpack_struct('<Bi8i8i8', v)
+    return true, a, b, c, 0
+  end
+  local a, b, c = match(v, '^(%-?%d+):(%-?%d+):(%-?%d+)$')
+  if not a then return false, 0, 0, 0, 0 end
+  return true, tonumber(a), tonumber(b), tonumber(c), 0
 end
 
-local function refund_token_bucket(st, cost, burst, unit, rate, consumed, now)
-  local cap = burst * unit
-  local tokens, ts = clamp(st[1], 0, cap), st[2]
-  local t = math.max(now, ts)
-  if t > ts and tokens < cap then
-    local to_full = ceil_div(cap - tokens, rate)
-    if t - ts >= to_full then tokens = cap else tokens = tokens + (t - ts) * rate end
+-- Writes the state a, b, c of a key whose last write set expiry `expires` (ms, 0: unknown) and
+-- which must now live ttl µs past `now`; returns the packed value. When the expiry already set
+-- is late enough, SET … KEEPTTL: no expiry to update, no number to turn into text (together
+-- ~1.7 µs of the ~2.3 µs a SET … PX costs, bench/redis_cpu.sh). Otherwise SET … PX to
+--   expires = ceil((now + ttl + floor(ttl / 2)) / 1000)
+-- ms on the decision clock, so the next writes of a busy key keep it. PX is relative:
+-- expires - floor(now / 1000) ms from Redis's own clock, which is at or past `now` (Redis TIME,
+-- read earlier in this call), so the key outlives now + ttl. Tests replaying times get the same
+-- relative TTL as before.
+local function write_state(key, a, b, c, ttl, now, expires)
+  local needed = now + ttl
+  if needed <= expires * 1000 then
+    local v = pack('<Bi8i8i8i8', 4, a, b, c, expires)
+    redis.call('SET', key, v, 'KEEPTTL')
+    return v
   end
-  local back = unrefilled(cost * unit, t - consumed, rate)
-  if back == 0 or tokens == cap then return nil end
-  tokens = math.min(cap, tokens + back)
-  local ttl = 0
-  if tokens < cap then ttl = (t - now) + ceil_div(cap - tokens, rate) end
-  return {tokens, t, 0, ttl}
-end
-
-local function refund_gcra(st, cost, burst, unit, rate, consumed, now)
-  local deficit = 0
-  if st[1] > now or (st[1] == now and st[2] > 0) then
-    local ahead = math.min(st[1] - now, idiv(MAX_EXACT, rate) - 1)
-    deficit = ahead * rate + clamp(st[2], 0, rate - 1)
-  end
-  local back = unrefilled(cost * unit, now - consumed, rate)
-  if back == 0 or deficit == 0 then return nil end
-  deficit = math.max(0, deficit - back)
-  local whole = idiv(deficit, rate)
-  return {now + whole, deficit - whole * rate, 0, ceil_div(deficit, rate)}
-end
-
-local function refund_sliding_window(st, cost, limit, period, granule, consumed, now)
-  local P = idiv(period, granule)
-  local window = idiv(now, period)
-  local current, previous = 0, 0
-  if st[1] >= window then
-    window, current, previous = st[1], st[2], st[3]
-  elseif st[1] == window - 1 then
-    previous = st[2]
-  end
-  current = clamp(current, 0, limit)
-  previous = clamp(previous, 0, limit)
-  local consumed_window = idiv(consumed, period)
-  if window == consumed_window and current > 0 then
-    current = math.max(0, current - cost)
-  elseif window == consumed_window + 1 and previous > 0 then
-    previous = math.max(0, previous - cost)
-  else
-    return nil
-  end
-  local start = window * period
-  local e = idiv(math.max(0, now - start), granule)
-  local weight = math.max(0, P - e)
-  local to_end = start + period - now
-  local ttl = 0
-  if current > 0 then
-    ttl = to_end + period
-  elseif previous > 0 and weight > 0 then
-    ttl = to_end
-  end
-  return {window, current, previous, ttl}
-end
-
-local function refund_fixed_window(st, cost, limit, period, _, consumed, now)
-  local window = math.max(idiv(now, period), st[1])
-  if st[1] ~= window or window ~= idiv(consumed, period) then return nil end
-  local count = clamp(st[2], 0, limit)
-  if count == 0 then return nil end
-  count = math.max(0, count - cost)
-  local ttl = 0
-  if count > 0 then ttl = (window + 1) * period - now end
-  return {window, count, 0, ttl}
-end
-
-local REFUNDS = {refund_token_bucket, refund_gcra, refund_sliding_window, refund_fixed_window}
-
-local function parse_state(v)
-  if not v then return nil end
-  local a, b, c = string.match(v, '^(%-?%d+):(%-?%d+):(%-?%d+)$')
-  if not a then return nil end -- not ours: decide as if there were no state
-  return {tonumber(a), tonumber(b), tonumber(c)}
-end
-
--- Mirrors fg::most_restrictive: a denying non-shadow policy (longest retry) first, else the
--- non-shadow one with the least remaining (then the longest reset); shadow policies come first
--- only when every policy is in shadow mode.
-local function most_restrictive(steps, shadow)
-  local best, best_denies = 1, steps[1].allowed == 0 and shadow[1] == 0
-  local best_enforced = shadow[1] == 0
-  for i = 2, #steps do
-    local d, b = steps[i], steps[best]
-    local enforced = shadow[i] == 0
-    local denies = d.allowed == 0 and enforced
-    local better
-    if denies ~= best_denies then
-      better = denies
-    elseif enforced ~= best_enforced then
-      better = enforced
-    elseif denies then
-      better = d.retry > b.retry
-    else
-      better = d.remaining < b.remaining or (d.remaining == b.remaining and d.reset > b.reset)
-    end
-    if better then best, best_denies, best_enforced = i, denies, enforced end
-  end
-  return best
+  expires = ceil_div(needed + floor(ttl / 2), 1000)
+  local v = pack('<Bi8i8i8i8', 4, a, b, c, expires)
+  redis.call('SET', key, v, 'PX', expires - idiv(now, 1000))
+  return v
 end
 
 local function clock(arg)
@@ -314,77 +297,293 @@ local function clock(arg)
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
-local function decide(keys, args)
-  local now = clock(args[1])
-  local n = tonumber(args[2])
-  if n == nil or n < 1 or n ~= #keys or #args ~= 2 + 6 * n then
-    return redis.error_reply('ERR floodgate: bad arguments')
+-- Per-policy values kept between the two passes of a multi-policy item (the state read, what
+-- to write). One table for the library, reused: calls never interleave.
+local scratch = {}
+
+-- Decides one item of n policies: keys[k0 + 1 .. k0 + n], args[a0 + 1 .. a0 + 6n] (alg cost
+-- shadow p1 p2 p3 each). values[k0 + i] is MGET's value for keys[k0 + i]; `written` (nil or a
+-- table) maps keys written by earlier items of this call to their values, which take
+-- precedence. Fills reply[r0 + 1] (allowed), reply[r0 + 2] (most restrictive, 0-based) and
+-- six values per policy from reply[r0 + 3 + gap]. Arguments were validated by the caller.
+local function decide_item(keys, k0, args, a0, n, now, values, written, reply, r0, gap)
+  if n == 1 then
+    local key = keys[k0 + 1]
+    local v = written and written[key] or values[k0 + 1]
+    local has, sa, sb, sc, se = read_state(v)
+    local cost = tonumber(args[a0 + 2])
+    local allowed, reason, limit, remaining, reset, retry, write, a, b, c, ttl =
+      ALGORITHMS[tonumber(args[a0 + 1])](has, sa, sb, sc, cost, tonumber(args[a0 + 4]),
+                                         tonumber(args[a0 + 5]), tonumber(args[a0 + 6]), now)
+    if write then
+      v = write_state(key, a, b, c, ttl, now, se)
+      if written then written[key] = v end
+    end
+    local r = r0 + 2 + gap
+    if allowed == 1 or args[a0 + 3] ~= '0' then reply[r0 + 1] = 1 else reply[r0 + 1] = 0 end
+    reply[r0 + 2] = 0
+    reply[r + 1], reply[r + 2], reply[r + 3] = allowed, reason, limit
+    reply[r + 4], reply[r + 5], reply[r + 6] = remaining, reset, retry
+    return
   end
-  local values = redis.call('MGET', unpack(keys))
-  local steps, states, shadow, params = {}, {}, {}, {}
-  local allowed = true
+
+  -- First pass: decide each policy on the state as read, remembering what it would write.
+  local all = true
   for i = 1, n do
-    local base = 2 + (i - 1) * 6
-    local p = {}
-    for j = 1, 6 do p[j] = tonumber(args[base + j]) end
-    local algorithm = ALGORITHMS[p[1]]
-    if not algorithm then return redis.error_reply('ERR floodgate: bad algorithm') end
-    params[i] = p
-    states[i] = parse_state(values[i])
-    shadow[i] = p[3]
-    steps[i] = algorithm(states[i], p[2], p[4], p[5], p[6], now)
-    if steps[i].allowed == 0 and shadow[i] == 0 then allowed = false end
+    local key = keys[k0 + i]
+    local v = values[k0 + i]
+    if written and written[key] then v = written[key] end
+    local has, sa, sb, sc, se = read_state(v)
+    local p = a0 + (i - 1) * 6
+    local alg = tonumber(args[p + 1])
+    local allowed, reason, limit, remaining, reset, retry, write, a, b, c, ttl =
+      ALGORITHMS[alg](has, sa, sb, sc, tonumber(args[p + 2]), tonumber(args[p + 4]),
+                      tonumber(args[p + 5]), tonumber(args[p + 6]), now)
+    if allowed == 0 and args[p + 3] == '0' then all = false end
+    local r = r0 + 2 + gap + (i - 1) * 6
+    reply[r + 1], reply[r + 2], reply[r + 3] = allowed, reason, limit
+    reply[r + 4], reply[r + 5], reply[r + 6] = remaining, reset, retry
+    local s = (i - 1) * 10
+    scratch[s + 1], scratch[s + 2], scratch[s + 3], scratch[s + 4] = has, sa, sb, sc
+    scratch[s + 5], scratch[s + 6], scratch[s + 7], scratch[s + 8] = write, a, b, c
+    scratch[s + 9], scratch[s + 10] = ttl, se
   end
+  -- Second pass: all allowed, write; else the policies that allowed consume nothing and report
+  -- what they hold untouched (cost 0 on the same state).
   for i = 1, n do
-    local d = steps[i]
-    if allowed then
-      if d.write then
-        redis.call('SET', keys[i], string.format('%.0f:%.0f:%.0f', d.a, d.b, d.c),
-                   'PX', string.format('%.0f', ceil_div(d.ttl, 1000)))
+    local s = (i - 1) * 10
+    local r = r0 + 2 + gap + (i - 1) * 6
+    if all then
+      if scratch[s + 5] then
+        local key = keys[k0 + i]
+        local v = write_state(key, scratch[s + 6], scratch[s + 7], scratch[s + 8], scratch[s + 9],
+                              now, scratch[s + 10])
+        if written then written[key] = v end
       end
-    elseif d.allowed == 1 then
-      -- Another policy denied: this one consumes nothing; report what it holds untouched.
-      local p = params[i]
-      steps[i] = ALGORITHMS[p[1]](states[i], 0, p[4], p[5], p[6], now)
+    elseif reply[r + 1] == 1 then
+      local p = a0 + (i - 1) * 6
+      local allowed, reason, limit, remaining, reset, retry =
+        ALGORITHMS[tonumber(args[p + 1])](scratch[s + 1], scratch[s + 2], scratch[s + 3],
+                                          scratch[s + 4], 0, tonumber(args[p + 4]),
+                                          tonumber(args[p + 5]), tonumber(args[p + 6]), now)
+      reply[r + 1], reply[r + 2], reply[r + 3] = allowed, reason, limit
+      reply[r + 4], reply[r + 5], reply[r + 6] = remaining, reset, retry
     end
   end
-  local reply = {allowed and 1 or 0, most_restrictive(steps, shadow) - 1, now}
+  reply[r0 + 1] = all and 1 or 0
+
+  -- Mirrors fg::most_restrictive: a denying non-shadow policy (longest retry) first, else the
+  -- non-shadow one with the least remaining (then the longest reset); shadow policies come
+  -- first only when every policy is in shadow mode.
+  local base = r0 + 2 + gap
+  local best = 1
+  local best_enforced = args[a0 + 3] == '0'
+  local best_denies = best_enforced and reply[base + 1] == 0
+  for i = 2, n do
+    local r = base + (i - 1) * 6
+    local b = base + (best - 1) * 6
+    local enforced = args[a0 + (i - 1) * 6 + 3] == '0'
+    local denies = enforced and reply[r + 1] == 0
+    local better
+    if denies ~= best_denies then
+      better = denies
+    elseif enforced ~= best_enforced then
+      better = enforced
+    elseif denies then
+      better = reply[r + 6] > reply[b + 6]
+    else
+      better = reply[r + 4] < reply[b + 4] or
+                 (reply[r + 4] == reply[b + 4] and reply[r + 5] > reply[b + 5])
+    end
+    if better then best, best_denies, best_enforced = i, denies, enforced end
+  end
+  reply[r0 + 2] = best - 1
+end
+
+local function bad(what)
+  return redis.error_reply('ERR floodgate: bad ' .. what)
+end
+
+-- Whether args[a0 + 1 .. a0 + 6n] name known algorithms (string compares: cheap). The numbers
+-- are not checked here: a tonumber per value costs ~0.6 µs per decision (bench/redis_cpu.sh)
+-- and the store always sends integers. A value that is not one fails the call with a Lua error
+-- at its item, before that item writes; in a batch, earlier items stand.
+local function charges_ok(args, a0, n)
   for i = 1, n do
-    local d = steps[i]
-    local k = #reply
-    reply[k + 1], reply[k + 2], reply[k + 3] = d.allowed, d.reason, d.limit
-    reply[k + 4], reply[k + 5], reply[k + 6] = d.remaining, d.reset, d.retry
+    local alg = args[a0 + (i - 1) * 6 + 1]
+    if alg ~= '1' and alg ~= '2' and alg ~= '3' and alg ~= '4' then return false end
+  end
+  return true
+end
+
+local function decide_v3(keys, args)
+  if not floor then bind_globals() end
+  local m = tonumber(args[2])
+  if m == nil or m < 1 then return bad('arguments') end
+  -- Check the shape of the whole call before writing anything: counts and algorithms.
+  local a, k = 3, 0
+  for _ = 1, m do
+    local n = tonumber(args[a])
+    if n == nil or n < 1 or a + 6 * n > #args then return bad('arguments') end
+    if not charges_ok(args, a, n) then return bad('algorithm') end
+    a, k = a + 1 + 6 * n, k + n
+  end
+  if a ~= #args + 1 or k ~= #keys then return bad('arguments') end
+
+  local now = clock(args[1])
+  local values = redis.call('MGET', unpack_all(keys))
+  local written
+  if m > 1 then written = {} end
+  local reply = {now}
+  local r
+  a, k, r = 3, 0, 1
+  for _ = 1, m do
+    local n = tonumber(args[a])
+    decide_item(keys, k, args, a, n, now, values, written, reply, r, 0)
+    a, k, r = a + 1 + 6 * n, k + n, r + 2 + 6 * n
   end
   return reply
 end
 
-local function refund(keys, args)
+-- floodgate_v2's fg_decide_v2, argument for argument and reply for reply.
+local function decide_v2(keys, args)
+  if not floor then bind_globals() end
+  local n = tonumber(args[2])
+  if n == nil or n < 1 or n ~= #keys or #args ~= 2 + 6 * n then return bad('arguments') end
+  if not charges_ok(args, 2, n) then return bad('algorithm') end
   local now = clock(args[1])
+  local values = redis.call('MGET', unpack_all(keys))
+  local reply = {0, 0, now}
+  decide_item(keys, 0, args, 2, n, now, values, nil, reply, 0, 1)
+  return reply
+end
+
+-- Refunds: each returns nil (nothing to give back) or a, b, c, ttl; ttl 0 deletes the state.
+-- max(0, need - elapsed * rate) without passing 2^53.
+local function unrefilled(need, elapsed, rate)
+  if elapsed <= 0 then return need end
+  if elapsed >= ceil_div(need, rate) then return 0 end
+  return need - elapsed * rate
+end
+
+local function refund_token_bucket(sa, sb, _, cost, burst, unit, rate, consumed, now)
+  local cap = burst * unit
+  local tokens, ts = sa, sb
+  if tokens < 0 then tokens = 0 elseif tokens > cap then tokens = cap end
+  local t = now
+  if ts > now then t = ts end
+  if t > ts and tokens < cap then
+    if t - ts >= ceil_div(cap - tokens, rate) then tokens = cap else tokens = tokens + (t - ts) * rate end
+  end
+  local back = unrefilled(cost * unit, t - consumed, rate)
+  if back == 0 or tokens == cap then return nil end
+  tokens = tokens + back
+  if tokens > cap then tokens = cap end
+  local ttl = 0
+  if tokens < cap then ttl = (t - now) + ceil_div(cap - tokens, rate) end
+  return tokens, t, 0, ttl
+end
+
+local function refund_gcra(sa, sb, _, cost, _, unit, rate, consumed, now)
+  local deficit = 0
+  if sa > now or (sa == now and sb > 0) then
+    local ahead = sa - now
+    local most = idiv(MAX_EXACT, rate) - 1
+    if ahead > most then ahead = most end
+    local rem = sb
+    if rem < 0 then rem = 0 elseif rem > rate - 1 then rem = rate - 1 end
+    deficit = ahead * rate + rem
+  end
+  local back = unrefilled(cost * unit, now - consumed, rate)
+  if back == 0 or deficit == 0 then return nil end
+  deficit = deficit - back
+  if deficit < 0 then deficit = 0 end
+  local whole = idiv(deficit, rate)
+  return now + whole, deficit - whole * rate, 0, ceil_div(deficit, rate)
+end
+
+local function refund_sliding_window(sa, sb, sc, cost, limit, period, granule, consumed, now)
+  local P = idiv(period, granule)
+  local window = idiv(now, period)
+  local current, previous = 0, 0
+  if sa >= window then
+    window, current, previous = sa, sb, sc
+  elseif sa == window - 1 then
+    previous = sb
+  end
+  if current < 0 then current = 0 elseif current > limit then current = limit end
+  if previous < 0 then previous = 0 elseif previous > limit then previous = limit end
+  local consumed_window = idiv(consumed, period)
+  if window == consumed_window and current > 0 then
+    current = current - cost
+    if current < 0 then current = 0 end
+  elseif window == consumed_window + 1 and previous > 0 then
+    previous = previous - cost
+    if previous < 0 then previous = 0 end
+  else
+    return nil
+  end
+  local start = window * period
+  local elapsed = now - start
+  if elapsed < 0 then elapsed = 0 end
+  local weight = P - idiv(elapsed, granule)
+  if weight < 0 then weight = 0 end
+  local to_end = start + period - now
+  local ttl = 0
+  if current > 0 then
+    ttl = to_end + period
+  elseif previous > 0 and weight > 0 then
+    ttl = to_end
+  end
+  return window, current, previous, ttl
+end
+
+local function refund_fixed_window(sa, sb, _, cost, limit, period, _, consumed, now)
+  local window = idiv(now, period)
+  if sa > window then window = sa end
+  if sa ~= window or window ~= idiv(consumed, period) then return nil end
+  local count = sb
+  if count < 0 then count = 0 elseif count > limit then count = limit end
+  if count == 0 then return nil end
+  count = count - cost
+  if count < 0 then count = 0 end
+  local ttl = 0
+  if count > 0 then ttl = (window + 1) * period - now end
+  return window, count, 0, ttl
+end
+
+local REFUNDS = {refund_token_bucket, refund_gcra, refund_sliding_window, refund_fixed_window}
+
+-- fg_refund_v3 and fg_refund_v2 (the same arguments and reply).
+local function refund(keys, args)
+  if not floor then bind_globals() end
   local consumed = tonumber(args[2])
   local n = tonumber(args[3])
   if consumed == nil or n == nil or n < 1 or n ~= #keys or #args ~= 3 + 6 * n then
-    return redis.error_reply('ERR floodgate: bad arguments')
+    return bad('arguments')
   end
-  local values = redis.call('MGET', unpack(keys))
-  local written, deleted = 0, {}
+  if not charges_ok(args, 3, n) then return bad('algorithm') end
+  local now = clock(args[1])
+  local values = redis.call('MGET', unpack_all(keys))
+  local written, deleted = 0, nil
   for i = 1, n do
-    local base = 3 + (i - 1) * 6
-    local p = {}
-    for j = 1, 6 do p[j] = tonumber(args[base + j]) end
-    local give_back = REFUNDS[p[1]]
-    if not give_back then return redis.error_reply('ERR floodgate: bad algorithm') end
-    local st = parse_state(values[i])
+    local p = 3 + (i - 1) * 6
+    local cost = tonumber(args[p + 2])
+    local key = keys[i]
+    local has, sa, sb, sc, se = read_state(values[i])
     -- Every charge is computed from the state read first (a policy given twice: the last
     -- write wins, and none follows a deletion), as in the memory store.
-    if st and p[2] > 0 and not deleted[keys[i]] then
-      local r = give_back(st, p[2], p[4], p[5], p[6], consumed, now)
-      if r then
-        if r[4] > 0 then
-          redis.call('SET', keys[i], string.format('%.0f:%.0f:%.0f', r[1], r[2], r[3]),
-                     'PX', string.format('%.0f', ceil_div(r[4], 1000)))
+    if has and cost > 0 and not (deleted and deleted[key]) then
+      local a, b, c, ttl = REFUNDS[tonumber(args[p + 1])](sa, sb, sc, cost, tonumber(args[p + 4]),
+                                                          tonumber(args[p + 5]),
+                                                          tonumber(args[p + 6]), consumed, now)
+      if a then
+        if ttl > 0 then
+          write_state(key, a, b, c, ttl, now, se)
         else
-          redis.call('DEL', keys[i])
-          deleted[keys[i]] = true
+          redis.call('DEL', key)
+          deleted = deleted or {}
+          deleted[key] = true
         end
         written = written + 1
       end
@@ -393,5 +592,7 @@ local function refund(keys, args)
   return written
 end
 
-redis.register_function('fg_decide_v2', decide)
+redis.register_function('fg_decide_v3', decide_v3)
+redis.register_function('fg_refund_v3', refund)
+redis.register_function('fg_decide_v2', decide_v2)
 redis.register_function('fg_refund_v2', refund)
