@@ -319,8 +319,7 @@ Answer answer_decision(const Request& req, const Route& route, const Runtime& /*
       }
       from_verdict(route.local_charges, *outcome.local_verdict);
       a.fields.emplace_back(kXRateLimitDegraded, kDegradedLocal);
-      if (!a.serve)
-        add_fields(a.response, {{std::string(kXRateLimitDegraded), std::string(kDegradedLocal)}});
+      if (!a.serve) add_fields(a.response, {{kXRateLimitDegraded, kDegradedLocal}});
       return a;
   }
   return a;

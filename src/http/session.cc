@@ -105,6 +105,7 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
     ~Disarm() { wd->socket = nullptr; }
   } disarm{watchdog};
   bool served = false;  // a request was answered on this connection
+  std::string out;      // each answer's bytes: its capacity serves the next answer too
 
   for (;;) {
     const config::ServerLimits limits = w.runtime->config->server;
@@ -174,9 +175,9 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
     if (reply.abandon) break;
     const bool keep_alive = reply.response.keep_alive();
     served = true;
-    const std::string bytes = serialize_response(reply.response, reply.fields);
+    serialize_response(out, reply.response, reply.fields);
     stream.expires_after(limits.write_timeout);
-    auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(bytes), kTuple);
+    auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(out), kTuple);
     (void)wn;
     if (wec) break;
     if (reply.linger) {
