@@ -378,10 +378,15 @@ Response demo_resource(const Request& req, std::string_view path) {
         req.version(), 404,
         "nothing at " + std::string(sv(req.target())) + " (the demo resource answers /api/...)");
   }
-  std::string body = R"({"message":"hello from floodgate","method":)";
-  body += util::json_string(sv(req.method_string()));
-  body += R"(,"path":)";
-  body += util::json_string(path);
+  constexpr std::string_view kStart = R"({"message":"hello from floodgate","method":)";
+  constexpr std::string_view kPath = R"(,"path":)";
+  const std::string_view method = sv(req.method_string());
+  std::string body;  // one allocation: sized for the text and the two strings unescaped
+  body.reserve(kStart.size() + method.size() + kPath.size() + path.size() + 8);
+  body += kStart;
+  util::append_json_string(body, method);
+  body += kPath;
+  util::append_json_string(body, path);
   body += "}\n";
   return text_response(req.version(), beast_http::status::ok, kJson, std::move(body));
 }

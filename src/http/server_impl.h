@@ -320,7 +320,7 @@ struct Server::Impl {
 
   // After the store's outcome: the answer (x.response), or true when the resource is to be
   // served with x.fields.
-  bool decided(Request& req, Exchange& x, const decide::Outcome& so);
+  bool decided(Request& req, Exchange& x, decide::Outcome so);
 
   // A request that was allowed but is not served after all (its body could not be read): what it
   // consumed is given back, so a malformed or oversized body costs its client nothing.
