@@ -349,14 +349,22 @@ struct Server::Impl {
   // kernel send a reset, which can destroy the answer before the client reads it.
   static awaitable<void> linger(beast::tcp_stream& stream);
 
-  // Reads until `buffer` holds a whole header section (or more of one than `limit`, which Beast
-  // then answers 431), and refuses obs-fold in it: a header line continued on the next one
-  // (RFC 9112 §5.2). Beast would unfold it into a space, which the RFC allows, but a proxy in
-  // front that reads the fold differently ("Transfer-Encoding:\r\n chunked") would disagree with
-  // us about where the body ends; a 400 leaves nothing to disagree about.
+  // Whether `buffer` holds a whole header section (or more of one than `limit`, which Beast
+  // then answers 431): no error; need_more when it does not yet; bad_value when the section has
+  // an obs-fold, a header line continued on the next one (RFC 9112 §5.2), which is refused. Beast
+  // would unfold it into a space, which the RFC allows, but a proxy in front that reads the fold
+  // differently ("Transfer-Encoding:\r\n chunked") would disagree with us about where the body
+  // ends; a 400 leaves nothing to disagree about. `scanned`: the bytes already scanned without
+  // finding the end (0 at first; updated).
+  static boost::system::error_code scan_header(const beast::flat_buffer& buffer, std::size_t limit,
+                                               std::size_t& scanned);
+
+  // Reads until scan_header() says other than need_more, and returns what it says (or the read's
+  // error). `scanned` as scan_header() left it.
   static awaitable<boost::system::error_code> read_whole_header(beast::tcp_stream& stream,
                                                                 beast::flat_buffer& buffer,
-                                                                std::size_t limit);
+                                                                std::size_t limit,
+                                                                std::size_t scanned);
 
   // `admin`: accepted on the admin listener (admin_listen).
   awaitable<void> session(Worker& w, tcp::socket socket, bool admin);
