@@ -98,6 +98,10 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
   const tcp::endpoint peer = stream.socket().remote_endpoint(ec);
   if (ec) co_return;
   const config::IpAddress peer_ip = to_ip(peer);
+  // Synchronous writes (the answers, below) must never wait: they fail with would_block instead,
+  // and the rest is written asynchronously. Asynchronous operations are not affected.
+  stream.socket().non_blocking(true, ec);
+  if (ec) co_return;
   beast::flat_buffer buffer;
   asio::steady_timer header_timer(w.ioc);
   // Shared with the header timer's handler, which may run after this frame is gone.
@@ -203,9 +207,18 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
     const bool keep_alive = reply.response.keep_alive();
     served = true;
     serialize_response(out, reply.response, reply.fields);
-    stream.expires_after(limits.write_timeout);
-    auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(out), kTuple);
-    (void)wn;
+    // Written at once when the socket takes the whole answer (it usually fits the send buffer):
+    // the send async_write would try first anyway, without its completion posted through the
+    // io_context. What is left is written asynchronously, within write_timeout.
+    boost::system::error_code wec;
+    const std::size_t sent = stream.socket().write_some(asio::buffer(out), wec);
+    if (wec == asio::error::would_block || (!wec && sent < out.size())) {
+      stream.expires_after(limits.write_timeout);
+      auto [aec, an] = co_await asio::async_write(
+          stream, asio::buffer(out.data() + sent, out.size() - sent), kTuple);
+      (void)an;
+      wec = aec;
+    }
     if (wec) break;
     if (reply.linger) {
       co_await linger(stream);
