@@ -32,12 +32,14 @@ void HeaderFields::emplace_back(std::string_view name, std::string_view value) {
   const Line line{static_cast<std::uint32_t>(text_.size()),
                   static_cast<std::uint32_t>(name.size()),
                   static_cast<std::uint32_t>(value.size())};
-  text_.insert(text_.end(), name.begin(), name.end());
-  text_.push_back(':');
-  text_.push_back(' ');
-  text_.insert(text_.end(), value.begin(), value.end());
-  text_.push_back('\r');
-  text_.push_back('\n');
+  text_.resize(line.at + name.size() + 2 + value.size() + 2, boost::container::default_init);
+  char* p = text_.data() + line.at;
+  p = std::copy(name.begin(), name.end(), p);
+  *p++ = ':';
+  *p++ = ' ';
+  p = std::copy(value.begin(), value.end(), p);
+  *p++ = '\r';
+  *p = '\n';
   lines_.push_back(line);
 }
 
