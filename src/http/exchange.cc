@@ -12,10 +12,12 @@ namespace fg::http {
 
 auto Server::Impl::decide(Worker& w, const Route& r, const Runtime& rt)
     -> awaitable<decide::Outcome> {
-  decide::Decider& d = *decider;
+  // Not a coroutine itself: completion()'s frame is the only one (it holds `start`, whose
+  // references are to objects that outlive the call).
+  decide::Decider* d = decider.get();
   ThreadMetrics* shard = w.metrics;
-  auto start = [&d, &r, &rt, shard](auto done) { d.decide(rt, r, shard, std::move(done)); };
-  co_return co_await completion<decide::Outcome>(start);
+  auto start = [d, &r, &rt, shard](auto done) { d->decide(rt, r, shard, std::move(done)); };
+  return completion<decide::Outcome>(start);
 }
 
 auto Server::Impl::serve(Request& req, Worker& w, const tcp::endpoint& peer,

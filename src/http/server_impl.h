@@ -233,28 +233,23 @@ struct Server::Impl {
 
   // A callback-completed call as an awaitable. Server threads are bound to the store, so the
   // callback comes on this thread: inline (memory store) or later from the io_context (Redis).
-  // The coroutine is resumed through post, never from inside the store's own completion.
+  // The coroutine is resumed through post, never from inside the store's own completion. The
+  // result is written into this frame; the waiting handler is shared with the callback, which
+  // the callee may copy (std::function): one allocation for it, one for the callback.
   template <typename T, typename Start>
   static awaitable<T> completion(Start start) {
-    struct State {
-      std::optional<T> result;
-      std::function<void()> resume;
+    std::optional<T> result;
+    // A named initiation: g++ 12 destroys the temporaries of a co_await expression twice (this
+    // one holds only references, which that cannot release).
+    auto initiation = [&result, &start](auto handler) {
+      auto waiting = std::make_shared<decltype(handler)>(std::move(handler));
+      start([&result, waiting](T r) {
+        result = std::move(r);
+        asio::post(std::move(*waiting));
+      });
     };
-    auto st = std::make_shared<State>();
-    start([st](T r) {
-      st->result = std::move(r);
-      if (st->resume) std::exchange(st->resume, nullptr)();
-    });
-    if (!st->result) {
-      // A named initiation: g++ 12 destroys the temporaries of a co_await expression twice,
-      // which for a lambda holding `st` would release the state early.
-      auto initiation = [st](auto handler) {
-        auto h = std::make_shared<decltype(handler)>(std::move(handler));
-        st->resume = [h] { asio::post(std::move(*h)); };
-      };
-      co_await asio::async_initiate<decltype(use_awaitable), void()>(initiation, use_awaitable);
-    }
-    co_return std::move(*st->result);
+    co_await asio::async_initiate<decltype(use_awaitable), void()>(initiation, use_awaitable);
+    co_return std::move(*result);
   }
 
   // The deciding service's outcome for `r` (decider.h: the guard, on_store_error, the counting).
