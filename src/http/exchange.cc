@@ -212,7 +212,11 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
       give_back(x);
       co_return body_failed(w, got);
     }
-    x.response = co_await serve(req, w, peer, x.route.path);
+    if (w.upstream) {
+      x.response = co_await serve(req, w, peer, x.route.path);
+    } else {
+      x.response = demo_resource(req, x.route.path);  // without serve()'s coroutine frame
+    }
   }
   Reply reply = end(req, w, peer, x, !in.parser.is_done());
   co_return reply;
