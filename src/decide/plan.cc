@@ -126,7 +126,8 @@ bool plan(const Rules& rules, const Query& q, bool with_check_api, Plan& out,
     auto it = std::find_if(known.begin(), known.end(),
                            [&](const auto& k) { return k.first == m.sources; });
     if (it == known.end()) {
-      std::optional<std::string> id = identify(*m.sources, q.header, q.peer, xff, c.trusted_proxies);
+      std::optional<std::string> id =
+          identify(*m.sources, q.header, q.peer, xff, c.trusted_proxies);
       std::optional<std::uint8_t> slot;
       if (id) {
         std::size_t i = 0;

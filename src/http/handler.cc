@@ -1,10 +1,10 @@
 #include "http/handler.h"
 
 #include <algorithm>
-#include <charconv>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/status.hpp>
+#include <charconv>
 #include <nlohmann/json.hpp>
 
 #include "decide/identity.h"
@@ -432,11 +432,11 @@ void prepare_fields(Response& r, const Request& req, const Runtime& rt, const He
   // exactly what set() and prepare_payload() below would add. Written by the serializer, they
   // cost no allocation (each field in Beast's container is one).
   const unsigned status = r.result_int();
-  const bool framed_by_us =
-      wire != nullptr && req.method() != beast_http::verb::head && status >= 200 &&
-      status != 204 && status != 304 && r.find(beast_http::field::server) == r.end() &&
-      r.find(beast_http::field::content_length) == r.end() &&
-      r.find(beast_http::field::transfer_encoding) == r.end();
+  const bool framed_by_us = wire != nullptr && req.method() != beast_http::verb::head &&
+                            status >= 200 && status != 204 && status != 304 &&
+                            r.find(beast_http::field::server) == r.end() &&
+                            r.find(beast_http::field::content_length) == r.end() &&
+                            r.find(beast_http::field::transfer_encoding) == r.end();
   if (!framed_by_us) {
     r.set(beast_http::field::server,
           boost::beast::string_view(kServerName.data(), kServerName.size()));

@@ -29,8 +29,7 @@ constexpr std::size_t kItemOverhead = 2 + 2 + 2 * (3 + 16);
 }  // namespace
 
 void HeaderFields::emplace_back(std::string_view name, std::string_view value) {
-  const Line line{static_cast<std::uint32_t>(text_.size()),
-                  static_cast<std::uint32_t>(name.size()),
+  const Line line{static_cast<std::uint32_t>(text_.size()), static_cast<std::uint32_t>(name.size()),
                   static_cast<std::uint32_t>(value.size())};
   text_.resize(line.at + name.size() + 2 + value.size() + 2, boost::container::default_init);
   char* p = text_.data() + line.at;

@@ -131,7 +131,9 @@ class HeaderFields {
       return *this;
     }
     const_iterator operator++(int) { return const_iterator(fields_, i_++); }
-    friend bool operator==(const const_iterator& a, const const_iterator& b) { return a.i_ == b.i_; }
+    friend bool operator==(const const_iterator& a, const const_iterator& b) {
+      return a.i_ == b.i_;
+    }
 
    private:
     const HeaderFields* fields_ = nullptr;

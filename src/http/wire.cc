@@ -1,8 +1,8 @@
 #include "http/wire.h"
 
 #include <algorithm>
-#include <charconv>
 #include <boost/beast/http/field.hpp>
+#include <charconv>
 
 #include "util/text.h"
 
