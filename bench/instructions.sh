@@ -8,8 +8,14 @@
 # For each binary and each store (the memory store; one redis-server started here), it runs
 # `floodgate serve --threads 1` under valgrind --tool=callgrind with instrumentation off, warms it
 # up with wrk, counts only during an 8 s wrk run (-t1 -c8, bench/wrk/keys.lua over 10,000 keys,
-# the policy of bench/report.sh: 100 per 60 s per X-API-Key), and prints the instructions per
-# request. Kernel time (the socket calls) is not counted. Needs valgrind, wrk, curl, redis-server.
+# the policy of bench/report.sh: 100 per 60 s per X-API-Key), and prints per request the
+# instructions and the heap allocations (calls to malloc, calloc, realloc and the aligned
+# allocators, which every operator new goes through), each binary after the first also as a
+# change from the first. Kernel time (the socket calls) is not counted. Needs valgrind, wrk,
+# curl, redis-server, python3.
+#
+# PROFILES=DIR keeps each run's callgrind output there (N-memory.callgrind.out, N-redis...: N is
+# the binary's place in the arguments), for callgrind_annotate.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 (($# > 0)) || set -- "$root/build/release/floodgate"
@@ -38,7 +44,7 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 
-measure() {  # BINARY STORE_URL -> instructions per request
+measure() {  # BINARY STORE_URL -> "INSTRUCTIONS ALLOCATIONS" per request; $label names a profile
   local bin=$1 store=$2 port pid out requests total
   port=$(free_port)
   cat >"$work/config.yaml" <<YAML
@@ -70,14 +76,66 @@ YAML
   kill -TERM "$pid"
   wait "$pid" || true
   requests=$(sed 's/.* requests=\([0-9]*\).*/\1/' <<<"$out")
+  ((requests > 0)) || { echo "instructions: no request answered ($bin, $store)" >&2; exit 1; }
+  if [[ -n ${PROFILES:-} ]]; then
+    mkdir -p "$PROFILES"
+    cp "$work/callgrind.out" "$PROFILES/$label.callgrind.out"
+  fi
   total=$(callgrind_annotate "$work/callgrind.out" 2>/dev/null |
     awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
-  ((requests > 0)) || { echo "instructions: no request answered ($bin, $store)" >&2; exit 1; }
-  echo $((total / requests))
+  echo "$((total / requests)) $(count_allocations "$work/callgrind.out" "$requests")"
 }
 
-echo "| binary | memory store: instructions/request | one Redis: instructions/request |"
-echo "|---|---:|---:|"
+# Heap allocations per request in a callgrind profile: the call counts of every call into the C
+# allocator. Function names are compressed in the file ("cfn=(12) malloc" once, then "cfn=(12)").
+count_allocations() {  # PROFILE REQUESTS
+  python3 - "$1" "$2" <<'PY'
+import re, sys
+allocators = {"malloc", "calloc", "realloc", "aligned_alloc", "posix_memalign", "memalign"}
+names, callee, calls = {}, None, 0
+for line in open(sys.argv[1]):
+    if line.startswith("cfn="):
+        m = re.match(r"\((\d+)\)(?: (.*))?", line[4:].strip())
+        if m.group(2) is not None:
+            names[m.group(1)] = m.group(2)
+        callee = names.get(m.group(1), "")
+    elif line.startswith("fn="):
+        m = re.match(r"\((\d+)\)(?: (.*))?", line[3:].strip())
+        if m.group(2) is not None:
+            names[m.group(1)] = m.group(2)
+    elif line.startswith("calls=") and callee is not None:
+        if re.sub(r"'\d+$", "", callee) in allocators:
+            calls += int(line[6:].split()[0])
+        callee = None
+print(f"{calls / int(sys.argv[2]):.1f}")
+PY
+}
+
+# "33,276" for the first binary; "33,276 (-1.8 %)" against the first's figure for the others.
+figure() {  # VALUE [FIRST]
+  python3 -c '
+import sys
+v = float(sys.argv[1])
+text = f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+if len(sys.argv) > 2 and float(sys.argv[2]) > 0:
+    text += f" ({(v / float(sys.argv[2]) - 1) * 100:+.1f} %)".replace("-", "\u2212")
+print(text)' "$@"
+}
+
+echo "| binary | memory store: instructions/request | allocations/request |" \
+  "one Redis: instructions/request | allocations/request |"
+echo "|---|---:|---:|---:|---:|"
+n=0
+first=()
 for bin in "$@"; do
-  echo "| $bin | $(measure "$bin" memory://) | $(measure "$bin" "redis://127.0.0.1:$redis_port") |"
+  n=$((n + 1))
+  label=$n-memory
+  read -r mem_ir mem_alloc <<<"$(measure "$bin" memory://)"
+  label=$n-redis
+  read -r redis_ir redis_alloc <<<"$(measure "$bin" "redis://127.0.0.1:$redis_port")"
+  ((n > 1)) || first=("$mem_ir" "$mem_alloc" "$redis_ir" "$redis_alloc")
+  ((n > 1)) || base=("" "" "" "")  # the first binary's figures stand alone
+  ((n == 1)) || base=("${first[@]}")
+  echo "| $bin | $(figure "$mem_ir" ${base[0]}) | $(figure "$mem_alloc" ${base[1]}) |" \
+    "$(figure "$redis_ir" ${base[2]}) | $(figure "$redis_alloc" ${base[3]}) |"
 done

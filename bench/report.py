@@ -27,12 +27,14 @@ DESCRIPTIONS = {
     "fg-redis": "floodgate, one Redis",
     "fg-cluster": "floodgate, Redis Cluster (3 masters)",
     "fg-memory": "floodgate, memory store",
+    "fg-memory-t1": "floodgate, memory store, 1 thread",
     "fg-none": "floodgate, no policy (HTTP only)",
     "nginx": "nginx static 200 (ceiling)",
+    "nginx-limit-req": "nginx limit_req, same limit, 1 worker",
 }
 
 
-# Chart labels: two short lines each, so that sixteen bars stay legible.
+# Chart labels: two short lines each, so that eighteen bars stay legible.
 SHORT = {
     "nest-express-throttler": "Nest Express\\nthrottler",
     "nest-express-flexible": "Nest Express\\nflexible",
@@ -43,8 +45,10 @@ SHORT = {
     "fg-redis": "floodgate\\nRedis",
     "fg-cluster": "floodgate\\ncluster",
     "fg-memory": "floodgate\\nmemory",
+    "fg-memory-t1": "floodgate\\nmemory, 1 thread",
     "fg-none": "floodgate\\nno policy",
     "nginx": "nginx\\nstatic 200",
+    "nginx-limit-req": "nginx limit_req\\n1 worker",
 }
 
 
@@ -198,6 +202,8 @@ def targets(runs, ceiling):
                          "redis-benchmark -P 16") + " not in this run)", None))
     ratio("fg-memory-direct", "nginx-direct", 0.7,
           "memory-store policy ≥ 70 % of nginx's static 200")
+    ratio("fg-memory-t1-direct", "nginx-limit-req-direct", 1.0,
+          "memory store, 1 thread ≥ nginx limit_req, 1 worker (the same limit)")
     return found
 
 
@@ -339,7 +345,8 @@ def main():
               "each round runs every configuration once, in the order of the table, so drift "
               "shows in every row alike. Every limiter enforces 100 requests per 60 s per key "
               "(floodgate and the Lua guard: token bucket; @nestjs/throttler and "
-              "rate-limiter-flexible: fixed window), with every store emptied before each run.")
+              "rate-limiter-flexible: fixed window; nginx limit_req: its leaky bucket, "
+              "rate=100r/m burst=100 nodelay), with every store emptied before each run.")
     md.append("")
     md.append("CPU is user + system time of the processes during the run, per 1,000 responses: "
               "the server process(es), the redis-server(s) (one, or the cluster's 3 masters) and "

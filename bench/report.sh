@@ -14,8 +14,14 @@
 #              HAProxy in front of both.
 #   fg-*       floodgate serve (FLOODGATE) with the same limit (100 per 60 s per X-API-Key, token
 #              bucket): on one Redis, on a 3-master Redis Cluster, on its memory store (one
-#              instance), and with no policy at all; two processes each, direct and lb as above.
+#              instance; fg-memory-t1: with one server thread), and with no policy at all; two
+#              processes each, direct and lb as above. Two server threads unless said otherwise.
 #   nginx      nginx returning a static 200 (2 workers, no access log): the HTTP ceiling.
+#   nginx-limit-req  nginx enforcing the same limit itself, in one worker (no access log):
+#              limit_req_zone $http_x_api_key rate=100r/m, limit_req burst=100 nodelay, 429 beyond,
+#              beside fg-memory-t1 (one thread): one core's worth of rate limiting each. The 200 is
+#              empty_gif, a content handler: `return 200` would answer in the rewrite phase, before
+#              limit_req runs, and never limit anything.
 #   redis-benchmark  floodgate's Redis function (FCALL fg_decide_v2, the same policy) with 50
 #              clients, -P 16 and -P 1: the ceiling of one Redis for the decision; the seed's
 #              token_bucket.lua (EVALSHA) beside it for reference.
@@ -51,11 +57,11 @@ PERIOD_S=60
 all_configs="nest-express-throttler-direct nest-express-throttler-lb nest-express-flexible-direct
   nest-express-lua-direct nest-express-lua-lb nest-fastify-throttler-direct nest-fastify-throttler-lb
   nest-fastify-lua-direct nest-express-throttler-cluster-direct
-  fg-redis-direct fg-redis-lb fg-cluster-direct fg-cluster-lb fg-memory-direct fg-none-direct
-  nginx-direct"
+  fg-redis-direct fg-redis-lb fg-cluster-direct fg-cluster-lb fg-memory-direct
+  fg-memory-t1-direct fg-none-direct nginx-direct nginx-limit-req-direct"
 CONFIGS=${CONFIGS:-$all_configs}
 HOT=${HOT:-nest-express-throttler-direct nest-fastify-throttler-direct nest-express-lua-direct
-  fg-redis-direct fg-cluster-direct fg-memory-direct}
+  fg-redis-direct fg-cluster-direct fg-memory-direct fg-memory-t1-direct nginx-limit-req-direct}
 
 log() { printf '[%(%H:%M:%S)T] report: %s\n' -1 "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -199,14 +205,14 @@ start_nest() {  # GROUP MODE ADAPTER STORE(single|cluster): two processes
   group_pids[$group]=$ps
 }
 
-start_floodgate() {  # GROUP STORE_URL POLICY(yes|no) INSTANCES
-  local group=$1 store=$2 policy=$3 n=$4 i port ports="" ps="" prefix=/api/
+start_floodgate() {  # GROUP STORE_URL POLICY(yes|no) INSTANCES [THREADS]
+  local group=$1 store=$2 policy=$3 n=$4 threads=${5:-2} i port ports="" ps="" prefix=/api/
   [[ $policy == yes ]] || prefix=/never-requested/
   for ((i = 1; i <= n; i++)); do
     port=$(free_port)
     cat >"$work/$group-$i.yaml" <<EOF
 listen: 127.0.0.1:$port
-threads: 2
+threads: $threads
 store: $store
 store_timeout: 100ms
 identity:
@@ -230,36 +236,45 @@ EOF
   group_pids[$group]=$ps
 }
 
-start_nginx() {
-  local port
+start_nginx() {  # GROUP WORKERS LIMIT(yes|no)
+  local group=$1 workers=$2 limit=$3 port dir=$work/$1 zone="" location
   port=$(free_port)
-  mkdir -p "$work/nginx"
-  cat >"$work/nginx/nginx.conf" <<EOF
-worker_processes 2;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
+  mkdir -p "$dir"
+  location="location / { return 200 '{\"ok\":true}'; }"
+  if [[ $limit == yes ]]; then
+    # The policy of the floodgate configurations, as nginx states it. limit_req runs in the
+    # preaccess phase, after `return` (rewrite phase) would have answered: the 200 comes from a
+    # content handler instead (empty_gif: no file is read).
+    zone="limit_req_zone \$http_x_api_key zone=fg:10m rate=$((LIMIT * 60 / PERIOD_S))r/m;
+  limit_req_status 429;"
+    location="location / { limit_req zone=fg burst=$LIMIT nodelay; empty_gif; }"
+  fi
+  cat >"$dir/nginx.conf" <<EOF
+worker_processes $workers;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
 events { worker_connections 1024; }
 http {
   access_log off;
   keepalive_requests 1000000;
-  client_body_temp_path $work/nginx/body;
-  proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi;
-  uwsgi_temp_path $work/nginx/uwsgi;
-  scgi_temp_path $work/nginx/scgi;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+  $zone
   server {
     listen 127.0.0.1:$port;
-    location / { return 200 '{"ok":true}'; }
+    $location
   }
 }
 EOF
-  "$nginx_bin" -c "$work/nginx/nginx.conf" -p "$work/nginx" -e "$work/nginx/error.log" \
-    -g 'daemon off;' &
+  "$nginx_bin" -c "$dir/nginx.conf" -p "$dir" -e "$dir/error.log" -g 'daemon off;' &
   pids+=($!)
   local master=$!
   wait_http "http://127.0.0.1:$port/api/resource" $master
-  group_ports[nginx]="$port "
-  group_pids[nginx]="$master $(pgrep -P "$master" | tr '\n' ' ')"
+  group_ports[$group]="$port "
+  group_pids[$group]="$master $(pgrep -P "$master" | tr '\n' ' ')"
 }
 
 # The group a configuration runs on, and how to start it.
@@ -283,8 +298,10 @@ start_group() {
     fg-redis) start_floodgate "$g" "redis://127.0.0.1:$redis_port" yes 2 ;;
     fg-cluster) start_floodgate "$g" "$cluster_url" yes 2 ;;
     fg-memory) start_floodgate "$g" memory:// yes 1 ;;
+    fg-memory-t1) start_floodgate "$g" memory:// yes 1 1 ;;
     fg-none) start_floodgate "$g" memory:// no 1 ;;
-    nginx) start_nginx ;;
+    nginx) start_nginx "$g" 2 no ;;
+    nginx-limit-req) start_nginx "$g" 1 yes ;;
     *) die "unknown configuration group $g" ;;
   esac
 }
@@ -337,7 +354,7 @@ EOF
     app_pids[$c]=${group_pids[$g]}
   else
     url[$c]=http://127.0.0.1:$(cut -d' ' -f1 <<<"${group_ports[$g]}")/api/resource
-    if [[ $g == nginx ]]; then app_pids[$c]=${group_pids[$g]}
+    if [[ $g == nginx* ]]; then app_pids[$c]=${group_pids[$g]}
     else app_pids[$c]=$(cut -d' ' -f1 <<<"${group_pids[$g]}"); fi
   fi
   case $g in

@@ -104,14 +104,16 @@ Outcome Decider::decide_now(const Rules& rules, const Plan& plan, ThreadMetrics*
     return after_store(rules, plan, shard, fail(ErrorCode::kUnavailable, "circuit open"), false,
                        Duration::zero());
   }
-  Result<Verdict> verdict = fail(ErrorCode::kInternal, "the store did not answer inline");
   if (plan.identities.size() == 1) {
-    verdict = store_->decide_now(DecideRequest{plan.identities.front(), plan.charges});
-  } else {
-    const auto requests = plan.requests(plan.charges);
-    decide_all(*store_, requests, [&verdict](Result<Verdict> v) { verdict = std::move(v); });
+    return after_store(rules, plan, shard,
+                       store_->decide_now(DecideRequest{plan.identities.front(), plan.charges}),
+                       true, since(started_at));
   }
-  return after_store(rules, plan, shard, std::move(verdict), true, since(started_at));
+  std::optional<Result<Verdict>> verdict;  // (an Error up front would cost every request its text)
+  const auto requests = plan.requests(plan.charges);
+  decide_all(*store_, requests, [&verdict](Result<Verdict> v) { verdict = std::move(v); });
+  if (!verdict) verdict = fail(ErrorCode::kInternal, "the store did not answer inline");
+  return after_store(rules, plan, shard, std::move(*verdict), true, since(started_at));
 }
 
 Outcome Decider::after_store(const Rules& rules, const Plan& plan, ThreadMetrics* shard,

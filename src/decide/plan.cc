@@ -122,14 +122,24 @@ bool plan(const Rules& rules, const Query& q, bool with_check_api, Plan& out,
   if (matched.empty()) return true;
   // X-Forwarded-For is read only when some peer may be believed.
   const std::string_view xff = c.trusted_proxies.empty() ? std::string_view() : q.forwarded_for;
-  // Identities by source list: most policies share the global one.
-  boost::container::small_vector<std::pair<const void*, std::optional<std::string>>, 2> known;
+  // Identities by source list (most policies share the global one): each source list's slot in
+  // out.identities, or nullopt when the client sent none of its sources.
+  boost::container::small_vector<std::pair<const void*, std::optional<std::uint8_t>>, 2> known;
   boost::container::small_vector<std::pair<std::uint8_t, Matched>, 4> placed;
   for (const Matched& m : matched) {
     auto it = std::find_if(known.begin(), known.end(),
                            [&](const auto& k) { return k.first == m.sources; });
     if (it == known.end()) {
-      known.emplace_back(m.sources, identify(*m.sources, q.header, q.peer, xff, c.trusted_proxies));
+      std::optional<std::string> id =
+          identify(*m.sources, q.header, q.peer, xff, c.trusted_proxies);
+      std::optional<std::uint8_t> slot;
+      if (id) {
+        std::size_t i = 0;
+        while (i < out.identities.size() && out.identities[i] != *id) ++i;
+        if (i == out.identities.size()) out.identities.push_back(std::move(*id));
+        slot = static_cast<std::uint8_t>(i);
+      }
+      known.emplace_back(m.sources, slot);
       it = known.end() - 1;
     }
     if (!it->second) {
@@ -143,10 +153,7 @@ bool plan(const Rules& rules, const Query& q, bool with_check_api, Plan& out,
       }
       return false;
     }
-    std::size_t slot = 0;
-    while (slot < out.identities.size() && out.identities[slot] != *it->second) ++slot;
-    if (slot == out.identities.size()) out.identities.push_back(*it->second);
-    placed.emplace_back(static_cast<std::uint8_t>(slot), m);
+    placed.emplace_back(*it->second, m);
   }
   // Grouped by identity, in the order identities first appear (the order the store decides them).
   for (std::uint8_t g = 0; g < out.identities.size(); ++g) {

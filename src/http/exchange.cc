@@ -12,10 +12,12 @@ namespace fg::http {
 
 auto Server::Impl::decide(Worker& w, const Route& r, const Runtime& rt)
     -> awaitable<decide::Outcome> {
-  decide::Decider& d = *decider;
+  // Not a coroutine itself: completion()'s frame is the only one (it holds `start`, whose
+  // references are to objects that outlive the call).
+  decide::Decider* d = decider.get();
   ThreadMetrics* shard = w.metrics;
-  auto start = [&d, &r, &rt, shard](auto done) { d.decide(rt, r, shard, std::move(done)); };
-  co_return co_await completion<decide::Outcome>(start);
+  auto start = [d, &r, &rt, shard](auto done) { d->decide(rt, r, shard, std::move(done)); };
+  return completion<decide::Outcome>(start);
 }
 
 auto Server::Impl::serve(Request& req, Worker& w, const tcp::endpoint& peer,
@@ -79,7 +81,7 @@ auto Server::Impl::begin(Request& req, Worker& w, const config::IpAddress& peer_
   return x;
 }
 
-auto Server::Impl::decided(Request& req, Exchange& x, const decide::Outcome& so) -> bool {
+auto Server::Impl::decided(Request& req, Exchange& x, decide::Outcome so) -> bool {
   const Route& r = x.route;
   const Runtime& rt = *x.rt;
   Answer a = r.kind == Route::Kind::kCheck ? answer_check(req, r, rt, so)
@@ -88,7 +90,7 @@ auto Server::Impl::decided(Request& req, Exchange& x, const decide::Outcome& so)
   x.outcome = so.degraded != decide::Degraded::kNo ? "degraded"
               : (v != nullptr && v->allowed)       ? "allowed"
                                                    : "denied";
-  if (so.verdict && so.verdict->allowed) x.consumed = *so.verdict;
+  if (so.verdict && so.verdict->allowed) x.consumed = std::move(*so.verdict);  // last use of `so`
   if (a.serve) {
     x.fields = std::move(a.fields);
     return true;
@@ -175,12 +177,17 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
     case Route::Kind::kServe:
       serve_it = true;
       break;
-    case Route::Kind::kDecide:
-      serve_it = decided(req, x, co_await decide(w, x.route, *x.rt));
+    case Route::Kind::kDecide: {
+      decide::Outcome so = co_await decide(w, x.route, *x.rt);
+      serve_it = decided(req, x, std::move(so));
       break;
+    }
     case Route::Kind::kCheckCaller: {
-      if (!x.route.charges.empty() && !decided(req, x, co_await decide(w, x.route, *x.rt))) {
-        break;  // the caller is over its own limit: 429 (or 503), body unread
+      if (!x.route.charges.empty()) {
+        decide::Outcome caller = co_await decide(w, x.route, *x.rt);
+        if (!decided(req, x, std::move(caller))) {
+          break;  // the caller is over its own limit: 429 (or 503), body unread
+        }
       }
       x.fields.clear();  // the answer's fields are the checked key's
       const int got = co_await read_body(in);
@@ -194,7 +201,8 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
         x.response = std::move(x.route.reply);
         break;
       }
-      decided(req, x, co_await decide(w, x.route, *x.rt));  // answer_check: never serves
+      decide::Outcome checked = co_await decide(w, x.route, *x.rt);
+      decided(req, x, std::move(checked));  // answer_check: never serves
       break;
     }
   }
@@ -204,7 +212,11 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
       give_back(x);
       co_return body_failed(w, got);
     }
-    x.response = co_await serve(req, w, peer, x.route.path);
+    if (w.upstream) {
+      x.response = co_await serve(req, w, peer, x.route.path);
+    } else {
+      x.response = demo_resource(req, x.route.path);  // without serve()'s coroutine frame
+    }
   }
   Reply reply = end(req, w, peer, x, !in.parser.is_done());
   co_return reply;

@@ -4,6 +4,7 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/status.hpp>
+#include <charconv>
 #include <nlohmann/json.hpp>
 
 #include "decide/identity.h"
@@ -319,8 +320,7 @@ Answer answer_decision(const Request& req, const Route& route, const Runtime& /*
       }
       from_verdict(route.local_charges, *outcome.local_verdict);
       a.fields.emplace_back(kXRateLimitDegraded, kDegradedLocal);
-      if (!a.serve)
-        add_fields(a.response, {{std::string(kXRateLimitDegraded), std::string(kDegradedLocal)}});
+      if (!a.serve) add_fields(a.response, {{kXRateLimitDegraded, kDegradedLocal}});
       return a;
   }
   return a;
@@ -379,10 +379,15 @@ Response demo_resource(const Request& req, std::string_view path) {
         req.version(), 404,
         "nothing at " + std::string(sv(req.target())) + " (the demo resource answers /api/...)");
   }
-  std::string body = R"({"message":"hello from floodgate","method":)";
-  body += util::json_string(sv(req.method_string()));
-  body += R"(,"path":)";
-  body += util::json_string(path);
+  constexpr std::string_view kStart = R"({"message":"hello from floodgate","method":)";
+  constexpr std::string_view kPath = R"(,"path":)";
+  const std::string_view method = sv(req.method_string());
+  std::string body;  // one allocation: sized for the text and the two strings unescaped
+  body.reserve(kStart.size() + method.size() + kPath.size() + path.size() + 8);
+  body += kStart;
+  util::append_json_string(body, method);
+  body += kPath;
+  util::append_json_string(body, path);
   body += "}\n";
   return text_response(req.version(), beast_http::status::ok, kJson, std::move(body));
 }
@@ -404,14 +409,12 @@ Response problem_response(unsigned version, int status, std::string_view detail)
                        kProblemContentType, std::move(body));
 }
 
-void finish(Response& r, const Request& req, const Runtime& rt, const HeaderFields& fields,
-            const RequestContext& ctx) {
-  prepare(r, req, rt, fields, ctx);
-  add_fields(r, fields);
-}
+namespace {
 
-void prepare(Response& r, const Request& req, const Runtime& rt, const HeaderFields& fields,
-             const RequestContext& ctx) {
+// prepare() and finish(): with `wire`, a response whose framing is ours to write (below) gets
+// Server and Content-Length there instead of in its field container.
+void prepare_fields(Response& r, const Request& req, const Runtime& rt, const HeaderFields& fields,
+                    const RequestContext& ctx, HeaderFields* wire) {
   // An upstream's own rate-limit fields would contradict ours: ours win.
   for (const auto& [name, value] : fields) {
     r.erase(boost::beast::string_view(name.data(), name.size()));
@@ -424,9 +427,28 @@ void prepare(Response& r, const Request& req, const Runtime& rt, const HeaderFie
           boost::beast::string_view(kExposeHeaders.data(), kExposeHeaders.size()));
     r.set(beast_http::field::vary, "Origin");
   }
-  r.set(beast_http::field::server,
-        boost::beast::string_view(kServerName.data(), kServerName.size()));
+  // A response floodgate made (no upstream's framing, no Server yet) to a request other than
+  // HEAD, with a status that has a body: Server is added and Content-Length is the body's size,
+  // exactly what set() and prepare_payload() below would add. Written by the serializer, they
+  // cost no allocation (each field in Beast's container is one).
+  const unsigned status = r.result_int();
+  const bool framed_by_us = wire != nullptr && req.method() != beast_http::verb::head &&
+                            status >= 200 && status != 204 && status != 304 &&
+                            r.find(beast_http::field::server) == r.end() &&
+                            r.find(beast_http::field::content_length) == r.end() &&
+                            r.find(beast_http::field::transfer_encoding) == r.end();
+  if (!framed_by_us) {
+    r.set(beast_http::field::server,
+          boost::beast::string_view(kServerName.data(), kServerName.size()));
+  }
   r.keep_alive(req.keep_alive() && !ctx.draining);
+  if (framed_by_us) {
+    char length[20];
+    const auto end = std::to_chars(length, length + sizeof length, r.body().size()).ptr;
+    wire->emplace_back("Server", kServerName);
+    wire->emplace_back("Content-Length", std::string_view(length, end - length));
+    return;
+  }
   if (req.method() == beast_http::verb::head) {
     // The Content-Length a GET would have had: an upstream's own, else our body's.
     if (r.find(beast_http::field::content_length) == r.end()) r.content_length(r.body().size());
@@ -434,6 +456,19 @@ void prepare(Response& r, const Request& req, const Runtime& rt, const HeaderFie
   } else {
     r.prepare_payload();
   }
+}
+
+}  // namespace
+
+void finish(Response& r, const Request& req, const Runtime& rt, const HeaderFields& fields,
+            const RequestContext& ctx) {
+  prepare_fields(r, req, rt, fields, ctx, nullptr);
+  add_fields(r, fields);
+}
+
+void prepare(Response& r, const Request& req, const Runtime& rt, HeaderFields& fields,
+             const RequestContext& ctx) {
+  prepare_fields(r, req, rt, fields, ctx, &fields);
 }
 
 }  // namespace fg::http

@@ -137,9 +137,11 @@ void finish(Response& response, const Request& request, const Runtime& runtime,
 
 // finish() except adding `fields` (an upstream's fields of the same names are still removed):
 // the server hands them to serialize_response() instead, which writes them without building
-// them into the response's field container first.
+// them into the response's field container first. For a response floodgate made (not an
+// upstream's) to a request other than HEAD, Server and Content-Length are appended to `fields`
+// too, rather than set in the container: the same fields, without an allocation each.
 void prepare(Response& response, const Request& request, const Runtime& runtime,
-             const HeaderFields& fields, const RequestContext& context);
+             HeaderFields& fields, const RequestContext& context);
 
 // The body of a /v1/check answer and of `floodgate check`'s output line, without a newline:
 // {"allowed":true,"policy":"per-minute","limit":100,"remaining":94,"reset_after_ms":3600,

@@ -9,9 +9,10 @@
 namespace fg::http {
 namespace {
 
-// Every value below is built in one string sized up front, integers written with to_chars: one
-// allocation per value at most (most integer values fit the small-string buffer: none). This
-// runs on every rate-limited response.
+// This runs on every rate-limited response. The fields are written into HeaderFields' inline
+// buffer, integers with to_chars and the list values through a per-thread scratch string: no
+// allocation once a thread has answered a request or two. The values returned as strings (for
+// callers that need one of them) are built in one string sized up front.
 
 // Longest decimal int64 ("-9223372036854775808").
 constexpr std::size_t kMaxIntegerChars = 20;
@@ -22,16 +23,39 @@ void append_decimal(std::string& out, std::int64_t n) {
   out.append(buf, r.ptr);
 }
 
-std::string decimal(std::int64_t n) {
-  char buf[kMaxIntegerChars];
-  const auto r = std::to_chars(buf, buf + sizeof buf, n);
-  return std::string(buf, r.ptr);
-}
-
 // Room for one list member `"<name>";k=<15 digits>;k=<15 digits>` and its ", " separator.
 constexpr std::size_t kItemOverhead = 2 + 2 + 2 * (3 + 16);
 
 }  // namespace
+
+void HeaderFields::emplace_back(std::string_view name, std::string_view value) {
+  const Line line{static_cast<std::uint32_t>(text_.size()), static_cast<std::uint32_t>(name.size()),
+                  static_cast<std::uint32_t>(value.size())};
+  text_.resize(line.at + name.size() + 2 + value.size() + 2, boost::container::default_init);
+  char* p = text_.data() + line.at;
+  p = std::copy(name.begin(), name.end(), p);
+  *p++ = ':';
+  *p++ = ' ';
+  p = std::copy(value.begin(), value.end(), p);
+  *p++ = '\r';
+  *p = '\n';
+  lines_.push_back(line);
+}
+
+HeaderFields::Field HeaderFields::operator[](std::size_t i) const {
+  const Line& l = lines_[i];
+  const char* name = text_.data() + l.at;
+  return {std::string_view(name, l.name_size),
+          std::string_view(name + l.name_size + 2, l.value_size)};
+}
+
+bool operator==(const HeaderFields& a, const HeaderFields& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
+}
 
 std::int64_t ceil_seconds(Duration d) {
   constexpr std::int64_t kUsPerSecond = 1'000'000;
@@ -125,14 +149,14 @@ std::size_t list_capacity(std::span<const Charge> charges) {
   return size;
 }
 
-std::string rate_limit_policy_value(std::span<const Charge> charges) {
+namespace {
+
+void append_rate_limit_policy(std::string& out, std::span<const Charge> charges) {
   // q = capacity(), not limit: X-RateLimit-Limit and every r are counted out of capacity, so
   // this keeps r <= q. For a bucket with burst != limit, q;w then states the burst, not the
   // refill rate (the draft has no separate burst parameter); with the default burst == limit
   // they coincide. Example: 100 per minute, burst 100 → "per-minute";q=100;w=60.
   // Written as sf::serialize_list would write the Items {name, {{"q", ..}, {"w", ..}}}.
-  std::string out;
-  out.reserve(list_capacity(charges));
   for (std::size_t i = 0; i < charges.size(); ++i) {
     const Policy* p = charges[i].policy;
     assert(p != nullptr);
@@ -141,14 +165,12 @@ std::string rate_limit_policy_value(std::span<const Charge> charges) {
     sf::append_param(out, "q", p->capacity());
     sf::append_param(out, "w", window_seconds(*p));
   }
-  return out;
 }
 
-std::string rate_limit_value(std::span<const Charge> charges, std::span<const Decision> decisions) {
+void append_rate_limit(std::string& out, std::span<const Charge> charges,
+                       std::span<const Decision> decisions) {
   assert(charges.size() == decisions.size());
   const std::size_t n = std::min(charges.size(), decisions.size());
-  std::string out;
-  out.reserve(list_capacity(charges.first(n)));
   for (std::size_t i = 0; i < n; ++i) {
     if (i > 0) out += ", ";
     sf::append_string(out, charges[i].policy->name);
@@ -156,6 +178,37 @@ std::string rate_limit_value(std::span<const Charge> charges, std::span<const De
     // t: until the state is full again (reset_after), the same figure as X-RateLimit-Reset.
     sf::append_param(out, "t", ceil_seconds(decisions[i].reset_after));
   }
+}
+
+// A decimal written into a buffer of its own, for a field value.
+struct Decimal {
+  char buf[kMaxIntegerChars];
+  std::size_t size;
+  explicit Decimal(std::int64_t n) : size(std::to_chars(buf, buf + sizeof buf, n).ptr - buf) {}
+  std::string_view view() const { return {buf, size}; }
+};
+
+// Where the list values are composed before they are copied into the fields: one per thread, so
+// that after its first requests composing them allocates nothing.
+std::string& scratch() {
+  thread_local std::string s;
+  s.clear();
+  return s;
+}
+
+}  // namespace
+
+std::string rate_limit_policy_value(std::span<const Charge> charges) {
+  std::string out;
+  out.reserve(list_capacity(charges));
+  append_rate_limit_policy(out, charges);
+  return out;
+}
+
+std::string rate_limit_value(std::span<const Charge> charges, std::span<const Decision> decisions) {
+  std::string out;
+  out.reserve(list_capacity(charges.first(std::min(charges.size(), decisions.size()))));
+  append_rate_limit(out, charges, decisions);
   return out;
 }
 
@@ -204,19 +257,20 @@ RateLimitHeaders rate_limit_headers(std::span<const Charge> charges, const Verdi
   if (n == 0 || verdict.most_restrictive >= n) return out;
   const Decision& headline = verdict.headline();
 
-  out.fields.reserve(verdict.allowed ? 5 : 6);
-  auto add = [&out](std::string_view name, std::string value) {
-    out.fields.emplace_back(std::string(name), std::move(value));
-  };
-  add(kXRateLimitLimit, decimal(headline.limit));
-  add(kXRateLimitRemaining, decimal(std::max<std::int64_t>(0, headline.remaining)));
-  add(kXRateLimitReset, decimal(ceil_seconds(headline.reset_after)));
-  add(kRateLimitPolicy, rate_limit_policy_value(charges.first(n)));
-  add(kRateLimit, rate_limit_value(charges.first(n), std::span(verdict.decisions).first(n)));
+  out.fields.emplace_back(kXRateLimitLimit, Decimal(headline.limit).view());
+  out.fields.emplace_back(kXRateLimitRemaining,
+                          Decimal(std::max<std::int64_t>(0, headline.remaining)).view());
+  out.fields.emplace_back(kXRateLimitReset, Decimal(ceil_seconds(headline.reset_after)).view());
+  std::string& value = scratch();
+  append_rate_limit_policy(value, charges.first(n));
+  out.fields.emplace_back(kRateLimitPolicy, value);
+  value.clear();
+  append_rate_limit(value, charges.first(n), std::span(verdict.decisions).first(n));
+  out.fields.emplace_back(kRateLimit, value);
   if (!verdict.allowed) {
     // The headline of a denied verdict is a denying non-shadow policy (most_restrictive), so
     // Retry-After and the body name the policy that makes the client wait longest.
-    add(kRetryAfter, decimal(retry_after_seconds(headline)));
+    out.fields.emplace_back(kRetryAfter, Decimal(retry_after_seconds(headline)).view());
     out.denied = true;
     out.problem_body = problem_body(charges, verdict);
   }
@@ -226,9 +280,10 @@ RateLimitHeaders rate_limit_headers(std::span<const Charge> charges, const Verdi
 RateLimitHeaders degraded_rate_limit_headers(std::span<const Charge> charges) {
   RateLimitHeaders out;
   if (charges.empty()) return out;
-  out.fields.reserve(2);
-  out.fields.emplace_back(std::string(kRateLimitPolicy), rate_limit_policy_value(charges));
-  out.fields.emplace_back(std::string(kXRateLimitDegraded), std::string(kDegradedStoreUnavailable));
+  std::string& value = scratch();
+  append_rate_limit_policy(value, charges);
+  out.fields.emplace_back(kRateLimitPolicy, value);
+  out.fields.emplace_back(kXRateLimitDegraded, kDegradedStoreUnavailable);
   return out;
 }
 

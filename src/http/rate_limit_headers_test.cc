@@ -285,9 +285,9 @@ TEST(RateLimitHeaders, ExposeHeadersNamesEveryFieldWeSend) {
   const Charge charges[] = {{&p, 1}};
   const Verdict v = verdict_of(charges, {over_limit(1, 0, Duration(1), Duration(1))});
   HeaderFields all = rate_limit_headers(charges, v).fields;
-  for (auto& f : degraded_rate_limit_headers(charges).fields) all.push_back(f);
+  for (const auto& f : degraded_rate_limit_headers(charges).fields) all.push_back(f);
   for (const auto& [name, value] : all) {
-    const std::string needle = name;
+    const std::string needle(name);
     bool found = false;
     std::string_view rest = kExposeHeaders;
     while (!rest.empty()) {

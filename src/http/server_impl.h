@@ -233,28 +233,23 @@ struct Server::Impl {
 
   // A callback-completed call as an awaitable. Server threads are bound to the store, so the
   // callback comes on this thread: inline (memory store) or later from the io_context (Redis).
-  // The coroutine is resumed through post, never from inside the store's own completion.
+  // The coroutine is resumed through post, never from inside the store's own completion. The
+  // result is written into this frame; the waiting handler is shared with the callback, which
+  // the callee may copy (std::function): one allocation for it, one for the callback.
   template <typename T, typename Start>
   static awaitable<T> completion(Start start) {
-    struct State {
-      std::optional<T> result;
-      std::function<void()> resume;
+    std::optional<T> result;
+    // A named initiation: g++ 12 destroys the temporaries of a co_await expression twice (this
+    // one holds only references, which that cannot release).
+    auto initiation = [&result, &start](auto handler) {
+      auto waiting = std::make_shared<decltype(handler)>(std::move(handler));
+      start([&result, waiting](T r) {
+        result = std::move(r);
+        asio::post(std::move(*waiting));
+      });
     };
-    auto st = std::make_shared<State>();
-    start([st](T r) {
-      st->result = std::move(r);
-      if (st->resume) std::exchange(st->resume, nullptr)();
-    });
-    if (!st->result) {
-      // A named initiation: g++ 12 destroys the temporaries of a co_await expression twice,
-      // which for a lambda holding `st` would release the state early.
-      auto initiation = [st](auto handler) {
-        auto h = std::make_shared<decltype(handler)>(std::move(handler));
-        st->resume = [h] { asio::post(std::move(*h)); };
-      };
-      co_await asio::async_initiate<decltype(use_awaitable), void()>(initiation, use_awaitable);
-    }
-    co_return std::move(*st->result);
+    co_await asio::async_initiate<decltype(use_awaitable), void()>(initiation, use_awaitable);
+    co_return std::move(*result);
   }
 
   // The deciding service's outcome for `r` (decider.h: the guard, on_store_error, the counting).
@@ -320,7 +315,7 @@ struct Server::Impl {
 
   // After the store's outcome: the answer (x.response), or true when the resource is to be
   // served with x.fields.
-  bool decided(Request& req, Exchange& x, const decide::Outcome& so);
+  bool decided(Request& req, Exchange& x, decide::Outcome so);
 
   // A request that was allowed but is not served after all (its body could not be read): what it
   // consumed is given back, so a malformed or oversized body costs its client nothing.
@@ -349,14 +344,22 @@ struct Server::Impl {
   // kernel send a reset, which can destroy the answer before the client reads it.
   static awaitable<void> linger(beast::tcp_stream& stream);
 
-  // Reads until `buffer` holds a whole header section (or more of one than `limit`, which Beast
-  // then answers 431), and refuses obs-fold in it: a header line continued on the next one
-  // (RFC 9112 §5.2). Beast would unfold it into a space, which the RFC allows, but a proxy in
-  // front that reads the fold differently ("Transfer-Encoding:\r\n chunked") would disagree with
-  // us about where the body ends; a 400 leaves nothing to disagree about.
+  // Whether `buffer` holds a whole header section (or more of one than `limit`, which Beast
+  // then answers 431): no error; need_more when it does not yet; bad_value when the section has
+  // an obs-fold, a header line continued on the next one (RFC 9112 §5.2), which is refused. Beast
+  // would unfold it into a space, which the RFC allows, but a proxy in front that reads the fold
+  // differently ("Transfer-Encoding:\r\n chunked") would disagree with us about where the body
+  // ends; a 400 leaves nothing to disagree about. `scanned`: the bytes already scanned without
+  // finding the end (0 at first; updated).
+  static boost::system::error_code scan_header(const beast::flat_buffer& buffer, std::size_t limit,
+                                               std::size_t& scanned);
+
+  // Reads until scan_header() says other than need_more, and returns what it says (or the read's
+  // error). `scanned` as scan_header() left it.
   static awaitable<boost::system::error_code> read_whole_header(beast::tcp_stream& stream,
                                                                 beast::flat_buffer& buffer,
-                                                                std::size_t limit);
+                                                                std::size_t limit,
+                                                                std::size_t scanned);
 
   // `admin`: accepted on the admin listener (admin_listen).
   awaitable<void> session(Worker& w, tcp::socket socket, bool admin);

@@ -47,26 +47,33 @@ auto Server::Impl::linger(beast::tcp_stream& stream) -> awaitable<void> {
   }
 }
 
-auto Server::Impl::read_whole_header(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                                     std::size_t limit) -> awaitable<boost::system::error_code> {
-  std::size_t scanned = 0;
-  for (;;) {
-    const std::string_view data(static_cast<const char*>(buffer.data().data()), buffer.size());
-    std::size_t end = data.find("\r\n\r\n", scanned < 3 ? 0 : scanned - 3);
-    if (end == std::string_view::npos) end = data.find("\n\n", scanned < 1 ? 0 : scanned - 1);
-    if (end != std::string_view::npos) {
-      const std::string_view header = data.substr(0, end + 1);
-      if (header.find("\n ") != std::string_view::npos ||
-          header.find("\n\t") != std::string_view::npos) {
-        co_return beast::http::error::bad_value;
-      }
-      co_return boost::system::error_code();
+auto Server::Impl::scan_header(const beast::flat_buffer& buffer, std::size_t limit,
+                               std::size_t& scanned) -> boost::system::error_code {
+  const std::string_view data(static_cast<const char*>(buffer.data().data()), buffer.size());
+  std::size_t end = data.find("\r\n\r\n", scanned < 3 ? 0 : scanned - 3);
+  if (end == std::string_view::npos) end = data.find("\n\n", scanned < 1 ? 0 : scanned - 1);
+  if (end != std::string_view::npos) {
+    const std::string_view header = data.substr(0, end + 1);
+    if (header.find("\n ") != std::string_view::npos ||
+        header.find("\n\t") != std::string_view::npos) {
+      return beast::http::error::bad_value;
     }
-    if (data.size() > limit) co_return boost::system::error_code();
-    scanned = data.size();
+    return {};
+  }
+  if (data.size() > limit) return {};
+  scanned = data.size();
+  return beast::http::error::need_more;
+}
+
+auto Server::Impl::read_whole_header(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                     std::size_t limit, std::size_t scanned)
+    -> awaitable<boost::system::error_code> {
+  for (;;) {
     auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), kTuple);
     if (ec) co_return ec;
     buffer.commit(n);
+    const boost::system::error_code scan = scan_header(buffer, limit, scanned);
+    if (scan != beast::http::error::need_more) co_return scan;
   }
 }
 
@@ -91,6 +98,10 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
   const tcp::endpoint peer = stream.socket().remote_endpoint(ec);
   if (ec) co_return;
   const config::IpAddress peer_ip = to_ip(peer);
+  // Synchronous writes (the answers, below) must never wait: they fail with would_block instead,
+  // and the rest is written asynchronously. Asynchronous operations are not affected.
+  stream.socket().non_blocking(true, ec);
+  if (ec) co_return;
   beast::flat_buffer buffer;
   asio::steady_timer header_timer(w.ioc);
   // Shared with the header timer's handler, which may run after this frame is gone.
@@ -105,6 +116,7 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
     ~Disarm() { wd->socket = nullptr; }
   } disarm{watchdog};
   bool served = false;  // a request was answered on this connection
+  std::string out;      // each answer's bytes: its capacity serves the next answer too
 
   for (;;) {
     const config::ServerLimits limits = w.runtime->config->server;
@@ -124,25 +136,45 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
     parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
     parser.body_limit(limits.max_body_bytes);
     // The header phase has its own timer, which cancels the read instead of closing the
-    // socket (as the stream's own timeout does), so the client can still be told 408.
+    // socket (as the stream's own timeout does), so the client can still be told 408. It is
+    // armed only when the header section is not already whole in the buffer: usually it came
+    // with the request's first bytes, and is parsed at once, with no timer and no read.
     stream.expires_never();
-    watchdog->fired = false;
-    header_timer.expires_after(limits.header_timeout);
-    header_timer.async_wait([wd = watchdog](const boost::system::error_code& tec) {
-      if (tec || wd->socket == nullptr) return;
-      wd->fired = true;
-      boost::system::error_code ignored;
-      wd->socket->cancel(ignored);
-    });
-    boost::system::error_code hec =
-        co_await read_whole_header(stream, buffer, limits.max_header_bytes);
-    if (!hec) {
-      auto [rec, rn] = co_await beast::http::async_read_header(stream, buffer, parser, kTuple);
-      (void)rn;
-      hec = rec;
+    bool timed = false;
+    const auto arm_header_timer = [&] {
+      timed = true;
+      watchdog->fired = false;
+      header_timer.expires_after(limits.header_timeout);
+      header_timer.async_wait([wd = watchdog](const boost::system::error_code& tec) {
+        if (tec || wd->socket == nullptr) return;
+        wd->fired = true;
+        boost::system::error_code ignored;
+        wd->socket->cancel(ignored);
+      });
+    };
+    std::size_t scanned = 0;
+    boost::system::error_code hec = scan_header(buffer, limits.max_header_bytes, scanned);
+    if (hec == beast::http::error::need_more) {
+      arm_header_timer();
+      hec = co_await read_whole_header(stream, buffer, limits.max_header_bytes, scanned);
     }
-    header_timer.cancel();
-    if (watchdog->fired) hec = beast::error::timeout;
+    if (!hec) {
+      // What async_read_header would do with the bytes already read, without posting its
+      // completion through the io_context: one put() takes the header section (or finds it
+      // over header_limit: 431) and leaves the body in the buffer.
+      const std::size_t used = parser.put(buffer.data(), hec);
+      buffer.consume(used);
+      if (hec == beast::http::error::need_more) {  // not expected: let Beast read the rest
+        if (!timed) arm_header_timer();
+        auto [rec, rn] = co_await beast::http::async_read_header(stream, buffer, parser, kTuple);
+        (void)rn;
+        hec = rec;
+      }
+    }
+    if (timed) {
+      header_timer.cancel();
+      if (watchdog->fired) hec = beast::error::timeout;
+    }
     if (!hec && parser.get().find(beast::http::field::transfer_encoding) != parser.get().end() &&
         (!parser.chunked() || !transfer_encoding_acceptable(parser.get().base()))) {
       // A request body framed by any coding but a final "chunked" has no knowable length
@@ -174,10 +206,19 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
     if (reply.abandon) break;
     const bool keep_alive = reply.response.keep_alive();
     served = true;
-    const std::string bytes = serialize_response(reply.response, reply.fields);
-    stream.expires_after(limits.write_timeout);
-    auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(bytes), kTuple);
-    (void)wn;
+    serialize_response(out, reply.response, reply.fields);
+    // Written at once when the socket takes the whole answer (it usually fits the send buffer):
+    // the send async_write would try first anyway, without its completion posted through the
+    // io_context. What is left is written asynchronously, within write_timeout.
+    boost::system::error_code wec;
+    const std::size_t sent = stream.socket().write_some(asio::buffer(out), wec);
+    if (wec == asio::error::would_block || (!wec && sent < out.size())) {
+      stream.expires_after(limits.write_timeout);
+      auto [aec, an] = co_await asio::async_write(
+          stream, asio::buffer(out.data() + sent, out.size() - sent), kTuple);
+      (void)an;
+      wec = aec;
+    }
     if (wec) break;
     if (reply.linger) {
       co_await linger(stream);

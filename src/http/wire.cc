@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <boost/beast/http/field.hpp>
+#include <charconv>
 
 #include "util/text.h"
 
@@ -17,15 +18,16 @@ constexpr std::string_view kServerName = "floodgate";
 
 }  // namespace
 
-std::string serialize_response(const Response& r, const HeaderFields& extra) {
+void serialize_response(std::string& out, const Response& r, const HeaderFields& extra) {
   const std::string_view reason = sv(r.reason());
-  std::size_t size = 32 + reason.size() + r.body().size();
+  std::size_t size = 32 + reason.size() + r.body().size() + extra.wire().size();
   for (const auto& f : r) size += f.name_string().size() + f.value().size() + 4;
-  for (const auto& [name, value] : extra) size += name.size() + value.size() + 4;
-  std::string out;
+  out.clear();
   out.reserve(size);
   out += r.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-  out += std::to_string(r.result_int());
+  char status[10];  // Beast holds a status of three digits
+  const auto end = std::to_chars(status, status + sizeof status, r.result_int()).ptr;
+  out.append(status, end);
   out += ' ';
   out += reason;
   out += "\r\n";
@@ -35,14 +37,14 @@ std::string serialize_response(const Response& r, const HeaderFields& extra) {
     out += sv(f.value());
     out += "\r\n";
   }
-  for (const auto& [name, value] : extra) {
-    out += name;
-    out += ": ";
-    out += value;
-    out += "\r\n";
-  }
+  out += extra.wire();
   out += "\r\n";
   out += r.body();
+}
+
+std::string serialize_response(const Response& r, const HeaderFields& extra) {
+  std::string out;
+  serialize_response(out, r, extra);
   return out;
 }
 

@@ -16,6 +16,9 @@ namespace fg::http {
 // blank line, body. finish()/prepare() has set Content-Length, so the body is never chunked.
 // One contiguous buffer, so one write.
 std::string serialize_response(const Response& response, const HeaderFields& extra = {});
+// The same bytes in `out` (replacing what it held), whose capacity a connection keeps from one
+// answer to the next.
+void serialize_response(std::string& out, const Response& response, const HeaderFields& extra);
 
 // Whether a request header's Transfer-Encoding frames its body unambiguously (RFC 9112 §6.1,
 // §6.3): no Transfer-Encoding field, or exactly one, whose value is a list of coding names
