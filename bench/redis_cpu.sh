@@ -32,30 +32,41 @@ for f in "$v3_lua" "$v2_lua" "$seed_lua"; do
 done
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-port=""
-for _ in $(seq 50); do
-  candidate=$((20000 + RANDOM % 40000))
-  if ! port_in_use "$candidate"; then port=$candidate; break; fi
-done
-[[ -n $port ]] || { echo "redis_cpu: no free port found" >&2; exit 1; }
-
 dir=$(mktemp -d /tmp/fg-redis-cpu-XXXXXX)
-redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
-  --daemonize no --logfile "$dir/redis.log" &
-pid=$!
+pid=""
 cleanup() {
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  [[ -z $pid ]] || kill "$pid" 2>/dev/null || true
+  [[ -z $pid ]] || wait "$pid" 2>/dev/null || true
   rm -rf "$dir"
 }
 trap cleanup EXIT
-
 cli() { redis-cli -p "$port" "$@"; }
-for _ in $(seq 200); do
+
+# A free port can be taken between the check and the bind: up to three tries on other ports.
+port=""
+for attempt in 1 2 3; do
+  port=""
+  for _ in $(seq 50); do
+    candidate=$((20000 + RANDOM % 40000))
+    if ! port_in_use "$candidate"; then port=$candidate; break; fi
+  done
+  [[ -n $port ]] || { echo "redis_cpu: no free port found" >&2; exit 1; }
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
+    --daemonize no --logfile "$dir/redis.log" &
+  pid=$!
+  for _ in $(seq 400); do
+    cli ping >/dev/null 2>&1 && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
   cli ping >/dev/null 2>&1 && break
-  sleep 0.05
+  echo "redis_cpu: redis-server on port $port did not answer (attempt $attempt):" >&2
+  tail -n 3 "$dir/redis.log" >&2 || true
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  pid=""
 done
-cli ping >/dev/null
+[[ -n $pid ]] || exit 1
 
 tck=$(getconf CLK_TCK)
 cpu_ticks() {  # utime + stime of the server (fields 14 and 15; the name may hold spaces)
