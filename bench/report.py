@@ -10,6 +10,7 @@ verdict in the generated part is computed here from the runs: nothing is typed i
 import argparse
 import csv
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -25,6 +26,7 @@ DESCRIPTIONS = {
     "nest-fastify-lua": "NestJS/Fastify + the seed's Lua token bucket",
     "nest-express-throttler-cluster": "NestJS/Express + @nestjs/throttler, Redis Cluster",
     "fg-redis": "floodgate, one Redis",
+    "fg-redis-nocache": "floodgate, one Redis, deny cache off",
     "fg-cluster": "floodgate, Redis Cluster (3 masters)",
     "fg-memory": "floodgate, memory store",
     "fg-memory-t1": "floodgate, memory store, 1 thread",
@@ -43,6 +45,7 @@ SHORT = {
     "nest-fastify-lua": "Nest Fastify\\nLua bucket",
     "nest-express-throttler-cluster": "Nest Express\\nthrottler, cluster",
     "fg-redis": "floodgate\\nRedis",
+    "fg-redis-nocache": "floodgate Redis\\nno deny cache",
     "fg-cluster": "floodgate\\ncluster",
     "fg-memory": "floodgate\\nmemory",
     "fg-memory-t1": "floodgate\\nmemory, 1 thread",
@@ -154,7 +157,19 @@ def ceiling_of(rows, script, pipeline):
                    and r["pipeline"] == str(pipeline)])
 
 
-def targets(runs, ceiling):
+def load_redis_cpu(path):
+    """bench/redis_cpu.sh's table: {row name: (µs per decision, ratio to the seed)}."""
+    rows = {}
+    if not path or not os.path.exists(path):
+        return rows
+    for line in open(path, encoding="utf-8"):
+        m = re.match(r"^(.*?)\s+([0-9.]+)\s+([0-9.]+)x\s*$", line.rstrip())
+        if m:
+            rows[m.group(1).strip()] = (float(m.group(2)), float(m.group(3)))
+    return rows
+
+
+def targets(runs, ceiling, redis_cpu=None):
     """The issue's targets, each as (text, measured, threshold, met, detail)."""
     found = []
 
@@ -204,6 +219,36 @@ def targets(runs, ceiling):
           "memory-store policy ≥ 70 % of nginx's static 200")
     ratio("fg-memory-t1-direct", "nginx-limit-req-direct", 1.0,
           "memory store, 1 thread ≥ nginx limit_req, 1 worker (the same limit)")
+
+    def hot_ratio(a, b, threshold, text, key="rps"):
+        if not (runs.has(a) and runs.has(b) and runs.configs("hot")
+                and a in runs.configs("hot") and b in runs.configs("hot")):
+            found.append((text, "not measured (hot runs of " + a + " and " + b + " needed)", None))
+            return
+        value = runs.med(a, "hot", key) / runs.med(b, "hot", key)
+        found.append((text, f"{value:.2f}× ({fmt_int(runs.med(a, 'hot', key))} against "
+                      f"{fmt_int(runs.med(b, 'hot', key))} req/s)", value >= threshold))
+
+    hot_ratio("fg-redis-direct", "fg-memory-direct", 0.9,
+              "hot keys on one Redis (deny cache on) ≥ 0.9× the memory store's throughput")
+    hot_ratio("fg-memory-t1-direct", "nginx-limit-req-direct", 1.0,
+              "hot keys (429s): memory store, 1 thread ≥ nginx limit_req, 1 worker")
+    text = "Redis CPU per decision ≤ 0.5× the seed's script (redis-benchmark -c 50 -P 16, bench/redis_cpu.sh)"
+    row = (redis_cpu or {}).get("fg_decide_v3, m=16")
+    if row:
+        found.append((text, f"{row[1]:.2f}× ({row[0]:.2f} µs per decision, 16 per FCALL)",
+                      row[1] <= 0.5))
+    else:
+        found.append((text, "not measured (bench/redis_cpu.sh did not run)", None))
+    text = "Redis CPU per request over HTTP ≤ 0.6× the seed's script behind NestJS (one Redis, one process)"
+    if runs.has("fg-redis-direct") and runs.has("nest-express-lua-direct"):
+        a = runs.med("fg-redis-direct", "many", "store_cpu")
+        b = runs.med("nest-express-lua-direct", "many", "store_cpu")
+        found.append((text, f"{a / b:.2f}× ({a * 1000:.1f} against {b * 1000:.1f} µs per request)",
+                      a / b <= 0.6))
+    else:
+        found.append((text, "not measured (fg-redis-direct and nest-express-lua-direct needed)",
+                      None))
     return found
 
 
@@ -307,9 +352,11 @@ def main():
     for name in ("results", "ceiling", "env", "accuracy", "out", "chart", "chart-data", "duration",
                  "connections", "threads", "rounds", "keys", "hot-keys", "clk-tck"):
         ap.add_argument("--" + name, required=True)
+    ap.add_argument("--redis-cpu", default="")
     a = ap.parse_args()
     runs = Runs(a.results, int(a.clk_tck))
     ceiling = load_ceiling(a.ceiling)
+    redis_cpu = load_redis_cpu(a.redis_cpu)
     env = {}
     with open(a.env) as f:
         for line in f:
@@ -367,9 +414,9 @@ def main():
 
     md.append("## The store's ceiling: redis-benchmark on the same Redis")
     md.append("")
-    md.append("`redis-benchmark -c 50 -P <pipeline> -r 10000 FCALL fg_decide_v2 1 "
-              "fg:{__rand_int__}:per-minute \"\" 1 1 1 0 100 600000 1` (floodgate's Redis function "
-              "with the policy above, exactly as the store calls it) and the seed's "
+    md.append("`redis-benchmark -c 50 -P <pipeline> -r 10000 FCALL fg_decide_v3 1 "
+              "fg:{__rand_int__}:per-minute \"\" 1 1 1 1 0 100 600000 1` (floodgate's Redis function "
+              "with the policy above, one decision per call) and the seed's "
               "`token_bucket.lua` through EVALSHA, against the one redis-server of the runs above, "
               "each run " + a.rounds + " times.")
     md.append("")
@@ -389,12 +436,25 @@ def main():
                   f"{median([float(x['p99_ms']) for x in same]):.2f} |")
     md.append("")
 
+    if a.redis_cpu and os.path.exists(a.redis_cpu):
+        md.append("### Redis CPU per decision")
+        md.append("")
+        md.append("`bench/redis_cpu.sh` in the same run, on a redis-server of its own: the server's "
+                  "user + system CPU (/proc) over the decisions redis-benchmark made (-c 50 -P 16, "
+                  "random identities out of 10,000). The store sends up to 64 decisions per FCALL "
+                  "(the decisions made between two flushes of a connection); 16 is shown.")
+        md.append("")
+        md.append("```")
+        md += [line.rstrip() for line in open(a.redis_cpu, encoding="utf-8") if line.strip()]
+        md.append("```")
+        md.append("")
+
     md.append("## Targets")
     md.append("")
     md.append("| target | measured (medians; per round: the two runs measured one after the other) "
               "| met |")
     md.append("|---|---|---|")
-    for text, measured, met in targets(runs, ceiling):
+    for text, measured, met in targets(runs, ceiling, redis_cpu):
         verdict = "not measured" if met is None else ("**yes**" if met else "**no**")
         md.append(f"| {text} | {measured} | {verdict} |")
     md.append("")

@@ -61,7 +61,8 @@ all_configs="nest-express-throttler-direct nest-express-throttler-lb nest-expres
   fg-memory-t1-direct fg-none-direct nginx-direct nginx-limit-req-direct"
 CONFIGS=${CONFIGS:-$all_configs}
 HOT=${HOT:-nest-express-throttler-direct nest-fastify-throttler-direct nest-express-lua-direct
-  fg-redis-direct fg-cluster-direct fg-memory-direct fg-memory-t1-direct nginx-limit-req-direct}
+  fg-redis-direct fg-redis-nocache-direct fg-cluster-direct fg-memory-direct fg-memory-t1-direct
+  nginx-limit-req-direct}
 
 log() { printf '[%(%H:%M:%S)T] report: %s\n' -1 "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -205,8 +206,9 @@ start_nest() {  # GROUP MODE ADAPTER STORE(single|cluster): two processes
   group_pids[$group]=$ps
 }
 
-start_floodgate() {  # GROUP STORE_URL POLICY(yes|no) INSTANCES [THREADS]
-  local group=$1 store=$2 policy=$3 n=$4 threads=${5:-2} i port ports="" ps="" prefix=/api/
+start_floodgate() {  # GROUP STORE_URL POLICY(yes|no) INSTANCES [THREADS [DENY_CACHE(true|false)]]
+  local group=$1 store=$2 policy=$3 n=$4 threads=${5:-2} deny_cache=${6:-true} i port ports="" ps=""
+  local prefix=/api/
   [[ $policy == yes ]] || prefix=/never-requested/
   for ((i = 1; i <= n; i++)); do
     port=$(free_port)
@@ -215,6 +217,7 @@ listen: 127.0.0.1:$port
 threads: $threads
 store: $store
 store_timeout: 100ms
+deny_cache: $deny_cache
 identity:
   - header: X-API-Key
   - ip: {}
@@ -296,6 +299,7 @@ start_group() {
       start_nest "$g" "${m#*-}" "${m%%-*}" single
       ;;
     fg-redis) start_floodgate "$g" "redis://127.0.0.1:$redis_port" yes 2 ;;
+    fg-redis-nocache) start_floodgate "$g" "redis://127.0.0.1:$redis_port" yes 2 false ;;
     fg-cluster) start_floodgate "$g" "$cluster_url" yes 2 ;;
     fg-memory) start_floodgate "$g" memory:// yes 1 ;;
     fg-memory-t1) start_floodgate "$g" memory:// yes 1 1 ;;
@@ -359,7 +363,7 @@ EOF
   fi
   case $g in
     *-cluster) store_pids[$c]=$cluster_pids ;;
-    nest-* | fg-redis) store_pids[$c]=$redis_pid ;;
+    nest-* | fg-redis | fg-redis-nocache) store_pids[$c]=$redis_pid ;;
     *) store_pids[$c]="" ;;
   esac
 done
@@ -438,10 +442,10 @@ tb_sha=$(redis-cli -p "$redis_port" SCRIPT LOAD "$(cat "$peers/token_bucket.lua"
 # floodgate's decision for the policy above: token bucket (1), cost 1, not shadow, burst 100,
 # unit 600000, rate 1 (core::bucket_scale of 100 per 60 s); "" = Redis TIME. The same arguments
 # the store sends (bench/redis_ceiling.sh checks them against the C++ side).
-fcall=(FCALL fg_decide_v2 1 "fg:{__rand_int__}:per-minute" "" 1 1 1 0 100 600000 1)
+fcall=(FCALL fg_decide_v3 1 "fg:{__rand_int__}:per-minute" "" 1 1 1 1 0 100 600000 1)
 evalsha=(EVALSHA "$tb_sha" 1 "tb:__rand_int__" 100 1.6666667 1)
-[[ $(redis-cli -p "$redis_port" "${fcall[@]/__rand_int__/probe}" | head -1) == 1 ]] ||
-  die "FCALL fg_decide_v2 did not allow its first request"
+[[ $(redis-cli -p "$redis_port" "${fcall[@]/__rand_int__/probe}" | sed -n 2p) == 1 ]] ||
+  die "FCALL fg_decide_v3 did not allow its first request"
 bench_redis() {  # NAME CLIENTS PIPELINE N COMMAND...
   local name=$1 c=$2 p=$3 n=$4 line
   shift 4
@@ -454,11 +458,15 @@ bench_redis() {  # NAME CLIENTS PIPELINE N COMMAND...
   log "redis-benchmark $name -c $c -P $p: $(tail -1 "$ceiling" | cut -f4) ops/s"
 }
 for r in $(seq "$ROUNDS"); do
-  bench_redis "floodgate FCALL fg_decide_v2" 50 16 200000 "${fcall[@]}"
-  bench_redis "floodgate FCALL fg_decide_v2" 50 1 50000 "${fcall[@]}"
+  bench_redis "floodgate FCALL fg_decide_v3" 50 16 200000 "${fcall[@]}"
+  bench_redis "floodgate FCALL fg_decide_v3" 50 1 50000 "${fcall[@]}"
   bench_redis "seed token_bucket.lua EVALSHA" 50 16 200000 "${evalsha[@]}"
 done
 flush_stores
+# Redis CPU per decision, seed against the library, on a redis-server of its own.
+log "bench/redis_cpu.sh"
+"$root/bench/redis_cpu.sh" 200000 >"$work/redis-cpu.txt" 2>>"$work/redis-cpu.log" ||
+  die "bench/redis_cpu.sh failed: $(tail -3 "$work/redis-cpu.log")"
 
 for r in $(seq "$ROUNDS"); do
   for c in "${configs[@]}"; do run_wrk "$c" many "$r"; done
@@ -512,6 +520,7 @@ if [[ $ACCURACY == 1 ]]; then
 fi
 
 python3 "$root/bench/report.py" --results "$results" --ceiling "$ceiling" --env "$work/env.txt" \
+  --redis-cpu "$work/redis-cpu.txt" \
   --accuracy "$accuracy_md" --out "$OUT" --chart "$CHART" --chart-data "$work/chart" \
   --duration "$DURATION" --connections "$CONNECTIONS" --threads "$WRK_THREADS" --rounds "$ROUNDS" \
   --keys "$KEYS" --hot-keys "$HOT_KEYS" --clk-tck "$clk_tck"
