@@ -451,6 +451,22 @@ case $case_name in
     ((downs == 0)) || fail "HAProxy took an instance out $downs times"
     ;;
 
+  dashboard)
+    # GET /dashboard in headless Chromium (tests/e2e/dashboard_browser.py): a box per instance,
+    # every Redis node, non-zero rates, the key this case gets denied among the top limited; then
+    # instance 2 stops and its box must go within a few seconds. The screenshot is kept as
+    # $FG_SCREENSHOT (default: dashboard.png in the test's working directory).
+    require_tools chromium:chromium chromedriver:chromium-driver
+    # Debian's python3 (python3-selenium), whatever python3 comes first in PATH.
+    /usr/bin/python3 -c 'import selenium' 2>/dev/null || require_tools python3-selenium:python3-selenium
+    stack_up
+    shot=${FG_SCREENSHOT:-$PWD/dashboard.png}
+    started=$SECONDS
+    /usr/bin/python3 "$src/tests/e2e/dashboard_browser.py" "$url" \
+      "http://127.0.0.1:$FG_INSTANCE_PORT" "$stack" "$shot" || fail "the page did not show it"
+    echo "figure: browser checks took $((SECONDS - started)) s; screenshot kept at $shot"
+    ;;
+
   *)
     echo "unknown case $case_name" >&2
     exit 2
