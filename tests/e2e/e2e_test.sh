@@ -261,6 +261,9 @@ case $case_name in
     grep -qE "^  health +fg1 up, fg2 up$" "$run/run.out" || fail "health not in words: $(grep health "$run/run.out")"
     grep -q "^  load balancer  http://127.0.0.1:$FG_HTTP_PORT " "$run/run.out" || fail "no load balancer URL"
     grep -q "fg2 http://127.0.0.1:$((FG_INSTANCE_PORT + 1))" "$run/run.out" || fail "no instance URL"
+    dashboard=$(sed -n 's|^  dashboard  *\(http://[^ ]*\).*|\1|p' "$run/run.out")
+    [[ $dashboard == "http://127.0.0.1:$FG_INSTANCE_PORT/dashboard" ]] || fail "no dashboard URL: $dashboard"
+    curl -fsS -m 2 "$dashboard" | grep -q '<title>floodgate</title>' || fail "the dashboard URL does not serve the page"
     if grep -qE '^[0-9]+$|be_id|srv_op_state|^# ' "$run/run.out"; then
       fail "raw HAProxy output among the friendly lines: $(grep -E '^[0-9]+$|be_id|srv_op_state|^# ' "$run/run.out")"
     fi
