@@ -2,8 +2,8 @@
 # dashboard_bench.sh — what an open dashboard costs the request path: `floodgate serve` on the
 # memory store (one policy on /api/ that never denies) under wrk, with no page open, with one
 # page open (GET /v1/status once a second, as the page polls), and with ten (ten a second),
-# the three alternated round by round (closed, 1, 10, closed, 1, 10, ...) so that the machine's
-# drift hits all alike. Prints one line per run and the medians (docs/benchmarks.md, "The
+# the three alternated round by round, in an order rotated each round (0 1 10, 1 10 0, 10 0 1),
+# so that the machine's drift hits all alike. Prints one line per run and the medians (docs/benchmarks.md, "The
 # dashboard, open vs closed").
 #
 #   bench/dashboard_bench.sh [path/to/floodgate]
@@ -52,8 +52,9 @@ poll() {
 }
 
 declare -A results
+orders=("0 1 10" "1 10 0" "10 0 1")  # rotated round by round: no configuration always goes first
 for ((r = 1; r <= rounds; r++)); do
-  for pages in 0 1 10; do
+  for pages in ${orders[$(((r - 1) % 3))]}; do
     pollers=()
     if ((pages > 0)); then poll "$pages" & pollers+=($!); fi
     sleep 1

@@ -408,7 +408,11 @@ Response demo_resource(const Request& req, std::string_view path) {
 }
 
 bool is_loopback_host(std::string_view host) {
-  return host == "localhost" || host == "::1" || host == "[::1]" || host.starts_with("127.");
+  if (host == "localhost" || host == "::1" || host == "[::1]") return true;
+  // 127.0.0.0/8 as a dotted quad (a host name that merely starts with "127." is not one).
+  return host.starts_with("127.") &&
+         host.find_first_not_of("0123456789.") == std::string_view::npos &&
+         std::count(host.begin(), host.end(), '.') == 3;
 }
 
 bool dashboard_served(const config::Config& c, const RequestContext& ctx) {
