@@ -9,11 +9,11 @@
 namespace fg::decide {
 
 void SpaceSaving::add(std::string_view key) {
-  const std::string k(key);
-  if (auto it = index_.find(k); it != index_.end()) {
+  if (auto it = index_.find(key); it != index_.end()) {
     ++entries_[it->second].count;
     return;
   }
+  const std::string k(key);
   if (entries_.size() < capacity_) {
     index_.emplace(k, entries_.size());
     entries_.push_back(Entry{k, 1, 0});
