@@ -23,7 +23,8 @@ BENCHMARK(BM_HotIdentity)->Threads(1)->Threads(2);
 void BM_FloodOfIdentities(benchmark::State& state) {
   static fg::decide::TopDenied top;
   std::vector<std::string> ids;
-  for (int i = 0; i < 4096; ++i) ids.push_back("ip:10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256));
+  for (int i = 0; i < 4096; ++i)
+    ids.push_back("ip:10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256));
   std::size_t i = 0;
   for (auto _ : state) {
     top.add(ids[i++ & 4095], kNow, static_cast<std::size_t>(state.thread_index()));

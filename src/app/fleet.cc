@@ -95,7 +95,8 @@ std::int64_t info_keys(std::string_view info) {
   std::int64_t keys = 0;
   std::size_t at = 0;
   while ((at = info.find("keys=", at)) != std::string_view::npos) {
-    if (at >= 1 && (info[at - 1] == ':')) keys += std::atoll(std::string(info.substr(at + 5, 20)).c_str());
+    if (at >= 1 && (info[at - 1] == ':'))
+      keys += std::atoll(std::string(info.substr(at + 5, 20)).c_str());
     at += 5;
   }
   return keys;
@@ -275,12 +276,12 @@ class RedisFleet final : public http::Fleet, public std::enable_shared_from_this
           ignore);
     }
     ask(owner,
-        redis::format_command({"ZREVRANGE", registry, "0",
-                               std::to_string(http::kMaxFleetInstances - 1)}),
+        redis::format_command(
+            {"ZREVRANGE", registry, "0", std::to_string(http::kMaxFleetInstances - 1)}),
         [this, owner, round](Result<redis::Reply> r) {
           if (!r || !r->is_array()) {
-            round->error = "ZREVRANGE on " + owner + ": " +
-                           (r ? redis::describe(*r) : r.error().to_string());
+            round->error =
+                "ZREVRANGE on " + owner + ": " + (r ? redis::describe(*r) : r.error().to_string());
             return done_one(round);
           }
           if (r->elements.empty()) {
@@ -313,8 +314,11 @@ class RedisFleet final : public http::Fleet, public std::enable_shared_from_this
   void finish(const std::shared_ptr<Round>& round) {
     json nodes = json::array();
     for (const Node& n : round->nodes) {
-      json j = {{"address", n.address}, {"role", n.role}, {"up", n.up && n.answered},
-                {"slots", n.slot_count}, {"libraries", n.libraries}};
+      json j = {{"address", n.address},
+                {"role", n.role},
+                {"up", n.up && n.answered},
+                {"slots", n.slot_count},
+                {"libraries", n.libraries}};
       j["keys"] = n.keys ? json(*n.keys) : json(nullptr);
       j["ops_per_s"] = n.ops_per_s ? json(*n.ops_per_s) : json(nullptr);
       j["memory_bytes"] = n.memory_bytes ? json(*n.memory_bytes) : json(nullptr);
@@ -331,8 +335,8 @@ class RedisFleet final : public http::Fleet, public std::enable_shared_from_this
       view_.read_at = SystemClock::instance().now();
     }
     const auto elapsed = Clock::now() - round_started_;
-    const auto wait = elapsed >= options_.interval ? Clock::duration::zero()
-                                                   : options_.interval - elapsed;
+    const auto wait =
+        elapsed >= options_.interval ? Clock::duration::zero() : options_.interval - elapsed;
     timer_.expires_after(wait);
     timer_.async_wait([this](const boost::system::error_code& ec) {
       if (!ec) tick();

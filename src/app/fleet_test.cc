@@ -52,11 +52,13 @@ TEST(FleetKeys, EveryRecordSharesTheStatusSlot) {
   EXPECT_EQ(fleet_record_key("fg", "127.0.0.1:9001"), "fg:{status}:instance:127.0.0.1:9001");
   EXPECT_EQ(fleet_registry_key("fg"), "fg:{status}:instances");
   EXPECT_EQ(redis::key_slot(fleet_record_key("fg", "a")), redis::key_slot("{status}"));
-  EXPECT_EQ(redis::key_slot(fleet_record_key("x", "b:1")), redis::key_slot(fleet_registry_key("fg")));
+  EXPECT_EQ(redis::key_slot(fleet_record_key("x", "b:1")),
+            redis::key_slot(fleet_registry_key("fg")));
 }
 
 TEST(RedisFleet, InstancesSeeEachOtherAndASilentOneExpires) {
-  if (!test::RedisServer::installed()) FG_MISSING_TOOL("redis-server (apt-get install redis-server)");
+  if (!test::RedisServer::installed())
+    FG_MISSING_TOOL("redis-server (apt-get install redis-server)");
   std::string why;
   auto server = test::RedisServer::start({}, &why);
   ASSERT_TRUE(server) << why;
@@ -86,7 +88,8 @@ TEST(RedisFleet, InstancesSeeEachOtherAndASilentOneExpires) {
 }
 
 TEST(RedisFleet, AClusterShowsEveryNodeAndTheRecordsOnTheStatusSlotsMaster) {
-  if (!test::RedisServer::installed()) FG_MISSING_TOOL("redis-server (apt-get install redis-server)");
+  if (!test::RedisServer::installed())
+    FG_MISSING_TOOL("redis-server (apt-get install redis-server)");
   std::string why;
   auto cluster = test::RedisCluster::start(&why);
   ASSERT_TRUE(cluster) << why;

@@ -43,7 +43,7 @@
 namespace fg::decide {
 
 struct DeniedCount {
-  std::string identity;      // as loggable_identity() shows it
+  std::string identity;       // as loggable_identity() shows it
   std::uint64_t denials = 0;  // over-estimate by at most `error`
   std::uint64_t error = 0;
 

@@ -71,9 +71,8 @@ TEST(TopDenied, TopOfTheMinuteMostFirstAndTiesByIdentity) {
   for (int i = 0; i < 3; ++i) t.add("ip:198.51.100.1", kT0 + seconds(15));
   for (int i = 0; i < 3; ++i) t.add("ip:192.0.2.1", kT0 + seconds(25));
   t.add("ip:192.0.2.9", kT0 + seconds(59));
-  const std::vector<DeniedCount> want = {{"ip:203.0.113.7", 5, 0},
-                                         {"ip:192.0.2.1", 3, 0},
-                                         {"ip:198.51.100.1", 3, 0}};
+  const std::vector<DeniedCount> want = {
+      {"ip:203.0.113.7", 5, 0}, {"ip:192.0.2.1", 3, 0}, {"ip:198.51.100.1", 3, 0}};
   EXPECT_EQ(t.top(kT0 + seconds(59), 3), want);
 }
 
@@ -89,9 +88,9 @@ TEST(TopDenied, ApiKeysAreShownOnlyAsTheAccessLogsHashPrefix) {
 
 TEST(TopDenied, SlicesOlderThanAMinuteDropOut) {
   TopDenied t;
-  t.add("ip:192.0.2.1", kT0);                 // slice 0
-  t.add("ip:192.0.2.2", kT0 + seconds(10));   // slice 1
-  t.add("ip:192.0.2.2", kT0 + seconds(55));   // slice 5
+  t.add("ip:192.0.2.1", kT0);                // slice 0
+  t.add("ip:192.0.2.2", kT0 + seconds(10));  // slice 1
+  t.add("ip:192.0.2.2", kT0 + seconds(55));  // slice 5
   // At 59 s: slices 0-5 count.
   EXPECT_EQ(t.top(kT0 + seconds(59), 10).size(), 2u);
   // At 60 s: slice 6 is current, slice 0 has left the window.

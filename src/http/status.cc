@@ -126,19 +126,19 @@ void StatusBoard::sample(Timestamp now, const decide::MetricsTotals& t, const de
   const auto& pcs = rules.config->policies;
   for (std::size_t i = 0; i < pcs.size(); ++i) {
     const Policy& pol = pcs[i].policy;
-    json row = {{"name", pol.name},
-                {"algorithm", std::string(to_string(pol.algorithm))},
-                {"limit", pol.limit},
-                {"burst", pol.burst},
-                {"window_s",
-                 std::round(std::chrono::duration<double>(pol.period).count() * 1000) / 1000},
-                {"shadow", pol.shadow}};
+    json row = {
+        {"name", pol.name},
+        {"algorithm", std::string(to_string(pol.algorithm))},
+        {"limit", pol.limit},
+        {"burst", pol.burst},
+        {"window_s", std::round(std::chrono::duration<double>(pol.period).count() * 1000) / 1000},
+        {"shadow", pol.shadow}};
     std::array<double, 3> rates{};
     if (i < rules.metric_ids.size()) {
       const std::size_t id = rules.metric_ids[i];
       if (id < t.decisions.size()) {
-        const std::array<std::uint64_t, 3> before = id < p.decisions.size() ? p.decisions[id]
-                                                                            : t.decisions[id];
+        const std::array<std::uint64_t, 3> before =
+            id < p.decisions.size() ? p.decisions[id] : t.decisions[id];
         for (std::size_t o = 0; o < 3; ++o) rates[o] = rate(before[o], t.decisions[id][o], dt);
       }
     }
@@ -157,8 +157,7 @@ void StatusBoard::sample(Timestamp now, const decide::MetricsTotals& t, const de
   record_ = inst.dump();
 
   if (last_at_) {
-    history_.push_back(
-        Point{to_us(now) / 1'000'000, requests, allowed, denied, degraded});
+    history_.push_back(Point{to_us(now) / 1'000'000, requests, allowed, denied, degraded});
     while (history_.size() > kHistorySeconds) history_.pop_front();
   }
   last_at_ = now;
@@ -235,7 +234,7 @@ std::string StatusBoard::render(Timestamp now, const FleetView* fleet,
     list.push_back(std::move(j));
   }
   std::vector<std::pair<std::string, std::pair<std::uint64_t, std::uint64_t>>> top(merged.begin(),
-                                                                                  merged.end());
+                                                                                   merged.end());
   std::sort(top.begin(), top.end(), [](const auto& a, const auto& b) {
     return a.second.first != b.second.first ? a.second.first > b.second.first : a.first < b.first;
   });

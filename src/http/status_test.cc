@@ -39,7 +39,7 @@ TEST(HistogramQuantile, InterpolatesInsideTheBucket) {
   b[0] = 10;  // [0, 100 µs]: p50 is the 10th of 20, the top of the first bucket
   EXPECT_DOUBLE_EQ(*histogram_quantile_ms(b, 0.5), 0.1);
   EXPECT_DOUBLE_EQ(*histogram_quantile_ms(b, 0.99), 0.247);  // rank 19.8: 98% into (100, 250]
-  b.back() = 1000;  // +Inf: the last bound
+  b.back() = 1000;                                           // +Inf: the last bound
   EXPECT_DOUBLE_EQ(*histogram_quantile_ms(b, 0.99), 1000.0);
 }
 
@@ -50,10 +50,14 @@ TEST(StatusBoard, RatesArePerSecondBetweenSamples) {
   board.sample(kT0 + seconds(10), m.totals(), *rules, {}, {});
   for (int i = 0; i < 30; ++i) m.shard(0).on_request(200);
   for (int i = 0; i < 10; ++i) m.shard(1).on_request(429);
-  for (int i = 0; i < 30; ++i) m.shard(0).on_decision(rules->metric_ids[0], decide::PolicyOutcome::kAllowed);
-  for (int i = 0; i < 10; ++i) m.shard(1).on_decision(rules->metric_ids[0], decide::PolicyOutcome::kDenied);
-  for (int i = 0; i < 4; ++i) m.shard(1).on_decision(rules->metric_ids[1], decide::PolicyOutcome::kShadowDenied);
-  for (int i = 0; i < 10; ++i) m.shard(0).on_store(decide::StoreResult::kOk, std::chrono::microseconds(200));
+  for (int i = 0; i < 30; ++i)
+    m.shard(0).on_decision(rules->metric_ids[0], decide::PolicyOutcome::kAllowed);
+  for (int i = 0; i < 10; ++i)
+    m.shard(1).on_decision(rules->metric_ids[0], decide::PolicyOutcome::kDenied);
+  for (int i = 0; i < 4; ++i)
+    m.shard(1).on_decision(rules->metric_ids[1], decide::PolicyOutcome::kShadowDenied);
+  for (int i = 0; i < 10; ++i)
+    m.shard(0).on_store(decide::StoreResult::kOk, std::chrono::microseconds(200));
   board.sample(kT0 + seconds(12), m.totals(), *rules, InstanceFlags{true, false, true},
                {{"key:x-api-key:sha256=0123456789ab", 10, 0}});
 
