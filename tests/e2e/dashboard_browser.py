@@ -10,6 +10,7 @@ rates and that key (as its hash prefix) among the top limited; after `stack.sh s
 the stopped instance's box must be gone within a few seconds. The screenshot is written to
 SCREENSHOT. Prints "figure: ..." lines; exits 1 on a failed check."""
 import hashlib
+import os
 import subprocess
 import sys
 import threading
@@ -28,6 +29,8 @@ KEY = "dashboard-test-key-%d" % time.time_ns()
 SHOWN = "key:x-api-key:sha256=" + hashlib.sha256(KEY.encode()).hexdigest()[:12]
 failures = []
 stop = threading.Event()
+# Sanitizer builds run several times slower (the test presets set FG_TEST_TIME_SCALE).
+scale = int(os.environ.get("FG_TEST_TIME_SCALE", "1") or "1")
 
 
 def load():
@@ -44,6 +47,7 @@ def load():
 
 def wait_until(what, check, seconds):
     """Polls `check` (a function returning a value or None) every 0.2 s for `seconds`."""
+    seconds *= scale
     deadline = time.monotonic() + seconds
     started = time.monotonic()
     while time.monotonic() < deadline:
