@@ -354,6 +354,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case Route::Kind::kMetrics:
         res = metrics_response(req, "# HELP fuzz\n");
         break;
+      case Route::Kind::kStatus:
+        res = status_response(req, "{}");
+        break;
       case Route::Kind::kServe:
         res = demo_resource(req, r.path);
         break;

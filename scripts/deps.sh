@@ -12,6 +12,7 @@ packages=(
   nginx  # bench/http_bench.sh: the static-200 ceiling (bookworm: `nginx` ships /usr/sbin/nginx)
   clang-14 libclang-rt-14-dev llvm-14  # make fuzz (libFuzzer) and sanitizer symbolization
   faketime gnuplot-nox                 # make bench-report: clock-skew accuracy, the chart
+  chromium chromium-driver python3-selenium  # e2e.dashboard: the page in a headless browser
 )
 
 missing=()

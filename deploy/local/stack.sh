@@ -3,7 +3,8 @@
 # 3 replicas), floodgate instances on it, and HAProxy in front (HTTP and HTTPS, round robin,
 # health checks on /readyz, X-Forwarded-For). `make run` and the end-to-end tests use it.
 #
-#   deploy/local/stack.sh run                 up, print what runs where, wait; Ctrl-C/SIGTERM: down
+#   deploy/local/stack.sh run                 up, print what runs where (and the dashboard's URL),
+#                                             wait; Ctrl-C/SIGTERM: down
 #   deploy/local/stack.sh up                  start everything and return (PIDs in the run dir)
 #   deploy/local/stack.sh down                stop everything the run dir records, by PID
 #   deploy/local/stack.sh stop-instance N     SIGTERM instance N (it drains) and wait for it
@@ -248,6 +249,7 @@ floodgate is running: HAProxy -> $instances instances -> a Redis Cluster (3 mast
 
   load balancer  http://127.0.0.1:$http_port   https://127.0.0.1:$https_port (self-signed: --cacert $run_dir/tls/ca.pem)
   instances      $instance_urls (each with /metrics, /readyz)
+  dashboard      http://127.0.0.1:$(port_of 1)/dashboard (the whole fleet, live; on any instance)
   redis          $(cat "$run_dir/redis/url") (+ 3 replicas)
   health         $(health)
 

@@ -12,6 +12,7 @@
 #include <ostream>
 #include <utility>
 
+#include "app/fleet.h"
 #include "app/wiring.h"
 #include "config/config.h"
 #include "decide/decider.h"
@@ -178,6 +179,18 @@ int run_serve(const ServeArgs& args, std::ostream& err) {
       return 1;
     }
     options.store = std::shared_ptr<Store>(std::move(*store));
+    if (c.store.kind != config::StoreKind::kMemory) {
+      // The fleet view of /v1/status: every instance's record through the shared Redis.
+      RedisFleetOptions f;
+      f.endpoint = redis_endpoint(c.store);
+      f.key_prefix = c.key_prefix;
+      f.store_kind = std::string(options.store->kind());
+      options.fleet = make_redis_fleet(std::move(f));
+      if (!options.fleet) {
+        spdlog::warn("the status page shows this instance alone: its fleet view does not "
+                     "support rediss:// yet");
+      }
+    }
   }
   auto server = http::Server::make(options);
   if (!server) {
@@ -198,6 +211,15 @@ int run_serve(const ServeArgs& args, std::ostream& err) {
                      ? "[" + c.admin_listen->host + "]"
                      : c.admin_listen->host,
                  (*server)->admin_port());
+  }
+  {
+    const bool admin = c.admin_listen.has_value();
+    const config::HostPort& where = admin ? *c.admin_listen : c.listen;
+    if (admin || c.dashboard_public || http::is_loopback_host(c.listen.host)) {
+      spdlog::info("dashboard on http://{}:{}/dashboard (its data: /v1/status)",
+                   where.host.find(':') != std::string::npos ? "[" + where.host + "]" : where.host,
+                   admin ? (*server)->admin_port() : (*server)->port());
+    }
   }
   if (c.store.kind == config::StoreKind::kRedisCluster && c.key_secret.empty()) {
     spdlog::warn(

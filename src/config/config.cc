@@ -418,7 +418,7 @@ class Parser {
                {"listen", "threads", "store", "store_timeout", "on_store_error", "local_fallback",
                 "trusted_proxies", "upstream", "upstream_timeout", "key_prefix", "cors", "identity",
                 "policies", "server", "memory", "deny_cache", "access_log", "key_secret", "admin_listen",
-                "check_api"},
+                "check_api", "dashboard"},
                "a mapping of fields (listen, store, policies, ...)");
     if (!top) return std::nullopt;
 
@@ -511,6 +511,8 @@ class Parser {
         parse_access_log(v, path, line, c);
       } else if (e.key == "check_api") {
         parse_check_api(v, path, line, c);
+      } else if (e.key == "dashboard") {
+        parse_dashboard(v, path, line, c);
       } else if (e.key == "key_prefix") {
         if (auto s = string_value(v, path, line)) {
           if (is_name(*s)) {
@@ -666,6 +668,15 @@ class Parser {
       if (auto n = int_value(e->value, f->child("max_entries"), f->line, 1, kMaxDenyCacheEntries)) {
         c.deny_cache.max_entries = static_cast<std::size_t>(*n);
       }
+    }
+  }
+
+  // `dashboard: {public: true}`.
+  void parse_dashboard(const Node& v, const std::string& path, int line, Config& c) {
+    auto f = fields(v, path, line, {"public"}, "{public: true|false}");
+    if (!f) return;
+    if (const auto* e = f->find("public")) {
+      if (auto b = bool_value(e->value, f->child("public"), f->line)) c.dashboard_public = *b;
     }
   }
 

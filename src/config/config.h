@@ -176,6 +176,10 @@ struct Config {
   // serves it nowhere.
   bool check_api = true;
   Policy check_api_policy = default_check_api_policy();
+  // GET /dashboard and /v1/status (docs/status.md) show client identities: on admin_listen when
+  // that is set; else on `listen` only when it is a loopback address, or with
+  // `dashboard: {public: true}`.
+  bool dashboard_public = false;
 
   // The policy named `name`, or nullptr.
   const PolicyConfig* find_policy(std::string_view name) const;

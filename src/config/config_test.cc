@@ -806,6 +806,14 @@ TEST(configFile, PolicyIdentityCheckApiAndAccessLogRedaction) {
   EXPECT_NE(std::find(off->access_log_redact.begin(), off->access_log_redact.end(), "api_key"),
             off->access_log_redact.end());
 
+  EXPECT_FALSE(off->dashboard_public);
+  auto pub = parse_config("dashboard: {public: true}\n" + std::string(kPolicies), "t");
+  ASSERT_TRUE(pub);
+  EXPECT_TRUE(pub->dashboard_public);
+  EXPECT_EQ(problem_lines("dashboard: {public: 3}\n" + std::string(kPolicies)),
+            std::vector<std::string>{"t.yaml:1: dashboard.public: must be true or false, not \"3\""});
+  EXPECT_EQ(problem_lines("dashboard: {open: true}\n" + std::string(kPolicies)).size(), 1u);
+
   EXPECT_EQ(problem_lines("check_api: {limit: 0}\n" + std::string(kPolicies)),
             std::vector<std::string>{"t.yaml:1: check_api.limit: must be a positive integer"});
   EXPECT_EQ(problem_lines("policies:\n  - {name: p, limit: 1, period: 1s, identity: []}\n"),

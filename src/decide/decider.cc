@@ -1,6 +1,7 @@
 #include "decide/decider.h"
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <utility>
 
@@ -170,14 +171,25 @@ void Decider::count(const Rules& rules, const Plan& plan, const Outcome& out,
   if (shard == nullptr || v == nullptr) return;
   const std::span<const Charge> charges = out.verdict ? std::span<const Charge>(plan.charges)
                                                       : std::span<const Charge>(plan.local_charges);
+  const std::size_t none = plan.identities.size();
+  std::size_t denied_identity = none;  // the last identity counted in top_denied_
   for (std::size_t i = 0; i < v->decisions.size() && i < charges.size(); ++i) {
+    const Decision& d = v->decisions[i];
+    const bool denied = !d.allowed && !charges[i].policy->shadow;
+    if (denied && i < plan.charge_identity.size() && plan.charge_identity[i] < none &&
+        plan.charge_identity[i] != denied_identity) {
+      // Once per denied request and identity. The shard's address picks the stripe: one per
+      // I/O thread, so threads do not contend (top_denied.h).
+      denied_identity = plan.charge_identity[i];
+      top_denied_.add(plan.identities[denied_identity], clock_->now(),
+                      reinterpret_cast<std::uintptr_t>(shard) / kShardAlignment);
+    }
     const std::size_t index = plan.policy_indices[i];
     if (index >= rules.metric_ids.size()) continue;  // the check API's own, or not registered
-    const Decision& d = v->decisions[i];
-    shard->on_decision(rules.metric_ids[index], d.allowed ? PolicyOutcome::kAllowed
-                                                : charges[i].policy->shadow
-                                                    ? PolicyOutcome::kShadowDenied
-                                                    : PolicyOutcome::kDenied);
+    shard->on_decision(rules.metric_ids[index], d.allowed  ? PolicyOutcome::kAllowed
+                                                : !denied ? PolicyOutcome::kShadowDenied
+                                                          : PolicyOutcome::kDenied);
+    shard->on_last_decision(rules.metric_ids[index], d, v->decided_at);
   }
 }
 

@@ -35,6 +35,7 @@
 #include "decide/deny_cache.h"
 #include "decide/metrics.h"
 #include "decide/plan.h"
+#include "decide/top_denied.h"
 #include "floodgate/clock.h"
 #include "floodgate/decision.h"
 #include "floodgate/result.h"
@@ -102,6 +103,9 @@ class Decider {
   bool circuit_open() const { return breaker_.state() == CircuitBreaker::State::kOpen; }
   Store& store() { return *store_; }
   void set_metrics(Metrics* metrics) { metrics_ = metrics; }
+  // The identities this decider denied most over the last minute (counted in count(): one per
+  // denied request and identity; shadow denials are not denials).
+  const TopDenied& top_denied() const { return top_denied_; }
 
  private:
   Outcome after_store(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
@@ -121,6 +125,7 @@ class Decider {
   std::function<void(const Error&, config::OnStoreError)> on_degraded_;
   Metrics* metrics_ = nullptr;
   std::atomic<bool> store_ok_{true};
+  TopDenied top_denied_;
 };
 
 }  // namespace fg::decide

@@ -157,5 +157,30 @@ TEST_F(DeciderTest, GiveBackReturnsWhatAnAllowedOutcomeTook) {
   EXPECT_EQ(once(*rules, p).verdict->decisions[0].remaining, 3);  // not 2
 }
 
+TEST_F(DeciderTest, DenialsFeedTheTopDeniedAndTheLastDecisionIsKept) {
+  auto rules = rules_for("allow", metrics);
+  const Plan p = plan_for(*rules);
+  // p allows 4 an hour; s (shadow) allows 1: its denials are shadow denials, not denials.
+  for (int i = 0; i < 4; ++i) once(*rules, p);
+  EXPECT_TRUE(decider->top_denied().top(clock.now(), 10).empty());
+  for (int i = 0; i < 3; ++i) once(*rules, p);
+  const std::vector<DeniedCount> want = {{"ip:203.0.113.7", 3, 0}};
+  EXPECT_EQ(decider->top_denied().top(clock.now(), 10), want);
+
+  const auto last = metrics.last_decision(rules->metric_ids[0]);
+  ASSERT_TRUE(last);
+  EXPECT_FALSE(last->first.allowed);
+  EXPECT_EQ(last->first.limit, 4);
+  EXPECT_EQ(last->first.remaining, 0);
+  EXPECT_GT(last->first.retry_after.count(), 0);
+  EXPECT_EQ(last->second, clock.now());
+  EXPECT_FALSE(metrics.last_decision(kLastDecisionPolicies));
+  const MetricsTotals t = metrics.totals();
+  ASSERT_GE(t.decisions.size(), 2u);
+  EXPECT_EQ(t.decisions[rules->metric_ids[0]][0], 4u);  // allowed
+  EXPECT_EQ(t.decisions[rules->metric_ids[0]][1], 3u);  // denied
+  EXPECT_EQ(t.decisions[rules->metric_ids[1]][2], 6u);  // shadow denied
+}
+
 }  // namespace
 }  // namespace fg::decide

@@ -233,6 +233,20 @@ void ThreadMetrics::on_decision(std::size_t policy_id, PolicyOutcome o) {
   bump(decisions_[id * kOutcomes + static_cast<std::size_t>(o)]);
 }
 
+void ThreadMetrics::on_last_decision(std::size_t policy_id, const Decision& d,
+                                     Timestamp decided_at) {
+  if (policy_id >= kLastDecisionPolicies) return;
+  LastDecision& l = last_[policy_id];
+  constexpr auto r = std::memory_order_relaxed;
+  l.limit.store(d.limit, r);
+  l.remaining.store(d.remaining, r);
+  l.reset_after_us.store(d.reset_after.count(), r);
+  l.retry_after_us.store(d.retry_after.count(), r);
+  l.allowed_reason.store((d.allowed ? 1 : 0) | static_cast<int>(d.reason) << 1, r);
+  // Last and released: a reader that sees this time sees the fields above (or newer ones).
+  l.decided_at_us.store(std::max<std::int64_t>(to_us(decided_at), 1), std::memory_order_release);
+}
+
 void ThreadMetrics::on_store(StoreResult r, Duration latency) {
   bump(store_[static_cast<std::size_t>(r)]);
   if (r == StoreResult::kCircuitOpen) return;  // no call was made: nothing to time
@@ -303,6 +317,59 @@ void Metrics::add_redis_source(std::function<RedisClientCounters()> counters) {
 void Metrics::add_upstream_source(std::function<UpstreamConnectionCounters()> counters) {
   std::lock_guard lock(mutex_);
   upstream_sources_.push_back(std::move(counters));
+}
+
+MetricsTotals Metrics::totals() const {
+  using T = ThreadMetrics;
+  std::size_t policies = 0;
+  {
+    std::lock_guard lock(mutex_);
+    policies = policy_names_.size();
+  }
+  MetricsTotals t;
+  t.decisions.assign(policies, {});
+  for (std::size_t s = 0; s < shard_count_; ++s) {
+    const ThreadMetrics& m = shards_[s];
+    for (std::size_t i = 0; i < T::kStatusSlots; ++i) {
+      const std::uint64_t n = read(m.requests_[i]);
+      t.requests_by_status[i] += n;
+      t.requests += n;
+    }
+    for (std::size_t id = 0; id < policies; ++id) {
+      for (std::size_t o = 0; o < T::kOutcomes; ++o) {
+        t.decisions[id][o] += read(m.decisions_[id * T::kOutcomes + o]);
+      }
+    }
+    for (std::size_t i = 0; i < T::kBuckets; ++i) {
+      const std::uint64_t n = read(m.latency_buckets_[i]);
+      t.latency_buckets[i] += n;
+      t.store_calls += n;
+    }
+    for (std::size_t i = 0; i < T::kDegradedModes; ++i) t.degraded += read(m.degraded_[i]);
+    t.deny_cache_hits += read(m.deny_cache_hits_);
+  }
+  return t;
+}
+
+std::optional<std::pair<Decision, Timestamp>> Metrics::last_decision(std::size_t policy_id) const {
+  if (policy_id >= kLastDecisionPolicies) return std::nullopt;
+  std::optional<std::pair<Decision, Timestamp>> newest;
+  constexpr auto r = std::memory_order_relaxed;
+  for (std::size_t s = 0; s < shard_count_; ++s) {
+    const ThreadMetrics::LastDecision& l = shards_[s].last_[policy_id];
+    const std::int64_t at = l.decided_at_us.load(std::memory_order_acquire);
+    if (at == 0 || (newest && to_us(newest->second) >= at)) continue;
+    Decision d;
+    const int ar = l.allowed_reason.load(r);
+    d.allowed = (ar & 1) != 0;
+    d.reason = static_cast<DenyReason>(ar >> 1);
+    d.limit = l.limit.load(r);
+    d.remaining = l.remaining.load(r);
+    d.reset_after = Duration(l.reset_after_us.load(r));
+    d.retry_after = Duration(l.retry_after_us.load(r));
+    newest.emplace(d, from_us(at));
+  }
+  return newest;
 }
 
 std::string Metrics::render() const {

@@ -102,6 +102,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -109,6 +110,7 @@
 #include <vector>
 
 #include "floodgate/clock.h"
+#include "floodgate/decision.h"
 #include "floodgate/store.h"
 
 namespace fg::decide {
@@ -130,6 +132,8 @@ inline constexpr std::size_t kMaxPolicyIds = 1024;
 // series, never two with the same labels).
 inline constexpr std::size_t kOtherPolicyId = kMaxPolicyIds;
 inline constexpr std::string_view kOtherPolicyName = "_other";
+// Policies whose last decision is kept for GET /v1/status (ThreadMetrics::on_last_decision).
+inline constexpr std::size_t kLastDecisionPolicies = 64;
 
 // Upper bounds of the store latency buckets, in µs (0.1 ms ... 1 s; +Inf is implicit). A Redis
 // call on a LAN takes 0.1-1 ms; the default store_timeout is well under a second.
@@ -193,6 +197,9 @@ class alignas(kShardAlignment) ThreadMetrics {
   void on_request(int status);
   // floodgate_decisions_total{policy=...,outcome=...}; policy_id from Metrics::policy_id().
   void on_decision(std::size_t policy_id, PolicyOutcome o);
+  // Not a Prometheus family: the last decision of a policy (ids below kLastDecisionPolicies),
+  // for GET /v1/status's rate-limit headers. Six relaxed stores to this shard's own lines.
+  void on_last_decision(std::size_t policy_id, const Decision& d, Timestamp decided_at);
   // floodgate_store_requests_total{result=...} and, for every result except kCircuitOpen, the
   // histogram floodgate_store_latency_seconds.
   void on_store(StoreResult r, Duration latency);
@@ -234,6 +241,29 @@ class alignas(kShardAlignment) ThreadMetrics {
   Counter connections_rejected_{0};
   std::array<Counter, kStatusSlots> requests_{};
   std::array<Counter, kPolicySlots * kOutcomes> decisions_{};
+
+  struct LastDecision {
+    std::atomic<std::int64_t> decided_at_us{0};  // 0: none yet
+    std::atomic<std::int64_t> limit{0};
+    std::atomic<std::int64_t> remaining{0};
+    std::atomic<std::int64_t> reset_after_us{0};
+    std::atomic<std::int64_t> retry_after_us{0};
+    std::atomic<int> allowed_reason{0};  // allowed | reason << 1
+  };
+  std::array<LastDecision, kLastDecisionPolicies> last_{};
+};
+
+// Every counter the status page reads, summed over the shards (Metrics::totals()).
+struct MetricsTotals {
+  std::array<std::uint64_t, 501> requests_by_status{};  // [status - 100]; [500]: other
+  std::uint64_t requests = 0;                            // all of them
+  // Per policy id (Metrics::policy_id), up to the last registered id: allowed, denied,
+  // shadow_denied.
+  std::vector<std::array<std::uint64_t, 3>> decisions;
+  std::array<std::uint64_t, kStoreLatencyBuckets.size() + 1> latency_buckets{};  // not cumulative
+  std::uint64_t store_calls = 0;  // timed store calls (the histogram's count)
+  std::uint64_t degraded = 0;     // all modes
+  std::uint64_t deny_cache_hits = 0;
 };
 
 // The registry of shards and process-wide values. Thread-safe (see the file comment).
@@ -276,6 +306,14 @@ class Metrics {
 
   // The whole page, shards summed. Allocates; meant for the scrape handler.
   std::string render() const;
+  // The counters GET /v1/status reads, shards summed. Allocates; about once a second.
+  MetricsTotals totals() const;
+  // The newest decision of `policy_id` over the shards (ids below kLastDecisionPolicies), with
+  // when it was taken; nullopt before the first. Its fields are read without a lock: a decision
+  // taken during the read may mix with the one before it.
+  std::optional<std::pair<Decision, Timestamp>> last_decision(std::size_t policy_id) const;
+  bool draining() const { return draining_.load(std::memory_order_relaxed); }
+  bool circuit_open() const { return circuit_open_.load(std::memory_order_relaxed); }
 
  private:
   std::size_t shard_count_;

@@ -78,6 +78,7 @@ auto Server::Impl::begin(Request& req, Worker& w, const config::IpAddress& peer_
   // Routes that are their own answer need neither the store nor the resource.
   if (x.route.kind == Route::Kind::kReply) x.response = std::move(x.route.reply);
   if (x.route.kind == Route::Kind::kMetrics) x.response = metrics_response(req, metrics.render());
+  if (x.route.kind == Route::Kind::kStatus) x.response = status_response(req, render_status(req));
   return x;
 }
 
@@ -150,6 +151,7 @@ auto Server::Impl::respond_now(Request& req, Worker& w, const tcp::endpoint& pee
   switch (x.route.kind) {
     case Route::Kind::kReply:
     case Route::Kind::kMetrics:
+    case Route::Kind::kStatus:
       return end(req, w, peer, x, !body_read);  // answered by begin()
     case Route::Kind::kServe:
     case Route::Kind::kDecide:
@@ -172,6 +174,7 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
   switch (x.route.kind) {
     case Route::Kind::kReply:
     case Route::Kind::kMetrics:
+    case Route::Kind::kStatus:
     case Route::Kind::kCheck:  // only after kCheckCaller, below
       break;
     case Route::Kind::kServe:

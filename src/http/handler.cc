@@ -10,6 +10,7 @@
 #include "decide/identity.h"
 #include "decide/plan.h"
 #include "http/canonical.h"
+#include "http/dashboard_page.h"
 #include "util/text.h"
 
 namespace fg::http {
@@ -232,6 +233,25 @@ Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
     out.kind = Route::Kind::kMetrics;
     return out;
   }
+  // The dashboard and its data show client identities: see dashboard_served().
+  if ((path == "/dashboard" || path == "/v1/status") && dashboard_served(c, ctx)) {
+    if (!is_get_or_head(req)) {
+      out.reply = method_not_allowed(req, "GET, HEAD");
+      return out;
+    }
+    if (path == "/v1/status") {
+      out.kind = Route::Kind::kStatus;
+      return out;
+    }
+    out.reply = text_response(req.version(), beast_http::status::ok, "text/html; charset=utf-8",
+                              std::string(dashboard_page()));
+    out.reply.set(beast_http::field::cache_control, "no-store");
+    // The page fetches only /v1/status from its own origin, and runs only its own inline script.
+    out.reply.set("Content-Security-Policy",
+                  "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                  "connect-src 'self'; img-src data:");
+    return out;
+  }
   // POST /v1/check: on admin_listen when that is set, else on the public listener, where the
   // caller is limited like any client; nowhere with check_api: false.
   const bool check_here = c.check_api && (c.admin_listen ? ctx.admin : !ctx.admin);
@@ -390,6 +410,60 @@ Response demo_resource(const Request& req, std::string_view path) {
   util::append_json_string(body, path);
   body += "}\n";
   return text_response(req.version(), beast_http::status::ok, kJson, std::move(body));
+}
+
+bool is_loopback_host(std::string_view host) {
+  if (host == "localhost" || host == "::1" || host == "[::1]") return true;
+  // 127.0.0.0/8 as a dotted quad (a host name that merely starts with "127." is not one).
+  return host.starts_with("127.") &&
+         host.find_first_not_of("0123456789.") == std::string_view::npos &&
+         std::count(host.begin(), host.end(), '.') == 3;
+}
+
+bool dashboard_served(const config::Config& c, const RequestContext& ctx) {
+  if (c.admin_listen) return ctx.admin;
+  return c.dashboard_public || is_loopback_host(c.listen.host);
+}
+
+Response status_response(const Request& req, std::string json) {
+  Response r = text_response(req.version(), beast_http::status::ok, "application/json",
+                             std::move(json));
+  r.set(beast_http::field::cache_control, "no-store");
+  return r;
+}
+
+std::string status_policy_param(const Request& req) {
+  const std::string_view target = sv(req.target());
+  const std::size_t q = target.find('?');
+  if (q == std::string_view::npos) return {};
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    const std::size_t amp = rest.find('&');
+    const std::string_view pair = rest.substr(0, amp);
+    if (pair.starts_with("policy=")) {
+      const std::string_view raw = pair.substr(7);
+      std::string out;
+      for (std::size_t i = 0; i < raw.size(); ++i) {
+        auto hex = [](char ch) {
+          return ch >= '0' && ch <= '9'   ? ch - '0'
+                 : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                 : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                          : -1;
+        };
+        if (raw[i] == '%' && i + 2 < raw.size() && hex(raw[i + 1]) >= 0 &&
+            hex(raw[i + 2]) >= 0) {
+          out.push_back(static_cast<char>(hex(raw[i + 1]) * 16 + hex(raw[i + 2])));
+          i += 2;
+        } else {
+          out.push_back(raw[i] == '+' ? ' ' : raw[i]);
+        }
+      }
+      return out;
+    }
+    if (amp == std::string_view::npos) break;
+    rest.remove_prefix(amp + 1);
+  }
+  return {};
 }
 
 Response metrics_response(const Request& req, std::string text) {

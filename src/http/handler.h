@@ -75,6 +75,7 @@ struct Route : decide::Plan {
   enum class Kind {
     kReply,    // `reply` is the whole answer (operations endpoints, preflight, 400 ...)
     kMetrics,  // GET /metrics: the session renders the metrics text into metrics_response()
+    kStatus,   // GET /v1/status: the session renders its status board (status.h)
     kServe,    // no policy applies: serve the resource (demo or upstream) without rate limiting
     kDecide,   // ask the store about `identities` for `charges`, then answer_decision()
     // POST /v1/check before its body is read: decide the caller's own `charges` (none on
@@ -121,6 +122,19 @@ Answer answer_check(const Request& request, const Route& route, const Runtime& r
 // The built-in resource (no upstream): any method on /api/... answers 200 with a small JSON
 // body naming the method and path; anything else is a 404 problem. `path` is the canonical path.
 Response demo_resource(const Request& request, std::string_view path);
+
+// Whether GET /dashboard and /v1/status are served on this listener: on admin_listen when that is
+// set; else on `listen` when it is a loopback address or `dashboard: {public: true}`.
+bool dashboard_served(const config::Config& config, const RequestContext& context);
+
+// Whether `host` (a listen address) is a loopback address: 127.0.0.0/8, ::1 or "localhost".
+bool is_loopback_host(std::string_view host);
+
+// GET /v1/status with its document (status.h), not cached.
+Response status_response(const Request& request, std::string json);
+
+// The policy a /v1/status request names (`?policy=per-minute`, percent-decoded), or "".
+std::string status_policy_param(const Request& request);
 
 // GET /metrics with the rendered text.
 Response metrics_response(const Request& request, std::string text);

@@ -142,6 +142,62 @@ TEST_F(HandlerTest, OperationsEndpointsAreNeverLimited) {
   EXPECT_EQ(route(get("/anything"), *all, ctx).kind, Route::Kind::kDecide);
 }
 
+TEST(Dashboard, ServedOnAdminOrALoopbackListenOrWhenPublic) {
+  const config::IpAddress peer = *config::parse_ip("203.0.113.7");
+  const RequestContext pub{peer, true, false, false};
+  const RequestContext admin{peer, true, false, true};
+  // The default listen (127.0.0.1:8080) is loopback: served there.
+  auto rt = make_runtime(load(kConfig));
+  Route r = route(get("/v1/status"), *rt, pub);
+  EXPECT_EQ(r.kind, Route::Kind::kStatus);
+  EXPECT_TRUE(r.charges.empty());
+  r = route(get("/dashboard"), *rt, pub);
+  ASSERT_EQ(r.kind, Route::Kind::kReply);
+  EXPECT_EQ(r.reply.result_int(), 200u);
+  EXPECT_EQ(header(r.reply, "Content-Type"), "text/html; charset=utf-8");
+  EXPECT_NE(r.reply.body().find("/v1/status"), std::string::npos);
+  // Nothing is loaded from anywhere (the one "http://" is the SVG namespace, a name).
+  const std::string& page = r.reply.body();
+  for (const char* loads : {"src=", "<link", "@import", "url(", "https://"}) {
+    EXPECT_EQ(page.find(loads), std::string::npos) << loads;
+  }
+  EXPECT_EQ(page.find("fetch("), page.rfind("fetch(")) << "one fetch";
+  EXPECT_NE(page.find("fetch(\"/v1/status\""), std::string::npos);
+  EXPECT_NE(header(r.reply, "Content-Security-Policy").find("connect-src 'self'"),
+            std::string::npos);
+  r = route(get("/v1/status", {}, beast_http::verb::post), *rt, pub);
+  EXPECT_EQ(r.reply.result_int(), 405u);
+
+  // A public address: not served (the path is then an ordinary one), unless dashboard.public.
+  auto wide = make_runtime(load(kConfig, "listen: 0.0.0.0:8080\n"));
+  EXPECT_NE(route(get("/v1/status"), *wide, pub).kind, Route::Kind::kStatus);
+  EXPECT_EQ(route(get("/dashboard"), *wide, pub).kind, Route::Kind::kServe);  // the demo's 404
+  auto open = make_runtime(load(kConfig, "listen: 0.0.0.0:8080\ndashboard: {public: true}\n"));
+  EXPECT_EQ(route(get("/v1/status"), *open, pub).kind, Route::Kind::kStatus);
+
+  // With admin_listen: only there, whatever `listen` is.
+  auto split = make_runtime(load(kConfig, "admin_listen: 127.0.0.1:9091\n"));
+  EXPECT_NE(route(get("/v1/status"), *split, pub).kind, Route::Kind::kStatus);
+  EXPECT_EQ(route(get("/v1/status"), *split, admin).kind, Route::Kind::kStatus);
+  EXPECT_EQ(route(get("/dashboard"), *split, admin).reply.result_int(), 200u);
+
+  EXPECT_TRUE(is_loopback_host("127.0.0.1"));
+  EXPECT_TRUE(is_loopback_host("127.8.0.2"));
+  EXPECT_TRUE(is_loopback_host("::1"));
+  EXPECT_TRUE(is_loopback_host("localhost"));
+  EXPECT_FALSE(is_loopback_host("0.0.0.0"));
+  EXPECT_FALSE(is_loopback_host("10.0.0.1"));
+  EXPECT_FALSE(is_loopback_host("1270.0.0.1.example"));
+  EXPECT_FALSE(is_loopback_host("127.0.0.1.example.com"));
+}
+
+TEST(Dashboard, ThePolicyParameter) {
+  EXPECT_EQ(status_policy_param(get("/v1/status")), "");
+  EXPECT_EQ(status_policy_param(get("/v1/status?policy=per-minute")), "per-minute");
+  EXPECT_EQ(status_policy_param(get("/v1/status?x=1&policy=per%2Dsecond&y=2")), "per-second");
+  EXPECT_EQ(status_policy_param(get("/v1/status?policy=a%2")), "a%2");
+}
+
 TEST(PolicyMatches, HeadCountsAsGetAndHostsAreNamesNotBytes) {
   config::Match get_only;
   get_only.methods = {"GET"};

@@ -27,6 +27,46 @@ auto Server::Impl::probe_loop(Worker& w) -> awaitable<void> {
   }
 }
 
+auto Server::Impl::status_loop(Worker& w) -> awaitable<void> {
+  asio::steady_timer timer(w.ioc);
+  while (!stopped.load()) {
+    const Timestamp at = now();
+    InstanceFlags flags;
+    flags.ready = ready();
+    flags.draining = draining.load(std::memory_order_relaxed);
+    flags.circuit_open = decider->circuit_open();
+    status_board->sample(at, metrics.totals(), *w.runtime, flags,
+                   decider->top_denied().top(at, kTopDeniedShown));
+    if (fleet) fleet->publish(status_board->info().id, status_board->record());
+    timer.expires_after(kStatusInterval);
+    co_await timer.async_wait(kTuple);
+  }
+}
+
+auto Server::Impl::render_status(const Request& req) -> std::string {
+  std::shared_ptr<const config::Config> c;
+  {
+    std::lock_guard lock(mutex);
+    c = config;
+  }
+  // The configuration's policies and their metric ids: this thread's runtime would do, but the
+  // request may come on any thread; the ids are stable per name (Metrics::policy_id).
+  const std::string wanted = status_policy_param(req);
+  std::optional<LastDecisionFields> last;
+  for (const config::PolicyConfig& pc : c->policies) {
+    if (!wanted.empty() && pc.policy.name != wanted) continue;
+    if (auto d = metrics.last_decision(metrics.policy_id(pc.policy.name))) {
+      last = last_decision_fields(pc.policy, d->first, d->second);
+    }
+    break;
+  }
+  if (fleet) {
+    const FleetView view = fleet->view();
+    return status_board->render(now(), &view, last);
+  }
+  return status_board->render(now(), nullptr, last);
+}
+
 auto Server::Impl::run_worker(Worker& w) -> void {
   wired.bind_thread(w.ioc);
   w.ioc.run();
@@ -153,6 +193,16 @@ Result<std::unique_ptr<Server>> Server::make(ServerOptions options) {
     impl->admin_port = (*admin)->local_endpoint().port();
     impl->admin_acceptor = std::move(*admin);
   }
+  InstanceInfo info;
+  info.version = options.version;
+  info.store = std::string(store.kind());
+  info.threads = static_cast<int>(threads);
+  info.started_at = now();
+  info.id = instance_address(c.listen.host, impl->port);
+  info.address = c.admin_listen ? instance_address(c.admin_listen->host, impl->admin_port)
+                                : info.id;
+  impl->status_board = std::make_unique<StatusBoard>(std::move(info));
+  impl->fleet = std::move(options.fleet);
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
@@ -178,6 +228,7 @@ void Server::start() {
     asio::co_spawn(home.ioc, s.accept_loop(*s.admin_acceptor, true), asio::detached);
   }
   asio::co_spawn(home.ioc, s.probe_loop(home), asio::detached);
+  asio::co_spawn(home.ioc, s.status_loop(home), asio::detached);
   for (auto& w : s.workers) {
     Worker* wp = w.get();
     w->thread = std::thread([&s, wp] {

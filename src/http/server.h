@@ -18,6 +18,10 @@
 // the store answers (a cluster with one master down still does), and closes the breaker when
 // it does. Failures are answered by on_store_error (handler.h).
 //
+// Status (status.h, docs/status.md): once a second, off the request path, thread 0 samples the
+// metrics into a status board for GET /v1/status and GET /dashboard, and hands this instance's
+// record to the fleet (ServerOptions::fleet), which publishes it.
+//
 // Admin listener (config.admin_listen): a second listening socket for /metrics, which the
 // public one then answers 404; /healthz and /readyz are on both (the load balancer reads the
 // public one). It answers nothing else, has its own small connection limit (public connections
@@ -52,6 +56,7 @@ class Metrics;
 namespace fg::http {
 
 using decide::Metrics;
+class Fleet;
 
 struct ServerOptions {
   std::shared_ptr<const config::Config> config;
@@ -60,6 +65,9 @@ struct ServerOptions {
   // is bound to every server thread.
   std::shared_ptr<Store> store;
   std::string version = "0.0.0";  // for floodgate_build_info
+  // Where the instances of a fleet meet for GET /v1/status (status.h; app/fleet.h opens one on
+  // a Redis store); null: the fleet is this instance.
+  std::shared_ptr<Fleet> fleet;
 };
 
 class Server {

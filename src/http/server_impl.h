@@ -30,6 +30,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+#include <unistd.h>
 #include <unordered_set>
 
 #include "decide/decider.h"
@@ -40,6 +41,7 @@
 #include "http/handler.h"
 #include "http/metrics_sources.h"
 #include "http/server.h"
+#include "http/status.h"
 #include "http/upstream.h"
 #include "http/wire.h"
 #include "store/served_store.h"
@@ -64,6 +66,19 @@ inline constexpr auto kTuple = asio::as_tuple(use_awaitable);
 
 // How often the background probe asks the store whether it answers (for /readyz).
 inline constexpr auto kProbeInterval = std::chrono::seconds(1);
+// How often the status board is sampled and this instance's record published (status.h).
+inline constexpr auto kStatusInterval = std::chrono::seconds(1);
+
+// "host:port" of a listener, for the fleet: a wildcard address is replaced by the host's name.
+inline std::string instance_address(const std::string& host, std::uint16_t port) {
+  std::string h = host;
+  if (h.empty() || h == "0.0.0.0" || h == "::" || h == "[::]") {
+    std::array<char, 256> name{};
+    h = ::gethostname(name.data(), name.size() - 1) == 0 ? std::string(name.data()) : "localhost";
+  }
+  return h + ":" + std::to_string(port);
+}
+
 // Connections the admin listener holds at once (a scraper or two, an operator's curl); beyond it
 // they are refused as on the public listener. Public connections never count against it, so a
 // flood there leaves /metrics reachable.
@@ -97,12 +112,13 @@ inline config::IpAddress to_ip(const tcp::endpoint& ep) {
 }
 
 // With admin_listen set: whether `req` (canonical) is answered 404 on this listener. /metrics
-// lives only on the admin listener; the admin listener serves only /metrics, /healthz, /readyz
-// and POST /v1/check (unless check_api is off).
+// lives only on the admin listener; the admin listener serves only /metrics, /healthz, /readyz,
+// /v1/status, /dashboard and POST /v1/check (unless check_api is off).
 inline bool hidden_on_listener(const Request& req, const config::Config& c, bool admin) {
   const std::string_view path = target_path(req);
   const bool metrics = path == "/metrics";
   return admin ? !(metrics || path == "/healthz" || path == "/readyz" ||
+                   path == "/v1/status" || path == "/dashboard" ||
                    (path == "/v1/check" && c.check_api))
                : metrics;
 }
@@ -200,6 +216,9 @@ struct Server::Impl {
   std::unique_ptr<tcp::acceptor> admin_acceptor;  // with admin_listen; on workers[0]
   std::uint16_t admin_port = 0;
 
+  std::unique_ptr<StatusBoard> status_board;  // GET /v1/status (status.h); set by make()
+  std::shared_ptr<Fleet> fleet;         // null: the fleet is this instance
+
   std::atomic<int> open_connections{0};   // on the public listener
   std::atomic<int> admin_connections{0};  // on the admin listener
   std::atomic<bool> draining{false};
@@ -258,6 +277,12 @@ struct Server::Impl {
   // Every second on thread 0: does the store answer? (for /readyz; also closes the breaker).
   // A store in this process always does.
   awaitable<void> probe_loop(Worker& w);
+
+  // Every second on thread 0: samples the metrics into `status_board` and publishes this instance's
+  // record to the fleet (status.h). Off the request path.
+  awaitable<void> status_loop(Worker& w);
+  // The /v1/status document (the policy named by ?policy=, else the first, for last_decision).
+  std::string render_status(const Request& req);
 
   // ---- requests ----------------------------------------------------------------------------
 

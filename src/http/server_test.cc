@@ -13,6 +13,7 @@
 #include <future>
 #include <nlohmann/json.hpp>
 
+#include "decide/identity.h"
 #include "decide/metrics.h"
 #include "http/server_test_util.h"
 
@@ -35,6 +36,47 @@ std::string with_policies(std::string_view extra = "", std::string_view policies
                                                            "    limit: 5\n"
                                                            "    period: 1h\n") {
   return std::string(kBase) + std::string(extra) + std::string(policies);
+}
+
+TEST(Server, StatusShowsRatesTopDeniedAndTheLastDecisionOnTheMemoryStore) {
+  Running r = start_server(R"(
+listen: 127.0.0.1:0
+threads: 2
+identity: [{header: X-API-Key}, {ip: {}}]
+policies:
+  - {name: tight, match: {path_prefix: /api/}, limit: 3, period: 1h}
+)");
+  ASSERT_TRUE(r.server);
+  for (int i = 0; i < 8; ++i) get_once(r.port, "/api/x", {{"X-API-Key", "status-test-key"}});
+  // Sampled once a second: wait for a sample that has seen the denials.
+  nlohmann::json doc;
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto res = get_once(r.port, "/v1/status?policy=tight");
+        if (!res || res->result_int() != 200) return false;
+        doc = nlohmann::json::parse(res->body());
+        return !doc["fleet"]["top_denied"].empty();
+      },
+      std::chrono::seconds(5)));
+  EXPECT_EQ(doc["schema"], 1);
+  EXPECT_EQ(doc["fleet"]["source"], "local");
+  ASSERT_EQ(doc["fleet"]["instances"].size(), 1u);
+  EXPECT_EQ(doc["instance"]["id"], "127.0.0.1:" + std::to_string(r.port));
+  EXPECT_EQ(doc["instance"]["threads"], 2);
+  EXPECT_EQ(doc["instance"]["state"], "ready");
+  EXPECT_EQ(doc["store"]["kind"], "memory");
+  const auto& top = doc["fleet"]["top_denied"][0];
+  EXPECT_EQ(top["identity"], decide::loggable_identity("key:x-api-key:status-test-key"));
+  EXPECT_EQ(top["denials"], 5);
+  EXPECT_EQ(doc["last_decision"]["policy"], "tight");
+  EXPECT_EQ(doc["last_decision"]["allowed"], false);
+  EXPECT_EQ(doc["last_decision"]["headers"][0],
+            nlohmann::json::parse(R"(["X-RateLimit-Limit","3"])"));
+  EXPECT_EQ(doc["instance"]["policies"][0]["name"], "tight");
+  const auto page = get_once(r.port, "/dashboard");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->result_int(), 200u);
+  EXPECT_NE(page->body().find("<title>floodgate</title>"), std::string::npos);
 }
 
 TEST(Server, ServesTheDemoResourceWithEveryRateLimitField) {

@@ -263,6 +263,9 @@ case $case_name in
     grep -qE "^  health +fg1 up, fg2 up$" "$run/run.out" || fail "health not in words: $(grep health "$run/run.out")"
     grep -q "^  load balancer  http://127.0.0.1:$FG_HTTP_PORT " "$run/run.out" || fail "no load balancer URL"
     grep -q "fg2 http://127.0.0.1:$((FG_INSTANCE_PORT + 1))" "$run/run.out" || fail "no instance URL"
+    dashboard=$(sed -n 's|^  dashboard  *\(http://[^ ]*\).*|\1|p' "$run/run.out")
+    [[ $dashboard == "http://127.0.0.1:$FG_INSTANCE_PORT/dashboard" ]] || fail "no dashboard URL: $dashboard"
+    curl -fsS -m 2 "$dashboard" | grep -q '<title>floodgate</title>' || fail "the dashboard URL does not serve the page"
     if grep -qE '^[0-9]+$|be_id|srv_op_state|^# ' "$run/run.out"; then
       fail "raw HAProxy output among the friendly lines: $(grep -E '^[0-9]+$|be_id|srv_op_state|^# ' "$run/run.out")"
     fi
@@ -451,6 +454,22 @@ case $case_name in
     expect_ready_throughout "$run/ready"
     [[ $bad == 0 ]] || fail "$bad requests failed: $(awk '$1 != "200" && $1 != "429" {print $1}' "$run/codes" | sort | uniq -c | tr '\n' ' ')"
     ((downs == 0)) || fail "HAProxy took an instance out $downs times"
+    ;;
+
+  dashboard)
+    # GET /dashboard in headless Chromium (tests/e2e/dashboard_browser.py): a box per instance,
+    # every Redis node, non-zero rates, the key this case gets denied among the top limited; then
+    # instance 2 stops and its box must go within a few seconds. The screenshot is kept as
+    # $FG_SCREENSHOT (default: dashboard.png in the test's working directory).
+    require_tools chromium:chromium chromedriver:chromium-driver
+    # Debian's python3 (python3-selenium), whatever python3 comes first in PATH.
+    /usr/bin/python3 -c 'import selenium' 2>/dev/null || require_tools python3-selenium:python3-selenium
+    stack_up
+    shot=${FG_SCREENSHOT:-$PWD/dashboard.png}
+    started=$SECONDS
+    /usr/bin/python3 "$src/tests/e2e/dashboard_browser.py" "$url" \
+      "http://127.0.0.1:$FG_INSTANCE_PORT" "$stack" "$shot" || fail "the page did not show it"
+    echo "figure: browser checks took $((SECONDS - started)) s; screenshot kept at $shot"
     ;;
 
   *)
