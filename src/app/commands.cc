@@ -185,10 +185,10 @@ int run_serve(const ServeArgs& args, std::ostream& err) {
       f.endpoint = redis_endpoint(c.store);
       f.key_prefix = c.key_prefix;
       f.store_kind = std::string(options.store->kind());
-      options.fleet = make_redis_fleet(std::move(f));
+      std::string why;
+      options.fleet = make_redis_fleet(std::move(f), &why);
       if (!options.fleet) {
-        spdlog::warn("the status page shows this instance alone: its fleet view does not "
-                     "support rediss:// yet");
+        spdlog::warn("the status page shows this instance alone: no fleet view ({})", why);
       }
     }
   }

@@ -4,6 +4,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <map>
 #include <mutex>
@@ -117,7 +118,8 @@ std::vector<std::string> function_libraries(const redis::Reply& r) {
 
 class RedisFleet final : public http::Fleet, public std::enable_shared_from_this<RedisFleet> {
  public:
-  explicit RedisFleet(RedisFleetOptions o) : options_(std::move(o)) {}
+  RedisFleet(RedisFleetOptions o, std::shared_ptr<boost::asio::ssl::context> tls)
+      : options_(std::move(o)), tls_(std::move(tls)) {}
 
   ~RedisFleet() override {
     asio::post(ioc_, [this] {
@@ -159,6 +161,11 @@ class RedisFleet final : public http::Fleet, public std::enable_shared_from_this
     o.user = options_.endpoint.user;
     o.password = options_.endpoint.password;
     o.db = options_.endpoint.db;
+    if (tls_) {
+      o.tls = tls_;
+      o.tls_verify = options_.endpoint.tls_options.verify;
+      o.tls_server_name = options_.endpoint.tls_options.server_name;
+    }
     auto c = redis::Connection::make(ioc_, std::move(o));
     connections_.emplace(address, c);
     return c;
@@ -344,6 +351,7 @@ class RedisFleet final : public http::Fleet, public std::enable_shared_from_this
   }
 
   RedisFleetOptions options_;
+  std::shared_ptr<boost::asio::ssl::context> tls_;  // null without TLS
   asio::io_context ioc_{1};
   asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(ioc_);
   asio::steady_timer timer_{ioc_};
@@ -370,9 +378,21 @@ std::string fleet_registry_key(std::string_view key_prefix) {
   return std::string(key_prefix) + ":{status}:instances";
 }
 
-std::shared_ptr<http::Fleet> make_redis_fleet(RedisFleetOptions options) {
-  if (options.endpoint.tls || options.endpoint.hosts.empty()) return nullptr;
-  auto f = std::make_shared<RedisFleet>(std::move(options));
+std::shared_ptr<http::Fleet> make_redis_fleet(RedisFleetOptions options, std::string* why) {
+  if (options.endpoint.hosts.empty()) {
+    if (why != nullptr) *why = "no Redis host";
+    return nullptr;
+  }
+  std::shared_ptr<boost::asio::ssl::context> tls;
+  if (options.endpoint.tls) {
+    auto ctx = redis::make_tls_context(options.endpoint.tls_options);
+    if (!ctx) {
+      if (why != nullptr) *why = ctx.error().message;
+      return nullptr;
+    }
+    tls = std::move(*ctx);
+  }
+  auto f = std::make_shared<RedisFleet>(std::move(options), std::move(tls));
   f->start();
   return f;
 }

@@ -18,8 +18,8 @@
 //
 // Thread safety: publish() and view() may be called from any thread and never block on I/O.
 // Failure: an unreachable node is shown down; a failed read keeps the last view and sets its
-// error. TLS (rediss://) is not supported here: make_redis_fleet() answers null, and the status
-// page shows this instance alone.
+// error. With TLS (rediss://) every connection uses the store's CA, client certificate and
+// server name (the same options as the store's own connections).
 #pragma once
 
 #include <memory>
@@ -44,8 +44,9 @@ struct RedisFleetOptions {
   Duration request_timeout = std::chrono::milliseconds(500);
 };
 
-// Null with TLS (see above). Starts its thread; the destructor stops and joins it.
-std::shared_ptr<http::Fleet> make_redis_fleet(RedisFleetOptions options);
+// Null when the endpoint names no host, or its TLS files cannot be read (`why` set). Starts its
+// thread; the destructor stops and joins it.
+std::shared_ptr<http::Fleet> make_redis_fleet(RedisFleetOptions options, std::string* why = nullptr);
 
 // The key of an instance's record, and of the registry of ids.
 std::string fleet_record_key(std::string_view key_prefix, std::string_view id);

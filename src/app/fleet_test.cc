@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "fixtures/redis_server.h"
+#include "fixtures/tls_pki.h"
 #include "store/redis/keys.h"
 
 namespace fg {
@@ -85,6 +86,57 @@ TEST(RedisFleet, InstancesSeeEachOtherAndASilentOneExpires) {
   b.reset();  // stops publishing: its record expires on its own
   const std::vector<std::string> only_a = {"a"};
   EXPECT_TRUE(eventually([&] { return ids(a->view()) == only_a; }));
+}
+
+TEST(RedisFleet, OverTlsWithTheStoresCaAndClientCertificate) {
+  if (!test::RedisServer::installed())
+    FG_MISSING_TOOL("redis-server (apt-get install redis-server)");
+  test::Pki pki;
+  std::string why;
+  ASSERT_TRUE(pki.create(&why)) << why;
+  const std::uint16_t tls_port = test::free_port();
+  test::RedisServerOptions o;
+  o.extra_args = {"--tls-port",         std::to_string(tls_port),
+                  "--tls-cert-file",    pki.path("server.crt"),
+                  "--tls-key-file",     pki.path("server.key"),
+                  "--tls-ca-cert-file", pki.path("ca.crt"),
+                  "--tls-auth-clients", "yes"};
+  auto server = test::RedisServer::start(o, &why);
+  ASSERT_TRUE(server) << why;
+
+  RedisFleetOptions options = options_for(false, {tls_port});
+  options.endpoint.tls = true;
+  options.endpoint.tls_options.ca_file = pki.path("ca.crt");
+  options.endpoint.tls_options.cert_file = pki.path("client.crt");
+  options.endpoint.tls_options.key_file = pki.path("client.key");
+  auto a = make_redis_fleet(options);
+  auto b = make_redis_fleet(options);
+  ASSERT_TRUE(a && b);
+  a->publish("a", R"({"id":"a"})");
+  b->publish("b", R"({"id":"b"})");
+  const std::vector<std::string> both = {"a", "b"};
+  EXPECT_TRUE(eventually([&] { return ids(a->view()) == both; }));
+  const json store = json::parse(a->view().store);
+  ASSERT_EQ(store["nodes"].size(), 1u);
+  EXPECT_EQ(store["nodes"][0]["up"], true);
+  // The records are on the server, written over TLS.
+  EXPECT_EQ(server->command({"EXISTS", "fgtest:{status}:instance:a"}).integer, 1);
+
+  // A CA that did not sign the server's certificate: nothing gets through.
+  RedisFleetOptions untrusted = options;
+  untrusted.endpoint.tls_options.ca_file = pki.path("other-ca.crt");
+  auto c = make_redis_fleet(untrusted);
+  ASSERT_TRUE(c);
+  c->publish("c", R"({"id":"c"})");
+  std::this_thread::sleep_for(milliseconds(500));
+  EXPECT_EQ(server->command({"EXISTS", "fgtest:{status}:instance:c"}).integer, 0);
+
+  // Unreadable TLS files: no fleet, and why.
+  RedisFleetOptions missing = options;
+  missing.endpoint.tls_options.ca_file = pki.path("no-such-ca.crt");
+  std::string reason;
+  EXPECT_EQ(make_redis_fleet(missing, &reason), nullptr);
+  EXPECT_NE(reason.find("no-such-ca.crt"), std::string::npos) << reason;
 }
 
 TEST(RedisFleet, AClusterShowsEveryNodeAndTheRecordsOnTheStatusSlotsMaster) {

@@ -671,35 +671,6 @@ std::shared_ptr<ThreadContext> unbind(std::uint64_t store_id) {
   return nullptr;
 }
 
-Result<std::shared_ptr<asio::ssl::context>> make_tls_context(const RedisTlsOptions& tls) {
-  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
-  error_code ec;
-  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                       asio::ssl::context::no_tlsv1_1,
-                   ec);
-  if (tls.ca_file.empty()) {
-    ctx->set_default_verify_paths(ec);
-  } else {
-    ctx->load_verify_file(tls.ca_file, ec);
-  }
-  if (ec) return fail(ErrorCode::kInvalidArgument, "tls ca " + tls.ca_file + ": " + ec.message());
-  if (tls.cert_file.empty() != tls.key_file.empty()) {
-    return fail(ErrorCode::kInvalidArgument, "tls: cert and key go together");
-  }
-  if (!tls.cert_file.empty()) {
-    ctx->use_certificate_chain_file(tls.cert_file, ec);
-    if (ec) {
-      return fail(ErrorCode::kInvalidArgument, "tls cert " + tls.cert_file + ": " + ec.message());
-    }
-    ctx->use_private_key_file(tls.key_file, asio::ssl::context::pem, ec);
-    if (ec) {
-      return fail(ErrorCode::kInvalidArgument, "tls key " + tls.key_file + ": " + ec.message());
-    }
-  }
-  return ctx;
-}
-
 }  // namespace
 
 struct RedisStore::Impl {
@@ -849,6 +820,36 @@ RedisStoreStats RedisStore::stats() const {
   }
   return s;
 }
+
+Result<std::shared_ptr<asio::ssl::context>> make_tls_context(const RedisTlsOptions& tls) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  error_code ec;
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                       asio::ssl::context::no_tlsv1_1,
+                   ec);
+  if (tls.ca_file.empty()) {
+    ctx->set_default_verify_paths(ec);
+  } else {
+    ctx->load_verify_file(tls.ca_file, ec);
+  }
+  if (ec) return fail(ErrorCode::kInvalidArgument, "tls ca " + tls.ca_file + ": " + ec.message());
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return fail(ErrorCode::kInvalidArgument, "tls: cert and key go together");
+  }
+  if (!tls.cert_file.empty()) {
+    ctx->use_certificate_chain_file(tls.cert_file, ec);
+    if (ec) {
+      return fail(ErrorCode::kInvalidArgument, "tls cert " + tls.cert_file + ": " + ec.message());
+    }
+    ctx->use_private_key_file(tls.key_file, asio::ssl::context::pem, ec);
+    if (ec) {
+      return fail(ErrorCode::kInvalidArgument, "tls key " + tls.key_file + ": " + ec.message());
+    }
+  }
+  return ctx;
+}
+
 
 Result<std::unique_ptr<Store>> make_redis_store(const RedisStoreOptions& options) {
   auto store = RedisStore::make(options);

@@ -65,6 +65,9 @@
 
 namespace boost::asio {
 class io_context;
+namespace ssl {
+class context;
+}  // namespace ssl
 }  // namespace boost::asio
 
 namespace fg::redis {
@@ -174,6 +177,11 @@ class RedisStore final : public Store {
   explicit RedisStore(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// The TLS client context the store builds for `tls` (CA, client certificate, TLS >= 1.2), for
+// other clients of the same nodes (the status page's fleet view). kInvalidArgument for an
+// unreadable file or a certificate without its key.
+Result<std::shared_ptr<boost::asio::ssl::context>> make_tls_context(const RedisTlsOptions& tls);
 
 // make_store's Redis half: RedisStore::make as a plain Store.
 Result<std::unique_ptr<Store>> make_redis_store(const RedisStoreOptions& options);

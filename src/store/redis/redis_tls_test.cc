@@ -7,9 +7,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "app/wiring.h"
+#include "fixtures/tls_pki.h"
 #include "store/redis/keys.h"
 #include "store/redis/redis_store.h"
-#include "app/wiring.h"
 #include "store/redis/redis_test_util.h"
 
 namespace fg::redis {
@@ -23,60 +24,7 @@ Result<Verdict> decide_one(Store& store, std::string_view identity, const Policy
   return decide_and_wait(store, DecideRequest{identity, charges});
 }
 
-// Runs a shell command; its output goes into `output`. True on exit status 0.
-bool shell(const std::string& command, std::string* output) {
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return false;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, pipe) != nullptr) output->append(buf);
-  return ::pclose(pipe) == 0;
-}
-
-// A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate, in a
-// temporary directory removed at the end. EC P-256 keys: generated in milliseconds.
-class Pki {
- public:
-  bool create(std::string* why) {
-    char dir_template[] = "/tmp/fg-tls-XXXXXX";
-    if (::mkdtemp(dir_template) == nullptr) return false;
-    dir_ = dir_template;
-    const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    std::ofstream(dir_ + "/server.ext") << "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
-    std::ofstream(dir_ + "/client.ext") << "extendedKeyUsage=clientAuth\n";
-    const std::vector<std::string> steps = {
-        "openssl req -x509 -new" + ec + " -days 2 -subj /CN=floodgate-test-ca -keyout " +
-            path("ca.key") + " -out " + path("ca.crt"),
-        "openssl req -x509 -new" + ec + " -days 2 -subj /CN=someone-else -keyout " +
-            path("other-ca.key") + " -out " + path("other-ca.crt"),
-        "openssl req -new" + ec + " -subj /CN=localhost -keyout " + path("server.key") + " -out " +
-            path("server.csr"),
-        "openssl x509 -req -days 2 -in " + path("server.csr") + " -CA " + path("ca.crt") +
-            " -CAkey " + path("ca.key") + " -CAcreateserial -extfile " + path("server.ext") +
-            " -out " + path("server.crt"),
-        "openssl req -new" + ec + " -subj /CN=floodgate-client -keyout " + path("client.key") +
-            " -out " + path("client.csr"),
-        "openssl x509 -req -days 2 -in " + path("client.csr") + " -CA " + path("ca.crt") +
-            " -CAkey " + path("ca.key") + " -CAcreateserial -extfile " + path("client.ext") +
-            " -out " + path("client.crt"),
-    };
-    for (const auto& step : steps) {
-      std::string output;
-      if (!shell(step, &output)) {
-        *why = step + ": " + output;
-        return false;
-      }
-    }
-    return true;
-  }
-  ~Pki() {
-    std::error_code ignored;
-    if (!dir_.empty()) std::filesystem::remove_all(dir_, ignored);
-  }
-  std::string path(const std::string& file) const { return dir_ + "/" + file; }
-
- private:
-  std::string dir_;
-};
+using test::Pki;
 
 class RedisTlsTest : public ::testing::Test {
  protected:
