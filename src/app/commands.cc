@@ -53,7 +53,8 @@ int validate_descriptor_dir(const std::string& path, std::ostream& out, std::ost
   }
   const std::string name = std::filesystem::path(path).lexically_normal().filename().string();
   auto files = config::envoy::read_runtime_dir(
-      path, (name.empty() ? std::filesystem::path(path).parent_path().filename().string() : name) + ".",
+      path,
+      (name.empty() ? std::filesystem::path(path).parent_path().filename().string() : name) + ".",
       settings->runtime_ignore_dot_files);
   if (!files) {
     err << files.error().message << '\n';
@@ -215,9 +216,10 @@ int run_rls(const RlsArgs& args, std::ostream& err) {
                         spdlog::pattern_time_type::utc);
   }
   if (settings->use_statsd) {
-    spdlog::warn("USE_STATSD: statsd is not supported; the same counters are on "
-                 "http://{}:{}/metrics (set USE_STATSD=false to silence this)",
-                 settings->debug_host, settings->debug_port);
+    spdlog::warn(
+        "USE_STATSD: statsd is not supported; the same counters are on "
+        "http://{}:{}/metrics (set USE_STATSD=false to silence this)",
+        settings->debug_host, settings->debug_port);
   }
   std::string url_text;
   if (args.store) {
@@ -257,8 +259,10 @@ int run_rls(const RlsArgs& args, std::ostream& err) {
     service.metrics().config_load_success.fetch_add(1);
   } else if (settings->force_start_without_initial_config) {
     service.metrics().config_load_error.fetch_add(1);
-    spdlog::warn("no initial configuration ({}); starting anyway "
-                 "(FORCE_START_WITHOUT_INITIAL_CONFIG)", initial.error().message);
+    spdlog::warn(
+        "no initial configuration ({}); starting anyway "
+        "(FORCE_START_WITHOUT_INITIAL_CONFIG)",
+        initial.error().message);
   } else {
     err << initial.error().message << '\n';
     return 1;

@@ -15,7 +15,10 @@ int main(int argc, char** argv) {
   std::string validate_path;
   CLI::App* validate = app.add_subcommand(
       "validate", "Check a config file: exit 0, or exit 1 with one line per problem on stderr");
-  validate->add_option("FILE", validate_path, "The YAML config file, or an envoyproxy/ratelimit config directory")->required();
+  validate
+      ->add_option("FILE", validate_path,
+                   "The YAML config file, or an envoyproxy/ratelimit config directory")
+      ->required();
 
   fg::app::CheckArgs check_args;
   std::string config_path;

@@ -30,11 +30,22 @@ struct LoadError {
 nlohmann::json to_json(const YAML::Node& n);
 
 const std::set<std::string, std::less<>>& valid_keys() {
-  static const std::set<std::string, std::less<>> keys = {
-      "domain",          "key",           "value",       "descriptors",     "rate_limit",
-      "unit",            "requests_per_unit", "unlimited", "shadow_mode",   "quota_mode",
-      "name",            "replaces",      "detailed_metric", "value_to_metric", "share_threshold",
-      "metadata"};
+  static const std::set<std::string, std::less<>> keys = {"domain",
+                                                          "key",
+                                                          "value",
+                                                          "descriptors",
+                                                          "rate_limit",
+                                                          "unit",
+                                                          "requests_per_unit",
+                                                          "unlimited",
+                                                          "shadow_mode",
+                                                          "quota_mode",
+                                                          "name",
+                                                          "replaces",
+                                                          "detailed_metric",
+                                                          "value_to_metric",
+                                                          "share_threshold",
+                                                          "metadata"};
   return keys;
 }
 
@@ -54,8 +65,8 @@ void validate_keys(const std::string& file, const YAML::Node& map) {
     if (v.IsSequence()) {
       for (const YAML::Node& e : v) {
         if (!e.IsMap()) {
-          refuse(file, "config error, yaml file contains list of type other than map: " +
-                           YAML::Dump(e));
+          refuse(file,
+                 "config error, yaml file contains list of type other than map: " + YAML::Dump(e));
         }
         validate_keys(file, e);
       }
@@ -149,8 +160,8 @@ bool wildcard_match(std::span<const std::string> parts, std::string_view value) 
   for (const std::string& p : parts) fixed += p.size();
   if (value.size() < fixed) return false;
   if (!value.starts_with(parts.front()) || !value.ends_with(parts.back())) return false;
-  std::string_view rest = value.substr(parts.front().size(),
-                                       value.size() - parts.front().size() - parts.back().size());
+  std::string_view rest =
+      value.substr(parts.front().size(), value.size() - parts.front().size() - parts.back().size());
   for (std::size_t i = 1; i + 1 < parts.size(); ++i) {
     const std::size_t at = rest.find(parts[i]);
     if (at == std::string_view::npos) return false;
@@ -226,7 +237,8 @@ void load_descriptors(const std::string& file, Node& parent, const std::string& 
     if (node->share_threshold && !wildcard) {
       refuse(file,
              "share_threshold can only be used with wildcard values (containing '*'), but found "
-             "key '" + final_key + "'");
+             "key '" +
+                 final_key + "'");
     }
     if (wildcard) parent.wildcards.emplace_back(final_key, split_star(final_key));
     load_descriptors(file, *node, path + ".", d["descriptors"]);
@@ -249,14 +261,22 @@ void dump_node(const Node& node, std::string& out) {
 
 std::string_view to_string(Unit unit) {
   switch (unit) {
-    case Unit::kSecond: return "SECOND";
-    case Unit::kMinute: return "MINUTE";
-    case Unit::kHour: return "HOUR";
-    case Unit::kDay: return "DAY";
-    case Unit::kWeek: return "WEEK";
-    case Unit::kMonth: return "MONTH";
-    case Unit::kYear: return "YEAR";
-    case Unit::kUnknown: break;
+    case Unit::kSecond:
+      return "SECOND";
+    case Unit::kMinute:
+      return "MINUTE";
+    case Unit::kHour:
+      return "HOUR";
+    case Unit::kDay:
+      return "DAY";
+    case Unit::kWeek:
+      return "WEEK";
+    case Unit::kMonth:
+      return "MONTH";
+    case Unit::kYear:
+      return "YEAR";
+    case Unit::kUnknown:
+      break;
   }
   return "UNKNOWN";
 }
@@ -275,14 +295,22 @@ std::optional<Unit> parse_unit(std::string_view text) {
 std::int64_t unit_seconds(Unit unit) {
   constexpr std::int64_t kDay = 24 * 3600;
   switch (unit) {
-    case Unit::kSecond: return 1;
-    case Unit::kMinute: return 60;
-    case Unit::kHour: return 3600;
-    case Unit::kDay: return kDay;
-    case Unit::kWeek: return 7 * kDay;
-    case Unit::kMonth: return 30 * kDay;
-    case Unit::kYear: return 365 * kDay;
-    case Unit::kUnknown: break;
+    case Unit::kSecond:
+      return 1;
+    case Unit::kMinute:
+      return 60;
+    case Unit::kHour:
+      return 3600;
+    case Unit::kDay:
+      return kDay;
+    case Unit::kWeek:
+      return 7 * kDay;
+    case Unit::kMonth:
+      return 30 * kDay;
+    case Unit::kYear:
+      return 365 * kDay;
+    case Unit::kUnknown:
+      break;
   }
   return 0;
 }
@@ -377,8 +405,9 @@ Result<DescriptorConfig> load_descriptor_config(std::span<const ConfigFile> file
                            ": " + e.msg);
       }
       if (!root.IsNull() && !root.IsMap()) {
-        refuse(f.name, "error loading config file: yaml: unmarshal errors:\n  cannot unmarshal "
-                       "a non-map into the config");
+        refuse(f.name,
+               "error loading config file: yaml: unmarshal errors:\n  cannot unmarshal "
+               "a non-map into the config");
       }
       if (root.IsMap()) validate_keys(f.name, root);
       const std::string domain = scalar(f.name, root["domain"]);
@@ -406,7 +435,8 @@ Result<std::vector<ConfigFile>> read_runtime_dir(const std::string& dir, std::st
     return fail(ErrorCode::kInvalidArgument, dir + ": not a readable directory");
   }
   std::vector<fs::path> paths;
-  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink, ec);
+  for (auto it = fs::recursive_directory_iterator(
+           dir, fs::directory_options::follow_directory_symlink, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     const bool dot = it->path().filename().string().starts_with(".");
     if (dot && ignore_dot_files) {
@@ -441,13 +471,13 @@ std::uint64_t runtime_dir_fingerprint(const std::string& dir) {
     for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ULL;
   };
   std::vector<std::string> lines;
-  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink, ec);
+  for (auto it = fs::recursive_directory_iterator(
+           dir, fs::directory_options::follow_directory_symlink, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     std::error_code e2;
     const auto size = it->is_regular_file(e2) ? it->file_size(e2) : 0;
     const auto mtime = fs::last_write_time(it->path(), e2).time_since_epoch().count();
-    lines.push_back(it->path().string() + ' ' + std::to_string(size) + ' ' +
-                    std::to_string(mtime));
+    lines.push_back(it->path().string() + ' ' + std::to_string(size) + ' ' + std::to_string(mtime));
   }
   std::sort(lines.begin(), lines.end());
   for (const std::string& l : lines) mix(l);

@@ -36,8 +36,16 @@
 namespace fg::config::envoy {
 
 // The wire numbers of envoy.service.ratelimit.v3.RateLimitResponse.RateLimit.Unit.
-enum class Unit { kUnknown = 0, kSecond = 1, kMinute = 2, kHour = 3, kDay = 4, kMonth = 5,
-                  kYear = 6, kWeek = 7 };
+enum class Unit {
+  kUnknown = 0,
+  kSecond = 1,
+  kMinute = 2,
+  kHour = 3,
+  kDay = 4,
+  kMonth = 5,
+  kYear = 6,
+  kWeek = 7
+};
 
 // "SECOND", ... as upstream spells them (its proto enum names).
 std::string_view to_string(Unit unit);

@@ -45,18 +45,18 @@ TEST(EnvoyDescriptors, UpstreamLoadErrors) {
             "non_map_list.yaml: config error, yaml file contains list of type other than map: a");
   EXPECT_EQ(load_error({fixture("unlimited_with_unit.yaml")}),
             "unlimited_with_unit.yaml: should not specify rate limit unit when unlimited");
-  EXPECT_TRUE(load_error({fixture("bad_yaml.yaml")}).starts_with(
-      "bad_yaml.yaml: error loading config file: yaml: line"));
+  EXPECT_TRUE(load_error({fixture("bad_yaml.yaml")})
+                  .starts_with("bad_yaml.yaml: error loading config file: yaml: line"));
   // The same domain twice: an error, unless MERGE_DOMAIN_CONFIG; then one tree, and a key that
   // both files define is still a duplicate.
   EXPECT_EQ(load_error({fixture("merge_domain_key1.yaml"), fixture("merge_domain_key2.yaml")}),
             "merge_domain_key2.yaml: duplicate domain 'test-domain' in config file");
-  EXPECT_EQ(load_error({fixture("merge_domain_key1.yaml"), fixture("merge_domain_key2.yaml")},
-                       true),
-            "loaded");
-  EXPECT_TRUE(load_error({fixture("merge_domain_key1.yaml"), fixture("merge_domain_key1.yaml")},
-                         true)
-                  .find("duplicate descriptor composite key") != std::string::npos);
+  EXPECT_EQ(
+      load_error({fixture("merge_domain_key1.yaml"), fixture("merge_domain_key2.yaml")}, true),
+      "loaded");
+  EXPECT_TRUE(
+      load_error({fixture("merge_domain_key1.yaml"), fixture("merge_domain_key1.yaml")}, true)
+          .find("duplicate descriptor composite key") != std::string::npos);
   EXPECT_EQ(load_error({ConfigFile{"st.yaml",
                                    "domain: d\ndescriptors:\n  - key: k\n    value: v\n"
                                    "    share_threshold: true\n"}}),

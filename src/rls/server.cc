@@ -67,8 +67,8 @@ asio::awaitable<void> session(beast::tcp_stream stream, const Handler& handler) 
     stream.expires_after(std::chrono::seconds(30));
     http::request_parser<http::string_body> parser;
     parser.body_limit(kMaxJsonBody);
-    auto [ec, n] = co_await http::async_read(stream, buffer, parser,
-                                             asio::as_tuple(asio::use_awaitable));
+    auto [ec, n] =
+        co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
     if (ec) break;
     const Request& req = parser.get();
     Response res = handler(req);
@@ -223,7 +223,8 @@ Result<void> Server::start() {
   Impl& m = *impl_;
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  const std::string grpc_address = m.settings.grpc_host + ":" + std::to_string(m.settings.grpc_port);
+  const std::string grpc_address =
+      m.settings.grpc_host + ":" + std::to_string(m.settings.grpc_port);
   builder.AddListeningPort(grpc_address, grpc::InsecureServerCredentials(), &m.grpc_port);
   builder.RegisterService(&m.grpc_service);
   m.grpc = builder.BuildAndStart();
@@ -234,7 +235,8 @@ Result<void> Server::start() {
   m.publish_health();
 
   if (auto r = listen_on(m.http_acceptor, m.settings.host, m.settings.port); !r) return r;
-  if (auto r = listen_on(m.debug_acceptor, m.settings.debug_host, m.settings.debug_port); !r) return r;
+  if (auto r = listen_on(m.debug_acceptor, m.settings.debug_host, m.settings.debug_port); !r)
+    return r;
   m.http_handler = [&m](const Request& req) { return m.on_http(req); };
   m.debug_handler = [&m](const Request& req) { return m.on_debug(req); };
   asio::co_spawn(m.io, accept_loop(m.http_acceptor, m.http_handler), asio::detached);

@@ -20,11 +20,11 @@ using config::envoy::Unit;
 
 // One descriptor of a request, as the mapping sees it.
 struct Item {
-  const Rule* rule = nullptr;   // null: no limit applies
+  const Rule* rule = nullptr;  // null: no limit applies
   std::string stats_key;
   bool unlimited = false;
-  std::uint64_t hits = 1;       // hits_addend: the descriptor's own, else the request's (0 -> 1)
-  std::string identity;         // the counter's name: upstream's cache key without its window
+  std::uint64_t hits = 1;  // hits_addend: the descriptor's own, else the request's (0 -> 1)
+  std::string identity;    // the counter's name: upstream's cache key without its window
   // The decision, when one was asked for.
   bool decided = false;
   bool over = false;
@@ -43,7 +43,8 @@ std::string identity_of(const std::string& prefix, const std::string& domain,
   for (int i = 0; i < d.entries_size(); ++i) {
     const auto& e = d.entries(i);
     const std::size_t at = static_cast<std::size_t>(i);
-    id += e.key() + "_" + (at < shared.size() && !shared[at].empty() ? shared[at] : e.value()) + "_";
+    id +=
+        e.key() + "_" + (at < shared.size() && !shared[at].empty() ? shared[at] : e.value()) + "_";
   }
   return id;
 }
@@ -90,8 +91,8 @@ void decide_descriptors(decide::Decider& decider, const decide::Rules& rules,
     decide::Plan& plan = plans[i];
     plan.identities.push_back(it.identity);
     plan.charge_identity.push_back(0);
-    const Charge charge{&it.rule->policy, static_cast<std::int64_t>(
-                                              std::min<std::uint64_t>(it.hits, kMaxCount))};
+    const Charge charge{&it.rule->policy,
+                        static_cast<std::int64_t>(std::min<std::uint64_t>(it.hits, kMaxCount))};
     plan.charges.push_back(charge);
     plan.local_charges.push_back(charge);
     plan.policy_indices.push_back(decide::kCheckApiPolicy);  // counted in RuleMetrics instead
@@ -208,19 +209,20 @@ std::string RuleMetrics::prometheus() const {
   }
   const auto plain = [&out](const std::string& name, const char* help, std::uint64_t v,
                             const std::string& labels = "") {
-    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " counter\n" + name + labels +
-           " " + std::to_string(v) + "\n";
+    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " counter\n" + name + labels + " " +
+           std::to_string(v) + "\n";
   };
   plain("ratelimit_service_config_load_success", "Configurations loaded.",
         config_load_success.load());
   plain("ratelimit_service_config_load_error", "Configurations refused (the old one stays).",
         config_load_error.load());
-  out += "# HELP ratelimit_service_should_rate_limit_error Calls answered with an error.\n"
-         "# TYPE ratelimit_service_should_rate_limit_error counter\n"
-         "ratelimit_service_should_rate_limit_error{err_type=\"service_error\"} " +
-         std::to_string(service_error.load()) +
-         "\nratelimit_service_should_rate_limit_error{err_type=\"redis_error\"} " +
-         std::to_string(redis_error.load()) + "\n";
+  out +=
+      "# HELP ratelimit_service_should_rate_limit_error Calls answered with an error.\n"
+      "# TYPE ratelimit_service_should_rate_limit_error counter\n"
+      "ratelimit_service_should_rate_limit_error{err_type=\"service_error\"} " +
+      std::to_string(service_error.load()) +
+      "\nratelimit_service_should_rate_limit_error{err_type=\"redis_error\"} " +
+      std::to_string(redis_error.load()) + "\n";
   plain("ratelimit_service_global_shadow_mode",
         "Calls over the limit answered OK because of SHADOW_MODE.", global_shadow_mode.load());
   return out;
@@ -355,7 +357,8 @@ Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
     } else {
       st->set_code(pb::RateLimitResponse::OK);
       st->set_limit_remaining(it.remaining);
-      if (it.after > near_at) c.near_limit.fetch_add(it.before >= near_at ? it.hits : it.after - near_at);
+      if (it.after > near_at)
+        c.near_limit.fetch_add(it.before >= near_at ? it.hits : it.after - near_at);
       c.within_limit.fetch_add(it.hits);
     }
     if (it.over && rule.shadow_mode) {
@@ -408,7 +411,8 @@ Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
     for (const auto& d : request.descriptors()) {
       auto& df = *list->add_values()->mutable_struct_value()->mutable_fields();
       auto* el = df["entries"].mutable_list_value();
-      for (const auto& e : d.entries()) el->add_values()->set_string_value(e.key() + "=" + e.value());
+      for (const auto& e : d.entries())
+        el->add_values()->set_string_value(e.key() + "=" + e.value());
       if (d.has_limit()) df["limit"].set_string_value(d.limit().ShortDebugString());
       if (d.has_hits_addend()) {
         df["hitsAddend"].set_number_value(static_cast<double>(d.hits_addend().value()));

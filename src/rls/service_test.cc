@@ -86,13 +86,17 @@ TEST(RlsService, PerRuleCountersAsUpstreamCountsThem) {
   w.ask("k", "a", 2);       // 5 + 2 > 5: over 2
   const std::string m = w.service->metrics().prometheus();
   EXPECT_NE(m.find("ratelimit_service_rate_limit_total_hits{domain=\"d\",rule=\"k\"} 7"),
-            std::string::npos) << m;
+            std::string::npos)
+      << m;
   EXPECT_NE(m.find("ratelimit_service_rate_limit_within_limit{domain=\"d\",rule=\"k\"} 5"),
-            std::string::npos) << m;
+            std::string::npos)
+      << m;
   EXPECT_NE(m.find("ratelimit_service_rate_limit_near_limit{domain=\"d\",rule=\"k\"} 1"),
-            std::string::npos) << m;
+            std::string::npos)
+      << m;
   EXPECT_NE(m.find("ratelimit_service_rate_limit_over_limit{domain=\"d\",rule=\"k\"} 2"),
-            std::string::npos) << m;
+            std::string::npos)
+      << m;
 }
 
 TEST(RlsService, RefusesWhatUpstreamRefuses) {

@@ -75,8 +75,12 @@ struct Settings {
   // The directory whose files are the configuration: RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/
   // RUNTIME_APPDIRECTORY.
   std::string config_dir() const;
-  // The runtime name prefix of its files ("config."), as upstream names them in its errors.
-  std::string file_prefix() const { return runtime_app_directory + "."; }
+  // The runtime name prefix of its files, as upstream names them in its errors: relative to the
+  // watched directory, so "config." under RUNTIME_WATCH_ROOT (the default: "config.basic"), and
+  // none without it ("basic").
+  std::string file_prefix() const {
+    return runtime_watch_root ? runtime_app_directory + "." : std::string();
+  }
   // The store URL these settings name (memory://, redis://, rediss://, redis-cluster://).
   Result<std::string> store_url() const;
 };
