@@ -11,8 +11,8 @@ namespace {
 namespace pb = envoy::service::ratelimit::v3;
 
 struct World {
-  // 1,800,000,000 s since the epoch is 20 s into a minute (1,800,000,000 % 60 = 20).
-  ManualClock clock{from_us(1'800'000'000'000'000)};
+  // 1,800,000,020 s since the epoch is 20 s into a minute (1,800,000,000 is a multiple of 60).
+  ManualClock clock{from_us(1'800'000'020'000'000)};
   Settings settings;
   std::unique_ptr<decide::Decider> decider;
   std::unique_ptr<Service> service;
