@@ -9,6 +9,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <set>
 
 namespace fg::rls {
@@ -143,13 +144,16 @@ std::uint32_t duration_until_reset(Unit unit, Timestamp now) {
   return static_cast<std::uint32_t>(sec - now_s % sec);
 }
 
-void merge_struct(google::protobuf::Struct& dest, const google::protobuf::Struct& src) {
-  for (const auto& [k, v] : src.fields()) {
-    auto it = dest.mutable_fields()->find(k);
-    if (it == dest.mutable_fields()->end()) {
-      (*dest.mutable_fields())[k] = v;
-    } else if (it->second.has_struct_value() && v.has_struct_value()) {
-      merge_struct(*it->second.mutable_struct_value(), v.struct_value());
+// Upstream's merge of the metadata of the descriptors that passed: a key already present stays,
+// unless both are objects, which merge.
+void merge_metadata(nlohmann::json& dest, const nlohmann::json& src) {
+  if (!src.is_object()) return;
+  for (const auto& [k, v] : src.items()) {
+    auto it = dest.find(k);
+    if (it == dest.end()) {
+      dest[k] = v;
+    } else if (it->is_object() && v.is_object()) {
+      merge_metadata(*it, v);
     }
   }
 }
@@ -405,31 +409,25 @@ Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
     metrics_.global_shadow_mode.fetch_add(1, std::memory_order_relaxed);
   }
   if (settings_.response_dynamic_metadata) {
-    auto& fields = *response.mutable_dynamic_metadata()->mutable_fields();
-    fields["domain"].set_string_value(request.domain());
-    auto* list = fields["descriptors"].mutable_list_value();
+    // Built as JSON (the rules' metadata is JSON already, and upstream's merge is simplest
+    // there), converted to the Struct once by protobuf's own parser.
+    nlohmann::json md = {{"domain", request.domain()}, {"descriptors", nlohmann::json::array()}};
     for (const auto& d : request.descriptors()) {
-      auto& df = *list->add_values()->mutable_struct_value()->mutable_fields();
-      auto* el = df["entries"].mutable_list_value();
-      for (const auto& e : d.entries())
-        el->add_values()->set_string_value(e.key() + "=" + e.value());
-      if (d.has_limit()) df["limit"].set_string_value(d.limit().ShortDebugString());
-      if (d.has_hits_addend()) {
-        df["hitsAddend"].set_number_value(static_cast<double>(d.hits_addend().value()));
-      }
+      nlohmann::json dj = {{"entries", nlohmann::json::array()}};
+      for (const auto& e : d.entries()) dj["entries"].push_back(e.key() + "=" + e.value());
+      if (d.has_limit()) dj["limit"] = d.limit().ShortDebugString();
+      if (d.has_hits_addend()) dj["hitsAddend"] = static_cast<double>(d.hits_addend().value());
+      md["descriptors"].push_back(std::move(dj));
     }
-    if (request.hits_addend() != 0) {
-      fields["hitsAddend"].set_number_value(static_cast<double>(request.hits_addend()));
-    }
-    google::protobuf::Struct merged;
+    if (request.hits_addend() != 0) md["hitsAddend"] = static_cast<double>(request.hits_addend());
+    nlohmann::json merged = nlohmann::json::object();
     for (std::size_t i : passed) {
       if (items[i].rule == nullptr || items[i].rule->metadata_json.empty()) continue;
-      google::protobuf::Struct md;
-      if (google::protobuf::util::JsonStringToMessage(items[i].rule->metadata_json, &md).ok()) {
-        merge_struct(merged, md);
-      }
+      merge_metadata(merged, nlohmann::json::parse(items[i].rule->metadata_json, nullptr, false));
     }
-    if (merged.fields_size() > 0) *fields["metadata"].mutable_struct_value() = std::move(merged);
+    if (!merged.empty()) md["metadata"] = std::move(merged);
+    (void)google::protobuf::util::JsonStringToMessage(md.dump(),
+                                                      response.mutable_dynamic_metadata());
   }
   response.set_overall_code(code);
   return {};

@@ -61,6 +61,7 @@ OK, OVER = rls_pb2.RateLimitResponse.OK, rls_pb2.RateLimitResponse.OVER_LIMIT
 MINUTE = rls_pb2.RateLimitResponse.RateLimit.MINUTE
 FAILURES = []
 PROCS = []
+LOGS = []
 
 
 def check(cond, what):
@@ -101,6 +102,7 @@ class Rls:
         })
         env.update(extra_env or {})
         self.log = open(os.path.join(WORK, "rls-%d.log" % self.grpc_port), "w+")
+        LOGS.append(self.log)
         self.proc = subprocess.Popen([FLOODGATE, "rls", *args], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         PROCS.append(self.proc)
@@ -456,10 +458,17 @@ def case_health():
     rls.stop()
 
 
+ok = False
 try:
     {"memory": case_memory, "redis": case_redis, "reload": case_reload,
      "load_errors": case_load_errors, "health": case_health}[CASE]()
+    ok = not FAILURES
 finally:
+    if not ok:  # what the servers said, before their directory goes
+        for log in LOGS:
+            log.seek(0)
+            print("--- %s (last 60 lines)" % log.name, file=sys.stderr)
+            print("".join(log.readlines()[-60:]), file=sys.stderr)
     for p in PROCS:
         if p.poll() is None:
             p.kill()
