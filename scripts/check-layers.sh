@@ -3,7 +3,7 @@
 # (docs/architecture.md). The layers, bottom up:
 #
 #   include/floodgate (the public API), src/util (text helpers) < src/core < src/store
-#     < src/decide < src/http < src/app
+#     < src/decide < src/http, src/rls (the doors, side by side) < src/app
 #
 # and src/config beside them: the deciding service and the doors read the configuration's types;
 # the core and the stores know no config (src/app translates it into their own options), and
@@ -20,7 +20,7 @@ rank() {
     core) echo 1 ;;
     store) echo 2 ;;
     decide) echo 3 ;;
-    http) echo 4 ;;
+    http | rls) echo 4 ;;
     app) echo 5 ;;
     config) echo config ;;
     *) echo unknown ;;

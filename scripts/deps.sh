@@ -7,6 +7,10 @@ packages=(
   g++ cmake ninja-build pkg-config make
   libboost1.81-dev libhiredis-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev
   libcli11-dev libexpected-dev
+  # floodgate rls: gRPC and protobuf (the plugin package carries gRPC's CMake plugin target), and
+  # the black-box test's Python client (tests/rls)
+  libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  python3-grpcio python3-protobuf
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
   redis-server redis-tools haproxy wrk curl openssl procps iproute2 socat
   nginx  # bench/http_bench.sh: the static-200 ceiling (bookworm: `nginx` ships /usr/sbin/nginx)

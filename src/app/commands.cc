@@ -6,8 +6,10 @@
 
 #include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <future>
 #include <ostream>
 #include <utility>
@@ -15,6 +17,7 @@
 #include "app/fleet.h"
 #include "app/wiring.h"
 #include "config/config.h"
+#include "config/envoy_descriptors.h"
 #include "decide/decider.h"
 #include "decide/identity.h"
 #include "decide/plan.h"
@@ -24,11 +27,58 @@
 #include "floodgate/store.h"
 #include "http/handler.h"
 #include "http/server.h"
+#include "rls/server.h"
+#include "rls/service.h"
+#include "rls/settings.h"
 #include "store/redis/keys.h"
+#include "util/text.h"
 
 namespace fg::app {
 
+namespace {
+
+std::optional<std::string> getenv_of(std::string_view name) {
+  const char* v = std::getenv(std::string(name).c_str());
+  if (v == nullptr) return std::nullopt;
+  return std::string(v);
+}
+
+// `floodgate validate DIR`: envoyproxy/ratelimit's runtime directory, loaded as `rls` would
+// (MERGE_DOMAIN_CONFIG and RUNTIME_IGNOREDOTFILES from the environment), files named
+// "<dir name>.<file>" as upstream names them.
+int validate_descriptor_dir(const std::string& path, std::ostream& out, std::ostream& err) {
+  auto settings = rls::settings_from_env(getenv_of);
+  if (!settings) {
+    err << settings.error().message << '\n';
+    return kExitInvalid;
+  }
+  const std::string name = std::filesystem::path(path).lexically_normal().filename().string();
+  auto files = config::envoy::read_runtime_dir(
+      path,
+      (name.empty() ? std::filesystem::path(path).parent_path().filename().string() : name) + ".",
+      settings->runtime_ignore_dot_files);
+  if (!files) {
+    err << files.error().message << '\n';
+    return kExitInvalid;
+  }
+  auto tree = config::envoy::load_descriptor_config(
+      *files, config::envoy::LoadOptions{.merge_domains = settings->merge_domain_config});
+  if (!tree) {
+    err << tree.error().message << '\n';
+    return kExitInvalid;
+  }
+  const std::size_t n = tree->domains.size();
+  out << path << ": ok (" << n << (n == 1 ? " domain" : " domains") << " in " << files->size()
+      << (files->size() == 1 ? " file)" : " files)") << '\n';
+  return kExitOk;
+}
+
+}  // namespace
+
 int run_validate(const std::string& path, std::ostream& out, std::ostream& err) {
+  if (std::error_code ec; std::filesystem::is_directory(path, ec)) {
+    return validate_descriptor_dir(path, out, err);
+  }
   const std::vector<config::Problem> problems = config::config_file_problems(path);
   if (!problems.empty()) {
     for (const config::Problem& p : problems) err << p.to_string() << '\n';
@@ -150,6 +200,95 @@ void setup_logging() {
 }
 
 }  // namespace
+
+int run_rls(const RlsArgs& args, std::ostream& err) {
+  auto settings = rls::settings_from_env(getenv_of);
+  if (!settings) {
+    err << settings.error().message << '\n';
+    return 1;
+  }
+  setup_logging();
+  if (util::iequals(settings->log_level, "debug")) spdlog::set_level(spdlog::level::debug);
+  if (util::iequals(settings->log_level, "info")) spdlog::set_level(spdlog::level::info);
+  if (util::iequals(settings->log_level, "warn")) spdlog::set_level(spdlog::level::warn);
+  if (util::iequals(settings->log_level, "error")) spdlog::set_level(spdlog::level::err);
+  if (settings->log_format == "json") {
+    spdlog::set_pattern(R"({"@timestamp":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","@message":"%v"})",
+                        spdlog::pattern_time_type::utc);
+  }
+  if (settings->use_statsd) {
+    spdlog::warn(
+        "USE_STATSD: statsd is not supported; the same counters are on "
+        "http://{}:{}/metrics (set USE_STATSD=false to silence this)",
+        settings->debug_host, settings->debug_port);
+  }
+  std::string url_text;
+  if (args.store) {
+    url_text = *args.store;
+  } else {
+    auto named = settings->store_url();
+    if (!named) {
+      err << named.error().message << '\n';
+      return 1;
+    }
+    url_text = *named;
+  }
+  auto url = config::parse_store_url(url_text);
+  if (!url) {
+    err << (args.store ? "--store: " : "REDIS_URL: ") << url.error().message << '\n';
+    return 1;
+  }
+  OpenStoreOptions store_opts;
+  if (settings->redis_timeout) store_opts.timeout = *settings->redis_timeout;
+  auto store = open_store(*url, store_opts, SystemClock::instance());
+  if (!store) {
+    err << "store " << config::to_string(*url) << ": " << store.error().to_string() << '\n';
+    return 1;
+  }
+  decide::DeciderOptions options;
+  options.store = std::shared_ptr<Store>(std::move(*store));
+  options.local_store = make_memory_store(store_opts.memory, SystemClock::instance());
+  options.on_degraded = [](const Error& why, config::OnStoreError mode) {
+    spdlog::warn("store: {}; answered with on_store_error: {}", why.to_string(),
+                 config::to_string(mode));
+  };
+  decide::Decider decider(std::move(options));
+  rls::Service service(*settings, decider, SystemClock::instance());
+  auto initial = rls::load_snapshot(*settings);
+  if (initial) {
+    service.set_config(std::move(*initial));
+    service.metrics().config_load_success.fetch_add(1);
+  } else if (settings->force_start_without_initial_config) {
+    service.metrics().config_load_error.fetch_add(1);
+    spdlog::warn(
+        "no initial configuration ({}); starting anyway "
+        "(FORCE_START_WITHOUT_INITIAL_CONFIG)",
+        initial.error().message);
+  } else {
+    err << initial.error().message << '\n';
+    return 1;
+  }
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  rls::Server server(*settings, service);
+  if (auto started = server.start(); !started) {
+    err << started.error().message << '\n';
+    return 1;
+  }
+  spdlog::info("floodgate {} rls: store {}, config {}", args.version, config::to_string(*url),
+               settings->config_dir());
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("signal {}: stopping", sig);
+  server.fail_health();
+  server.stop();
+  return 0;
+}
 
 int run_serve(const ServeArgs& args, std::ostream& err) {
   auto cfg = serve_config(args);

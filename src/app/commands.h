@@ -26,6 +26,8 @@ inline constexpr int kExitNoDecision = 2;
 inline constexpr int kExitUsage = 2;  // bad command line
 
 // `floodgate validate FILE`: "FILE: ok (N policies)" on `out`, or one line per problem on `err`.
+// A directory is envoyproxy/ratelimit's runtime directory: "DIR: ok (N domains in M files)", or
+// upstream's load error on `err`.
 int run_validate(const std::string& path, std::ostream& out, std::ostream& err);
 
 struct CheckArgs {
@@ -55,6 +57,17 @@ struct ServeArgs {
 // stderr, the access log (when on) to stdout. Exit 0 after a drain; 1 when it cannot start (bad
 // config, bad flag, address in use), with the reason on `err`.
 int run_serve(const ServeArgs& args, std::ostream& err);
+
+struct RlsArgs {
+  std::optional<std::string> store;  // overrides REDIS_* / BACKEND_TYPE
+  std::string version;
+};
+
+// `floodgate rls`: envoyproxy/ratelimit's service (rls/server.h), configured by its environment
+// variables (rls/settings.h). Runs until SIGTERM or SIGINT (health turns NOT_SERVING, then the
+// listeners stop); exit 0 then, 1 when it cannot start (bad variable, unloadable configuration
+// without FORCE_START_WITHOUT_INITIAL_CONFIG, address in use), with the reason on `err`.
+int run_rls(const RlsArgs& args, std::ostream& err);
 
 struct DebugKeyArgs {
   std::optional<std::string> config_path;  // none: the built-in default config

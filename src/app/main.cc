@@ -15,7 +15,10 @@ int main(int argc, char** argv) {
   std::string validate_path;
   CLI::App* validate = app.add_subcommand(
       "validate", "Check a config file: exit 0, or exit 1 with one line per problem on stderr");
-  validate->add_option("FILE", validate_path, "The YAML config file")->required();
+  validate
+      ->add_option("FILE", validate_path,
+                   "The YAML config file, or an envoyproxy/ratelimit config directory")
+      ->required();
 
   fg::app::CheckArgs check_args;
   std::string config_path;
@@ -55,6 +58,16 @@ int main(int argc, char** argv) {
   CLI::Option* serve_threads_opt =
       serve->add_option("--threads", serve_threads, "Server threads, overriding `threads`");
 
+  fg::app::RlsArgs rls_args;
+  rls_args.version = FG_VERSION;
+  std::string rls_store;
+  CLI::App* rls = app.add_subcommand(
+      "rls",
+      "Serve Envoy's Rate Limit Service (gRPC) as envoyproxy/ratelimit does, configured by its "
+      "environment variables and runtime directory (docs/envoy.md). SIGTERM stops it");
+  CLI::Option* rls_store_opt = rls->add_option(
+      "--store", rls_store, "Store URL, overriding BACKEND_TYPE and the REDIS_* variables");
+
   // Hidden (no help group): the Redis key and slot of an identity, for the end-to-end tests and
   // bench/accuracy.sh, which must aim at the master that really holds a client's key.
   fg::app::DebugKeyArgs debug_key_args;
@@ -92,6 +105,10 @@ int main(int argc, char** argv) {
     if (serve_store_opt->count() > 0) serve_args.store = serve_store;
     if (serve_threads_opt->count() > 0) serve_args.threads = serve_threads;
     return fg::app::run_serve(serve_args, std::cerr);
+  }
+  if (rls->parsed()) {
+    if (rls_store_opt->count() > 0) rls_args.store = rls_store;
+    return fg::app::run_rls(rls_args, std::cerr);
   }
   if (debug_key->parsed()) {
     if (debug_key_config_opt->count() > 0) debug_key_args.config_path = debug_key_config;

@@ -66,7 +66,7 @@ void Decider::decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
     asked_us = to_us(monotonic_->now());
     if (std::optional<Verdict> cached = cache->lookup(plan, asked_us)) {
       if (shard != nullptr) shard->on_deny_cache_hit();
-      Outcome out{std::move(*cached), std::nullopt, Degraded::kNo};
+      Outcome out{std::move(*cached), std::nullopt, Degraded::kNo, true};
       count(rules, plan, out, shard);
       done(std::move(out));
       return;

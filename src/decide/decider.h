@@ -50,6 +50,7 @@ struct Outcome {
   Result<Verdict> verdict = fail(ErrorCode::kInternal, "not decided");  // the store's answer
   std::optional<Verdict> local_verdict;  // on_store_error: local, after a store outage
   Degraded degraded = Degraded::kNo;
+  bool from_deny_cache = false;  // answered by the deny cache, without asking the store
 
   // The verdict that counts: the store's, else the local limiter's; null when neither decided
   // (degraded allow or deny, a full memory store, a bug).

@@ -1,0 +1,456 @@
+// service.cc — ShouldRateLimit: match, decide, answer, count. The answer's rules (which
+// descriptor's figures the headers show, when quota mode makes the overall code OVER_LIMIT, what
+// a shadow rule answers, the near-limit arithmetic) are envoyproxy/ratelimit's documented
+// behaviour, reproduced so that Envoy sees the same answers.
+#include "rls/service.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <cmath>
+#include <condition_variable>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
+
+namespace fg::rls {
+namespace {
+
+namespace pb = envoy::service::ratelimit::v3;
+using config::envoy::Rule;
+using config::envoy::Unit;
+
+// One descriptor of a request, as the mapping sees it.
+struct Item {
+  const Rule* rule = nullptr;  // null: no limit applies
+  std::string stats_key;
+  bool unlimited = false;
+  std::uint64_t hits = 1;  // hits_addend: the descriptor's own, else the request's (0 -> 1)
+  std::string identity;    // the counter's name: upstream's cache key without its window
+  // The decision, when one was asked for.
+  bool decided = false;
+  bool over = false;
+  bool from_local_cache = false;
+  std::uint64_t before = 0, after = 0;  // the counter before and after this request's hits
+  std::uint32_t remaining = 0;
+};
+
+// upstream's cache key, without the window start: prefix + domain + "_" + key_value_ per entry
+// (the wildcard pattern in place of the value where share_threshold asks for it). The fixed
+// window aligned to the epoch that floodgate's store keeps for it stands for the timestamp.
+std::string identity_of(const std::string& prefix, const std::string& domain,
+                        const envoy::extensions::common::ratelimit::v3::RateLimitDescriptor& d,
+                        const std::vector<std::string>& shared) {
+  std::string id = prefix + domain + "_";
+  for (int i = 0; i < d.entries_size(); ++i) {
+    const auto& e = d.entries(i);
+    const std::size_t at = static_cast<std::size_t>(i);
+    id +=
+        e.key() + "_" + (at < shared.size() && !shared[at].empty() ? shared[at] : e.value()) + "_";
+  }
+  return id;
+}
+
+// "domain.key_value.key": upstream's stats key of a limit the descriptor carries itself.
+std::string override_key(const std::string& domain,
+                         const envoy::extensions::common::ratelimit::v3::RateLimitDescriptor& d) {
+  std::string key = domain + ".";
+  for (int i = 0; i < d.entries_size(); ++i) {
+    if (i > 0) key += ".";
+    key += d.entries(i).key();
+    if (!d.entries(i).value().empty()) key += "_" + d.entries(i).value();
+  }
+  return key;
+}
+
+// THE counting choice of this door: every descriptor with a limit is decided as its own
+// single-charge Plan (its own identity, its rule's fixed window, cost = its hits), independently
+// of the others, as upstream counts each descriptor's key independently. All are asked at once
+// and awaited together. What differs from upstream's INCRBY (a denied descriptor is not counted
+// past its limit; one over the limit does not stop the others being counted) is listed in
+// docs/envoy.md.
+void decide_descriptors(decide::Decider& decider, const decide::Rules& rules,
+                        std::vector<Item>& items) {
+  struct Pending {
+    std::mutex mutex;
+    std::condition_variable done;
+    std::size_t left = 0;
+  };
+  Pending pending;
+  std::vector<decide::Plan> plans(items.size());
+  std::vector<decide::Outcome> outcomes(items.size());
+  std::vector<std::size_t> asked;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    Item& it = items[i];
+    if (it.rule == nullptr || it.unlimited) continue;
+    if (it.rule->requests_per_unit == 0) {  // blocks without a counter: the window is never open
+      it.decided = true;
+      it.over = true;
+      it.before = 0;
+      it.after = it.hits;
+      continue;
+    }
+    decide::Plan& plan = plans[i];
+    plan.identities.push_back(it.identity);
+    plan.charge_identity.push_back(0);
+    const Charge charge{&it.rule->policy,
+                        static_cast<std::int64_t>(std::min<std::uint64_t>(it.hits, kMaxCount))};
+    plan.charges.push_back(charge);
+    plan.local_charges.push_back(charge);
+    plan.policy_indices.push_back(decide::kCheckApiPolicy);  // counted in RuleMetrics instead
+    asked.push_back(i);
+  }
+  pending.left = asked.size();
+  for (std::size_t i : asked) {
+    decider.decide(rules, plans[i], nullptr, [&pending, &outcomes, i](decide::Outcome o) {
+      std::lock_guard lock(pending.mutex);
+      outcomes[i] = std::move(o);
+      if (--pending.left == 0) pending.done.notify_one();
+    });
+  }
+  {
+    std::unique_lock lock(pending.mutex);
+    pending.done.wait(lock, [&pending] { return pending.left == 0; });
+  }
+  for (std::size_t i : asked) {
+    Item& it = items[i];
+    const decide::Outcome& o = outcomes[i];
+    const std::uint64_t limit = it.rule->requests_per_unit;
+    it.decided = true;
+    it.from_local_cache = o.from_deny_cache;
+    if (const Verdict* v = o.counting(); v != nullptr && !v->decisions.empty()) {
+      const Decision& d = v->decisions.front();
+      const auto remaining = static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.remaining));
+      it.over = !d.allowed;
+      if (d.allowed) {
+        it.after = limit - std::min(limit, remaining);
+        it.before = it.after >= it.hits ? it.after - it.hits : 0;
+        it.remaining = static_cast<std::uint32_t>(remaining);
+      } else {  // nothing was counted: the counter stands where it was
+        it.before = limit - std::min(limit, remaining);
+        it.after = it.before + it.hits;
+      }
+    } else {  // no verdict: on_store_error answered (allow: OK with nothing left; else over)
+      it.over = !o.served();
+      it.before = 0;
+      it.after = it.over ? limit + it.hits : 0;
+    }
+  }
+}
+
+std::uint32_t duration_until_reset(Unit unit, Timestamp now) {
+  const std::int64_t sec = config::envoy::unit_seconds(unit);
+  const std::int64_t now_s =
+      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  return static_cast<std::uint32_t>(sec - now_s % sec);
+}
+
+// Upstream's merge of the metadata of the descriptors that passed: a key already present stays,
+// unless both are objects, which merge.
+void merge_metadata(nlohmann::json& dest, const nlohmann::json& src) {
+  if (!src.is_object()) return;
+  for (const auto& [k, v] : src.items()) {
+    auto it = dest.find(k);
+    if (it == dest.end()) {
+      dest[k] = v;
+    } else if (it->is_object() && v.is_object()) {
+      merge_metadata(*it, v);
+    }
+  }
+}
+
+}  // namespace
+
+RuleMetrics::Counters& RuleMetrics::rule(const std::string& stats_key) {
+  {
+    std::shared_lock lock(mutex_);
+    if (auto it = rules_.find(stats_key); it != rules_.end()) return *it->second;
+  }
+  std::unique_lock lock(mutex_);
+  auto& slot = rules_[stats_key];
+  if (!slot) slot = std::make_unique<Counters>();
+  return *slot;
+}
+
+std::string RuleMetrics::prometheus() const {
+  std::string out;
+  const auto escape = [](const std::string& s) {
+    std::string e;
+    for (char c : s) {
+      if (c == '\\' || c == '"') e += '\\';
+      if (c == '\n') {
+        e += "\\n";
+        continue;
+      }
+      e += c;
+    }
+    return e;
+  };
+  struct Series {
+    const char* name;
+    std::atomic<std::uint64_t> Counters::*field;
+    const char* help;
+  };
+  static constexpr Series kSeries[] = {
+      {"total_hits", &Counters::total_hits, "Hits counted against the rule (hits_addend each)."},
+      {"over_limit", &Counters::over_limit, "Hits over the rule's limit."},
+      {"near_limit", &Counters::near_limit, "Hits past NEAR_LIMIT_RATIO of the limit."},
+      {"within_limit", &Counters::within_limit, "Hits within the limit."},
+      {"shadow_mode", &Counters::shadow_mode, "Hits over the limit let through by shadow_mode."},
+      {"over_limit_with_local_cache", &Counters::over_limit_with_local_cache,
+       "Hits over the limit answered by the local (deny) cache, without the store."},
+  };
+  std::shared_lock lock(mutex_);
+  for (const Series& s : kSeries) {
+    const std::string name = std::string("ratelimit_service_rate_limit_") + s.name;
+    out += "# HELP " + name + " " + s.help + "\n# TYPE " + name + " counter\n";
+    for (const auto& [key, c] : rules_) {
+      const std::size_t dot = key.find('.');
+      const std::string domain = key.substr(0, dot);
+      const std::string rule = dot == std::string::npos ? "" : key.substr(dot + 1);
+      out += name + "{domain=\"" + escape(domain) + "\",rule=\"" + escape(rule) + "\"} " +
+             std::to_string(((*c).*(s.field)).load(std::memory_order_relaxed)) + "\n";
+    }
+  }
+  const auto plain = [&out](const std::string& name, const char* help, std::uint64_t v,
+                            const std::string& labels = "") {
+    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " counter\n" + name + labels + " " +
+           std::to_string(v) + "\n";
+  };
+  plain("ratelimit_service_config_load_success", "Configurations loaded.",
+        config_load_success.load());
+  plain("ratelimit_service_config_load_error", "Configurations refused (the old one stays).",
+        config_load_error.load());
+  out +=
+      "# HELP ratelimit_service_should_rate_limit_error Calls answered with an error.\n"
+      "# TYPE ratelimit_service_should_rate_limit_error counter\n"
+      "ratelimit_service_should_rate_limit_error{err_type=\"service_error\"} " +
+      std::to_string(service_error.load()) +
+      "\nratelimit_service_should_rate_limit_error{err_type=\"redis_error\"} " +
+      std::to_string(redis_error.load()) + "\n";
+  plain("ratelimit_service_global_shadow_mode",
+        "Calls over the limit answered OK because of SHADOW_MODE.", global_shadow_mode.load());
+  return out;
+}
+
+Service::Service(const Settings& settings, decide::Decider& decider, const Clock& clock)
+    : settings_(settings), decider_(decider), clock_(clock) {}
+
+void Service::set_config(std::shared_ptr<const Snapshot> snapshot) {
+  std::lock_guard lock(config_mutex_);
+  config_ = std::move(snapshot);
+}
+
+std::shared_ptr<const Snapshot> Service::config() const {
+  std::lock_guard lock(config_mutex_);
+  return config_;
+}
+
+Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
+                                        pb::RateLimitResponse& response) {
+  const auto refuse = [this](std::string why) {
+    metrics_.service_error.fetch_add(1, std::memory_order_relaxed);
+    return fail(ErrorCode::kInvalidArgument, std::move(why));
+  };
+  if (request.domain().empty()) return refuse("rate limit domain must not be empty");
+  if (request.descriptors_size() == 0) {
+    return refuse("rate limit descriptor list must not be empty");
+  }
+  const std::shared_ptr<const Snapshot> snap = config();
+  if (!snap) return refuse("no rate limit configuration loaded");
+  const Timestamp now = clock_.now();
+
+  // Match every descriptor; a limit the descriptor carries itself stands in for the tree's.
+  const std::size_t n = static_cast<std::size_t>(request.descriptors_size());
+  std::vector<Item> items(n);
+  std::vector<std::unique_ptr<Rule>> own_rules;
+  std::set<std::string, std::less<>> replacing;
+  std::vector<config::envoy::Entry> entries;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto& d = request.descriptors(static_cast<int>(i));
+    Item& it = items[i];
+    it.hits = d.has_hits_addend() ? d.hits_addend().value()
+                                  : std::max<std::uint64_t>(1, request.hits_addend());
+    std::vector<std::string> shared;
+    if (d.has_limit()) {
+      auto rule = std::make_unique<Rule>();
+      rule->requests_per_unit = d.limit().requests_per_unit();
+      rule->unit = static_cast<Unit>(d.limit().unit());
+      if (config::envoy::unit_seconds(rule->unit) == 0) rule->unit = Unit::kSecond;
+      rule->full_key = override_key(request.domain(), d);
+      rule->policy.name = rule->full_key;
+      rule->policy.algorithm = Algorithm::kFixedWindow;
+      rule->policy.limit = std::clamp<std::int64_t>(rule->requests_per_unit, 1, kMaxCount);
+      rule->policy.burst = rule->policy.limit;
+      rule->policy.period = std::chrono::seconds(config::envoy::unit_seconds(rule->unit));
+      it.rule = rule.get();
+      it.stats_key = rule->full_key;
+      own_rules.push_back(std::move(rule));
+    } else {
+      entries.clear();
+      for (const auto& e : d.entries()) entries.emplace_back(e.key(), e.value());
+      config::envoy::Match m = config::envoy::find_limit(snap->tree, request.domain(), entries);
+      it.rule = m.rule;
+      it.stats_key = std::move(m.stats_key);
+      shared = std::move(m.shared_values);
+    }
+    if (it.rule == nullptr) continue;
+    for (const std::string& r : it.rule->replaces) replacing.insert(r);
+    it.unlimited = it.rule->unlimited;
+    if (!it.unlimited) {
+      it.identity = identity_of(settings_.cache_key_prefix, request.domain(), d, shared);
+    }
+  }
+  for (Item& it : items) {
+    if (it.rule != nullptr && !it.unlimited && !it.rule->name.empty() &&
+        replacing.contains(it.rule->name)) {
+      it.rule = nullptr;
+    }
+  }
+  for (Item& it : items) {
+    if (it.rule != nullptr && !it.unlimited) {
+      metrics_.rule(it.stats_key).total_hits.fetch_add(it.hits, std::memory_order_relaxed);
+    }
+  }
+
+  decide_descriptors(decider_, *snap->rules, items);
+
+  // The answer, descriptor by descriptor, with upstream's counters.
+  const auto near_threshold = [this](std::uint64_t limit) {
+    return static_cast<std::uint64_t>(
+        std::floor(static_cast<double>(static_cast<float>(limit) * settings_.near_limit_ratio)));
+  };
+  std::uint32_t min_remaining = std::numeric_limits<std::uint32_t>::max();
+  const pb::RateLimitResponse::DescriptorStatus* headline = nullptr;
+  std::vector<std::size_t> passed;
+  int failed_rate_limit = 0, failed_quota = 0, total_quota = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    Item& it = items[i];
+    pb::RateLimitResponse::DescriptorStatus* st = response.add_statuses();
+    if (it.unlimited) {
+      st->set_code(pb::RateLimitResponse::OK);
+      st->set_limit_remaining(std::numeric_limits<std::uint32_t>::max());
+      passed.push_back(i);
+      continue;
+    }
+    if (it.rule == nullptr) {
+      st->set_code(pb::RateLimitResponse::OK);
+      passed.push_back(i);
+      continue;
+    }
+    const Rule& rule = *it.rule;
+    RuleMetrics::Counters& c = metrics_.rule(it.stats_key);
+    auto* limit = st->mutable_current_limit();
+    limit->set_requests_per_unit(rule.requests_per_unit);
+    limit->set_unit(static_cast<pb::RateLimitResponse::RateLimit::Unit>(rule.unit));
+    limit->set_name(rule.name);
+    st->mutable_duration_until_reset()->set_seconds(duration_until_reset(rule.unit, now));
+    const std::uint64_t over_at = rule.requests_per_unit;
+    const std::uint64_t near_at = near_threshold(over_at);
+    if (it.from_local_cache) {
+      st->set_code(pb::RateLimitResponse::OVER_LIMIT);
+      c.over_limit.fetch_add(it.hits);
+      c.over_limit_with_local_cache.fetch_add(it.hits);
+    } else if (it.over) {
+      st->set_code(pb::RateLimitResponse::OVER_LIMIT);
+      if (it.before >= over_at) {
+        c.over_limit.fetch_add(it.hits);
+      } else {
+        c.over_limit.fetch_add(it.after - over_at);
+        c.near_limit.fetch_add(over_at - std::max(near_at, it.before));
+      }
+    } else {
+      st->set_code(pb::RateLimitResponse::OK);
+      st->set_limit_remaining(it.remaining);
+      if (it.after > near_at)
+        c.near_limit.fetch_add(it.before >= near_at ? it.hits : it.after - near_at);
+      c.within_limit.fetch_add(it.hits);
+    }
+    if (it.over && rule.shadow_mode) {
+      st->set_code(pb::RateLimitResponse::OK);
+      c.shadow_mode.fetch_add(it.from_local_cache || it.before >= over_at ? it.hits
+                                                                          : it.after - over_at);
+    }
+    if (settings_.response_headers_enabled && st->limit_remaining() < min_remaining) {
+      headline = st;
+      min_remaining = st->limit_remaining();
+    }
+    const bool quota = settings_.global_quota_mode || rule.quota_mode;
+    if (st->code() == pb::RateLimitResponse::OVER_LIMIT) {
+      if (quota) {
+        ++failed_quota;
+      } else {
+        ++failed_rate_limit;
+        headline = st;
+        min_remaining = 0;
+      }
+    } else {
+      passed.push_back(i);
+    }
+    if (quota) ++total_quota;
+  }
+
+  auto code = pb::RateLimitResponse::OK;
+  if (failed_rate_limit > 0 || (total_quota > 0 && total_quota == failed_quota)) {
+    code = pb::RateLimitResponse::OVER_LIMIT;
+  }
+  if (settings_.response_headers_enabled && headline != nullptr) {
+    const auto add = [&response](const std::string& key, std::uint64_t value) {
+      auto* h = response.add_response_headers_to_add();
+      h->set_key(key);
+      h->set_value(std::to_string(value));
+    };
+    add(settings_.header_limit, headline->current_limit().requests_per_unit());
+    add(settings_.header_remaining, headline->limit_remaining());
+    add(settings_.header_reset,
+        duration_until_reset(static_cast<Unit>(headline->current_limit().unit()), now));
+  }
+  if (code == pb::RateLimitResponse::OVER_LIMIT && settings_.global_shadow_mode) {
+    code = pb::RateLimitResponse::OK;
+    metrics_.global_shadow_mode.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (settings_.response_dynamic_metadata) {
+    // Built as JSON (the rules' metadata is JSON already, and upstream's merge is simplest
+    // there), converted to the Struct once by protobuf's own parser.
+    nlohmann::json md = {{"domain", request.domain()}, {"descriptors", nlohmann::json::array()}};
+    for (const auto& d : request.descriptors()) {
+      nlohmann::json dj = {{"entries", nlohmann::json::array()}};
+      for (const auto& e : d.entries()) dj["entries"].push_back(e.key() + "=" + e.value());
+      if (d.has_limit()) dj["limit"] = d.limit().ShortDebugString();
+      if (d.has_hits_addend()) dj["hitsAddend"] = static_cast<double>(d.hits_addend().value());
+      md["descriptors"].push_back(std::move(dj));
+    }
+    if (request.hits_addend() != 0) md["hitsAddend"] = static_cast<double>(request.hits_addend());
+    nlohmann::json merged = nlohmann::json::object();
+    for (std::size_t i : passed) {
+      if (items[i].rule == nullptr || items[i].rule->metadata_json.empty()) continue;
+      merge_metadata(merged, nlohmann::json::parse(items[i].rule->metadata_json, nullptr, false));
+    }
+    if (!merged.empty()) md["metadata"] = std::move(merged);
+    (void)google::protobuf::util::JsonStringToMessage(md.dump(),
+                                                      response.mutable_dynamic_metadata());
+  }
+  response.set_overall_code(code);
+  return {};
+}
+
+Result<std::shared_ptr<const Snapshot>> load_snapshot(const Settings& settings) {
+  auto files = config::envoy::read_runtime_dir(settings.config_dir(), settings.file_prefix(),
+                                               settings.runtime_ignore_dot_files);
+  if (!files) return tl::unexpected(files.error());
+  auto tree = config::envoy::load_descriptor_config(
+      *files, config::envoy::LoadOptions{.merge_domains = settings.merge_domain_config});
+  if (!tree) return tl::unexpected(tree.error());
+  auto snap = std::make_shared<Snapshot>();
+  snap->tree = std::move(*tree);
+  config::Config cfg = config::default_config();
+  cfg.source = settings.config_dir();
+  // LOCAL_CACHE_SIZE_IN_BYTES: upstream's local cache of over-limit keys is floodgate's deny
+  // cache, sized in entries (~256 bytes each, docs/operations.md measures them).
+  cfg.deny_cache.enabled = settings.local_cache_size_in_bytes > 0;
+  cfg.deny_cache.max_entries =
+      static_cast<std::size_t>(std::max<std::int64_t>(1, settings.local_cache_size_in_bytes / 256));
+  snap->rules = decide::make_rules(std::make_shared<const config::Config>(std::move(cfg)));
+  return std::shared_ptr<const Snapshot>(std::move(snap));
+}
+
+}  // namespace fg::rls

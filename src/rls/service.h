@@ -1,0 +1,94 @@
+// service.h — the Envoy Rate Limit Service as a thin mapping over the deciding layer: a
+// RateLimitRequest's descriptors are matched against the descriptor tree
+// (config/envoy_descriptors.h), each descriptor that has a limit becomes a Plan for the Decider
+// (decide/decider.h), and the Outcomes become the RateLimitResponse envoyproxy/ratelimit would
+// give: overall_code, per-descriptor statuses, headers, dynamic metadata, and its per-rule
+// counters (RuleMetrics).
+//
+// Counting: each descriptor is decided on its own, as upstream counts them (decide_descriptors()
+// in service.cc is the one place that says so), with floodgate's fixed window, whose counter
+// never passes the limit; docs/envoy.md ("Where answers can differ") says where that differs
+// from upstream's INCRBY.
+//
+// Thread safety: should_rate_limit() may be called from any thread, concurrently; set_config()
+// swaps the configuration atomically (requests in flight finish with the one they started with).
+// Time: `now` comes from the Clock given at construction (upstream's duration_until_reset is
+// computed from the instance's wall clock too).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+
+#include "config/envoy_descriptors.h"
+#include "decide/decider.h"
+#include "decide/plan.h"
+#include "envoy/service/ratelimit/v3/rls.pb.h"
+#include "floodgate/clock.h"
+#include "floodgate/result.h"
+#include "rls/settings.h"
+
+namespace fg::rls {
+
+// Upstream's per-rule counters, keyed by the rule's stats key ("domain.key_value.key2"), and its
+// service counters; rendered as Prometheus series (ratelimit_service_rate_limit_total_hits{domain,
+// rule}, ...). Thread-safe.
+class RuleMetrics {
+ public:
+  struct Counters {
+    std::atomic<std::uint64_t> total_hits{0}, over_limit{0}, near_limit{0}, within_limit{0},
+        shadow_mode{0}, over_limit_with_local_cache{0};
+  };
+  Counters& rule(const std::string& stats_key);
+
+  std::atomic<std::uint64_t> config_load_success{0}, config_load_error{0};
+  std::atomic<std::uint64_t> service_error{0}, redis_error{0}, global_shadow_mode{0};
+
+  // Every series in the Prometheus text format.
+  std::string prometheus() const;
+
+ private:
+  mutable std::shared_mutex mutex_;
+  std::map<std::string, std::unique_ptr<Counters>> rules_;
+};
+
+// A loaded configuration: the tree, and the Rules the Decider reads (on_store_error, deny cache).
+struct Snapshot {
+  config::envoy::DescriptorConfig tree;
+  std::shared_ptr<decide::Rules> rules;
+};
+
+class Service {
+ public:
+  // `decider` must outlive the service.
+  Service(const Settings& settings, decide::Decider& decider, const Clock& clock);
+
+  // Decides `request` into `response`. kInvalidArgument for a request upstream refuses (empty
+  // domain, no descriptors) or when no configuration is loaded; kUnavailable when the store could
+  // not decide and on_store_error does not answer for it.
+  Result<void> should_rate_limit(const envoy::service::ratelimit::v3::RateLimitRequest& request,
+                                 envoy::service::ratelimit::v3::RateLimitResponse& response);
+
+  void set_config(std::shared_ptr<const Snapshot> snapshot);
+  std::shared_ptr<const Snapshot> config() const;
+  RuleMetrics& metrics() { return metrics_; }
+
+ private:
+  const Settings settings_;
+  decide::Decider& decider_;
+  const Clock& clock_;
+  RuleMetrics metrics_;
+  mutable std::mutex config_mutex_;
+  std::shared_ptr<const Snapshot> config_;
+};
+
+// The Snapshot for a runtime directory (settings.config_dir()), with the Rules a store of
+// `settings` needs: the deny cache when LOCAL_CACHE_SIZE_IN_BYTES > 0.
+Result<std::shared_ptr<const Snapshot>> load_snapshot(const Settings& settings);
+
+}  // namespace fg::rls

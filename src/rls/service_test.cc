@@ -1,0 +1,114 @@
+// service_test.cc — the mapping at fixed times over the memory store: figures of the statuses
+// (limit_remaining, duration_until_reset), windows aligned to the epoch, the per-rule counters
+// with the near-limit arithmetic, and the headers. The black-box tests over gRPC are tests/rls.
+#include "rls/service.h"
+
+#include <gtest/gtest.h>
+
+namespace fg::rls {
+namespace {
+
+namespace pb = envoy::service::ratelimit::v3;
+
+struct World {
+  // 1,800,000,020 s since the epoch is 20 s into a minute (1,800,000,000 is a multiple of 60).
+  ManualClock clock{from_us(1'800'000'020'000'000)};
+  Settings settings;
+  std::unique_ptr<decide::Decider> decider;
+  std::unique_ptr<Service> service;
+
+  explicit World(const std::string& yaml) {
+    decide::DeciderOptions o;
+    o.store = make_memory_store({}, clock);
+    o.clock = &clock;
+    decider = std::make_unique<decide::Decider>(std::move(o));
+    settings.response_headers_enabled = true;
+    service = std::make_unique<Service>(settings, *decider, clock);
+    auto tree = config::envoy::load_descriptor_config(
+        std::vector<config::envoy::ConfigFile>{{"config.test", yaml}}, {});
+    EXPECT_TRUE(tree) << tree.error().message;
+    auto snap = std::make_shared<Snapshot>();
+    snap->tree = std::move(*tree);
+    config::Config cfg = config::default_config();
+    cfg.deny_cache.enabled = false;
+    snap->rules = decide::make_rules(std::make_shared<const config::Config>(std::move(cfg)));
+    service->set_config(std::move(snap));
+  }
+
+  pb::RateLimitResponse ask(const std::string& key, const std::string& value, int hits = 0) {
+    pb::RateLimitRequest req;
+    req.set_domain("d");
+    req.set_hits_addend(static_cast<std::uint32_t>(hits));
+    auto* e = req.add_descriptors()->add_entries();
+    e->set_key(key);
+    e->set_value(value);
+    pb::RateLimitResponse res;
+    EXPECT_TRUE(service->should_rate_limit(req, res));
+    return res;
+  }
+};
+
+constexpr const char* kFivePerMinute =
+    "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: minute, requests_per_unit: 5}\n";
+
+TEST(RlsService, FiguresAndWindowAlignedToTheEpoch) {
+  World w(kFivePerMinute);
+  for (int i = 4; i >= 0; --i) {
+    const auto r = w.ask("k", "a");
+    ASSERT_EQ(r.overall_code(), pb::RateLimitResponse::OK);
+    EXPECT_EQ(r.statuses(0).limit_remaining(), static_cast<std::uint32_t>(i));
+    EXPECT_EQ(r.statuses(0).duration_until_reset().seconds(), 40);  // 60 - 20
+    EXPECT_EQ(r.statuses(0).current_limit().requests_per_unit(), 5u);
+    EXPECT_EQ(r.statuses(0).current_limit().unit(), pb::RateLimitResponse::RateLimit::MINUTE);
+  }
+  auto r = w.ask("k", "a");
+  EXPECT_EQ(r.overall_code(), pb::RateLimitResponse::OVER_LIMIT);
+  EXPECT_EQ(r.statuses(0).limit_remaining(), 0u);
+  ASSERT_EQ(r.response_headers_to_add_size(), 3);
+  EXPECT_EQ(r.response_headers_to_add(0).key(), "RateLimit-Limit");
+  EXPECT_EQ(r.response_headers_to_add(0).value(), "5");
+  EXPECT_EQ(r.response_headers_to_add(1).value(), "0");
+  EXPECT_EQ(r.response_headers_to_add(2).value(), "40");
+  // Another value of the same key is another counter.
+  EXPECT_EQ(w.ask("k", "b").overall_code(), pb::RateLimitResponse::OK);
+  // The next minute starts at the epoch-aligned boundary, 40 s later, not 60 s after the first.
+  w.clock.advance(std::chrono::seconds(40));
+  r = w.ask("k", "a");
+  EXPECT_EQ(r.overall_code(), pb::RateLimitResponse::OK);
+  EXPECT_EQ(r.statuses(0).limit_remaining(), 4u);
+  EXPECT_EQ(r.statuses(0).duration_until_reset().seconds(), 60);
+}
+
+TEST(RlsService, PerRuleCountersAsUpstreamCountsThem) {
+  World w(kFivePerMinute);  // near limit: floor(5 * 0.8) = 4
+  w.ask("k", "a", 3);       // 0 -> 3: within 3
+  w.ask("k", "a", 2);       // 3 -> 5: within 2, near 1 (the 5th)
+  w.ask("k", "a", 2);       // 5 + 2 > 5: over 2
+  const std::string m = w.service->metrics().prometheus();
+  EXPECT_NE(m.find("ratelimit_service_rate_limit_total_hits{domain=\"d\",rule=\"k\"} 7"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("ratelimit_service_rate_limit_within_limit{domain=\"d\",rule=\"k\"} 5"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("ratelimit_service_rate_limit_near_limit{domain=\"d\",rule=\"k\"} 1"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("ratelimit_service_rate_limit_over_limit{domain=\"d\",rule=\"k\"} 2"),
+            std::string::npos)
+      << m;
+}
+
+TEST(RlsService, RefusesWhatUpstreamRefuses) {
+  World w(kFivePerMinute);
+  pb::RateLimitRequest req;
+  pb::RateLimitResponse res;
+  EXPECT_FALSE(w.service->should_rate_limit(req, res));
+  req.set_domain("d");
+  auto r = w.service->should_rate_limit(req, res);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message, "rate limit descriptor list must not be empty");
+}
+
+}  // namespace
+}  // namespace fg::rls
