@@ -138,7 +138,7 @@ void append_redis_families(std::string& out,
   append_fixed_family(
       out, "floodgate_redis_function_loads_total",
       "FUNCTION LOAD of the floodgate library, by reason (connect: at the head of "
-      "a new connection; missing: after Function not found or NOSCRIPT).",
+      "the connection that loads it on a node; missing: after Function not found or NOSCRIPT).",
       "reason", std::array<std::string_view, 2>{"connect", "missing"},
       std::array<std::uint64_t, 2>{t.function_loads_connect, t.function_loads_missing});
   append_counter(out, "floodgate_redis_slot_refreshes_total",

@@ -50,8 +50,10 @@
 //                                          redirections without end (counted also when the
 //                                          deadline then ends the call instead)
 //   redis_function_loads_total{reason}     counter; connect | missing, both always: FUNCTION
-//                                          LOAD sent at the head of every new connection, and
-//                                          again after "Function not found" / NOSCRIPT
+//                                          LOAD sent at the head of the connection that loads
+//                                          the library on a node (one per node and store, at
+//                                          each of its connects), and again after "Function
+//                                          not found" / NOSCRIPT
 //   redis_slot_refreshes_total             counter, CLUSTER SLOTS refreshes started (cluster)
 //   redis_connections_total{event}         counter; opened | lost | failed, always all three:
 //                                          connections established, established ones lost,
@@ -156,7 +158,7 @@ struct RedisClientCounters {
   std::uint64_t moved = 0;     // MOVED redirections followed
   std::uint64_t asks = 0;      // ASK redirections followed
   std::uint64_t retries = 0;   // retries with backoff decided (TRYAGAIN, CLUSTERDOWN, ...)
-  std::uint64_t function_loads_connect = 0;  // FUNCTION LOAD at the head of a new connection
+  std::uint64_t function_loads_connect = 0;  // FUNCTION LOAD at the head of a connection
   std::uint64_t function_loads_missing = 0;  // reloads after "Function not found" / NOSCRIPT
   std::uint64_t slot_refreshes = 0;          // CLUSTER SLOTS refreshes started
   std::uint64_t connects = 0;                // connections established

@@ -364,7 +364,7 @@ floodgate_redis_redirects_total{kind="ask"} 1
 # HELP floodgate_redis_retries_total Redis commands retried with backoff (TRYAGAIN, CLUSTERDOWN, LOADING, READONLY, BUSY, a connection lost before the write).
 # TYPE floodgate_redis_retries_total counter
 floodgate_redis_retries_total 4
-# HELP floodgate_redis_function_loads_total FUNCTION LOAD of the floodgate library, by reason (connect: at the head of a new connection; missing: after Function not found or NOSCRIPT).
+# HELP floodgate_redis_function_loads_total FUNCTION LOAD of the floodgate library, by reason (connect: at the head of the connection that loads it on a node; missing: after Function not found or NOSCRIPT).
 # TYPE floodgate_redis_function_loads_total counter
 floodgate_redis_function_loads_total{reason="connect"} 3
 floodgate_redis_function_loads_total{reason="missing"} 1

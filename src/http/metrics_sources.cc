@@ -18,8 +18,9 @@ RedisClientCounters to_metrics(const redis::RedisStoreStats& s) {
   c.moved = s.moved;
   c.asks = s.asks;
   c.retries = s.retries;
-  // Every established connection sends FUNCTION LOAD ahead of anything else (redis_store.h).
-  c.function_loads_connect = s.connects;
+  // The connection that loads the library on a node sends it ahead of anything else
+  // (redis_store.h, "Scripts").
+  c.function_loads_connect = s.loads;
   c.function_loads_missing = s.reloads;
   c.slot_refreshes = s.refreshes;
   c.connects = s.connects;

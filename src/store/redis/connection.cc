@@ -256,8 +256,9 @@ void Connection::on_connected(const std::shared_ptr<Link>& link) {
     const std::string db = std::to_string(options_.db);
     add(format_command({"SELECT", db}), true, "SELECT " + db);
   }
-  if (!options_.send_init || options_.send_init()) {
+  if (!options_.init_commands.empty() && (!options_.send_init || options_.send_init())) {
     for (const std::string& cmd : options_.init_commands) add(cmd, false, "init");
+    count(&ConnectionCounters::init_sends);
   }
 
   handshake_left_ = entries.size();

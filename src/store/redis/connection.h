@@ -98,6 +98,8 @@ struct ConnectionCounters {
   // after a loss): connects minus the first connection to each node.
   std::atomic<std::uint64_t> reconnects{0};
   std::atomic<std::uint64_t> written_commands{0};  // commands handed to the socket, summed
+  // Connects that sent the init_commands (ConnectionOptions::send_init said yes).
+  std::atomic<std::uint64_t> init_sends{0};
   std::array<std::atomic<std::uint64_t>, kWriteSizeBuckets> write_sizes{};  // see above
 };
 

@@ -108,6 +108,7 @@ void add_counters(RedisStoreStats& s, const Counters& c) {
   add(s.connect_failures, c.connections.connect_failures);
   add(s.disconnects, c.connections.disconnects);
   add(s.reconnects, c.connections.reconnects);
+  add(s.loads, c.connections.init_sends);
   add(s.written_commands, c.connections.written_commands);
   for (std::size_t i = 0; i < kWriteSizeBuckets; ++i) {
     add(s.write_sizes[i], c.connections.write_sizes[i]);

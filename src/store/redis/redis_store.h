@@ -134,7 +134,9 @@ struct RedisStoreStats {
   std::uint64_t retries = 0;      // TRYAGAIN / CLUSTERDOWN / lost-connection retries
   std::uint64_t reloads = 0;      // "Function not found" answered by reloading the library
   std::uint64_t refreshes = 0;    // CLUSTER SLOTS refreshes started
-  std::uint64_t connects = 0;     // connections established (each loads the library first)
+  std::uint64_t connects = 0;     // connections established
+  std::uint64_t loads = 0;        // connects that loaded the library (the first per node, see
+                                  // "Scripts" above), reloads apart
   std::uint64_t connect_failures = 0;  // connection attempts that failed (refused, timeout, AUTH)
   std::uint64_t disconnects = 0;  // established connections lost
   std::uint64_t reconnects = 0;   // connections established again to a node after a loss

@@ -270,6 +270,7 @@ TEST_F(RedisStoreTest, TheLibraryIsLoadedOncePerNodeNotPerConnection) {
     });
   }
   EXPECT_EQ(store->stats().connects, 4u);
+  EXPECT_EQ(store->stats().loads, 1u);
   EXPECT_EQ(store->stats().reloads, 0u);
   const std::string info = server().command({"INFO", "commandstats"}).str;
   EXPECT_NE(info.find("cmdstat_function|load:calls=1,"), std::string::npos) << info;
