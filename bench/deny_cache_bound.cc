@@ -9,24 +9,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include "decide/deny_cache.h"
-
-namespace {
-
-long rss_kib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
-  }
-  return -1;
-}
-
-}  // namespace
+#include "rss.h"
 
 int main(int argc, char** argv) {
   if (argc < 4) {
@@ -53,7 +40,7 @@ int main(int argc, char** argv) {
   }
   plan.identities.emplace_back();
 
-  const long before = rss_kib();
+  const long before = fg::bench::rss_kib();
   fg::decide::DenyCache cache(max_entries);
   for (std::size_t i = 0; i < 2 * cache.capacity(); ++i) {
     std::string id = std::to_string(i);
@@ -62,7 +49,7 @@ int main(int argc, char** argv) {
     plan.identities.front() = std::move(id);
     cache.remember(plan, denied, 1);
   }
-  const long after = rss_kib();
+  const long after = fg::bench::rss_kib();
   const std::size_t held = cache.size();
   std::printf(
       "max_entries=%zu identity_bytes=%zu charges=%zu entries=%zu rss_per_entry_bytes=%.0f "

@@ -14,21 +14,12 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <string>
 
+#include "rss.h"
 #include "store/memory/memory_store.h"
 
 namespace {
-
-long rss_kib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
-  }
-  return -1;
-}
 
 // A distinct identity of exactly `bytes` bytes (at least 12): the counter, padded with 'x'.
 std::string identity(std::size_t i, std::size_t bytes) {
@@ -55,7 +46,7 @@ int main(int argc, char** argv) {
   p.period = std::chrono::hours(24);
   const fg::Charge charge{&p, 1};
 
-  const long before = rss_kib();
+  const long before = fg::bench::rss_kib();
   fg::memory::MemoryStore store(fg::MemoryStoreOptions{.max_keys = max_keys},
                                 fg::SystemClock::instance());
   const std::size_t capacity = store.capacity();
@@ -66,7 +57,7 @@ int main(int argc, char** argv) {
     auto r = store.decide_now(fg::DecideRequest{id, std::span<const fg::Charge>(&charge, 1)});
     if (r) ++held;
   }
-  const long after = rss_kib();
+  const long after = fg::bench::rss_kib();
   const double per_state = held == 0 ? 0.0 : (after - before) * 1024.0 / static_cast<double>(held);
   std::printf(
       "max_keys=%zu identity_bytes=%zu policy_name_bytes=%zu states=%zu refused=%llu "
