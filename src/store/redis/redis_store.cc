@@ -390,7 +390,7 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
 };
 
 // One FCALL, from its first send to its callbacks, on one thread context: a batch of decisions
-// (fg_decide_v3 with their items, all of one slot on a cluster) or one refund. Follows
+// (fg_decide_v4 with their items, all of one slot on a cluster) or one refund. Follows
 // redirections, reloads the library, retries what is retryable, all for the whole call (its
 // items share a slot, so a redirection or an error is theirs alike), and calls every callback
 // exactly once: each item its verdict, or every item the call's error. A refund goes through

@@ -1,6 +1,6 @@
 // redis_store.h — the Store over one Redis or a Redis Cluster (design §3.3).
 //
-// Decisions are FCALLs of fg_decide_v3 (script.h) on the master owning the identity's slot: the
+// Decisions are FCALLs of fg_decide_v4 (script.h) on the master owning the identity's slot: the
 // script reads the state of every policy, refills from Redis TIME, checks, consumes all or
 // nothing, and writes the states with their expiry, atomically. Decisions are batched: those
 // made on one thread before its next turn of the event loop (one post per flush, none per
