@@ -212,6 +212,8 @@ struct Decimal {
   std::string_view view() const { return {buf, size}; }
 };
 
+std::int64_t sf_clamp(std::int64_t n) { return std::clamp(n, -sf::kMaxInteger, sf::kMaxInteger); }
+
 // Where the list values are composed before they are copied into the fields: one per thread, so
 // that after its first requests composing them allocates nothing.
 std::string& scratch() {
@@ -321,9 +323,11 @@ RateLimitHeaders rate_limit_headers(std::span<const Charge> charges, const Verdi
       out.fields.emplace_back(kRateLimit, value);
       break;
     case RateLimitStandard::kDraft6:
-      out.fields.emplace_back(kRateLimitLimit, Decimal(headline.limit).view());
-      out.fields.emplace_back(kRateLimitRemaining, Decimal(remaining).view());
-      out.fields.emplace_back(kRateLimitReset, Decimal(reset).view());
+      // sf-integers (draft-6 defines them as Structured Fields), so clamped as sf::append_integer
+      // clamps; no figure of a store that keeps its contract comes near the bound.
+      out.fields.emplace_back(kRateLimitLimit, Decimal(sf_clamp(headline.limit)).view());
+      out.fields.emplace_back(kRateLimitRemaining, Decimal(sf_clamp(remaining)).view());
+      out.fields.emplace_back(kRateLimitReset, Decimal(sf_clamp(reset)).view());
       append_unnamed_rate_limit_policy(value, charges.first(n));
       out.fields.emplace_back(kRateLimitPolicy, value);
       break;
