@@ -282,13 +282,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string unnamed_policy;
   for (std::size_t i = 0; i < n; ++i) {
     if (i > 0) unnamed_policy += ", ";
-    unnamed_policy += std::to_string((*policy_items)[i].params[0].second) + ";w=" +
-                      std::to_string((*policy_items)[i].params[1].second);
+    unnamed_policy += std::to_string((*policy_items)[i].params[0].second) +
+                      ";w=" + std::to_string((*policy_items)[i].params[1].second);
   }
   // draft-6 and -7 carry the figures as sf-integers: at most 15 digits (raw mode exceeds them).
   const auto sf_figure = [](const std::string& legacy_text) {
-    return std::to_string(std::clamp<std::int64_t>(std::stoll(legacy_text),
-                                                    -http::sf::kMaxInteger, http::sf::kMaxInteger));
+    return std::to_string(std::clamp<std::int64_t>(std::stoll(legacy_text), -http::sf::kMaxInteger,
+                                                   http::sf::kMaxInteger));
   };
   const std::string f_limit = sf_figure(fields[0].second);
   const std::string f_remaining = sf_figure(fields[1].second);
@@ -305,8 +305,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           break;
         case RateLimitStandard::kDraft7:
           want.emplace_back("RateLimit-Policy", unnamed_policy);
-          want.emplace_back("RateLimit",
-                            "limit=" + f_limit + ", remaining=" + f_remaining + ", reset=" + f_reset);
+          want.emplace_back("RateLimit", "limit=" + f_limit + ", remaining=" + f_remaining +
+                                             ", reset=" + f_reset);
           break;
         case RateLimitStandard::kDraft6:
           want.emplace_back("RateLimit-Limit", f_limit);
@@ -329,13 +329,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       const http::RateLimitHeaders dform =
           http::degraded_rate_limit_headers(charges, {standard, legacy});
       const std::size_t policy_fields = standard == RateLimitStandard::kNone ? 0 : 1;
-      FG_FUZZ_CHECK(dform.fields.size() == policy_fields + 1 &&
-                        dform.fields.back().second == http::kDegradedStoreUnavailable &&
-                        (policy_fields == 0 ||
-                         dform.fields[0].second == (standard == RateLimitStandard::kDraft8
-                                                        ? fields[3].second
-                                                        : unnamed_policy)),
-                    "degraded fields of form %s", std::string(config::to_string(standard)).c_str());
+      FG_FUZZ_CHECK(
+          dform.fields.size() == policy_fields + 1 &&
+              dform.fields.back().second == http::kDegradedStoreUnavailable &&
+              (policy_fields == 0 ||
+               dform.fields[0].second ==
+                   (standard == RateLimitStandard::kDraft8 ? fields[3].second : unnamed_policy)),
+          "degraded fields of form %s", std::string(config::to_string(standard)).c_str());
     }
   }
 

@@ -450,7 +450,8 @@ class Parser {
                {"listen", "threads", "store", "store_timeout", "on_store_error", "local_fallback",
                 "trusted_proxies", "upstream", "upstream_timeout", "key_prefix", "cors", "identity",
                 "policies", "server", "memory", "deny_cache", "access_log", "key_secret", "admin_listen",
-                "check_api", "dashboard", "rate_limit_headers", "admin_rate_limit_headers"},
+                "check_api", "dashboard",
+                "rate_limit_headers", "admin_rate_limit_headers"},
                "a mapping of fields (listen, store, policies, ...)");
     if (!top) return std::nullopt;
 

@@ -951,7 +951,7 @@ TEST(configRateLimitHeaders, ProblemsNameTheFieldAndLine) {
             std::vector<std::string>{"t.yaml:1: admin_rate_limit_headers: only with admin_listen "
                                      "(the fields of listen are rate_limit_headers)"});
   EXPECT_EQ(problem_lines("\n" + std::string(kPolicies) +
-                          "    rate_limit_headers:\n"   // 6
+                          "    rate_limit_headers:\n"    // 6
                           "      standard: draft-5\n"),  // 7
             std::vector<std::string>{R"(t.yaml:7: policies[0].rate_limit_headers.standard: )"
                                      R"("draft-5" is not one of draft-8, draft-7, draft-6, none)"});

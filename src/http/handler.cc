@@ -299,8 +299,8 @@ namespace {
 // (route() serves it nowhere else then), and every other decided route on `listen`.
 config::HeaderStyle style_of(const Runtime& rt, const Route& route, std::size_t headline) {
   const bool admin = route.kind == Route::Kind::kCheck && rt.config->admin_listen.has_value();
-  const std::size_t policy =
-      headline < route.policy_indices.size() ? route.policy_indices[headline] : decide::kCheckApiPolicy;
+  const std::size_t policy = headline < route.policy_indices.size() ? route.policy_indices[headline]
+                                                                    : decide::kCheckApiPolicy;
   return config::header_style(*rt.config, admin, policy);
 }
 
@@ -524,7 +524,8 @@ void prepare_fields(Response& r, const Request& req, const Runtime& rt, const He
       origin && origin_allowed(*rt.config, *origin)) {
     r.set(beast_http::field::access_control_allow_origin,
           boost::beast::string_view(origin->data(), origin->size()));
-    const std::string_view expose = sends_draft6(*rt.config) ? kExposeHeadersDraft6 : kExposeHeaders;
+    const std::string_view expose =
+        sends_draft6(*rt.config) ? kExposeHeadersDraft6 : kExposeHeaders;
     r.set(beast_http::field::access_control_expose_headers,
           boost::beast::string_view(expose.data(), expose.size()));
     r.set(beast_http::field::vary, "Origin");

@@ -340,10 +340,8 @@ TEST(RateLimitHeaderForms, Draft6IsThreeFieldsOfTheHeadlineAndKeepsRetryAfter) {
   const RateLimitHeaders h =
       rate_limit_headers(t.charges, t.denied_verdict(), {RateLimitStandard::kDraft6, false});
   const HeaderFields expected = {
-      {"RateLimit-Limit", "100"},
-      {"RateLimit-Remaining", "0"},
-      {"RateLimit-Reset", "60"},
-      {"RateLimit-Policy", "100;w=60, 10;w=1"},
+      {"RateLimit-Limit", "100"}, {"RateLimit-Remaining", "0"},
+      {"RateLimit-Reset", "60"},  {"RateLimit-Policy", "100;w=60, 10;w=1"},
       {"Retry-After", "12"},
   };
   EXPECT_EQ(h.fields, expected);
@@ -360,9 +358,9 @@ TEST(RateLimitHeaderForms, NoneWithoutLegacyLeavesOnlyRetryAfter) {
   EXPECT_EQ(rate_limit_headers(t.charges, t.denied_verdict(), nothing).fields, expected);
   const HeaderFields legacy_only = {
       {"X-RateLimit-Limit", "10"}, {"X-RateLimit-Remaining", "9"}, {"X-RateLimit-Reset", "1"}};
-  EXPECT_EQ(rate_limit_headers(t.charges, t.allowed_verdict(), {RateLimitStandard::kNone, true})
-                .fields,
-            legacy_only);
+  EXPECT_EQ(
+      rate_limit_headers(t.charges, t.allowed_verdict(), {RateLimitStandard::kNone, true}).fields,
+      legacy_only);
 }
 
 TEST(RateLimitHeaderForms, Draft8WithoutLegacyIsTheDefaultLessTheXFields) {
