@@ -46,10 +46,18 @@ function policyYaml(p, prefix, extra = '') {
          `    limit: ${p.limit}\n    period: 1d\n${extra}`;
 }
 
+// Every server still running, stopped by its PID if this script ends early (an exception, a
+// signal from ctest's timeout).
+const running = new Set();
+process.on('exit', () => { for (const child of running) child.kill('SIGKILL'); });
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(1));
+
 async function startServer(dir, yaml) {
   const file = join(dir, 'floodgate.yaml');
   writeFileSync(file, `listen: 127.0.0.1:0\nthreads: 1\nstore: memory://\n${yaml}`);
   const child = spawn(floodgate, ['serve', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  running.add(child);
+  child.on('exit', () => running.delete(child));
   let log = '';
   const port = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no "serving on" in 20 s:\n${log}`)), 20000);
@@ -63,8 +71,7 @@ async function startServer(dir, yaml) {
   child.stderr.resume();
   return { port, stop: () => new Promise((resolve) => {
     if (child.exitCode !== null) return resolve();
-    child.removeAllListeners('exit');
-    child.on('exit', resolve);
+    child.once('exit', resolve);
     child.kill('SIGTERM');  // this child, by its PID
   }) };
 }
