@@ -56,7 +56,9 @@ auto Server::Impl::render_status(const Request& req) -> std::string {
   for (const config::PolicyConfig& pc : c->policies) {
     if (!wanted.empty() && pc.policy.name != wanted) continue;
     if (auto d = metrics.last_decision(metrics.policy_id(pc.policy.name))) {
-      last = last_decision_fields(pc.policy, d->first, d->second);
+      const auto index = static_cast<std::size_t>(&pc - c->policies.data());
+      last = last_decision_fields(pc.policy, d->first, d->second,
+                                  config::header_style(*c, false, index));
     }
     break;
   }

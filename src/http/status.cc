@@ -60,7 +60,7 @@ std::optional<double> histogram_quantile_ms(const Buckets& counts, double q) {
 }
 
 LastDecisionFields last_decision_fields(const Policy& policy, const Decision& decision,
-                                        Timestamp decided_at) {
+                                        Timestamp decided_at, const config::HeaderStyle& style) {
   const Charge charge{&policy, policy.cost};
   Verdict v;
   v.allowed = decision.allowed || policy.shadow;
@@ -70,7 +70,7 @@ LastDecisionFields last_decision_fields(const Policy& policy, const Decision& de
   out.policy = policy.name;
   out.allowed = decision.allowed;
   out.decided_at = decided_at;
-  out.fields = rate_limit_headers({&charge, 1}, v).fields;
+  out.fields = rate_limit_headers({&charge, 1}, v, style).fields;
   return out;
 }
 

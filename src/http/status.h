@@ -94,10 +94,11 @@ struct LastDecisionFields {
   HeaderFields fields;
 };
 
-// The fields of `decision` of `policy` as a response carries them (rate_limit_headers()), plus
-// Retry-After when denied.
+// The fields of `decision` of `policy` as a response carries them (rate_limit_headers(), in
+// `style`: the policy's form on `listen`, config::header_style), plus Retry-After when denied.
 LastDecisionFields last_decision_fields(const Policy& policy, const Decision& decision,
-                                        Timestamp decided_at);
+                                        Timestamp decided_at,
+                                        const config::HeaderStyle& style = {});
 
 class StatusBoard {
  public:

@@ -150,6 +150,14 @@ TEST(StatusBoard, TheLastDecisionAsAClientSawIt) {
                              {"RateLimit", R"("per-minute";r=0;t=59)"},
                              {"Retry-After", "1"}};
   EXPECT_EQ(f.fields, want);
+  // In the policy's form (rate_limit_headers), as its clients see them.
+  const HeaderFields want_draft6 = {{"RateLimit-Limit", "100"},
+                                    {"RateLimit-Remaining", "0"},
+                                    {"RateLimit-Reset", "59"},
+                                    {"RateLimit-Policy", "100;w=60"},
+                                    {"Retry-After", "1"}};
+  EXPECT_EQ(last_decision_fields(p, d, kT0, {config::RateLimitStandard::kDraft6, false}).fields,
+            want_draft6);
   decide::Metrics m(1);
   auto rules = rules_with_ids(m);
   StatusBoard board(info());
