@@ -288,7 +288,8 @@ TEST(Metrics, MemoryStoreSeriesFollowTheStore) {
   EXPECT_EQ(value(s, R"(floodgate_memory_store_keys{store="store"})"), 4u);
   EXPECT_EQ(value(s, R"(floodgate_memory_store_refusals_total{store="store"})"), 6u);
   EXPECT_EQ(value(s, R"(floodgate_memory_store_evictions_total{store="store"})"), 0u);
-  clock.advance(std::chrono::seconds(1));  // every bucket full again
+  // Every bucket full again, and the time bucket of those expiries passed: the states go.
+  clock.advance(std::chrono::seconds(1) + std::chrono::microseconds(memory::kExpiryBucketUs));
   ASSERT_TRUE(decide("late"));
   s = parse(m.render());
   EXPECT_EQ(value(s, R"(floodgate_memory_store_evictions_total{store="store"})"), 4u);

@@ -230,15 +230,17 @@ TEST(ParseDecideBatchReply, AMalformedReplyIsInternalNeverACrash) {
   EXPECT_EQ(parse_decide_batch_reply(nil, two).error().code, ErrorCode::kInternal);
 }
 
-TEST(LibraryLoadCommands, ReplaceTheV2LibraryInOneTransaction) {
+TEST(LibraryLoadCommands, ReplaceTheV3AndV2LibrariesInOneTransaction) {
   const auto commands = library_load_commands();
-  ASSERT_EQ(commands.size(), 4u);
+  ASSERT_EQ(commands.size(), 5u);
   EXPECT_EQ(parse_command(commands[0]), (std::vector<std::string>{"MULTI"}));
   EXPECT_EQ(parse_command(commands[1]),
-            (std::vector<std::string>{"FUNCTION", "DELETE", "floodgate_v2"}));
+            (std::vector<std::string>{"FUNCTION", "DELETE", "floodgate_v3"}));
   EXPECT_EQ(parse_command(commands[2]),
+            (std::vector<std::string>{"FUNCTION", "DELETE", "floodgate_v2"}));
+  EXPECT_EQ(parse_command(commands[3]),
             (std::vector<std::string>{"FUNCTION", "LOAD", "REPLACE", library_code()}));
-  EXPECT_EQ(parse_command(commands[3]), (std::vector<std::string>{"EXEC"}));
+  EXPECT_EQ(parse_command(commands[4]), (std::vector<std::string>{"EXEC"}));
 }
 
 TEST(FormatRefundCommand, SameKeysAndValuesWithTheCostsThatWereConsumed) {
