@@ -81,6 +81,8 @@ class CircuitBreaker {
   void on_failure(Timestamp now);
 
   State state() const;
+  // Closed with no failure counted: nothing a success could change.
+  bool healthy() const;
   // Transitions into open, reopenings after a failed probe included.
   std::uint64_t times_opened() const;
 

@@ -164,6 +164,11 @@ class RedisStore final : public Store {
   // A cluster: 32 probe keys reach every master of a small cluster whatever key_secret hashes
   // them to (a given master of 3 is missed with probability (2/3)^32 < 1e-5); one Redis: 1.
   int probe_keys() const override;
+  // A cluster: the master serving the identity's slot by the last slot map any thread of the
+  // store learned (-1 before the first); every node seen (masters and replicas, by "host:port")
+  // has an index. One Redis: 0. Errors name the node the call last went to (Error::node).
+  int node_of(std::string_view identity) const override;
+  std::string node_name(int node) const override;
 
   // Registers the calling thread, which runs `ioc`, as an I/O thread of this store: decide()
   // made on it afterwards uses connections of its own on `ioc`. Call on that thread; idempotent.
