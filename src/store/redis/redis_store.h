@@ -23,7 +23,7 @@
 // is: the same connections, pipelining, routing, redirections, retries and deadline.
 //
 // Cluster. The slot map comes from CLUSTER SLOTS (any known node, the seeds first) and is kept
-// per thread. MOVED updates the slot and retries on the named node (and refreshes the map); ASK
+// per thread (and, for node_of(), once for the store: the last map any thread learned). MOVED updates the slot and retries on the named node (and refreshes the map); ASK
 // retries on the named node after ASKING, in the same write; TRYAGAIN, CLUSTERDOWN, LOADING,
 // READONLY are retried with backoff (1, 2, 4 .. 64 ms) until the deadline; a lost node refreshes
 // the map from the other known nodes. Commands go to masters only.
@@ -46,6 +46,8 @@
 // A call's outcome is its decisions': a redirection, a retry or a reload resends the whole call
 // (its decisions share a slot), and an error reply fails every decision in it (kUnavailable).
 //   kInternal          a reply the binary does not understand (script and binary disagree).
+// Every error of a call that was sent names, in Error::node, the node it was last sent to (the
+// index node_of() uses), so that the caller can keep a circuit breaker per master.
 //
 // Lifetime: destroying the store fails what is still waiting on its own I/O thread (kUnavailable)
 // and joins it. A bound thread must call unbind_current_thread() before the store is destroyed,
