@@ -136,6 +136,9 @@ class Store {
     (void)node;
     return {};
   }
+  // Whether node_of() still answers `node` for some identity (a cluster master that still has
+  // slots; -1: some slot is unmapped). A failed-over master is not: its breaker can be forgotten.
+  virtual bool node_in_use(int node) const { return node == 0; }
 };
 
 // Decides one request that is counted per several identities (policies with identities of their

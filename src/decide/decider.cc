@@ -83,8 +83,27 @@ Decider::Nodes Decider::nodes_of(const Plan& plan) const {
   return nodes;
 }
 
+std::optional<Error> Decider::check_circuits(const Plan& plan, Nodes& nodes) {
+  if (!trouble_.load()) return std::nullopt;
+  // Some node has trouble: which nodes the plan needs, and whether their circuits let the call
+  // through (one node's outage answers only for the identities it serves). A plan of several
+  // identities whose second node is open may have taken the first node's probe slot: that node
+  // is probed again after probe_timeout.
+  nodes = nodes_of(plan);
+  const Timestamp now = clock_->now();
+  for (int n : nodes) {
+    if (!breaker_for(n).breaker.allow(now)) {
+      Error open = make_error(ErrorCode::kUnavailable, "circuit open: " + node_label(n));
+      open.node = n;
+      return open;
+    }
+  }
+  return std::nullopt;
+}
+
 void Decider::note(int node, NodeBreaker& b) {
   const bool open = b.breaker.state() == CircuitBreaker::State::kOpen;
+  if (b.reported_open.load(std::memory_order_relaxed) == open) return;  // the usual case
   bool was = !open;
   if (!b.reported_open.compare_exchange_strong(was, open, std::memory_order_relaxed)) return;
   const int now_open = open_nodes_.fetch_add(open ? 1 : -1, std::memory_order_relaxed) +
@@ -167,21 +186,11 @@ void Decider::decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
       return;
     }
   }
-  // Only while some node has trouble: which nodes the plan needs, and whether their circuits let
-  // the call through (one node's outage answers only for the identities it serves).
   Nodes nodes;
-  if (trouble_.load()) {
-    nodes = nodes_of(plan);
-    const Timestamp now = clock_->now();
-    for (int n : nodes) {
-      if (!breaker_for(n).breaker.allow(now)) {
-        Error open = make_error(ErrorCode::kUnavailable, "circuit open: " + node_label(n));
-        open.node = n;
-        done(after_store(rules, plan, shard, tl::unexpected(std::move(open)), false,
-                         Duration::zero()));
-        return;
-      }
-    }
+  if (std::optional<Error> open = check_circuits(plan, nodes)) {
+    done(after_store(rules, plan, shard, tl::unexpected(std::move(*open)), false,
+                     Duration::zero()));
+    return;
   }
   if (plan.identities.size() == 1) {  // the store copies the request: nothing to keep
     store_->decide(
@@ -209,17 +218,9 @@ void Decider::decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
 Outcome Decider::decide_now(const Rules& rules, const Plan& plan, ThreadMetrics* shard) {
   const auto started_at = std::chrono::steady_clock::now();
   Nodes nodes;
-  if (trouble_.load()) {
-    nodes = nodes_of(plan);
-    const Timestamp now = clock_->now();
-    for (int n : nodes) {
-      if (!breaker_for(n).breaker.allow(now)) {
-        Error open = make_error(ErrorCode::kUnavailable, "circuit open: " + node_label(n));
-        open.node = n;
-        return after_store(rules, plan, shard, tl::unexpected(std::move(open)), false,
-                           Duration::zero());
-      }
-    }
+  if (std::optional<Error> open = check_circuits(plan, nodes)) {
+    return after_store(rules, plan, shard, tl::unexpected(std::move(*open)), false,
+                       Duration::zero());
   }
   if (plan.identities.size() == 1) {
     return after_store(rules, plan, shard,
@@ -320,7 +321,24 @@ void Decider::give_back(const Rules& rules, const Plan& plan, const Verdict& con
   }
 }
 
+void Decider::forget_unused_nodes() {
+  if (!trouble_.load()) return;
+  bool changed = false;
+  for (std::size_t i = 0; i < kNodeBreakers; ++i) {
+    NodeBreaker* b = breakers_[i].load(std::memory_order_acquire);
+    const int node = static_cast<int>(i) - 1;
+    if (b == nullptr || b->breaker.healthy() || store_->node_in_use(node)) continue;
+    // No identity maps to this node any more (its replica took over its slots): nothing will
+    // probe it, and its open circuit would stay in the gauges for good.
+    b->breaker.on_success();
+    note(node, *b);
+    changed = true;
+  }
+  if (changed) maybe_clear_trouble();
+}
+
 void Decider::probe(std::function<void(Result<void>)> done) {
+  forget_unused_nodes();
   probe_from(0, std::make_shared<std::function<void(Result<void>)>>(std::move(done)));
 }
 

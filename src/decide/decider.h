@@ -104,7 +104,8 @@ class Decider {
   void give_back(const Rules& rules, const Plan& plan, const Verdict& consumed);
 
   // Asks whether any part of the store answers, over up to probe_keys keys (cost 0: nothing is
-  // consumed); closes the breaker when it does. `done(ok)` once. For /readyz.
+  // consumed); closes the breaker of the node that answered. Also forgets the breakers of nodes
+  // that no longer serve anyone (a failed-over master). `done(ok)` once. For /readyz.
   void probe(std::function<void(Result<void>)> done);
 
   // The last probe's answer (true until a probe says otherwise).
@@ -134,6 +135,9 @@ class Decider {
   using Nodes = boost::container::small_vector<int, 2>;
 
   NodeBreaker& breaker_for(int node);
+  // Before a store call: fills `nodes` while some node has trouble (else leaves it empty) and
+  // answers the error to give when one of them has its circuit open.
+  std::optional<Error> check_circuits(const Plan& plan, Nodes& nodes);
   std::string node_label(int node) const;
   // The nodes of the plan's identities, in order.
   Nodes nodes_of(const Plan& plan) const;
@@ -141,6 +145,8 @@ class Decider {
   void note(int node, NodeBreaker& b);
   // After a success on a node with trouble: clears trouble_ when every breaker is healthy.
   void maybe_clear_trouble();
+  // Closes the circuits of nodes the store no longer routes to (Store::node_in_use).
+  void forget_unused_nodes();
   // The store's answer for `nodes` (empty: not looked up, the store was healthy at the call).
   void on_store_answer(const Plan& plan, const Nodes& nodes, const Result<Verdict>& verdict);
 

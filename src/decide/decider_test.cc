@@ -161,6 +161,8 @@ class Nodes final : public Store {
     return identity.find("203.0.113.7") != std::string_view::npos ? 1 : 2;
   }
   std::string node_name(int node) const override { return "n" + std::to_string(node); }
+  std::set<int> retired;  // nodes no identity maps to any more
+  bool node_in_use(int node) const override { return !retired.contains(node); }
   void decide(const DecideRequest& r, DecideCallback done) override {
     const int node = node_of(r.identity);
     ++calls[node];
@@ -247,6 +249,32 @@ TEST_F(DeciderTest, OneNodesOutageOpensOnlyItsCircuit) {
   EXPECT_TRUE(d.open_circuits().empty());
   EXPECT_NE(metrics.render().find(R"(floodgate_store_node_circuit_open{node="n1"} 0)"),
             std::string::npos);
+  EXPECT_NE(metrics.render().find("floodgate_store_circuit_open 0"), std::string::npos);
+}
+
+TEST_F(DeciderTest, TheCircuitOfANodeThatServesNoOneIsForgotten) {
+  auto nodes = std::make_shared<Nodes>(clock);
+  DeciderOptions o;
+  o.store = nodes;
+  o.clock = &clock;
+  Decider d(std::move(o));
+  d.set_metrics(&metrics);
+  auto rules = rules_for("allow", metrics);
+  auto p = check_plan(*rules, "p", "203.0.113.7", 1);  // node 1
+  ASSERT_TRUE(p);
+  nodes->down = {1};
+  for (int i = 0; i < 5; ++i) {
+    d.decide(*rules, *p, nullptr, [](Outcome) {});
+  }
+  ASSERT_TRUE(d.circuit_open());
+  // The readiness probe while node 1 still serves its slots: its circuit stays open.
+  d.probe([](Result<void>) {});
+  EXPECT_TRUE(d.circuit_open());
+  // Its replica took its slots over: nothing maps to node 1 any more, nothing would probe it.
+  nodes->retired = {1};
+  d.probe([](Result<void>) {});
+  EXPECT_FALSE(d.circuit_open());
+  EXPECT_TRUE(d.open_circuits().empty());
   EXPECT_NE(metrics.render().find("floodgate_store_circuit_open 0"), std::string::npos);
 }
 

@@ -185,6 +185,15 @@ class NodeRegistry {
     return slots_[slot].load(std::memory_order_relaxed);
   }
 
+  // Whether some slot maps to `id` (16384 relaxed loads: for a periodic check, not per request).
+  bool in_use(int id) const {
+    if (slot_count_ == 0) return id == 0;
+    for (int s = 0; s < slot_count_; ++s) {
+      if (slots_[s].load(std::memory_order_relaxed) == id) return true;
+    }
+    return false;
+  }
+
  private:
   const int slot_count_;
   std::unique_ptr<std::atomic<std::int32_t>[]> slots_;
@@ -823,6 +832,8 @@ int RedisStore::node_of(std::string_view identity) const {
 }
 
 std::string RedisStore::node_name(int node) const { return impl_->shared->nodes->name(node); }
+
+bool RedisStore::node_in_use(int node) const { return impl_->shared->nodes->in_use(node); }
 
 void RedisStore::decide(const DecideRequest& request, DecideCallback done) {
   if (auto ok = check_charges(request.charges); !ok) {

@@ -171,6 +171,7 @@ class RedisStore final : public Store {
   // has an index. One Redis: 0. Errors name the node the call last went to (Error::node).
   int node_of(std::string_view identity) const override;
   std::string node_name(int node) const override;
+  bool node_in_use(int node) const override;
 
   // Registers the calling thread, which runs `ioc`, as an I/O thread of this store: decide()
   // made on it afterwards uses connections of its own on `ioc`. Call on that thread; idempotent.
