@@ -27,7 +27,7 @@ grep -q 'store_url *= *"${local.store_scheme}://' "$tf" || fail "deploy/terrafor
 grep -q 'transit_encryption_enabled = var.redis_transit_encryption' "$tf" ||
   fail "deploy/terraform/main.tf: ElastiCache's transit encryption must follow redis_transit_encryption"
 for scheme in $schemes; do
-  printf 'listen: 0.0.0.0:8080\nstore: %s://clustercfg.floodgate-redis.abc123.euw1.cache.amazonaws.com:6379\nstore_timeout: 20ms\non_store_error: local\n' \
+  printf 'listen: 0.0.0.0:8080\nstore: %s://clustercfg.floodgate-redis.abc123.euw1.cache.amazonaws.com:6379\nstore_timeout: 20ms\non_store_error: local\npolicies:\n  - {name: per-minute, limit: 100, period: 1m}\n' \
     "$scheme" >"$tmp/tf-$scheme.yaml"
   "$fg" validate "$tmp/tf-$scheme.yaml" >/dev/null 2>"$tmp/err" || fail "terraform store URL $scheme://: $(cat "$tmp/err")"
 done
