@@ -157,9 +157,9 @@ TEST(NodeBreakerRedis, AHungMasterDegradesOnlyItsSlots) {
     }
   }
   EXPECT_EQ(decider.open_circuits(), std::vector<std::string>{victim_name});
-  EXPECT_NE(metrics.render().find("floodgate_store_node_circuit_open{node=\"" + victim_name +
-                                  "\"} 1"),
-            std::string::npos);
+  EXPECT_NE(
+      metrics.render().find("floodgate_store_node_circuit_open{node=\"" + victim_name + "\"} 1"),
+      std::string::npos);
   victim->resume();
 }
 

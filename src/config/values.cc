@@ -282,7 +282,9 @@ Result<void> parse_tls_query(std::string_view query, StoreUrl& url) {
     const std::string_view name = pair.substr(0, eq);
     auto value = percent_decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
     if (!value) return invalid("store URL: bad percent-encoding in " + quote(name));
-    if (!url.tls) return invalid("store URL: " + std::string(name) + "= needs rediss:// or rediss-cluster:// (TLS)");
+    if (!url.tls)
+      return invalid("store URL: " + std::string(name) +
+                     "= needs rediss:// or rediss-cluster:// (TLS)");
     StoreTls& tls = url.tls_options;
     if (name == "ca") {
       tls.ca_file = std::move(*value);
@@ -420,10 +422,10 @@ Result<StoreUrl> parse_store_url(std::string_view text) {
 
 std::string to_string(const StoreUrl& url) {
   if (url.kind == StoreKind::kMemory) return "memory://";
-  std::string out = url.kind == StoreKind::kRedisCluster ? (url.tls ? "rediss-cluster://"
-                                                                   : "redis-cluster://")
-                    : url.tls                            ? "rediss://"
-                                                         : "redis://";
+  std::string out = url.kind == StoreKind::kRedisCluster
+                        ? (url.tls ? "rediss-cluster://" : "redis-cluster://")
+                    : url.tls ? "rediss://"
+                              : "redis://";
   if (!url.password.empty()) out += url.user + ":***@";
   for (std::size_t i = 0; i < url.hosts.size(); ++i) {
     if (i > 0) out += ',';

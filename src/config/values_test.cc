@@ -176,14 +176,14 @@ TEST(configStoreUrl, ClusterOverTls) {
   EXPECT_TRUE(u->tls);
   EXPECT_EQ(u->user, "fg");
   EXPECT_EQ(u->password, "pw");
-  EXPECT_EQ(u->hosts, (std::vector<HostPort>{{"10.0.0.1", 6379}, {"cfg.cache.amazonaws.com", 6379}}));
+  EXPECT_EQ(u->hosts,
+            (std::vector<HostPort>{{"10.0.0.1", 6379}, {"cfg.cache.amazonaws.com", 6379}}));
   EXPECT_EQ(u->tls_options.ca_file, "/ca.pem");
   EXPECT_EQ(u->tls_options.cert_file, "/c.pem");
   EXPECT_EQ(u->tls_options.key_file, "/k.pem");
   EXPECT_EQ(u->tls_options.server_name, "redis.internal");
   EXPECT_TRUE(u->tls_options.verify);
-  EXPECT_EQ(to_string(*u),
-            "rediss-cluster://fg:***@10.0.0.1:6379,cfg.cache.amazonaws.com:6379");
+  EXPECT_EQ(to_string(*u), "rediss-cluster://fg:***@10.0.0.1:6379,cfg.cache.amazonaws.com:6379");
   u = parse_store_url("rediss-cluster://a:1?insecure=1");
   ASSERT_TRUE(u) << u.error().message;
   EXPECT_FALSE(u->tls_options.verify);

@@ -106,8 +106,8 @@ void Decider::note(int node, NodeBreaker& b) {
   if (b.reported_open.load(std::memory_order_relaxed) == open) return;  // the usual case
   bool was = !open;
   if (!b.reported_open.compare_exchange_strong(was, open, std::memory_order_relaxed)) return;
-  const int now_open = open_nodes_.fetch_add(open ? 1 : -1, std::memory_order_relaxed) +
-                       (open ? 1 : -1);
+  const int now_open =
+      open_nodes_.fetch_add(open ? 1 : -1, std::memory_order_relaxed) + (open ? 1 : -1);
   if (metrics_ != nullptr) {
     metrics_->set_circuit_open(now_open > 0);
     metrics_->set_node_circuit_open(node_label(node), open);
@@ -188,18 +188,17 @@ void Decider::decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
   }
   Nodes nodes;
   if (std::optional<Error> open = check_circuits(plan, nodes)) {
-    done(after_store(rules, plan, shard, tl::unexpected(std::move(*open)), false,
-                     Duration::zero()));
+    done(
+        after_store(rules, plan, shard, tl::unexpected(std::move(*open)), false, Duration::zero()));
     return;
   }
   if (plan.identities.size() == 1) {  // the store copies the request: nothing to keep
-    store_->decide(
-        DecideRequest{plan.identities.front(), plan.charges},
-        [this, &rules, &plan, shard, started_at, asked_us, nodes,
-         done = std::move(done)](Result<Verdict> v) {
-          done(after_store(rules, plan, shard, std::move(v), true, since(started_at), asked_us,
-                           nodes));
-        });
+    store_->decide(DecideRequest{plan.identities.front(), plan.charges},
+                   [this, &rules, &plan, shard, started_at, asked_us, nodes,
+                    done = std::move(done)](Result<Verdict> v) {
+                     done(after_store(rules, plan, shard, std::move(v), true, since(started_at),
+                                      asked_us, nodes));
+                   });
     return;
   }
   // Held until the store answers: decide_all() needs its requests until then.

@@ -58,7 +58,8 @@ TEST(StatusBoard, RatesArePerSecondBetweenSamples) {
     m.shard(1).on_decision(rules->metric_ids[1], decide::PolicyOutcome::kShadowDenied);
   for (int i = 0; i < 10; ++i)
     m.shard(0).on_store(decide::StoreResult::kOk, std::chrono::microseconds(200));
-  board.sample(kT0 + seconds(12), m.totals(), *rules, InstanceFlags{true, false, true, {"127.0.0.1:7002"}},
+  board.sample(kT0 + seconds(12), m.totals(), *rules,
+               InstanceFlags{true, false, true, {"127.0.0.1:7002"}},
                {{"key:x-api-key:sha256=0123456789ab", 10, 0}});
 
   const json doc = json::parse(board.render(kT0 + seconds(12), nullptr, std::nullopt));

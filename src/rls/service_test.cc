@@ -3,11 +3,11 @@
 // with the near-limit arithmetic, and the headers. The black-box tests over gRPC are tests/rls.
 #include "rls/service.h"
 
+#include <gtest/gtest.h>
+
 #include <map>
 
 #include "rls/settings.h"
-
-#include <gtest/gtest.h>
 
 namespace fg::rls {
 namespace {

@@ -135,9 +135,9 @@ TEST_F(RedisClusterTlsTest, DecidesExactlyOnEveryMasterOverTls) {
 TEST_F(RedisClusterTlsTest, AnAclUserIsUsedOnEveryNode) {
   // ACL users are per node in a cluster: create it on each.
   for (auto* n : cluster().nodes()) {
-    ASSERT_FALSE(n->command({"ACL", "SETUSER", "fg-tls", "on", ">fg-tls-pw", "resetkeys", "~fg:*",
-                             "+@all"})
-                     .is_error);
+    ASSERT_FALSE(
+        n->command({"ACL", "SETUSER", "fg-tls", "on", ">fg-tls-pw", "resetkeys", "~fg:*", "+@all"})
+            .is_error);
   }
   std::string url = cluster().url();
   url.replace(url.find(std::string(kPassword)) - 1, kPassword.size() + 1, "fg-tls:fg-tls-pw");
@@ -166,9 +166,9 @@ TEST_F(RedisClusterTlsTest, WithoutTlsOrItsClientCertificateNothingAnswers) {
   EXPECT_FALSE(r.has_value()) << "plain RESP to the TLS ports";
   r = decide(*make_store(cluster().url() + "?ca=" + pki().path("ca.crt")), "x", {{&p, 1}});
   EXPECT_FALSE(r.has_value()) << "tls-auth-clients yes: no client certificate, no connection";
-  r = decide(*make_store(cluster().url() + "?ca=" + pki().path("other-ca.crt") + "&cert=" +
-                               pki().path("client.crt") + "&key=" + pki().path("client.key")),
-                   "x", {{&p, 1}});
+  r = decide(*make_store(cluster().url() + "?ca=" + pki().path("other-ca.crt") +
+                         "&cert=" + pki().path("client.crt") + "&key=" + pki().path("client.key")),
+             "x", {{&p, 1}});
   EXPECT_FALSE(r.has_value()) << "a CA that did not sign the nodes' certificates";
 }
 
@@ -191,8 +191,8 @@ TEST_F(RedisClusterTlsTest, RedirectionsLeadToTlsNodes) {
   const std::string target_id = node_id(*target);
 
   // Only the source as the seed: the store learns the others from CLUSTER SLOTS (over TLS).
-  auto store = make_store("rediss-cluster://:" + std::string(kPassword) + "@127.0.0.1:" +
-                          std::to_string(source->tls_port()) + tls_query());
+  auto store = make_store("rediss-cluster://:" + std::string(kPassword) +
+                          "@127.0.0.1:" + std::to_string(source->tls_port()) + tls_query());
   const Policy p = make_policy("migrating", 10, {.algorithm = Algorithm::kGcra});
   ASSERT_TRUE(decide(*store, "warm-up", {{&p, 0}}).has_value());
 

@@ -23,10 +23,11 @@
 // is: the same connections, pipelining, routing, redirections, retries and deadline.
 //
 // Cluster. The slot map comes from CLUSTER SLOTS (any known node, the seeds first) and is kept
-// per thread (and, for node_of(), once for the store: the last map any thread learned). MOVED updates the slot and retries on the named node (and refreshes the map); ASK
-// retries on the named node after ASKING, in the same write; TRYAGAIN, CLUSTERDOWN, LOADING,
-// READONLY are retried with backoff (1, 2, 4 .. 64 ms) until the deadline; a lost node refreshes
-// the map from the other known nodes. Commands go to masters only.
+// per thread (and, for node_of(), once for the store: the last map any thread learned). MOVED
+// updates the slot and retries on the named node (and refreshes the map); ASK retries on the named
+// node after ASKING, in the same write; TRYAGAIN, CLUSTERDOWN, LOADING, READONLY are retried with
+// backoff (1, 2, 4 .. 64 ms) until the deadline; a lost node refreshes the map from the other known
+// nodes. Commands go to masters only.
 //
 // Scripts. The library is loaded with FUNCTION LOAD REPLACE at the head of the store's first
 // connection to each node, and of its every reconnect (pipelined, no extra round trip), so a
