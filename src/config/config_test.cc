@@ -272,10 +272,10 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.yaml:1: threads: must be a positive integer"},
         BadCase{
             "store: ftp://x",
-            R"(t.yaml:1: store: unknown store scheme "ftp" (memory://, redis://host:port[/db], rediss://host:port[/db] or redis-cluster://host:port[,host:port...]))"},
+            R"(t.yaml:1: store: unknown store scheme "ftp" (memory://, redis://host:port[/db], rediss://host:port[/db], redis-cluster://host:port[,host:port...] or rediss-cluster://host:port[,host:port...]))"},
         BadCase{
             "store: redis",
-            R"(t.yaml:1: store: "redis" is not a store URL (memory://, redis://host:port[/db], rediss://host:port[/db] or redis-cluster://host:port[,host:port...]))"},
+            R"(t.yaml:1: store: "redis" is not a store URL (memory://, redis://host:port[/db], rediss://host:port[/db], redis-cluster://host:port[,host:port...] or rediss-cluster://host:port[,host:port...]))"},
         BadCase{"store: memory://x",
                 R"(t.yaml:1: store: "memory://x": memory:// takes nothing after it)"},
         BadCase{"store: redis://h:99999", R"(t.yaml:1: store: "h:99999": port must be 1-65535)"},
@@ -292,7 +292,7 @@ INSTANTIATE_TEST_SUITE_P(
                 R"(t.yaml:1: store: "redis://h:1/x": db must be a number (redis://host:port/0))"},
         BadCase{"store: redis://", R"(t.yaml:1: store: "redis://" has no host)"},
         BadCase{"store: redis://h:1?ca=/ca.pem",
-                R"(t.yaml:1: store: store URL: ca= needs rediss:// (TLS))"},
+                R"(t.yaml:1: store: store URL: ca= needs rediss:// or rediss-cluster:// (TLS))"},
         BadCase{
             "store: rediss://h:1?tls=1",
             R"(t.yaml:1: store: store URL: unknown parameter "tls" (rediss:// takes ca, cert, key, server_name, insecure))"},

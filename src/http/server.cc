@@ -35,6 +35,7 @@ auto Server::Impl::status_loop(Worker& w) -> awaitable<void> {
     flags.ready = ready();
     flags.draining = draining.load(std::memory_order_relaxed);
     flags.circuit_open = decider->circuit_open();
+    flags.open_circuits = decider->open_circuits();
     status_board->sample(at, metrics.totals(), *w.runtime, flags,
                    decider->top_denied().top(at, kTopDeniedShown));
     if (fleet) fleet->publish(status_board->info().id, status_board->record());

@@ -95,6 +95,7 @@ void StatusBoard::sample(Timestamp now, const decide::MetricsTotals& t, const de
   inst["uptime_s"] = std::max<std::int64_t>(0, ms_since(now, info_.started_at) / 1000);
   inst["state"] = flags.draining ? "draining" : flags.ready ? "ready" : "not_ready";
   inst["circuit"] = flags.circuit_open ? "open" : "closed";
+  inst["open_circuits"] = flags.open_circuits;
   inst["sampled_at_ms"] = to_us(now) / 1000;
   const double requests = rate(p.requests, t.requests, dt);
   const double allowed = rate(sum_range(p, 200, 299), sum_range(t, 200, 299), dt);

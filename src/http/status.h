@@ -64,7 +64,8 @@ struct InstanceInfo {
 struct InstanceFlags {
   bool ready = true;  // /readyz would say 200
   bool draining = false;
-  bool circuit_open = false;
+  bool circuit_open = false;               // any node's circuit
+  std::vector<std::string> open_circuits;  // the nodes whose circuit is open (Decider)
 };
 
 // The shared view of the fleet, as a Fleet last read it.
