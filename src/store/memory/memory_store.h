@@ -23,6 +23,12 @@
 // identity, whatever its bytes, gives the key of a hashed one. Two long identities share a state
 // only if their SHA-256 digests collide.
 //
+// Concurrency slots (algorithm: concurrency) are not states: each shard holds, per key, the
+// leases of the requests in flight (lease id, expiry). A decision drops the key's expired leases
+// and decides on the count of the others, under the same shard lock as the identity's other
+// policies, so a request takes its slot only when every rate policy allows it too. Their memory
+// is bounded by the requests in flight, not by max_keys; a key without leases is dropped.
+//
 // Thread safety: every public method is thread-safe.
 #pragma once
 
@@ -53,6 +59,11 @@ class MemoryStore final : public Store {
   void decide(const DecideRequest& request, DecideCallback done) override;
   // Completes before returning, on the calling thread, under the same shard lock as decide().
   void refund(const RefundRequest& request, RefundCallback done) override;
+  // Complete before returning, on the calling thread, under the identity's shard lock.
+  void release(const LeaseRequest& request, RefundCallback done) override;
+  void renew(const LeaseRequest& request, RefundCallback done) override;
+  // Slots held now for `identity` under `policy` (expired leases not counted). For tests.
+  std::size_t slots_held(std::string_view identity, std::string_view policy) const;
   std::string_view kind() const override { return "memory"; }
 
   // The same decision, returned directly.
@@ -95,9 +106,15 @@ class MemoryStore final : public Store {
     ExpiryIndex::iterator expiry;
   };
   using Map = std::unordered_map<std::string, Entry, StringHash, std::equal_to<>>;
+  struct Lease {
+    std::string id;
+    std::int64_t expires_us = 0;
+  };
+  using Leases = std::unordered_map<std::string, std::vector<Lease>, StringHash, std::equal_to<>>;
   struct Shard {
     mutable std::mutex mu;
     Map map;
+    Leases leases;  // concurrency policies' keys -> the leases in flight
     ExpiryIndex by_expiry;
     std::uint64_t expired = 0;
     std::uint64_t evicted = 0;
@@ -113,6 +130,8 @@ class MemoryStore final : public Store {
   // state that still counts is ever dropped.
   bool make_room(Shard& shard, std::int64_t now_us, std::size_t needed,
                  std::span<Node* const> keep);
+  // Gives back (renew false) or renews (to now + each policy's lease) the slots of `request`.
+  void update_leases(const LeaseRequest& request, bool renew);
   // Sets `node`'s expiry to `expires_us`, moving it in the shard's expiry index if it must.
   static void rekey(Shard& shard, Node& node, std::int64_t expires_us);
 
