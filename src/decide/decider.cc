@@ -79,7 +79,7 @@ void Decider::decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
   }
   if (plan.identities.size() == 1) {  // the store copies the request: nothing to keep
     store_->decide(
-        DecideRequest{plan.identities.front(), plan.charges},
+        DecideRequest{plan.identities.front(), plan.charges, plan.lease},
         [this, &rules, &plan, shard, started_at, asked_us,
          done = std::move(done)](Result<Verdict> v) {
           done(after_store(rules, plan, shard, std::move(v), true, since(started_at), asked_us));
@@ -106,9 +106,8 @@ Outcome Decider::decide_now(const Rules& rules, const Plan& plan, ThreadMetrics*
                        Duration::zero());
   }
   if (plan.identities.size() == 1) {
-    return after_store(rules, plan, shard,
-                       store_->decide_now(DecideRequest{plan.identities.front(), plan.charges}),
-                       true, since(started_at));
+    const DecideRequest request{plan.identities.front(), plan.charges, plan.lease};
+    return after_store(rules, plan, shard, store_->decide_now(request), true, since(started_at));
   }
   std::optional<Result<Verdict>> verdict;  // (an Error up front would cost every request its text)
   const auto requests = plan.requests(plan.charges);
