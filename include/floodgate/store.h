@@ -173,6 +173,9 @@ Result<Verdict> decide_and_wait(Store& store, const DecideRequest& request);
 // Calls refund() and waits for the answer; the same restrictions as decide_and_wait().
 Result<void> refund_and_wait(Store& store, const RefundRequest& request);
 
+// Calls release() and waits for the answer; the same restrictions as decide_and_wait().
+Result<void> release_and_wait(Store& store, const LeaseRequest& request);
+
 struct MemoryStoreOptions {
   // Most (identity, policy) states held at once (`memory.max_keys` in the config). Size it above
   // the states of the clients active within your longest period: the store never forgets a state

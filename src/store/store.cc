@@ -159,6 +159,13 @@ void decide_all(Store& store, std::span<const DecideRequest> requests, DecideCal
 
 namespace fg {
 
+Result<void> release_and_wait(Store& store, const LeaseRequest& request) {
+  std::promise<Result<void>> promise;
+  auto future = promise.get_future();
+  store.release(request, [&promise](Result<void> r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
 Result<void> refund_and_wait(Store& store, const RefundRequest& request) {
   std::promise<Result<void>> promise;
   auto future = promise.get_future();
