@@ -533,11 +533,16 @@ std::string Metrics::render() const {
   append_header(out, "floodgate_draining", "gauge",
                 "1 while the server drains connections before exiting, else 0.");
   append_sample(out, "floodgate_draining", draining_.load(std::memory_order_relaxed) ? 1 : 0);
-  append_header(out, "floodgate_concurrency_in_flight", "gauge",
-                "Concurrency slots this instance holds now (requests in flight), per policy.");
+  // Only with a concurrency policy: a config without one shows no such family.
+  bool in_flight_header = false;
   for (std::size_t i = 0; i <= names.size() && i <= kOtherPolicyId; ++i) {
     const std::size_t id = i == names.size() ? kOtherPolicyId : i;
     if (!in_flight_shown_[id].load(std::memory_order_relaxed)) continue;
+    if (!in_flight_header) {
+      append_header(out, "floodgate_concurrency_in_flight", "gauge",
+                    "Concurrency slots this instance holds now (requests in flight), per policy.");
+      in_flight_header = true;
+    }
     const std::int64_t held = in_flight_[id].load(std::memory_order_relaxed);
     append_sample(out, "floodgate_concurrency_in_flight", "policy",
                   id == kOtherPolicyId ? std::string(kOtherPolicyName) : names[i],
