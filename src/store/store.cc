@@ -54,9 +54,10 @@ std::string make_lease_id() {
   }();
   static std::atomic<std::uint64_t> counter{0};
   char buf[48];
-  const int n = std::snprintf(buf, sizeof buf, "%016llx.%llu", static_cast<unsigned long long>(nonce),
-                              static_cast<unsigned long long>(
-                                  counter.fetch_add(1, std::memory_order_relaxed)));
+  const auto count = counter.fetch_add(1, std::memory_order_relaxed);
+  const int n = std::snprintf(buf, sizeof buf, "%016llx.%llu",
+                              static_cast<unsigned long long>(nonce),
+                              static_cast<unsigned long long>(count));
   return std::string(buf, static_cast<std::size_t>(n));
 }
 
