@@ -329,6 +329,57 @@ TEST_F(LuaVectors, ScriptAgreesWithTheCoreOnEveryCase) {
   EXPECT_GT(new_expiries, 0);
 }
 
+// Concurrency (tests/vectors/concurrency/): slots are leases, which only a store holds, so the
+// core side is the memory store (apply_concurrency under its shard lock) on a manual clock, and
+// the script side fg_acquire_v4 / fg_release_v4 at the same times, each request with its own lease.
+TEST_F(LuaVectors, AcquireAgreesWithTheMemoryStoreOnConcurrencyCases) {
+  const auto cases = load_concurrency_vectors();
+  ASSERT_GE(cases.size(), 5u);
+  int case_number = 0;
+  for (const VectorCase& vc : cases) {
+    SCOPED_TRACE(vc.file + ": " + vc.name);
+    const std::string identity = "conc-" + std::to_string(case_number++);
+    ManualClock clock(from_us(kVectorEpochUs));
+    auto memory = make_memory_store(MemoryStoreOptions{}, clock);
+    std::vector<Charge> charges;
+    for (const Policy& p : vc.policies) charges.push_back(Charge{&p, 1});
+    for (std::size_t i = 0; i < vc.steps.size(); ++i) {
+      const VectorStep& step = vc.steps[i];
+      const std::string where = vc.file + ":" + std::to_string(step.line);
+      const std::int64_t now_us = kVectorEpochUs + step.at_us;
+      clock.set(from_us(now_us));
+      if (step.release_of) {
+        const std::string lease = "step-" + std::to_string(*step.release_of);
+        ASSERT_TRUE(release_and_wait(*memory, LeaseRequest{identity, charges, lease})) << where;
+        const std::string command = redis::format_release_command(
+            "fgtest", redis::TagKey{}, LeaseRequest{identity, charges, lease}, false, nullptr,
+            std::to_string(now_us));
+        const AdminReply raw = server_->command(argv_of(command));
+        ASSERT_FALSE(raw.is_error) << where << ": " << raw.str;
+        continue;
+      }
+      for (auto& c : charges) c.cost = step.cost;
+      const std::string lease = "step-" + std::to_string(i);
+      auto core = memory->decide_now(DecideRequest{identity, charges, lease});
+      ASSERT_TRUE(core.has_value()) << where << ": " << core.error().to_string();
+      const std::string command =
+          redis::format_acquire_command("fgtest", redis::TagKey{}, identity, charges, lease,
+                                        nullptr, std::to_string(now_us));
+      const AdminReply raw = server_->command(argv_of(command));
+      ASSERT_FALSE(raw.is_error) << where << ": " << raw.str;
+      const std::vector<std::size_t> policies = {charges.size()};
+      auto parsed = redis::parse_decide_batch_reply(to_reply(raw), policies);
+      ASSERT_TRUE(parsed.has_value()) << where << ": " << parsed.error().to_string();
+      const Verdict& script = parsed->front();
+      EXPECT_EQ(compare(step, *core), "") << where << " (memory store)";
+      EXPECT_EQ(compare(step, script), "") << where << " (script)";
+      EXPECT_EQ(script.allowed, core->allowed) << where;
+      EXPECT_EQ(script.most_restrictive, core->most_restrictive) << where;
+      EXPECT_EQ(script.decisions, core->decisions) << where;
+    }
+  }
+}
+
 TEST_F(LuaVectors, KeysOutliveTheirStatesOnRedisTime) {
   // Redis's own clock (now_us ""), as in production, and random decisions on short periods, so
   // real time moves windows and refills while the test runs: after every decision that wrote,

@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,6 +37,36 @@ inline Result<void> refund(Store& store, std::string_view identity,
   std::vector<Charge> list(charges);
   return refund_and_wait(store,
                          RefundRequest{identity, list, verdict.decided_at, verdict.decisions});
+}
+
+// decide() with a lease id (concurrency policies take their slots under it).
+inline Result<Verdict> decide_leased(Store& store, std::string_view identity,
+                                     std::initializer_list<Charge> charges,
+                                     std::string_view lease) {
+  std::vector<Charge> list(charges);
+  return decide_and_wait(store, DecideRequest{identity, list, lease});
+}
+
+inline Result<void> lease_op(Store& store, bool renew, std::string_view identity,
+                             std::initializer_list<Charge> charges, std::string_view lease) {
+  std::vector<Charge> list(charges);
+  std::promise<Result<void>> promise;
+  auto future = promise.get_future();
+  const LeaseRequest r{identity, list, lease};
+  auto done = [&promise](Result<void> x) { promise.set_value(std::move(x)); };
+  if (renew) {
+    store.renew(r, done);
+  } else {
+    store.release(r, done);
+  }
+  return future.get();
+}
+
+// The free slots of a concurrency policy now (a cost 0 look, which takes nothing).
+inline std::int64_t free_slots(Store& store, std::string_view identity, const Policy& p) {
+  auto v = decide(store, identity, {{&p, 0}});
+  EXPECT_TRUE(v.has_value()) << v.error().to_string();
+  return v ? v->decisions.front().remaining : -1;
 }
 
 template <typename Traits>
@@ -273,7 +304,128 @@ TYPED_TEST_P(StoreConformance, ThreadsDecidingAndRefundingKeepTheLimitExact) {
   EXPECT_FALSE(decide(*store, "churn", {{&p, 1}})->allowed);
 }
 
+TYPED_TEST_P(StoreConformance, ConcurrencyHoldsExactlyLimitSlotsUntilReleased) {
+  auto store = this->traits_.make();
+  const Policy p = make_policy("in-flight", 3, {.algorithm = Algorithm::kConcurrency});
+  for (int i = 0; i < 3; ++i) {
+    auto v = decide_leased(*store, "c1", {{&p, 1}}, "lease-" + std::to_string(i));
+    ASSERT_TRUE(v.has_value()) << v.error().to_string();
+    EXPECT_TRUE(v->allowed) << i;
+    EXPECT_EQ(v->headline().remaining, 2 - i);
+    EXPECT_EQ(v->headline().limit, 3);
+  }
+  auto full = decide_leased(*store, "c1", {{&p, 1}}, "lease-3");
+  ASSERT_TRUE(full.has_value());
+  EXPECT_FALSE(full->allowed);
+  EXPECT_EQ(full->headline().reason, DenyReason::kOverLimit);
+  EXPECT_EQ(full->headline().remaining, 0);
+  EXPECT_EQ(full->headline().retry_after, kConcurrencyRetryAfter);
+  EXPECT_EQ(free_slots(*store, "c2", p), 3) << "another identity has its own slots";
+
+  ASSERT_TRUE(lease_op(*store, false, "c1", {{&p, 1}}, "lease-1"));
+  EXPECT_EQ(free_slots(*store, "c1", p), 1);
+  ASSERT_TRUE(lease_op(*store, false, "c1", {{&p, 1}}, "lease-1")) << "idempotent";
+  EXPECT_EQ(free_slots(*store, "c1", p), 1) << "a second release gives nothing more";
+  ASSERT_TRUE(lease_op(*store, false, "c1", {{&p, 1}}, "never-taken"));
+  EXPECT_EQ(free_slots(*store, "c1", p), 1);
+  auto again = decide_leased(*store, "c1", {{&p, 1}}, "lease-4");
+  ASSERT_TRUE(again.has_value());
+  EXPECT_TRUE(again->allowed);
+  EXPECT_EQ(free_slots(*store, "c1", p), 0);
+}
+
+TYPED_TEST_P(StoreConformance, ConcurrencyIsAllOrNothingWithRatePolicies) {
+  auto store = this->traits_.make();
+  const Policy slots = make_policy("slots", 2, {.algorithm = Algorithm::kConcurrency});
+  const Policy rate = make_policy("rate", 1, {.algorithm = Algorithm::kFixedWindow});
+  // Allowed: takes a slot and a token.
+  auto v = decide_leased(*store, "a", {{&slots, 1}, {&rate, 1}}, "l1");
+  ASSERT_TRUE(v.has_value() && v->allowed);
+  // The rate policy denies: no slot is taken.
+  auto denied = decide_leased(*store, "a", {{&slots, 1}, {&rate, 1}}, "l2");
+  ASSERT_TRUE(denied.has_value());
+  EXPECT_FALSE(denied->allowed);
+  EXPECT_TRUE(denied->decisions[0].allowed);
+  EXPECT_EQ(denied->decisions[0].remaining, 1) << "reported untouched";
+  EXPECT_EQ(free_slots(*store, "a", slots), 1);
+
+  // The concurrency policy is full: no token is consumed.
+  const Policy one = make_policy("one", 1, {.algorithm = Algorithm::kConcurrency});
+  const Policy tokens = make_policy("tokens", 10, {.algorithm = Algorithm::kFixedWindow});
+  ASSERT_TRUE(decide_leased(*store, "b", {{&one, 1}}, "m1").value().allowed);
+  auto full = decide_leased(*store, "b", {{&tokens, 1}, {&one, 1}}, "m2");
+  ASSERT_TRUE(full.has_value());
+  EXPECT_FALSE(full->allowed);
+  EXPECT_EQ(full->most_restrictive, 1u);
+  EXPECT_EQ(full->decisions[0].remaining, 10) << "no token consumed";
+  auto peek = decide(*store, "b", {{&tokens, 0}});
+  ASSERT_TRUE(peek.has_value());
+  EXPECT_EQ(peek->headline().remaining, 10);
+}
+
+TYPED_TEST_P(StoreConformance, ConcurrencySlotsOfARefundedDecisionComeBack) {
+  auto store = this->traits_.make();
+  const Policy slots = make_policy("slots", 1, {.algorithm = Algorithm::kConcurrency});
+  const Policy rate = make_policy("rate", 5, {.algorithm = Algorithm::kFixedWindow});
+  std::vector<Charge> list{{&slots, 1}, {&rate, 1}};
+  auto v = decide_and_wait(*store, DecideRequest{"r", list, "lease-r"});
+  ASSERT_TRUE(v.has_value() && v->allowed);
+  EXPECT_EQ(free_slots(*store, "r", slots), 0);
+  ASSERT_TRUE(refund_and_wait(
+      *store, RefundRequest{"r", list, v->decided_at, v->decisions, "lease-r"}));
+  EXPECT_EQ(free_slots(*store, "r", slots), 1);
+  auto peek = decide(*store, "r", {{&rate, 0}});
+  ASSERT_TRUE(peek.has_value());
+  EXPECT_EQ(peek->headline().remaining, 5);
+}
+
+TYPED_TEST_P(StoreConformance, ConcurrencyLeasesExpireUnlessRenewed) {
+  auto store = this->traits_.make();
+  const Policy p = make_policy("leased", 2,
+                               {.algorithm = Algorithm::kConcurrency,
+                                .period = std::chrono::milliseconds(1500)});
+  ASSERT_TRUE(decide_leased(*store, "d", {{&p, 1}}, "kept").value().allowed);
+  ASSERT_TRUE(decide_leased(*store, "d", {{&p, 1}}, "dropped").value().allowed);
+  EXPECT_EQ(free_slots(*store, "d", p), 0);
+  this->traits_.advance(std::chrono::milliseconds(900));
+  ASSERT_TRUE(lease_op(*store, true, "d", {{&p, 1}}, "kept"));
+  this->traits_.advance(std::chrono::milliseconds(900));  // 1.8 s: past the first lease
+  EXPECT_EQ(free_slots(*store, "d", p), 1) << "the renewed slot is held, the other expired";
+  this->traits_.advance(std::chrono::milliseconds(1600));
+  EXPECT_EQ(free_slots(*store, "d", p), 2);
+}
+
+TYPED_TEST_P(StoreConformance, ThreadsTakingSlotsAdmitExactlyTheLimit) {
+  auto store = this->traits_.make();
+  const Policy p = make_policy("crowd", 100, {.algorithm = Algorithm::kConcurrency});
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 40;  // 320 attempts on 100 slots, none released
+  std::atomic<int> allowed{0}, errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        auto r = decide_leased(*store, "crowd", {{&p, 1}},
+                               std::to_string(t) + "." + std::to_string(i));
+        if (!r) {
+          ++errors;
+        } else if (r->allowed) {
+          ++allowed;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(allowed.load(), 100);
+}
+
 REGISTER_TYPED_TEST_SUITE_P(StoreConformance, VerdictsSayWhenTheyWereDecided,
+                            ConcurrencyHoldsExactlyLimitSlotsUntilReleased,
+                            ConcurrencyIsAllOrNothingWithRatePolicies,
+                            ConcurrencySlotsOfARefundedDecisionComeBack,
+                            ConcurrencyLeasesExpireUnlessRenewed,
+                            ThreadsTakingSlotsAdmitExactlyTheLimit,
                             RefundGivesBackWhatAnAllowedDecisionConsumed,
                             RefundToFullDeletesTheStateAndOfNoStateWritesNothing,
                             RefundSkipsAShadowPolicyThatDidNotConsume,

@@ -27,7 +27,9 @@ Policy parse_policy(const std::string& file, const YAML::Node& n, std::size_t in
     p.algorithm = *a;
   }
   p.limit = n["limit"].as<std::int64_t>();
-  auto period = config::parse_duration(n["period"].as<std::string>());
+  // A concurrency policy's `lease` is its period (policy.h).
+  const YAML::Node period_node = n["lease"] ? n["lease"] : n["period"];
+  auto period = config::parse_duration(period_node.as<std::string>());
   if (!period) die(file, n, "bad period");
   p.period = *period;
   p.burst = n["burst"] ? n["burst"].as<std::int64_t>() : p.limit;
@@ -119,11 +121,22 @@ std::vector<VectorCase> load_vectors(const std::string& path) {
         }
         step.cost = vc.steps[*step.refund_of].cost;
       }
+      if (s["release"]) {
+        step.release_of = s["release"].as<std::size_t>();
+        if (*step.release_of >= vc.steps.size() || vc.steps[*step.release_of].release_of ||
+            vc.steps[*step.release_of].refund_of) {
+          die(file, s, "release of a step that is not an earlier decision");
+        }
+      }
       vc.steps.push_back(std::move(step));
     }
     out.push_back(std::move(vc));
   }
   return out;
+}
+
+std::vector<VectorCase> load_concurrency_vectors() {
+  return load_vectors(FG_SOURCE_DIR "/tests/vectors/concurrency/concurrency.yaml");
 }
 
 std::vector<VectorCase> load_all_vectors() {

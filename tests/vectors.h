@@ -20,6 +20,10 @@
 //                                    # Store::refund at at_us of step 0's charges, consumed_at
 //                                    # step 0's time, with step 0's decisions; checks nothing
 //                                    # itself: the steps after it show its effect
+//         - {at_us: 9, release: 2}  # gives back the concurrency slots step 2 took (its lease)
+// Concurrency cases (algorithm: concurrency, `lease` for the period) live apart, in
+// tests/vectors/concurrency/, and run against the memory store and fg_acquire_v4: their state
+// is the leases, which only a store holds.
 // Figures left out of a step are not checked. Durations in policies use the config syntax.
 #pragma once
 
@@ -54,6 +58,7 @@ struct VectorStep {
   std::vector<ExpectedDecision> decisions;     // per policy, when given
   std::optional<std::size_t> headline_index;   // `headline: N`
   std::optional<std::size_t> refund_of;        // `refund: N`: a refund of step N, not a decision
+  std::optional<std::size_t> release_of;       // `release: N`: step N's slots given back
   int line = 0;                                // in the YAML file, for messages
 };
 
@@ -66,6 +71,8 @@ struct VectorCase {
 
 // Loads every case of one file; aborts the test binary with a message on a malformed file.
 std::vector<VectorCase> load_vectors(const std::string& path);
+// tests/vectors/concurrency/concurrency.yaml.
+std::vector<VectorCase> load_concurrency_vectors();
 // Every tests/vectors/*.yaml.
 std::vector<VectorCase> load_all_vectors();
 

@@ -74,6 +74,7 @@ std::size_t most_restrictive(std::span<const Charge> charges, std::span<const De
 //   token bucket, GCRA:  burst, scaled units per token, scaled units refilled per µs
 //   sliding window:      limit, period in µs, time granule in µs
 //   fixed window:        limit, period in µs, 0
+//   concurrency:         limit (slots), lease in µs, 0
 struct AlgorithmParameters {
   std::int64_t p1 = 0;
   std::int64_t p2 = 0;

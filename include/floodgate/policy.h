@@ -28,7 +28,12 @@ enum class Algorithm {
   kGcra,           // same decisions as kTokenBucket, state is one theoretical arrival time
   kSlidingWindow,  // counter of the current and previous window, previous weighted by overlap
   kFixedWindow,    // one counter per window aligned on the epoch
+  kConcurrency,    // requests in flight: a slot taken when allowed, given back when answered
 };
+
+// What a denied concurrency policy tells the client to wait: a slot frees when some response
+// ends, which no clock can predict, so the answer is a short, fixed retry (Retry-After: 1).
+inline constexpr Duration kConcurrencyRetryAfter = std::chrono::seconds(1);
 
 std::string_view to_string(Algorithm a);
 std::optional<Algorithm> parse_algorithm(std::string_view s);
@@ -36,13 +41,18 @@ std::optional<Algorithm> parse_algorithm(std::string_view s);
 struct Policy {
   std::string name;
   Algorithm algorithm = Algorithm::kTokenBucket;
-  std::int64_t limit = 0;   // requests (tokens) per period, > 0
-  Duration period{0};       // > 0; the config accepts whole milliseconds or more
+  std::int64_t limit = 0;   // requests (tokens) per period, > 0; concurrency: slots
+  // > 0; the config accepts whole milliseconds or more. For kConcurrency this is the lease: how
+  // long a slot outlives an instance that took it and died (the config's `lease`).
+  Duration period{0};
   std::int64_t burst = 0;   // bucket capacity (token bucket, GCRA); windows use `limit`; > 0
   std::int64_t cost = 1;    // tokens one request takes unless the caller says otherwise, >= 0
   bool shadow = false;      // decide and report, never deny
 
-  // The most a single request can ever be granted: burst for buckets, limit for windows.
+  bool is_concurrency() const { return algorithm == Algorithm::kConcurrency; }
+
+  // The most a single request can ever be granted: burst for buckets, limit for windows and
+  // concurrency.
   // This is what X-RateLimit-Limit reports.
   std::int64_t capacity() const;
 };

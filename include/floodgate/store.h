@@ -54,6 +54,11 @@ namespace fg {
 struct DecideRequest {
   std::string_view identity;  // the client, as the identity sources named it (any bytes)
   std::span<const Charge> charges;
+  // The request's lease id, unique across the fleet (make_lease_id()): a concurrency charge that
+  // allows takes its slot under this id, and release() gives it back by it. Needed only when a
+  // charge is a concurrency policy with cost > 0; empty otherwise (an empty id still takes a
+  // slot, which then only its lease ends).
+  std::string_view lease{};
 };
 
 using DecideCallback = std::function<void(Result<Verdict>)>;
@@ -70,7 +75,22 @@ struct RefundRequest {
   // decision allowed. Empty: every non-shadow charge is refunded and no shadow one (a shadow
   // charge of unknown outcome is left alone, never refunded blindly).
   std::span<const Decision> decisions{};
+  // That decision's DecideRequest::lease: a refund gives back its concurrency slots too.
+  std::string_view lease{};
 };
+
+// The concurrency slots one allowed request holds, for release() and renew(): the identity and
+// charges it was decided with (only concurrency charges matter; others are ignored) and its
+// lease id.
+struct LeaseRequest {
+  std::string_view identity;
+  std::span<const Charge> charges;
+  std::string_view lease;
+};
+
+// A lease id no other request of the fleet holds at the same time: this process's random 64-bit
+// nonce and a counter, as text ("9f0c2a41d3b7e655.17"). Thread-safe.
+std::string make_lease_id();
 
 using RefundCallback = std::function<void(Result<void>)>;
 
@@ -102,6 +122,13 @@ class Store {
   // Gives back what an allowed decide() consumed (see above). Completes like decide(): the
   // callback is called exactly once, on the thread decide()'s would be called on.
   virtual void refund(const RefundRequest& request, RefundCallback done) = 0;
+  // Concurrency slots (algorithm: concurrency). A slot is taken by decide() under the request's
+  // lease id and lives until release() gives it back or its lease (policy.period) runs out (the
+  // instance holding it died); renew() restarts the lease of a request still in flight. Both are
+  // idempotent (a slot already gone is no error) and atomic per identity; callbacks as refund()'s.
+  // Defaults: nothing to do (a store without concurrency policies).
+  virtual void release(const LeaseRequest& request, RefundCallback done);
+  virtual void renew(const LeaseRequest& request, RefundCallback done);
   // "memory", "redis", "redis-cluster": for logs and metrics (never branched on: the
   // capabilities below say what a caller may rely on).
   virtual std::string_view kind() const = 0;
@@ -165,6 +192,9 @@ Result<Verdict> decide_and_wait(Store& store, const DecideRequest& request);
 
 // Calls refund() and waits for the answer; the same restrictions as decide_and_wait().
 Result<void> refund_and_wait(Store& store, const RefundRequest& request);
+
+// Calls release() and waits for the answer; the same restrictions as decide_and_wait().
+Result<void> release_and_wait(Store& store, const LeaseRequest& request);
 
 struct MemoryStoreOptions {
   // Most (identity, policy) states held at once (`memory.max_keys` in the config). Size it above

@@ -890,7 +890,7 @@ class Parser {
     const std::size_t before = problems_.size();
     auto f = fields(item, p, line,
                     {"name", "match", "algorithm", "limit", "period", "burst", "cost", "shadow",
-                     "identity", "rate_limit_headers"});
+                     "identity", "rate_limit_headers", "lease"});
     if (!f) return false;
     pc.line = f->line;
     Policy& policy = pc.policy;
@@ -914,19 +914,19 @@ class Parser {
         parse_match(e.value, ep, el, pc.match);
       } else if (e.key == "algorithm") {
         if (auto s = string_value(e.value, ep, el)) {
-          constexpr std::string_view kKnown = " (token_bucket, gcra, sliding_window, fixed_window)";
+          constexpr std::string_view kKnown =
+              " (token_bucket, gcra, sliding_window, fixed_window, concurrency)";
           if (auto a = parse_algorithm(*s)) {
             policy.algorithm = *a;
-          } else if (*s == "concurrency") {
-            add(line_of(e.value, el), ep,
-                "\"concurrency\" is not supported yet" + std::string(kKnown));
           } else {
             add(line_of(e.value, el), ep, quote(*s) + " is not an algorithm" + std::string(kKnown));
           }
         }
       } else if (e.key == "limit") {
         if (auto n = int_value(e.value, ep, el, 1, kMaxCount)) policy.limit = *n;
-      } else if (e.key == "period") {
+      } else if (e.key == "period" || e.key == "lease") {
+        // `lease` is a concurrency policy's `period` (policy.h); which key suits which
+        // algorithm is checked below, once the algorithm is known.
         if (auto d = duration_value(e.value, ep, el)) {
           if (*d > kMaxPeriod) {
             add(line_of(e.value, el), ep, "must be at most " + format_duration(kMaxPeriod));
@@ -951,9 +951,17 @@ class Parser {
         pc.rate_limit_headers = parse_header_style(e.value, ep, el);
       }
     }
-    for (std::string_view required : {"name", "limit", "period"}) {
-      if (!f->find(required)) add(f->line, f->child(required), "required");
+    const bool concurrency = policy.is_concurrency();
+    for (std::string_view required : {"name", "limit", concurrency ? "" : "period"}) {
+      if (!required.empty() && !f->find(required)) add(f->line, f->child(required), "required");
     }
+    if (const Fields::Entry* e = f->find(concurrency ? "period" : "lease")) {
+      add(line_of(e->key_node, f->line), f->child(e->key),
+          concurrency ? "a concurrency policy has no period (its slots are held until each "
+                        "response ends; `lease` bounds how long one outlives a dead instance)"
+                      : "applies to algorithm: concurrency only");
+    }
+    if (concurrency && !f->find("lease")) policy.period = kDefaultLease;
     if (problems_.size() != before) return false;
 
     if (!have_burst) policy.burst = policy.limit;

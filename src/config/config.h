@@ -183,6 +183,9 @@ inline constexpr int kMaxThreads = 1024;
 inline constexpr std::int64_t kMaxMemoryKeys = 100'000'000;  // ~30 GB at ~300 bytes a state
 inline constexpr Duration kMaxStoreTimeout = std::chrono::seconds(60);
 inline constexpr int kMaxFallbackInstances = 10'000;
+// A concurrency policy's lease when the file gives none: how long a slot taken by an instance
+// that then died stays taken (a live instance renews its slots while a request lasts).
+inline constexpr Duration kDefaultLease = std::chrono::seconds(30);
 inline constexpr std::size_t kMaxNameLength = 64;  // policy names and key_prefix
 inline constexpr std::size_t kMinKeySecretBytes = 16;  // key_secret, in characters
 inline constexpr std::size_t kMaxKeySecretBytes = 1024;

@@ -447,12 +447,13 @@ INSTANTIATE_TEST_SUITE_P(
                 R"(t.yaml:6: policies[0].shadow: must be true or false, not "yes")"},
         BadCase{"    limit: 10\n    shadow: 'true'\n",
                 R"(t.yaml:6: policies[0].shadow: must be true or false, not "true")"},
-        BadCase{
-            "    limit: 10\n    algorithm: concurrency\n",
-            R"(t.yaml:6: policies[0].algorithm: "concurrency" is not supported yet (token_bucket, gcra, sliding_window, fixed_window))"},
+        BadCase{"    limit: 10\n    algorithm: concurrency\n",
+                "t.yaml:4: policies[0].period: a concurrency policy has no period (its slots are held until each response ends; `lease` bounds how long one outlives a dead instance)"},
+        BadCase{"    limit: 10\n    lease: 30s\n",
+                "t.yaml:6: policies[0].lease: applies to algorithm: concurrency only"},
         BadCase{
             "    limit: 10\n    algorithm: leaky_bucket\n",
-            R"(t.yaml:6: policies[0].algorithm: "leaky_bucket" is not an algorithm (token_bucket, gcra, sliding_window, fixed_window))"},
+            R"(t.yaml:6: policies[0].algorithm: "leaky_bucket" is not an algorithm (token_bucket, gcra, sliding_window, fixed_window, concurrency))"},
         BadCase{"    limit: 10\n    algorithm: fixed_window\n    burst: 20\n",
                 "t.yaml:7: policies[0].burst: applies to token_bucket and gcra only; fixed_window "
                 "allows `limit` per window"},
@@ -519,6 +520,34 @@ TEST(configFile, PolicyNameAndPeriod) {
             std::vector<std::string>{"t.yaml:2: policies[0].name: required"});
 }
 
+TEST(configFile, ConcurrencyPolicyHasALeaseAndNoPeriod) {
+  auto c = parse_config(
+      "policies:\n"
+      "  - name: in-flight\n"
+      "    algorithm: concurrency\n"
+      "    limit: 4\n"
+      "    lease: 10s\n"
+      "  - name: default-lease\n"
+      "    algorithm: concurrency\n"
+      "    limit: 2\n",
+      "t.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  const Policy* p = &c->find_policy("in-flight")->policy;
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->algorithm, Algorithm::kConcurrency);
+  EXPECT_EQ(p->limit, 4);
+  EXPECT_EQ(p->burst, 4);
+  EXPECT_EQ(p->period, std::chrono::seconds(10));  // the lease
+  EXPECT_EQ(c->find_policy("default-lease")->policy.period, kDefaultLease);
+  EXPECT_EQ(problem_lines("policies:\n  - name: p\n    algorithm: concurrency\n"
+                          "    limit: 2\n    cost: 3\n"),
+            std::vector<std::string>{"t.yaml:5: policies[0].cost: a concurrency policy takes one "
+                                     "slot per request (0 or 1)"});
+  EXPECT_EQ(problem_lines("policies:\n  - name: p\n    algorithm: concurrency\n"
+                          "    limit: 2\n    lease: 0s\n"),
+            std::vector<std::string>{"t.yaml:5: policies[0].lease: must be positive"});
+}
+
 TEST(configFile, EveryProblemIsReportedInFileOrder) {
   const std::string path = source_path("tests/configs/invalid_many.yaml");
   const std::vector<std::string> expected = {
@@ -531,8 +560,7 @@ TEST(configFile, EveryProblemIsReportedInFileOrder) {
           R"(:10: policies[1].period: "sixty" is not a duration (use a whole number and a unit: ms, s, m, h or d, e.g. 250ms, 30s, 5m))",
       path + ":12: policies[2].limit: must be a positive integer",
       path + R"(:14: policies[3].name: duplicate policy name "per-minute" (first at line 5))",
-      path +
-          R"(:17: policies[3].algorithm: "concurrency" is not supported yet (token_bucket, gcra, sliding_window, fixed_window))",
+      path + ":16: policies[3].period: a concurrency policy has no period (its slots are held until each response ends; `lease` bounds how long one outlives a dead instance)",
   };
   std::vector<std::string> got;
   for (const Problem& p : config_file_problems(path)) got.push_back(p.to_string());

@@ -351,6 +351,31 @@ RefundStep refund_fixed_window(const Policy& p, const std::optional<State>& stat
   return out;
 }
 
+Step apply_concurrency(const Policy& policy, const std::optional<State>& state, std::int64_t cost,
+                       std::int64_t now_us) {
+  (void)now_us;  // the store has already dropped the leases that expired by now
+  const std::int64_t limit = policy.limit;
+  std::int64_t held = state ? state->a : 0;
+  if (held < 0) held = 0;
+  const std::int64_t take = cost > 0 ? 1 : 0;
+  Step out;
+  out.decision.limit = limit;
+  if (held + take <= limit) {
+    out.decision.allowed = true;
+    out.decision.reason = DenyReason::kNone;
+    out.decision.remaining = limit - held - take;
+    out.write = take > 0;
+    out.next = State{held + take, 0, 0};
+    out.ttl = policy.period;
+  } else {
+    out.decision.allowed = false;
+    out.decision.reason = DenyReason::kOverLimit;
+    out.decision.remaining = held >= limit ? 0 : limit - held;
+    out.decision.retry_after = kConcurrencyRetryAfter;
+  }
+  return out;
+}
+
 RefundStep refund(const Policy& policy, const std::optional<State>& state, std::int64_t cost,
                   std::int64_t consumed_at_us, std::int64_t now_us) {
   switch (policy.algorithm) {
@@ -362,6 +387,8 @@ RefundStep refund(const Policy& policy, const std::optional<State>& state, std::
       return refund_sliding_window(policy, state, cost, consumed_at_us, now_us);
     case Algorithm::kFixedWindow:
       return refund_fixed_window(policy, state, cost, consumed_at_us, now_us);
+    case Algorithm::kConcurrency:
+      return {};  // a slot is given back by removing its lease (Store::release), not by a write
   }
   assert(false && "unknown algorithm");
   return {};
@@ -378,6 +405,8 @@ Step apply(const Policy& policy, const std::optional<State>& state, std::int64_t
       return apply_sliding_window(policy, state, cost, now_us);
     case Algorithm::kFixedWindow:
       return apply_fixed_window(policy, state, cost, now_us);
+    case Algorithm::kConcurrency:
+      return apply_concurrency(policy, state, cost, now_us);
   }
   assert(false && "unknown algorithm");
   return {};

@@ -15,6 +15,8 @@
 //   GCRA            a = theoretical arrival time (µs), b = its fraction, in 1/rate µs
 //   sliding window  a = current window index (now / period), b = its count, c = previous count
 //   fixed window    a = window index, b = count
+//   concurrency     a = slots held now (the store counts its live leases: the slots themselves
+//                   live in the store, one lease per request, see apply_concurrency)
 // Missing state is a full bucket / empty window. The ttl of a written state is the time until
 // it becomes equivalent to missing state (the Redis PEXPIRE).
 //
@@ -53,6 +55,13 @@ Step apply_sliding_window(const Policy& policy, const std::optional<State>& stat
                           std::int64_t cost, std::int64_t now_us);
 Step apply_fixed_window(const Policy& policy, const std::optional<State>& state, std::int64_t cost,
                         std::int64_t now_us);
+// In-flight requests: allowed while the slots held (state->a, the store's count of live leases)
+// are below limit; an allowed request with cost > 0 takes one slot whatever its cost. The
+// `next` state is the count with it (a store adds the request's lease rather than writing it),
+// `ttl` the lease (policy.period). remaining = free slots after this request; reset_after 0 (no
+// clock can say when responses end); a denial's retry_after is kConcurrencyRetryAfter.
+Step apply_concurrency(const Policy& policy, const std::optional<State>& state, std::int64_t cost,
+                       std::int64_t now_us);
 
 // A refund (include/floodgate/store.h): gives back `cost` consumed by an allowed apply() at
 // `consumed_at_us`, as far as that can be done without leaving a state more permissive than if

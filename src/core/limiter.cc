@@ -101,6 +101,8 @@ AlgorithmParameters algorithm_parameters(const Policy& p) {
       return {p.limit, p.period.count(), core::window_granule_us(p)};
     case Algorithm::kFixedWindow:
       return {p.limit, p.period.count(), 0};
+    case Algorithm::kConcurrency:
+      return {p.limit, p.period.count(), 0};  // slots, lease in µs
   }
   return {};
 }

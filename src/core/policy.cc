@@ -50,13 +50,15 @@ std::string_view to_string(Algorithm a) {
       return "sliding_window";
     case Algorithm::kFixedWindow:
       return "fixed_window";
+    case Algorithm::kConcurrency:
+      return "concurrency";
   }
   return "unknown";
 }
 
 std::optional<Algorithm> parse_algorithm(std::string_view s) {
   for (Algorithm a : {Algorithm::kTokenBucket, Algorithm::kGcra, Algorithm::kSlidingWindow,
-                      Algorithm::kFixedWindow}) {
+                      Algorithm::kFixedWindow, Algorithm::kConcurrency}) {
     if (s == to_string(a)) return a;
   }
   return std::nullopt;
@@ -78,8 +80,12 @@ Result<void> validate_policy(const Policy& p) {
     return bad(p.cost < 0 ? "cost: must be zero or a positive integer"
                           : "cost: must be at most " + max);
   }
-  if (p.period.count() <= 0) return bad("period: must be positive");
-  if (p.period > kMaxPeriod) return bad("period: must be at most 366d");
+  if (p.period.count() <= 0) {
+    return bad(p.is_concurrency() ? "lease: must be positive" : "period: must be positive");
+  }
+  if (p.period > kMaxPeriod) {
+    return bad(p.is_concurrency() ? "lease: must be at most 366d" : "period: must be at most 366d");
+  }
   switch (p.algorithm) {
     case Algorithm::kTokenBucket:
     case Algorithm::kGcra: {
@@ -107,6 +113,11 @@ Result<void> validate_policy(const Policy& p) {
       }
       break;
     }
+    case Algorithm::kConcurrency:
+      if (p.burst != p.limit) return bad("burst: applies to token_bucket and gcra only");
+      // A request takes one slot whatever its cost; cost 0 looks without taking one.
+      if (p.cost > 1) return bad("cost: a concurrency policy takes one slot per request (0 or 1)");
+      break;
   }
   return {};
 }

@@ -193,7 +193,7 @@ void Decider::decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
     return;
   }
   if (plan.identities.size() == 1) {  // the store copies the request: nothing to keep
-    store_->decide(DecideRequest{plan.identities.front(), plan.charges},
+    store_->decide(DecideRequest{plan.identities.front(), plan.charges, plan.lease},
                    [this, &rules, &plan, shard, started_at, asked_us, nodes,
                     done = std::move(done)](Result<Verdict> v) {
                      done(after_store(rules, plan, shard, std::move(v), true, since(started_at),
@@ -222,9 +222,9 @@ Outcome Decider::decide_now(const Rules& rules, const Plan& plan, ThreadMetrics*
                        Duration::zero());
   }
   if (plan.identities.size() == 1) {
-    return after_store(rules, plan, shard,
-                       store_->decide_now(DecideRequest{plan.identities.front(), plan.charges}),
-                       true, since(started_at), 0, nodes);
+    const DecideRequest request{plan.identities.front(), plan.charges, plan.lease};
+    return after_store(rules, plan, shard, store_->decide_now(request), true, since(started_at),
+                       0, nodes);
   }
   std::optional<Result<Verdict>> verdict;  // (an Error up front would cost every request its text)
   const auto requests = plan.requests(plan.charges);
@@ -240,7 +240,9 @@ Outcome Decider::after_store(const Rules& rules, const Plan& plan, ThreadMetrics
     StoreResult result = StoreResult::kOk;
     if (verdict) {
       on_store_answer(plan, nodes, verdict);
-      if (!verdict->allowed) {
+      // (A full concurrency policy frees a slot when any response ends, which no retry_after
+      // foretells: such a denial is not cached.)
+      if (!verdict->allowed && !plan.takes_slots) {
         if (DenyCache* cache = deny_cache(rules)) cache->remember(plan, *verdict, asked_us);
       }
     } else if (is_store_outage(verdict.error())) {
@@ -334,6 +336,66 @@ void Decider::forget_unused_nodes() {
     changed = true;
   }
   if (changed) maybe_clear_trouble();
+}
+
+std::unique_ptr<Slots> Decider::hold(std::shared_ptr<const Rules> rules, const Plan& plan,
+                                     const Outcome& out) {
+  if (!plan.takes_slots) return nullptr;
+  const Verdict* v = out.counting();
+  if (v == nullptr || !v->allowed) return nullptr;
+  const bool local = !out.verdict;
+  const auto& charges = local ? plan.local_charges : plan.charges;
+  std::unique_ptr<Slots> slots(new Slots());
+  for (std::size_t i = 0; i < charges.size() && i < v->decisions.size(); ++i) {
+    const Charge& c = charges[i];
+    if (!c.policy->is_concurrency() || c.cost == 0 || !v->decisions[i].allowed) continue;
+    const std::string& identity = plan.identities[plan.charge_identity[i]];
+    if (slots->held_.empty() || slots->held_.back().identity != identity) {
+      slots->held_.push_back(Slots::Held{identity, {}, {}});
+    }
+    Slots::Held& h = slots->held_.back();
+    h.charges.push_back(c);
+    const std::size_t index = plan.policy_indices[i];
+    h.metric_ids.push_back(index < rules->metric_ids.size() ? rules->metric_ids[index]
+                                                            : kOtherPolicyId);
+  }
+  if (slots->held_.empty()) return nullptr;
+  slots->store_ = local ? local_store_ : store_;
+  slots->rules_ = std::move(rules);
+  slots->metrics_ = metrics_;
+  slots->lease_ = plan.lease;
+  if (slots->metrics_ != nullptr) {
+    for (const Slots::Held& h : slots->held_) {
+      for (std::size_t id : h.metric_ids) slots->metrics_->add_in_flight(id, 1);
+    }
+  }
+  return slots;
+}
+
+void Slots::release() {
+  if (released_ || store_ == nullptr) return;
+  released_ = true;
+  for (const Held& h : held_) {
+    store_->release(LeaseRequest{h.identity, h.charges, lease_}, [](Result<void>) {});
+    if (metrics_ != nullptr) {
+      for (std::size_t id : h.metric_ids) metrics_->add_in_flight(id, -1);
+    }
+  }
+}
+
+void Slots::renew() {
+  if (released_ || store_ == nullptr) return;
+  for (const Held& h : held_) {
+    store_->renew(LeaseRequest{h.identity, h.charges, lease_}, [](Result<void>) {});
+  }
+}
+
+Duration Slots::renew_every() const {
+  Duration shortest = Duration::max();
+  for (const Held& h : held_) {
+    for (const Charge& c : h.charges) shortest = std::min(shortest, c.policy->period);
+  }
+  return std::max<Duration>(shortest / 3, std::chrono::milliseconds(10));
 }
 
 void Decider::probe(std::function<void(Result<void>)> done) {

@@ -67,6 +67,45 @@ struct Outcome {
   bool served() const;
 };
 
+// The concurrency slots one allowed request holds (algorithm: concurrency), from its decision
+// until its response has been sent, the upstream exchange ended or the client went away: then
+// release() (or the destructor) gives them back, once. While the request lasts, renew() restarts
+// their leases (every renew_every()), so only an instance that died leaves slots behind, and
+// only for a lease. Each slot is also counted in floodgate_concurrency_in_flight.
+//
+// Thread safety: release() and renew() may be called from any thread, not concurrently with
+// each other or the destructor. Both are fire and forget: a release the store cannot make leaves
+// the slot to its lease (conservative: never more than `limit` in flight).
+class Slots {
+ public:
+  ~Slots() { release(); }
+  Slots(const Slots&) = delete;
+  Slots& operator=(const Slots&) = delete;
+
+  void release();
+  void renew();
+  // How often renew() should run: a third of the shortest lease, so that two renewals may fail
+  // before a slot of a live request expires.
+  Duration renew_every() const;
+  std::string_view lease() const { return lease_; }
+
+ private:
+  friend class Decider;
+  Slots() = default;
+
+  struct Held {
+    std::string identity;
+    std::vector<Charge> charges;  // concurrency charges that took a slot; policies in rules_
+    std::vector<std::size_t> metric_ids;
+  };
+  std::shared_ptr<Store> store_;
+  std::shared_ptr<const Rules> rules_;  // keeps the charges' policies alive
+  Metrics* metrics_ = nullptr;
+  std::string lease_;
+  std::vector<Held> held_;
+  bool released_ = false;
+};
+
 struct DeciderOptions {
   std::shared_ptr<Store> store;
   // Per node: each node of the store (Store::node_of) has a breaker with these options.
@@ -102,6 +141,12 @@ class Decider {
   // served after all (its body could not be read), and forgets the plan's cached denial. Fire
   // and forget.
   void give_back(const Rules& rules, const Plan& plan, const Verdict& consumed);
+
+  // The slots `out` (an outcome of `plan`) took, to be released when the request ends; null when
+  // it took none (no concurrency policy, denied, or allowed without the store by
+  // on_store_error: allow). With on_store_error: local, the slots are the local store's.
+  std::unique_ptr<Slots> hold(std::shared_ptr<const Rules> rules, const Plan& plan,
+                              const Outcome& out);
 
   // Asks whether any part of the store answers, over up to probe_keys keys (cost 0: nothing is
   // consumed); closes the breaker of the node that answered. Also forgets the breakers of nodes

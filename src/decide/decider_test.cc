@@ -25,6 +25,12 @@ class Flaky final : public Store {
   void refund(const RefundRequest& r, RefundCallback done) override {
     inner_.refund(r, std::move(done));
   }
+  void release(const LeaseRequest& r, RefundCallback done) override {
+    inner_.release(r, std::move(done));
+  }
+  void renew(const LeaseRequest& r, RefundCallback done) override {
+    inner_.renew(r, std::move(done));
+  }
   std::string_view kind() const override { return "flaky"; }
   bool completes_inline() const override { return true; }
 
@@ -286,6 +292,57 @@ TEST_F(DeciderTest, GiveBackReturnsWhatAnAllowedOutcomeTook) {
   EXPECT_EQ(o.verdict->decisions[0].remaining, 3);
   decider->give_back(*rules, p, *o.verdict);
   EXPECT_EQ(once(*rules, p).verdict->decisions[0].remaining, 3);  // not 2
+}
+
+TEST_F(DeciderTest, SlotsAreHeldUntilReleasedAndCountedInFlight) {
+  auto c = config::parse_config(
+      "policies:\n  - {name: slots, algorithm: concurrency, limit: 2}\n"
+      "  - {name: p, limit: 100, period: 1h}\n",
+      "t");
+  ASSERT_TRUE(c) << c.error().message;
+  std::shared_ptr<Rules> rules = make_rules(std::make_shared<const config::Config>(std::move(*c)));
+  rules->metric_ids = {metrics.policy_id("slots"), metrics.policy_id("p")};
+  metrics.declare_in_flight(rules->metric_ids[0]);
+  EXPECT_NE(metrics.render().find(R"(floodgate_concurrency_in_flight{policy="slots"} 0)"),
+            std::string::npos);
+
+  const Plan p1 = plan_for(*rules);
+  const Plan p2 = plan_for(*rules);
+  ASSERT_TRUE(p1.takes_slots);
+  EXPECT_NE(p1.lease, p2.lease) << "every request has its own lease";
+  std::unique_ptr<Slots> s1 = decider->hold(rules, p1, once(*rules, p1));
+  std::unique_ptr<Slots> s2 = decider->hold(rules, p2, once(*rules, p2));
+  ASSERT_NE(s1, nullptr);
+  ASSERT_NE(s2, nullptr);
+  EXPECT_EQ(metrics.in_flight(rules->metric_ids[0]), 2);
+  EXPECT_NE(metrics.render().find(R"(floodgate_concurrency_in_flight{policy="slots"} 2)"),
+            std::string::npos);
+
+  const Plan p3 = plan_for(*rules);
+  const Outcome full = once(*rules, p3);
+  ASSERT_TRUE(full.verdict);
+  EXPECT_FALSE(full.served());
+  EXPECT_EQ(full.verdict->headline().retry_after, kConcurrencyRetryAfter);
+  EXPECT_EQ(full.verdict->decisions[1].remaining, 98) << "the full slots consumed no token";
+  EXPECT_EQ(decider->hold(rules, p3, full), nullptr);
+
+  s1->release();
+  s1->release();  // once only
+  EXPECT_EQ(metrics.in_flight(rules->metric_ids[0]), 1);
+  const Plan p4 = plan_for(*rules);
+  const Outcome again = once(*rules, p4);
+  EXPECT_TRUE(again.served());
+  std::unique_ptr<Slots> s4 = decider->hold(rules, p4, again);
+  s2.reset();  // the destructor releases too
+  s4.reset();
+  EXPECT_EQ(metrics.in_flight(rules->metric_ids[0]), 0);
+
+  // Allowed without the store (on_store_error: allow): no slot was taken, none to hold.
+  store->fail_with = ErrorCode::kUnavailable;
+  const Plan p5 = plan_for(*rules);
+  const Outcome degraded = once(*rules, p5);
+  EXPECT_TRUE(degraded.served());
+  EXPECT_EQ(decider->hold(rules, p5, degraded), nullptr);
 }
 
 TEST_F(DeciderTest, DenialsFeedTheTopDeniedAndTheLastDecisionIsKept) {

@@ -275,7 +275,9 @@ void ThreadMetrics::on_deny_cache_hit() { bump(deny_cache_hits_); }
 
 Metrics::Metrics(std::size_t shards)
     : shard_count_(std::max<std::size_t>(shards, 1)),
-      shards_(std::make_unique<ThreadMetrics[]>(shard_count_)) {}
+      shards_(std::make_unique<ThreadMetrics[]>(shard_count_)),
+      in_flight_(std::make_unique<std::atomic<std::int64_t>[]>(kOtherPolicyId + 1)),
+      in_flight_shown_(std::make_unique<std::atomic<bool>[]>(kOtherPolicyId + 1)) {}
 
 ThreadMetrics& Metrics::shard(std::size_t i) { return shards_[i % shard_count_]; }
 
@@ -292,6 +294,20 @@ std::size_t Metrics::policy_id(std::string_view name) {
 }
 
 void Metrics::on_reload(bool ok) { bump(ok ? reloads_ok_ : reloads_error_); }
+
+void Metrics::declare_in_flight(std::size_t policy_id) {
+  in_flight_shown_[std::min(policy_id, kOtherPolicyId)].store(true, std::memory_order_relaxed);
+}
+
+void Metrics::add_in_flight(std::size_t policy_id, std::int64_t delta) {
+  const std::size_t i = std::min(policy_id, kOtherPolicyId);
+  in_flight_shown_[i].store(true, std::memory_order_relaxed);
+  in_flight_[i].fetch_add(delta, std::memory_order_relaxed);
+}
+
+std::int64_t Metrics::in_flight(std::size_t policy_id) const {
+  return in_flight_[std::min(policy_id, kOtherPolicyId)].load(std::memory_order_relaxed);
+}
 
 void Metrics::set_draining(bool draining) { draining_.store(draining, std::memory_order_relaxed); }
 
@@ -524,6 +540,21 @@ std::string Metrics::render() const {
   append_header(out, "floodgate_draining", "gauge",
                 "1 while the server drains connections before exiting, else 0.");
   append_sample(out, "floodgate_draining", draining_.load(std::memory_order_relaxed) ? 1 : 0);
+  // Only with a concurrency policy: a config without one shows no such family.
+  bool in_flight_header = false;
+  for (std::size_t i = 0; i <= names.size() && i <= kOtherPolicyId; ++i) {
+    const std::size_t id = i == names.size() ? kOtherPolicyId : i;
+    if (!in_flight_shown_[id].load(std::memory_order_relaxed)) continue;
+    if (!in_flight_header) {
+      append_header(out, "floodgate_concurrency_in_flight", "gauge",
+                    "Concurrency slots this instance holds now (requests in flight), per policy.");
+      in_flight_header = true;
+    }
+    const std::int64_t held = in_flight_[id].load(std::memory_order_relaxed);
+    append_sample(out, "floodgate_concurrency_in_flight", "policy",
+                  id == kOtherPolicyId ? std::string(kOtherPolicyName) : names[i],
+                  static_cast<std::uint64_t>(std::max<std::int64_t>(0, held)));
+  }
   append_header(out, "floodgate_store_circuit_open", "gauge",
                 "1 while any store node's circuit breaker is open (calls to it refused), else 0.");
   append_sample(out, "floodgate_store_circuit_open",

@@ -288,6 +288,13 @@ class Metrics {
   // kOtherPolicyId. Takes a mutex: call when a config is loaded, not per request.
   std::size_t policy_id(std::string_view name);
 
+  // The gauge floodgate_concurrency_in_flight{policy}: the concurrency slots this instance holds
+  // now for `policy_id` (a concurrency policy), over every identity. declare_in_flight() makes a
+  // policy's series appear (at 0) before its first request; add_in_flight() moves it (lock free).
+  void declare_in_flight(std::size_t policy_id);
+  void add_in_flight(std::size_t policy_id, std::int64_t delta);
+  std::int64_t in_flight(std::size_t policy_id) const;
+
   // floodgate_config_reloads_total{result="ok|error"}.
   void on_reload(bool ok);
   // The gauge floodgate_draining (0/1).
@@ -331,6 +338,9 @@ class Metrics {
   std::atomic<std::uint64_t> reloads_error_{0};
   std::atomic<bool> draining_{false};
   std::atomic<bool> circuit_open_{false};
+  // Per policy id (the last: _other): slots held now, and whether the series is shown.
+  std::unique_ptr<std::atomic<std::int64_t>[]> in_flight_;
+  std::unique_ptr<std::atomic<bool>[]> in_flight_shown_;
 
   mutable std::mutex mutex_;               // guards everything below
   std::vector<std::string> policy_names_;  // index = id

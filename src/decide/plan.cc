@@ -68,8 +68,8 @@ boost::container::small_vector<DecideRequest, 2> Plan::requests(std::span<const 
   std::size_t start = 0;
   for (std::size_t i = 1; i <= of.size(); ++i) {
     if (i == of.size() || charge_identity[i] != charge_identity[start]) {
-      out.push_back(
-          DecideRequest{identities[charge_identity[start]], of.subspan(start, i - start)});
+      out.push_back(DecideRequest{identities[charge_identity[start]],
+                                  of.subspan(start, i - start), lease});
       start = i;
     }
   }
@@ -172,6 +172,15 @@ bool plan(const Rules& rules, const Query& q, bool with_check_api, Plan& out,
       out.policy_indices.push_back(m.index);
     }
   }
+  out.takes_slots = false;
+  for (const Charge& ch : out.charges) {
+    if (ch.policy->is_concurrency() && ch.cost > 0) out.takes_slots = true;
+  }
+  if (out.takes_slots) {
+    out.lease = make_lease_id();
+  } else {
+    out.lease.clear();
+  }
   return true;
 }
 
@@ -187,6 +196,7 @@ std::optional<Plan> check_plan(const Rules& rules, std::string_view policy, std:
   Plan out;
   out.identities.push_back(check_identity(key));
   out.charge_identity.push_back(0);
+  if (it->policy.is_concurrency()) cost = 0;  // a look at the free slots (see plan.h)
   out.charges.push_back(Charge{&it->policy, cost});
   out.local_charges.push_back(Charge{&rules.local_policies[index], cost});
   out.policy_indices.push_back(index);

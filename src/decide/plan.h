@@ -74,6 +74,10 @@ struct Plan {
   boost::container::small_vector<Charge, 4> local_charges;  // into Rules::local_policies
   // Per charge: its policy's index in config->policies; kCheckApiPolicy for the check API's.
   boost::container::small_vector<std::size_t, 4> policy_indices;
+  // A concurrency policy takes a slot (a charge with cost > 0): the slots are taken under
+  // `lease` (make_lease_id()) and given back by it (decider.h: Slots). Else false and empty.
+  bool takes_slots = false;
+  std::string lease;
 
   bool empty() const { return charges.empty(); }
   // The store requests of this plan over `charges` (this->charges or this->local_charges): one
@@ -95,7 +99,9 @@ bool plan(const Rules& rules, const Query& query, bool with_check_api, Plan& out
           std::string* missing);
 
 // The plan of a /v1/check (or `floodgate check`) call: `policy` charged `cost` for the key's
-// identity, check_identity(key). nullopt when no policy has that name.
+// identity, check_identity(key). nullopt when no policy has that name. A concurrency policy is
+// only looked at (cost 0: its free slots): a caller not behind floodgate never says when its
+// request ends, so a slot taken for it could only be freed by its lease.
 std::optional<Plan> check_plan(const Rules& rules, std::string_view policy, std::string_view key,
                                std::int64_t cost);
 

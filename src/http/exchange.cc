@@ -91,6 +91,7 @@ auto Server::Impl::decided(Request& req, Exchange& x, decide::Outcome so) -> boo
   x.outcome = so.degraded != decide::Degraded::kNo ? "degraded"
               : (v != nullptr && v->allowed)       ? "allowed"
                                                    : "denied";
+  if (a.serve && x.route.takes_slots) x.slots = decider->hold(x.rt, x.route, so);
   if (so.verdict && so.verdict->allowed) x.consumed = std::move(*so.verdict);  // last use of `so`
   if (a.serve) {
     x.fields = std::move(a.fields);
@@ -101,6 +102,7 @@ auto Server::Impl::decided(Request& req, Exchange& x, decide::Outcome so) -> boo
 }
 
 auto Server::Impl::give_back(Exchange& x) -> void {
+  x.slots.reset();  // not served: its slots go back at once
   if (!x.consumed) return;
   decider->give_back(*x.rt, x.route, *x.consumed);
   x.consumed.reset();
@@ -116,7 +118,7 @@ auto Server::Impl::end(Request& req, Worker& w, const tcp::endpoint& peer, Excha
   if (body_unread) x.response.keep_alive(false);
   w.metrics->on_request(static_cast<int>(x.response.result_int()));
   if (x.rt->config->access_log) log_access(req, peer, x);
-  return Reply{std::move(x.response), std::move(x.fields), body_unread, false};
+  return Reply{std::move(x.response), std::move(x.fields), body_unread, false, std::move(x.slots)};
 }
 
 auto Server::Impl::log_access(const Request& req, const tcp::endpoint& peer, const Exchange& x)
@@ -216,13 +218,86 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
       co_return body_failed(w, got);
     }
     if (w.upstream) {
+      std::shared_ptr<ClientWatch> watch;
+      if (x.slots) watch = watch_client(w, in.stream, x.slots.get());
       x.response = co_await serve(req, w, peer, x.route.path);
+      if (watch) stop_watch(watch);
     } else {
       x.response = demo_resource(req, x.route.path);  // without serve()'s coroutine frame
     }
   }
   Reply reply = end(req, w, peer, x, !in.parser.is_done());
   co_return reply;
+}
+
+struct Server::Impl::ClientWatch {
+  tcp::socket* socket = nullptr;  // null once stopped
+  decide::Slots* slots = nullptr;
+  asio::steady_timer renew_timer;
+  explicit ClientWatch(asio::io_context& ioc) : renew_timer(ioc) {}
+};
+
+namespace {
+
+void watch_readable(std::shared_ptr<Server::Impl::ClientWatch> watch);
+
+void on_readable(std::shared_ptr<Server::Impl::ClientWatch> watch,
+                 const boost::system::error_code& ec) {
+  if (watch->socket == nullptr || ec == asio::error::operation_aborted) return;
+  bool gone = static_cast<bool>(ec);
+  if (!gone) {
+    // Readable: the end of the stream (the client closed), a reset, or the next pipelined
+    // request. A peek tells them apart without taking any byte from the session.
+    char byte = 0;
+    boost::system::error_code pec;
+    const std::size_t n =
+        watch->socket->receive(asio::buffer(&byte, 1), tcp::socket::message_peek, pec);
+    if (pec == asio::error::would_block || pec == asio::error::try_again) {
+      return watch_readable(std::move(watch));
+    }
+    gone = pec || n == 0;
+    if (!gone) return;  // more requests are coming: the client is still there; stop watching
+  }
+  watch->slots->release();
+}
+
+void watch_readable(std::shared_ptr<Server::Impl::ClientWatch> watch) {
+  tcp::socket& socket = *watch->socket;
+  socket.async_wait(tcp::socket::wait_read,
+                    [watch = std::move(watch)](const boost::system::error_code& ec) mutable {
+                      on_readable(std::move(watch), ec);
+                    });
+}
+
+void renew_later(std::shared_ptr<Server::Impl::ClientWatch> watch) {
+  asio::steady_timer& timer = watch->renew_timer;
+  timer.expires_after(watch->slots->renew_every());
+  timer.async_wait([watch = std::move(watch)](const boost::system::error_code& ec) mutable {
+    if (ec || watch->socket == nullptr) return;
+    watch->slots->renew();
+    renew_later(std::move(watch));
+  });
+}
+
+}  // namespace
+
+auto Server::Impl::watch_client(Worker& w, beast::tcp_stream& stream, decide::Slots* slots)
+    -> std::shared_ptr<ClientWatch> {
+  auto watch = std::make_shared<ClientWatch>(w.ioc);
+  watch->socket = &stream.socket();
+  watch->slots = slots;
+  watch_readable(watch);
+  renew_later(watch);
+  return watch;
+}
+
+void Server::Impl::stop_watch(const std::shared_ptr<ClientWatch>& watch) {
+  boost::system::error_code ignored;
+  tcp::socket* socket = watch->socket;
+  watch->socket = nullptr;
+  // Nothing else waits on the socket while the upstream answers: this cancels the watch alone.
+  if (socket != nullptr) socket->cancel(ignored);
+  watch->renew_timer.cancel();
 }
 
 }  // namespace fg::http

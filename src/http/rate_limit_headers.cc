@@ -163,7 +163,13 @@ void append_rate_limit_policy(std::string& out, std::span<const Charge> charges)
     if (i > 0) out += ", ";
     sf::append_string(out, p->name);
     sf::append_param(out, "q", p->capacity());
-    sf::append_param(out, "w", window_seconds(*p));
+    if (p->is_concurrency()) {
+      // No window: q requests in flight at once (docs/algorithms.md, "Concurrency").
+      out += ";qu=";
+      sf::append_string(out, "concurrent-requests");
+    } else {
+      sf::append_param(out, "w", window_seconds(*p));
+    }
   }
 }
 
@@ -200,7 +206,10 @@ void append_rate_limit(std::string& out, std::span<const Charge> charges,
     sf::append_string(out, charges[i].policy->name);
     sf::append_param(out, "r", std::max<std::int64_t>(0, decisions[i].remaining));
     // t: until the state is full again (reset_after), the same figure as X-RateLimit-Reset.
-    sf::append_param(out, "t", ceil_seconds(decisions[i].reset_after));
+    // A concurrency policy has none: r free slots now, until responses end (not a time).
+    if (!charges[i].policy->is_concurrency()) {
+      sf::append_param(out, "t", ceil_seconds(decisions[i].reset_after));
+    }
   }
 }
 

@@ -155,6 +155,28 @@ TEST(RateLimitHeaders, DeniedAddsRetryAfterAndTheProblemBody) {
             R"("violated-policies":["per-minute"]})");
 }
 
+TEST(RateLimitHeaders, AFullConcurrencyPolicyHasNoWindowAndRetriesInOneSecond) {
+  const Policy slots =
+      make_policy("in-flight", 4, {.algorithm = Algorithm::kConcurrency, .period = seconds(30)});
+  const Policy per_minute = make_policy("per-minute", 100, {.period = seconds(60)});
+  const Charge charges[] = {{&slots, 1}, {&per_minute, 1}};
+  const Verdict v = verdict_of(charges, {over_limit(4, 0, Duration(0), kConcurrencyRetryAfter),
+                                         allowed(100, 99, Duration(600'000))});
+  ASSERT_FALSE(v.allowed);
+  const RateLimitHeaders h = rate_limit_headers(charges, v);
+  const HeaderFields expected = {
+      {"X-RateLimit-Limit", "4"},
+      {"X-RateLimit-Remaining", "0"},
+      {"X-RateLimit-Reset", "0"},
+      {"RateLimit-Policy",
+       R"("in-flight";q=4;qu="concurrent-requests", "per-minute";q=100;w=60)"},
+      {"RateLimit", R"("in-flight";r=0, "per-minute";r=99;t=1)"},
+      {"Retry-After", "1"},
+  };
+  EXPECT_EQ(h.fields, expected);
+  EXPECT_TRUE(h.denied);
+}
+
 TEST(RateLimitHeaders, RetryAfterIsAtLeastOneSecond) {
   const Policy per_second = make_policy("per-second", 10, {.period = seconds(1)});
   const Charge charges[] = {{&per_second, 1}};

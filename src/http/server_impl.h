@@ -244,6 +244,7 @@ struct Server::Impl {
     auto rt = make_runtime(std::move(c));
     for (const config::PolicyConfig& pc : rt->config->policies) {
       rt->metric_ids.push_back(metrics.policy_id(pc.policy.name));
+      if (pc.policy.is_concurrency()) metrics.declare_in_flight(rt->metric_ids.back());
     }
     return rt;
   }
@@ -295,6 +296,9 @@ struct Server::Impl {
     HeaderFields fields;
     bool linger = false;   // the body was not read: after the answer, drop what still comes, close
     bool abandon = false;  // the client is gone: write nothing, close
+    // The concurrency slots the request holds: given back once the answer has been written (or
+    // could not be), when the session drops this Reply.
+    std::unique_ptr<decide::Slots> slots;
   };
 
   // One request in progress between the steps of respond_now() / respond().
@@ -309,7 +313,17 @@ struct Server::Impl {
     // The store's allowed verdict for `route`, until the request is served: a request whose body
     // then cannot be read is not served, and gives back what it consumed (give_back()).
     std::optional<Verdict> consumed;
+    // The concurrency slots an allowed request took (decider.h), until its answer is written.
+    std::unique_ptr<decide::Slots> slots;
   };
+
+  // While a request holding concurrency slots waits for the upstream: renews their leases, and
+  // gives them back at once when the client closes its connection (it will never read the
+  // answer). stop() ends both; the watch never outlives the session's socket.
+  struct ClientWatch;
+  std::shared_ptr<ClientWatch> watch_client(Worker& w, beast::tcp_stream& stream,
+                                            decide::Slots* slots);
+  static void stop_watch(const std::shared_ptr<ClientWatch>& watch);
 
   // The connection a request arrives on: what reading its body needs, once it is to be served.
   struct Inbound {

@@ -1,7 +1,10 @@
 #include "floodgate/store.h"
 
+#include <atomic>
+#include <cstdio>
 #include <future>
 #include <memory>
+#include <random>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,6 +46,23 @@ std::span<const Decision> decisions_of(std::span<const DecideRequest> requests, 
   for (std::size_t j = 0; j < i; ++j) offset += requests[j].charges.size();
   return std::span<const Decision>(verdict.decisions).subspan(offset, requests[i].charges.size());
 }
+
+std::string make_lease_id() {
+  static const std::uint64_t nonce = [] {
+    std::random_device rd;
+    return (std::uint64_t{rd()} << 32) ^ rd();
+  }();
+  static std::atomic<std::uint64_t> counter{0};
+  char buf[48];
+  const auto count = counter.fetch_add(1, std::memory_order_relaxed);
+  const int n = std::snprintf(buf, sizeof buf, "%016llx.%llu",
+                              static_cast<unsigned long long>(nonce),
+                              static_cast<unsigned long long>(count));
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+void Store::release(const LeaseRequest&, RefundCallback done) { done(Result<void>{}); }
+void Store::renew(const LeaseRequest&, RefundCallback done) { done(Result<void>{}); }
 
 Result<Verdict> Store::decide_now(const DecideRequest& request) {
   std::optional<Result<Verdict>> out;
@@ -113,7 +133,7 @@ struct DecideAll {
       return st->done(std::move(st->verdict));
     }
     const RefundRequest r{st->requests[i].identity, st->requests[i].charges, st->decided_at[i],
-                          decisions_of(st->requests, i, st->verdict)};
+                          decisions_of(st->requests, i, st->verdict), st->requests[i].lease};
     Store& store = *st->store;
     store.refund(r, [st = std::move(st), i, end, error = std::move(error)](Result<void>) mutable {
       refund_then(std::move(st), i + 1, end, std::move(error));
@@ -139,6 +159,13 @@ void decide_all(Store& store, std::span<const DecideRequest> requests, DecideCal
 }  // namespace fg
 
 namespace fg {
+
+Result<void> release_and_wait(Store& store, const LeaseRequest& request) {
+  std::promise<Result<void>> promise;
+  auto future = promise.get_future();
+  store.release(request, [&promise](Result<void> r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
 
 Result<void> refund_and_wait(Store& store, const RefundRequest& request) {
   std::promise<Result<void>> promise;

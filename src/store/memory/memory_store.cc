@@ -36,6 +36,13 @@ void make_key(std::string& out, std::string_view policy, std::string_view stored
   out.append(stored);
 }
 
+// Drops the leases of `leases` that expired by `now_us`; returns how many are left.
+template <typename Vec>
+std::size_t live_leases(Vec& leases, std::int64_t now_us) {
+  std::erase_if(leases, [now_us](const auto& l) { return l.expires_us <= now_us; });
+  return leases.size();
+}
+
 // Up to this many policies per request are looked up without allocating.
 constexpr std::size_t kInlinePolicies = 8;
 
@@ -163,8 +170,22 @@ Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
   // node is kept: when this decision writes the key again (a client whose bucket refilled
   // between two requests, the common case for a quiet client or a generous limit), the node is
   // reused instead of freed and reallocated with its index node.
+  bool concurrency = false;
   for (std::size_t i = 0; i < n; ++i) {
     make_key(key, request.charges[i].policy->name, stored);
+    if (request.charges[i].policy->is_concurrency()) {
+      // Slots are leases, not a state: their live count is the state the core decides on.
+      concurrency = true;
+      nodes[i] = nullptr;
+      auto lt = shard.leases.find(std::string_view(key));
+      if (lt == shard.leases.end()) continue;
+      if (const std::size_t held = live_leases(lt->second, now_us); held > 0) {
+        states[i] = State{static_cast<std::int64_t>(held), 0, 0};
+      } else {
+        shard.leases.erase(lt);
+      }
+      continue;
+    }
     auto it = shard.map.find(std::string_view(key));
     nodes[i] = it == shard.map.end() ? nullptr : &*it;
     if (nodes[i] != nullptr && nodes[i]->second.expires_us > now_us) {
@@ -172,6 +193,16 @@ Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
     }
   }
   Evaluation eval = evaluate(request.charges, states, now);
+  // The slots this decision takes: added below once nothing can refuse it any more.
+  std::vector<StateWrite> slots;
+  if (concurrency) {
+    for (const StateWrite& w : eval.writes) {
+      if (request.charges[w.index].policy->is_concurrency()) slots.push_back(w);
+    }
+    std::erase_if(eval.writes, [&request](const StateWrite& w) {
+      return request.charges[w.index].policy->is_concurrency();
+    });
+  }
 
   // New keys this decision writes (a policy given twice is one key; a state written with no
   // ttl is no state and is not inserted). Room is made for all of them before anything is
@@ -225,14 +256,81 @@ Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
       it->second.state = w.state;
     }
   }
+  for (const StateWrite& w : slots) {
+    make_key(key, request.charges[w.index].policy->name, stored);
+    auto lt = shard.leases.find(std::string_view(key));
+    if (lt == shard.leases.end()) lt = shard.leases.emplace(key, std::vector<Lease>{}).first;
+    lt->second.push_back(Lease{std::string(request.lease), now_us + w.ttl.count()});
+  }
   // Steady, bounded clean-up of states that are full again (after the writes, so that it never
   // frees a node this decision is about to reuse).
   drop_expired(shard, now_us, 2);
   return std::move(eval.verdict);  // decided_at = now, set by evaluate()
 }
 
+void MemoryStore::update_leases(const LeaseRequest& request, bool renew) {
+  std::string key;
+  std::string stored;
+  stored_identity(stored, request.identity);
+  Shard& shard = shard_for(stored);
+  const std::int64_t now_us = to_us(clock_.now());
+  std::lock_guard lock(shard.mu);
+  for (const Charge& c : request.charges) {
+    if (c.policy == nullptr || !c.policy->is_concurrency()) continue;
+    make_key(key, c.policy->name, stored);
+    auto lt = shard.leases.find(std::string_view(key));
+    if (lt == shard.leases.end()) continue;
+    std::vector<Lease>& leases = lt->second;
+    for (auto it = leases.begin(); it != leases.end(); ++it) {
+      if (it->id != request.lease) continue;
+      if (renew) {
+        it->expires_us = now_us + c.policy->period.count();
+      } else {
+        leases.erase(it);  // one slot: a policy given twice took two under the same id
+      }
+      break;
+    }
+    if (live_leases(leases, now_us) == 0) shard.leases.erase(lt);
+  }
+}
+
+void MemoryStore::release(const LeaseRequest& request, RefundCallback done) {
+  update_leases(request, false);
+  done(Result<void>{});
+}
+
+void MemoryStore::renew(const LeaseRequest& request, RefundCallback done) {
+  update_leases(request, true);
+  done(Result<void>{});
+}
+
+std::size_t MemoryStore::slots_held(std::string_view identity, std::string_view policy) const {
+  std::string stored;
+  std::string key;
+  stored_identity(stored, identity);
+  make_key(key, policy, stored);
+  const Shard& shard = *shards_[std::hash<std::string_view>{}(stored) % shards_.size()];
+  const std::int64_t now_us = to_us(clock_.now());
+  std::lock_guard lock(shard.mu);
+  auto lt = shard.leases.find(std::string_view(key));
+  if (lt == shard.leases.end()) return 0;
+  std::size_t held = 0;
+  for (const Lease& l : lt->second) held += l.expires_us > now_us ? 1 : 0;
+  return held;
+}
+
 Result<void> MemoryStore::refund_now(const RefundRequest& request) {
   if (auto ok = check_refund(request); !ok) return ok;
+  {
+    // The slots the refunded decision took (those that consumed), given back by their lease.
+    std::vector<Charge> taken;
+    for (std::size_t i = 0; i < request.charges.size(); ++i) {
+      if (request.charges[i].policy->is_concurrency() && refund_cost(request, i) > 0) {
+        taken.push_back(request.charges[i]);
+      }
+    }
+    if (!taken.empty()) update_leases(LeaseRequest{request.identity, taken, request.lease}, false);
+  }
   const std::size_t n = request.charges.size();
   const Timestamp now = clock_.now();
   const std::int64_t now_us = to_us(now);
@@ -248,7 +346,7 @@ Result<void> MemoryStore::refund_now(const RefundRequest& request) {
   Shard& shard = shard_for(stored);
   std::lock_guard lock(shard.mu);
   for (std::size_t i = 0; i < n; ++i) {
-    if (charges[i].cost == 0) continue;
+    if (charges[i].cost == 0 || charges[i].policy->is_concurrency()) continue;
     make_key(key, charges[i].policy->name, stored);
     auto it = shard.map.find(std::string_view(key));
     if (it == shard.map.end() || it->second.expires_us <= now_us) continue;  // nothing to give back

@@ -29,6 +29,12 @@
 // identity, whatever its bytes, gives the key of a hashed one. Two long identities share a state
 // only if their SHA-256 digests collide.
 //
+// Concurrency slots (algorithm: concurrency) are not states: each shard holds, per key, the
+// leases of the requests in flight (lease id, expiry). A decision drops the key's expired leases
+// and decides on the count of the others, under the same shard lock as the identity's other
+// policies, so a request takes its slot only when every rate policy allows it too. Their memory
+// is bounded by the requests in flight, not by max_keys; a key without leases is dropped.
+//
 // Thread safety: every public method is thread-safe.
 #pragma once
 
@@ -64,6 +70,11 @@ class MemoryStore final : public Store {
   void decide(const DecideRequest& request, DecideCallback done) override;
   // Completes before returning, on the calling thread, under the same shard lock as decide().
   void refund(const RefundRequest& request, RefundCallback done) override;
+  // Complete before returning, on the calling thread, under the identity's shard lock.
+  void release(const LeaseRequest& request, RefundCallback done) override;
+  void renew(const LeaseRequest& request, RefundCallback done) override;
+  // Slots held now for `identity` under `policy` (expired leases not counted). For tests.
+  std::size_t slots_held(std::string_view identity, std::string_view policy) const;
   std::string_view kind() const override { return "memory"; }
 
   // The same decision, returned directly.
@@ -106,12 +117,18 @@ class MemoryStore final : public Store {
     Link link;                    // in the list of bucket expires_us >> kExpiryBucketShift
   };
   using Map = std::unordered_map<std::string, Entry, StringHash, std::equal_to<>>;
+  struct Lease {
+    std::string id;
+    std::int64_t expires_us = 0;
+  };
+  using Leases = std::unordered_map<std::string, std::vector<Lease>, StringHash, std::equal_to<>>;
   // Bucket id (expires_us >> kExpiryBucketShift) -> the head of its list, never empty. Map
   // nodes never move, so the heads' addresses hold.
   using Buckets = std::map<std::int64_t, Link>;
   struct Shard {
     mutable std::mutex mu;
     Map map;
+    Leases leases;  // concurrency policies' keys -> the leases in flight
     Buckets buckets;
     // The bucket last linked into (new expiries of one policy tend to share one), or none.
     Buckets::iterator last_bucket;
@@ -130,6 +147,8 @@ class MemoryStore final : public Store {
   // state that still counts is ever dropped.
   bool make_room(Shard& shard, std::int64_t now_us, std::size_t needed,
                  std::span<Node* const> keep);
+  // Gives back (renew false) or renews (to now + each policy's lease) the slots of `request`.
+  void update_leases(const LeaseRequest& request, bool renew);
   // Sets `node`'s expiry to `expires_us`, moving it to that time's bucket if it must.
   static void rekey(Shard& shard, Node& node, std::int64_t expires_us);
   // Files `node` in the bucket of its expires_us / takes it out of it (erasing the bucket when

@@ -81,6 +81,28 @@ TEST(DecideAll, ADenialGivesBackWhatTheEarlierIdentitiesConsumed) {
 
 // Many threads, each a client with its own API key, all behind one IP: exactly the IP's limit
 // is admitted, and every API key has given back what the IP's denials would have cost it.
+TEST(DecideAll, ALaterIdentityThatDeniesGivesBackTheEarlierOnesSlot) {
+  ManualClock clock;
+  MemoryStore store(MemoryStoreOptions{}, clock);
+  const Policy slots = make_policy("slots", 1, {.algorithm = Algorithm::kConcurrency});
+  const Policy per_ip = make_policy("per-ip", 1, {.algorithm = Algorithm::kFixedWindow});
+  const Charge slot_charge{&slots, 1}, ip_charge{&per_ip, 1};
+  // Slots per API key, a rate per IP: the key's slot is taken first, then the IP's rate denies.
+  const std::vector<DecideRequest> first = {{"key:a", {&slot_charge, 1}, "lease-1"},
+                                            {"ip:1", {&ip_charge, 1}, "lease-1"}};
+  auto v = decide_all_now(store, first);
+  ASSERT_TRUE(v && v->allowed);
+  EXPECT_EQ(store.slots_held("key:a", "slots"), 1u);
+  ASSERT_TRUE(release_and_wait(store, LeaseRequest{"key:a", {&slot_charge, 1}, "lease-1"}));
+  EXPECT_EQ(store.slots_held("key:a", "slots"), 0u);
+  const std::vector<DecideRequest> second = {{"key:a", {&slot_charge, 1}, "lease-2"},
+                                             {"ip:1", {&ip_charge, 1}, "lease-2"}};
+  auto denied = decide_all_now(store, second);
+  ASSERT_TRUE(denied.has_value());
+  EXPECT_FALSE(denied->allowed);
+  EXPECT_EQ(store.slots_held("key:a", "slots"), 0u) << "the refund gave the slot back";
+}
+
 TEST(DecideAll, ExactAcrossIdentitiesUnderThreads) {
   ManualClock clock;
   MemoryStore store(MemoryStoreOptions{}, clock);

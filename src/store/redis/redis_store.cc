@@ -768,6 +768,32 @@ struct RedisStore::Impl {
   }
 };
 
+namespace {
+
+// Runs `op` on the calling thread's context, or on the store's own thread for an unbound one.
+void run_op(RedisStore::Impl& impl, std::shared_ptr<DecideOp> op) {
+  if (ThreadContext* ctx = bound_context(impl.id)) {
+    ctx->run(op);
+    return;
+  }
+  asio::post(impl.own_ioc, [op = std::move(op), ctx = impl.own_ctx.get()] { ctx->run(op); });
+}
+
+// fg_release_v4 for `request`'s concurrency charges (none: done at once).
+void lease_call(RedisStore::Impl& impl, const LeaseRequest& request, bool renew,
+                RefundCallback done) {
+  const Shared& shared = *impl.shared;
+  int slot = 0;
+  std::string command = format_release_command(shared.options.key_prefix, shared.tag_key,
+                                               request, renew, &slot);
+  if (command.empty()) return done(Result<void>{});
+  run_op(impl, std::make_shared<DecideOp>(std::move(command), slot,
+                                          SteadyClock::now() + shared.options.timeout,
+                                          std::move(done)));
+}
+
+}  // namespace
+
 Result<std::unique_ptr<RedisStore>> RedisStore::make(const RedisStoreOptions& options) {
   if (options.url.hosts.empty()) {
     return fail(ErrorCode::kInvalidArgument, "redis store: the URL names no Redis server");
@@ -841,6 +867,20 @@ void RedisStore::decide(const DecideRequest& request, DecideCallback done) {
     return;
   }
   const Shared& shared = *impl_->shared;
+  if (has_concurrency(request.charges)) {
+    // Slots and rate policies in one fg_acquire_v4 call of its own (not batched).
+    int slot = 0;
+    std::string command = format_acquire_command(shared.options.key_prefix, shared.tag_key,
+                                                 request.identity, request.charges,
+                                                 request.lease, &slot);
+    std::vector<DecideCallback> done_one;
+    done_one.push_back(std::move(done));
+    run_op(*impl_, std::make_shared<DecideOp>(std::move(command), slot,
+                                   std::vector<std::size_t>{request.charges.size()},
+                                   std::move(done_one),
+                                   SteadyClock::now() + shared.options.timeout));
+    return;
+  }
   Staged staged{
       encode_decision(shared.options.key_prefix, shared.tag_key, request.identity, request.charges),
       SteadyClock::now() + shared.options.timeout, std::move(done)};
@@ -860,16 +900,47 @@ void RedisStore::refund(const RefundRequest& request, RefundCallback done) {
     return;
   }
   const Shared& shared = *impl_->shared;
+  if (has_concurrency(request.charges)) {
+    // The slots go back by their lease (fg_release_v4), the rest as any refund, one after the
+    // other; the callback gets the first error.
+    std::vector<Charge> slots, rest;
+    std::vector<Decision> rest_decisions;
+    for (std::size_t i = 0; i < request.charges.size(); ++i) {
+      const Charge& c = request.charges[i];
+      if (c.policy->is_concurrency()) {
+        if (refund_cost(request, i) > 0) slots.push_back(c);
+      } else {
+        rest.push_back(c);
+        if (!request.decisions.empty()) rest_decisions.push_back(request.decisions[i]);
+      }
+    }
+    auto then = [this, rest = std::move(rest), rest_decisions = std::move(rest_decisions),
+                 identity = std::string(request.identity), at = request.consumed_at,
+                 done = std::move(done)](Result<void> released) mutable {
+      if (rest.empty()) return done(std::move(released));
+      refund(RefundRequest{identity, rest, at, rest_decisions},
+             [released = std::move(released), done = std::move(done)](Result<void> r) mutable {
+               done(released ? std::move(r) : std::move(released));
+             });
+    };
+    if (slots.empty()) return then(Result<void>{});
+    release(LeaseRequest{request.identity, slots, request.lease}, std::move(then));
+    return;
+  }
   int slot = 0;
   std::string command =
       format_refund_command(shared.options.key_prefix, shared.tag_key, request, &slot);
-  auto op = std::make_shared<DecideOp>(
-      std::move(command), slot, SteadyClock::now() + shared.options.timeout, std::move(done));
-  if (ThreadContext* ctx = bound_context(impl_->id)) {
-    ctx->run(op);
-    return;
-  }
-  asio::post(impl_->own_ioc, [op = std::move(op), ctx = impl_->own_ctx.get()] { ctx->run(op); });
+  run_op(*impl_, std::make_shared<DecideOp>(std::move(command), slot,
+                                            SteadyClock::now() + shared.options.timeout,
+                                            std::move(done)));
+}
+
+void RedisStore::release(const LeaseRequest& request, RefundCallback done) {
+  lease_call(*impl_, request, false, std::move(done));
+}
+
+void RedisStore::renew(const LeaseRequest& request, RefundCallback done) {
+  lease_call(*impl_, request, true, std::move(done));
 }
 
 void RedisStore::bind_current_thread(asio::io_context& ioc) {

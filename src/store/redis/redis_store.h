@@ -163,6 +163,9 @@ class RedisStore final : public Store {
   // Thread-safe; see the header comment for which thread calls back.
   void decide(const DecideRequest& request, DecideCallback done) override;
   void refund(const RefundRequest& request, RefundCallback done) override;
+  // fg_release_v4 (script.h), through the same path as a refund.
+  void release(const LeaseRequest& request, RefundCallback done) override;
+  void renew(const LeaseRequest& request, RefundCallback done) override;
   std::string_view kind() const override;
   // A cluster: 32 probe keys reach every master of a small cluster whatever key_secret hashes
   // them to (a given master of 3 is missed with probability (2/3)^32 < 1e-5); one Redis: 1.

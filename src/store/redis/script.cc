@@ -19,6 +19,8 @@ int algorithm_code(Algorithm a) {
       return 3;
     case Algorithm::kFixedWindow:
       return 4;
+    case Algorithm::kConcurrency:
+      return 5;
   }
   return 0;
 }
@@ -337,6 +339,56 @@ std::string format_refund_command(std::string_view key_prefix, const TagKey& tag
   const int s = append_keys(out, key_prefix, tag_key, request.identity, request.charges);
   if (slot != nullptr) *slot = s;
   for (const std::string& a : args) append_bulk(out, a);
+  return out;
+}
+
+bool has_concurrency(std::span<const Charge> charges) {
+  for (const Charge& c : charges) {
+    if (c.policy != nullptr && c.policy->is_concurrency()) return true;
+  }
+  return false;
+}
+
+std::string format_acquire_command(std::string_view key_prefix, const TagKey& tag_key,
+                                   std::string_view identity, std::span<const Charge> charges,
+                                   std::string_view lease, int* slot,
+                                   std::string_view now_us_override) {
+  std::vector<std::string> args;
+  args.reserve(3 + kArgsPerPolicy * charges.size());
+  args.emplace_back(now_us_override);
+  args.emplace_back(lease);
+  push_int(args, static_cast<std::int64_t>(charges.size()));
+  for (const Charge& c : charges) push_charge(args, c, c.cost);
+  std::string out;
+  append_array_header(out, 3 + charges.size() + args.size());
+  append_bulk(out, "FCALL");
+  append_bulk(out, kAcquireFunction);
+  append_bulk_int(out, static_cast<std::int64_t>(charges.size()));
+  const int s = append_keys(out, key_prefix, tag_key, identity, charges);
+  if (slot != nullptr) *slot = s;
+  for (const std::string& a : args) append_bulk(out, a);
+  return out;
+}
+
+std::string format_release_command(std::string_view key_prefix, const TagKey& tag_key,
+                                   const LeaseRequest& request, bool renew, int* slot,
+                                   std::string_view now_us_override) {
+  std::vector<Charge> slots;
+  for (const Charge& c : request.charges) {
+    if (c.policy != nullptr && c.policy->is_concurrency()) slots.push_back(c);
+  }
+  if (slots.empty()) return {};
+  std::string out;
+  append_array_header(out, 3 + 2 * slots.size() + 3);
+  append_bulk(out, "FCALL");
+  append_bulk(out, kReleaseFunction);
+  append_bulk_int(out, static_cast<std::int64_t>(slots.size()));
+  const int s = append_keys(out, key_prefix, tag_key, request.identity, slots);
+  if (slot != nullptr) *slot = s;
+  append_bulk(out, now_us_override);
+  append_bulk(out, request.lease);
+  append_bulk(out, renew ? "1" : "0");
+  for (const Charge& c : slots) append_bulk_int(out, c.policy->period.count());
   return out;
 }
 

@@ -70,6 +70,11 @@ namespace fg::redis {
 inline constexpr std::string_view kLibraryName = "floodgate_v4";
 inline constexpr std::string_view kDecideFunction = "fg_decide_v4";
 inline constexpr std::string_view kRefundFunction = "fg_refund_v3";
+// Concurrency policies (decide.lua: fg_acquire_v4, fg_release_v4): a decision with a
+// concurrency charge is one fg_acquire_v4 call of its own (not batched); release and renewal
+// are fg_release_v4.
+inline constexpr std::string_view kAcquireFunction = "fg_acquire_v4";
+inline constexpr std::string_view kReleaseFunction = "fg_release_v4";
 // The libraries of the releases before, replaced at load, and their functions, which
 // floodgate_v4 also registers with their arguments and replies.
 inline constexpr std::string_view kPreviousLibraryName = "floodgate_v3";
@@ -164,6 +169,25 @@ std::vector<std::string> encode_refund_args(const RefundRequest& request,
 std::string format_refund_command(std::string_view key_prefix, const TagKey& tag_key,
                                   const RefundRequest& request, int* slot,
                                   std::string_view now_us_override = "");
+
+// Whether any charge is a concurrency policy (such a decision goes to fg_acquire_v4).
+bool has_concurrency(std::span<const Charge> charges);
+
+//   FCALL fg_acquire_v4 <n> key_1 .. key_n  now_us lease_id n  (alg cost shadow p1 p2 p3) x n
+// One all-or-nothing decision over rate and concurrency charges (alg 5: limit, lease_us, 0);
+// its reply is fg_decide_v3's for one item (parse_decide_batch_reply with {n}). `slot` receives
+// the keys' slot. Precondition: fg::check_charges(charges) succeeded.
+std::string format_acquire_command(std::string_view key_prefix, const TagKey& tag_key,
+                                   std::string_view identity, std::span<const Charge> charges,
+                                   std::string_view lease, int* slot,
+                                   std::string_view now_us_override = "");
+
+//   FCALL fg_release_v4 <n> key_1 .. key_n  now_us lease_id renew lease_us_1 .. lease_us_n
+// The request's concurrency charges only (empty string when it has none): release (renew
+// false) or renew the lease's slots. Reply: an integer, as fg_refund_v3's (parse_refund_reply).
+std::string format_release_command(std::string_view key_prefix, const TagKey& tag_key,
+                                   const LeaseRequest& request, bool renew, int* slot,
+                                   std::string_view now_us_override = "");
 
 // A reply to FCALL fg_refund_v3: success for an integer; an error reply is kUnavailable, any
 // other shape kInternal.

@@ -694,7 +694,171 @@ local function refund(keys, args)
   return written
 end
 
+-- Concurrency (algorithm 5): requests in flight, in functions of their own. Each concurrency
+-- policy of an identity is a sorted set at its key: one member per request holding a slot (its
+-- lease id), scored by the lease's expiry in µs on the decision clock. A request takes a slot
+-- when every policy allows it, and gives it back with fg_release_v4 when its response ends; a
+-- lease that is not renewed (its instance died) expires and its slot is free again. Mirrors
+-- core::apply_concurrency and fg::evaluate (src/core/limiter.cc).
+--
+-- FCALL fg_acquire_v4 <n> key_1 .. key_n  now_us lease_id n  (alg cost shadow p1 p2 p3) x n
+--   one all-or-nothing decision over rate policies (alg 1-4, as fg_decide_v4) and concurrency
+--   policies (alg 5: p1 limit, p2 lease_us, p3 0); a concurrency charge with cost > 0 takes one
+--   slot. Reply: now_us, allowed, most restrictive, then 6 per policy (one item of fg_decide_v4's reply).
+-- FCALL fg_release_v4 <n> key_1 .. key_n  now_us lease_id renew lease_us_1 .. lease_us_n
+--   renew 0: the lease's slot is given back at every key; 1: its expiry becomes now + lease_us
+--   where it is still held. Reply: the number of slots given back or renewed.
+local CONCURRENCY_RETRY_US = 1000000 -- kConcurrencyRetryAfter: a slot frees when a response ends
+
+-- The live slots at `key` (leases expired by `now` dropped). A key holding anything else (a
+-- state of another algorithm, left by a policy whose algorithm a reload changed) is dropped.
+local function held_slots(key, now)
+  local r = redis.pcall('ZREMRANGEBYSCORE', key, '-inf', now)
+  if type(r) == 'table' and r.err then
+    redis.call('DEL', key)
+    return 0
+  end
+  return redis.call('ZCARD', key)
+end
+
+local function concurrency(held, cost, limit)
+  local take = 0
+  if cost > 0 then take = 1 end
+  if held + take <= limit then
+    return 1, 0, limit, limit - held - take, 0, 0, take > 0
+  end
+  local remaining = 0
+  if held < limit then remaining = limit - held end
+  return 0, 1, limit, remaining, 0, CONCURRENCY_RETRY_US, false
+end
+
+-- fg::most_restrictive over reply[base + 1 ..] (6 per policy), shadow flags from args.
+local function most_restrictive_at(reply, base, args, a0, n)
+  local best = 1
+  local best_enforced = args[a0 + 3] == '0'
+  local best_denies = best_enforced and reply[base + 1] == 0
+  for i = 2, n do
+    local r = base + (i - 1) * 6
+    local b = base + (best - 1) * 6
+    local enforced = args[a0 + (i - 1) * 6 + 3] == '0'
+    local denies = enforced and reply[r + 1] == 0
+    local better
+    if denies ~= best_denies then
+      better = denies
+    elseif enforced ~= best_enforced then
+      better = enforced
+    elseif denies then
+      better = reply[r + 6] > reply[b + 6]
+    else
+      better = reply[r + 4] < reply[b + 4] or
+                 (reply[r + 4] == reply[b + 4] and reply[r + 5] > reply[b + 5])
+    end
+    if better then best, best_denies, best_enforced = i, denies, enforced end
+  end
+  return best - 1
+end
+
+local function acquire(keys, args)
+  if not floor then bind_globals() end
+  local n = tonumber(args[3])
+  if n == nil or n < 1 or n ~= #keys or #args ~= 3 + 6 * n then return bad('arguments') end
+  for i = 1, n do
+    local alg = args[3 + (i - 1) * 6 + 1]
+    if alg ~= '1' and alg ~= '2' and alg ~= '3' and alg ~= '4' and alg ~= '5' then
+      return bad('algorithm')
+    end
+  end
+  local now = clock(args[1])
+  local lease = args[2]
+  local reply = {now, 0, 0}
+  local pending = {} -- per policy: what it writes if all allow (false: nothing)
+  local states = {}  -- per policy: the state read, for a look at cost 0
+  local all = true
+  for i = 1, n do
+    local p = 3 + (i - 1) * 6
+    local alg, cost = tonumber(args[p + 1]), tonumber(args[p + 2])
+    local p1, p2, p3 = tonumber(args[p + 4]), tonumber(args[p + 5]), tonumber(args[p + 6])
+    local r = 3 + (i - 1) * 6
+    local allowed, reason, limit, remaining, reset, retry, write, a, b, c, ttl
+    if alg == 5 then
+      local held = held_slots(keys[i], now)
+      states[i] = held
+      allowed, reason, limit, remaining, reset, retry, write = concurrency(held, cost, p1)
+      if write then pending[i] = {true, p2} else pending[i] = false end
+    else
+      local v = redis.pcall('GET', keys[i]) -- a sorted set left by another algorithm: no state
+      if type(v) ~= 'string' then v = false end
+      local has, sa, sb, sc, se = read_state(v)
+      states[i] = {has, sa, sb, sc}
+      allowed, reason, limit, remaining, reset, retry, write, a, b, c, ttl =
+        ALGORITHMS[alg](has, sa, sb, sc, cost, p1, p2, p3, now)
+      if write then pending[i] = {false, a, b, c, ttl, se} else pending[i] = false end
+    end
+    if allowed == 0 and args[p + 3] == '0' then all = false end
+    reply[r + 1], reply[r + 2], reply[r + 3] = allowed, reason, limit
+    reply[r + 4], reply[r + 5], reply[r + 6] = remaining, reset, retry
+  end
+  for i = 1, n do
+    local p = 3 + (i - 1) * 6
+    local r = 3 + (i - 1) * 6
+    if all then
+      local w = pending[i]
+      if w and w[1] then
+        local lease_us = w[2]
+        redis.call('ZADD', keys[i], now + lease_us, lease)
+        redis.call('PEXPIRE', keys[i], ceil_div(lease_us, 1000) + 1)
+      elseif w then
+        write_state(keys[i], w[2], w[3], w[4], w[5], now, w[6])
+      end
+    elseif reply[r + 1] == 1 then
+      -- Another policy denied: this one takes nothing and reports what it holds untouched.
+      local alg = tonumber(args[p + 1])
+      local p1, p2, p3 = tonumber(args[p + 4]), tonumber(args[p + 5]), tonumber(args[p + 6])
+      local allowed, reason, limit, remaining, reset, retry
+      if alg == 5 then
+        allowed, reason, limit, remaining, reset, retry = concurrency(states[i], 0, p1)
+      else
+        local st = states[i]
+        allowed, reason, limit, remaining, reset, retry =
+          ALGORITHMS[alg](st[1], st[2], st[3], st[4], 0, p1, p2, p3, now)
+      end
+      reply[r + 1], reply[r + 2], reply[r + 3] = allowed, reason, limit
+      reply[r + 4], reply[r + 5], reply[r + 6] = remaining, reset, retry
+    end
+  end
+  reply[2] = all and 1 or 0
+  reply[3] = most_restrictive_at(reply, 3, args, 3, n)
+  return reply
+end
+
+local function release(keys, args)
+  if not floor then bind_globals() end
+  local n = #keys
+  if n < 1 or #args ~= 3 + n or (args[3] ~= '0' and args[3] ~= '1') then
+    return bad('arguments')
+  end
+  local now = clock(args[1])
+  local lease = args[2]
+  local done = 0
+  for i = 1, n do
+    if args[3] == '0' then
+      local r = redis.pcall('ZREM', keys[i], lease)
+      if type(r) == 'number' then done = done + r end
+    else
+      local lease_us = tonumber(args[3 + i])
+      local r = redis.pcall('ZADD', keys[i], 'XX', 'CH', now + lease_us, lease)
+      if type(r) == 'number' and redis.call('ZSCORE', keys[i], lease) then
+        redis.call('PEXPIRE', keys[i], ceil_div(lease_us, 1000) + 1)
+        done = done + 1
+      end
+    end
+  end
+  return done
+end
+
 redis.register_function('fg_decide_v4', decide_v4)
+redis.register_function('fg_acquire_v4', acquire)
+redis.register_function('fg_release_v4', release)
 redis.register_function('fg_decide_v3', decide_v3)
 redis.register_function('fg_refund_v3', refund)
 redis.register_function('fg_decide_v2', decide_v2)

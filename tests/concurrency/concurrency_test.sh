@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# Concurrency limits (algorithm: concurrency) through the `floodgate` binary in proxy mode, in
+# front of tests/fixtures/lenient_upstream.cc, whose /api/hold requests are logged on arrival
+# and held until the test creates $tmp/upstream.log.release: so what is in flight is exactly what
+# the upstream log shows, and nothing here depends on timing but the lease itself.
+#
+#   tests/concurrency/concurrency_test.sh CASE path/to/floodgate path/to/lenient_upstream SOURCE_DIR
+#
+#   two_instances  3 slots, 6 parallel held requests spread over two instances on one Redis:
+#                  exactly 3 reach the upstream, the 3 others get 429 with Retry-After: 1 and the
+#                  RateLimit fields of a concurrency policy; the in-flight gauges add up to 3;
+#                  once the upstream answers, the slots are free again
+#   killed         an instance holding every slot is killed (SIGKILL) mid-request: the other
+#                  instance refuses until the lease (2 s) runs out, then allows again
+#   disconnect     a client that gives up on a held request (its connection closed) gives its
+#                  slot back at once, while the upstream still holds that request
+#   renewal        a request held past its lease (1 s) keeps its slot: a live instance renews it
+#   memory         the same limit on the memory store, and all or nothing with a rate policy
+#
+# Every process is started here on free loopback ports and stopped by its PID.
+set -u
+
+case_name=$1
+fg=$2
+lenient=$3
+src=$4
+tmp=$(mktemp -d)
+failures=0
+pids=()
+
+fail() {
+  echo "FAIL [$case_name]: $*" >&2
+  failures=$((failures + 1))
+}
+cleanup() {
+  touch "$tmp/upstream.log.release" 2>/dev/null  # let held upstream threads go
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+source "$src/tests/require_tools.sh"
+require_tools curl:curl redis-server:redis-server redis-cli:redis-tools
+
+base=$(bash "$src/scripts/free-port-block.sh" 4) || exit 1
+fg_a=$base
+fg_b=$((base + 1))
+redis_port=$((base + 2))
+
+start_upstream() {
+  : >"$tmp/upstream.log"
+  "$lenient" "$tmp/upstream.port" "$tmp/upstream.log" &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    [[ -s $tmp/upstream.port ]] && break
+    sleep 0.05
+  done
+  up_port=$(cat "$tmp/upstream.port")
+}
+
+start_redis() {
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize no >"$tmp/redis.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    redis-cli -p "$redis_port" ping 2>/dev/null | grep -q PONG && return 0
+    sleep 0.05
+  done
+  fail "redis-server did not start"
+  return 1
+}
+
+# start_fg NAME PORT STORE: an instance with the policies on stdin; its PID in pid_NAME.
+start_fg() {
+  local name=$1 port=$2 store=$3
+  {
+    echo "listen: 127.0.0.1:$port"
+    echo "upstream: http://127.0.0.1:$up_port"
+    echo "store: $store"
+    echo "threads: 2"
+    cat
+  } >"$tmp/$name.yaml"
+  "$fg" serve --config "$tmp/$name.yaml" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  local pid=$!
+  pids+=("$pid")
+  printf -v "pid_$name" '%s' "$pid"
+  for _ in $(seq 1 100); do
+    [[ $(curl -s "http://127.0.0.1:$port/healthz" 2>/dev/null) == ok ]] && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  fail "floodgate $name did not start: $(tail -3 "$tmp/$name.err")"
+  return 1
+}
+
+held() { grep -c '^GET /api/hold' "$tmp/upstream.log"; }
+held_ge() { (($(held) >= $1)); }  # at least $1 requests reached the upstream
+
+# wait_for DESCRIPTION COMMAND...: until COMMAND succeeds, at most 10 s.
+wait_for() {
+  local what=$1
+  shift
+  for _ in $(seq 1 200); do
+    "$@" && return 0
+    sleep 0.05
+  done
+  fail "timed out waiting for $what"
+  return 1
+}
+
+# get_bg PORT PATH OUT: a request in the background, its status in OUT, its headers in
+# OUT.headers; wait_bg waits for every such request (not for the servers).
+bg=()
+get_bg() {
+  curl -s -D "$3.headers" -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1$2" >"$3" &
+  bg+=($!)
+}
+wait_bg() {
+  for p in "${bg[@]}"; do wait "$p" 2>/dev/null; done
+  bg=()
+}
+
+code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+
+count_codes() {  # count_codes CODE FILE...: how many FILEs hold CODE
+  local want=$1 n=0
+  shift
+  for f in "$@"; do [[ -s $f && $(cat "$f") == "$want" ]] && n=$((n + 1)); done
+  echo "$n"
+}
+
+answered() {  # answered N FILE...: at least N of the FILEs hold a status
+  local want=$1 n=0
+  shift
+  for f in "$@"; do [[ -s $f ]] && n=$((n + 1)); done
+  ((n >= want))
+}
+
+in_flight_metric() {  # the in-flight gauge of policy `slots` on PORT
+  curl -s "http://127.0.0.1:$1/metrics" |
+    awk '/^floodgate_concurrency_in_flight\{policy="slots"\}/ {print $2}'
+}
+
+case $case_name in
+two_instances)
+  start_upstream
+  start_redis || exit 1
+  policies='policies:
+  - {name: slots, match: {path_prefix: /api/}, algorithm: concurrency, limit: 3, lease: 30s}'
+  start_fg a "$fg_a" "redis://127.0.0.1:$redis_port" <<<"$policies" || exit 1
+  start_fg b "$fg_b" "redis://127.0.0.1:$redis_port" <<<"$policies" || exit 1
+  outs=()
+  for i in 1 2 3 4 5 6; do
+    port=$fg_a
+    ((i % 2 == 0)) && port=$fg_b
+    get_bg "$port" /api/hold "$tmp/r$i"
+    outs+=("$tmp/r$i")
+  done
+  # The three refused answer at once; the three admitted are held by the upstream.
+  wait_for "3 answers of 6" answered 3 "${outs[@]}"
+  wait_for "3 requests at the upstream" held_ge 3
+  sleep 0.3  # a fourth admission, if there were one, would have reached the upstream by now
+  [[ $(held) -eq 3 ]] || fail "$(held) requests in flight at the upstream (limit 3)"
+  [[ $(count_codes 429 "${outs[@]}") -eq 3 ]] ||
+    fail "want 3 answers 429, got $(count_codes 429 "${outs[@]}")"
+  for f in "${outs[@]}"; do
+    [[ -s $f && $(cat "$f") == 429 ]] || continue
+    h=$(tr -d '\r' <"$f.headers")
+    grep -qx 'Retry-After: 1' <<<"$h" || fail "a 429 without Retry-After: 1: $h"
+    grep -qx 'RateLimit-Policy: "slots";q=3;qu="concurrent-requests"' <<<"$h" ||
+      fail "RateLimit-Policy: $(grep RateLimit-Policy <<<"$h")"
+    grep -qx 'RateLimit: "slots";r=0' <<<"$h" || fail "RateLimit: $(grep '^RateLimit:' <<<"$h")"
+    break
+  done
+  a=$(in_flight_metric "$fg_a")
+  b=$(in_flight_metric "$fg_b")
+  [[ $((a + b)) -eq 3 ]] || fail "in-flight gauges $a + $b, want 3"
+  touch "$tmp/upstream.log.release"
+  wait_bg
+  [[ $(count_codes 200 "${outs[@]}") -eq 3 ]] ||
+    fail "want 3 answers 200, got $(count_codes 200 "${outs[@]}")"
+  [[ $(in_flight_metric "$fg_a") -eq 0 && $(in_flight_metric "$fg_b") -eq 0 ]] ||
+    fail "slots still counted in flight after the answers"
+  # Every slot is free again: three at once pass.
+  for i in 1 2 3; do get_bg "$fg_b" /api/hold "$tmp/s$i"; done
+  wait_bg
+  [[ $(count_codes 200 "$tmp/s1" "$tmp/s2" "$tmp/s3") -eq 3 ]] || fail "slots were not given back"
+  ;;
+
+killed)
+  start_upstream
+  start_redis || exit 1
+  policies='policies:
+  - {name: slots, match: {path_prefix: /api/}, algorithm: concurrency, limit: 2, lease: 2s}'
+  start_fg a "$fg_a" "redis://127.0.0.1:$redis_port" <<<"$policies" || exit 1
+  start_fg b "$fg_b" "redis://127.0.0.1:$redis_port" <<<"$policies" || exit 1
+  get_bg "$fg_a" /api/hold "$tmp/k1"
+  get_bg "$fg_a" /api/hold "$tmp/k2"
+  wait_for "2 requests at the upstream" held_ge 2
+  [[ $(code "http://127.0.0.1:$fg_b/api/x") == 429 ]] || fail "a third request was admitted"
+  kill -KILL "$pid_a"
+  killed_at=$(date +%s%N)
+  [[ $(code "http://127.0.0.1:$fg_b/api/x") == 429 ]] ||
+    fail "the dead instance's slots came back before their lease"
+  back=0
+  for _ in $(seq 1 100); do  # at most ~10 s: the lease is 2 s
+    if [[ $(code "http://127.0.0.1:$fg_b/api/x") == 200 ]]; then
+      back=1
+      break
+    fi
+    sleep 0.1
+  done
+  ms=$((($(date +%s%N) - killed_at) / 1000000))
+  ((back)) || fail "the dead instance's slots did not come back within 10 s"
+  ((ms < 1500)) && fail "slots came back after $ms ms, before the 2 s lease"
+  echo "slots of the killed instance came back after $ms ms (lease 2000 ms)"
+  ;;
+
+disconnect)
+  start_upstream
+  start_redis || exit 1
+  start_fg a "$fg_a" "redis://127.0.0.1:$redis_port" <<'EOF' || exit 1
+policies:
+  - {name: slots, match: {path_prefix: /api/}, algorithm: concurrency, limit: 1, lease: 60s}
+EOF
+  curl -s -o /dev/null "http://127.0.0.1:$fg_a/api/hold" &
+  client=$!
+  wait_for "the request at the upstream" held_ge 1
+  [[ $(code "http://127.0.0.1:$fg_a/api/x") == 429 ]] || fail "a second request was admitted"
+  kill "$client"  # the client goes away; the upstream still holds its request
+  wait "$client" 2>/dev/null
+  ok=0
+  for _ in $(seq 1 40); do  # "at once": well before the 60 s lease
+    if [[ $(code "http://127.0.0.1:$fg_a/api/x") == 200 ]]; then
+      ok=1
+      break
+    fi
+    sleep 0.05
+  done
+  ((ok)) || fail "the slot of a client that went away did not come back"
+  [[ $(held) -eq 1 && ! -e $tmp/upstream.log.release ]] || fail "the upstream was not still busy"
+  ;;
+
+renewal)
+  start_upstream
+  start_redis || exit 1
+  start_fg a "$fg_a" "redis://127.0.0.1:$redis_port" <<'EOF' || exit 1
+policies:
+  - {name: slots, match: {path_prefix: /api/}, algorithm: concurrency, limit: 1, lease: 1s}
+EOF
+  get_bg "$fg_a" /api/hold "$tmp/long"
+  wait_for "the request at the upstream" held_ge 1
+  sleep 2.5  # past two leases: the slot is held only if the instance renewed it
+  [[ $(code "http://127.0.0.1:$fg_a/api/x") == 429 ]] || fail "a renewed slot expired"
+  touch "$tmp/upstream.log.release"
+  wait_bg
+  [[ $(cat "$tmp/long") == 200 ]] || fail "the long request answered $(cat "$tmp/long")"
+  [[ $(code "http://127.0.0.1:$fg_a/api/x") == 200 ]] || fail "the slot was not given back"
+  ;;
+
+memory)
+  start_upstream
+  start_fg a "$fg_a" "memory://" <<'EOF' || exit 1
+policies:
+  - {name: slots, match: {path_prefix: /api/}, algorithm: concurrency, limit: 2}
+  - {name: rate, match: {path_prefix: /api/}, algorithm: fixed_window, limit: 4, period: 1h}
+EOF
+  for i in 1 2 3; do get_bg "$fg_a" /api/hold "$tmp/m$i"; done
+  wait_for "1 answer" answered 1 "$tmp/m1" "$tmp/m2" "$tmp/m3"
+  wait_for "2 requests at the upstream" held_ge 2
+  [[ $(count_codes 429 "$tmp/m1" "$tmp/m2" "$tmp/m3") -eq 1 ]] || fail "want one 429"
+  touch "$tmp/upstream.log.release"
+  wait_bg
+  # 2 tokens of 4 spent (the refused request took none): 2 more pass, then the rate denies, and
+  # a denied request takes no slot.
+  [[ $(code "http://127.0.0.1:$fg_a/api/x") == 200 ]] || fail "a slot or token was lost"
+  [[ $(code "http://127.0.0.1:$fg_a/api/x") == 200 ]] || fail "a slot or token was lost"
+  [[ $(code "http://127.0.0.1:$fg_a/api/x") == 429 ]] || fail "the rate policy did not deny"
+  [[ $(in_flight_metric "$fg_a") -eq 0 ]] || fail "a denied request holds a slot"
+  ;;
+
+*)
+  echo "unknown case $case_name" >&2
+  exit 2
+  ;;
+esac
+
+((failures == 0)) || exit 1
+echo "ok [$case_name]"
