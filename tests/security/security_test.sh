@@ -157,11 +157,12 @@ case $case_name in
       --tls-key-file "$tmp/server.key" --tls-ca-cert-file "$tmp/ca.crt" \
       --tls-auth-clients no || exit 1
     # The minimal ACL of docs/operations.md: its own keys, the commands it sends (the library's
-    # load is a MULTI/EXEC replacing floodgate_v2), and the ones the function runs as that user
-    # (TIME, MGET, SET).
+    # load is a MULTI/EXEC replacing the previous libraries), and the ones the functions run as
+    # that user (TIME, MGET, SET; DEL for refunds; the sorted-set commands for concurrency).
     admin ACL SETUSER floodgate on ">$password" resetkeys '~fg:*' resetchannels \
-      -@all +fcall +multi +exec +function\|load +function\|delete +time +mget +set +select \
-      +ping +cluster\|slots +asking >/dev/null
+      -@all +fcall +multi +exec +function\|load +function\|delete +time +mget +set +del +select \
+      +ping +zadd +zrem +zremrangebyscore +zcard +zscore +pexpire +cluster\|slots +asking \
+      >/dev/null
     [[ $(admin ACL WHOAMI) == default ]] || fail "admin connection"
     admin SET other:secret-data x >/dev/null
     serve_config "$tmp/serve.yaml" \
@@ -189,7 +190,7 @@ case $case_name in
     as_user() { redis-cli -p "$redis_port" --user floodgate --pass "$password" --no-auth-warning "$@" 2>&1; }
     [[ $(as_user PING) == PONG ]] || fail "the ACL user cannot PING"
     for denied in "GET other:secret-data" "MGET other:secret-data" "SET other:x 1" "KEYS *" \
-      "FLUSHALL" "CONFIG GET requirepass" "EVAL return 1 0" "GET fg:x" "DEL fg:x" "ACL LIST" \
+      "FLUSHALL" "CONFIG GET requirepass" "EVAL return 1 0" "GET fg:x" "ACL LIST" \
       "FUNCTION FLUSH" "SCRIPT FLUSH"; do
       set -f  # split on purpose, without expanding the '*'
       # shellcheck disable=SC2086
@@ -199,6 +200,19 @@ case $case_name in
     done
     out=$(as_user FCALL fg_decide_v4 1 other:secret-data "" 1 1 1 0 5 1 1 1 1 1)
     [[ $out == *NOPERM* || $out == *"No permissions"* ]] || fail "the ACL user reached another key: $out"
+    # What the functions run as this user, beyond a decision: a refund that forgets the state
+    # (DEL) and a concurrency slot taken and given back (the sorted-set commands). Fixed window,
+    # 5 per minute (alg 4, p1 5, p2 60000000); concurrency limit 2, lease 30 s (alg 5).
+    out=$(as_user FCALL fg_decide_v4 1 'fg:{acl}:u:p' "" 1 1 4 0 5 60000000 0 1 1 1)
+    decided_at=$(head -1 <<<"$out")
+    [[ $(sed -n 2p <<<"$out") == 1 ]] || fail "a decision as the ACL user: $out"
+    out=$(as_user FCALL fg_refund_v3 1 'fg:{acl}:u:p' "" "$decided_at" 1 4 1 0 5 60000000 0)
+    [[ $out == 1 ]] || fail "a refund that deletes the state, as the ACL user: $out"
+    [[ $(admin EXISTS 'fg:{acl}:u:p') == 0 ]] || fail "the refund did not forget the state"
+    out=$(as_user FCALL fg_acquire_v4 1 'fg:{acl}:u:c' "" lease-1 1 5 1 0 2 30000000 0)
+    [[ $(sed -n 2p <<<"$out") == 1 ]] || fail "a concurrency slot taken as the ACL user: $out"
+    out=$(as_user FCALL fg_release_v4 1 'fg:{acl}:u:c' "" lease-1 0 30000000)
+    [[ $out == 1 ]] || fail "a concurrency slot given back as the ACL user: $out"
     # /metrics is on the admin listener only.
     [[ -n $admin_port ]] || fail "no admin listener line: $(cat "$tmp/serve.err")"
     [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/metrics") == 404 ]] ||

@@ -771,6 +771,7 @@ local function acquire(keys, args)
   local now = clock(args[1])
   local lease = args[2]
   local reply = {now, 0, 0}
+  local values       -- MGET of every key, read at the first rate policy
   local pending = {} -- per policy: what it writes if all allow (false: nothing)
   local states = {}  -- per policy: the state read, for a look at cost 0
   local all = true
@@ -786,9 +787,9 @@ local function acquire(keys, args)
       allowed, reason, limit, remaining, reset, retry, write = concurrency(held, cost, p1)
       if write then pending[i] = {true, p2} else pending[i] = false end
     else
-      local v = redis.pcall('GET', keys[i]) -- a sorted set left by another algorithm: no state
-      if type(v) ~= 'string' then v = false end
-      local has, sa, sb, sc, se = read_state(v)
+      -- MGET reads a sorted set left by another algorithm as nil: no state.
+      if not values then values = redis.call('MGET', unpack_all(keys)) end
+      local has, sa, sb, sc, se = read_state(values[i])
       states[i] = {has, sa, sb, sc}
       allowed, reason, limit, remaining, reset, retry, write, a, b, c, ttl =
         ALGORITHMS[alg](has, sa, sb, sc, cost, p1, p2, p3, now)
