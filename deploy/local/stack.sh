@@ -222,6 +222,13 @@ health() {
   echo "${line:-unknown (no answer on the HAProxy admin socket)}"
 }
 
+# How many instances HAProxy's checks see up ("UP", not "UP 1/2" on the way down).
+instances_up() {
+  [[ -S $run_dir/haproxy.sock ]] && command -v socat >/dev/null || { echo 0; return; }
+  echo "show stat" | socat - "UNIX-CONNECT:$run_dir/haproxy.sock" 2>/dev/null |
+    awk -F, '$1 == "floodgate" && $2 ~ /^fg[0-9]+$/ && $18 == "UP" { n++ } END { print n + 0 }'
+}
+
 case ${1:-} in
   up) up ;;
   down) down ;;
@@ -237,10 +244,10 @@ case ${1:-} in
     for ((i = 1; i <= instances; i++)); do
       instance_urls+="${instance_urls:+, }fg$i http://127.0.0.1:$(port_of "$i")"
     done
-    # HAProxy's first checks take a moment: wait (at most 10 s) until they have settled.
-    for _ in $(seq 40); do
-      h=$(health)
-      [[ $h == *"fg$instances "* && $h != *"unknown"* && $h != *", failing"* && $h != *", passing"* ]] && break
+    # HAProxy's first checks take a moment (longer on a busy host): wait, at most 20 s, until
+    # it sees every instance up; then print what it sees, whatever that is.
+    for _ in $(seq 80); do
+      [[ $(instances_up) -eq $instances ]] && break
       sleep 0.25
     done
     cat <<EOF
