@@ -23,6 +23,10 @@
 // identity, whatever its bytes, gives the key of a hashed one. Two long identities share a state
 // only if their SHA-256 digests collide.
 //
+// Counters (count(), Envoy's INCRBY semantics) live in the same maps under "\0count\0" + the
+// counter's name stored as identities are: no policy name starts with NUL, so no counter can
+// name a policy's state.
+//
 // Thread safety: every public method is thread-safe.
 #pragma once
 
@@ -54,6 +58,10 @@ class MemoryStore final : public Store {
   // Completes before returning, on the calling thread, under the same shard lock as decide().
   void refund(const RefundRequest& request, RefundCallback done) override;
   std::string_view kind() const override { return "memory"; }
+  // Completes before returning. Counters share the states' shards, capacity and expiry index
+  // (a counter is one state, kept until its ttl); each counter under its own shard's lock.
+  void count(std::span<const CountRequest> counters, CountCallback done) override;
+  Result<std::vector<std::int64_t>> count_now(std::span<const CountRequest> counters);
 
   // The same decision, returned directly.
   Result<Verdict> decide_now(const DecideRequest& request) override;
