@@ -10,29 +10,65 @@
 #include <condition_variable>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
+#include "core/counter.h"
+
 namespace fg::rls {
-namespace {
 
 namespace pb = envoy::service::ratelimit::v3;
+using config::envoy::Counting;
 using config::envoy::Rule;
 using config::envoy::Unit;
 
 // One descriptor of a request, as the mapping sees it.
-struct Item {
+struct Service::Item {
   const Rule* rule = nullptr;  // null: no limit applies
   std::string stats_key;
   bool unlimited = false;
+  Counting counting = Counting::kCounter;  // the rule's (resolved at load time)
   std::uint64_t hits = 1;  // hits_addend: the descriptor's own, else the request's (0 -> 1)
-  std::string identity;    // the counter's name: upstream's cache key without its window
+  std::string identity;    // upstream's cache key without its window start
   // The decision, when one was asked for.
   bool decided = false;
   bool over = false;
   bool from_local_cache = false;
   std::uint64_t before = 0, after = 0;  // the counter before and after this request's hits
   std::uint32_t remaining = 0;
+  // Seconds until the limit resets: the counter's window end (the instance's clock, as
+  // upstream), or a floodgate algorithm's reset_after (the store's clock); 0: not known.
+  std::int64_t reset_s = 0;
 };
+
+class Service::OverLimitCache {
+ public:
+  explicit OverLimitCache(std::size_t max_entries) : max_entries_(max_entries) {}
+
+  bool contains(const std::string& key, std::int64_t now_s) const {
+    std::lock_guard lock(mu_);
+    auto it = until_.find(key);
+    return it != until_.end() && it->second > now_s;
+  }
+
+  // Remembers `key` until `until_s`. When full, expired entries go first; when none has expired
+  // the key is not remembered (the store is asked again: slower, never a different answer).
+  void insert(const std::string& key, std::int64_t until_s, std::int64_t now_s) {
+    std::lock_guard lock(mu_);
+    if (until_.size() >= max_entries_ && !until_.contains(key)) {
+      std::erase_if(until_, [now_s](const auto& kv) { return kv.second <= now_s; });
+      if (until_.size() >= max_entries_) return;
+    }
+    until_[key] = until_s;
+  }
+
+ private:
+  const std::size_t max_entries_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::int64_t> until_;
+};
+
+namespace {
 
 // upstream's cache key, without the window start: prefix + domain + "_" + key_value_ per entry
 // (the wildcard pattern in place of the value where share_threshold asks for it). The fixed
@@ -60,81 +96,6 @@ std::string override_key(const std::string& domain,
     if (!d.entries(i).value().empty()) key += "_" + d.entries(i).value();
   }
   return key;
-}
-
-// THE counting choice of this door: every descriptor with a limit is decided as its own
-// single-charge Plan (its own identity, its rule's fixed window, cost = its hits), independently
-// of the others, as upstream counts each descriptor's key independently. All are asked at once
-// and awaited together. What differs from upstream's INCRBY (a denied descriptor is not counted
-// past its limit; one over the limit does not stop the others being counted) is listed in
-// docs/envoy.md.
-void decide_descriptors(decide::Decider& decider, const decide::Rules& rules,
-                        std::vector<Item>& items) {
-  struct Pending {
-    std::mutex mutex;
-    std::condition_variable done;
-    std::size_t left = 0;
-  };
-  Pending pending;
-  std::vector<decide::Plan> plans(items.size());
-  std::vector<decide::Outcome> outcomes(items.size());
-  std::vector<std::size_t> asked;
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    Item& it = items[i];
-    if (it.rule == nullptr || it.unlimited) continue;
-    if (it.rule->requests_per_unit == 0) {  // blocks without a counter: the window is never open
-      it.decided = true;
-      it.over = true;
-      it.before = 0;
-      it.after = it.hits;
-      continue;
-    }
-    decide::Plan& plan = plans[i];
-    plan.identities.push_back(it.identity);
-    plan.charge_identity.push_back(0);
-    const Charge charge{&it.rule->policy,
-                        static_cast<std::int64_t>(std::min<std::uint64_t>(it.hits, kMaxCount))};
-    plan.charges.push_back(charge);
-    plan.local_charges.push_back(charge);
-    plan.policy_indices.push_back(decide::kCheckApiPolicy);  // counted in RuleMetrics instead
-    asked.push_back(i);
-  }
-  pending.left = asked.size();
-  for (std::size_t i : asked) {
-    decider.decide(rules, plans[i], nullptr, [&pending, &outcomes, i](decide::Outcome o) {
-      std::lock_guard lock(pending.mutex);
-      outcomes[i] = std::move(o);
-      if (--pending.left == 0) pending.done.notify_one();
-    });
-  }
-  {
-    std::unique_lock lock(pending.mutex);
-    pending.done.wait(lock, [&pending] { return pending.left == 0; });
-  }
-  for (std::size_t i : asked) {
-    Item& it = items[i];
-    const decide::Outcome& o = outcomes[i];
-    const std::uint64_t limit = it.rule->requests_per_unit;
-    it.decided = true;
-    it.from_local_cache = o.from_deny_cache;
-    if (const Verdict* v = o.counting(); v != nullptr && !v->decisions.empty()) {
-      const Decision& d = v->decisions.front();
-      const auto remaining = static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.remaining));
-      it.over = !d.allowed;
-      if (d.allowed) {
-        it.after = limit - std::min(limit, remaining);
-        it.before = it.after >= it.hits ? it.after - it.hits : 0;
-        it.remaining = static_cast<std::uint32_t>(remaining);
-      } else {  // nothing was counted: the counter stands where it was
-        it.before = limit - std::min(limit, remaining);
-        it.after = it.before + it.hits;
-      }
-    } else {  // no verdict: on_store_error answered (allow: OK with nothing left; else over)
-      it.over = !o.served();
-      it.before = 0;
-      it.after = it.over ? limit + it.hits : 0;
-    }
-  }
 }
 
 std::uint32_t duration_until_reset(Unit unit, Timestamp now) {
@@ -233,7 +194,230 @@ std::string RuleMetrics::prometheus() const {
 }
 
 Service::Service(const Settings& settings, decide::Decider& decider, const Clock& clock)
-    : settings_(settings), decider_(decider), clock_(clock) {}
+    : settings_(settings), decider_(decider), clock_(clock) {
+  // Upstream's freecache of LOCAL_CACHE_SIZE_IN_BYTES; an entry here is a key of ~60-100 bytes
+  // and its hash node, ~256 bytes as the deny cache counts them.
+  if (settings_.local_cache_size_in_bytes > 0) {
+    over_limit_cache_ = std::make_unique<OverLimitCache>(static_cast<std::size_t>(
+        std::max<std::int64_t>(1, settings_.local_cache_size_in_bytes / 256)));
+  }
+}
+
+Service::~Service() = default;
+
+// THE counting choice of this door: counter rules (the default) are counted as upstream counts
+// them; opted-in rules are decided together by the Decider, one Plan for the request.
+Result<void> Service::decide_descriptors(const Snapshot& snap, const std::string& domain,
+                                         std::vector<Item>& items, Timestamp now) {
+  if (auto opted = decide_opted_in(snap, domain, items); !opted) return opted;
+  return count_descriptors(items, now);
+}
+
+// Upstream's DoLimit over Store::count: the local cache first, then (with
+// STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT) a look at every counter, then the counting, each
+// descriptor under its own key (prefix + domain + entries + window start), then the answers.
+Result<void> Service::count_descriptors(std::vector<Item>& items, Timestamp now) {
+  const std::int64_t now_s =
+      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  std::vector<std::size_t> asked;                   // the items counted here
+  std::vector<std::string> keys;                    // their keys, window included
+  std::vector<counter::Pending> pending;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    Item& it = items[i];
+    if (it.rule == nullptr || it.unlimited || it.counting != Counting::kCounter) continue;
+    const std::int64_t unit_s = config::envoy::unit_seconds(it.rule->unit);
+    asked.push_back(i);
+    keys.push_back(it.identity + std::to_string(counter::window_start(now_s, unit_s)));
+    it.reset_s = counter::until_reset(now_s, unit_s);
+    counter::Pending p;
+    p.counted = true;
+    p.hits = it.hits;
+    p.limit = it.rule->requests_per_unit;
+    p.cached_over = over_limit_cache_ && over_limit_cache_->contains(keys.back(), now_s);
+    pending.push_back(p);
+  }
+  if (asked.empty()) return {};
+  Store& store = decider_.store();
+  const bool stop = settings_.stop_cache_key_increment_when_overlimit;
+  bool any_cached = false;
+  for (const counter::Pending& p : pending) any_cached = any_cached || p.cached_over;
+
+  // One store call over `hits` per counter (those the local cache answered are left out),
+  // guarded by the breaker; the counters' values, or the error.
+  std::vector<CountRequest> requests;
+  const auto count = [&](const std::vector<std::uint64_t>& hits)
+      -> Result<std::vector<std::int64_t>> {
+    requests.clear();
+    std::vector<std::size_t> at;
+    for (std::size_t k = 0; k < asked.size(); ++k) {
+      if (pending[k].cached_over) continue;
+      const auto unit_s = config::envoy::unit_seconds(items[asked[k]].rule->unit);
+      requests.push_back(CountRequest{
+          keys[k], static_cast<std::int64_t>(std::min<std::uint64_t>(hits[k], INT64_MAX / 2)),
+          std::chrono::seconds(unit_s)});
+      at.push_back(k);
+    }
+    std::vector<std::int64_t> values(asked.size(), 0);
+    if (requests.empty()) return values;
+    if (!counter_breaker_.allow(clock_.now())) {
+      return fail(ErrorCode::kUnavailable, "circuit open: the store keeps failing");
+    }
+    auto got = count_and_wait(store, requests);
+    if (!got) {
+      if (got.error().code != ErrorCode::kInvalidArgument) counter_breaker_.on_failure(clock_.now());
+      return tl::unexpected(got.error());
+    }
+    counter_breaker_.on_success();
+    for (std::size_t j = 0; j < at.size(); ++j) values[at[j]] = (*got)[j];
+    return values;
+  };
+
+  Result<std::vector<std::int64_t>> after = std::vector<std::int64_t>{};
+  if (stop && !any_cached) {
+    auto current = count(std::vector<std::uint64_t>(asked.size(), 0));
+    if (current) {
+      for (std::size_t k = 0; k < asked.size(); ++k) {
+        pending[k].current = static_cast<std::uint64_t>((*current)[k]);
+      }
+    } else {
+      after = tl::unexpected(current.error());
+    }
+  }
+  if (after) after = count(counter::hits_to_add(pending, stop));
+  if (!after) {
+    // The store could not count: FLOODGATE_RLS_ON_STORE_ERROR answers (allow: OK with nothing
+    // known left; deny: OVER_LIMIT), or the call fails as upstream's does.
+    metrics_.redis_error.fetch_add(1, std::memory_order_relaxed);
+    if (settings_.on_store_error == Settings::OnStoreError::kError) {
+      return fail(ErrorCode::kUnavailable, "could not count: " + after.error().message);
+    }
+    const bool deny = settings_.on_store_error == Settings::OnStoreError::kDeny;
+    for (std::size_t k = 0; k < asked.size(); ++k) {
+      Item& it = items[asked[k]];
+      it.decided = true;
+      it.from_local_cache = pending[k].cached_over;
+      it.over = deny || pending[k].cached_over;
+      it.before = 0;
+      it.after = it.over ? it.rule->requests_per_unit + it.hits : 0;
+    }
+    return {};
+  }
+  for (std::size_t k = 0; k < asked.size(); ++k) {
+    Item& it = items[asked[k]];
+    it.decided = true;
+    if (pending[k].cached_over) {
+      it.from_local_cache = true;
+      it.over = true;
+      continue;
+    }
+    const counter::Counted c = counter::judge(static_cast<std::uint64_t>((*after)[k]), it.hits,
+                                              it.rule->requests_per_unit);
+    it.before = c.before;
+    it.after = c.after;
+    it.over = c.over;
+    it.remaining = c.remaining;
+    if (c.over && over_limit_cache_) {
+      // Upstream keeps an over-limit key for a whole unit from now; its name holds its window,
+      // so the entry is never consulted after the window ends.
+      over_limit_cache_->insert(keys[k], now_s + config::envoy::unit_seconds(it.rule->unit), now_s);
+    }
+  }
+  return {};
+}
+
+// The opted-in descriptors (floodgate's algorithms) as one Plan: one identity (the prefix and
+// the domain: every state of a request shares a hash slot), one charge per descriptor under a
+// policy named after the descriptor's counter, so that one atomic store call decides them all,
+// all or nothing, on the store's clock (Redis TIME).
+Result<void> Service::decide_opted_in(const Snapshot& snap, const std::string& domain,
+                                      std::vector<Item>& items) {
+  std::vector<std::size_t> asked;
+  std::vector<Policy> policies;
+  policies.reserve(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    Item& it = items[i];
+    if (it.rule == nullptr || it.unlimited || it.counting == Counting::kCounter) continue;
+    if (it.rule->requests_per_unit == 0) {  // blocks without a state: the limit is never open
+      it.decided = true;
+      it.over = true;
+      it.before = 0;
+      it.after = it.hits;
+      continue;
+    }
+    Policy p = it.rule->policy;
+    p.shadow = it.rule->shadow_mode;
+    // The algorithm in the name: a rule that changes algorithm on a reload starts afresh rather
+    // than reading another algorithm's state.
+    p.name = it.identity + "@" + std::string(config::envoy::to_string(it.counting));
+    policies.push_back(std::move(p));
+    asked.push_back(i);
+  }
+  if (asked.empty()) return {};
+  decide::Plan plan;
+  plan.identities.push_back(settings_.cache_key_prefix + domain);
+  for (std::size_t k = 0; k < asked.size(); ++k) {
+    const Charge charge{&policies[k], static_cast<std::int64_t>(std::min<std::uint64_t>(
+                                          items[asked[k]].hits, kMaxCount))};
+    plan.charge_identity.push_back(0);
+    plan.charges.push_back(charge);
+    plan.local_charges.push_back(charge);
+    plan.policy_indices.push_back(decide::kCheckApiPolicy);  // counted in RuleMetrics instead
+  }
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::optional<decide::Outcome> outcome;
+  decider_.decide(*snap.rules, plan, nullptr, [&](decide::Outcome o) {
+    std::lock_guard lock(mutex);
+    outcome = std::move(o);
+    cv.notify_one();
+  });
+  {
+    std::unique_lock lock(mutex);
+    cv.wait(lock, [&outcome] { return outcome.has_value(); });
+  }
+  const decide::Outcome& o = *outcome;
+  if (o.degraded != decide::Degraded::kNo) {
+    metrics_.redis_error.fetch_add(1, std::memory_order_relaxed);
+    if (settings_.on_store_error == Settings::OnStoreError::kError) {
+      return fail(ErrorCode::kUnavailable,
+                  "could not decide: " + (o.verdict ? std::string("store unavailable")
+                                                    : o.verdict.error().message));
+    }
+  }
+  const Verdict* v = o.counting();
+  for (std::size_t k = 0; k < asked.size(); ++k) {
+    Item& it = items[asked[k]];
+    const std::uint64_t limit = it.rule->requests_per_unit;
+    it.decided = true;
+    it.from_local_cache = o.from_deny_cache;
+    if (v != nullptr && k < v->decisions.size()) {
+      const Decision& d = v->decisions[k];
+      const auto remaining = static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.remaining));
+      it.over = !d.allowed;
+      it.reset_s = std::max<std::int64_t>(
+          1, (std::chrono::duration_cast<std::chrono::microseconds>(d.reset_after).count() +
+              999'999) / 1'000'000);
+      if (d.allowed && v->allowed) {
+        it.after = limit - std::min(limit, remaining);
+        it.before = it.after >= it.hits ? it.after - it.hits : 0;
+        it.remaining = static_cast<std::uint32_t>(remaining);
+      } else if (d.allowed) {  // within its own limit, but another descriptor denied: all or
+                               // nothing, so nothing was counted
+        it.before = limit - std::min(limit, remaining + it.hits);
+        it.after = it.before + it.hits;
+        it.remaining = static_cast<std::uint32_t>(remaining);
+      } else {  // nothing was counted: the state stands where it was
+        it.before = limit - std::min(limit, remaining);
+        it.after = it.before + it.hits;
+      }
+    } else {  // no verdict: on_store_error answered (allow: OK with nothing left; else over)
+      it.over = !o.served();
+      it.before = 0;
+      it.after = it.over ? limit + it.hits : 0;
+    }
+  }
+  return {};
+}
 
 void Service::set_config(std::shared_ptr<const Snapshot> snapshot) {
   std::lock_guard lock(config_mutex_);
@@ -277,11 +461,8 @@ Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
       rule->unit = static_cast<Unit>(d.limit().unit());
       if (config::envoy::unit_seconds(rule->unit) == 0) rule->unit = Unit::kSecond;
       rule->full_key = override_key(request.domain(), d);
-      rule->policy.name = rule->full_key;
-      rule->policy.algorithm = Algorithm::kFixedWindow;
-      rule->policy.limit = std::clamp<std::int64_t>(rule->requests_per_unit, 1, kMaxCount);
-      rule->policy.burst = rule->policy.limit;
-      rule->policy.period = std::chrono::seconds(config::envoy::unit_seconds(rule->unit));
+      rule->counting = settings_.default_counting;
+      rule->policy = config::envoy::policy_of(*rule);
       it.rule = rule.get();
       it.stats_key = rule->full_key;
       own_rules.push_back(std::move(rule));
@@ -296,6 +477,7 @@ Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
     if (it.rule == nullptr) continue;
     for (const std::string& r : it.rule->replaces) replacing.insert(r);
     it.unlimited = it.rule->unlimited;
+    it.counting = it.rule->counting;
     if (!it.unlimited) {
       it.identity = identity_of(settings_.cache_key_prefix, request.domain(), d, shared);
     }
@@ -312,7 +494,9 @@ Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
     }
   }
 
-  decide_descriptors(decider_, *snap->rules, items);
+  if (auto decided = decide_descriptors(*snap, request.domain(), items, now); !decided) {
+    return decided;
+  }
 
   // The answer, descriptor by descriptor, with upstream's counters.
   const auto near_threshold = [this](std::uint64_t limit) {
@@ -343,7 +527,8 @@ Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
     limit->set_requests_per_unit(rule.requests_per_unit);
     limit->set_unit(static_cast<pb::RateLimitResponse::RateLimit::Unit>(rule.unit));
     limit->set_name(rule.name);
-    st->mutable_duration_until_reset()->set_seconds(duration_until_reset(rule.unit, now));
+    st->mutable_duration_until_reset()->set_seconds(
+        it.reset_s > 0 ? it.reset_s : duration_until_reset(rule.unit, now));
     const std::uint64_t over_at = rule.requests_per_unit;
     const std::uint64_t near_at = near_threshold(over_at);
     if (it.from_local_cache) {
@@ -401,8 +586,7 @@ Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
     };
     add(settings_.header_limit, headline->current_limit().requests_per_unit());
     add(settings_.header_remaining, headline->limit_remaining());
-    add(settings_.header_reset,
-        duration_until_reset(static_cast<Unit>(headline->current_limit().unit()), now));
+    add(settings_.header_reset, static_cast<std::uint64_t>(headline->duration_until_reset().seconds()));
   }
   if (code == pb::RateLimitResponse::OVER_LIMIT && settings_.global_shadow_mode) {
     code = pb::RateLimitResponse::OK;
@@ -438,7 +622,8 @@ Result<std::shared_ptr<const Snapshot>> load_snapshot(const Settings& settings) 
                                                settings.runtime_ignore_dot_files);
   if (!files) return tl::unexpected(files.error());
   auto tree = config::envoy::load_descriptor_config(
-      *files, config::envoy::LoadOptions{.merge_domains = settings.merge_domain_config});
+      *files, config::envoy::LoadOptions{.merge_domains = settings.merge_domain_config,
+                                         .default_counting = settings.default_counting});
   if (!tree) return tl::unexpected(tree.error());
   auto snap = std::make_shared<Snapshot>();
   snap->tree = std::move(*tree);
@@ -447,6 +632,11 @@ Result<std::shared_ptr<const Snapshot>> load_snapshot(const Settings& settings) 
   // LOCAL_CACHE_SIZE_IN_BYTES: upstream's local cache of over-limit keys is floodgate's deny
   // cache, sized in entries (~256 bytes each, docs/operations.md measures them).
   cfg.deny_cache.enabled = settings.local_cache_size_in_bytes > 0;
+  // FLOODGATE_RLS_ON_STORE_ERROR for the opted-in rules (`error` is answered as deny by the
+  // Decider, then turned into the call's error by the service).
+  cfg.on_store_error = settings.on_store_error == Settings::OnStoreError::kAllow
+                           ? config::OnStoreError::kAllow
+                           : config::OnStoreError::kDeny;
   cfg.deny_cache.max_entries =
       static_cast<std::size_t>(std::max<std::int64_t>(1, settings.local_cache_size_in_bytes / 256));
   snap->rules = decide::make_rules(std::make_shared<const config::Config>(std::move(cfg)));

@@ -5,10 +5,14 @@
 // give: overall_code, per-descriptor statuses, headers, dynamic metadata, and its per-rule
 // counters (RuleMetrics).
 //
-// Counting: each descriptor is decided on its own, as upstream counts them (decide_descriptors()
-// in service.cc is the one place that says so), with floodgate's fixed window, whose counter
-// never passes the limit; docs/envoy.md ("Where answers can differ") says where that differs
-// from upstream's INCRBY.
+// Counting (decide_descriptors() in service.cc is the one place that chooses): by default each
+// descriptor is counted as envoyproxy/ratelimit counts it (core/counter.h: a counter per
+// descriptor and epoch-aligned window under upstream's key, every hit added with Store::count,
+// OVER_LIMIT past the limit, STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT and the local cache of
+// over-limit keys as upstream applies them), so the answers are upstream's. Rules that opt in
+// (`algorithm:`, FLOODGATE_RLS_ALGORITHM) are decided instead by floodgate's Decider: all of a
+// request's opted-in descriptors in one Plan, one atomic all-or-nothing store call on Redis TIME,
+// with the deny cache, the circuit breaker and on_store_error.
 //
 // Thread safety: should_rate_limit() may be called from any thread, concurrently; set_config()
 // swaps the configuration atomically (requests in flight finish with the one they started with).
@@ -26,6 +30,7 @@
 #include <unordered_map>
 
 #include "config/envoy_descriptors.h"
+#include "decide/circuit_breaker.h"
 #include "decide/decider.h"
 #include "decide/plan.h"
 #include "envoy/service/ratelimit/v3/rls.pb.h"
@@ -67,6 +72,7 @@ class Service {
  public:
   // `decider` must outlive the service.
   Service(const Settings& settings, decide::Decider& decider, const Clock& clock);
+  ~Service();
 
   // Decides `request` into `response`. kInvalidArgument for a request upstream refuses (empty
   // domain, no descriptors) or when no configuration is loaded; kUnavailable when the store could
@@ -78,11 +84,26 @@ class Service {
   std::shared_ptr<const Snapshot> config() const;
   RuleMetrics& metrics() { return metrics_; }
 
+  // Upstream's local cache of over-limit counter keys (LOCAL_CACHE_SIZE_IN_BYTES), until their
+  // window ends. Thread-safe.
+  class OverLimitCache;
+
  private:
+  struct Item;
+  // The one choice of how each descriptor is counted (see the header comment). kUnavailable when
+  // the store could not answer and FLOODGATE_RLS_ON_STORE_ERROR is `error`.
+  Result<void> decide_descriptors(const Snapshot& snap, const std::string& domain,
+                                  std::vector<Item>& items, Timestamp now);
+  Result<void> count_descriptors(std::vector<Item>& items, Timestamp now);
+  Result<void> decide_opted_in(const Snapshot& snap, const std::string& domain,
+                               std::vector<Item>& items);
+
   const Settings settings_;
   decide::Decider& decider_;
   const Clock& clock_;
   RuleMetrics metrics_;
+  std::unique_ptr<OverLimitCache> over_limit_cache_;  // null without LOCAL_CACHE_SIZE_IN_BYTES
+  decide::CircuitBreaker counter_breaker_;            // the counters' store calls
   mutable std::mutex config_mutex_;
   std::shared_ptr<const Snapshot> config_;
 };
