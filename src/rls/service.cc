@@ -389,7 +389,10 @@ Result<void> Service::decide_opted_in(const Snapshot& snap, const std::string& d
     Item& it = items[asked[k]];
     const std::uint64_t limit = it.rule->requests_per_unit;
     it.decided = true;
-    it.from_local_cache = o.from_deny_cache;
+    // The deny cache answers for the request; a descriptor is its answer only where its own
+    // decision denied.
+    it.from_local_cache = o.from_deny_cache && (v == nullptr || k >= v->decisions.size() ||
+                                                !v->decisions[k].allowed);
     if (v != nullptr && k < v->decisions.size()) {
       const Decision& d = v->decisions[k];
       const auto remaining = static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.remaining));

@@ -551,7 +551,8 @@ def optin(store):
     if store == "redis":
         redis_port, _ = start_redis()
         env.update({"REDIS_SOCKET_TYPE": "tcp", "REDIS_TYPE": "single",
-                    "REDIS_URL": "127.0.0.1:%d" % redis_port, "REDIS_TIMEOUT": "1s"})
+                    "REDIS_URL": "127.0.0.1:%d" % redis_port, "REDIS_TIMEOUT": "1s",
+                    "LOCAL_CACHE_SIZE_IN_BYTES": "100000"})
         args = ()
     rls = Rls(runtime_with({"optin.yaml": OPTIN}), env, args=args)
     code, text = rls.http("GET", rls.debug_port, "/rlconfig")
@@ -567,6 +568,10 @@ def optin(store):
         r = rls.ask("optin", [("bucket", "a")], [("wide", "a")])
         check(r.overall_code == OVER and r.statuses[0].code == OVER and
               r.statuses[1].code == OK, "bucket out: OVER_LIMIT: %s" % r)
+    if redis_port:  # the deny cache answered the second denial without Redis
+        check(metric(rls, "over_limit_with_local_cache", "optin", "bucket") == 1,
+              "opt-in deny cache: %s" % metric(rls, "over_limit_with_local_cache", "optin",
+                                               "bucket"))
     r = rls.ask("optin", [("wide", "a")])
     check(r.overall_code == OK and r.statuses[0].limit_remaining == 6,
           "nothing was taken from wide by the denied requests: %s" % r)
@@ -588,8 +593,10 @@ def optin(store):
         check(any(b"optin_bucket_a_@token_bucket" in k for k in keys) and
               any(b"optin_wide_a_@sliding_window" in k for k in keys),
               "opted-in states under floodgate's keys: %s" % keys)
+        # 3, then the second request answered by the local cache (LOCAL_CACHE_SIZE_IN_BYTES), as
+        # upstream's: not counted.
         check(redis_command(redis_port, "GET", "optin_upstream_c_%d" % (int(time.time()) // 3600 * 3600))
-              == b"5", "the counter rule under upstream's key")
+              == b"3", "the counter rule under upstream's key")
     rls.stop()
     # Load errors: an unknown algorithm, an algorithm on an unlimited rule, a bad variable.
     bad = runtime_with({"bad.yaml": "domain: b\ndescriptors:\n  - key: k\n    rate_limit: "
