@@ -10,7 +10,8 @@ files written here. Exit 0 pass, 1 fail, 77 skip (a missing tool, outside CI).
 Cases: memory (the answers, against the memory store), redis (the same against a redis-server
 started here), reload (a changed directory is loaded; an invalid one is not), load_errors
 (upstream's load errors from `floodgate rls` and `floodgate validate DIR`), health;
-parity_memory, parity_redis, parity_memory_stop, parity_redis_stop (envoyproxy/ratelimit's own
+parity_memory, parity_redis, parity_memory_stop, parity_redis_stop, parity_cluster (a 3-master
+Redis Cluster, STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT on) (envoyproxy/ratelimit's own
 integration test expectations, test/integration/integration_test.go testBasicBaseConfig, with
 and without STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT and the local cache, and the counting
 differences docs/envoy.md used to list: denied hits counted, hits_addend crossing a limit,
@@ -353,8 +354,47 @@ def start_redis():
     return port, redis
 
 
+CLUSTERS = []  # directories of clusters started by start_cluster(), stopped at exit
+
+
+def start_cluster():
+    """A 3-master Redis Cluster (scripts/redis-cluster.sh, no replicas): the seed ports."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        skip_or_fail("redis-server / redis-cli are not installed (apt-get install redis-server)")
+    d = tempfile.mkdtemp(dir=WORK)
+    for _ in range(20):  # a block of 6 free ports (3 clients, 3 cluster buses)
+        base = random.randint(20000, 30000)
+        try:
+            socks = []
+            for p in range(base, base + 6):
+                sk = socket.socket()
+                socks.append(sk)
+                sk.bind(("127.0.0.1", p))
+            break
+        except OSError:
+            continue
+        finally:
+            for sk in socks:
+                sk.close()
+    CLUSTERS.append(d)
+    subprocess.run([os.path.join(SOURCE, "scripts", "redis-cluster.sh"), "start", d, str(base)],
+                   check=True, stdout=subprocess.DEVNULL,
+                   env=dict(os.environ, REDIS_CLUSTER_REPLICAS="0"))
+    return [base, base + 1, base + 2]
+
+
 def redis_command(port, *args):
-    """One command over RESP; the reply as bytes/int/list/None (errors raise)."""
+    """One command over RESP; the reply as bytes/int/list/None (errors raise). A cluster's MOVED
+    is followed."""
+    try:
+        return redis_command_once(port, *args)
+    except RuntimeError as e:
+        if not str(e).startswith("MOVED "):
+            raise
+        return redis_command_once(int(str(e).split()[2].rsplit(":", 1)[1]), *args)
+
+
+def redis_command_once(port, *args):
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         cmd = b"*%d\r\n" % len(args) + b"".join(
             b"$%d\r\n%s\r\n" % (len(a), a) for a in (x.encode() for x in args))
@@ -410,6 +450,13 @@ def parity(store, stop, local_cache):
         redis_port, _ = start_redis()
         env.update({"REDIS_SOCKET_TYPE": "tcp", "REDIS_TYPE": "single",
                     "REDIS_URL": "127.0.0.1:%d" % redis_port, "REDIS_TIMEOUT": "1s"})
+        args = ()
+    if store == "cluster":  # a request's counters in one FCALL per hash slot
+        seeds = start_cluster()
+        redis_port = seeds[0]
+        env.update({"REDIS_SOCKET_TYPE": "tcp", "REDIS_TYPE": "cluster",
+                    "REDIS_URL": ",".join("127.0.0.1:%d" % p for p in seeds),
+                    "REDIS_TIMEOUT": "1s"})
         args = ()
     if stop:
         env["STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT"] = "true"
@@ -766,6 +813,7 @@ try:
      "parity_memory_stop": lambda: parity("memory", True, True),
      "parity_redis": lambda: parity("redis", False, False),
      "parity_redis_stop": lambda: parity("redis", True, True),
+     "parity_cluster": lambda: parity("cluster", True, False),
      "optin_memory": lambda: optin("memory"), "optin_redis": lambda: optin("redis")}[CASE]()
     ok = not FAILURES
 finally:
@@ -778,6 +826,9 @@ finally:
         if p.poll() is None:
             p.kill()
             p.wait()
+    for d in CLUSTERS:  # exactly the redis-server PIDs the script recorded
+        subprocess.run([os.path.join(SOURCE, "scripts", "redis-cluster.sh"), "stop", d],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     shutil.rmtree(WORK, ignore_errors=True)
 if FAILURES:
     print("%d check(s) failed" % len(FAILURES), file=sys.stderr)

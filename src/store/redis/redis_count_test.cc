@@ -36,6 +36,43 @@ std::vector<std::int64_t> count(Store& store, std::vector<CountRequest> requests
   return got ? *got : std::vector<std::int64_t>{};
 }
 
+// One table, two implementations (the memory store's C++ and count.lua): each step a count()
+// call and the values it must answer.
+struct Step {
+  std::vector<CountRequest> counters;
+  std::vector<std::int64_t> want;
+};
+const std::vector<Step>& table() {
+  static const std::vector<Step> steps = {
+      {{{"t_a_60", 2, 60s}, {"t_b_60", 0, 0s}}, {2, 0}},  // a counter, a look at a missing one
+      {{{"t_a_60", 3, 60s}}, {5}},
+      {{{"t_a_60", 1, 60s}, {"t_a_60", 1, 60s}}, {6, 7}},  // one key twice: in order
+      {{{"t_c_60", 0, 0s}}, {0}},                         // a look writes nothing
+      {{{"t_b_60", 4, 60s}, {"t_a_60", 0, 0s}}, {4, 7}},
+      {{{"t_big_60", 4'000'000'000, 60s}}, {4'000'000'000}},  // past uint32, as INCRBY
+  };
+  return steps;
+}
+
+void run_table(Store& store) {
+  for (std::size_t i = 0; i < table().size(); ++i) {
+    EXPECT_EQ(count(store, table()[i].counters), table()[i].want) << "step " << i;
+  }
+}
+
+TEST(CountTable, Memory) {
+  ManualClock clock;
+  memory::MemoryStore store(MemoryStoreOptions{}, clock);
+  run_table(store);
+}
+
+TEST(CountTable, Redis) {
+  FG_START_REDIS(server, test::RedisServerOptions{});
+  auto store = make_store("redis://" + server->address());
+  ASSERT_NE(store, nullptr);
+  run_table(*store);
+}
+
 TEST(RedisCount, AddsEveryHitAndLooksWithZero) {
   FG_START_REDIS(server, test::RedisServerOptions{});
   auto store = make_store("redis://" + server->address());
