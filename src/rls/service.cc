@@ -71,8 +71,9 @@ class Service::OverLimitCache {
 namespace {
 
 // upstream's cache key, without the window start: prefix + domain + "_" + key_value_ per entry
-// (the wildcard pattern in place of the value where share_threshold asks for it). The fixed
-// window aligned to the epoch that floodgate's store keeps for it stands for the timestamp.
+// (the wildcard pattern in place of the value where share_threshold asks for it). A counter's
+// key is this and its window start (count_descriptors); an opted-in state's policy is named
+// after it (decide_opted_in).
 std::string identity_of(const std::string& prefix, const std::string& domain,
                         const envoy::extensions::common::ratelimit::v3::RateLimitDescriptor& d,
                         const std::vector<std::string>& shared) {
@@ -253,7 +254,7 @@ Result<void> Service::count_descriptors(std::vector<Item>& items, Timestamp now)
       if (pending[k].cached_over) continue;
       const auto unit_s = config::envoy::unit_seconds(items[asked[k]].rule->unit);
       requests.push_back(CountRequest{
-          keys[k], static_cast<std::int64_t>(std::min<std::uint64_t>(hits[k], INT64_MAX / 2)),
+          keys[k], static_cast<std::int64_t>(std::min<std::uint64_t>(hits[k], std::numeric_limits<std::uint32_t>::max())),
           std::chrono::seconds(unit_s)});
       at.push_back(k);
     }
