@@ -74,7 +74,7 @@ struct RefundRequest {
 
 using RefundCallback = std::function<void(Result<void>)>;
 
-// One counter of Store::count(): Envoy's ratelimit service's INCRBY decision (src/core/counter.h
+// One counter of Store::count(): Envoy's ratelimit service's INCRBY decision (include/floodgate/counter.h
 // says what is decided with it).
 struct CountRequest {
   std::string_view key;  // the whole counter name, its window included; any bytes

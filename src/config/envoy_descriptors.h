@@ -56,7 +56,7 @@ std::optional<Unit> parse_unit(std::string_view text);
 // days); 0 for kUnknown.
 std::int64_t unit_seconds(Unit unit);
 
-// How a rule is counted. kCounter is envoyproxy/ratelimit's own counting (core/counter.h: every
+// How a rule is counted. kCounter is envoyproxy/ratelimit's own counting (floodgate/counter.h: every
 // hit added, OVER_LIMIT past the limit), the default, for answers identical to upstream's; the
 // others are floodgate's algorithms, decided for all the descriptors of a request in one atomic
 // all-or-nothing call (docs/envoy.md, "The opt-in"). Chosen per rule by `algorithm:` in its

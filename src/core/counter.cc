@@ -1,4 +1,4 @@
-#include "core/counter.h"
+#include "floodgate/counter.h"
 
 #include <algorithm>
 #include <limits>

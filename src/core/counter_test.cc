@@ -1,5 +1,5 @@
 // The counter decision of Envoy's ratelimit service (counter.h), at literal values.
-#include "core/counter.h"
+#include "floodgate/counter.h"
 
 #include <gtest/gtest.h>
 

@@ -13,7 +13,7 @@
 #include <optional>
 #include <set>
 
-#include "core/counter.h"
+#include "floodgate/counter.h"
 
 namespace fg::rls {
 

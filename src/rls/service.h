@@ -6,7 +6,7 @@
 // counters (RuleMetrics).
 //
 // Counting (decide_descriptors() in service.cc is the one place that chooses): by default each
-// descriptor is counted as envoyproxy/ratelimit counts it (core/counter.h: a counter per
+// descriptor is counted as envoyproxy/ratelimit counts it (floodgate/counter.h: a counter per
 // descriptor and epoch-aligned window under upstream's key, every hit added with Store::count,
 // OVER_LIMIT past the limit, STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT and the local cache of
 // over-limit keys as upstream applies them), so the answers are upstream's. Rules that opt in
