@@ -1,7 +1,7 @@
 // counter.h — the fixed-window counter that Envoy's ratelimit service (envoyproxy/ratelimit)
-// decides with, as pure functions (public: the doors use it): a counter per descriptor and epoch-aligned window, to which
-// every request adds its hits whatever the answer (INCRBY), over the limit when the counter
-// passes it. What a store does with it: Store::count (store.h); who uses it: `floodgate rls`
+// decides with, as pure functions (public: the doors use it): a counter per descriptor and
+// epoch-aligned window, to which every request adds its hits whatever the answer (INCRBY), over
+// the limit when the counter passes it. What a store does with it: Store::count (store.h); who uses it: `floodgate rls`
 // by default (src/rls/service.cc), for answers identical to upstream's.
 //
 //   count += hits                (always; see hits_to_add for the one exception)
