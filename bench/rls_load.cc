@@ -167,9 +167,9 @@ int main(int argc, char** argv) {
       "\"client_cpu_us_per_call\":%.1f}\n",
       static_cast<unsigned long long>(all.calls), static_cast<unsigned long long>(all.ok),
       static_cast<unsigned long long>(all.over), static_cast<unsigned long long>(all.errors),
-      elapsed, static_cast<double>(all.calls) / elapsed,
-      percentile(all.histogram, all.calls, 0.50), percentile(all.histogram, all.calls, 0.90),
-      percentile(all.histogram, all.calls, 0.99), percentile(all.histogram, all.calls, 0.999),
+      elapsed, static_cast<double>(all.calls) / elapsed, percentile(all.histogram, all.calls, 0.50),
+      percentile(all.histogram, all.calls, 0.90), percentile(all.histogram, all.calls, 0.99),
+      percentile(all.histogram, all.calls, 0.999),
       all.calls > 0 ? cpu_s * 1e6 / static_cast<double>(all.calls) : 0.0);
   return all.errors == 0 ? 0 : 1;
 }

@@ -1,8 +1,8 @@
 // counter.h — the fixed-window counter that Envoy's ratelimit service (envoyproxy/ratelimit)
 // decides with, as pure functions (public: the doors use it): a counter per descriptor and
 // epoch-aligned window, to which every request adds its hits whatever the answer (INCRBY), over
-// the limit when the counter passes it. What a store does with it: Store::count (store.h); who uses it: `floodgate rls`
-// by default (src/rls/service.cc), for answers identical to upstream's.
+// the limit when the counter passes it. What a store does with it: Store::count (store.h); who uses
+// it: `floodgate rls` by default (src/rls/service.cc), for answers identical to upstream's.
 //
 //   count += hits                (always; see hits_to_add for the one exception)
 //   over_limit       = count > limit
@@ -36,18 +36,18 @@ std::int64_t until_reset(std::int64_t now_s, std::int64_t unit_s);
 struct Counted {
   std::uint64_t before = 0;  // after - hits, wrapping (see above)
   std::uint64_t after = 0;
-  bool over = false;          // after > limit
+  bool over = false;            // after > limit
   std::uint32_t remaining = 0;  // limit - after when within, else 0
 };
 Counted judge(std::uint64_t after, std::uint64_t hits, std::uint64_t limit);
 
 // One descriptor of a request, before it is counted.
 struct Pending {
-  bool counted = false;        // has a counter (a limit, not unlimited); false: left alone
-  bool cached_over = false;    // answered OVER_LIMIT by the local cache: never counted
+  bool counted = false;      // has a counter (a limit, not unlimited); false: left alone
+  bool cached_over = false;  // answered OVER_LIMIT by the local cache: never counted
   std::uint64_t hits = 0;
   std::uint64_t limit = 0;
-  std::uint64_t current = 0;   // its counter now (read first), only with stop_when_over
+  std::uint64_t current = 0;  // its counter now (read first), only with stop_when_over
 };
 
 // The hits each descriptor adds (0 for one not counted), by upstream's rules:

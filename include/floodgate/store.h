@@ -74,12 +74,12 @@ struct RefundRequest {
 
 using RefundCallback = std::function<void(Result<void>)>;
 
-// One counter of Store::count(): Envoy's ratelimit service's INCRBY decision (include/floodgate/counter.h
-// says what is decided with it).
+// One counter of Store::count(): Envoy's ratelimit service's INCRBY decision
+// (include/floodgate/counter.h says what is decided with it).
 struct CountRequest {
-  std::string_view key;  // the whole counter name, its window included; any bytes
-  std::int64_t hits = 0; // added to the counter; 0 reads it without writing anything
-  Duration ttl{0};       // the counter's expiry, set (from now) whenever hits > 0 are added
+  std::string_view key;   // the whole counter name, its window included; any bytes
+  std::int64_t hits = 0;  // added to the counter; 0 reads it without writing anything
+  Duration ttl{0};        // the counter's expiry, set (from now) whenever hits > 0 are added
 };
 
 // The counters after the hits were added, one per CountRequest, in order (a counter never

@@ -30,24 +30,12 @@ struct LoadError {
 nlohmann::json to_json(const YAML::Node& n);
 
 const std::set<std::string, std::less<>>& valid_keys() {
-  static const std::set<std::string, std::less<>> keys = {"domain",
-                                                          "key",
-                                                          "value",
-                                                          "descriptors",
-                                                          "rate_limit",
-                                                          "unit",
-                                                          "requests_per_unit",
-                                                          "unlimited",
-                                                          "shadow_mode",
-                                                          "quota_mode",
-                                                          "name",
-                                                          "replaces",
-                                                          "detailed_metric",
-                                                          "value_to_metric",
-                                                          "share_threshold",
-                                                          "metadata",
-                                                          // floodgate's, in rate_limit
-                                                          "algorithm"};
+  static const std::set<std::string, std::less<>> keys = {
+      "domain", "key", "value", "descriptors", "rate_limit", "unit", "requests_per_unit",
+      "unlimited", "shadow_mode", "quota_mode", "name", "replaces", "detailed_metric",
+      "value_to_metric", "share_threshold", "metadata",
+      // floodgate's, in rate_limit
+      "algorithm"};
   return keys;
 }
 
@@ -246,8 +234,7 @@ void load_descriptors(const std::string& file, Node& parent, const std::string& 
           rule.requests_per_unit > kMaxCount) {
         refuse(file, "requests_per_unit " + std::to_string(rule.requests_per_unit) +
                          " is above the largest limit of algorithm " +
-                         std::string(to_string(rule.counting)) + ", " +
-                         std::to_string(kMaxCount));
+                         std::string(to_string(rule.counting)) + ", " + std::to_string(kMaxCount));
       }
       rule.name = scalar(file, rl["name"]);
       if (const YAML::Node rep = rl["replaces"]; rep && !rep.IsNull()) {
@@ -290,9 +277,8 @@ void dump_node(const Node& node, std::string& out) {
            " requests_per_unit=" + std::to_string(r.requests_per_unit) +
            ", shadow_mode: " + (r.shadow_mode ? "true" : "false") +
            ", quota_mode: " + (r.quota_mode ? "true" : "false") +
-           (r.counting != Counting::kCounter
-                ? ", algorithm: " + std::string(to_string(r.counting))
-                : std::string()) +
+           (r.counting != Counting::kCounter ? ", algorithm: " + std::string(to_string(r.counting))
+                                             : std::string()) +
            "\n";
   }
   for (const auto& [_, child] : node.children) dump_node(*child, out);

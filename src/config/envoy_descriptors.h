@@ -56,9 +56,9 @@ std::optional<Unit> parse_unit(std::string_view text);
 // days); 0 for kUnknown.
 std::int64_t unit_seconds(Unit unit);
 
-// How a rule is counted. kCounter is envoyproxy/ratelimit's own counting (floodgate/counter.h: every
-// hit added, OVER_LIMIT past the limit), the default, for answers identical to upstream's; the
-// others are floodgate's algorithms, decided for all the descriptors of a request in one atomic
+// How a rule is counted. kCounter is envoyproxy/ratelimit's own counting (floodgate/counter.h:
+// every hit added, OVER_LIMIT past the limit), the default, for answers identical to upstream's;
+// the others are floodgate's algorithms, decided for all the descriptors of a request in one atomic
 // all-or-nothing call (docs/envoy.md, "The opt-in"). Chosen per rule by `algorithm:` in its
 // `rate_limit` (a key floodgate accepts beyond upstream's), else by FLOODGATE_RLS_ALGORITHM.
 enum class Counting { kCounter, kFixedWindow, kTokenBucket, kGcra, kSlidingWindow };

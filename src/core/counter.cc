@@ -9,7 +9,9 @@ std::int64_t window_start(std::int64_t now_s, std::int64_t unit_s) {
   return (now_s / unit_s) * unit_s;
 }
 
-std::int64_t until_reset(std::int64_t now_s, std::int64_t unit_s) { return unit_s - now_s % unit_s; }
+std::int64_t until_reset(std::int64_t now_s, std::int64_t unit_s) {
+  return unit_s - now_s % unit_s;
+}
 
 Counted judge(std::uint64_t after, std::uint64_t hits, std::uint64_t limit) {
   Counted c;

@@ -220,8 +220,8 @@ Result<void> Service::decide_descriptors(const Snapshot& snap, const std::string
 Result<void> Service::count_descriptors(std::vector<Item>& items, Timestamp now) {
   const std::int64_t now_s =
       std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
-  std::vector<std::size_t> asked;                   // the items counted here
-  std::vector<std::string> keys;                    // their keys, window included
+  std::vector<std::size_t> asked;  // the items counted here
+  std::vector<std::string> keys;   // their keys, window included
   std::vector<counter::Pending> pending;
   for (std::size_t i = 0; i < items.size(); ++i) {
     Item& it = items[i];
@@ -246,16 +246,17 @@ Result<void> Service::count_descriptors(std::vector<Item>& items, Timestamp now)
   // One store call over `hits` per counter (those the local cache answered are left out),
   // guarded by the breaker; the counters' values, or the error.
   std::vector<CountRequest> requests;
-  const auto count = [&](const std::vector<std::uint64_t>& hits)
-      -> Result<std::vector<std::int64_t>> {
+  const auto count =
+      [&](const std::vector<std::uint64_t>& hits) -> Result<std::vector<std::int64_t>> {
     requests.clear();
     std::vector<std::size_t> at;
     for (std::size_t k = 0; k < asked.size(); ++k) {
       if (pending[k].cached_over) continue;
       const auto unit_s = config::envoy::unit_seconds(items[asked[k]].rule->unit);
-      requests.push_back(CountRequest{
-          keys[k], static_cast<std::int64_t>(std::min<std::uint64_t>(hits[k], std::numeric_limits<std::uint32_t>::max())),
-          std::chrono::seconds(unit_s)});
+      requests.push_back(CountRequest{keys[k],
+                                      static_cast<std::int64_t>(std::min<std::uint64_t>(
+                                          hits[k], std::numeric_limits<std::uint32_t>::max())),
+                                      std::chrono::seconds(unit_s)});
       at.push_back(k);
     }
     std::vector<std::int64_t> values(asked.size(), 0);
@@ -265,7 +266,8 @@ Result<void> Service::count_descriptors(std::vector<Item>& items, Timestamp now)
     }
     auto got = count_and_wait(store, requests);
     if (!got) {
-      if (got.error().code != ErrorCode::kInvalidArgument) counter_breaker_.on_failure(clock_.now());
+      if (got.error().code != ErrorCode::kInvalidArgument)
+        counter_breaker_.on_failure(clock_.now());
       return tl::unexpected(got.error());
     }
     counter_breaker_.on_success();
@@ -381,8 +383,8 @@ Result<void> Service::decide_opted_in(const Snapshot& snap, const std::string& d
     metrics_.redis_error.fetch_add(1, std::memory_order_relaxed);
     if (settings_.on_store_error == Settings::OnStoreError::kError) {
       return fail(ErrorCode::kUnavailable,
-                  "could not decide: " + (o.verdict ? std::string("store unavailable")
-                                                    : o.verdict.error().message));
+                  "could not decide: " +
+                      (o.verdict ? std::string("store unavailable") : o.verdict.error().message));
     }
   }
   const Verdict* v = o.counting();
@@ -392,15 +394,16 @@ Result<void> Service::decide_opted_in(const Snapshot& snap, const std::string& d
     it.decided = true;
     // The deny cache answers for the request; a descriptor is its answer only where its own
     // decision denied.
-    it.from_local_cache = o.from_deny_cache && (v == nullptr || k >= v->decisions.size() ||
-                                                !v->decisions[k].allowed);
+    it.from_local_cache =
+        o.from_deny_cache && (v == nullptr || k >= v->decisions.size() || !v->decisions[k].allowed);
     if (v != nullptr && k < v->decisions.size()) {
       const Decision& d = v->decisions[k];
       const auto remaining = static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.remaining));
       it.over = !d.allowed;
       it.reset_s = std::max<std::int64_t>(
-          1, (std::chrono::duration_cast<std::chrono::microseconds>(d.reset_after).count() +
-              999'999) / 1'000'000);
+          1,
+          (std::chrono::duration_cast<std::chrono::microseconds>(d.reset_after).count() + 999'999) /
+              1'000'000);
       if (d.allowed && v->allowed) {
         it.after = limit - std::min(limit, remaining);
         it.before = it.after >= it.hits ? it.after - it.hits : 0;
@@ -590,7 +593,8 @@ Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
     };
     add(settings_.header_limit, headline->current_limit().requests_per_unit());
     add(settings_.header_remaining, headline->limit_remaining());
-    add(settings_.header_reset, static_cast<std::uint64_t>(headline->duration_until_reset().seconds()));
+    add(settings_.header_reset,
+        static_cast<std::uint64_t>(headline->duration_until_reset().seconds()));
   }
   if (code == pb::RateLimitResponse::OVER_LIMIT && settings_.global_shadow_mode) {
     code = pb::RateLimitResponse::OK;

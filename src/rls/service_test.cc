@@ -37,8 +37,8 @@ struct World {
     service->set_config(std::move(snap));
   }
 
-  Result<void> try_ask(const std::string& key, const std::string& value,
-                       pb::RateLimitResponse& res, int hits = 0) {
+  Result<void> try_ask(const std::string& key, const std::string& value, pb::RateLimitResponse& res,
+                       int hits = 0) {
     pb::RateLimitRequest req;
     req.set_domain("d");
     req.set_hits_addend(static_cast<std::uint32_t>(hits));
@@ -138,7 +138,8 @@ TEST(RlsService, CountersThatCannotBeCountedAreAnsweredByOnStoreError) {
   using E = Settings::OnStoreError;
   for (const E mode : {E::kAllow, E::kDeny, E::kError}) {
     auto store = std::make_shared<DownStore>();
-    World w(kFivePerMinute, [mode](Settings& s) { s.on_store_error = mode; }, store);
+    World w(
+        kFivePerMinute, [mode](Settings& s) { s.on_store_error = mode; }, store);
     pb::RateLimitResponse r;
     const Result<void> asked = w.try_ask("k", "a", r);
     if (mode == E::kError) {  // as upstream: the call fails, Envoy's failure_mode_deny decides
@@ -147,8 +148,8 @@ TEST(RlsService, CountersThatCannotBeCountedAreAnsweredByOnStoreError) {
       continue;
     }
     ASSERT_TRUE(asked);
-    EXPECT_EQ(r.overall_code(), mode == E::kAllow ? pb::RateLimitResponse::OK
-                                                  : pb::RateLimitResponse::OVER_LIMIT);
+    EXPECT_EQ(r.overall_code(),
+              mode == E::kAllow ? pb::RateLimitResponse::OK : pb::RateLimitResponse::OVER_LIMIT);
     EXPECT_NE(w.service->metrics().prometheus().find(
                   "ratelimit_service_should_rate_limit_error{err_type=\"redis_error\"} 1"),
               std::string::npos);

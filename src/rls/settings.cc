@@ -187,8 +187,8 @@ Result<Settings> settings_from_env(const Env& env) {
     } else if (*v == "error") {
       s.on_store_error = Settings::OnStoreError::kError;
     } else {
-      return fail(ErrorCode::kInvalidArgument, "FLOODGATE_RLS_ON_STORE_ERROR: \"" + *v +
-                                                   "\" is not allow, deny or error");
+      return fail(ErrorCode::kInvalidArgument,
+                  "FLOODGATE_RLS_ON_STORE_ERROR: \"" + *v + "\" is not allow, deny or error");
     }
   }
   return s;

@@ -162,9 +162,8 @@ Result<std::vector<std::int64_t>> count_and_wait(Store& store,
                                                  std::span<const CountRequest> counters) {
   std::promise<Result<std::vector<std::int64_t>>> promise;
   auto future = promise.get_future();
-  store.count(counters, [&promise](Result<std::vector<std::int64_t>> r) {
-    promise.set_value(std::move(r));
-  });
+  store.count(counters,
+              [&promise](Result<std::vector<std::int64_t>> r) { promise.set_value(std::move(r)); });
   return future.get();
 }
 

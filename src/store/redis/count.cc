@@ -34,15 +34,15 @@ std::string format_count_command(std::span<const CountRequest> counters) {
 Result<std::vector<std::int64_t>> parse_count_reply(const Reply& reply, std::size_t n) {
   if (reply.is_error()) return fail(ErrorCode::kUnavailable, reply.str);
   if (!reply.is_array() || reply.elements.size() != n) {
-    return fail(ErrorCode::kInternal, "malformed reply from " + std::string(kCountFunction) +
-                                          ": " + describe(reply));
+    return fail(ErrorCode::kInternal,
+                "malformed reply from " + std::string(kCountFunction) + ": " + describe(reply));
   }
   std::vector<std::int64_t> values;
   values.reserve(n);
   for (const Reply& e : reply.elements) {
     if (!e.is_integer() || e.integer < 0) {
-      return fail(ErrorCode::kInternal, "malformed reply from " + std::string(kCountFunction) +
-                                            ": " + describe(reply));
+      return fail(ErrorCode::kInternal,
+                  "malformed reply from " + std::string(kCountFunction) + ": " + describe(reply));
     }
     values.push_back(e.integer);
   }

@@ -16,8 +16,7 @@ Reply integer(std::int64_t v) {
 }
 
 TEST(Count, FormatsKeysThenHitsAndWholeSecondTtls) {
-  const CountRequest counters[] = {{"rl_k_v_60", 3, 60s}, {"rl_j_w_3600", 0, 0s},
-                                   {"x", 1, 1500ms}};
+  const CountRequest counters[] = {{"rl_k_v_60", 3, 60s}, {"rl_j_w_3600", 0, 0s}, {"x", 1, 1500ms}};
   EXPECT_EQ(format_count_command(counters),
             format_command({"FCALL", "fg_count_v1", "3", "rl_k_v_60", "rl_j_w_3600", "x", "3", "60",
                             "0", "1", "1", "2"}));

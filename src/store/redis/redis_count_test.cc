@@ -47,7 +47,7 @@ const std::vector<Step>& table() {
       {{{"t_a_60", 2, 60s}, {"t_b_60", 0, 0s}}, {2, 0}},  // a counter, a look at a missing one
       {{{"t_a_60", 3, 60s}}, {5}},
       {{{"t_a_60", 1, 60s}, {"t_a_60", 1, 60s}}, {6, 7}},  // one key twice: in order
-      {{{"t_c_60", 0, 0s}}, {0}},                         // a look writes nothing
+      {{{"t_c_60", 0, 0s}}, {0}},                          // a look writes nothing
       {{{"t_b_60", 4, 60s}, {"t_a_60", 0, 0s}}, {4, 7}},
       {{{"t_big_60", 4'000'000'000, 60s}}, {4'000'000'000}},  // past uint32, as INCRBY
   };

@@ -17,8 +17,8 @@
 
 #include "store/redis/cluster.h"
 #include "store/redis/connection.h"
-#include "store/redis/keys.h"
 #include "store/redis/count.h"
+#include "store/redis/keys.h"
 #include "store/redis/script.h"
 
 namespace fg::redis {
@@ -418,8 +418,7 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
 
   // A count: fg_count_v1 over `keys` keys of one slot (count.h), answered through `done`. Its
   // library is floodgate_count_v1, loaded when a node says it lacks the function.
-  DecideOp(std::string command, int slot, SteadyTime deadline, std::size_t keys,
-           CountCallback done)
+  DecideOp(std::string command, int slot, SteadyTime deadline, std::size_t keys, CountCallback done)
       : command_(std::move(command)),
         slot_(slot),
         deadline_(deadline),
@@ -890,9 +889,8 @@ void RedisStore::count(std::span<const CountRequest> counters, CountCallback don
     run_all(ctx);
     return;
   }
-  asio::post(impl_->own_ioc, [run_all = std::move(run_all), ctx = impl_->own_ctx.get()] {
-    run_all(ctx);
-  });
+  asio::post(impl_->own_ioc,
+             [run_all = std::move(run_all), ctx = impl_->own_ctx.get()] { run_all(ctx); });
 }
 
 void RedisStore::bind_current_thread(asio::io_context& ioc) {
