@@ -7,7 +7,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <cmath>
-#include <condition_variable>
+#include <future>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -206,139 +206,59 @@ Service::Service(const Settings& settings, decide::Decider& decider, const Clock
 
 Service::~Service() = default;
 
-// THE counting choice of this door: counter rules (the default) are counted as upstream counts
-// them; opted-in rules are decided together by the Decider, one Plan for the request.
-Result<void> Service::decide_descriptors(const Snapshot& snap, const std::string& domain,
-                                         std::vector<Item>& items, Timestamp now) {
-  if (auto opted = decide_opted_in(snap, domain, items); !opted) return opted;
-  return count_descriptors(items, now);
-}
-
-// Upstream's DoLimit over Store::count: the local cache first, then (with
-// STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT) a look at every counter, then the counting, each
-// descriptor under its own key (prefix + domain + entries + window start), then the answers.
-Result<void> Service::count_descriptors(std::vector<Item>& items, Timestamp now) {
-  const std::int64_t now_s =
-      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
-  std::vector<std::size_t> asked;  // the items counted here
-  std::vector<std::string> keys;   // their keys, window included
-  std::vector<counter::Pending> pending;
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    Item& it = items[i];
-    if (it.rule == nullptr || it.unlimited || it.counting != Counting::kCounter) continue;
-    const std::int64_t unit_s = config::envoy::unit_seconds(it.rule->unit);
-    asked.push_back(i);
-    keys.push_back(it.identity + std::to_string(counter::window_start(now_s, unit_s)));
-    it.reset_s = counter::until_reset(now_s, unit_s);
-    counter::Pending p;
-    p.counted = true;
-    p.hits = it.hits;
-    p.limit = it.rule->requests_per_unit;
-    p.cached_over = over_limit_cache_ && over_limit_cache_->contains(keys.back(), now_s);
-    pending.push_back(p);
-  }
-  if (asked.empty()) return {};
-  Store& store = decider_.store();
-  const bool stop = settings_.stop_cache_key_increment_when_overlimit;
-  bool any_cached = false;
-  for (const counter::Pending& p : pending) any_cached = any_cached || p.cached_over;
-
-  // One store call over `hits` per counter (those the local cache answered are left out),
-  // guarded by the breaker; the counters' values, or the error.
-  std::vector<CountRequest> requests;
-  const auto count =
-      [&](const std::vector<std::uint64_t>& hits) -> Result<std::vector<std::int64_t>> {
-    requests.clear();
-    std::vector<std::size_t> at;
-    for (std::size_t k = 0; k < asked.size(); ++k) {
-      if (pending[k].cached_over) continue;
-      const auto unit_s = config::envoy::unit_seconds(items[asked[k]].rule->unit);
-      requests.push_back(CountRequest{keys[k],
-                                      static_cast<std::int64_t>(std::min<std::uint64_t>(
-                                          hits[k], std::numeric_limits<std::uint32_t>::max())),
-                                      std::chrono::seconds(unit_s)});
-      at.push_back(k);
-    }
-    std::vector<std::int64_t> values(asked.size(), 0);
-    if (requests.empty()) return values;
-    if (!counter_breaker_.allow(clock_.now())) {
-      return fail(ErrorCode::kUnavailable, "circuit open: the store keeps failing");
-    }
-    auto got = count_and_wait(store, requests);
-    if (!got) {
-      if (got.error().code != ErrorCode::kInvalidArgument)
-        counter_breaker_.on_failure(clock_.now());
-      return tl::unexpected(got.error());
-    }
-    counter_breaker_.on_success();
-    for (std::size_t j = 0; j < at.size(); ++j) values[at[j]] = (*got)[j];
-    return values;
-  };
-
-  Result<std::vector<std::int64_t>> after = std::vector<std::int64_t>{};
-  if (stop && !any_cached) {
-    auto current = count(std::vector<std::uint64_t>(asked.size(), 0));
-    if (current) {
-      for (std::size_t k = 0; k < asked.size(); ++k) {
-        pending[k].current = static_cast<std::uint64_t>((*current)[k]);
-      }
-    } else {
-      after = tl::unexpected(current.error());
-    }
-  }
-  if (after) after = count(counter::hits_to_add(pending, stop));
-  if (!after) {
-    // The store could not count: FLOODGATE_RLS_ON_STORE_ERROR answers (allow: OK with nothing
-    // known left; deny: OVER_LIMIT), or the call fails as upstream's does.
-    metrics_.redis_error.fetch_add(1, std::memory_order_relaxed);
-    if (settings_.on_store_error == Settings::OnStoreError::kError) {
-      return fail(ErrorCode::kUnavailable, "could not count: " + after.error().message);
-    }
-    const bool deny = settings_.on_store_error == Settings::OnStoreError::kDeny;
-    for (std::size_t k = 0; k < asked.size(); ++k) {
-      Item& it = items[asked[k]];
-      it.decided = true;
-      it.from_local_cache = pending[k].cached_over;
-      it.over = deny || pending[k].cached_over;
-      it.before = 0;
-      it.after = it.over ? it.rule->requests_per_unit + it.hits : 0;
-    }
-    return {};
-  }
-  for (std::size_t k = 0; k < asked.size(); ++k) {
-    Item& it = items[asked[k]];
-    it.decided = true;
-    if (pending[k].cached_over) {
-      it.from_local_cache = true;
-      it.over = true;
-      continue;
-    }
-    const counter::Counted c = counter::judge(static_cast<std::uint64_t>((*after)[k]), it.hits,
-                                              it.rule->requests_per_unit);
-    it.before = c.before;
-    it.after = c.after;
-    it.over = c.over;
-    it.remaining = c.remaining;
-    if (c.over && over_limit_cache_) {
-      // Upstream keeps an over-limit key for a whole unit from now; its name holds its window,
-      // so the entry is never consulted after the window ends.
-      over_limit_cache_->insert(keys[k], now_s + config::envoy::unit_seconds(it.rule->unit), now_s);
-    }
-  }
-  return {};
-}
-
-// The opted-in descriptors (floodgate's algorithms) as one Plan: one identity (the prefix and
-// the domain: every state of a request shares a hash slot), one charge per descriptor under a
-// policy named after the descriptor's counter, so that one atomic store call decides them all,
-// all or nothing, on the store's clock (Redis TIME).
-Result<void> Service::decide_opted_in(const Snapshot& snap, const std::string& domain,
-                                      std::vector<Item>& items) {
-  std::vector<std::size_t> asked;
+// One ShouldRateLimit in progress: what it asked, what it matched, what the stores answered. Held
+// by the callbacks of its store calls, so it lives until the answer.
+struct Service::Call {
+  Call(const pb::RateLimitRequest& req, pb::RateLimitResponse& res, Done d)
+      : request(req), response(res), done(std::move(d)) {}
+  const pb::RateLimitRequest& request;
+  pb::RateLimitResponse& response;
+  Done done;
+  std::shared_ptr<const Snapshot> snap;
+  Timestamp now{};
+  std::vector<Item> items;
+  std::vector<std::unique_ptr<Rule>> own_rules;  // limits the descriptors carry themselves
+  // The opted-in descriptors: their Plan and the policies it points to.
+  std::vector<std::size_t> opted;
   std::vector<Policy> policies;
-  policies.reserve(items.size());
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    Item& it = items[i];
+  decide::Plan plan;
+  // The counters: the items counted, their keys (window included), upstream's view of them.
+  std::vector<std::size_t> asked;
+  std::vector<std::string> keys;
+  std::vector<counter::Pending> pending;
+  std::vector<CountRequest> requests;  // the last store call's
+  std::vector<std::size_t> requested;  // which of `asked` each of `requests` is
+  std::int64_t now_s = 0;
+};
+
+void Service::should_rate_limit_async(const pb::RateLimitRequest& request,
+                                      pb::RateLimitResponse& response, Done done) {
+  auto call = std::make_shared<Call>(request, response, std::move(done));
+  if (auto matched = match(*call); !matched) {
+    Done d = std::move(call->done);
+    d(std::move(matched));
+    return;
+  }
+  decide_descriptors(std::move(call));
+}
+
+Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
+                                        pb::RateLimitResponse& response) {
+  std::promise<Result<void>> promise;
+  auto answered = promise.get_future();
+  should_rate_limit_async(request, response,
+                          [&promise](Result<void> r) { promise.set_value(std::move(r)); });
+  return answered.get();
+}
+
+// THE counting choice of this door: counter rules (the default) are counted as upstream counts
+// them; opted-in rules are decided together by the Decider, one Plan for the request; the
+// opted-in first, then the counters, then the answer. Each step continues from its store's
+// callback, on whichever thread that runs (the store's I/O thread for Redis), so no thread waits.
+void Service::decide_descriptors(std::shared_ptr<Call> call) {
+  Call& c = *call;
+  for (std::size_t i = 0; i < c.items.size(); ++i) {
+    Item& it = c.items[i];
     if (it.rule == nullptr || it.unlimited || it.counting == Counting::kCounter) continue;
     if (it.rule->requests_per_unit == 0) {  // blocks without a state: the limit is never open
       it.decided = true;
@@ -352,58 +272,63 @@ Result<void> Service::decide_opted_in(const Snapshot& snap, const std::string& d
     // The algorithm in the name: a rule that changes algorithm on a reload starts afresh rather
     // than reading another algorithm's state.
     p.name = it.identity + "@" + std::string(config::envoy::to_string(it.counting));
-    policies.push_back(std::move(p));
-    asked.push_back(i);
+    c.policies.push_back(std::move(p));
+    c.opted.push_back(i);
   }
-  if (asked.empty()) return {};
-  decide::Plan plan;
-  plan.identities.push_back(settings_.cache_key_prefix + domain);
-  for (std::size_t k = 0; k < asked.size(); ++k) {
-    const Charge charge{&policies[k], static_cast<std::int64_t>(std::min<std::uint64_t>(
-                                          items[asked[k]].hits, kMaxCount))};
-    plan.charge_identity.push_back(0);
-    plan.charges.push_back(charge);
-    plan.local_charges.push_back(charge);
-    plan.policy_indices.push_back(decide::kCheckApiPolicy);  // counted in RuleMetrics instead
+  if (c.opted.empty()) {
+    count_descriptors(std::move(call));
+    return;
   }
-  std::mutex mutex;
-  std::condition_variable cv;
-  std::optional<decide::Outcome> outcome;
-  decider_.decide(*snap.rules, plan, nullptr, [&](decide::Outcome o) {
-    std::lock_guard lock(mutex);
-    outcome = std::move(o);
-    cv.notify_one();
+  // One identity (the prefix and the domain: every state of a request shares a hash slot), one
+  // charge per descriptor under a policy named after the descriptor's counter, so that one atomic
+  // store call decides them all, all or nothing, on the store's clock (Redis TIME).
+  c.plan.identities.push_back(settings_.cache_key_prefix + c.request.domain());
+  for (std::size_t k = 0; k < c.opted.size(); ++k) {
+    const Charge charge{&c.policies[k], static_cast<std::int64_t>(std::min<std::uint64_t>(
+                                            c.items[c.opted[k]].hits, kMaxCount))};
+    c.plan.charge_identity.push_back(0);
+    c.plan.charges.push_back(charge);
+    c.plan.local_charges.push_back(charge);
+    c.plan.policy_indices.push_back(decide::kCheckApiPolicy);  // counted in RuleMetrics instead
+  }
+  const decide::Rules& rules = *c.snap->rules;
+  const decide::Plan& plan = c.plan;
+  decider_.decide(rules, plan, nullptr, [this, call = std::move(call)](decide::Outcome o) mutable {
+    if (auto applied = apply_opted_in(*call, o); !applied) {
+      Done d = std::move(call->done);
+      d(std::move(applied));
+      return;
+    }
+    count_descriptors(std::move(call));
   });
-  {
-    std::unique_lock lock(mutex);
-    cv.wait(lock, [&outcome] { return outcome.has_value(); });
-  }
-  const decide::Outcome& o = *outcome;
+}
+
+Result<void> Service::apply_opted_in(Call& c, const decide::Outcome& o) {
   if (o.degraded != decide::Degraded::kNo) {
     metrics_.redis_error.fetch_add(1, std::memory_order_relaxed);
     if (settings_.on_store_error == Settings::OnStoreError::kError) {
       return fail(ErrorCode::kUnavailable,
-                  "could not decide: " +
-                      (o.verdict ? std::string("store unavailable") : o.verdict.error().message));
+                  "could not decide: " + (o.verdict ? std::string("store unavailable")
+                                                    : o.verdict.error().message));
     }
   }
   const Verdict* v = o.counting();
-  for (std::size_t k = 0; k < asked.size(); ++k) {
-    Item& it = items[asked[k]];
+  for (std::size_t k = 0; k < c.opted.size(); ++k) {
+    Item& it = c.items[c.opted[k]];
     const std::uint64_t limit = it.rule->requests_per_unit;
     it.decided = true;
     // The deny cache answers for the request; a descriptor is its answer only where its own
     // decision denied.
-    it.from_local_cache =
-        o.from_deny_cache && (v == nullptr || k >= v->decisions.size() || !v->decisions[k].allowed);
+    it.from_local_cache = o.from_deny_cache && (v == nullptr || k >= v->decisions.size() ||
+                                                !v->decisions[k].allowed);
     if (v != nullptr && k < v->decisions.size()) {
       const Decision& d = v->decisions[k];
       const auto remaining = static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.remaining));
       it.over = !d.allowed;
       it.reset_s = std::max<std::int64_t>(
-          1,
-          (std::chrono::duration_cast<std::chrono::microseconds>(d.reset_after).count() + 999'999) /
-              1'000'000);
+          1, (std::chrono::duration_cast<std::chrono::microseconds>(d.reset_after).count() +
+              999'999) /
+                 1'000'000);
       if (d.allowed && v->allowed) {
         it.after = limit - std::min(limit, remaining);
         it.before = it.after >= it.hits ? it.after - it.hits : 0;
@@ -426,18 +351,154 @@ Result<void> Service::decide_opted_in(const Snapshot& snap, const std::string& d
   return {};
 }
 
-void Service::set_config(std::shared_ptr<const Snapshot> snapshot) {
-  std::lock_guard lock(config_mutex_);
-  config_ = std::move(snapshot);
+// Upstream's DoLimit over Store::count: the local cache first, then (with
+// STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT) a look at every counter, then the counting, each
+// descriptor under its own key (prefix + domain + entries + window start), then the answers.
+void Service::count_descriptors(std::shared_ptr<Call> call) {
+  Call& c = *call;
+  c.now_s = std::chrono::duration_cast<std::chrono::seconds>(c.now.time_since_epoch()).count();
+  for (std::size_t i = 0; i < c.items.size(); ++i) {
+    Item& it = c.items[i];
+    if (it.rule == nullptr || it.unlimited || it.counting != Counting::kCounter) continue;
+    const std::int64_t unit_s = config::envoy::unit_seconds(it.rule->unit);
+    c.asked.push_back(i);
+    c.keys.push_back(it.identity + std::to_string(counter::window_start(c.now_s, unit_s)));
+    it.reset_s = counter::until_reset(c.now_s, unit_s);
+    counter::Pending p;
+    p.counted = true;
+    p.hits = it.hits;
+    p.limit = it.rule->requests_per_unit;
+    p.cached_over = over_limit_cache_ && over_limit_cache_->contains(c.keys.back(), c.now_s);
+    c.pending.push_back(p);
+  }
+  if (c.asked.empty()) {
+    answer(std::move(call));
+    return;
+  }
+  bool any_cached = false;
+  for (const counter::Pending& p : c.pending) any_cached = any_cached || p.cached_over;
+  const bool stop = settings_.stop_cache_key_increment_when_overlimit;
+  if (!stop || any_cached) {
+    const auto hits = counter::hits_to_add(c.pending, stop);
+    count_then(std::move(call), hits,
+               [this](std::shared_ptr<Call> then, Result<std::vector<std::int64_t>> after) {
+                 counted(std::move(then), std::move(after));
+               });
+    return;
+  }
+  // A look at every counter first: which would pass their limit decides who is counted.
+  count_then(std::move(call), std::vector<std::uint64_t>(c.asked.size(), 0),
+             [this](std::shared_ptr<Call> then, Result<std::vector<std::int64_t>> current) {
+               looked(std::move(then), std::move(current));
+             });
 }
 
-std::shared_ptr<const Snapshot> Service::config() const {
-  std::lock_guard lock(config_mutex_);
-  return config_;
+void Service::looked(std::shared_ptr<Call> call, Result<std::vector<std::int64_t>> current) {
+  if (!current) {
+    counted(std::move(call), std::move(current));
+    return;
+  }
+  Call& c = *call;
+  for (std::size_t k = 0; k < c.asked.size(); ++k) {
+    c.pending[k].current = static_cast<std::uint64_t>((*current)[k]);
+  }
+  const auto hits = counter::hits_to_add(c.pending, true);
+  count_then(std::move(call), hits,
+             [this](std::shared_ptr<Call> then, Result<std::vector<std::int64_t>> after) {
+               counted(std::move(then), std::move(after));
+             });
 }
 
-Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
-                                        pb::RateLimitResponse& response) {
+// One store call adding `hits` to each counter (those the local cache answered are left out),
+// guarded by the breaker; `next` gets the values per counted item, or the error.
+void Service::count_then(std::shared_ptr<Call> call, const std::vector<std::uint64_t>& hits,
+                         Counted next) {
+  Call& c = *call;
+  c.requests.clear();
+  c.requested.clear();
+  for (std::size_t k = 0; k < c.asked.size(); ++k) {
+    if (c.pending[k].cached_over) continue;
+    const auto unit_s = config::envoy::unit_seconds(c.items[c.asked[k]].rule->unit);
+    c.requests.push_back(CountRequest{
+        c.keys[k],
+        static_cast<std::int64_t>(
+            std::min<std::uint64_t>(hits[k], std::numeric_limits<std::uint32_t>::max())),
+        std::chrono::seconds(unit_s)});
+    c.requested.push_back(k);
+  }
+  if (c.requests.empty()) {
+    next(std::move(call), std::vector<std::int64_t>(c.asked.size(), 0));
+    return;
+  }
+  if (!counter_breaker_.allow(clock_.now())) {
+    next(std::move(call), fail(ErrorCode::kUnavailable, "circuit open: the store keeps failing"));
+    return;
+  }
+  const std::span<const CountRequest> requests = c.requests;
+  decider_.store().count(requests, [this, call = std::move(call), next = std::move(next)](
+                                       Result<std::vector<std::int64_t>> got) mutable {
+    if (!got) {
+      if (got.error().code != ErrorCode::kInvalidArgument) counter_breaker_.on_failure(clock_.now());
+      next(std::move(call), tl::unexpected(std::move(got.error())));
+      return;
+    }
+    counter_breaker_.on_success();
+    std::vector<std::int64_t> values(call->asked.size(), 0);
+    for (std::size_t j = 0; j < call->requested.size(); ++j) values[call->requested[j]] = (*got)[j];
+    next(std::move(call), std::move(values));
+  });
+}
+
+void Service::counted(std::shared_ptr<Call> call, Result<std::vector<std::int64_t>> after) {
+  Call& c = *call;
+  if (!after) {
+    // The store could not count: FLOODGATE_RLS_ON_STORE_ERROR answers (allow: OK with nothing
+    // known left; deny: OVER_LIMIT), or the call fails as upstream's does.
+    metrics_.redis_error.fetch_add(1, std::memory_order_relaxed);
+    if (settings_.on_store_error == Settings::OnStoreError::kError) {
+      Done d = std::move(c.done);
+      d(fail(ErrorCode::kUnavailable, "could not count: " + after.error().message));
+      return;
+    }
+    const bool deny = settings_.on_store_error == Settings::OnStoreError::kDeny;
+    for (std::size_t k = 0; k < c.asked.size(); ++k) {
+      Item& it = c.items[c.asked[k]];
+      it.decided = true;
+      it.from_local_cache = c.pending[k].cached_over;
+      it.over = deny || c.pending[k].cached_over;
+      it.before = 0;
+      it.after = it.over ? it.rule->requests_per_unit + it.hits : 0;
+    }
+    answer(std::move(call));
+    return;
+  }
+  for (std::size_t k = 0; k < c.asked.size(); ++k) {
+    Item& it = c.items[c.asked[k]];
+    it.decided = true;
+    if (c.pending[k].cached_over) {
+      it.from_local_cache = true;
+      it.over = true;
+      continue;
+    }
+    const counter::Counted r = counter::judge(static_cast<std::uint64_t>((*after)[k]), it.hits,
+                                              it.rule->requests_per_unit);
+    it.before = r.before;
+    it.after = r.after;
+    it.over = r.over;
+    it.remaining = r.remaining;
+    if (r.over && over_limit_cache_) {
+      // Upstream keeps an over-limit key for a whole unit from now; its name holds its window,
+      // so the entry is never consulted after the window ends.
+      over_limit_cache_->insert(c.keys[k], c.now_s + config::envoy::unit_seconds(it.rule->unit),
+                                c.now_s);
+    }
+  }
+  answer(std::move(call));
+}
+
+// Checks the request as upstream does and matches its descriptors into c.items.
+Result<void> Service::match(Call& c) {
+  const pb::RateLimitRequest& request = c.request;
   const auto refuse = [this](std::string why) {
     metrics_.service_error.fetch_add(1, std::memory_order_relaxed);
     return fail(ErrorCode::kInvalidArgument, std::move(why));
@@ -446,14 +507,16 @@ Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
   if (request.descriptors_size() == 0) {
     return refuse("rate limit descriptor list must not be empty");
   }
-  const std::shared_ptr<const Snapshot> snap = config();
+  c.snap = config();
+  const std::shared_ptr<const Snapshot>& snap = c.snap;
   if (!snap) return refuse("no rate limit configuration loaded");
-  const Timestamp now = clock_.now();
+  c.now = clock_.now();
 
   // Match every descriptor; a limit the descriptor carries itself stands in for the tree's.
   const std::size_t n = static_cast<std::size_t>(request.descriptors_size());
-  std::vector<Item> items(n);
-  std::vector<std::unique_ptr<Rule>> own_rules;
+  std::vector<Item>& items = c.items;
+  items.resize(n);
+  std::vector<std::unique_ptr<Rule>>& own_rules = c.own_rules;
   std::set<std::string, std::less<>> replacing;
   std::vector<config::envoy::Entry> entries;
   for (std::size_t i = 0; i < n; ++i) {
@@ -500,12 +563,16 @@ Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
       metrics_.rule(it.stats_key).total_hits.fetch_add(it.hits, std::memory_order_relaxed);
     }
   }
+  return {};
+}
 
-  if (auto decided = decide_descriptors(*snap, request.domain(), items, now); !decided) {
-    return decided;
-  }
-
-  // The answer, descriptor by descriptor, with upstream's counters.
+// The answer, descriptor by descriptor, with upstream's counters; then the call is done.
+void Service::answer(std::shared_ptr<Call> call) {
+  const pb::RateLimitRequest& request = call->request;
+  pb::RateLimitResponse& response = call->response;
+  std::vector<Item>& items = call->items;
+  const std::size_t n = items.size();
+  const Timestamp now = call->now;
   const auto near_threshold = [this](std::uint64_t limit) {
     return static_cast<std::uint64_t>(
         std::floor(static_cast<double>(static_cast<float>(limit) * settings_.near_limit_ratio)));
@@ -622,7 +689,18 @@ Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
                                                       response.mutable_dynamic_metadata());
   }
   response.set_overall_code(code);
-  return {};
+  Done d = std::move(call->done);
+  d({});
+}
+
+void Service::set_config(std::shared_ptr<const Snapshot> snapshot) {
+  std::lock_guard lock(config_mutex_);
+  config_ = std::move(snapshot);
+}
+
+std::shared_ptr<const Snapshot> Service::config() const {
+  std::lock_guard lock(config_mutex_);
+  return config_;
 }
 
 Result<std::shared_ptr<const Snapshot>> load_snapshot(const Settings& settings) {

@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -80,6 +81,14 @@ class Service {
   Result<void> should_rate_limit(const envoy::service::ratelimit::v3::RateLimitRequest& request,
                                  envoy::service::ratelimit::v3::RateLimitResponse& response);
 
+  // The same, answered through `done` (exactly once, with should_rate_limit's result) on the
+  // thread the store completes on: before it returns for the memory store, on the Redis store's
+  // I/O thread otherwise. Nothing waits. `request` and `response` must live until `done`.
+  using Done = std::function<void(Result<void>)>;
+  void should_rate_limit_async(const envoy::service::ratelimit::v3::RateLimitRequest& request,
+                               envoy::service::ratelimit::v3::RateLimitResponse& response,
+                               Done done);
+
   void set_config(std::shared_ptr<const Snapshot> snapshot);
   std::shared_ptr<const Snapshot> config() const;
   RuleMetrics& metrics() { return metrics_; }
@@ -90,13 +99,20 @@ class Service {
 
  private:
   struct Item;
-  // The one choice of how each descriptor is counted (see the header comment). kUnavailable when
-  // the store could not answer and FLOODGATE_RLS_ON_STORE_ERROR is `error`.
-  Result<void> decide_descriptors(const Snapshot& snap, const std::string& domain,
-                                  std::vector<Item>& items, Timestamp now);
-  Result<void> count_descriptors(std::vector<Item>& items, Timestamp now);
-  Result<void> decide_opted_in(const Snapshot& snap, const std::string& domain,
-                               std::vector<Item>& items);
+  struct Call;
+  using Counted = std::function<void(std::shared_ptr<Call>, Result<std::vector<std::int64_t>>)>;
+  Result<void> match(Call& c);
+  // The one choice of how each descriptor is counted (see the header comment), then the answer.
+  // The call fails (kUnavailable) when the store could not answer and
+  // FLOODGATE_RLS_ON_STORE_ERROR is `error`.
+  void decide_descriptors(std::shared_ptr<Call> call);
+  Result<void> apply_opted_in(Call& c, const decide::Outcome& o);
+  void count_descriptors(std::shared_ptr<Call> call);
+  void count_then(std::shared_ptr<Call> call, const std::vector<std::uint64_t>& hits,
+                  Counted next);
+  void looked(std::shared_ptr<Call> call, Result<std::vector<std::int64_t>> current);
+  void counted(std::shared_ptr<Call> call, Result<std::vector<std::int64_t>> after);
+  void answer(std::shared_ptr<Call> call);
 
   const Settings settings_;
   decide::Decider& decider_;
