@@ -14,8 +14,9 @@
 // request's opted-in descriptors in one Plan, one atomic all-or-nothing store call on Redis TIME,
 // with the deny cache, the circuit breaker and on_store_error.
 //
-// Thread safety: should_rate_limit() may be called from any thread, concurrently; set_config()
-// swaps the configuration atomically (requests in flight finish with the one they started with).
+// Thread safety: should_rate_limit() and should_rate_limit_async() may be called from any thread,
+// concurrently; set_config() swaps the configuration atomically (requests in flight finish with
+// the one they started with).
 // Time: `now` comes from the Clock given at construction (upstream's duration_until_reset is
 // computed from the instance's wall clock too).
 #pragma once
