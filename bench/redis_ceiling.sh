@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Redis server's own ceiling for floodgate's decision: redis-benchmark sending
-# FCALL fg_decide_v3 (one token bucket, 100 per minute, a random identity out of 10,000) to a
+# FCALL fg_decide_v4 (one token bucket, 100 per minute, a random identity out of 10,000) to a
 # redis-server this script starts on a free loopback port and stops when it ends. Compare with
 # bench/redis_store_bench (the same FCALL through the store): the gap is the client's cost.
 #
@@ -45,9 +45,9 @@ redis-cli -p "$port" ping >/dev/null
 # decide.lua is the whole function library, as the store loads it.
 redis-cli -p "$port" -x FUNCTION LOAD REPLACE <"$lua" >/dev/null
 
-# Token bucket, 100 per minute, burst 100: algorithm 1, cost 1, not shadow, burst 100,
-# unit 600000, rate 1 (core::bucket_scale). "" = use Redis TIME.
-fcall=(FCALL fg_decide_v3 1 "fg:{__rand_int__}:per-minute" "" 1 1 1 1 0 100 600000 1)
+# One item (m 1) of one policy (p 1): token bucket (1), not shadow, burst 100,
+# unit 600000, rate 1 (core::bucket_scale), then one charge of policy 1, cost 1. "" = Redis TIME.
+fcall=(FCALL fg_decide_v4 1 "fg:{__rand_int__}:per-minute" "" 1 1 1 0 100 600000 1 1 1 1)
 check=$(redis-cli -p "$port" "${fcall[@]/__rand_int__/check}" | sed -n 2p)
 [[ $check == 1 ]] || { echo "redis_ceiling: FCALL did not allow: $check" >&2; exit 1; }
 

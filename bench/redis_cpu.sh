@@ -8,26 +8,33 @@
 #   floor          FCALL of a function returning 1 (what any FCALL costs: RESP, dispatch)
 #   seed           ../shared/peers token_bucket.lua, EVALSHA, as bench/report.sh runs it
 #   v2             FCALL fg_decide_v2, library floodgate_v2 (tests/fixtures/floodgate_v2.lua)
-#   v3 m=1         FCALL fg_decide_v3 with one decision
-#   v3 m=16        FCALL fg_decide_v3 with 16 decisions (CPU / (calls x 16))
+#   v3 m=16        FCALL fg_decide_v3 with 16 decisions, library floodgate_v3, the release before
+#                  (tests/fixtures/floodgate_v3.lua): six values per decision's charge
+#   v4 m=1         FCALL fg_decide_v4 with one decision (src/store/redis/lua/decide.lua)
+#   v4 m=16        FCALL fg_decide_v4 with 16 decisions (CPU / (calls x 16)): the call's policy
+#                  once, then (policy, cost) per decision, as the store batches them
 #
 # Every floodgate row is the same policy as bench/report.sh's: token bucket 100 per minute.
 #
 #   bench/redis_cpu.sh [CALLS]     (default 200000 per row; m=16 sends CALLS/4 calls)
+#
+# Each library is loaded alone (FUNCTION FLUSH before it), so the rows run each release's own
+# code.
 #
 # Needs redis-server, redis-cli, redis-benchmark (Debian: redis-server, redis-tools). The CPU
 # clock ticks at 1/CLK_TCK s (10 ms), so rows need a few seconds of CPU to be precise to a few %.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 calls=${1:-200000}
-v3_lua="$root/src/store/redis/lua/decide.lua"
+v4_lua="$root/src/store/redis/lua/decide.lua"
+v3_lua="$root/tests/fixtures/floodgate_v3.lua"
 v2_lua="$root/tests/fixtures/floodgate_v2.lua"
 seed_lua=${SEED_LUA:-$(cd "$root/.." && pwd)/shared/peers/token_bucket.lua}
 
 for tool in redis-server redis-cli redis-benchmark; do
   command -v "$tool" >/dev/null || { echo "redis_cpu: $tool is not installed" >&2; exit 1; }
 done
-for f in "$v3_lua" "$v2_lua" "$seed_lua"; do
+for f in "$v4_lua" "$v3_lua" "$v2_lua" "$seed_lua"; do
   [[ -f $f ]] || { echo "redis_cpu: $f is missing (SEED_LUA=<path> for the seed)" >&2; exit 1; }
 done
 
@@ -111,18 +118,30 @@ cli -x FUNCTION LOAD REPLACE <"$v2_lua" >/dev/null
   { echo "redis_cpu: fg_decide_v2 did not allow its first request" >&2; exit 1; }
 run "fg_decide_v2 (floodgate_v2)" 1 "$calls" FCALL fg_decide_v2 1 "$key" "" 1 "${policy[@]}"
 
-# floodgate_v3 replacing it, as the store loads it.
-cli FUNCTION DELETE floodgate_v2 >/dev/null
+# floodgate_v3, the release before, batched 16 per call as its store sent them.
+cli FUNCTION FLUSH >/dev/null
 cli -x FUNCTION LOAD REPLACE <"$v3_lua" >/dev/null
 [[ $(cli FCALL fg_decide_v3 1 fg:{probe}:per-minute "" 1 1 "${policy[@]}" | sed -n 2p) == 1 ]] ||
   { echo "redis_cpu: fg_decide_v3 did not allow its first request" >&2; exit 1; }
-run "fg_decide_v3, m=1" 1 "$calls" FCALL fg_decide_v3 1 "$key" "" 1 1 "${policy[@]}"
 keys=() items=()
 for _ in $(seq 16); do
   keys+=("$key")
   items+=(1 "${policy[@]}")
 done
-run "fg_decide_v3, m=16" 16 $((calls / 4)) FCALL fg_decide_v3 16 "${keys[@]}" "" 16 "${items[@]}"
+run "fg_decide_v3, m=16 (floodgate_v3)" 16 $((calls / 4)) \
+  FCALL fg_decide_v3 16 "${keys[@]}" "" 16 "${items[@]}"
+
+# floodgate_v4, this release: p = 1 policy (alg shadow p1 p2 p3), then (n j cost) per item.
+cli FUNCTION FLUSH >/dev/null
+cli -x FUNCTION LOAD REPLACE <"$v4_lua" >/dev/null
+v4_policy=("${policy[0]}" "${policy[@]:2}")
+[[ $(cli FCALL fg_decide_v4 1 fg:{probe}:per-minute "" 1 1 "${v4_policy[@]}" 1 1 1 | sed -n 2p) == 1 ]] ||
+  { echo "redis_cpu: fg_decide_v4 did not allow its first request" >&2; exit 1; }
+run "fg_decide_v4, m=1" 1 "$calls" FCALL fg_decide_v4 1 "$key" "" 1 1 "${v4_policy[@]}" 1 1 1
+v4_items=()
+for _ in $(seq 16); do v4_items+=(1 1 1); done
+run "fg_decide_v4, m=16" 16 $((calls / 4)) \
+  FCALL fg_decide_v4 16 "${keys[@]}" "" 16 1 "${v4_policy[@]}" "${v4_items[@]}"
 
 seed=${us_per_decision["seed token_bucket.lua EVALSHA"]}
 printf '%-32s %16s %12s\n' "script (redis-benchmark -c 50 -P 16)" "Redis µs/decision" "vs seed"

@@ -234,7 +234,7 @@ def targets(runs, ceiling, redis_cpu=None):
     hot_ratio("fg-memory-t1-direct", "nginx-limit-req-direct", 1.0,
               "hot keys (429s): memory store, 1 thread ≥ nginx limit_req, 1 worker")
     text = "Redis CPU per decision ≤ 0.5× the seed's script (redis-benchmark -c 50 -P 16, bench/redis_cpu.sh)"
-    row = (redis_cpu or {}).get("fg_decide_v3, m=16")
+    row = (redis_cpu or {}).get("fg_decide_v4, m=16")
     if row:
         found.append((text, f"{row[1]:.2f}× ({row[0]:.2f} µs per decision, 16 per FCALL)",
                       row[1] <= 0.5))
@@ -414,8 +414,8 @@ def main():
 
     md.append("## The store's ceiling: redis-benchmark on the same Redis")
     md.append("")
-    md.append("`redis-benchmark -c 50 -P <pipeline> -r 10000 FCALL fg_decide_v3 1 "
-              "fg:{__rand_int__}:per-minute \"\" 1 1 1 1 0 100 600000 1` (floodgate's Redis function "
+    md.append("`redis-benchmark -c 50 -P <pipeline> -r 10000 FCALL fg_decide_v4 1 "
+              "fg:{__rand_int__}:per-minute \"\" 1 1 1 0 100 600000 1 1 1 1` (floodgate's Redis function "
               "with the policy above, one decision per call) and the seed's "
               "`token_bucket.lua` through EVALSHA, against the one redis-server of the runs above, "
               "each run " + a.rounds + " times.")

@@ -22,7 +22,7 @@
 #              beside fg-memory-t1 (one thread): one core's worth of rate limiting each. The 200 is
 #              empty_gif, a content handler: `return 200` would answer in the rewrite phase, before
 #              limit_req runs, and never limit anything.
-#   redis-benchmark  floodgate's Redis function (FCALL fg_decide_v2, the same policy) with 50
+#   redis-benchmark  floodgate's Redis function (FCALL fg_decide_v4, the same policy) with 50
 #              clients, -P 16 and -P 1: the ceiling of one Redis for the decision; the seed's
 #              token_bucket.lua (EVALSHA) beside it for reference.
 # Load: wrk -t WRK_THREADS -c CONNECTIONS -d DURATION with bench/wrk/keys.lua (an X-API-Key out
@@ -439,13 +439,14 @@ ceiling=$work/ceiling.tsv
 printf 'script\tclients\tpipeline\tops_per_s\tp50_ms\tp99_ms\n' >"$ceiling"
 redis-cli -p "$redis_port" -x FUNCTION LOAD REPLACE <"$root/src/store/redis/lua/decide.lua" >/dev/null
 tb_sha=$(redis-cli -p "$redis_port" SCRIPT LOAD "$(cat "$peers/token_bucket.lua")")
-# floodgate's decision for the policy above: token bucket (1), cost 1, not shadow, burst 100,
-# unit 600000, rate 1 (core::bucket_scale of 100 per 60 s); "" = Redis TIME. The same arguments
-# the store sends (bench/redis_ceiling.sh checks them against the C++ side).
-fcall=(FCALL fg_decide_v3 1 "fg:{__rand_int__}:per-minute" "" 1 1 1 1 0 100 600000 1)
+# floodgate's decision for the policy above: one item (m 1) of one policy (p 1): token bucket
+# (1), not shadow, burst 100, unit 600000, rate 1 (core::bucket_scale of 100 per 60 s), then the
+# item: one charge of policy 1, cost 1; "" = Redis TIME. The same arguments the store sends
+# (bench/redis_ceiling.sh checks them against the C++ side).
+fcall=(FCALL fg_decide_v4 1 "fg:{__rand_int__}:per-minute" "" 1 1 1 0 100 600000 1 1 1 1)
 evalsha=(EVALSHA "$tb_sha" 1 "tb:__rand_int__" 100 1.6666667 1)
 [[ $(redis-cli -p "$redis_port" "${fcall[@]/__rand_int__/probe}" | sed -n 2p) == 1 ]] ||
-  die "FCALL fg_decide_v3 did not allow its first request"
+  die "FCALL fg_decide_v4 did not allow its first request"
 bench_redis() {  # NAME CLIENTS PIPELINE N COMMAND...
   local name=$1 c=$2 p=$3 n=$4 line
   shift 4
@@ -458,8 +459,8 @@ bench_redis() {  # NAME CLIENTS PIPELINE N COMMAND...
   log "redis-benchmark $name -c $c -P $p: $(tail -1 "$ceiling" | cut -f4) ops/s"
 }
 for r in $(seq "$ROUNDS"); do
-  bench_redis "floodgate FCALL fg_decide_v3" 50 16 200000 "${fcall[@]}"
-  bench_redis "floodgate FCALL fg_decide_v3" 50 1 50000 "${fcall[@]}"
+  bench_redis "floodgate FCALL fg_decide_v4" 50 16 200000 "${fcall[@]}"
+  bench_redis "floodgate FCALL fg_decide_v4" 50 1 50000 "${fcall[@]}"
   bench_redis "seed token_bucket.lua EVALSHA" 50 16 200000 "${evalsha[@]}"
 done
 flush_stores

@@ -17,6 +17,8 @@
 //   - a denial's problem body is a JSON object naming the quota-exceeded type, status 429, the
 //     headline policy, Retry-After's figure and the denying non-shadow policies;
 //   - degraded_rate_limit_headers: RateLimit-Policy and X-RateLimit-Degraded only;
+//   - every other form (draft-7, draft-6, none; with and without the legacy fields) carries the
+//     same figures in its own fields, and the same Retry-After and body;
 //   - util::json_string and sf::serialize_string give a JSON string / sf-string of the name.
 #include "http/rate_limit_headers.h"
 
@@ -271,6 +273,71 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                     degraded.fields[1].first == "X-RateLimit-Degraded" &&
                     degraded.fields[1].second == "store-unavailable" && !degraded.denied,
                 "degraded fields");
+
+  // Every other form (config rate_limit_headers) carries the same figures as the default one
+  // checked above, in its own fields: the legacy three as they are; draft-8 the two lists as
+  // they are; draft-7 "limit=L, remaining=R, reset=T" of the legacy figures; draft-6 those three
+  // as fields of their own; draft-6 and -7 RateLimit-Policy the default's items without names;
+  // Retry-After last, as it is, exactly when denied.
+  std::string unnamed_policy;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i > 0) unnamed_policy += ", ";
+    unnamed_policy += std::to_string((*policy_items)[i].params[0].second) +
+                      ";w=" + std::to_string((*policy_items)[i].params[1].second);
+  }
+  // draft-6 and -7 carry the figures as sf-integers: at most 15 digits (raw mode exceeds them).
+  const auto sf_figure = [](const std::string& legacy_text) {
+    return std::to_string(std::clamp<std::int64_t>(std::stoll(legacy_text), -http::sf::kMaxInteger,
+                                                   http::sf::kMaxInteger));
+  };
+  const std::string f_limit = sf_figure(fields[0].second);
+  const std::string f_remaining = sf_figure(fields[1].second);
+  const std::string f_reset = sf_figure(fields[2].second);
+  using config::RateLimitStandard;
+  for (RateLimitStandard standard : {RateLimitStandard::kDraft8, RateLimitStandard::kDraft7,
+                                     RateLimitStandard::kDraft6, RateLimitStandard::kNone}) {
+    for (bool legacy : {true, false}) {
+      std::vector<std::pair<std::string, std::string>> want;
+      if (legacy) want.insert(want.end(), fields.begin(), fields.begin() + 3);
+      switch (standard) {
+        case RateLimitStandard::kDraft8:
+          want.insert(want.end(), fields.begin() + 3, fields.begin() + 5);
+          break;
+        case RateLimitStandard::kDraft7:
+          want.emplace_back("RateLimit-Policy", unnamed_policy);
+          want.emplace_back("RateLimit", "limit=" + f_limit + ", remaining=" + f_remaining +
+                                             ", reset=" + f_reset);
+          break;
+        case RateLimitStandard::kDraft6:
+          want.emplace_back("RateLimit-Limit", f_limit);
+          want.emplace_back("RateLimit-Remaining", f_remaining);
+          want.emplace_back("RateLimit-Reset", f_reset);
+          want.emplace_back("RateLimit-Policy", unnamed_policy);
+          break;
+        case RateLimitStandard::kNone:
+          break;
+      }
+      if (!v.allowed) want.push_back(fields[5]);
+      const http::RateLimitHeaders form = http::rate_limit_headers(charges, v, {standard, legacy});
+      std::vector<std::pair<std::string, std::string>> got;
+      for (const auto& [name, value] : form.fields) got.emplace_back(name, value);
+      FG_FUZZ_CHECK(got == want && form.denied == h.denied && form.problem_body == h.problem_body,
+                    "form %s, legacy %d: %zu fields, expected %zu",
+                    std::string(config::to_string(standard)).c_str(), legacy, got.size(),
+                    want.size());
+      // Degraded: the policy in the form's syntax (none without a standard), then the marker.
+      const http::RateLimitHeaders dform =
+          http::degraded_rate_limit_headers(charges, {standard, legacy});
+      const std::size_t policy_fields = standard == RateLimitStandard::kNone ? 0 : 1;
+      FG_FUZZ_CHECK(
+          dform.fields.size() == policy_fields + 1 &&
+              dform.fields.back().second == http::kDegradedStoreUnavailable &&
+              (policy_fields == 0 ||
+               dform.fields[0].second ==
+                   (standard == RateLimitStandard::kDraft8 ? fields[3].second : unnamed_policy)),
+          "degraded fields of form %s", std::string(config::to_string(standard)).c_str());
+    }
+  }
 
   for (const Policy& p : policies) {
     const std::string copy = http::sf::serialize_string(p.name);

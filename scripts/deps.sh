@@ -19,6 +19,12 @@ packages=(
   chromium chromium-driver python3-selenium  # e2e.dashboard: the page in a headless browser
 )
 
+# tests/clients (and make bench-report): node and npm. Debian's own only when neither command is
+# there: a Node.js from elsewhere (NodeSource's nodejs bundles npm, and conflicts with Debian's npm
+# package) is kept.
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
+
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

@@ -4,10 +4,11 @@
 // kept until its ttl has passed and not much longer (decide.lua's header: the expiry a state
 // records). Time is fixed through the function's now_us argument.
 //
-// Each case runs through every way in: fg_decide_v3 with one item, fg_decide_v3 with the case's
+// Each case runs through every way in: fg_decide_v4 with one item, fg_decide_v4 with the case's
 // item between two unrelated ones, the same with every state rewritten before each step in
-// floodgate_v2's text form and in the version 3 form of earlier builds (v3 reads all three), and the compat fg_decide_v2 / fg_refund_v2 that
-// instances of the release before call.
+// floodgate_v2's text form and in the version 3 form of earlier builds (all three are read),
+// and the compat fg_decide_v3 (a batch, as floodgate_v3 instances send it) and fg_decide_v2 /
+// fg_refund_v2 that instances of the releases before call.
 //
 // Real time would otherwise expire keys between steps while the replayed clock stands still; so
 // after checking each written key's value and PTTL the test PERSISTs it (a later write that
@@ -95,18 +96,20 @@ std::vector<std::string> argv_of(const std::string& resp) {
   return argv;
 }
 
-enum class Way { kV3Single, kV3Batch, kV3FromText, kV3FromVersion3, kV2Compat };
+enum class Way { kV4Single, kV4Batch, kV4FromText, kV4FromVersion3, kV3Compat, kV2Compat };
 
 std::string way_name(Way w) {
   switch (w) {
-    case Way::kV3Single:
-      return "fg_decide_v3, one item";
-    case Way::kV3Batch:
-      return "fg_decide_v3, among other items";
-    case Way::kV3FromText:
-      return "fg_decide_v3 on text states";
-    case Way::kV3FromVersion3:
-      return "fg_decide_v3 on version 3 states";
+    case Way::kV4Single:
+      return "fg_decide_v4, one item";
+    case Way::kV4Batch:
+      return "fg_decide_v4, among other items";
+    case Way::kV4FromText:
+      return "fg_decide_v4 on text states";
+    case Way::kV4FromVersion3:
+      return "fg_decide_v4 on version 3 states";
+    case Way::kV3Compat:
+      return "fg_decide_v3 (compat), among other items";
     case Way::kV2Compat:
       return "fg_decide_v2 (compat)";
   }
@@ -138,8 +141,8 @@ TEST_F(LuaVectors, ScriptAgreesWithTheCoreOnEveryCase) {
   const std::vector<Charge> filler = {{&filler_policy, 1}};
   int case_number = 0;
   int kept_writes = 0, new_expiries = 0;  // both paths of decide.lua's write_state are taken
-  for (const Way way : {Way::kV3Single, Way::kV3Batch, Way::kV3FromText, Way::kV3FromVersion3,
-                        Way::kV2Compat}) {
+  for (const Way way : {Way::kV4Single, Way::kV4Batch, Way::kV4FromText, Way::kV4FromVersion3,
+                        Way::kV3Compat, Way::kV2Compat}) {
     SCOPED_TRACE(way_name(way));
     for (const VectorCase& vc : cases) {
       SCOPED_TRACE(vc.file + ": " + vc.name);
@@ -208,12 +211,12 @@ TEST_F(LuaVectors, ScriptAgreesWithTheCoreOnEveryCase) {
         const std::string where = vc.file + ":" + std::to_string(step.line);
         const std::int64_t now_us = kVectorEpochUs + step.at_us;
         for (auto& c : charges) c.cost = step.cost;
-        if (way == Way::kV3FromText || way == Way::kV3FromVersion3) {
+        if (way == Way::kV4FromText || way == Way::kV4FromVersion3) {
           // Every state in floodgate_v2's text form, as an instance of the release before left
           // it, or in the version 3 form of earlier floodgate_v3 builds (no expiry recorded).
           for (const auto& [index, stored] : core_states) {
             server_->command({"SET", keys[index],
-                              way == Way::kV3FromText ? state_text(stored.state)
+                              way == Way::kV4FromText ? state_text(stored.state)
                                                       : version3_bytes(stored.state)});
           }
           expires_set.clear();
@@ -281,13 +284,17 @@ TEST_F(LuaVectors, ScriptAgreesWithTheCoreOnEveryCase) {
           std::vector<const redis::EncodedDecision*> items = {&mine};
           std::vector<std::size_t> policies = {charges.size()};
           std::size_t at = 0;
-          if (way == Way::kV3Batch) {
+          if (way == Way::kV4Batch || way == Way::kV3Compat) {
             items = {&other, &mine, &other};
             policies = {1, charges.size(), 1};
             at = 1;
           }
           std::string command;
-          redis::append_decide_batch(command, items, std::to_string(now_us));
+          if (way == Way::kV3Compat) {
+            redis::append_decide_batch_v3(command, items, std::to_string(now_us));
+          } else {
+            redis::append_decide_batch(command, items, std::to_string(now_us));
+          }
           const AdminReply raw = server_->command(argv_of(command));
           ASSERT_FALSE(raw.is_error) << where << ": " << raw.str;
           auto parsed = redis::parse_decide_batch_reply(to_reply(raw), policies);
@@ -398,30 +405,46 @@ TEST_F(LuaVectors, RefundRefusesMalformedArguments) {
 }
 
 TEST_F(LuaVectors, RefusesMalformedArguments) {
-  for (std::string_view f : {redis::kDecideFunction, redis::kDecideFunctionV2}) {
-    SCOPED_TRACE(f);
-    // v2's arguments with an unknown algorithm, then with n = 2 for one key: malformed for both.
-    EXPECT_TRUE(
-        server_->command({"FCALL", std::string(f), "1", "k", "", "1", "9", "1", "0", "1", "1", "1"})
-            .is_error);
-    EXPECT_TRUE(
-        server_->command({"FCALL", std::string(f), "1", "k", "", "2", "1", "1", "0", "1", "1", "1"})
-            .is_error);
-  }
+  const std::string v4(redis::kDecideFunction);
+  auto fcall = [&](std::vector<std::string> argv) { return server_->command(argv).is_error; };
+  // A well-formed call first, so that each refusal below is the one change it makes:
+  // m = 1, p = 1, fixed_window 5 per second, one charge of policy 1 with cost 1.
+  const std::vector<std::string> good = {"FCALL", v4, "1", "k0", "", "1", "1", "4",
+                                         "0",     "5", "1000000", "0", "1", "1", "1"};
+  EXPECT_FALSE(fcall(good));
+  auto with = [&](std::size_t at, std::string value) {
+    std::vector<std::string> argv = good;
+    argv[at] = std::move(value);
+    return argv;
+  };
+  EXPECT_TRUE(fcall(with(7, "9")));    // unknown algorithm
+  EXPECT_TRUE(fcall(with(13, "0")));   // policy index 0
+  EXPECT_TRUE(fcall(with(13, "2")));   // policy index past p
+  EXPECT_TRUE(fcall(with(13, "x")));   // policy index not a number
+  EXPECT_TRUE(fcall(with(14, "x")));   // cost not a number
+  EXPECT_TRUE(fcall(with(12, "2")));   // n = 2 for one key
+  EXPECT_TRUE(fcall(with(6, "2")));    // p = 2, one policy given
+  EXPECT_TRUE(fcall(with(5, "2")));    // m = 2 for one key
+  std::vector<std::string> extra = good;
+  extra.push_back("1");
+  EXPECT_TRUE(fcall(extra));           // a value too many
+  std::vector<std::string> short_one(good.begin(), good.end() - 1);
+  EXPECT_TRUE(fcall(short_one));       // the cost missing
+
   // A batch whose second item is malformed fails whole, before the first consumes anything.
-  const AdminReply batch = server_->command({"FCALL",   std::string(redis::kDecideFunction),
-                                             "2",       "k1",
-                                             "k2",      "",
-                                             "2",       "1",
-                                             "4",       "1",
-                                             "0",       "5",
-                                             "1000000", "0",
-                                             "1",       "7",
-                                             "1",       "0",
-                                             "5",       "1000000",
-                                             "0"});
-  EXPECT_TRUE(batch.is_error);
+  EXPECT_TRUE(fcall({"FCALL", v4, "2", "k1", "k2", "", "2", "1", "4", "0", "5", "1000000", "0",
+                     "1", "1", "1", "1", "2", "1"}));
   EXPECT_TRUE(server_->command({"GET", "k1"}).is_nil);
+
+  // The compat fg_decide_v3: an unknown algorithm, then n = 2 for one key; and a batch whose
+  // second item is malformed fails whole.
+  const std::string v3(redis::kDecideFunctionV3);
+  EXPECT_TRUE(fcall({"FCALL", v3, "1", "k", "", "1", "1", "9", "1", "0", "1", "1", "1"}));
+  EXPECT_TRUE(fcall({"FCALL", v3, "1", "k", "", "1", "2", "1", "1", "0", "1", "1", "1"}));
+  EXPECT_TRUE(fcall({"FCALL", v3, "2", "k1", "k2", "", "2", "1", "4", "1", "0", "5", "1000000",
+                     "0", "1", "7", "1", "0", "5", "1000000", "0"}));
+  EXPECT_TRUE(server_->command({"GET", "k1"}).is_nil);
+  EXPECT_FALSE(fcall({"FCALL", v3, "1", "k3", "", "1", "1", "4", "1", "0", "5", "1000000", "0"}));
 }
 
 TEST_F(LuaVectors, RefusesMalformedArgumentsV2Only) {

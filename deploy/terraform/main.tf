@@ -29,8 +29,12 @@ locals {
   ]
 
   # The configuration endpoint is a DNS name for the whole cluster: floodgate resolves it, asks
-  # CLUSTER SLOTS and talks to each shard's primary directly.
-  store_url = "redis-cluster://${aws_elasticache_replication_group.redis.configuration_endpoint_address}:${local.redis_port}"
+  # CLUSTER SLOTS and talks to each shard's primary directly. With in-transit encryption every
+  # one of those connections is TLS (rediss-cluster://), verified against the system's CAs (the
+  # image has ca-certificates; ElastiCache's certificates are from Amazon's public CA) and the
+  # name of each node as CLUSTER SLOTS gives it (a DNS name on a TLS ElastiCache cluster).
+  store_scheme = var.redis_transit_encryption ? "rediss-cluster" : "redis-cluster"
+  store_url    = "${local.store_scheme}://${aws_elasticache_replication_group.redis.configuration_endpoint_address}:${local.redis_port}"
 
   # floodgate.yaml, as YAML. Check what a plan would deploy with
   #   terraform output -raw floodgate_config > f.yaml && floodgate validate f.yaml
@@ -277,7 +281,7 @@ resource "aws_elasticache_replication_group" "redis" {
   security_group_ids = [aws_security_group.redis.id]
 
   at_rest_encryption_enabled = true
-  # Always false today (see the variable): floodgate's cluster store has no TLS.
+  # TLS between the tasks and every node (floodgate's rediss-cluster:// store, local.store_url).
   transit_encryption_enabled = var.redis_transit_encryption
 
   # Rate-limit state expires within one period by itself: nothing worth a snapshot.

@@ -279,12 +279,7 @@ variable "redis_replicas_per_shard" {
 }
 
 variable "redis_transit_encryption" {
-  description = "TLS between floodgate and ElastiCache. floodgate 0.1.0 cannot use it: its redis-cluster:// store speaks plain TCP (TLS exists only for a single Redis, rediss://). Kept as a switch for when cluster TLS arrives; until then true is rejected."
+  description = "TLS between floodgate and every ElastiCache node (ElastiCache in-transit encryption; floodgate's store URL becomes rediss-cluster://). Costs Redis CPU per connection and request; the security group (tasks only) protects the plain-TCP default. Changing it on an existing replication group replaces the group with older AWS providers: its rate-limit state is lost (it expires within a period anyway)."
   type        = bool
   default     = false
-
-  validation {
-    condition     = var.redis_transit_encryption == false
-    error_message = "redis_transit_encryption: floodgate 0.1.0's redis-cluster:// store has no TLS, so the tasks could not connect. The Redis security group admits only the tasks instead."
-  }
 }

@@ -36,6 +36,9 @@ std::string_view to_string(ErrorCode code);
 struct Error {
   ErrorCode code = ErrorCode::kInternal;
   std::string message;
+  // A store's error: which part of the store failed (Store::node_of: a Redis Cluster master),
+  // when the store can tell; -1 otherwise. Per-node circuit breakers are keyed by it.
+  int node = -1;
 
   // "unavailable: connection refused (127.0.0.1:6379)"
   std::string to_string() const;

@@ -138,6 +138,26 @@ class Store {
   virtual int probe_keys() const { return 1; }
   // A memory store's figures (for /metrics); nullopt for any other store.
   virtual std::optional<MemoryStoreStats> memory_stats() const { return std::nullopt; }
+
+  // Nodes: the parts of a store that fail one by one (a Redis Cluster's masters), for circuit
+  // breakers per node. node_of() is the node that decides `identity` now, as far as this store
+  // knows: a small index, stable for the life of the store (a node seen again keeps its index),
+  // 0 for a store that is one whole, -1 when it does not know yet (no slot map). An error of
+  // decide() or refund() names the node the call failed on in Error::node when the store can
+  // tell. Thread-safe; cheap (a hash of the identity and a relaxed load), but not free: ask only
+  // when it matters.
+  virtual int node_of(std::string_view identity) const {
+    (void)identity;
+    return 0;
+  }
+  // The node's name for metrics and status ("127.0.0.1:7001"); "" for an unknown index.
+  virtual std::string node_name(int node) const {
+    (void)node;
+    return {};
+  }
+  // Whether node_of() still answers `node` for some identity (a cluster master that still has
+  // slots; -1: some slot is unmapped). A failed-over master is not: its breaker can be forgotten.
+  virtual bool node_in_use(int node) const { return node == 0; }
 };
 
 // Decides one request that is counted per several identities (policies with identities of their

@@ -171,5 +171,50 @@ TEST(RedisFleet, AClusterShowsEveryNodeAndTheRecordsOnTheStatusSlotsMaster) {
   EXPECT_EQ(owner->command({"EXISTS", "fgtest:{status}:instance:a"}).integer, 1);
 }
 
+// rediss-cluster://: a cluster whose ports, bus and replication are all TLS. The fleet reaches
+// every node it discovers (CLUSTER NODES names their TLS ports to a TLS client) over TLS.
+TEST(RedisFleet, ATlsClusterShowsEveryNodeOverTls) {
+  if (!test::RedisServer::installed())
+    FG_MISSING_TOOL("redis-server (apt-get install redis-server)");
+  test::Pki pki;
+  std::string why;
+  ASSERT_TRUE(pki.create(&why)) << why;
+  test::RedisClusterOptions co;
+  co.tls = test::RedisServerTls{pki.path("server.crt"), pki.path("server.key"), pki.path("ca.crt"),
+                                "yes"};
+  auto cluster = test::RedisCluster::start(co, &why);
+  ASSERT_TRUE(cluster) << why;
+  RedisFleetOptions options = options_for(true, {cluster->nodes().front()->tls_port()});
+  options.endpoint.tls = true;
+  options.endpoint.tls_options.ca_file = pki.path("ca.crt");
+  options.endpoint.tls_options.cert_file = pki.path("client.crt");
+  options.endpoint.tls_options.key_file = pki.path("client.key");
+  auto a = make_redis_fleet(options);
+  ASSERT_TRUE(a);
+  a->publish("a", R"({"id":"a"})");
+  const std::vector<std::string> just_a = {"a"};
+  EXPECT_TRUE(eventually([&] { return ids(a->view()) == just_a; }));
+  EXPECT_TRUE(eventually([&] {
+    const json store = json::parse(a->view().store);
+    if (store["nodes"].size() != 6u) return false;
+    for (const json& n : store["nodes"]) {
+      if (n["up"] != true) return false;
+    }
+    return true;
+  })) << a->view().store;
+  const json store = json::parse(a->view().store);
+  for (const json& n : store["nodes"]) {
+    const std::string address = n.value("address", std::string());
+    bool tls_port = false;
+    for (test::RedisServer* s : cluster->nodes()) {
+      if (address.ends_with(":" + std::to_string(s->tls_port()))) tls_port = true;
+    }
+    EXPECT_TRUE(tls_port) << n.dump();
+  }
+  test::RedisServer* owner = cluster->master_of_slot(redis::key_slot("{status}"));
+  ASSERT_NE(owner, nullptr);
+  EXPECT_EQ(owner->command({"EXISTS", "fgtest:{status}:instance:a"}).integer, 1);
+}
+
 }  // namespace
 }  // namespace fg

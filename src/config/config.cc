@@ -37,6 +37,37 @@ std::string_view to_string(OnStoreError e) {
   return "unknown";
 }
 
+std::string_view to_string(RateLimitStandard s) {
+  switch (s) {
+    case RateLimitStandard::kDraft8:
+      return "draft-8";
+    case RateLimitStandard::kDraft7:
+      return "draft-7";
+    case RateLimitStandard::kDraft6:
+      return "draft-6";
+    case RateLimitStandard::kNone:
+      return "none";
+  }
+  return "unknown";
+}
+
+std::optional<RateLimitStandard> parse_rate_limit_standard(std::string_view s) {
+  for (RateLimitStandard r : {RateLimitStandard::kDraft8, RateLimitStandard::kDraft7,
+                              RateLimitStandard::kDraft6, RateLimitStandard::kNone}) {
+    if (s == to_string(r)) return r;
+  }
+  return std::nullopt;
+}
+
+HeaderStyle header_style(const Config& config, bool admin_listener, std::size_t policy_index) {
+  HeaderStyle style = config.rate_limit_headers;
+  if (admin_listener) style = config.admin_rate_limit_headers.over(style);
+  if (policy_index < config.policies.size()) {
+    style = config.policies[policy_index].rate_limit_headers.over(style);
+  }
+  return style;
+}
+
 std::vector<std::string> default_access_log_redact() {
   return {"api_key",      "apikey",          "key",           "token",
           "access_token", "refresh_token",   "id_token",      "private_token",
@@ -413,12 +444,14 @@ class Parser {
       return std::nullopt;
     }
     int admin_line = 1;
+    int admin_headers_line = 0;  // where admin_rate_limit_headers is, when it is
     auto top =
         fields(doc, "", 1,
                {"listen", "threads", "store", "store_timeout", "on_store_error", "local_fallback",
                 "trusted_proxies", "upstream", "upstream_timeout", "key_prefix", "cors", "identity",
                 "policies", "server", "memory", "deny_cache", "access_log", "key_secret", "admin_listen",
-                "check_api", "dashboard"},
+                "check_api", "dashboard",
+                "rate_limit_headers", "admin_rate_limit_headers"},
                "a mapping of fields (listen, store, policies, ...)");
     if (!top) return std::nullopt;
 
@@ -513,6 +546,11 @@ class Parser {
         parse_check_api(v, path, line, c);
       } else if (e.key == "dashboard") {
         parse_dashboard(v, path, line, c);
+      } else if (e.key == "rate_limit_headers") {
+        c.rate_limit_headers = parse_header_style(v, path, line).over(c.rate_limit_headers);
+      } else if (e.key == "admin_rate_limit_headers") {
+        c.admin_rate_limit_headers = parse_header_style(v, path, line);
+        admin_headers_line = line;
       } else if (e.key == "key_prefix") {
         if (auto s = string_value(v, path, line)) {
           if (is_name(*s)) {
@@ -561,8 +599,36 @@ class Parser {
           "must differ from listen (" + to_string(c.listen) +
               "): /metrics is moved to its own address so that it can be kept private");
     }
+    if (admin_headers_line != 0 && !c.admin_listen) {
+      add(admin_headers_line, "admin_rate_limit_headers",
+          "only with admin_listen (the fields of listen are rate_limit_headers)");
+    }
     if (!problems_.empty()) return std::nullopt;
     return c;
+  }
+
+  // `rate_limit_headers: {standard: draft-8|draft-7|draft-6|none, legacy: true|false}`: the parts
+  // given (a policy's or admin_listen's inherit the others).
+  HeaderStyleOverride parse_header_style(const Node& v, const std::string& path, int line) {
+    HeaderStyleOverride out;
+    auto f = fields(v, path, line, {"standard", "legacy"},
+                    "{standard: draft-8|draft-7|draft-6|none, legacy: true|false}");
+    if (!f) return out;
+    if (const auto* e = f->find("standard")) {
+      const std::string p = f->child("standard");
+      if (auto s = string_value(e->value, p, f->line)) {
+        if (auto r = parse_rate_limit_standard(*s)) {
+          out.standard = *r;
+        } else {
+          add(line_of(e->value, f->line), p,
+              quote(*s) + " is not one of draft-8, draft-7, draft-6, none");
+        }
+      }
+    }
+    if (const auto* e = f->find("legacy")) {
+      if (auto b = bool_value(e->value, f->child("legacy"), f->line)) out.legacy = *b;
+    }
+    return out;
   }
 
   // A duration in (0, max] (or [0, max] when zero_ok).
@@ -824,7 +890,7 @@ class Parser {
     const std::size_t before = problems_.size();
     auto f = fields(item, p, line,
                     {"name", "match", "algorithm", "limit", "period", "burst", "cost", "shadow",
-                     "identity"});
+                     "identity", "rate_limit_headers"});
     if (!f) return false;
     pc.line = f->line;
     Policy& policy = pc.policy;
@@ -881,6 +947,8 @@ class Parser {
         if (auto b = bool_value(e.value, ep, el)) policy.shadow = *b;
       } else if (e.key == "identity") {
         pc.identity = parse_identity(e.value, ep, el);
+      } else if (e.key == "rate_limit_headers") {
+        pc.rate_limit_headers = parse_header_style(e.value, ep, el);
       }
     }
     for (std::string_view required : {"name", "limit", "period"}) {

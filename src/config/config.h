@@ -17,6 +17,7 @@
 // Thread safety: pure functions over values; a Config is immutable once built.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -37,6 +38,47 @@ enum class OnStoreError {
 };
 
 std::string_view to_string(OnStoreError e);
+
+// The form of the rate-limit response fields (`rate_limit_headers:`; docs/headers.md has each
+// field's syntax). express-rate-limit's names for the IETF drafts' revisions, since clients and
+// their parsers are written against one of them.
+enum class RateLimitStandard {
+  kDraft8,  // RateLimit: "per-minute";r=99;t=1 + RateLimit-Policy: "per-minute";q=100;w=60, one
+            // item per matching policy (the current draft's structured lists; the default)
+  kDraft7,  // RateLimit: limit=100, remaining=99, reset=1 + RateLimit-Policy: 100;w=60
+  kDraft6,  // RateLimit-Limit: 100, RateLimit-Remaining: 99, RateLimit-Reset: 1 +
+            // RateLimit-Policy: 100;w=60
+  kNone,    // none of the RateLimit* fields
+};
+
+std::string_view to_string(RateLimitStandard s);
+// "draft-8", "draft-7", "draft-6", "none"; nullopt for anything else.
+std::optional<RateLimitStandard> parse_rate_limit_standard(std::string_view s);
+
+// Which rate-limit fields a response carries. The default is what floodgate always sent: the
+// current draft and the legacy X-RateLimit-Limit/-Remaining/-Reset. Retry-After (on a 429) and
+// X-RateLimit-Degraded are sent whatever this says.
+struct HeaderStyle {
+  RateLimitStandard standard = RateLimitStandard::kDraft8;
+  bool legacy = true;  // X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset
+
+  friend bool operator==(const HeaderStyle&, const HeaderStyle&) = default;
+};
+
+// A HeaderStyle given in part (a policy's, admin_listen's): what is not given is inherited.
+struct HeaderStyleOverride {
+  std::optional<RateLimitStandard> standard;
+  std::optional<bool> legacy;
+
+  bool empty() const { return !standard && !legacy; }
+  // `base` with what this gives replacing its parts.
+  HeaderStyle over(HeaderStyle base) const {
+    if (standard) base.standard = *standard;
+    if (legacy) base.legacy = *legacy;
+    return base;
+  }
+  friend bool operator==(const HeaderStyleOverride&, const HeaderStyleOverride&) = default;
+};
 
 // One source of a client's identity; the first one present in a request names the client.
 struct IdentitySource {
@@ -76,6 +118,10 @@ struct PolicyConfig {
   // `identity:` of this policy: who it counts per, overriding Config::identity (empty: that
   // one). One config can so limit per API key AND per IP on the same request.
   std::vector<IdentitySource> identity;
+  // `rate_limit_headers:` of this policy: the form of the fields of the responses it is the
+  // headline of (http/rate_limit_headers.h: the only matching policy, else the most restrictive
+  // one), over the listener's. Empty: the listener's.
+  HeaderStyleOverride rate_limit_headers;
   int line = 0;  // where it starts in the source, for later messages
 };
 
@@ -180,6 +226,12 @@ struct Config {
   // that is set; else on `listen` only when it is a loopback address, or with
   // `dashboard: {public: true}`.
   bool dashboard_public = false;
+  // The form of the rate-limit fields on `listen` (`rate_limit_headers: {standard, legacy}`), and
+  // on admin_listen, where /v1/check answers carry the checked key's fields
+  // (`admin_rate_limit_headers`, over this one). A policy's own choice overrides both for the
+  // responses it is the headline of: header_style() below.
+  HeaderStyle rate_limit_headers;
+  HeaderStyleOverride admin_rate_limit_headers;
 
   // The policy named `name`, or nullptr.
   const PolicyConfig* find_policy(std::string_view name) const;
@@ -188,6 +240,12 @@ struct Config {
     return pc.identity.empty() ? identity : pc.identity;
   }
 };
+
+// The form of the rate-limit fields of one response: the listener's (`rate_limit_headers`, with
+// `admin_rate_limit_headers` over it on admin_listen), then, over that, the parts the headline
+// policy gives (`policy_index` into policies; out of range, e.g. the check API's own policy:
+// none).
+HeaderStyle header_style(const Config& config, bool admin_listener, std::size_t policy_index);
 
 // One problem in a config source. `line` is 1-based, 0 when unknown (an unreadable file).
 struct Problem {

@@ -272,10 +272,10 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.yaml:1: threads: must be a positive integer"},
         BadCase{
             "store: ftp://x",
-            R"(t.yaml:1: store: unknown store scheme "ftp" (memory://, redis://host:port[/db], rediss://host:port[/db] or redis-cluster://host:port[,host:port...]))"},
+            R"(t.yaml:1: store: unknown store scheme "ftp" (memory://, redis://host:port[/db], rediss://host:port[/db], redis-cluster://host:port[,host:port...] or rediss-cluster://host:port[,host:port...]))"},
         BadCase{
             "store: redis",
-            R"(t.yaml:1: store: "redis" is not a store URL (memory://, redis://host:port[/db], rediss://host:port[/db] or redis-cluster://host:port[,host:port...]))"},
+            R"(t.yaml:1: store: "redis" is not a store URL (memory://, redis://host:port[/db], rediss://host:port[/db], redis-cluster://host:port[,host:port...] or rediss-cluster://host:port[,host:port...]))"},
         BadCase{"store: memory://x",
                 R"(t.yaml:1: store: "memory://x": memory:// takes nothing after it)"},
         BadCase{"store: redis://h:99999", R"(t.yaml:1: store: "h:99999": port must be 1-65535)"},
@@ -292,7 +292,7 @@ INSTANTIATE_TEST_SUITE_P(
                 R"(t.yaml:1: store: "redis://h:1/x": db must be a number (redis://host:port/0))"},
         BadCase{"store: redis://", R"(t.yaml:1: store: "redis://" has no host)"},
         BadCase{"store: redis://h:1?ca=/ca.pem",
-                R"(t.yaml:1: store: store URL: ca= needs rediss:// (TLS))"},
+                R"(t.yaml:1: store: store URL: ca= needs rediss:// or rediss-cluster:// (TLS))"},
         BadCase{
             "store: rediss://h:1?tls=1",
             R"(t.yaml:1: store: store URL: unknown parameter "tls" (rediss:// takes ca, cert, key, server_name, insecure))"},
@@ -885,6 +885,76 @@ TEST(configFile, ServerLimitsAccessLogAndUpstreamTimeout) {
                 "t.yaml:6: server.linger: unknown field",
                 R"(t.yaml:7: access_log: must be true or false, not "yes")",
             }));
+}
+
+// rate_limit_headers: the listener's form, admin_listen's over it, a policy's over both.
+TEST(configRateLimitHeaders, DefaultIsDraft8AndLegacy) {
+  auto c = parse_config(kPolicies, "t.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->rate_limit_headers, (HeaderStyle{RateLimitStandard::kDraft8, true}));
+  EXPECT_TRUE(c->admin_rate_limit_headers.empty());
+  EXPECT_TRUE(c->policies[0].rate_limit_headers.empty());
+  EXPECT_EQ(header_style(*c, false, 0), HeaderStyle{});
+  EXPECT_EQ(default_config().rate_limit_headers, HeaderStyle{});
+}
+
+TEST(configRateLimitHeaders, PolicyOverListenerOverDefaultPartByPart) {
+  const std::string yaml =
+      "listen: 127.0.0.1:8080\n"
+      "admin_listen: 127.0.0.1:9090\n"
+      "rate_limit_headers: {standard: draft-7}\n"
+      "admin_rate_limit_headers: {legacy: false}\n"
+      "policies:\n"
+      "  - {name: a, limit: 1, period: 1s, rate_limit_headers: {standard: draft-6}}\n"
+      "  - {name: b, limit: 1, period: 1s, rate_limit_headers: {legacy: false}}\n"
+      "  - {name: c, limit: 1, period: 1s, rate_limit_headers: {standard: none, legacy: true}}\n"
+      "  - {name: d, limit: 1, period: 1s}\n";
+  auto c = parse_config(yaml, "t.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  using S = RateLimitStandard;
+  EXPECT_EQ(c->rate_limit_headers, (HeaderStyle{S::kDraft7, true}));
+  EXPECT_EQ(header_style(*c, false, 0), (HeaderStyle{S::kDraft6, true}));
+  EXPECT_EQ(header_style(*c, false, 1), (HeaderStyle{S::kDraft7, false}));
+  EXPECT_EQ(header_style(*c, false, 2), (HeaderStyle{S::kNone, true}));
+  EXPECT_EQ(header_style(*c, false, 3), (HeaderStyle{S::kDraft7, true}));
+  EXPECT_EQ(header_style(*c, false, 99), (HeaderStyle{S::kDraft7, true}));  // the check API's
+  EXPECT_EQ(header_style(*c, true, 0), (HeaderStyle{S::kDraft6, false}));
+  EXPECT_EQ(header_style(*c, true, 2), (HeaderStyle{S::kNone, true}));
+  EXPECT_EQ(header_style(*c, true, 3), (HeaderStyle{S::kDraft7, false}));
+}
+
+TEST(configRateLimitHeaders, EveryValueRoundTrips) {
+  for (RateLimitStandard s : {RateLimitStandard::kDraft8, RateLimitStandard::kDraft7,
+                              RateLimitStandard::kDraft6, RateLimitStandard::kNone}) {
+    EXPECT_EQ(parse_rate_limit_standard(to_string(s)), s);
+  }
+  EXPECT_EQ(parse_rate_limit_standard("Draft-8"), std::nullopt);
+  EXPECT_EQ(parse_rate_limit_standard("ietf"), std::nullopt);
+}
+
+TEST(configRateLimitHeaders, ProblemsNameTheFieldAndLine) {
+  EXPECT_EQ(problem_lines("rate_limit_headers: {standard: draft-9}\n" + std::string(kPolicies)),
+            std::vector<std::string>{
+                R"(t.yaml:1: rate_limit_headers.standard: "draft-9" is not one of draft-8, )"
+                R"(draft-7, draft-6, none)"});
+  EXPECT_EQ(problem_lines("rate_limit_headers: draft-7\n" + std::string(kPolicies)),
+            std::vector<std::string>{
+                R"(t.yaml:1: rate_limit_headers: must be {standard: draft-8|draft-7|draft-6|none, )"
+                R"(legacy: true|false}, not "draft-7")"});
+  EXPECT_EQ(problem_lines("rate_limit_headers: {legacy: no}\n" + std::string(kPolicies)),
+            std::vector<std::string>{
+                R"(t.yaml:1: rate_limit_headers.legacy: must be true or false, not "no")"});
+  EXPECT_EQ(problem_lines("rate_limit_headers: {standrd: draft-7}\n" + std::string(kPolicies)),
+            std::vector<std::string>{"t.yaml:1: rate_limit_headers.standrd: unknown field (did "
+                                     "you mean standard?)"});
+  EXPECT_EQ(problem_lines("admin_rate_limit_headers: {legacy: false}\n" + std::string(kPolicies)),
+            std::vector<std::string>{"t.yaml:1: admin_rate_limit_headers: only with admin_listen "
+                                     "(the fields of listen are rate_limit_headers)"});
+  EXPECT_EQ(problem_lines("\n" + std::string(kPolicies) +
+                          "    rate_limit_headers:\n"    // 6
+                          "      standard: draft-5\n"),  // 7
+            std::vector<std::string>{R"(t.yaml:7: policies[0].rate_limit_headers.standard: )"
+                                     R"("draft-5" is not one of draft-8, draft-7, draft-6, none)"});
 }
 
 }  // namespace fg::config

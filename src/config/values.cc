@@ -142,8 +142,8 @@ std::optional<std::string> percent_decode(std::string_view s) {
 }
 
 const std::string_view kStoreUrlForms =
-    "memory://, redis://host:port[/db], rediss://host:port[/db] or "
-    "redis-cluster://host:port[,host:port...]";
+    "memory://, redis://host:port[/db], rediss://host:port[/db], "
+    "redis-cluster://host:port[,host:port...] or rediss-cluster://host:port[,host:port...]";
 
 }  // namespace
 
@@ -271,7 +271,7 @@ std::string_view to_string(StoreKind k) {
 
 namespace {
 
-// "ca=/x.pem&insecure=1" into url.tls_options; only rediss:// takes these.
+// "ca=/x.pem&insecure=1" into url.tls_options; only rediss:// and rediss-cluster:// take these.
 Result<void> parse_tls_query(std::string_view query, StoreUrl& url) {
   while (!query.empty()) {
     const std::size_t amp = query.find('&');
@@ -282,7 +282,9 @@ Result<void> parse_tls_query(std::string_view query, StoreUrl& url) {
     const std::string_view name = pair.substr(0, eq);
     auto value = percent_decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
     if (!value) return invalid("store URL: bad percent-encoding in " + quote(name));
-    if (!url.tls) return invalid("store URL: " + std::string(name) + "= needs rediss:// (TLS)");
+    if (!url.tls)
+      return invalid("store URL: " + std::string(name) +
+                     "= needs rediss:// or rediss-cluster:// (TLS)");
     StoreTls& tls = url.tls_options;
     if (name == "ca") {
       tls.ca_file = std::move(*value);
@@ -345,8 +347,11 @@ Result<StoreUrl> parse_store_url(std::string_view text) {
   if (scheme == "redis" || scheme == "rediss") {
     url.kind = StoreKind::kRedis;
     url.tls = scheme == "rediss";
-  } else if (scheme == "redis-cluster") {
+  } else if (scheme == "redis-cluster" || scheme == "rediss-cluster") {
+    // rediss-cluster://: TLS to every node, the seeds and those discovered or redirected to
+    // alike (a TLS cluster announces its TLS ports to TLS clients).
     url.kind = StoreKind::kRedisCluster;
+    url.tls = scheme == "rediss-cluster";
   } else {
     return invalid("unknown store scheme " + quote(scheme) + " (" + std::string(kStoreUrlForms) +
                    ")");
@@ -417,9 +422,10 @@ Result<StoreUrl> parse_store_url(std::string_view text) {
 
 std::string to_string(const StoreUrl& url) {
   if (url.kind == StoreKind::kMemory) return "memory://";
-  std::string out = url.kind == StoreKind::kRedisCluster ? "redis-cluster://"
-                    : url.tls                            ? "rediss://"
-                                                         : "redis://";
+  std::string out = url.kind == StoreKind::kRedisCluster
+                        ? (url.tls ? "rediss-cluster://" : "redis-cluster://")
+                    : url.tls ? "rediss://"
+                              : "redis://";
   if (!url.password.empty()) out += url.user + ":***@";
   for (std::size_t i = 0; i < url.hosts.size(); ++i) {
     if (i > 0) out += ',';

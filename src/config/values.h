@@ -62,14 +62,16 @@ Result<std::string> parse_origin(std::string_view text);
 enum class StoreKind {
   kMemory,        // memory://                          this process only
   kRedis,         // redis:// or rediss:// (tls)        one Redis server
-  kRedisCluster,  // redis-cluster://seed[,seed...]     Redis Cluster, the rest discovered
+  kRedisCluster,  // redis-cluster://seed[,seed...]     Redis Cluster, the rest discovered;
+                  // rediss-cluster:// (tls) the same over TLS
 };
 
 std::string_view to_string(StoreKind k);
 
 inline constexpr std::uint16_t kDefaultRedisPort = 6379;
 
-// TLS settings of a rediss:// URL, from its query:
+// TLS settings of a rediss:// or rediss-cluster:// URL, from its query (a cluster's apply to
+// every node):
 //   rediss://host:port?ca=/ca.pem&cert=/client.pem&key=/client.key&server_name=redis.internal
 //   rediss://host:port?insecure=1        (any certificate: for tests only)
 struct StoreTls {
@@ -88,7 +90,7 @@ struct StoreUrl {
   std::string user;             // empty: no ACL user (AUTH <password> alone when password is set)
   std::string password;         // empty: no AUTH; percent-decoded
   int db = 0;                   // SELECT <db>; always 0 for a cluster
-  bool tls = false;             // rediss://
+  bool tls = false;             // rediss://, rediss-cluster://
   StoreTls tls_options;         // with tls: the query's settings
 
   friend bool operator==(const StoreUrl&, const StoreUrl&) = default;
@@ -98,6 +100,7 @@ struct StoreUrl {
 // redis://[user:password@]host[:port][/db]      (port 6379 when omitted)
 // rediss://[user:password@]host[:port][/db][?ca=..&cert=..&key=..&server_name=..&insecure=1]
 // redis-cluster://[user:password@]host[:port][,host[:port]...]
+// rediss-cluster://[user:password@]host[:port][,host[:port]...][?ca=..&cert=..&key=..&...]
 // The user and password may be percent-encoded (%40 for '@'); ":password@" alone is a password
 // without a user (Redis's default user).
 Result<StoreUrl> parse_store_url(std::string_view text);

@@ -164,6 +164,29 @@ TEST(configStoreUrl, Cluster) {
                 {"127.0.0.1", 7001}, {"127.0.0.1", 7002}, {"::1", 7003}, {"seed", 6379}}));
   EXPECT_EQ(to_string(*u), "redis-cluster://127.0.0.1:7001,127.0.0.1:7002,[::1]:7003,seed:6379");
   EXPECT_TRUE(parse_store_url("redis-cluster://u:p@a:1/0"));
+  EXPECT_FALSE(u->tls);
+}
+
+TEST(configStoreUrl, ClusterOverTls) {
+  auto u = parse_store_url(
+      "rediss-cluster://fg:pw@10.0.0.1:6379,cfg.cache.amazonaws.com?ca=/ca.pem&cert=/c.pem&"
+      "key=/k.pem&server_name=redis.internal");
+  ASSERT_TRUE(u) << u.error().message;
+  EXPECT_EQ(u->kind, StoreKind::kRedisCluster);
+  EXPECT_TRUE(u->tls);
+  EXPECT_EQ(u->user, "fg");
+  EXPECT_EQ(u->password, "pw");
+  EXPECT_EQ(u->hosts,
+            (std::vector<HostPort>{{"10.0.0.1", 6379}, {"cfg.cache.amazonaws.com", 6379}}));
+  EXPECT_EQ(u->tls_options.ca_file, "/ca.pem");
+  EXPECT_EQ(u->tls_options.cert_file, "/c.pem");
+  EXPECT_EQ(u->tls_options.key_file, "/k.pem");
+  EXPECT_EQ(u->tls_options.server_name, "redis.internal");
+  EXPECT_TRUE(u->tls_options.verify);
+  EXPECT_EQ(to_string(*u), "rediss-cluster://fg:***@10.0.0.1:6379,cfg.cache.amazonaws.com:6379");
+  u = parse_store_url("rediss-cluster://a:1?insecure=1");
+  ASSERT_TRUE(u) << u.error().message;
+  EXPECT_FALSE(u->tls_options.verify);
 }
 
 TEST(configStoreUrl, Refuses) {
@@ -191,7 +214,9 @@ TEST(configStoreUrl, Refuses) {
                           "redis-cluster://,a:1",
                           "redis-cluster://a:1/2",
                           "redis://::1:6379",
-                          "rediss-cluster://a"}) {
+                          "rediss-cluster://a:1/2",
+                          "redis-cluster://a:1?ca=/ca.pem",
+                          "redis-cluster+tls://a:1"}) {
     EXPECT_FALSE(parse_store_url(bad)) << bad;
   }
 }

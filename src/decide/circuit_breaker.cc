@@ -91,6 +91,11 @@ CircuitBreaker::State CircuitBreaker::state() const {
   return state_.load(std::memory_order_acquire);
 }
 
+bool CircuitBreaker::healthy() const {
+  return state_.load(std::memory_order_acquire) == State::kClosed &&
+         failures_.load(std::memory_order_relaxed) == 0;
+}
+
 std::uint64_t CircuitBreaker::times_opened() const {
   return times_opened_.load(std::memory_order_relaxed);
 }

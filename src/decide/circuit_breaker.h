@@ -1,5 +1,6 @@
 // circuit_breaker.h — stops the server from waiting on a store that keeps failing, and probes the
-// store so that it recovers on its own.
+// store so that it recovers on its own. The decider keeps one per store node (a Redis Cluster
+// master, decider.h), so one node's outage opens only its own.
 //
 // What: the caller asks allow(now) before each store call and reports the call's end with
 // on_success() or on_failure(now). The breaker has three states:
@@ -81,6 +82,8 @@ class CircuitBreaker {
   void on_failure(Timestamp now);
 
   State state() const;
+  // Closed with no failure counted: nothing a success could change.
+  bool healthy() const;
   // Transitions into open, reopenings after a failed probe included.
   std::uint64_t times_opened() const;
 

@@ -48,11 +48,125 @@ bool Outcome::served() const {
 Decider::Decider(DeciderOptions o)
     : store_(std::move(o.store)),
       local_store_(std::move(o.local_store)),
-      breaker_(o.breaker),
+      breaker_options_(o.breaker),
       probe_keys_(std::max(1, o.probe_keys)),
       clock_(o.clock),
       monotonic_(o.monotonic),
       on_degraded_(std::move(o.on_degraded)) {}
+
+Decider::~Decider() {
+  for (auto& b : breakers_) delete b.load(std::memory_order_acquire);
+}
+
+Decider::NodeBreaker& Decider::breaker_for(int node) {
+  const std::size_t i =
+      node < 0 ? 0 : std::min(static_cast<std::size_t>(node) + 1, kNodeBreakers - 1);
+  NodeBreaker* b = breakers_[i].load(std::memory_order_acquire);
+  if (b != nullptr) return *b;
+  // First failure (or lookup) of this node: racing threads may both build one; one wins.
+  auto fresh = std::make_unique<NodeBreaker>(breaker_options_);
+  if (breakers_[i].compare_exchange_strong(b, fresh.get(), std::memory_order_acq_rel)) {
+    return *fresh.release();
+  }
+  return *b;
+}
+
+std::string Decider::node_label(int node) const {
+  if (node < 0) return "unmapped";
+  std::string name = store_->node_name(node);
+  return name.empty() ? "#" + std::to_string(node) : name;
+}
+
+Decider::Nodes Decider::nodes_of(const Plan& plan) const {
+  Nodes nodes;
+  for (const std::string& identity : plan.identities) nodes.push_back(store_->node_of(identity));
+  return nodes;
+}
+
+std::optional<Error> Decider::check_circuits(const Plan& plan, Nodes& nodes) {
+  if (!trouble_.load()) return std::nullopt;
+  // Some node has trouble: which nodes the plan needs, and whether their circuits let the call
+  // through (one node's outage answers only for the identities it serves). A plan of several
+  // identities whose second node is open may have taken the first node's probe slot: that node
+  // is probed again after probe_timeout.
+  nodes = nodes_of(plan);
+  const Timestamp now = clock_->now();
+  for (int n : nodes) {
+    if (!breaker_for(n).breaker.allow(now)) {
+      Error open = make_error(ErrorCode::kUnavailable, "circuit open: " + node_label(n));
+      open.node = n;
+      return open;
+    }
+  }
+  return std::nullopt;
+}
+
+void Decider::note(int node, NodeBreaker& b) {
+  const bool open = b.breaker.state() == CircuitBreaker::State::kOpen;
+  if (b.reported_open.load(std::memory_order_relaxed) == open) return;  // the usual case
+  bool was = !open;
+  if (!b.reported_open.compare_exchange_strong(was, open, std::memory_order_relaxed)) return;
+  const int now_open =
+      open_nodes_.fetch_add(open ? 1 : -1, std::memory_order_relaxed) + (open ? 1 : -1);
+  if (metrics_ != nullptr) {
+    metrics_->set_circuit_open(now_open > 0);
+    metrics_->set_node_circuit_open(node_label(node), open);
+  }
+}
+
+void Decider::maybe_clear_trouble() {
+  // Cleared first, then checked: a failure counted meanwhile either is seen by the scan or sets
+  // trouble_ again after it (on_store_answer sets it after counting).
+  trouble_.store(false);
+  for (std::size_t i = 0; i < kNodeBreakers; ++i) {
+    const NodeBreaker* b = breakers_[i].load(std::memory_order_acquire);
+    if (b != nullptr && !b->breaker.healthy()) {
+      trouble_.store(true);
+      return;
+    }
+  }
+}
+
+void Decider::on_store_answer(const Plan& plan, const Nodes& looked_up,
+                              const Result<Verdict>& verdict) {
+  if (verdict) {
+    if (!trouble_.load()) return;  // every breaker healthy: nothing to reset
+    // The nodes answered: close their circuits (a call that started before they opened counts
+    // too, as with one breaker), reset their failure counts.
+    const Nodes nodes = looked_up.empty() ? nodes_of(plan) : looked_up;
+    bool changed = false;
+    for (int n : nodes) {
+      NodeBreaker& b = breaker_for(n);
+      if (b.breaker.healthy()) continue;
+      b.breaker.on_success();
+      note(n, b);
+      changed = true;
+    }
+    if (changed) maybe_clear_trouble();
+    return;
+  }
+  // An outage: the node the store names, else (a store that cannot tell) the one the identity
+  // maps to, else the first identity's.
+  int node = verdict.error().node;
+  if (node < 0 && !plan.identities.empty()) {
+    node = looked_up.empty() ? store_->node_of(plan.identities.front()) : looked_up.front();
+  }
+  NodeBreaker& b = breaker_for(node);
+  b.breaker.on_failure(clock_->now());
+  trouble_.store(true);
+  note(node, b);
+}
+
+std::vector<std::string> Decider::open_circuits() const {
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < kNodeBreakers; ++i) {
+    const NodeBreaker* b = breakers_[i].load(std::memory_order_acquire);
+    if (b != nullptr && b->breaker.state() == CircuitBreaker::State::kOpen) {
+      out.push_back(node_label(static_cast<int>(i) - 1));
+    }
+  }
+  return out;
+}
 
 DenyCache* Decider::deny_cache(const Rules& rules) const {
   return store_->completes_inline() ? nullptr : rules.deny_cache.get();
@@ -72,18 +186,19 @@ void Decider::decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
       return;
     }
   }
-  if (!breaker_.allow(clock_->now())) {
-    done(after_store(rules, plan, shard, fail(ErrorCode::kUnavailable, "circuit open"), false,
-                     Duration::zero()));
+  Nodes nodes;
+  if (std::optional<Error> open = check_circuits(plan, nodes)) {
+    done(
+        after_store(rules, plan, shard, tl::unexpected(std::move(*open)), false, Duration::zero()));
     return;
   }
   if (plan.identities.size() == 1) {  // the store copies the request: nothing to keep
-    store_->decide(
-        DecideRequest{plan.identities.front(), plan.charges},
-        [this, &rules, &plan, shard, started_at, asked_us,
-         done = std::move(done)](Result<Verdict> v) {
-          done(after_store(rules, plan, shard, std::move(v), true, since(started_at), asked_us));
-        });
+    store_->decide(DecideRequest{plan.identities.front(), plan.charges},
+                   [this, &rules, &plan, shard, started_at, asked_us, nodes,
+                    done = std::move(done)](Result<Verdict> v) {
+                     done(after_store(rules, plan, shard, std::move(v), true, since(started_at),
+                                      asked_us, nodes));
+                   });
     return;
   }
   // Held until the store answers: decide_all() needs its requests until then.
@@ -93,51 +208,51 @@ void Decider::decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
   };
   auto call = std::make_shared<Call>(Call{plan.requests(plan.charges), std::move(done)});
   decide_all(*store_, call->requests,
-             [this, &rules, &plan, shard, call, started_at, asked_us](Result<Verdict> v) {
+             [this, &rules, &plan, shard, call, started_at, asked_us, nodes](Result<Verdict> v) {
                call->done(after_store(rules, plan, shard, std::move(v), true, since(started_at),
-                                      asked_us));
+                                      asked_us, nodes));
              });
 }
 
 Outcome Decider::decide_now(const Rules& rules, const Plan& plan, ThreadMetrics* shard) {
   const auto started_at = std::chrono::steady_clock::now();
-  if (!breaker_.allow(clock_->now())) {
-    return after_store(rules, plan, shard, fail(ErrorCode::kUnavailable, "circuit open"), false,
+  Nodes nodes;
+  if (std::optional<Error> open = check_circuits(plan, nodes)) {
+    return after_store(rules, plan, shard, tl::unexpected(std::move(*open)), false,
                        Duration::zero());
   }
   if (plan.identities.size() == 1) {
     return after_store(rules, plan, shard,
                        store_->decide_now(DecideRequest{plan.identities.front(), plan.charges}),
-                       true, since(started_at));
+                       true, since(started_at), 0, nodes);
   }
   std::optional<Result<Verdict>> verdict;  // (an Error up front would cost every request its text)
   const auto requests = plan.requests(plan.charges);
   decide_all(*store_, requests, [&verdict](Result<Verdict> v) { verdict = std::move(v); });
   if (!verdict) verdict = fail(ErrorCode::kInternal, "the store did not answer inline");
-  return after_store(rules, plan, shard, std::move(*verdict), true, since(started_at));
+  return after_store(rules, plan, shard, std::move(*verdict), true, since(started_at), 0, nodes);
 }
 
 Outcome Decider::after_store(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
                              Result<Verdict> verdict, bool asked, Duration latency,
-                             std::int64_t asked_us) {
+                             std::int64_t asked_us, const Nodes& nodes) {
   if (asked) {
     StoreResult result = StoreResult::kOk;
     if (verdict) {
-      breaker_.on_success();
+      on_store_answer(plan, nodes, verdict);
       if (!verdict->allowed) {
         if (DenyCache* cache = deny_cache(rules)) cache->remember(plan, *verdict, asked_us);
       }
     } else if (is_store_outage(verdict.error())) {
       // (A full memory store refuses a new key with kResourceExhausted: that request's answer,
-      // not an outage, so it never opens the breaker for every client.)
-      breaker_.on_failure(clock_->now());
+      // not an outage, so it never opens a breaker.)
+      on_store_answer(plan, nodes, verdict);
       result = verdict.error().code == ErrorCode::kDeadlineExceeded ? StoreResult::kTimeout
                                                                     : StoreResult::kUnavailable;
     } else {
       result = StoreResult::kError;
     }
     if (shard != nullptr) shard->on_store(result, latency);
-    if (metrics_ != nullptr) metrics_->set_circuit_open(circuit_open());
   } else if (shard != nullptr) {
     shard->on_store(StoreResult::kCircuitOpen, Duration::zero());
   }
@@ -205,7 +320,24 @@ void Decider::give_back(const Rules& rules, const Plan& plan, const Verdict& con
   }
 }
 
+void Decider::forget_unused_nodes() {
+  if (!trouble_.load()) return;
+  bool changed = false;
+  for (std::size_t i = 0; i < kNodeBreakers; ++i) {
+    NodeBreaker* b = breakers_[i].load(std::memory_order_acquire);
+    const int node = static_cast<int>(i) - 1;
+    if (b == nullptr || b->breaker.healthy() || store_->node_in_use(node)) continue;
+    // No identity maps to this node any more (its replica took over its slots): nothing will
+    // probe it, and its open circuit would stay in the gauges for good.
+    b->breaker.on_success();
+    note(node, *b);
+    changed = true;
+  }
+  if (changed) maybe_clear_trouble();
+}
+
 void Decider::probe(std::function<void(Result<void>)> done) {
+  forget_unused_nodes();
   probe_from(0, std::make_shared<std::function<void(Result<void>)>>(std::move(done)));
 }
 
@@ -217,14 +349,19 @@ void Decider::probe_from(int i, std::shared_ptr<std::function<void(Result<void>)
   static const Charge charge{&probe_policy(), 0};
   const std::string identity = "floodgate:readyz:" + std::to_string(i);
   const DecideRequest probe{identity, {&charge, 1}};
-  store_->decide(probe, [this, i, done](Result<Verdict> r) {
+  store_->decide(probe, [this, i, identity, done](Result<Verdict> r) {
     if (r) {
-      breaker_.on_success();
-      if (metrics_ != nullptr) metrics_->set_circuit_open(circuit_open());
+      // The node that answered is up: close its circuit (the others stay as they are).
+      const int node = store_->node_of(identity);
+      NodeBreaker& b = breaker_for(node);
+      if (!b.breaker.healthy()) {
+        b.breaker.on_success();
+        note(node, b);
+        maybe_clear_trouble();
+      }
       return (*done)(Result<void>{});
     }
     if (i + 1 < probe_keys_) return probe_from(i + 1, done);
-    if (metrics_ != nullptr) metrics_->set_circuit_open(circuit_open());
     (*done)(tl::unexpected(r.error()));
   });
 }

@@ -4,9 +4,13 @@
 //   the store call     one atomic decision per identity (decide_all: several identities are
 //                      decided in order, the earlier refunded on a later denial), with the store's
 //                      own deadline (store_timeout);
-//   the guard          a circuit breaker that answers at once while the store keeps failing and
-//                      lets a probe through now and then; a readiness probe over the store's
-//                      probe keys (any part of a cluster answering is enough);
+//   the guard          a circuit breaker per store node (Store::node_of: a Redis Cluster master,
+//                      or the one Redis) that answers at once for the identities that node
+//                      serves while it keeps failing, and lets a probe through to it now and
+//                      then; the other nodes' identities are decided as usual. A failure counts
+//                      against the node the store names in Error::node (else the identity's
+//                      node_of). A readiness probe over the store's probe keys (any part of a
+//                      cluster answering is enough);
 //   the deny cache     a denial the shared store gave is answered again without it until the
 //                      store could allow it (deny_cache.h; Rules::deny_cache, not for a store
 //                      that completes inline);
@@ -24,11 +28,14 @@
 // HTTP in this interface.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/config.h"
 #include "decide/circuit_breaker.h"
@@ -62,6 +69,7 @@ struct Outcome {
 
 struct DeciderOptions {
   std::shared_ptr<Store> store;
+  // Per node: each node of the store (Store::node_of) has a breaker with these options.
   // on_store_error: local's per-instance limiter: a store that completes inline (a memory store).
   std::shared_ptr<Store> local_store;
   CircuitBreakerOptions breaker;
@@ -78,6 +86,7 @@ struct DeciderOptions {
 class Decider {
  public:
   explicit Decider(DeciderOptions options);
+  ~Decider();
   Decider(const Decider&) = delete;
   Decider& operator=(const Decider&) = delete;
 
@@ -95,13 +104,18 @@ class Decider {
   void give_back(const Rules& rules, const Plan& plan, const Verdict& consumed);
 
   // Asks whether any part of the store answers, over up to probe_keys keys (cost 0: nothing is
-  // consumed); closes the breaker when it does. `done(ok)` once. For /readyz.
+  // consumed); closes the breaker of the node that answered. Also forgets the breakers of nodes
+  // that no longer serve anyone (a failed-over master). `done(ok)` once. For /readyz.
   void probe(std::function<void(Result<void>)> done);
 
   // The last probe's answer (true until a probe says otherwise).
   bool store_answers() const { return store_ok_.load(std::memory_order_relaxed); }
   void set_store_answers(bool ok) { store_ok_.store(ok, std::memory_order_relaxed); }
-  bool circuit_open() const { return breaker_.state() == CircuitBreaker::State::kOpen; }
+  // Whether any node's circuit is open (calls for its identities answered without the store).
+  bool circuit_open() const { return open_nodes_.load(std::memory_order_relaxed) > 0; }
+  // The nodes whose circuit is open now, by name (Store::node_name; "#<index>" without one,
+  // "unmapped" for failures the store could not place). For /v1/status.
+  std::vector<std::string> open_circuits() const;
   Store& store() { return *store_; }
   void set_metrics(Metrics* metrics) { metrics_ = metrics; }
   // The identities this decider denied most over the last minute (counted in count(): one per
@@ -109,9 +123,36 @@ class Decider {
   const TopDenied& top_denied() const { return top_denied_; }
 
  private:
+  // A node's breaker, and whether its open state was reported (metrics, open_nodes_).
+  struct NodeBreaker {
+    explicit NodeBreaker(const CircuitBreakerOptions& o) : breaker(o) {}
+    CircuitBreaker breaker;
+    std::atomic<bool> reported_open{false};
+  };
+  // Breakers: index 0 for node -1 (unknown), node n at n + 1; nodes past the table share its
+  // last entry (a cluster of more than a thousand nodes, masters and replicas, seen by one store).
+  static constexpr std::size_t kNodeBreakers = 1024;
+  using Nodes = boost::container::small_vector<int, 2>;
+
+  NodeBreaker& breaker_for(int node);
+  // Before a store call: fills `nodes` while some node has trouble (else leaves it empty) and
+  // answers the error to give when one of them has its circuit open.
+  std::optional<Error> check_circuits(const Plan& plan, Nodes& nodes);
+  std::string node_label(int node) const;
+  // The nodes of the plan's identities, in order.
+  Nodes nodes_of(const Plan& plan) const;
+  // Reports a breaker's open/closed change to the metrics and open_nodes_ (once per change).
+  void note(int node, NodeBreaker& b);
+  // After a success on a node with trouble: clears trouble_ when every breaker is healthy.
+  void maybe_clear_trouble();
+  // Closes the circuits of nodes the store no longer routes to (Store::node_in_use).
+  void forget_unused_nodes();
+  // The store's answer for `nodes` (empty: not looked up, the store was healthy at the call).
+  void on_store_answer(const Plan& plan, const Nodes& nodes, const Result<Verdict>& verdict);
+
   Outcome after_store(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
                       Result<Verdict> verdict, bool asked, Duration latency,
-                      std::int64_t asked_us = 0);
+                      std::int64_t asked_us = 0, const Nodes& nodes = {});
   // The rules' deny cache when this decider uses one (a store that does not complete inline).
   DenyCache* deny_cache(const Rules& rules) const;
   void count(const Rules& rules, const Plan& plan, const Outcome& out, ThreadMetrics* shard);
@@ -119,7 +160,12 @@ class Decider {
 
   std::shared_ptr<Store> store_;
   std::shared_ptr<Store> local_store_;
-  CircuitBreaker breaker_;
+  CircuitBreakerOptions breaker_options_;
+  std::array<std::atomic<NodeBreaker*>, kNodeBreakers> breakers_{};
+  std::atomic<int> open_nodes_{0};
+  // Some breaker counts failures or is not closed. While not, decide() skips the node lookup
+  // (node_of hashes the identity) and the breakers altogether: a healthy store costs nothing.
+  std::atomic<bool> trouble_{false};
   int probe_keys_;
   const Clock* clock_;
   const Clock* monotonic_;

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <set>
+
 #include "store/memory/memory_store.h"
 
 namespace fg::decide {
@@ -145,6 +148,134 @@ TEST_F(DeciderTest, TheBreakerAnswersAtOnceWhileTheStoreKeepsFailing) {
   ASSERT_TRUE(probed && *probed);
   EXPECT_FALSE(decider->circuit_open());
   EXPECT_TRUE(once(*rules, p).verdict);
+}
+
+// A store of several nodes (a cluster's masters) whose nodes fail one by one, the way the Redis
+// store reports it: the failing node's index in Error::node.
+class Nodes final : public Store {
+ public:
+  explicit Nodes(const Clock& clock) : inner_(MemoryStoreOptions{}, clock) {}
+  std::set<int> down;
+  std::map<int, int> calls;  // per node
+  int node_of(std::string_view identity) const override {
+    return identity.find("203.0.113.7") != std::string_view::npos ? 1 : 2;
+  }
+  std::string node_name(int node) const override { return "n" + std::to_string(node); }
+  std::set<int> retired;  // nodes no identity maps to any more
+  bool node_in_use(int node) const override { return !retired.contains(node); }
+  void decide(const DecideRequest& r, DecideCallback done) override {
+    const int node = node_of(r.identity);
+    ++calls[node];
+    if (down.contains(node)) {
+      Error e = make_error(ErrorCode::kDeadlineExceeded, "timeout");
+      e.node = node;
+      return done(tl::unexpected(std::move(e)));
+    }
+    inner_.decide(r, std::move(done));
+  }
+  void refund(const RefundRequest& r, RefundCallback done) override {
+    inner_.refund(r, std::move(done));
+  }
+  std::string_view kind() const override { return "nodes"; }
+
+ private:
+  memory::MemoryStore inner_;
+};
+
+TEST_F(DeciderTest, OneNodesOutageOpensOnlyItsCircuit) {
+  auto nodes = std::make_shared<Nodes>(clock);
+  DeciderOptions o;
+  o.store = nodes;
+  o.clock = &clock;
+  Decider d(std::move(o));
+  d.set_metrics(&metrics);
+  auto rules = rules_for("deny", metrics);
+  auto plan_from = [&](const char* ip) {
+    Query q;
+    q.method = "GET";
+    q.path = "/x";
+    q.header = [](std::string_view) { return std::nullopt; };
+    q.peer = *config::parse_ip(ip);
+    Plan p;
+    EXPECT_TRUE(plan(*rules, q, false, p, nullptr));
+    return p;
+  };
+  const Plan on_down = plan_from("203.0.113.7");  // node 1
+  const Plan on_up = plan_from("203.0.113.8");    // node 2
+  auto once_with = [&](const Plan& p) {
+    std::optional<Outcome> out;
+    d.decide(*rules, p, &metrics.shard(0), [&](Outcome x) { out = std::move(x); });
+    EXPECT_TRUE(out);
+    return std::move(*out);
+  };
+
+  nodes->down = {1};
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(once_with(on_down).degraded, Degraded::kDeny);
+  EXPECT_TRUE(d.circuit_open());
+  EXPECT_EQ(d.open_circuits(), std::vector<std::string>{"n1"});
+  // Node 1's clients: answered at once, the store is not asked.
+  const Outcome refused = once_with(on_down);
+  EXPECT_EQ(refused.degraded, Degraded::kDeny);
+  EXPECT_EQ(refused.verdict.error().node, 1);
+  EXPECT_EQ(nodes->calls[1], 5);
+  // Node 2's clients: decided exactly, as if nothing happened (limit 4: 4 allowed, then denied).
+  for (int i = 0; i < 6; ++i) {
+    const Outcome out = once_with(on_up);
+    ASSERT_TRUE(out.verdict) << out.verdict.error().to_string();
+    EXPECT_EQ(out.degraded, Degraded::kNo);
+    EXPECT_EQ(out.verdict->allowed, i < 4) << i;
+  }
+  EXPECT_EQ(nodes->calls[2], 6);
+  const std::string page = metrics.render();
+  EXPECT_NE(page.find(R"(floodgate_store_node_circuit_open{node="n1"} 1)"), std::string::npos);
+  EXPECT_EQ(page.find(R"(node="n2")"), std::string::npos) << "node 2's circuit never opened";
+  EXPECT_NE(page.find("floodgate_store_circuit_open 1"), std::string::npos);
+
+  // Node 1's own probe, after its open duration: it fails while node 1 is down (reopening it
+  // for twice as long), and closes the circuit once node 1 answers.
+  clock.advance(std::chrono::milliseconds(500));
+  EXPECT_EQ(once_with(on_down).degraded, Degraded::kDeny);
+  EXPECT_EQ(nodes->calls[1], 6);
+  EXPECT_TRUE(d.circuit_open());
+  nodes->down.clear();
+  clock.advance(std::chrono::milliseconds(999));
+  EXPECT_EQ(once_with(on_down).degraded, Degraded::kDeny) << "still within the doubled wait";
+  EXPECT_EQ(nodes->calls[1], 6);
+  clock.advance(std::chrono::milliseconds(1));
+  const Outcome probe = once_with(on_down);
+  ASSERT_TRUE(probe.verdict) << probe.verdict.error().to_string();
+  EXPECT_EQ(probe.degraded, Degraded::kNo);
+  EXPECT_FALSE(d.circuit_open());
+  EXPECT_TRUE(d.open_circuits().empty());
+  EXPECT_NE(metrics.render().find(R"(floodgate_store_node_circuit_open{node="n1"} 0)"),
+            std::string::npos);
+  EXPECT_NE(metrics.render().find("floodgate_store_circuit_open 0"), std::string::npos);
+}
+
+TEST_F(DeciderTest, TheCircuitOfANodeThatServesNoOneIsForgotten) {
+  auto nodes = std::make_shared<Nodes>(clock);
+  DeciderOptions o;
+  o.store = nodes;
+  o.clock = &clock;
+  Decider d(std::move(o));
+  d.set_metrics(&metrics);
+  auto rules = rules_for("allow", metrics);
+  auto p = check_plan(*rules, "p", "203.0.113.7", 1);  // node 1
+  ASSERT_TRUE(p);
+  nodes->down = {1};
+  for (int i = 0; i < 5; ++i) {
+    d.decide(*rules, *p, nullptr, [](Outcome) {});
+  }
+  ASSERT_TRUE(d.circuit_open());
+  // The readiness probe while node 1 still serves its slots: its circuit stays open.
+  d.probe([](Result<void>) {});
+  EXPECT_TRUE(d.circuit_open());
+  // Its replica took its slots over: nothing maps to node 1 any more, nothing would probe it.
+  nodes->retired = {1};
+  d.probe([](Result<void>) {});
+  EXPECT_FALSE(d.circuit_open());
+  EXPECT_TRUE(d.open_circuits().empty());
+  EXPECT_NE(metrics.render().find("floodgate_store_circuit_open 0"), std::string::npos);
 }
 
 TEST_F(DeciderTest, GiveBackReturnsWhatAnAllowedOutcomeTook) {

@@ -297,6 +297,11 @@ void Metrics::set_draining(bool draining) { draining_.store(draining, std::memor
 
 void Metrics::set_circuit_open(bool open) { circuit_open_.store(open, std::memory_order_relaxed); }
 
+void Metrics::set_node_circuit_open(std::string node, bool open) {
+  std::lock_guard lock(mutex_);
+  node_circuits_[std::move(node)] = open;
+}
+
 void Metrics::set_info(std::string_view version, std::string_view store_kind) {
   std::lock_guard lock(mutex_);
   have_info_ = true;
@@ -381,8 +386,10 @@ std::string Metrics::render() const {
   std::vector<std::pair<std::string, std::function<MemoryStoreStats()>>> memory_sources;
   std::vector<std::function<RedisClientCounters()>> redis_sources;
   std::vector<std::function<UpstreamConnectionCounters()>> upstream_sources;
+  std::map<std::string, bool> node_circuits;
   {
     std::lock_guard lock(mutex_);
+    node_circuits = node_circuits_;
     names = policy_names_;
     memory_sources = memory_stores_;
     redis_sources = redis_sources_;
@@ -518,9 +525,17 @@ std::string Metrics::render() const {
                 "1 while the server drains connections before exiting, else 0.");
   append_sample(out, "floodgate_draining", draining_.load(std::memory_order_relaxed) ? 1 : 0);
   append_header(out, "floodgate_store_circuit_open", "gauge",
-                "1 while the store circuit breaker is open (store calls refused), else 0.");
+                "1 while any store node's circuit breaker is open (calls to it refused), else 0.");
   append_sample(out, "floodgate_store_circuit_open",
                 circuit_open_.load(std::memory_order_relaxed) ? 1 : 0);
+  if (!node_circuits.empty()) {
+    append_header(out, "floodgate_store_node_circuit_open", "gauge",
+                  "1 while the circuit breaker of this store node (a Redis Cluster master) is "
+                  "open (calls for its slots refused), else 0.");
+    for (const auto& [node, open] : node_circuits) {
+      append_sample(out, "floodgate_store_node_circuit_open", "node", node, open ? 1 : 0);
+    }
+  }
 
   std::vector<std::pair<std::string, MemoryStoreStats>> memory;
   for (const auto& [name, stats] : memory_sources) memory.emplace_back(name, stats());

@@ -23,7 +23,9 @@
 //   open_connections                       gauge, accepted minus closed, over all shards
 //   config_reloads_total{result}           counter; ok | error, always both
 //   draining                               gauge 0/1
-//   store_circuit_open                     gauge 0/1
+//   store_circuit_open                     gauge 0/1: 1 while any node's circuit is open
+//   store_node_circuit_open{node}          gauge 0/1 per store node (a cluster master, "host:port")
+//                                          whose circuit has opened at least once
 //   build_info{version,store}              gauge, always 1; printed once set_info() was called
 //   memory_store_keys{store}               gauge, states a memory store holds now
 //   memory_store_capacity{store}           gauge, most states it may hold (memory.max_keys)
@@ -102,6 +104,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -289,8 +292,11 @@ class Metrics {
   void on_reload(bool ok);
   // The gauge floodgate_draining (0/1).
   void set_draining(bool draining);
-  // The gauge floodgate_store_circuit_open (0/1).
+  // The gauge floodgate_store_circuit_open (0/1): any node's circuit open.
   void set_circuit_open(bool open);
+  // The gauge floodgate_store_node_circuit_open{node="<node>"} (0/1); a node appears at its
+  // first call and stays. Takes the mutex: call on a circuit's transitions, not per request.
+  void set_node_circuit_open(std::string node, bool open);
   // floodgate_build_info{version="0.1.0",store="redis-cluster"} 1. The last call wins.
   void set_info(std::string_view version, std::string_view store_kind);
 
@@ -335,6 +341,7 @@ class Metrics {
   std::vector<std::pair<std::string, std::function<MemoryStoreStats()>>> memory_stores_;
   std::vector<std::function<RedisClientCounters()>> redis_sources_;
   std::vector<std::function<UpstreamConnectionCounters()>> upstream_sources_;
+  std::map<std::string, bool> node_circuits_;  // node name -> open
 };
 
 // `s` as a Prometheus label value, without the quotes: \ → \\, " → \", newline → \n.

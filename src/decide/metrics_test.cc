@@ -193,7 +193,7 @@ floodgate_config_reloads_total{result="error"} 1
 # HELP floodgate_draining 1 while the server drains connections before exiting, else 0.
 # TYPE floodgate_draining gauge
 floodgate_draining 1
-# HELP floodgate_store_circuit_open 1 while the store circuit breaker is open (store calls refused), else 0.
+# HELP floodgate_store_circuit_open 1 while any store node's circuit breaker is open (calls to it refused), else 0.
 # TYPE floodgate_store_circuit_open gauge
 floodgate_store_circuit_open 0
 # HELP floodgate_memory_store_keys States the memory store holds now.
@@ -288,7 +288,8 @@ TEST(Metrics, MemoryStoreSeriesFollowTheStore) {
   EXPECT_EQ(value(s, R"(floodgate_memory_store_keys{store="store"})"), 4u);
   EXPECT_EQ(value(s, R"(floodgate_memory_store_refusals_total{store="store"})"), 6u);
   EXPECT_EQ(value(s, R"(floodgate_memory_store_evictions_total{store="store"})"), 0u);
-  clock.advance(std::chrono::seconds(1));  // every bucket full again
+  // Every bucket full again, and the time bucket of those expiries passed: the states go.
+  clock.advance(std::chrono::seconds(1) + std::chrono::microseconds(memory::kExpiryBucketUs));
   ASSERT_TRUE(decide("late"));
   s = parse(m.render());
   EXPECT_EQ(value(s, R"(floodgate_memory_store_evictions_total{store="store"})"), 4u);

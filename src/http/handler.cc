@@ -292,11 +292,25 @@ Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
   return out;
 }
 
-Answer answer_decision(const Request& req, const Route& route, const Runtime& /*rt*/,
+namespace {
+
+// The form of this answer's rate-limit fields (config::header_style): the listener's, then the
+// headline charge's policy's. A check call (kCheck) is answered on admin_listen when that is set
+// (route() serves it nowhere else then), and every other decided route on `listen`.
+config::HeaderStyle style_of(const Runtime& rt, const Route& route, std::size_t headline) {
+  const bool admin = route.kind == Route::Kind::kCheck && rt.config->admin_listen.has_value();
+  const std::size_t policy = headline < route.policy_indices.size() ? route.policy_indices[headline]
+                                                                    : decide::kCheckApiPolicy;
+  return config::header_style(*rt.config, admin, policy);
+}
+
+}  // namespace
+
+Answer answer_decision(const Request& req, const Route& route, const Runtime& rt,
                        const StoreOutcome& outcome) {
   Answer a;
   const auto from_verdict = [&](std::span<const Charge> charges, const Verdict& v) {
-    RateLimitHeaders h = rate_limit_headers(charges, v);
+    RateLimitHeaders h = rate_limit_headers(charges, v, style_of(rt, route, v.most_restrictive));
     if (h.denied) {
       a.response = text_response(req.version(), beast_http::status::too_many_requests,
                                  kProblemContentType, std::move(h.problem_body));
@@ -328,7 +342,8 @@ Answer answer_decision(const Request& req, const Route& route, const Runtime& /*
       return a;
     case Answer::Degraded::kAllow:
       a.serve = true;
-      a.fields = degraded_rate_limit_headers(route.charges).fields;
+      // No verdict, no headline: the first charge's policy stands for the request.
+      a.fields = degraded_rate_limit_headers(route.charges, style_of(rt, route, 0)).fields;
       return a;
     case Answer::Degraded::kDeny:
       a.response = store_unavailable(req);
@@ -485,6 +500,18 @@ Response problem_response(unsigned version, int status, std::string_view detail)
 
 namespace {
 
+// Whether any response of `c` can carry draft-6's RateLimit-Limit/-Remaining/-Reset, which CORS
+// must then expose too. Read only for a request from an allowed origin.
+bool sends_draft6(const config::Config& c) {
+  constexpr auto kDraft6 = config::RateLimitStandard::kDraft6;
+  if (c.rate_limit_headers.standard == kDraft6 || c.admin_rate_limit_headers.standard == kDraft6) {
+    return true;
+  }
+  return std::any_of(c.policies.begin(), c.policies.end(), [&](const config::PolicyConfig& p) {
+    return p.rate_limit_headers.standard == kDraft6;
+  });
+}
+
 // prepare() and finish(): with `wire`, a response whose framing is ours to write (below) gets
 // Server and Content-Length there instead of in its field container.
 void prepare_fields(Response& r, const Request& req, const Runtime& rt, const HeaderFields& fields,
@@ -497,8 +524,10 @@ void prepare_fields(Response& r, const Request& req, const Runtime& rt, const He
       origin && origin_allowed(*rt.config, *origin)) {
     r.set(beast_http::field::access_control_allow_origin,
           boost::beast::string_view(origin->data(), origin->size()));
+    const std::string_view expose =
+        sends_draft6(*rt.config) ? kExposeHeadersDraft6 : kExposeHeaders;
     r.set(beast_http::field::access_control_expose_headers,
-          boost::beast::string_view(kExposeHeaders.data(), kExposeHeaders.size()));
+          boost::beast::string_view(expose.data(), expose.size()));
     r.set(beast_http::field::vary, "Origin");
   }
   // A response floodgate made (no upstream's framing, no Server yet) to a request other than

@@ -471,6 +471,82 @@ TEST_F(HandlerTest, CorsPreflightAndExposedHeaders) {
   EXPECT_EQ(header(other, "Access-Control-Allow-Origin"), "<absent>");
 }
 
+// rate_limit_headers: the listener's form, a policy's for the responses it is the headline of,
+// admin_listen's for /v1/check there.
+constexpr std::string_view kFormsConfig = R"(
+listen: 127.0.0.1:8080
+admin_listen: 127.0.0.1:9090
+rate_limit_headers: {standard: draft-7, legacy: false}
+admin_rate_limit_headers: {standard: draft-6}
+cors:
+  allow_origins: [https://app.example.com]
+policies:
+  - name: per-minute
+    match: {path_prefix: /api/}
+    limit: 100
+    period: 60s
+  - name: per-second
+    match: {path_prefix: /api/fast/}
+    limit: 10
+    period: 1s
+    rate_limit_headers: {standard: none, legacy: true}
+)";
+
+class HeaderFormsTest : public HandlerTest {
+ protected:
+  HeaderFormsTest() { rt = make_runtime(load(kFormsConfig)); }
+};
+
+TEST_F(HeaderFormsTest, TheListenersFormThenTheHeadlinePolicys) {
+  // Only per-minute matches: the listener's draft-7 without X-RateLimit-*.
+  Response res = respond(get("/api/items"));
+  EXPECT_EQ(header(res, "RateLimit"), "limit=100, remaining=99, reset=1");
+  EXPECT_EQ(header(res, "RateLimit-Policy"), "100;w=60");
+  EXPECT_EQ(header(res, "X-RateLimit-Limit"), "<absent>");
+  // per-second is the headline (least remaining): its own form, the X fields only.
+  res = respond(get("/api/fast/x"));
+  EXPECT_EQ(header(res, "X-RateLimit-Limit"), "10");
+  EXPECT_EQ(header(res, "X-RateLimit-Remaining"), "9");
+  EXPECT_EQ(header(res, "RateLimit"), "<absent>");
+  EXPECT_EQ(header(res, "RateLimit-Policy"), "<absent>");
+  // Its 429 still carries Retry-After.
+  for (int i = 0; i < 9; ++i) ASSERT_EQ(respond(get("/api/fast/x")).result_int(), 200u);
+  res = respond(get("/api/fast/x"));
+  ASSERT_EQ(res.result_int(), 429u);
+  EXPECT_EQ(header(res, "Retry-After"), "1");
+  EXPECT_EQ(header(res, "X-RateLimit-Remaining"), "0");
+  EXPECT_EQ(header(res, "RateLimit"), "<absent>");
+}
+
+TEST_F(HeaderFormsTest, CheckOnAdminListenDegradedAndCors) {
+  Request post = get("/v1/check", {{"Content-Type", "application/json"}}, beast_http::verb::post);
+  post.body() = R"({"policy":"per-minute","key":"k","cost":4})";
+  ctx.admin = true;  // served on admin_listen only
+  auto [a, r] = decide(post);
+  ctx.admin = false;
+  ASSERT_EQ(r.kind, Route::Kind::kCheck);
+  EXPECT_EQ(a.response.body(), R"({"allowed":true,"policy":"per-minute","limit":100,)"
+                               R"("remaining":96,"reset_after_ms":2400,"retry_after_ms":0})");
+  // admin_listen's draft-6 over the listener's legacy: false; the figures are the body's.
+  EXPECT_EQ(header(a.response, "RateLimit-Limit"), "100");
+  EXPECT_EQ(header(a.response, "RateLimit-Remaining"), "96");
+  EXPECT_EQ(header(a.response, "RateLimit-Reset"), "3");
+  EXPECT_EQ(header(a.response, "RateLimit-Policy"), "100;w=60");
+  EXPECT_EQ(header(a.response, "X-RateLimit-Limit"), "<absent>");
+
+  // Store down, fail open: the policy in the form's syntax, and the marker.
+  Route dr = route(get("/api/items"), *rt, ctx);
+  Answer open = answer_decision(get("/api/items"), dr, *rt,
+                                {fail(ErrorCode::kUnavailable, "x"), {}, decide::Degraded::kAllow});
+  const HeaderFields expected = {{"RateLimit-Policy", "100;w=60"},
+                                 {"X-RateLimit-Degraded", "store-unavailable"}};
+  EXPECT_EQ(open.fields, expected);
+
+  // A configuration that sends draft-6 fields exposes them to scripts too.
+  Response res = respond(get("/api/items", {{"Origin", "https://app.example.com"}}));
+  EXPECT_EQ(header(res, "Access-Control-Expose-Headers"), std::string(kExposeHeadersDraft6));
+}
+
 TEST_F(HandlerTest, DemoResourceHeadAndKeepAlive) {
   EXPECT_EQ(demo_resource(get("/nothing"), "/nothing").result_int(), 404u);
   Request head = get("/api/x", {}, beast_http::verb::head);

@@ -167,6 +167,30 @@ void append_rate_limit_policy(std::string& out, std::span<const Charge> charges)
   }
 }
 
+// draft-6 and draft-7's RateLimit-Policy: the same items without names, "100;w=60, 10;w=1"
+// (a List of Integers with a w parameter; those drafts name no policy).
+void append_unnamed_rate_limit_policy(std::string& out, std::span<const Charge> charges) {
+  for (std::size_t i = 0; i < charges.size(); ++i) {
+    const Policy* p = charges[i].policy;
+    assert(p != nullptr);
+    if (i > 0) out += ", ";
+    sf::append_integer(out, p->capacity());
+    sf::append_param(out, "w", window_seconds(*p));
+  }
+}
+
+// draft-7's RateLimit, an sf-dictionary of the headline's figures: "limit=10, remaining=9,
+// reset=1" (the same three figures as X-RateLimit-*).
+void append_draft7_rate_limit(std::string& out, std::int64_t limit, std::int64_t remaining,
+                              std::int64_t reset) {
+  out += "limit=";
+  sf::append_integer(out, limit);
+  out += ", remaining=";
+  sf::append_integer(out, remaining);
+  out += ", reset=";
+  sf::append_integer(out, reset);
+}
+
 void append_rate_limit(std::string& out, std::span<const Charge> charges,
                        std::span<const Decision> decisions) {
   assert(charges.size() == decisions.size());
@@ -187,6 +211,8 @@ struct Decimal {
   explicit Decimal(std::int64_t n) : size(std::to_chars(buf, buf + sizeof buf, n).ptr - buf) {}
   std::string_view view() const { return {buf, size}; }
 };
+
+std::int64_t sf_clamp(std::int64_t n) { return std::clamp(n, -sf::kMaxInteger, sf::kMaxInteger); }
 
 // Where the list values are composed before they are copied into the fields: one per thread, so
 // that after its first requests composing them allocates nothing.
@@ -209,6 +235,20 @@ std::string rate_limit_value(std::span<const Charge> charges, std::span<const De
   std::string out;
   out.reserve(list_capacity(charges.first(std::min(charges.size(), decisions.size()))));
   append_rate_limit(out, charges, decisions);
+  return out;
+}
+
+std::string unnamed_rate_limit_policy_value(std::span<const Charge> charges) {
+  std::string out;
+  out.reserve(list_capacity(charges));
+  append_unnamed_rate_limit_policy(out, charges);
+  return out;
+}
+
+std::string draft7_rate_limit_value(const Decision& d) {
+  std::string out;
+  append_draft7_rate_limit(out, d.limit, std::max<std::int64_t>(0, d.remaining),
+                           ceil_seconds(d.reset_after));
   return out;
 }
 
@@ -250,23 +290,50 @@ std::string problem_body(std::span<const Charge> charges, const Verdict& verdict
   return out;
 }
 
-RateLimitHeaders rate_limit_headers(std::span<const Charge> charges, const Verdict& verdict) {
+RateLimitHeaders rate_limit_headers(std::span<const Charge> charges, const Verdict& verdict,
+                                    const config::HeaderStyle& style) {
+  using config::RateLimitStandard;
   assert(charges.size() == verdict.decisions.size());
   RateLimitHeaders out;
   const std::size_t n = std::min(charges.size(), verdict.decisions.size());
   if (n == 0 || verdict.most_restrictive >= n) return out;
   const Decision& headline = verdict.headline();
+  const std::int64_t remaining = std::max<std::int64_t>(0, headline.remaining);
+  const std::int64_t reset = ceil_seconds(headline.reset_after);
 
-  out.fields.emplace_back(kXRateLimitLimit, Decimal(headline.limit).view());
-  out.fields.emplace_back(kXRateLimitRemaining,
-                          Decimal(std::max<std::int64_t>(0, headline.remaining)).view());
-  out.fields.emplace_back(kXRateLimitReset, Decimal(ceil_seconds(headline.reset_after)).view());
+  if (style.legacy) {
+    out.fields.emplace_back(kXRateLimitLimit, Decimal(headline.limit).view());
+    out.fields.emplace_back(kXRateLimitRemaining, Decimal(remaining).view());
+    out.fields.emplace_back(kXRateLimitReset, Decimal(reset).view());
+  }
   std::string& value = scratch();
-  append_rate_limit_policy(value, charges.first(n));
-  out.fields.emplace_back(kRateLimitPolicy, value);
-  value.clear();
-  append_rate_limit(value, charges.first(n), std::span(verdict.decisions).first(n));
-  out.fields.emplace_back(kRateLimit, value);
+  switch (style.standard) {
+    case RateLimitStandard::kDraft8:
+      append_rate_limit_policy(value, charges.first(n));
+      out.fields.emplace_back(kRateLimitPolicy, value);
+      value.clear();
+      append_rate_limit(value, charges.first(n), std::span(verdict.decisions).first(n));
+      out.fields.emplace_back(kRateLimit, value);
+      break;
+    case RateLimitStandard::kDraft7:
+      append_unnamed_rate_limit_policy(value, charges.first(n));
+      out.fields.emplace_back(kRateLimitPolicy, value);
+      value.clear();
+      append_draft7_rate_limit(value, headline.limit, remaining, reset);
+      out.fields.emplace_back(kRateLimit, value);
+      break;
+    case RateLimitStandard::kDraft6:
+      // sf-integers (draft-6 defines them as Structured Fields), so clamped as sf::append_integer
+      // clamps; no figure of a store that keeps its contract comes near the bound.
+      out.fields.emplace_back(kRateLimitLimit, Decimal(sf_clamp(headline.limit)).view());
+      out.fields.emplace_back(kRateLimitRemaining, Decimal(sf_clamp(remaining)).view());
+      out.fields.emplace_back(kRateLimitReset, Decimal(sf_clamp(reset)).view());
+      append_unnamed_rate_limit_policy(value, charges.first(n));
+      out.fields.emplace_back(kRateLimitPolicy, value);
+      break;
+    case RateLimitStandard::kNone:
+      break;
+  }
   if (!verdict.allowed) {
     // The headline of a denied verdict is a denying non-shadow policy (most_restrictive), so
     // Retry-After and the body name the policy that makes the client wait longest.
@@ -277,12 +344,25 @@ RateLimitHeaders rate_limit_headers(std::span<const Charge> charges, const Verdi
   return out;
 }
 
-RateLimitHeaders degraded_rate_limit_headers(std::span<const Charge> charges) {
+RateLimitHeaders degraded_rate_limit_headers(std::span<const Charge> charges,
+                                             const config::HeaderStyle& style) {
+  using config::RateLimitStandard;
   RateLimitHeaders out;
   if (charges.empty()) return out;
   std::string& value = scratch();
-  append_rate_limit_policy(value, charges);
-  out.fields.emplace_back(kRateLimitPolicy, value);
+  switch (style.standard) {
+    case RateLimitStandard::kDraft8:
+      append_rate_limit_policy(value, charges);
+      out.fields.emplace_back(kRateLimitPolicy, value);
+      break;
+    case RateLimitStandard::kDraft7:
+    case RateLimitStandard::kDraft6:
+      append_unnamed_rate_limit_policy(value, charges);
+      out.fields.emplace_back(kRateLimitPolicy, value);
+      break;
+    case RateLimitStandard::kNone:
+      break;
+  }
   out.fields.emplace_back(kXRateLimitDegraded, kDegradedStoreUnavailable);
   return out;
 }

@@ -24,9 +24,21 @@
 //     present and is 1, the same formula as every denial, and the problem body gains a
 //     "detail" saying that retrying the same request will not help.
 //
+// Forms (config::HeaderStyle, `rate_limit_headers` in the config; the default above is
+// {kDraft8, legacy: true}). `legacy: false` leaves out the three X-RateLimit-* fields; the
+// standard part is one of:
+//   kDraft8  RateLimit-Policy and RateLimit as above (one named item per charge)
+//   kDraft7  RateLimit-Policy: 100;w=60, 10;w=1          one unnamed item per charge
+//            RateLimit: limit=10, remaining=9, reset=1   the headline's figures (an sf-dictionary)
+//   kDraft6  RateLimit-Policy: 100;w=60, 10;w=1          as draft-7
+//            RateLimit-Limit: 10, RateLimit-Remaining: 9, RateLimit-Reset: 1   the headline's
+//   kNone    no RateLimit* field
+// Retry-After on a denial is sent whatever the form. The figures are always the same ones:
+// limit = X-RateLimit-Limit = q, remaining, reset = t, in whole delta seconds.
+//
 // Degraded (store unavailable, on_store_error: allow): degraded_rate_limit_headers() gives only
-// RateLimit-Policy (known from the config) and X-RateLimit-Degraded: store-unavailable; no
-// figures are invented.
+// RateLimit-Policy (known from the config; in the form's syntax, none with kNone) and
+// X-RateLimit-Degraded: store-unavailable (whatever the form); no figures are invented.
 //
 // Units: Durations are integer µs (fg::Duration); every field carries whole delta seconds,
 // rounded up (never timestamps).
@@ -46,6 +58,7 @@
 #include <utility>
 #include <vector>
 
+#include "config/config.h"
 #include "floodgate/clock.h"
 #include "floodgate/decision.h"
 #include "floodgate/limiter.h"
@@ -60,6 +73,10 @@ inline constexpr std::string_view kXRateLimitDegraded = "X-RateLimit-Degraded";
 inline constexpr std::string_view kRateLimitPolicy = "RateLimit-Policy";
 inline constexpr std::string_view kRateLimit = "RateLimit";
 inline constexpr std::string_view kRetryAfter = "Retry-After";
+// draft-6's separate fields (kDraft6).
+inline constexpr std::string_view kRateLimitLimit = "RateLimit-Limit";
+inline constexpr std::string_view kRateLimitRemaining = "RateLimit-Remaining";
+inline constexpr std::string_view kRateLimitReset = "RateLimit-Reset";
 
 // The value of X-RateLimit-Degraded when the store could not decide and the request was let
 // through (on_store_error: allow).
@@ -70,6 +87,10 @@ inline constexpr std::string_view kDegradedStoreUnavailable = "store-unavailable
 inline constexpr std::string_view kExposeHeaders =
     "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, RateLimit-Policy, RateLimit, "
     "Retry-After, X-RateLimit-Degraded";
+// The same, with draft-6's fields, for a configuration that sends them (kDraft6 anywhere).
+inline constexpr std::string_view kExposeHeadersDraft6 =
+    "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, RateLimit-Policy, RateLimit, "
+    "Retry-After, X-RateLimit-Degraded, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset";
 
 inline constexpr int kTooManyRequests = 429;
 inline constexpr std::string_view kProblemContentType = "application/problem+json";
@@ -174,6 +195,7 @@ class HeaderFields {
   };
   // The fields of one policy's allowed answer take about 150 bytes, a denial's about 170; with
   // Server and Content-Length (handler.h: prepare()), seven or eight fields, about 190 bytes.
+  // (draft-6 with the legacy fields makes ten: those responses spill to the heap.)
   static constexpr std::size_t kInlineBytes = 256;
   static constexpr std::size_t kInlineFields = 8;
   boost::container::small_vector<char, kInlineBytes> text_;
@@ -186,15 +208,21 @@ struct RateLimitHeaders {
   std::string problem_body;  // kProblemContentType; empty unless denied
 };
 
-// The fields (and, when !verdict.allowed, the 429 body) for one decided request.
-RateLimitHeaders rate_limit_headers(std::span<const Charge> charges, const Verdict& verdict);
+// The fields (and, when !verdict.allowed, the 429 body) for one decided request, in `style`.
+RateLimitHeaders rate_limit_headers(std::span<const Charge> charges, const Verdict& verdict,
+                                    const config::HeaderStyle& style = {});
 
 // Fail-open answer when the store is unavailable: RateLimit-Policy and X-RateLimit-Degraded only.
-RateLimitHeaders degraded_rate_limit_headers(std::span<const Charge> charges);
+RateLimitHeaders degraded_rate_limit_headers(std::span<const Charge> charges,
+                                             const config::HeaderStyle& style = {});
 
 // The pieces, for callers that need one of them (and for tests).
 std::string rate_limit_policy_value(std::span<const Charge> charges);
 std::string rate_limit_value(std::span<const Charge> charges, std::span<const Decision> decisions);
+// draft-6 and draft-7's RateLimit-Policy: "100;w=60, 10;w=1".
+std::string unnamed_rate_limit_policy_value(std::span<const Charge> charges);
+// draft-7's RateLimit: "limit=10, remaining=9, reset=1" for one decision.
+std::string draft7_rate_limit_value(const Decision& d);
 // Retry-After for a denying decision: max(1, ceil_seconds(d.retry_after)).
 std::int64_t retry_after_seconds(const Decision& d);
 // {"type":...,"title":"Too Many Requests","status":429,["detail":...,]"policy":<headline>,

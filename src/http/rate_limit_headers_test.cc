@@ -300,5 +300,102 @@ TEST(RateLimitHeaders, ExposeHeadersNamesEveryFieldWeSend) {
   }
 }
 
+// The other forms (config rate_limit_headers), over the same two-policy verdicts as above.
+using config::HeaderStyle;
+using config::RateLimitStandard;
+
+struct TwoPolicies {
+  Policy per_minute = make_policy("per-minute", 100, {.period = seconds(60)});
+  Policy per_second = make_policy("per-second", 10, {.period = seconds(1)});
+  Charge charges[2] = {{&per_minute, 1}, {&per_second, 1}};
+  Verdict allowed_verdict() const {
+    return verdict_of(charges,
+                      {allowed(100, 94, Duration(3'600'000)), allowed(10, 9, Duration(100'000))});
+  }
+  Verdict denied_verdict() const {
+    return verdict_of(charges, {over_limit(100, 0, Duration(59'400'000), Duration(11'200'000)),
+                                allowed(10, 10, Duration(0))});
+  }
+};
+
+TEST(RateLimitHeaderForms, Draft7IsOneDictionaryOfTheHeadlineAndUnnamedPolicies) {
+  const TwoPolicies t;
+  const RateLimitHeaders h =
+      rate_limit_headers(t.charges, t.allowed_verdict(), {RateLimitStandard::kDraft7, true});
+  const HeaderFields expected = {
+      {"X-RateLimit-Limit", "10"},
+      {"X-RateLimit-Remaining", "9"},
+      {"X-RateLimit-Reset", "1"},
+      {"RateLimit-Policy", "100;w=60, 10;w=1"},
+      {"RateLimit", "limit=10, remaining=9, reset=1"},
+  };
+  EXPECT_EQ(h.fields, expected);
+  EXPECT_EQ(draft7_rate_limit_value(t.allowed_verdict().headline()),
+            "limit=10, remaining=9, reset=1");
+  EXPECT_EQ(unnamed_rate_limit_policy_value(t.charges), "100;w=60, 10;w=1");
+}
+
+TEST(RateLimitHeaderForms, Draft6IsThreeFieldsOfTheHeadlineAndKeepsRetryAfter) {
+  const TwoPolicies t;
+  const RateLimitHeaders h =
+      rate_limit_headers(t.charges, t.denied_verdict(), {RateLimitStandard::kDraft6, false});
+  const HeaderFields expected = {
+      {"RateLimit-Limit", "100"}, {"RateLimit-Remaining", "0"},
+      {"RateLimit-Reset", "60"},  {"RateLimit-Policy", "100;w=60, 10;w=1"},
+      {"Retry-After", "12"},
+  };
+  EXPECT_EQ(h.fields, expected);
+  EXPECT_TRUE(h.denied);
+  // The body does not depend on the form.
+  EXPECT_EQ(h.problem_body, rate_limit_headers(t.charges, t.denied_verdict()).problem_body);
+}
+
+TEST(RateLimitHeaderForms, NoneWithoutLegacyLeavesOnlyRetryAfter) {
+  const TwoPolicies t;
+  const HeaderStyle nothing{RateLimitStandard::kNone, false};
+  EXPECT_TRUE(rate_limit_headers(t.charges, t.allowed_verdict(), nothing).fields.empty());
+  const HeaderFields expected = {{"Retry-After", "12"}};
+  EXPECT_EQ(rate_limit_headers(t.charges, t.denied_verdict(), nothing).fields, expected);
+  const HeaderFields legacy_only = {
+      {"X-RateLimit-Limit", "10"}, {"X-RateLimit-Remaining", "9"}, {"X-RateLimit-Reset", "1"}};
+  EXPECT_EQ(
+      rate_limit_headers(t.charges, t.allowed_verdict(), {RateLimitStandard::kNone, true}).fields,
+      legacy_only);
+}
+
+TEST(RateLimitHeaderForms, Draft8WithoutLegacyIsTheDefaultLessTheXFields) {
+  const TwoPolicies t;
+  const HeaderFields all = rate_limit_headers(t.charges, t.allowed_verdict()).fields;
+  const HeaderFields expected = {all[3], all[4]};
+  EXPECT_EQ(rate_limit_headers(t.charges, t.allowed_verdict(), {RateLimitStandard::kDraft8, false})
+                .fields,
+            expected);
+  EXPECT_EQ(HeaderStyle{}, (HeaderStyle{RateLimitStandard::kDraft8, true}));
+}
+
+TEST(RateLimitHeaderForms, DegradedSendsThePolicyInTheFormsSyntax) {
+  const TwoPolicies t;
+  const HeaderFields d7 = {{"RateLimit-Policy", "100;w=60, 10;w=1"},
+                           {"X-RateLimit-Degraded", "store-unavailable"}};
+  EXPECT_EQ(degraded_rate_limit_headers(t.charges, {RateLimitStandard::kDraft7, true}).fields, d7);
+  EXPECT_EQ(degraded_rate_limit_headers(t.charges, {RateLimitStandard::kDraft6, false}).fields, d7);
+  const HeaderFields none = {{"X-RateLimit-Degraded", "store-unavailable"}};
+  EXPECT_EQ(degraded_rate_limit_headers(t.charges, {RateLimitStandard::kNone, true}).fields, none);
+}
+
+TEST(RateLimitHeaderForms, ExposeHeadersDraft6NamesEveryFieldOfEveryForm) {
+  const TwoPolicies t;
+  for (RateLimitStandard s : {RateLimitStandard::kDraft8, RateLimitStandard::kDraft7,
+                              RateLimitStandard::kDraft6, RateLimitStandard::kNone}) {
+    HeaderFields all = rate_limit_headers(t.charges, t.denied_verdict(), {s, true}).fields;
+    for (const auto& f : degraded_rate_limit_headers(t.charges, {s, true}).fields) all.push_back(f);
+    for (const auto& [name, value] : all) {
+      const std::string item = ", " + std::string(name) + ",";
+      EXPECT_NE((", " + std::string(kExposeHeadersDraft6) + ",").find(item), std::string::npos)
+          << name;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace fg::http

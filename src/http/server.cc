@@ -35,6 +35,7 @@ auto Server::Impl::status_loop(Worker& w) -> awaitable<void> {
     flags.ready = ready();
     flags.draining = draining.load(std::memory_order_relaxed);
     flags.circuit_open = decider->circuit_open();
+    flags.open_circuits = decider->open_circuits();
     status_board->sample(at, metrics.totals(), *w.runtime, flags,
                    decider->top_denied().top(at, kTopDeniedShown));
     if (fleet) fleet->publish(status_board->info().id, status_board->record());
@@ -56,7 +57,9 @@ auto Server::Impl::render_status(const Request& req) -> std::string {
   for (const config::PolicyConfig& pc : c->policies) {
     if (!wanted.empty() && pc.policy.name != wanted) continue;
     if (auto d = metrics.last_decision(metrics.policy_id(pc.policy.name))) {
-      last = last_decision_fields(pc.policy, d->first, d->second);
+      const auto index = static_cast<std::size_t>(&pc - c->policies.data());
+      last = last_decision_fields(pc.policy, d->first, d->second,
+                                  config::header_style(*c, false, index));
     }
     break;
   }

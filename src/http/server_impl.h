@@ -232,10 +232,10 @@ struct Server::Impl {
 
   explicit Impl(std::size_t threads) : metrics(threads) {}
 
-  // Not the circuit breaker's state: the breaker is per instance, and one dead cluster master
-  // opens it while the other masters answer. Under load on that master's slot it reopens as soon
-  // as a probe closes it, so every instance would leave the load balancer at once and the whole
-  // API would be down for everyone. Whether the store answers at all is store_ok (the probe).
+  // Not the circuit breakers' state: one dead cluster master opens its breaker while the other
+  // masters answer. Under load on that master's slots it reopens as soon as a probe closes it,
+  // so every instance would leave the load balancer at once and the whole API would be down for
+  // everyone. Whether the store answers at all is store_ok (the probe).
   bool ready() const {
     return !draining.load(std::memory_order_relaxed) && decider->store_answers();
   }

@@ -60,7 +60,7 @@ std::optional<double> histogram_quantile_ms(const Buckets& counts, double q) {
 }
 
 LastDecisionFields last_decision_fields(const Policy& policy, const Decision& decision,
-                                        Timestamp decided_at) {
+                                        Timestamp decided_at, const config::HeaderStyle& style) {
   const Charge charge{&policy, policy.cost};
   Verdict v;
   v.allowed = decision.allowed || policy.shadow;
@@ -70,7 +70,7 @@ LastDecisionFields last_decision_fields(const Policy& policy, const Decision& de
   out.policy = policy.name;
   out.allowed = decision.allowed;
   out.decided_at = decided_at;
-  out.fields = rate_limit_headers({&charge, 1}, v).fields;
+  out.fields = rate_limit_headers({&charge, 1}, v, style).fields;
   return out;
 }
 
@@ -95,6 +95,7 @@ void StatusBoard::sample(Timestamp now, const decide::MetricsTotals& t, const de
   inst["uptime_s"] = std::max<std::int64_t>(0, ms_since(now, info_.started_at) / 1000);
   inst["state"] = flags.draining ? "draining" : flags.ready ? "ready" : "not_ready";
   inst["circuit"] = flags.circuit_open ? "open" : "closed";
+  inst["open_circuits"] = flags.open_circuits;
   inst["sampled_at_ms"] = to_us(now) / 1000;
   const double requests = rate(p.requests, t.requests, dt);
   const double allowed = rate(sum_range(p, 200, 299), sum_range(t, 200, 299), dt);

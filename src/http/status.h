@@ -64,7 +64,8 @@ struct InstanceInfo {
 struct InstanceFlags {
   bool ready = true;  // /readyz would say 200
   bool draining = false;
-  bool circuit_open = false;
+  bool circuit_open = false;               // any node's circuit
+  std::vector<std::string> open_circuits;  // the nodes whose circuit is open (Decider)
 };
 
 // The shared view of the fleet, as a Fleet last read it.
@@ -94,10 +95,11 @@ struct LastDecisionFields {
   HeaderFields fields;
 };
 
-// The fields of `decision` of `policy` as a response carries them (rate_limit_headers()), plus
-// Retry-After when denied.
+// The fields of `decision` of `policy` as a response carries them (rate_limit_headers(), in
+// `style`: the policy's form on `listen`, config::header_style), plus Retry-After when denied.
 LastDecisionFields last_decision_fields(const Policy& policy, const Decision& decision,
-                                        Timestamp decided_at);
+                                        Timestamp decided_at,
+                                        const config::HeaderStyle& style = {});
 
 class StatusBoard {
  public:

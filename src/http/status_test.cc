@@ -58,7 +58,8 @@ TEST(StatusBoard, RatesArePerSecondBetweenSamples) {
     m.shard(1).on_decision(rules->metric_ids[1], decide::PolicyOutcome::kShadowDenied);
   for (int i = 0; i < 10; ++i)
     m.shard(0).on_store(decide::StoreResult::kOk, std::chrono::microseconds(200));
-  board.sample(kT0 + seconds(12), m.totals(), *rules, InstanceFlags{true, false, true},
+  board.sample(kT0 + seconds(12), m.totals(), *rules,
+               InstanceFlags{true, false, true, {"127.0.0.1:7002"}},
                {{"key:x-api-key:sha256=0123456789ab", 10, 0}});
 
   const json doc = json::parse(board.render(kT0 + seconds(12), nullptr, std::nullopt));
@@ -68,6 +69,7 @@ TEST(StatusBoard, RatesArePerSecondBetweenSamples) {
   EXPECT_EQ(inst["uptime_s"], 12);
   EXPECT_EQ(inst["state"], "ready");
   EXPECT_EQ(inst["circuit"], "open");
+  EXPECT_EQ(inst["open_circuits"], json::array({"127.0.0.1:7002"}));
   EXPECT_EQ(inst["threads"], 2);
   EXPECT_DOUBLE_EQ(inst["requests_per_s"].get<double>(), 20.0);
   EXPECT_DOUBLE_EQ(inst["allowed_per_s"].get<double>(), 15.0);
@@ -150,6 +152,14 @@ TEST(StatusBoard, TheLastDecisionAsAClientSawIt) {
                              {"RateLimit", R"("per-minute";r=0;t=59)"},
                              {"Retry-After", "1"}};
   EXPECT_EQ(f.fields, want);
+  // In the policy's form (rate_limit_headers), as its clients see them.
+  const HeaderFields want_draft6 = {{"RateLimit-Limit", "100"},
+                                    {"RateLimit-Remaining", "0"},
+                                    {"RateLimit-Reset", "59"},
+                                    {"RateLimit-Policy", "100;w=60"},
+                                    {"Retry-After", "1"}};
+  EXPECT_EQ(last_decision_fields(p, d, kT0, {config::RateLimitStandard::kDraft6, false}).fields,
+            want_draft6);
   decide::Metrics m(1);
   auto rules = rules_with_ids(m);
   StatusBoard board(info());

@@ -5,6 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
+#include "rls/settings.h"
+
 namespace fg::rls {
 namespace {
 
@@ -178,6 +182,33 @@ TEST(RlsService, CounterCountsPastTheLimitAsUpstream) {
   const auto r = w.ask("k", "c");
   EXPECT_EQ(r.overall_code(), pb::RateLimitResponse::OK);
   EXPECT_EQ(r.statuses(0).limit_remaining(), 4u);
+}
+
+// REDIS_TYPE / REDIS_TLS / REDIS_AUTH as upstream reads them, into floodgate's store URL.
+TEST(RlsSettings, RedisTypeAndTlsNameTheStoreUrl) {
+  auto url_for = [](std::map<std::string, std::string, std::less<>> vars) {
+    vars.emplace("REDIS_SOCKET_TYPE", "tcp");
+    auto s = settings_from_env([&vars](std::string_view name) -> std::optional<std::string> {
+      auto it = vars.find(name);
+      if (it == vars.end()) return std::nullopt;
+      return it->second;
+    });
+    EXPECT_TRUE(s) << s.error().to_string();
+    auto url = s->store_url();
+    return url ? *url : "error: " + url.error().message;
+  };
+  EXPECT_EQ(url_for({{"REDIS_TYPE", "single"}, {"REDIS_URL", "r:6379"}}), "redis://r:6379");
+  EXPECT_EQ(url_for({{"REDIS_TYPE", "single"}, {"REDIS_URL", "r:6379"}, {"REDIS_TLS", "true"}}),
+            "rediss://r:6379");
+  EXPECT_EQ(url_for({{"REDIS_TYPE", "cluster"}, {"REDIS_URL", "a:7001,b:7002"}}),
+            "redis-cluster://a:7001,b:7002");
+  EXPECT_EQ(url_for({{"REDIS_TYPE", "cluster"},
+                     {"REDIS_URL", "a:7001,b:7002"},
+                     {"REDIS_TLS", "true"},
+                     {"REDIS_AUTH", "fg:pw"}}),
+            "rediss-cluster://fg:pw@a:7001,b:7002");
+  EXPECT_EQ(url_for({{"REDIS_URL", "rediss-cluster://a:7001?ca=/ca.pem"}}),
+            "rediss-cluster://a:7001?ca=/ca.pem");
 }
 
 }  // namespace

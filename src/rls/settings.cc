@@ -95,7 +95,7 @@ Result<std::string> Settings::store_url() const {
                     "REDIS_URL=host:port)");
   }
   if (redis_url.starts_with("redis://") || redis_url.starts_with("rediss://") ||
-      redis_url.starts_with("redis-cluster://")) {
+      redis_url.starts_with("redis-cluster://") || redis_url.starts_with("rediss-cluster://")) {
     return redis_url;
   }
   std::string auth;
@@ -107,11 +107,7 @@ Result<std::string> Settings::store_url() const {
     return std::string(redis_tls ? "rediss://" : "redis://") + auth + redis_url;
   }
   if (util::iequals(redis_type, "cluster")) {
-    if (redis_tls) {
-      return fail(ErrorCode::kInvalidArgument,
-                  "REDIS_TLS: floodgate's Redis Cluster store has no TLS yet");
-    }
-    return "redis-cluster://" + auth + redis_url;
+    return std::string(redis_tls ? "rediss-cluster://" : "redis-cluster://") + auth + redis_url;
   }
   return fail(ErrorCode::kInvalidArgument,
               "REDIS_TYPE: \"" + redis_type + "\" is not supported (single or cluster)");

@@ -93,7 +93,8 @@ struct Settings {
   std::string file_prefix() const {
     return runtime_watch_root ? runtime_app_directory + "." : std::string();
   }
-  // The store URL these settings name (memory://, redis://, rediss://, redis-cluster://).
+  // The store URL these settings name (memory://, redis://, rediss://, redis-cluster://,
+  // rediss-cluster://: REDIS_TYPE=cluster with REDIS_TLS=true).
   Result<std::string> store_url() const;
 };
 

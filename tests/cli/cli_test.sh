@@ -149,6 +149,13 @@ case $case_name in
     run validate "$tmp/cfg.yaml"
     expect_code 1
     expect_err_contains "$tmp/cfg.yaml:5: policies[0].period: \"60\" is not a duration (use e.g. 60s)"
+    # The form of the rate-limit fields (rate_limit_headers), at the top and in a policy.
+    printf '%s\n' 'rate_limit_headers: {standard: draft-9}' 'policies:' \
+      '  - {name: p, limit: 1, period: 1s, rate_limit_headers: {legacy: maybe}}' >"$tmp/forms.yaml"
+    run validate "$tmp/forms.yaml"
+    expect_code 1
+    expect_err_contains "$tmp/forms.yaml:1: rate_limit_headers.standard: \"draft-9\" is not one of draft-8, draft-7, draft-6, none"
+    expect_err_contains "$tmp/forms.yaml:3: policies[0].rate_limit_headers.legacy: must be true or false, not \"maybe\""
     ;;
 
   validate_missing_file)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The deploy/ artefacts that local tools can check (deploy/README.md §7 lists the rest):
-# every floodgate config passes `floodgate validate`, and the HAProxy configs pass `haproxy -c`.
+# every floodgate config passes `floodgate validate`, the store URLs the Terraform module writes
+# too, and the HAProxy configs pass `haproxy -c`.
 #
 #   tests/deploy/deploy_test.sh path/to/floodgate SOURCE_DIR
 set -uo pipefail
@@ -15,6 +16,33 @@ for cfg in "$src"/deploy/local/floodgate.yaml "$src"/deploy/docker/floodgate.yam
   "$src"/deploy/k8s/floodgate.yaml "$src"/examples/floodgate.yaml; do
   "$fg" validate "$cfg" >/dev/null 2>"$tmp/err" || fail "$cfg: $(cat "$tmp/err")"
 done
+
+# deploy/terraform: both store URLs the module can write (redis_transit_encryption false and
+# true) are ones floodgate accepts, in the module's own floodgate.yaml shape.
+tf="$src/deploy/terraform/main.tf"
+schemes=$(sed -n 's/^ *store_scheme *= *var.redis_transit_encryption ? "\([a-z-]*\)" : "\([a-z-]*\)".*/\1 \2/p' "$tf")
+[[ "$schemes" == "rediss-cluster redis-cluster" ]] ||
+  fail "deploy/terraform/main.tf: store_scheme should pick rediss-cluster with transit encryption, redis-cluster without (found: '$schemes')"
+grep -q 'store_url *= *"${local.store_scheme}://' "$tf" || fail "deploy/terraform/main.tf: store_url must use local.store_scheme"
+grep -q 'transit_encryption_enabled = var.redis_transit_encryption' "$tf" ||
+  fail "deploy/terraform/main.tf: ElastiCache's transit encryption must follow redis_transit_encryption"
+for scheme in $schemes; do
+  printf 'listen: 0.0.0.0:8080\nstore: %s://clustercfg.floodgate-redis.abc123.euw1.cache.amazonaws.com:6379\nstore_timeout: 20ms\non_store_error: local\npolicies:\n  - {name: per-minute, limit: 100, period: 1m}\n' \
+    "$scheme" >"$tmp/tf-$scheme.yaml"
+  "$fg" validate "$tmp/tf-$scheme.yaml" >/dev/null 2>"$tmp/err" || fail "terraform store URL $scheme://: $(cat "$tmp/err")"
+done
+if command -v terraform >/dev/null; then
+  terraform -chdir="$src/deploy/terraform" fmt -check -recursive >/dev/null 2>"$tmp/err" ||
+    fail "deploy/terraform: terraform fmt -check: $(cat "$tmp/err")"
+  # terraform test (mocked provider, tests/floodgate.tftest.hcl) needs the AWS provider: run it
+  # when it can be installed (offline it cannot; deploy/README.md §7 has the last result).
+  cp -r "$src/deploy/terraform" "$tmp/terraform"
+  if timeout 60 terraform -chdir="$tmp/terraform" init -backend=false -input=false >/dev/null 2>&1; then
+    timeout 120 terraform -chdir="$tmp/terraform" test >"$tmp/out" 2>&1 || fail "terraform test: $(tail -20 "$tmp/out")"
+  else
+    echo "deploy: terraform test not run (the AWS provider could not be installed)"
+  fi
+fi
 
 if command -v haproxy >/dev/null; then
   # The Compose HAProxy config, with its certificate path pointed at a generated one.

@@ -197,7 +197,7 @@ case $case_name in
       set +f
       [[ $out == *NOPERM* ]] || fail "the ACL user may run '$denied': $out"
     done
-    out=$(as_user FCALL fg_decide_v3 1 other:secret-data "" 1 1 1 1 0 5 1 1)
+    out=$(as_user FCALL fg_decide_v4 1 other:secret-data "" 1 1 1 0 5 1 1 1 1 1)
     [[ $out == *NOPERM* || $out == *"No permissions"* ]] || fail "the ACL user reached another key: $out"
     # /metrics is on the admin listener only.
     [[ -n $admin_port ]] || fail "no admin listener line: $(cat "$tmp/serve.err")"

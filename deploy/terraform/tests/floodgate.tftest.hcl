@@ -108,7 +108,7 @@ run "defaults" {
 
   assert {
     condition     = aws_elasticache_replication_group.redis.transit_encryption_enabled == false
-    error_message = "floodgate's cluster store is plain TCP"
+    error_message = "in-transit encryption is off by default (redis_transit_encryption)"
   }
 
   assert {
@@ -145,14 +145,22 @@ run "explicit_trusted_proxies" {
   }
 }
 
-run "transit_encryption_rejected" {
-  command = plan
+run "transit_encryption" {
+  command = apply
 
   variables {
     redis_transit_encryption = true
   }
 
-  expect_failures = [var.redis_transit_encryption]
+  assert {
+    condition     = aws_elasticache_replication_group.redis.transit_encryption_enabled == true
+    error_message = "redis_transit_encryption must turn on ElastiCache's in-transit encryption"
+  }
+
+  assert {
+    condition     = yamldecode(output.floodgate_config).store == "rediss-cluster://clustercfg.floodgate-redis.abc123.euw1.cache.amazonaws.com:6379"
+    error_message = "with transit encryption the store must be rediss-cluster:// (TLS to every node)"
+  }
 }
 
 run "stop_timeout_over_fargate_limit" {

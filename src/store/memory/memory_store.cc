@@ -51,23 +51,50 @@ MemoryStore::MemoryStore(const MemoryStoreOptions& options, const Clock& clock)
   for (std::size_t i = 0; i < shards; ++i) shards_.push_back(std::make_unique<Shard>());
 }
 
-bool MemoryStore::ExpiryOrder::operator()(const Node* a, const Node* b) const {
-  return a->second.expires_us != b->second.expires_us ? a->second.expires_us < b->second.expires_us
-                                                      : std::less<const Node*>{}(a, b);
-}
-
 MemoryStore::Shard& MemoryStore::shard_for(std::string_view stored) {
   return *shards_[std::hash<std::string_view>{}(stored) % shards_.size()];
 }
 
+void MemoryStore::link(Shard& shard, Node& node) {
+  const std::int64_t id = node.second.expires_us >> kExpiryBucketShift;
+  if (!shard.has_last_bucket || shard.last_bucket->first != id) {
+    shard.last_bucket = shard.buckets.try_emplace(id).first;
+    shard.has_last_bucket = true;
+  }
+  Link& head = shard.last_bucket->second;
+  Link& l = node.second.link;
+  l.owner = &node;
+  l.next = head.next;
+  l.prev = &head;
+  head.next->prev = &l;
+  head.next = &l;
+}
+
+void MemoryStore::unlink(Shard& shard, Node& node) {
+  Link& l = node.second.link;
+  l.prev->next = l.next;
+  l.next->prev = l.prev;
+  if (l.prev == l.next && l.prev->owner == nullptr) {
+    // The bucket's head alone: the bucket is empty.
+    const std::int64_t id = node.second.expires_us >> kExpiryBucketShift;
+    if (shard.has_last_bucket && shard.last_bucket->first == id) shard.has_last_bucket = false;
+    shard.buckets.erase(id);
+  }
+  l.prev = l.next = &l;
+}
+
+void MemoryStore::erase(Shard& shard, Node& node) {
+  unlink(shard, node);
+  shard.map.erase(node.first);
+}
+
 std::size_t MemoryStore::drop_expired(Shard& shard, std::int64_t now_us, std::size_t budget) {
+  // Only buckets wholly passed: every state in them has expired. The oldest bucket first.
   std::size_t dropped = 0;
-  while (dropped < budget && !shard.by_expiry.empty() &&
-         (*shard.by_expiry.begin())->second.expires_us <= now_us) {
-    auto first = shard.by_expiry.begin();
-    const Node* node = *first;
-    shard.by_expiry.erase(first);
-    shard.map.erase(node->first);
+  while (dropped < budget && !shard.buckets.empty()) {
+    const auto first = shard.buckets.begin();
+    if ((first->first + 1) * kExpiryBucketUs > now_us) break;
+    erase(shard, *first->second.next->owner);  // may erase the bucket: `first` is not used again
     ++dropped;
   }
   if (dropped > 0) shard.expired += dropped;  // no write to the shard's line when none
@@ -78,18 +105,26 @@ bool MemoryStore::make_room(Shard& shard, std::int64_t now_us, std::size_t neede
                             std::span<Node* const> keep) {
   if (shard.map.size() + needed <= per_shard_) return true;
   // Only states equivalent to no state go, and all of them at once (the next insertions find
-  // room without another walk). A node this decision found, expired, is kept for reuse.
+  // room without another walk): every bucket wholly passed. A node this decision found,
+  // expired, is kept for reuse.
   std::size_t dropped = 0;
-  for (auto it = shard.by_expiry.begin();
-       it != shard.by_expiry.end() && (*it)->second.expires_us <= now_us;) {
-    const Node* node = *it;
-    if (std::find(keep.begin(), keep.end(), node) != keep.end()) {
-      ++it;
-      continue;
+  for (auto it = shard.buckets.begin();
+       it != shard.buckets.end() && (it->first + 1) * kExpiryBucketUs <= now_us;) {
+    const auto next_bucket = std::next(it);
+    Link* head = &it->second;
+    for (Link* l = head->next; l != head;) {
+      Link* next = l->next;
+      Node* node = l->owner;
+      const bool kept = std::find(keep.begin(), keep.end(), node) != keep.end();
+      const bool last = next == head && l->prev == head;  // erasing it erases the bucket
+      if (!kept) {
+        erase(shard, *node);
+        ++dropped;
+      }
+      if (last && !kept) break;
+      l = next;
     }
-    it = shard.by_expiry.erase(it);
-    shard.map.erase(node->first);
-    ++dropped;
+    it = next_bucket;
   }
   shard.evicted += dropped;
   if (shard.map.size() + needed <= per_shard_) return true;
@@ -184,9 +219,7 @@ Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
         if (w.ttl.count() <= 0) continue;  // equivalent to no state: nothing to hold
         it = shard.map.emplace(key, Entry{}).first;
         it->second.expires_us = expires_us;
-        // A new state usually expires after every other (ttls of one policy are alike): the
-        // hint makes that insertion constant time; elsewhere it costs what a plain insert does.
-        it->second.expiry = shard.by_expiry.insert(shard.by_expiry.end(), &*it);
+        link(shard, *it);
       } else {
         rekey(shard, *it, expires_us);
       }
@@ -236,8 +269,7 @@ Result<void> MemoryStore::refund_now(const RefundRequest& request) {
     for (std::size_t j = w.index; j < n; ++j) {
       if (nodes[j] == node) nodes[j] = nullptr;
     }
-    shard.by_expiry.erase(node->second.expiry);
-    shard.map.erase(node->first);
+    erase(shard, *node);
   }
   return {};
 }
@@ -280,7 +312,7 @@ Result<std::vector<std::int64_t>> MemoryStore::count_now(std::span<const CountRe
       }
       it = shard.map.emplace(key, Entry{}).first;
       it->second.expires_us = expires_us;
-      it->second.expiry = shard.by_expiry.insert(shard.by_expiry.end(), &*it);
+      link(shard, *it);
     } else {
       rekey(shard, *it, expires_us);
     }
@@ -296,48 +328,14 @@ void MemoryStore::count(std::span<const CountRequest> counters, CountCallback do
 }
 
 void MemoryStore::rekey(Shard& shard, Node& node, std::int64_t expires_us) {
-  // Touches as few nodes as it can: it runs on every write, and with many states each index
-  // node away from the last one is likely a cache miss (with one hot state, a line bounced
-  // between the cores deciding on it).
-  ExpiryIndex& index = shard.by_expiry;
   Entry& entry = node.second;
-  if (index.size() == 1) {  // the shard's only state: nothing to pass
-    entry.expires_us = expires_us;
+  if ((expires_us >> kExpiryBucketShift) == (entry.expires_us >> kExpiryBucketShift)) {
+    entry.expires_us = expires_us;  // the same bucket: nothing moves
     return;
   }
-  // (expires_us, &node) against another node's (expires, address): the index's order.
-  const auto before = [&node, expires_us](const Node* other) {
-    return expires_us != other->second.expires_us ? expires_us < other->second.expires_us
-                                                  : std::less<const Node*>{}(&node, other);
-  };
-  const auto it = entry.expiry;
-  const auto last = std::prev(index.end());
-  if (it != last && !before(*last)) {
-    // Past every other state: the usual case when writes are spread over many keys (a state
-    // just written expires after the others, ttls of one policy being alike). The same index
-    // node goes to the end, which the hint makes constant time; no allocation.
-    auto moved = index.extract(it);
-    entry.expires_us = expires_us;
-    entry.expiry = index.insert(index.end(), std::move(moved));
-    return;
-  }
-  // Still between the same neighbours (the last state written again, or a small move): changed
-  // in place, the tree untouched. Moving later, only the next state can be passed; moving
-  // earlier, only the previous one.
-  bool stays;
-  if (expires_us >= entry.expires_us) {
-    const auto next = std::next(it);
-    stays = next == index.end() || before(*next);
-  } else {
-    stays = it == index.begin() || !before(*std::prev(it));
-  }
-  if (stays) {
-    entry.expires_us = expires_us;
-    return;
-  }
-  auto moved = index.extract(it);
+  unlink(shard, node);
   entry.expires_us = expires_us;
-  entry.expiry = index.insert(std::move(moved)).position;
+  link(shard, node);
 }
 
 void MemoryStore::decide(const DecideRequest& request, DecideCallback done) {

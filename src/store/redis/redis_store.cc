@@ -147,8 +147,64 @@ class LoadClaims {
   std::unordered_map<std::string, std::uint64_t> owners_;
 };
 
-// What every thread of one store shares, immutable once built (but for load_claims, which
-// locks).
+// The store's nodes, numbered once for all its threads (Store::node_of, Error::node: a circuit
+// breaker per node), and which node serves each slot as the threads last learned it. Each thread
+// keeps its own map (route()); this one is written by every thread's map updates (last writer
+// wins: they converge on the cluster's map) and read by node_of() from any thread. Indices are
+// assigned in the order nodes are first seen (the seeds first: a single Redis is node 0) and
+// never reused. Thread-safe: ids and names under a mutex (first sight of a node only), the slot
+// table lock-free (relaxed atomics).
+class NodeRegistry {
+ public:
+  explicit NodeRegistry(bool cluster) : slot_count_(cluster ? kClusterSlots : 0) {
+    if (cluster) {
+      slots_ = std::make_unique<std::atomic<std::int32_t>[]>(kClusterSlots);
+      for (int s = 0; s < kClusterSlots; ++s) slots_[s].store(-1, std::memory_order_relaxed);
+    }
+  }
+
+  int id(const std::string& name) {
+    std::lock_guard lock(mu_);
+    const auto [it, fresh] = ids_.emplace(name, static_cast<int>(names_.size()));
+    if (fresh) names_.push_back(name);
+    return it->second;
+  }
+
+  std::string name(int id) const {
+    std::lock_guard lock(mu_);
+    if (id < 0 || static_cast<std::size_t>(id) >= names_.size()) return {};
+    return names_[static_cast<std::size_t>(id)];
+  }
+
+  void set_slot(int slot, int id) {
+    if (slot >= 0 && slot < slot_count_) slots_[slot].store(id, std::memory_order_relaxed);
+  }
+
+  // A cluster's node for `slot` (-1 when unmapped); 0 for one Redis.
+  int node_of_slot(int slot) const {
+    if (slot_count_ == 0) return 0;
+    return slots_[slot].load(std::memory_order_relaxed);
+  }
+
+  // Whether some slot maps to `id` (16384 relaxed loads: for a periodic check, not per request).
+  bool in_use(int id) const {
+    if (slot_count_ == 0) return id == 0;
+    for (int s = 0; s < slot_count_; ++s) {
+      if (slots_[s].load(std::memory_order_relaxed) == id) return true;
+    }
+    return false;
+  }
+
+ private:
+  const int slot_count_;
+  std::unique_ptr<std::atomic<std::int32_t>[]> slots_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, int> ids_;
+  std::vector<std::string> names_;
+};
+
+// What every thread of one store shares, immutable once built (but for load_claims and nodes,
+// which lock).
 struct Shared {
   RedisStoreOptions options;
   bool cluster = false;
@@ -159,6 +215,7 @@ struct Shared {
   std::shared_ptr<asio::ssl::context> tls;
   TagKey tag_key;  // from options.key_secret
   std::shared_ptr<LoadClaims> load_claims = std::make_shared<LoadClaims>();
+  std::shared_ptr<NodeRegistry> nodes;  // built with `cluster`
 };
 
 class DecideOp;
@@ -254,12 +311,14 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
       conn->on_lost = [this](const Error&) { request_refresh(); };
     }
     const auto index = static_cast<std::uint16_t>(nodes_.size());
-    nodes_.push_back(Node{a, conn, owner});
+    nodes_.push_back(Node{a, conn, owner, shared_->nodes->id(name)});
     by_name_.emplace(std::move(name), index);
     return index;
   }
 
   Connection& connection(std::uint16_t node) { return *nodes_[node].conn; }
+  // The store-wide index of this thread's node `node` (NodeRegistry, Error::node).
+  int global_node(std::uint16_t node) const { return nodes_[node].global; }
 
   // The master serving `slot` as far as this thread knows; for an unmapped slot (no map yet),
   // a seed, whose MOVED will name the right node.
@@ -274,7 +333,10 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
   void on_moved(const Redirect& r, std::uint16_t node) {
     // The redirection is authoritative for this slot now; the rest of the map probably moved
     // too (a resharding, a failover), so refresh it in the background.
-    if (shared_->cluster) slots_[static_cast<std::size_t>(r.slot)] = node;
+    if (shared_->cluster) {
+      slots_[static_cast<std::size_t>(r.slot)] = node;
+      shared_->nodes->set_slot(r.slot, nodes_[node].global);
+    }
     request_refresh();
   }
 
@@ -324,6 +386,7 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
     NodeAddress address;
     std::shared_ptr<Connection> conn;
     std::uint64_t load_owner;  // its connection's id in shared_->load_claims
+    int global;                // its index in shared_->nodes
   };
 
   void try_refresh(std::size_t i) {
@@ -370,6 +433,10 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
       for (int s = r.first; s <= r.last; ++s) slots_[static_cast<std::size_t>(s)] = master;
       for (const NodeAddress& replica : r.replicas) node_for(replica);
     }
+    for (int s = 0; s < kClusterSlots; ++s) {
+      const std::uint16_t n = slots_[static_cast<std::size_t>(s)];
+      shared_->nodes->set_slot(s, n == kNoNode ? -1 : nodes_[n].global);
+    }
   }
 
   asio::io_context& ioc_;
@@ -392,7 +459,7 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
 };
 
 // One FCALL, from its first send to its callbacks, on one thread context: a batch of decisions
-// (fg_decide_v3 with their items, all of one slot on a cluster) or one refund. Follows
+// (fg_decide_v4 with their items, all of one slot on a cluster) or one refund. Follows
 // redirections, reloads the library, retries what is retryable, all for the whole call (its
 // items share a slot, so a redirection or an error is theirs alike), and calls every callback
 // exactly once: each item its verdict, or every item the call's error. A refund goes through
@@ -540,6 +607,7 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
 
   void send_to(std::uint16_t node, bool asking, bool reload) {
     node_ = node;
+    sent_ = true;
     asking_ = asking;
     Connection& conn = ctx_->connection(node);
     auto self = shared_from_this();
@@ -588,6 +656,9 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
   // error: a verdict comes per item, from on_reply).
   void finish(Result<Verdict> result) {
     finished_ = true;
+    // The node the call failed on, for a circuit breaker per node (Error::node): where the last
+    // send went; none when it never went anywhere (a closed store).
+    if (!result && sent_) result.error().node = ctx_->global_node(node_);
     Counters& counters = ctx_->counters();
     const std::size_t calls = refund_ || count_ ? 1 : done_.size();
     for (std::size_t i = 0; i < calls; ++i) {
@@ -625,6 +696,7 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
   std::size_t count_keys_ = 0;
   bool count_ = false;
   std::uint16_t node_ = 0;  // where the last FCALL went
+  bool sent_ = false;       // whether node_ is set
   bool asking_ = false;
   bool reloaded_ = false;
   bool finished_ = false;
@@ -746,6 +818,7 @@ Result<std::unique_ptr<RedisStore>> RedisStore::make(const RedisStoreOptions& op
   shared->cluster_slots_command = format_command({"CLUSTER", "SLOTS"});
   shared->asking_command = format_command({"ASKING"});
   shared->tag_key = make_tag_key(options.key_secret);
+  shared->nodes = std::make_shared<NodeRegistry>(shared->cluster);
   if (options.url.tls) {
     auto tls = make_tls_context(options.url.tls_options);
     if (!tls) return tl::unexpected(tls.error());
@@ -786,6 +859,16 @@ RedisStore::~RedisStore() {
 std::string_view RedisStore::kind() const { return impl_->kind; }
 
 int RedisStore::probe_keys() const { return impl_->kind == "redis-cluster" ? 32 : 1; }
+
+int RedisStore::node_of(std::string_view identity) const {
+  const Shared& shared = *impl_->shared;
+  if (!shared.cluster) return 0;
+  return shared.nodes->node_of_slot(identity_slot(shared.tag_key, identity));
+}
+
+std::string RedisStore::node_name(int node) const { return impl_->shared->nodes->name(node); }
+
+bool RedisStore::node_in_use(int node) const { return impl_->shared->nodes->in_use(node); }
 
 void RedisStore::decide(const DecideRequest& request, DecideCallback done) {
   if (auto ok = check_charges(request.charges); !ok) {

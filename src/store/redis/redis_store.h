@@ -1,6 +1,6 @@
 // redis_store.h — the Store over one Redis or a Redis Cluster (design §3.3).
 //
-// Decisions are FCALLs of fg_decide_v3 (script.h) on the master owning the identity's slot: the
+// Decisions are FCALLs of fg_decide_v4 (script.h) on the master owning the identity's slot: the
 // script reads the state of every policy, refills from Redis TIME, checks, consumes all or
 // nothing, and writes the states with their expiry, atomically. Decisions are batched: those
 // made on one thread before its next turn of the event loop (one post per flush, none per
@@ -23,10 +23,11 @@
 // is: the same connections, pipelining, routing, redirections, retries and deadline.
 //
 // Cluster. The slot map comes from CLUSTER SLOTS (any known node, the seeds first) and is kept
-// per thread. MOVED updates the slot and retries on the named node (and refreshes the map); ASK
-// retries on the named node after ASKING, in the same write; TRYAGAIN, CLUSTERDOWN, LOADING,
-// READONLY are retried with backoff (1, 2, 4 .. 64 ms) until the deadline; a lost node refreshes
-// the map from the other known nodes. Commands go to masters only.
+// per thread (and, for node_of(), once for the store: the last map any thread learned). MOVED
+// updates the slot and retries on the named node (and refreshes the map); ASK retries on the named
+// node after ASKING, in the same write; TRYAGAIN, CLUSTERDOWN, LOADING, READONLY are retried with
+// backoff (1, 2, 4 .. 64 ms) until the deadline; a lost node refreshes the map from the other known
+// nodes. Commands go to masters only.
 //
 // Scripts. The library is loaded with FUNCTION LOAD REPLACE at the head of the store's first
 // connection to each node, and of its every reconnect (pipelined, no extra round trip), so a
@@ -46,6 +47,8 @@
 // A call's outcome is its decisions': a redirection, a retry or a reload resends the whole call
 // (its decisions share a slot), and an error reply fails every decision in it (kUnavailable).
 //   kInternal          a reply the binary does not understand (script and binary disagree).
+// Every error of a call that was sent names, in Error::node, the node it was last sent to (the
+// index node_of() uses), so that the caller can keep a circuit breaker per master.
 //
 // Lifetime: destroying the store fails what is still waiting on its own I/O thread (kUnavailable)
 // and joins it. A bound thread must call unbind_current_thread() before the store is destroyed,
@@ -167,6 +170,12 @@ class RedisStore final : public Store {
   // A cluster: 32 probe keys reach every master of a small cluster whatever key_secret hashes
   // them to (a given master of 3 is missed with probability (2/3)^32 < 1e-5); one Redis: 1.
   int probe_keys() const override;
+  // A cluster: the master serving the identity's slot by the last slot map any thread of the
+  // store learned (-1 before the first); every node seen (masters and replicas, by "host:port")
+  // has an index. One Redis: 0. Errors name the node the call last went to (Error::node).
+  int node_of(std::string_view identity) const override;
+  std::string node_name(int node) const override;
+  bool node_in_use(int node) const override;
 
   // Registers the calling thread, which runs `ioc`, as an I/O thread of this store: decide()
   // made on it afterwards uses connections of its own on `ioc`. Call on that thread; idempotent.

@@ -1,11 +1,12 @@
-// A rolling upgrade on one real redis-server: instances of the release before (library
-// floodgate_v2, FCALL fg_decide_v2, text states; simulated here with raw commands and the exact
-// v2 library text kept in tests/fixtures/floodgate_v2.lua) and instances of this one (RedisStore,
-// library floodgate_v3) deciding on the same identity at once. Admissions must stay exact across
+// Rolling upgrades on one real redis-server: instances of the releases before (library
+// floodgate_v2, FCALL fg_decide_v2, text states; library floodgate_v3, FCALL fg_decide_v3 with
+// six values per charge; simulated here with raw commands and the exact library texts kept in
+// tests/fixtures/floodgate_v2.lua and floodgate_v3.lua) and instances of this one (RedisStore,
+// library floodgate_v4) deciding on the same identity at once. Admissions must stay exact across
 // the switch, whichever side decides, and an old instance reconnecting (FUNCTION LOAD REPLACE
-// <v2>) must not bring v2 back.
+// <its library>) must not bring its library back.
 //
-// Also here: fg_decide_v3's batches, where items repeating a key see each other's writes.
+// Also here: fg_decide_v4's batches, where items repeating a key see each other's writes.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -24,12 +25,15 @@ namespace {
 using namespace std::chrono_literals;
 using test::make_policy;
 
-std::string v2_library_text() {
-  std::ifstream in(std::string(FG_SOURCE_DIR) + "/tests/fixtures/floodgate_v2.lua");
+std::string fixture_text(const std::string& name) {
+  std::ifstream in(std::string(FG_SOURCE_DIR) + "/tests/fixtures/" + name);
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
 }
+
+std::string v2_library_text() { return fixture_text("floodgate_v2.lua"); }
+std::string v3_library_text() { return fixture_text("floodgate_v3.lua"); }
 
 std::unique_ptr<RedisStore> make_store(const test::RedisServer& server) {
   RedisStoreOptions o;
@@ -97,12 +101,12 @@ TEST(RollingUpgrade, OldAndNewInstancesTogetherAdmitExactlyTheLimit) {
   }
   ASSERT_TRUE(is_text(server->command({"GET", key}).str));
 
-  // A new instance starts: its first connection replaces floodgate_v2 by floodgate_v3.
+  // A new instance starts: its first connection replaces floodgate_v2 by floodgate_v4.
   auto store = make_store(*server);
   ASSERT_TRUE(store);
   ASSERT_TRUE(new_decide(*store, "someone-else", charges)->allowed);
   const test::AdminReply libraries = server->command({"FUNCTION", "LIST"});
-  ASSERT_EQ(libraries.elements.size(), 1u) << "floodgate_v2 and floodgate_v3 side by side";
+  ASSERT_EQ(libraries.elements.size(), 1u) << "floodgate_v2 and floodgate_v4 side by side";
   EXPECT_EQ(libraries.elements[0].elements[1].str, kLibraryName);
 
   // An old instance reconnecting tries to put v2 back, fails, and ignores the error.
@@ -162,7 +166,74 @@ TEST(RollingUpgrade, TheNewStoreContinuesFromTextStates) {
   EXPECT_EQ(allowed, 5);
 }
 
-// fg_decide_v3 with m items on raw commands (the store sends one item per call for now).
+// One decision as an instance of floodgate_v3 makes it: FCALL fg_decide_v3, six values per
+// charge, one item.
+Result<Verdict> v3_decide(const test::RedisServer& server, std::string_view identity,
+                          std::span<const Charge> charges) {
+  const EncodedDecision d = encode_decision("fg", TagKey{}, identity, charges);
+  const EncodedDecision* items[] = {&d};
+  std::string command;
+  append_decide_batch_v3(command, items);
+  RespReader reader;
+  if (!reader.feed(command).has_value()) return fail(ErrorCode::kInternal, "bad command");
+  auto parsed = reader.next();
+  std::vector<std::string> argv;
+  for (const Reply& e : (**parsed).elements) argv.push_back(e.str);
+  const std::size_t n = charges.size();
+  auto verdicts = parse_decide_batch_reply(to_reply(server.command(argv)), std::span(&n, 1));
+  if (!verdicts) return tl::unexpected(verdicts.error());
+  return (*verdicts)[0];
+}
+
+TEST(RollingUpgrade, FromFloodgateV3OldAndNewInstancesTogetherAdmitExactlyTheLimit) {
+  FG_START_REDIS(server, {});
+  const std::string v3 = v3_library_text();
+  ASSERT_TRUE(v3.starts_with("#!lua name=floodgate_v3\n")) << "tests/fixtures/floodgate_v3.lua";
+  const Policy p = make_policy("per-hour", 10, {.algorithm = Algorithm::kGcra, .period = 1h});
+  const Policy q = make_policy("per-day", 12, {.algorithm = Algorithm::kSlidingWindow,
+                                               .period = 24h});
+  const std::vector<Charge> charges = {{&p, 1}, {&q, 1}};
+
+  // Before: only floodgate_v3 instances.
+  ASSERT_FALSE(server->command({"FUNCTION", "LOAD", "REPLACE", v3}).is_error);
+  int allowed = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto r = v3_decide(*server, "user-1", charges);
+    ASSERT_TRUE(r.has_value()) << r.error().to_string();
+    ASSERT_TRUE(r->allowed);
+    EXPECT_EQ(r->decisions[0].remaining, 10 - ++allowed);
+  }
+
+  // A new instance starts: floodgate_v4 replaces floodgate_v3, atomically.
+  auto store = make_store(*server);
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(new_decide(*store, "someone-else", charges)->allowed);
+  const test::AdminReply libraries = server->command({"FUNCTION", "LIST"});
+  ASSERT_EQ(libraries.elements.size(), 1u) << "floodgate_v3 and floodgate_v4 side by side";
+  EXPECT_EQ(libraries.elements[0].elements[1].str, kLibraryName);
+  const test::AdminReply reload = server->command({"FUNCTION", "LOAD", "REPLACE", v3});
+  ASSERT_TRUE(reload.is_error);
+  EXPECT_NE(reload.str.find("already exists"), std::string::npos) << reload.str;
+
+  // Both sides at once, on the states v3 wrote: exactly the limit in total.
+  int denied = 0;
+  for (int i = 0; i < 16; ++i) {
+    auto r = i % 2 == 0 ? v3_decide(*server, "user-1", charges)
+                        : new_decide(*store, "user-1", charges);
+    ASSERT_TRUE(r.has_value()) << r.error().to_string();
+    if (r->allowed) {
+      EXPECT_EQ(r->decisions[0].remaining, 10 - ++allowed) << "step " << i;
+      EXPECT_EQ(r->decisions[1].remaining, 12 - allowed) << "step " << i;
+    } else {
+      ++denied;
+      EXPECT_EQ(r->decisions[0].remaining, 0);
+    }
+  }
+  EXPECT_EQ(allowed, 10);
+  EXPECT_EQ(denied, 16 - 7);
+}
+
+// fg_decide_v4 with m items on raw commands.
 TEST(DecideBatch, ItemsRepeatingAKeySeeEachOthersWrites) {
   FG_START_REDIS(server, {});
   ASSERT_FALSE(server->command({"FUNCTION", "LOAD", "REPLACE", library_code()}).is_error);

@@ -166,6 +166,7 @@ std::string check_integers(const Reply& reply, std::size_t size) {
 
 std::vector<std::string> library_load_commands() {
   return {format_command({"MULTI"}), format_command({"FUNCTION", "DELETE", kPreviousLibraryName}),
+          format_command({"FUNCTION", "DELETE", kOlderLibraryName}),
           format_command({"FUNCTION", "LOAD", "REPLACE", library_code()}),
           format_command({"EXEC"})};
 }
@@ -176,40 +177,90 @@ EncodedDecision encode_decision(std::string_view key_prefix, const TagKey& tag_k
   d.slot = append_keys(d.keys, key_prefix, tag_key, identity, charges);
   d.key_count = static_cast<std::uint32_t>(charges.size());
   d.policies = charges.size();
-  d.args.reserve(8 + charges.size() * kArgsPerPolicy * 12);
-  append_bulk_int(d.args, static_cast<std::int64_t>(charges.size()));
+  d.blocks.reserve(charges.size() * 48);
   for (const Charge& c : charges) {
     const Policy& p = *c.policy;
     const AlgorithmParameters a = algorithm_parameters(p);
-    append_bulk_int(d.args, algorithm_code(p.algorithm));
-    append_bulk_int(d.args, c.cost);
-    append_bulk_int(d.args, p.shadow ? 1 : 0);
-    append_bulk_int(d.args, a.p1);
-    append_bulk_int(d.args, a.p2);
-    append_bulk_int(d.args, a.p3);
+    append_bulk_int(d.blocks, algorithm_code(p.algorithm));
+    append_bulk_int(d.blocks, p.shadow ? 1 : 0);
+    append_bulk_int(d.blocks, a.p1);
+    append_bulk_int(d.blocks, a.p2);
+    append_bulk_int(d.blocks, a.p3);
+    d.block_ends.push_back(static_cast<std::uint32_t>(d.blocks.size()));
+    d.costs.push_back(c.cost);
   }
-  d.arg_count = static_cast<std::uint32_t>(1 + kArgsPerPolicy * charges.size());
   return d;
 }
 
 void append_decide_batch(std::string& out, std::span<const EncodedDecision* const> items,
                          std::string_view now_us_override) {
-  std::size_t keys = 0, args = 0, bytes = 64 + now_us_override.size();
+  // The call's distinct policies, in order of first use, and each charge's 1-based index among
+  // them. A batch holds a few policies (those of the config), so a linear search is enough.
+  boost::container::small_vector<std::string_view, 8> table;
+  boost::container::small_vector<std::uint16_t, 64> index;
+  std::size_t keys = 0, charges = 0, bytes = 64 + now_us_override.size();
   for (const EncodedDecision* d : items) {
     keys += d->key_count;
-    args += d->arg_count;
-    bytes += d->keys.size() + d->args.size();
+    charges += d->policies;
+    bytes += d->keys.size() + 4 + d->policies * 16;
+    for (std::size_t i = 0; i < d->policies; ++i) {
+      const std::string_view block = d->block(i);
+      std::size_t j = 0;
+      while (j < table.size() && table[j] != block) ++j;
+      if (j == table.size()) {
+        table.push_back(block);
+        bytes += block.size();
+      }
+      index.push_back(static_cast<std::uint16_t>(j + 1));
+    }
   }
   out.reserve(out.size() + bytes);
-  // FCALL fg_decide_v3 numkeys keys.. now_us m args..
-  append_array_header(out, 3 + keys + 2 + args);
+  // FCALL fg_decide_v4 numkeys keys.. now_us m p (alg shadow p1 p2 p3) x p (n (j cost) x n) x m
+  append_array_header(out, 3 + keys + 3 + 5 * table.size() + items.size() + 2 * charges);
   append_bulk(out, "FCALL");
   append_bulk(out, kDecideFunction);
   append_bulk_int(out, static_cast<std::int64_t>(keys));
   for (const EncodedDecision* d : items) out.append(d->keys);
   append_bulk(out, now_us_override);
   append_bulk_int(out, static_cast<std::int64_t>(items.size()));
-  for (const EncodedDecision* d : items) out.append(d->args);
+  append_bulk_int(out, static_cast<std::int64_t>(table.size()));
+  for (std::string_view block : table) out.append(block);
+  std::size_t at = 0;
+  for (const EncodedDecision* d : items) {
+    append_bulk_int(out, static_cast<std::int64_t>(d->policies));
+    for (std::size_t i = 0; i < d->policies; ++i) {
+      append_bulk_int(out, index[at++]);
+      append_bulk_int(out, d->costs[i]);
+    }
+  }
+}
+
+void append_decide_batch_v3(std::string& out, std::span<const EncodedDecision* const> items,
+                            std::string_view now_us_override) {
+  std::size_t keys = 0, charges = 0;
+  for (const EncodedDecision* d : items) {
+    keys += d->key_count;
+    charges += d->policies;
+  }
+  // FCALL fg_decide_v3 numkeys keys.. now_us m (n (alg cost shadow p1 p2 p3) x n) x m
+  append_array_header(out, 3 + keys + 2 + items.size() + kArgsPerPolicy * charges);
+  append_bulk(out, "FCALL");
+  append_bulk(out, kDecideFunctionV3);
+  append_bulk_int(out, static_cast<std::int64_t>(keys));
+  for (const EncodedDecision* d : items) out.append(d->keys);
+  append_bulk(out, now_us_override);
+  append_bulk_int(out, static_cast<std::int64_t>(items.size()));
+  for (const EncodedDecision* d : items) {
+    append_bulk_int(out, static_cast<std::int64_t>(d->policies));
+    for (std::size_t i = 0; i < d->policies; ++i) {
+      // The block is alg shadow p1 p2 p3; v3 wants alg cost shadow p1 p2 p3.
+      const std::string_view block = d->block(i);
+      const std::size_t alg_end = block.find('\n', block.find('\n') + 1) + 1;
+      out.append(block.substr(0, alg_end));
+      append_bulk_int(out, d->costs[i]);
+      out.append(block.substr(alg_end));
+    }
+  }
 }
 
 Result<std::vector<Verdict>> parse_decide_batch_reply(

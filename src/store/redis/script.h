@@ -2,17 +2,20 @@
 // describe requests, and the replies that describe verdicts. Pure functions, no I/O.
 //
 // The Lua (src/store/redis/lua/decide.lua, embedded at build time) is a Redis 7 FUNCTION library,
-// `floodgate_v3`, registering `fg_decide_v3`, `fg_refund_v3` and, for instances of the release
-// before during a rolling upgrade, `fg_decide_v2` and `fg_refund_v2` with their exact v2
-// arguments and replies. FUNCTION LOAD is replicated to replicas, so the functions survive a
-// failover (SCRIPT LOAD does not: design §4), and one FCALL runs whole all-or-nothing decisions
-// atomically.
+// `floodgate_v4`, registering `fg_decide_v4`, `fg_refund_v3` and, for instances of the releases
+// before during a rolling upgrade, `fg_decide_v3`, `fg_decide_v2` and `fg_refund_v2` with their
+// exact arguments and replies. FUNCTION LOAD is replicated to replicas, so the functions survive
+// a failover (SCRIPT LOAD does not: design §4), and one FCALL runs whole all-or-nothing
+// decisions atomically.
 //
-//   FCALL fg_decide_v3 <keys> key..  now_us m  (n_1, (alg cost shadow p1 p2 p3) x n_1) .. (n_m, ..)
+//   FCALL fg_decide_v4 <keys> key..  now_us m p  (alg shadow p1 p2 p3) x p
+//                                    (n_1, (j cost) x n_1) .. (n_m, ..)
 //
 //   m decisions ("items") in one call, each all or nothing, applied in order (a later item sees
 //   an earlier one's writes); the keys are each item's keys in order, all in one hash slot on a
-//   cluster.
+//   cluster. The call's p distinct policies come once; each charge names one by its 1-based
+//   index j, with its cost (a batch of 64 decisions of one policy sends 5 + 64 x 3 values, not
+//   64 x 7: bench/redis_cpu.sh).
 //   now_us   "" in production: the script reads Redis TIME (one clock for every instance);
 //            tests pass an integer to fix time.
 //   alg      1 token_bucket, 2 gcra, 3 sliding_window, 4 fixed_window
@@ -31,17 +34,18 @@
 // per-charge values, `cost` being what that charge consumed (fg::refund_cost). Reply: an
 // integer, the number of states written or deleted. (fg_refund_v2 is the same function.)
 //
+//   FCALL fg_decide_v3 <keys> key..  now_us m  (n_1, (alg cost shadow p1 p2 p3) x n_1) .. (n_m, ..)
 //   FCALL fg_decide_v2 <n> key_1 .. key_n  now_us n  (alg cost shadow p1 p2 p3) x n
 //
-// v2's single decision, kept for instances of the release before: reply [allowed,
-// most_restrictive, decided_at_us, then 6 per policy as above].
+// The releases before's calls, kept for their instances during an upgrade: v3's reply is v4's;
+// v2's is [allowed, most_restrictive, decided_at_us, then 6 per policy as above].
 //
-// Upgrade: library_load_commands() replaces floodgate_v2 by floodgate_v3 in one MULTI/EXEC
-// (FUNCTION DELETE floodgate_v2; FUNCTION LOAD REPLACE <v3>). Afterwards a v2 instance's own
-// FUNCTION LOAD REPLACE fails (its function names are taken) and its FCALLs run v3's compat
-// functions on the same states, so admissions stay exact across the upgrade. The states are
-// written in v3's packed form; both forms are read (decide.lua's header: how to read one).
-// Changing the protocol again means a new function and library name, the same way.
+// Upgrade: library_load_commands() replaces floodgate_v3 and floodgate_v2 by floodgate_v4 in one
+// MULTI/EXEC (FUNCTION DELETE of each; FUNCTION LOAD REPLACE <v4>). Afterwards an older
+// instance's own FUNCTION LOAD REPLACE fails (its function names are taken) and its FCALLs run
+// v4's compat functions on the same states, so admissions stay exact across the upgrade. The
+// state format is unchanged since floodgate_v3 (decide.lua's header: how to read one). Changing
+// the protocol again means a new function and library name, the same way.
 //
 // Thread safety: pure functions over values.
 #pragma once
@@ -52,6 +56,8 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 #include "floodgate/decision.h"
 #include "floodgate/limiter.h"
 #include "floodgate/result.h"
@@ -61,11 +67,14 @@
 
 namespace fg::redis {
 
-inline constexpr std::string_view kLibraryName = "floodgate_v3";
-inline constexpr std::string_view kDecideFunction = "fg_decide_v3";
+inline constexpr std::string_view kLibraryName = "floodgate_v4";
+inline constexpr std::string_view kDecideFunction = "fg_decide_v4";
 inline constexpr std::string_view kRefundFunction = "fg_refund_v3";
-// The release before's library and its functions, which floodgate_v3 also registers.
-inline constexpr std::string_view kPreviousLibraryName = "floodgate_v2";
+// The libraries of the releases before, replaced at load, and their functions, which
+// floodgate_v4 also registers with their arguments and replies.
+inline constexpr std::string_view kPreviousLibraryName = "floodgate_v3";
+inline constexpr std::string_view kDecideFunctionV3 = "fg_decide_v3";
+inline constexpr std::string_view kOlderLibraryName = "floodgate_v2";
 inline constexpr std::string_view kDecideFunctionV2 = "fg_decide_v2";
 inline constexpr std::string_view kRefundFunctionV2 = "fg_refund_v2";
 
@@ -84,21 +93,29 @@ const std::string& library_code();
 std::string_view decide_lua_source();
 
 // The commands (RESP bytes, one string each) that load the library on a connection, replacing
-// floodgate_v2 atomically: MULTI, FUNCTION DELETE floodgate_v2, FUNCTION LOAD REPLACE <v3>, EXEC.
-// Four replies: OK, QUEUED, QUEUED, then EXEC's array, in which the DELETE's error "Library not
-// found" (nothing to replace) is expected and the LOAD still applies. Send them back to back on
+// the older ones atomically: MULTI, FUNCTION DELETE floodgate_v3, FUNCTION DELETE floodgate_v2,
+// FUNCTION LOAD REPLACE <v4>, EXEC. Five replies: OK, QUEUED x 3, then EXEC's array, in which a
+// DELETE's error "Library not found" (nothing to replace) is expected and the LOAD still
+// applies. Send them back to back on
 // one connection (nothing in between, or it would be queued inside the transaction).
 std::vector<std::string> library_load_commands();
 
-// One decision, encoded once when it is made, for a batch assembled later: its keys and its
-// arguments (n, then six per charge) as RESP bulk strings ("$<len>\r\n<bytes>\r\n" each).
+// One decision, encoded once when it is made, for a batch assembled later: its keys, and per
+// charge its policy's five values (alg shadow p1 p2 p3) and its cost. RESP bulk strings
+// ("$<len>\r\n<bytes>\r\n" each).
 struct EncodedDecision {
   std::string keys;
-  std::string args;
+  std::string blocks;  // the charges' policy blocks, back to back (five bulk strings each)
+  boost::container::small_vector<std::uint32_t, 4> block_ends;  // where each block ends
+  boost::container::small_vector<std::int64_t, 4> costs;        // each charge's cost
   std::uint32_t key_count = 0;
-  std::uint32_t arg_count = 0;
   std::size_t policies = 0;
   int slot = 0;  // the keys' hash slot (all of them share it)
+
+  std::string_view block(std::size_t i) const {
+    const std::uint32_t begin = i == 0 ? 0 : block_ends[i - 1];
+    return std::string_view(blocks).substr(begin, block_ends[i] - begin);
+  }
 };
 
 // The keys are built from `key_prefix`, the identity's hash tag under `tag_key`, the identity
@@ -106,12 +123,20 @@ struct EncodedDecision {
 EncodedDecision encode_decision(std::string_view key_prefix, const TagKey& tag_key,
                                 std::string_view identity, std::span<const Charge> charges);
 
-// Appends the whole FCALL fg_decide_v3 for `items` (in that order; at least one) to `out` as RESP
-// bytes. On a cluster the caller batches only items of one slot.
+// Appends the whole FCALL fg_decide_v4 for `items` (in that order; at least one) to `out` as RESP
+// bytes: the keys, now_us, m, the call's distinct policies once (p, then five values each), then
+// per item n and (policy index, cost) per charge. On a cluster the caller batches only items of
+// one slot.
 void append_decide_batch(std::string& out, std::span<const EncodedDecision* const> items,
                          std::string_view now_us_override = "");
 
-// The verdicts in a reply to fg_decide_v3 for items of `policies_per_item` policies, in order.
+// The same items as the release before sent them: FCALL fg_decide_v3 with six values per charge
+// (what instances of floodgate_v3 send during a rolling upgrade; tests call the compat function
+// with it). The reply is the same as fg_decide_v4's.
+void append_decide_batch_v3(std::string& out, std::span<const EncodedDecision* const> items,
+                            std::string_view now_us_override = "");
+
+// The verdicts in a reply to fg_decide_v4 (or v3) for items of `policies_per_item` policies, in order.
 // An error reply is kUnavailable with Redis's message (for every item: the call did nothing
 // that can be reported); a reply of the wrong shape or with values out of range is kInternal (a
 // script and a binary that disagree): never a crash, never a made-up verdict.

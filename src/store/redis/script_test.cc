@@ -86,16 +86,20 @@ TEST(EncodeDecision, HoldsTheIdentitysKeysAndTheChargesAsBulkStrings) {
   const std::string tag = hash_tag(k, "%7Buser%7D");
   EXPECT_EQ(d.slot, key_slot(tag));
   EXPECT_EQ(d.key_count, 2u);
-  EXPECT_EQ(d.arg_count, 13u);
   EXPECT_EQ(d.policies, 2u);
   const std::string key_a = "fg:{" + tag + "}:%7Buser%7D:a";
   const std::string key_b = "fg:{" + tag + "}:%7Buser%7D:b%7Bx%7D";
   EXPECT_EQ(d.keys, "$" + std::to_string(key_a.size()) + "\r\n" + key_a + "\r\n$" +
                         std::to_string(key_b.size()) + "\r\n" + key_b + "\r\n");
-  EXPECT_TRUE(d.args.starts_with("$1\r\n2\r\n$1\r\n4\r\n$1\r\n1\r\n$1\r\n0\r\n"));
+  // Per charge: the policy's alg shadow p1 p2 p3, and the cost apart.
+  EXPECT_EQ(d.block(0), "$1\r\n4\r\n$1\r\n0\r\n$1\r\n1\r\n$7\r\n1000000\r\n$1\r\n0\r\n");
+  EXPECT_TRUE(d.block(1).starts_with("$1\r\n2\r\n$1\r\n0\r\n"));
+  ASSERT_EQ(d.costs.size(), 2u);
+  EXPECT_EQ(d.costs[0], 1);
+  EXPECT_EQ(d.costs[1], 2);
 }
 
-TEST(AppendDecideBatch, IsOneFcallWithEachItemsKeysThenEachItemsArguments) {
+TEST(AppendDecideBatch, IsOneFcallWithTheKeysTheDistinctPoliciesOnceThenEachItemsCharges) {
   const Policy a =
       make_policy("a", 1, {.algorithm = Algorithm::kFixedWindow, .period = seconds(1)});
   const Policy b = make_policy("b", 3, {.algorithm = Algorithm::kGcra, .period = seconds(1)});
@@ -109,39 +113,47 @@ TEST(AppendDecideBatch, IsOneFcallWithEachItemsKeysThenEachItemsArguments) {
   append_decide_batch(out, items, "1800000000000000");
   ASSERT_TRUE(out.starts_with("prefix"));
   const auto argv = parse_command(out.substr(6));
-  const std::vector<std::string> expected = {"FCALL",
-                                             "fg_decide_v3",
-                                             "3",
-                                             make_key("fg", k, "u", "a"),
-                                             make_key("fg", k, "u", "b"),
-                                             make_key("fg", k, "v", "b"),
-                                             "1800000000000000",
-                                             "2",
-                                             "2",
-                                             "4",
-                                             "1",
-                                             "0",
-                                             "1",
-                                             "1000000",
-                                             "0",
-                                             "2",
-                                             "2",
-                                             "0",
-                                             "3",
-                                             "1000000",
-                                             "3",
-                                             "1",
-                                             "2",
-                                             "1",
-                                             "0",
-                                             "3",
-                                             "1000000",
-                                             "3"};
+  // b is used twice and sent once: policy 2 for both of its charges.
+  const std::vector<std::string> expected = {
+      "FCALL", "fg_decide_v4", "3", make_key("fg", k, "u", "a"), make_key("fg", k, "u", "b"),
+      make_key("fg", k, "v", "b"), "1800000000000000", "2", "2",
+      "4", "0", "1", "1000000", "0",  // a: fixed_window, limit 1, 1 s
+      "2", "0", "3", "1000000", "3",  // b: gcra, burst 3, unit, rate
+      "2", "1", "1", "2", "2",        // item u: two charges, (a, cost 1), (b, cost 2)
+      "1", "2", "1"};                 // item v: one charge, (b, cost 1)
   EXPECT_EQ(argv, expected);
-  // One item, Redis TIME: the same as v2's arguments, after m.
+  // One item, Redis TIME.
+  std::string single;
+  const EncodedDecision* just_second[] = {&second};
+  append_decide_batch(single, just_second);
+  EXPECT_EQ(parse_command(single),
+            (std::vector<std::string>{"FCALL", "fg_decide_v4", "1", make_key("fg", k, "v", "b"),
+                                      "", "1", "1", "2", "0", "3", "1000000", "3", "1", "1",
+                                      "1"}));
+}
+
+TEST(AppendDecideBatchV3, IsWhatTheReleaseBeforeSentSixValuesPerCharge) {
+  const Policy a =
+      make_policy("a", 1, {.algorithm = Algorithm::kFixedWindow, .period = seconds(1)});
+  const Policy b = make_policy("b", 3, {.algorithm = Algorithm::kGcra, .period = seconds(1)});
+  const std::vector<Charge> two = {{&a, 1}, {&b, 2}};
+  const std::vector<Charge> one = {{&b, 1}};
+  const TagKey k{};
+  const EncodedDecision first = encode_decision("fg", k, "u", two);
+  const EncodedDecision second = encode_decision("fg", k, "v", one);
+  const EncodedDecision* items[] = {&first, &second};
+  std::string out;
+  append_decide_batch_v3(out, items, "1800000000000000");
+  const std::vector<std::string> expected = {
+      "FCALL", "fg_decide_v3", "3", make_key("fg", k, "u", "a"), make_key("fg", k, "u", "b"),
+      make_key("fg", k, "v", "b"), "1800000000000000", "2",
+      "2", "4", "1", "0", "1", "1000000", "0", "2", "2", "0", "3", "1000000", "3",
+      "1", "2", "1", "0", "3", "1000000", "3"};
+  EXPECT_EQ(parse_command(out), expected);
+  // One item: v2's arguments after m.
   std::string single;
   const EncodedDecision* just_first[] = {&first};
-  append_decide_batch(single, just_first);
+  append_decide_batch_v3(single, just_first);
   const auto one_argv = parse_command(single);
   ASSERT_EQ(one_argv.size(), 3u + 2u + 2u + 13u);
   EXPECT_EQ(one_argv[5], "");
@@ -218,15 +230,17 @@ TEST(ParseDecideBatchReply, AMalformedReplyIsInternalNeverACrash) {
   EXPECT_EQ(parse_decide_batch_reply(nil, two).error().code, ErrorCode::kInternal);
 }
 
-TEST(LibraryLoadCommands, ReplaceTheV2LibraryInOneTransaction) {
+TEST(LibraryLoadCommands, ReplaceTheV3AndV2LibrariesInOneTransaction) {
   const auto commands = library_load_commands();
-  ASSERT_EQ(commands.size(), 4u);
+  ASSERT_EQ(commands.size(), 5u);
   EXPECT_EQ(parse_command(commands[0]), (std::vector<std::string>{"MULTI"}));
   EXPECT_EQ(parse_command(commands[1]),
-            (std::vector<std::string>{"FUNCTION", "DELETE", "floodgate_v2"}));
+            (std::vector<std::string>{"FUNCTION", "DELETE", "floodgate_v3"}));
   EXPECT_EQ(parse_command(commands[2]),
+            (std::vector<std::string>{"FUNCTION", "DELETE", "floodgate_v2"}));
+  EXPECT_EQ(parse_command(commands[3]),
             (std::vector<std::string>{"FUNCTION", "LOAD", "REPLACE", library_code()}));
-  EXPECT_EQ(parse_command(commands[3]), (std::vector<std::string>{"EXEC"}));
+  EXPECT_EQ(parse_command(commands[4]), (std::vector<std::string>{"EXEC"}));
 }
 
 TEST(FormatRefundCommand, SameKeysAndValuesWithTheCostsThatWereConsumed) {
@@ -335,12 +349,13 @@ TEST(ParseDecideV2Reply, AMalformedReplyIsInternalNeverACrash) {
 
 TEST(LibraryCode, IsAFunctionLibraryRegisteringTheDecideFunction) {
   const std::string& code = library_code();
-  EXPECT_TRUE(code.starts_with("#!lua name=floodgate_v3\n"));
+  EXPECT_TRUE(code.starts_with("#!lua name=floodgate_v4\n"));
   EXPECT_NE(code.find(decide_lua_source()), std::string::npos);
   EXPECT_NE(code.find("redis.register_function("), std::string::npos);
   EXPECT_NE(code.find("'fg_decide_v2'"), std::string::npos);
   EXPECT_NE(code.find("'fg_refund_v2'"), std::string::npos);
   EXPECT_NE(code.find("'fg_decide_v3'"), std::string::npos);
+  EXPECT_NE(code.find("'fg_decide_v4'"), std::string::npos);
   EXPECT_NE(code.find("'fg_refund_v3'"), std::string::npos);
   EXPECT_FALSE(decide_lua_source().empty());
 }

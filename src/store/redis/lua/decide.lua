@@ -1,4 +1,4 @@
-#!lua name=floodgate_v3
+#!lua name=floodgate_v4
 --
 -- floodgate's decision in Redis: one FCALL checks and consumes every policy of one identity,
 -- all or nothing, atomically; or several such decisions in one call (a batch). This file is the
@@ -78,34 +78,38 @@ local MAX_EXACT = 9007199254740992 -- 2^53
 -- Redis runs the library's top level without the standard globals, so each entry point binds
 -- them on its first call.
 local floor, pack, unpack_struct, byte, match, unpack_all
+-- SMALL['0'] .. SMALL['1023']: the integers those arguments spell, found by a table lookup
+-- rather than tonumber (a strtod each): policy indices, counts and costs are small.
+local SMALL = {}
 local function bind_globals()
   floor = math.floor
   pack, unpack_struct = struct.pack, struct.unpack
   byte, match = string.byte, string.match
   unpack_all = unpack
+  for i = 0, 1023 do SMALL[tostring(i)] = i end
 end
 
--- floor(a / b) for 0 <= a < 2^53, b > 0: the double quotient is corrected by one if rounding
--- carried it across an integer.
+-- floor(a / b) for 0 <= a < 2^53, b > 0, without a call to math.floor: Lua's a % b is
+-- a - floor(a / b) * b, whose quotient may be one off when a / b rounds across an integer; the
+-- remainder shows it (negative, or b or more) and the quotient is corrected. (a - r) / b is
+-- exact: a - r is that quotient times b.
 local function idiv(a, b)
-  local q = floor(a / b)
-  if q * b > a then
-    q = q - 1
-  elseif (q + 1) * b <= a then
-    q = q + 1
-  end
+  local r = a % b
+  local q = (a - r) / b
+  if r < 0 then return q - 1 elseif r >= b then return q + 1 end
   return q
 end
 
 -- ceil(n / d), same domain: idiv, then up by one unless exact.
 local function ceil_div(n, d)
-  local q = floor(n / d)
-  if q * d > n then
-    q = q - 1
-  elseif (q + 1) * d <= n then
-    q = q + 1
+  local r = n % d
+  local q = (n - r) / d
+  if r < 0 then
+    q, r = q - 1, r + d
+  elseif r >= d then
+    q, r = q + 1, r - d
   end
-  if q * d < n then q = q + 1 end
+  if r > 0 then return q + 1 end
   return q
 end
 
@@ -256,9 +260,9 @@ local ALGORITHMS = {token_bucket, gcra, sliding_window, fixed_window}
 local function read_state(v)
   if not v then return false, 0, 0, 0, 0 end
   local n = #v
-  if n == 33 and byte(v, 1) == 4 then
-    local _, a, b, c, e = unpack_struct('<Bi8i8i8i8', v)
-    return true, a, b, c, e
+  if n == 33 then
+    local version, a, b, c, e = unpack_struct('<Bi8i8i8i8', v)
+    if version == 4 then return true, a, b, c, e end
   end
   if n == 25 and byte(v, 1) == 3 then
     local _, a, b, c = unpack_struct('<Bi8i8i8', v)
@@ -297,30 +301,36 @@ local function clock(arg)
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
+-- The policies of a call, parsed once: PA[j] its algorithm's body, PS[j] whether it is in shadow
+-- mode, P1..P3[j] its parameters. Each charge of an item is (policy index, cost): CI[c], CC[c].
+-- Library-wide tables, reused: calls never interleave, and every entry read was set by the
+-- same call.
+local PA, PS, P1, P2, P3 = {}, {}, {}, {}, {}
+local CI, CC = {}, {}
+
 -- Per-policy values kept between the two passes of a multi-policy item (the state read, what
--- to write). One table for the library, reused: calls never interleave.
+-- to write). Reused like the tables above.
 local scratch = {}
 
--- Decides one item of n policies: keys[k0 + 1 .. k0 + n], args[a0 + 1 .. a0 + 6n] (alg cost
--- shadow p1 p2 p3 each). values[k0 + i] is MGET's value for keys[k0 + i]; `written` (nil or a
--- table) maps keys written by earlier items of this call to their values, which take
--- precedence. Fills reply[r0 + 1] (allowed), reply[r0 + 2] (most restrictive, 0-based) and
--- six values per policy from reply[r0 + 3 + gap]. Arguments were validated by the caller.
-local function decide_item(keys, k0, args, a0, n, now, values, written, reply, r0, gap)
+-- Decides one item of n charges: keys[k0 + 1 .. k0 + n], charges CI/CC[c0 + 1 .. c0 + n].
+-- values[k0 + i] is MGET's value for keys[k0 + i]; `written` (nil or a table) maps keys written
+-- by earlier items of this call to their values, which take precedence. Fills reply[r0 + 1]
+-- (allowed), reply[r0 + 2] (most restrictive, 0-based) and six values per policy from
+-- reply[r0 + 3 + gap]. Arguments were validated by the caller.
+local function decide_item(keys, k0, c0, n, now, values, written, reply, r0, gap)
   if n == 1 then
     local key = keys[k0 + 1]
     local v = written and written[key] or values[k0 + 1]
     local has, sa, sb, sc, se = read_state(v)
-    local cost = tonumber(args[a0 + 2])
+    local j = CI[c0 + 1]
     local allowed, reason, limit, remaining, reset, retry, write, a, b, c, ttl =
-      ALGORITHMS[tonumber(args[a0 + 1])](has, sa, sb, sc, cost, tonumber(args[a0 + 4]),
-                                         tonumber(args[a0 + 5]), tonumber(args[a0 + 6]), now)
+      PA[j](has, sa, sb, sc, CC[c0 + 1], P1[j], P2[j], P3[j], now)
     if write then
       v = write_state(key, a, b, c, ttl, now, se)
       if written then written[key] = v end
     end
     local r = r0 + 2 + gap
-    if allowed == 1 or args[a0 + 3] ~= '0' then reply[r0 + 1] = 1 else reply[r0 + 1] = 0 end
+    if allowed == 1 or PS[j] then reply[r0 + 1] = 1 else reply[r0 + 1] = 0 end
     reply[r0 + 2] = 0
     reply[r + 1], reply[r + 2], reply[r + 3] = allowed, reason, limit
     reply[r + 4], reply[r + 5], reply[r + 6] = remaining, reset, retry
@@ -334,12 +344,10 @@ local function decide_item(keys, k0, args, a0, n, now, values, written, reply, r
     local v = values[k0 + i]
     if written and written[key] then v = written[key] end
     local has, sa, sb, sc, se = read_state(v)
-    local p = a0 + (i - 1) * 6
-    local alg = tonumber(args[p + 1])
+    local j = CI[c0 + i]
     local allowed, reason, limit, remaining, reset, retry, write, a, b, c, ttl =
-      ALGORITHMS[alg](has, sa, sb, sc, tonumber(args[p + 2]), tonumber(args[p + 4]),
-                      tonumber(args[p + 5]), tonumber(args[p + 6]), now)
-    if allowed == 0 and args[p + 3] == '0' then all = false end
+      PA[j](has, sa, sb, sc, CC[c0 + i], P1[j], P2[j], P3[j], now)
+    if allowed == 0 and not PS[j] then all = false end
     local r = r0 + 2 + gap + (i - 1) * 6
     reply[r + 1], reply[r + 2], reply[r + 3] = allowed, reason, limit
     reply[r + 4], reply[r + 5], reply[r + 6] = remaining, reset, retry
@@ -361,11 +369,10 @@ local function decide_item(keys, k0, args, a0, n, now, values, written, reply, r
         if written then written[key] = v end
       end
     elseif reply[r + 1] == 1 then
-      local p = a0 + (i - 1) * 6
+      local j = CI[c0 + i]
       local allowed, reason, limit, remaining, reset, retry =
-        ALGORITHMS[tonumber(args[p + 1])](scratch[s + 1], scratch[s + 2], scratch[s + 3],
-                                          scratch[s + 4], 0, tonumber(args[p + 4]),
-                                          tonumber(args[p + 5]), tonumber(args[p + 6]), now)
+        PA[j](scratch[s + 1], scratch[s + 2], scratch[s + 3], scratch[s + 4], 0, P1[j], P2[j],
+              P3[j], now)
       reply[r + 1], reply[r + 2], reply[r + 3] = allowed, reason, limit
       reply[r + 4], reply[r + 5], reply[r + 6] = remaining, reset, retry
     end
@@ -377,12 +384,12 @@ local function decide_item(keys, k0, args, a0, n, now, values, written, reply, r
   -- first only when every policy is in shadow mode.
   local base = r0 + 2 + gap
   local best = 1
-  local best_enforced = args[a0 + 3] == '0'
+  local best_enforced = not PS[CI[c0 + 1]]
   local best_denies = best_enforced and reply[base + 1] == 0
   for i = 2, n do
     local r = base + (i - 1) * 6
     local b = base + (best - 1) * 6
-    local enforced = args[a0 + (i - 1) * 6 + 3] == '0'
+    local enforced = not PS[CI[c0 + i]]
     local denies = enforced and reply[r + 1] == 0
     local better
     if denies ~= best_denies then
@@ -404,31 +411,116 @@ local function bad(what)
   return redis.error_reply('ERR floodgate: bad ' .. what)
 end
 
--- Whether args[a0 + 1 .. a0 + 6n] name known algorithms (string compares: cheap). The numbers
--- are not checked here: a tonumber per value costs ~0.6 µs per decision (bench/redis_cpu.sh)
--- and the store always sends integers. A value that is not one fails the call with a Lua error
--- at its item, before that item writes; in a batch, earlier items stand.
-local function charges_ok(args, a0, n)
-  for i = 1, n do
-    local alg = args[a0 + (i - 1) * 6 + 1]
-    if alg ~= '1' and alg ~= '2' and alg ~= '3' and alg ~= '4' then return false end
-  end
+-- An integer in [lo, hi] from an argument, or nil.
+local function int_in(s, lo, hi)
+  local x = tonumber(s)
+  if x == nil or x < lo or x > hi or x ~= floor(x) then return nil end
+  return x
+end
+
+-- Policy j from args[a + 1 .. a + 5] (alg shadow p1 p2 p3); false when the algorithm is not
+-- one of ours. The parameters are not range-checked here (the store sends what
+-- fg::validate_policy accepted); a value that is not a number fails the call with a Lua error
+-- at its first use, before the item using it writes.
+local function set_policy(j, args, a)
+  local alg = args[a + 1]
+  if alg == '1' then PA[j] = token_bucket
+  elseif alg == '2' then PA[j] = gcra
+  elseif alg == '3' then PA[j] = sliding_window
+  elseif alg == '4' then PA[j] = fixed_window
+  else return false end
+  PS[j] = args[a + 2] ~= '0'
+  P1[j], P2[j], P3[j] = tonumber(args[a + 3]), tonumber(args[a + 4]), tonumber(args[a + 5])
   return true
 end
 
+-- fg_decide_v4: the policies once per call, then (policy index, cost) per charge.
+local N = {}  -- each item's charge count, read once
+-- The reply, reused from call to call (a table built anew grows ~8 times to its size): Redis
+-- turns it into RESP when the function returns, reading entries up to the first nil, and the
+-- next call cannot start before that.
+local REPLY = {}
+local function decide_v4(keys, args)
+  if not floor then bind_globals() end
+  local nargs = #args
+  local m = int_in(args[2], 1, #keys)
+  local p = int_in(args[3], 1, 1023)
+  if m == nil or p == nil or 3 + 5 * p > nargs then return bad('arguments') end
+  local a = 3
+  for j = 1, p do
+    if not set_policy(j, args, a) then return bad('algorithm') end
+    a = a + 5
+  end
+  -- Check the shape of the whole call before writing anything: counts, policy indices, costs.
+  local c = 0
+  for t = 1, m do
+    local n = SMALL[args[a + 1]]
+    if n == nil or n < 1 or a + 1 + 2 * n > nargs then return bad('arguments') end
+    N[t] = n
+    for i = 1, n do
+      local j = SMALL[args[a + 2 * i]]
+      local cs = args[a + 2 * i + 1]
+      local cost = SMALL[cs] or int_in(cs, 0, MAX_EXACT)
+      if j == nil or j < 1 or j > p or cost == nil then return bad('arguments') end
+      CI[c + i], CC[c + i] = j, cost
+    end
+    a, c = a + 1 + 2 * n, c + n
+  end
+  if a ~= nargs or c ~= #keys then return bad('arguments') end
+
+  local now = clock(args[1])
+  local values = redis.call('MGET', unpack_all(keys))
+  local written
+  if m > 1 then written = {} end
+  local reply = REPLY
+  reply[1] = now
+  local r = 1
+  c = 0
+  for t = 1, m do
+    local n = N[t]
+    decide_item(keys, c, c, n, now, values, written, reply, r, 0)
+    c, r = c + n, r + 2 + 6 * n
+  end
+  reply[r + 1] = nil  -- Redis reads the reply up to its first nil
+  return reply
+end
+
+-- Charges in the v3/v2 layout (n, then alg cost shadow p1 p2 p3 each) from args[a0 + 1]:
+-- each its own policy. Returns the charge count, or nil and the error reply.
+local function inline_charges(args, a0, c0, nargs)
+  local n = int_in(args[a0 + 1], 1, 4096)
+  if n == nil or a0 + 1 + 6 * n > nargs then return nil, bad('arguments') end
+  for i = 1, n do
+    local a = a0 + 1 + (i - 1) * 6
+    local j = c0 + i
+    -- set_policy reads alg at a + 1 and shadow .. p3 at a + 2 .. a + 5: skip over cost.
+    local alg = args[a + 1]
+    if alg == '1' then PA[j] = token_bucket
+    elseif alg == '2' then PA[j] = gcra
+    elseif alg == '3' then PA[j] = sliding_window
+    elseif alg == '4' then PA[j] = fixed_window
+    else return nil, bad('algorithm') end
+    PS[j] = args[a + 3] ~= '0'
+    P1[j], P2[j], P3[j] = tonumber(args[a + 4]), tonumber(args[a + 5]), tonumber(args[a + 6])
+    CI[j], CC[j] = j, tonumber(args[a + 2])
+  end
+  return n
+end
+
+-- floodgate_v3's fg_decide_v3 (the release before), argument for argument and reply for reply:
+--   <keys> key..  now_us m  (n_1, (alg cost shadow p1 p2 p3) x n_1) .. (n_m, ..)
 local function decide_v3(keys, args)
   if not floor then bind_globals() end
-  local m = tonumber(args[2])
-  if m == nil or m < 1 then return bad('arguments') end
-  -- Check the shape of the whole call before writing anything: counts and algorithms.
-  local a, k = 3, 0
+  local nargs = #args
+  local m = int_in(args[2], 1, #keys)
+  if m == nil then return bad('arguments') end
+  local a, c = 2, 0
   for _ = 1, m do
-    local n = tonumber(args[a])
-    if n == nil or n < 1 or a + 6 * n > #args then return bad('arguments') end
-    if not charges_ok(args, a, n) then return bad('algorithm') end
-    a, k = a + 1 + 6 * n, k + n
+    local n, err = inline_charges(args, a, c, nargs)
+    if n == nil then return err end
+    a, c = a + 1 + 6 * n, c + n
   end
-  if a ~= #args + 1 or k ~= #keys then return bad('arguments') end
+  if a ~= nargs or c ~= #keys then return bad('arguments') end
 
   local now = clock(args[1])
   local values = redis.call('MGET', unpack_all(keys))
@@ -436,11 +528,11 @@ local function decide_v3(keys, args)
   if m > 1 then written = {} end
   local reply = {now}
   local r
-  a, k, r = 3, 0, 1
+  a, c, r = 2, 0, 1
   for _ = 1, m do
-    local n = tonumber(args[a])
-    decide_item(keys, k, args, a, n, now, values, written, reply, r, 0)
-    a, k, r = a + 1 + 6 * n, k + n, r + 2 + 6 * n
+    local n = tonumber(args[a + 1])
+    decide_item(keys, c, c, n, now, values, written, reply, r, 0)
+    a, c, r = a + 1 + 6 * n, c + n, r + 2 + 6 * n
   end
   return reply
 end
@@ -448,14 +540,24 @@ end
 -- floodgate_v2's fg_decide_v2, argument for argument and reply for reply.
 local function decide_v2(keys, args)
   if not floor then bind_globals() end
-  local n = tonumber(args[2])
-  if n == nil or n < 1 or n ~= #keys or #args ~= 2 + 6 * n then return bad('arguments') end
-  if not charges_ok(args, 2, n) then return bad('algorithm') end
+  local nargs = #args
+  local n, err = inline_charges(args, 1, 0, nargs)
+  if n == nil then return err end
+  if n ~= #keys or nargs ~= 2 + 6 * n then return bad('arguments') end
   local now = clock(args[1])
   local values = redis.call('MGET', unpack_all(keys))
   local reply = {0, 0, now}
-  decide_item(keys, 0, args, 2, n, now, values, nil, reply, 0, 1)
+  decide_item(keys, 0, 0, n, now, values, nil, reply, 0, 1)
   return reply
+end
+
+-- Whether args[a0 + 1 .. a0 + 6n] name known algorithms (the refund's v2/v3 layout).
+local function charges_ok(args, a0, n)
+  for i = 1, n do
+    local alg = args[a0 + (i - 1) * 6 + 1]
+    if alg ~= '1' and alg ~= '2' and alg ~= '3' and alg ~= '4' then return false end
+  end
+  return true
 end
 
 -- Refunds: each returns nil (nothing to give back) or a, b, c, ttl; ttl 0 deletes the state.
@@ -592,6 +694,7 @@ local function refund(keys, args)
   return written
 end
 
+redis.register_function('fg_decide_v4', decide_v4)
 redis.register_function('fg_decide_v3', decide_v3)
 redis.register_function('fg_refund_v3', refund)
 redis.register_function('fg_decide_v2', decide_v2)
