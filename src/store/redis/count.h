@@ -8,8 +8,8 @@
 // A library of its own, beside floodgate_v3 (script.h): it is loaded with FUNCTION LOAD REPLACE
 // when a node first answers "Function not found" to a count (then the FCALL is sent again), so a
 // store that never counts never loads it. The keys are the caller's, unchanged (for `floodgate
-// rls`: envoyproxy/ratelimit's own key names, so that both services could share counters); on a cluster
-// one FCALL holds keys of one hash slot.
+// rls`: envoyproxy/ratelimit's own key names, so that both services could share counters); on a
+// cluster one FCALL holds keys of one hash slot.
 //
 // Thread safety: pure functions over values.
 #pragma once
