@@ -94,6 +94,18 @@ std::string make_lease_id();
 
 using RefundCallback = std::function<void(Result<void>)>;
 
+// One counter of Store::count(): Envoy's ratelimit service's INCRBY decision
+// (include/floodgate/counter.h says what is decided with it).
+struct CountRequest {
+  std::string_view key;   // the whole counter name, its window included; any bytes
+  std::int64_t hits = 0;  // added to the counter; 0 reads it without writing anything
+  Duration ttl{0};        // the counter's expiry, set (from now) whenever hits > 0 are added
+};
+
+// The counters after the hits were added, one per CountRequest, in order (a counter never
+// written, or expired, reads 0).
+using CountCallback = std::function<void(Result<std::vector<std::int64_t>>)>;
+
 // kInvalidArgument for charges no store could decide: none at all, a charge without a policy, a
 // cost outside [0, kMaxCount]. Every store checks this before anything else.
 Result<void> check_charges(std::span<const Charge> charges);
@@ -129,6 +141,13 @@ class Store {
   // Defaults: nothing to do (a store without concurrency policies).
   virtual void release(const LeaseRequest& request, RefundCallback done);
   virtual void renew(const LeaseRequest& request, RefundCallback done);
+  // Adds each request's hits to its counter and answers the counters' new values. Each counter
+  // is atomic on its own (no two adds are lost); the counters of one call are not atomic
+  // together (on a Redis Cluster their keys may live on different masters), as Envoy's own
+  // service counts them. Completes like decide(). Errors are decide()'s; kResourceExhausted
+  // from a memory store full of counters that still count; kInvalidArgument for hits < 0, a
+  // counter without a ttl while hits > 0, or a store that keeps no counters (the default).
+  virtual void count(std::span<const CountRequest> counters, CountCallback done);
   // "memory", "redis", "redis-cluster": for logs and metrics (never branched on: the
   // capabilities below say what a caller may rely on).
   virtual std::string_view kind() const = 0;
@@ -189,6 +208,14 @@ std::span<const Decision> decisions_of(std::span<const DecideRequest> requests, 
 // Calls decide() and waits for the answer. For command-line tools and tests only: never call it
 // on a thread that must run the store's own completions.
 Result<Verdict> decide_and_wait(Store& store, const DecideRequest& request);
+
+// Calls count() and waits for the answer; the same restrictions as decide_and_wait().
+Result<std::vector<std::int64_t>> count_and_wait(Store& store,
+                                                 std::span<const CountRequest> counters);
+
+// kInvalidArgument for counters no store could count (see Store::count). Every store checks
+// this before anything else in count().
+Result<void> check_counters(std::span<const CountRequest> counters);
 
 // Calls refund() and waits for the answer; the same restrictions as decide_and_wait().
 Result<void> refund_and_wait(Store& store, const RefundRequest& request);

@@ -62,7 +62,8 @@ int validate_descriptor_dir(const std::string& path, std::ostream& out, std::ost
     return kExitInvalid;
   }
   auto tree = config::envoy::load_descriptor_config(
-      *files, config::envoy::LoadOptions{.merge_domains = settings->merge_domain_config});
+      *files, config::envoy::LoadOptions{.merge_domains = settings->merge_domain_config,
+                                         .default_counting = settings->default_counting});
   if (!tree) {
     err << tree.error().message << '\n';
     return kExitInvalid;

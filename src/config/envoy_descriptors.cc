@@ -30,22 +30,12 @@ struct LoadError {
 nlohmann::json to_json(const YAML::Node& n);
 
 const std::set<std::string, std::less<>>& valid_keys() {
-  static const std::set<std::string, std::less<>> keys = {"domain",
-                                                          "key",
-                                                          "value",
-                                                          "descriptors",
-                                                          "rate_limit",
-                                                          "unit",
-                                                          "requests_per_unit",
-                                                          "unlimited",
-                                                          "shadow_mode",
-                                                          "quota_mode",
-                                                          "name",
-                                                          "replaces",
-                                                          "detailed_metric",
-                                                          "value_to_metric",
-                                                          "share_threshold",
-                                                          "metadata"};
+  static const std::set<std::string, std::less<>> keys = {
+      "domain", "key", "value", "descriptors", "rate_limit", "unit", "requests_per_unit",
+      "unlimited", "shadow_mode", "quota_mode", "name", "replaces", "detailed_metric",
+      "value_to_metric", "share_threshold", "metadata",
+      // floodgate's, in rate_limit
+      "algorithm"};
   return keys;
 }
 
@@ -170,18 +160,37 @@ bool wildcard_match(std::span<const std::string> parts, std::string_view value) 
   return true;
 }
 
+Algorithm algorithm_of(Counting counting) {
+  switch (counting) {
+    case Counting::kTokenBucket:
+      return Algorithm::kTokenBucket;
+    case Counting::kGcra:
+      return Algorithm::kGcra;
+    case Counting::kSlidingWindow:
+      return Algorithm::kSlidingWindow;
+    case Counting::kCounter:
+    case Counting::kFixedWindow:
+      break;
+  }
+  return Algorithm::kFixedWindow;
+}
+
+}  // namespace
+
 Policy policy_of(const Rule& rule) {
   Policy p;
   p.name = rule.full_key;
-  p.algorithm = Algorithm::kFixedWindow;
-  p.limit = std::max<std::int64_t>(1, rule.requests_per_unit);
+  p.algorithm = algorithm_of(rule.counting);
+  p.limit = std::clamp<std::int64_t>(rule.requests_per_unit, 1, kMaxCount);
   p.burst = p.limit;
   p.period = std::chrono::seconds(std::max<std::int64_t>(1, unit_seconds(rule.unit)));
   return p;
 }
 
+namespace {
+
 void load_descriptors(const std::string& file, Node& parent, const std::string& parent_key,
-                      const YAML::Node& list) {
+                      const YAML::Node& list, Counting default_counting) {
   if (!list || list.IsNull()) return;
   if (!list.IsSequence()) unmarshal_error(file, list, "!!map into []config.YamlDescriptor");
   for (const YAML::Node& d : list) {
@@ -208,9 +217,24 @@ void load_descriptors(const std::string& file, Node& parent, const std::string& 
       }
       rule.unit = unit.value_or(Unit::kUnknown);
       rule.requests_per_unit = uint32(file, rl["requests_per_unit"]);
-      if (!rule.unlimited && rule.requests_per_unit > kMaxCount) {
+      rule.counting = default_counting;
+      if (const YAML::Node alg = rl["algorithm"]; alg && !alg.IsNull()) {
+        const std::string text = scalar(file, alg);
+        const std::optional<Counting> counting = parse_counting(text);
+        if (!counting) {
+          refuse(file, "invalid rate limit algorithm '" + text +
+                           "' (counter, fixed_window, token_bucket, gcra or sliding_window)");
+        }
+        if (rule.unlimited) refuse(file, "should not specify rate limit algorithm when unlimited");
+        rule.counting = *counting;
+      }
+      // The counter counts any uint32; floodgate's algorithms' integer arithmetic is exact up to
+      // kMaxCount (docs/algorithms.md).
+      if (!rule.unlimited && rule.counting != Counting::kCounter &&
+          rule.requests_per_unit > kMaxCount) {
         refuse(file, "requests_per_unit " + std::to_string(rule.requests_per_unit) +
-                         " is above floodgate's largest limit, " + std::to_string(kMaxCount));
+                         " is above the largest limit of algorithm " +
+                         std::string(to_string(rule.counting)) + ", " + std::to_string(kMaxCount));
       }
       rule.name = scalar(file, rl["name"]);
       if (const YAML::Node rep = rl["replaces"]; rep && !rep.IsNull()) {
@@ -241,7 +265,7 @@ void load_descriptors(const std::string& file, Node& parent, const std::string& 
                  final_key + "'");
     }
     if (wildcard) parent.wildcards.emplace_back(final_key, split_star(final_key));
-    load_descriptors(file, *node, path + ".", d["descriptors"]);
+    load_descriptors(file, *node, path + ".", d["descriptors"], default_counting);
     parent.children.emplace(final_key, std::move(node));
   }
 }
@@ -252,12 +276,39 @@ void dump_node(const Node& node, std::string& out) {
     out += r.full_key + ": unit=" + std::string(to_string(r.unit)) +
            " requests_per_unit=" + std::to_string(r.requests_per_unit) +
            ", shadow_mode: " + (r.shadow_mode ? "true" : "false") +
-           ", quota_mode: " + (r.quota_mode ? "true" : "false") + "\n";
+           ", quota_mode: " + (r.quota_mode ? "true" : "false") +
+           (r.counting != Counting::kCounter ? ", algorithm: " + std::string(to_string(r.counting))
+                                             : std::string()) +
+           "\n";
   }
   for (const auto& [_, child] : node.children) dump_node(*child, out);
 }
 
 }  // namespace
+
+std::optional<Counting> parse_counting(std::string_view text) {
+  for (Counting c : {Counting::kCounter, Counting::kFixedWindow, Counting::kTokenBucket,
+                     Counting::kGcra, Counting::kSlidingWindow}) {
+    if (text == to_string(c)) return c;
+  }
+  return std::nullopt;
+}
+
+std::string_view to_string(Counting counting) {
+  switch (counting) {
+    case Counting::kCounter:
+      return "counter";
+    case Counting::kFixedWindow:
+      return "fixed_window";
+    case Counting::kTokenBucket:
+      return "token_bucket";
+    case Counting::kGcra:
+      return "gcra";
+    case Counting::kSlidingWindow:
+      return "sliding_window";
+  }
+  return "counter";
+}
 
 std::string_view to_string(Unit unit) {
   switch (unit) {
@@ -416,7 +467,8 @@ Result<DescriptorConfig> load_descriptor_config(std::span<const ConfigFile> file
       if (!fresh && !options.merge_domains) {
         refuse(f.name, "duplicate domain '" + domain + "' in config file");
       }
-      load_descriptors(f.name, it->second, domain + ".", root["descriptors"]);
+      load_descriptors(f.name, it->second, domain + ".", root["descriptors"],
+                       options.default_counting);
       out.files.push_back(f.name);
     }
   } catch (const LoadError& e) {

@@ -56,6 +56,18 @@ std::optional<Unit> parse_unit(std::string_view text);
 // days); 0 for kUnknown.
 std::int64_t unit_seconds(Unit unit);
 
+// How a rule is counted. kCounter is envoyproxy/ratelimit's own counting (floodgate/counter.h:
+// every hit added, OVER_LIMIT past the limit), the default, for answers identical to upstream's;
+// the others are floodgate's algorithms, decided for all the descriptors of a request in one atomic
+// all-or-nothing call (docs/envoy.md, "The opt-in"). Chosen per rule by `algorithm:` in its
+// `rate_limit` (a key floodgate accepts beyond upstream's), else by FLOODGATE_RLS_ALGORITHM.
+enum class Counting { kCounter, kFixedWindow, kTokenBucket, kGcra, kSlidingWindow };
+
+// "counter", "fixed_window", "token_bucket", "gcra", "sliding_window" (exactly so); nullopt for
+// anything else.
+std::optional<Counting> parse_counting(std::string_view text);
+std::string_view to_string(Counting counting);
+
 // One rate_limit of the tree.
 struct Rule {
   std::uint32_t requests_per_unit = 0;  // 0 blocks every request
@@ -70,8 +82,11 @@ struct Rule {
   std::string full_key;
   // `metadata:` as JSON text ("" when none): returned in the dynamic metadata of passed requests.
   std::string metadata_json;
-  // The floodgate policy that counts it: a fixed window of requests_per_unit per unit, named
-  // full_key. Meaningless when unlimited or requests_per_unit is 0 (nothing is counted).
+  // How it is counted: its `algorithm:`, else LoadOptions::default_counting.
+  Counting counting = Counting::kCounter;
+  // The floodgate policy that decides it when `counting` is one of floodgate's algorithms: limit
+  // requests_per_unit per unit (burst = limit), named full_key. Meaningless for kCounter, when
+  // unlimited or when requests_per_unit is 0.
   Policy policy;
 };
 
@@ -95,6 +110,10 @@ struct DescriptorConfig {
   // false, quota_mode: false"), for /rlconfig.
   std::string dump() const;
 };
+
+// The floodgate policy of `rule` (Rule::policy): for a rule made at request time (a limit the
+// descriptor carries itself).
+Policy policy_of(const Rule& rule);
 
 // One request descriptor, matched.
 struct Match {
@@ -121,6 +140,8 @@ struct ConfigFile {
 
 struct LoadOptions {
   bool merge_domains = false;  // MERGE_DOMAIN_CONFIG: a domain in several files is one tree
+  // FLOODGATE_RLS_ALGORITHM: how the rules without `algorithm:` are counted.
+  Counting default_counting = Counting::kCounter;
 };
 
 // The files, in order, as one configuration; the first load error otherwise.

@@ -1,5 +1,5 @@
-// server.cc — the gRPC server (gRPC's synchronous API: its own thread pool runs the handlers,
-// which wait for the Decider), the two HTTP listeners (Beast coroutines on one io_context) and the
+// server.cc — the gRPC server (gRPC's callback API: a handler starts the decision, the store's
+// completion finishes the call), the two HTTP listeners (Beast coroutines on one io_context) and the
 // reload watcher.
 #include "rls/server.h"
 
@@ -35,14 +35,21 @@ using tcp = asio::ip::tcp;
 constexpr auto kReloadPoll = std::chrono::seconds(1);
 constexpr std::size_t kMaxJsonBody = 1 << 20;
 
-class GrpcService final : public pb::RateLimitService::Service {
+// gRPC's callback API: the handler starts the decision and returns; the call is finished from
+// the store's completion (on the Redis store's I/O thread, or before returning for the memory
+// store), so no gRPC thread waits on the store.
+class GrpcService final : public pb::RateLimitService::CallbackService {
  public:
   explicit GrpcService(rls::Service& service) : service_(service) {}
-  grpc::Status ShouldRateLimit(grpc::ServerContext*, const pb::RateLimitRequest* request,
-                               pb::RateLimitResponse* response) override {
-    Result<void> r = service_.should_rate_limit(*request, *response);
-    if (!r) return grpc::Status(grpc::StatusCode::UNKNOWN, r.error().message);
-    return grpc::Status::OK;
+  grpc::ServerUnaryReactor* ShouldRateLimit(grpc::CallbackServerContext* context,
+                                            const pb::RateLimitRequest* request,
+                                            pb::RateLimitResponse* response) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    service_.should_rate_limit_async(*request, *response, [reactor](Result<void> r) {
+      reactor->Finish(r ? grpc::Status::OK
+                        : grpc::Status(grpc::StatusCode::UNKNOWN, r.error().message));
+    });
+    return reactor;
   }
 
  private:

@@ -7,36 +7,73 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <cmath>
-#include <condition_variable>
+#include <future>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
+#include "floodgate/counter.h"
+
 namespace fg::rls {
-namespace {
 
 namespace pb = envoy::service::ratelimit::v3;
+using config::envoy::Counting;
 using config::envoy::Rule;
 using config::envoy::Unit;
 
 // One descriptor of a request, as the mapping sees it.
-struct Item {
+struct Service::Item {
   const Rule* rule = nullptr;  // null: no limit applies
   std::string stats_key;
   bool unlimited = false;
+  Counting counting = Counting::kCounter;  // the rule's (resolved at load time)
   std::uint64_t hits = 1;  // hits_addend: the descriptor's own, else the request's (0 -> 1)
-  std::string identity;    // the counter's name: upstream's cache key without its window
+  std::string identity;    // upstream's cache key without its window start
   // The decision, when one was asked for.
   bool decided = false;
   bool over = false;
   bool from_local_cache = false;
   std::uint64_t before = 0, after = 0;  // the counter before and after this request's hits
   std::uint32_t remaining = 0;
+  // Seconds until the limit resets: the counter's window end (the instance's clock, as
+  // upstream), or a floodgate algorithm's reset_after (the store's clock); 0: not known.
+  std::int64_t reset_s = 0;
 };
 
+class Service::OverLimitCache {
+ public:
+  explicit OverLimitCache(std::size_t max_entries) : max_entries_(max_entries) {}
+
+  bool contains(const std::string& key, std::int64_t now_s) const {
+    std::lock_guard lock(mu_);
+    auto it = until_.find(key);
+    return it != until_.end() && it->second > now_s;
+  }
+
+  // Remembers `key` until `until_s`. When full, expired entries go first; when none has expired
+  // the key is not remembered (the store is asked again: slower, never a different answer).
+  void insert(const std::string& key, std::int64_t until_s, std::int64_t now_s) {
+    std::lock_guard lock(mu_);
+    if (until_.size() >= max_entries_ && !until_.contains(key)) {
+      std::erase_if(until_, [now_s](const auto& kv) { return kv.second <= now_s; });
+      if (until_.size() >= max_entries_) return;
+    }
+    until_[key] = until_s;
+  }
+
+ private:
+  const std::size_t max_entries_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::int64_t> until_;
+};
+
+namespace {
+
 // upstream's cache key, without the window start: prefix + domain + "_" + key_value_ per entry
-// (the wildcard pattern in place of the value where share_threshold asks for it). The fixed
-// window aligned to the epoch that floodgate's store keeps for it stands for the timestamp.
+// (the wildcard pattern in place of the value where share_threshold asks for it). A counter's
+// key is this and its window start (count_descriptors); an opted-in state's policy is named
+// after it (decide_opted_in).
 std::string identity_of(const std::string& prefix, const std::string& domain,
                         const envoy::extensions::common::ratelimit::v3::RateLimitDescriptor& d,
                         const std::vector<std::string>& shared) {
@@ -60,81 +97,6 @@ std::string override_key(const std::string& domain,
     if (!d.entries(i).value().empty()) key += "_" + d.entries(i).value();
   }
   return key;
-}
-
-// THE counting choice of this door: every descriptor with a limit is decided as its own
-// single-charge Plan (its own identity, its rule's fixed window, cost = its hits), independently
-// of the others, as upstream counts each descriptor's key independently. All are asked at once
-// and awaited together. What differs from upstream's INCRBY (a denied descriptor is not counted
-// past its limit; one over the limit does not stop the others being counted) is listed in
-// docs/envoy.md.
-void decide_descriptors(decide::Decider& decider, const decide::Rules& rules,
-                        std::vector<Item>& items) {
-  struct Pending {
-    std::mutex mutex;
-    std::condition_variable done;
-    std::size_t left = 0;
-  };
-  Pending pending;
-  std::vector<decide::Plan> plans(items.size());
-  std::vector<decide::Outcome> outcomes(items.size());
-  std::vector<std::size_t> asked;
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    Item& it = items[i];
-    if (it.rule == nullptr || it.unlimited) continue;
-    if (it.rule->requests_per_unit == 0) {  // blocks without a counter: the window is never open
-      it.decided = true;
-      it.over = true;
-      it.before = 0;
-      it.after = it.hits;
-      continue;
-    }
-    decide::Plan& plan = plans[i];
-    plan.identities.push_back(it.identity);
-    plan.charge_identity.push_back(0);
-    const Charge charge{&it.rule->policy,
-                        static_cast<std::int64_t>(std::min<std::uint64_t>(it.hits, kMaxCount))};
-    plan.charges.push_back(charge);
-    plan.local_charges.push_back(charge);
-    plan.policy_indices.push_back(decide::kCheckApiPolicy);  // counted in RuleMetrics instead
-    asked.push_back(i);
-  }
-  pending.left = asked.size();
-  for (std::size_t i : asked) {
-    decider.decide(rules, plans[i], nullptr, [&pending, &outcomes, i](decide::Outcome o) {
-      std::lock_guard lock(pending.mutex);
-      outcomes[i] = std::move(o);
-      if (--pending.left == 0) pending.done.notify_one();
-    });
-  }
-  {
-    std::unique_lock lock(pending.mutex);
-    pending.done.wait(lock, [&pending] { return pending.left == 0; });
-  }
-  for (std::size_t i : asked) {
-    Item& it = items[i];
-    const decide::Outcome& o = outcomes[i];
-    const std::uint64_t limit = it.rule->requests_per_unit;
-    it.decided = true;
-    it.from_local_cache = o.from_deny_cache;
-    if (const Verdict* v = o.counting(); v != nullptr && !v->decisions.empty()) {
-      const Decision& d = v->decisions.front();
-      const auto remaining = static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.remaining));
-      it.over = !d.allowed;
-      if (d.allowed) {
-        it.after = limit - std::min(limit, remaining);
-        it.before = it.after >= it.hits ? it.after - it.hits : 0;
-        it.remaining = static_cast<std::uint32_t>(remaining);
-      } else {  // nothing was counted: the counter stands where it was
-        it.before = limit - std::min(limit, remaining);
-        it.after = it.before + it.hits;
-      }
-    } else {  // no verdict: on_store_error answered (allow: OK with nothing left; else over)
-      it.over = !o.served();
-      it.before = 0;
-      it.after = it.over ? limit + it.hits : 0;
-    }
-  }
 }
 
 std::uint32_t duration_until_reset(Unit unit, Timestamp now) {
@@ -233,20 +195,310 @@ std::string RuleMetrics::prometheus() const {
 }
 
 Service::Service(const Settings& settings, decide::Decider& decider, const Clock& clock)
-    : settings_(settings), decider_(decider), clock_(clock) {}
-
-void Service::set_config(std::shared_ptr<const Snapshot> snapshot) {
-  std::lock_guard lock(config_mutex_);
-  config_ = std::move(snapshot);
+    : settings_(settings), decider_(decider), clock_(clock) {
+  // Upstream's freecache of LOCAL_CACHE_SIZE_IN_BYTES; an entry here is a key of ~60-100 bytes
+  // and its hash node, ~256 bytes as the deny cache counts them.
+  if (settings_.local_cache_size_in_bytes > 0) {
+    over_limit_cache_ = std::make_unique<OverLimitCache>(static_cast<std::size_t>(
+        std::max<std::int64_t>(1, settings_.local_cache_size_in_bytes / 256)));
+  }
 }
 
-std::shared_ptr<const Snapshot> Service::config() const {
-  std::lock_guard lock(config_mutex_);
-  return config_;
+Service::~Service() = default;
+
+// One ShouldRateLimit in progress: what it asked, what it matched, what the stores answered. Held
+// by the callbacks of its store calls, so it lives until the answer.
+struct Service::Call {
+  Call(const pb::RateLimitRequest& req, pb::RateLimitResponse& res, Done d)
+      : request(req), response(res), done(std::move(d)) {}
+  const pb::RateLimitRequest& request;
+  pb::RateLimitResponse& response;
+  Done done;
+  std::shared_ptr<const Snapshot> snap;
+  Timestamp now{};
+  std::vector<Item> items;
+  std::vector<std::unique_ptr<Rule>> own_rules;  // limits the descriptors carry themselves
+  // The opted-in descriptors: their Plan and the policies it points to.
+  std::vector<std::size_t> opted;
+  std::vector<Policy> policies;
+  decide::Plan plan;
+  // The counters: the items counted, their keys (window included), upstream's view of them.
+  std::vector<std::size_t> asked;
+  std::vector<std::string> keys;
+  std::vector<counter::Pending> pending;
+  std::vector<CountRequest> requests;  // the last store call's
+  std::vector<std::size_t> requested;  // which of `asked` each of `requests` is
+  std::int64_t now_s = 0;
+};
+
+void Service::should_rate_limit_async(const pb::RateLimitRequest& request,
+                                      pb::RateLimitResponse& response, Done done) {
+  auto call = std::make_shared<Call>(request, response, std::move(done));
+  if (auto matched = match(*call); !matched) {
+    Done d = std::move(call->done);
+    d(std::move(matched));
+    return;
+  }
+  decide_descriptors(std::move(call));
 }
 
 Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
                                         pb::RateLimitResponse& response) {
+  std::promise<Result<void>> promise;
+  auto answered = promise.get_future();
+  should_rate_limit_async(request, response,
+                          [&promise](Result<void> r) { promise.set_value(std::move(r)); });
+  return answered.get();
+}
+
+// THE counting choice of this door: counter rules (the default) are counted as upstream counts
+// them; opted-in rules are decided together by the Decider, one Plan for the request; the
+// opted-in first, then the counters, then the answer. Each step continues from its store's
+// callback, on whichever thread that runs (the store's I/O thread for Redis), so no thread waits.
+void Service::decide_descriptors(std::shared_ptr<Call> call) {
+  Call& c = *call;
+  for (std::size_t i = 0; i < c.items.size(); ++i) {
+    Item& it = c.items[i];
+    if (it.rule == nullptr || it.unlimited || it.counting == Counting::kCounter) continue;
+    if (it.rule->requests_per_unit == 0) {  // blocks without a state: the limit is never open
+      it.decided = true;
+      it.over = true;
+      it.before = 0;
+      it.after = it.hits;
+      continue;
+    }
+    Policy p = it.rule->policy;
+    p.shadow = it.rule->shadow_mode;
+    // The algorithm in the name: a rule that changes algorithm on a reload starts afresh rather
+    // than reading another algorithm's state.
+    p.name = it.identity + "@" + std::string(config::envoy::to_string(it.counting));
+    c.policies.push_back(std::move(p));
+    c.opted.push_back(i);
+  }
+  if (c.opted.empty()) {
+    count_descriptors(std::move(call));
+    return;
+  }
+  // One identity (the prefix and the domain: every state of a request shares a hash slot), one
+  // charge per descriptor under a policy named after the descriptor's counter, so that one atomic
+  // store call decides them all, all or nothing, on the store's clock (Redis TIME).
+  c.plan.identities.push_back(settings_.cache_key_prefix + c.request.domain());
+  for (std::size_t k = 0; k < c.opted.size(); ++k) {
+    const Charge charge{&c.policies[k], static_cast<std::int64_t>(std::min<std::uint64_t>(
+                                            c.items[c.opted[k]].hits, kMaxCount))};
+    c.plan.charge_identity.push_back(0);
+    c.plan.charges.push_back(charge);
+    c.plan.local_charges.push_back(charge);
+    c.plan.policy_indices.push_back(decide::kCheckApiPolicy);  // counted in RuleMetrics instead
+  }
+  const decide::Rules& rules = *c.snap->rules;
+  const decide::Plan& plan = c.plan;
+  decider_.decide(rules, plan, nullptr, [this, call = std::move(call)](decide::Outcome o) mutable {
+    if (auto applied = apply_opted_in(*call, o); !applied) {
+      Done d = std::move(call->done);
+      d(std::move(applied));
+      return;
+    }
+    count_descriptors(std::move(call));
+  });
+}
+
+Result<void> Service::apply_opted_in(Call& c, const decide::Outcome& o) {
+  if (o.degraded != decide::Degraded::kNo) {
+    metrics_.redis_error.fetch_add(1, std::memory_order_relaxed);
+    if (settings_.on_store_error == Settings::OnStoreError::kError) {
+      return fail(ErrorCode::kUnavailable,
+                  "could not decide: " + (o.verdict ? std::string("store unavailable")
+                                                    : o.verdict.error().message));
+    }
+  }
+  const Verdict* v = o.counting();
+  for (std::size_t k = 0; k < c.opted.size(); ++k) {
+    Item& it = c.items[c.opted[k]];
+    const std::uint64_t limit = it.rule->requests_per_unit;
+    it.decided = true;
+    // The deny cache answers for the request; a descriptor is its answer only where its own
+    // decision denied.
+    it.from_local_cache = o.from_deny_cache && (v == nullptr || k >= v->decisions.size() ||
+                                                !v->decisions[k].allowed);
+    if (v != nullptr && k < v->decisions.size()) {
+      const Decision& d = v->decisions[k];
+      const auto remaining = static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.remaining));
+      it.over = !d.allowed;
+      it.reset_s = std::max<std::int64_t>(
+          1, (std::chrono::duration_cast<std::chrono::microseconds>(d.reset_after).count() +
+              999'999) /
+                 1'000'000);
+      if (d.allowed && v->allowed) {
+        it.after = limit - std::min(limit, remaining);
+        it.before = it.after >= it.hits ? it.after - it.hits : 0;
+        it.remaining = static_cast<std::uint32_t>(remaining);
+      } else if (d.allowed) {  // within its own limit, but another descriptor denied: all or
+                               // nothing, so nothing was counted
+        it.before = limit - std::min(limit, remaining + it.hits);
+        it.after = it.before + it.hits;
+        it.remaining = static_cast<std::uint32_t>(remaining);
+      } else {  // nothing was counted: the state stands where it was
+        it.before = limit - std::min(limit, remaining);
+        it.after = it.before + it.hits;
+      }
+    } else {  // no verdict: on_store_error answered (allow: OK with nothing left; else over)
+      it.over = !o.served();
+      it.before = 0;
+      it.after = it.over ? limit + it.hits : 0;
+    }
+  }
+  return {};
+}
+
+// Upstream's DoLimit over Store::count: the local cache first, then (with
+// STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT) a look at every counter, then the counting, each
+// descriptor under its own key (prefix + domain + entries + window start), then the answers.
+void Service::count_descriptors(std::shared_ptr<Call> call) {
+  Call& c = *call;
+  c.now_s = std::chrono::duration_cast<std::chrono::seconds>(c.now.time_since_epoch()).count();
+  for (std::size_t i = 0; i < c.items.size(); ++i) {
+    Item& it = c.items[i];
+    if (it.rule == nullptr || it.unlimited || it.counting != Counting::kCounter) continue;
+    const std::int64_t unit_s = config::envoy::unit_seconds(it.rule->unit);
+    c.asked.push_back(i);
+    c.keys.push_back(it.identity + std::to_string(counter::window_start(c.now_s, unit_s)));
+    it.reset_s = counter::until_reset(c.now_s, unit_s);
+    counter::Pending p;
+    p.counted = true;
+    p.hits = it.hits;
+    p.limit = it.rule->requests_per_unit;
+    p.cached_over = over_limit_cache_ && over_limit_cache_->contains(c.keys.back(), c.now_s);
+    c.pending.push_back(p);
+  }
+  if (c.asked.empty()) {
+    answer(std::move(call));
+    return;
+  }
+  bool any_cached = false;
+  for (const counter::Pending& p : c.pending) any_cached = any_cached || p.cached_over;
+  const bool stop = settings_.stop_cache_key_increment_when_overlimit;
+  if (!stop || any_cached) {
+    const auto hits = counter::hits_to_add(c.pending, stop);
+    count_then(std::move(call), hits,
+               [this](std::shared_ptr<Call> then, Result<std::vector<std::int64_t>> after) {
+                 counted(std::move(then), std::move(after));
+               });
+    return;
+  }
+  // A look at every counter first: which would pass their limit decides who is counted.
+  count_then(std::move(call), std::vector<std::uint64_t>(c.asked.size(), 0),
+             [this](std::shared_ptr<Call> then, Result<std::vector<std::int64_t>> current) {
+               looked(std::move(then), std::move(current));
+             });
+}
+
+void Service::looked(std::shared_ptr<Call> call, Result<std::vector<std::int64_t>> current) {
+  if (!current) {
+    counted(std::move(call), std::move(current));
+    return;
+  }
+  Call& c = *call;
+  for (std::size_t k = 0; k < c.asked.size(); ++k) {
+    c.pending[k].current = static_cast<std::uint64_t>((*current)[k]);
+  }
+  const auto hits = counter::hits_to_add(c.pending, true);
+  count_then(std::move(call), hits,
+             [this](std::shared_ptr<Call> then, Result<std::vector<std::int64_t>> after) {
+               counted(std::move(then), std::move(after));
+             });
+}
+
+// One store call adding `hits` to each counter (those the local cache answered are left out),
+// guarded by the breaker; `next` gets the values per counted item, or the error.
+void Service::count_then(std::shared_ptr<Call> call, const std::vector<std::uint64_t>& hits,
+                         Counted next) {
+  Call& c = *call;
+  c.requests.clear();
+  c.requested.clear();
+  for (std::size_t k = 0; k < c.asked.size(); ++k) {
+    if (c.pending[k].cached_over) continue;
+    const auto unit_s = config::envoy::unit_seconds(c.items[c.asked[k]].rule->unit);
+    c.requests.push_back(CountRequest{
+        c.keys[k],
+        static_cast<std::int64_t>(
+            std::min<std::uint64_t>(hits[k], std::numeric_limits<std::uint32_t>::max())),
+        std::chrono::seconds(unit_s)});
+    c.requested.push_back(k);
+  }
+  if (c.requests.empty()) {
+    next(std::move(call), std::vector<std::int64_t>(c.asked.size(), 0));
+    return;
+  }
+  if (!counter_breaker_.allow(clock_.now())) {
+    next(std::move(call), fail(ErrorCode::kUnavailable, "circuit open: the store keeps failing"));
+    return;
+  }
+  const std::span<const CountRequest> requests = c.requests;
+  decider_.store().count(requests, [this, call = std::move(call), next = std::move(next)](
+                                       Result<std::vector<std::int64_t>> got) mutable {
+    if (!got) {
+      if (got.error().code != ErrorCode::kInvalidArgument) counter_breaker_.on_failure(clock_.now());
+      next(std::move(call), tl::unexpected(std::move(got.error())));
+      return;
+    }
+    counter_breaker_.on_success();
+    std::vector<std::int64_t> values(call->asked.size(), 0);
+    for (std::size_t j = 0; j < call->requested.size(); ++j) values[call->requested[j]] = (*got)[j];
+    next(std::move(call), std::move(values));
+  });
+}
+
+void Service::counted(std::shared_ptr<Call> call, Result<std::vector<std::int64_t>> after) {
+  Call& c = *call;
+  if (!after) {
+    // The store could not count: FLOODGATE_RLS_ON_STORE_ERROR answers (allow: OK with nothing
+    // known left; deny: OVER_LIMIT), or the call fails as upstream's does.
+    metrics_.redis_error.fetch_add(1, std::memory_order_relaxed);
+    if (settings_.on_store_error == Settings::OnStoreError::kError) {
+      Done d = std::move(c.done);
+      d(fail(ErrorCode::kUnavailable, "could not count: " + after.error().message));
+      return;
+    }
+    const bool deny = settings_.on_store_error == Settings::OnStoreError::kDeny;
+    for (std::size_t k = 0; k < c.asked.size(); ++k) {
+      Item& it = c.items[c.asked[k]];
+      it.decided = true;
+      it.from_local_cache = c.pending[k].cached_over;
+      it.over = deny || c.pending[k].cached_over;
+      it.before = 0;
+      it.after = it.over ? it.rule->requests_per_unit + it.hits : 0;
+    }
+    answer(std::move(call));
+    return;
+  }
+  for (std::size_t k = 0; k < c.asked.size(); ++k) {
+    Item& it = c.items[c.asked[k]];
+    it.decided = true;
+    if (c.pending[k].cached_over) {
+      it.from_local_cache = true;
+      it.over = true;
+      continue;
+    }
+    const counter::Counted r = counter::judge(static_cast<std::uint64_t>((*after)[k]), it.hits,
+                                              it.rule->requests_per_unit);
+    it.before = r.before;
+    it.after = r.after;
+    it.over = r.over;
+    it.remaining = r.remaining;
+    if (r.over && over_limit_cache_) {
+      // Upstream keeps an over-limit key for a whole unit from now; its name holds its window,
+      // so the entry is never consulted after the window ends.
+      over_limit_cache_->insert(c.keys[k], c.now_s + config::envoy::unit_seconds(it.rule->unit),
+                                c.now_s);
+    }
+  }
+  answer(std::move(call));
+}
+
+// Checks the request as upstream does and matches its descriptors into c.items.
+Result<void> Service::match(Call& c) {
+  const pb::RateLimitRequest& request = c.request;
   const auto refuse = [this](std::string why) {
     metrics_.service_error.fetch_add(1, std::memory_order_relaxed);
     return fail(ErrorCode::kInvalidArgument, std::move(why));
@@ -255,14 +507,16 @@ Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
   if (request.descriptors_size() == 0) {
     return refuse("rate limit descriptor list must not be empty");
   }
-  const std::shared_ptr<const Snapshot> snap = config();
+  c.snap = config();
+  const std::shared_ptr<const Snapshot>& snap = c.snap;
   if (!snap) return refuse("no rate limit configuration loaded");
-  const Timestamp now = clock_.now();
+  c.now = clock_.now();
 
   // Match every descriptor; a limit the descriptor carries itself stands in for the tree's.
   const std::size_t n = static_cast<std::size_t>(request.descriptors_size());
-  std::vector<Item> items(n);
-  std::vector<std::unique_ptr<Rule>> own_rules;
+  std::vector<Item>& items = c.items;
+  items.resize(n);
+  std::vector<std::unique_ptr<Rule>>& own_rules = c.own_rules;
   std::set<std::string, std::less<>> replacing;
   std::vector<config::envoy::Entry> entries;
   for (std::size_t i = 0; i < n; ++i) {
@@ -277,11 +531,8 @@ Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
       rule->unit = static_cast<Unit>(d.limit().unit());
       if (config::envoy::unit_seconds(rule->unit) == 0) rule->unit = Unit::kSecond;
       rule->full_key = override_key(request.domain(), d);
-      rule->policy.name = rule->full_key;
-      rule->policy.algorithm = Algorithm::kFixedWindow;
-      rule->policy.limit = std::clamp<std::int64_t>(rule->requests_per_unit, 1, kMaxCount);
-      rule->policy.burst = rule->policy.limit;
-      rule->policy.period = std::chrono::seconds(config::envoy::unit_seconds(rule->unit));
+      rule->counting = settings_.default_counting;
+      rule->policy = config::envoy::policy_of(*rule);
       it.rule = rule.get();
       it.stats_key = rule->full_key;
       own_rules.push_back(std::move(rule));
@@ -296,6 +547,7 @@ Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
     if (it.rule == nullptr) continue;
     for (const std::string& r : it.rule->replaces) replacing.insert(r);
     it.unlimited = it.rule->unlimited;
+    it.counting = it.rule->counting;
     if (!it.unlimited) {
       it.identity = identity_of(settings_.cache_key_prefix, request.domain(), d, shared);
     }
@@ -311,10 +563,16 @@ Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
       metrics_.rule(it.stats_key).total_hits.fetch_add(it.hits, std::memory_order_relaxed);
     }
   }
+  return {};
+}
 
-  decide_descriptors(decider_, *snap->rules, items);
-
-  // The answer, descriptor by descriptor, with upstream's counters.
+// The answer, descriptor by descriptor, with upstream's counters; then the call is done.
+void Service::answer(std::shared_ptr<Call> call) {
+  const pb::RateLimitRequest& request = call->request;
+  pb::RateLimitResponse& response = call->response;
+  std::vector<Item>& items = call->items;
+  const std::size_t n = items.size();
+  const Timestamp now = call->now;
   const auto near_threshold = [this](std::uint64_t limit) {
     return static_cast<std::uint64_t>(
         std::floor(static_cast<double>(static_cast<float>(limit) * settings_.near_limit_ratio)));
@@ -343,7 +601,8 @@ Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
     limit->set_requests_per_unit(rule.requests_per_unit);
     limit->set_unit(static_cast<pb::RateLimitResponse::RateLimit::Unit>(rule.unit));
     limit->set_name(rule.name);
-    st->mutable_duration_until_reset()->set_seconds(duration_until_reset(rule.unit, now));
+    st->mutable_duration_until_reset()->set_seconds(
+        it.reset_s > 0 ? it.reset_s : duration_until_reset(rule.unit, now));
     const std::uint64_t over_at = rule.requests_per_unit;
     const std::uint64_t near_at = near_threshold(over_at);
     if (it.from_local_cache) {
@@ -402,7 +661,7 @@ Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
     add(settings_.header_limit, headline->current_limit().requests_per_unit());
     add(settings_.header_remaining, headline->limit_remaining());
     add(settings_.header_reset,
-        duration_until_reset(static_cast<Unit>(headline->current_limit().unit()), now));
+        static_cast<std::uint64_t>(headline->duration_until_reset().seconds()));
   }
   if (code == pb::RateLimitResponse::OVER_LIMIT && settings_.global_shadow_mode) {
     code = pb::RateLimitResponse::OK;
@@ -430,7 +689,18 @@ Result<void> Service::should_rate_limit(const pb::RateLimitRequest& request,
                                                       response.mutable_dynamic_metadata());
   }
   response.set_overall_code(code);
-  return {};
+  Done d = std::move(call->done);
+  d({});
+}
+
+void Service::set_config(std::shared_ptr<const Snapshot> snapshot) {
+  std::lock_guard lock(config_mutex_);
+  config_ = std::move(snapshot);
+}
+
+std::shared_ptr<const Snapshot> Service::config() const {
+  std::lock_guard lock(config_mutex_);
+  return config_;
 }
 
 Result<std::shared_ptr<const Snapshot>> load_snapshot(const Settings& settings) {
@@ -438,7 +708,8 @@ Result<std::shared_ptr<const Snapshot>> load_snapshot(const Settings& settings) 
                                                settings.runtime_ignore_dot_files);
   if (!files) return tl::unexpected(files.error());
   auto tree = config::envoy::load_descriptor_config(
-      *files, config::envoy::LoadOptions{.merge_domains = settings.merge_domain_config});
+      *files, config::envoy::LoadOptions{.merge_domains = settings.merge_domain_config,
+                                         .default_counting = settings.default_counting});
   if (!tree) return tl::unexpected(tree.error());
   auto snap = std::make_shared<Snapshot>();
   snap->tree = std::move(*tree);
@@ -447,6 +718,11 @@ Result<std::shared_ptr<const Snapshot>> load_snapshot(const Settings& settings) 
   // LOCAL_CACHE_SIZE_IN_BYTES: upstream's local cache of over-limit keys is floodgate's deny
   // cache, sized in entries (~256 bytes each, docs/operations.md measures them).
   cfg.deny_cache.enabled = settings.local_cache_size_in_bytes > 0;
+  // FLOODGATE_RLS_ON_STORE_ERROR for the opted-in rules (`error` is answered as deny by the
+  // Decider, then turned into the call's error by the service).
+  cfg.on_store_error = settings.on_store_error == Settings::OnStoreError::kAllow
+                           ? config::OnStoreError::kAllow
+                           : config::OnStoreError::kDeny;
   cfg.deny_cache.max_entries =
       static_cast<std::size_t>(std::max<std::int64_t>(1, settings.local_cache_size_in_bytes / 256));
   snap->rules = decide::make_rules(std::make_shared<const config::Config>(std::move(cfg)));

@@ -5,19 +5,25 @@
 // give: overall_code, per-descriptor statuses, headers, dynamic metadata, and its per-rule
 // counters (RuleMetrics).
 //
-// Counting: each descriptor is decided on its own, as upstream counts them (decide_descriptors()
-// in service.cc is the one place that says so), with floodgate's fixed window, whose counter
-// never passes the limit; docs/envoy.md ("Where answers can differ") says where that differs
-// from upstream's INCRBY.
+// Counting (decide_descriptors() in service.cc is the one place that chooses): by default each
+// descriptor is counted as envoyproxy/ratelimit counts it (floodgate/counter.h: a counter per
+// descriptor and epoch-aligned window under upstream's key, every hit added with Store::count,
+// OVER_LIMIT past the limit, STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT and the local cache of
+// over-limit keys as upstream applies them), so the answers are upstream's. Rules that opt in
+// (`algorithm:`, FLOODGATE_RLS_ALGORITHM) are decided instead by floodgate's Decider: all of a
+// request's opted-in descriptors in one Plan, one atomic all-or-nothing store call on Redis TIME,
+// with the deny cache, the circuit breaker and on_store_error.
 //
-// Thread safety: should_rate_limit() may be called from any thread, concurrently; set_config()
-// swaps the configuration atomically (requests in flight finish with the one they started with).
+// Thread safety: should_rate_limit() and should_rate_limit_async() may be called from any thread,
+// concurrently; set_config() swaps the configuration atomically (requests in flight finish with
+// the one they started with).
 // Time: `now` comes from the Clock given at construction (upstream's duration_until_reset is
 // computed from the instance's wall clock too).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -26,6 +32,7 @@
 #include <unordered_map>
 
 #include "config/envoy_descriptors.h"
+#include "decide/circuit_breaker.h"
 #include "decide/decider.h"
 #include "decide/plan.h"
 #include "envoy/service/ratelimit/v3/rls.pb.h"
@@ -67,6 +74,7 @@ class Service {
  public:
   // `decider` must outlive the service.
   Service(const Settings& settings, decide::Decider& decider, const Clock& clock);
+  ~Service();
 
   // Decides `request` into `response`. kInvalidArgument for a request upstream refuses (empty
   // domain, no descriptors) or when no configuration is loaded; kUnavailable when the store could
@@ -74,15 +82,45 @@ class Service {
   Result<void> should_rate_limit(const envoy::service::ratelimit::v3::RateLimitRequest& request,
                                  envoy::service::ratelimit::v3::RateLimitResponse& response);
 
+  // The same, answered through `done` (exactly once, with should_rate_limit's result) on the
+  // thread the store completes on: before it returns for the memory store, on the Redis store's
+  // I/O thread otherwise. Nothing waits. `request` and `response` must live until `done`.
+  using Done = std::function<void(Result<void>)>;
+  void should_rate_limit_async(const envoy::service::ratelimit::v3::RateLimitRequest& request,
+                               envoy::service::ratelimit::v3::RateLimitResponse& response,
+                               Done done);
+
   void set_config(std::shared_ptr<const Snapshot> snapshot);
   std::shared_ptr<const Snapshot> config() const;
   RuleMetrics& metrics() { return metrics_; }
 
+  // Upstream's local cache of over-limit counter keys (LOCAL_CACHE_SIZE_IN_BYTES), until their
+  // window ends. Thread-safe.
+  class OverLimitCache;
+
  private:
+  struct Item;
+  struct Call;
+  using Counted = std::function<void(std::shared_ptr<Call>, Result<std::vector<std::int64_t>>)>;
+  Result<void> match(Call& c);
+  // The one choice of how each descriptor is counted (see the header comment), then the answer.
+  // The call fails (kUnavailable) when the store could not answer and
+  // FLOODGATE_RLS_ON_STORE_ERROR is `error`.
+  void decide_descriptors(std::shared_ptr<Call> call);
+  Result<void> apply_opted_in(Call& c, const decide::Outcome& o);
+  void count_descriptors(std::shared_ptr<Call> call);
+  void count_then(std::shared_ptr<Call> call, const std::vector<std::uint64_t>& hits,
+                  Counted next);
+  void looked(std::shared_ptr<Call> call, Result<std::vector<std::int64_t>> current);
+  void counted(std::shared_ptr<Call> call, Result<std::vector<std::int64_t>> after);
+  void answer(std::shared_ptr<Call> call);
+
   const Settings settings_;
   decide::Decider& decider_;
   const Clock& clock_;
   RuleMetrics metrics_;
+  std::unique_ptr<OverLimitCache> over_limit_cache_;  // null without LOCAL_CACHE_SIZE_IN_BYTES
+  decide::CircuitBreaker counter_breaker_;            // the counters' store calls
   mutable std::mutex config_mutex_;
   std::shared_ptr<const Snapshot> config_;
 };

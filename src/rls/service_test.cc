@@ -21,12 +21,14 @@ struct World {
   std::unique_ptr<decide::Decider> decider;
   std::unique_ptr<Service> service;
 
-  explicit World(const std::string& yaml) {
+  explicit World(const std::string& yaml, const std::function<void(Settings&)>& tweak = {},
+                 std::shared_ptr<Store> store = nullptr) {
     decide::DeciderOptions o;
-    o.store = make_memory_store({}, clock);
+    o.store = store ? std::move(store) : std::shared_ptr<Store>(make_memory_store({}, clock));
     o.clock = &clock;
     decider = std::make_unique<decide::Decider>(std::move(o));
     settings.response_headers_enabled = true;
+    if (tweak) tweak(settings);
     service = std::make_unique<Service>(settings, *decider, clock);
     auto tree = config::envoy::load_descriptor_config(
         std::vector<config::envoy::ConfigFile>{{"config.test", yaml}}, {});
@@ -39,15 +41,20 @@ struct World {
     service->set_config(std::move(snap));
   }
 
-  pb::RateLimitResponse ask(const std::string& key, const std::string& value, int hits = 0) {
+  Result<void> try_ask(const std::string& key, const std::string& value, pb::RateLimitResponse& res,
+                       int hits = 0) {
     pb::RateLimitRequest req;
     req.set_domain("d");
     req.set_hits_addend(static_cast<std::uint32_t>(hits));
     auto* e = req.add_descriptors()->add_entries();
     e->set_key(key);
     e->set_value(value);
+    return service->should_rate_limit(req, res);
+  }
+
+  pb::RateLimitResponse ask(const std::string& key, const std::string& value, int hits = 0) {
     pb::RateLimitResponse res;
-    EXPECT_TRUE(service->should_rate_limit(req, res));
+    EXPECT_TRUE(try_ask(key, value, res, hits));
     return res;
   }
 };
@@ -112,6 +119,69 @@ TEST(RlsService, RefusesWhatUpstreamRefuses) {
   auto r = w.service->should_rate_limit(req, res);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().message, "rate limit descriptor list must not be empty");
+}
+
+// A store whose counters never answer (a Redis that is down), counting the calls that reach it.
+class DownStore final : public Store {
+ public:
+  void decide(const DecideRequest&, DecideCallback done) override {
+    done(fail(ErrorCode::kUnavailable, "down"));
+  }
+  void refund(const RefundRequest&, RefundCallback done) override {
+    done(fail(ErrorCode::kUnavailable, "down"));
+  }
+  void count(std::span<const CountRequest>, CountCallback done) override {
+    ++calls;
+    done(fail(ErrorCode::kUnavailable, "down"));
+  }
+  std::string_view kind() const override { return "down"; }
+  int calls = 0;
+};
+
+TEST(RlsService, CountersThatCannotBeCountedAreAnsweredByOnStoreError) {
+  using E = Settings::OnStoreError;
+  for (const E mode : {E::kAllow, E::kDeny, E::kError}) {
+    auto store = std::make_shared<DownStore>();
+    World w(
+        kFivePerMinute, [mode](Settings& s) { s.on_store_error = mode; }, store);
+    pb::RateLimitResponse r;
+    const Result<void> asked = w.try_ask("k", "a", r);
+    if (mode == E::kError) {  // as upstream: the call fails, Envoy's failure_mode_deny decides
+      ASSERT_FALSE(asked);
+      EXPECT_EQ(asked.error().code, ErrorCode::kUnavailable);
+      continue;
+    }
+    ASSERT_TRUE(asked);
+    EXPECT_EQ(r.overall_code(),
+              mode == E::kAllow ? pb::RateLimitResponse::OK : pb::RateLimitResponse::OVER_LIMIT);
+    EXPECT_NE(w.service->metrics().prometheus().find(
+                  "ratelimit_service_should_rate_limit_error{err_type=\"redis_error\"} 1"),
+              std::string::npos);
+  }
+}
+
+TEST(RlsService, TheBreakerStopsAskingAStoreThatKeepsFailing) {
+  auto store = std::make_shared<DownStore>();
+  World w(kFivePerMinute, {}, store);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(w.ask("k", "a").overall_code(), pb::RateLimitResponse::OK);
+  // Five failures open the circuit (CircuitBreakerOptions' default); the clock stands still, so
+  // no probe is due: the other fifteen were answered without the store.
+  EXPECT_EQ(store->calls, 5);
+  w.clock.advance(std::chrono::milliseconds(500));
+  w.ask("k", "a");  // the probe
+  EXPECT_EQ(store->calls, 6);
+}
+
+TEST(RlsService, CounterCountsPastTheLimitAsUpstream) {
+  World w(kFivePerMinute);
+  for (int i = 0; i < 3; ++i) w.ask("k", "c");
+  EXPECT_EQ(w.ask("k", "c", 3).overall_code(), pb::RateLimitResponse::OVER_LIMIT);  // 6 of 5
+  EXPECT_EQ(w.ask("k", "c", 2).overall_code(), pb::RateLimitResponse::OVER_LIMIT);  // 8 of 5
+  // The next window starts afresh (the key holds its window).
+  w.clock.advance(std::chrono::seconds(40));
+  const auto r = w.ask("k", "c");
+  EXPECT_EQ(r.overall_code(), pb::RateLimitResponse::OK);
+  EXPECT_EQ(r.statuses(0).limit_remaining(), 4u);
 }
 
 // REDIS_TYPE / REDIS_TLS / REDIS_AUTH as upstream reads them, into floodgate's store URL.

@@ -165,6 +165,28 @@ Result<Settings> settings_from_env(const Env& env) {
     }
     s.near_limit_ratio = ratio;
   }
+  if (auto v = env("FLOODGATE_RLS_ALGORITHM"); v && !v->empty()) {
+    const auto counting = config::envoy::parse_counting(*v);
+    if (!counting) {
+      return fail(ErrorCode::kInvalidArgument,
+                  "FLOODGATE_RLS_ALGORITHM: \"" + *v +
+                      "\" is not an algorithm (counter, fixed_window, token_bucket, gcra or "
+                      "sliding_window)");
+    }
+    s.default_counting = *counting;
+  }
+  if (auto v = env("FLOODGATE_RLS_ON_STORE_ERROR"); v && !v->empty()) {
+    if (*v == "allow") {
+      s.on_store_error = Settings::OnStoreError::kAllow;
+    } else if (*v == "deny") {
+      s.on_store_error = Settings::OnStoreError::kDeny;
+    } else if (*v == "error") {
+      s.on_store_error = Settings::OnStoreError::kError;
+    } else {
+      return fail(ErrorCode::kInvalidArgument,
+                  "FLOODGATE_RLS_ON_STORE_ERROR: \"" + *v + "\" is not allow, deny or error");
+    }
+  }
   return s;
 }
 

@@ -10,6 +10,10 @@
 // LIMIT_REMAINING_HEADER, LIMIT_RESET_HEADER, MERGE_DOMAIN_CONFIG, RESPONSE_DYNAMIC_METADATA,
 // FORCE_START_WITHOUT_INITIAL_CONFIG, HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED, LOG_LEVEL,
 // LOG_FORMAT.
+// floodgate's own (FLOODGATE_RLS_*): FLOODGATE_RLS_ALGORITHM (how rules without `algorithm:` are
+// counted: counter, upstream's, by default; fixed_window, token_bucket, gcra, sliding_window),
+// FLOODGATE_RLS_ON_STORE_ERROR (allow, the default; deny; error: the call fails, as upstream's
+// does, and Envoy's failure_mode_deny decides).
 // Accepted and ignored (floodgate pipelines and pools on its own): REDIS_POOL_SIZE,
 // REDIS_PIPELINE_WINDOW, REDIS_PIPELINE_LIMIT, EXPIRATION_JITTER_MAX_SECONDS. Statsd is not
 // supported: floodgate serves Prometheus on DEBUG_HOST:DEBUG_PORT/metrics instead, and
@@ -26,6 +30,7 @@
 #include <string>
 #include <string_view>
 
+#include "config/envoy_descriptors.h"
 #include "floodgate/result.h"
 
 namespace fg::rls {
@@ -71,6 +76,13 @@ struct Settings {
   std::string log_level = "WARN";
   std::string log_format = "text";
   bool use_statsd = false;  // only warned about
+
+  // FLOODGATE_RLS_ALGORITHM: how rules without `algorithm:` are counted.
+  config::envoy::Counting default_counting = config::envoy::Counting::kCounter;
+  // FLOODGATE_RLS_ON_STORE_ERROR: what a store that cannot answer gets (after REDIS_TIMEOUT, or
+  // at once while the circuit breaker is open).
+  enum class OnStoreError { kAllow, kDeny, kError };
+  OnStoreError on_store_error = OnStoreError::kAllow;
 
   // The directory whose files are the configuration: RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/
   // RUNTIME_APPDIRECTORY.

@@ -167,6 +167,33 @@ Result<void> release_and_wait(Store& store, const LeaseRequest& request) {
   return future.get();
 }
 
+void Store::count(std::span<const CountRequest> counters, CountCallback done) {
+  if (auto ok = check_counters(counters); !ok) {
+    done(tl::unexpected(ok.error()));
+    return;
+  }
+  done(fail(ErrorCode::kInvalidArgument, std::string(kind()) + " store keeps no counters"));
+}
+
+Result<void> check_counters(std::span<const CountRequest> counters) {
+  for (const CountRequest& c : counters) {
+    if (c.hits < 0) return fail(ErrorCode::kInvalidArgument, "count: hits must not be negative");
+    if (c.hits > 0 && c.ttl.count() <= 0) {
+      return fail(ErrorCode::kInvalidArgument, "count: a counter written needs a ttl");
+    }
+  }
+  return {};
+}
+
+Result<std::vector<std::int64_t>> count_and_wait(Store& store,
+                                                 std::span<const CountRequest> counters) {
+  std::promise<Result<std::vector<std::int64_t>>> promise;
+  auto future = promise.get_future();
+  store.count(counters,
+              [&promise](Result<std::vector<std::int64_t>> r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
 Result<void> refund_and_wait(Store& store, const RefundRequest& request) {
   std::promise<Result<void>> promise;
   auto future = promise.get_future();

@@ -9,8 +9,16 @@ files written here. Exit 0 pass, 1 fail, 77 skip (a missing tool, outside CI).
 
 Cases: memory (the answers, against the memory store), redis (the same against a redis-server
 started here), reload (a changed directory is loaded; an invalid one is not), load_errors
-(upstream's load errors from `floodgate rls` and `floodgate validate DIR`), health.
+(upstream's load errors from `floodgate rls` and `floodgate validate DIR`), health;
+parity_memory, parity_redis, parity_memory_stop, parity_redis_stop, parity_cluster (a 3-master
+Redis Cluster, STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT on) (envoyproxy/ratelimit's own
+integration test expectations, test/integration/integration_test.go testBasicBaseConfig, with
+and without STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT and the local cache, and the counting
+differences docs/envoy.md used to list: denied hits counted, hits_addend crossing a limit,
+shadow_mode counting on, near_limit); optin_memory, optin_redis (`algorithm:` and
+FLOODGATE_RLS_ALGORITHM: floodgate's algorithms, all or nothing per request).
 """
+import random
 import json
 import os
 import shutil
@@ -327,6 +335,345 @@ def answers(rls, redis_backed=False):
         check(series in m, "/metrics has " + series)
 
 
+def start_redis():
+    """A redis-server on a free port: (port, process)."""
+    if shutil.which("redis-server") is None:
+        skip_or_fail("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                              "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    PROCS.append(redis)
+
+    def up():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+    wait_for(up, "redis-server")
+    return port, redis
+
+
+CLUSTERS = []  # directories of clusters started by start_cluster(), stopped at exit
+
+
+def start_cluster():
+    """A 3-master Redis Cluster (scripts/redis-cluster.sh, no replicas): the seed ports."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        skip_or_fail("redis-server / redis-cli are not installed (apt-get install redis-server)")
+    d = tempfile.mkdtemp(dir=WORK)
+    for _ in range(20):  # a block of 6 free ports (3 clients, 3 cluster buses)
+        base = random.randint(20000, 30000)
+        try:
+            socks = []
+            for p in range(base, base + 6):
+                sk = socket.socket()
+                socks.append(sk)
+                sk.bind(("127.0.0.1", p))
+            break
+        except OSError:
+            continue
+        finally:
+            for sk in socks:
+                sk.close()
+    CLUSTERS.append(d)
+    subprocess.run([os.path.join(SOURCE, "scripts", "redis-cluster.sh"), "start", d, str(base)],
+                   check=True, stdout=subprocess.DEVNULL,
+                   env=dict(os.environ, REDIS_CLUSTER_REPLICAS="0"))
+    return [base, base + 1, base + 2]
+
+
+def redis_command(port, *args):
+    """One command over RESP; the reply as bytes/int/list/None (errors raise). A cluster's MOVED
+    is followed."""
+    try:
+        return redis_command_once(port, *args)
+    except RuntimeError as e:
+        if not str(e).startswith("MOVED "):
+            raise
+        return redis_command_once(int(str(e).split()[2].rsplit(":", 1)[1]), *args)
+
+
+def redis_command_once(port, *args):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        cmd = b"*%d\r\n" % len(args) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(a), a) for a in (x.encode() for x in args))
+        s.sendall(cmd)
+        f = s.makefile("rb")
+
+        def read():
+            line = f.readline().rstrip(b"\r\n")
+            kind, rest = line[:1], line[1:]
+            if kind == b"+":
+                return rest
+            if kind == b"-":
+                raise RuntimeError(rest.decode())
+            if kind == b":":
+                return int(rest)
+            if kind == b"$":
+                n = int(rest)
+                if n < 0:
+                    return None
+                data = f.read(n + 2)[:-2]
+                return data
+            if kind == b"*":
+                return [read() for _ in range(int(rest))]
+            raise RuntimeError("bad reply %r" % line)
+        return read()
+
+
+def metric(rls, counter, domain, rule):
+    """The value of ratelimit_service_rate_limit_<counter>{domain,rule}, 0 when absent."""
+    prefix = 'ratelimit_service_rate_limit_%s{domain="%s",rule="%s"} ' % (counter, domain, rule)
+    for line in rls.metrics().splitlines():
+        if line.startswith(prefix):
+            return int(line[len(prefix):])
+    return 0
+
+
+PARITY = """domain: parity
+descriptors:
+  - key: five
+    rate_limit: {unit: hour, requests_per_unit: 5}
+  - key: shady
+    shadow_mode: true
+    rate_limit: {unit: hour, requests_per_unit: 2}
+"""
+
+
+def parity(store, stop, local_cache):
+    """upstream's testBasicBaseConfig, then the counting cases docs/envoy.md listed."""
+    env = {"LIMIT_RESPONSE_HEADERS_ENABLED": "true"}
+    redis_port = None
+    args = ("--store", "memory://")
+    if store == "redis":
+        redis_port, _ = start_redis()
+        env.update({"REDIS_SOCKET_TYPE": "tcp", "REDIS_TYPE": "single",
+                    "REDIS_URL": "127.0.0.1:%d" % redis_port, "REDIS_TIMEOUT": "1s"})
+        args = ()
+    if store == "cluster":  # a request's counters in one FCALL per hash slot
+        seeds = start_cluster()
+        redis_port = seeds[0]
+        env.update({"REDIS_SOCKET_TYPE": "tcp", "REDIS_TYPE": "cluster",
+                    "REDIS_URL": ",".join("127.0.0.1:%d" % p for p in seeds),
+                    "REDIS_TIMEOUT": "1s"})
+        args = ()
+    if stop:
+        env["STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT"] = "true"
+    if local_cache:
+        env["LOCAL_CACHE_SIZE_IN_BYTES"] = "1000000"
+    root = runtime_with({"basic.yaml": fixture("integration/basic.yaml"),
+                         "another.yaml": fixture("integration/another.yaml"),
+                         "parity.yaml": PARITY})
+    rls = Rls(root, env, args=args)
+    HOUR, MINUTE_, DAY = (rls_pb2.RateLimitResponse.RateLimit.HOUR, MINUTE,
+                          rls_pb2.RateLimitResponse.RateLimit.DAY)
+    SECOND = rls_pb2.RateLimitResponse.RateLimit.SECOND
+
+    def status(r, i=0):
+        s = r.statuses[i]
+        return (s.code, s.current_limit.requests_per_unit, s.current_limit.unit, s.limit_remaining)
+
+    def reset_ok(r, i, unit_s):
+        got = r.statuses[i].duration_until_reset.seconds
+        now = int(time.time())
+        # Within the second the answer was made in (the window is the instance's clock's).
+        return got in (unit_s - now % unit_s, unit_s - (now - 1) % unit_s)
+
+    # No rule: OK, no current_limit.
+    r = rls.ask("foo", [("hello", "world")])
+    check(r.overall_code == OK and status(r) == (OK, 0, 0, 0) and
+          not r.statuses[0].HasField("duration_until_reset"), "no rule: %s" % r)
+    r = rls.ask("basic", [("key1", "foo")])
+    check(status(r) == (OK, 50, SECOND, 49), "key1 50/s, 49 left: %s" % r)
+    check(metric(rls, "total_hits", "basic", "key1") == 1, "key1 total_hits 1")
+
+    # Over a 20/minute limit: every hit counted, over_limit from the 21st.
+    v = str(random.getrandbits(48))
+    for i in range(25):
+        r = rls.ask("another", [("key2", v)])
+        want = (OK, 20, MINUTE_, 20 - (i + 1)) if i < 20 else (OVER, 20, MINUTE_, 0)
+        check(r.overall_code == want[0] and status(r) == want, "key2 #%d: %s" % (i, r))
+        check(reset_ok(r, 0, 60), "key2 duration_until_reset: %s" % r)
+        check(metric(rls, "total_hits", "another", "key2") == i + 1, "key2 total_hits %d" % (i + 1))
+        check(metric(rls, "over_limit", "another", "key2") == max(0, i - 19),
+              "key2 over_limit %d" % max(0, i - 19))
+        check(metric(rls, "over_limit_with_local_cache", "another", "key2") ==
+              (max(0, i - 20) if local_cache else 0), "key2 over_limit_with_local_cache #%d" % i)
+    if redis_port:
+        # The counter counts the denied hits too, under upstream's own key name.
+        key = "another_key2_%s_%d" % (v, int(time.time()) // 60 * 60)
+        got = redis_command(redis_port, "GET", key)
+        want = 21 if local_cache else 25  # the local cache answers without counting
+        check(got is not None and int(got) == want, "redis %s = %s, want %d" % (key, got, want))
+        check(0 < redis_command(redis_port, "TTL", key) <= 60, "the key expires within its unit")
+
+    # Two descriptors: key2 (20/minute) and key3 (10/hour), both counted; key3 goes over at #11.
+    # With STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT key2 stops being counted once key3 passes.
+    v = str(random.getrandbits(48))
+    for i in range(15):
+        r = rls.ask("another", [("key2", v)], [("key3", v)])
+        rem1, rem2, code = 20 - (i + 1), 10 - (i + 1), OK
+        if i >= 10:
+            code, rem2 = OVER, 0
+            if stop:
+                rem1 = 10
+        check(r.overall_code == code, "key2+key3 #%d overall: %s" % (i, r))
+        check(status(r, 0) == (OK, 20, MINUTE_, rem1), "key2 of key2+key3 #%d: %s" % (i, r))
+        check(status(r, 1) == (code, 10, HOUR, rem2), "key3 of key2+key3 #%d: %s" % (i, r))
+        check(reset_ok(r, 1, 3600), "key3 duration_until_reset: %s" % r)
+        check(metric(rls, "total_hits", "another", "key2") == i + 26, "key2 total_hits")
+        check(metric(rls, "over_limit", "another", "key2") == 5, "key2 over_limit stays 5")
+        check(metric(rls, "over_limit_with_local_cache", "another", "key2") ==
+              (4 if local_cache else 0), "key2 over_limit_with_local_cache")
+        check(metric(rls, "total_hits", "another", "key3") == i + 1, "key3 total_hits")
+        check(metric(rls, "over_limit", "another", "key3") == max(0, i - 9),
+              "key3 over_limit #%d" % i)
+        check(metric(rls, "over_limit_with_local_cache", "another", "key3") ==
+              (max(0, i - 10) if local_cache else 0), "key3 over_limit_with_local_cache #%d" % i)
+        heads = {h.key: h.value for h in r.response_headers_to_add}
+        want_heads = {"RateLimit-Limit": "10", "RateLimit-Remaining": str(rem2),
+                      "RateLimit-Reset": str(r.statuses[1].duration_until_reset.seconds)}
+        check(heads == want_heads, "headers of the descriptor closest to its limit #%d: %s"
+              % (i, heads))
+
+    # duration_until_reset: the rest of the epoch-aligned day.
+    r = rls.ask("another", [("key4", "durTest")])
+    check(status(r) == (OK, 20, DAY, 19) and reset_ok(r, 0, 86400), "key4 per day: %s" % r)
+
+    # hits_addend crossing a limit: limit 5, counter 3; 3 hits make 6 (over), and 2 more make 8:
+    # still over, although 2 would have fitted before the 3.
+    v = str(random.getrandbits(48))
+    for i in range(3):
+        check(status(rls.ask("parity", [("five", v)])) == (OK, 5, HOUR, 4 - i), "five #%d" % i)
+    r = rls.ask("parity", {"entries": [("five", v)], "hits_addend": 3})
+    check(r.overall_code == OVER and status(r) == (OVER, 5, HOUR, 0), "3 hits over 3 of 5: %s" % r)
+    r = rls.ask("parity", [("five", v)], hits_addend=2)
+    check(r.overall_code == OVER and status(r) == (OVER, 5, HOUR, 0),
+          "2 hits after a crossing request: still OVER_LIMIT (counter 8): %s" % r)
+    # near_limit (NEAR_LIMIT_RATIO 0.8: 4 of 5): the crossing request's hits between 4 and 5.
+    check(metric(rls, "total_hits", "parity", "five") == 8, "five total_hits 8")
+    check(metric(rls, "within_limit", "parity", "five") == 3, "five within_limit 3")
+    check(metric(rls, "over_limit", "parity", "five") == 3, "five over_limit 1 + 2")
+    check(metric(rls, "near_limit", "parity", "five") == 1, "five near_limit 1")
+    if redis_port:
+        key = "parity_five_%s_%d" % (v, int(time.time()) // 3600 * 3600)
+        got = redis_command(redis_port, "GET", key)
+        want = 6 if local_cache else 8  # the second over request is the local cache's
+        check(got is not None and int(got) == want, "redis %s = %s, want %d" % (key, got, want))
+
+    # shadow_mode: answered OK past the limit, and counted on (upstream's counter goes on).
+    v = str(random.getrandbits(48))
+    for i in range(4):
+        r = rls.ask("parity", [("shady", v)])
+        check(r.overall_code == OK and r.statuses[0].code == OK, "shadow #%d answers OK" % i)
+    check(metric(rls, "shadow_mode", "parity", "shady") == 2, "shady shadow_mode 2")
+    check(metric(rls, "over_limit", "parity", "shady") == 2, "shady over_limit 2")
+    # near threshold floor(2 * 0.8) = 1: the second hit (1 -> 2) is near the limit.
+    check(metric(rls, "near_limit", "parity", "shady") == 1, "shady near_limit 1")
+    if redis_port and not local_cache:
+        key = "parity_shady_%s_%d" % (v, int(time.time()) // 3600 * 3600)
+        got = redis_command(redis_port, "GET", key)
+        check(got is not None and int(got) == 4, "shadow counter goes on: %s = %s" % (key, got))
+    rls.stop()
+
+
+OPTIN = """domain: optin
+descriptors:
+  - key: bucket
+    rate_limit: {unit: hour, requests_per_unit: 3, algorithm: token_bucket}
+  - key: wide
+    rate_limit: {unit: hour, requests_per_unit: 10, algorithm: sliding_window}
+  - key: upstream
+    rate_limit: {unit: hour, requests_per_unit: 2, algorithm: counter}
+  - key: plain
+    rate_limit: {unit: hour, requests_per_unit: 2}
+"""
+
+
+def optin(store):
+    env = {"FLOODGATE_RLS_ALGORITHM": "gcra"}
+    args = ("--store", "memory://")
+    redis_port = None
+    if store == "redis":
+        redis_port, _ = start_redis()
+        env.update({"REDIS_SOCKET_TYPE": "tcp", "REDIS_TYPE": "single",
+                    "REDIS_URL": "127.0.0.1:%d" % redis_port, "REDIS_TIMEOUT": "1s",
+                    "LOCAL_CACHE_SIZE_IN_BYTES": "100000"})
+        args = ()
+    rls = Rls(runtime_with({"optin.yaml": OPTIN}), env, args=args)
+    code, text = rls.http("GET", rls.debug_port, "/rlconfig")
+    check("optin.bucket: unit=HOUR requests_per_unit=3" in text and "algorithm: token_bucket" in text
+          and "algorithm: gcra" in text, "/rlconfig names the algorithms: %s" % text)
+    # All or nothing: bucket (3) and wide (10) in one request; once bucket is out, the request is
+    # OVER_LIMIT and wide is not consumed (a counter would have counted it).
+    for i in range(3):
+        r = rls.ask("optin", [("bucket", "a")], [("wide", "a")])
+        check(r.overall_code == OK and r.statuses[1].limit_remaining == 9 - i,
+              "opt-in #%d: %s" % (i, r))
+    for i in range(2):
+        r = rls.ask("optin", [("bucket", "a")], [("wide", "a")])
+        check(r.overall_code == OVER and r.statuses[0].code == OVER and
+              r.statuses[1].code == OK, "bucket out: OVER_LIMIT: %s" % r)
+    if redis_port:  # the deny cache answered the second denial without Redis
+        check(metric(rls, "over_limit_with_local_cache", "optin", "bucket") == 1,
+              "opt-in deny cache: %s" % metric(rls, "over_limit_with_local_cache", "optin",
+                                               "bucket"))
+    r = rls.ask("optin", [("wide", "a")])
+    check(r.overall_code == OK and r.statuses[0].limit_remaining == 6,
+          "nothing was taken from wide by the denied requests: %s" % r)
+    # A token bucket's reset is the time until full again (1/3 hour per token): not a window.
+    r = rls.ask("optin", {"entries": [("bucket", "b")], "hits_addend": 0})
+    check(r.statuses[0].limit_remaining == 3, "a look at a fresh bucket: %s" % r)
+    # hits_addend crossing: floodgate's algorithms take nothing from a denied request, so a later
+    # request that fits is allowed (the counter, below, would keep saying OVER_LIMIT).
+    r = rls.ask("optin", [("plain", "c")], hits_addend=3)
+    check(r.overall_code == OVER, "gcra (FLOODGATE_RLS_ALGORITHM): 3 of 2 over: %s" % r)
+    r = rls.ask("optin", [("plain", "c")], hits_addend=2)
+    check(r.overall_code == OK, "gcra: then 2 of 2 fit: %s" % r)
+    r = rls.ask("optin", [("upstream", "c")], hits_addend=3)
+    check(r.overall_code == OVER, "counter: 3 of 2 over: %s" % r)
+    r = rls.ask("optin", [("upstream", "c")], hits_addend=2)
+    check(r.overall_code == OVER, "counter (algorithm: counter beats the default): 5 > 2: %s" % r)
+    if redis_port:
+        keys = redis_command(redis_port, "KEYS", "fg:*")
+        check(any(b"optin_bucket_a_@token_bucket" in k for k in keys) and
+              any(b"optin_wide_a_@sliding_window" in k for k in keys),
+              "opted-in states under floodgate's keys: %s" % keys)
+        # 3, then the second request answered by the local cache (LOCAL_CACHE_SIZE_IN_BYTES), as
+        # upstream's: not counted.
+        check(redis_command(redis_port, "GET", "optin_upstream_c_%d" % (int(time.time()) // 3600 * 3600))
+              == b"3", "the counter rule under upstream's key")
+    rls.stop()
+    # Load errors: an unknown algorithm, an algorithm on an unlimited rule, a bad variable.
+    bad = runtime_with({"bad.yaml": "domain: b\ndescriptors:\n  - key: k\n    rate_limit: "
+                                    "{unit: hour, requests_per_unit: 1, algorithm: leaky}\n"})
+    cfg = os.path.join(bad, "ratelimit", "config")
+    v = subprocess.run([FLOODGATE, "validate", cfg], capture_output=True, text=True)
+    check(v.returncode == 1 and "config.bad: invalid rate limit algorithm 'leaky' (counter, "
+          "fixed_window, token_bucket, gcra or sliding_window)" in v.stderr, v.stderr)
+    bad = runtime_with({"bad.yaml": "domain: b\ndescriptors:\n  - key: k\n    rate_limit: "
+                                    "{unlimited: true, algorithm: gcra}\n"})
+    v = subprocess.run([FLOODGATE, "validate", os.path.join(bad, "ratelimit", "config")],
+                       capture_output=True, text=True)
+    check(v.returncode == 1 and "should not specify rate limit algorithm when unlimited" in
+          v.stderr, v.stderr)
+    big = runtime_with({"big.yaml": "domain: b\ndescriptors:\n  - key: k\n    rate_limit: "
+                                    "{unit: hour, requests_per_unit: 4000000000}\n"})
+    v = subprocess.run([FLOODGATE, "validate", os.path.join(big, "ratelimit", "config")],
+                       capture_output=True, text=True)
+    check(v.returncode == 0, "the counter takes any uint32 limit: " + v.stderr)
+    v = subprocess.run([FLOODGATE, "validate", os.path.join(big, "ratelimit", "config")],
+                       capture_output=True, text=True,
+                       env=dict(os.environ, FLOODGATE_RLS_ALGORITHM="token_bucket"))
+    check(v.returncode == 1 and "above the largest limit of algorithm token_bucket" in v.stderr,
+          v.stderr)
+    v = subprocess.run([FLOODGATE, "validate", cfg], capture_output=True, text=True,
+                       env=dict(os.environ, FLOODGATE_RLS_ALGORITHM="fast"))
+    check(v.returncode == 1 and 'FLOODGATE_RLS_ALGORITHM: "fast" is not an algorithm' in v.stderr,
+          v.stderr)
+
+
 def case_memory():
     root = runtime_with({"example.yaml": fixture("example/example.yaml"),
                          "config.yaml": fixture("example/config.yaml"),
@@ -461,7 +808,13 @@ def case_health():
 ok = False
 try:
     {"memory": case_memory, "redis": case_redis, "reload": case_reload,
-     "load_errors": case_load_errors, "health": case_health}[CASE]()
+     "load_errors": case_load_errors, "health": case_health,
+     "parity_memory": lambda: parity("memory", False, False),
+     "parity_memory_stop": lambda: parity("memory", True, True),
+     "parity_redis": lambda: parity("redis", False, False),
+     "parity_redis_stop": lambda: parity("redis", True, True),
+     "parity_cluster": lambda: parity("cluster", True, False),
+     "optin_memory": lambda: optin("memory"), "optin_redis": lambda: optin("redis")}[CASE]()
     ok = not FAILURES
 finally:
     if not ok:  # what the servers said, before their directory goes
@@ -473,6 +826,9 @@ finally:
         if p.poll() is None:
             p.kill()
             p.wait()
+    for d in CLUSTERS:  # exactly the redis-server PIDs the script recorded
+        subprocess.run([os.path.join(SOURCE, "scripts", "redis-cluster.sh"), "stop", d],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     shutil.rmtree(WORK, ignore_errors=True)
 if FAILURES:
     print("%d check(s) failed" % len(FAILURES), file=sys.stderr)

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <limits>
 
 namespace fg::memory {
 namespace {
@@ -373,6 +374,55 @@ Result<void> MemoryStore::refund_now(const RefundRequest& request) {
 
 void MemoryStore::refund(const RefundRequest& request, RefundCallback done) {
   done(refund_now(request));  // outside the shard lock, as decide()
+}
+
+Result<std::vector<std::int64_t>> MemoryStore::count_now(std::span<const CountRequest> counters) {
+  if (auto ok = check_counters(counters); !ok) return tl::unexpected(ok.error());
+  // A name no policy can have (policy names never contain NUL), so counters and states never
+  // share a key.
+  static constexpr std::string_view kCounterPolicy{"\0count", 6};
+  const std::int64_t now_us = to_us(clock_.now());
+  std::vector<std::int64_t> values;
+  values.reserve(counters.size());
+  std::string key;
+  std::string stored;
+  for (const CountRequest& c : counters) {
+    stored_identity(stored, c.key);
+    make_key(key, kCounterPolicy, stored);
+    Shard& shard = shard_for(stored);
+    std::lock_guard lock(shard.mu);
+    auto it = shard.map.find(std::string_view(key));
+    const bool live = it != shard.map.end() && it->second.expires_us > now_us;
+    const std::int64_t before = live ? it->second.state.a : 0;
+    if (c.hits == 0) {  // a look: nothing written
+      values.push_back(before);
+      continue;
+    }
+    const std::int64_t after =
+        before > std::numeric_limits<std::int64_t>::max() - c.hits ? before : before + c.hits;
+    const std::int64_t expires_us = now_us + c.ttl.count();
+    if (it == shard.map.end()) {
+      std::array<Node*, 1> keep{nullptr};
+      if (!make_room(shard, now_us, 1, keep)) {
+        return fail(ErrorCode::kResourceExhausted,
+                    "memory store full: " + std::to_string(capacity()) +
+                        " keys (memory.max_keys), none free to evict");
+      }
+      it = shard.map.emplace(key, Entry{}).first;
+      it->second.expires_us = expires_us;
+      link(shard, *it);
+    } else {
+      rekey(shard, *it, expires_us);
+    }
+    it->second.state = State{after, 0, 0};
+    drop_expired(shard, now_us, 2);
+    values.push_back(after);
+  }
+  return values;
+}
+
+void MemoryStore::count(std::span<const CountRequest> counters, CountCallback done) {
+  done(count_now(counters));  // outside the shard locks, as decide()
 }
 
 void MemoryStore::rekey(Shard& shard, Node& node, std::int64_t expires_us) {

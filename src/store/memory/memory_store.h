@@ -35,6 +35,10 @@
 // policies, so a request takes its slot only when every rate policy allows it too. Their memory
 // is bounded by the requests in flight, not by max_keys; a key without leases is dropped.
 //
+// Counters (count(), Envoy's INCRBY semantics) live in the same maps under "\0count\0" + the
+// counter's name stored as identities are: no policy name starts with NUL, so no counter can
+// name a policy's state.
+//
 // Thread safety: every public method is thread-safe.
 #pragma once
 
@@ -76,6 +80,10 @@ class MemoryStore final : public Store {
   // Slots held now for `identity` under `policy` (expired leases not counted). For tests.
   std::size_t slots_held(std::string_view identity, std::string_view policy) const;
   std::string_view kind() const override { return "memory"; }
+  // Completes before returning. Counters share the states' shards, capacity and expiry buckets
+  // (a counter is one state, kept until its ttl); each counter under its own shard's lock.
+  void count(std::span<const CountRequest> counters, CountCallback done) override;
+  Result<std::vector<std::int64_t>> count_now(std::span<const CountRequest> counters);
 
   // The same decision, returned directly.
   Result<Verdict> decide_now(const DecideRequest& request) override;

@@ -17,6 +17,7 @@
 
 #include "store/redis/cluster.h"
 #include "store/redis/connection.h"
+#include "store/redis/count.h"
 #include "store/redis/keys.h"
 #include "store/redis/script.h"
 
@@ -208,6 +209,7 @@ struct Shared {
   RedisStoreOptions options;
   bool cluster = false;
   std::vector<std::string> load_commands;  // library_load_commands(): MULTI .. EXEC
+  std::string count_load_command;          // count_load_command(): floodgate_count_v1
   std::string cluster_slots_command;       // CLUSTER SLOTS
   std::string asking_command;              // ASKING
   std::shared_ptr<asio::ssl::context> tls;
@@ -481,6 +483,16 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
         refund_done_(std::move(done)),
         refund_(true) {}
 
+  // A count: fg_count_v1 over `keys` keys of one slot (count.h), answered through `done`. Its
+  // library is floodgate_count_v1, loaded when a node says it lacks the function.
+  DecideOp(std::string command, int slot, SteadyTime deadline, std::size_t keys, CountCallback done)
+      : command_(std::move(command)),
+        slot_(slot),
+        deadline_(deadline),
+        count_done_(std::move(done)),
+        count_keys_(keys),
+        count_(true) {}
+
   void start(std::shared_ptr<ThreadContext> ctx) {
     ctx_ = std::move(ctx);
     if (ctx_->closed()) {
@@ -510,6 +522,18 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
     }
     if (reply->is_error()) {
       on_error_reply(reply->str);
+      return;
+    }
+    if (count_) {
+      auto values = parse_count_reply(*reply, count_keys_);
+      if (!values) {
+        finish(tl::unexpected(std::move(values.error())));
+        return;
+      }
+      finished_ = true;
+      bump(ctx_->counters().decisions);
+      CountCallback done = std::move(count_done_);
+      done(std::move(*values));
       return;
     }
     if (refund_) {
@@ -589,7 +613,9 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
     auto self = shared_from_this();
     // Order matters: ASKING applies to the next command only, so it goes right before FCALL.
     // The load commands go back to back: nothing else may land inside their MULTI.
-    if (reload) {
+    if (reload && count_) {
+      conn.request(ctx_->shared().count_load_command, deadline_, self, kTagLoad);
+    } else if (reload) {
       for (const std::string& c : ctx_->shared().load_commands) {
         conn.request(c, deadline_, self, kTagLoad);
       }
@@ -634,13 +660,18 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
     // send went; none when it never went anywhere (a closed store).
     if (!result && sent_) result.error().node = ctx_->global_node(node_);
     Counters& counters = ctx_->counters();
-    const std::size_t calls = refund_ ? 1 : done_.size();
+    const std::size_t calls = refund_ || count_ ? 1 : done_.size();
     for (std::size_t i = 0; i < calls; ++i) {
       bump(counters.decisions);
       if (!result) {
         bump(counters.errors);
         if (result.error().code == ErrorCode::kDeadlineExceeded) bump(counters.timeouts);
       }
+    }
+    if (count_) {
+      CountCallback done = std::move(count_done_);
+      done(tl::unexpected(result.error()));
+      return;
     }
     if (refund_) {
       RefundCallback done = std::move(refund_done_);
@@ -661,6 +692,9 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
   std::vector<DecideCallback> done_;  // per item
   RefundCallback refund_done_;
   bool refund_ = false;
+  CountCallback count_done_;
+  std::size_t count_keys_ = 0;
+  bool count_ = false;
   std::uint16_t node_ = 0;  // where the last FCALL went
   bool sent_ = false;       // whether node_ is set
   bool asking_ = false;
@@ -806,6 +840,7 @@ Result<std::unique_ptr<RedisStore>> RedisStore::make(const RedisStoreOptions& op
   shared->options = options;
   shared->cluster = options.url.cluster;
   shared->load_commands = library_load_commands();
+  shared->count_load_command = count_load_command();
   shared->cluster_slots_command = format_command({"CLUSTER", "SLOTS"});
   shared->asking_command = format_command({"ASKING"});
   shared->tag_key = make_tag_key(options.key_secret);
@@ -941,6 +976,75 @@ void RedisStore::release(const LeaseRequest& request, RefundCallback done) {
 
 void RedisStore::renew(const LeaseRequest& request, RefundCallback done) {
   lease_call(*impl_, request, true, std::move(done));
+}
+
+void RedisStore::count(std::span<const CountRequest> counters, CountCallback done) {
+  if (auto ok = check_counters(counters); !ok) {
+    done(tl::unexpected(ok.error()));
+    return;
+  }
+  if (counters.empty()) {
+    done(std::vector<std::int64_t>{});
+    return;
+  }
+  const Shared& shared = *impl_->shared;
+  // One FCALL per hash slot on a cluster (one for everything on one Redis). The calls' answers
+  // are joined on the one thread context that runs them all, so the join takes no lock.
+  struct Join {
+    std::vector<std::int64_t> values;
+    std::size_t left = 0;
+    std::optional<Error> error;
+    CountCallback done;
+  };
+  auto join = std::make_shared<Join>();
+  join->values.assign(counters.size(), 0);
+  join->done = std::move(done);
+  std::vector<std::pair<int, std::size_t>> by_slot;  // (slot, index)
+  by_slot.reserve(counters.size());
+  for (std::size_t i = 0; i < counters.size(); ++i) {
+    by_slot.emplace_back(shared.cluster ? key_slot(counters[i].key) : 0, i);
+  }
+  std::stable_sort(by_slot.begin(), by_slot.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<std::shared_ptr<DecideOp>> ops;
+  const SteadyTime deadline = SteadyClock::now() + shared.options.timeout;
+  for (std::size_t first = 0; first < by_slot.size();) {
+    std::size_t last = first + 1;
+    while (last < by_slot.size() && by_slot[last].first == by_slot[first].first) ++last;
+    std::vector<CountRequest> group;
+    std::vector<std::size_t> where;
+    for (std::size_t k = first; k < last; ++k) {
+      group.push_back(counters[by_slot[k].second]);
+      where.push_back(by_slot[k].second);
+    }
+    ops.push_back(std::make_shared<DecideOp>(
+        format_count_command(group), by_slot[first].first, deadline, group.size(),
+        [join, where = std::move(where)](Result<std::vector<std::int64_t>> r) {
+          if (r) {
+            for (std::size_t k = 0; k < where.size(); ++k) join->values[where[k]] = (*r)[k];
+          } else if (!join->error) {
+            join->error = std::move(r.error());
+          }
+          if (--join->left > 0) return;
+          CountCallback finish = std::move(join->done);
+          if (join->error) {
+            finish(tl::unexpected(std::move(*join->error)));
+          } else {
+            finish(std::move(join->values));
+          }
+        }));
+    first = last;
+  }
+  join->left = ops.size();
+  auto run_all = [ops = std::move(ops)](ThreadContext* ctx) {
+    for (const auto& op : ops) ctx->run(op);
+  };
+  if (ThreadContext* ctx = bound_context(impl_->id)) {
+    run_all(ctx);
+    return;
+  }
+  asio::post(impl_->own_ioc,
+             [run_all = std::move(run_all), ctx = impl_->own_ctx.get()] { run_all(ctx); });
 }
 
 void RedisStore::bind_current_thread(asio::io_context& ioc) {

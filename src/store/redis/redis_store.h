@@ -166,6 +166,9 @@ class RedisStore final : public Store {
   // fg_release_v4 (script.h), through the same path as a refund.
   void release(const LeaseRequest& request, RefundCallback done) override;
   void renew(const LeaseRequest& request, RefundCallback done) override;
+  // Envoy's ratelimit counters (count.h): one FCALL of fg_count_v1 per hash slot, through the
+  // same connections, routing, retries and deadline as a decision.
+  void count(std::span<const CountRequest> counters, CountCallback done) override;
   std::string_view kind() const override;
   // A cluster: 32 probe keys reach every master of a small cluster whatever key_secret hashes
   // them to (a given master of 3 is missed with probability (2/3)^32 < 1e-5); one Redis: 1.
