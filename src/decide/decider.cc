@@ -251,8 +251,10 @@ Outcome Decider::after_store(const Rules& rules, const Plan& plan, ThreadMetrics
       on_store_answer(plan, nodes, verdict);
       result = verdict.error().code == ErrorCode::kDeadlineExceeded ? StoreResult::kTimeout
                                                                     : StoreResult::kUnavailable;
+      release_unanswered(plan);
     } else {
       result = StoreResult::kError;
+      release_unanswered(plan);
     }
     if (shard != nullptr) shard->on_store(result, latency);
   } else if (shard != nullptr) {
@@ -336,6 +338,25 @@ void Decider::forget_unused_nodes() {
     changed = true;
   }
   if (changed) maybe_clear_trouble();
+}
+
+void Decider::release_unanswered(const Plan& plan) {
+  if (!plan.takes_slots || plan.lease.empty()) return;
+  // The charges of one identity are consecutive (plan.h).
+  for (std::size_t i = 0; i < plan.charges.size();) {
+    const std::size_t identity = plan.charge_identity[i];
+    std::size_t end = i;
+    bool slots = false;
+    for (; end < plan.charges.size() && plan.charge_identity[end] == identity; ++end) {
+      slots = slots || plan.charges[end].policy->is_concurrency();
+    }
+    if (slots) {
+      const std::span<const Charge> charges(plan.charges.data() + i, end - i);
+      store_->release(LeaseRequest{plan.identities[identity], charges, plan.lease},
+                      [](Result<void>) {});
+    }
+    i = end;
+  }
 }
 
 std::unique_ptr<Slots> Decider::hold(std::shared_ptr<const Rules> rules, const Plan& plan,

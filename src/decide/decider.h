@@ -192,6 +192,10 @@ class Decider {
   void maybe_clear_trouble();
   // Closes the circuits of nodes the store no longer routes to (Store::node_in_use).
   void forget_unused_nodes();
+  // A decision that takes slots and got no answer (a timeout: the call may still run in Redis
+  // and take them) gives them back, so that they do not hold the identity for a whole lease with
+  // nothing in flight. Fire and forget; giving back a slot never taken is harmless.
+  void release_unanswered(const Plan& plan);
   // The store's answer for `nodes` (empty: not looked up, the store was healthy at the call).
   void on_store_answer(const Plan& plan, const Nodes& nodes, const Result<Verdict>& verdict);
 

@@ -721,6 +721,14 @@ local function held_slots(key, now)
   return redis.call('ZCARD', key)
 end
 
+-- The key lives at least `ms` more: set when it has no expiry (NX), else only pushed later (GT).
+-- Never shortened, so a shorter lease (a reload, or another instance's config during a rolling
+-- change) cannot expire other requests' slots with the key.
+local function keep_until(key, ms)
+  redis.call('PEXPIRE', key, ms, 'NX')
+  redis.call('PEXPIRE', key, ms, 'GT')
+end
+
 local function concurrency(held, cost, limit)
   local take = 0
   if cost > 0 then take = 1 end
@@ -807,7 +815,7 @@ local function acquire(keys, args)
       if w and w[1] then
         local lease_us = w[2]
         redis.call('ZADD', keys[i], now + lease_us, lease)
-        redis.call('PEXPIRE', keys[i], ceil_div(lease_us, 1000) + 1)
+        keep_until(keys[i], ceil_div(lease_us, 1000) + 1)
       elseif w then
         write_state(keys[i], w[2], w[3], w[4], w[5], now, w[6])
       end
@@ -849,7 +857,7 @@ local function release(keys, args)
       local lease_us = tonumber(args[3 + i])
       local r = redis.pcall('ZADD', keys[i], 'XX', 'CH', now + lease_us, lease)
       if type(r) == 'number' and redis.call('ZSCORE', keys[i], lease) then
-        redis.call('PEXPIRE', keys[i], ceil_div(lease_us, 1000) + 1)
+        keep_until(keys[i], ceil_div(lease_us, 1000) + 1)
         done = done + 1
       end
     end
