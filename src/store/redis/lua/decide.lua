@@ -312,6 +312,39 @@ local CI, CC = {}, {}
 -- to write). Reused like the tables above.
 local scratch = {}
 
+-- ENFORCED[i]: whether the i-th policy of the item being decided is enforced (not in shadow
+-- mode), set by the caller before most_restrictive().
+local ENFORCED = {}
+
+-- Mirrors fg::most_restrictive over reply[base + 1 ..] (6 values per policy, n policies):
+-- a denying enforced policy (longest retry) first, else the enforced one with the least
+-- remaining (then the longest reset); shadow policies come first only when every policy is in
+-- shadow mode. Returns its 0-based index.
+local function most_restrictive(reply, base, n)
+  local best = 1
+  local best_enforced = ENFORCED[1]
+  local best_denies = best_enforced and reply[base + 1] == 0
+  for i = 2, n do
+    local r = base + (i - 1) * 6
+    local b = base + (best - 1) * 6
+    local enforced = ENFORCED[i]
+    local denies = enforced and reply[r + 1] == 0
+    local better
+    if denies ~= best_denies then
+      better = denies
+    elseif enforced ~= best_enforced then
+      better = enforced
+    elseif denies then
+      better = reply[r + 6] > reply[b + 6]
+    else
+      better = reply[r + 4] < reply[b + 4] or
+                 (reply[r + 4] == reply[b + 4] and reply[r + 5] > reply[b + 5])
+    end
+    if better then best, best_denies, best_enforced = i, denies, enforced end
+  end
+  return best - 1
+end
+
 -- Decides one item of n charges: keys[k0 + 1 .. k0 + n], charges CI/CC[c0 + 1 .. c0 + n].
 -- values[k0 + i] is MGET's value for keys[k0 + i]; `written` (nil or a table) maps keys written
 -- by earlier items of this call to their values, which take precedence. Fills reply[r0 + 1]
@@ -347,6 +380,7 @@ local function decide_item(keys, k0, c0, n, now, values, written, reply, r0, gap
     local j = CI[c0 + i]
     local allowed, reason, limit, remaining, reset, retry, write, a, b, c, ttl =
       PA[j](has, sa, sb, sc, CC[c0 + i], P1[j], P2[j], P3[j], now)
+    ENFORCED[i] = not PS[j]
     if allowed == 0 and not PS[j] then all = false end
     local r = r0 + 2 + gap + (i - 1) * 6
     reply[r + 1], reply[r + 2], reply[r + 3] = allowed, reason, limit
@@ -379,32 +413,7 @@ local function decide_item(keys, k0, c0, n, now, values, written, reply, r0, gap
   end
   reply[r0 + 1] = all and 1 or 0
 
-  -- Mirrors fg::most_restrictive: a denying non-shadow policy (longest retry) first, else the
-  -- non-shadow one with the least remaining (then the longest reset); shadow policies come
-  -- first only when every policy is in shadow mode.
-  local base = r0 + 2 + gap
-  local best = 1
-  local best_enforced = not PS[CI[c0 + 1]]
-  local best_denies = best_enforced and reply[base + 1] == 0
-  for i = 2, n do
-    local r = base + (i - 1) * 6
-    local b = base + (best - 1) * 6
-    local enforced = not PS[CI[c0 + i]]
-    local denies = enforced and reply[r + 1] == 0
-    local better
-    if denies ~= best_denies then
-      better = denies
-    elseif enforced ~= best_enforced then
-      better = enforced
-    elseif denies then
-      better = reply[r + 6] > reply[b + 6]
-    else
-      better = reply[r + 4] < reply[b + 4] or
-                 (reply[r + 4] == reply[b + 4] and reply[r + 5] > reply[b + 5])
-    end
-    if better then best, best_denies, best_enforced = i, denies, enforced end
-  end
-  reply[r0 + 2] = best - 1
+  reply[r0 + 2] = most_restrictive(reply, r0 + 2 + gap, n)
 end
 
 local function bad(what)
@@ -740,32 +749,6 @@ local function concurrency(held, cost, limit)
   return 0, 1, limit, remaining, 0, CONCURRENCY_RETRY_US, false
 end
 
--- fg::most_restrictive over reply[base + 1 ..] (6 per policy), shadow flags from args.
-local function most_restrictive_at(reply, base, args, a0, n)
-  local best = 1
-  local best_enforced = args[a0 + 3] == '0'
-  local best_denies = best_enforced and reply[base + 1] == 0
-  for i = 2, n do
-    local r = base + (i - 1) * 6
-    local b = base + (best - 1) * 6
-    local enforced = args[a0 + (i - 1) * 6 + 3] == '0'
-    local denies = enforced and reply[r + 1] == 0
-    local better
-    if denies ~= best_denies then
-      better = denies
-    elseif enforced ~= best_enforced then
-      better = enforced
-    elseif denies then
-      better = reply[r + 6] > reply[b + 6]
-    else
-      better = reply[r + 4] < reply[b + 4] or
-                 (reply[r + 4] == reply[b + 4] and reply[r + 5] > reply[b + 5])
-    end
-    if better then best, best_denies, best_enforced = i, denies, enforced end
-  end
-  return best - 1
-end
-
 local function acquire(keys, args)
   if not floor then bind_globals() end
   local n = tonumber(args[3])
@@ -803,6 +786,7 @@ local function acquire(keys, args)
         ALGORITHMS[alg](has, sa, sb, sc, cost, p1, p2, p3, now)
       if write then pending[i] = {false, a, b, c, ttl, se} else pending[i] = false end
     end
+    ENFORCED[i] = args[p + 3] == '0'
     if allowed == 0 and args[p + 3] == '0' then all = false end
     reply[r + 1], reply[r + 2], reply[r + 3] = allowed, reason, limit
     reply[r + 4], reply[r + 5], reply[r + 6] = remaining, reset, retry
@@ -836,7 +820,7 @@ local function acquire(keys, args)
     end
   end
   reply[2] = all and 1 or 0
-  reply[3] = most_restrictive_at(reply, 3, args, 3, n)
+  reply[3] = most_restrictive(reply, 3, n)
   return reply
 end
 
