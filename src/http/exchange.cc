@@ -2,6 +2,8 @@
 // (server_impl.h).
 #include "http/server_impl.h"
 
+#include <poll.h>
+
 // g++ 12 warns that the frame of a coroutine defined outside its class (here respond()) is freed
 // by a mismatched operator delete: it pairs Asio's awaitable_frame_base operator new/delete
 // itself, and the warning is a false positive of its coroutine lowering (the same coroutines
@@ -21,13 +23,15 @@ auto Server::Impl::decide(Worker& w, const Route& r, const Runtime& rt)
 }
 
 auto Server::Impl::serve(Request& req, Worker& w, const tcp::endpoint& peer,
-                         const std::string& path) -> awaitable<Response> {
+                         const std::string& path, std::shared_ptr<UpstreamAbort> abort)
+    -> awaitable<Response> {
   if (!w.upstream) co_return demo_resource(req, path);
   auto pool = w.upstream;  // keeps the pool alive across a reload
   // The request is in its canonical form (canonical.h): the upstream gets exactly the method
   // and target that were decided on.
   Request up = make_upstream_request(req, peer.address().to_string(), *w.upstream_target);
-  Result<Response> r = co_await pool->forward(std::move(up));
+  Result<Response> r = co_await pool->forward(std::move(up), abort);
+  if (abort && abort->aborted) co_return Response{};  // the client went away: abandoned
   if (!r) {
     const bool timeout = r.error().code == ErrorCode::kDeadlineExceeded;
     w.metrics->on_upstream(timeout ? UpstreamResult::kTimeout : UpstreamResult::kUnavailable);
@@ -82,7 +86,7 @@ auto Server::Impl::begin(Request& req, Worker& w, const config::IpAddress& peer_
   return x;
 }
 
-auto Server::Impl::decided(Request& req, Exchange& x, decide::Outcome so) -> bool {
+auto Server::Impl::decided(Request& req, Worker& w, Exchange& x, decide::Outcome so) -> bool {
   const Route& r = x.route;
   const Runtime& rt = *x.rt;
   Answer a = r.kind == Route::Kind::kCheck ? answer_check(req, r, rt, so)
@@ -91,7 +95,11 @@ auto Server::Impl::decided(Request& req, Exchange& x, decide::Outcome so) -> boo
   x.outcome = so.degraded != decide::Degraded::kNo ? "degraded"
               : (v != nullptr && v->allowed)       ? "allowed"
                                                    : "denied";
-  if (a.serve && x.route.takes_slots) x.slots = decider->hold(x.rt, x.route, so);
+  if (a.serve && x.route.takes_slots) {
+    x.slots = decider->hold(x.rt, x.route, so);
+    // Renewed from now on: reading the body and writing the answer may take longer than a lease.
+    if (x.slots) x.renewal = SlotRenewal(w.ioc, x.slots.get());
+  }
   if (so.verdict && so.verdict->allowed) x.consumed = std::move(*so.verdict);  // last use of `so`
   if (a.serve) {
     x.fields = std::move(a.fields);
@@ -102,6 +110,7 @@ auto Server::Impl::decided(Request& req, Exchange& x, decide::Outcome so) -> boo
 }
 
 auto Server::Impl::give_back(Exchange& x) -> void {
+  x.renewal.stop();
   x.slots.reset();  // not served: its slots go back at once
   if (!x.consumed) return;
   decider->give_back(*x.rt, x.route, *x.consumed);
@@ -118,7 +127,8 @@ auto Server::Impl::end(Request& req, Worker& w, const tcp::endpoint& peer, Excha
   if (body_unread) x.response.keep_alive(false);
   w.metrics->on_request(static_cast<int>(x.response.result_int()));
   if (x.rt->config->access_log) log_access(req, peer, x);
-  return Reply{std::move(x.response), std::move(x.fields), body_unread, false, std::move(x.slots)};
+  return Reply{std::move(x.response), std::move(x.fields), body_unread, false,
+               std::move(x.slots),    std::move(x.renewal)};
 }
 
 auto Server::Impl::log_access(const Request& req, const tcp::endpoint& peer, const Exchange& x)
@@ -159,7 +169,7 @@ auto Server::Impl::respond_now(Request& req, Worker& w, const tcp::endpoint& pee
     case Route::Kind::kDecide:
       if (!inline_store || w.upstream || !body_read) return std::nullopt;
       if (x.route.kind == Route::Kind::kServe ||
-          decided(req, x, decider->decide_now(*x.rt, x.route, w.metrics))) {
+          decided(req, w, x, decider->decide_now(*x.rt, x.route, w.metrics))) {
         x.response = demo_resource(req, x.route.path);
       }
       return end(req, w, peer, x, false);
@@ -184,13 +194,13 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
       break;
     case Route::Kind::kDecide: {
       decide::Outcome so = co_await decide(w, x.route, *x.rt);
-      serve_it = decided(req, x, std::move(so));
+      serve_it = decided(req, w, x, std::move(so));
       break;
     }
     case Route::Kind::kCheckCaller: {
       if (!x.route.charges.empty()) {
         decide::Outcome caller = co_await decide(w, x.route, *x.rt);
-        if (!decided(req, x, std::move(caller))) {
+        if (!decided(req, w, x, std::move(caller))) {
           break;  // the caller is over its own limit: 429 (or 503), body unread
         }
       }
@@ -207,7 +217,7 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
         break;
       }
       decide::Outcome checked = co_await decide(w, x.route, *x.rt);
-      decided(req, x, std::move(checked));  // answer_check: never serves
+      decided(req, w, x, std::move(checked));  // answer_check: never serves
       break;
     }
   }
@@ -219,9 +229,20 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
     }
     if (w.upstream) {
       std::shared_ptr<ClientWatch> watch;
-      if (x.slots) watch = watch_client(w, in.stream, x.slots.get());
-      x.response = co_await serve(req, w, peer, x.route.path);
-      if (watch) stop_watch(watch);
+      std::shared_ptr<UpstreamAbort> abort;
+      if (x.slots) {
+        abort = std::make_shared<UpstreamAbort>();
+        watch = watch_client(in.stream, x.slots.get(), req.version(), abort);
+      }
+      x.response = co_await serve(req, w, peer, x.route.path, abort);
+      if (watch) {
+        stop_watch(watch);
+        if (client_gone(watch)) {  // its upstream exchange was aborted, its slots given back
+          x.renewal.stop();
+          x.slots.reset();
+          co_return body_failed(w, kClientGone);  // abandon: write nothing
+        }
+      }
     } else {
       x.response = demo_resource(req, x.route.path);  // without serve()'s coroutine frame
     }
@@ -233,61 +254,135 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
 struct Server::Impl::ClientWatch {
   tcp::socket* socket = nullptr;  // null once stopped
   decide::Slots* slots = nullptr;
-  asio::steady_timer renew_timer;
-  explicit ClientWatch(asio::io_context& ioc) : renew_timer(ioc) {}
+  std::shared_ptr<UpstreamAbort> abort;
+  unsigned http_version = 11;
+  bool probed = false;  // an interim response was sent to tell a half-close from a close
+  // Once probed: when to look for the reset again (the socket stays readable: the end of the
+  // stream). Doubles from kFirstRecheck to kMaxRecheck.
+  std::optional<asio::steady_timer> recheck;
+  std::chrono::milliseconds recheck_after{0};
+  bool gone = false;  // the client went away: the upstream exchange aborted, the slots released
+};
+
+struct Server::Impl::SlotRenewal::State {
+  asio::steady_timer timer;
+  decide::Slots* slots = nullptr;  // null once stopped
+  State(asio::io_context& ioc, decide::Slots* s) : timer(ioc), slots(s) {}
 };
 
 namespace {
 
-void watch_readable(std::shared_ptr<Server::Impl::ClientWatch> watch);
+// Sent (once) to a client whose end of the stream arrived while its request is at the upstream:
+// a client that only half-closed reads it as an interim response (RFC 9110 §15.2: a client must
+// accept unexpected 1xx responses); a client that closed answers it with a reset.
+constexpr std::string_view kProbe = "HTTP/1.1 100 Continue\r\n\r\n";
 
-void on_readable(std::shared_ptr<Server::Impl::ClientWatch> watch,
-                 const boost::system::error_code& ec) {
-  if (watch->socket == nullptr || ec == asio::error::operation_aborted) return;
-  bool gone = static_cast<bool>(ec);
-  if (!gone) {
-    // Readable: the end of the stream (the client closed), a reset, or the next pipelined
-    // request. A peek tells them apart without taking any byte from the session.
-    char byte = 0;
-    boost::system::error_code pec;
-    const std::size_t n =
-        watch->socket->receive(asio::buffer(&byte, 1), tcp::socket::message_peek, pec);
-    if (pec == asio::error::would_block || pec == asio::error::try_again) {
-      return watch_readable(std::move(watch));
-    }
-    gone = pec || n == 0;
-    if (!gone) return;  // more requests are coming: the client is still there; stop watching
-  }
-  watch->slots->release();
+constexpr std::chrono::milliseconds kFirstRecheck{5};
+constexpr std::chrono::milliseconds kMaxRecheck{500};
+
+void watch_socket(std::shared_ptr<Server::Impl::ClientWatch> watch);
+void recheck_later(std::shared_ptr<Server::Impl::ClientWatch> watch);
+
+void client_left(Server::Impl::ClientWatch& watch) {
+  watch.gone = true;
+  // The upstream exchange ends first (its connection closed), so the slot is free only when the
+  // request no longer is at the upstream.
+  watch.abort->abort();
+  watch.slots->release();
 }
 
-void watch_readable(std::shared_ptr<Server::Impl::ClientWatch> watch) {
+void on_event(std::shared_ptr<Server::Impl::ClientWatch> watch,
+              const boost::system::error_code& ec) {
+  if (watch->socket == nullptr || ec == asio::error::operation_aborted) return;
+  if (ec) return client_left(*watch);
+  // Readable (or, once probed, an error): the end of the stream, a reset, or the next
+  // pipelined request. A peek tells them apart without taking any byte from the session.
+  char byte = 0;
+  boost::system::error_code pec;
+  const std::size_t n =
+      watch->socket->receive(asio::buffer(&byte, 1), tcp::socket::message_peek, pec);
+  if (pec == asio::error::would_block || pec == asio::error::try_again) {
+    return watch_socket(std::move(watch));
+  }
+  if (pec && pec != asio::error::eof) return client_left(*watch);  // reset: the client is gone
+  if (!pec && n > 0) return;  // more requests are coming: the client is still there; stop watching
+  // The end of the stream: the client shut down its sending side. It may still read the answer
+  // (a half-close) or be gone (a close): only a write tells. HTTP/1.0 clients may not be sent
+  // a 1xx: the end of their stream counts as gone.
+  if (watch->probed) {
+    // Once the end of the stream has been read, a read reports it before any reset: poll()
+    // tells (a reset closes the connection: POLLHUP, with POLLERR until the error is read).
+    pollfd p{watch->socket->native_handle(), POLLIN, 0};
+    if (::poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP)) != 0) {
+      return client_left(*watch);
+    }
+    return recheck_later(std::move(watch));  // no reset yet
+  }
+  if (watch->http_version < 11) return client_left(*watch);
+  boost::system::error_code wec;
+  const std::size_t sent = watch->socket->write_some(asio::buffer(kProbe), wec);
+  if (wec == asio::error::would_block || wec == asio::error::try_again) {
+    return;  // the client is not reading yet: keep the slots until the answer is written
+  }
+  // Part of it only: the stream is broken anyway.
+  if (wec || sent != kProbe.size()) return client_left(*watch);
+  watch->probed = true;
+  watch->recheck.emplace(watch->socket->get_executor());
+  recheck_later(std::move(watch));
+}
+
+void recheck_later(std::shared_ptr<Server::Impl::ClientWatch> watch) {
+  watch->recheck_after = watch->recheck_after.count() == 0
+                             ? kFirstRecheck
+                             : std::min(watch->recheck_after * 2, kMaxRecheck);
+  asio::steady_timer& timer = *watch->recheck;
+  timer.expires_after(watch->recheck_after);
+  timer.async_wait([watch = std::move(watch)](const boost::system::error_code& ec) mutable {
+    on_event(std::move(watch), ec);
+  });
+}
+
+void watch_socket(std::shared_ptr<Server::Impl::ClientWatch> watch) {
   tcp::socket& socket = *watch->socket;
   socket.async_wait(tcp::socket::wait_read,
                     [watch = std::move(watch)](const boost::system::error_code& ec) mutable {
-                      on_readable(std::move(watch), ec);
+                      on_event(std::move(watch), ec);
                     });
 }
 
-void renew_later(std::shared_ptr<Server::Impl::ClientWatch> watch) {
-  asio::steady_timer& timer = watch->renew_timer;
-  timer.expires_after(watch->slots->renew_every());
-  timer.async_wait([watch = std::move(watch)](const boost::system::error_code& ec) mutable {
-    if (ec || watch->socket == nullptr) return;
-    watch->slots->renew();
-    renew_later(std::move(watch));
+void renew_later(std::shared_ptr<Server::Impl::SlotRenewal::State> state) {
+  asio::steady_timer& timer = state->timer;
+  timer.expires_after(state->slots->renew_every());
+  timer.async_wait([state = std::move(state)](const boost::system::error_code& ec) mutable {
+    if (ec || state->slots == nullptr) return;
+    state->slots->renew();
+    renew_later(std::move(state));
   });
 }
 
 }  // namespace
 
-auto Server::Impl::watch_client(Worker& w, beast::tcp_stream& stream, decide::Slots* slots)
+Server::Impl::SlotRenewal::SlotRenewal(asio::io_context& ioc, decide::Slots* slots)
+    : state_(std::make_shared<State>(ioc, slots)) {
+  renew_later(state_);
+}
+
+void Server::Impl::SlotRenewal::stop() {
+  if (!state_) return;
+  state_->slots = nullptr;
+  state_->timer.cancel();
+  state_.reset();
+}
+
+auto Server::Impl::watch_client(beast::tcp_stream& stream, decide::Slots* slots,
+                                unsigned http_version, std::shared_ptr<UpstreamAbort> abort)
     -> std::shared_ptr<ClientWatch> {
-  auto watch = std::make_shared<ClientWatch>(w.ioc);
+  auto watch = std::make_shared<ClientWatch>();
   watch->socket = &stream.socket();
   watch->slots = slots;
-  watch_readable(watch);
-  renew_later(watch);
+  watch->abort = std::move(abort);
+  watch->http_version = http_version;
+  watch_socket(watch);
   return watch;
 }
 
@@ -297,7 +392,9 @@ void Server::Impl::stop_watch(const std::shared_ptr<ClientWatch>& watch) {
   watch->socket = nullptr;
   // Nothing else waits on the socket while the upstream answers: this cancels the watch alone.
   if (socket != nullptr) socket->cancel(ignored);
-  watch->renew_timer.cancel();
+  if (watch->recheck) watch->recheck->cancel();
 }
+
+bool Server::Impl::client_gone(const std::shared_ptr<ClientWatch>& watch) { return watch->gone; }
 
 }  // namespace fg::http

@@ -288,7 +288,35 @@ struct Server::Impl {
   // ---- requests ----------------------------------------------------------------------------
 
   awaitable<Response> serve(Request& req, Worker& w, const tcp::endpoint& peer,
-                            const std::string& path);
+                            const std::string& path,
+                            std::shared_ptr<UpstreamAbort> abort = nullptr);
+
+  // Renews a request's concurrency slots every renew_every() from the moment they are taken
+  // until they are given back (the answer written, or the request abandoned), whatever the
+  // request waits for meanwhile: its body, the upstream, the client reading the answer. Only
+  // requests holding slots have one (a timer). Stops when dropped; never renews released slots.
+  class SlotRenewal {
+   public:
+    SlotRenewal() = default;
+    SlotRenewal(asio::io_context& ioc, decide::Slots* slots);
+    SlotRenewal(SlotRenewal&& other) noexcept = default;
+    SlotRenewal& operator=(SlotRenewal&& other) noexcept {
+      if (this != &other) {
+        stop();
+        state_ = std::move(other.state_);
+      }
+      return *this;
+    }
+    SlotRenewal(const SlotRenewal&) = delete;
+    SlotRenewal& operator=(const SlotRenewal&) = delete;
+    ~SlotRenewal() { stop(); }
+    void stop();
+
+    struct State;
+
+   private:
+    std::shared_ptr<State> state_;
+  };
 
   // A response and the rate-limit fields serialize_response() adds to it.
   struct Reply {
@@ -299,6 +327,7 @@ struct Server::Impl {
     // The concurrency slots the request holds: given back once the answer has been written (or
     // could not be), when the session drops this Reply.
     std::unique_ptr<decide::Slots> slots;
+    SlotRenewal renewal;  // of `slots`; declared after them: stopped before they are released
   };
 
   // One request in progress between the steps of respond_now() / respond().
@@ -315,14 +344,19 @@ struct Server::Impl {
     std::optional<Verdict> consumed;
     // The concurrency slots an allowed request took (decider.h), until its answer is written.
     std::unique_ptr<decide::Slots> slots;
+    SlotRenewal renewal;  // of `slots` (decided()), until they are given back
   };
 
-  // While a request holding concurrency slots waits for the upstream: renews their leases, and
-  // gives them back at once when the client closes its connection (it will never read the
-  // answer). stop() ends both; the watch never outlives the session's socket.
+  // While a request holding concurrency slots waits for the upstream: notices a client that
+  // went away (it will never read the answer): then it aborts the upstream exchange and only
+  // after that gives the slots back; respond() then abandons the request (nothing is written).
+  // A client that only half-closed (shut down its sending side, still reading) keeps its slots
+  // until its answer is written. stop() ends the watch; it never outlives the session's socket.
   struct ClientWatch;
-  std::shared_ptr<ClientWatch> watch_client(Worker& w, beast::tcp_stream& stream,
-                                            decide::Slots* slots);
+  std::shared_ptr<ClientWatch> watch_client(beast::tcp_stream& stream, decide::Slots* slots,
+                                            unsigned http_version,
+                                            std::shared_ptr<UpstreamAbort> abort);
+  static bool client_gone(const std::shared_ptr<ClientWatch>& watch);
   static void stop_watch(const std::shared_ptr<ClientWatch>& watch);
 
   // The connection a request arrives on: what reading its body needs, once it is to be served.
@@ -354,7 +388,7 @@ struct Server::Impl {
 
   // After the store's outcome: the answer (x.response), or true when the resource is to be
   // served with x.fields.
-  bool decided(Request& req, Exchange& x, decide::Outcome so);
+  bool decided(Request& req, Worker& w, Exchange& x, decide::Outcome so);
 
   // A request that was allowed but is not served after all (its body could not be read): what it
   // consumed is given back, so a malformed or oversized body costs its client nothing.
