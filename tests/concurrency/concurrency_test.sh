@@ -28,17 +28,7 @@ tmp=$(mktemp -d)
 failures=0
 pids=()
 
-fail() {
-  echo "FAIL [$case_name]: $*" >&2
-  failures=$((failures + 1))
-}
-cleanup() {
-  touch "$tmp/upstream.log.release" 2>/dev/null  # let held upstream threads go
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+source "$src/tests/concurrency/lib.sh"
 
 source "$src/tests/require_tools.sh"
 require_tools curl:curl redis-server:redis-server redis-cli:redis-tools
@@ -48,51 +38,8 @@ fg_a=$base
 fg_b=$((base + 1))
 redis_port=$((base + 2))
 
-start_upstream() {
-  : >"$tmp/upstream.log"
-  "$lenient" "$tmp/upstream.port" "$tmp/upstream.log" &
-  pids+=($!)
-  for _ in $(seq 1 100); do
-    [[ -s $tmp/upstream.port ]] && break
-    sleep 0.05
-  done
-  up_port=$(cat "$tmp/upstream.port")
-}
-
-start_redis() {
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-    --daemonize no >"$tmp/redis.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 1 100); do
-    redis-cli -p "$redis_port" ping 2>/dev/null | grep -q PONG && return 0
-    sleep 0.05
-  done
-  fail "redis-server did not start"
-  return 1
-}
-
 # start_fg NAME PORT STORE: an instance with the policies on stdin; its PID in pid_NAME.
-start_fg() {
-  local name=$1 port=$2 store=$3
-  {
-    echo "listen: 127.0.0.1:$port"
-    echo "upstream: http://127.0.0.1:$up_port"
-    echo "store: $store"
-    echo "threads: 2"
-    cat
-  } >"$tmp/$name.yaml"
-  "$fg" serve --config "$tmp/$name.yaml" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-  local pid=$!
-  pids+=("$pid")
-  printf -v "pid_$name" '%s' "$pid"
-  for _ in $(seq 1 100); do
-    [[ $(curl -s "http://127.0.0.1:$port/healthz" 2>/dev/null) == ok ]] && return 0
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  fail "floodgate $name did not start: $(tail -3 "$tmp/$name.err")"
-  return 1
-}
+start_fg() { start_fg_named "$@"; }
 
 held() { grep -c '^GET /api/hold' "$tmp/upstream.log"; }
 held_ge() { (($(held) >= $1)); }  # at least $1 requests reached the upstream

@@ -35,17 +35,7 @@ tmp=$(mktemp -d)
 failures=0
 pids=()
 
-fail() {
-  echo "FAIL [$case_name]: $*" >&2
-  failures=$((failures + 1))
-}
-cleanup() {
-  touch "$tmp/upstream.log.release" 2>/dev/null
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+source "$src/tests/concurrency/lib.sh"
 
 source "$src/tests/require_tools.sh"
 require_tools curl:curl redis-server:redis-server redis-cli:redis-tools python3:python3
@@ -54,48 +44,10 @@ base=$(bash "$src/scripts/free-port-block.sh" 4) || exit 1
 fg_port=$base
 redis_port=$((base + 2))
 
-start_upstream() {
-  : >"$tmp/upstream.log"
-  "$lenient" "$tmp/upstream.port" "$tmp/upstream.log" &
-  pids+=($!)
-  for _ in $(seq 1 100); do
-    [[ -s $tmp/upstream.port ]] && break
-    sleep 0.05
-  done
-  up_port=$(cat "$tmp/upstream.port")
-}
-
-start_redis() {
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-    --daemonize no >"$tmp/redis.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 1 100); do
-    redis-cli -p "$redis_port" ping 2>/dev/null | grep -q PONG && return 0
-    sleep 0.05
-  done
-  fail "redis-server did not start"
-  return 1
-}
-
-# start_fg STORE: one instance, extra top-level settings and policies on stdin.
+# start_fg STORE: one instance, extra top-level settings and policies on stdin; its PID in fg_pid.
 start_fg() {
-  {
-    echo "listen: 127.0.0.1:$fg_port"
-    echo "upstream: http://127.0.0.1:$up_port"
-    echo "store: $1"
-    echo "threads: 2"
-    cat
-  } >"$tmp/fg.yaml"
-  "$fg" serve --config "$tmp/fg.yaml" >"$tmp/fg.out" 2>"$tmp/fg.err" &
-  fg_pid=$!
-  pids+=("$fg_pid")
-  for _ in $(seq 1 100); do
-    [[ $(curl -s "http://127.0.0.1:$fg_port/healthz" 2>/dev/null) == ok ]] && return 0
-    kill -0 "$fg_pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  fail "floodgate did not start: $(tail -3 "$tmp/fg.err")"
-  return 1
+  start_fg_named fg "$fg_port" "$1" || return 1
+  fg_pid=$pid_fg
 }
 
 reload() {  # reload SED_EXPR: edit the config, SIGHUP, wait for the log line
