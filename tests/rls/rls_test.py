@@ -207,6 +207,9 @@ descriptors:
 def answers(rls, redis_backed=False):
     """The answers for upstream's example configuration (tests/fixtures/envoy/example)."""
     mock = [("source_cluster", "proxy"), ("destination_cluster", "mock")]
+    # The counts below hold within one epoch-aligned minute: not within 10 s of its end.
+    if time.time() % 60 > 50:
+        time.sleep(60 - time.time() % 60 + 0.2)
     r = rls.ask("rl", mock)
     check(r.overall_code == OK, "first request within 1/minute is OK")
     s = r.statuses[0]
@@ -488,7 +491,11 @@ def parity(store, stop, local_cache):
     check(status(r) == (OK, 50, SECOND, 49), "key1 50/s, 49 left: %s" % r)
     check(metric(rls, "total_hits", "basic", "key1") == 1, "key1 total_hits 1")
 
-    # Over a 20/minute limit: every hit counted, over_limit from the 21st.
+    # Over a 20/minute limit: every hit counted, over_limit from the 21st. The counts below (and
+    # the next loop's) hold within one epoch-aligned minute: start them 15 s or more before its
+    # end (they take a few seconds), so that no window edge falls among them.
+    if time.time() % 60 > 45:
+        time.sleep(60 - time.time() % 60 + 0.2)
     v = str(random.getrandbits(48))
     for i in range(25):
         r = rls.ask("another", [("key2", v)])
