@@ -227,14 +227,16 @@ load() {
 # admits for one key, starting empty, over decisions made within [T0, T1] (Redis TIME).
 #   token_bucket, gcra   burst + limit * (T1 - T0) / period, rounded down (the arrival curve)
 #   fixed_window         limit per aligned window [k*period, (k+1)*period) that [T0, T1] touches
-#   sliding_window       the exact sliding log: limit per (t - period, t], so
-#                        limit * (floor((T1 - T0) / period) + 1)
+#   sliding_window       what the counter guarantees: its estimate counts the current aligned
+#                        window's admissions in full, so no aligned window admits more than
+#                        limit: limit per aligned window [T0, T1] touches, as fixed_window. It
+#                        approximates the sliding log (limit per (t - period, t]), which can be
+#                        less: the findings under (a) and (b) compare with it, (d) measures it.
 exact() {
   local a=$1 limit=$2 burst=$3 period=$4 t0=$5 t1=$6
   case $a in
     token_bucket | gcra) echo $(((burst * period + limit * (t1 - t0)) / period)) ;;
-    fixed_window) echo $((limit * (t1 / period - t0 / period + 1))) ;;
-    sliding_window) echo $((limit * ((t1 - t0) / period + 1))) ;;
+    fixed_window | sliding_window) echo $((limit * (t1 / period - t0 / period + 1))) ;;
   esac
 }
 
@@ -552,7 +554,7 @@ decision of the load takes its \`now\` from Redis \`TIME\` within that interval)
 |---|---|
 | token_bucket, gcra | floor(burst + limit · (T1 − T0) / period) (a full bucket, refilled continuously) |
 | fixed_window | limit × the number of aligned windows [k·period, (k+1)·period) that [T0, T1] touches |
-| sliding_window | the exact sliding log (at most limit in any (t − period, t]): limit × (floor((T1 − T0) / period) + 1) |
+| sliding_window | what the counter guarantees: limit × the aligned windows [T0, T1] touches (its estimate counts the current window's admissions in full). The exact sliding log it approximates (at most limit in any (t − period, t]: limit × (floor((T1 − T0) / period) + 1)) can be less; the sentences under each table compare with it, and (d) measures the approximation |
 
 **beyond** = max(0, admitted − exact): requests admitted that the exact definition would not
 have admitted at any arrangement of the arrivals within the interval. Admitted can be below exact
