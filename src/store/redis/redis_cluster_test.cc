@@ -271,6 +271,19 @@ TEST_F(RedisClusterTest, ASlotMigrationIsFollowedThroughAskAndMoved) {
   EXPECT_EQ(store->stats().errors, 0u);
 }
 
+// CLUSTER SLOTS calls answered by every node of the cluster so far (INFO commandstats).
+std::uint64_t cluster_slots_calls() {
+  std::uint64_t calls = 0;
+  for (auto* n : cluster().nodes()) {
+    const std::string info = n->command({"INFO", "commandstats"}).str;
+    const std::string field = "cmdstat_cluster|slots:calls=";
+    if (auto at = info.find(field); at != std::string::npos) {
+      calls += std::stoull(info.substr(at + field.size()));
+    }
+  }
+  return calls;
+}
+
 // An I/O thread bound to a store, as an HTTP server thread is: decisions made through it use its
 // own connections and the store's one slot map.
 class BoundThread {
@@ -324,6 +337,7 @@ TEST_F(RedisClusterTest, ThreadsShareOneSlotMapAndOneRefresh) {
   const std::string source_id = node_id(*source);
   const std::string target_id = node_id(*target);
   const std::string s = std::to_string(slot);
+  const std::uint64_t calls_at_start = cluster_slots_calls();
   auto store = make_store();
   ASSERT_TRUE(testing::eventually([&] { return store->node_of(id) >= 0; }));
   const Policy p = make_policy("shared-map", 100);
@@ -332,7 +346,11 @@ TEST_F(RedisClusterTest, ThreadsShareOneSlotMapAndOneRefresh) {
   ASSERT_TRUE(two.decide(id, p).has_value());
   // Three threads (the store's own and two bound ones), one map: one CLUSTER SLOTS, and no
   // thread met a MOVED (the map was there before either decided).
+  const std::uint64_t calls_started = cluster_slots_calls() - calls_at_start;
+  std::cout << "CLUSTER SLOTS at start: " << calls_started << " (store: " << store->stats().refreshes
+            << " refreshes)\n";
   EXPECT_EQ(store->stats().refreshes, 1u);
+  EXPECT_EQ(calls_started, 1u);
   EXPECT_EQ(store->stats().moved, 0u);
 
   ASSERT_FALSE(target->command({"CLUSTER", "SETSLOT", s, "IMPORTING", source_id}).is_error);
@@ -345,6 +363,7 @@ TEST_F(RedisClusterTest, ThreadsShareOneSlotMapAndOneRefresh) {
     ASSERT_FALSE(m->command({"CLUSTER", "SETSLOT", s, "NODE", target_id}).is_error);
   }
   const RedisStoreStats before = store->stats();
+  const std::uint64_t calls_before = cluster_slots_calls();
 
   // The first thread meets the MOVED; the map it updates (and the refresh it starts) is the
   // second thread's too: that one goes straight to the target.
@@ -360,7 +379,12 @@ TEST_F(RedisClusterTest, ThreadsShareOneSlotMapAndOneRefresh) {
   // Nothing asks for another refresh: wait out twice the store's minimum interval between two
   // (100 ms), which a refresh asked for by the second thread would have waited at most.
   std::this_thread::sleep_for(250ms);
+  const std::uint64_t calls_migrated = cluster_slots_calls() - calls_before;
+  std::cout << "CLUSTER SLOTS after the migration: " << calls_migrated << " (store: "
+            << store->stats().refreshes - before.refreshes << " refreshes, "
+            << store->stats().moved - before.moved << " MOVED)\n";
   EXPECT_EQ(store->stats().refreshes, before.refreshes + 1);
+  EXPECT_EQ(calls_migrated, 1u);
   EXPECT_EQ(store->stats().errors, 0u);
 }
 
