@@ -391,6 +391,38 @@ TEST_F(RedisClusterTest, ThreadsShareOneSlotMapAndOneRefresh) {
   EXPECT_EQ(store->stats().errors, 0u);
 }
 
+// A failover makes every failing decision, on every thread, ask for the slot map: the store still
+// starts at most one CLUSTER SLOTS per 100 ms for all its threads together.
+TEST_F(RedisClusterTest, AFailoverIsRefreshedAtMostOncePer100MsForAllThreads) {
+  auto store = make_store(test::scaled(Duration(100ms)));
+  const Policy p = make_policy("failover-threads", 1000000);
+  test::RedisServer* victim = cluster().master_of_slot(identity_slot(kTags, "victim"));
+  ASSERT_NE(victim, nullptr);
+  BoundThread one(*store), two(*store);
+  ASSERT_TRUE(testing::eventually([&] { return one.decide("victim", p).has_value(); }));
+  ASSERT_TRUE(testing::eventually([&] { return two.decide("victim", p).has_value(); }));
+  // Whatever the warm-up asked for (a first decision may race the first map) is over after two
+  // intervals. Refreshes start at least 100 ms apart from here on: at most one more than the
+  // whole intervals elapsed.
+  std::this_thread::sleep_for(250ms);
+  const auto since = std::chrono::steady_clock::now();
+  const std::uint64_t refreshes_before = store->stats().refreshes;
+  victim->kill();
+  bool resumed = false;
+  while (!resumed && std::chrono::steady_clock::now() - since < 30s) {
+    const bool first = one.decide("victim", p).has_value();
+    const bool second = two.decide("victim", p).has_value();
+    resumed = first && second;
+  }
+  const std::uint64_t refreshes = store->stats().refreshes - refreshes_before;
+  const auto took = std::chrono::steady_clock::now() - since;
+  const auto intervals = static_cast<std::uint64_t>(took / 100ms);
+  std::cout << "resumed after " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+            << " ms, " << refreshes << " refreshes\n";
+  EXPECT_TRUE(resumed);
+  EXPECT_LE(refreshes, intervals + 1);
+}
+
 TEST_F(RedisClusterTest, NodesDisagreeingAtTheEndOfAMigrationAreWaitedOut) {
   int slot = -1;
   const std::string id = identities_in_one_slot(&slot).first;
