@@ -350,8 +350,8 @@ TEST_F(RedisClusterTest, ThreadsShareOneSlotMapAndOneRefresh) {
   // wait that out twice.
   std::this_thread::sleep_for(250ms);
   const std::uint64_t calls_started = cluster_slots_calls() - calls_at_start;
-  std::cout << "CLUSTER SLOTS at start: " << calls_started << " (store: " << store->stats().refreshes
-            << " refreshes)\n";
+  std::cout << "CLUSTER SLOTS at start: " << calls_started
+            << " (store: " << store->stats().refreshes << " refreshes)\n";
   EXPECT_EQ(store->stats().refreshes, 1u);
   EXPECT_EQ(calls_started, 1u);
   EXPECT_EQ(store->stats().moved, 0u);
@@ -383,8 +383,8 @@ TEST_F(RedisClusterTest, ThreadsShareOneSlotMapAndOneRefresh) {
   // (100 ms), which a refresh asked for by the second thread would have waited at most.
   std::this_thread::sleep_for(250ms);
   const std::uint64_t calls_migrated = cluster_slots_calls() - calls_before;
-  std::cout << "CLUSTER SLOTS after the migration: " << calls_migrated << " (store: "
-            << store->stats().refreshes - before.refreshes << " refreshes, "
+  std::cout << "CLUSTER SLOTS after the migration: " << calls_migrated
+            << " (store: " << store->stats().refreshes - before.refreshes << " refreshes, "
             << store->stats().moved - before.moved << " MOVED)\n";
   EXPECT_EQ(store->stats().refreshes, before.refreshes + 1);
   EXPECT_EQ(calls_migrated, 1u);
@@ -417,8 +417,9 @@ TEST_F(RedisClusterTest, AFailoverIsRefreshedAtMostOncePer100MsForAllThreads) {
   const std::uint64_t refreshes = store->stats().refreshes - refreshes_before;
   const auto took = std::chrono::steady_clock::now() - since;
   const auto intervals = static_cast<std::uint64_t>(took / 100ms);
-  std::cout << "resumed after " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
-            << " ms, " << refreshes << " refreshes\n";
+  std::cout << "resumed after "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms, "
+            << refreshes << " refreshes\n";
   EXPECT_TRUE(resumed);
   EXPECT_LE(refreshes, intervals + 1);
 }

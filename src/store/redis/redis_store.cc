@@ -294,9 +294,9 @@ class NodeRegistry {
   std::vector<NodeAddress> addresses_;
   std::atomic<bool> first_claimed_{false};
   std::mutex refresh_mu_;
-  bool running_ = false;       // a CLUSTER SLOTS is in flight, on some thread
-  bool again_ = false;         // ... and another was asked for since it started
-  bool deferred_ = false;      // a thread's timer will ask again at last_start_ + interval
+  bool running_ = false;   // a CLUSTER SLOTS is in flight, on some thread
+  bool again_ = false;     // ... and another was asked for since it started
+  bool deferred_ = false;  // a thread's timer will ask again at last_start_ + interval
   bool started_once_ = false;
   SteadyTime last_start_{};
 };
