@@ -1,6 +1,6 @@
 // cluster.h — Redis Cluster topology as values: the slot map from CLUSTER SLOTS and the
 // redirections (MOVED, ASK) a node answers with. Pure functions, no I/O; the store keeps one
-// SlotMap per I/O thread and refreshes it (redis_store.cc).
+// slot map for all its I/O threads and refreshes it (redis_store.cc).
 //
 // Failure: a reply that is not a well-formed CLUSTER SLOTS answer is kUnavailable (the node is
 // not usable as a source of topology; the caller asks another one).

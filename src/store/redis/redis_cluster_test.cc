@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
+#include <future>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -267,6 +269,159 @@ TEST_F(RedisClusterTest, ASlotMigrationIsFollowedThroughAskAndMoved) {
   for (int i = 0; i < 10; ++i) decide_a();
   EXPECT_EQ(allowed_a, 10);
   EXPECT_EQ(store->stats().errors, 0u);
+}
+
+// CLUSTER SLOTS calls answered by every node of the cluster so far (INFO commandstats).
+std::uint64_t cluster_slots_calls() {
+  std::uint64_t calls = 0;
+  for (auto* n : cluster().nodes()) {
+    const std::string info = n->command({"INFO", "commandstats"}).str;
+    const std::string field = "cmdstat_cluster|slots:calls=";
+    if (auto at = info.find(field); at != std::string::npos) {
+      calls += std::stoull(info.substr(at + field.size()));
+    }
+  }
+  return calls;
+}
+
+// An I/O thread bound to a store, as an HTTP server thread is: decisions made through it use its
+// own connections and the store's one slot map.
+class BoundThread {
+ public:
+  explicit BoundThread(RedisStore& store)
+      : store_(store), work_(boost::asio::make_work_guard(ioc_)), io_([this] { ioc_.run(); }) {
+    on_thread([this] { store_.bind_current_thread(ioc_); });
+  }
+  ~BoundThread() {
+    on_thread([this] { store_.unbind_current_thread(); });
+    work_.reset();
+    io_.join();
+  }
+
+  Result<Verdict> decide(const std::string& identity, const Policy& policy) {
+    std::promise<Result<Verdict>> result;
+    boost::asio::post(ioc_, [&] {
+      const std::vector<Charge> charges = {{&policy, 1}};
+      store_.decide(DecideRequest{identity, charges},
+                    [&](Result<Verdict> r) { result.set_value(std::move(r)); });
+    });
+    return result.get_future().get();  // the store's deadline bounds the wait
+  }
+
+ private:
+  void on_thread(const std::function<void()>& f) {
+    std::promise<void> done;
+    boost::asio::post(ioc_, [&] {
+      f();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+
+  RedisStore& store_;
+  boost::asio::io_context ioc_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  std::thread io_;
+};
+
+// The store's threads share one slot map: it is asked for once at start, not once per thread, and
+// after a migration the MOVED met by one thread, and the one refresh it starts, serve every thread.
+TEST_F(RedisClusterTest, ThreadsShareOneSlotMapAndOneRefresh) {
+  int slot = -1;
+  const std::string id = identities_in_one_slot(&slot).first;
+  test::RedisServer* source = cluster().master_of_slot(slot);
+  test::RedisServer* target = nullptr;
+  for (auto* m : cluster().masters()) {
+    if (m != source) target = m;
+  }
+  const std::string source_id = node_id(*source);
+  const std::string target_id = node_id(*target);
+  const std::string s = std::to_string(slot);
+  const std::uint64_t calls_at_start = cluster_slots_calls();
+  auto store = make_store();
+  ASSERT_TRUE(testing::eventually([&] { return store->node_of(id) >= 0; }));
+  const Policy p = make_policy("shared-map", 100);
+  BoundThread one(*store), two(*store);
+  ASSERT_TRUE(one.decide(id, p).has_value());
+  ASSERT_TRUE(two.decide(id, p).has_value());
+  // Three threads (the store's own and two bound ones), one map: one CLUSTER SLOTS, and no
+  // thread met a MOVED (the map was there before either decided). A refresh asked for by a bound
+  // thread at its start would come at most 100 ms (the store's minimum interval) after the first:
+  // wait that out twice.
+  std::this_thread::sleep_for(250ms);
+  const std::uint64_t calls_started = cluster_slots_calls() - calls_at_start;
+  std::cout << "CLUSTER SLOTS at start: " << calls_started
+            << " (store: " << store->stats().refreshes << " refreshes)\n";
+  EXPECT_EQ(store->stats().refreshes, 1u);
+  EXPECT_EQ(calls_started, 1u);
+  EXPECT_EQ(store->stats().moved, 0u);
+
+  ASSERT_FALSE(target->command({"CLUSTER", "SETSLOT", s, "IMPORTING", source_id}).is_error);
+  ASSERT_FALSE(source->command({"CLUSTER", "SETSLOT", s, "MIGRATING", target_id}).is_error);
+  ASSERT_FALSE(source
+                   ->command({"MIGRATE", "127.0.0.1", std::to_string(target->port()), "", "0",
+                              "5000", "KEYS", make_key("fg", kTags, id, p.name)})
+                   .is_error);
+  for (auto* m : cluster().masters()) {
+    ASSERT_FALSE(m->command({"CLUSTER", "SETSLOT", s, "NODE", target_id}).is_error);
+  }
+  const RedisStoreStats before = store->stats();
+  const std::uint64_t calls_before = cluster_slots_calls();
+
+  // The first thread meets the MOVED; the map it updates (and the refresh it starts) is the
+  // second thread's too: that one goes straight to the target.
+  auto r = one.decide(id, p);
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_EQ(r->headline().remaining, 97);
+  EXPECT_EQ(store->stats().moved, before.moved + 1);
+  EXPECT_EQ(store->node_name(store->node_of(id)), target->address());
+  r = two.decide(id, p);
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_EQ(r->headline().remaining, 96);
+  EXPECT_EQ(store->stats().moved, before.moved + 1) << "the second thread met a MOVED of its own";
+  // Nothing asks for another refresh: wait out twice the store's minimum interval between two
+  // (100 ms), which a refresh asked for by the second thread would have waited at most.
+  std::this_thread::sleep_for(250ms);
+  const std::uint64_t calls_migrated = cluster_slots_calls() - calls_before;
+  std::cout << "CLUSTER SLOTS after the migration: " << calls_migrated
+            << " (store: " << store->stats().refreshes - before.refreshes << " refreshes, "
+            << store->stats().moved - before.moved << " MOVED)\n";
+  EXPECT_EQ(store->stats().refreshes, before.refreshes + 1);
+  EXPECT_EQ(calls_migrated, 1u);
+  EXPECT_EQ(store->stats().errors, 0u);
+}
+
+// A failover makes every failing decision, on every thread, ask for the slot map: the store still
+// starts at most one CLUSTER SLOTS per 100 ms for all its threads together.
+TEST_F(RedisClusterTest, AFailoverIsRefreshedAtMostOncePer100MsForAllThreads) {
+  auto store = make_store(test::scaled(Duration(100ms)));
+  const Policy p = make_policy("failover-threads", 1000000);
+  test::RedisServer* victim = cluster().master_of_slot(identity_slot(kTags, "victim"));
+  ASSERT_NE(victim, nullptr);
+  BoundThread one(*store), two(*store);
+  ASSERT_TRUE(testing::eventually([&] { return one.decide("victim", p).has_value(); }));
+  ASSERT_TRUE(testing::eventually([&] { return two.decide("victim", p).has_value(); }));
+  // Whatever the warm-up asked for (a first decision may race the first map) is over after two
+  // intervals. Refreshes start at least 100 ms apart from here on: at most one more than the
+  // whole intervals elapsed.
+  std::this_thread::sleep_for(250ms);
+  const auto since = std::chrono::steady_clock::now();
+  const std::uint64_t refreshes_before = store->stats().refreshes;
+  victim->kill();
+  bool resumed = false;
+  while (!resumed && std::chrono::steady_clock::now() - since < 30s) {
+    const bool first = one.decide("victim", p).has_value();
+    const bool second = two.decide("victim", p).has_value();
+    resumed = first && second;
+  }
+  const std::uint64_t refreshes = store->stats().refreshes - refreshes_before;
+  const auto took = std::chrono::steady_clock::now() - since;
+  const auto intervals = static_cast<std::uint64_t>(took / 100ms);
+  std::cout << "resumed after "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms, "
+            << refreshes << " refreshes\n";
+  EXPECT_TRUE(resumed);
+  EXPECT_LE(refreshes, intervals + 1);
 }
 
 TEST_F(RedisClusterTest, NodesDisagreeingAtTheEndOfAMigrationAreWaitedOut) {

@@ -13,6 +13,7 @@
 #include <optional>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "store/redis/cluster.h"
@@ -40,8 +41,9 @@ constexpr int kMaxRedirects = 16;
 constexpr int kMaxRetries = 64;
 constexpr Duration kFirstBackoff = std::chrono::milliseconds(1);
 constexpr Duration kMaxBackoff = std::chrono::milliseconds(64);
-// CLUSTER SLOTS no more often than this per thread, whatever triggers it: during a failover every
-// failing decision asks for a refresh, and the map can only change so fast.
+// CLUSTER SLOTS no more often than this for the whole store, whatever triggers it: during a
+// failover every failing decision (on every thread) asks for a refresh, and the map can only
+// change so fast.
 constexpr Duration kMinRefreshInterval = std::chrono::milliseconds(100);
 
 constexpr std::uint16_t kNoNode = 0xffff;
@@ -147,15 +149,28 @@ class LoadClaims {
   std::unordered_map<std::string, std::uint64_t> owners_;
 };
 
-// The store's nodes, numbered once for all its threads (Store::node_of, Error::node: a circuit
-// breaker per node), and which node serves each slot as the threads last learned it. Each thread
-// keeps its own map (route()); this one is written by every thread's map updates (last writer
-// wins: they converge on the cluster's map) and read by node_of() from any thread. Indices are
-// assigned in the order nodes are first seen (the seeds first: a single Redis is node 0) and
-// never reused. Thread-safe: ids and names under a mutex (first sight of a node only), the slot
-// table lock-free (relaxed atomics).
+// The store's one view of its Redis: the nodes, numbered once for all its threads (Store::node_of,
+// Error::node: a circuit breaker per node; each thread maps these ids to connections of its own),
+// and, for a cluster, which node serves each slot and the CLUSTER SLOTS refresh that keeps that
+// table current. Every thread routes on this one table, so a map learned by one thread (a
+// refresh, a MOVED) is every thread's at once, and the store asks for it once, not once per
+// thread. Indices are assigned in the order nodes are first seen (the seeds first: a single
+// Redis is node 0) and never reused.
+//
+// Thread-safe. The slot table is lock-free (release stores, acquire loads: a thread that reads an
+// id also sees the node registered under it), so routing a decision takes no lock. Ids and
+// addresses are under a mutex (first sight of a node, and a thread's first connection to it), and
+// so is the refresh gate (taken when a refresh is asked for: a redirection, a lost connection, an
+// unmapped slot; never per routed decision).
 class NodeRegistry {
  public:
+  // What begin_refresh() tells the thread that asks for a refresh.
+  enum class RefreshStart {
+    kRun,      // run it now, on this thread's connections, then call end_refresh()
+    kDefer,    // too soon after the last one: arm a timer for `at`, then call end_defer()
+    kCovered,  // one is running, or a deferred one is armed: its map will answer this request
+  };
+
   explicit NodeRegistry(bool cluster) : slot_count_(cluster ? kClusterSlots : 0) {
     if (cluster) {
       slots_ = std::make_unique<std::atomic<std::int32_t>[]>(kClusterSlots);
@@ -163,27 +178,42 @@ class NodeRegistry {
     }
   }
 
-  int id(const std::string& name) {
+  int id(const NodeAddress& address) {
     std::lock_guard lock(mu_);
-    const auto [it, fresh] = ids_.emplace(name, static_cast<int>(names_.size()));
-    if (fresh) names_.push_back(name);
+    const auto [it, fresh] = ids_.emplace(address.to_string(), static_cast<int>(addresses_.size()));
+    if (fresh) addresses_.push_back(address);
     return it->second;
   }
 
-  std::string name(int id) const {
+  std::optional<NodeAddress> address(int id) const {
     std::lock_guard lock(mu_);
-    if (id < 0 || static_cast<std::size_t>(id) >= names_.size()) return {};
-    return names_[static_cast<std::size_t>(id)];
+    if (id < 0 || static_cast<std::size_t>(id) >= addresses_.size()) return std::nullopt;
+    return addresses_[static_cast<std::size_t>(id)];
   }
 
-  void set_slot(int slot, int id) {
-    if (slot >= 0 && slot < slot_count_) slots_[slot].store(id, std::memory_order_relaxed);
+  std::string name(int id) const {
+    auto a = address(id);
+    return a ? a->to_string() : std::string();
+  }
+
+  // Sets one slot (a MOVED); returns the node it had (-1: unmapped).
+  int exchange_slot(int slot, int id) {
+    if (slot < 0 || slot >= slot_count_) return id;
+    return slots_[slot].exchange(id, std::memory_order_acq_rel);
+  }
+
+  // Replaces the whole table (a CLUSTER SLOTS answer): `table` holds kClusterSlots ids, -1 for a
+  // slot no node serves.
+  void set_slots(const std::vector<std::int32_t>& table) {
+    for (int s = 0; s < slot_count_; ++s) {
+      slots_[s].store(table[static_cast<std::size_t>(s)], std::memory_order_release);
+    }
   }
 
   // A cluster's node for `slot` (-1 when unmapped); 0 for one Redis.
   int node_of_slot(int slot) const {
     if (slot_count_ == 0) return 0;
-    return slots_[slot].load(std::memory_order_relaxed);
+    return slots_[slot].load(std::memory_order_acquire);
   }
 
   // Whether some slot maps to `id` (16384 relaxed loads: for a periodic check, not per request).
@@ -195,12 +225,80 @@ class NodeRegistry {
     return false;
   }
 
+  // Whom a refresh asks, in order: the masters of the table first (most likely up to date), then
+  // every other node heard of, by id (so the seeds before the nodes learned from the cluster).
+  std::vector<int> refresh_candidates() const {
+    std::size_t known = 0;
+    {
+      std::lock_guard lock(mu_);
+      known = addresses_.size();
+    }
+    std::vector<int> order;
+    std::vector<bool> seen(known, false);
+    auto add = [&](int id) {
+      if (id < 0 || static_cast<std::size_t>(id) >= known || seen[static_cast<std::size_t>(id)]) {
+        return;
+      }
+      seen[static_cast<std::size_t>(id)] = true;
+      order.push_back(id);
+    };
+    for (int s = 0; s < slot_count_; ++s) add(slots_[s].load(std::memory_order_acquire));
+    for (std::size_t id = 0; id < known; ++id) add(static_cast<int>(id));
+    return order;
+  }
+
+  // Whether the caller is the first to ask for the store's first map (a thread's start).
+  bool claim_first_refresh() { return !first_claimed_.exchange(true, std::memory_order_relaxed); }
+
+  // The refresh gate: at most one CLUSTER SLOTS in flight for the store, and at most one started
+  // per kMinRefreshInterval. A request while one runs is covered by it; with `again_if_busy`
+  // (the map may have changed after the running one asked: a MOVED to a new node, a lost
+  // connection) one more runs after it, when the interval allows.
+  RefreshStart begin_refresh(SteadyTime now, bool again_if_busy, SteadyTime* at) {
+    std::lock_guard lock(refresh_mu_);
+    if (running_) {
+      again_ = again_ || again_if_busy;
+      return RefreshStart::kCovered;
+    }
+    if (started_once_ && now - last_start_ < kMinRefreshInterval) {
+      if (deferred_) return RefreshStart::kCovered;
+      deferred_ = true;
+      *at = last_start_ + kMinRefreshInterval;
+      return RefreshStart::kDefer;
+    }
+    running_ = true;
+    started_once_ = true;
+    last_start_ = now;
+    return RefreshStart::kRun;
+  }
+
+  // The running refresh is over (answered, or every candidate failed, or its thread closed).
+  // Whether another was asked for meanwhile (begin_refresh's `again_if_busy`).
+  bool end_refresh() {
+    std::lock_guard lock(refresh_mu_);
+    running_ = false;
+    return std::exchange(again_, false);
+  }
+
+  // The deferred refresh's timer fired or was cancelled: the next request may arm another.
+  void end_defer() {
+    std::lock_guard lock(refresh_mu_);
+    deferred_ = false;
+  }
+
  private:
   const int slot_count_;
   std::unique_ptr<std::atomic<std::int32_t>[]> slots_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, int> ids_;
-  std::vector<std::string> names_;
+  std::vector<NodeAddress> addresses_;
+  std::atomic<bool> first_claimed_{false};
+  std::mutex refresh_mu_;
+  bool running_ = false;   // a CLUSTER SLOTS is in flight, on some thread
+  bool again_ = false;     // ... and another was asked for since it started
+  bool deferred_ = false;  // a thread's timer will ask again at last_start_ + interval
+  bool started_once_ = false;
+  SteadyTime last_start_{};
 };
 
 // What every thread of one store shares, immutable once built (but for load_claims and nodes,
@@ -227,12 +325,13 @@ struct Staged {
   DecideCallback done;
 };
 
-// The store's state on one I/O thread: its connections, its slot map. Used only on that thread.
+// The store's state on one I/O thread: its connections, one per node it has used, by the store's
+// node ids (NodeRegistry). It routes on the store's one slot map, and may run the store's refresh
+// of it, on its own connections. Used only on that thread.
 class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
  public:
   ThreadContext(asio::io_context& ioc, std::shared_ptr<const Shared> shared)
       : ioc_(ioc), shared_(std::move(shared)), refresh_timer_(ioc) {
-    if (shared_->cluster) slots_.assign(kClusterSlots, kNoNode);
     for (const auto& hp : shared_->options.url.hosts) {
       seeds_.push_back(node_for(NodeAddress{hp.host, hp.port}));
     }
@@ -249,14 +348,26 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
   const Counters& counters() const { return counters_; }
   bool closed() const { return closed_; }
 
+  // The first thread of the store to start asks for the slot map; the others route on it once
+  // it lands (a seed's MOVED until then).
   void start() {
-    if (shared_->cluster) request_refresh();
+    if (shared_->cluster && shared_->nodes->claim_first_refresh()) request_refresh();
   }
 
   void shutdown() {
     if (closed_) return;
     closed_ = true;
     refresh_timer_.cancel();
+    // The store's refresh, or its deferred one, if this thread held them: the next request, on
+    // any thread, starts another.
+    if (refreshing_) {
+      refreshing_ = false;
+      shared_->nodes->end_refresh();
+    }
+    if (refresh_timer_armed_) {
+      refresh_timer_armed_ = false;
+      shared_->nodes->end_defer();
+    }
     for (Node& n : nodes_) {
       n.conn->close();
       shared_->load_claims->release(n.conn->name(), n.load_owner);
@@ -311,69 +422,81 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
       conn->on_lost = [this](const Error&) { request_refresh(); };
     }
     const auto index = static_cast<std::uint16_t>(nodes_.size());
-    nodes_.push_back(Node{a, conn, owner, shared_->nodes->id(name)});
+    const int global = shared_->nodes->id(a);
+    nodes_.push_back(Node{a, conn, owner, global});
     by_name_.emplace(std::move(name), index);
+    if (static_cast<std::size_t>(global) >= local_of_global_.size()) {
+      local_of_global_.resize(static_cast<std::size_t>(global) + 1, kNoNode);
+    }
+    local_of_global_[static_cast<std::size_t>(global)] = index;
     return index;
+  }
+
+  // This thread's node for the store's node `global`, added when first used.
+  std::uint16_t local_node(int global) {
+    if (static_cast<std::size_t>(global) < local_of_global_.size()) {
+      const std::uint16_t n = local_of_global_[static_cast<std::size_t>(global)];
+      if (n != kNoNode) return n;
+    }
+    auto address = shared_->nodes->address(global);
+    return address ? node_for(*address) : seeds_.front();
   }
 
   Connection& connection(std::uint16_t node) { return *nodes_[node].conn; }
   // The store-wide index of this thread's node `node` (NodeRegistry, Error::node).
   int global_node(std::uint16_t node) const { return nodes_[node].global; }
 
-  // The master serving `slot` as far as this thread knows; for an unmapped slot (no map yet),
-  // a seed, whose MOVED will name the right node.
+  // The master serving `slot` by the store's map; for an unmapped slot (no map yet), a seed,
+  // whose MOVED will name the right node. Lock-free: one acquire load and this thread's vector.
   std::uint16_t route(int slot) {
     if (!shared_->cluster) return seeds_.front();
-    const std::uint16_t n = slots_[static_cast<std::size_t>(slot)];
-    if (n != kNoNode) return n;
-    request_refresh();
+    const int global = shared_->nodes->node_of_slot(slot);
+    if (global >= 0) return local_node(global);
+    request_refresh(false);
     return seeds_[static_cast<std::size_t>(slot) % seeds_.size()];
   }
 
   void on_moved(const Redirect& r, std::uint16_t node) {
-    // The redirection is authoritative for this slot now; the rest of the map probably moved
-    // too (a resharding, a failover), so refresh it in the background.
-    if (shared_->cluster) {
-      slots_[static_cast<std::size_t>(r.slot)] = node;
-      shared_->nodes->set_slot(r.slot, nodes_[node].global);
-    }
-    request_refresh();
+    if (!shared_->cluster) return;
+    // The redirection is authoritative for this slot now, for every thread. If the map named
+    // another node, the rest of it probably moved too (a resharding, a failover): refresh it in
+    // the background, and once more after a refresh already running (it may have asked before
+    // the move). If the map already named this node (another thread's MOVED, or a refresh, got
+    // there first), there is nothing new to learn; if it named none, the running refresh (the
+    // first) will.
+    const int before = shared_->nodes->exchange_slot(r.slot, nodes_[node].global);
+    if (before == nodes_[node].global) return;
+    request_refresh(before >= 0);
   }
 
-  void request_refresh() {
+  // Asks for the store's refresh of the slot map: runs it on this thread's connections, unless one
+  // is running (on any thread: its answer serves this request too; with `again_if_busy`, one more
+  // runs after it) or the last one started less than kMinRefreshInterval ago (this thread, or one
+  // already waiting, asks again when the interval is over).
+  void request_refresh(bool again_if_busy = true) {
     if (!shared_->cluster || closed_) return;
-    if (refreshing_) {
-      refresh_again_ = true;
-      return;
-    }
-    const SteadyTime now = SteadyClock::now();
-    if (refreshed_once_ && now - last_refresh_ < kMinRefreshInterval) {
-      if (refresh_timer_armed_) return;
-      refresh_timer_armed_ = true;
-      refresh_timer_.expires_at(last_refresh_ + kMinRefreshInterval);
-      refresh_timer_.async_wait([weak = weak_from_this()](const error_code& ec) {
-        auto self = weak.lock();
-        if (!self || ec) return;
-        self->refresh_timer_armed_ = false;
-        self->request_refresh();
-      });
-      return;
+    SteadyTime at{};
+    switch (shared_->nodes->begin_refresh(SteadyClock::now(), again_if_busy, &at)) {
+      case NodeRegistry::RefreshStart::kCovered:
+        return;
+      case NodeRegistry::RefreshStart::kDefer:
+        refresh_timer_armed_ = true;
+        refresh_timer_.expires_at(at);
+        refresh_timer_.async_wait([weak = weak_from_this()](const error_code& ec) {
+          auto self = weak.lock();
+          // Cancelled: shutdown() gave the deferral back.
+          if (!self || ec || !self->refresh_timer_armed_) return;
+          self->refresh_timer_armed_ = false;
+          self->shared_->nodes->end_defer();
+          self->request_refresh(false);
+        });
+        return;
+      case NodeRegistry::RefreshStart::kRun:
+        break;
     }
     refreshing_ = true;
-    refreshed_once_ = true;
-    last_refresh_ = now;
     bump(counters_.refreshes);
-    // Ask the masters we know first (most likely up to date), then everyone else we have heard
-    // of, then the seeds.
-    candidates_.clear();
-    std::vector<bool> seen(nodes_.size(), false);
-    auto add = [&](std::uint16_t n) {
-      if (n == kNoNode || seen[n]) return;
-      seen[n] = true;
-      candidates_.push_back(n);
-    };
-    for (std::uint16_t n : slots_) add(n);
-    for (std::uint16_t n = 0; n < nodes_.size(); ++n) add(n);
+    candidates_ = shared_->nodes->refresh_candidates();
     try_refresh(0);
   }
 
@@ -390,15 +513,12 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
   };
 
   void try_refresh(std::size_t i) {
-    if (closed_) {
-      refreshing_ = false;
-      return;
-    }
+    if (closed_) return;  // shutdown() ended the refresh
     if (i >= candidates_.size()) {
       end_refresh();
       return;
     }
-    const std::uint16_t node = candidates_[i];
+    const std::uint16_t node = local_node(candidates_[i]);
     auto handler =
         make_reply_handler([weak = weak_from_this(), node, i](int, Result<Reply> reply, bool) {
           auto self = weak.lock();
@@ -420,23 +540,21 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
 
   void end_refresh() {
     refreshing_ = false;
-    if (refresh_again_) {
-      refresh_again_ = false;
-      request_refresh();
-    }
+    if (shared_->nodes->end_refresh()) request_refresh(false);
   }
 
+  // The answer becomes every thread's map. Nodes are registered, not connected: a thread connects
+  // to a node when it first routes to it.
   void apply(const std::vector<SlotRange>& ranges) {
-    std::fill(slots_.begin(), slots_.end(), kNoNode);
+    std::vector<std::int32_t> table(kClusterSlots, -1);
     for (const SlotRange& r : ranges) {
-      const std::uint16_t master = node_for(r.master);
-      for (int s = r.first; s <= r.last; ++s) slots_[static_cast<std::size_t>(s)] = master;
-      for (const NodeAddress& replica : r.replicas) node_for(replica);
+      const int master = shared_->nodes->id(r.master);
+      for (int s = r.first; s <= r.last && s < kClusterSlots; ++s) {
+        table[static_cast<std::size_t>(s)] = master;
+      }
+      for (const NodeAddress& replica : r.replicas) shared_->nodes->id(replica);
     }
-    for (int s = 0; s < kClusterSlots; ++s) {
-      const std::uint16_t n = slots_[static_cast<std::size_t>(s)];
-      shared_->nodes->set_slot(s, n == kNoNode ? -1 : nodes_[n].global);
-    }
+    shared_->nodes->set_slots(table);
   }
 
   asio::io_context& ioc_;
@@ -446,13 +564,10 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
   std::vector<Node> nodes_;
   std::unordered_map<std::string, std::uint16_t> by_name_;
   std::vector<std::uint16_t> seeds_;
-  std::vector<std::uint16_t> slots_;  // cluster: node per slot
-  std::vector<std::uint16_t> candidates_;
-  bool refreshing_ = false;
-  bool refresh_again_ = false;
-  bool refreshed_once_ = false;
-  bool refresh_timer_armed_ = false;
-  SteadyTime last_refresh_;
+  std::vector<std::uint16_t> local_of_global_;  // store node id -> index in nodes_, or kNoNode
+  std::vector<int> candidates_;                 // the running refresh's, by store node id
+  bool refreshing_ = false;                     // this thread runs the store's refresh
+  bool refresh_timer_armed_ = false;            // this thread holds the store's deferred refresh
   asio::steady_timer refresh_timer_;
   std::vector<Staged> staged_;  // decisions for the next flush, in decide() order
   bool flush_posted_ = false;

@@ -22,12 +22,16 @@
 // A refund (store.h) is one FCALL of fg_refund_v3 on the same keys, sent exactly as a decision
 // is: the same connections, pipelining, routing, redirections, retries and deadline.
 //
-// Cluster. The slot map comes from CLUSTER SLOTS (any known node, the seeds first) and is kept
-// per thread (and, for node_of(), once for the store: the last map any thread learned). MOVED
-// updates the slot and retries on the named node (and refreshes the map); ASK retries on the named
-// node after ASKING, in the same write; TRYAGAIN, CLUSTERDOWN, LOADING, READONLY are retried with
-// backoff (1, 2, 4 .. 64 ms) until the deadline; a lost node refreshes the map from the other known
-// nodes. Commands go to masters only.
+// Cluster. The store keeps one slot map for all its threads (which node serves each slot), and
+// each thread routes on it to a connection of its own to that node (made on first use), without a
+// lock. The map comes from CLUSTER SLOTS (the known masters first, then every known node, the
+// seeds first), asked for by the store's first thread at start and whenever a thread meets a
+// change: one refresh at a time for the whole store, on the connections of the thread that asked
+// first, at most one per 100 ms, its answer every thread's at once. MOVED updates the slot for
+// every thread at once and retries on the named node (and refreshes the map, unless it already
+// named that node); ASK retries on the named node after ASKING, in the same write; TRYAGAIN,
+// CLUSTERDOWN, LOADING, READONLY are retried with backoff (1, 2, 4 .. 64 ms) until the deadline; a
+// lost node refreshes the map from the other known nodes. Commands go to masters only.
 //
 // Scripts. The library is loaded with FUNCTION LOAD REPLACE at the head of the store's first
 // connection to each node, and of its every reconnect (pipelined, no extra round trip), so a
@@ -136,7 +140,8 @@ struct RedisStoreStats {
   std::uint64_t asks = 0;         // ASK redirections followed
   std::uint64_t retries = 0;      // TRYAGAIN / CLUSTERDOWN / lost-connection retries
   std::uint64_t reloads = 0;      // "Function not found" answered by reloading the library
-  std::uint64_t refreshes = 0;    // CLUSTER SLOTS refreshes started
+  std::uint64_t refreshes = 0;    // CLUSTER SLOTS refreshes started, by the whole store (one
+                                  // map for all threads: not one per thread)
   std::uint64_t connects = 0;     // connections established
   std::uint64_t loads = 0;        // connects that loaded the library (the first per node, see
                                   // "Scripts" above), reloads apart
@@ -173,8 +178,8 @@ class RedisStore final : public Store {
   // A cluster: 32 probe keys reach every master of a small cluster whatever key_secret hashes
   // them to (a given master of 3 is missed with probability (2/3)^32 < 1e-5); one Redis: 1.
   int probe_keys() const override;
-  // A cluster: the master serving the identity's slot by the last slot map any thread of the
-  // store learned (-1 before the first); every node seen (masters and replicas, by "host:port")
+  // A cluster: the master serving the identity's slot by the store's slot map (-1 before the
+  // first); every node seen (masters and replicas, by "host:port")
   // has an index. One Redis: 0. Errors name the node the call last went to (Error::node).
   int node_of(std::string_view identity) const override;
   std::string node_name(int node) const override;
