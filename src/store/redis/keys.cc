@@ -46,22 +46,29 @@ void append_escaped(std::string& out, std::string_view text) {
   }
 }
 
-std::string escape_identity(std::string_view identity) {
-  if (identity.empty()) return std::string(1, '%');
-  std::string out;
+void append_escaped_identity(std::string& out, std::string_view identity) {
+  if (identity.empty()) {
+    out.push_back('%');
+    return;
+  }
   if (identity.size() > kMaxPlainIdentityBytes) {
     std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
     SHA256(reinterpret_cast<const unsigned char*>(identity.data()), identity.size(), digest.data());
-    out.reserve(1 + 2 * digest.size());
     out.push_back('#');
     for (const unsigned char b : digest) {
       out.push_back(kHex[b >> 4]);
       out.push_back(kHex[b & 0xf]);
     }
-    return out;
+    return;
   }
-  out.reserve(identity.size() + 8);
   append_escaped(out, identity);
+}
+
+std::string escape_identity(std::string_view identity) {
+  std::string out;
+  out.reserve(identity.size() > kMaxPlainIdentityBytes ? 1 + 2 * SHA256_DIGEST_LENGTH
+                                                         : identity.size() + 8);
+  append_escaped_identity(out, identity);
   return out;
 }
 
@@ -140,14 +147,19 @@ std::string hash_tag(const TagKey& key, std::string_view escaped_identity) {
   return tag;
 }
 
-void append_key(std::string& out, std::string_view prefix, std::string_view tag,
-                std::string_view escaped_identity, std::string_view policy) {
+void append_key_stem(std::string& out, std::string_view prefix, std::string_view tag,
+                     std::string_view escaped_identity) {
   append_escaped(out, prefix);
   out += ":{";
   out += tag;
   out += "}:";
   out += escaped_identity;
   out.push_back(':');
+}
+
+void append_key(std::string& out, std::string_view prefix, std::string_view tag,
+                std::string_view escaped_identity, std::string_view policy) {
+  append_key_stem(out, prefix, tag, escaped_identity);
   append_escaped(out, policy);
 }
 
