@@ -102,9 +102,8 @@ void Connection::post_failure(std::shared_ptr<ReplyHandler> handler, int tag, Er
 
 void Connection::request(std::string_view command, SteadyTime deadline,
                          std::shared_ptr<ReplyHandler> handler, int tag) {
-  request_into(deadline, std::move(handler), tag, [command](std::string& out) {
-    out.append(command);
-  });
+  request_into(deadline, std::move(handler), tag,
+               [command](std::string& out) { out.append(command); });
 }
 
 bool Connection::admit(std::shared_ptr<ReplyHandler>& handler, int tag) {

@@ -67,7 +67,7 @@ void append_escaped_identity(std::string& out, std::string_view identity) {
 std::string escape_identity(std::string_view identity) {
   std::string out;
   out.reserve(identity.size() > kMaxPlainIdentityBytes ? 1 + 2 * SHA256_DIGEST_LENGTH
-                                                         : identity.size() + 8);
+                                                       : identity.size() + 8);
   append_escaped_identity(out, identity);
   return out;
 }

@@ -458,8 +458,8 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
   bool refresh_timer_armed_ = false;
   SteadyTime last_refresh_;
   asio::steady_timer refresh_timer_;
-  PolicyBlocks blocks_;  // the policies' encodings (before staged_: it outlives their Refs)
-  std::string scratch_;  // prepare_decision's working space
+  PolicyBlocks blocks_;         // the policies' encodings (before staged_: it outlives their Refs)
+  std::string scratch_;         // prepare_decision's working space
   std::vector<Staged> staged_;  // decisions for the next flush, in decide() order
   // The flush's decisions (staged_'s, swapped: both keep their capacity), and their order on a
   // cluster: (slot, position).

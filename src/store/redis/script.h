@@ -214,7 +214,7 @@ struct PendingDecision {
   boost::container::small_vector<char, 96> stem;
   boost::container::small_vector<PolicyBlocks::Ref, 4> blocks;  // per charge
   boost::container::small_vector<std::int64_t, 4> costs;        // per charge
-  int slot = 0;  // the keys' hash slot
+  int slot = 0;                                                 // the keys' hash slot
 
   std::size_t policies() const { return costs.size(); }
 };
