@@ -34,16 +34,18 @@ constexpr std::array<std::uint16_t, 256> kCrc16Table = make_crc16_table();
 }  // namespace
 
 void append_escaped(std::string& out, std::string_view text) {
-  for (const char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (needs_escape(c)) {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xf]);
-    } else {
-      out.push_back(ch);
-    }
+  // Runs of bytes kept as they are go out in one append each (an identity is usually one run),
+  // not byte by byte: this is on every decision's path.
+  std::size_t kept = 0;  // the first byte not yet appended
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (!needs_escape(c)) continue;
+    const char escaped[3] = {'%', kHex[c >> 4], kHex[c & 0xf]};
+    out.append(text.data() + kept, i - kept);
+    out.append(escaped, sizeof escaped);
+    kept = i + 1;
   }
+  out.append(text.data() + kept, text.size() - kept);
 }
 
 void append_escaped_identity(std::string& out, std::string_view identity) {
