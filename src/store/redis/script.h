@@ -108,9 +108,10 @@ std::string_view decide_lua_source();
 // one connection (nothing in between, or it would be queued inside the transaction).
 std::vector<std::string> library_load_commands();
 
-// One decision, encoded once when it is made, for a batch assembled later: its keys, and per
-// charge its policy's five values (alg shadow p1 p2 p3) and its cost. RESP bulk strings
-// ("$<len>\r\n<bytes>\r\n" each).
+// One decision, encoded on its own: its keys, and per charge its policy's five values (alg shadow
+// p1 p2 p3) and its cost. RESP bulk strings ("$<len>\r\n<bytes>\r\n" each). The reference
+// encoding, for tests and the release before's calls (append_decide_batch_v3); the store keeps
+// PendingDecisions instead and writes them with write_decide_batch, to the same bytes.
 struct EncodedDecision {
   std::string keys;
   std::string blocks;  // the charges' policy blocks, back to back (five bulk strings each)
