@@ -102,14 +102,19 @@ void Connection::post_failure(std::shared_ptr<ReplyHandler> handler, int tag, Er
 
 void Connection::request(std::string_view command, SteadyTime deadline,
                          std::shared_ptr<ReplyHandler> handler, int tag) {
+  request_into(deadline, std::move(handler), tag,
+               [command](std::string& out) { out.append(command); });
+}
+
+bool Connection::admit(std::shared_ptr<ReplyHandler>& handler, int tag) {
   switch (state_) {
     case State::kClosed:
       post_failure(std::move(handler), tag, unavailable("connection to " + name_ + " closed"));
-      return;
+      return false;
     case State::kBackoff:
       if (SteadyClock::now() < retry_at_) {
         post_failure(std::move(handler), tag, last_error_);
-        return;
+        return false;
       }
       start_connect();
       break;
@@ -120,8 +125,11 @@ void Connection::request(std::string_view command, SteadyTime deadline,
     case State::kReady:
       break;
   }
+  return true;
+}
+
+void Connection::enqueue(std::shared_ptr<ReplyHandler> handler, SteadyTime deadline, int tag) {
   pending_.push_back(Entry{std::move(handler), deadline, tag});
-  out_.append(command);
   ++unsent_;
   count(&ConnectionCounters::commands);
   arm_deadline(deadline);

@@ -138,6 +138,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void request(std::string_view command, SteadyTime deadline, std::shared_ptr<ReplyHandler> handler,
                int tag);
 
+  // The same, for a command written in place: `write(std::string& out)` appends exactly one
+  // formatted command to the connection's outgoing buffer, and is not called at all when the
+  // request fails at once (a closed connection, or one backing off). The bytes belong to the
+  // connection from then on, and are gone once written: a caller that may send the command
+  // again keeps what it needs to write it again.
+  template <typename Write>
+  void request_into(SteadyTime deadline, std::shared_ptr<ReplyHandler> handler, int tag,
+                    Write&& write) {
+    if (!admit(handler, tag)) return;
+    write(out_);
+    enqueue(std::move(handler), deadline, tag);
+  }
+
   // Fails every waiting request (kUnavailable "closed") and refuses new ones. Final.
   void close();
 
@@ -165,6 +178,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   Connection(boost::asio::io_context& ioc, ConnectionOptions options);
 
+  // request()'s halves: whether the request may be queued (if not, its failure is posted to the
+  // handler, which is moved from), connecting if needed; then its entry, once its bytes are in
+  // out_.
+  bool admit(std::shared_ptr<ReplyHandler>& handler, int tag);
+  void enqueue(std::shared_ptr<ReplyHandler> handler, SteadyTime deadline, int tag);
   void start_connect();
   static boost::asio::awaitable<void> run(std::shared_ptr<Connection> self,
                                           std::shared_ptr<Link> link);

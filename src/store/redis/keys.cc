@@ -34,34 +34,43 @@ constexpr std::array<std::uint16_t, 256> kCrc16Table = make_crc16_table();
 }  // namespace
 
 void append_escaped(std::string& out, std::string_view text) {
-  for (const char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (needs_escape(c)) {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xf]);
-    } else {
-      out.push_back(ch);
-    }
+  // Runs of bytes kept as they are go out in one append each (an identity is usually one run),
+  // not byte by byte: this is on every decision's path.
+  std::size_t kept = 0;  // the first byte not yet appended
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (!needs_escape(c)) continue;
+    const char escaped[3] = {'%', kHex[c >> 4], kHex[c & 0xf]};
+    out.append(text.data() + kept, i - kept);
+    out.append(escaped, sizeof escaped);
+    kept = i + 1;
   }
+  out.append(text.data() + kept, text.size() - kept);
 }
 
-std::string escape_identity(std::string_view identity) {
-  if (identity.empty()) return std::string(1, '%');
-  std::string out;
+void append_escaped_identity(std::string& out, std::string_view identity) {
+  if (identity.empty()) {
+    out.push_back('%');
+    return;
+  }
   if (identity.size() > kMaxPlainIdentityBytes) {
     std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
     SHA256(reinterpret_cast<const unsigned char*>(identity.data()), identity.size(), digest.data());
-    out.reserve(1 + 2 * digest.size());
     out.push_back('#');
     for (const unsigned char b : digest) {
       out.push_back(kHex[b >> 4]);
       out.push_back(kHex[b & 0xf]);
     }
-    return out;
+    return;
   }
-  out.reserve(identity.size() + 8);
   append_escaped(out, identity);
+}
+
+std::string escape_identity(std::string_view identity) {
+  std::string out;
+  out.reserve(identity.size() > kMaxPlainIdentityBytes ? 1 + 2 * SHA256_DIGEST_LENGTH
+                                                       : identity.size() + 8);
+  append_escaped_identity(out, identity);
   return out;
 }
 
@@ -140,14 +149,19 @@ std::string hash_tag(const TagKey& key, std::string_view escaped_identity) {
   return tag;
 }
 
-void append_key(std::string& out, std::string_view prefix, std::string_view tag,
-                std::string_view escaped_identity, std::string_view policy) {
+void append_key_stem(std::string& out, std::string_view prefix, std::string_view tag,
+                     std::string_view escaped_identity) {
   append_escaped(out, prefix);
   out += ":{";
   out += tag;
   out += "}:";
   out += escaped_identity;
   out.push_back(':');
+}
+
+void append_key(std::string& out, std::string_view prefix, std::string_view tag,
+                std::string_view escaped_identity, std::string_view policy) {
+  append_key_stem(out, prefix, tag, escaped_identity);
   append_escaped(out, policy);
 }
 

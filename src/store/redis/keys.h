@@ -54,6 +54,10 @@ inline constexpr int kClusterSlots = 16384;
 // The escaped identity: never empty, never contains '{' or '}'.
 std::string escape_identity(std::string_view identity);
 
+// Appends escape_identity(identity) to `out` (into its capacity: no allocation once it is large
+// enough).
+void append_escaped_identity(std::string& out, std::string_view identity);
+
 // Appends `text` percent-escaped (the identity's rule without hashing or the empty case) to `out`.
 void append_escaped(std::string& out, std::string_view text);
 
@@ -77,6 +81,12 @@ std::string hash_tag(const TagKey& key, std::string_view escaped_identity);
 // escaped with escape_identity.
 void append_key(std::string& out, std::string_view prefix, std::string_view tag,
                 std::string_view escaped_identity, std::string_view policy);
+
+// What every key of one identity begins with, `<prefix>:{<tag>}:<escaped identity>:`: append_key
+// is this, then the policy escaped (append_escaped). It holds the whole hash tag, so its key_slot
+// is every such key's.
+void append_key_stem(std::string& out, std::string_view prefix, std::string_view tag,
+                     std::string_view escaped_identity);
 
 // The whole key: make_key("fg", key, "user-42", "per-minute") ==
 // "fg:{" + hash_tag(key, "user-42") + "}:user-42:per-minute".

@@ -320,7 +320,8 @@ class DecideOp;
 
 // One decision waiting, on its thread, for the next flush to put it into a batch.
 struct Staged {
-  EncodedDecision encoded;
+  Staged(SteadyTime d, DecideCallback callback) : deadline(d), done(std::move(callback)) {}
+  PendingDecision decision;
   SteadyTime deadline;
   DecideCallback done;
 };
@@ -382,15 +383,18 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
   }
 
   // Queues a decision for the next flush, which sends the decisions staged on this thread as
-  // few FCALLs as it can (flush_staged). One post per flush, none per decision.
-  void stage(Staged d) {
+  // few FCALLs as it can (flush_staged). One post per flush, none per decision; the decision
+  // is kept in place (PendingDecision: no allocation) until its batch is written.
+  void stage(const DecideRequest& request, SteadyTime deadline, DecideCallback done) {
     if (closed_) {
       bump(counters_.decisions);
       bump(counters_.errors);
-      d.done(fail(ErrorCode::kUnavailable, "redis store closed"));
+      done(fail(ErrorCode::kUnavailable, "redis store closed"));
       return;
     }
-    staged_.push_back(std::move(d));
+    Staged& d = staged_.emplace_back(deadline, std::move(done));
+    prepare_decision(d.decision, shared_->options.key_prefix, shared_->tag_key, request.identity,
+                     request.charges, blocks_, scratch_);
     if (flush_posted_) return;
     flush_posted_ = true;
     asio::post(ioc_, [self = shared_from_this()] { self->flush_staged(); });
@@ -569,7 +573,13 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
   bool refreshing_ = false;                     // this thread runs the store's refresh
   bool refresh_timer_armed_ = false;            // this thread holds the store's deferred refresh
   asio::steady_timer refresh_timer_;
+  PolicyBlocks blocks_;         // the policies' encodings (before staged_: it outlives their Refs)
+  std::string scratch_;         // prepare_decision's working space
   std::vector<Staged> staged_;  // decisions for the next flush, in decide() order
+  // The flush's decisions (staged_'s, swapped: both keep their capacity), and their order on a
+  // cluster: (slot, position).
+  std::vector<Staged> flushing_;
+  std::vector<std::pair<int, std::uint32_t>> order_;
   bool flush_posted_ = false;
 };
 
@@ -590,6 +600,15 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
         policies_(std::move(policies)),
         deadline_(deadline),
         done_(std::move(done)) {}
+
+  // A batch of fg_decide_v4 items, written from `items` at each send (write_decide_batch).
+  DecideOp(std::vector<PendingDecision> items, int slot, std::vector<std::size_t> policies,
+           std::vector<DecideCallback> done, SteadyTime deadline)
+      : slot_(slot),
+        policies_(std::move(policies)),
+        deadline_(deadline),
+        done_(std::move(done)),
+        items_(std::move(items)) {}
 
   DecideOp(std::string command, int slot, SteadyTime deadline, RefundCallback done)
       : command_(std::move(command)),
@@ -736,7 +755,17 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
       }
     }
     if (asking) conn.request(ctx_->shared().asking_command, deadline_, self, kTagAsking);
-    conn.request(command_, deadline_, std::move(self), kTagDecide);
+    if (items_.empty()) {
+      conn.request(command_, deadline_, std::move(self), kTagDecide);
+      return;
+    }
+    // A batch is written from its items straight into the connection's buffer, at every send.
+    // The bytes of the first are not kept for a resend: the connection hands its buffer to the
+    // socket and clears it before any reply can ask for one, a resend may go to another node,
+    // and it may need the library loaded ahead of it; the items are kept anyway (their
+    // callbacks' answers), and a resend (a redirection, a reload, a retry) is rare.
+    conn.request_into(deadline_, std::move(self), kTagDecide,
+                      [this](std::string& out) { write_decide_batch(out, items_); });
   }
 
   // Sends again after a backoff (1, 2, 4 .. 64 ms, never past the deadline): to `node` (with
@@ -820,47 +849,51 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
   Error last_error_;
   std::string load_error_;
   std::optional<asio::steady_timer> timer_;
+  // A batch's decisions (empty for a command_): after ctx_, so they go before it, as their
+  // PolicyBlocks::Refs point into its cache.
+  std::vector<PendingDecision> items_;
 };
 
 void ThreadContext::run(const std::shared_ptr<DecideOp>& op) { op->start(shared_from_this()); }
 
 void ThreadContext::flush_staged() {
   flush_posted_ = false;
-  std::vector<Staged> staged = std::move(staged_);
-  staged_.clear();
+  flushing_.swap(staged_);  // staged_ is empty: the last flush cleared it as flushing_
   // A cluster call holds the items of one slot: group them by slot, keeping the order of each
   // slot's (a later decision on a key sees an earlier one's write, as sent one by one). One
-  // Redis takes any keys in one call.
-  if (shared_->cluster) {
-    std::stable_sort(staged.begin(), staged.end(), [](const Staged& a, const Staged& b) {
-      return a.encoded.slot < b.encoded.slot;
-    });
+  // Redis takes any keys in one call. The decisions stay where they are; their order is sorted.
+  order_.clear();
+  for (std::size_t i = 0; i < flushing_.size(); ++i) {
+    order_.emplace_back(shared_->cluster ? flushing_[i].decision.slot : 0,
+                        static_cast<std::uint32_t>(i));
   }
-  std::vector<const EncodedDecision*> items;
-  for (std::size_t first = 0; first < staged.size();) {
+  if (shared_->cluster) std::sort(order_.begin(), order_.end());
+  for (std::size_t first = 0; first < order_.size();) {
     std::size_t last = first + 1;
-    while (last < staged.size() && last - first < kMaxBatch &&
-           (!shared_->cluster || staged[last].encoded.slot == staged[first].encoded.slot)) {
+    while (last < order_.size() && last - first < kMaxBatch &&
+           order_[last].first == order_[first].first) {
       ++last;
     }
-    items.clear();
+    std::vector<PendingDecision> items;
     std::vector<std::size_t> policies;
     std::vector<DecideCallback> done;
+    items.reserve(last - first);
     policies.reserve(last - first);
     done.reserve(last - first);
     SteadyTime deadline = SteadyTime::max();
-    for (std::size_t i = first; i < last; ++i) {
-      items.push_back(&staged[i].encoded);
-      policies.push_back(staged[i].encoded.policies);
-      done.push_back(std::move(staged[i].done));
-      deadline = std::min(deadline, staged[i].deadline);
+    for (std::size_t k = first; k < last; ++k) {
+      Staged& d = flushing_[order_[k].second];
+      policies.push_back(d.decision.policies());
+      items.push_back(std::move(d.decision));
+      done.push_back(std::move(d.done));
+      deadline = std::min(deadline, d.deadline);
     }
-    std::string command;
-    append_decide_batch(command, items);
-    run(std::make_shared<DecideOp>(std::move(command), staged[first].encoded.slot,
-                                   std::move(policies), std::move(done), deadline));
+    const int slot = items.front().slot;
+    run(std::make_shared<DecideOp>(std::move(items), slot, std::move(policies), std::move(done),
+                                   deadline));
     first = last;
   }
+  flushing_.clear();
 }
 
 // The contexts bound on this thread, one per store (a process may hold several stores).
@@ -1031,16 +1064,29 @@ void RedisStore::decide(const DecideRequest& request, DecideCallback done) {
                                    SteadyClock::now() + shared.options.timeout));
     return;
   }
-  Staged staged{
-      encode_decision(shared.options.key_prefix, shared.tag_key, request.identity, request.charges),
-      SteadyClock::now() + shared.options.timeout, std::move(done)};
+  const SteadyTime deadline = SteadyClock::now() + shared.options.timeout;
   if (ThreadContext* ctx = bound_context(impl_->id)) {
-    ctx->stage(std::move(staged));
+    ctx->stage(request, deadline, std::move(done));
     return;
   }
+  // Another thread (the CLI, tests): the decision is prepared on the store's own thread, with
+  // that thread's PolicyBlocks, from a copy (the request need only live until decide() returns).
+  struct Copy {
+    std::string identity;
+    std::vector<Policy> policies;
+    std::vector<Charge> charges;
+  };
+  auto copy = std::make_unique<Copy>();
+  copy->identity = request.identity;
+  copy->policies.reserve(request.charges.size());
+  for (const Charge& c : request.charges) copy->policies.push_back(*c.policy);
+  for (std::size_t i = 0; i < request.charges.size(); ++i) {
+    copy->charges.push_back(Charge{&copy->policies[i], request.charges[i].cost});
+  }
   // own_ctx outlives every handler of own_ioc: the destructor joins the thread first.
-  asio::post(impl_->own_ioc, [staged = std::move(staged), ctx = impl_->own_ctx.get()]() mutable {
-    ctx->stage(std::move(staged));
+  asio::post(impl_->own_ioc, [copy = std::move(copy), deadline, done = std::move(done),
+                              ctx = impl_->own_ctx.get()]() mutable {
+    ctx->stage(DecideRequest{copy->identity, copy->charges}, deadline, std::move(done));
   });
 }
 

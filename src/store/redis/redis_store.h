@@ -16,7 +16,9 @@
 //     that thread, from its io_context;
 //   - decide() on any other thread (CLI, tests) hands the request to the store's own I/O thread,
 //     and the callback runs there. Don't block in callbacks: they run on an I/O thread.
-// The request (identity, charges) is encoded before decide() returns. The callback may run before
+// The request (identity, charges) is kept before decide() returns: on a bound thread as its keys'
+// common part and references to per-thread policy encodings, without allocating; from another
+// thread as a copy, prepared on the store's own thread. The callback may run before
 // decide() returns only for kInvalidArgument (a request without charges, a cost out of range).
 //
 // A refund (store.h) is one FCALL of fg_refund_v3 on the same keys, sent exactly as a decision

@@ -61,14 +61,19 @@ void push_charge(std::vector<std::string>& args, const Charge& c, std::int64_t c
   push_int(args, a.p3);
 }
 
-// "$<len>\r\n<bytes>\r\n".
-void append_bulk(std::string& out, std::string_view bytes) {
+// "$<len>\r\n".
+void append_bulk_header(std::string& out, std::size_t len) {
   char digits[24];
   digits[0] = '$';
-  const auto end = std::to_chars(digits + 1, digits + sizeof(digits) - 2, bytes.size()).ptr;
+  const auto end = std::to_chars(digits + 1, digits + sizeof(digits) - 2, len).ptr;
   end[0] = '\r';
   end[1] = '\n';
   out.append(digits, static_cast<std::size_t>(end + 2 - digits));
+}
+
+// "$<len>\r\n<bytes>\r\n".
+void append_bulk(std::string& out, std::string_view bytes) {
+  append_bulk_header(out, bytes.size());
   out.append(bytes);
   out.append("\r\n", 2);
 }
@@ -233,6 +238,137 @@ void append_decide_batch(std::string& out, std::span<const EncodedDecision* cons
     for (std::size_t i = 0; i < d->policies; ++i) {
       append_bulk_int(out, index[at++]);
       append_bulk_int(out, d->costs[i]);
+    }
+  }
+}
+
+namespace {
+
+// Whether `a` and `b` encode alike: the fields of a block and of a key's policy part.
+bool same_encoding(const Policy& a, const Policy& b) {
+  return a.algorithm == b.algorithm && a.limit == b.limit && a.period == b.period &&
+         a.burst == b.burst && a.shadow == b.shadow && a.name == b.name;
+}
+
+void encode_block(PolicyBlock& b, const Policy& p) {
+  b.source = &p;
+  b.policy = p;
+  b.block.clear();
+  const AlgorithmParameters a = algorithm_parameters(p);
+  append_bulk_int(b.block, algorithm_code(p.algorithm));
+  append_bulk_int(b.block, p.shadow ? 1 : 0);
+  append_bulk_int(b.block, a.p1);
+  append_bulk_int(b.block, a.p2);
+  append_bulk_int(b.block, a.p3);
+  b.escaped_name.clear();
+  append_escaped(b.escaped_name, p.name);
+}
+
+}  // namespace
+
+PolicyBlocks::Ref PolicyBlocks::get(const Policy& policy) {
+  // The usual case: the same policy object as before, one pointer comparison per block ahead of
+  // it, then its fields (its address may have been reused).
+  PolicyBlock* stale = nullptr;
+  for (const auto& b : blocks_) {
+    if (b->source != &policy) continue;
+    if (same_encoding(b->policy, policy)) return Ref(b.get());
+    stale = b.get();
+    break;
+  }
+  // Another object with the same fields (a reload that kept the policy): its block, found
+  // where this address will find it next time.
+  for (const auto& b : blocks_) {
+    if (same_encoding(b->policy, policy)) {
+      b->source = &policy;
+      return Ref(b.get());
+    }
+  }
+  PolicyBlock* target = stale != nullptr && stale->uses == 0 ? stale : nullptr;
+  if (target == nullptr && blocks_.size() >= kMaxKept) {
+    for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) {
+      if ((*it)->uses == 0) {
+        target = it->get();
+        break;
+      }
+    }
+  }
+  if (target == nullptr) target = blocks_.emplace_back(std::make_unique<PolicyBlock>()).get();
+  encode_block(*target, policy);
+  return Ref(target);
+}
+
+void prepare_decision(PendingDecision& d, std::string_view key_prefix, const TagKey& tag_key,
+                      std::string_view identity, std::span<const Charge> charges,
+                      PolicyBlocks& blocks, std::string& scratch) {
+  d.blocks.clear();
+  d.costs.clear();
+  scratch.clear();
+  append_escaped_identity(scratch, identity);
+  const std::size_t escaped_size = scratch.size();
+  const std::string tag = hash_tag(tag_key, scratch);
+  // The stem goes after the escaped identity in `scratch`, read from there meanwhile: reserved
+  // first (the prefix escapes to at most 3 bytes per byte), so the appends cannot move it.
+  scratch.reserve(2 * escaped_size + 3 * key_prefix.size() + kTagLength + 8);
+  const std::string_view escaped(scratch.data(), escaped_size);
+  append_key_stem(scratch, key_prefix, tag, escaped);
+  const std::string_view stem = std::string_view(scratch).substr(escaped_size);
+  d.stem.assign(stem.begin(), stem.end());
+  d.slot = key_slot(stem);
+  for (const Charge& c : charges) {
+    d.blocks.push_back(blocks.get(*c.policy));
+    d.costs.push_back(c.cost);
+  }
+}
+
+void write_decide_batch(std::string& out, std::span<const PendingDecision> items,
+                        std::string_view now_us_override) {
+  // As append_decide_batch: the distinct blocks in order of first use, and each charge's 1-based
+  // index among them. Usually the same block is the same PolicyBlock; two policies with equal
+  // blocks are one entry there too.
+  boost::container::small_vector<const PolicyBlock*, 8> table;
+  boost::container::small_vector<std::uint16_t, 64> index;
+  std::size_t keys = 0, bytes = 64 + now_us_override.size();
+  for (const PendingDecision& d : items) {
+    keys += d.policies();
+    bytes += 4;
+    for (std::size_t i = 0; i < d.policies(); ++i) {
+      const PolicyBlock* b = d.blocks[i].get();
+      bytes += 8 + d.stem.size() + b->escaped_name.size() + 16;
+      std::size_t j = 0;
+      while (j < table.size() && table[j] != b && table[j]->block != b->block) ++j;
+      if (j == table.size()) {
+        table.push_back(b);
+        bytes += b->block.size();
+      }
+      index.push_back(static_cast<std::uint16_t>(j + 1));
+    }
+  }
+  out.reserve(out.size() + bytes);
+  const std::size_t charges = keys;  // one key per charge
+  append_array_header(out, 3 + keys + 3 + 5 * table.size() + items.size() + 2 * charges);
+  append_bulk(out, "FCALL");
+  append_bulk(out, kDecideFunction);
+  append_bulk_int(out, static_cast<std::int64_t>(keys));
+  for (const PendingDecision& d : items) {
+    for (std::size_t i = 0; i < d.policies(); ++i) {
+      const std::string& name = d.blocks[i]->escaped_name;
+      append_bulk_header(out, d.stem.size() + name.size());
+      out.append(d.stem.data(), d.stem.size());
+      out.append(name);
+      out.append("\r\n", 2);
+    }
+  }
+  append_bulk(out, now_us_override);
+  append_bulk_int(out, static_cast<std::int64_t>(items.size()));
+  append_bulk_int(out, static_cast<std::int64_t>(table.size()));
+  for (const PolicyBlock* b : table) out.append(b->block);
+  std::size_t at = 0;
+  for (const PendingDecision& d : items) {
+    append_bulk_int(out, static_cast<std::int64_t>(d.policies()));
+    for (std::size_t i = 0; i < d.policies(); ++i) {
+      append_bulk_int(out, index[at++]);
+      append_bulk_int(out, d.costs[i]);
     }
   }
 }

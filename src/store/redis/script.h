@@ -51,15 +51,18 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <boost/container/small_vector.hpp>
 
 #include "floodgate/decision.h"
 #include "floodgate/limiter.h"
+#include "floodgate/policy.h"
 #include "floodgate/result.h"
 #include "floodgate/store.h"
 #include "store/redis/keys.h"
@@ -105,9 +108,10 @@ std::string_view decide_lua_source();
 // one connection (nothing in between, or it would be queued inside the transaction).
 std::vector<std::string> library_load_commands();
 
-// One decision, encoded once when it is made, for a batch assembled later: its keys, and per
-// charge its policy's five values (alg shadow p1 p2 p3) and its cost. RESP bulk strings
-// ("$<len>\r\n<bytes>\r\n" each).
+// One decision, encoded on its own: its keys, and per charge its policy's five values (alg shadow
+// p1 p2 p3) and its cost. RESP bulk strings ("$<len>\r\n<bytes>\r\n" each). The reference
+// encoding, for tests and the release before's calls (append_decide_batch_v3); the store keeps
+// PendingDecisions instead and writes them with write_decide_batch, to the same bytes.
 struct EncodedDecision {
   std::string keys;
   std::string blocks;  // the charges' policy blocks, back to back (five bulk strings each)
@@ -134,6 +138,99 @@ EncodedDecision encode_decision(std::string_view key_prefix, const TagKey& tag_k
 // one slot.
 void append_decide_batch(std::string& out, std::span<const EncodedDecision* const> items,
                          std::string_view now_us_override = "");
+
+// The request path's form of the same thing (redis_store.cc): a decision kept as its keys' common
+// part and references to its policies' blocks, encoded once per policy, not once per decision,
+// and written straight into a connection's buffer when its batch goes out. The bytes are
+// append_decide_batch's for the same decisions (script_test checks it).
+//
+// Thread safety: a PolicyBlocks and the PendingDecisions referring to it belong to one thread.
+
+// One policy's part of the arguments, encoded once: its five values (alg shadow p1 p2 p3) as bulk
+// strings, and its name escaped for keys (append_escaped), with the policy they were encoded from.
+struct PolicyBlock {
+  const Policy* source = nullptr;  // where the policy was last seen: the lookup's first guess
+  Policy policy;
+  std::string block;
+  std::string escaped_name;
+  std::uint32_t uses = 0;  // PolicyBlocks::Refs held (pending decisions): not to be overwritten
+};
+
+// The PolicyBlocks of one thread, looked up by Policy pointer. A hit is checked against the
+// policy's fields too: a request's policies need only live until decide() returns (store.h), so
+// after a configuration reload another policy may live at the same address. A block is reused
+// for another policy only when no pending decision refers to it and kMaxKept are kept, so the
+// cache holds no more than the policies in use or kMaxKept; blocks never move, so Refs stay
+// valid.
+class PolicyBlocks {
+ public:
+  // A counted reference: the block is not overwritten while one exists. Move-only.
+  class Ref {
+   public:
+    Ref() = default;
+    explicit Ref(PolicyBlock* b) : block_(b) { ++block_->uses; }
+    Ref(Ref&& o) noexcept : block_(std::exchange(o.block_, nullptr)) {}
+    Ref& operator=(Ref&& o) noexcept {
+      if (this != &o) {
+        release();
+        block_ = std::exchange(o.block_, nullptr);
+      }
+      return *this;
+    }
+    Ref(const Ref&) = delete;
+    Ref& operator=(const Ref&) = delete;
+    ~Ref() { release(); }
+    const PolicyBlock* get() const { return block_; }
+    const PolicyBlock* operator->() const { return block_; }
+
+   private:
+    void release() {
+      if (block_ != nullptr) --block_->uses;
+      block_ = nullptr;
+    }
+    PolicyBlock* block_ = nullptr;
+  };
+
+  // Blocks kept before an idle one is overwritten: a configuration holds a few policies, and
+  // a reload's new ones find their predecessors' blocks by their fields.
+  static constexpr std::size_t kMaxKept = 64;
+
+  PolicyBlocks() = default;
+  PolicyBlocks(const PolicyBlocks&) = delete;
+  PolicyBlocks& operator=(const PolicyBlocks&) = delete;
+
+  // The block of `policy`, encoded on first use.
+  Ref get(const Policy& policy);
+  std::size_t size() const { return blocks_.size(); }
+
+ private:
+  std::vector<std::unique_ptr<PolicyBlock>> blocks_;
+};
+
+// One decision waiting for its batch: what append_decide_batch needs of encode_decision's, held
+// inline (no heap allocation for keys up to ~100 bytes and up to 4 charges).
+struct PendingDecision {
+  // `<prefix>:{<tag>}:<escaped identity>:` (keys.h: append_key_stem); each key is this and the
+  // charge's escaped policy name.
+  boost::container::small_vector<char, 96> stem;
+  boost::container::small_vector<PolicyBlocks::Ref, 4> blocks;  // per charge
+  boost::container::small_vector<std::int64_t, 4> costs;        // per charge
+  int slot = 0;                                                 // the keys' hash slot
+
+  std::size_t policies() const { return costs.size(); }
+};
+
+// Fills `d` (cleared first) for `charges` of `identity`, keys as encode_decision's. `scratch` is
+// working space whose capacity is reused. Precondition: fg::check_charges(charges) succeeded.
+void prepare_decision(PendingDecision& d, std::string_view key_prefix, const TagKey& tag_key,
+                      std::string_view identity, std::span<const Charge> charges,
+                      PolicyBlocks& blocks, std::string& scratch);
+
+// Appends the whole FCALL fg_decide_v4 for `items` (at least one) to `out`: exactly the bytes
+// append_decide_batch appends for encode_decision's encoding of the same decisions (policies with
+// equal blocks are sent once, as there).
+void write_decide_batch(std::string& out, std::span<const PendingDecision> items,
+                        std::string_view now_us_override = "");
 
 // The same items as the release before sent them: FCALL fg_decide_v3 with six values per charge
 // (what instances of floodgate_v3 send during a rolling upgrade; tests call the compat function

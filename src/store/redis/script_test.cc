@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "store/redis/keys.h"
 #include "test_policy.h"
 
@@ -130,6 +132,127 @@ TEST(AppendDecideBatch, IsOneFcallWithTheKeysTheDistinctPoliciesOnceThenEachItem
             (std::vector<std::string>{"FCALL", "fg_decide_v4", "1", make_key("fg", k, "v", "b"),
                                       "", "1", "1", "2", "0", "3", "1000000", "3", "1", "1",
                                       "1"}));
+}
+
+// The decisions of the write tests below: identities that escape, hash and are empty, several
+// policies (one used by several items, two with different names and equal blocks, a name that
+// escapes), a prefix that escapes, a keyed tag.
+struct WriteCase {
+  Policy minute = make_policy("per-minute", 100, {.period = minutes(1)});
+  Policy gcra = make_policy("g{c}ra", 3, {.algorithm = Algorithm::kGcra, .period = seconds(1)});
+  Policy window =
+      make_policy("window", 7, {.algorithm = Algorithm::kSlidingWindow, .period = seconds(10)});
+  Policy minute_twin = make_policy("per-minute-twin", 100, {.period = minutes(1)});
+  Policy shadow = make_policy("shadow", 100, {.period = minutes(1), .shadow = true});
+  std::vector<std::string> identities = {"user-42", "{evil}\n", "", std::string(300, 'x'),
+                                         "203.0.113.77", "user-42"};
+  std::vector<std::vector<Charge>> charges = {
+      {{&minute, 1}},
+      {{&gcra, 2}, {&minute, 0}},
+      {{&window, 1}, {&minute_twin, 3}, {&shadow, 1}},
+      {{&minute, 5}},
+      {{&minute_twin, 1}, {&minute, 1}},
+      {{&gcra, 1}}};
+  std::string prefix = "fg{x}";
+  TagKey key = make_tag_key("a deployment secret");
+};
+
+// append_decide_batch's bytes for decisions `which` of `c`.
+std::string reference_batch(const WriteCase& c, const std::vector<std::size_t>& which,
+                            std::string_view now_us = "") {
+  std::vector<EncodedDecision> encoded;
+  for (std::size_t i : which) {
+    encoded.push_back(encode_decision(c.prefix, c.key, c.identities[i], c.charges[i]));
+  }
+  std::vector<const EncodedDecision*> items;
+  for (const EncodedDecision& e : encoded) items.push_back(&e);
+  std::string out;
+  append_decide_batch(out, items, now_us);
+  return out;
+}
+
+TEST(PrepareDecision, KeepsTheKeysOfKeysHAndTheirSlot) {
+  const WriteCase c;
+  PolicyBlocks blocks;
+  std::string scratch;
+  for (std::size_t i = 0; i < c.identities.size(); ++i) {
+    PendingDecision d;
+    prepare_decision(d, c.prefix, c.key, c.identities[i], c.charges[i], blocks, scratch);
+    ASSERT_EQ(d.policies(), c.charges[i].size());
+    for (std::size_t j = 0; j < d.policies(); ++j) {
+      const std::string key =
+          make_key(c.prefix, c.key, c.identities[i], c.charges[i][j].policy->name);
+      EXPECT_EQ(std::string(d.stem.begin(), d.stem.end()) + d.blocks[j]->escaped_name, key);
+      EXPECT_EQ(d.slot, key_slot(key));
+      EXPECT_EQ(d.costs[j], c.charges[i][j].cost);
+    }
+  }
+}
+
+TEST(WriteDecideBatch, WritesTheBytesOfAppendDecideBatch) {
+  const WriteCase c;
+  PolicyBlocks blocks;
+  std::string scratch;
+  std::vector<PendingDecision> all(c.identities.size());
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    prepare_decision(all[i], c.prefix, c.key, c.identities[i], c.charges[i], blocks, scratch);
+  }
+  // One Redis: every decision in one call, after what the buffer already holds, with Redis TIME
+  // or a fixed time.
+  std::string out = "*1\r\n$4\r\nPING\r\n";
+  write_decide_batch(out, all);
+  EXPECT_EQ(out, "*1\r\n$4\r\nPING\r\n" + reference_batch(c, {0, 1, 2, 3, 4, 5}));
+  std::string fixed;
+  write_decide_batch(fixed, all, "1800000000000000");
+  EXPECT_EQ(fixed, reference_batch(c, {0, 1, 2, 3, 4, 5}, "1800000000000000"));
+  // per-minute and per-minute-twin have one block, sent once.
+  const auto argv = parse_command(fixed);
+  ASSERT_GT(argv.size(), 16u);
+  EXPECT_EQ(argv[2], "10");          // keys
+  EXPECT_EQ(argv[3 + 10 + 2], "4");  // distinct blocks: minute, gcra, window, shadow
+  // A cluster: each slot's decisions in their order, alone in their call.
+  std::map<int, std::vector<std::size_t>> by_slot;
+  for (std::size_t i = 0; i < all.size(); ++i) by_slot[all[i].slot].push_back(i);
+  ASSERT_GT(by_slot.size(), 1u);
+  for (const auto& [slot, which] : by_slot) {
+    std::vector<PendingDecision> items;
+    for (std::size_t i : which) {
+      PendingDecision& d = items.emplace_back();
+      prepare_decision(d, c.prefix, c.key, c.identities[i], c.charges[i], blocks, scratch);
+    }
+    std::string one;
+    write_decide_batch(one, items);
+    EXPECT_EQ(one, reference_batch(c, which)) << "slot " << slot;
+  }
+  // The blocks were encoded once per distinct policy.
+  EXPECT_EQ(blocks.size(), 5u);
+}
+
+TEST(PolicyBlocks, AnAddressReusedByAnotherPolicyGetsItsOwnBlock) {
+  Policy p = make_policy("reused", 10, {.period = seconds(1)});
+  PolicyBlocks blocks;
+  PolicyBlocks::Ref first = blocks.get(p);
+  const std::string first_block = first->block;
+  // The same object, changed in place (another configuration's policy at the same address),
+  // while a decision still holds the first block.
+  p.limit = 20;  // the burst stays: the rate alone differs
+  PolicyBlocks::Ref second = blocks.get(p);
+  EXPECT_NE(second->block, first_block);
+  EXPECT_EQ(first->block, first_block) << "a block in use is never overwritten";
+  const std::vector<Charge> charges = {{&p, 1}};
+  const EncodedDecision expected = encode_decision("fg", TagKey{}, "u", charges);
+  EXPECT_EQ(second->block, expected.block(0));
+  p.name = "renamed";
+  EXPECT_EQ(blocks.get(p)->escaped_name, "renamed");
+  // Blocks no decision holds are reused: policies coming and going at one address do not grow
+  // the cache.
+  first = PolicyBlocks::Ref();
+  second = PolicyBlocks::Ref();
+  for (int i = 1; i <= 1000; ++i) {
+    p.limit = p.burst = i;
+    EXPECT_EQ(blocks.get(p)->policy.limit, i);
+  }
+  EXPECT_LE(blocks.size(), PolicyBlocks::kMaxKept);
 }
 
 TEST(AppendDecideBatchV3, IsWhatTheReleaseBeforeSentSixValuesPerCharge) {
