@@ -108,8 +108,9 @@ class Slots {
 };
 
 // A door's callback for Decider::decide(): move-only and held inline, never allocated
-// (inline_function.h). 40 bytes hold the largest door's: the HTTP exchange's (its result slot and
-// the Asio handler that resumes its coroutine, server_impl.h completion()).
+// (inline_function.h). The doors' callbacks take 8 to 24 bytes: the HTTP exchange's 16 (its
+// result slot and the Asio handler that resumes its coroutine, server_impl.h completion()), the
+// RLS service's 24; 40 leave room for one more pointer or two.
 using OutcomeCallback = InlineFunction<void(Outcome), 40>;
 
 // The readiness probe's callback (Decider::probe(): once a second, not on the request path).
