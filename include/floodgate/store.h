@@ -46,6 +46,7 @@
 
 #include "floodgate/clock.h"
 #include "floodgate/decision.h"
+#include "floodgate/inline_function.h"
 #include "floodgate/limiter.h"
 #include "floodgate/result.h"
 
@@ -61,7 +62,12 @@ struct DecideRequest {
   std::string_view lease{};
 };
 
-using DecideCallback = std::function<void(Result<Verdict>)>;
+// A decision's completion: move-only, held inline (inline_function.h), so that no decision
+// allocates for its callback. The capacity is that of the largest callback on the request path:
+// the decider's (decider.cc: 80 bytes of its own around the door's decide::OutcomeCallback, 48
+// bytes). A larger callback does not compile; capture a pointer to larger state instead.
+inline constexpr std::size_t kDecideCallbackCapacity = 136;
+using DecideCallback = InlineFunction<void(Result<Verdict>), kDecideCallbackCapacity>;
 
 struct RefundRequest {
   std::string_view identity;
@@ -196,8 +202,9 @@ class Store {
 // consumed is given back and `done` gets the error. So no policy ever admits beyond its limit;
 // while a refund is in flight, the budget it returns is missing (a brief, conservative error),
 // and a refund the store cannot make leaves it spent (conservative too).
-// The verdict's decisions are those of every request, in order, concatenated. `requests` and the
-// charges they point to must live until `done` is called. One request: the same as decide().
+// The verdict's decisions are those of every request, in order, concatenated. `requests` need
+// only live until decide_all() returns (it copies them), but the identities, charges and leases
+// they point to must live until `done` is called. One request: the same as decide().
 void decide_all(Store& store, std::span<const DecideRequest> requests, DecideCallback done);
 
 // The decisions of requests[i] in a verdict of decide_all(requests) (or of several stores'

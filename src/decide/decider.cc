@@ -173,7 +173,7 @@ DenyCache* Decider::deny_cache(const Rules& rules) const {
 }
 
 void Decider::decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
-                     std::function<void(Outcome)> done) {
+                     OutcomeCallback done) {
   const auto started_at = std::chrono::steady_clock::now();
   std::int64_t asked_us = 0;
   if (DenyCache* cache = deny_cache(rules)) {
@@ -192,26 +192,19 @@ void Decider::decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
         after_store(rules, plan, shard, tl::unexpected(std::move(*open)), false, Duration::zero()));
     return;
   }
+  // Held inline in the store's callback (DecideCallback's capacity is sized for it), with the
+  // door's own callback inside: nothing is allocated for the completion.
+  auto answered = [this, &rules, &plan, shard, started_at, asked_us, nodes,
+                   done = std::move(done)](Result<Verdict> v) mutable {
+    done(after_store(rules, plan, shard, std::move(v), true, since(started_at), asked_us, nodes));
+  };
   if (plan.identities.size() == 1) {  // the store copies the request: nothing to keep
     store_->decide(DecideRequest{plan.identities.front(), plan.charges, plan.lease},
-                   [this, &rules, &plan, shard, started_at, asked_us, nodes,
-                    done = std::move(done)](Result<Verdict> v) {
-                     done(after_store(rules, plan, shard, std::move(v), true, since(started_at),
-                                      asked_us, nodes));
-                   });
+                   std::move(answered));
     return;
   }
-  // Held until the store answers: decide_all() needs its requests until then.
-  struct Call {
-    boost::container::small_vector<DecideRequest, 2> requests;
-    std::function<void(Outcome)> done;
-  };
-  auto call = std::make_shared<Call>(Call{plan.requests(plan.charges), std::move(done)});
-  decide_all(*store_, call->requests,
-             [this, &rules, &plan, shard, call, started_at, asked_us, nodes](Result<Verdict> v) {
-               call->done(after_store(rules, plan, shard, std::move(v), true, since(started_at),
-                                      asked_us, nodes));
-             });
+  // decide_all() copies the requests; what they point to is the plan's, which outlives `done`.
+  decide_all(*store_, plan.requests(plan.charges), std::move(answered));
 }
 
 Outcome Decider::decide_now(const Rules& rules, const Plan& plan, ThreadMetrics* shard) {
@@ -419,12 +412,12 @@ Duration Slots::renew_every() const {
   return std::max<Duration>(shortest / 3, std::chrono::milliseconds(10));
 }
 
-void Decider::probe(std::function<void(Result<void>)> done) {
+void Decider::probe(ProbeCallback done) {
   forget_unused_nodes();
-  probe_from(0, std::make_shared<std::function<void(Result<void>)>>(std::move(done)));
+  probe_from(0, std::make_shared<ProbeCallback>(std::move(done)));
 }
 
-void Decider::probe_from(int i, std::shared_ptr<std::function<void(Result<void>)>> done) {
+void Decider::probe_from(int i, std::shared_ptr<ProbeCallback> done) {
   // The store answers if any part of it does: probe keys spread over several slots (so over every
   // master of a small cluster), stopping at the first answer. One failed master must not take
   // every instance out of the load balancer: its clients are answered by on_store_error, everyone
@@ -432,10 +425,10 @@ void Decider::probe_from(int i, std::shared_ptr<std::function<void(Result<void>)
   static const Charge charge{&probe_policy(), 0};
   const std::string identity = "floodgate:readyz:" + std::to_string(i);
   const DecideRequest probe{identity, {&charge, 1}};
-  store_->decide(probe, [this, i, identity, done](Result<Verdict> r) {
+  store_->decide(probe, [this, i, key = std::string(identity), done](Result<Verdict> r) {
     if (r) {
       // The node that answered is up: close its circuit (the others stay as they are).
-      const int node = store_->node_of(identity);
+      const int node = store_->node_of(key);
       NodeBreaker& b = breaker_for(node);
       if (!b.breaker.healthy()) {
         b.breaker.on_success();

@@ -45,6 +45,7 @@
 #include "decide/top_denied.h"
 #include "floodgate/clock.h"
 #include "floodgate/decision.h"
+#include "floodgate/inline_function.h"
 #include "floodgate/result.h"
 #include "floodgate/store.h"
 
@@ -106,6 +107,15 @@ class Slots {
   bool released_ = false;
 };
 
+// A door's callback for Decider::decide(): move-only and held inline, never allocated
+// (inline_function.h). The doors' callbacks take 8 to 24 bytes: the HTTP exchange's 16 (its
+// result slot and the Asio handler that resumes its coroutine, server_impl.h completion()), the
+// RLS service's 24; 40 leave room for one more pointer or two.
+using OutcomeCallback = InlineFunction<void(Outcome), 40>;
+
+// The readiness probe's callback (Decider::probe(): once a second, not on the request path).
+using ProbeCallback = InlineFunction<void(Result<void>), 40>;
+
 struct DeciderOptions {
   std::shared_ptr<Store> store;
   // Per node: each node of the store (Store::node_of) has a breaker with these options.
@@ -132,8 +142,7 @@ class Decider {
   // Decides `plan` (non-empty) under rules.config->on_store_error; counts it in `shard` (and the
   // circuit gauge in `metrics`, when given). `done` is called exactly once, before decide()
   // returns when the store completes inline. `plan` and `rules` must live until then.
-  void decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
-              std::function<void(Outcome)> done);
+  void decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard, OutcomeCallback done);
   // decide() for a store that completes inline (store().completes_inline()): the outcome now.
   Outcome decide_now(const Rules& rules, const Plan& plan, ThreadMetrics* shard);
 
@@ -151,7 +160,7 @@ class Decider {
   // Asks whether any part of the store answers, over up to probe_keys keys (cost 0: nothing is
   // consumed); closes the breaker of the node that answered. Also forgets the breakers of nodes
   // that no longer serve anyone (a failed-over master). `done(ok)` once. For /readyz.
-  void probe(std::function<void(Result<void>)> done);
+  void probe(ProbeCallback done);
 
   // The last probe's answer (true until a probe says otherwise).
   bool store_answers() const { return store_ok_.load(std::memory_order_relaxed); }
@@ -205,7 +214,7 @@ class Decider {
   // The rules' deny cache when this decider uses one (a store that does not complete inline).
   DenyCache* deny_cache(const Rules& rules) const;
   void count(const Rules& rules, const Plan& plan, const Outcome& out, ThreadMetrics* shard);
-  void probe_from(int i, std::shared_ptr<std::function<void(Result<void>)>> done);
+  void probe_from(int i, std::shared_ptr<ProbeCallback> done);
 
   std::shared_ptr<Store> store_;
   std::shared_ptr<Store> local_store_;

@@ -254,18 +254,18 @@ struct Server::Impl {
   // A callback-completed call as an awaitable. Server threads are bound to the store, so the
   // callback comes on this thread: inline (memory store) or later from the io_context (Redis).
   // The coroutine is resumed through post, never from inside the store's own completion. The
-  // result is written into this frame; the waiting handler is shared with the callback, which
-  // the callee may copy (std::function): one allocation for it, one for the callback.
+  // result is written into this frame; the callback owns the waiting handler (the callee's
+  // callback types are move-only and inline: decide::OutcomeCallback, decide::ProbeCallback), so
+  // nothing is allocated for either.
   template <typename T, typename Start>
   static awaitable<T> completion(Start start) {
     std::optional<T> result;
     // A named initiation: g++ 12 destroys the temporaries of a co_await expression twice (this
     // one holds only references, which that cannot release).
     auto initiation = [&result, &start](auto handler) {
-      auto waiting = std::make_shared<decltype(handler)>(std::move(handler));
-      start([&result, waiting](T r) {
+      start([&result, waiting = std::move(handler)](T r) mutable {
         result = std::move(r);
-        asio::post(std::move(*waiting));
+        asio::post(std::move(waiting));
       });
     };
     co_await asio::async_initiate<decltype(use_awaitable), void()>(initiation, use_awaitable);

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 #include "floodgate/limiter.h"
 
 namespace fg {
@@ -83,7 +85,9 @@ namespace {
 // One decide_all() in progress.
 struct DecideAll {
   Store* store = nullptr;
-  std::span<const DecideRequest> requests;
+  // The caller's requests, copied (decide_all's contract): the decider need not keep them.
+  boost::container::small_vector<DecideRequest, 2> owned;
+  std::span<const DecideRequest> requests;  // owned
   DecideCallback done;
   std::size_t next = 0;               // the request being decided
   std::size_t denied = 0;             // requests.size() while every one so far allowed
@@ -150,7 +154,8 @@ void decide_all(Store& store, std::span<const DecideRequest> requests, DecideCal
   }
   auto st = std::make_shared<DecideAll>();
   st->store = &store;
-  st->requests = requests;
+  st->owned.assign(requests.begin(), requests.end());
+  st->requests = st->owned;
   st->done = std::move(done);
   st->denied = requests.size();
   DecideAll::step(std::move(st));
