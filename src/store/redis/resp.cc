@@ -149,8 +149,55 @@ void RespReader::complete_element() {
   done_ = true;
 }
 
+namespace {
+
+// The elements of a top-level array of integers, in one pass: ":<digits>\r\n" each, without the
+// general path's line search and dispatch (a decision batch's reply is some 60 of them). It stops
+// at anything else (another type, a leading zero, 18 digits or more, the end of the bytes) and
+// leaves that element to the general path, which reads or refuses it.
+const char* read_plain_integers(const char* p, const char* end, std::uint32_t& left,
+                                std::vector<std::int64_t>& out) {
+  constexpr std::ptrdiff_t kMaxDigits = 17;  // below 10^18: no overflow to check
+  while (left > 0 && p < end && *p == ':') {
+    const char* q = p + 1;
+    const bool negative = q < end && *q == '-';
+    if (negative) ++q;
+    const char* const digits = q;
+    std::uint64_t v = 0;
+    while (q < end && q - digits <= kMaxDigits) {
+      const unsigned digit = static_cast<unsigned char>(*q) - unsigned{'0'};
+      if (digit > 9) break;
+      v = v * 10 + digit;
+      ++q;
+    }
+    const std::ptrdiff_t n = q - digits;
+    if (n == 0 || n > kMaxDigits || (*digits == '0' && (n > 1 || negative)) || end - q < 2 ||
+        q[0] != '\r' || q[1] != '\n') {
+      break;
+    }
+    out.push_back(negative ? -static_cast<std::int64_t>(v) : static_cast<std::int64_t>(v));
+    --left;
+    p = q + 2;
+  }
+  return p;
+}
+
+}  // namespace
+
 bool RespReader::parse() {
   while (!done_ && pos_ < buffer_.size()) {
+    if (top_integers_ && stack_.size() == 1) {
+      const char* const to = read_plain_integers(buffer_.data() + pos_,
+                                                 buffer_.data() + buffer_.size(),
+                                                 stack_[0].left, integers_);
+      pos_ = static_cast<std::size_t>(to - buffer_.data());
+      if (stack_[0].left == 0) {
+        stack_.clear();
+        done_ = true;
+        break;
+      }
+      if (pos_ == buffer_.size()) break;
+    }
     const char* const begin = buffer_.data() + pos_;
     const char* const end = buffer_.data() + buffer_.size();
     const char type = *begin;
