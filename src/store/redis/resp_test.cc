@@ -225,6 +225,13 @@ TEST(RespReaderIntegers, RefusesWhatHiredisRefusedWithItsWords) {
       {":007\r\n", "Bad integer value"},
       {":-0\r\n", "Bad integer value"},
       {":9223372036854775808\r\n", "Bad integer value"},
+      // The same inside an array of integers (read by a faster path of its own).
+      {"*2\r\n:1\r\n:007\r\n", "Bad integer value"},
+      {"*2\r\n:1\r\n:-0\r\n", "Bad integer value"},
+      {"*1\r\n:-\r\n", "Bad integer value"},
+      {"*1\r\n:\r\n", "Bad integer value"},
+      {"*1\r\n:12 \r\n", "Bad integer value"},
+      {"*1\r\n:-9223372036854775809\r\n", "Bad integer value"},
       {":1\r2\r\n", "Bad integer value"},
       {"$03\r\nabc\r\n", "Bad bulk string length"},
       {"$-2\r\n", "Bulk string length out of range"},
@@ -253,6 +260,16 @@ TEST(RespReaderIntegers, RefusesWhatHiredisRefusedWithItsWords) {
   EXPECT_EQ(replies[2].str, "a\rb") << "a status line ends at \\r\\n only";
   EXPECT_EQ(replies[3].type, Reply::Type::kNil);
   EXPECT_EQ(replies[4].str, "abc") << "a bulk string's two trailing bytes are not checked";
+
+  // Long numbers inside an array of integers, where the faster path hands them on.
+  Reply reply;
+  std::vector<std::int64_t> values;
+  ASSERT_TRUE(reader.feed("*5\r\n:0\r\n:-7\r\n:99999999999999999\r\n:123456789012345678\r\n"
+                          ":-9223372036854775808\r\n")
+                  .has_value());
+  ASSERT_EQ(reader.read(reply, values), RespReader::Read::kIntegers);
+  EXPECT_EQ(values, (std::vector<std::int64_t>{0, -7, 99999999999999999, 123456789012345678,
+                                               std::numeric_limits<std::int64_t>::min()}));
 }
 
 TEST(RespReaderIntegers, AHugeArrayArrivesWholeWhateverItsHeaderSays) {
