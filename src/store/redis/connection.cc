@@ -342,20 +342,27 @@ void Connection::on_bytes(const std::shared_ptr<Link>& link, std::size_t n) {
     return;
   }
   while (link_ == link) {
-    auto next = reader_.next();
-    if (!next) {
-      drop(link, unavailable(name_ + ": " + next.error().message));
+    auto got = reader_.read(reply_, integers_);
+    if (!got) {
+      drop(link, unavailable(name_ + ": " + got.error().message));
       return;
     }
-    if (!next->has_value()) return;
+    if (*got == RespReader::Read::kMore) return;
+    const bool integers = *got == RespReader::Read::kIntegers;
     if (sent_count() == 0) {
-      drop(link, unavailable(name_ + ": reply without a request: " + describe(**next)));
+      drop(link, unavailable(name_ + ": reply without a request: " +
+                             describe(integers ? integer_array_reply(integers_) : reply_)));
       return;
     }
     Entry entry = std::move(pending_.front());
     pending_.pop_front();
     count(&ConnectionCounters::replies);
-    if (!entry.done) entry.handler->on_reply(entry.tag, std::move(**next), true);
+    if (entry.done) continue;
+    if (integers) {
+      entry.handler->on_integers(entry.tag, integers_, true);
+    } else {
+      entry.handler->on_reply(entry.tag, std::move(reply_), true);
+    }
   }
 }
 

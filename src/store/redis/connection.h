@@ -17,8 +17,9 @@
 // requests fail at once, so a dead server never makes callers wait for their deadline. A
 // connection that owes replies and reads nothing for `stall_timeout` is dropped the same way.
 //
-// Completion: ReplyHandler::on_reply(tag, reply, sent), called exactly once per request, on the
-// connection's thread, never from inside request(). `sent == false` means the command surely did
+// Completion: ReplyHandler::on_reply(tag, reply, sent), or on_integers(tag, values, sent) for a
+// reply that is a flat array of integers, called exactly once per request, on the connection's
+// thread, never from inside request(). `sent == false` means the command surely did
 // not reach the server (it may be sent again safely); a Redis error reply is a Reply of type
 // kError, not an Error.
 //
@@ -38,6 +39,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -56,6 +58,14 @@ class ReplyHandler {
  public:
   virtual ~ReplyHandler() = default;
   virtual void on_reply(int tag, Result<Reply> reply, bool sent) = 0;
+  // A reply that is an array of integers only (possibly none: "*0"), as its values, in place of
+  // on_reply. `values` is the connection's buffer, valid during the call only. Every other reply
+  // (an error such as MOVED or NOSCRIPT, a nil, a string, an array holding anything else) and
+  // every failure still comes to on_reply. By default the values become a Reply for on_reply: a
+  // handler that reads integer replies overrides this and allocates nothing for them.
+  virtual void on_integers(int tag, std::span<const std::int64_t> values, bool sent) {
+    on_reply(tag, integer_array_reply(values), sent);
+  }
 };
 
 // A ReplyHandler from a callable `void(int tag, Result<Reply>, bool sent)`.
@@ -222,6 +232,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::size_t handshake_left_ = 0;
 
   RespReader reader_;
+  Reply reply_;                        // the reply read last (moved to its handler)
+  std::vector<std::int64_t> integers_;  // the integers read last; capacity kept
   SteadyTime last_progress_;  // last read, or when replies started to be owed
   int failures_ = 0;          // consecutive failed attempts; 0 once a handshake completed
   bool established_once_ = false;  // a connection was established before: the next reconnects

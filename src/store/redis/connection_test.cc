@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <array>
+#include <boost/asio/write.hpp>
 #include <iostream>
+#include <span>
 #include <vector>
 
 #include "store/redis/redis_test_util.h"
@@ -355,6 +358,120 @@ TEST(Connection, InitCommandsRunFirstAndTheirErrorsAreKept) {
   ASSERT_TRUE(get.reply.has_value()) << get.reply.error().to_string();
   EXPECT_EQ(get.reply->str, "done");
   EXPECT_NE(c->last_init_error().find("unknown command"), std::string::npos);
+}
+
+// Records how each reply came: as integers (on_integers) or as a Reply (on_reply), by tag.
+struct Recorder final : ReplyHandler {
+  struct Got {
+    int tag = 0;
+    bool as_integers = false;
+    std::vector<std::int64_t> values;
+    Result<Reply> reply = fail(ErrorCode::kInternal, "none");
+  };
+  void on_reply(int tag, Result<Reply> reply, bool) override {
+    got.push_back(Got{tag, false, {}, std::move(reply)});
+  }
+  void on_integers(int tag, std::span<const std::int64_t> values, bool sent) override {
+    EXPECT_TRUE(sent);
+    got.push_back(Got{tag, true, {values.begin(), values.end()}, fail(ErrorCode::kInternal, "")});
+  }
+  std::vector<Got> got;
+};
+
+TEST(Connection, AFlatIntegerArrayComesAsItsValuesAndAnythingElseAsAReply) {
+  FG_START_REDIS(server, test::RedisServerOptions{});
+  boost::asio::io_context ioc;
+  auto c = Connection::make(ioc, options_for(*server, nullptr));
+  auto recorder = std::make_shared<Recorder>();
+  const SteadyTime deadline = SteadyClock::now() + 2s;
+  c->request(format_command({"EVAL", "return {1700000000123456, 1, -3}", "0"}), deadline, recorder, 1);
+  c->request(format_command({"EVAL", "return redis.error_reply('NOSCRIPT gone')", "0"}), deadline,
+             recorder, 2);
+  c->request(format_command({"EVAL", "return {1, 'x', 2}", "0"}), deadline, recorder, 3);
+  c->request(format_command({"EVAL", "return {1, {2, 3}}", "0"}), deadline, recorder, 4);
+  c->request(format_command({"EVAL", "return {}", "0"}), deadline, recorder, 5);
+  c->request(format_command({"EVAL", "return 7", "0"}), deadline, recorder, 6);
+  c->request(format_command({"EVAL", "return {4, 5}", "0"}), deadline, recorder, 7);
+  ASSERT_TRUE(run_until(ioc, [&] { return recorder->got.size() == 7; }));
+  const auto& got = recorder->got;
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(got[i].tag, i + 1) << "in request order";
+  EXPECT_TRUE(got[0].as_integers);
+  EXPECT_EQ(got[0].values, (std::vector<std::int64_t>{1700000000123456, 1, -3}));
+  ASSERT_FALSE(got[1].as_integers);
+  ASSERT_TRUE(got[1].reply.has_value());
+  EXPECT_TRUE(got[1].reply->is_error());
+  EXPECT_EQ(got[1].reply->str, "NOSCRIPT gone");
+  ASSERT_FALSE(got[2].as_integers);
+  EXPECT_EQ(describe(*got[2].reply), "[(integer) 1, \"x\", (integer) 2]");
+  ASSERT_FALSE(got[3].as_integers);
+  EXPECT_EQ(describe(*got[3].reply), "[(integer) 1, [(integer) 2, (integer) 3]]");
+  EXPECT_TRUE(got[4].as_integers);
+  EXPECT_TRUE(got[4].values.empty());
+  ASSERT_FALSE(got[5].as_integers);
+  EXPECT_EQ(got[5].reply->integer, 7);
+  EXPECT_TRUE(got[6].as_integers);
+  EXPECT_EQ(got[6].values, (std::vector<std::int64_t>{4, 5}));
+
+  // A handler that reads Replies only gets an integer array as a Reply, as before.
+  Outcome plain = call(ioc, *c, {"EVAL", "return {8, 9}", "0"});
+  ASSERT_TRUE(plain.reply.has_value());
+  EXPECT_EQ(describe(*plain.reply), "[(integer) 8, (integer) 9]");
+}
+
+// A server that answers each read with the same bytes, whatever was asked: for what Redis never
+// sends.
+class CannedServer {
+ public:
+  CannedServer(boost::asio::io_context& ioc, std::string answer)
+      : acceptor_(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0}), answer_(std::move(answer)) {
+    accept();
+  }
+  std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+ private:
+  using Socket = boost::asio::ip::tcp::socket;
+  void accept() {
+    acceptor_.async_accept([this](boost::system::error_code ec, Socket s) {
+      if (ec) return;
+      serve(std::make_shared<Socket>(std::move(s)));
+      accept();
+    });
+  }
+  void serve(std::shared_ptr<Socket> s) {
+    auto buffer = std::make_shared<std::array<char, 4096>>();
+    s->async_read_some(boost::asio::buffer(*buffer),
+                       [this, s, buffer](boost::system::error_code ec, std::size_t) {
+                         if (ec) return;
+                         boost::asio::async_write(
+                             *s, boost::asio::buffer(answer_),
+                             [this, s](boost::system::error_code ec2, std::size_t) {
+                               if (!ec2) serve(s);
+                             });
+                       });
+  }
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::string answer_;
+};
+
+TEST(Connection, AProtocolErrorInsideAnIntegerArrayDropsTheConnection) {
+  boost::asio::io_context ioc;
+  CannedServer server(ioc, "*3\r\n:1\r\n:2\r\n?garbage\r\n");
+  ConnectionCounters counters;
+  ConnectionOptions o;
+  o.host = "127.0.0.1";
+  o.port = server.port();
+  o.counters = &counters;
+  auto c = Connection::make(ioc, o);
+  auto recorder = std::make_shared<Recorder>();
+  c->request(format_command({"FCALL", "f", "0"}), SteadyClock::now() + 2s, recorder, 1);
+  ASSERT_TRUE(run_until(ioc, [&] { return recorder->got.size() == 1; }));
+  const auto& got = recorder->got[0];
+  ASSERT_FALSE(got.as_integers);
+  ASSERT_FALSE(got.reply.has_value()) << "no reply made up from the integers before the garbage";
+  EXPECT_EQ(got.reply.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(got.reply.error().message.find("protocol error"), std::string::npos)
+      << got.reply.error().message;
+  EXPECT_EQ(counters.disconnects.load(), 1u);
 }
 
 TEST(Connection, CloseFailsWhatWaitsAndRefusesMore) {

@@ -1,5 +1,6 @@
 #include "store/redis/count.h"
 
+#include <algorithm>
 #include <string>
 
 #include "store/redis/count_lua.h"  // generated from lua/count.lua (see CMakeLists.txt)
@@ -40,13 +41,23 @@ Result<std::vector<std::int64_t>> parse_count_reply(const Reply& reply, std::siz
   std::vector<std::int64_t> values;
   values.reserve(n);
   for (const Reply& e : reply.elements) {
-    if (!e.is_integer() || e.integer < 0) {
+    if (!e.is_integer()) {
       return fail(ErrorCode::kInternal,
                   "malformed reply from " + std::string(kCountFunction) + ": " + describe(reply));
     }
     values.push_back(e.integer);
   }
-  return values;
+  return parse_count_reply(values, n);
+}
+
+Result<std::vector<std::int64_t>> parse_count_reply(std::span<const std::int64_t> values,
+                                                    std::size_t n) {
+  const bool negative = std::any_of(values.begin(), values.end(), [](auto v) { return v < 0; });
+  if (values.size() != n || negative) {
+    return fail(ErrorCode::kInternal, "malformed reply from " + std::string(kCountFunction) +
+                                          ": " + describe(integer_array_reply(values)));
+  }
+  return std::vector<std::int64_t>(values.begin(), values.end());
 }
 
 }  // namespace fg::redis

@@ -42,5 +42,8 @@ std::string format_count_command(std::span<const CountRequest> counters);
 // The counters in a reply to fg_count_v1 for `n` keys. An error reply is kUnavailable with
 // Redis's message; any other shape kInternal.
 Result<std::vector<std::int64_t>> parse_count_reply(const Reply& reply, std::size_t n);
+// The same from a reply's values (a flat array of integers: ReplyHandler::on_integers).
+Result<std::vector<std::int64_t>> parse_count_reply(std::span<const std::int64_t> values,
+                                                    std::size_t n);
 
 }  // namespace fg::redis

@@ -689,6 +689,42 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
     }
   }
 
+  // A decision batch's reply, or a count's, read from the connection's buffer: no Reply tree and
+  // no vector of verdicts. Anything else an integer array may answer (a load command, a refund
+  // that got an array) goes to on_reply as a Reply, as every other shape does.
+  void on_integers(int tag, std::span<const std::int64_t> values, bool sent) override {
+    if (finished_) return;
+    if (tag != kTagDecide || refund_) {
+      ReplyHandler::on_integers(tag, values, sent);
+      return;
+    }
+    if (count_) {
+      auto counted = parse_count_reply(values, count_keys_);
+      if (!counted) {
+        finish(tl::unexpected(std::move(counted.error())));
+        return;
+      }
+      finished_ = true;
+      bump(ctx_->counters().decisions);
+      CountCallback done = std::move(count_done_);
+      done(std::move(*counted));
+      return;
+    }
+    // Verdicts are emitted only once the whole reply has been checked, so on an error no item has
+    // been answered and finish() answers them all.
+    Counters& counters = ctx_->counters();
+    std::vector<DecideCallback> done = std::move(done_);
+    finished_ = true;
+    auto parsed = parse_decide_batch_reply(values, policies_, [&](std::size_t i, Verdict&& v) {
+      bump(counters.decisions);
+      done[i](std::move(v));
+    });
+    if (!parsed) {
+      done_ = std::move(done);
+      finish(tl::unexpected(std::move(parsed.error())));
+    }
+  }
+
  private:
   // An error among the replies to library_load_commands() (EXEC's array holds the LOAD's),
   // except FUNCTION DELETE's "Library not found": there was no floodgate_v2 to replace.

@@ -1,101 +1,70 @@
 #include "store/redis/resp.h"
 
-#include <hiredis/hiredis.h>
-#include <hiredis/read.h>
-
-#include <charconv>
 #include <algorithm>
-#include <cstdlib>
-#include <new>
+#include <charconv>
+#include <cstring>
+#include <limits>
+#include <optional>
 
 namespace fg::redis {
 namespace {
 
-// hiredis calls these to build each reply element; they build our Reply tree in place. The root
-// is allocated here and handed over by redisReaderGetReply; an element is stored in its parent's
-// `elements`, which grows as its elements arrive. It is not sized from the array header: "*N"
-// is a few bytes whatever N is, and sizing from it let 13 bytes ("*2147483647\r\n") ask for
-// over 100 GB. Growing moves only completed siblings: hiredis holds pointers to the element being
-// built and its ancestors, and an ancestor's vector grows only once that ancestor is complete.
-// hiredis frees only the root (freeObject), and deleting the root frees the whole tree.
-//
-// They are called from C: nothing may throw through them. Allocation failure returns nullptr,
-// which hiredis reports as an out-of-memory reader error.
+// Arrays open at once, at most: hiredis's reader (used before) refused a ninth level, and
+// floodgate's deepest reply (CLUSTER SLOTS) has three.
+constexpr std::size_t kMaxDepth = 8;
 
-Reply* slot_for(const redisReadTask* task) {
-  if (task->parent == nullptr) return new (std::nothrow) Reply();
-  auto& elements = static_cast<Reply*>(task->parent->obj)->elements;
-  const auto idx = static_cast<std::size_t>(task->idx);  // 0, 1, 2 ... in order
-  if (idx >= elements.size()) elements.resize(idx + 1);
-  return &elements[idx];
+// An integer line (":42", "*3", "$5" without the type byte) read strictly, as hiredis did: "0",
+// or an optional '-' then digits without a leading zero, within int64; nothing else (no '+', no
+// "-0", no spaces). nullopt when it is not one.
+std::optional<std::int64_t> read_integer(const char* s, std::size_t len) {
+  if (len == 1 && s[0] == '0') return 0;
+  std::size_t i = 0;
+  const bool negative = len > 0 && s[0] == '-';
+  if (negative) ++i;
+  if (i >= len || s[i] < '1' || s[i] > '9') return std::nullopt;
+  std::uint64_t v = 0;
+  for (; i < len; ++i) {
+    const unsigned digit = static_cast<unsigned char>(s[i]) - unsigned{'0'};
+    if (digit > 9) return std::nullopt;
+    if (v > (std::numeric_limits<std::uint64_t>::max() - digit) / 10) return std::nullopt;
+    v = v * 10 + digit;
+  }
+  constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+  if (v > kMax + (negative ? 1 : 0)) return std::nullopt;
+  return negative ? static_cast<std::int64_t>(0 - v) : static_cast<std::int64_t>(v);
 }
 
-Reply::Type string_type(int hiredis_type) {
-  switch (hiredis_type) {
-    case REDIS_REPLY_STATUS:
-      return Reply::Type::kStatus;
-    case REDIS_REPLY_ERROR:
-      return Reply::Type::kError;
+// The type byte in a protocol error, quoted and escaped as hiredis wrote it.
+std::string quote_byte(char c) {
+  switch (c) {
+    case '\\':
+    case '"':
+      return std::string("\"\\") + c + '"';
+    case '\n':
+      return "\"\\n\"";
+    case '\r':
+      return "\"\\r\"";
+    case '\t':
+      return "\"\\t\"";
+    case '\a':
+      return "\"\\a\"";
+    case '\b':
+      return "\"\\b\"";
     default:
-      return Reply::Type::kString;
+      break;
   }
+  const auto u = static_cast<unsigned char>(c);
+  if (u >= 0x20 && u < 0x7f) return std::string("\"") + c + '"';
+  static constexpr char kHex[] = "0123456789abcdef";
+  return std::string("\"\\x") + kHex[u >> 4] + kHex[u & 15] + '"';
 }
 
-void* create_string(const redisReadTask* task, char* str, size_t len) {
-  try {
-    Reply* r = slot_for(task);
-    if (r == nullptr) return nullptr;
-    r->type = string_type(task->type);
-    r->str.assign(str, len);
-    return r;
-  } catch (...) {
-    return nullptr;
-  }
+Reply integer_reply(std::int64_t value) {
+  Reply r;
+  r.type = Reply::Type::kInteger;
+  r.integer = value;
+  return r;
 }
-
-void* create_array(const redisReadTask* task, int elements) {
-  try {
-    Reply* r = slot_for(task);
-    if (r == nullptr) return nullptr;
-    r->type = Reply::Type::kArray;
-    // A small reservation covers every reply floodgate expects without regrowth; the rest is
-    // paid for by the bytes of the elements themselves.
-    constexpr int kReserved = 16;
-    r->elements.reserve(static_cast<std::size_t>(std::clamp(elements, 0, kReserved)));
-    return r;
-  } catch (...) {
-    return nullptr;
-  }
-}
-
-void* create_integer(const redisReadTask* task, long long value) {
-  try {
-    Reply* r = slot_for(task);
-    if (r == nullptr) return nullptr;
-    r->type = Reply::Type::kInteger;
-    r->integer = value;
-    return r;
-  } catch (...) {
-    return nullptr;
-  }
-}
-
-void* create_nil(const redisReadTask* task) {
-  try {
-    Reply* r = slot_for(task);
-    if (r == nullptr) return nullptr;
-    r->type = Reply::Type::kNil;
-    return r;
-  } catch (...) {
-    return nullptr;
-  }
-}
-
-void free_object(void* root) { delete static_cast<Reply*>(root); }
-
-// hiredis keeps a pointer to this table (it does not copy it): it must live forever.
-redisReplyObjectFunctions kReplyFunctions = {create_string, create_array, create_integer,
-                                             create_nil, free_object};
 
 }  // namespace
 
@@ -131,44 +100,275 @@ std::string describe(const Reply& reply) {
   return out;
 }
 
-struct RespReader::Impl {
-  redisReader* reader = nullptr;
-  ~Impl() {
-    if (reader != nullptr) redisReaderFree(reader);
-  }
-};
-
-RespReader::RespReader() : impl_(std::make_unique<Impl>()) {
-  impl_->reader = redisReaderCreateWithFunctions(&kReplyFunctions);
-  if (impl_->reader == nullptr) throw std::bad_alloc();
-}
-
+RespReader::RespReader() = default;
 RespReader::~RespReader() = default;
 
 Result<void> RespReader::feed(std::string_view bytes) {
-  if (redisReaderFeed(impl_->reader, bytes.data(), bytes.size()) != REDIS_OK) {
-    return fail(ErrorCode::kInternal,
-                std::string("RESP reader: ") + redisReaderGetError(impl_->reader));
+  if (!error_.empty()) return fail(ErrorCode::kInternal, "RESP reader: " + error_);
+  // Consumed bytes go before appending, so the buffer holds at most one partial reply plus a read:
+  // all of it when everything was consumed (the usual case: no copy), else once they are the
+  // larger part.
+  if (pos_ == buffer_.size()) {
+    buffer_.clear();
+    pos_ = 0;
+    // A huge reply grew the buffer once; don't keep that memory for every later small one.
+    constexpr std::size_t kKeptCapacity = 1 << 20;
+    if (buffer_.capacity() > kKeptCapacity) buffer_.shrink_to_fit();
+  } else if (pos_ > buffer_.size() - pos_) {
+    buffer_.erase(0, pos_);
+    pos_ = 0;
   }
+  buffer_.append(bytes);
   return {};
 }
 
-Result<std::optional<Reply>> RespReader::next() {
-  void* raw = nullptr;
-  if (redisReaderGetReply(impl_->reader, &raw) != REDIS_OK) {
-    return fail(ErrorCode::kInternal,
-                std::string("RESP protocol error: ") + redisReaderGetError(impl_->reader));
+Reply& RespReader::slot() {
+  if (stack_.empty()) return building_;
+  Frame& innermost = stack_.back();
+  if (innermost.array == nullptr) {
+    // The top-level array held only integers until now: from here on it is a tree.
+    building_ = Reply();
+    building_.type = Reply::Type::kArray;
+    building_.elements.reserve(integers_.size() + 1);
+    for (std::int64_t v : integers_) building_.elements.push_back(integer_reply(v));
+    integers_.clear();
+    top_integers_ = false;
+    innermost.array = &building_;
   }
-  if (raw == nullptr) return std::optional<Reply>();
-  std::unique_ptr<Reply> owned(static_cast<Reply*>(raw));
-  return std::optional<Reply>(std::move(*owned));
+  // The innermost array is the only one growing: every outer array's last element is open, and
+  // the frames point at them, so an outer vector must not (and does not) reallocate meanwhile.
+  return innermost.array->elements.emplace_back();
+}
+
+void RespReader::complete_element() {
+  while (!stack_.empty()) {
+    Frame& innermost = stack_.back();
+    if (--innermost.left > 0) return;
+    stack_.pop_back();  // that array is complete: it was an element of the one around it
+  }
+  done_ = true;
+}
+
+namespace {
+
+// The elements of a top-level array of integers, in one pass: ":<digits>\r\n" each, without the
+// general path's line search and dispatch (a decision batch's reply is some 60 of them). It stops
+// at anything else (another type, a leading zero, 18 digits or more, the end of the bytes) and
+// leaves that element to the general path, which reads or refuses it.
+const char* read_plain_integers(const char* p, const char* end, std::uint32_t& left,
+                                std::vector<std::int64_t>& out) {
+  constexpr std::ptrdiff_t kMaxDigits = 17;  // below 10^18: no overflow to check
+  while (left > 0 && p < end && *p == ':') {
+    const char* q = p + 1;
+    const bool negative = q < end && *q == '-';
+    if (negative) ++q;
+    const char* const digits = q;
+    std::uint64_t v = 0;
+    while (q < end && q - digits <= kMaxDigits) {
+      const unsigned digit = static_cast<unsigned char>(*q) - unsigned{'0'};
+      if (digit > 9) break;
+      v = v * 10 + digit;
+      ++q;
+    }
+    const std::ptrdiff_t n = q - digits;
+    if (n == 0 || n > kMaxDigits || (*digits == '0' && (n > 1 || negative)) || end - q < 2 ||
+        q[0] != '\r' || q[1] != '\n') {
+      break;
+    }
+    out.push_back(negative ? -static_cast<std::int64_t>(v) : static_cast<std::int64_t>(v));
+    --left;
+    p = q + 2;
+  }
+  return p;
+}
+
+}  // namespace
+
+bool RespReader::parse() {
+  while (!done_ && pos_ < buffer_.size()) {
+    if (top_integers_ && stack_.size() == 1) {
+      const char* const to = read_plain_integers(buffer_.data() + pos_,
+                                                 buffer_.data() + buffer_.size(),
+                                                 stack_[0].left, integers_);
+      pos_ = static_cast<std::size_t>(to - buffer_.data());
+      if (stack_[0].left == 0) {
+        stack_.clear();
+        done_ = true;
+        break;
+      }
+      if (pos_ == buffer_.size()) break;
+    }
+    const char* const begin = buffer_.data() + pos_;
+    const char* const end = buffer_.data() + buffer_.size();
+    const char type = *begin;
+    if (type != '+' && type != '-' && type != ':' && type != '$' && type != '*') {
+      error_ = "Protocol error, got " + quote_byte(type) + " as reply type byte";
+      return false;
+    }
+    if (type == '*' && stack_.size() == kMaxDepth) {
+      error_ = "No support for nested multi bulk replies with depth > 7";
+      return false;
+    }
+    // The line after the type byte ends at the first "\r\n".
+    const char* line_end = begin + 1;
+    for (;;) {
+      line_end = static_cast<const char*>(
+          std::memchr(line_end, '\r', static_cast<std::size_t>(end - line_end)));
+      if (line_end == nullptr || line_end + 1 >= end) return false;  // wait for the rest
+      if (line_end[1] == '\n') break;
+      ++line_end;
+    }
+    const char* const line = begin + 1;
+    const auto line_len = static_cast<std::size_t>(line_end - line);
+    const char* const after = line_end + 2;
+    const auto consume = [&](const char* to) { pos_ = static_cast<std::size_t>(to - buffer_.data()); };
+    switch (type) {
+      case ':': {
+        const std::optional<std::int64_t> value = read_integer(line, line_len);
+        if (!value) {
+          error_ = "Bad integer value";
+          return false;
+        }
+        if (top_integers_ && stack_.size() == 1) {
+          integers_.push_back(*value);
+        } else {
+          Reply& r = slot();
+          r.type = Reply::Type::kInteger;
+          r.integer = *value;
+        }
+        consume(after);
+        complete_element();
+        break;
+      }
+      case '+':
+      case '-': {
+        Reply& r = slot();
+        r.type = type == '+' ? Reply::Type::kStatus : Reply::Type::kError;
+        r.str.assign(line, line_len);
+        consume(after);
+        complete_element();
+        break;
+      }
+      case '$': {
+        const std::optional<std::int64_t> len = read_integer(line, line_len);
+        if (!len) {
+          error_ = "Bad bulk string length";
+          return false;
+        }
+        if (*len < -1) {
+          error_ = "Bulk string length out of range";
+          return false;
+        }
+        if (*len == -1) {
+          slot().type = Reply::Type::kNil;
+          consume(after);
+        } else {
+          // The string and two bytes after it (its "\r\n", skipped unchecked as hiredis did).
+          const auto available = static_cast<std::uint64_t>(end - after);
+          if (available < 2 || static_cast<std::uint64_t>(*len) > available - 2) return false;
+          Reply& r = slot();
+          r.type = Reply::Type::kString;
+          r.str.assign(after, static_cast<std::size_t>(*len));
+          consume(after + *len + 2);
+        }
+        complete_element();
+        break;
+      }
+      case '*': {
+        const std::optional<std::int64_t> count = read_integer(line, line_len);
+        if (!count) {
+          error_ = "Bad multi-bulk length";
+          return false;
+        }
+        if (*count < -1 || *count > std::numeric_limits<std::int32_t>::max()) {
+          error_ = "Multi-bulk length out of range";
+          return false;
+        }
+        consume(after);
+        if (*count == -1) {
+          slot().type = Reply::Type::kNil;
+          complete_element();
+          break;
+        }
+        const auto left = static_cast<std::uint32_t>(*count);
+        if (stack_.empty()) {
+          // A top-level array: its integers go to integers_ until something else comes.
+          top_integers_ = true;
+          integers_.clear();
+          if (left == 0) {
+            done_ = true;
+          } else {
+            stack_.push_back(Frame{nullptr, left});
+          }
+          break;
+        }
+        Reply& r = slot();
+        r.type = Reply::Type::kArray;
+        if (left == 0) {
+          complete_element();
+          break;
+        }
+        // Not sized from the header: "*N" is a few bytes whatever N is (13 bytes could ask for
+        // 100 GB). A few slots cover every nested array floodgate reads without regrowth.
+        r.elements.reserve(std::min<std::size_t>(left, 16));
+        stack_.push_back(Frame{&r, left});
+        break;
+      }
+    }
+  }
+  return done_;
+}
+
+Result<RespReader::Read> RespReader::read(Reply& reply, std::vector<std::int64_t>& integers) {
+  if (error_.empty()) parse();
+  if (!error_.empty()) return fail(ErrorCode::kInternal, "RESP protocol error: " + error_);
+  if (!done_) return Read::kMore;
+  done_ = false;
+  if (top_integers_) {
+    top_integers_ = false;
+    // Swapped, not copied: both vectors keep their capacity, so a warm reader allocates nothing.
+    integers.swap(integers_);
+    integers_.clear();
+    return Read::kIntegers;
+  }
+  reply = std::move(building_);
+  building_ = Reply();
+  return Read::kReply;
+}
+
+Result<std::optional<Reply>> RespReader::next() {
+  Reply reply;
+  std::vector<std::int64_t> integers;
+  auto got = read(reply, integers);
+  if (!got) return tl::unexpected(std::move(got.error()));
+  switch (*got) {
+    case Read::kMore:
+      return std::optional<Reply>();
+    case Read::kReply:
+      return std::optional<Reply>(std::move(reply));
+    case Read::kIntegers:
+      break;
+  }
+  return std::optional<Reply>(integer_array_reply(integers));
 }
 
 void RespReader::reset() {
-  redisReader* fresh = redisReaderCreateWithFunctions(&kReplyFunctions);
-  if (fresh == nullptr) throw std::bad_alloc();
-  redisReaderFree(impl_->reader);
-  impl_->reader = fresh;
+  buffer_.clear();
+  pos_ = 0;
+  stack_.clear();
+  top_integers_ = false;
+  done_ = false;
+  error_.clear();
+  building_ = Reply();
+  integers_.clear();
+}
+
+Reply integer_array_reply(std::span<const std::int64_t> values) {
+  Reply r;
+  r.type = Reply::Type::kArray;
+  r.elements.reserve(values.size());
+  for (std::int64_t v : values) r.elements.push_back(integer_reply(v));
+  return r;
 }
 
 void append_command(std::string& out, std::span<const std::string_view> argv) {

@@ -109,26 +109,28 @@ int append_keys(std::string& out, std::string_view key_prefix, const TagKey& tag
   return slot;
 }
 
-// One item's verdict from reply.elements[at ..]: `head` values (allowed, most_restrictive),
-// `gap` values skipped, then six per policy. "" on success, else what is wrong.
-std::string parse_item(const Reply& reply, std::size_t at, std::size_t gap, std::size_t policies,
-                       Verdict& v) {
-  auto value = [&](std::size_t i) { return reply.elements[i].integer; };
+// One item's verdict from values[at ..]: `head` values (allowed, most_restrictive), `gap` values
+// skipped, then six per policy, written to `*v` unless `v` is null (a check only). "" on
+// success, else what is wrong. Precondition: the values are there (the reply's size checked).
+std::string parse_item(std::span<const std::int64_t> values, std::size_t at, std::size_t gap,
+                       std::size_t policies, Verdict* v) {
   auto is_flag = [](std::int64_t x) { return x == 0 || x == 1; };
-  if (!is_flag(value(at))) return "allowed is not 0 or 1";
-  v.allowed = value(at) == 1;
-  if (value(at + 1) < 0 || static_cast<std::size_t>(value(at + 1)) >= policies) {
+  if (!is_flag(values[at])) return "allowed is not 0 or 1";
+  if (values[at + 1] < 0 || static_cast<std::size_t>(values[at + 1]) >= policies) {
     return "most restrictive index out of range";
   }
-  v.most_restrictive = static_cast<std::size_t>(value(at + 1));
-  v.decisions.clear();
-  v.decisions.reserve(policies);
+  if (v != nullptr) {
+    v->allowed = values[at] == 1;
+    v->most_restrictive = static_cast<std::size_t>(values[at + 1]);
+    v->decisions.clear();
+    v->decisions.reserve(policies);
+  }
   for (std::size_t i = 0; i < policies; ++i) {
     const std::size_t base = at + kItemReplyHead + gap + kReplyPerPolicy * i;
     Decision d;
-    if (!is_flag(value(base))) return "a policy's allowed is not 0 or 1";
-    d.allowed = value(base) == 1;
-    switch (value(base + 1)) {
+    if (!is_flag(values[base])) return "a policy's allowed is not 0 or 1";
+    d.allowed = values[base] == 1;
+    switch (values[base + 1]) {
       case 0:
         d.reason = DenyReason::kNone;
         break;
@@ -142,16 +144,16 @@ std::string parse_item(const Reply& reply, std::size_t at, std::size_t gap, std:
         return "unknown deny reason";
     }
     if (d.allowed != (d.reason == DenyReason::kNone)) return "allowed and reason disagree";
-    d.limit = value(base + 2);
-    d.remaining = value(base + 3);
-    const std::int64_t reset_after_us = value(base + 4);
-    const std::int64_t retry_after_us = value(base + 5);
+    d.limit = values[base + 2];
+    d.remaining = values[base + 3];
+    const std::int64_t reset_after_us = values[base + 4];
+    const std::int64_t retry_after_us = values[base + 5];
     if (d.limit < 0 || d.remaining < 0 || reset_after_us < 0 || retry_after_us < 0) {
       return "negative figure";
     }
     d.reset_after = Duration(reset_after_us);
     d.retry_after = Duration(retry_after_us);
-    v.decisions.push_back(d);
+    if (v != nullptr) v->decisions.push_back(d);
   }
   return "";
 }
@@ -167,6 +169,17 @@ std::string check_integers(const Reply& reply, std::size_t size) {
     if (!e.is_integer()) return "not all integers";
   }
   return "";
+}
+
+std::vector<std::int64_t> integers_of(const Reply& reply) {
+  std::vector<std::int64_t> values;
+  values.reserve(reply.elements.size());
+  for (const Reply& e : reply.elements) values.push_back(e.integer);
+  return values;
+}
+
+tl::unexpected<Error> malformed(std::span<const std::int64_t> values, const std::string& why) {
+  return malformed(integer_array_reply(values), why);
 }
 
 }  // namespace
@@ -401,25 +414,46 @@ void append_decide_batch_v3(std::string& out, std::span<const EncodedDecision* c
   }
 }
 
+Result<void> check_decide_batch_reply(std::span<const std::int64_t> values,
+                                      std::span<const std::size_t> policies_per_item) {
+  std::size_t size = kBatchReplyHead;
+  for (std::size_t n : policies_per_item) size += kItemReplyHead + kReplyPerPolicy * n;
+  if (values.size() != size) {
+    return malformed(values, "expected " + std::to_string(size) + " integers, got " +
+                                 std::to_string(values.size()));
+  }
+  if (values[0] < 0) return malformed(values, "negative decision time");
+  std::size_t at = kBatchReplyHead;
+  for (std::size_t i = 0; i < policies_per_item.size(); ++i) {
+    if (policies_per_item[i] == 0) return malformed(values, "an item without policies");
+    if (std::string why = parse_item(values, at, 0, policies_per_item[i], nullptr); !why.empty()) {
+      return malformed(values, "item " + std::to_string(i) + ": " + why);
+    }
+    at += kItemReplyHead + kReplyPerPolicy * policies_per_item[i];
+  }
+  return {};
+}
+
+Verdict decide_batch_verdict(std::span<const std::int64_t> values, std::size_t at,
+                             std::size_t policies) {
+  Verdict v;
+  v.decided_at = from_us(values[0]);
+  (void)parse_item(values, at, 0, policies, &v);  // checked by check_decide_batch_reply
+  return v;
+}
+
 Result<std::vector<Verdict>> parse_decide_batch_reply(
     const Reply& reply, std::span<const std::size_t> policies_per_item) {
   if (reply.is_error()) return fail(ErrorCode::kUnavailable, "redis: " + reply.str);
   std::size_t size = kBatchReplyHead;
   for (std::size_t n : policies_per_item) size += kItemReplyHead + kReplyPerPolicy * n;
   if (std::string why = check_integers(reply, size); !why.empty()) return malformed(reply, why);
-  const std::int64_t decided_at_us = reply.elements[0].integer;
-  if (decided_at_us < 0) return malformed(reply, "negative decision time");
-  std::vector<Verdict> verdicts(policies_per_item.size());
-  std::size_t at = kBatchReplyHead;
-  for (std::size_t i = 0; i < policies_per_item.size(); ++i) {
-    if (policies_per_item[i] == 0) return malformed(reply, "an item without policies");
-    verdicts[i].decided_at = from_us(decided_at_us);
-    if (std::string why = parse_item(reply, at, 0, policies_per_item[i], verdicts[i]);
-        !why.empty()) {
-      return malformed(reply, "item " + std::to_string(i) + ": " + why);
-    }
-    at += kItemReplyHead + kReplyPerPolicy * policies_per_item[i];
-  }
+  const std::vector<std::int64_t> values = integers_of(reply);
+  std::vector<Verdict> verdicts;
+  verdicts.reserve(policies_per_item.size());
+  auto parsed = parse_decide_batch_reply(
+      values, policies_per_item, [&](std::size_t, Verdict&& v) { verdicts.push_back(std::move(v)); });
+  if (!parsed) return tl::unexpected(std::move(parsed.error()));
   return verdicts;
 }
 
@@ -444,7 +478,7 @@ Result<Verdict> parse_decide_v2_reply(const Reply& reply, std::size_t policies) 
   Verdict v;
   v.decided_at = from_us(reply.elements[2].integer);
   // [allowed, most_restrictive, decided_at, policies..]: an item with decided_at in between.
-  if (std::string why = parse_item(reply, 0, 1, policies, v); !why.empty()) {
+  if (std::string why = parse_item(integers_of(reply), 0, 1, policies, &v); !why.empty()) {
     return malformed(reply, why);
   }
   return v;

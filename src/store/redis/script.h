@@ -238,10 +238,36 @@ void write_decide_batch(std::string& out, std::span<const PendingDecision> items
 void append_decide_batch_v3(std::string& out, std::span<const EncodedDecision* const> items,
                             std::string_view now_us_override = "");
 
-// The verdicts in a reply to fg_decide_v4 (or v3) for items of `policies_per_item` policies, in order.
-// An error reply is kUnavailable with Redis's message (for every item: the call did nothing
-// that can be reported); a reply of the wrong shape or with values out of range is kInternal (a
-// script and a binary that disagree): never a crash, never a made-up verdict.
+// The verdicts in a reply to fg_decide_v4 (or v3) for items of `policies_per_item` policies, in
+// order, from the reply's values (a flat array of integers: RespReader::read, on_integers).
+// emit(i, Verdict&&) is called for item i = 0, 1, .. only once the whole reply has been checked:
+// on an error nothing was emitted. A reply of the wrong size or with values out of range is
+// kInternal naming what is wrong (a script and a binary that disagree): never a crash, never a
+// made-up verdict. No allocation but each verdict's own.
+Result<void> check_decide_batch_reply(std::span<const std::int64_t> values,
+                                      std::span<const std::size_t> policies_per_item);
+// Item i's verdict from a checked reply, `at` being where the item starts (kBatchReplyHead, then
+// kItemReplyHead + kReplyPerPolicy x n further per item before).
+Verdict decide_batch_verdict(std::span<const std::int64_t> values, std::size_t at,
+                             std::size_t policies);
+template <typename Emit>
+Result<void> parse_decide_batch_reply(std::span<const std::int64_t> values,
+                                      std::span<const std::size_t> policies_per_item,
+                                      Emit&& emit) {
+  if (auto checked = check_decide_batch_reply(values, policies_per_item); !checked) {
+    return checked;
+  }
+  std::size_t at = kBatchReplyHead;
+  for (std::size_t i = 0; i < policies_per_item.size(); ++i) {
+    emit(i, decide_batch_verdict(values, at, policies_per_item[i]));
+    at += kItemReplyHead + kReplyPerPolicy * policies_per_item[i];
+  }
+  return {};
+}
+
+// The same from a Reply (tests, and a reply that is not a flat array of integers): an error reply
+// is kUnavailable with Redis's message (for every item: the call did nothing that can be
+// reported); any other shape is kInternal, as above.
 Result<std::vector<Verdict>> parse_decide_batch_reply(
     const Reply& reply, std::span<const std::size_t> policies_per_item);
 

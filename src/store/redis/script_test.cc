@@ -353,6 +353,86 @@ TEST(ParseDecideBatchReply, AMalformedReplyIsInternalNeverACrash) {
   EXPECT_EQ(parse_decide_batch_reply(nil, two).error().code, ErrorCode::kInternal);
 }
 
+// The values path (what DecideOp reads from the connection's buffer), emitting item by item.
+struct Emitted {
+  Result<void> result;
+  std::vector<std::pair<std::size_t, Verdict>> verdicts;
+};
+Emitted parse_values(std::span<const std::int64_t> values, std::span<const std::size_t> policies) {
+  Emitted out;
+  out.result = parse_decide_batch_reply(values, policies, [&](std::size_t i, Verdict&& v) {
+    out.verdicts.emplace_back(i, std::move(v));
+  });
+  return out;
+}
+
+TEST(ParseDecideBatchReplyValues, EmitsEachItemInOrderAsTheReplyPathReadsIt) {
+  const std::vector<std::int64_t> values = {1800000000123456, 0, 1, 1, 0, 100, 99, 600000, 0,
+                                            0, 1, 2, 0, 1000000, 500000, 1, 0, 1, 0,
+                                            5, 4, 100, 0};
+  const std::size_t policies[] = {2, 1};
+  const Emitted e = parse_values(values, policies);
+  ASSERT_TRUE(e.result.has_value()) << e.result.error().to_string();
+  auto tree = parse_decide_batch_reply(integers(values), policies);
+  ASSERT_TRUE(tree.has_value());
+  ASSERT_EQ(e.verdicts.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(e.verdicts[i].first, i);
+    const Verdict& a = e.verdicts[i].second;
+    const Verdict& b = (*tree)[i];
+    EXPECT_EQ(a.allowed, b.allowed);
+    EXPECT_EQ(a.most_restrictive, b.most_restrictive);
+    EXPECT_EQ(a.decided_at, b.decided_at);
+    ASSERT_EQ(a.decisions.size(), b.decisions.size());
+    for (std::size_t j = 0; j < a.decisions.size(); ++j) {
+      EXPECT_EQ(a.decisions[j].allowed, b.decisions[j].allowed);
+      EXPECT_EQ(a.decisions[j].reason, b.decisions[j].reason);
+      EXPECT_EQ(a.decisions[j].limit, b.decisions[j].limit);
+      EXPECT_EQ(a.decisions[j].remaining, b.decisions[j].remaining);
+      EXPECT_EQ(a.decisions[j].reset_after, b.decisions[j].reset_after);
+      EXPECT_EQ(a.decisions[j].retry_after, b.decisions[j].retry_after);
+    }
+  }
+  EXPECT_EQ(e.verdicts[0].second.decisions[1].retry_after, Duration(500000));
+  EXPECT_EQ(e.verdicts[1].second.decisions[0].limit, 5);
+}
+
+TEST(ParseDecideBatchReplyValues, AMalformedReplyIsInternalNamingWhatIsWrongAndEmitsNothing) {
+  const std::vector<std::int64_t> good = {7, 1, 0, 1, 0, 5, 4, 100, 0, 0, 0, 0, 1, 5, 0, 0, 3};
+  const std::size_t two[] = {1, 1};
+  ASSERT_EQ(parse_values(good, two).verdicts.size(), 2u);
+  auto why = [&](std::vector<std::int64_t> values, std::span<const std::size_t> p) {
+    const Emitted e = parse_values(values, p);
+    EXPECT_TRUE(e.verdicts.empty()) << "emitted before the whole reply was checked";
+    if (e.result.has_value()) return std::string("accepted");
+    EXPECT_EQ(e.result.error().code, ErrorCode::kInternal);
+    return e.result.error().message;
+  };
+  auto with = [&](std::size_t i, std::int64_t x) {
+    auto v = good;
+    v[i] = x;
+    return v;
+  };
+  const auto contains = [](const std::string& s, std::string_view part) {
+    return s.find(part) != std::string::npos;
+  };
+  const std::size_t one[] = {1}, three[] = {1, 1, 1}, zero[] = {0, 2}, none[] = {0};
+  EXPECT_TRUE(contains(why(good, one), "expected 9 integers, got 17"));
+  EXPECT_TRUE(contains(why(good, three), "expected 25 integers, got 17"));
+  EXPECT_TRUE(contains(why(good, zero), "an item without policies"));
+  EXPECT_TRUE(contains(why({7, 1, 0}, none), "an item without policies"));
+  EXPECT_TRUE(contains(why({}, {}), "expected 1 integers, got 0"));
+  EXPECT_TRUE(contains(why(with(0, -7), two), "negative decision time"));
+  EXPECT_TRUE(contains(why(with(1, 2), two), "item 0: allowed is not 0 or 1"));
+  EXPECT_TRUE(contains(why(with(10, 1), two), "item 1: most restrictive index out of range"));
+  EXPECT_TRUE(contains(why(with(12, 3), two), "item 1: unknown deny reason"));
+  EXPECT_TRUE(contains(why(with(11, 1), two), "item 1: allowed and reason disagree"));
+  EXPECT_TRUE(contains(why(with(16, -1), two), "item 1: negative figure"));
+  EXPECT_TRUE(contains(why(with(11, 5), two), "item 1: a policy's allowed is not 0 or 1"));
+  EXPECT_TRUE(contains(why(with(16, -1), two), "[(integer) 7, (integer) 1"))
+      << "the reply is in the message";
+}
+
 TEST(LibraryLoadCommands, ReplaceTheV3AndV2LibrariesInOneTransaction) {
   const auto commands = library_load_commands();
   ASSERT_EQ(commands.size(), 5u);
