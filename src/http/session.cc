@@ -200,13 +200,13 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
     Exchange x = begin(req, w, peer_ip, admin);
     Inbound in{stream, buffer, parser, limits,
                static_cast<std::size_t>(std::distance(req.begin(), req.end()))};
-    std::optional<Reply> now_reply = respond_now(req, w, peer, x, parser.is_done());
+    std::optional<Reply> now_reply = respond_now(req, w, peer, x, parser.is_done(), out);
     if (!now_reply) now_reply = co_await respond(req, w, peer, x, in);
     Reply& reply = *now_reply;
     if (reply.abandon) break;
-    const bool keep_alive = reply.response.keep_alive();
+    const bool keep_alive = reply.written ? reply.keep_alive : reply.response.keep_alive();
     served = true;
-    serialize_response(out, reply.response, reply.fields);
+    if (!reply.written) serialize_response(out, reply.response, reply.fields);
     // Written at once when the socket takes the whole answer (it usually fits the send buffer):
     // the send async_write would try first anyway, without its completion posted through the
     // io_context. What is left is written asynchronously, within write_timeout.
