@@ -222,10 +222,21 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
     case Route::Kind::kCheck:  // only after kCheckCaller, below
       break;
     case Route::Kind::kServe:
+      if (!w.upstream && in.parser.is_done() && plain_answer_applies(req, x.route, *x.rt)) {
+        co_return plain(req, w, peer, x, RateLimitHeaders{}, in.out);
+      }
       serve_it = true;
       break;
     case Route::Kind::kDecide: {
       decide::Outcome so = co_await decide(w, x.route, *x.rt);
+      // As respond_now() answers when the store decides at once; the upstream is looked at after
+      // the store's answer, as serve() would (a reload may have changed it meanwhile).
+      if (so.verdict && !w.upstream && in.parser.is_done() &&
+          plain_answer_applies(req, x.route, *x.rt)) {
+        const RateLimitHeaders headers = verdict_headers(x.route, *x.rt, *so.verdict);
+        settle(w, x, so, !headers.denied);
+        co_return plain(req, w, peer, x, headers, in.out);
+      }
       serve_it = decided(req, w, x, std::move(so));
       break;
     }

@@ -370,6 +370,7 @@ struct Server::Impl {
     beast::http::request_parser<beast::http::string_body>& parser;
     config::ServerLimits limits;
     std::size_t header_fields = 0;  // fields of the header section; more after the body: trailers
+    std::string& out;               // the session's output buffer, for a plain answer
   };
 
   // read_body(): read; the client is gone; the body ended with trailer fields. Else a status.
@@ -423,6 +424,7 @@ struct Server::Impl {
 
   // Decide on the header section; read the body only for a request that is served (or a
   // /v1/check call whose caller may call), so a denied client never makes the server buffer one.
+  // A request without a body to a server without an upstream gets a plain answer, in in.out.
   awaitable<Reply> respond(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
                            Inbound& in);
 

@@ -199,7 +199,7 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
     Request& req = parser.get();
     Exchange x = begin(req, w, peer_ip, admin);
     Inbound in{stream, buffer, parser, limits,
-               static_cast<std::size_t>(std::distance(req.begin(), req.end()))};
+               static_cast<std::size_t>(std::distance(req.begin(), req.end())), out};
     std::optional<Reply> now_reply = respond_now(req, w, peer, x, parser.is_done(), out);
     if (!now_reply) now_reply = co_await respond(req, w, peer, x, in);
     Reply& reply = *now_reply;
