@@ -27,6 +27,7 @@
 #pragma once
 
 #include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/container/small_vector.hpp>
 #include <cstddef>
@@ -44,11 +45,16 @@
 #include "floodgate/limiter.h"
 #include "floodgate/result.h"
 #include "http/rate_limit_headers.h"
+#include "http/request_arena.h"
 
 namespace fg::http {
 
 namespace beast_http = boost::beast::http;
-using Request = beast_http::request<beast_http::string_body>;
+// A request's fields are allocated by ArenaAllocator: from the connection's RequestArena while
+// the session serves it, from the heap anywhere else (request_arena.h).
+using RequestFields = beast_http::basic_fields<ArenaAllocator<char>>;
+using Request = beast_http::request<beast_http::string_body, RequestFields>;
+using RequestParser = beast_http::request_parser<beast_http::string_body, ArenaAllocator<char>>;
 using Response = beast_http::response<beast_http::string_body>;
 
 // A loaded configuration, ready for requests (the deciding layer's Rules).

@@ -709,6 +709,46 @@ TEST(PlainAnswer, NotForHeadNorCorsOriginsNorOtherPaths) {
   EXPECT_TRUE(plain_answer_applies(req, route(req, *no_cors, ctx), *no_cors));
 }
 
+// The session's parser takes its fields from the connection's arena (request_arena.h): the
+// request reads as it was sent, canonicalize() rewrites it there, fields past the arena's room
+// come from the heap, and a copy is a value of its own, untouched when the arena serves the next
+// request.
+TEST(RequestArena, HoldsTheParsedRequestAndNotItsCopies) {
+  RequestArena arena;
+  const auto parse = [&](std::string_view text) {
+    arena.reset();
+    auto parser = std::make_unique<RequestParser>(
+        std::piecewise_construct, std::make_tuple(), std::make_tuple(ArenaAllocator<char>(&arena)));
+    boost::beast::error_code ec;
+    parser->put(boost::asio::buffer(text.data(), text.size()), ec);
+    EXPECT_FALSE(ec) << ec.message();
+    EXPECT_TRUE(parser->is_header_done());
+    return parser;
+  };
+  auto first = parse("get /a/../api/x HTTP/1.1\r\nHost: EXAMPLE.com\r\nX-API-Key: first-key\r\n\r\n");
+  EXPECT_GT(arena.used(), 0u);
+  Request& req = first->get();
+  ASSERT_FALSE(canonicalize(req, {"X-API-Key"}));
+  EXPECT_EQ(req.method_string(), "GET");
+  EXPECT_EQ(req.target(), "/api/x");
+  EXPECT_EQ(req[beast_http::field::host], "example.com");
+  const Request copy = req;
+  EXPECT_EQ(copy.get_allocator().arena(), nullptr);
+  first.reset();
+
+  const std::string big(2000, 'v');
+  auto second = parse("POST /zzzzzzzzzzzz HTTP/1.1\r\nHost: other.example\r\nX-API-Key: " + big +
+                      "\r\nX-B: " + big + "\r\nX-C: " + big + "\r\n\r\n");
+  EXPECT_LE(arena.used(), RequestArena::kInlineBytes);
+  EXPECT_EQ(second->get()["X-API-Key"], big);
+  EXPECT_EQ(second->get()["X-B"], big);
+  EXPECT_EQ(second->get()["X-C"], big);
+  EXPECT_EQ(copy.method_string(), "GET");
+  EXPECT_EQ(copy.target(), "/api/x");
+  EXPECT_EQ(copy[beast_http::field::host], "example.com");
+  EXPECT_EQ(copy["X-API-Key"], "first-key");
+}
+
 TEST(Finish, HeadKeepsAnUpstreamContentLength) {
   auto rt = make_runtime(load("policies:\n  - {name: p, limit: 1, period: 1s}\n"));
   Request head = get("/x", {}, beast_http::verb::head);

@@ -367,7 +367,7 @@ struct Server::Impl {
   struct Inbound {
     beast::tcp_stream& stream;
     beast::flat_buffer& buffer;
-    beast::http::request_parser<beast::http::string_body>& parser;
+    RequestParser& parser;
     config::ServerLimits limits;
     std::size_t header_fields = 0;  // fields of the header section; more after the body: trailers
     std::string& out;               // the session's output buffer, for a plain answer

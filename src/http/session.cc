@@ -117,6 +117,7 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
   } disarm{watchdog};
   bool served = false;  // a request was answered on this connection
   std::string out;      // each answer's bytes: its capacity serves the next answer too
+  RequestArena arena;   // each request's fields: freed at once when the next one begins
 
   for (;;) {
     const config::ServerLimits limits = w.runtime->config->server;
@@ -132,7 +133,10 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
       if (rec) break;
       buffer.commit(n);
     }
-    beast::http::request_parser<beast::http::string_body> parser;
+    // The previous request's parser, exchange and answer are gone: its fields' memory is free.
+    arena.reset();
+    RequestParser parser(std::piecewise_construct, std::make_tuple(),
+                         std::make_tuple(ArenaAllocator<char>(&arena)));
     parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
     parser.body_limit(limits.max_body_bytes);
     // The header phase has its own timer, which cancels the read instead of closing the
