@@ -466,28 +466,40 @@ PlainAnswer write_plain_answer(std::string& out, const Request& req, const Route
   const std::string_view connection = version < 11 ? (a.keep_alive ? "keep-alive" : "")
                                                    : (a.keep_alive ? "" : "close");
   const std::string_view wire = headers.fields.wire();
-  out.clear();
-  out.reserve(160 + wire.size() + body.size());
-  out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-  out += headers.denied ? "429 Too Many Requests\r\nContent-Type: " : "200 OK\r\nContent-Type: ";
-  out += headers.denied ? kProblemContentType : kJson;
-  out += "\r\n";
+  const std::string_view status_line =
+      headers.denied ? "429 Too Many Requests\r\nContent-Type: " : "200 OK\r\nContent-Type: ";
+  const std::string_view type = headers.denied ? kProblemContentType : kJson;
+  char length[20];
+  const std::string_view content_length(
+      length, static_cast<std::size_t>(
+                  std::to_chars(length, length + sizeof length, body.size()).ptr - length));
+  constexpr std::string_view kConnection = "Connection: ";
+  constexpr std::string_view kServerAndLength = "Server: floodgate\r\nContent-Length: ";
+  static_assert(kServerName == "floodgate");
+  // Written through a pointer into room sized up front (a connection's buffer keeps it): one
+  // copy per piece, no capacity check per append.
+  out.resize(9 + status_line.size() + type.size() + 2 + kConnection.size() + connection.size() +
+             2 + wire.size() + kServerAndLength.size() + content_length.size() + 4 + body.size());
+  char* p = out.data();
+  const auto put = [&p](std::string_view s) { p = std::copy(s.begin(), s.end(), p); };
+  put(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  put(status_line);
+  put(type);
+  put("\r\n");
   // The built Response's order: a 429's rate-limit fields are in its container before prepare()
   // sets Connection there; a 200's fields are added after the container's (Connection) instead.
-  if (headers.denied) out += wire;
+  if (headers.denied) put(wire);
   if (!connection.empty()) {
-    out += "Connection: ";
-    out += connection;
-    out += "\r\n";
+    put(kConnection);
+    put(connection);
+    put("\r\n");
   }
-  if (!headers.denied) out += wire;
-  out += "Server: ";
-  out += kServerName;
-  out += "\r\nContent-Length: ";
-  char length[20];
-  out.append(length, std::to_chars(length, length + sizeof length, body.size()).ptr);
-  out += "\r\n\r\n";
-  out += body;
+  if (!headers.denied) put(wire);
+  put(kServerAndLength);
+  put(content_length);
+  put("\r\n\r\n");
+  put(body);
+  out.resize(static_cast<std::size_t>(p - out.data()));
   a.body_bytes = body.size();
   return a;
 }
