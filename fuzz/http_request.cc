@@ -288,7 +288,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string_view stream = in.rest();
   for (int requests = 0; requests < 16 && !stream.empty(); ++requests) {
     clock.advance(std::chrono::milliseconds(250));
-    bhttp::request_parser<bhttp::string_body> parser;
+    RequestParser parser;
     parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
     parser.body_limit(limits.max_body_bytes);
     parser.eager(false);

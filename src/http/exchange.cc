@@ -91,22 +91,41 @@ auto Server::Impl::decided(Request& req, Worker& w, Exchange& x, decide::Outcome
   const Runtime& rt = *x.rt;
   Answer a = r.kind == Route::Kind::kCheck ? answer_check(req, r, rt, so)
                                            : answer_decision(req, r, rt, so);
-  const Verdict* v = so.counting();
-  x.outcome = so.degraded != decide::Degraded::kNo ? "degraded"
-              : (v != nullptr && v->allowed)       ? "allowed"
-                                                   : "denied";
-  if (a.serve && x.route.takes_slots) {
-    x.slots = decider->hold(x.rt, x.route, so);
-    // Renewed from now on: reading the body and writing the answer may take longer than a lease.
-    if (x.slots) x.renewal = SlotRenewal(w.ioc, x.slots.get());
-  }
-  if (so.verdict && so.verdict->allowed) x.consumed = std::move(*so.verdict);  // last use of `so`
+  settle(w, x, so, a.serve);
   if (a.serve) {
     x.fields = std::move(a.fields);
     return true;
   }
   x.response = std::move(a.response);
   return false;
+}
+
+auto Server::Impl::settle(Worker& w, Exchange& x, decide::Outcome& so, bool serve) -> void {
+  const Verdict* v = so.counting();
+  x.outcome = so.degraded != decide::Degraded::kNo ? "degraded"
+              : (v != nullptr && v->allowed)       ? "allowed"
+                                                   : "denied";
+  if (serve && x.route.takes_slots) {
+    x.slots = decider->hold(x.rt, x.route, so);
+    // Renewed from now on: reading the body and writing the answer may take longer than a lease.
+    if (x.slots) x.renewal = SlotRenewal(w.ioc, x.slots.get());
+  }
+  if (so.verdict && so.verdict->allowed) x.consumed = std::move(*so.verdict);  // last use of `so`
+}
+
+auto Server::Impl::plain(const Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
+                         const RateLimitHeaders& headers, std::string& out) -> Reply {
+  // Draining is read now, as end() reads it.
+  const PlainAnswer a =
+      write_plain_answer(out, req, x.route, headers, draining.load(std::memory_order_relaxed));
+  w.metrics->on_request(a.status);
+  if (x.rt->config->access_log) log_access(req, peer, x, a.status, a.body_bytes);
+  Reply reply;
+  reply.written = true;
+  reply.keep_alive = a.keep_alive;
+  reply.slots = std::move(x.slots);
+  reply.renewal = std::move(x.renewal);
+  return reply;
 }
 
 auto Server::Impl::give_back(Exchange& x) -> void {
@@ -126,13 +145,16 @@ auto Server::Impl::end(Request& req, Worker& w, const tcp::endpoint& peer, Excha
   prepare(x.response, req, *x.rt, x.fields, done_ctx);
   if (body_unread) x.response.keep_alive(false);
   w.metrics->on_request(static_cast<int>(x.response.result_int()));
-  if (x.rt->config->access_log) log_access(req, peer, x);
+  if (x.rt->config->access_log) {
+    log_access(req, peer, x, static_cast<int>(x.response.result_int()),
+               req.method() == beast::http::verb::head ? 0 : x.response.body().size());
+  }
   return Reply{std::move(x.response), std::move(x.fields), body_unread, false,
                std::move(x.slots),    std::move(x.renewal)};
 }
 
-auto Server::Impl::log_access(const Request& req, const tcp::endpoint& peer, const Exchange& x)
-    -> void {
+auto Server::Impl::log_access(const Request& req, const tcp::endpoint& peer, const Exchange& x,
+                              int status, std::size_t body_bytes) -> void {
   const Route& r = x.route;
   const std::string peer_text = peer.address().to_string();
   const std::string client =
@@ -148,8 +170,8 @@ auto Server::Impl::log_access(const Request& req, const tcp::endpoint& peer, con
   e.client = client;
   e.method = std::string_view(req.method_string().data(), req.method_string().size());
   e.target = target;
-  e.status = static_cast<int>(x.response.result_int());
-  e.bytes_sent = req.method() == beast::http::verb::head ? 0 : x.response.body().size();
+  e.status = status;
+  e.bytes_sent = body_bytes;
   e.duration =
       std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - x.started_at);
   e.policy = policy;
@@ -159,20 +181,30 @@ auto Server::Impl::log_access(const Request& req, const tcp::endpoint& peer, con
 }
 
 auto Server::Impl::respond_now(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
-                               bool body_read) -> std::optional<Reply> {
+                               bool body_read, std::string& out) -> std::optional<Reply> {
   switch (x.route.kind) {
     case Route::Kind::kReply:
     case Route::Kind::kMetrics:
     case Route::Kind::kStatus:
       return end(req, w, peer, x, !body_read);  // answered by begin()
     case Route::Kind::kServe:
-    case Route::Kind::kDecide:
+    case Route::Kind::kDecide: {
       if (!inline_store || w.upstream || !body_read) return std::nullopt;
-      if (x.route.kind == Route::Kind::kServe ||
-          decided(req, w, x, decider->decide_now(*x.rt, x.route, w.metrics))) {
+      const bool plain_answer = plain_answer_applies(req, x.route, *x.rt);
+      if (x.route.kind == Route::Kind::kServe) {
+        if (plain_answer) return plain(req, w, peer, x, RateLimitHeaders{}, out);
         x.response = demo_resource(req, x.route.path);
+        return end(req, w, peer, x, false);
       }
+      decide::Outcome so = decider->decide_now(*x.rt, x.route, w.metrics);
+      if (plain_answer && so.verdict) {  // what answer_decision() answers from_verdict
+        const RateLimitHeaders headers = verdict_headers(x.route, *x.rt, *so.verdict);
+        settle(w, x, so, !headers.denied);
+        return plain(req, w, peer, x, headers, out);
+      }
+      if (decided(req, w, x, std::move(so))) x.response = demo_resource(req, x.route.path);
       return end(req, w, peer, x, false);
+    }
     case Route::Kind::kCheckCaller:
     case Route::Kind::kCheck:
       break;
@@ -190,10 +222,21 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
     case Route::Kind::kCheck:  // only after kCheckCaller, below
       break;
     case Route::Kind::kServe:
+      if (!w.upstream && in.parser.is_done() && plain_answer_applies(req, x.route, *x.rt)) {
+        co_return plain(req, w, peer, x, RateLimitHeaders{}, in.out);
+      }
       serve_it = true;
       break;
     case Route::Kind::kDecide: {
       decide::Outcome so = co_await decide(w, x.route, *x.rt);
+      // As respond_now() answers when the store decides at once; the upstream is looked at after
+      // the store's answer, as serve() would (a reload may have changed it meanwhile).
+      if (so.verdict && !w.upstream && in.parser.is_done() &&
+          plain_answer_applies(req, x.route, *x.rt)) {
+        const RateLimitHeaders headers = verdict_headers(x.route, *x.rt, *so.verdict);
+        settle(w, x, so, !headers.denied);
+        co_return plain(req, w, peer, x, headers, in.out);
+      }
       serve_it = decided(req, w, x, std::move(so));
       break;
     }

@@ -408,23 +408,100 @@ Answer answer_check(const Request& req, const Route& route, const Runtime& rt,
   return a;
 }
 
+namespace {
+
+// The demo resource's 200 body for `path` (under /api/).
+void append_demo_body(std::string& body, std::string_view method, std::string_view path) {
+  constexpr std::string_view kStart = R"({"message":"hello from floodgate","method":)";
+  constexpr std::string_view kPath = R"(,"path":)";
+  body.reserve(body.size() + kStart.size() + method.size() + kPath.size() + path.size() + 8);
+  body += kStart;
+  util::append_json_string(body, method);
+  body += kPath;
+  util::append_json_string(body, path);
+  body += "}\n";
+}
+
+}  // namespace
+
 Response demo_resource(const Request& req, std::string_view path) {
   if (!path.starts_with("/api/")) {
     return problem_response(
         req.version(), 404,
         "nothing at " + std::string(sv(req.target())) + " (the demo resource answers /api/...)");
   }
-  constexpr std::string_view kStart = R"({"message":"hello from floodgate","method":)";
-  constexpr std::string_view kPath = R"(,"path":)";
-  const std::string_view method = sv(req.method_string());
   std::string body;  // one allocation: sized for the text and the two strings unescaped
-  body.reserve(kStart.size() + method.size() + kPath.size() + path.size() + 8);
-  body += kStart;
-  util::append_json_string(body, method);
-  body += kPath;
-  util::append_json_string(body, path);
-  body += "}\n";
+  append_demo_body(body, sv(req.method_string()), path);
   return text_response(req.version(), beast_http::status::ok, kJson, std::move(body));
+}
+
+RateLimitHeaders verdict_headers(const Route& route, const Runtime& rt, const Verdict& verdict) {
+  return rate_limit_headers(route.charges, verdict, style_of(rt, route, verdict.most_restrictive));
+}
+
+bool plain_answer_applies(const Request& req, const Route& route, const Runtime& rt) {
+  if (req.method() == beast_http::verb::head) return false;
+  // prepare() adds the CORS fields only for a request with an Origin, and only under `cors`.
+  if (rt.config->cors && req.find(beast_http::field::origin) != req.end()) return false;
+  return route.path.starts_with("/api/");  // else demo_resource()'s 404
+}
+
+PlainAnswer write_plain_answer(std::string& out, const Request& req, const Route& route,
+                               const RateLimitHeaders& headers, bool draining) {
+  PlainAnswer a;
+  a.status = headers.denied ? kTooManyRequests : 200;
+  a.keep_alive = req.keep_alive() && !draining;
+  // The demo body is composed in a per-thread string, so that after a thread's first answers it
+  // allocates nothing; its size is Content-Length, written before it.
+  thread_local std::string demo;
+  std::string_view body = headers.problem_body;
+  if (!headers.denied) {
+    demo.clear();
+    append_demo_body(demo, sv(req.method_string()), route.path);
+    body = demo;
+  }
+  // What Response::keep_alive() leaves in a response without a Connection field: "close" when an
+  // HTTP/1.1 connection ends, "keep-alive" when an HTTP/1.0 one stays open, else nothing.
+  const unsigned version = req.version();
+  const std::string_view connection = version < 11 ? (a.keep_alive ? "keep-alive" : "")
+                                                   : (a.keep_alive ? "" : "close");
+  const std::string_view wire = headers.fields.wire();
+  const std::string_view status_line =
+      headers.denied ? "429 Too Many Requests\r\nContent-Type: " : "200 OK\r\nContent-Type: ";
+  const std::string_view type = headers.denied ? kProblemContentType : kJson;
+  char length[20];
+  const std::string_view content_length(
+      length, static_cast<std::size_t>(
+                  std::to_chars(length, length + sizeof length, body.size()).ptr - length));
+  constexpr std::string_view kConnection = "Connection: ";
+  constexpr std::string_view kServerAndLength = "Server: floodgate\r\nContent-Length: ";
+  static_assert(kServerName == "floodgate");
+  // Written through a pointer into room sized up front (a connection's buffer keeps it): one
+  // copy per piece, no capacity check per append.
+  out.resize(9 + status_line.size() + type.size() + 2 + kConnection.size() + connection.size() +
+             2 + wire.size() + kServerAndLength.size() + content_length.size() + 4 + body.size());
+  char* p = out.data();
+  const auto put = [&p](std::string_view s) { p = std::copy(s.begin(), s.end(), p); };
+  put(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  put(status_line);
+  put(type);
+  put("\r\n");
+  // The built Response's order: a 429's rate-limit fields are in its container before prepare()
+  // sets Connection there; a 200's fields are added after the container's (Connection) instead.
+  if (headers.denied) put(wire);
+  if (!connection.empty()) {
+    put(kConnection);
+    put(connection);
+    put("\r\n");
+  }
+  if (!headers.denied) put(wire);
+  put(kServerAndLength);
+  put(content_length);
+  put("\r\n\r\n");
+  put(body);
+  out.resize(static_cast<std::size_t>(p - out.data()));
+  a.body_bytes = body.size();
+  return a;
 }
 
 bool is_loopback_host(std::string_view host) {

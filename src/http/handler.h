@@ -27,6 +27,7 @@
 #pragma once
 
 #include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/container/small_vector.hpp>
 #include <cstddef>
@@ -44,11 +45,16 @@
 #include "floodgate/limiter.h"
 #include "floodgate/result.h"
 #include "http/rate_limit_headers.h"
+#include "http/request_arena.h"
 
 namespace fg::http {
 
 namespace beast_http = boost::beast::http;
-using Request = beast_http::request<beast_http::string_body>;
+// A request's fields are allocated by ArenaAllocator: from the connection's RequestArena while
+// the session serves it, from the heap anywhere else (request_arena.h).
+using RequestFields = beast_http::basic_fields<ArenaAllocator<char>>;
+using Request = beast_http::request<beast_http::string_body, RequestFields>;
+using RequestParser = beast_http::request_parser<beast_http::string_body, ArenaAllocator<char>>;
 using Response = beast_http::response<beast_http::string_body>;
 
 // A loaded configuration, ready for requests (the deciding layer's Rules).
@@ -112,6 +118,34 @@ struct Answer {
 // kDecide: the answer for `route` given the store's outcome and on_store_error.
 Answer answer_decision(const Request& request, const Route& route, const Runtime& runtime,
                        const StoreOutcome& outcome);
+
+// The rate-limit fields (and, when the verdict denies, the 429's body) for `verdict` on `route`,
+// in the form configured for its headline policy: what answer_decision() answers a verdict with.
+RateLimitHeaders verdict_headers(const Route& route, const Runtime& runtime, const Verdict& verdict);
+
+// The plain answers: the demo resource's 200 and the 429 of a verdict, for a request the session
+// serves without an upstream. They are most of what a limiter under load answers, and every
+// field of theirs is known in advance, so write_plain_answer() writes their bytes directly, the
+// bytes serialize_response() writes for the same answer built as a Response and passed through
+// answer_decision(), demo_resource() and prepare(), without building that Response: no field
+// container (one allocation per field), no lookups in it.
+//
+// Whether `request` (routed kServe or kDecide) gets a plain answer: not a HEAD (whose
+// Content-Length is a GET's), not a request CORS may answer with its fields (an Origin under
+// `cors`), and a path the demo resource answers 200. Else the answer is built as a Response.
+bool plain_answer_applies(const Request& request, const Route& route, const Runtime& runtime);
+
+struct PlainAnswer {
+  int status = 200;
+  bool keep_alive = true;
+  std::size_t body_bytes = 0;
+};
+
+// Writes into `out` (replacing what it held) the answer to `request`: with `headers.denied`, the
+// 429 with headers.problem_body; else the demo resource's 200. Both carry headers.fields (empty
+// for kServe). `draining`: answer with Connection: close. Only where plain_answer_applies().
+PlainAnswer write_plain_answer(std::string& out, const Request& request, const Route& route,
+                               const RateLimitHeaders& headers, bool draining);
 
 // kCheck: the JSON answer of POST /v1/check (200 allowed, 429 denied, 503 when no decision and
 // on_store_error is deny): {"allowed":true,"limit":100,"remaining":94,"reset_after_ms":3600,

@@ -2,6 +2,7 @@
 // design §2.3, with verdicts from a real memory store on a manual clock. No sockets.
 #include "http/handler.h"
 #include "http/wire.h"
+#include "http/canonical.h"
 
 #include <gtest/gtest.h>
 
@@ -602,6 +603,150 @@ TEST(Serialize, StatusLineFieldsInOrderAndBody) {
   old.prepare_payload();
   EXPECT_EQ(serialize_response(old),
             "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n");
+}
+
+// The plain answers (write_plain_answer) are the bytes the session writes for the same answer
+// built as a Response: answer_decision(), demo_resource(), prepare(), serialize_response(). Every
+// form of the rate-limit fields, allowed and denied, several policies (one in shadow mode), no
+// policy at all (kServe), HTTP/1.0 and 1.1, keep-alive asked or refused, draining or not.
+TEST(PlainAnswer, SameBytesAsTheBuiltResponse) {
+  const std::vector<std::string> standards = {"draft-8", "draft-7", "draft-6", "none"};
+  int compared = 0;
+  int denied = 0;
+  for (const std::string& standard : standards) {
+    for (const bool legacy : {true, false}) {
+      const std::string yaml = "identity:\n  - header: X-API-Key\n"
+                               "rate_limit_headers: {standard: " + standard + ", legacy: " +
+                               (legacy ? "true" : "false") + "}\n" + R"(policies:
+  - name: per-minute
+    match: {path_prefix: /api/v1/}
+    limit: 2
+    period: 60s
+  - name: per-second
+    match: {path_prefix: /api/v1/}
+    algorithm: sliding_window
+    limit: 3
+    period: 1500ms
+  - name: trial
+    match: {path_prefix: /api/v1/}
+    limit: 1
+    period: 10m
+    shadow: true
+)";
+      auto rt = make_runtime(load(yaml));
+      ManualClock clock;
+      std::unique_ptr<Store> store = make_memory_store({}, clock);
+      int key = 0;
+      for (const std::string target : {"/api/v1/x", "/api/v1/./a%22b%C3%A9?q=1", "/api/free"}) {
+        for (const unsigned version : {10u, 11u}) {
+          for (const std::string connection : {"", "close", "keep-alive"}) {
+            for (const bool draining : {false, true}) {
+              const std::string api_key = "k" + std::to_string(key++);
+              for (int n = 0; n < 3; ++n) {  // allowed, allowed, denied (per-minute)
+                Request req{n == 1 ? beast_http::verb::post : beast_http::verb::get, target,
+                            version};
+                req.set("X-API-Key", api_key);
+                if (!connection.empty()) req.set(beast_http::field::connection, connection);
+                req.set(beast_http::field::host, "api.example.com");
+                const auto refused = canonicalize(req, rt->single_fields);
+                ASSERT_FALSE(refused) << *refused << " " << target;
+                const RequestContext ctx{ip("192.0.2.1"), true, draining};
+                const Route r = route(req, *rt, ctx);
+                ASSERT_TRUE(r.kind == Route::Kind::kDecide || r.kind == Route::Kind::kServe);
+                ASSERT_TRUE(plain_answer_applies(req, r, *rt));
+                Response res;
+                HeaderFields fields;
+                RateLimitHeaders headers;
+                if (r.kind == Route::Kind::kDecide) {
+                  const StoreOutcome out{
+                      decide_and_wait(*store, DecideRequest{r.identities.at(0), r.charges}),
+                      std::nullopt};
+                  ASSERT_TRUE(out.verdict);
+                  headers = verdict_headers(r, *rt, *out.verdict);
+                  Answer a = answer_decision(req, r, *rt, out);
+                  ASSERT_EQ(a.serve, !headers.denied);
+                  if (a.serve) fields = std::move(a.fields);
+                  res = a.serve ? demo_resource(req, r.path) : std::move(a.response);
+                } else {
+                  res = demo_resource(req, r.path);
+                }
+                prepare(res, req, *rt, fields, ctx);
+                const std::string built = serialize_response(res, fields);
+                std::string out = "left over from the previous answer";
+                const PlainAnswer plain = write_plain_answer(out, req, r, headers, draining);
+                EXPECT_EQ(out, built) << standard << " legacy " << legacy << " " << target
+                                      << " HTTP " << version << " " << connection;
+                EXPECT_EQ(plain.status, static_cast<int>(res.result_int()));
+                EXPECT_EQ(plain.keep_alive, res.keep_alive());
+                EXPECT_EQ(plain.body_bytes, res.body().size());
+                ++compared;
+                denied += headers.denied ? 1 : 0;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(compared, 8 * 3 * 2 * 3 * 2 * 3);
+  EXPECT_EQ(denied, 8 * 2 * 2 * 3 * 2);  // the third request to each decided path
+}
+
+TEST(PlainAnswer, NotForHeadNorCorsOriginsNorOtherPaths) {
+  auto rt = make_runtime(load(kConfig));
+  const RequestContext ctx{ip("192.0.2.1"), true, false};
+  const auto applies = [&](Request req) {
+    EXPECT_FALSE(canonicalize(req, rt->single_fields));
+    return plain_answer_applies(req, route(req, *rt, ctx), *rt);
+  };
+  EXPECT_TRUE(applies(get("/api/x", {{"X-API-Key", "a"}})));
+  EXPECT_FALSE(applies(get("/api/x", {{"X-API-Key", "a"}}, beast_http::verb::head)));
+  EXPECT_FALSE(applies(get("/api/x", {{"X-API-Key", "a"}, {"Origin", "https://app.example.com"}})));
+  EXPECT_FALSE(applies(get("/other", {{"X-API-Key", "a"}})));
+  auto no_cors = make_runtime(load("policies:\n  - {name: p, limit: 1, period: 1s}\n"));
+  Request req = get("/api/x", {{"Origin", "https://app.example.com"}});
+  EXPECT_FALSE(canonicalize(req, no_cors->single_fields));
+  EXPECT_TRUE(plain_answer_applies(req, route(req, *no_cors, ctx), *no_cors));
+}
+
+// The session's parser takes its fields from the connection's arena (request_arena.h): the
+// request reads as it was sent, canonicalize() rewrites it there, fields past the arena's room
+// come from the heap, and a copy is a value of its own, untouched when the arena serves the next
+// request.
+TEST(RequestArena, HoldsTheParsedRequestAndNotItsCopies) {
+  RequestArena arena;
+  const auto parse = [&](std::string_view text) {
+    arena.reset();
+    auto parser = std::make_unique<RequestParser>(
+        std::piecewise_construct, std::make_tuple(), std::make_tuple(ArenaAllocator<char>(&arena)));
+    boost::beast::error_code ec;
+    parser->put(boost::asio::buffer(text.data(), text.size()), ec);
+    EXPECT_FALSE(ec) << ec.message();
+    EXPECT_TRUE(parser->is_header_done());
+    return parser;
+  };
+  auto first = parse("get /a/../api/x HTTP/1.1\r\nHost: EXAMPLE.com\r\nX-API-Key: first-key\r\n\r\n");
+  EXPECT_GT(arena.used(), 0u);
+  Request& req = first->get();
+  ASSERT_FALSE(canonicalize(req, {"X-API-Key"}));
+  EXPECT_EQ(req.method_string(), "GET");
+  EXPECT_EQ(req.target(), "/api/x");
+  EXPECT_EQ(req[beast_http::field::host], "example.com");
+  const Request copy = req;
+  EXPECT_EQ(copy.get_allocator().arena(), nullptr);
+  first.reset();
+
+  const std::string big(2000, 'v');
+  auto second = parse("POST /zzzzzzzzzzzz HTTP/1.1\r\nHost: other.example\r\nX-API-Key: " + big +
+                      "\r\nX-B: " + big + "\r\nX-C: " + big + "\r\n\r\n");
+  EXPECT_LE(arena.used(), RequestArena::kInlineBytes);
+  EXPECT_EQ(second->get()["X-API-Key"], big);
+  EXPECT_EQ(second->get()["X-B"], big);
+  EXPECT_EQ(second->get()["X-C"], big);
+  EXPECT_EQ(copy.method_string(), "GET");
+  EXPECT_EQ(copy.target(), "/api/x");
+  EXPECT_EQ(copy[beast_http::field::host], "example.com");
+  EXPECT_EQ(copy["X-API-Key"], "first-key");
 }
 
 TEST(Finish, HeadKeepsAnUpstreamContentLength) {

@@ -10,9 +10,9 @@ namespace fg::http {
 namespace {
 
 // This runs on every rate-limited response. The fields are written into HeaderFields' inline
-// buffer, integers with to_chars and the list values through a per-thread scratch string: no
-// allocation once a thread has answered a request or two. The values returned as strings (for
-// callers that need one of them) are built in one string sized up front.
+// buffer, integers with to_chars, the list values in place (below, put_*): no allocation, no
+// copy. The values returned as strings (for callers that need one of them) are built in one
+// string sized up front.
 
 // Longest decimal int64 ("-9223372036854775808").
 constexpr std::size_t kMaxIntegerChars = 20;
@@ -22,9 +22,6 @@ void append_decimal(std::string& out, std::int64_t n) {
   const auto r = std::to_chars(buf, buf + sizeof buf, n);
   out.append(buf, r.ptr);
 }
-
-// Room for one list member `"<name>";k=<15 digits>;k=<15 digits>` and its ", " separator.
-constexpr std::size_t kItemOverhead = 2 + 2 + 2 * (3 + 16);
 
 }  // namespace
 
@@ -142,75 +139,139 @@ std::int64_t retry_after_seconds(const Decision& d) {
   return std::max<std::int64_t>(1, ceil_seconds(d.retry_after));
 }
 
-// The bytes an sf-list of one item per charge takes, about (exact unless a name needs escapes).
-std::size_t list_capacity(std::span<const Charge> charges) {
+namespace {
+
+// The values are written in place, into the field's line in HeaderFields (emplace_written) or
+// into a string sized up front, by the put_* functions below: each is given room for the most it
+// can write (the *_max figures) and returns where it stopped. No per-character capacity checks,
+// no scratch copy.
+
+char* put(char* p, std::string_view s) { return std::copy(s.begin(), s.end(), p); }
+
+// At most kMaxIntegerChars.
+char* put_decimal(char* p, std::int64_t n) {
+  return std::to_chars(p, p + kMaxIntegerChars, n).ptr;
+}
+
+// An sf-integer (clamped as sf::append_integer clamps): at most 16 bytes.
+constexpr std::size_t kIntegerMax = 16;
+char* put_integer(char* p, std::int64_t n) {
+  return put_decimal(p, std::clamp(n, -sf::kMaxInteger, sf::kMaxInteger));
+}
+
+// An sf-string as sf::append_string writes it: at most twice `s` and the quotes.
+constexpr std::size_t string_max(std::string_view s) { return 2 * s.size() + 2; }
+char* put_string(char* p, std::string_view s) {
+  *p++ = '"';
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c <= 0x7e && c != '"' && c != '\\') {
+      *p++ = ch;
+    } else if (c == '"' || c == '\\') {
+      *p++ = '\\';
+      *p++ = ch;
+    } else {
+      *p++ = '?';  // as sf::append_string: a character an sf-string cannot hold
+    }
+  }
+  *p++ = '"';
+  return p;
+}
+
+// ;key=value, as sf::append_param writes it (keys are one or two letters here).
+constexpr std::size_t kParamMax = 1 + 2 + 1 + kIntegerMax;
+char* put_param(char* p, std::string_view key, std::int64_t value) {
+  *p++ = ';';
+  p = put(p, key);
+  *p++ = '=';
+  return put_integer(p, value);
+}
+
+constexpr std::string_view kConcurrentUnit = ";qu=\"concurrent-requests\"";
+constexpr std::size_t kSeparatorMax = 2;  // ", "
+
+// Room for the list values of `charges`: the named lists (RateLimit-Policy, RateLimit) and the
+// unnamed one.
+std::size_t list_max(std::span<const Charge> charges) {
   std::size_t size = 0;
-  for (const Charge& c : charges) size += c.policy->name.size() + kItemOverhead;
+  for (const Charge& c : charges) {
+    size += kSeparatorMax + string_max(c.policy->name) + kParamMax +
+            std::max(kParamMax, kConcurrentUnit.size());
+  }
   return size;
 }
 
-namespace {
-
-void append_rate_limit_policy(std::string& out, std::span<const Charge> charges) {
+char* put_rate_limit_policy(char* p, std::span<const Charge> charges) {
   // q = capacity(), not limit: X-RateLimit-Limit and every r are counted out of capacity, so
   // this keeps r <= q. For a bucket with burst != limit, q;w then states the burst, not the
   // refill rate (the draft has no separate burst parameter); with the default burst == limit
   // they coincide. Example: 100 per minute, burst 100 → "per-minute";q=100;w=60.
   // Written as sf::serialize_list would write the Items {name, {{"q", ..}, {"w", ..}}}.
   for (std::size_t i = 0; i < charges.size(); ++i) {
-    const Policy* p = charges[i].policy;
-    assert(p != nullptr);
-    if (i > 0) out += ", ";
-    sf::append_string(out, p->name);
-    sf::append_param(out, "q", p->capacity());
-    if (p->is_concurrency()) {
+    const Policy* p_ = charges[i].policy;
+    assert(p_ != nullptr);
+    if (i > 0) p = put(p, ", ");
+    p = put_string(p, p_->name);
+    p = put_param(p, "q", p_->capacity());
+    if (p_->is_concurrency()) {
       // No window: q requests in flight at once (docs/algorithms.md, "Concurrency").
-      out += ";qu=";
-      sf::append_string(out, "concurrent-requests");
+      p = put(p, kConcurrentUnit);
     } else {
-      sf::append_param(out, "w", window_seconds(*p));
+      p = put_param(p, "w", window_seconds(*p_));
     }
   }
+  return p;
 }
 
 // draft-6 and draft-7's RateLimit-Policy: the same items without names, "100;w=60, 10;w=1"
 // (a List of Integers with a w parameter; those drafts name no policy).
-void append_unnamed_rate_limit_policy(std::string& out, std::span<const Charge> charges) {
+char* put_unnamed_rate_limit_policy(char* p, std::span<const Charge> charges) {
   for (std::size_t i = 0; i < charges.size(); ++i) {
-    const Policy* p = charges[i].policy;
-    assert(p != nullptr);
-    if (i > 0) out += ", ";
-    sf::append_integer(out, p->capacity());
-    sf::append_param(out, "w", window_seconds(*p));
+    const Policy* p_ = charges[i].policy;
+    assert(p_ != nullptr);
+    if (i > 0) p = put(p, ", ");
+    p = put_integer(p, p_->capacity());
+    p = put_param(p, "w", window_seconds(*p_));
   }
+  return p;
 }
 
 // draft-7's RateLimit, an sf-dictionary of the headline's figures: "limit=10, remaining=9,
 // reset=1" (the same three figures as X-RateLimit-*).
-void append_draft7_rate_limit(std::string& out, std::int64_t limit, std::int64_t remaining,
-                              std::int64_t reset) {
-  out += "limit=";
-  sf::append_integer(out, limit);
-  out += ", remaining=";
-  sf::append_integer(out, remaining);
-  out += ", reset=";
-  sf::append_integer(out, reset);
+constexpr std::size_t kDraft7Max = 6 + 12 + 8 + 3 * kIntegerMax;
+char* put_draft7_rate_limit(char* p, std::int64_t limit, std::int64_t remaining,
+                            std::int64_t reset) {
+  p = put(p, "limit=");
+  p = put_integer(p, limit);
+  p = put(p, ", remaining=");
+  p = put_integer(p, remaining);
+  p = put(p, ", reset=");
+  return put_integer(p, reset);
 }
 
-void append_rate_limit(std::string& out, std::span<const Charge> charges,
-                       std::span<const Decision> decisions) {
+char* put_rate_limit(char* p, std::span<const Charge> charges,
+                     std::span<const Decision> decisions) {
   assert(charges.size() == decisions.size());
   const std::size_t n = std::min(charges.size(), decisions.size());
   for (std::size_t i = 0; i < n; ++i) {
-    if (i > 0) out += ", ";
-    sf::append_string(out, charges[i].policy->name);
-    sf::append_param(out, "r", std::max<std::int64_t>(0, decisions[i].remaining));
+    if (i > 0) p = put(p, ", ");
+    p = put_string(p, charges[i].policy->name);
+    p = put_param(p, "r", std::max<std::int64_t>(0, decisions[i].remaining));
     // t: until the state is full again (reset_after), the same figure as X-RateLimit-Reset.
     // A concurrency policy has none: r free slots now, until responses end (not a time).
     if (!charges[i].policy->is_concurrency()) {
-      sf::append_param(out, "t", ceil_seconds(decisions[i].reset_after));
+      p = put_param(p, "t", ceil_seconds(decisions[i].reset_after));
     }
   }
+  return p;
+}
+
+// A string holding what `write` writes, given room for `max` bytes.
+template <typename Write>
+std::string written(std::size_t max, Write&& write) {
+  std::string out(max, '\0');
+  out.resize(static_cast<std::size_t>(write(out.data()) - out.data()));
+  return out;
 }
 
 // A decimal written into a buffer of its own, for a field value.
@@ -223,42 +284,27 @@ struct Decimal {
 
 std::int64_t sf_clamp(std::int64_t n) { return std::clamp(n, -sf::kMaxInteger, sf::kMaxInteger); }
 
-// Where the list values are composed before they are copied into the fields: one per thread, so
-// that after its first requests composing them allocates nothing.
-std::string& scratch() {
-  thread_local std::string s;
-  s.clear();
-  return s;
-}
-
 }  // namespace
 
 std::string rate_limit_policy_value(std::span<const Charge> charges) {
-  std::string out;
-  out.reserve(list_capacity(charges));
-  append_rate_limit_policy(out, charges);
-  return out;
+  return written(list_max(charges), [&](char* p) { return put_rate_limit_policy(p, charges); });
 }
 
 std::string rate_limit_value(std::span<const Charge> charges, std::span<const Decision> decisions) {
-  std::string out;
-  out.reserve(list_capacity(charges.first(std::min(charges.size(), decisions.size()))));
-  append_rate_limit(out, charges, decisions);
-  return out;
+  return written(list_max(charges.first(std::min(charges.size(), decisions.size()))),
+                 [&](char* p) { return put_rate_limit(p, charges, decisions); });
 }
 
 std::string unnamed_rate_limit_policy_value(std::span<const Charge> charges) {
-  std::string out;
-  out.reserve(list_capacity(charges));
-  append_unnamed_rate_limit_policy(out, charges);
-  return out;
+  return written(list_max(charges),
+                 [&](char* p) { return put_unnamed_rate_limit_policy(p, charges); });
 }
 
 std::string draft7_rate_limit_value(const Decision& d) {
-  std::string out;
-  append_draft7_rate_limit(out, d.limit, std::max<std::int64_t>(0, d.remaining),
-                           ceil_seconds(d.reset_after));
-  return out;
+  return written(kDraft7Max, [&](char* p) {
+    return put_draft7_rate_limit(p, d.limit, std::max<std::int64_t>(0, d.remaining),
+                                 ceil_seconds(d.reset_after));
+  });
 }
 
 std::string problem_body(std::span<const Charge> charges, const Verdict& verdict) {
@@ -315,21 +361,23 @@ RateLimitHeaders rate_limit_headers(std::span<const Charge> charges, const Verdi
     out.fields.emplace_back(kXRateLimitRemaining, Decimal(remaining).view());
     out.fields.emplace_back(kXRateLimitReset, Decimal(reset).view());
   }
-  std::string& value = scratch();
+  const std::span<const Charge> charged = charges.first(n);
+  const std::size_t list = list_max(charged);
   switch (style.standard) {
     case RateLimitStandard::kDraft8:
-      append_rate_limit_policy(value, charges.first(n));
-      out.fields.emplace_back(kRateLimitPolicy, value);
-      value.clear();
-      append_rate_limit(value, charges.first(n), std::span(verdict.decisions).first(n));
-      out.fields.emplace_back(kRateLimit, value);
+      out.fields.emplace_written(kRateLimitPolicy, list,
+                                 [&](char* p) { return put_rate_limit_policy(p, charged); });
+      out.fields.emplace_written(kRateLimit, list, [&](char* p) {
+        return put_rate_limit(p, charged, std::span(verdict.decisions).first(n));
+      });
       break;
     case RateLimitStandard::kDraft7:
-      append_unnamed_rate_limit_policy(value, charges.first(n));
-      out.fields.emplace_back(kRateLimitPolicy, value);
-      value.clear();
-      append_draft7_rate_limit(value, headline.limit, remaining, reset);
-      out.fields.emplace_back(kRateLimit, value);
+      out.fields.emplace_written(kRateLimitPolicy, list, [&](char* p) {
+        return put_unnamed_rate_limit_policy(p, charged);
+      });
+      out.fields.emplace_written(kRateLimit, kDraft7Max, [&](char* p) {
+        return put_draft7_rate_limit(p, headline.limit, remaining, reset);
+      });
       break;
     case RateLimitStandard::kDraft6:
       // sf-integers (draft-6 defines them as Structured Fields), so clamped as sf::append_integer
@@ -337,8 +385,9 @@ RateLimitHeaders rate_limit_headers(std::span<const Charge> charges, const Verdi
       out.fields.emplace_back(kRateLimitLimit, Decimal(sf_clamp(headline.limit)).view());
       out.fields.emplace_back(kRateLimitRemaining, Decimal(sf_clamp(remaining)).view());
       out.fields.emplace_back(kRateLimitReset, Decimal(sf_clamp(reset)).view());
-      append_unnamed_rate_limit_policy(value, charges.first(n));
-      out.fields.emplace_back(kRateLimitPolicy, value);
+      out.fields.emplace_written(kRateLimitPolicy, list, [&](char* p) {
+        return put_unnamed_rate_limit_policy(p, charged);
+      });
       break;
     case RateLimitStandard::kNone:
       break;
@@ -358,16 +407,17 @@ RateLimitHeaders degraded_rate_limit_headers(std::span<const Charge> charges,
   using config::RateLimitStandard;
   RateLimitHeaders out;
   if (charges.empty()) return out;
-  std::string& value = scratch();
+  const std::size_t list = list_max(charges);
   switch (style.standard) {
     case RateLimitStandard::kDraft8:
-      append_rate_limit_policy(value, charges);
-      out.fields.emplace_back(kRateLimitPolicy, value);
+      out.fields.emplace_written(kRateLimitPolicy, list,
+                                 [&](char* p) { return put_rate_limit_policy(p, charges); });
       break;
     case RateLimitStandard::kDraft7:
     case RateLimitStandard::kDraft6:
-      append_unnamed_rate_limit_policy(value, charges);
-      out.fields.emplace_back(kRateLimitPolicy, value);
+      out.fields.emplace_written(kRateLimitPolicy, list, [&](char* p) {
+        return put_unnamed_rate_limit_policy(p, charges);
+      });
       break;
     case RateLimitStandard::kNone:
       break;

@@ -47,6 +47,7 @@
 // non-null. No charges at all gives no fields.
 #pragma once
 
+#include <algorithm>
 #include <boost/container/small_vector.hpp>
 #include <cstddef>
 #include <cstdint>
@@ -170,6 +171,24 @@ class HeaderFields {
 
   void emplace_back(std::string_view name, std::string_view value);
   void push_back(const Field& field) { emplace_back(field.first, field.second); }
+  // Appends a field whose value `write` writes in place: it is given where the value starts,
+  // with room for `max_value` bytes, and returns where the value ends (at most that far).
+  template <typename Write>
+  void emplace_written(std::string_view name, std::size_t max_value, Write&& write) {
+    const std::size_t at = text_.size();
+    text_.resize(at + name.size() + 2 + max_value + 2, boost::container::default_init);
+    char* p = std::copy(name.begin(), name.end(), text_.data() + at);
+    *p++ = ':';
+    *p++ = ' ';
+    char* const value = p;
+    p = write(value);
+    const auto value_size = static_cast<std::uint32_t>(p - value);
+    *p++ = '\r';
+    *p++ = '\n';
+    text_.resize(static_cast<std::size_t>(p - text_.data()));
+    lines_.push_back(Line{static_cast<std::uint32_t>(at), static_cast<std::uint32_t>(name.size()),
+                          value_size});
+  }
   void clear() {
     text_.clear();
     lines_.clear();

@@ -82,6 +82,56 @@ TEST(StructuredFields, IntegersAndLists) {
   EXPECT_EQ(sf::serialize_list(items), R"("a";q=1;w=60, "b\"", "c";r=0)");
 }
 
+// The list values are written in place, into room reserved for the most they can take: names
+// that need escaping (every byte doubled at worst), figures past the sf-integer bound, long names,
+// a concurrency policy. They must be what sf::serialize_list writes for the same items, in every
+// form, as fields and as strings.
+TEST(RateLimitHeaders, ListValuesAreWhatTheStructuredFieldWriterWrites) {
+  const std::int64_t huge = std::numeric_limits<std::int64_t>::max();
+  const Policy quoted = make_policy(R"(q"u\o"te\")", 7, {.period = milliseconds(1500)});
+  const Policy escapes = make_policy(std::string(150, '"') + "\x01" + std::string(150, '\\'), huge,
+                                     {.period = seconds(60)});
+  const Policy slots =
+      make_policy("caf\xc3\xa9", 3, {.algorithm = Algorithm::kConcurrency, .period = seconds(30)});
+  const Charge charges[] = {{&quoted, 1}, {&escapes, 1}, {&slots, 1}};
+  const Verdict v = verdict_of(
+      charges, {allowed(7, 5, Duration(1'400'000)), over_limit(huge, -3, Duration(huge), seconds(2)),
+                allowed(3, 1, Duration(0))});
+  const sf::Item policy_items[] = {{quoted.name, {{"q", 7}, {"w", 2}}},
+                                   {escapes.name, {{"q", huge}, {"w", 60}}}};
+  const std::string policy_list =
+      sf::serialize_list(policy_items) + R"(, "caf??";q=3;qu="concurrent-requests")";
+  const sf::Item rate_items[] = {{quoted.name, {{"r", 5}, {"t", 2}}},
+                                 {escapes.name, {{"r", 0}, {"t", ceil_seconds(Duration(huge))}}},
+                                 {slots.name, {{"r", 1}}}};
+  const std::string rate_list = sf::serialize_list(rate_items);
+  EXPECT_EQ(rate_limit_policy_value(charges), policy_list);
+  EXPECT_EQ(rate_limit_value(charges, v.decisions), rate_list);
+  EXPECT_EQ(unnamed_rate_limit_policy_value(charges),
+            "7;w=2, 999999999999999;w=60, 3;w=30");
+  EXPECT_EQ(draft7_rate_limit_value(over_limit(huge, -3, Duration(huge), seconds(2))),
+            "limit=999999999999999, remaining=0, reset=9223372036855");
+
+  const RateLimitHeaders h = rate_limit_headers(charges, v);
+  ASSERT_TRUE(h.denied);
+  ASSERT_EQ(h.fields.size(), 6u);
+  EXPECT_EQ(h.fields[3], HeaderFields::Field(kRateLimitPolicy, policy_list));
+  EXPECT_EQ(h.fields[4], HeaderFields::Field(kRateLimit, rate_list));
+  const RateLimitHeaders d7 =
+      rate_limit_headers(charges, v, {config::RateLimitStandard::kDraft7, false});
+  ASSERT_EQ(d7.fields.size(), 3u);
+  EXPECT_EQ(d7.fields[0].second, unnamed_rate_limit_policy_value(charges));
+  EXPECT_EQ(d7.fields[1].second, draft7_rate_limit_value(v.headline()));
+  const RateLimitHeaders degraded = degraded_rate_limit_headers(charges);
+  EXPECT_EQ(degraded.fields[0], HeaderFields::Field(kRateLimitPolicy, policy_list));
+  // Each field's line is whole: name, value, CRLF, and nothing reserved is left between them.
+  std::string lines;
+  for (const auto& [name, value] : h.fields) {
+    lines += std::string(name) + ": " + std::string(value) + "\r\n";
+  }
+  EXPECT_EQ(h.fields.wire(), lines);
+}
+
 // The design's example, through the real limiter: 6 requests on 100/min leave 94, and the bucket
 // is full again 6 × 0.6 s = 3.6 s later, so t=4.
 TEST(RateLimitHeaders, AllowedSinglePolicyThroughTheLimiter) {

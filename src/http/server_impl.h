@@ -328,6 +328,10 @@ struct Server::Impl {
     // could not be), when the session drops this Reply.
     std::unique_ptr<decide::Slots> slots;
     SlotRenewal renewal;  // of `slots`; declared after them: stopped before they are released
+    // A plain answer (handler.h): its bytes are already in the session's output buffer, and
+    // `response` is empty; keep_alive says whether the connection stays open after it.
+    bool written = false;
+    bool keep_alive = false;
   };
 
   // One request in progress between the steps of respond_now() / respond().
@@ -363,9 +367,10 @@ struct Server::Impl {
   struct Inbound {
     beast::tcp_stream& stream;
     beast::flat_buffer& buffer;
-    beast::http::request_parser<beast::http::string_body>& parser;
+    RequestParser& parser;
     config::ServerLimits limits;
     std::size_t header_fields = 0;  // fields of the header section; more after the body: trailers
+    std::string& out;               // the session's output buffer, for a plain answer
   };
 
   // read_body(): read; the client is gone; the body ended with trailer fields. Else a status.
@@ -389,6 +394,14 @@ struct Server::Impl {
   // After the store's outcome: the answer (x.response), or true when the resource is to be
   // served with x.fields.
   bool decided(Request& req, Worker& w, Exchange& x, decide::Outcome so);
+  // What decided() keeps of the outcome whichever way it is answered: the outcome's name for the
+  // access log, the concurrency slots of a request that is served (`serve`), what it consumed.
+  void settle(Worker& w, Exchange& x, decide::Outcome& so, bool serve);
+
+  // A plain answer (handler.h: write_plain_answer()) with `headers` (empty for kServe), written
+  // into `out`, counted and logged as end() counts and logs the others.
+  Reply plain(const Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
+              const RateLimitHeaders& headers, std::string& out);
 
   // A request that was allowed but is not served after all (its body could not be read): what it
   // consumed is given back, so a malformed or oversized body costs its client nothing.
@@ -398,17 +411,20 @@ struct Server::Impl {
   // after the answer.
   Reply end(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x, bool body_unread);
 
-  void log_access(const Request& req, const tcp::endpoint& peer, const Exchange& x);
+  // `status` and `body_bytes`: the answer's (x.response is empty for a plain answer).
+  void log_access(const Request& req, const tcp::endpoint& peer, const Exchange& x, int status,
+                  std::size_t body_bytes);
 
   // The answer when nothing needs to wait: the routes that are their own answer; and, on a
   // memory store (which decides before returning) with the built-in resource, every request
   // without a body. Most requests of such a server take this path, with no coroutine frame of
-  // their own. Empty: use respond().
+  // their own, and most of those get a plain answer, written into `out`. Empty: use respond().
   std::optional<Reply> respond_now(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
-                                   bool body_read);
+                                   bool body_read, std::string& out);
 
   // Decide on the header section; read the body only for a request that is served (or a
   // /v1/check call whose caller may call), so a denied client never makes the server buffer one.
+  // A request without a body to a server without an upstream gets a plain answer, in in.out.
   awaitable<Reply> respond(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
                            Inbound& in);
 

@@ -117,6 +117,7 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
   } disarm{watchdog};
   bool served = false;  // a request was answered on this connection
   std::string out;      // each answer's bytes: its capacity serves the next answer too
+  RequestArena arena;   // each request's fields: freed at once when the next one begins
 
   for (;;) {
     const config::ServerLimits limits = w.runtime->config->server;
@@ -132,7 +133,10 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
       if (rec) break;
       buffer.commit(n);
     }
-    beast::http::request_parser<beast::http::string_body> parser;
+    // The previous request's parser, exchange and answer are gone: its fields' memory is free.
+    arena.reset();
+    RequestParser parser(std::piecewise_construct, std::make_tuple(),
+                         std::make_tuple(ArenaAllocator<char>(&arena)));
     parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
     parser.body_limit(limits.max_body_bytes);
     // The header phase has its own timer, which cancels the read instead of closing the
@@ -199,14 +203,14 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
     Request& req = parser.get();
     Exchange x = begin(req, w, peer_ip, admin);
     Inbound in{stream, buffer, parser, limits,
-               static_cast<std::size_t>(std::distance(req.begin(), req.end()))};
-    std::optional<Reply> now_reply = respond_now(req, w, peer, x, parser.is_done());
+               static_cast<std::size_t>(std::distance(req.begin(), req.end())), out};
+    std::optional<Reply> now_reply = respond_now(req, w, peer, x, parser.is_done(), out);
     if (!now_reply) now_reply = co_await respond(req, w, peer, x, in);
     Reply& reply = *now_reply;
     if (reply.abandon) break;
-    const bool keep_alive = reply.response.keep_alive();
+    const bool keep_alive = reply.written ? reply.keep_alive : reply.response.keep_alive();
     served = true;
-    serialize_response(out, reply.response, reply.fields);
+    if (!reply.written) serialize_response(out, reply.response, reply.fields);
     // Written at once when the socket takes the whole answer (it usually fits the send buffer):
     // the send async_write would try first anyway, without its completion posted through the
     // io_context. What is left is written asynchronously, within write_timeout.

@@ -123,8 +123,9 @@ std::vector<std::string_view> connection_tokens(const beast_http::fields& fields
   return tokens;
 }
 
-bool is_hop_by_hop(const beast_http::fields::value_type& f,
-                   const std::vector<std::string_view>& named) {
+// A field of a request (Request's fields) or of a response (beast_http::fields).
+template <typename Field>
+bool is_hop_by_hop(const Field& f, const std::vector<std::string_view>& named) {
   if (std::find(kHopByHopFields.begin(), kHopByHopFields.end(), f.name()) !=
       kHopByHopFields.end()) {
     return true;

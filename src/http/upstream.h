@@ -39,13 +39,16 @@
 #include <string_view>
 
 #include "config/values.h"
+#include "http/request_arena.h"
 #include "floodgate/clock.h"
 #include "floodgate/result.h"
 
 namespace fg::http {
 
 namespace beast_http = boost::beast::http;
-using Request = beast_http::request<beast_http::string_body>;
+// The request type of handler.h (an upstream request is made on the heap: request_arena.h).
+using Request =
+    beast_http::request<beast_http::string_body, beast_http::basic_fields<ArenaAllocator<char>>>;
 using Response = beast_http::response<beast_http::string_body>;
 
 namespace detail {
