@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The deploy/ artefacts that local tools can check (deploy/README.md §7 lists the rest):
 # every floodgate config passes `floodgate validate`, the store URLs the Terraform module writes
-# too, and the HAProxy configs pass `haproxy -c`.
+# too, the HAProxy configs pass `haproxy -c`, and the Dockerfile's stages install what the build
+# needs and what the binary links.
 #
 #   tests/deploy/deploy_test.sh path/to/floodgate SOURCE_DIR
 set -uo pipefail
@@ -15,6 +16,45 @@ fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 for cfg in "$src"/deploy/local/floodgate.yaml "$src"/deploy/docker/floodgate.yaml \
   "$src"/deploy/k8s/floodgate.yaml "$src"/examples/floodgate.yaml; do
   "$fg" validate "$cfg" >/dev/null 2>"$tmp/err" || fail "$cfg: $(cat "$tmp/err")"
+done
+
+# deploy/docker/Dockerfile: the runtime stage installs a package for every shared library the
+# binary needs (`ldd`, each library's owning package by `dpkg -S`; a package another one depends
+# on comes with it; libc6, libstdc++6, libgcc-s1 and zlib1g are in bookworm-slim), and the build
+# stage installs the -dev packages scripts/deps.sh lists for what CMake requires. An image built
+# without one builds or starts with "cannot open shared object file".
+dockerfile="$src/deploy/docker/Dockerfile"
+runtime_pkgs=$(awk '/^FROM .* AS runtime/ {r = 1} r && /apt-get install/ {i = 1; next} i && /^ *&&/ {i = 0; r = 0} i' \
+  "$dockerfile" | tr -d '\\' | tr -s ' \n' '\n' | grep -v '^$' | sort -u)
+if [[ -z $runtime_pkgs ]]; then
+  fail "$dockerfile: no runtime apt-get install found"
+elif command -v dpkg >/dev/null && command -v apt-cache >/dev/null && command -v ldd >/dev/null; then
+  missing=()
+  provided=$(printf '%s\n' $runtime_pkgs libc6 libstdc++6 libgcc-s1 zlib1g
+    apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+      --no-replaces --no-enhances $runtime_pkgs 2>/dev/null | grep -v '^ ')
+  while read -r lib; do
+    [[ -n $lib ]] || continue
+    real=$(readlink -f "$lib")
+    # dpkg knows a library by the path its package installed (/lib or /usr/lib: merged /usr).
+    owner=$(dpkg -S "$real" 2>/dev/null || dpkg -S "${real#/usr}" 2>/dev/null ||
+      dpkg -S "/usr$real" 2>/dev/null)
+    owner=${owner%%:*}
+    [[ -n $owner ]] || { fail "ldd $fg: no package owns $lib"; continue; }
+    grep -qx -- "$owner" <<<"$provided" || missing+=("$owner (${lib##*/})")
+  done < <(ldd "$fg" | awk '/=>/ {print $3}')
+  # One line per package lacking (its first library named).
+  declare -A seen=()
+  for m in "${missing[@]}"; do
+    [[ -n ${seen[${m%% *}]:-} ]] && continue
+    seen[${m%% *}]=1
+    fail "$dockerfile: the runtime stage lacks $m, which floodgate links"
+  done
+fi
+build_pkgs=$(awk '/^FROM .* AS build/ {b = 1} /^FROM .* AS runtime/ {b = 0} b' "$dockerfile")
+for pkg in libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libhiredis-dev \
+  libyaml-cpp-dev libssl-dev; do
+  grep -qw -- "$pkg" <<<"$build_pkgs" || fail "$dockerfile: the build stage lacks $pkg (scripts/deps.sh)"
 done
 
 # deploy/terraform: both store URLs the module can write (redis_transit_encryption false and
