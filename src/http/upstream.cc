@@ -107,8 +107,11 @@ constexpr int kMaxInterimResponses = 8;
 
 // The field names listed by every Connection field ("Connection: close, X-Private" names
 // "close" and "X-Private"; naming "close" removes nothing, as no field is called that).
-// The views point into `fields`: use them before modifying it.
-std::vector<std::string_view> connection_tokens(const beast_http::fields& fields) {
+// The views point into `fields`: use them before modifying it. A template, as is_hop_by_hop:
+// a request's fields (RequestFields, on the connection's arena) passed as beast_http::fields
+// would be converted into a temporary copy, and the views would point into freed memory.
+template <typename Fields>
+std::vector<std::string_view> connection_tokens(const Fields& fields) {
   std::vector<std::string_view> tokens;
   for (auto [it, end] = fields.equal_range(beast_http::field::connection); it != end; ++it) {
     std::string_view value = it->value();
