@@ -12,23 +12,11 @@
 #include <utility>
 #include <vector>
 
-// Every allocation of this test program is counted, to show that InlineFunction makes none.
-namespace {
-std::atomic<long> g_allocations{0};
-}  // namespace
+// Every allocation of this test program is counted (count_allocations.h), to show that
+// InlineFunction makes none.
+#include "count_allocations.h"
 
-void* operator new(std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-// g++ 12 inlines these into delete-expressions and then warns that free() is given what operator
-// new returned, not seeing that this operator new is malloc itself: a false positive.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
+using count_allocations::allocations;
 
 namespace fg {
 namespace {
@@ -158,7 +146,7 @@ TEST_F(InlineFunctionTest, AllocatesNothing) {
   std::string text = "captured by copy: a std::string over the small string buffer";
   auto make = [&] { return [s = std::move(text), t = Tracked(1)](int x) { return x + t.value; }; };
   auto target = make();  // the std::string's own buffer moves with it, never copied
-  const long before = g_allocations.load();
+  const long before = allocations();
   {
     Fn a = std::move(target);
     Fn b = std::move(a);
@@ -168,12 +156,12 @@ TEST_F(InlineFunctionTest, AllocatesNothing) {
     moved[1] = std::move(moved[0]);
     EXPECT_EQ(moved[1](2), 3);
   }
-  EXPECT_EQ(g_allocations.load() - before, 0);
+  EXPECT_EQ(allocations() - before, 0);
   // The control: std::function allocates for this capture, which is why floodgate's callbacks
   // are InlineFunctions (were it not so, this test would show nothing).
-  const long control = g_allocations.load();
+  const long control = allocations();
   std::function<int(int)> heavy = [a = std::array<char, 64>{}](int x) { return x + a[0]; };
-  EXPECT_GT(g_allocations.load() - control, 0);
+  EXPECT_GT(allocations() - control, 0);
   EXPECT_EQ(heavy(1), 1);
 }
 

@@ -11,23 +11,11 @@
 
 #include "store/memory/memory_store.h"
 
-// Every allocation of this test program is counted (DeciderTest.ACallbackCostsNoAllocation).
-namespace {
-std::atomic<long> g_allocations{0};
-}  // namespace
+// Every allocation of this test program is counted (count_allocations.h), for
+// DeciderTest.ACallbackCostsNoAllocation.
+#include "count_allocations.h"
 
-void* operator new(std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-// g++ 12 inlines these into delete-expressions and then warns that free() is given what operator
-// new returned, not seeing that this operator new is malloc itself: a false positive.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
+using count_allocations::allocations;
 
 namespace fg::decide {
 namespace {
@@ -137,16 +125,16 @@ TEST_F(DeciderTest, ACallbackCostsNoAllocation) {
   // Past the limit (4 an hour, on a clock that stands still), every decision is the same denial
   // and allocates alike; the first ones differ (new states, the first denials).
   for (int i = 0; i < 6; ++i) once(*rules, p);
-  long before = g_allocations.load();
+  long before = allocations();
   const Outcome now = decider->decide_now(*rules, p, &metrics.shard(0));
-  const long answered_at_once = g_allocations.load() - before;
+  const long answered_at_once = allocations() - before;
   ASSERT_TRUE(now.verdict);
   std::optional<Outcome> out;
   int calls = 0;
   long at_callback = 0;
-  before = g_allocations.load();
+  before = allocations();
   decider->decide(*rules, p, &metrics.shard(0), [&out, &calls, &at_callback](Outcome o) {
-    at_callback = g_allocations.load();
+    at_callback = allocations();
     out = std::move(o);
     ++calls;
   });
