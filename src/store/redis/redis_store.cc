@@ -658,35 +658,15 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
       on_error_reply(reply->str);
       return;
     }
-    if (count_) {
-      auto values = parse_count_reply(*reply, count_keys_);
-      if (!values) {
-        finish(tl::unexpected(std::move(values.error())));
-        return;
-      }
-      finished_ = true;
-      bump(ctx_->counters().decisions);
-      CountCallback done = std::move(count_done_);
-      done(std::move(*values));
-      return;
-    }
     if (refund_) {
       auto ok = parse_refund_reply(*reply);
       finish(ok ? Result<Verdict>(Verdict{}) : Result<Verdict>(tl::unexpected(ok.error())));
       return;
     }
-    auto verdicts = parse_decide_batch_reply(*reply, policies_);
-    if (!verdicts) {
-      finish(tl::unexpected(std::move(verdicts.error())));
-      return;
-    }
-    finished_ = true;
-    Counters& counters = ctx_->counters();
-    std::vector<DecideCallback> done = std::move(done_);
-    for (std::size_t i = 0; i < done.size(); ++i) {
-      bump(counters.decisions);
-      done[i](std::move((*verdicts)[i]));
-    }
+    // A batch's or a count's answer: the connection hands every flat array of integers to
+    // on_integers, so what comes here has another shape, and the Reply's parse says what is wrong.
+    finish(tl::unexpected(count_ ? shape_error(parse_count_reply(*reply, count_keys_), *reply)
+                                 : shape_error(parse_decide_batch_reply(*reply, policies_), *reply)));
   }
 
   // A decision batch's reply, or a count's, read from the connection's buffer: no Reply tree and
@@ -726,6 +706,14 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
   }
 
  private:
+  // The error of a parse of a reply that is not a flat array of integers; one that parsed (which
+  // the connection never sends here) is a reply in the wrong place all the same.
+  template <typename T>
+  static Error shape_error(const Result<T>& parsed, const Reply& reply) {
+    if (!parsed) return parsed.error();
+    return make_error(ErrorCode::kInternal, "integer reply not read as integers: " + describe(reply));
+  }
+
   // An error among the replies to library_load_commands() (EXEC's array holds the LOAD's),
   // except FUNCTION DELETE's "Library not found": there was no floodgate_v2 to replace.
   void note_load_reply(const Reply& reply) {

@@ -84,6 +84,17 @@ void append_bulk_int(std::string& out, std::int64_t v) {
   append_bulk(out, std::string_view(buf, static_cast<std::size_t>(end - buf)));
 }
 
+// A policy's five values in a call (alg shadow p1 p2 p3), as bulk strings: the block a batch
+// sends once per distinct policy.
+void append_policy_block(std::string& out, const Policy& p) {
+  const AlgorithmParameters a = algorithm_parameters(p);
+  append_bulk_int(out, algorithm_code(p.algorithm));
+  append_bulk_int(out, p.shadow ? 1 : 0);
+  append_bulk_int(out, a.p1);
+  append_bulk_int(out, a.p2);
+  append_bulk_int(out, a.p3);
+}
+
 void append_array_header(std::string& out, std::size_t n) {
   char digits[24];
   digits[0] = '*';
@@ -199,13 +210,7 @@ EncodedDecision encode_decision(std::string_view key_prefix, const TagKey& tag_k
   d.policies = charges.size();
   d.blocks.reserve(charges.size() * 48);
   for (const Charge& c : charges) {
-    const Policy& p = *c.policy;
-    const AlgorithmParameters a = algorithm_parameters(p);
-    append_bulk_int(d.blocks, algorithm_code(p.algorithm));
-    append_bulk_int(d.blocks, p.shadow ? 1 : 0);
-    append_bulk_int(d.blocks, a.p1);
-    append_bulk_int(d.blocks, a.p2);
-    append_bulk_int(d.blocks, a.p3);
+    append_policy_block(d.blocks, *c.policy);
     d.block_ends.push_back(static_cast<std::uint32_t>(d.blocks.size()));
     d.costs.push_back(c.cost);
   }
@@ -267,12 +272,7 @@ void encode_block(PolicyBlock& b, const Policy& p) {
   b.source = &p;
   b.policy = p;
   b.block.clear();
-  const AlgorithmParameters a = algorithm_parameters(p);
-  append_bulk_int(b.block, algorithm_code(p.algorithm));
-  append_bulk_int(b.block, p.shadow ? 1 : 0);
-  append_bulk_int(b.block, a.p1);
-  append_bulk_int(b.block, a.p2);
-  append_bulk_int(b.block, a.p3);
+  append_policy_block(b.block, p);
   b.escaped_name.clear();
   append_escaped(b.escaped_name, p.name);
 }
