@@ -265,7 +265,10 @@ case $case_name in
     grep -q "fg2 http://127.0.0.1:$((FG_INSTANCE_PORT + 1))" "$run/run.out" || fail "no instance URL"
     dashboard=$(sed -n 's|^  dashboard  *\(http://[^ ]*\).*|\1|p' "$run/run.out")
     [[ $dashboard == "http://127.0.0.1:$FG_INSTANCE_PORT/dashboard" ]] || fail "no dashboard URL: $dashboard"
-    curl -fsS -m 2 "$dashboard" | grep -q '<title>floodgate</title>' || fail "the dashboard URL does not serve the page"
+    # Read whole before grep: `curl | grep -q` fails under pipefail whenever grep exits at its
+    # match before curl has written the rest of the page (curl: (23) Failed writing body).
+    page=$(curl -fsS -m 2 "$dashboard" || true)
+    grep -q '<title>floodgate</title>' <<<"$page" || fail "the dashboard URL does not serve the page"
     if grep -qE '^[0-9]+$|be_id|srv_op_state|^# ' "$run/run.out"; then
       fail "raw HAProxy output among the friendly lines: $(grep -E '^[0-9]+$|be_id|srv_op_state|^# ' "$run/run.out")"
     fi
@@ -379,7 +382,10 @@ case $case_name in
     recovered=""
     streak=0
     for _ in $(seq 1 150); do
-      if ! curl -s -D - -o /dev/null -H "X-API-Key: k" "$url/api/x" | grep -qi '^x-ratelimit-degraded'; then
+      # The headers are read whole first: with `curl | grep -q`, a grep that exits at its match
+      # can make curl fail writing, and pipefail would then count a degraded answer as exact.
+      headers=$(curl -s -D - -o /dev/null -H "X-API-Key: k" "$url/api/x" || true)
+      if ! grep -qi '^x-ratelimit-degraded' <<<"$headers"; then
         streak=$((streak + 1))
         ((streak >= 8)) && { recovered=1; break; }
         continue
