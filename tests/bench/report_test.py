@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""bench/report.py's verdict on the end-to-end targets: by requests per second, or, where no
+server could answer the target's requests per second on the machine, by CPU per request (the
+issue's rule for the 2 shared vCPUs). Runs with synthetic results, through report.Runs.
+
+    python3 tests/bench/report_test.py SOURCE_DIR
+"""
+import os
+import sys
+import tempfile
+import unittest
+
+SOURCE = sys.argv.pop(1) if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "..")
+sys.path.insert(0, os.path.join(SOURCE, "bench"))
+import report  # noqa: E402
+
+COLUMNS = ("config workload round requests duration_us p50_us p99_us p999_us max_us s200 s429 "
+           "sother errors app_ticks store_ticks lb_ticks host_busy_ticks host_total_ticks").split()
+CLK_TCK = 100
+SECONDS = 10
+
+
+def row(config, rps, app_us, store_us=0.0, lb_us=0.0, host_us=0.0, rnd=1):
+    """A 10 s run of `config` at `rps`, its processes' CPU given in µs per request."""
+    requests = int(rps * SECONDS)
+
+    def ticks(us):
+        return round(us * requests / 1e6 * CLK_TCK)
+
+    values = dict(config=config, workload="many", round=rnd, requests=requests,
+                  duration_us=SECONDS * 1000000, p50_us=500, p99_us=2000, p999_us=4000,
+                  max_us=9000, s200=requests, s429=0, sother=0, errors=0,
+                  app_ticks=ticks(app_us), store_ticks=ticks(store_us), lb_ticks=ticks(lb_us),
+                  host_busy_ticks=ticks(host_us), host_total_ticks=2 * SECONDS * CLK_TCK)
+    return "\t".join(str(values[c]) for c in COLUMNS)
+
+
+def runs_of(*rows):
+    f = tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False)
+    with f:
+        f.write("\t".join(COLUMNS) + "\n")
+        for r in rows:
+            for rnd in (1, 2):  # two rounds, as report.sh measures
+                f.write(r.replace("\tmany\t1\t", f"\tmany\t{rnd}\t") + "\n")
+    runs = report.Runs(f.name, CLK_TCK)
+    os.unlink(f.name)
+    return runs
+
+
+# bench/redis_cpu.sh's cheapest decision: 3.6 µs, 16 per FCALL.
+REDIS_CPU = {"fg_decide_v4, m=16": (3.6, 0.47)}
+
+
+class EndToEnd(unittest.TestCase):
+    def test_beyond_any_server_it_is_judged_by_cpu_per_request(self):
+        # Behind HAProxy: 10× 7,850 = 78,500 req/s, while wrk and the kernel (10 µs), HAProxy
+        # (14 µs) and the cheapest decision (3.6 µs) leave at most 2 × 10⁶ / 27.6 ≈ 72,464.
+        runs = runs_of(row("fg-redis-lb", 34000, app_us=16, store_us=12, lb_us=14, host_us=52),
+                       row("nest-express-throttler-lb", 7850, app_us=174, store_us=22, lb_us=29,
+                           host_us=240))
+        text, met = report.end_to_end_verdict(runs, "fg-redis-lb", "nest-express-throttler-lb",
+                                              10, REDIS_CPU, 2)
+        self.assertTrue(met, text)
+        self.assertIn("more than any server could answer here", text)
+        self.assertIn("72,46", text)
+        self.assertIn("**10.9×**", text)
+
+    def test_beyond_any_server_a_cpu_ratio_short_of_the_target_is_not_met(self):
+        runs = runs_of(row("fg-redis-lb", 34000, app_us=20, store_us=12, lb_us=14, host_us=56),
+                       row("nest-express-throttler-lb", 7850, app_us=174, store_us=22, lb_us=29,
+                           host_us=240))
+        text, met = report.end_to_end_verdict(runs, "fg-redis-lb", "nest-express-throttler-lb",
+                                              10, REDIS_CPU, 2)
+        self.assertFalse(met, text)
+        self.assertIn("more than any server could answer here", text)
+
+    def test_within_reach_it_is_judged_by_requests_per_second(self):
+        # One process: 3× 22,300 = 66,900 req/s, while a server that cost nothing could answer
+        # 2 × 10⁶ / (7 + 3.6) ≈ 188,679: requests per second decide, whatever the CPU ratio.
+        runs = runs_of(row("fg-redis-direct", 64000, app_us=10, store_us=8, host_us=25),
+                       row("nest-fastify-throttler-direct", 22300, app_us=45, store_us=15,
+                           host_us=80))
+        text, met = report.end_to_end_verdict(runs, "fg-redis-direct",
+                                              "nest-fastify-throttler-direct", 3, REDIS_CPU, 2)
+        self.assertFalse(met, text)
+        self.assertNotIn("any server", text)
+        self.assertIn("2.87×", text)
+        self.assertIn("CPU per request 4.5× less", text)
+
+    def test_a_met_ratio_is_met(self):
+        runs = runs_of(row("fg-redis-direct", 70000, app_us=10, store_us=8, host_us=25),
+                       row("nest-fastify-throttler-direct", 22300, app_us=45, store_us=15,
+                           host_us=80))
+        text, met = report.end_to_end_verdict(runs, "fg-redis-direct",
+                                              "nest-fastify-throttler-direct", 3, REDIS_CPU, 2)
+        self.assertTrue(met, text)
+        self.assertIn("3.14×", text)
+
+    def test_without_redis_cpu_the_runs_own_redis_cost_is_used(self):
+        # No bench/redis_cpu.sh: the bound takes floodgate's own 12 µs of Redis per request,
+        # 2 × 10⁶ / 36 ≈ 55,556, still below 10× 7,850.
+        runs = runs_of(row("fg-redis-lb", 34000, app_us=16, store_us=12, lb_us=14, host_us=52),
+                       row("nest-express-throttler-lb", 7850, app_us=174, store_us=22, lb_us=29,
+                           host_us=240))
+        text, met = report.end_to_end_verdict(runs, "fg-redis-lb", "nest-express-throttler-lb",
+                                              10, {}, 2)
+        self.assertIn("55,55", text)
+        self.assertTrue(met, text)
+
+    def test_targets_lists_the_verdicts(self):
+        runs = runs_of(row("fg-redis-lb", 34000, app_us=16, store_us=12, lb_us=14, host_us=52),
+                       row("nest-express-throttler-lb", 7850, app_us=174, store_us=22, lb_us=29,
+                           host_us=240))
+        rows = {text: (measured, met) for text, measured, met in
+                report.targets(runs, [], REDIS_CPU, cpus=2)}
+        measured, met = rows["floodgate on Redis ≥ 10× NestJS/Express + throttler + Redis "
+                             "(two behind HAProxy)"]
+        self.assertTrue(met, measured)
+        measured, met = rows["floodgate on Redis ≥ 10× NestJS/Express + throttler + Redis "
+                             "(one process)"]
+        self.assertIsNone(met, measured)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=1)
