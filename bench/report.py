@@ -407,6 +407,7 @@ def main():
                  "connections", "threads", "rounds", "keys", "hot-keys", "clk-tck"):
         ap.add_argument("--" + name, required=True)
     ap.add_argument("--redis-cpu", default="")
+    ap.add_argument("--pair-threads", default="1")
     a = ap.parse_args()
     runs = Runs(a.results, int(a.clk_tck))
     ceiling = load_ceiling(a.ceiling)
@@ -447,7 +448,11 @@ def main():
               "shows in every row alike. Every limiter enforces 100 requests per 60 s per key "
               "(floodgate and the Lua guard: token bucket; @nestjs/throttler and "
               "rate-limiter-flexible: fixed window; nginx limit_req: its leaky bucket, "
-              "rate=100r/m burst=100 nodelay), with every store emptied before each run.")
+              "rate=100r/m burst=100 nodelay), with every store emptied before each run. "
+              "floodgate runs two server threads in one process, unless the row says otherwise; "
+              "behind HAProxy, two processes of "
+              f"{a.pair_threads} thread{'s' if int(a.pair_threads) != 1 else ''} each. "
+              "A NestJS process is one Node.js thread.")
     md.append("")
     md.append("CPU is user + system time of the processes during the run, per 1,000 responses: "
               "the server process(es), the redis-server(s) (one, or the cluster's 3 masters) and "

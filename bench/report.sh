@@ -14,8 +14,11 @@
 #              HAProxy in front of both.
 #   fg-*       floodgate serve (FLOODGATE) with the same limit (100 per 60 s per X-API-Key, token
 #              bucket): on one Redis, on a 3-master Redis Cluster, on its memory store (one
-#              instance; fg-memory-t1: with one server thread), and with no policy at all; two
-#              processes each, direct and lb as above. Two server threads unless said otherwise.
+#              instance; fg-memory-t1: with one server thread), and with no policy at all. `direct`
+#              loads one process with two server threads (unless said otherwise); `lb` loads
+#              HAProxy in front of two more processes, each with half the machine's CPUs as
+#              threads (one on 2 CPUs): two instances on one host are sized so that their threads
+#              add up to its CPUs (docs/benchmarks.md, "Sizing behind HAProxy").
 #   nginx      nginx returning a static 200 (2 workers, no access log): the HTTP ceiling.
 #   nginx-limit-req  nginx enforcing the same limit itself, in one worker (no access log):
 #              limit_req_zone $http_x_api_key rate=100r/m, limit_req burst=100 nodelay, 429 beyond,
@@ -35,6 +38,7 @@
 #   DURATION [10s]  CONNECTIONS [50]  WRK_THREADS [2]  ROUNDS [2]  KEYS [10000]  HOT_KEYS [50]
 #   CONFIGS  [every configuration below, in this order]   HOT [the configurations marked hot]
 #   FLOODGATE [build/release/floodgate]  PEERS [../shared/peers]  ACCURACY [1]
+#   PAIR_THREADS [half the CPUs, at least 1]  server threads of each floodgate process behind HAProxy
 #   OUT [docs/benchmarks.md]  CHART [docs/benchmarks.png]  KEEP [unset: the raw runs are deleted]
 # Exit 1 when a server does not start, a run fails, or a floodgate run answers anything but
 # 200/429. Every process it starts is stopped by PID when it exits.
@@ -281,10 +285,11 @@ EOF
 }
 
 # The group a configuration runs on, and how to start it.
-group_of() {  # CONFIG -> GROUP
+group_of() {  # CONFIG -> GROUP (floodgate's lb configurations run on a pair of their own)
   local c=${1%-direct}
-  echo "${c%-lb}"
+  if [[ $c == fg-*-lb ]]; then echo "${c%-lb}-pair"; else echo "${c%-lb}"; fi
 }
+PAIR_THREADS=${PAIR_THREADS:-$(($(nproc) / 2 > 0 ? $(nproc) / 2 : 1))}
 start_group() {
   local g=$1
   [[ -n ${group_ports[$g]:-} ]] && return 0
@@ -298,9 +303,11 @@ start_group() {
       local m=${g#nest-}
       start_nest "$g" "${m#*-}" "${m%%-*}" single
       ;;
-    fg-redis) start_floodgate "$g" "redis://127.0.0.1:$redis_port" yes 2 ;;
-    fg-redis-nocache) start_floodgate "$g" "redis://127.0.0.1:$redis_port" yes 2 false ;;
-    fg-cluster) start_floodgate "$g" "$cluster_url" yes 2 ;;
+    fg-redis) start_floodgate "$g" "redis://127.0.0.1:$redis_port" yes 1 ;;
+    fg-redis-pair) start_floodgate "$g" "redis://127.0.0.1:$redis_port" yes 2 "$PAIR_THREADS" ;;
+    fg-redis-nocache) start_floodgate "$g" "redis://127.0.0.1:$redis_port" yes 1 2 false ;;
+    fg-cluster) start_floodgate "$g" "$cluster_url" yes 1 ;;
+    fg-cluster-pair) start_floodgate "$g" "$cluster_url" yes 2 "$PAIR_THREADS" ;;
     fg-memory) start_floodgate "$g" memory:// yes 1 ;;
     fg-memory-t1) start_floodgate "$g" memory:// yes 1 1 ;;
     fg-none) start_floodgate "$g" memory:// no 1 ;;
@@ -362,8 +369,8 @@ EOF
     else app_pids[$c]=$(cut -d' ' -f1 <<<"${group_pids[$g]}"); fi
   fi
   case $g in
-    *-cluster) store_pids[$c]=$cluster_pids ;;
-    nest-* | fg-redis | fg-redis-nocache) store_pids[$c]=$redis_pid ;;
+    *-cluster | *-cluster-pair) store_pids[$c]=$cluster_pids ;;
+    nest-* | fg-redis | fg-redis-pair | fg-redis-nocache) store_pids[$c]=$redis_pid ;;
     *) store_pids[$c]="" ;;
   esac
 done
@@ -524,6 +531,6 @@ python3 "$root/bench/report.py" --results "$results" --ceiling "$ceiling" --env 
   --redis-cpu "$work/redis-cpu.txt" \
   --accuracy "$accuracy_md" --out "$OUT" --chart "$CHART" --chart-data "$work/chart" \
   --duration "$DURATION" --connections "$CONNECTIONS" --threads "$WRK_THREADS" --rounds "$ROUNDS" \
-  --keys "$KEYS" --hot-keys "$HOT_KEYS" --clk-tck "$clk_tck"
+  --keys "$KEYS" --hot-keys "$HOT_KEYS" --clk-tck "$clk_tck" --pair-threads "$PAIR_THREADS"
 log "wrote $OUT and $CHART"
 [[ -z ${accuracy_failed:-} ]] || die "bench/accuracy.sh: rows beyond a guaranteed allowance (see $OUT)"
