@@ -647,7 +647,10 @@ Where the excess comes from:
   failures open while the other masters answer; when it depended on the breaker, this load kept
   both instances' breakers open and both left the rotation. \`e2e.redis_failover_concurrent\`
   fails if that comes back (/readyz not 200 on an instance, or an instance out of HAProxy, while
-  the load's master fails over), and \`server_readiness_test\` checks the rule itself.
+  the load's master fails over), and \`server_readiness_test\` checks the rule itself. The probe
+  must also fail 3 rounds in a row (~2-3 s) before \`/readyz\` says 503: on this host the
+  failover's vote sometimes stalled every master at once for 1-3 s, every instance's probe failed
+  in the same round, and HAProxy had none left (runs of 2026-12-06 00:04 and 02:36).
 - **Asynchronous replication**: a master acknowledges a write before its replica has it. The
   writes of the last moments before the kill can be missing on the promoted replica, which then
   admits those tokens again ("store admits beyond exact": 200s decided by the store beyond the

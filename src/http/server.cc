@@ -6,19 +6,21 @@ namespace fg::http {
 
 auto Server::Impl::probe_loop(Worker& w) -> awaitable<void> {
   asio::steady_timer timer(w.ioc);
+  int failed_rounds = 0;  // probe rounds in a row in which no part of the store answered
   while (!stopped.load()) {
     if (!inline_store) {
       decide::Decider& d = *decider;
       auto start = [&d](auto done) { d.probe(std::move(done)); };
       const Result<void> r = co_await completion<Result<void>>(start);
-      const bool ok = r.has_value();
-      if (ok != d.store_answers()) {
-        d.set_store_answers(ok);
-        if (ok) {
+      failed_rounds = r.has_value() ? 0 : failed_rounds + 1;
+      const bool answers = failed_rounds < kProbeFailuresBeforeNotReady;
+      if (answers != d.store_answers()) {
+        d.set_store_answers(answers);
+        if (answers) {
           spdlog::info("store {} answers again; ready", d.store().kind());
         } else {
-          spdlog::warn("store {} does not answer ({}); /readyz says 503", d.store().kind(),
-                       r.error().to_string());
+          spdlog::warn("store {} has not answered {} probes in a row ({}); /readyz says 503",
+                       d.store().kind(), failed_rounds, r.error().to_string());
         }
       }
     }

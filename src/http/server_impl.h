@@ -66,6 +66,12 @@ inline constexpr auto kTuple = asio::as_tuple(use_awaitable);
 
 // How often the background probe asks the store whether it answers (for /readyz).
 inline constexpr auto kProbeInterval = std::chrono::seconds(1);
+// How many probe rounds in a row must find no part of the store answering before /readyz says
+// 503 (one answer makes it 200 again). Every instance probes the same store, so one failed round
+// would take them all out of the balancer at once: a cluster failover's vote can stall every
+// master for a second or two together (bench/accuracy.sh (c) saw HAProxy left with no instance
+// that way), which three rounds, ~2-3 s, ride out.
+inline constexpr int kProbeFailuresBeforeNotReady = 3;
 // How often the status board is sampled and this instance's record published (status.h).
 inline constexpr auto kStatusInterval = std::chrono::seconds(1);
 
