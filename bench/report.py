@@ -306,13 +306,13 @@ def targets(runs, ceiling, redis_cpu=None, cpus=None):
     return found
 
 
-def budget(runs, ceiling):
+def budget(runs, ceiling, redis_cpu=None, cpus=None):
     """Why a throughput target cannot hold on this machine: the CPU every request costs, over
     all processes, against the machine's CPUs."""
     lines = []
     if not (runs.has("fg-redis-direct") and runs.has("nest-express-throttler-direct")):
         return lines
-    cpus = os.cpu_count() or 2
+    cpus = cpus or os.cpu_count() or 2
     host = runs.med("fg-redis-direct", "many", "host_cpu")  # ms of machine CPU per request
     app = runs.med("fg-redis-direct", "many", "app_cpu")
     store = runs.med("fg-redis-direct", "many", "store_cpu")
@@ -331,15 +331,15 @@ def budget(runs, ceiling):
         f"**{fmt_int(bound)} req/s**; Redis alone, one core, stops at ≈ {fmt_int(store_bound)} "
         f"decisions/s at this cost (redis-benchmark, which spends nothing on HTTP: "
         f"{fmt_int(p16)}/s pipelined).")
-    # What a server that cost nothing could do: the machine's CPUs over the rest of the cost
-    # (Redis, wrk, the kernel). Only this bound says anything about "any server".
-    free_bound = cpus * 1000.0 / (host - app) if host > app else float("inf")
-    if host > app:
+    # What a server that cost nothing could do: the bound the targets judge by
+    # (any_server_bound). Only this bound says anything about "any server".
+    free_bound, rest, _, redis = any_server_bound(runs, "fg-redis-direct", redis_cpu, cpus)
+    if rest + redis > 0:
         lines.append("")
         lines.append(
-            f"Even a server that cost nothing would leave {host * 1000 - app * 1000:.0f} µs per "
-            f"request (Redis, wrk, the kernel): at most {fmt_int(free_bound)} req/s on this "
-            "machine.")
+            f"Even a server that cost nothing would leave {rest + redis:.0f} µs per request (wrk "
+            f"and the kernel {rest:.0f} µs, the cheapest Redis decision {redis:.1f} µs): at most "
+            f"{fmt_int(free_bound)} req/s on this machine.")
     nest_app = runs.med("nest-express-throttler-direct", "many", "app_cpu")
     own = (f"floodgate's own CPU per request is {app * 1000:.0f} µs against NestJS/Express's "
            f"{nest_app * 1000:.0f} µs (**{nest_app / app:.1f}× less**)" if app > 0 else "")
@@ -517,7 +517,7 @@ def main():
         verdict = "not measured" if met is None else ("**yes**" if met else "**no**")
         md.append(f"| {text} | {measured} | {verdict} |")
     md.append("")
-    lines = budget(runs, ceiling)
+    lines = budget(runs, ceiling, redis_cpu)
     if lines:
         md.append("### Where the CPU goes")
         md.append("")

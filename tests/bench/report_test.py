@@ -40,7 +40,7 @@ def runs_of(*rows):
     with f:
         f.write("\t".join(COLUMNS) + "\n")
         for r in rows:
-            for rnd in (1, 2):  # two rounds, as report.sh measures
+            for rnd in (1, 2, 3):  # three rounds, as report.sh measures
                 f.write(r.replace("\tmany\t1\t", f"\tmany\t{rnd}\t") + "\n")
     runs = report.Runs(f.name, CLK_TCK)
     os.unlink(f.name)
@@ -51,74 +51,82 @@ def runs_of(*rows):
 REDIS_CPU = {"fg_decide_v4, m=16": (3.6, 0.47)}
 
 
+def behind_haproxy(app_us=16, host_us=52):
+    """floodgate's pair behind HAProxy (34,000 req/s, Redis 12 µs and HAProxy 14 µs per request)
+    against NestJS/Express's (7,850 req/s)."""
+    return runs_of(row("fg-redis-lb", 34000, app_us=app_us, store_us=12, lb_us=14,
+                       host_us=host_us),
+                   row("nest-express-throttler-lb", 7850, app_us=174, store_us=22, lb_us=29,
+                       host_us=240))
+
+
+def one_process(fg_rps, peer="nest-fastify-throttler-direct", peer_rps=22300):
+    """floodgate in one process (10 µs per request, Redis 8, the machine 25) against `peer`."""
+    return runs_of(row("fg-redis-direct", fg_rps, app_us=10, store_us=8, host_us=25),
+                   row(peer, peer_rps, app_us=45, store_us=15, host_us=80))
+
+
+def ten_times_express_behind_haproxy(runs, redis_cpu=None):
+    return report.end_to_end_verdict(runs, "fg-redis-lb", "nest-express-throttler-lb", 10,
+                                     REDIS_CPU if redis_cpu is None else redis_cpu, 2)
+
+
+def three_times_fastify(runs):
+    return report.end_to_end_verdict(runs, "fg-redis-direct", "nest-fastify-throttler-direct", 3,
+                                     REDIS_CPU, 2)
+
+
 class EndToEnd(unittest.TestCase):
     def test_beyond_any_server_it_is_judged_by_cpu_per_request(self):
         # Behind HAProxy: 10× 7,850 = 78,500 req/s, while wrk and the kernel (10 µs), HAProxy
         # (14 µs) and the cheapest decision (3.6 µs) leave at most 2 × 10⁶ / 27.6 ≈ 72,464.
-        runs = runs_of(row("fg-redis-lb", 34000, app_us=16, store_us=12, lb_us=14, host_us=52),
-                       row("nest-express-throttler-lb", 7850, app_us=174, store_us=22, lb_us=29,
-                           host_us=240))
-        text, met = report.end_to_end_verdict(runs, "fg-redis-lb", "nest-express-throttler-lb",
-                                              10, REDIS_CPU, 2)
+        text, met = ten_times_express_behind_haproxy(behind_haproxy())
         self.assertTrue(met, text)
         self.assertIn("more than any server could answer here", text)
         self.assertIn("72,46", text)
         self.assertIn("**10.9×**", text)
 
     def test_beyond_any_server_a_cpu_ratio_short_of_the_target_is_not_met(self):
-        runs = runs_of(row("fg-redis-lb", 34000, app_us=20, store_us=12, lb_us=14, host_us=56),
-                       row("nest-express-throttler-lb", 7850, app_us=174, store_us=22, lb_us=29,
-                           host_us=240))
-        text, met = report.end_to_end_verdict(runs, "fg-redis-lb", "nest-express-throttler-lb",
-                                              10, REDIS_CPU, 2)
+        text, met = ten_times_express_behind_haproxy(behind_haproxy(app_us=20, host_us=56))
         self.assertFalse(met, text)
         self.assertIn("more than any server could answer here", text)
 
     def test_within_reach_it_is_judged_by_requests_per_second(self):
         # One process: 3× 22,300 = 66,900 req/s, while a server that cost nothing could answer
         # 2 × 10⁶ / (7 + 3.6) ≈ 188,679: requests per second decide, whatever the CPU ratio.
-        runs = runs_of(row("fg-redis-direct", 64000, app_us=10, store_us=8, host_us=25),
-                       row("nest-fastify-throttler-direct", 22300, app_us=45, store_us=15,
-                           host_us=80))
-        text, met = report.end_to_end_verdict(runs, "fg-redis-direct",
-                                              "nest-fastify-throttler-direct", 3, REDIS_CPU, 2)
+        text, met = three_times_fastify(one_process(64000))
         self.assertFalse(met, text)
         self.assertNotIn("any server", text)
         self.assertIn("2.87×", text)
         self.assertIn("CPU per request 4.5× less", text)
 
     def test_a_met_ratio_is_met(self):
-        runs = runs_of(row("fg-redis-direct", 70000, app_us=10, store_us=8, host_us=25),
-                       row("nest-fastify-throttler-direct", 22300, app_us=45, store_us=15,
-                           host_us=80))
-        text, met = report.end_to_end_verdict(runs, "fg-redis-direct",
-                                              "nest-fastify-throttler-direct", 3, REDIS_CPU, 2)
+        text, met = three_times_fastify(one_process(70000))
         self.assertTrue(met, text)
         self.assertIn("3.14×", text)
 
     def test_without_redis_cpu_the_runs_own_redis_cost_is_used(self):
         # No bench/redis_cpu.sh: the bound takes floodgate's own 12 µs of Redis per request,
         # 2 × 10⁶ / 36 ≈ 55,556, still below 10× 7,850.
-        runs = runs_of(row("fg-redis-lb", 34000, app_us=16, store_us=12, lb_us=14, host_us=52),
-                       row("nest-express-throttler-lb", 7850, app_us=174, store_us=22, lb_us=29,
-                           host_us=240))
-        text, met = report.end_to_end_verdict(runs, "fg-redis-lb", "nest-express-throttler-lb",
-                                              10, {}, 2)
+        text, met = ten_times_express_behind_haproxy(behind_haproxy(), redis_cpu={})
         self.assertIn("55,55", text)
         self.assertTrue(met, text)
 
     def test_targets_lists_the_verdicts(self):
-        runs = runs_of(row("fg-redis-lb", 34000, app_us=16, store_us=12, lb_us=14, host_us=52),
-                       row("nest-express-throttler-lb", 7850, app_us=174, store_us=22, lb_us=29,
-                           host_us=240))
         rows = {text: (measured, met) for text, measured, met in
-                report.targets(runs, [], REDIS_CPU, cpus=2)}
+                report.targets(behind_haproxy(), [], REDIS_CPU, cpus=2)}
         measured, met = rows["floodgate on Redis ≥ 10× NestJS/Express + throttler + Redis "
                              "(two behind HAProxy)"]
         self.assertTrue(met, measured)
         measured, met = rows["floodgate on Redis ≥ 10× NestJS/Express + throttler + Redis "
                              "(one process)"]
         self.assertIsNone(met, measured)
+
+    def test_where_the_cpu_goes_gives_the_same_bound_as_the_verdicts(self):
+        # "Even a server that cost nothing" is any_server_bound's figure: 2 × 10⁶ / (7 + 3.6).
+        runs = one_process(64000, peer="nest-express-throttler-direct", peer_rps=5900)
+        text = "\n".join(report.budget(runs, [], REDIS_CPU, cpus=2))
+        self.assertIn("at most 188,679 req/s", text)
 
 
 if __name__ == "__main__":
