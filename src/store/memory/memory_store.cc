@@ -64,6 +64,7 @@ MemoryStore::Shard& MemoryStore::shard_for(std::string_view stored) {
 
 void MemoryStore::link(Shard& shard, Node& node) {
   const std::int64_t id = node.second.expires_us >> kExpiryBucketShift;
+  node.second.filed = id;
   if (!shard.has_last_bucket || shard.last_bucket->first != id) {
     shard.last_bucket = shard.buckets.try_emplace(id).first;
     shard.has_last_bucket = true;
@@ -83,7 +84,7 @@ void MemoryStore::unlink(Shard& shard, Node& node) {
   l.next->prev = l.prev;
   if (l.prev == l.next && l.prev->owner == nullptr) {
     // The bucket's head alone: the bucket is empty.
-    const std::int64_t id = node.second.expires_us >> kExpiryBucketShift;
+    const std::int64_t id = node.second.filed;
     if (shard.has_last_bucket && shard.last_bucket->first == id) shard.has_last_bucket = false;
     shard.buckets.erase(id);
   }
@@ -95,14 +96,32 @@ void MemoryStore::erase(Shard& shard, Node& node) {
   shard.map.erase(node.first);
 }
 
+namespace {
+
+// Whether every instant of bucket `id` is before now_us.
+bool bucket_passed(std::int64_t id, std::int64_t now_us) {
+  return (id + 1) * kExpiryBucketUs <= now_us;
+}
+
+}  // namespace
+
 std::size_t MemoryStore::drop_expired(Shard& shard, std::int64_t now_us, std::size_t budget) {
-  // Only buckets wholly passed: every state in them has expired. The oldest bucket first.
+  // Only buckets wholly passed, the oldest first. A state in one has expired, or was filed
+  // before a write put its expiry later: it moves to the bucket of its expiry, which has not
+  // passed, so each state is looked at once.
   std::size_t dropped = 0;
-  while (dropped < budget && !shard.buckets.empty()) {
+  for (std::size_t looked = 0; looked < budget && !shard.buckets.empty(); ++looked) {
     const auto first = shard.buckets.begin();
-    if ((first->first + 1) * kExpiryBucketUs > now_us) break;
-    erase(shard, *first->second.next->owner);  // may erase the bucket: `first` is not used again
-    ++dropped;
+    if (!bucket_passed(first->first, now_us)) break;
+    // Either may erase the bucket: `first` is not used again.
+    Node& node = *first->second.next->owner;
+    if (bucket_passed(node.second.expires_us >> kExpiryBucketShift, now_us)) {
+      erase(shard, node);
+      ++dropped;
+    } else {
+      unlink(shard, node);
+      link(shard, node);
+    }
   }
   if (dropped > 0) shard.expired += dropped;  // no write to the shard's line when none
   return dropped;
@@ -112,21 +131,27 @@ bool MemoryStore::make_room(Shard& shard, std::int64_t now_us, std::size_t neede
                             std::span<Node* const> keep) {
   if (shard.map.size() + needed <= per_shard_) return true;
   // Only states equivalent to no state go, and all of them at once (the next insertions find
-  // room without another walk): every bucket wholly passed. A node this decision found,
-  // expired, is kept for reuse.
+  // room without another walk): every state in a bucket wholly passed whose own expiry has
+  // passed too. The others move to the bucket of their expiry, which has not passed (after
+  // `next_bucket`: the map's order). A node this decision found, expired, is kept for reuse.
   std::size_t dropped = 0;
   for (auto it = shard.buckets.begin();
-       it != shard.buckets.end() && (it->first + 1) * kExpiryBucketUs <= now_us;) {
+       it != shard.buckets.end() && bucket_passed(it->first, now_us);) {
     const auto next_bucket = std::next(it);
     Link* head = &it->second;
     for (Link* l = head->next; l != head;) {
       Link* next = l->next;
       Node* node = l->owner;
       const bool kept = std::find(keep.begin(), keep.end(), node) != keep.end();
-      const bool last = next == head && l->prev == head;  // erasing it erases the bucket
+      const bool last = next == head && l->prev == head;  // taking it out erases the bucket
       if (!kept) {
-        erase(shard, *node);
-        ++dropped;
+        if (bucket_passed(node->second.expires_us >> kExpiryBucketShift, now_us)) {
+          erase(shard, *node);
+          ++dropped;
+        } else {
+          unlink(shard, *node);
+          link(shard, *node);
+        }
       }
       if (last && !kept) break;
       l = next;
@@ -427,8 +452,8 @@ void MemoryStore::count(std::span<const CountRequest> counters, CountCallback do
 
 void MemoryStore::rekey(Shard& shard, Node& node, std::int64_t expires_us) {
   Entry& entry = node.second;
-  if ((expires_us >> kExpiryBucketShift) == (entry.expires_us >> kExpiryBucketShift)) {
-    entry.expires_us = expires_us;  // the same bucket: nothing moves
+  if ((expires_us >> kExpiryBucketShift) >= entry.filed) {
+    entry.expires_us = expires_us;  // filed in its bucket or an earlier one: nothing moves
     return;
   }
   unlink(shard, node);

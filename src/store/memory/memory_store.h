@@ -8,13 +8,16 @@
 // larger, so capacity() <= max_keys). Each shard files its states by expiry: a state's expiry is
 // the instant from which it decides exactly as no state would (a full bucket, a window that no
 // longer counts). The files are time buckets of kExpiryBucketUs (65.536 ms), each a list of
-// the states expiring within it, in an ordered map of the buckets in use: a write that keeps its
-// state in the same bucket (most writes) changes nothing else, and one that moves it unlinks and
-// links two list nodes, with no search among the states (an ordered index of all the states, as
-// before, cost a tree search of cache misses on most writes: bench/instructions.sh). A state is
-// dropped once the bucket of its expiry has passed, i.e. at most 65.536 ms after its expiry (a
-// few on every decision, all of them when a shard is full and a new key must be inserted:
-// counted as evictions); until then it decides as no state anyway. A state before its expiry,
+// states, in an ordered map of the buckets in use. A state is filed in the bucket of its expiry
+// or an earlier one, never a later one: a write that puts its expiry later (a client spending,
+// nearly every write) changes only the expiry, and the state is moved to the bucket of its
+// expiry when the bucket it is in has passed. So a write searches no index of the states or of
+// the buckets (the ordered map of buckets, searched on each write that changed bucket, was most
+// of the store's cost under load: perf, 10,000 clients). A write that puts the expiry earlier
+// (a refund) moves the state at once. A state is dropped once the bucket of its expiry has
+// passed, i.e. at most 65.536 ms after its expiry (a few states looked at on every decision,
+// all the passed buckets when a shard is full and a new key must be inserted: counted as
+// evictions); until then it decides as no state anyway. A state before its expiry,
 // i.e. a client that has spent part of its budget, is never dropped to make room: when
 // a shard is full of such states, a decision that would insert a new key is refused
 // (kResourceExhausted, "memory store full: N keys"), before anything is written, and counted as
@@ -122,7 +125,9 @@ class MemoryStore final : public Store {
   struct Entry {
     State state;
     std::int64_t expires_us = 0;  // from then on the state is equivalent to no state
-    Link link;                    // in the list of bucket expires_us >> kExpiryBucketShift
+    Link link;                    // in the list of bucket `filed`
+    // The bucket filed in: at most expires_us >> kExpiryBucketShift.
+    std::int64_t filed = 0;
   };
   using Map = std::unordered_map<std::string, Entry, StringHash, std::equal_to<>>;
   struct Lease {
@@ -148,7 +153,8 @@ class MemoryStore final : public Store {
 
   // `stored` is the identity as keys hold it (see make_key).
   Shard& shard_for(std::string_view stored);
-  // Drops up to `budget` states whose ttl has passed; returns how many it dropped.
+  // Looks at up to `budget` states in buckets that have passed: drops those whose ttl has
+  // passed, moves the others to the bucket of their expiry. Returns how many it dropped.
   std::size_t drop_expired(Shard& shard, std::int64_t now_us, std::size_t budget);
   // Makes room for `needed` new keys by dropping states whose ttl has passed (all of them, except
   // the nodes in `keep`, which this decision reuses). False when they would still not fit: no
@@ -157,10 +163,12 @@ class MemoryStore final : public Store {
                  std::span<Node* const> keep);
   // Gives back (renew false) or renews (to now + each policy's lease) the slots of `request`.
   void update_leases(const LeaseRequest& request, bool renew);
-  // Sets `node`'s expiry to `expires_us`, moving it to that time's bucket if it must.
+  // Sets `node`'s expiry to `expires_us`, moving it to that time's bucket only if it is now
+  // filed in a later one.
   static void rekey(Shard& shard, Node& node, std::int64_t expires_us);
-  // Files `node` in the bucket of its expires_us / takes it out of it (erasing the bucket when
-  // it empties). Constant time, but for the ordered map's search when a bucket appears or goes.
+  // Files `node` in the bucket of its expires_us / takes it out of the bucket it is filed in
+  // (erasing the bucket when it empties). Constant time, but for the ordered map's search when
+  // a bucket appears or goes.
   static void link(Shard& shard, Node& node);
   static void unlink(Shard& shard, Node& node);
   // Drops `node` from the shard (its bucket, then the map).

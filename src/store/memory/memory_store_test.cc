@@ -236,6 +236,24 @@ TEST(MemoryStore, DropsFullStatesBeforeRefusing) {
   EXPECT_FALSE(decide(store, "one-more", {{&slow, 1}}));
 }
 
+// A write that puts a state's expiry later leaves it filed in the bucket of the earlier one: a
+// full shard making room looks at each state's own expiry, and keeps this one.
+TEST(MemoryStore, MakingRoomKeepsAStateWhoseExpiryMovedLater) {
+  ManualClock clock;
+  MemoryStore store(MemoryStoreOptions{.max_keys = 2, .shards = 1}, clock);
+  // 10 per 10 s: each token taken is one second until full again.
+  const Policy p = make_policy("p", 10, {.period = std::chrono::seconds(10)});
+  decide(store, "spent", {{&p, 1}});  // full at +1 s
+  decide(store, "quick", {{&p, 1}});  // full at +1 s
+  decide(store, "spent", {{&p, 4}});  // full at +5 s, filed at +1 s
+  clock.advance(std::chrono::seconds(1) + std::chrono::microseconds(kExpiryBucketUs));
+  ASSERT_TRUE(decide(store, "new", {{&p, 1}}));  // room made by dropping "quick" alone
+  EXPECT_EQ(store.evicted_count(), 1u);
+  EXPECT_EQ(store.size(), 2u);
+  // 5 tokens spent, one back a second later.
+  EXPECT_EQ(decide(store, "spent", {{&p, 0}})->headline().remaining, 6);
+}
+
 TEST(MemoryStore, RefusesANewKeyRatherThanEvictALiveState) {
   ManualClock clock;
   MemoryStore store(MemoryStoreOptions{.max_keys = 3, .shards = 1}, clock);
@@ -308,9 +326,9 @@ TEST(MemoryStore, LongIdentitiesAreHeldAsTheirDigest) {
   EXPECT_EQ(decide(store, other, {{&p, 0}})->headline().remaining, 9);
 }
 
-// States written again move between the time buckets of their expiries (or stay in theirs): at
-// each step no state is dropped before its expiry, and every state whose expiry's bucket has
-// passed is dropped, none left behind.
+// States written again with a later expiry stay filed where they were, and move to the bucket of
+// their expiry when that one passes: at each step no state is dropped before its expiry, and
+// every state whose expiry's bucket has passed is dropped, none left behind.
 TEST(MemoryStore, RewrittenStatesExpireByTheirNewExpiry) {
   ManualClock clock;
   MemoryStore store(MemoryStoreOptions{.max_keys = 100, .shards = 1}, clock);
@@ -347,6 +365,24 @@ TEST(MemoryStore, RewrittenStatesExpireByTheirNewExpiry) {
   EXPECT_EQ(store.size(), 0u);
   EXPECT_EQ(store.evicted_count(), 0u);
   EXPECT_EQ(store.expired_count(), 4u);
+}
+
+// A refund puts a state's expiry earlier: the state moves to that bucket at once, and is dropped
+// when it passes, not when the bucket it was filed in does.
+TEST(MemoryStore, ARefundedStateIsDroppedByItsEarlierExpiry) {
+  ManualClock clock;
+  MemoryStore store(MemoryStoreOptions{.max_keys = 100, .shards = 1}, clock);
+  // 10 per 10 s: each token taken is one second until full again.
+  const Policy p = make_policy("p", 10, {.period = std::chrono::seconds(10)});
+  auto spent = decide(store, "k", {{&p, 5}});  // full at +5 s
+  ASSERT_TRUE(spent && spent->allowed);
+  const Charge charge{&p, 4};
+  ASSERT_TRUE(store.refund_now(RefundRequest{"k", {&charge, 1}, spent->decided_at}));  // +1 s
+  EXPECT_EQ(decide(store, "k", {{&p, 0}})->headline().remaining, 9);
+  clock.advance(std::chrono::seconds(1) + std::chrono::microseconds(kExpiryBucketUs));
+  for (int i = 0; i < 3; ++i) decide(store, "probe", {{&p, 0}});
+  EXPECT_EQ(store.size(), 0u) << "held until the bucket of the expiry before the refund";
+  EXPECT_EQ(store.expired_count(), 1u);
 }
 
 TEST(MemoryStore, TimeGoingBackwardsAddsNoTokens) {
