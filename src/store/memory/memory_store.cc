@@ -63,14 +63,14 @@ MemoryStore::Shard& MemoryStore::shard_for(std::string_view stored) {
 }
 
 void MemoryStore::link(Shard& shard, Node& node) {
-  const std::int64_t id = node.second.expires_us >> kExpiryBucketShift;
-  node.second.filed = id;
+  const std::int64_t id = node.value.expires_us >> kExpiryBucketShift;
+  node.value.filed = id;
   if (!shard.has_last_bucket || shard.last_bucket->first != id) {
     shard.last_bucket = shard.buckets.try_emplace(id).first;
     shard.has_last_bucket = true;
   }
   Link& head = shard.last_bucket->second;
-  Link& l = node.second.link;
+  Link& l = node.value.link;
   l.owner = &node;
   l.next = head.next;
   l.prev = &head;
@@ -79,12 +79,12 @@ void MemoryStore::link(Shard& shard, Node& node) {
 }
 
 void MemoryStore::unlink(Shard& shard, Node& node) {
-  Link& l = node.second.link;
+  Link& l = node.value.link;
   l.prev->next = l.next;
   l.next->prev = l.prev;
   if (l.prev == l.next && l.prev->owner == nullptr) {
     // The bucket's head alone: the bucket is empty.
-    const std::int64_t id = node.second.filed;
+    const std::int64_t id = node.value.filed;
     if (shard.has_last_bucket && shard.last_bucket->first == id) shard.has_last_bucket = false;
     shard.buckets.erase(id);
   }
@@ -93,7 +93,7 @@ void MemoryStore::unlink(Shard& shard, Node& node) {
 
 void MemoryStore::erase(Shard& shard, Node& node) {
   unlink(shard, node);
-  shard.map.erase(node.first);
+  shard.map.erase(&node);
 }
 
 namespace {
@@ -115,7 +115,7 @@ std::size_t MemoryStore::drop_expired(Shard& shard, std::int64_t now_us, std::si
     if (!bucket_passed(first->first, now_us)) break;
     // Either may erase the bucket: `first` is not used again.
     Node& node = *first->second.next->owner;
-    if (bucket_passed(node.second.expires_us >> kExpiryBucketShift, now_us)) {
+    if (bucket_passed(node.value.expires_us >> kExpiryBucketShift, now_us)) {
       erase(shard, node);
       ++dropped;
     } else {
@@ -145,7 +145,7 @@ bool MemoryStore::make_room(Shard& shard, std::int64_t now_us, std::size_t neede
       const bool kept = std::find(keep.begin(), keep.end(), node) != keep.end();
       const bool last = next == head && l->prev == head;  // taking it out erases the bucket
       if (!kept) {
-        if (bucket_passed(node->second.expires_us >> kExpiryBucketShift, now_us)) {
+        if (bucket_passed(node->value.expires_us >> kExpiryBucketShift, now_us)) {
           erase(shard, *node);
           ++dropped;
         } else {
@@ -212,10 +212,9 @@ Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
       }
       continue;
     }
-    auto it = shard.map.find(std::string_view(key));
-    nodes[i] = it == shard.map.end() ? nullptr : &*it;
-    if (nodes[i] != nullptr && nodes[i]->second.expires_us > now_us) {
-      states[i] = nodes[i]->second.state;
+    nodes[i] = shard.map.find(key);
+    if (nodes[i] != nullptr && nodes[i]->value.expires_us > now_us) {
+      states[i] = nodes[i]->value.state;
     }
   }
   Evaluation eval = evaluate(request.charges, states, now);
@@ -261,7 +260,7 @@ Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
       inserts = true;
       continue;
     }
-    node->second.state = w.state;
+    node->value.state = w.state;
     rekey(shard, *node, now_us + w.ttl.count());
   }
   if (inserts) {
@@ -270,16 +269,16 @@ Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
       make_key(key, request.charges[w.index].policy->name, stored);
       const std::int64_t expires_us = now_us + w.ttl.count();
       // A policy given twice in one request has its key inserted by the first of its writes.
-      auto it = shard.map.find(std::string_view(key));
-      if (it == shard.map.end()) {
+      Node* node = shard.map.find(key);
+      if (node == nullptr) {
         if (w.ttl.count() <= 0) continue;  // equivalent to no state: nothing to hold
-        it = shard.map.emplace(key, Entry{}).first;
-        it->second.expires_us = expires_us;
-        link(shard, *it);
+        node = shard.map.insert(key);
+        node->value.expires_us = expires_us;
+        link(shard, *node);
       } else {
-        rekey(shard, *it, expires_us);
+        rekey(shard, *node, expires_us);
       }
-      it->second.state = w.state;
+      node->value.state = w.state;
     }
   }
   for (const StateWrite& w : slots) {
@@ -374,17 +373,17 @@ Result<void> MemoryStore::refund_now(const RefundRequest& request) {
   for (std::size_t i = 0; i < n; ++i) {
     if (charges[i].cost == 0 || charges[i].policy->is_concurrency()) continue;
     make_key(key, charges[i].policy->name, stored);
-    auto it = shard.map.find(std::string_view(key));
-    if (it == shard.map.end() || it->second.expires_us <= now_us) continue;  // nothing to give back
-    nodes[i] = &*it;
-    states[i] = it->second.state;
+    Node* node = shard.map.find(key);
+    if (node == nullptr || node->value.expires_us <= now_us) continue;  // nothing to give back
+    nodes[i] = node;
+    states[i] = node->value.state;
   }
   // Every write is to a state read above (a missing state gives nothing back): no insertion.
   for (const StateWrite& w : plan_refund(charges, states, request.consumed_at, now)) {
     Node* node = nodes[w.index];
     if (node == nullptr) continue;  // a policy given twice, its key already deleted
     if (w.ttl.count() > 0) {
-      node->second.state = w.state;
+      node->value.state = w.state;
       rekey(shard, *node, now_us + w.ttl.count());
       continue;
     }
@@ -416,9 +415,9 @@ Result<std::vector<std::int64_t>> MemoryStore::count_now(std::span<const CountRe
     make_key(key, kCounterPolicy, stored);
     Shard& shard = shard_for(stored);
     std::lock_guard lock(shard.mu);
-    auto it = shard.map.find(std::string_view(key));
-    const bool live = it != shard.map.end() && it->second.expires_us > now_us;
-    const std::int64_t before = live ? it->second.state.a : 0;
+    Node* node = shard.map.find(key);
+    const bool live = node != nullptr && node->value.expires_us > now_us;
+    const std::int64_t before = live ? node->value.state.a : 0;
     if (c.hits == 0) {  // a look: nothing written
       values.push_back(before);
       continue;
@@ -426,20 +425,20 @@ Result<std::vector<std::int64_t>> MemoryStore::count_now(std::span<const CountRe
     const std::int64_t after =
         before > std::numeric_limits<std::int64_t>::max() - c.hits ? before : before + c.hits;
     const std::int64_t expires_us = now_us + c.ttl.count();
-    if (it == shard.map.end()) {
+    if (node == nullptr) {
       std::array<Node*, 1> keep{nullptr};
       if (!make_room(shard, now_us, 1, keep)) {
         return fail(ErrorCode::kResourceExhausted,
                     "memory store full: " + std::to_string(capacity()) +
                         " keys (memory.max_keys), none free to evict");
       }
-      it = shard.map.emplace(key, Entry{}).first;
-      it->second.expires_us = expires_us;
-      link(shard, *it);
+      node = shard.map.insert(key);
+      node->value.expires_us = expires_us;
+      link(shard, *node);
     } else {
-      rekey(shard, *it, expires_us);
+      rekey(shard, *node, expires_us);
     }
-    it->second.state = State{after, 0, 0};
+    node->value.state = State{after, 0, 0};
     drop_expired(shard, now_us, 2);
     values.push_back(after);
   }
@@ -451,7 +450,7 @@ void MemoryStore::count(std::span<const CountRequest> counters, CountCallback do
 }
 
 void MemoryStore::rekey(Shard& shard, Node& node, std::int64_t expires_us) {
-  Entry& entry = node.second;
+  Entry& entry = node.value;
   if ((expires_us >> kExpiryBucketShift) >= entry.filed) {
     entry.expires_us = expires_us;  // filed in its bucket or an earlier one: nothing moves
     return;

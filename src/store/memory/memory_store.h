@@ -58,6 +58,7 @@
 #include <vector>
 
 #include "floodgate/store.h"
+#include "store/memory/key_table.h"
 
 namespace fg::memory {
 
@@ -112,9 +113,10 @@ class MemoryStore final : public Store {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
-  // A map node: the key ("<policy>\0<identity>") and its Entry. Nodes never move.
+  // A table node: the key ("<policy>\0<identity>") and its Entry (`value`). Nodes never move.
   struct Entry;
-  using Node = std::pair<const std::string, Entry>;
+  using Map = KeyTable<Entry>;
+  using Node = Map::Node;
   // A node of a time bucket's circular list: in each Entry, and as the list's head in the
   // bucket (owner null).
   struct Link {
@@ -129,7 +131,6 @@ class MemoryStore final : public Store {
     // The bucket filed in: at most expires_us >> kExpiryBucketShift.
     std::int64_t filed = 0;
   };
-  using Map = std::unordered_map<std::string, Entry, StringHash, std::equal_to<>>;
   struct Lease {
     std::string id;
     std::int64_t expires_us = 0;
