@@ -6,6 +6,8 @@
 #include <array>
 #include <atomic>
 #include <deque>
+#include <map>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -392,6 +394,158 @@ TEST(MemoryStore, TimeGoingBackwardsAddsNoTokens) {
   ASSERT_TRUE(decide(store, "k", {{&p, 10}})->allowed);
   clock.advance(-std::chrono::seconds(30));
   EXPECT_FALSE(decide(store, "k", {{&p, 1}})->allowed);
+}
+
+
+// A model of the store that never forgets a state: each key's last written state, decided on by
+// the same core functions the store calls (evaluate, plan_refund). A state the store dropped
+// after its expiry decides as no state, which the core must decide exactly as the kept state;
+// so every verdict of the store must equal the model's, whatever the store dropped, moved
+// between expiry buckets or reused.
+struct ModelRun {
+  std::size_t max_keys = 0;
+  std::size_t shards = 0;
+  // Large enough that the store never refuses nor evicts a state that still counts.
+  bool roomy = true;
+  int steps = 0;
+  std::uint64_t seed = 0;
+};
+
+void run_against_model(const ModelRun& run) {
+  ManualClock clock;
+  MemoryStore store(MemoryStoreOptions{.max_keys = run.max_keys, .shards = run.shards}, clock);
+  using std::chrono::milliseconds;
+  const std::vector<Policy> policies = {
+      make_policy("tb", 5, {.algorithm = Algorithm::kTokenBucket, .period = milliseconds(300)}),
+      make_policy("sw", 4, {.algorithm = Algorithm::kSlidingWindow, .period = milliseconds(1000)}),
+      make_policy("fw", 3, {.algorithm = Algorithm::kFixedWindow, .period = milliseconds(200)}),
+      make_policy("gcra", 6,
+                  {.algorithm = Algorithm::kGcra, .period = milliseconds(500), .burst = 3}),
+  };
+  const std::vector<std::string> identities = {"a", "b", "c", "d", "e", std::string(100, 'L')};
+  std::map<std::string, State> model;  // "<policy>/<identity>" -> the last state written
+  struct Counter {
+    std::int64_t value = 0;
+    std::int64_t expires_us = 0;
+  };
+  std::map<std::string, Counter> counters;
+  struct Allowed {
+    std::string identity;
+    std::vector<Charge> charges;
+    Verdict verdict;
+  };
+  std::vector<Allowed> allowed;  // decisions a refund may give back
+  std::mt19937_64 rng(run.seed);
+  const auto pick = [&rng](std::int64_t lo, std::int64_t hi) {
+    return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng);
+  };
+  const auto model_key = [](const Charge& c, const std::string& id) {
+    return c.policy->name + "/" + id;
+  };
+  std::uint64_t refusals = 0;
+  for (int step = 0; step < run.steps; ++step) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    // Mostly small steps (several decisions per expiry bucket), some across buckets, some
+    // beyond every period.
+    switch (pick(0, 3)) {
+      case 0: break;
+      case 1: clock.advance(std::chrono::microseconds(pick(0, 2 * kExpiryBucketUs))); break;
+      case 2: clock.advance(std::chrono::microseconds(pick(0, 400'000))); break;
+      default: clock.advance(std::chrono::microseconds(pick(0, 1'500'000))); break;
+    }
+    const Timestamp now = clock.now();
+    const std::string& id = identities[pick(0, identities.size() - 1)];
+    const int action = static_cast<int>(pick(0, 9));
+    if (action < 7) {
+      std::vector<Charge> charges;
+      const auto n = pick(1, 3);
+      for (std::int64_t i = 0; i < n; ++i) {
+        const Policy& p = policies[pick(0, policies.size() - 1)];  // sometimes one twice
+        charges.push_back(Charge{&p, pick(0, p.limit + 1)});
+      }
+      std::vector<std::optional<State>> states(charges.size());
+      for (std::size_t i = 0; i < charges.size(); ++i) {
+        if (auto it = model.find(model_key(charges[i], id)); it != model.end()) {
+          states[i] = it->second;
+        }
+      }
+      Evaluation want = evaluate(charges, states, now);
+      auto got = store.decide_now(DecideRequest{id, charges});
+      if (!got) {
+        ASSERT_FALSE(run.roomy) << got.error().to_string();
+        ASSERT_EQ(got.error().code, ErrorCode::kResourceExhausted) << got.error().to_string();
+        ASSERT_FALSE(want.writes.empty()) << "refused a decision that writes nothing";
+        ++refusals;  // changes nothing: the model skips it
+      } else {
+        ASSERT_EQ(got->allowed, want.verdict.allowed);
+        ASSERT_EQ(got->decisions, want.verdict.decisions);
+        ASSERT_EQ(got->most_restrictive, want.verdict.most_restrictive);
+        ASSERT_EQ(got->decided_at, want.verdict.decided_at);
+        for (const StateWrite& w : want.writes) model[model_key(charges[w.index], id)] = w.state;
+        if (got->allowed) allowed.push_back(Allowed{id, charges, *got});
+      }
+    } else if (action < 9) {
+      if (allowed.empty()) continue;
+      // Any decision allowed before, recent or not, once or twice.
+      const Allowed& a = allowed[pick(0, allowed.size() - 1)];
+      const RefundRequest request{a.identity, a.charges, a.verdict.decided_at,
+                                  a.verdict.decisions};
+      std::vector<Charge> charges = a.charges;
+      std::vector<std::optional<State>> states(charges.size());
+      for (std::size_t i = 0; i < charges.size(); ++i) {
+        charges[i].cost = refund_cost(request, i);
+        if (charges[i].cost == 0) continue;
+        if (auto it = model.find(model_key(charges[i], a.identity)); it != model.end()) {
+          states[i] = it->second;
+        }
+      }
+      ASSERT_TRUE(store.refund_now(request));
+      for (const StateWrite& w : plan_refund(charges, states, request.consumed_at, now)) {
+        const std::string key = model_key(charges[w.index], a.identity);
+        if (w.ttl.count() > 0) {
+          model[key] = w.state;
+        } else {
+          model.erase(key);
+        }
+      }
+    } else {
+      const std::int64_t hits = pick(0, 3);
+      const Duration ttl = std::chrono::microseconds(pick(1, 500'000));
+      const CountRequest c{id, hits, ttl};
+      auto got = store.count_now(std::span(&c, 1));
+      Counter& want = counters[id];
+      if (want.expires_us <= to_us(now)) want = Counter{};
+      if (!got) {
+        ASSERT_FALSE(run.roomy) << got.error().to_string();
+        ASSERT_EQ(got.error().code, ErrorCode::kResourceExhausted);
+        ASSERT_GT(hits, 0);
+        ++refusals;
+      } else {
+        if (hits > 0) want = Counter{want.value + hits, to_us(now) + ttl.count()};
+        ASSERT_EQ(got->size(), 1u);
+        ASSERT_EQ(got->front(), want.value);
+      }
+    }
+    ASSERT_LE(store.size(), store.capacity());
+  }
+  const MemoryStoreStats stats = store.stats();
+  EXPECT_EQ(stats.refused, refusals);
+  if (run.roomy) {
+    EXPECT_EQ(stats.evicted, 0u);
+    EXPECT_GT(stats.expired, 0u) << "the run exercised the dropping of expired states";
+  } else {
+    EXPECT_GT(refusals, 0u) << "the run exercised a full store";
+    EXPECT_GT(stats.evicted, 0u) << "the run exercised making room";
+  }
+}
+
+TEST(MemoryStore, DecidesAsAModelThatNeverForgetsAState) {
+  run_against_model({.max_keys = 10'000, .shards = 3, .roomy = true, .steps = 200'000, .seed = 1});
+}
+
+TEST(MemoryStore, DecidesAsAModelThatNeverForgetsAStateWhenFull) {
+  // 3 states per shard for 6 identities x 4 policies + counters: often full.
+  run_against_model({.max_keys = 6, .shards = 2, .roomy = false, .steps = 200'000, .seed = 2});
 }
 
 }  // namespace
