@@ -8,6 +8,7 @@
 #include <deque>
 #include <map>
 #include <random>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -407,6 +408,9 @@ struct ModelRun {
   std::size_t shards = 0;
   // Large enough that the store never refuses nor evicts a state that still counts.
   bool roomy = true;
+  // With one shard, the model tells a refusal the store owed (the shard full of states whose
+  // expiry bucket has not passed) from one it did not.
+  bool check_refusals = false;
   int steps = 0;
   std::uint64_t seed = 0;
 };
@@ -424,6 +428,8 @@ void run_against_model(const ModelRun& run) {
   };
   const std::vector<std::string> identities = {"a", "b", "c", "d", "e", std::string(100, 'L')};
   std::map<std::string, State> model;  // "<policy>/<identity>" -> the last state written
+  // The expiry the store gives each of those states (none for one it never held).
+  std::map<std::string, std::int64_t> expiry;
   struct Counter {
     std::int64_t value = 0;
     std::int64_t expires_us = 0;
@@ -454,6 +460,16 @@ void run_against_model(const ModelRun& run) {
       default: clock.advance(std::chrono::microseconds(pick(0, 1'500'000))); break;
     }
     const Timestamp now = clock.now();
+    const std::int64_t now_us = to_us(now);
+    // The states no store may drop yet: their expiry bucket has not passed. An upper bound of
+    // what the store holds after making room (a write of ttl 0 counts here even when the store
+    // had dropped the state and so held nothing).
+    const auto held = [now_us](std::int64_t expires_us) {
+      return (((expires_us >> kExpiryBucketShift) + 1) * kExpiryBucketUs) > now_us;
+    };
+    std::size_t undroppable = 0;
+    for (const auto& [key, e] : expiry) undroppable += held(e) ? 1 : 0;
+    for (const auto& [key, c] : counters) undroppable += held(c.expires_us) ? 1 : 0;
     const std::string& id = identities[pick(0, identities.size() - 1)];
     const int action = static_cast<int>(pick(0, 9));
     if (action < 7) {
@@ -476,12 +492,27 @@ void run_against_model(const ModelRun& run) {
         ASSERT_EQ(got.error().code, ErrorCode::kResourceExhausted) << got.error().to_string();
         ASSERT_FALSE(want.writes.empty()) << "refused a decision that writes nothing";
         ++refusals;  // changes nothing: the model skips it
+        if (run.check_refusals) {
+          // Held after making room: the undroppable states, this decision's keys it found
+          // (kept for reuse), and the keys it writes that are not held.
+          std::set<std::string> needed;
+          for (const Charge& c : charges) {
+            const std::string key = model_key(c, id);
+            if (!expiry.contains(key) || !held(expiry[key])) needed.insert(key);
+          }
+          ASSERT_GT(undroppable + needed.size(), store.capacity())
+              << "refused with room for every key it writes";
+        }
       } else {
         ASSERT_EQ(got->allowed, want.verdict.allowed);
         ASSERT_EQ(got->decisions, want.verdict.decisions);
         ASSERT_EQ(got->most_restrictive, want.verdict.most_restrictive);
         ASSERT_EQ(got->decided_at, want.verdict.decided_at);
-        for (const StateWrite& w : want.writes) model[model_key(charges[w.index], id)] = w.state;
+        for (const StateWrite& w : want.writes) {
+          const std::string key = model_key(charges[w.index], id);
+          model[key] = w.state;
+          if (w.ttl.count() > 0 || expiry.contains(key)) expiry[key] = now_us + w.ttl.count();
+        }
         if (got->allowed) allowed.push_back(Allowed{id, charges, *got});
       }
     } else if (action < 9) {
@@ -504,8 +535,10 @@ void run_against_model(const ModelRun& run) {
         const std::string key = model_key(charges[w.index], a.identity);
         if (w.ttl.count() > 0) {
           model[key] = w.state;
+          expiry[key] = now_us + w.ttl.count();
         } else {
           model.erase(key);
+          expiry.erase(key);
         }
       }
     } else {
@@ -514,12 +547,17 @@ void run_against_model(const ModelRun& run) {
       const CountRequest c{id, hits, ttl};
       auto got = store.count_now(std::span(&c, 1));
       Counter& want = counters[id];
-      if (want.expires_us <= to_us(now)) want = Counter{};
+      // An expired counter reads 0, but its expiry stays: the store holds it until its bucket
+      // has passed.
+      if (want.expires_us <= now_us) want.value = 0;
       if (!got) {
         ASSERT_FALSE(run.roomy) << got.error().to_string();
         ASSERT_EQ(got.error().code, ErrorCode::kResourceExhausted);
         ASSERT_GT(hits, 0);
         ++refusals;
+        if (run.check_refusals) {
+          ASSERT_GT(undroppable + 1, store.capacity()) << "refused a counter with room for it";
+        }
       } else {
         if (hits > 0) want = Counter{want.value + hits, to_us(now) + ttl.count()};
         ASSERT_EQ(got->size(), 1u);
@@ -546,6 +584,12 @@ TEST(MemoryStore, DecidesAsAModelThatNeverForgetsAState) {
 TEST(MemoryStore, DecidesAsAModelThatNeverForgetsAStateWhenFull) {
   // 3 states per shard for 6 identities x 4 policies + counters: often full.
   run_against_model({.max_keys = 6, .shards = 2, .roomy = false, .steps = 200'000, .seed = 2});
+  run_against_model({.max_keys = 4,
+                     .shards = 1,
+                     .roomy = false,
+                     .check_refusals = true,
+                     .steps = 200'000,
+                     .seed = 3});
 }
 
 }  // namespace
