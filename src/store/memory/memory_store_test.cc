@@ -591,7 +591,7 @@ void run_against_model(const ModelRun& run) {
 }
 
 TEST(MemoryStore, DecidesAsAModelThatNeverForgetsAState) {
-  run_against_model({.max_keys = 10'000, .shards = 3, .roomy = true, .steps = 200'000, .seed = 1});
+  run_against_model({.max_keys = 10'000, .shards = 3, .roomy = true, .steps = 100'000, .seed = 1});
 }
 
 TEST(MemoryStore, StaysSoundWhenTheClockGoesBackAndForth) {
@@ -599,20 +599,20 @@ TEST(MemoryStore, StaysSoundWhenTheClockGoesBackAndForth) {
                      .shards = 3,
                      .roomy = true,
                      .backwards = true,
-                     .steps = 100'000,
+                     .steps = 50'000,
                      .seed = 4});
   run_against_model(
-      {.max_keys = 6, .shards = 2, .roomy = false, .backwards = true, .steps = 100'000, .seed = 5});
+      {.max_keys = 6, .shards = 2, .roomy = false, .backwards = true, .steps = 50'000, .seed = 5});
 }
 
 TEST(MemoryStore, DecidesAsAModelThatNeverForgetsAStateWhenFull) {
   // 3 states per shard for 6 identities x 4 policies + counters: often full.
-  run_against_model({.max_keys = 6, .shards = 2, .roomy = false, .steps = 200'000, .seed = 2});
+  run_against_model({.max_keys = 6, .shards = 2, .roomy = false, .steps = 100'000, .seed = 2});
   run_against_model({.max_keys = 4,
                      .shards = 1,
                      .roomy = false,
                      .check_refusals = true,
-                     .steps = 200'000,
+                     .steps = 100'000,
                      .seed = 3});
 }
 
