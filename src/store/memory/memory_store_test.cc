@@ -532,7 +532,15 @@ void run_against_model(const ModelRun& run) {
           model[key] = w.state;
           if (w.ttl.count() > 0 || expiry.contains(key)) expiry[key] = now_us + w.ttl.count();
         }
-        if (got->allowed) allowed.push_back(Allowed{id, charges, *got});
+        // A refund of a decision that gave one policy twice is left out: plan_refund() plans a
+        // write per charge from the same state, and the store stops at the first that deletes
+        // it where the model would apply the last (both as on main; configurations name each
+        // policy once).
+        std::set<const Policy*> distinct;
+        for (const Charge& c : charges) distinct.insert(c.policy);
+        if (got->allowed && distinct.size() == charges.size()) {
+          allowed.push_back(Allowed{id, charges, *got});
+        }
       }
     } else if (action < 9) {
       if (allowed.empty()) continue;
