@@ -663,5 +663,43 @@ TEST_F(RedisClusterTest, AKilledMasterIsReplacedAndDecisionsResumeWithinTheirDea
   EXPECT_EQ(store->stats().reloads, reloads_before);
 }
 
+// A master is lost and nothing is sent to its slots afterwards (as when a caller's circuit breaker
+// holds them back): the store keeps asking for the map while the map names the lost master, so it
+// learns of the promoted replica on its own, and the first decision on those slots afterwards goes
+// straight to the new master.
+TEST_F(RedisClusterTest, AMapNamingALostMasterIsAskedForAgainUntilAReplicaTakesItsSlots) {
+  // A deadline long enough for the first decision on the new master (its connection, the
+  // library's load) on a busy machine: what is tested is where the decision goes, not how fast.
+  auto store = make_store(test::scaled(Duration(2s)));
+  const Policy p = make_policy("lost-master", 1000000);
+  const int slot_victim = identity_slot(kTags, "victim");
+  test::RedisServer* victim = cluster().master_of_slot(slot_victim);
+  ASSERT_NE(victim, nullptr);
+  ASSERT_TRUE(testing::eventually([&] {
+    return test::decide(*store, "victim", {{&p, 1}}).has_value();
+  }));
+  // The store's first map (the first decision may have gone to a seed before it landed).
+  ASSERT_TRUE(testing::eventually([&] { return store->node_of("victim") >= 0; }));
+  const int before = store->node_of("victim");
+  victim->kill();
+  ASSERT_TRUE(testing::eventually(
+      [&] {
+        test::RedisServer* now = cluster().master_of_slot(slot_victim);
+        return now != nullptr && now != victim;
+      },
+      std::chrono::seconds(30)))
+      << "no replica took the slot";
+  // The cluster has promoted a replica: within a few of the store's looks (every 250 ms), the
+  // store's map names it too, with no decision sent.
+  EXPECT_TRUE(testing::eventually([&] { return store->node_of("victim") != before; },
+                                  std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      test::scaled(Duration(2s)))))
+      << "the store still routes the slot to the lost master";
+  const std::uint64_t refreshes = store->stats().refreshes;
+  auto r = test::decide(*store, "victim", {{&p, 1}});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(store->stats().refreshes, refreshes) << "the decision had to find the new master";
+}
+
 }  // namespace
 }  // namespace fg::redis

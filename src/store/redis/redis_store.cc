@@ -45,6 +45,14 @@ constexpr Duration kMaxBackoff = std::chrono::milliseconds(64);
 // failover every failing decision (on every thread) asks for a refresh, and the map can only
 // change so fast.
 constexpr Duration kMinRefreshInterval = std::chrono::milliseconds(100);
+// After a connection to a master is lost, the map is asked for again this often, for as long as
+// it still names that master and no connection to it has come back (up to kLostMasterWatch). The
+// refresh at the loss itself comes too early to learn of a failover: the cluster promotes a
+// replica only after its node timeout. Until then a decision finds the dead node on its own, but
+// a caller's circuit breaker (decider.h) stops sending them, so without this nothing would ask
+// for the map until the breaker's next probe, seconds after the promotion.
+constexpr Duration kLostMasterRefresh = std::chrono::milliseconds(250);
+constexpr Duration kLostMasterWatch = std::chrono::seconds(60);
 
 constexpr std::uint16_t kNoNode = 0xffff;
 
@@ -332,7 +340,7 @@ struct Staged {
 class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
  public:
   ThreadContext(asio::io_context& ioc, std::shared_ptr<const Shared> shared)
-      : ioc_(ioc), shared_(std::move(shared)), refresh_timer_(ioc) {
+      : ioc_(ioc), shared_(std::move(shared)), refresh_timer_(ioc), lost_timer_(ioc) {
     for (const auto& hp : shared_->options.url.hosts) {
       seeds_.push_back(node_for(NodeAddress{hp.host, hp.port}));
     }
@@ -359,6 +367,7 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
     if (closed_) return;
     closed_ = true;
     refresh_timer_.cancel();
+    lost_timer_.cancel();
     // The store's refresh, or its deferred one, if this thread held them: the next request, on
     // any thread, starts another.
     if (refreshing_) {
@@ -422,11 +431,14 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
     o.stall_timeout = shared_->options.stall_timeout;
     o.counters = &counters_.connections;
     auto conn = Connection::make(ioc_, std::move(o));
-    if (shared_->cluster) {
-      conn->on_lost = [this](const Error&) { request_refresh(); };
-    }
     const auto index = static_cast<std::uint16_t>(nodes_.size());
     const int global = shared_->nodes->id(a);
+    if (shared_->cluster) {
+      conn->on_lost = [this, global](const Error&) {
+        watch_lost(global);
+        request_refresh();
+      };
+    }
     nodes_.push_back(Node{a, conn, owner, global});
     by_name_.emplace(std::move(name), index);
     if (static_cast<std::size_t>(global) >= local_of_global_.size()) {
@@ -509,6 +521,53 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
  private:
   void flush_staged();
 
+  // Keeps asking for the map while it names the lost master `global` (kLostMasterRefresh).
+  void watch_lost(int global) {
+    if (std::find(lost_masters_.begin(), lost_masters_.end(), global) == lost_masters_.end()) {
+      lost_masters_.push_back(global);
+    }
+    lost_since_ = SteadyClock::now();
+    arm_lost_timer();
+  }
+
+  void arm_lost_timer() {
+    if (lost_timer_armed_) return;
+    lost_timer_armed_ = true;
+    lost_timer_.expires_after(kLostMasterRefresh);
+    lost_timer_.async_wait([weak = weak_from_this()](const error_code& ec) {
+      auto self = weak.lock();
+      if (!self || ec || self->closed_) return;
+      self->lost_timer_armed_ = false;
+      self->recheck_lost();
+    });
+  }
+
+  void recheck_lost() {
+    // A master the map no longer names (a replica took its slots), or one a connection reached
+    // again (it came back), is no longer watched.
+    std::erase_if(lost_masters_, [this](int global) {
+      if (!names_master(global)) return true;
+      const std::uint16_t n = static_cast<std::size_t>(global) < local_of_global_.size()
+                                  ? local_of_global_[static_cast<std::size_t>(global)]
+                                  : kNoNode;
+      return n != kNoNode && nodes_[n].conn->connected();
+    });
+    if (lost_masters_.empty() || SteadyClock::now() - lost_since_ >= kLostMasterWatch) {
+      lost_masters_.clear();
+      return;
+    }
+    request_refresh(false);
+    arm_lost_timer();
+  }
+
+  // Whether the store's map gives `global` any slot.
+  bool names_master(int global) const {
+    for (int slot = 0; slot < kClusterSlots; ++slot) {
+      if (shared_->nodes->node_of_slot(slot) == global) return true;
+    }
+    return false;
+  }
+
   struct Node {
     NodeAddress address;
     std::shared_ptr<Connection> conn;
@@ -573,6 +632,12 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
   bool refreshing_ = false;                     // this thread runs the store's refresh
   bool refresh_timer_armed_ = false;            // this thread holds the store's deferred refresh
   asio::steady_timer refresh_timer_;
+  // Masters this thread lost a connection to that the map still named at the last look, since
+  // lost_since_ (the latest loss): watch_lost().
+  std::vector<int> lost_masters_;
+  SteadyTime lost_since_{};
+  bool lost_timer_armed_ = false;
+  asio::steady_timer lost_timer_;
   PolicyBlocks blocks_;         // the policies' encodings (before staged_: it outlives their Refs)
   std::string scratch_;         // prepare_decision's working space
   std::vector<Staged> staged_;  // decisions for the next flush, in decide() order

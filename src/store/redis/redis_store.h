@@ -33,7 +33,10 @@
 // every thread at once and retries on the named node (and refreshes the map, unless it already
 // named that node); ASK retries on the named node after ASKING, in the same write; TRYAGAIN,
 // CLUSTERDOWN, LOADING, READONLY are retried with backoff (1, 2, 4 .. 64 ms) until the deadline; a
-// lost node refreshes the map from the other known nodes. Commands go to masters only.
+// lost node refreshes the map from the other known nodes, and again every 250 ms while the map
+// still names it as a master and no connection reaches it (for up to 60 s after the last loss), so
+// the store learns of a promoted replica even while nothing is sent to the lost node's slots.
+// Commands go to masters only.
 //
 // Scripts. The library is loaded with FUNCTION LOAD REPLACE at the head of the store's first
 // connection to each node, and of its every reconnect (pipelined, no extra round trip), so a
