@@ -172,17 +172,32 @@ DenyCache* Decider::deny_cache(const Rules& rules) const {
   return store_->completes_inline() ? nullptr : rules.deny_cache.get();
 }
 
+std::optional<Outcome> Decider::from_deny_cache(DenyCache& cache, const Rules& rules,
+                                                const Plan& plan, ThreadMetrics* shard,
+                                                std::int64_t asked_us) {
+  std::optional<Verdict> cached = cache.lookup(plan, asked_us);
+  if (!cached) return std::nullopt;
+  if (shard != nullptr) shard->on_deny_cache_hit();
+  Outcome out{std::move(*cached), std::nullopt, Degraded::kNo, true};
+  count(rules, plan, out, shard);
+  return out;
+}
+
+std::optional<Outcome> Decider::cached_denial(const Rules& rules, const Plan& plan,
+                                              ThreadMetrics* shard) {
+  DenyCache* cache = deny_cache(rules);
+  if (cache == nullptr) return std::nullopt;
+  return from_deny_cache(*cache, rules, plan, shard, to_us(monotonic_->now()));
+}
+
 void Decider::decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
                      OutcomeCallback done) {
   const auto started_at = std::chrono::steady_clock::now();
   std::int64_t asked_us = 0;
   if (DenyCache* cache = deny_cache(rules)) {
     asked_us = to_us(monotonic_->now());
-    if (std::optional<Verdict> cached = cache->lookup(plan, asked_us)) {
-      if (shard != nullptr) shard->on_deny_cache_hit();
-      Outcome out{std::move(*cached), std::nullopt, Degraded::kNo, true};
-      count(rules, plan, out, shard);
-      done(std::move(out));
+    if (std::optional<Outcome> out = from_deny_cache(*cache, rules, plan, shard, asked_us)) {
+      done(std::move(*out));
       return;
     }
   }

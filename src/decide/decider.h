@@ -145,6 +145,10 @@ class Decider {
   void decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard, OutcomeCallback done);
   // decide() for a store that completes inline (store().completes_inline()): the outcome now.
   Outcome decide_now(const Rules& rules, const Plan& plan, ThreadMetrics* shard);
+  // What decide() would answer from the deny cache (a denial, counted in `shard` as decide()
+  // counts it), now; nullopt when the cache holds no denial for `plan`, and then decide() would
+  // ask the store. Lets a caller answer a client over its limit without waiting for a callback.
+  std::optional<Outcome> cached_denial(const Rules& rules, const Plan& plan, ThreadMetrics* shard);
 
   // Gives back what `consumed` (an allowed verdict of `plan`) took, when the request was not
   // served after all (its body could not be read), and forgets the plan's cached denial. Fire
@@ -213,6 +217,9 @@ class Decider {
                       std::int64_t asked_us = 0, const Nodes& nodes = {});
   // The rules' deny cache when this decider uses one (a store that does not complete inline).
   DenyCache* deny_cache(const Rules& rules) const;
+  // The deny cache's denial of `plan` at `asked_us`, counted, or nullopt.
+  std::optional<Outcome> from_deny_cache(DenyCache& cache, const Rules& rules, const Plan& plan,
+                                         ThreadMetrics* shard, std::int64_t asked_us);
   void count(const Rules& rules, const Plan& plan, const Outcome& out, ThreadMetrics* shard);
   void probe_from(int i, std::shared_ptr<ProbeCallback> done);
 

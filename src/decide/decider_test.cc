@@ -41,7 +41,9 @@ class Flaky final : public Store {
     inner_.renew(r, std::move(done));
   }
   std::string_view kind() const override { return "flaky"; }
-  bool completes_inline() const override { return true; }
+  bool completes_inline() const override { return inline_answers; }
+  // As a remote store says (it still answers inline): the deciding service keeps a deny cache.
+  bool inline_answers = true;
 
  private:
   memory::MemoryStore inner_;
@@ -96,6 +98,46 @@ struct DeciderTest : ::testing::Test {
     return std::move(*out);
   }
 };
+
+// cached_denial() answers what decide() would from the deny cache, without the store, counted
+// as decide() counts it; and nothing when the cache holds no denial for the plan.
+TEST_F(DeciderTest, ACachedDenialIsTheDenialDecideWouldAnswerWithoutTheStore) {
+  store->inline_answers = false;  // a remote store: the deny cache is used
+  auto c = config::parse_config("policies:\n  - {name: p, limit: 2, period: 1h}\n", "t");
+  ASSERT_TRUE(c) << c.error().message;
+  auto rules = make_rules(std::make_shared<const config::Config>(std::move(*c)));
+  rules->metric_ids = {metrics.policy_id("p")};
+  Query q;
+  q.method = "GET";
+  q.path = "/x";
+  q.header = [](std::string_view) { return std::nullopt; };
+  q.peer = *config::parse_ip("203.0.113.9");
+  Plan p;
+  ASSERT_TRUE(plan(*rules, q, false, p, nullptr));
+  EXPECT_FALSE(decider->cached_denial(*rules, p, &metrics.shard(0))) << "nothing denied yet";
+  ASSERT_TRUE(once(*rules, p).verdict->allowed);
+  ASSERT_TRUE(once(*rules, p).verdict->allowed);
+  EXPECT_FALSE(decider->cached_denial(*rules, p, &metrics.shard(0))) << "allowed is not cached";
+  const Outcome denied = once(*rules, p);  // from the store: remembered
+  ASSERT_FALSE(denied.verdict->allowed);
+  EXPECT_FALSE(denied.from_deny_cache);
+  const int calls = store->calls;
+  std::optional<Outcome> cached = decider->cached_denial(*rules, p, &metrics.shard(0));
+  ASSERT_TRUE(cached);
+  EXPECT_EQ(store->calls, calls) << "the store was asked";
+  EXPECT_TRUE(cached->from_deny_cache);
+  ASSERT_TRUE(cached->verdict);
+  EXPECT_FALSE(cached->verdict->allowed);
+  EXPECT_EQ(cached->verdict->headline().remaining, 0);
+  EXPECT_EQ(cached->verdict->headline().limit, 2);
+  EXPECT_EQ(cached->degraded, Degraded::kNo);
+  // decide() gives the same answer from the cache, and both hits are counted.
+  const Outcome again = once(*rules, p);
+  EXPECT_TRUE(again.from_deny_cache);
+  EXPECT_EQ(store->calls, calls);
+  const std::string text = metrics.render();
+  EXPECT_NE(text.find("floodgate_deny_cache_hits_total 2"), std::string::npos) << text;
+}
 
 TEST_F(DeciderTest, CountsEachPolicyOnceAndTheVerdictThatCounts) {
   auto rules = rules_for("allow", metrics);

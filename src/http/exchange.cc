@@ -189,6 +189,21 @@ auto Server::Impl::respond_now(Request& req, Worker& w, const tcp::endpoint& pee
       return end(req, w, peer, x, !body_read);  // answered by begin()
     case Route::Kind::kServe:
     case Route::Kind::kDecide: {
+      if (!inline_store && x.route.kind == Route::Kind::kDecide) {
+        // A client the deny cache holds as over its limit is answered here, as respond() would
+        // answer that denial, without respond()'s coroutine: the common request of a client
+        // over its limit on a remote store.
+        std::optional<decide::Outcome> so = decider->cached_denial(*x.rt, x.route, w.metrics);
+        if (!so) return std::nullopt;
+        if (!w.upstream && body_read && plain_answer_applies(req, x.route, *x.rt)) {
+          const RateLimitHeaders headers = verdict_headers(x.route, *x.rt, *so->verdict);
+          settle(w, x, *so, !headers.denied);
+          return plain(req, w, peer, x, headers, out);
+        }
+        // A denial is never served (answer_decision()): nothing to read, forward or await.
+        decided(req, w, x, std::move(*so));
+        return end(req, w, peer, x, !body_read);
+      }
       if (!inline_store || w.upstream || !body_read) return std::nullopt;
       const bool plain_answer = plain_answer_applies(req, x.route, *x.rt);
       if (x.route.kind == Route::Kind::kServe) {

@@ -58,6 +58,54 @@ std::optional<std::uint64_t> metric(const std::string& page, std::string_view se
   return std::stoull(page.substr(at + head.size(), page.find('\n', at + 1) - at - head.size()));
 }
 
+// A client over its limit on a remote store is answered from the deny cache (without asking
+// Redis, and without the coroutine that waits for it): the same answer as the store's own
+// denial, for a request without a body, and for one whose body is not read (then the connection
+// closes, as after any answer that leaves a body unread).
+TEST(ServerOnRedis, ACachedDenialIsTheStoresDenialWithoutAskingRedis) {
+  auto redis = start_redis();
+  if (!redis) FG_MISSING_TOOL("redis-server is not installed (apt-get install redis-server)");
+  Running a = start_server(config_for("redis://" + redis->address(), "deny"));
+  ASSERT_TRUE(a.server);
+  const std::vector<std::pair<std::string, std::string>> key = {{"X-API-Key", "over"}};
+  Client c(a.port);
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(c.get("/api/x", key)->result_int(), 200u);
+  const auto fcalls = [&] {
+    const std::string info = redis->command({"INFO", "commandstats"}).str;
+    const std::size_t at = info.find("cmdstat_fcall:calls=");
+    return at == std::string::npos ? 0 : std::stoull(info.substr(at + 20));
+  };
+  auto first = c.get("/api/x", key);  // the store's denial, remembered
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->result_int(), 429u);
+  const auto asked = fcalls();
+  ASSERT_GT(asked, 0u);
+  for (int i = 0; i < 2; ++i) {
+    auto again = c.get("/api/x", key);
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->result_int(), 429u);
+    for (const char* name : {"X-RateLimit-Limit", "X-RateLimit-Remaining", "RateLimit-Policy",
+                             "Content-Type", "Connection"}) {
+      EXPECT_EQ(field(*again, name), field(*first, name)) << name;
+    }
+    EXPECT_NE(field(*again, "Retry-After"), "<absent>");
+    EXPECT_LE(std::stoll(field(*again, "Retry-After")), std::stoll(field(*first, "Retry-After")));
+    EXPECT_EQ(again->body().substr(0, 40), first->body().substr(0, 40));
+  }
+  // A body that is not read: the denial, then the connection closes.
+  ASSERT_TRUE(c.send("POST /api/x HTTP/1.1\r\nHost: t\r\nX-API-Key: over\r\n"
+                     "Content-Length: 10\r\n\r\n"));
+  auto posted = c.read();
+  ASSERT_TRUE(posted);
+  EXPECT_EQ(posted->result_int(), 429u);
+  EXPECT_EQ(field(*posted, "Connection"), "close");
+  EXPECT_TRUE(c.closed_by_server());
+  EXPECT_EQ(fcalls(), asked) << "a cached denial asked Redis";
+  auto page = get_once(a.port, "/metrics");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(metric(page->body(), "floodgate_deny_cache_hits_total"), 3u);
+}
+
 TEST(ServerOnRedis, TwoInstancesShareOneLimitExactly) {
   auto redis = start_redis();
   if (!redis) FG_MISSING_TOOL("redis-server is not installed (apt-get install redis-server)");
