@@ -191,12 +191,14 @@ std::optional<Outcome> Decider::cached_denial(const Rules& rules, const Plan& pl
 }
 
 void Decider::decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard,
-                     OutcomeCallback done) {
+                     OutcomeCallback done, bool deny_cache_checked) {
   const auto started_at = std::chrono::steady_clock::now();
   std::int64_t asked_us = 0;
   if (DenyCache* cache = deny_cache(rules)) {
     asked_us = to_us(monotonic_->now());
-    if (std::optional<Outcome> out = from_deny_cache(*cache, rules, plan, shard, asked_us)) {
+    std::optional<Outcome> out;
+    if (!deny_cache_checked) out = from_deny_cache(*cache, rules, plan, shard, asked_us);
+    if (out) {
       done(std::move(*out));
       return;
     }

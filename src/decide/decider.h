@@ -142,7 +142,10 @@ class Decider {
   // Decides `plan` (non-empty) under rules.config->on_store_error; counts it in `shard` (and the
   // circuit gauge in `metrics`, when given). `done` is called exactly once, before decide()
   // returns when the store completes inline. `plan` and `rules` must live until then.
-  void decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard, OutcomeCallback done);
+  // `deny_cache_checked`: the caller found no cached denial (cached_denial()) just before, so the
+  // cache is not looked in again; a denial the store gives is still remembered.
+  void decide(const Rules& rules, const Plan& plan, ThreadMetrics* shard, OutcomeCallback done,
+              bool deny_cache_checked = false);
   // decide() for a store that completes inline (store().completes_inline()): the outcome now.
   Outcome decide_now(const Rules& rules, const Plan& plan, ThreadMetrics* shard);
   // What decide() would answer from the deny cache (a denial, counted in `shard` as decide()

@@ -12,13 +12,15 @@
 
 namespace fg::http {
 
-auto Server::Impl::decide(Worker& w, const Route& r, const Runtime& rt)
+auto Server::Impl::decide(Worker& w, const Route& r, const Runtime& rt, bool deny_cache_checked)
     -> awaitable<decide::Outcome> {
   // Not a coroutine itself: completion()'s frame is the only one (it holds `start`, whose
   // references are to objects that outlive the call).
   decide::Decider* d = decider.get();
   ThreadMetrics* shard = w.metrics;
-  auto start = [d, &r, &rt, shard](auto done) { d->decide(rt, r, shard, std::move(done)); };
+  auto start = [d, &r, &rt, shard, deny_cache_checked](auto done) {
+    d->decide(rt, r, shard, std::move(done), deny_cache_checked);
+  };
   return completion<decide::Outcome>(start);
 }
 
@@ -128,6 +130,13 @@ auto Server::Impl::plain(const Request& req, Worker& w, const tcp::endpoint& pee
   return reply;
 }
 
+auto Server::Impl::plain_verdict(const Request& req, Worker& w, const tcp::endpoint& peer,
+                                 Exchange& x, decide::Outcome& so, std::string& out) -> Reply {
+  const RateLimitHeaders headers = verdict_headers(x.route, *x.rt, *so.verdict);
+  settle(w, x, so, !headers.denied);
+  return plain(req, w, peer, x, headers, out);
+}
+
 auto Server::Impl::give_back(Exchange& x) -> void {
   x.renewal.stop();
   x.slots.reset();  // not served: its slots go back at once
@@ -196,9 +205,7 @@ auto Server::Impl::respond_now(Request& req, Worker& w, const tcp::endpoint& pee
         std::optional<decide::Outcome> so = decider->cached_denial(*x.rt, x.route, w.metrics);
         if (!so) return std::nullopt;
         if (!w.upstream && body_read && plain_answer_applies(req, x.route, *x.rt)) {
-          const RateLimitHeaders headers = verdict_headers(x.route, *x.rt, *so->verdict);
-          settle(w, x, *so, !headers.denied);
-          return plain(req, w, peer, x, headers, out);
+          return plain_verdict(req, w, peer, x, *so, out);
         }
         // A denial is never served (answer_decision()): nothing to read, forward or await.
         decided(req, w, x, std::move(*so));
@@ -212,11 +219,7 @@ auto Server::Impl::respond_now(Request& req, Worker& w, const tcp::endpoint& pee
         return end(req, w, peer, x, false);
       }
       decide::Outcome so = decider->decide_now(*x.rt, x.route, w.metrics);
-      if (plain_answer && so.verdict) {  // what answer_decision() answers from_verdict
-        const RateLimitHeaders headers = verdict_headers(x.route, *x.rt, *so.verdict);
-        settle(w, x, so, !headers.denied);
-        return plain(req, w, peer, x, headers, out);
-      }
+      if (plain_answer && so.verdict) return plain_verdict(req, w, peer, x, so, out);
       if (decided(req, w, x, std::move(so))) x.response = demo_resource(req, x.route.path);
       return end(req, w, peer, x, false);
     }
@@ -243,14 +246,13 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
       serve_it = true;
       break;
     case Route::Kind::kDecide: {
-      decide::Outcome so = co_await decide(w, x.route, *x.rt);
+      // respond_now() looked in the deny cache first (on a store that does not answer inline).
+      decide::Outcome so = co_await decide(w, x.route, *x.rt, true);
       // As respond_now() answers when the store decides at once; the upstream is looked at after
       // the store's answer, as serve() would (a reload may have changed it meanwhile).
       if (so.verdict && !w.upstream && in.parser.is_done() &&
           plain_answer_applies(req, x.route, *x.rt)) {
-        const RateLimitHeaders headers = verdict_headers(x.route, *x.rt, *so.verdict);
-        settle(w, x, so, !headers.denied);
-        co_return plain(req, w, peer, x, headers, in.out);
+        co_return plain_verdict(req, w, peer, x, so, in.out);
       }
       serve_it = decided(req, w, x, std::move(so));
       break;

@@ -279,7 +279,9 @@ struct Server::Impl {
   }
 
   // The deciding service's outcome for `r` (decider.h: the guard, on_store_error, the counting).
-  awaitable<decide::Outcome> decide(Worker& w, const Route& r, const Runtime& rt);
+  // `deny_cache_checked`: respond_now() found no cached denial for this request a moment ago.
+  awaitable<decide::Outcome> decide(Worker& w, const Route& r, const Runtime& rt,
+                                    bool deny_cache_checked = false);
 
   // Every second on thread 0: does the store answer? (for /readyz; also closes the breaker).
   // A store in this process always does.
@@ -408,6 +410,9 @@ struct Server::Impl {
   // into `out`, counted and logged as end() counts and logs the others.
   Reply plain(const Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
               const RateLimitHeaders& headers, std::string& out);
+  // plain() for a decision with a verdict (what answer_decision() answers from it), settled.
+  Reply plain_verdict(const Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
+                      decide::Outcome& so, std::string& out);
 
   // A request that was allowed but is not served after all (its body could not be read): what it
   // consumed is given back, so a malformed or oversized body costs its client nothing.
