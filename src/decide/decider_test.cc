@@ -80,7 +80,7 @@ struct DeciderTest : ::testing::Test {
     return d;
   }();
 
-  Plan plan_for(const Rules& rules) {
+  Plan plan_for(const Rules& rules, std::size_t charges = 2) {
     Query q;
     q.method = "GET";
     q.path = "/x";
@@ -88,7 +88,7 @@ struct DeciderTest : ::testing::Test {
     q.peer = *config::parse_ip("203.0.113.7");
     Plan p;
     EXPECT_TRUE(plan(rules, q, false, p, nullptr));
-    EXPECT_EQ(p.charges.size(), 2u);
+    EXPECT_EQ(p.charges.size(), charges);
     return p;
   }
   Outcome once(const Rules& rules, const Plan& p) {
@@ -107,13 +107,7 @@ TEST_F(DeciderTest, ACachedDenialIsTheDenialDecideWouldAnswerWithoutTheStore) {
   ASSERT_TRUE(c) << c.error().message;
   auto rules = make_rules(std::make_shared<const config::Config>(std::move(*c)));
   rules->metric_ids = {metrics.policy_id("p")};
-  Query q;
-  q.method = "GET";
-  q.path = "/x";
-  q.header = [](std::string_view) { return std::nullopt; };
-  q.peer = *config::parse_ip("203.0.113.9");
-  Plan p;
-  ASSERT_TRUE(plan(*rules, q, false, p, nullptr));
+  const Plan p = plan_for(*rules, 1);
   EXPECT_FALSE(decider->cached_denial(*rules, p, &metrics.shard(0))) << "nothing denied yet";
   ASSERT_TRUE(once(*rules, p).verdict->allowed);
   ASSERT_TRUE(once(*rules, p).verdict->allowed);
