@@ -8,11 +8,12 @@
 #
 # One line per run: req/s, p99, CPU µs per request of floodgate / redis-server / wrk, machine
 # busy %. The policy is bench/report.sh's (100 per 60 s per X-API-Key, token bucket), the load
-# `wrk -t2 -c50` with bench/wrk/keys.lua over 10,000 keys (a fresh prefix per run), after a 2 s
+# `wrk -t2 -c50` with bench/wrk/keys.lua over KEYS keys (a fresh prefix per run), after a 2 s
 # warm-up.
 #
 # Environment (defaults in brackets): FLOODGATE [build/release/floodgate], THREADS [2] server
-# threads, STORE [redis: one redis-server started here | memory], DURATION [6] seconds.
+# threads, STORE [redis: one redis-server started here | memory], DURATION [6] seconds, KEYS
+# [10000] keys drawn from (50: the report's hot-key load, most requests answered 429).
 # Needs redis-server, redis-cli, wrk, curl, python3. Every process it starts is stopped by PID.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +21,7 @@ FLOODGATE=${FLOODGATE:-$root/build/release/floodgate}
 THREADS=${THREADS:-2}
 STORE=${STORE:-redis}
 DURATION=${DURATION:-6}
+KEYS=${KEYS:-10000}
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 work=$(mktemp -d /tmp/fg-cpu-split-XXXXXX)
@@ -66,7 +68,7 @@ for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$fp/readyz" && b
 curl -fs -o /dev/null "http://127.0.0.1:$fp/readyz" || { echo "cpu_split: floodgate did not start: $(tail -3 "$work/fg.log")" >&2; exit 1; }
 
 url=http://127.0.0.1:$fp/api/resource
-wrk -t2 -c50 -d2s -s "$root/bench/wrk/keys.lua" "$url" -- 10000 "warm-$RANDOM" >/dev/null
+wrk -t2 -c50 -d2s -s "$root/bench/wrk/keys.lua" "$url" -- "$KEYS" "warm-$RANDOM" >/dev/null
 ticks() {  # PID -> user + system ticks (0 without a PID)
   [[ -n $1 ]] || { echo 0; return; }
   local s
@@ -77,7 +79,7 @@ ticks() {  # PID -> user + system ticks (0 without a PID)
 host() { awk '/^cpu /{ b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6; exit }' /proc/stat; }
 f0=$(ticks "$fg_pid"); r0=$(ticks "$redis_pid"); read -r hb0 ht0 < <(host)
 /usr/bin/time -f "%U %S" -o "$work/wrk.time" wrk -t2 -c50 -d"${DURATION}s" --latency \
-  -s "$root/bench/wrk/keys.lua" "$url" -- 10000 "run-$RANDOM" >"$work/wrk.txt"
+  -s "$root/bench/wrk/keys.lua" "$url" -- "$KEYS" "run-$RANDOM" >"$work/wrk.txt"
 f1=$(ticks "$fg_pid"); r1=$(ticks "$redis_pid"); read -r hb1 ht1 < <(host)
 python3 - "$work/wrk.txt" "$work/wrk.time" "$(getconf CLK_TCK)" $((f1 - f0)) $((r1 - r0)) \
   $((hb1 - hb0)) $((ht1 - ht0)) "$THREADS" "$STORE" <<'EOF'
