@@ -187,11 +187,21 @@ def any_server_bound(runs, config, redis_cpu, cpus):
     return (cpus * 1e6 / floor if floor > 0 else float("inf")), rest, lb, redis
 
 
+def static_ceiling(runs, config):
+    """What nginx answering a static 200 (no limit, no store) did in `config`'s topology in this
+    run: nginx-lb (two processes behind the same HAProxy) for an lb configuration, nginx-direct
+    otherwise; None when it was not measured. No server that decides anything answers more."""
+    ceiling = "nginx-lb" if config.endswith("-lb") else "nginx-direct"
+    return (runs.med(ceiling, "many", "rps"), ceiling) if runs.has(ceiling) else (None, ceiling)
+
+
 def end_to_end_verdict(runs, a, b, threshold, redis_cpu, cpus):
     """(measured text, met) for "a ≥ threshold × b in requests per second". Where threshold × b's
-    requests per second is beyond what any server could answer on this machine (any_server_bound),
-    the issue's rule judges the CPU per request instead: b's server CPU over a's, beside the
-    argument."""
+    requests per second is beyond what any server could answer on this machine, the issue's rule
+    judges the CPU per request instead: b's server CPU over a's, beside the argument. Two bounds
+    say so, each enough: the CPUs over what a request costs besides the server
+    (any_server_bound), and what nginx's static 200 answered in the same topology in this run
+    (static_ceiling)."""
     value = runs.med(a, "many", "rps") / runs.med(b, "many", "rps")
     rounds = " / ".join(f"{x:.2f}" for x in ratio_per_round(runs, a, b, "rps"))
     own_a = runs.med(a, "many", "app_cpu") * 1000
@@ -203,17 +213,26 @@ def end_to_end_verdict(runs, a, b, threshold, redis_cpu, cpus):
         return text, True
     need = threshold * runs.med(b, "many", "rps")
     bound, rest, lb, redis = any_server_bound(runs, a, redis_cpu, cpus)
-    if need <= bound:
+    ceiling, ceiling_config = static_ceiling(runs, a)
+    why = []
+    if need > bound:
+        costs = f"wrk and the kernel {rest:.0f} µs, "
+        if lb > 0:
+            costs += f"HAProxy {lb:.0f} µs, "
+        costs += f"the cheapest Redis decision {redis:.1f} µs"
+        why.append(f"at most {fmt_int(bound)} req/s on {cpus} CPUs when a request costs, besides "
+                   f"the server, {costs}")
+    if ceiling is not None and need > ceiling:
+        where = "behind the same HAProxy" if a.endswith("-lb") else "in one process"
+        why.append(f"nginx answering a static 200, with no limit and no store, answered "
+                   f"{fmt_int(ceiling)} req/s {where} in this run ({ceiling_config})")
+    if not why:
         return text, False
-    costs = f"wrk and the kernel {rest:.0f} µs, "
-    if lb > 0:
-        costs += f"HAProxy {lb:.0f} µs, "
-    costs += f"the cheapest Redis decision {redis:.1f} µs"
     return (f"{value:.2f}× in req/s (per round {rounds}), but {threshold:g}× is "
-            f"{fmt_int(need)} req/s, more than any server could answer here: at most "
-            f"{fmt_int(bound)} req/s on {cpus} CPUs when a request costs, besides the server, "
-            f"{costs}. Judged by CPU per request instead: **{cpu_ratio:.1f}×** less "
-            f"({own_a:.0f} against {own_b:.0f} µs)", cpu_ratio >= threshold)
+            f"{fmt_int(need)} req/s, more than any server could answer here: "
+            + "; ".join(why) + ". Judged by CPU per request instead: "
+            f"**{cpu_ratio:.1f}×** less ({own_a:.0f} against {own_b:.0f} µs)",
+            cpu_ratio >= threshold)
 
 
 def targets(runs, ceiling, redis_cpu=None, cpus=None):
@@ -452,7 +471,10 @@ def main():
               "floodgate runs two server threads in one process, unless the row says otherwise; "
               "behind HAProxy, two processes of "
               f"{a.pair_threads} thread{'s' if int(a.pair_threads) != 1 else ''} each. "
-              "A NestJS process is one Node.js thread.")
+              "A NestJS process is one Node.js thread. nginx's static 200 runs 2 workers in one "
+              "process; behind HAProxy, two processes of 1 worker each: what any server could "
+              "answer in that topology on this machine, the targets behind HAProxy are judged "
+              "against it.")
     md.append("")
     md.append("CPU is user + system time of the processes during the run, per 1,000 responses: "
               "the server process(es), the redis-server(s) (one, or the cluster's 3 masters) and "

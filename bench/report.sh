@@ -19,7 +19,9 @@
 #              HAProxy in front of two more processes, each with half the machine's CPUs as
 #              threads (one on 2 CPUs): two instances on one host are sized so that their threads
 #              add up to its CPUs (docs/benchmarks.md, "Sizing behind HAProxy").
-#   nginx      nginx returning a static 200 (2 workers, no access log): the HTTP ceiling.
+#   nginx      nginx returning a static 200 (2 workers, no access log): the HTTP ceiling. nginx-lb:
+#              two nginx processes of 1 worker each behind the same HAProxy, the ceiling of any
+#              server in the lb topology (the targets behind HAProxy are judged against it).
 #   nginx-limit-req  nginx enforcing the same limit itself, in one worker (no access log):
 #              limit_req_zone $http_x_api_key rate=100r/m, limit_req burst=100 nodelay, 429 beyond,
 #              beside fg-memory-t1 (one thread): one core's worth of rate limiting each. The 200 is
@@ -62,7 +64,7 @@ all_configs="nest-express-throttler-direct nest-express-throttler-lb nest-expres
   nest-express-lua-direct nest-express-lua-lb nest-fastify-throttler-direct nest-fastify-throttler-lb
   nest-fastify-lua-direct nest-express-throttler-cluster-direct
   fg-redis-direct fg-redis-lb fg-cluster-direct fg-cluster-lb fg-memory-direct
-  fg-memory-t1-direct fg-none-direct nginx-direct nginx-limit-req-direct"
+  fg-memory-t1-direct fg-none-direct nginx-direct nginx-lb nginx-limit-req-direct"
 CONFIGS=${CONFIGS:-$all_configs}
 HOT=${HOT:-nest-express-throttler-direct nest-fastify-throttler-direct nest-express-lua-direct
   fg-redis-direct fg-redis-nocache-direct fg-cluster-direct fg-memory-direct fg-memory-t1-direct
@@ -243,9 +245,10 @@ EOF
   group_pids[$group]=$ps
 }
 
-start_nginx() {  # GROUP WORKERS LIMIT(yes|no)
-  local group=$1 workers=$2 limit=$3 port dir=$work/$1 zone="" location
+start_nginx() {  # GROUP WORKERS LIMIT(yes|no): one more nginx process in GROUP
+  local group=$1 workers=$2 limit=$3 port dir zone="" location
   port=$(free_port)
+  dir=$work/$group-$port
   mkdir -p "$dir"
   location="location / { return 200 '{\"ok\":true}'; }"
   if [[ $limit == yes ]]; then
@@ -280,14 +283,14 @@ EOF
   pids+=($!)
   local master=$!
   wait_http "http://127.0.0.1:$port/api/resource" $master
-  group_ports[$group]="$port "
-  group_pids[$group]="$master $(pgrep -P "$master" | tr '\n' ' ')"
+  group_ports[$group]+="$port "
+  group_pids[$group]+="$master $(pgrep -P "$master" | tr '\n' ' ')"
 }
 
 # The group a configuration runs on, and how to start it.
 group_of() {  # CONFIG -> GROUP (floodgate's lb configurations run on a pair of their own)
   local c=${1%-direct}
-  if [[ $c == fg-*-lb ]]; then echo "${c%-lb}-pair"; else echo "${c%-lb}"; fi
+  if [[ $c == fg-*-lb || $c == nginx-lb ]]; then echo "${c%-lb}-pair"; else echo "${c%-lb}"; fi
 }
 PAIR_THREADS=${PAIR_THREADS:-$(($(nproc) / 2 > 0 ? $(nproc) / 2 : 1))}
 start_group() {
@@ -312,6 +315,7 @@ start_group() {
     fg-memory-t1) start_floodgate "$g" memory:// yes 1 1 ;;
     fg-none) start_floodgate "$g" memory:// no 1 ;;
     nginx) start_nginx "$g" 2 no ;;
+    nginx-pair) start_nginx "$g" 1 no && start_nginx "$g" 1 no ;;
     nginx-limit-req) start_nginx "$g" 1 yes ;;
     *) die "unknown configuration group $g" ;;
   esac

@@ -112,6 +112,30 @@ class EndToEnd(unittest.TestCase):
         self.assertIn("55,55", text)
         self.assertTrue(met, text)
 
+    def fastify_pair(self, nginx_pair_rps):
+        """floodgate's pair (40,000 req/s) against NestJS/Fastify's (20,500): 3× is 61,500, within
+        the CPU bound (2 × 10⁶ / (9 + 13 + 3.6) ≈ 78,125), with nginx's static pair beside them."""
+        runs = runs_of(row("fg-redis-lb", 40000, app_us=13, store_us=10, lb_us=13, host_us=45),
+                       row("nest-fastify-throttler-lb", 20500, app_us=51, store_us=13, lb_us=17,
+                           host_us=90),
+                       row("nginx-lb", nginx_pair_rps, app_us=7, lb_us=14, host_us=29))
+        return report.end_to_end_verdict(runs, "fg-redis-lb", "nest-fastify-throttler-lb", 3,
+                                         REDIS_CPU, 2)
+
+    def test_above_what_nginx_static_answered_in_the_topology_it_is_judged_by_cpu(self):
+        text, met = self.fastify_pair(58000)
+        self.assertTrue(met, text)
+        self.assertIn("more than any server could answer here", text)
+        self.assertIn("answered 58,000 req/s behind the same HAProxy", text)
+        self.assertNotIn("on 2 CPUs when", text)
+        self.assertIn("**3.9×**", text)
+
+    def test_below_what_nginx_static_answered_it_is_judged_by_requests_per_second(self):
+        text, met = self.fastify_pair(62000)
+        self.assertFalse(met, text)
+        self.assertNotIn("any server", text)
+        self.assertIn("1.95×", text)
+
     def test_targets_lists_the_verdicts(self):
         rows = {text: (measured, met) for text, measured, met in
                 report.targets(behind_haproxy(), [], REDIS_CPU, cpus=2)}
