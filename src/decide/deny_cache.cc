@@ -4,6 +4,8 @@
 #include <functional>
 #include <string_view>
 
+#include "util/keyed_hash.h"
+
 namespace fg::decide {
 namespace {
 
@@ -36,7 +38,7 @@ bool DenyCache::cacheable(const Plan& plan) {
 
 std::uint64_t DenyCache::hash(const Plan& plan) {
   std::uint64_t h = plan.charges.size();
-  for (const std::string& id : plan.identities) h = mix(h, std::hash<std::string_view>{}(id));
+  for (const std::string& id : plan.identities) h = mix(h, util::keyed_hash(id));
   for (std::size_t i = 0; i < plan.charges.size(); ++i) {
     h = mix(h, plan.policy_indices[i]);
     h = mix(h, plan.charge_identity[i]);

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "floodgate/clock.h"
+#include "util/keyed_hash.h"
 
 namespace fg::decide {
 
@@ -72,11 +73,7 @@ class SpaceSaving {
   std::size_t capacity_;
   std::vector<Entry> entries_;
   // Heterogeneous lookup: a denial of a monitored identity allocates nothing.
-  struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-  std::unordered_map<std::string, std::size_t, Hash, std::equal_to<>> index_;  // -> entries_
+  std::unordered_map<std::string, std::size_t, util::KeyedHash, std::equal_to<>> index_;  // -> entries_
 };
 
 class TopDenied {

@@ -14,6 +14,7 @@
 #include <set>
 
 #include "floodgate/counter.h"
+#include "util/keyed_hash.h"
 
 namespace fg::rls {
 
@@ -65,7 +66,7 @@ class Service::OverLimitCache {
  private:
   const std::size_t max_entries_;
   mutable std::mutex mu_;
-  std::unordered_map<std::string, std::int64_t> until_;
+  std::unordered_map<std::string, std::int64_t, util::KeyedHash, std::equal_to<>> until_;
 };
 
 namespace {

@@ -8,18 +8,24 @@
 // the string's inline buffer). Those reads were the store's largest cost under load (perf, 10,000
 // clients). Nodes never move: a pointer to one holds until it is erased.
 //
+// Keys are hashed under the process's secret key (util/keyed_hash.h): a client chooses its
+// identities, and under a hash it could compute it could choose thousands that probe from one
+// slot, making each lookup there read all of them.
+//
 // The table is at most 3/4 full, and grows by doubling; it never shrinks, so its slots are bounded
 // by the most keys it held at once (the memory store bounds those by max_keys). Erasing shifts
 // the slots after it back, so no erased slot is left behind to lengthen later probes.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <functional>
 #include <new>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "util/keyed_hash.h"
 
 namespace fg::memory {
 
@@ -36,7 +42,7 @@ class KeyTable {
   };
 
   static std::uint64_t hash_of(std::string_view key) {
-    return std::hash<std::string_view>{}(key);
+    return util::keyed_hash(key);
   }
 
   KeyTable() = default;
@@ -51,6 +57,16 @@ class KeyTable {
   std::size_t size() const { return size_; }
   // Slots allocated (for the memory bound).
   std::size_t slot_count() const { return slots_.size(); }
+  // The farthest any key sits from the slot its hash names: the most slots a lookup of a key
+  // there reads, or a lookup of an absent key nearby (for the hash flooding test).
+  std::size_t longest_probe() const {
+    std::size_t longest = 0;
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+      if (slots_[i].node == nullptr) continue;
+      longest = std::max<std::size_t>(longest, ((i - (slots_[i].hash & mask_)) & mask_) + 1);
+    }
+    return longest;
+  }
 
   Node* find(std::string_view key) const { return find(key, hash_of(key)); }
   Node* find(std::string_view key, std::uint64_t hash) const {

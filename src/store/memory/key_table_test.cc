@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -86,6 +87,26 @@ TEST(KeyTable, KeysOfAnyBytesAndLengthAreTheirOwn) {
   EXPECT_EQ(table.find(std::string("p\0=i", 4)), nullptr);
   EXPECT_EQ(table.find(std::string(299, 'x')), nullptr);
   EXPECT_EQ(c->key(), long_key);
+}
+
+// Hash flooding: a client picks its identities, so it can pick, offline, keys that all fall on
+// one slot under any hash it can compute. std::hash is one (MurmurHash, the same seed in every
+// process): 2,000 keys that share the low 12 bits of it, as a 4,096-slot table would index them,
+// took 8 million tries. The table hashes under the process's secret key instead, so those keys
+// land where chance puts them, and no lookup reads more than a few slots.
+TEST(KeyTable, KeysChosenToCollideUnderAnUnkeyedHashDoNotLengthenProbes) {
+  constexpr std::size_t kKeys = 2000;
+  std::vector<std::string> chosen;
+  for (std::uint64_t i = 0; chosen.size() < kKeys; ++i) {
+    std::string key = "api-key-" + std::to_string(i);
+    if ((std::hash<std::string_view>{}(key) & 0xfff) == 0x5a5) chosen.push_back(std::move(key));
+  }
+  Table table;
+  for (const std::string& key : chosen) table.insert(key);
+  ASSERT_EQ(table.slot_count(), 4096u);  // the table those keys were chosen against
+  // At this load (under 1/2) a key sits within a few dozen slots of its own, with room to spare.
+  EXPECT_LT(table.longest_probe(), 100u);
+  for (const std::string& key : chosen) ASSERT_NE(table.find(key), nullptr);
 }
 
 }  // namespace

@@ -59,7 +59,7 @@ MemoryStore::MemoryStore(const MemoryStoreOptions& options, const Clock& clock)
 }
 
 MemoryStore::Shard& MemoryStore::shard_for(std::string_view stored) {
-  return *shards_[std::hash<std::string_view>{}(stored) % shards_.size()];
+  return *shards_[util::keyed_hash(stored) % shards_.size()];
 }
 
 void MemoryStore::link(Shard& shard, Node& node) {
@@ -334,7 +334,7 @@ std::size_t MemoryStore::slots_held(std::string_view identity, std::string_view 
   std::string key;
   stored_identity(stored, identity);
   make_key(key, policy, stored);
-  const Shard& shard = *shards_[std::hash<std::string_view>{}(stored) % shards_.size()];
+  const Shard& shard = *shards_[util::keyed_hash(stored) % shards_.size()];
   const std::int64_t now_us = to_us(clock_.now());
   std::lock_guard lock(shard.mu);
   auto lt = shard.leases.find(std::string_view(key));

@@ -59,6 +59,7 @@
 
 #include "floodgate/store.h"
 #include "store/memory/key_table.h"
+#include "util/keyed_hash.h"
 
 namespace fg::memory {
 
@@ -109,10 +110,6 @@ class MemoryStore final : public Store {
   std::optional<MemoryStoreStats> memory_stats() const override { return stats(); }
 
  private:
-  struct StringHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
   // A table node: the key ("<policy>\0<identity>") and its Entry (`value`). Nodes never move.
   struct Entry;
   using Map = KeyTable<Entry>;
@@ -135,7 +132,7 @@ class MemoryStore final : public Store {
     std::string id;
     std::int64_t expires_us = 0;
   };
-  using Leases = std::unordered_map<std::string, std::vector<Lease>, StringHash, std::equal_to<>>;
+  using Leases = std::unordered_map<std::string, std::vector<Lease>, util::KeyedHash, std::equal_to<>>;
   // Bucket id (expires_us >> kExpiryBucketShift) -> the head of its list, never empty. Map
   // nodes never move, so the heads' addresses hold.
   using Buckets = std::map<std::int64_t, Link>;

@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -165,6 +166,30 @@ TEST(MemoryStore, AFloodOfDistinctKeysStaysWithinMaxKeys) {
   EXPECT_EQ(later, 1000);
   EXPECT_EQ(store.evicted_count(), 1000u);
   EXPECT_EQ(store.size(), 1000u);
+}
+
+// Hash flooding of the shards: each shard holds max_keys / shards states, so identities that all
+// land on one shard fill it with a shard's worth of requests, and every newcomer hashed there is
+// refused while the rest of the store is empty. An attacker picks such identities offline under
+// any hash it can compute; std::hash is one. Hashed under the process's secret key, they spread
+// as any identities do.
+TEST(MemoryStore, IdentitiesChosenForOneShardUnderAnUnkeyedHashSpreadOverTheShards) {
+  ManualClock clock;
+  MemoryStore store(MemoryStoreOptions{.max_keys = 256, .shards = 64}, clock);  // 4 per shard
+  const Policy p = make_policy("p", 10, {.period = std::chrono::seconds(60)});
+  // 128 identities whose stored form ('=' and the identity, for a short one) std::hash puts on
+  // shard 0 of 64.
+  std::vector<std::string> chosen;
+  for (int i = 0; chosen.size() < 128; ++i) {
+    std::string id = "client-" + std::to_string(i);
+    if (std::hash<std::string_view>{}("=" + id) % 64 == 0) chosen.push_back(std::move(id));
+  }
+  int refused = 0;
+  for (const std::string& id : chosen) refused += !decide(store, id, {{&p, 1}}).has_value();
+  // On one shard, all but 4 would be refused (124); spread over 64 shards of 4 by chance, about 5
+  // are (at least 32 has a chance far below 10^-9).
+  EXPECT_LT(refused, 32);
+  EXPECT_EQ(store.refused_count(), static_cast<std::uint64_t>(refused));
 }
 
 // The attack this store must resist: spend a budget, then flood the store with fresh identities

@@ -4,6 +4,8 @@
 
 #include <array>
 
+#include "util/keyed_hash.h"
+
 namespace fg::redis {
 namespace {
 
@@ -86,57 +88,8 @@ TagKey make_tag_key(std::string_view secret) {
   return key;
 }
 
-namespace {
-
-constexpr std::uint64_t rotl(std::uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
-
-struct SipState {
-  std::uint64_t v0, v1, v2, v3;
-  void round() {
-    v0 += v1;
-    v1 = rotl(v1, 13);
-    v1 ^= v0;
-    v0 = rotl(v0, 32);
-    v2 += v3;
-    v3 = rotl(v3, 16);
-    v3 ^= v2;
-    v0 += v3;
-    v3 = rotl(v3, 21);
-    v3 ^= v0;
-    v2 += v1;
-    v1 = rotl(v1, 17);
-    v1 ^= v2;
-    v2 = rotl(v2, 32);
-  }
-  void compress(std::uint64_t m) {  // c = 2 rounds per message word
-    v3 ^= m;
-    round();
-    round();
-    v0 ^= m;
-  }
-};
-
-}  // namespace
-
 std::uint64_t siphash24(const TagKey& key, std::string_view data) {
-  // The constants are "somepseudorandomlygeneratedbytes" in ASCII (the reference's IV).
-  SipState s{key.k0 ^ 0x736f6d6570736575ULL, key.k1 ^ 0x646f72616e646f6dULL,
-             key.k0 ^ 0x6c7967656e657261ULL, key.k1 ^ 0x7465646279746573ULL};
-  const auto* p = reinterpret_cast<const unsigned char*>(data.data());
-  const std::size_t n = data.size();
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    std::uint64_t m = 0;
-    for (int b = 7; b >= 0; --b) m = m << 8 | p[i + b];  // little endian, on any host
-    s.compress(m);
-  }
-  // The last word: the remaining 0-7 bytes, and the length (mod 256) in the top byte.
-  std::uint64_t last = static_cast<std::uint64_t>(n & 0xff) << 56;
-  for (std::size_t b = 0; i + b < n; ++b) last |= static_cast<std::uint64_t>(p[i + b]) << (8 * b);
-  s.compress(last);
-  s.v2 ^= 0xff;
-  for (int r = 0; r < 4; ++r) s.round();  // d = 4 finalization rounds
-  return s.v0 ^ s.v1 ^ s.v2 ^ s.v3;
+  return util::siphash<2, 4>({key.k0, key.k1}, data);
 }
 
 std::string hash_tag(const TagKey& key, std::string_view escaped_identity) {
