@@ -380,6 +380,16 @@ def budget(runs, ceiling, redis_cpu=None, cpus=None):
         lines.append(
             f"Ten times NestJS/Express in this run is {fmt_int(need)} req/s, below floodgate's "
             f"bound at its measured cost ({fmt_int(bound)} req/s): within the machine's reach.")
+    ceiling_lb, _ = static_ceiling(runs, "fg-redis-lb")
+    if ceiling_lb and runs.has("fg-redis-lb"):
+        pair = runs.med("fg-redis-lb", "many", "rps")
+        lines.append("")
+        lines.append(
+            f"Behind HAProxy, nginx answering a static 200 (two processes, no limit, no store) "
+            f"answered {fmt_int(ceiling_lb)} req/s in this run, HAProxy spending "
+            f"{runs.med('nginx-lb', 'many', 'lb_cpu') * 1000:.0f} µs per request: the ceiling of "
+            f"that place on this machine. floodgate's pair on one Redis answered {fmt_int(pair)} "
+            f"req/s, {pair / ceiling_lb * 100:.0f} % of it.")
     return lines
 
 
