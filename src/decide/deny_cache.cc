@@ -24,7 +24,9 @@ Duration shortened(Duration d, std::int64_t elapsed_us) {
 }  // namespace
 
 DenyCache::DenyCache(std::size_t max_entries)
-    : per_shard_(std::max<std::size_t>(1, (max_entries + kShards - 1) / kShards)) {}
+    : per_shard_(std::max<std::size_t>(1, (max_entries + kShards - 1) / kShards)) {
+  util::process_hash_key();  // drawn now, at start (keyed_hash.h)
+}
 
 bool DenyCache::cacheable(const Plan& plan) {
   if (plan.charges.empty()) return false;

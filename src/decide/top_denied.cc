@@ -35,6 +35,7 @@ void SpaceSaving::add(std::string_view key) {
 }
 
 TopDenied::TopDenied(std::size_t capacity) {
+  util::process_hash_key();  // drawn now, at start (keyed_hash.h)
   for (Stripe& s : stripes_) s.slices.assign(kSlices, Slice{-1, SpaceSaving(capacity)});
 }
 

@@ -44,7 +44,9 @@ struct Service::Item {
 
 class Service::OverLimitCache {
  public:
-  explicit OverLimitCache(std::size_t max_entries) : max_entries_(max_entries) {}
+  explicit OverLimitCache(std::size_t max_entries) : max_entries_(max_entries) {
+    util::process_hash_key();  // drawn now, at start (keyed_hash.h)
+  }
 
   bool contains(const std::string& key, std::int64_t now_s) const {
     std::lock_guard lock(mu_);

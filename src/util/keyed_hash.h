@@ -90,7 +90,8 @@ std::uint64_t siphash(const HashKey& key, std::string_view bytes) {
   return s.v0 ^ s.v1 ^ s.v2 ^ s.v3;
 }
 
-// The process's key (drawn once, on first use).
+// The process's key, drawn once, on first use. Every table that uses it calls this when it is
+// made (at start), so that a random source that cannot be read fails the start, never a request.
 const HashKey& process_hash_key();
 
 inline std::uint64_t keyed_hash(std::string_view bytes) {

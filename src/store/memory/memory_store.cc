@@ -51,6 +51,7 @@ constexpr std::size_t kInlinePolicies = 8;
 
 MemoryStore::MemoryStore(const MemoryStoreOptions& options, const Clock& clock)
     : clock_(clock) {
+  util::process_hash_key();  // drawn now, at start (keyed_hash.h)
   const std::size_t max_keys = std::max<std::size_t>(1, options.max_keys);
   const std::size_t shards = std::clamp<std::size_t>(options.shards, 1, max_keys);
   per_shard_ = max_keys / shards;
