@@ -73,7 +73,8 @@ class SpaceSaving {
   std::size_t capacity_;
   std::vector<Entry> entries_;
   // Heterogeneous lookup: a denial of a monitored identity allocates nothing.
-  std::unordered_map<std::string, std::size_t, util::KeyedHash, std::equal_to<>> index_;  // -> entries_
+  // -> entries_
+  std::unordered_map<std::string, std::size_t, util::KeyedHash, std::equal_to<>> index_;
 };
 
 class TopDenied {

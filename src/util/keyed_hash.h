@@ -81,7 +81,9 @@ std::uint64_t siphash(const HashKey& key, std::string_view bytes) {
   // The constants above are "somepseudorandomlygeneratedbytes" in ASCII (the reference's IV).
   // The last word: the remaining 0-7 bytes, little-endian, and the length's low byte on top.
   std::uint64_t last = static_cast<std::uint64_t>(n & 0xff) << 56;
-  for (std::size_t i = 0; i < n % 8; ++i) last |= static_cast<std::uint64_t>(p[whole + i]) << (8 * i);
+  for (std::size_t i = 0; i < n % 8; ++i) {
+    last |= static_cast<std::uint64_t>(p[whole + i]) << (8 * i);
+  }
   s.v3 ^= last;
   for (int r = 0; r < C; ++r) s.round();
   s.v0 ^= last;

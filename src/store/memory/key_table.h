@@ -41,9 +41,7 @@ class KeyTable {
     }
   };
 
-  static std::uint64_t hash_of(std::string_view key) {
-    return util::keyed_hash(key);
-  }
+  static std::uint64_t hash_of(std::string_view key) { return util::keyed_hash(key); }
 
   KeyTable() = default;
   KeyTable(const KeyTable&) = delete;

@@ -132,7 +132,8 @@ class MemoryStore final : public Store {
     std::string id;
     std::int64_t expires_us = 0;
   };
-  using Leases = std::unordered_map<std::string, std::vector<Lease>, util::KeyedHash, std::equal_to<>>;
+  using Leases =
+      std::unordered_map<std::string, std::vector<Lease>, util::KeyedHash, std::equal_to<>>;
   // Bucket id (expires_us >> kExpiryBucketShift) -> the head of its list, never empty. Map
   // nodes never move, so the heads' addresses hold.
   using Buckets = std::map<std::int64_t, Link>;
