@@ -13,8 +13,8 @@
 //                              (two little-endian words of its 16 bytes), the 64-bit output;
 //                              siphash<2, 4> is the reference's SipHash-2-4, which the Redis
 //                              store's hash tags use under key_secret (store/redis/keys.h).
-//   keyed_hash(bytes)          SipHash-1-3 under the process's key: 128 bits drawn from the
-//                              system's random source the first time it is needed, never
+//   keyed_hash(bytes)          SipHash-1-3 under the process's key: 128 bits read from the
+//                              kernel (getrandom) the first time it is needed, never
 //                              written anywhere. 1-3 rounds, as hash tables use it: a table
 //                              needs only that an attacker cannot predict collisions, and a
 //                              request hashes its identity a few times.
