@@ -114,6 +114,35 @@ TEST(MakeKey, PutsTheKeyedTagFirstAndTheIdentityAfterIt) {
   EXPECT_EQ(key_slot(make_key("fg", k, "user-42", "a")), identity_slot(k, "user-42"));
 }
 
+// The keys a running deployment already holds in Redis: an instance of a later version must
+// name them byte for byte, or a rolling upgrade starts every client over on a fresh key. These
+// were written by the store as it was before its SipHash moved to util/keyed_hash.h (532fc90),
+// under no secret and under one, across tail lengths 7, 8 and 9, escaped bytes and a long
+// identity's digest.
+TEST(MakeKey, KeysWrittenBeforeAreNamedTheSame) {
+  const std::string ids[] = {
+      "user-42",  "\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87",     "abcdefg",
+      "abcdefgh", "\x80\x81\x82\x83\x84\x85\x86\x87\xff", std::string(300, '\xe9')};
+  const std::string long_digest =
+      "#BF7B9766B2339B8CC2E95551D4F6ACFE3D9D920418D574AA222529B6F04FC3BC";
+  const std::string public_keys[] = {"fg:{694f53aa}:user-42:per-minute",
+                                     "fg:{6383c1e1}:%D0%BA%D0%BB%D1%8E%D1%87:per-minute",
+                                     "fg:{e3650078}:abcdefg:per-minute",
+                                     "fg:{cce22193}:abcdefgh:per-minute",
+                                     "fg:{e5db5f51}:%80%81%82%83%84%85%86%87%FF:per-minute",
+                                     "fg:{ec946d6a}:" + long_digest + ":per-minute"};
+  const std::string secret_keys[] = {"fg:{187c4aa9}:user-42:per-minute",
+                                     "fg:{d5a0142a}:%D0%BA%D0%BB%D1%8E%D1%87:per-minute",
+                                     "fg:{9bf353ff}:abcdefg:per-minute",
+                                     "fg:{70b6c7da}:abcdefgh:per-minute",
+                                     "fg:{dcc8f759}:%80%81%82%83%84%85%86%87%FF:per-minute",
+                                     "fg:{0952c3a4}:" + long_digest + ":per-minute"};
+  for (std::size_t i = 0; i < std::size(ids); ++i) {
+    EXPECT_EQ(make_key("fg", make_tag_key(""), ids[i], "per-minute"), public_keys[i]) << i;
+    EXPECT_EQ(make_key("fg", make_tag_key("s3cret"), ids[i], "per-minute"), secret_keys[i]) << i;
+  }
+}
+
 TEST(MakeKey, NoIdentityCanChooseItsSlotOrEscapeItsKey) {
   const TagKey k = make_tag_key("a deployment secret");
   // Brace injection: an identity that carries its own tag, or closes ours early, is escaped,
