@@ -190,9 +190,14 @@ def any_server_bound(runs, config, redis_cpu, cpus):
 def static_ceiling(runs, config):
     """What nginx answering a static 200 (no limit, no store) did in `config`'s topology in this
     run: nginx-lb (two processes behind the same HAProxy) for an lb configuration, nginx-direct
-    otherwise; None when it was not measured. No server that decides anything answers more."""
+    otherwise; None when it was not measured, or when any of its runs answered anything but 200
+    (a failed measurement would lower the ceiling and move rows to the CPU rule). No server that
+    decides anything answers more."""
     ceiling = "nginx-lb" if config.endswith("-lb") else "nginx-direct"
-    return (runs.med(ceiling, "many", "rps"), ceiling) if runs.has(ceiling) else (None, ceiling)
+    rounds = runs.of(ceiling, "many")
+    if not rounds or any(r["sother"] or r["errors"] or not r["s200"] for r in rounds):
+        return None, ceiling
+    return runs.med(ceiling, "many", "rps"), ceiling
 
 
 def end_to_end_verdict(runs, a, b, threshold, redis_cpu, cpus):
