@@ -203,7 +203,10 @@ auto Server::Impl::respond_now(Request& req, Worker& w, const tcp::endpoint& pee
         // answer that denial, without respond()'s coroutine: the common request of a client
         // over its limit on a remote store.
         std::optional<decide::Outcome> so = decider->cached_denial(*x.rt, x.route, w.metrics);
-        if (!so) return std::nullopt;
+        if (!so) {
+          x.deny_cache_checked = true;
+          return std::nullopt;
+        }
         if (!w.upstream && body_read && plain_answer_applies(req, x.route, *x.rt)) {
           return plain_verdict(req, w, peer, x, *so, out);
         }
@@ -246,8 +249,7 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
       serve_it = true;
       break;
     case Route::Kind::kDecide: {
-      // respond_now() looked in the deny cache first (on a store that does not answer inline).
-      decide::Outcome so = co_await decide(w, x.route, *x.rt, true);
+      decide::Outcome so = co_await decide(w, x.route, *x.rt, x.deny_cache_checked);
       // As respond_now() answers when the store decides at once; the upstream is looked at after
       // the store's answer, as serve() would (a reload may have changed it meanwhile).
       if (so.verdict && !w.upstream && in.parser.is_done() &&

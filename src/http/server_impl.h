@@ -279,7 +279,8 @@ struct Server::Impl {
   }
 
   // The deciding service's outcome for `r` (decider.h: the guard, on_store_error, the counting).
-  // `deny_cache_checked`: respond_now() found no cached denial for this request a moment ago.
+  // `deny_cache_checked`: respond_now() found no cached denial for this request a moment ago
+  // (Exchange::deny_cache_checked).
   awaitable<decide::Outcome> decide(Worker& w, const Route& r, const Runtime& rt,
                                     bool deny_cache_checked = false);
 
@@ -357,6 +358,8 @@ struct Server::Impl {
     // The concurrency slots an allowed request took (decider.h), until its answer is written.
     std::unique_ptr<decide::Slots> slots;
     SlotRenewal renewal;  // of `slots` (decided()), until they are given back
+    // respond_now() found no cached denial for `route`: respond() does not look again.
+    bool deny_cache_checked = false;
   };
 
   // While a request holding concurrency slots waits for the upstream: notices a client that
