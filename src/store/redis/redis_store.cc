@@ -448,12 +448,16 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
     return index;
   }
 
+  // This thread's node for the store's node `global`, or kNoNode when it has none yet.
+  std::uint16_t known_node(int global) const {
+    return static_cast<std::size_t>(global) < local_of_global_.size()
+               ? local_of_global_[static_cast<std::size_t>(global)]
+               : kNoNode;
+  }
+
   // This thread's node for the store's node `global`, added when first used.
   std::uint16_t local_node(int global) {
-    if (static_cast<std::size_t>(global) < local_of_global_.size()) {
-      const std::uint16_t n = local_of_global_[static_cast<std::size_t>(global)];
-      if (n != kNoNode) return n;
-    }
+    if (const std::uint16_t n = known_node(global); n != kNoNode) return n;
     auto address = shared_->nodes->address(global);
     return address ? node_for(*address) : seeds_.front();
   }
@@ -547,9 +551,7 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
     // again (it came back), is no longer watched.
     std::erase_if(lost_masters_, [this](int global) {
       if (!names_master(global)) return true;
-      const std::uint16_t n = static_cast<std::size_t>(global) < local_of_global_.size()
-                                  ? local_of_global_[static_cast<std::size_t>(global)]
-                                  : kNoNode;
+      const std::uint16_t n = known_node(global);
       return n != kNoNode && nodes_[n].conn->connected();
     });
     if (lost_masters_.empty() || SteadyClock::now() - lost_since_ >= kLostMasterWatch) {
