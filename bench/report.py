@@ -33,6 +33,7 @@ DESCRIPTIONS = {
     "fg-none": "floodgate, no policy (HTTP only)",
     "nginx": "nginx static 200 (ceiling)",
     "nginx-limit-req": "nginx limit_req, same limit, 1 worker",
+    "nginx-lua": "nginx + Lua, the seed's token bucket in Redis per request",
 }
 
 
@@ -52,6 +53,7 @@ SHORT = {
     "fg-none": "floodgate\\nno policy",
     "nginx": "nginx\\nstatic 200",
     "nginx-limit-req": "nginx limit_req\\n1 worker",
+    "nginx-lua": "nginx + Lua\\nRedis bucket",
 }
 
 
@@ -395,6 +397,19 @@ def budget(runs, ceiling, redis_cpu=None, cpus=None):
             f"{runs.med('nginx-lb', 'many', 'lb_cpu') * 1000:.0f} µs per request: the ceiling of "
             f"that place on this machine. floodgate's pair on one Redis answered {fmt_int(pair)} "
             f"req/s, {pair / ceiling_lb * 100:.0f} % of it.")
+    if runs.has("nginx-lua-lb") and runs.has("fg-redis-lb"):
+        lua = runs.med("nginx-lua-lb", "many", "rps")
+        pair = runs.med("fg-redis-lb", "many", "rps")
+        lines.append("")
+        lines.append(
+            f"The same fleet-wide limit kept on nginx's own engine, as OpenResty and Kong's redis "
+            f"policy keep one (nginx + Lua, one EVALSHA of the seed's token bucket per request), "
+            f"answered {fmt_int(lua)} req/s from the same place (nginx-lua-lb), spending "
+            f"{runs.med('nginx-lua-lb', 'many', 'app_cpu') * 1000:.0f} µs in nginx and "
+            f"{runs.med('nginx-lua-lb', 'many', 'store_cpu') * 1000:.0f} µs in Redis per request, "
+            f"against floodgate's {runs.med('fg-redis-lb', 'many', 'app_cpu') * 1000:.0f} and "
+            f"{runs.med('fg-redis-lb', 'many', 'store_cpu') * 1000:.0f} µs: floodgate's pair "
+            f"answered {pair / lua:.2f}× as many.")
     return lines
 
 
@@ -480,7 +495,7 @@ def main():
               f"drawn at random out of {int(a.keys):,} keys, a fresh set every run. {a.rounds} rounds; "
               "each round runs every configuration once, in the order of the table, so drift "
               "shows in every row alike. Every limiter enforces 100 requests per 60 s per key "
-              "(floodgate and the Lua guard: token bucket; @nestjs/throttler and "
+              "(floodgate, the Lua guard and nginx + Lua: token bucket; @nestjs/throttler and "
               "rate-limiter-flexible: fixed window; nginx limit_req: its leaky bucket, "
               "rate=100r/m burst=100 nodelay), with every store emptied before each run. "
               "floodgate runs two server threads in one process, unless the row says otherwise; "

@@ -22,6 +22,9 @@
 #   nginx      nginx returning a static 200 (2 workers, no access log): the HTTP ceiling. nginx-lb:
 #              two nginx processes of 1 worker each behind the same HAProxy, the ceiling of any
 #              server in the lb topology (the targets behind HAProxy are judged against it).
+#   nginx-lua  nginx keeping the same limit fleet-wide in the one Redis, as OpenResty and Kong's
+#              redis policy do: ngx_lua runs the seed's token_bucket.lua (EVALSHA) for every
+#              request (2 workers; nginx-lua-lb: two processes of 1 worker behind HAProxy).
 #   nginx-limit-req  nginx enforcing the same limit itself, in one worker (no access log):
 #              limit_req_zone $http_x_api_key rate=100r/m, limit_req burst=100 nodelay, 429 beyond,
 #              beside fg-memory-t1 (one thread): one core's worth of rate limiting each. The 200 is
@@ -64,11 +67,12 @@ all_configs="nest-express-throttler-direct nest-express-throttler-lb nest-expres
   nest-express-lua-direct nest-express-lua-lb nest-fastify-throttler-direct nest-fastify-throttler-lb
   nest-fastify-lua-direct nest-express-throttler-cluster-direct
   fg-redis-direct fg-redis-lb fg-cluster-direct fg-cluster-lb fg-memory-direct
-  fg-memory-t1-direct fg-none-direct nginx-direct nginx-lb nginx-limit-req-direct"
+  fg-memory-t1-direct fg-none-direct nginx-direct nginx-lb nginx-limit-req-direct
+  nginx-lua-direct nginx-lua-lb"
 CONFIGS=${CONFIGS:-$all_configs}
 HOT=${HOT:-nest-express-throttler-direct nest-fastify-throttler-direct nest-express-lua-direct
   fg-redis-direct fg-redis-nocache-direct fg-cluster-direct fg-memory-direct fg-memory-t1-direct
-  nginx-limit-req-direct}
+  nginx-limit-req-direct nginx-lua-direct}
 
 log() { printf '[%(%H:%M:%S)T] report: %s\n' -1 "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -81,6 +85,9 @@ for tool in wrk curl python3 node npm redis-server redis-cli redis-benchmark hap
 done
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 [[ -x $nginx_bin ]] || die "nginx is not installed (make deps)"
+nginx_modules=/usr/lib/nginx/modules
+[[ -f $nginx_modules/ngx_http_lua_module.so && -f /usr/share/lua/5.1/nginx/redis.lua ]] ||
+  die "nginx's Lua module or its Redis client is missing (make deps)"
 
 work=$(mktemp -d /tmp/fg-report-XXXXXX)
 pids=()         # every background process started here, stopped by PID on exit
@@ -245,13 +252,54 @@ EOF
   group_pids[$group]=$ps
 }
 
-start_nginx() {  # GROUP WORKERS LIMIT(yes|no): one more nginx process in GROUP
-  local group=$1 workers=$2 limit=$3 port dir zone="" location
+start_nginx() {  # GROUP WORKERS LIMIT(no|limit-req|lua): one more nginx process in GROUP
+  local group=$1 workers=$2 limit=$3 port dir zone="" location modules=""
   port=$(free_port)
   dir=$work/$group-$port
   mkdir -p "$dir"
   location="location / { return 200 '{\"ok\":true}'; }"
-  if [[ $limit == yes ]]; then
+  if [[ $limit == lua ]]; then
+    # A fleet-wide limit the way OpenResty and Kong's redis policy keep one: every request runs
+    # the seed's token bucket (token_bucket.lua, as the NestJS Lua guard does) in the shared Redis
+    # through ngx_lua's cosocket client, one EVALSHA per request on a pooled connection; answered
+    # 429 with Retry-After when it denies, 503 when Redis does not answer. Identity as floodgate's:
+    # the X-API-Key, else the peer address.
+    modules="load_module $nginx_modules/ndk_http_module.so;
+load_module $nginx_modules/ngx_http_lua_module.so;"
+    zone="lua_package_path '/usr/share/lua/5.1/?.lua;;';
+  init_by_lua_block {
+    local f = assert(io.open('$peers/token_bucket.lua'))
+    tb_script = f:read('*a')
+    f:close()
+    tb_sha = (ngx.sha1_bin(tb_script):gsub('.', function(c) return string.format('%02x', c:byte()) end))
+  }"
+    location="location = /health { return 200; }
+    location / {
+      content_by_lua_block {
+        local r = require('nginx.redis'):new()
+        r:set_timeout(100)
+        local ok = r:connect('127.0.0.1', $redis_port)
+        if not ok then return ngx.exit(503) end
+        local key = 'rl:tb:' .. (ngx.var.http_x_api_key or ngx.var.remote_addr)
+        local res, err = r:evalsha(tb_sha, 1, key, $LIMIT, $LIMIT / $PERIOD_S, 1)
+        if not res and err and err:find('NOSCRIPT', 1, true) then
+          res, err = r:eval(tb_script, 1, key, $LIMIT, $LIMIT / $PERIOD_S, 1)
+        end
+        if not res then r:close(); return ngx.exit(503) end
+        r:set_keepalive(10000, 64)
+        ngx.header['X-RateLimit-Limit'] = $LIMIT
+        ngx.header['X-RateLimit-Remaining'] = res[2]
+        ngx.header['X-RateLimit-Reset'] = math.ceil(res[4] / 1000)
+        if res[1] == 1 then
+          ngx.print('{\"ok\":true}')
+        else
+          ngx.status = 429
+          ngx.header['Retry-After'] = math.ceil(res[3] / 1000)
+          ngx.print('{\"error\":\"too many requests\"}')
+        end
+      }
+    }"
+  elif [[ $limit == limit-req ]]; then
     # The policy of the floodgate configurations, as nginx states it. limit_req runs in the
     # preaccess phase, after `return` (rewrite phase) would have answered: the 200 comes from a
     # content handler instead (empty_gif: no file is read).
@@ -260,6 +308,7 @@ start_nginx() {  # GROUP WORKERS LIMIT(yes|no): one more nginx process in GROUP
     location="location / { limit_req zone=fg burst=$LIMIT nodelay; empty_gif; }"
   fi
   cat >"$dir/nginx.conf" <<EOF
+$modules
 worker_processes $workers;
 pid $dir/nginx.pid;
 error_log $dir/error.log;
@@ -290,7 +339,7 @@ EOF
 # The group a configuration runs on, and how to start it.
 group_of() {  # CONFIG -> GROUP (floodgate's lb configurations run on a pair of their own)
   local c=${1%-direct}
-  if [[ $c == fg-*-lb || $c == nginx-lb ]]; then echo "${c%-lb}-pair"; else echo "${c%-lb}"; fi
+  if [[ $c == fg-*-lb || $c == nginx*-lb ]]; then echo "${c%-lb}-pair"; else echo "${c%-lb}"; fi
 }
 PAIR_THREADS=${PAIR_THREADS:-$(($(nproc) / 2 > 0 ? $(nproc) / 2 : 1))}
 start_group() {
@@ -316,7 +365,9 @@ start_group() {
     fg-none) start_floodgate "$g" memory:// no 1 ;;
     nginx) start_nginx "$g" 2 no ;;
     nginx-pair) start_nginx "$g" 1 no && start_nginx "$g" 1 no ;;
-    nginx-limit-req) start_nginx "$g" 1 yes ;;
+    nginx-limit-req) start_nginx "$g" 1 limit-req ;;
+    nginx-lua) start_nginx "$g" 2 lua ;;
+    nginx-lua-pair) start_nginx "$g" 1 lua && start_nginx "$g" 1 lua ;;
     *) die "unknown configuration group $g" ;;
   esac
 }
@@ -374,7 +425,8 @@ EOF
   fi
   case $g in
     *-cluster | *-cluster-pair) store_pids[$c]=$cluster_pids ;;
-    nest-* | fg-redis | fg-redis-pair | fg-redis-nocache) store_pids[$c]=$redis_pid ;;
+    nest-* | fg-redis | fg-redis-pair | fg-redis-nocache | nginx-lua | nginx-lua-pair)
+      store_pids[$c]=$redis_pid ;;
     *) store_pids[$c]="" ;;
   esac
 done

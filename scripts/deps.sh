@@ -14,6 +14,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
   redis-server redis-tools haproxy wrk curl openssl procps iproute2 socat
   nginx  # bench/http_bench.sh: the static-200 ceiling (bookworm: `nginx` ships /usr/sbin/nginx)
+  libnginx-mod-http-lua lua-nginx-redis  # make bench-report: nginx keeping the limit in Redis
   clang-14 libclang-rt-14-dev llvm-14  # make fuzz (libFuzzer) and sanitizer symbolization
   faketime gnuplot-nox                 # make bench-report: clock-skew accuracy, the chart
   chromium chromium-driver python3-selenium  # e2e.dashboard: the page in a headless browser

@@ -161,6 +161,23 @@ class EndToEnd(unittest.TestCase):
         text = "\n".join(report.budget(runs, [], REDIS_CPU, cpus=2))
         self.assertIn("at most 188,679 req/s", text)
 
+    def test_where_the_cpu_goes_sets_floodgates_pair_beside_nginx_with_lua(self):
+        # The fleet-wide limit on nginx's engine (nginx-lua-lb) beside floodgate's pair: each
+        # side's own µs per request, and the ratio of their rates, from the runs.
+        runs = runs_of(row("fg-redis-direct", 64000, app_us=10, store_us=8, host_us=25),
+                       row("nest-express-throttler-direct", 5900, app_us=170, store_us=20,
+                           host_us=230),
+                       row("fg-redis-lb", 34000, app_us=14, store_us=11, lb_us=14, host_us=52),
+                       row("nginx-lua-lb", 24000, app_us=23, store_us=15, lb_us=15, host_us=75))
+        text = "\n".join(report.budget(runs, [], REDIS_CPU, cpus=2))
+        self.assertIn("answered 24,000 req/s from the same place (nginx-lua-lb), spending 23 µs "
+                      "in nginx and 15 µs in Redis per request, against floodgate's 14 and 11 µs: "
+                      "floodgate's pair answered 1.42× as many", text)
+        # Without the nginx-lua run, nothing is said of it.
+        text = "\n".join(report.budget(one_process(64000, peer="nest-express-throttler-direct",
+                                                    peer_rps=5900), [], REDIS_CPU, cpus=2))
+        self.assertNotIn("nginx-lua-lb", text)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=1)
