@@ -64,6 +64,70 @@ bool same_field(std::string_view a, std::string_view b) {
   return true;
 }
 
+// The header fields in which frameworks let a POST name the method to run instead (Rack,
+// Symfony, ASP.NET Core and gorilla read the first; others the other two).
+constexpr std::string_view kMethodOverrideFields[] = {"X-HTTP-Method-Override", "X-HTTP-Method",
+                                                      "X-Method-Override"};
+
+// `s` with every %XX escape decoded and '+' read as a space, as query parameters are read.
+std::string form_decoded(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i] == '+' ? ' ' : s[i];
+    }
+  }
+  return out;
+}
+
+// Whether a query parameter's name is `_method` as the most forgiving framework reads it:
+// decoded, without leading spaces, '.' and spaces as '_' (PHP), an array suffix cut, any case.
+bool names_method_parameter(std::string_view raw_name) {
+  std::string name = form_decoded(raw_name);
+  name.erase(0, name.find_first_not_of(' '));
+  name.resize(std::min(name.size(), name.find('[')));
+  for (char& c : name) {
+    if (c == '.' || c == ' ') c = '_';
+  }
+  return util::iequals(name, "_method");
+}
+
+// Why a request that names another method than its own is refused, or nullopt. Frameworks run
+// the handler of the method a POST names in a method-override field or a `_method` query
+// parameter (Laravel and Spring's HiddenHttpMethodFilter read the query too), so a policy on
+// DELETE would not count a POST that the upstream runs as DELETE. Naming its own method changes
+// nothing and is let through.
+std::optional<std::string> other_method_named(const Request& req, std::string_view method,
+                                              std::string_view query) {
+  for (const auto& f : req) {
+    for (const std::string_view name : kMethodOverrideFields) {
+      if (!same_field(sv(f.name_string()), name)) continue;
+      if (!util::iequals(util::trim_ows(sv(f.value())), method)) {
+        return std::string(name) + " names another method than the request's " +
+               std::string(method) + ": send that method itself";
+      }
+    }
+  }
+  // "?a=1&_method=DELETE": parameters are split on '&', and by some servers on ';'.
+  std::string_view rest = query.empty() ? query : query.substr(1);
+  while (!rest.empty()) {
+    const std::size_t end = rest.find_first_of("&;");
+    const std::string_view param = rest.substr(0, end);
+    rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 1);
+    const std::size_t eq = param.find('=');
+    if (eq == std::string_view::npos || !names_method_parameter(param.substr(0, eq))) continue;
+    if (!util::iequals(util::trim_ows(form_decoded(param.substr(eq + 1))), method)) {
+      return "the query's _method names another method than the request's " +
+             std::string(method) + ": send that method itself";
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 CanonicalPath canonical_path(std::string_view path) {
@@ -252,6 +316,7 @@ std::optional<std::string> canonicalize(Request& req, const std::vector<std::str
       q == std::string_view::npos ? std::string_view() : target.substr(q);
   CanonicalPath cp = canonical_path(raw_path);
   if (!cp.error.empty()) return refuse(std::move(cp.error));
+  if (auto why = other_method_named(req, sv(req.method_string()), query)) return why;
   if (absolute || cp.path != raw_path) {
     std::string t = std::move(cp.path);
     t += query;

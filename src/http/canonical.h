@@ -8,6 +8,9 @@
 //
 // Method: upper case ("post", "Post" -> "POST"). Methods are case-sensitive in HTTP, but common
 //   servers and frameworks route them case-insensitively, so a policy on POST must count "post".
+//   A request that names another method than its own in X-HTTP-Method-Override, X-HTTP-Method,
+//   X-Method-Override or a `_method` query parameter is refused: frameworks run a POST that
+//   names DELETE there as DELETE, which a policy on DELETE would not have counted.
 // Target forms (RFC 9112 §3.2):
 //   origin-form "/path?query"  the path is canonicalized (below), the query kept as sent;
 //   absolute-form "http://host/path?q" or "https://..." (scheme in any case): the path and query

@@ -137,6 +137,30 @@ TEST(Canonicalize, RefusesOtherSchemesFormsAndRepeatedFields) {
   EXPECT_NE(why->find("X-API-Key"), std::string::npos);
 }
 
+TEST(Canonicalize, RefusesARequestNamingAnotherMethodThanItsOwn) {
+  for (std::string_view field : {"X-HTTP-Method-Override", "x-http-method", "X-Method-Override",
+                                 "X_HTTP_Method_Override"}) {
+    Request r = make("POST", "/api/x");
+    r.insert(boost::beast::string_view(field.data(), field.size()), "DELETE");
+    const auto why = canonicalize(r, {});
+    ASSERT_TRUE(why) << field;
+    EXPECT_NE(why->find("names another method"), std::string::npos) << *why;
+  }
+  for (std::string_view t :
+       {"/api/x?_method=DELETE", "/api/x?a=1&_method=put", "/api/x?%5Fmethod=DELETE",
+        "/api/x?_method=DEL%45TE", "/api/x?.method=DELETE", "/api/x?+_method=DELETE",
+        "/api/x?_method[]=DELETE", "/api/x?_METHOD=DELETE", "/api/x?a=1;_method=DELETE",
+        "http://h/api/x?_method=DELETE"}) {
+    Request r = make("POST", t);
+    EXPECT_TRUE(canonicalize(r, {})) << t;
+  }
+  // Naming its own method (in any case), or no method, changes nothing.
+  Request same = make("post", "/api/x?_method=Post&method=card&x_method=DELETE");
+  same.insert("X-HTTP-Method-Override", " post ");
+  EXPECT_FALSE(canonicalize(same, {}));
+  EXPECT_EQ(same.target(), "/api/x?_method=Post&method=card&x_method=DELETE");
+}
+
 // Targets built from the characters that matter to path readers.
 rc::Gen<std::string> targets() {
   const auto piece = rc::gen::element<std::string>(

@@ -11,6 +11,8 @@
 #   paths        other spellings of a limited path: percent-encoded '/' and '\', a raw '\', dot
 #                segments, "//", encoded letters, ";params", absolute-form with any scheme
 #   methods      "post", "Post" against a policy on POST
+#   overrides    a POST naming DELETE in a method-override header or a _method query parameter,
+#                which frameworks run as DELETE, against a policy on DELETE
 #   trailers     X-Forwarded-For in a chunked trailer, through HAProxy (option forwardfor) with
 #                floodgate trusting it; and no trailer field reaches the upstream
 #   repeated     an identity header repeated (first for floodgate, last for the upstream), as a
@@ -166,6 +168,38 @@ EOF
   done
   n=$(acted_on '^(GET|HEAD) /g/')
   [[ $n -eq 1 ]] || fail "the upstream acted on $n GET/HEAD /g/x (limit 1)"
+  ;;
+
+overrides)
+  start_upstream
+  start_fg <<'EOF' || exit 1
+identity: [{header: X-API-Key}]
+policies:
+  - {name: deletes, match: {method: DELETE, path_prefix: /api/}, limit: 1, period: 1h}
+EOF
+  [[ $(code -X DELETE -H 'X-API-Key: k' "http://127.0.0.1:$fg_port/api/x") == 200 ]] ||
+    fail "the first DELETE was not served"
+  # The upstream runs each of these as DELETE /api/x (tests/fixtures/lenient_upstream.cc).
+  overrides=(
+    'X-HTTP-Method-Override: DELETE' 'X-HTTP-Method-Override: delete' 'X-HTTP-Method: DELETE'
+    'X-Method-Override: DELETE' 'X_HTTP_Method_Override: DELETE' 'x-http-method-override: Delete'
+  )
+  for h in "${overrides[@]}"; do
+    c=$(code -X POST -H 'X-API-Key: k' -H "$h" "http://127.0.0.1:$fg_port/api/x")
+    [[ $c == 429 || $c == 400 ]] || fail "POST with '$h' answered $c (want 429 or 400)"
+  done
+  for q in '_method=DELETE' 'a=1&_method=delete' '%5Fmethod=DELETE' '_method=DEL%45TE' \
+    '.method=DELETE' '_method[]=DELETE' '_METHOD=DELETE' 'a=1;_method=DELETE'; do
+    c=$(code -g -X POST -H 'X-API-Key: k' "http://127.0.0.1:$fg_port/api/x?$q")
+    [[ $c == 429 || $c == 400 ]] || fail "POST ?$q answered $c (want 429 or 400)"
+  done
+  n=$(acted_on '^DELETE /api/')
+  [[ $n -eq 1 ]] || fail "the upstream acted on $n DELETE /api/x (limit 1): $(cat "$tmp/upstream.log")"
+  # A POST that names its own method, and one that names none, are served as POSTs.
+  [[ $(code -X POST -H 'X-API-Key: k' -H 'X-HTTP-Method-Override: POST' \
+    "http://127.0.0.1:$fg_port/api/x?_method=post&method=card") == 200 ]] ||
+    fail "a POST naming its own method was not served"
+  [[ $(acted_on '^POST /api/x ') -eq 1 ]] || fail "the POST naming its own method did not reach the upstream"
   ;;
 
 trailers)
