@@ -53,6 +53,7 @@ std::shared_ptr<Rules> make_rules(std::shared_ptr<const config::Config> config) 
   for (const config::PolicyConfig& pc : config->policies) {
     add_sources(pc.identity);
     if (pc.match.header) add_single(pc.match.header->name);
+    if (pc.match.header && util::iequals(pc.match.header->name, "Host")) rules->matches_host = true;
   }
   rules->check_api_policy = config->check_api_policy;
   rules->check_api_local_policy = divided(config->check_api_policy, n);
@@ -76,6 +77,29 @@ boost::container::small_vector<DecideRequest, 2> Plan::requests(std::span<const 
   return out;
 }
 
+namespace {
+
+// Whether a request names `value`'s host (any when nullopt) in Host (`host`) or in one of
+// `forwarded_hosts`: case-insensitively, without port or trailing dot. Upstreams behind a proxy
+// (Rails, Express, Django, Spring, Symfony) route on X-Forwarded-Host or Forwarded's host= when
+// present, so a request that names the host there is counted whatever its Host says.
+bool names_host(const std::optional<std::string>& value, std::optional<std::string_view> host,
+                std::string_view forwarded_hosts) {
+  if (!value) return host.has_value() || !forwarded_hosts.empty();
+  const std::string_view want = host_name(*value);
+  if (host && !host->empty() && util::iequals(host_name(*host), want)) return true;
+  while (!forwarded_hosts.empty()) {
+    const std::size_t comma = forwarded_hosts.find(',');
+    const std::string_view h = forwarded_hosts.substr(0, comma);
+    if (!h.empty() && util::iequals(host_name(h), want)) return true;
+    forwarded_hosts.remove_prefix(comma == std::string_view::npos ? forwarded_hosts.size()
+                                                                  : comma + 1);
+  }
+  return false;
+}
+
+}  // namespace
+
 bool policy_matches(const config::Match& match, const Query& q) {
   if (match.path && q.path != *match.path) return false;
   if (match.path_prefix && !q.path.starts_with(*match.path_prefix)) return false;
@@ -88,14 +112,11 @@ bool policy_matches(const config::Match& match, const Query& q) {
   }
   if (match.header) {
     const auto v = q.header(match.header->name);
-    if (!v) return false;
-    if (match.header->value) {
-      // A host is named case-insensitively, with or without a port or a trailing dot.
-      if (util::iequals(match.header->name, "Host")) {
-        if (!util::iequals(host_name(*v), host_name(*match.header->value))) return false;
-      } else if (*v != *match.header->value) {
-        return false;
-      }
+    if (util::iequals(match.header->name, "Host")) {
+      if (!names_host(match.header->value, v, q.forwarded_hosts)) return false;
+    } else {
+      if (!v) return false;
+      if (match.header->value && *v != *match.header->value) return false;
     }
   }
   return true;

@@ -41,6 +41,8 @@ struct Rules {
   // The header fields the plan reads (identity sources, policies' `match` headers): doors refuse
   // a request that repeats one (http/canonical.h).
   std::vector<std::string> single_fields;
+  // Some policy matches on Host: the doors then gather Query::forwarded_hosts.
+  bool matches_host = false;
   // The check API's limit per caller (config check_api_policy), and its local form.
   Policy check_api_policy;
   Policy check_api_local_policy;
@@ -60,6 +62,10 @@ struct Query {
   HeaderLookup header;      // a field's value, case-insensitively; called only for named fields
   IpAddress peer;           // the transport peer
   std::string_view forwarded_for;  // every X-Forwarded-For value, joined with ','
+  // Every host an upstream behind a proxy may act on instead of Host (X-Forwarded-Host,
+  // Forwarded's host=), joined with ',' (http/canonical.h: forwarded_hosts). A policy on Host
+  // matches a request that names its host there too.
+  std::string_view forwarded_hosts;
 };
 
 // Which policies a request is charged against, per which identity.

@@ -121,8 +121,8 @@ std::optional<std::string> other_method_named(const Request& req, std::string_vi
     const std::size_t eq = param.find('=');
     if (eq == std::string_view::npos || !names_method_parameter(param.substr(0, eq))) continue;
     if (!util::iequals(util::trim_ows(form_decoded(param.substr(eq + 1))), method)) {
-      return "the query's _method names another method than the request's " +
-             std::string(method) + ": send that method itself";
+      return "the query's _method names another method than the request's " + std::string(method) +
+             ": send that method itself";
     }
   }
   return std::nullopt;
@@ -335,6 +335,47 @@ std::string canonical_host(std::string_view host) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
   if (port != std::string_view::npos) out += host.substr(port);
+  return out;
+}
+
+std::string forwarded_hosts(const Request& req) {
+  std::string out;
+  const auto add = [&out](std::string_view h) {
+    std::string clean;
+    for (const char c : h) {
+      if (c != ' ' && c != '\t' && c != '"' && c != '\\') clean += c;
+    }
+    if (clean.empty()) return;
+    if (!out.empty()) out += ',';
+    out += clean;
+  };
+  for (const auto& f : req) {
+    const std::string_view name = sv(f.name_string());
+    const std::string_view value = sv(f.value());
+    if (same_field(name, "X-Forwarded-Host")) {
+      std::size_t start = 0;
+      while (start <= value.size()) {
+        std::size_t comma = value.find(',', start);
+        if (comma == std::string_view::npos) comma = value.size();
+        add(value.substr(start, comma - start));
+        start = comma + 1;
+      }
+    } else if (same_field(name, "Forwarded")) {
+      // "for=192.0.2.1;host=\"a.example\", host=b.example": every "host" followed by '=' (spaces
+      // around it allowed), read up to the next ',', ';' or closing quote.
+      for (std::size_t at = 0; at + 4 <= value.size(); ++at) {
+        if (!util::iequals(value.substr(at, 4), "host")) continue;
+        std::size_t i = at + 4;
+        while (i < value.size() && (value[i] == ' ' || value[i] == '\t')) ++i;
+        if (i == value.size() || value[i] != '=') continue;
+        ++i;
+        while (i < value.size() && (value[i] == ' ' || value[i] == '\t')) ++i;
+        if (i < value.size() && value[i] == '"') ++i;
+        const std::size_t end = value.find_first_of(",;\"", i);
+        add(value.substr(i, end == std::string_view::npos ? end : end - i));
+      }
+    }
+  }
   return out;
 }
 

@@ -74,6 +74,14 @@ std::optional<std::string> canonicalize(Request& request,
 // A host (and port) as canonicalize() writes Host: lower case, no trailing dot.
 std::string canonical_host(std::string_view host);
 
+// Every host an upstream behind a proxy may act on instead of Host, joined with ',': each entry
+// of every X-Forwarded-Host field, and what follows each "host=" anywhere in a Forwarded field
+// (its host parameters, and what a reader that splits on ',' before unquoting takes for one),
+// without spaces, quotes or backslashes. Field names are compared as CGI-style servers do ('_'
+// as '-'). A superset of what any reader finds: a policy on Host matches if any of them names
+// its host (decide::Query::forwarded_hosts). "" when the request has neither field.
+std::string forwarded_hosts(const Request& request);
+
 // The request's path (its target up to '?'), for a request canonicalize() accepted.
 std::string_view target_path(const Request& request);
 

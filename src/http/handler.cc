@@ -180,19 +180,22 @@ std::int64_t ceil_ms(Duration d) {
 
 // A Query over `req`'s fields (method and path as given).
 decide::Query query_of(const Request& req, std::string_view method, std::string_view path,
-                       const RequestContext* ctx, const std::string* forwarded) {
+                       const RequestContext* ctx, const std::string* forwarded,
+                       const std::string* hosts) {
   decide::Query q;
   q.method = method;
   q.path = path;
   q.header = [&req](std::string_view name) { return find_header(req, name); };
   if (ctx != nullptr) q.peer = ctx->peer;
   if (forwarded != nullptr) q.forwarded_for = *forwarded;
+  if (hosts != nullptr) q.forwarded_hosts = *hosts;
   return q;
 }
 
 bool policy_matches(const config::Match& match, std::string_view method, std::string_view path,
                     const Request& request) {
-  return decide::policy_matches(match, query_of(request, method, path, nullptr, nullptr));
+  const std::string hosts = forwarded_hosts(request);
+  return decide::policy_matches(match, query_of(request, method, path, nullptr, nullptr, &hosts));
 }
 
 Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
@@ -281,8 +284,9 @@ Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
   }
   const bool caller = out.kind == Route::Kind::kCheckCaller;
   const std::string xff = c.trusted_proxies.empty() ? std::string() : forwarded_for(req);
+  const std::string hosts = rt.matches_host ? forwarded_hosts(req) : std::string();
   std::string missing;
-  if (!decide::plan(rt, query_of(req, method, path, &ctx, &xff), caller, out, &missing)) {
+  if (!decide::plan(rt, query_of(req, method, path, &ctx, &xff, &hosts), caller, out, &missing)) {
     out = Route{};
     out.reply = problem_response(req.version(), 400,
                                  "this API needs to know who is calling: send " + missing);

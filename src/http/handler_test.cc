@@ -223,6 +223,42 @@ TEST(PolicyMatches, HeadCountsAsGetAndHostsAreNamesNotBytes) {
   EXPECT_FALSE(policy_matches(vhost, "GET", "/x", other));
 }
 
+// Upstreams behind a proxy act on X-Forwarded-Host or Forwarded's host= instead of Host: a
+// policy on a host counts a request that names it there, whatever Host says.
+TEST(PolicyMatches, AHostNamedInForwardingFieldsCounts) {
+  config::Match vhost;
+  vhost.header = config::Match::Header{"Host", std::string("api.example.com")};
+  const std::vector<std::pair<const char*, const char*>> named = {
+      {"X-Forwarded-Host", "api.example.com"},
+      {"X-Forwarded-Host", "API.example.com.:443"},
+      {"x-forwarded-host", "other.example.com, api.example.com"},
+      {"X_Forwarded_Host", "api.example.com"},
+      {"Forwarded", "host=api.example.com"},
+      {"Forwarded", "for=192.0.2.1;HOST=\"Api.Example.com\";proto=https"},
+      {"Forwarded", "for=192.0.2.1, host = api.example.com"},
+      {"Forwarded", "for=192.0.2.1;by=\"x,host=api.example.com\""},
+  };
+  for (const auto& [name, value] : named) {
+    Request q;
+    q.set(beast_http::field::host, "other.example.com");
+    q.insert(name, value);
+    EXPECT_TRUE(policy_matches(vhost, "GET", "/x", q)) << name << ": " << value;
+  }
+  Request twice;
+  twice.set(beast_http::field::host, "other.example.com");
+  twice.insert("X-Forwarded-Host", "other.example.com");
+  twice.insert("X-Forwarded-Host", "api.example.com");
+  EXPECT_TRUE(policy_matches(vhost, "GET", "/x", twice));
+  EXPECT_EQ(forwarded_hosts(twice), "other.example.com,api.example.com");
+
+  Request elsewhere;
+  elsewhere.set(beast_http::field::host, "other.example.com");
+  elsewhere.insert("X-Forwarded-Host", "other.example.com");
+  elsewhere.insert("Forwarded", "for=192.0.2.1;host=api.example.com.evil");
+  elsewhere.insert("X-Forwarded-Hostname", "api.example.com");
+  EXPECT_FALSE(policy_matches(vhost, "GET", "/x", elsewhere));
+}
+
 TEST_F(HandlerTest, PoliciesMatchByPathMethodAndHeader) {
   EXPECT_EQ(route(get("/other"), *rt, ctx).kind, Route::Kind::kServe);
   Route r = route(get("/api/items"), *rt, ctx);

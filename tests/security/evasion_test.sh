@@ -19,6 +19,8 @@
 #                list ("k1, k2"), spelled with '_' (one field to CGI-style servers), or named by
 #                Connection (dropped before the upstream)
 #   host         a policy on a Host value, and the other spellings of that host
+#   forwarded_host  the same policy, and X-Forwarded-Host or Forwarded host= naming that host
+#                (which upstreams behind a proxy act on) beside another Host
 #   check_api    /v1/check cannot spend an HTTP client's budget, is limited per caller on the
 #                public listener, lives only on admin_listen when set, and can be switched off
 #   body         a client over its limit gets 429 on its header section: no body is read (not
@@ -286,6 +288,39 @@ EOF
   n=$(acted_on '^[A-Z]+ /v/')
   [[ $n -eq 2 ]] || fail "the upstream acted on $n requests for api.example.com (limit 2): $(cat "$tmp/upstream.log")"
   grep -q 'host=api.example.com ' "$tmp/upstream.log" || fail "Host was not forwarded in canonical form"
+  ;;
+
+forwarded_host)
+  start_upstream
+  start_fg <<'EOF' || exit 1
+identity: [{header: X-API-Key}]
+policies:
+  - {name: vhost, match: {path_prefix: /v/, header: {name: Host, value: api.example.com}}, limit: 2, period: 1h}
+EOF
+  for _ in 1 2; do
+    [[ $(code -H 'X-API-Key: k' -H 'Host: api.example.com' "http://127.0.0.1:$fg_port/v/x") == 200 ]] ||
+      fail "an allowed request was not served"
+  done
+  # Host names another virtual host; the upstream acts on the one these name
+  # (tests/fixtures/lenient_upstream.cc reads them as frameworks behind a proxy do).
+  forwarded=(
+    'X-Forwarded-Host: api.example.com' 'X-Forwarded-Host: API.Example.com.:443'
+    'X-Forwarded-Host: other.example.com, api.example.com' 'X_Forwarded_Host: api.example.com'
+    'Forwarded: host=api.example.com' 'Forwarded: for=192.0.2.1;host="api.example.com";proto=https'
+    'Forwarded: HOST=Api.Example.Com' 'Forwarded: for=192.0.2.1;by="x,host=api.example.com"'
+  )
+  for h in "${forwarded[@]}"; do
+    c=$(code -H 'X-API-Key: k' -H 'Host: other.example.com' -H "$h" "http://127.0.0.1:$fg_port/v/x")
+    [[ $c == 429 || $c == 400 ]] || fail "Host: other.example.com with '$h' answered $c (want 429 or 400)"
+  done
+  c=$(code -H 'X-API-Key: k' -H 'Host: other.example.com' -H 'X-Forwarded-Host: other.example.com' \
+    -H 'X-Forwarded-Host: api.example.com' "http://127.0.0.1:$fg_port/v/x")
+  [[ $c == 429 || $c == 400 ]] || fail "a second X-Forwarded-Host field answered $c (want 429 or 400)"
+  n=$(acted_on ' vhost=api\.example\.com$')
+  [[ $n -eq 2 ]] || fail "the upstream acted on $n requests for api.example.com (limit 2): $(cat "$tmp/upstream.log")"
+  # Another virtual host, by every name, is not counted.
+  [[ $(code -H 'X-API-Key: k' -H 'Host: other.example.com' -H 'X-Forwarded-Host: other.example.com' \
+    "http://127.0.0.1:$fg_port/v/x") == 200 ]] || fail "a request for another host was not served"
   ;;
 
 check_api)
