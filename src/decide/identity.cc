@@ -97,6 +97,82 @@ std::string sha256_hex(std::string_view data) {
   return out;
 }
 
+// Standard base64 (RFC 4648 §4) with padding.
+std::string base64(std::string_view bytes) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (std::size_t i = 0; i < bytes.size(); i += 3) {
+    std::uint32_t group = static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
+    if (i + 1 < bytes.size()) group |= static_cast<unsigned char>(bytes[i + 1]) << 8;
+    if (i + 2 < bytes.size()) group |= static_cast<unsigned char>(bytes[i + 2]);
+    out += kAlphabet[(group >> 18) & 63];
+    out += kAlphabet[(group >> 12) & 63];
+    out += i + 1 < bytes.size() ? kAlphabet[(group >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? kAlphabet[group & 63] : '=';
+  }
+  return out;
+}
+
+// `text` decoded as the most lenient base64 decoders do (Node.js; Python, Go and Java accept
+// part of it): both alphabets, padding optional, other characters skipped, decoding ends at the
+// first '=', and the bits left over in the last character are dropped. Every spelling those
+// decoders read as the same bytes decodes to them here.
+std::string lenient_base64_decode(std::string_view text) {
+  std::string out;
+  std::uint32_t bits = 0;
+  int count = 0;
+  for (const char c : text) {
+    if (c == '=') break;
+    int v = -1;
+    if (c >= 'A' && c <= 'Z') v = c - 'A';
+    if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
+    if (c >= '0' && c <= '9') v = c - '0' + 52;
+    if (c == '+' || c == '-') v = 62;
+    if (c == '/' || c == '_') v = 63;
+    if (v < 0) continue;
+    bits = (bits << 6) | static_cast<std::uint32_t>(v);
+    count += 6;
+    if (count >= 8) {
+      count -= 8;
+      out += static_cast<char>((bits >> count) & 0xff);
+    }
+  }
+  return out;
+}
+
+// An Authorization value ("<scheme> <credentials>", trimmed) in the one spelling that names its
+// credentials: the scheme as clients usually write it (first letter upper case, the rest lower:
+// "Bearer", "Basic"), one space, and Basic credentials as canonical base64. The scheme is
+// case-insensitive (RFC 9110 §11.1) and servers skip the whitespace after it (ASP.NET Core
+// trims; Spring compares the scheme ignoring case), and lenient base64 decoders read one
+// user:password from many spellings ("dXNlcjpwYQ==", "dXNlcjpwYQ", "dXNlcjpwYR=="): without
+// this, each spelling of one token was another client with a budget of its own. The usual
+// spelling is its own canonical form, so the identities (and Redis keys) of clients that send
+// it do not change. A value without whitespace is kept as it is.
+std::string canonical_authorization(std::string_view value) {
+  const std::size_t gap = value.find_first_of(" \t");
+  if (gap == std::string_view::npos) return std::string(value);
+  const std::string_view scheme = value.substr(0, gap);
+  const std::string_view credentials = util::trim_ows(value.substr(gap));
+  std::string out;
+  out.reserve(value.size());
+  for (std::size_t i = 0; i < scheme.size(); ++i) {
+    const char c = scheme[i];
+    if (i == 0) {
+      out += c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+    } else {
+      out += c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    }
+  }
+  out += ' ';
+  const std::string decoded =
+      util::iequals(scheme, "Basic") ? lenient_base64_decode(credentials) : std::string();
+  out += decoded.empty() ? std::string(credentials) : base64(decoded);
+  return out;
+}
+
 }  // namespace
 
 IpAddress client_ip(const IpAddress& peer, std::string_view x_forwarded_for,
@@ -181,8 +257,13 @@ std::optional<std::string> identify(const std::vector<config::IdentitySource>& s
       case config::IdentitySource::Kind::kHeader: {
         const auto raw = lookup ? lookup(source.header) : std::nullopt;
         if (!raw) break;
-        const std::string_view value = util::trim_ows(*raw);
+        std::string_view value = util::trim_ows(*raw);
         if (value.empty()) break;
+        std::string authorization;
+        if (util::iequals(source.header, "Authorization")) {
+          authorization = canonical_authorization(value);
+          value = authorization;
+        }
         // The header name keeps two header sources with the same value apart; it cannot contain
         // ':' (an HTTP token), so "key:<name>:" ends where the value starts.
         const bool hashed = value.size() > kMaxHeaderIdentityBytes;

@@ -82,7 +82,9 @@ using HeaderLookup = std::function<std::optional<std::string_view>(std::string_v
 
 // The identity of a request (forms at the top of this file): the first of `sources` present.
 // A `header` source is present when the header is there with a value that is not empty after
-// trimming spaces and tabs; an `ip` source is always present (client_ip, then ip_identity).
+// trimming spaces and tabs; an Authorization value is named in one spelling per credentials
+// (the scheme's case, the whitespace after it and Basic's base64 spelling do not matter:
+// "bearer  t" is "Bearer t"); an `ip` source is always present (client_ip, then ip_identity).
 // nullopt when no source is present (only header sources, none sent): the caller decides (e.g.
 // 400, or an unlimited anonymous bucket). `lookup` is only called for header sources, in order.
 std::optional<std::string> identify(const std::vector<config::IdentitySource>& sources,

@@ -262,6 +262,32 @@ TEST(Identify, HeaderValueIsTrimmed) {
             "key:x-api-key:abc");
 }
 
+// Servers read the scheme in any case and skip the whitespace after it, and lenient base64
+// decoders read one user:password from many spellings: each names one client.
+TEST(Identify, AuthorizationIsNamedInOneSpellingPerCredentials) {
+  const std::vector<IdentitySource> auth = {header_source("Authorization")};
+  const auto id = [&](const char* value) {
+    return identify(auth, headers({{"Authorization", value}}), ip("203.0.113.7"), "", {});
+  };
+  for (const char* v : {"Bearer tok-1", "bearer tok-1", "BEARER tok-1", "bEaReR  tok-1",
+                        "Bearer\ttok-1", "Bearer \t tok-1 "}) {
+    EXPECT_EQ(id(v), "key:authorization:Bearer tok-1") << v;
+  }
+  for (const char* v :
+       {"Basic dXNlcjpwYQ==", "basic dXNlcjpwYQ", "Basic  dXNlcjpwYR==", "BASIC dXNlcjpwYR",
+        "Basic dXNlcjpwYQ=", "Basic dXNl!cjpwYQ==", "Basic dXNlcjpwYQ==garbage"}) {
+    EXPECT_EQ(id(v), "key:authorization:Basic dXNlcjpwYQ==") << v;
+  }
+  EXPECT_EQ(id("Basic dXNlcjpwYg=="), "key:authorization:Basic dXNlcjpwYg==");  // user:pb
+  EXPECT_EQ(id("Basic -_-_"), "key:authorization:Basic +/+/");                  // URL-safe
+  EXPECT_EQ(id("Bearer TOK-1"), "key:authorization:Bearer TOK-1");  // credentials keep their case
+  EXPECT_EQ(id("tok-1"), "key:authorization:tok-1");                // no scheme: as it is
+  EXPECT_EQ(id("Basic !!"), "key:authorization:Basic !!");          // nothing to decode
+  // Another header keeps its bytes.
+  EXPECT_EQ(identify(kDefault, headers({{"X-API-Key", "Bearer  t"}}), ip("203.0.113.7"), "", {}),
+            "key:x-api-key:Bearer  t");
+}
+
 TEST(Identify, SourceOrderDecides) {
   const std::vector<IdentitySource> two = {header_source("X-User"), header_source("X-API-Key"),
                                            ip_source()};

@@ -19,6 +19,8 @@
 #                list ("k1, k2"), spelled with '_' (one field to CGI-style servers), or named by
 #                Connection (dropped before the upstream)
 #   host         a policy on a Host value, and the other spellings of that host
+#   authorization  an Authorization identity spelled otherwise (scheme case, whitespace, base64
+#                padding and trailing bits) for the same credentials
 #   forwarded_host  the same policy, and X-Forwarded-Host or Forwarded host= naming that host
 #                (which upstreams behind a proxy act on) beside another Host
 #   check_api    /v1/check cannot spend an HTTP client's budget, is limited per caller on the
@@ -321,6 +323,37 @@ EOF
   # Another virtual host, by every name, is not counted.
   [[ $(code -H 'X-API-Key: k' -H 'Host: other.example.com' -H 'X-Forwarded-Host: other.example.com' \
     "http://127.0.0.1:$fg_port/v/x") == 200 ]] || fail "a request for another host was not served"
+  ;;
+
+authorization)
+  start_upstream
+  start_fg <<'EOF' || exit 1
+identity: [{header: Authorization}]
+policies:
+  - {name: api, match: {path_prefix: /api/}, limit: 2, period: 1h}
+EOF
+  # Two clients, each spending its budget of 2 under its usual spelling, then trying others that
+  # the upstream authenticates as the same credentials (tests/fixtures/lenient_upstream.cc).
+  for a in 'Bearer tok-1' 'Bearer tok-1' 'Basic dXNlcjpwYQ==' 'Basic dXNlcjpwYQ=='; do
+    [[ $(code -H "Authorization: $a" "http://127.0.0.1:$fg_port/api/x") == 200 ]] ||
+      fail "an allowed request ($a) was not served"
+  done
+  spellings=(
+    'bearer tok-1' 'BEARER tok-1' 'bEaReR tok-1' 'Bearer  tok-1' $'Bearer\ttok-1' $'Bearer \t tok-1'
+    'basic dXNlcjpwYQ==' 'Basic  dXNlcjpwYQ==' 'Basic dXNlcjpwYQ' 'Basic dXNlcjpwYR=='
+    'Basic dXNlcjpwYR' 'Basic dXNlcjpwYQ=' 'BASIC dXNl!cjpwYQ=='
+  )
+  for a in "${spellings[@]}"; do
+    c=$(code -H "Authorization: $a" "http://127.0.0.1:$fg_port/api/x")
+    [[ $c == 429 || $c == 400 ]] || fail "Authorization: '$a' answered $c (want 429 or 400)"
+  done
+  n=$(acted_on ' auth=bearer:tok-1 ')
+  [[ $n -eq 2 ]] || fail "the upstream acted on $n requests of tok-1 (limit 2): $(cat "$tmp/upstream.log")"
+  n=$(acted_on ' auth=basic:user:pa ')
+  [[ $n -eq 2 ]] || fail "the upstream acted on $n requests of user:pa (limit 2): $(cat "$tmp/upstream.log")"
+  # Other credentials are other clients.
+  [[ $(code -H 'Authorization: Bearer tok-2' "http://127.0.0.1:$fg_port/api/x") == 200 ]] ||
+    fail "another token was not served"
   ;;
 
 check_api)
