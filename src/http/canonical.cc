@@ -64,6 +64,35 @@ bool same_field(std::string_view a, std::string_view b) {
   return true;
 }
 
+// Whether `host` is a uri-host with an optional port (RFC 9112 §3.2, RFC 3986 §3.2.2): a name
+// of letters, digits and -._~!$&'()*+,;= or an IP literal in brackets, then ':' and digits; or
+// empty. RFC 9112 makes any other Host a 400, and the bytes it excludes are where readers part:
+// a WHATWG URL parser (Node.js's `new URL(req.url, "http://" + host)`) reads
+// "api.example.com/x", "...?x", "...#x" and "...\\x" as api.example.com, percent-decodes
+// "api%2Eexample.com" and maps fullwidth letters to ASCII (IDNA), so a policy on a host
+// would not have counted them.
+bool valid_host(std::string_view host) {
+  std::size_t i = 0;
+  if (!host.empty() && host.front() == '[') {
+    const std::size_t close = host.find(']');
+    if (close == std::string_view::npos || close == 1) return false;
+    for (i = 1; i < close; ++i) {
+      if (hex_value(host[i]) < 0 && host[i] != ':' && host[i] != '.') return false;
+    }
+    i = close + 1;
+  } else {
+    const auto reg_name = [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             std::string_view("-._~!$&'()*+,;=").find(c) != std::string_view::npos;
+    };
+    while (i < host.size() && reg_name(host[i])) ++i;
+  }
+  if (i == host.size()) return true;
+  if (host[i] != ':') return false;
+  return std::all_of(host.begin() + static_cast<std::ptrdiff_t>(i) + 1, host.end(),
+                     [](char c) { return c >= '0' && c <= '9'; });
+}
+
 // The header fields in which frameworks let a POST name the method to run instead (Rack,
 // Symfony, ASP.NET Core and gorilla read the first; others the other two).
 constexpr std::string_view kMethodOverrideFields[] = {"X-HTTP-Method-Override", "X-HTTP-Method",
@@ -269,10 +298,20 @@ std::optional<std::string> canonicalize(Request& req, const std::vector<std::str
       start = comma + 1;
     }
   }
+  // What upstreams behind a proxy read instead of Host: host names too.
+  const std::string hosts = forwarded_hosts(req);
+  for (std::size_t start = 0; start < hosts.size();) {
+    const std::size_t comma = std::min(hosts.find(',', start), hosts.size());
+    if (!valid_host(std::string_view(hosts).substr(start, comma - start))) {
+      return refuse("X-Forwarded-Host or Forwarded names a host that is not a host name");
+    }
+    start = comma + 1;
+  }
   // Host: lower case, without a trailing dot; no userinfo.
   if (auto h = req.find(boost::beast::http::field::host); h != req.end()) {
     std::string host(sv(h->value()));
     if (host.find('@') != std::string::npos) return refuse("Host has userinfo ('@')");
+    if (!valid_host(host)) return refuse("Host is not a host name or address with a port");
     std::string canon = canonical_host(host);
     if (canon != host) req.set(boost::beast::http::field::host, canon);
   }
@@ -303,6 +342,9 @@ std::optional<std::string> canonicalize(Request& req, const std::vector<std::str
     if (authority.empty()) return refuse("the absolute URI has no host");
     if (authority.find('@') != std::string::npos) {
       return refuse("the absolute URI has userinfo ('@')");
+    }
+    if (!valid_host(authority)) {
+      return refuse("the absolute URI's host is not a host name or address with a port");
     }
     authority = canonical_host(authority);
     target = slash == std::string_view::npos ? std::string_view() : target.substr(slash);
@@ -342,8 +384,8 @@ std::string forwarded_hosts(const Request& req) {
   std::string out;
   const auto add = [&out](std::string_view h) {
     std::string clean;
-    for (const char c : h) {
-      if (c != ' ' && c != '\t' && c != '"' && c != '\\') clean += c;
+    for (const char c : util::trim_ows(h)) {
+      if (c != '"') clean += c;
     }
     if (clean.empty()) return;
     if (!out.empty()) out += ',';

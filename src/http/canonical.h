@@ -35,7 +35,10 @@
 //   that is not well-formed UTF-8 once decoded (overlong "%C0%AF" is '/' to lenient decoders),
 //   are refused.
 // Host: lower case, without a trailing dot (names are case-insensitive; "example.com." is
-//   "example.com"); userinfo ("u@h") refused, in Host or in an absolute-form authority.
+//   "example.com"); userinfo ("u@h") refused, in Host or in an absolute-form authority, and so is
+//   anything but a host name or IP literal and a port (RFC 9112 §3.2), there and in
+//   X-Forwarded-Host and Forwarded's host= (forwarded_hosts): URL parsers read "example.com/x",
+//   "example%2Ecom", "example.com\\x" or fullwidth letters as a host floodgate did not match.
 // Fields floodgate reads: Host, and every header that an identity source or a policy's `match`
 //   reads, must appear at most once (counting "X_API_Key" as "X-API-Key", as CGI-style servers
 //   do), hold one value (no ',' list: RFC 9110 makes "a, b" two fields), and not be named by
@@ -77,7 +80,7 @@ std::string canonical_host(std::string_view host);
 // Every host an upstream behind a proxy may act on instead of Host, joined with ',': each entry
 // of every X-Forwarded-Host field, and what follows each "host=" anywhere in a Forwarded field
 // (its host parameters, and what a reader that splits on ',' before unquoting takes for one),
-// without spaces, quotes or backslashes. Field names are compared as CGI-style servers do ('_'
+// trimmed, without quotes. Field names are compared as CGI-style servers do ('_'
 // as '-'). A superset of what any reader finds: a policy on Host matches if any of them names
 // its host (decide::Query::forwarded_hosts). "" when the request has neither field.
 std::string forwarded_hosts(const Request& request);

@@ -96,6 +96,37 @@ TEST(Canonicalize, HostIsLowerCaseWithoutTrailingDotAndWithoutUserinfo) {
   EXPECT_TRUE(canonicalize(a, {}));
 }
 
+// URL parsers read these as api.example.com (or another host than their bytes): RFC 9112 makes
+// them a 400, in Host, in an absolute-form authority, and where upstreams read the host instead.
+TEST(Canonicalize, RefusesHostsThatAreNotHostNames) {
+  for (std::string_view h :
+       {"api.example.com/x", "api.example.com?x", "api.example.com#x", "api.example.com\\x",
+        "api%2Eexample.com", "\xef\xbd\x81pi.example.com", "api.example.com:80/x",
+        "api.example.com x", "api.example.com:8o", "[::1", "[]", "[::g]", "[::1]x", "a:1:2"}) {
+    Request r = make("GET", "/x");
+    r.set(boost::beast::http::field::host, h);
+    EXPECT_TRUE(canonicalize(r, {})) << h;
+    Request x = make("GET", "/x");
+    x.insert("X-Forwarded-Host", "a.example, " + std::string(h));
+    EXPECT_TRUE(canonicalize(x, {})) << h;
+    Request f = make("GET", "/x");
+    f.insert("Forwarded", "for=192.0.2.1;host=\"" + std::string(h) + "\"");
+    EXPECT_TRUE(canonicalize(f, {})) << h;
+  }
+  for (std::string_view t : {"http://api%2Eexample.com/x", "http://api.example.com\\x/y"}) {
+    Request r = make("GET", t);
+    EXPECT_TRUE(canonicalize(r, {})) << t;
+  }
+  for (std::string_view h : {"api.example.com", "API.example.com.:8080", "[2001:db8::1]:443",
+                             "192.0.2.1", "a-b_c~d.example", "example.com:", ""}) {
+    Request r = make("GET", "/x");
+    r.set(boost::beast::http::field::host, h);
+    r.insert("X-Forwarded-Host", h);
+    r.insert("Forwarded", "for=192.0.2.1;host=\"" + std::string(h) + "\";proto=https");
+    EXPECT_FALSE(canonicalize(r, {})) << h;
+  }
+}
+
 TEST(Canonicalize, FieldsFloodgateReadsHoldOneValueOnce) {
   const std::vector<std::string> single{"X-API-Key"};
   Request list = make("GET", "/x");

@@ -19,6 +19,8 @@
 #                list ("k1, k2"), spelled with '_' (one field to CGI-style servers), or named by
 #                Connection (dropped before the upstream)
 #   host         a policy on a Host value, and the other spellings of that host
+#   host_syntax  the same policy, and hosts that are not host names ("api.example.com/x",
+#                "api%2Eexample.com", fullwidth letters) which URL parsers read as that host
 #   authorization  an Authorization identity spelled otherwise (scheme case, whitespace, base64
 #                padding and trailing bits) for the same credentials
 #   forwarded_host  the same policy, and X-Forwarded-Host or Forwarded host= naming that host
@@ -323,6 +325,41 @@ EOF
   # Another virtual host, by every name, is not counted.
   [[ $(code -H 'X-API-Key: k' -H 'Host: other.example.com' -H 'X-Forwarded-Host: other.example.com' \
     "http://127.0.0.1:$fg_port/v/x") == 200 ]] || fail "a request for another host was not served"
+  ;;
+
+host_syntax)
+  start_upstream
+  start_fg <<'EOF' || exit 1
+identity: [{header: X-API-Key}]
+policies:
+  - {name: vhost, match: {path_prefix: /v/, header: {name: Host, value: api.example.com}}, limit: 2, period: 1h}
+EOF
+  for _ in 1 2; do
+    [[ $(code -H 'X-API-Key: k' -H 'Host: api.example.com' "http://127.0.0.1:$fg_port/v/x") == 200 ]] ||
+      fail "an allowed request was not served"
+  done
+  # Hosts that are not host names, which a WHATWG URL parser reads as api.example.com
+  # (tests/fixtures/lenient_upstream.cc); the forwarding fields beside Host: 127.0.0.1.
+  hosts=(
+    'Host: api.example.com/x' 'Host: api.example.com?x' 'Host: api.example.com#x'
+    'Host: api.example.com\x' 'Host: api%2Eexample.com' $'Host: \xef\xbd\x81pi.example.com'
+    'Host: api.example.com:80/x' 'Host: API.example.com./../x'
+    'X-Forwarded-Host: api.example.com/x' 'X-Forwarded-Host: api%2eexample.com'
+    'Forwarded: host="api.example.com?x"'
+  )
+  for h in "${hosts[@]}"; do
+    c=$(code -H 'X-API-Key: k' -H "$h" "http://127.0.0.1:$fg_port/v/x")
+    [[ $c == 429 || $c == 400 ]] || fail "'$h' answered $c (want 429 or 400)"
+  done
+  c=$(code -H 'X-API-Key: k' --request-target 'http://api%2Eexample.com/v/x' "http://127.0.0.1:$fg_port/")
+  [[ $c == 429 || $c == 400 ]] || fail "http://api%2Eexample.com/v/x answered $c (want 429 or 400)"
+  n=$(acted_on ' vhost=api\.example\.com$')
+  [[ $n -eq 2 ]] || fail "the upstream acted on $n requests for api.example.com (limit 2): $(cat "$tmp/upstream.log")"
+  # Host names, IP literals and ports are served.
+  for h in 'other.example.com:8080' '[2001:db8::1]:8080' '192.0.2.1' 'a-b_c~d.example'; do
+    [[ $(code -H 'X-API-Key: k' -H "Host: $h" "http://127.0.0.1:$fg_port/v/x") == 200 ]] ||
+      fail "Host: $h was not served"
+  done
   ;;
 
 authorization)
