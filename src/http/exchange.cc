@@ -25,15 +25,13 @@ auto Server::Impl::decide(Worker& w, const Route& r, const Runtime& rt, bool den
 }
 
 auto Server::Impl::serve(Request& req, Worker& w, const tcp::endpoint& peer,
-                         const std::string& path, std::shared_ptr<UpstreamAbort> abort)
-    -> awaitable<Response> {
+                         const std::string& path) -> awaitable<Response> {
   if (!w.upstream) co_return demo_resource(req, path);
   auto pool = w.upstream;  // keeps the pool alive across a reload
   // The request is in its canonical form (canonical.h): the upstream gets exactly the method
   // and target that were decided on.
   Request up = make_upstream_request(req, peer.address().to_string(), *w.upstream_target);
-  Result<Response> r = co_await pool->forward(std::move(up), abort);
-  if (abort && abort->aborted) co_return Response{};  // the client went away: abandoned
+  Result<Response> r = co_await pool->forward(std::move(up));
   if (!r) {
     const bool timeout = r.error().code == ErrorCode::kDeadlineExceeded;
     w.metrics->on_upstream(timeout ? UpstreamResult::kTimeout : UpstreamResult::kUnavailable);
@@ -291,15 +289,11 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
     }
     if (w.upstream) {
       std::shared_ptr<ClientWatch> watch;
-      std::shared_ptr<UpstreamAbort> abort;
-      if (x.slots) {
-        abort = std::make_shared<UpstreamAbort>();
-        watch = watch_client(in.stream, x.slots.get(), req.version(), abort);
-      }
-      x.response = co_await serve(req, w, peer, x.route.path, abort);
+      if (x.slots) watch = watch_client(in.stream, req.version());
+      x.response = co_await serve(req, w, peer, x.route.path);
       if (watch) {
         stop_watch(watch);
-        if (client_gone(watch)) {  // its upstream exchange was aborted, its slots given back
+        if (client_gone(watch)) {  // the upstream has answered: only now are the slots free
           x.renewal.stop();
           x.slots.reset();
           co_return body_failed(w, kClientGone);  // abandon: write nothing
@@ -315,15 +309,13 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
 
 struct Server::Impl::ClientWatch {
   tcp::socket* socket = nullptr;  // null once stopped
-  decide::Slots* slots = nullptr;
-  std::shared_ptr<UpstreamAbort> abort;
   unsigned http_version = 11;
   bool probed = false;  // an interim response was sent to tell a half-close from a close
   // Once probed: when to look for the reset again (the socket stays readable: the end of the
   // stream). Doubles from kFirstRecheck to kMaxRecheck.
   std::optional<asio::steady_timer> recheck;
   std::chrono::milliseconds recheck_after{0};
-  bool gone = false;  // the client went away: the upstream exchange aborted, the slots released
+  bool gone = false;  // the client went away: its answer is not written
 };
 
 struct Server::Impl::SlotRenewal::State {
@@ -345,13 +337,8 @@ constexpr std::chrono::milliseconds kMaxRecheck{500};
 void watch_socket(std::shared_ptr<Server::Impl::ClientWatch> watch);
 void recheck_later(std::shared_ptr<Server::Impl::ClientWatch> watch);
 
-void client_left(Server::Impl::ClientWatch& watch) {
-  watch.gone = true;
-  // The upstream exchange ends first (its connection closed), so the slot is free only when the
-  // request no longer is at the upstream.
-  watch.abort->abort();
-  watch.slots->release();
-}
+// The slots stay taken: the request is at the upstream until it answers (watch_client).
+void client_left(Server::Impl::ClientWatch& watch) { watch.gone = true; }
 
 void on_event(std::shared_ptr<Server::Impl::ClientWatch> watch,
               const boost::system::error_code& ec) {
@@ -436,13 +423,10 @@ void Server::Impl::SlotRenewal::stop() {
   state_.reset();
 }
 
-auto Server::Impl::watch_client(beast::tcp_stream& stream, decide::Slots* slots,
-                                unsigned http_version, std::shared_ptr<UpstreamAbort> abort)
+auto Server::Impl::watch_client(beast::tcp_stream& stream, unsigned http_version)
     -> std::shared_ptr<ClientWatch> {
   auto watch = std::make_shared<ClientWatch>();
   watch->socket = &stream.socket();
-  watch->slots = slots;
-  watch->abort = std::move(abort);
   watch->http_version = http_version;
   watch_socket(watch);
   return watch;

@@ -297,8 +297,7 @@ struct Server::Impl {
   // ---- requests ----------------------------------------------------------------------------
 
   awaitable<Response> serve(Request& req, Worker& w, const tcp::endpoint& peer,
-                            const std::string& path,
-                            std::shared_ptr<UpstreamAbort> abort = nullptr);
+                            const std::string& path);
 
   // Renews a request's concurrency slots every renew_every() from the moment they are taken
   // until they are given back (the answer written, or the request abandoned), whatever the
@@ -363,14 +362,15 @@ struct Server::Impl {
   };
 
   // While a request holding concurrency slots waits for the upstream: notices a client that
-  // went away (it will never read the answer): then it aborts the upstream exchange and only
-  // after that gives the slots back; respond() then abandons the request (nothing is written).
-  // A client that only half-closed (shut down its sending side, still reading) keeps its slots
-  // until its answer is written. stop() ends the watch; it never outlives the session's socket.
+  // went away (it will never read the answer); respond() then abandons the request once the
+  // upstream has answered (nothing is written), and only then gives the slots back. The
+  // upstream exchange is not cut short: servers do not stop a handler when its connection
+  // closes, so the request is at the upstream until it answers (or `upstream.timeout`), and
+  // giving the slot back earlier let a client that sends and goes away have any number there.
+  // A client that only half-closed (shut down its sending side, still reading) is not gone.
+  // stop() ends the watch; it never outlives the session's socket.
   struct ClientWatch;
-  std::shared_ptr<ClientWatch> watch_client(beast::tcp_stream& stream, decide::Slots* slots,
-                                            unsigned http_version,
-                                            std::shared_ptr<UpstreamAbort> abort);
+  std::shared_ptr<ClientWatch> watch_client(beast::tcp_stream& stream, unsigned http_version);
   static bool client_gone(const std::shared_ptr<ClientWatch>& watch);
   static void stop_watch(const std::shared_ptr<ClientWatch>& watch);
 
