@@ -298,6 +298,17 @@ std::optional<std::string> canonicalize(Request& req, const std::vector<std::str
       start = comma + 1;
     }
   }
+  // No Host: an HTTP/1.1 request must have one (RFC 9112 §3.2); an absolute-form target's
+  // authority stands in for it (below). An HTTP/1.0 request may lack it, and is given an empty
+  // one: forwarded without it, it would get the name of floodgate's `upstream` as its Host
+  // (make_upstream_request), which a policy on Host may limit, without having matched it.
+  if (req.find(boost::beast::http::field::host) == req.end()) {
+    const std::string_view t = sv(req.target());
+    if (t.empty() || t.front() == '/' || t == "*") {
+      if (req.version() >= 11) return refuse("an HTTP/1.1 request must have a Host field");
+      req.set(boost::beast::http::field::host, "");
+    }
+  }
   // What upstreams behind a proxy read instead of Host: host names too.
   const std::string hosts = forwarded_hosts(req);
   for (std::size_t start = 0; start < hosts.size();) {

@@ -127,6 +127,21 @@ TEST(Canonicalize, RefusesHostsThatAreNotHostNames) {
   }
 }
 
+// Without Host, the upstream would get the name of floodgate's `upstream` as its Host.
+TEST(Canonicalize, AMissingHostIsRefusedInHttp11AndEmptyInHttp10) {
+  Request r = make("GET", "/x");
+  r.erase(boost::beast::http::field::host);
+  EXPECT_TRUE(canonicalize(r, {}));
+  r.version(10);
+  EXPECT_FALSE(canonicalize(r, {}));
+  ASSERT_NE(r.find(boost::beast::http::field::host), r.end());
+  EXPECT_EQ(r[boost::beast::http::field::host], "");
+  Request absolute = make("GET", "http://a.example/x");
+  absolute.erase(boost::beast::http::field::host);
+  EXPECT_FALSE(canonicalize(absolute, {}));
+  EXPECT_EQ(absolute[boost::beast::http::field::host], "a.example");
+}
+
 TEST(Canonicalize, FieldsFloodgateReadsHoldOneValueOnce) {
   const std::vector<std::string> single{"X-API-Key"};
   Request list = make("GET", "/x");

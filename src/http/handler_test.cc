@@ -732,6 +732,7 @@ TEST(PlainAnswer, NotForHeadNorCorsOriginsNorOtherPaths) {
   auto rt = make_runtime(load(kConfig));
   const RequestContext ctx{ip("192.0.2.1"), true, false};
   const auto applies = [&](Request req) {
+    req.set(beast_http::field::host, "t");  // an HTTP/1.1 request has one (canonicalize)
     EXPECT_FALSE(canonicalize(req, rt->single_fields));
     return plain_answer_applies(req, route(req, *rt, ctx), *rt);
   };
@@ -741,6 +742,7 @@ TEST(PlainAnswer, NotForHeadNorCorsOriginsNorOtherPaths) {
   EXPECT_FALSE(applies(get("/other", {{"X-API-Key", "a"}})));
   auto no_cors = make_runtime(load("policies:\n  - {name: p, limit: 1, period: 1s}\n"));
   Request req = get("/api/x", {{"Origin", "https://app.example.com"}});
+  req.set(beast_http::field::host, "t");
   EXPECT_FALSE(canonicalize(req, no_cors->single_fields));
   EXPECT_TRUE(plain_answer_applies(req, route(req, *no_cors, ctx), *no_cors));
 }

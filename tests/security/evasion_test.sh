@@ -21,6 +21,8 @@
 #   host         a policy on a Host value, and the other spellings of that host
 #   host_syntax  the same policy, and hosts that are not host names ("api.example.com/x",
 #                "api%2Eexample.com", fullwidth letters) which URL parsers read as that host
+#   missing_host  a request without Host, against a policy on the host the upstream's address
+#                names (floodgate used to forward it with that Host)
 #   authorization  an Authorization identity spelled otherwise (scheme case, whitespace, base64
 #                padding and trailing bits) for the same credentials
 #   forwarded_host  the same policy, and X-Forwarded-Host or Forwarded host= naming that host
@@ -360,6 +362,29 @@ EOF
     [[ $(code -H 'X-API-Key: k' -H "Host: $h" "http://127.0.0.1:$fg_port/v/x") == 200 ]] ||
       fail "Host: $h was not served"
   done
+  ;;
+
+missing_host)
+  start_upstream
+  # A policy on the host that the upstream's own address names (upstream: http://127.0.0.1:…).
+  start_fg <<'EOF' || exit 1
+identity: [{header: X-API-Key}]
+policies:
+  - {name: vhost, match: {path_prefix: /v/, header: {name: Host, value: 127.0.0.1}}, limit: 2, period: 1h}
+EOF
+  for _ in 1 2; do
+    [[ $(code -H 'X-API-Key: k' -H 'Host: 127.0.0.1' "http://127.0.0.1:$fg_port/v/x") == 200 ]] ||
+      fail "an allowed request was not served"
+  done
+  # No Host: HTTP/1.1 requires one (RFC 9112 §3.2); an HTTP/1.0 request may lack it, and must
+  # not reach the upstream under the upstream's own name.
+  for v in 1.1 1.1 1.0 1.0; do
+    raw "$fg_port" "GET /v/x HTTP/$v\r\nX-API-Key: k\r\n\r\n" >"$tmp/nohost"
+    grep -q '^HTTP/1.1 200' "$tmp/nohost" && [[ $v == 1.1 ]] &&
+      fail "an HTTP/1.1 request without Host was served"
+  done
+  n=$(acted_on ' vhost=127\.0\.0\.1$')
+  [[ $n -eq 2 ]] || fail "the upstream acted on $n requests for 127.0.0.1 (limit 2): $(cat "$tmp/upstream.log")"
   ;;
 
 authorization)
