@@ -307,7 +307,9 @@ asio::awaitable<Exchange> exchange(const State& state, UpstreamConnection& conn,
 
     // need_eof: the body ran to the end of the connection, which is now closed. Bytes already
     // buffered past the response would be taken for the next response's: don't risk it.
-    out.reusable = parser.get().keep_alive() && !parser.need_eof() && conn.buffer.size() == 0;
+    // A request sent with Connection: close ends its connection too (make_upstream_request).
+    out.reusable = request.keep_alive() && parser.get().keep_alive() && !parser.need_eof() &&
+                   conn.buffer.size() == 0;
     Response response = parser.release();
     strip_hop_by_hop(response);
     out.response = std::move(response);
@@ -490,6 +492,17 @@ Request make_upstream_request(const Request& in, std::string_view client_ip,
   if (!out.body().empty() || method == beast_http::verb::post || method == beast_http::verb::put ||
       method == beast_http::verb::patch) {
     out.content_length(out.body().size());
+  }
+  // A body on a method that servers expect none on (RFC 9110 §9.3: it has no defined meaning on
+  // GET, HEAD and DELETE; OPTIONS is mostly answered by CORS handlers that do not read one): a
+  // server that ignores its Content-Length reads the body as the next request on the connection
+  // (a "CL.0" desync), which no policy counted. After Connection: close it reads no further
+  // request there (RFC 9112 §9.6), and the connection is not pooled (exchange()).
+  if (!out.body().empty() &&
+      (method == beast_http::verb::get || method == beast_http::verb::head ||
+       method == beast_http::verb::delete_ || method == beast_http::verb::options ||
+       method == beast_http::verb::trace || method == beast_http::verb::connect)) {
+    out.keep_alive(false);
   }
   return out;
 }

@@ -176,7 +176,9 @@ class UpstreamPool {
 //    "a, b, client_ip"; several XFF fields become one);
 //  - Host kept as the client sent it (set to the target's "host:port" if absent);
 //  - HTTP/1.1, keep-alive; Content-Length from the body (present when the body is not empty and
-//    for POST, PUT and PATCH; absent otherwise);
+//    for POST, PUT and PATCH; absent otherwise); Connection: close when GET, HEAD, DELETE,
+//    OPTIONS, TRACE or CONNECT carries a body (servers that expect none would read it as the
+//    next request), and forward() does not pool that connection;
 //  - method (unknown methods too), target, every other header (order and spelling kept) and the
 //    body unchanged.
 // Failure: none.

@@ -177,6 +177,19 @@ TEST(MakeUpstreamRequest, ContentLengthFollowsTheBody) {
   Request trace{verb::trace, "/", 11};  // prepare_payload() would throw here
   trace.body() = "x";
   EXPECT_EQ(make_upstream_request(trace, "203.0.113.9", kTarget)[field::content_length], "1");
+
+  // A body where servers expect none goes with Connection: close (a server that ignores it would
+  // read it as the next request); a POST's keeps the connection.
+  for (verb m : {verb::get, verb::head, verb::delete_, verb::options}) {
+    Request r{m, "/", 11};
+    r.body() = "GET /api/x HTTP/1.1\r\nHost: a\r\n\r\n";
+    EXPECT_FALSE(make_upstream_request(r, "203.0.113.9", kTarget).keep_alive()) << m;
+    r.body().clear();
+    EXPECT_TRUE(make_upstream_request(r, "203.0.113.9", kTarget).keep_alive()) << m;
+  }
+  Request post{verb::post, "/", 11};
+  post.body() = "x=1";
+  EXPECT_TRUE(make_upstream_request(post, "203.0.113.9", kTarget).keep_alive());
 }
 
 TEST(StripHopByHop, RemovesHopByHopFieldsKeepsTheRest) {
@@ -530,6 +543,21 @@ TEST_F(UpstreamPoolTest, SequentialForwardsReuseOneConnection) {
   EXPECT_EQ(pool.stats().reuses, 9u);
   EXPECT_EQ(pool.stats().retries, 0u);
   EXPECT_EQ(pool.idle_connections(), 1u);
+}
+
+// A request sent with Connection: close (a GET with a body) ends its connection: the server
+// reads no further request there, so it is not pooled.
+TEST_F(UpstreamPoolTest, ARequestSentWithConnectionCloseIsNotPooled) {
+  UpstreamPool pool(ioc_.get_executor(), options());
+  auto body = [&]() -> asio::awaitable<void> {
+    Request r = client_request(verb::get, "/n/1");
+    r.body() = "data";
+    Result<Response> result =
+        co_await pool.forward(make_upstream_request(r, "203.0.113.9", kTarget));
+    EXPECT_TRUE(result.has_value()) << result.error().to_string();
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  EXPECT_EQ(pool.idle_connections(), 0u);
 }
 
 TEST_F(UpstreamPoolTest, ConcurrentForwardsEachTakeTheirOwnConnection) {

@@ -27,6 +27,8 @@
 #                padding and trailing bits) for the same credentials
 #   forwarded_host  the same policy, and X-Forwarded-Host or Forwarded host= naming that host
 #                (which upstreams behind a proxy act on) beside another Host
+#   get_body     a request smuggled in the body of a GET, HEAD, DELETE or OPTIONS, which an
+#                upstream that expects no body there reads as the next request
 #   check_api    /v1/check cannot spend an HTTP client's budget, is limited per caller on the
 #                public listener, lives only on admin_listen when set, and can be switched off
 #   body         a client over its limit gets 429 on its header section: no body is read (not
@@ -416,6 +418,31 @@ EOF
   # Other credentials are other clients.
   [[ $(code -H 'Authorization: Bearer tok-2' "http://127.0.0.1:$fg_port/api/x") == 200 ]] ||
     fail "another token was not served"
+  ;;
+
+get_body)
+  start_upstream
+  start_fg <<'EOF' || exit 1
+identity: [{header: X-API-Key}]
+policies:
+  - {name: api, match: {path_prefix: /api/}, limit: 1, period: 1h}
+EOF
+  [[ $(code -H 'X-API-Key: k' "http://127.0.0.1:$fg_port/api/x") == 200 ]] ||
+    fail "the first request was not served"
+  # A request to an unlimited path whose body is a request to the limited one. The upstream
+  # expects no body on these methods and reads it as the next request on its connection
+  # (tests/fixtures/lenient_upstream.cc).
+  smuggled='GET /api/x HTTP/1.1\r\nHost: a\r\nX-API-Key: k\r\n\r\n'
+  length=$(printf "$smuggled" | wc -c)
+  for m in GET GET HEAD DELETE OPTIONS; do
+    raw "$fg_port" "$m /pub HTTP/1.1\r\nHost: a\r\nX-API-Key: k\r\nContent-Length: $length\r\n\r\n$smuggled" >"$tmp/smuggle"
+    grep -q '^HTTP/1.1 200' "$tmp/smuggle" || fail "$m /pub with a body was not served: $(head -1 "$tmp/smuggle")"
+  done
+  n=$(acted_on '^[A-Z]+ /api/')
+  [[ $n -eq 1 ]] || fail "the upstream acted on $n requests to /api/ (limit 1): $(cat "$tmp/upstream.log")"
+  # A POST's body is the upstream's to read: its connection is kept.
+  [[ $(code -X POST -H 'X-API-Key: k' -d 'x=1' "http://127.0.0.1:$fg_port/pub") == 200 ]] ||
+    fail "a POST with a body was not served"
   ;;
 
 check_api)
