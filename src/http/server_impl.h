@@ -365,7 +365,7 @@ struct Server::Impl {
   // went away (it will never read the answer); respond() then abandons the request once the
   // upstream has answered (nothing is written), and only then gives the slots back. The
   // upstream exchange is not cut short: servers do not stop a handler when its connection
-  // closes, so the request is at the upstream until it answers (or `upstream.timeout`), and
+  // closes, so the request is at the upstream until it answers (or `upstream_timeout`), and
   // giving the slot back earlier let a client that sends and goes away have any number there.
   // A client that only half-closed (shut down its sending side, still reading) is not gone.
   // stop() ends the watch; it never outlives the session's socket.
