@@ -347,11 +347,7 @@ void put_idle(State& state, std::unique_ptr<UpstreamConnection> conn) {
   state.idle.push_back(std::move(conn));
 }
 
-asio::awaitable<Result<Response>> forward_with_retry(State& state, const Request& request,
-                                                     UpstreamAbort* abort) {
-  const auto aborted = [&] {
-    return fail(ErrorCode::kUnavailable, state.name + ": abandoned (the client went away)");
-  };
+asio::awaitable<Result<Response>> forward_with_retry(State& state, const Request& request) {
   const SteadyTime deadline = SteadyClock::now() + state.options.timeout;
   std::unique_ptr<UpstreamConnection> conn = take_idle(state);
   bool reused = conn != nullptr;
@@ -365,15 +361,7 @@ asio::awaitable<Result<Response>> forward_with_retry(State& state, const Request
       }
       conn = std::move(*fresh);
     }
-    if (abort != nullptr) {
-      if (abort->aborted) co_return aborted();  // nothing was sent
-      abort->socket = &conn->stream.socket();
-    }
     Exchange result = co_await exchange(state, *conn, request, deadline);
-    if (abort != nullptr) {
-      abort->socket = nullptr;
-      if (abort->aborted) co_return aborted();  // its connection is closed: never pooled
-    }
     if (result.response) {
       if (result.reusable) put_idle(state, std::move(conn));
       co_return std::move(result.response);
@@ -393,11 +381,10 @@ asio::awaitable<Result<Response>> forward_with_retry(State& state, const Request
 
 // The coroutine behind forward(): `state` by value keeps the pool's state alive for as long as
 // this forward is in flight.
-asio::awaitable<Result<Response>> do_forward(std::shared_ptr<State> state, Request request,
-                                             std::shared_ptr<UpstreamAbort> abort) {
+asio::awaitable<Result<Response>> do_forward(std::shared_ptr<State> state, Request request) {
   Result<Response> result;
   try {
-    result = co_await forward_with_retry(*state, request, abort.get());
+    result = co_await forward_with_retry(*state, request);
   } catch (const std::exception& e) {
     // Every I/O error is a value; only a bug or bad_alloc gets here.
     result = fail(ErrorCode::kInternal, state->name + ": " + e.what());
@@ -428,9 +415,8 @@ UpstreamPool::~UpstreamPool() {
   state_->idle.clear();
 }
 
-boost::asio::awaitable<Result<Response>> UpstreamPool::forward(
-    Request request, std::shared_ptr<UpstreamAbort> abort) {
-  return do_forward(state_, std::move(request), std::move(abort));
+boost::asio::awaitable<Result<Response>> UpstreamPool::forward(Request request) {
+  return do_forward(state_, std::move(request));
 }
 
 std::size_t UpstreamPool::idle_connections() const { return state_->idle.size(); }

@@ -104,20 +104,6 @@ struct UpstreamOptions {
 //
 // Lifetime: the pool may be destroyed while forward() calls are in flight; they complete
 // normally (their state is shared with them) and close their connections instead of pooling.
-// Ends one forward() from outside it (the client it answers went away): abort() closes the
-// upstream connection in use at once, and the forward then fails (kUnavailable) without sending
-// anything more or retrying. Same executor as the forward.
-struct UpstreamAbort {
-  bool aborted = false;
-  boost::asio::ip::tcp::socket* socket = nullptr;  // the connection in use; set by forward()
-  void abort() {
-    aborted = true;
-    if (socket == nullptr) return;
-    boost::system::error_code ignored;
-    socket->close(ignored);
-  }
-};
-
 class UpstreamPool {
  public:
   // A snapshot of the pool's UpstreamCounters (shared with other pools if options.counters
@@ -150,8 +136,7 @@ class UpstreamPool {
   // deadline: the upstream cannot have processed the request. A response with Connection: close
   // (or HTTP/1.0 without keep-alive, or a body delimited by the end of the connection) is not
   // pooled.
-  boost::asio::awaitable<Result<Response>> forward(Request request,
-                                                   std::shared_ptr<UpstreamAbort> abort = nullptr);
+  boost::asio::awaitable<Result<Response>> forward(Request request);
 
   // Connections currently in the pool. Ones past idle_timeout count until the next forward()
   // or close_idle() closes them.
