@@ -17,10 +17,12 @@
 // drop expired states, checks too.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 
 #include "fixtures/redis_server.h"
+#include "core/algorithms.h"
 #include "floodgate/limiter.h"
 #include "floodgate/store.h"
 #include "store/redis/keys.h"
@@ -440,6 +442,193 @@ TEST_F(LuaVectors, KeysOutliveTheirStatesOnRedisTime) {
   EXPECT_GT(written, 200);
   EXPECT_GT(kept, 20);
   EXPECT_LT(kept, written);
+}
+
+// Arbitrary states, beyond those the cases' steps reach: what a policy with other values left
+// (a reload lowered its burst or limit: more tokens than the bucket now holds, counts above the
+// limit), remainders out of range, windows and arrival times ahead of the clock or behind it, no
+// state at all; at times drawn around the microsecond a bucket fills, a window or a granule turns.
+// On each, an fg_decide_v4 item of one to three policies (some in shadow mode, costs from 0 to
+// one past the capacity) must decide and write exactly what the core decides and writes, and a
+// written key must live at least its state's ttl and at most 1.5 times it (+ 1 ms, + the time
+// the test takes); a refund of arbitrary charges on such states (fg_refund_v3) must write or
+// delete exactly what the core's plan_refund does.
+TEST_F(LuaVectors, ScriptAgreesWithTheCoreOnArbitraryStates) {
+  std::mt19937_64 rng(20833);
+  auto pick = [&rng](std::int64_t lo, std::int64_t hi) {
+    return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng);
+  };
+  auto one_of = [&](std::initializer_list<std::int64_t> values) {
+    return *(values.begin() + pick(0, static_cast<std::int64_t>(values.size()) - 1));
+  };
+  // A state near what `p` may hold at now_us (its window, its refill), or past its range.
+  auto arbitrary_state = [&](const Policy& p, std::int64_t now_us) -> std::optional<State> {
+    if (pick(0, 5) == 0) return std::nullopt;
+    const std::int64_t period_us = p.period.count();
+    switch (p.algorithm) {
+      case Algorithm::kTokenBucket: {
+        const core::BucketScale s = core::bucket_scale(p);
+        const std::int64_t tokens = one_of({0, 1, 2}) == 0 ? pick(s.capacity + 1, 3 * s.capacity)
+                                    : pick(0, 5) == 0      ? pick(-s.unit, -1)
+                                                           : pick(0, s.capacity);
+        const std::int64_t held = std::clamp<std::int64_t>(tokens, 0, s.capacity);
+        const std::int64_t to_full = (s.capacity - held + s.rate - 1) / s.rate;
+        const std::int64_t gap = one_of({to_full - 1, to_full, to_full + 1, pick(0, 2 * to_full),
+                                         -pick(1, period_us)});
+        return State{tokens, now_us - gap, 0};
+      }
+      case Algorithm::kGcra: {
+        const core::BucketScale s = core::bucket_scale(p);
+        const std::int64_t most = kMaxExactInteger / s.rate - 1;  // the core's clamp of ahead
+        const std::int64_t ahead =
+            one_of({0, 1, -1, pick(-period_us, 2 * (s.capacity / s.rate) + 1), most,
+                    most + pick(1, 1000)});
+        const std::int64_t rem = one_of({0, 1, s.rate - 1, s.rate, -1, pick(0, 2 * s.rate)});
+        return State{std::min(now_us + ahead, kMaxExactInteger - 1), rem, 0};
+      }
+      case Algorithm::kSlidingWindow:
+      case Algorithm::kFixedWindow: {
+        const std::int64_t window = now_us / period_us + pick(-2, 1);
+        return State{window, pick(-1, p.limit + 2), pick(-1, p.limit + 2)};
+      }
+      case Algorithm::kConcurrency:
+        break;
+    }
+    return std::nullopt;
+  };
+  const std::int64_t periods_ms[] = {1, 7, 250, 1000, 1500, 60000, 86400000};
+  int writes = 0, denials = 0, refund_writes = 0;
+  for (int i = 0; i < 3000; ++i) {
+    SCOPED_TRACE("iteration " + std::to_string(i));
+    const std::string identity = "arbitrary-" + std::to_string(i);
+    const auto n = static_cast<std::size_t>(pick(1, 3));
+    const std::int64_t period_us = periods_ms[pick(0, std::size(periods_ms) - 1)] * 1000;
+    // Times at a window's start, a granule (1 ms) into it, just before its end, or anywhere.
+    const std::int64_t start_us = (kVectorEpochUs / period_us + pick(0, 1000)) * period_us;
+    const std::int64_t now_us =
+        start_us + one_of({0, 1, 999, 1000, 1001, period_us - 1, pick(0, period_us - 1)});
+    std::vector<Policy> policies;
+    policies.reserve(n);
+    for (std::size_t k = 0; k < n; ++k) {
+      const auto algorithm = static_cast<Algorithm>(pick(0, 3));
+      const bool bucket = algorithm == Algorithm::kTokenBucket || algorithm == Algorithm::kGcra;
+      const std::int64_t limit = one_of({1, 2, 3, 7, 10, 100, 1000, 100000});
+      const std::int64_t burst = bucket && pick(0, 1) == 0 ? pick(1, 2 * limit + 1) : limit;
+      policies.push_back(test::make_policy(
+          "p" + std::to_string(k), limit,
+          {.algorithm = algorithm,
+           .period = k == 0 ? Duration(period_us)
+                            : Duration(periods_ms[pick(0, std::size(periods_ms) - 1)] * 1000),
+           .burst = burst,
+           .shadow = pick(0, 4) == 0}));
+      ASSERT_TRUE(validate_policy(policies.back()).has_value());
+    }
+    std::vector<Charge> charges;
+    std::vector<std::string> keys;
+    std::vector<std::optional<State>> states;
+    for (const Policy& p : policies) {
+      const std::int64_t capacity = p.capacity();
+      charges.push_back(Charge{&p, one_of({0, 1, capacity, capacity + 1, pick(0, capacity)})});
+      keys.push_back(redis::make_key("fgtest", redis::TagKey{}, identity, p.name));
+      states.push_back(arbitrary_state(p, now_us));
+      if (states.back()) server_->command({"SET", keys.back(), state_text(*states.back())});
+    }
+    // The key holds `w`'s state and lives its ttl, not 1.5 times longer (+ 2 ms: the expiry is
+    // whole ms on the decision clock; the PTTL is read some real ms after the write, hence the
+    // slack of the lower bound).
+    auto check_written = [&](const StateWrite& w) {
+      const std::string& key = keys[w.index];
+      const AdminReply got = server_->command(
+          {"EVAL", "return {redis.call('GET', KEYS[1]) or '', redis.call('PTTL', KEYS[1])}", "1",
+           key});
+      ASSERT_EQ(got.elements.size(), 2u);
+      const long long pttl_ms = got.elements[1].integer;
+      const std::int64_t ttl_us = w.ttl.count();
+      // A PX of a few ms can pass in real time before the test reads the key.
+      if (pttl_ms == -2 && ttl_us + ttl_us / 2 <= 20000 * test::time_scale()) return;
+      EXPECT_EQ(stored_text(got.elements[0].str), state_text(w.state)) << key;
+      EXPECT_GE((pttl_ms + 50) * 1000, ttl_us) << key << ": expires before its state is spent";
+      EXPECT_LE(pttl_ms * 1000, ttl_us + ttl_us / 2 + 2000) << key << ": lives too long";
+    };
+    // The keys the core does not write hold what was set.
+    auto check_untouched = [&](const std::vector<StateWrite>& written) {
+      for (std::size_t k = 0; k < n; ++k) {
+        if (std::ranges::any_of(written, [k](const StateWrite& w) { return w.index == k; })) {
+          continue;
+        }
+        const AdminReply v = server_->command({"GET", keys[k]});
+        if (states[k]) {
+          EXPECT_EQ(v.str, state_text(*states[k])) << keys[k];
+        } else {
+          EXPECT_TRUE(v.is_nil) << keys[k];
+        }
+      }
+    };
+
+    if (pick(0, 3) == 0) {
+      // A refund of these charges (every enforced one consumed), decided at an arbitrary time.
+      // Consumed at an arbitrary time, or when the first charge's own refill would just have
+      // given its cost back (a bucket's: cost * unit / rate µs, rounded up, before now).
+      std::int64_t refilled_us = 0;
+      if (charges[0].policy->algorithm == Algorithm::kTokenBucket ||
+          charges[0].policy->algorithm == Algorithm::kGcra) {
+        const core::BucketScale s = core::bucket_scale(*charges[0].policy);
+        refilled_us = (charges[0].cost * s.unit + s.rate - 1) / s.rate;
+      }
+      const Timestamp consumed_at =
+          from_us(now_us - one_of({0, 1, refilled_us - 1, refilled_us, refilled_us + 1,
+                                   pick(0, 2 * period_us)}));
+      const RefundRequest request{identity, charges, consumed_at, {}};
+      std::vector<Charge> given = charges;
+      for (std::size_t k = 0; k < n; ++k) given[k].cost = refund_cost(request, k);
+      const auto planned = plan_refund(given, states, consumed_at, from_us(now_us));
+      std::vector<std::string> argv = {"FCALL", std::string(redis::kRefundFunction),
+                                       std::to_string(n)};
+      argv.insert(argv.end(), keys.begin(), keys.end());
+      for (auto& a : redis::encode_refund_args(request, std::to_string(now_us))) {
+        argv.push_back(std::move(a));
+      }
+      const AdminReply raw = server_->command(argv);
+      ASSERT_FALSE(raw.is_error) << raw.str;
+      EXPECT_EQ(raw.integer, static_cast<long long>(planned.size()));
+      for (const StateWrite& w : planned) {
+        ++refund_writes;
+        if (w.ttl.count() == 0) {
+          EXPECT_EQ(server_->command({"EXISTS", keys[w.index]}).integer, 0) << keys[w.index];
+        } else {
+          check_written(w);
+        }
+      }
+      check_untouched(planned);
+      continue;
+    }
+
+    const Evaluation core = evaluate(charges, states, from_us(now_us));
+    const redis::EncodedDecision item =
+        redis::encode_decision("fgtest", redis::TagKey{}, identity, charges);
+    const redis::EncodedDecision* items[] = {&item};
+    std::string command;
+    redis::append_decide_batch(command, items, std::to_string(now_us));
+    const AdminReply raw = server_->command(argv_of(command));
+    ASSERT_FALSE(raw.is_error) << raw.str;
+    auto parsed = redis::parse_decide_batch_reply(to_reply(raw), std::span(&n, 1));
+    ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+    const Verdict& script = (*parsed)[0];
+    EXPECT_EQ(script.allowed, core.verdict.allowed);
+    EXPECT_EQ(script.most_restrictive, core.verdict.most_restrictive);
+    EXPECT_EQ(script.decisions, core.verdict.decisions);
+    denials += core.verdict.allowed ? 0 : 1;
+    for (const StateWrite& w : core.writes) {
+      ++writes;
+      check_written(w);
+    }
+    check_untouched(core.writes);
+    if (HasFailure()) return;  // one iteration's messages, not thousands
+  }
+  // Each side is exercised: writes, denials and refunds that write.
+  EXPECT_GT(writes, 300);
+  EXPECT_GT(denials, 300);
+  EXPECT_GT(refund_writes, 50);
 }
 
 TEST_F(LuaVectors, RefundRefusesMalformedArguments) {

@@ -113,7 +113,8 @@ Step apply_gcra(const Policy& p, const std::optional<State>& state, std::int64_t
     step.write = cost > 0;
   } else {
     d.reason = DenyReason::kOverLimit;
-    d.retry_after = Duration(ceil_div(deficit + need - s.capacity, s.rate));
+    // As decide.lua computes it, where deficit + need could pass 2^53 (a clamped deficit).
+    d.retry_after = Duration(ceil_div(deficit - (s.capacity - need), s.rate));
   }
   d.remaining = (s.capacity - std::min(deficit, s.capacity)) / s.unit;
   d.reset_after = Duration(ceil_div(deficit, s.rate));

@@ -169,7 +169,9 @@ local function gcra(has, sa, sb, _, cost, burst, unit, rate, now)
     deficit = deficit + need
     allowed, reason = 1, 0
   else
-    retry = ceil_div(deficit + need - cap, rate)
+    -- deficit - (cap - need), not deficit + need - cap: with a TAT clamped far ahead the deficit
+    -- is just under 2^53, and deficit + need would round.
+    retry = ceil_div(deficit - (cap - need), rate)
   end
   local held = deficit
   if held > cap then held = cap end
