@@ -631,6 +631,47 @@ TEST_F(LuaVectors, ScriptAgreesWithTheCoreOnArbitraryStates) {
   EXPECT_GT(refund_writes, 50);
 }
 
+TEST_F(LuaVectors, SlotKeysOutliveTheirLeases) {
+  // On Redis's own clock (now_us ""), as in production: a slot's key must not expire while a
+  // lease in it still holds, so its expiry (PEXPIRETIME, ms) is at or after every member's score
+  // (µs), after fg_acquire_v4 takes a slot and after fg_release_v4 renews it. Leases of whole ms
+  // and of odd µs: the key's TTL is whole ms, the score is not.
+  using namespace std::chrono_literals;
+  for (const Duration lease : {Duration(30s), Duration(1500us), Duration(2001us)}) {
+    const Policy policy = test::make_policy(
+        "slots", 3, {.algorithm = Algorithm::kConcurrency, .period = lease});
+    ASSERT_TRUE(validate_policy(policy).has_value());
+    const std::vector<Charge> charges = {{&policy, 1}};
+    const std::string key = redis::make_key("fgtest", redis::TagKey{}, "leases", policy.name);
+    for (int i = 0; i < 50; ++i) {
+      const std::string id = "lease-" + std::to_string(lease.count()) + "-" + std::to_string(i);
+      for (const bool renew : {false, true}) {
+        const std::string command =
+            renew ? redis::format_release_command("fgtest", redis::TagKey{},
+                                                  LeaseRequest{"leases", charges, id}, true,
+                                                  nullptr)
+                  : redis::format_acquire_command("fgtest", redis::TagKey{}, "leases", charges,
+                                                  id, nullptr);
+        const AdminReply raw = server_->command(argv_of(command));
+        ASSERT_FALSE(raw.is_error) << raw.str;
+        // The expiry and the score in one atomic step (the lease may have ended since).
+        const AdminReply got = server_->command(
+            {"EVAL",
+             "return {redis.call('PEXPIRETIME', KEYS[1]), redis.call('ZSCORE', KEYS[1], ARGV[1])}",
+             "1", key, id});
+        if (got.elements.size() < 2 || got.elements[1].is_nil) continue;  // ended already
+        const std::int64_t expiry_ms = got.elements[0].integer;
+        const std::int64_t score_us = std::stoll(got.elements[1].str);
+        EXPECT_GE(expiry_ms * 1000, score_us)
+            << id << (renew ? " renewed" : " taken") << ": the key expires before the lease ends";
+      }
+      // Give the slot back: at most three are held at once.
+      server_->command(argv_of(redis::format_release_command(
+          "fgtest", redis::TagKey{}, LeaseRequest{"leases", charges, id}, false, nullptr)));
+    }
+  }
+}
+
 TEST_F(LuaVectors, RefundRefusesMalformedArguments) {
   // consumed_at missing: n read as consumed_at, the count then wrong.
   EXPECT_TRUE(server_
