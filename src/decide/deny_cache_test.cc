@@ -29,6 +29,9 @@ class Remote final : public Store {
   void refund(const RefundRequest& r, RefundCallback done) override {
     inner_.refund(r, std::move(done));
   }
+  void release(const LeaseRequest& r, RefundCallback done) override {
+    inner_.release(r, std::move(done));
+  }
   std::string_view kind() const override { return "remote"; }
   bool completes_inline() const override { return false; }
 
@@ -67,6 +70,18 @@ Plan check(const Rules& rules, std::string_view policy, std::string_view key, st
   return std::move(*p);
 }
 
+// The plan of a GET /x from one client, charged against every policy of `rules`.
+Plan request(const Rules& rules) {
+  Query q;
+  q.method = "GET";
+  q.path = "/x";
+  q.header = [](std::string_view) -> std::optional<std::string_view> { return std::nullopt; };
+  q.peer = *config::parse_ip("203.0.113.7");
+  Plan p;
+  EXPECT_TRUE(plan(rules, q, false, p, nullptr));
+  return p;
+}
+
 TEST(DenyCache, AnswersADenialAgainUntilItsRetryAfterWithoutTheStore) {
   ManualClock clock;
   auto rules = rules_from("policies:\n  - {name: p, limit: 2, period: 10s}\n");
@@ -85,6 +100,8 @@ TEST(DenyCache, AnswersADenialAgainUntilItsRetryAfterWithoutTheStore) {
   EXPECT_FALSE(cached.served());
   EXPECT_EQ(w.store->calls, 3) << "answered from the cache";
   EXPECT_EQ(cached.verdict->headline().retry_after, seconds(3)) << "shortened by the time passed";
+  EXPECT_EQ(cached.verdict->decided_at, denied.verdict->decided_at + seconds(2))
+      << "dated when it is answered";
   EXPECT_EQ(cached.verdict->headline().limit, 2);
 
   clock.advance(seconds(3) - milliseconds(1));
@@ -154,6 +171,56 @@ TEST(DenyCache, ReloadAndGiveBackForget) {
   auto reloaded = rules_from(yaml);
   EXPECT_EQ(reloaded->deny_cache->size(), 0u) << "a reload starts empty";
   EXPECT_EQ(rules_from("deny_cache: false\n" + yaml)->deny_cache, nullptr);
+}
+
+TEST(DenyCache, HoldsUntilTheLongestRetryAfterOfTheDenyingPolicies) {
+  // Both policies deny the second request: "slow" for 100 s, then "fast" for 10 s. The store
+  // denies it for 100 s, whichever policy comes last, and so does the cache.
+  ManualClock clock;
+  auto rules = rules_from(
+      "policies:\n  - {name: slow, limit: 1, period: 100s}\n"
+      "  - {name: fast, limit: 1, period: 10s}\n");
+  World w(clock);
+  const Plan plan = request(*rules);
+  ASSERT_EQ(plan.charges.size(), 2u);
+  EXPECT_TRUE(w.decide(*rules, plan).served());
+  const Outcome denied = w.decide(*rules, plan);
+  ASSERT_FALSE(denied.served());
+  EXPECT_EQ(denied.verdict->decisions[0].retry_after, seconds(100));
+  EXPECT_EQ(denied.verdict->decisions[1].retry_after, seconds(10));
+  EXPECT_EQ(w.store->calls, 2);
+
+  clock.advance(seconds(20));
+  const Outcome cached = w.decide(*rules, plan);
+  EXPECT_FALSE(cached.served());
+  EXPECT_TRUE(cached.from_deny_cache) << "slow still denies for 80 s";
+  EXPECT_EQ(w.store->calls, 2);
+  EXPECT_EQ(cached.verdict->headline().retry_after, seconds(80));
+}
+
+TEST(DenyCache, NeverForConcurrencyPolicies) {
+  // A full concurrency policy frees a slot whenever a response ends, which no retry_after
+  // foretells: once the slot is given back, the next request must reach the store and be served.
+  ManualClock clock;
+  auto rules = rules_from(
+      "policies:\n  - {name: slots, algorithm: concurrency, limit: 1}\n"
+      "  - {name: p, limit: 100, period: 1h}\n");
+  World w(clock);
+  const Plan first = request(*rules);
+  ASSERT_TRUE(first.takes_slots);
+  std::unique_ptr<Slots> held = w.decider->hold(rules, first, w.decide(*rules, first));
+  ASSERT_NE(held, nullptr);
+  const Outcome full = w.decide(*rules, request(*rules));
+  ASSERT_FALSE(full.served());
+  EXPECT_EQ(full.verdict->headline().retry_after, kConcurrencyRetryAfter);
+  EXPECT_EQ(rules->deny_cache->size(), 0u);
+
+  held->release();
+  const int calls = w.store->calls;
+  const Outcome next = w.decide(*rules, request(*rules));
+  EXPECT_TRUE(next.served());
+  EXPECT_FALSE(next.from_deny_cache);
+  EXPECT_EQ(w.store->calls, calls + 1);
 }
 
 TEST(DenyCache, BoundedByMaxEntries) {
