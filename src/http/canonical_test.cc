@@ -6,6 +6,9 @@
 #include <rapidcheck.h>
 #include <rapidcheck/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "fixtures/lenient_view.h"
 
 namespace fg::http {
@@ -38,6 +41,43 @@ TEST(CanonicalPath, DotSegmentsSlashesAndEscapes) {
   EXPECT_EQ(canon("/caf\xc3\xa9"), "/caf%C3%A9");
   EXPECT_EQ(canon("/caf%c3%a9"), "/caf%C3%A9");
   EXPECT_EQ(canon("/a:b@c!$&'()*+,="), "/a:b@c!$&'()*+,=");
+}
+
+TEST(CanonicalPath, EveryPcharIsWrittenAsItself) {
+  // RFC 3986 §3.3: a segment's pchar is unreserved (ALPHA DIGIT - . _ ~), a sub-delimiter, ':'
+  // or '@'; ';' is refused (canonical.h). Each stays as it is, sent raw or as %XX (in either
+  // hex case), in a path that is already canonical and in one that is not ("//" to collapse).
+  std::string pchars = "-._~!$&'()*+,=:@";
+  for (char c = 'A'; c <= 'Z'; ++c) pchars += c;
+  for (char c = 'a'; c <= 'z'; ++c) pchars += c;
+  for (char c = '0'; c <= '9'; ++c) pchars += c;
+  static constexpr char kUpper[] = "0123456789ABCDEF";
+  static constexpr char kLower[] = "0123456789abcdef";
+  for (const char c : pchars) {
+    const auto u = static_cast<unsigned char>(c);
+    const std::string raw = std::string("/a") + c + "b";
+    SCOPED_TRACE(raw);
+    EXPECT_EQ(canon(raw), raw);
+    EXPECT_EQ(canon("/" + raw), raw);
+    for (const char* hex : {kUpper, kLower}) {
+      const std::string escaped = std::string("/a%") + hex[u >> 4] + hex[u & 15] + "b";
+      EXPECT_EQ(canon(escaped), raw);
+      EXPECT_EQ(canon("/" + escaped), raw);
+    }
+  }
+}
+
+TEST(CanonicalPath, RefusesEveryControlCharacter) {
+  // C0 controls and DEL (0x7f), raw or as %XX: servers strip or stop at them.
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::vector<unsigned char> controls;
+  for (unsigned char c = 0; c < 0x20; ++c) controls.push_back(c);
+  controls.push_back(0x7f);
+  for (const unsigned char c : controls) {
+    SCOPED_TRACE(static_cast<int>(c));
+    EXPECT_EQ(canon(std::string("/a") + static_cast<char>(c) + "b"), "refused");
+    EXPECT_EQ(canon(std::string("/a%") + kHex[c >> 4] + kHex[c & 15] + "b"), "refused");
+  }
 }
 
 TEST(CanonicalPath, RefusesWhatServersReadDifferently) {
