@@ -397,5 +397,103 @@ RC_GTEST_PROP(Refund, TokenBucketAndGcraStillMakeTheSameDecisions, ()) {
   for (std::size_t i = 0; i < a.size(); ++i) RC_ASSERT(a[i] == b[i]);
 }
 
+
+// Arrivals timed where a bucket's arithmetic turns: a microsecond before, at and after the
+// moment the last decision said it would be full again (its reset_after), at its retry_after, or
+// anywhere. The token bucket and GCRA must still decide alike (design §3.2).
+RC_GTEST_PROP(Buckets, TokenBucketAndGcraAgreeWhereTheBucketTurns, ()) {
+  const Policy tb = *gen_policy(Algorithm::kTokenBucket);
+  Policy gcra = tb;
+  gcra.algorithm = Algorithm::kGcra;
+  const std::int64_t max_gap = 2 * tb.period.count() / tb.limit + 2;
+  Sim a{&tb}, b{&gcra};
+  std::int64_t t = kT0 + *rc::gen::inRange<std::int64_t>(0, tb.period.count());
+  Decision last;
+  const auto n = *rc::gen::inRange(1, 100);
+  for (int i = 0; i < n; ++i) {
+    const std::int64_t reset = last.reset_after.count();
+    const std::int64_t retry = last.retry_after.count();
+    t += std::max<std::int64_t>(
+        0, *rc::gen::element(reset - 1, reset, reset + 1, retry - 1, retry,
+                             *rc::gen::inRange<std::int64_t>(0, max_gap)));
+    const auto cost = *rc::gen::inRange<std::int64_t>(0, std::min<std::int64_t>(tb.burst + 1, 50));
+    last = a.decide(cost, t);
+    RC_ASSERT(last == b.decide(cost, t));
+  }
+}
+
+// A reload that changes a policy's limit or burst keeps its name, so it decides on the state the
+// old values left. That state must hold the new figures: never more than the new capacity at one
+// instant, every figure in range, and a denial's retry_after exact.
+RC_GTEST_PROP(All, AStateLeftBeforeAReloadHoldsTheNewFigures, ()) {
+  const Algorithm algorithm = *gen_algorithm();
+  const Policy before = *gen_policy(algorithm);
+  Policy p = *gen_policy(algorithm);
+  p.period = before.period;
+  if (*rc::gen::arbitrary<bool>()) {
+    // Lowered: the old state may hold more than the new policy ever can.
+    p.limit = std::min(p.limit, std::max<std::int64_t>(1, before.limit / 2));
+    p.burst = std::min(p.burst, std::max<std::int64_t>(1, before.burst / 2));
+    if (algorithm != Algorithm::kTokenBucket && algorithm != Algorithm::kGcra) p.burst = p.limit;
+  }
+  RC_PRE(validate_policy(p).has_value());
+  const auto arrivals = *gen_arrivals(before);
+  Sim old_sim{&before};
+  for (const Arrival& a : arrivals) old_sim.decide(a.cost, a.at_us);
+  const std::int64_t t =
+      arrivals.back().at_us + *rc::gen::inRange<std::int64_t>(0, p.period.count() / 4 + 1);
+  old_sim.expire(t);
+  const std::optional<State> state = old_sim.state;
+
+  const auto cost = *rc::gen::inRange<std::int64_t>(1, p.capacity());
+  const Decision d = apply(p, state, cost, t).decision;
+  RC_ASSERT(d.remaining >= 0);
+  RC_ASSERT(d.remaining <= p.capacity());
+  RC_ASSERT(d.reset_after.count() >= 0);
+  if (!d.allowed) {
+    RC_ASSERT(d.reason == DenyReason::kOverLimit);
+    RC_ASSERT(d.retry_after.count() > 0);
+    const std::int64_t at = t + d.retry_after.count();
+    RC_ASSERT(apply(p, state, cost, at).decision.allowed);
+    RC_ASSERT(!apply(p, state, cost, at - 1).decision.allowed);
+  }
+  Sim sim{&p};
+  sim.state = state;
+  sim.expires = old_sim.expires;
+  std::int64_t admitted = 0;
+  for (std::int64_t k = 0; k <= p.capacity(); ++k) admitted += sim.decide(1, t).allowed ? 1 : 0;
+  RC_ASSERT(admitted <= p.capacity());
+}
+
+// A refund only gives back: whenever it comes, the state after it admits whatever the state
+// before it admitted, reports no fewer remaining and is full again no later. In particular at the microsecond a bucket
+// has refilled the charge by itself (cost * unit / rate after it, rounded up), from when there
+// is nothing left to give back.
+RC_GTEST_PROP(Refund, NeverTakesAway, ()) {
+  const Policy p = *gen_policy(*gen_algorithm());
+  const auto history = *gen_arrivals(p);
+  Sim sim{&p};
+  for (const Arrival& a : history) sim.decide(a.cost, a.at_us);
+  const std::int64_t t1 = history.back().at_us + *rc::gen::inRange<std::int64_t>(0, 1000);
+  const auto cost = *rc::gen::inRange<std::int64_t>(1, p.capacity());
+  RC_PRE(sim.decide(cost, t1).allowed);
+  std::int64_t refilled = *rc::gen::inRange<std::int64_t>(0, 2 * p.period.count());
+  if (p.algorithm == Algorithm::kTokenBucket || p.algorithm == Algorithm::kGcra) {
+    const BucketScale s = bucket_scale(p);
+    refilled = (cost * s.unit + s.rate - 1) / s.rate;
+  }
+  const std::int64_t t2 = t1 + std::max<std::int64_t>(
+                                   0, *rc::gen::element(refilled - 1, refilled, refilled + 1,
+                                                        *rc::gen::inRange<std::int64_t>(
+                                                            0, 2 * p.period.count())));
+  Sim refunded = sim;
+  refunded.refund(cost, t1, t2);
+  RC_ASSERT(refunded.peek(t2).remaining >= sim.peek(t2).remaining);
+  RC_ASSERT(refunded.peek(t2).reset_after <= sim.peek(t2).reset_after);
+  for (std::int64_t q = 1; q <= std::min<std::int64_t>(p.capacity(), 64); ++q) {
+    if (sim.admits(q, t2)) RC_ASSERT(refunded.admits(q, t2));
+  }
+}
+
 }  // namespace
 }  // namespace fg::core
