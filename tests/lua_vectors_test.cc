@@ -703,6 +703,9 @@ TEST_F(LuaVectors, RefusesMalformedArguments) {
   EXPECT_TRUE(fcall(with(13, "2")));   // policy index past p
   EXPECT_TRUE(fcall(with(13, "x")));   // policy index not a number
   EXPECT_TRUE(fcall(with(14, "x")));   // cost not a number
+  EXPECT_TRUE(fcall(with(14, "-1")));  // a negative cost (it would give tokens back)
+  EXPECT_TRUE(fcall(with(14, "1.5")));  // not a whole cost
+  EXPECT_TRUE(fcall(with(14, "18014398509481984")));  // a cost past 2^53 (2^54)
   EXPECT_TRUE(fcall(with(12, "2")));   // n = 2 for one key
   EXPECT_TRUE(fcall(with(6, "2")));    // p = 2, one policy given
   EXPECT_TRUE(fcall(with(5, "2")));    // m = 2 for one key
