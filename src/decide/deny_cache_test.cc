@@ -198,6 +198,26 @@ TEST(DenyCache, HoldsUntilTheLongestRetryAfterOfTheDenyingPolicies) {
   EXPECT_EQ(cached.verdict->headline().retry_after, seconds(80));
 }
 
+TEST(DenyCache, NeverForAPlanWithAShadowPolicy) {
+  // The enforced policy denies; the shadow one beside it must still be decided (and counted) by
+  // the store at every request, so the denial is not cached.
+  ManualClock clock;
+  auto rules = rules_from(
+      "policies:\n  - {name: watch, limit: 1, period: 1h, shadow: true}\n"
+      "  - {name: p, limit: 1, period: 1h}\n");
+  World w(clock);
+  const Plan plan = request(*rules);
+  ASSERT_EQ(plan.charges.size(), 2u);
+  EXPECT_TRUE(w.decide(*rules, plan).served());
+  for (int i = 0; i < 3; ++i) {
+    const Outcome denied = w.decide(*rules, plan);
+    EXPECT_FALSE(denied.served());
+    EXPECT_FALSE(denied.from_deny_cache);
+  }
+  EXPECT_EQ(w.store->calls, 4);
+  EXPECT_EQ(rules->deny_cache->size(), 0u);
+}
+
 TEST(DenyCache, NeverForConcurrencyPolicies) {
   // A full concurrency policy frees a slot whenever a response ends, which no retry_after
   // foretells: once the slot is given back, the next request must reach the store and be served.
