@@ -479,15 +479,14 @@ Request make_upstream_request(const Request& in, std::string_view client_ip,
       method == beast_http::verb::patch) {
     out.content_length(out.body().size());
   }
-  // A body on a method that servers expect none on (RFC 9110 §9.3: it has no defined meaning on
-  // GET, HEAD and DELETE; OPTIONS is mostly answered by CORS handlers that do not read one): a
-  // server that ignores its Content-Length reads the body as the next request on the connection
-  // (a "CL.0" desync), which no policy counted. After Connection: close it reads no further
-  // request there (RFC 9112 §9.6), and the connection is not pooled (exchange()).
-  if (!out.body().empty() &&
-      (method == beast_http::verb::get || method == beast_http::verb::head ||
-       method == beast_http::verb::delete_ || method == beast_http::verb::options ||
-       method == beast_http::verb::trace || method == beast_http::verb::connect)) {
+  // A body on any method but the three whose bodies servers read (RFC 9110 §9.3 gives a body
+  // no meaning on GET, HEAD and DELETE; OPTIONS is mostly answered by CORS handlers; extension
+  // methods such as PURGE are often routed without a body parser): a server that ignores its
+  // Content-Length reads the body as the next request on the connection (a "CL.0" desync),
+  // which no policy counted. After Connection: close it reads no further request there
+  // (RFC 9112 §9.6), and the connection is not pooled (exchange()).
+  if (!out.body().empty() && method != beast_http::verb::post && method != beast_http::verb::put &&
+      method != beast_http::verb::patch) {
     out.keep_alive(false);
   }
   return out;

@@ -190,6 +190,18 @@ TEST(MakeUpstreamRequest, ContentLengthFollowsTheBody) {
   Request post{verb::post, "/", 11};
   post.body() = "x=1";
   EXPECT_TRUE(make_upstream_request(post, "203.0.113.9", kTarget).keep_alive());
+  // So do the bodies of methods beyond the usual ones (WebDAV's, a cache's PURGE, any token).
+  for (std::string_view m : {"PROPFIND", "PURGE", "FROB"}) {
+    Request r{verb::get, "/", 11};
+    r.method_string(boost::beast::string_view(m.data(), m.size()));
+    r.body() = "GET /api/x HTTP/1.1\r\nHost: a\r\n\r\n";
+    EXPECT_FALSE(make_upstream_request(r, "203.0.113.9", kTarget).keep_alive()) << m;
+  }
+  for (verb m : {verb::put, verb::patch}) {
+    Request r{m, "/", 11};
+    r.body() = "x=1";
+    EXPECT_TRUE(make_upstream_request(r, "203.0.113.9", kTarget).keep_alive()) << m;
+  }
 }
 
 TEST(StripHopByHop, RemovesHopByHopFieldsKeepsTheRest) {

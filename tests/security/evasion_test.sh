@@ -431,7 +431,7 @@ EOF
   # (tests/fixtures/lenient_upstream.cc).
   smuggled='GET /api/x HTTP/1.1\r\nHost: a\r\nX-API-Key: k\r\n\r\n'
   length=$(printf "$smuggled" | wc -c)
-  for m in GET GET HEAD DELETE OPTIONS; do
+  for m in GET GET HEAD DELETE OPTIONS PURGE PROPFIND; do
     raw "$fg_port" "$m /pub HTTP/1.1\r\nHost: a\r\nX-API-Key: k\r\nContent-Length: $length\r\n\r\n$smuggled" >"$tmp/smuggle"
     grep -q '^HTTP/1.1 200' "$tmp/smuggle" || fail "$m /pub with a body was not served: $(head -1 "$tmp/smuggle")"
   done
