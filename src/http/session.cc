@@ -1,7 +1,6 @@
 // session.cc — a connection's I/O: reading, limits and timeouts, writing (server_impl.h).
 #include "http/server_impl.h"
-
-#include "http/read_room.h"
+#include "util/read_room.h"
 
 // g++ 12 warns that the frame of a coroutine defined outside its class (here session()) is freed
 // by a mismatched operator delete: it pairs Asio's awaitable_frame_base operator new/delete
@@ -71,7 +70,7 @@ auto Server::Impl::read_whole_header(beast::tcp_stream& stream, beast::flat_buff
                                      std::size_t limit, std::size_t scanned)
     -> awaitable<boost::system::error_code> {
   for (;;) {
-    auto [ec, n] = co_await stream.async_read_some(ReadRoom{buffer.prepare(4096)}, kTuple);
+    auto [ec, n] = co_await stream.async_read_some(util::ReadRoom{buffer.prepare(4096)}, kTuple);
     if (ec) co_return ec;
     buffer.commit(n);
     const boost::system::error_code scan = scan_header(buffer, limit, scanned);
@@ -130,9 +129,9 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
       if (served && closing_idle.load(std::memory_order_relaxed)) break;
       entry.idle = true;
       stream.expires_after(limits.idle_timeout);
-      // A ReadRoom (read_room.h): after a read that emptied the socket, the next one waits for
+      // A ReadRoom (util/read_room.h): after a read that emptied the socket, the next one waits for
       // epoll rather than first failing with EAGAIN.
-      auto [rec, n] = co_await stream.async_read_some(ReadRoom{buffer.prepare(4096)}, kTuple);
+      auto [rec, n] = co_await stream.async_read_some(util::ReadRoom{buffer.prepare(4096)}, kTuple);
       entry.idle = false;
       if (rec) break;
       buffer.commit(n);

@@ -1,40 +1,16 @@
-// session_read_test.cc — how a connection reads its requests (read_room.h): a read that returns
-// less than its room emptied the socket, so the next read waits for epoll instead of first failing
-// with EAGAIN; and no request is left unread for it, whenever its bytes arrive.
+// session_read_test.cc — how a connection reads its requests (util/read_room.h): a read that
+// returns less than its room emptied the socket, so the next read waits for epoll instead of first
+// failing with EAGAIN; and no request is left unread for it, whenever its bytes arrive.
 //
-// The server's socket reads are counted here: this executable's recv and recvmsg stand in for the
-// C library's (the server's code is linked into it, so its calls reach these), and count the reads
-// that found nothing to read.
+// The reads that found nothing are counted by tests/empty_reads.h.
 #include <gtest/gtest.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
-#include <atomic>
-#include <cerrno>
 #include <thread>
 
-#include "http/read_room.h"
+#include "empty_reads.h"
+#include "fixtures/redis_server.h"
 #include "http/server_test_util.h"
-
-namespace {
-std::atomic<long> g_empty_reads{0};
-
-ssize_t counted(long result) {
-  if (result < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-    g_empty_reads.fetch_add(1, std::memory_order_relaxed);
-  }
-  return static_cast<ssize_t>(result);
-}
-}  // namespace
-
-extern "C" ssize_t recv(int fd, void* buf, size_t len, int flags) {
-  return counted(syscall(SYS_recvfrom, fd, buf, len, flags, nullptr, nullptr));
-}
-
-extern "C" ssize_t recvmsg(int fd, struct msghdr* msg, int flags) {
-  return counted(syscall(SYS_recvmsg, fd, msg, flags));
-}
+#include "util/read_room.h"
 
 namespace fg::http::test {
 namespace {
@@ -47,26 +23,48 @@ policies:
   - {name: roomy, match: {path_prefix: /api/}, limit: 100000, period: 1h}
 )";
 
-TEST(SessionRead, AKeptAliveConnectionReadsEachRequestOnceWithoutAFailedRead) {
-  ASSERT_TRUE(kShortReadExhausts) << "read_room.h's specialisation is not compiled for this Boost";
-  Running r = start_server(kConfig);
-  ASSERT_TRUE(r.server);
-  Client c(r.port);
-  ASSERT_TRUE(c.connected());
-  ASSERT_TRUE(c.get("/api/warm", {{"X-API-Key", "k"}}));  // the connection is accepted and served
-  constexpr int kRequests = 200;
-  const long before = g_empty_reads.load();
-  for (int i = 0; i < kRequests; ++i) {
-    // A client that takes a moment before its next request (as a busy one does): the server has
-    // long gone back to reading by then.
+// The reads of this process that found nothing while one kept-alive client sends `requests`
+// requests in turn, each a moment after the last answer (as a busy client does: the server has
+// long gone back to reading by then). -1 when a request is not answered 200.
+long empty_reads_over(std::uint16_t port, int requests) {
+  Client c(port);
+  if (!c.get("/api/warm", {{"X-API-Key", "k"}})) return -1;  // accepted, served, store connected
+  const long before = fg::test::g_empty_reads.load();
+  for (int i = 0; i < requests; ++i) {
     std::this_thread::sleep_for(std::chrono::microseconds(300));
     auto res = c.get("/api/x", {{"X-API-Key", "k"}});
-    ASSERT_TRUE(res) << "request " << i;
-    ASSERT_EQ(res->result_int(), 200u);
+    if (!res || res->result_int() != 200) return -1;
   }
+  return fg::test::g_empty_reads.load() - before;
+}
+
+constexpr int kRequests = 200;
+
+TEST(SessionRead, AKeptAliveConnectionReadsEachRequestOnceWithoutAFailedRead) {
+  ASSERT_TRUE(util::kShortReadExhausts)
+      << "util/read_room.h's specialisation is not compiled for this Boost";
+  Running r = start_server(kConfig);
+  ASSERT_TRUE(r.server);
   // Each answer is written before the client sends the next request, so a read tried right after
   // it finds nothing: with Asio's own reads, about one per request failed here (kRequests).
-  const long empty = g_empty_reads.load() - before;
+  const long empty = empty_reads_over(r.port, kRequests);
+  ASSERT_GE(empty, 0) << "a request was not answered 200";
+  EXPECT_LT(empty, kRequests / 10)
+      << empty << " reads found nothing in " << kRequests << " requests";
+}
+
+TEST(SessionRead, TheRedisConnectionWaitsForItsRepliesWithoutAFailedRead) {
+  if (!fg::test::RedisServer::installed()) GTEST_SKIP() << "redis-server is not installed";
+  std::string why;
+  auto redis = fg::test::RedisServer::start({}, &why);
+  ASSERT_TRUE(redis) << why;
+  Running r = start_server(std::string(kConfig) + "store: redis://" + redis->address() + "\n");
+  ASSERT_TRUE(r.server);
+  // Each request is a batch of its own, sent when nothing else is on the connection: a read tried
+  // right after it finds nothing, the reply not being back yet (with Asio's own reads, one per
+  // request here, besides the client connection's).
+  const long empty = empty_reads_over(r.port, kRequests);
+  ASSERT_GE(empty, 0) << "a request was not answered 200";
   EXPECT_LT(empty, kRequests / 10)
       << empty << " reads found nothing in " << kRequests << " requests";
 }

@@ -15,6 +15,8 @@
 #include <exception>
 #include <optional>
 
+#include "util/read_room.h"
+
 namespace fg::redis {
 
 namespace asio = boost::asio;
@@ -217,7 +219,11 @@ asio::awaitable<void> Connection::run(std::shared_ptr<Connection> self,
   self->on_connected(link);
 
   while (self->link_ == link) {
-    const std::size_t n = co_await link->read_some(asio::buffer(link->read_buffer), ec);
+    // A ReadRoom (util/read_room.h): after a read that took every reply there was, the next waits
+    // for epoll rather than first failing with EAGAIN (the replies to what was just sent are not
+    // back yet).
+    const std::size_t n =
+        co_await link->read_some(util::ReadRoom{asio::buffer(link->read_buffer)}, ec);
     if (self->link_ != link) co_return;
     if (ec) {
       self->drop(link,
