@@ -138,7 +138,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
 
   Verdict v;
-  v.decisions = decisions;
+  v.decisions.assign(decisions.begin(), decisions.end());
   if (contract) {
     v.allowed = std::all_of(decisions.begin(), decisions.end(), [&](const Decision& d) {
       const std::size_t i = static_cast<std::size_t>(&d - decisions.data());

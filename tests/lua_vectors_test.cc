@@ -551,7 +551,7 @@ TEST_F(LuaVectors, ScriptAgreesWithTheCoreOnArbitraryStates) {
       EXPECT_LE(pttl_ms * 1000, ttl_us + ttl_us / 2 + 2000) << key << ": lives too long";
     };
     // The keys the core does not write hold what was set.
-    auto check_untouched = [&](const std::vector<StateWrite>& written) {
+    auto check_untouched = [&](std::span<const StateWrite> written) {
       for (std::size_t k = 0; k < n; ++k) {
         if (std::ranges::any_of(written, [k](const StateWrite& w) { return w.index == k; })) {
           continue;

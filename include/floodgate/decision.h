@@ -8,10 +8,10 @@
 // Thread safety: plain values.
 #pragma once
 
+#include <boost/container/small_vector.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
-#include <vector>
 
 #include "floodgate/clock.h"
 
@@ -39,7 +39,9 @@ struct Decision {
 // The outcome for one request over all the policies that matched it.
 struct Verdict {
   bool allowed = false;              // every non-shadow policy allowed; then all consumed
-  std::vector<Decision> decisions;   // one per policy, in the order they were given
+  // One per policy, in the order they were given. Most requests match one or two policies: held
+  // inline, a verdict costs no allocation.
+  boost::container::small_vector<Decision, 2> decisions;
   std::size_t most_restrictive = 0;  // index into decisions: what the X-RateLimit-* headers show
   // The store's clock when the decision was taken: Redis TIME on the Redis stores, the store's
   // Clock on the memory store. A refund of this decision passes it back (store.h: RefundRequest).

@@ -47,7 +47,8 @@ struct StateWrite {
 
 struct Evaluation {
   Verdict verdict;
-  std::vector<StateWrite> writes;  // empty unless the request was allowed and consumed something
+  // Empty unless the request was allowed and consumed something; inline for a few policies.
+  boost::container::small_vector<StateWrite, 4> writes;
 };
 
 // `states[i]` is the stored state of `charges[i]`'s policy for this identity (nullopt if none).

@@ -46,10 +46,10 @@ Evaluation evaluate(std::span<const Charge> charges, std::span<const std::option
                     Timestamp now) {
   assert(charges.size() == states.size() && !charges.empty());
   const std::int64_t now_us = to_us(now);
-  // Decisions go straight into the verdict and writes into their vector, reserved once: two
-  // allocations for an allowed request, one for a denied one (this runs on every request).
+  // Decisions go straight into the verdict and writes into their vector, both held inline for a
+  // few policies (this runs on every request): no allocation, reserved once beyond that.
   Evaluation out;
-  std::vector<Decision>& decisions = out.verdict.decisions;
+  auto& decisions = out.verdict.decisions;
   decisions.reserve(charges.size());
   bool allowed = true;
   for (std::size_t i = 0; i < charges.size(); ++i) {
@@ -57,7 +57,7 @@ Evaluation evaluate(std::span<const Charge> charges, std::span<const std::option
     if (!step.decision.allowed && !charges[i].policy->shadow) allowed = false;
     if (allowed && step.write) {
       // Collected while every policy so far allows; dropped below if a later one denies.
-      if (out.writes.capacity() == 0) out.writes.reserve(charges.size() - i);
+      if (out.writes.empty()) out.writes.reserve(charges.size() - i);
       out.writes.push_back(StateWrite{i, step.next, step.ttl});
     }
     decisions.push_back(step.decision);

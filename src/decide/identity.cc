@@ -76,7 +76,11 @@ IpAddress unmap(const IpAddress& ip) {
 }
 
 void append_lower(std::string& out, std::string_view s) {
-  for (char c : s) out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  const std::size_t at = out.size();
+  out.resize(at + s.size());  // written in place: no capacity check per character
+  std::transform(s.begin(), s.end(), out.begin() + static_cast<std::ptrdiff_t>(at), [](char c) {
+    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  });
 }
 
 std::string sha256_hex(std::string_view data) {

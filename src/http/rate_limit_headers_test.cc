@@ -34,7 +34,7 @@ Verdict verdict_of(std::span<const Charge> charges, std::vector<Decision> decisi
   for (std::size_t i = 0; i < charges.size(); ++i) {
     if (!decisions[i].allowed && !charges[i].policy->shadow) v.allowed = false;
   }
-  v.decisions = std::move(decisions);
+  v.decisions.assign(decisions.begin(), decisions.end());
   v.most_restrictive = most_restrictive(charges, v.decisions);
   return v;
 }

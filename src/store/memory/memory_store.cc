@@ -225,9 +225,11 @@ Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
     for (const StateWrite& w : eval.writes) {
       if (request.charges[w.index].policy->is_concurrency()) slots.push_back(w);
     }
-    std::erase_if(eval.writes, [&request](const StateWrite& w) {
-      return request.charges[w.index].policy->is_concurrency();
-    });
+    eval.writes.erase(std::remove_if(eval.writes.begin(), eval.writes.end(),
+                                     [&request](const StateWrite& w) {
+                                       return request.charges[w.index].policy->is_concurrency();
+                                     }),
+                      eval.writes.end());
   }
 
   // New keys this decision writes (a policy given twice is one key; a state written with no
