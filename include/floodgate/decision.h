@@ -38,7 +38,7 @@ struct Decision {
 
 // The outcome for one request over all the policies that matched it.
 struct Verdict {
-  bool allowed = false;              // every non-shadow policy allowed; then all consumed
+  bool allowed = false;  // every non-shadow policy allowed; then all consumed
   // One per policy, in the order they were given. Most requests match one or two policies: held
   // inline, a verdict costs no allocation.
   boost::container::small_vector<Decision, 2> decisions;
