@@ -44,7 +44,12 @@ redis_port=$((base + 2))
 # cases count admissions exactly, so the store has 2 s to answer: with the default deadline (20 ms)
 # and on_store_error: allow, a decision that comes late (a sanitizer build on a busy host, the
 # first one of a connection, which also loads the library) is admitted without the store.
-start_fg() { { echo "store_timeout: 2s"; cat; } | start_fg_named "$@"; }
+start_fg() {
+  local settings
+  settings=$(cat)
+  start_fg_named "$@" <<<"store_timeout: 2s
+$settings"  # not in a pipeline: start_fg_named sets pids and pid_NAME in this shell
+}
 
 held() { grep -c '^GET /api/hold' "$tmp/upstream.log"; }
 held_ge() { (($(held) >= $1)); }  # at least $1 requests reached the upstream
