@@ -475,20 +475,16 @@ Request make_upstream_request(const Request& in, std::string_view client_ip,
   // Not prepare_payload(): it throws for a TRACE with a body. Content-Length: 0 is kept for the
   // methods that normally carry a body, as some servers refuse them without a length (411).
   const beast_http::verb method = out.method();
-  if (!out.body().empty() || method == beast_http::verb::post || method == beast_http::verb::put ||
-      method == beast_http::verb::patch) {
-    out.content_length(out.body().size());
-  }
+  const bool body_is_read = method == beast_http::verb::post || method == beast_http::verb::put ||
+                            method == beast_http::verb::patch;
+  if (!out.body().empty() || body_is_read) out.content_length(out.body().size());
   // A body on any method but the three whose bodies servers read (RFC 9110 §9.3 gives a body
   // no meaning on GET, HEAD and DELETE; OPTIONS is mostly answered by CORS handlers; extension
   // methods such as PURGE are often routed without a body parser): a server that ignores its
   // Content-Length reads the body as the next request on the connection (a "CL.0" desync),
   // which no policy counted. After Connection: close it reads no further request there
   // (RFC 9112 §9.6), and the connection is not pooled (exchange()).
-  if (!out.body().empty() && method != beast_http::verb::post && method != beast_http::verb::put &&
-      method != beast_http::verb::patch) {
-    out.keep_alive(false);
-  }
+  if (!out.body().empty() && !body_is_read) out.keep_alive(false);
   return out;
 }
 

@@ -40,11 +40,12 @@ struct ReadRoom {
 
 // Whether reads through a ReadRoom stop at a short read (this build's Boost is the one the
 // specialisation below is written for).
-inline constexpr bool kShortReadExhausts = BOOST_VERSION / 100 == 1081;
+#define FG_SHORT_READ_EXHAUSTS (BOOST_VERSION / 100 == 1081)
+inline constexpr bool kShortReadExhausts = FG_SHORT_READ_EXHAUSTS;
 
 }  // namespace fg::util
 
-#if BOOST_VERSION / 100 == 1081
+#if FG_SHORT_READ_EXHAUSTS
 namespace boost::asio::detail {
 
 // Asio 1.81's reactive_socket_recv_op_base (socket reads), with the short read exhausting.

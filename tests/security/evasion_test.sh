@@ -116,15 +116,20 @@ raw() {
 
 code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 
-# The upstream, and floodgate limiting api.example.com (by Host) to 2 per key, both spent by
-# requests that name it plainly: what follows names it otherwise and must be counted.
-spend_vhost() {
+# The upstream, and floodgate limiting api.example.com (by Host) to 2 per key.
+start_vhost() {
   start_upstream
   start_fg <<'EOF' || exit 1
 identity: [{header: X-API-Key}]
 policies:
   - {name: vhost, match: {path_prefix: /v/, header: {name: Host, value: api.example.com}}, limit: 2, period: 1h}
 EOF
+}
+
+# start_vhost, both requests spent by requests that name it plainly: what follows names it
+# otherwise and must be counted.
+spend_vhost() {
+  start_vhost
   for _ in 1 2; do
     [[ $(code -H 'X-API-Key: k' -H 'Host: api.example.com' "http://127.0.0.1:$fg_port/v/x") == 200 ]] ||
       fail "an allowed request was not served"
@@ -296,12 +301,7 @@ EOF
   ;;
 
 host)
-  start_upstream
-  start_fg <<'EOF' || exit 1
-identity: [{header: X-API-Key}]
-policies:
-  - {name: vhost, match: {path_prefix: /v/, header: {name: Host, value: api.example.com}}, limit: 2, period: 1h}
-EOF
+  start_vhost
   for h in api.example.com api.example.com API.example.com api.example.com. api.example.com:80 \
     Api.Example.Com.:443; do
     curl -s -o /dev/null -H 'X-API-Key: k' -H "Host: $h" "http://127.0.0.1:$fg_port/v/x"
