@@ -1,5 +1,5 @@
 # Thin wrapper over CMake presets; see README.md.
-.PHONY: all deps build test test-uring test-asan test-tsan bench bench-http bench-report run run-single clean
+.PHONY: all deps build test test-asan test-tsan bench bench-http bench-report run run-single clean
 
 JOBS ?= $(shell nproc)
 PRESET ?= release
@@ -16,10 +16,6 @@ build: deps
 # Every test: unit, property, store conformance, CLI.
 test: build
 	ctest --preset $(PRESET) -j $(JOBS)
-
-# Every test again on the io_uring build (FG_IO_URING=ON: every socket and timer on io_uring).
-test-uring:
-	$(MAKE) test PRESET=uring
 
 # Every test (unit, redis, cli, deploy, e2e) under AddressSanitizer + UndefinedBehaviorSanitizer,
 # then under ThreadSanitizer: the scripts run the sanitized floodgate of that build, and any

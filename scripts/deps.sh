@@ -7,7 +7,6 @@ packages=(
   g++ cmake ninja-build pkg-config make
   libboost1.81-dev libhiredis-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev
   libcli11-dev libexpected-dev
-  liburing-dev  # the io_uring build (FG_IO_URING=ON, make test-uring)
   # floodgate rls: gRPC and protobuf (the plugin package carries gRPC's CMake plugin target), and
   # the black-box test's Python client (tests/rls)
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler

@@ -31,7 +31,6 @@
 #include "rls/service.h"
 #include "rls/settings.h"
 #include "store/redis/keys.h"
-#include "util/io_backend.h"
 #include "util/text.h"
 
 namespace fg::app {
@@ -341,12 +340,11 @@ int run_serve(const ServeArgs& args, std::ostream& err) {
   const config::Config& c = **cfg;
   (*server)->start();
   spdlog::info(
-      "floodgate {} serving on http://{}:{} ({} thread{}, store {}, {} polic{}{}{})", args.version,
+      "floodgate {} serving on http://{}:{} ({} thread{}, store {}, {} polic{}{})", args.version,
       c.listen.host.find(':') != std::string::npos ? "[" + c.listen.host + "]" : c.listen.host,
       (*server)->port(), c.threads, c.threads == 1 ? "" : "s", config::to_string(c.store),
       c.policies.size(), c.policies.size() == 1 ? "y" : "ies",
-      c.upstream ? ", upstream http://" + config::to_string(*c.upstream) : "",
-      util::kIoUring ? ", on io_uring" : "");
+      c.upstream ? ", upstream http://" + config::to_string(*c.upstream) : "");
   if (c.admin_listen) {
     spdlog::info("/metrics on http://{}:{} only (with /healthz and /readyz)",
                  c.admin_listen->host.find(':') != std::string::npos

@@ -6,7 +6,6 @@
 #include <string>
 
 #include "app/commands.h"
-#include "util/io_backend.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"floodgate: a distributed rate limiter for HTTP APIs", "floodgate"};
@@ -94,13 +93,6 @@ int main(int argc, char** argv) {
   }
 
   if (validate->parsed()) return fg::app::run_validate(validate_path, std::cout, std::cerr);
-  // The commands that run an io_context (check only on a Redis store, but it is told at once).
-  const bool runs_io = check->parsed() || serve->parsed() || rls->parsed();
-  if (const std::string why = runs_io ? fg::util::io_backend_unavailable() : std::string();
-      !why.empty()) {
-    std::cerr << "floodgate: " << why << '\n';
-    return check->parsed() ? fg::app::kExitNoDecision : 1;
-  }
   if (check->parsed()) {
     if (config_opt->count() > 0) check_args.config_path = config_path;
     if (cost_opt->count() > 0) check_args.cost = cost;

@@ -2,9 +2,7 @@
 // (server_impl.h).
 #include "http/server_impl.h"
 
-#include <cerrno>
 #include <poll.h>
-#include <sys/socket.h>
 
 // g++ 12 warns that the frame of a coroutine defined outside its class (here respond()) is freed
 // by a mismatched operator delete: it pairs Asio's awaitable_frame_base operator new/delete
@@ -342,27 +340,6 @@ void recheck_later(std::shared_ptr<Server::Impl::ClientWatch> watch);
 // The slots stay taken: the request is at the upstream until it answers (watch_client).
 void client_left(Server::Impl::ClientWatch& watch) { watch.gone = true; }
 
-// A peek and a send that never wait, whether the socket is non-blocking (epoll) or not (io_uring):
-// the watch runs on the session's thread, between its turns.
-boost::system::error_code now_error(ssize_t result) {
-  return result < 0 ? boost::system::error_code(errno, boost::system::system_category())
-                    : boost::system::error_code();
-}
-
-std::size_t peek_now(tcp::socket& socket, char& byte, boost::system::error_code& ec) {
-  const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  ec = now_error(n);
-  if (!ec && n == 0) ec = asio::error::eof;
-  return n < 0 ? 0 : static_cast<std::size_t>(n);
-}
-
-std::size_t send_now(tcp::socket& socket, std::string_view bytes, boost::system::error_code& ec) {
-  const ssize_t n =
-      ::send(socket.native_handle(), bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-  ec = now_error(n);
-  return n < 0 ? 0 : static_cast<std::size_t>(n);
-}
-
 void on_event(std::shared_ptr<Server::Impl::ClientWatch> watch,
               const boost::system::error_code& ec) {
   if (watch->socket == nullptr || ec == asio::error::operation_aborted) return;
@@ -371,7 +348,8 @@ void on_event(std::shared_ptr<Server::Impl::ClientWatch> watch,
   // pipelined request. A peek tells them apart without taking any byte from the session.
   char byte = 0;
   boost::system::error_code pec;
-  const std::size_t n = peek_now(*watch->socket, byte, pec);
+  const std::size_t n =
+      watch->socket->receive(asio::buffer(&byte, 1), tcp::socket::message_peek, pec);
   if (pec == asio::error::would_block || pec == asio::error::try_again) {
     return watch_socket(std::move(watch));
   }
@@ -391,7 +369,7 @@ void on_event(std::shared_ptr<Server::Impl::ClientWatch> watch,
   }
   if (watch->http_version < 11) return client_left(*watch);
   boost::system::error_code wec;
-  const std::size_t sent = send_now(*watch->socket, kProbe, wec);
+  const std::size_t sent = watch->socket->write_some(asio::buffer(kProbe), wec);
   if (wec == asio::error::would_block || wec == asio::error::try_again) {
     return;  // the client is not reading yet: keep the slots until the answer is written
   }

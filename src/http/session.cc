@@ -1,6 +1,5 @@
 // session.cc — a connection's I/O: reading, limits and timeouts, writing (server_impl.h).
 #include "http/server_impl.h"
-#include "util/io_backend.h"
 #include "util/read_room.h"
 
 // g++ 12 warns that the frame of a coroutine defined outside its class (here session()) is freed
@@ -101,13 +100,9 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
   if (ec) co_return;
   const config::IpAddress peer_ip = to_ip(peer);
   // Synchronous writes (the answers, below) must never wait: they fail with would_block instead,
-  // and the rest is written asynchronously. Asynchronous operations are not affected. On io_uring
-  // every answer is written asynchronously, and a non-blocking socket would only make Asio poll
-  // before each read and write instead of submitting it.
-  if (!util::kIoUring) {
-    stream.socket().non_blocking(true, ec);
-    if (ec) co_return;
-  }
+  // and the rest is written asynchronously. Asynchronous operations are not affected.
+  stream.socket().non_blocking(true, ec);
+  if (ec) co_return;
   beast::flat_buffer buffer;
   asio::steady_timer header_timer(w.ioc);
   // Shared with the header timer's handler, which may run after this frame is gone.
@@ -221,12 +216,9 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
     if (!reply.written) serialize_response(out, reply.response, reply.fields);
     // Written at once when the socket takes the whole answer (it usually fits the send buffer):
     // the send async_write would try first anyway, without its completion posted through the
-    // io_context. What is left is written asynchronously, within write_timeout. On io_uring the
-    // whole answer is: its send is submitted with the others of this turn of the loop, in one
-    // system call.
-    boost::system::error_code wec = asio::error::would_block;
-    const std::size_t sent =
-        util::kIoUring ? 0 : stream.socket().write_some(asio::buffer(out), wec);
+    // io_context. What is left is written asynchronously, within write_timeout.
+    boost::system::error_code wec;
+    const std::size_t sent = stream.socket().write_some(asio::buffer(out), wec);
     if (wec == asio::error::would_block || (!wec && sent < out.size())) {
       stream.expires_after(limits.write_timeout);
       auto [aec, an] = co_await asio::async_write(
