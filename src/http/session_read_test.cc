@@ -4,8 +4,13 @@
 //
 // The reads that found nothing are counted by tests/empty_reads.h.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "empty_reads.h"
 #include "fixtures/redis_server.h"
@@ -40,6 +45,69 @@ long empty_reads_over(std::uint16_t port, int requests) {
 
 constexpr int kRequests = 200;
 
+// An upstream on threads of its own that answers every request 200 on a kept-alive connection.
+// It reads with blocking calls, which wait rather than find nothing, so the empty reads counted
+// are floodgate's alone.
+class BlockingUpstream {
+ public:
+  BlockingUpstream() {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in at{};
+    at.sin_family = AF_INET;
+    at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t size = sizeof at;
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&at), sizeof at) != 0 ||
+        ::listen(listener_, 16) != 0 ||
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&at), &size) != 0) {
+      return;
+    }
+    port_ = ntohs(at.sin_port);
+    threads_.emplace_back([this] { accept_loop(); });
+  }
+  ~BlockingUpstream() {
+    ::shutdown(listener_, SHUT_RDWR);
+    {
+      std::lock_guard lock(mutex_);
+      for (int fd : connections_) ::shutdown(fd, SHUT_RDWR);
+    }
+    for (std::thread& t : threads_) t.join();
+    ::close(listener_);
+  }
+  std::uint16_t port() const { return port_; }
+
+ private:
+  void accept_loop() {
+    for (;;) {
+      const int fd = ::accept(listener_, nullptr, nullptr);
+      if (fd < 0) return;
+      std::lock_guard lock(mutex_);
+      connections_.push_back(fd);
+      threads_.emplace_back([fd] { serve(fd); });
+    }
+  }
+  static void serve(int fd) {
+    static constexpr std::string_view kAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    std::string in;
+    char chunk[4096];
+    for (;;) {
+      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+      if (n <= 0) break;
+      in.append(chunk, static_cast<std::size_t>(n));
+      for (std::size_t end; (end = in.find("\r\n\r\n")) != std::string::npos;) {
+        in.erase(0, end + 4);  // requests through floodgate here have no body
+        if (::send(fd, kAnswer.data(), kAnswer.size(), MSG_NOSIGNAL) < 0) break;
+      }
+    }
+    ::close(fd);
+  }
+
+  int listener_ = -1;
+  std::uint16_t port_ = 0;
+  std::mutex mutex_;
+  std::vector<int> connections_;
+  std::vector<std::thread> threads_;  // the accept loop first; joined after it has stopped
+};
+
 // kRequests requests of such a client to `r`: fewer than one in ten may find nothing to read.
 void expect_few_empty_reads(const Running& r) {
   ASSERT_TRUE(r.server);
@@ -67,6 +135,15 @@ TEST(SessionRead, TheRedisConnectionWaitsForItsRepliesWithoutAFailedRead) {
   // request here, besides the client connection's).
   expect_few_empty_reads(
       start_server(std::string(kConfig) + "store: redis://" + redis->address() + "\n"));
+}
+
+TEST(SessionRead, AProxiedRequestWaitsForItsResponseWithoutAFailedRead) {
+  BlockingUpstream up;
+  ASSERT_NE(up.port(), 0);
+  // The upstream's answer is never there when the request to it has just been written: with
+  // Beast's own reads, one read per request found nothing here, besides the client connection's.
+  expect_few_empty_reads(start_server(
+      std::string(kConfig) + "upstream: http://127.0.0.1:" + std::to_string(up.port()) + "\n"));
 }
 
 TEST(SessionRead, BytesThatArriveAfterAShortReadAreStillRead) {

@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "util/read_room.h"
 #include "util/text.h"
 
 namespace fg::http {
@@ -289,7 +290,10 @@ asio::awaitable<Exchange> exchange(const State& state, UpstreamConnection& conn,
     // A response to HEAD carries the Content-Length of the GET it describes, and no body.
     if (request.method() == beast_http::verb::head) parser.skip(true);
 
-    co_await beast_http::async_read(conn.stream, conn.buffer, parser,
+    // Through a ReadRoom (util/read_room.h): the answer is never there yet when the request has
+    // just been written, so its first read waits for epoll rather than first failing with EAGAIN.
+    util::RoomReads<beast::tcp_stream> reads(conn.stream);
+    co_await beast_http::async_read(reads, conn.buffer, parser,
                                     asio::redirect_error(asio::use_awaitable, ec));
     out.got_bytes = out.got_bytes || parser.got_some() || conn.buffer.size() > 0;
     if (ec) {

@@ -26,6 +26,7 @@
 #include <boost/asio/detail/reactive_socket_recv_op.hpp>
 #include <boost/beast/core/buffers_prefix.hpp>
 #include <boost/version.hpp>
+#include <utility>
 
 namespace fg::util {
 
@@ -36,6 +37,25 @@ struct ReadRoom {
   boost::asio::mutable_buffer room;
   const_iterator begin() const { return &room; }
   const_iterator end() const { return &room + 1; }
+};
+
+// A stream whose reads all go through a ReadRoom, for Beast's algorithms (http::async_read),
+// which read into buffers of their own type: each read takes the first buffer it is given, as a
+// socket's read_some fills that one first anyway.
+template <typename Stream>
+class RoomReads {
+ public:
+  using executor_type = typename Stream::executor_type;
+  explicit RoomReads(Stream& next) : next_(next) {}
+  executor_type get_executor() { return next_.get_executor(); }
+  template <typename MutableBuffers, typename Token>
+  auto async_read_some(const MutableBuffers& buffers, Token&& token) {
+    const boost::asio::mutable_buffer first = *boost::asio::buffer_sequence_begin(buffers);
+    return next_.async_read_some(ReadRoom{first}, std::forward<Token>(token));
+  }
+
+ private:
+  Stream& next_;
 };
 
 // Whether reads through a ReadRoom stop at a short read (this build's Boost is the one the
