@@ -227,6 +227,9 @@ TEST(StripHopByHop, RemovesHopByHopFieldsKeepsTheRest) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The answer to /parts/AT/GAP, below: a header section of 38 bytes and a body of 10.
+constexpr std::string_view kParts = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789";
+
 // A test upstream: HTTP/1.1 on 127.0.0.1:0, on the test's io_context. What it answers depends on
 // the request target:
 //   HEAD anything      200, Content-Length: 1234, no body
@@ -240,6 +243,7 @@ TEST(StripHopByHop, RemovesHopByHopFieldsKeepsTheRest) {
 //   /hop               hop-by-hop response fields        /continue       100 Continue, then 200
 //   /no-content        204                               /garbage        not HTTP at all
 //   /reset             closes without answering
+//   /parts/AT/GAP      a fixed answer in two writes, split at byte AT, GAP µs apart
 //   anything else      echo: X-Echo-Method, X-Echo-Target, the request's body
 // It counts accepted and closed connections and keeps every request it read.
 class TestUpstream {
@@ -404,6 +408,21 @@ class TestUpstream {
       co_return false;
     }
     if (target == "/reset") co_return false;
+    if (target.starts_with("/parts/")) {
+      // /parts/AT/GAP: kParts in two writes, split at byte AT, GAP µs apart (0: the next turn of
+      // the loop), so the reader has read the first part, and found no more, before the second.
+      const std::string_view rest = target.substr(7);
+      const std::size_t slash = rest.find('/');
+      const std::size_t at = std::stoul(std::string(rest.substr(0, slash)));
+      const long gap = std::stol(std::string(rest.substr(slash + 1)));
+      error_code ec;
+      socket.set_option(tcp::no_delay(true), ec);  // the second part is not held for an ACK
+      if (!co_await write_raw(socket, kParts.substr(0, at))) co_return false;
+      asio::steady_timer timer(ioc_);
+      timer.expires_after(std::chrono::microseconds(gap));
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_return co_await write_raw(socket, kParts.substr(at));
+    }
     Response response = echo(request);
     co_return co_await write(socket, response);
   }
@@ -861,6 +880,37 @@ TEST_F(UpstreamPoolTest, ChunkedResponseIsReadWhole) {
   EXPECT_EQ(result->count(field::transfer_encoding), 0u);
   ASSERT_TRUE(next.has_value());
   EXPECT_EQ(server_.accepts(), 1);  // chunked is length-delimited: the connection was reused
+}
+
+TEST_F(UpstreamPoolTest, AnAnswerThatArrivesInPartsIsReadWhole) {
+  // After a read that returned less than its room, the next read of the connection waits for new
+  // bytes (util::RoomReads): none may be left unread, wherever the answer is split and however
+  // late its second part comes. One kept-alive connection for every round.
+  UpstreamPool pool(ioc_.get_executor(), options());
+  const std::size_t header_bytes = kParts.find("\r\n\r\n") + 4;
+  int forwarded = 0;
+  std::string failure;
+  auto body = [&]() -> asio::awaitable<void> {
+    for (const std::size_t at :
+         {std::size_t{9}, header_bytes - 1, header_bytes, header_bytes + 4}) {
+      for (const long gap : {0L, 50L, 2000L}) {
+        for (int round = 0; round < 5; ++round) {
+          const std::string target = "/parts/" + std::to_string(at) + "/" + std::to_string(gap);
+          Result<Response> res = co_await pool.forward(client_request(verb::get, target));
+          if (!res || res->body() != "0123456789") {
+            failure =
+                target + ": " + (res ? "body \"" + res->body() + "\"" : res.error().to_string());
+            co_return;
+          }
+          ++forwarded;
+        }
+      }
+    }
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  EXPECT_EQ(failure, "");
+  EXPECT_EQ(forwarded, 4 * 3 * 5);
+  EXPECT_EQ(server_.accepts(), 1);
 }
 
 TEST_F(UpstreamPoolTest, HeadAnd204HaveNoBodyAndKeepTheConnection) {
