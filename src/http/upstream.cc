@@ -290,8 +290,9 @@ asio::awaitable<Exchange> exchange(const State& state, UpstreamConnection& conn,
     // A response to HEAD carries the Content-Length of the GET it describes, and no body.
     if (request.method() == beast_http::verb::head) parser.skip(true);
 
-    // Through a ReadRoom (util/read_room.h): the answer is never there yet when the request has
-    // just been written, so its first read waits for epoll rather than first failing with EAGAIN.
+    // Through a ReadRoom (util/read_room.h): unless floodgate is busy, the answer is not there yet
+    // when the request has just been written, and its first read waits for epoll rather than
+    // first failing with EAGAIN.
     util::RoomReads<beast::tcp_stream> reads(conn.stream);
     co_await beast_http::async_read(reads, conn.buffer, parser,
                                     asio::redirect_error(asio::use_awaitable, ec));

@@ -5,7 +5,8 @@
 // Asio tries every read at once before it waits (a "speculative" read), unless the last one said
 // the socket is exhausted, and it says so only at end of stream. On a kept-alive client connection
 // the next request is never there yet when the answer to the last one has just been written, nor
-// is Redis's reply when a batch has just been sent: each cost a read that failed, a system call,
+// is Redis's reply when a batch has just been sent, nor (unless floodgate is busy) an upstream's
+// answer to the request just written to it: each cost a read that failed, a system call,
 // which is the larger part of what a request costs the server (bench/instructions.sh counts only
 // user space; `perf stat -e 'syscalls:sys_enter_recv*'` counts the calls). Through a ReadRoom a
 // short read is exhausting too.
