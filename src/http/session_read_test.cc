@@ -8,7 +8,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -62,15 +61,13 @@ class BlockingUpstream {
       return;
     }
     port_ = ntohs(at.sin_port);
-    threads_.emplace_back([this] { accept_loop(); });
+    acceptor_ = std::thread([this] { accept_loop(); });
   }
   ~BlockingUpstream() {
     ::shutdown(listener_, SHUT_RDWR);
-    {
-      std::lock_guard lock(mutex_);
-      for (int fd : connections_) ::shutdown(fd, SHUT_RDWR);
-    }
-    for (std::thread& t : threads_) t.join();
+    if (acceptor_.joinable()) acceptor_.join();  // no connection is added after this
+    for (int fd : connections_) ::shutdown(fd, SHUT_RDWR);
+    for (std::thread& t : servers_) t.join();
     ::close(listener_);
   }
   std::uint16_t port() const { return port_; }
@@ -80,9 +77,8 @@ class BlockingUpstream {
     for (;;) {
       const int fd = ::accept(listener_, nullptr, nullptr);
       if (fd < 0) return;
-      std::lock_guard lock(mutex_);
       connections_.push_back(fd);
-      threads_.emplace_back([fd] { serve(fd); });
+      servers_.emplace_back([fd] { serve(fd); });
     }
   }
   static void serve(int fd) {
@@ -103,9 +99,10 @@ class BlockingUpstream {
 
   int listener_ = -1;
   std::uint16_t port_ = 0;
-  std::mutex mutex_;
+  std::thread acceptor_;
+  // Written by the accept loop only, read by the destructor once it has joined that loop.
   std::vector<int> connections_;
-  std::vector<std::thread> threads_;  // the accept loop first; joined after it has stopped
+  std::vector<std::thread> servers_;
 };
 
 // kRequests requests of such a client to `r`: fewer than one in ten may find nothing to read.
@@ -140,8 +137,9 @@ TEST(SessionRead, TheRedisConnectionWaitsForItsRepliesWithoutAFailedRead) {
 TEST(SessionRead, AProxiedRequestWaitsForItsResponseWithoutAFailedRead) {
   BlockingUpstream up;
   ASSERT_NE(up.port(), 0);
-  // The upstream's answer is never there when the request to it has just been written: with
-  // Beast's own reads, one read per request found nothing here, besides the client connection's.
+  // At this pace floodgate is idle when it writes each request to the upstream, so the answer is
+  // not there yet: with Beast's own reads, 44 to 114 of 200 reads found nothing here (two runs),
+  // besides the client connection's.
   expect_few_empty_reads(start_server(
       std::string(kConfig) + "upstream: http://127.0.0.1:" + std::to_string(up.port()) + "\n"));
 }
