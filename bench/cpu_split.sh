@@ -13,7 +13,9 @@
 #
 # Environment (defaults in brackets): FLOODGATE [build/release/floodgate], THREADS [2] server
 # threads, STORE [redis: one redis-server started here | memory], DURATION [6] seconds, KEYS
-# [10000] keys drawn from (50: the report's hot-key load, most requests answered 429).
+# [10000] keys drawn from (50: the report's hot-key load, most requests answered 429), UPSTREAM
+# [unset: floodgate answers itself] an http://HOST:PORT every allowed request is proxied to (a
+# server started by the caller, e.g. nginx answering a static 200).
 # Needs redis-server, redis-cli, wrk, curl, python3. Every process it starts is stopped by PID.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,6 +24,7 @@ THREADS=${THREADS:-2}
 STORE=${STORE:-redis}
 DURATION=${DURATION:-6}
 KEYS=${KEYS:-10000}
+UPSTREAM=${UPSTREAM:-}
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 work=$(mktemp -d /tmp/fg-cpu-split-XXXXXX)
@@ -61,6 +64,7 @@ policies:
     limit: 100
     period: 60s
 EOF
+if [[ -n $UPSTREAM ]]; then echo "upstream: $UPSTREAM" >>"$work/fg.yaml"; fi
 "$FLOODGATE" serve --config "$work/fg.yaml" >"$work/fg.log" 2>&1 &
 fg_pid=$!
 pids+=("$fg_pid")
@@ -82,7 +86,7 @@ f0=$(ticks "$fg_pid"); r0=$(ticks "$redis_pid"); read -r hb0 ht0 < <(host)
   -s "$root/bench/wrk/keys.lua" "$url" -- "$KEYS" "run-$RANDOM" >"$work/wrk.txt"
 f1=$(ticks "$fg_pid"); r1=$(ticks "$redis_pid"); read -r hb1 ht1 < <(host)
 python3 - "$work/wrk.txt" "$work/wrk.time" "$(getconf CLK_TCK)" $((f1 - f0)) $((r1 - r0)) \
-  $((hb1 - hb0)) $((ht1 - ht0)) "$THREADS" "$STORE" <<'EOF'
+  $((hb1 - hb0)) $((ht1 - ht0)) "$THREADS" "$STORE${UPSTREAM:+ via $UPSTREAM}" <<'EOF'
 import re, sys
 wrk, times, tck, fg, redis, busy, total, threads, store = sys.argv[1:]
 text = open(wrk).read()

@@ -14,6 +14,9 @@
 # change from the first. Kernel time (the socket calls) is not counted. Needs valgrind, wrk,
 # curl, redis-server, python3.
 #
+# UPSTREAM=http://HOST:PORT proxies every allowed request there (a server started by the caller,
+# e.g. nginx answering a static 200): the request path of proxy mode, in both columns.
+#
 # PROFILES=DIR keeps each run's callgrind output there (N-memory.callgrind.out, N-redis...: N is
 # the binary's place in the arguments), for callgrind_annotate.
 set -euo pipefail
@@ -60,6 +63,7 @@ policies:
     limit: 100
     period: 60s
 YAML
+  if [[ -n ${UPSTREAM:-} ]]; then echo "upstream: $UPSTREAM" >>"$work/config.yaml"; fi
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out" \
     "$bin" serve --config "$work/config.yaml" >"$work/serve.log" 2>&1 &
   pid=$!
