@@ -16,6 +16,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
@@ -23,7 +24,7 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
+#include <charconv>
 #include <cstdint>
 #include <deque>
 #include <exception>
@@ -59,8 +60,9 @@ struct UpstreamConnection {
   beast::tcp_stream stream;  // closed by its destructor
   // Shared: a connection may outlive its pool's state (a forward's frame torn down last).
   std::shared_ptr<UpstreamCounters> counters;
-  bool established = false;  // connected: its destruction is a close
+  bool established = false;   // connected: its destruction is a close
   beast::flat_buffer buffer;  // bytes read past the last response: must be empty to pool
+  std::string out;            // the request being written (serialize_request)
   SteadyTime idle_since{};    // when it went back to the pool
 };
 
@@ -150,6 +152,8 @@ void strip_fields(beast_http::fields& fields) {
     it = is_hop_by_hop(*it, views) ? fields.erase(it) : std::next(it);
   }
 }
+
+std::string_view as_view(beast::string_view s) { return {s.data(), s.size()}; }
 
 std::string ms_text(Duration d) { return std::to_string(d.count() / 1000) + " ms"; }
 
@@ -256,6 +260,8 @@ asio::awaitable<Result<std::unique_ptr<UpstreamConnection>>> connect(State& stat
   error_code ignored;
   // One write per request: Nagle would only delay it behind the previous one's ACK.
   conn->stream.socket().set_option(tcp::no_delay(true), ignored);
+  // exchange() first tries to write the request at once, without waiting for the reactor.
+  conn->stream.socket().non_blocking(true, ignored);
   conn->established = true;
   bump(state.counters->connects);
   co_return conn;
@@ -273,8 +279,19 @@ asio::awaitable<Exchange> exchange(const State& state, UpstreamConnection& conn,
   Exchange out;
   error_code ec;
   conn.stream.expires_at(deadline);
-  co_await beast_http::async_write(conn.stream, request,
-                                   asio::redirect_error(asio::use_awaitable, ec));
+  // Written at once when the socket takes the whole request (it usually fits the send buffer),
+  // as the session writes its answers; what is left is written asynchronously, within the
+  // deadline.
+  serialize_request(conn.out, request);
+  tcp::socket& socket = conn.stream.socket();
+  const std::size_t sent =
+      socket.non_blocking() ? socket.write_some(asio::buffer(conn.out), ec) : 0;
+  if (ec == asio::error::would_block || (!ec && sent < conn.out.size())) {
+    ec = {};
+    co_await asio::async_write(conn.stream,
+                               asio::buffer(conn.out.data() + sent, conn.out.size() - sent),
+                               asio::redirect_error(asio::use_awaitable, ec));
+  }
   if (ec) {
     out.response = tl::unexpected<Error>(io_error(state, "write the request", ec));
     co_return out;
@@ -494,5 +511,39 @@ Request make_upstream_request(const Request& in, std::string_view client_ip,
 }
 
 void strip_hop_by_hop(Response& response) { strip_fields(response); }
+
+void serialize_request(std::string& out, const Request& r) {
+  const std::string_view method = as_view(r.method_string());
+  const std::string_view target = as_view(r.target());
+  const bool chunked = r.chunked();
+  std::size_t size = 16 + method.size() + target.size() + r.body().size() + (chunked ? 32 : 0);
+  for (const auto& f : r) size += f.name_string().size() + f.value().size() + 4;
+  out.clear();
+  out.reserve(size);
+  out += method;
+  out += ' ';
+  out += target;
+  out += r.version() == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n";
+  for (const auto& f : r) {
+    out += as_view(f.name_string());
+    out += ": ";
+    out += as_view(f.value());
+    out += "\r\n";
+  }
+  out += "\r\n";
+  if (!chunked) {
+    out += r.body();
+    return;
+  }
+  if (!r.body().empty()) {
+    char length[16];  // the chunk size in hex
+    const auto end = std::to_chars(length, length + sizeof length, r.body().size(), 16).ptr;
+    out.append(length, end);
+    out += "\r\n";
+    out += r.body();
+    out += "\r\n";
+  }
+  out += "0\r\n\r\n";
+}
 
 }  // namespace fg::http

@@ -26,12 +26,12 @@
 // A failed connection is closed, never pooled.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
-#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -39,9 +39,9 @@
 #include <string_view>
 
 #include "config/values.h"
-#include "http/request_arena.h"
 #include "floodgate/clock.h"
 #include "floodgate/result.h"
+#include "http/request_arena.h"
 
 namespace fg::http {
 
@@ -114,8 +114,8 @@ class UpstreamPool {
     std::uint64_t retries = 0;   // reused connections found closed by the upstream, retried
     std::uint64_t closes = 0;    // established connections closed (by either side, any reason)
     std::uint64_t connect_failures = 0;  // resolve or connect failed or timed out
-    std::uint64_t failures = 0;  // forward() calls that failed other than by timing out
-    std::uint64_t timeouts = 0;  // forward() calls that failed with kDeadlineExceeded
+    std::uint64_t failures = 0;          // forward() calls that failed other than by timing out
+    std::uint64_t timeouts = 0;          // forward() calls that failed with kDeadlineExceeded
   };
 
   UpstreamPool(boost::asio::any_io_executor executor, UpstreamOptions options);
@@ -169,6 +169,14 @@ class UpstreamPool {
 // Failure: none.
 Request make_upstream_request(const Request& in, std::string_view client_ip,
                               const config::HostPort& target);
+
+// The bytes of `request` on the wire, in `out` (replacing what it held; a connection keeps its
+// capacity from one request to the next): request line, fields in order, blank line, body, as
+// Beast's serializer would write them. The body is framed as the fields say: as it is (the
+// Content-Length of make_upstream_request()'s requests, which never carry Transfer-Encoding),
+// or, for a request whose Transfer-Encoding ends in chunked, as one chunk and the last chunk.
+// One contiguous buffer, so one write. Failure: none.
+void serialize_request(std::string& out, const Request& request);
 
 // Pure: hop-by-hop fields (the list above, and every field Connection names) removed from an
 // upstream response before it is returned to the client (the server sets its own Connection /
