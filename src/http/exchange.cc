@@ -40,9 +40,7 @@ auto Server::Impl::serve(Request& req, Worker& w, const tcp::endpoint& peer,
         timeout ? "the upstream did not answer in time" : "the upstream could not be reached");
   }
   w.metrics->on_upstream(UpstreamResult::kOk);
-  Response res = std::move(*r);
-  strip_hop_by_hop(res);
-  co_return res;
+  co_return std::move(*r);  // without its hop-by-hop fields (forward())
 }
 
 auto Server::Impl::body_failed(Worker& w, int result) -> Reply {

@@ -142,15 +142,14 @@ bool is_hop_by_hop(const Field& f, const std::vector<std::string_view>& named) {
 }
 
 void strip_fields(beast_http::fields& fields) {
-  const std::vector<std::string> named = [&] {
-    std::vector<std::string> copy;  // owned: erasing fields invalidates views into them
-    for (std::string_view t : connection_tokens(fields)) copy.emplace_back(t);
-    return copy;
-  }();
-  const std::vector<std::string_view> views(named.begin(), named.end());
+  // The names are views into the Connection fields' values: those fields are erased last, after
+  // every field they name (erasing one field frees that field alone).
+  const std::vector<std::string_view> named = connection_tokens(fields);
   for (auto it = fields.begin(); it != fields.end();) {
-    it = is_hop_by_hop(*it, views) ? fields.erase(it) : std::next(it);
+    const bool erase = it->name() != beast_http::field::connection && is_hop_by_hop(*it, named);
+    it = erase ? fields.erase(it) : std::next(it);
   }
+  fields.erase(beast_http::field::connection);
 }
 
 std::string_view as_view(beast::string_view s) { return {s.data(), s.size()}; }

@@ -271,6 +271,19 @@ TEST(StripHopByHop, RemovesHopByHopFieldsKeepsTheRest) {
                                              "Set-Cookie"}));
   strip_hop_by_hop(r);  // idempotent
   EXPECT_EQ(std::distance(r.begin(), r.end()), 4);
+
+  // Named fields before and after the Connection fields that name them, several of those.
+  Response named{beast_http::status::ok, 11};
+  named.insert("X-Before", "1");
+  named.insert(field::connection, "X-Before, x-after");
+  named.insert("X-Kept", "2");
+  named.insert(field::connection, "X-Second");
+  named.insert("X-After", "3");
+  named.insert("X-Second", "4");
+  strip_hop_by_hop(named);
+  names.clear();
+  for (const auto& f : named) names.emplace_back(f.name_string());
+  EXPECT_EQ(names, std::vector<std::string>{"X-Kept"});
 }
 
 // ---------------------------------------------------------------------------------------------
