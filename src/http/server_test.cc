@@ -610,6 +610,25 @@ TEST(Server, ProxiesAllowedRequestsToTheUpstream) {
   EXPECT_EQ(field(*slow, "Content-Type"), "application/problem+json");
 }
 
+// X-Forwarded-For names each request's own peer, whichever peer the same thread served before.
+TEST(Server, EachProxiedRequestNamesItsOwnPeer) {
+  EchoUpstream up;
+  std::string yaml = with_policies("upstream: http://127.0.0.1:" + std::to_string(up.port()) +
+                                   "\nupstream_timeout: 2s\n");
+  yaml.replace(yaml.find("threads: 2"), 10, "threads: 1");
+  Running r = start_server(yaml);
+  ASSERT_TRUE(r.server);
+  for (const char* peer : {"127.0.0.1", "127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.1"}) {
+    Client c(r.port, seconds(5), peer);
+    ASSERT_TRUE(c.connected()) << peer;
+    ASSERT_TRUE(c.send(request_bytes("GET", "/api/who", {{"X-API-Key", peer}})));
+    auto res = c.read();
+    ASSERT_TRUE(res) << peer;
+    ASSERT_EQ(res->result_int(), 201u) << peer;
+    EXPECT_EQ(nlohmann::json::parse(res->body())["headers"]["X-Forwarded-For"], peer);
+  }
+}
+
 TEST(Server, UnreachableUpstreamIs502) {
   std::uint16_t dead_port;
   {

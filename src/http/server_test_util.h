@@ -25,8 +25,8 @@
 #include <utility>
 #include <vector>
 
-#include "config/config.h"
 #include "app/wiring.h"
+#include "config/config.h"
 #include "floodgate/store.h"
 #include "http/server.h"
 
@@ -55,10 +55,16 @@ inline std::string request_bytes(
 
 class Client {
  public:
-  explicit Client(std::uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(5))
+  // `source`: the client's own address (any of 127.0.0.0/8 on Linux), else the kernel's choice.
+  explicit Client(std::uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(5),
+                  const char* source = nullptr)
       : socket_(ioc_) {
     boost::system::error_code ec;
-    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+    if (source != nullptr) {
+      socket_.open(tcp::v4(), ec);
+      if (!ec) socket_.bind(tcp::endpoint(asio::ip::make_address(source), 0), ec);
+    }
+    if (!ec) socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
     connected_ = !ec;
     timeval tv{};
     tv.tv_sec = timeout.count() / 1000;
