@@ -17,6 +17,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
@@ -62,8 +63,10 @@ struct UpstreamConnection {
   std::shared_ptr<UpstreamCounters> counters;
   bool established = false;   // connected: its destruction is a close
   beast::flat_buffer buffer;  // bytes read past the last response: must be empty to pool
-  std::string out;            // the request being written (serialize_request)
-  SteadyTime idle_since{};    // when it went back to the pool
+  // The request line and fields being written (serialize_request): at most a header section's
+  // size, as the body is written from the request itself.
+  std::string head;
+  SteadyTime idle_since{};  // when it went back to the pool
 };
 
 struct UpstreamPoolState {
@@ -278,18 +281,20 @@ asio::awaitable<Exchange> exchange(const State& state, UpstreamConnection& conn,
   Exchange out;
   error_code ec;
   conn.stream.expires_at(deadline);
-  // Written at once when the socket takes the whole request (it usually fits the send buffer),
-  // as the session writes its answers; what is left is written asynchronously, within the
-  // deadline.
-  serialize_request(conn.out, request);
+  // The head from the connection's buffer, the body from the request itself (never copied):
+  // written at once when the socket takes them (a request usually fits the send buffer), as the
+  // session writes its answers; what is left is written asynchronously, within the deadline.
+  const std::string_view tail = serialize_request(conn.head, request);
+  const std::array<asio::const_buffer, 3> wire = {asio::buffer(conn.head),
+                                                  asio::buffer(request.body()), asio::buffer(tail)};
+  const std::size_t total = asio::buffer_size(wire);
   tcp::socket& socket = conn.stream.socket();
-  const std::size_t sent =
-      socket.non_blocking() ? socket.write_some(asio::buffer(conn.out), ec) : 0;
-  if (ec == asio::error::would_block || (!ec && sent < conn.out.size())) {
+  const std::size_t sent = socket.non_blocking() ? socket.write_some(wire, ec) : 0;
+  if (ec == asio::error::would_block || (!ec && sent < total)) {
     ec = {};
-    co_await asio::async_write(conn.stream,
-                               asio::buffer(conn.out.data() + sent, conn.out.size() - sent),
-                               asio::redirect_error(asio::use_awaitable, ec));
+    beast::buffers_suffix<std::array<asio::const_buffer, 3>> rest(wire);
+    rest.consume(sent);
+    co_await asio::async_write(conn.stream, rest, asio::redirect_error(asio::use_awaitable, ec));
   }
   if (ec) {
     out.response = tl::unexpected<Error>(io_error(state, "write the request", ec));
@@ -511,38 +516,35 @@ Request make_upstream_request(const Request& in, std::string_view client_ip,
 
 void strip_hop_by_hop(Response& response) { strip_fields(response); }
 
-void serialize_request(std::string& out, const Request& r) {
+std::string_view serialize_request(std::string& head, const Request& r) {
   const std::string_view method = as_view(r.method_string());
   const std::string_view target = as_view(r.target());
   const bool chunked = r.chunked();
-  std::size_t size = 16 + method.size() + target.size() + r.body().size() + (chunked ? 32 : 0);
+  std::size_t size = 32 + method.size() + target.size();
   for (const auto& f : r) size += f.name_string().size() + f.value().size() + 4;
-  out.clear();
-  out.reserve(size);
-  out += method;
-  out += ' ';
-  out += target;
-  out += r.version() == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n";
+  head.clear();
+  head.reserve(size);
+  head += method;
+  head += ' ';
+  head += target;
+  head += r.version() == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n";
   for (const auto& f : r) {
-    out += as_view(f.name_string());
-    out += ": ";
-    out += as_view(f.value());
-    out += "\r\n";
+    head += as_view(f.name_string());
+    head += ": ";
+    head += as_view(f.value());
+    head += "\r\n";
   }
-  out += "\r\n";
-  if (!chunked) {
-    out += r.body();
-    return;
+  head += "\r\n";
+  if (!chunked) return {};
+  if (r.body().empty()) {
+    head += "0\r\n\r\n";  // the last chunk alone
+    return {};
   }
-  if (!r.body().empty()) {
-    char length[16];  // the chunk size in hex
-    const auto end = std::to_chars(length, length + sizeof length, r.body().size(), 16).ptr;
-    out.append(length, end);
-    out += "\r\n";
-    out += r.body();
-    out += "\r\n";
-  }
-  out += "0\r\n\r\n";
+  char length[16];  // the chunk's size in hex
+  const auto end = std::to_chars(length, length + sizeof length, r.body().size(), 16).ptr;
+  head.append(length, end);
+  head += "\r\n";
+  return "\r\n0\r\n\r\n";  // the chunk's end, then the last chunk
 }
 
 }  // namespace fg::http

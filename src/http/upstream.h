@@ -170,13 +170,15 @@ class UpstreamPool {
 Request make_upstream_request(const Request& in, std::string_view client_ip,
                               const config::HostPort& target);
 
-// The bytes of `request` on the wire, in `out` (replacing what it held; a connection keeps its
-// capacity from one request to the next): request line, fields in order, blank line, body, as
-// Beast's serializer would write them. The body is framed as the fields say: as it is (the
-// Content-Length of make_upstream_request()'s requests, which never carry Transfer-Encoding),
-// or, for a request whose Transfer-Encoding ends in chunked, as one chunk and the last chunk.
-// One contiguous buffer, so one write. Failure: none.
-void serialize_request(std::string& out, const Request& request);
+// The bytes of `request` on the wire, as Beast's serializer would write them: `head` (filled
+// here, replacing what it held; a connection keeps its capacity from one request to the next),
+// then the request's body as it is, then the returned tail (static text). The head is the
+// request line, the fields in order and the blank line. The body is framed as the fields say: as
+// it is (the Content-Length of make_upstream_request()'s requests, which never carry
+// Transfer-Encoding; the tail is empty), or, for a request whose Transfer-Encoding ends in
+// chunked, as one chunk and the last chunk (the head ends with the chunk's size). Written
+// together (a gather write), the three are one write. Failure: none.
+std::string_view serialize_request(std::string& head, const Request& request);
 
 // Pure: hop-by-hop fields (the list above, and every field Connection names) removed from an
 // upstream response before it is returned to the client (the server sets its own Connection /

@@ -235,20 +235,30 @@ TEST(SerializeRequest, WritesWhatBeastsSerializerWrites) {
   gzip_only.body() = "abc";
   requests.push_back(gzip_only);
 
-  std::string out = "left over from the last request";
+  // What goes on the wire: the head, the body as it is, the tail.
+  std::string head = "left over from the last request";
+  const auto wire = [&](const Request& r) {
+    const std::string_view tail = serialize_request(head, r);
+    return head + r.body() + std::string(tail);
+  };
   for (const Request& r : requests) {
     std::ostringstream beast_bytes;
     beast_bytes << r;
-    serialize_request(out, r);
-    EXPECT_EQ(out, beast_bytes.str());
+    EXPECT_EQ(wire(r), beast_bytes.str());
   }
 
   // An empty chunked body is the last chunk alone. (Beast's serializer writes the last chunk twice
   // there, and a server would read the second as the start of another request.)
   Request empty{verb::put, "/upload", 11};
   empty.set(field::transfer_encoding, "chunked");
-  serialize_request(out, empty);
-  EXPECT_EQ(out, "PUT /upload HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+  EXPECT_EQ(wire(empty), "PUT /upload HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+
+  // The head holds no body: what a connection keeps is bounded by the header section.
+  Request large{verb::post, "/v1/upload", 11};
+  large.body().assign(kHugeBodyBytes, 'x');
+  large.content_length(large.body().size());
+  EXPECT_EQ(serialize_request(head, large), "");
+  EXPECT_LT(head.capacity(), 1024u);
 }
 
 TEST(StripHopByHop, RemovesHopByHopFieldsKeepsTheRest) {
