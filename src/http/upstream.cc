@@ -527,7 +527,12 @@ std::string_view serialize_request(std::string& head, const Request& r) {
   head += method;
   head += ' ';
   head += target;
-  head += r.version() == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n";
+  const unsigned version = r.version();  // Beast's: major * 10 + minor, one digit each
+  head += " HTTP/";
+  head += static_cast<char>('0' + version / 10 % 10);
+  head += '.';
+  head += static_cast<char>('0' + version % 10);
+  head += "\r\n";
   for (const auto& f : r) {
     head += as_view(f.name_string());
     head += ": ";
