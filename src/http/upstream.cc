@@ -25,6 +25,7 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/container/small_vector.hpp>
 #include <charconv>
 #include <cstdint>
 #include <deque>
@@ -111,14 +112,18 @@ constexpr std::string_view kXForwardedFor = "X-Forwarded-For";
 // (100 Continue, 103 Early Hints). More is a misbehaving upstream.
 constexpr int kMaxInterimResponses = 8;
 
+// Held inline up to four: a message names one or two ("keep-alive", "close", "Upgrade").
+using ConnectionTokens = boost::container::small_vector<std::string_view, 4>;
+
 // The field names listed by every Connection field ("Connection: close, X-Private" names
 // "close" and "X-Private"; naming "close" removes nothing, as no field is called that).
-// The views point into `fields`: use them before modifying it. A template, as is_hop_by_hop:
+// The views point into the Connection fields' values: valid while those fields are (erasing
+// other fields leaves them, as each field is allocated on its own). A template, as is_hop_by_hop:
 // a request's fields (RequestFields, on the connection's arena) passed as beast_http::fields
 // would be converted into a temporary copy, and the views would point into freed memory.
 template <typename Fields>
-std::vector<std::string_view> connection_tokens(const Fields& fields) {
-  std::vector<std::string_view> tokens;
+ConnectionTokens connection_tokens(const Fields& fields) {
+  ConnectionTokens tokens;
   for (auto [it, end] = fields.equal_range(beast_http::field::connection); it != end; ++it) {
     std::string_view value = it->value();
     while (!value.empty()) {
@@ -134,7 +139,7 @@ std::vector<std::string_view> connection_tokens(const Fields& fields) {
 
 // A field of a request (Request's fields) or of a response (beast_http::fields).
 template <typename Field>
-bool is_hop_by_hop(const Field& f, const std::vector<std::string_view>& named) {
+bool is_hop_by_hop(const Field& f, const ConnectionTokens& named) {
   if (std::find(kHopByHopFields.begin(), kHopByHopFields.end(), f.name()) !=
       kHopByHopFields.end()) {
     return true;
@@ -147,7 +152,7 @@ bool is_hop_by_hop(const Field& f, const std::vector<std::string_view>& named) {
 void strip_fields(beast_http::fields& fields) {
   // The names are views into the Connection fields' values: those fields are erased last, after
   // every field they name (erasing one field frees that field alone).
-  const std::vector<std::string_view> named = connection_tokens(fields);
+  const ConnectionTokens named = connection_tokens(fields);
   for (auto it = fields.begin(); it != fields.end();) {
     const bool erase = it->name() != beast_http::field::connection && is_hop_by_hop(*it, named);
     it = erase ? fields.erase(it) : std::next(it);
@@ -476,7 +481,7 @@ Request make_upstream_request(const Request& in, std::string_view client_ip,
   out.target(in.target());
   out.version(11);  // HTTP/1.1: keep-alive unless Connection: close, which is stripped
 
-  const std::vector<std::string_view> named = connection_tokens(in);
+  const ConnectionTokens named = connection_tokens(in);
   std::string forwarded_for;
   bool has_host = false;
   for (const auto& f : in) {

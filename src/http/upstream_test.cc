@@ -297,6 +297,8 @@ TEST(StripHopByHop, RemovesHopByHopFieldsKeepsTheRest) {
   named.insert(field::connection, "X-Second");
   named.insert("X-After", "3");
   named.insert("X-Second", "4");
+  named.insert(field::connection, "a, b, c, X-Seventh");  // more names than are held inline
+  named.insert("X-Seventh", "5");
   strip_hop_by_hop(named);
   names.clear();
   for (const auto& f : named) names.emplace_back(f.name_string());
