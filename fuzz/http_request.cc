@@ -16,6 +16,9 @@
 //   - it serializes, and the bytes parse back as one HTTP/1.x response with a status 100-599,
 //     field names that are tokens, values without CR/LF/NUL, Content-Length = the body;
 //   - a read error is 400/413/431 with Connection: close;
+//   - what proxy mode sends upstream for the canonical request is Beast's serialization of
+//     make_upstream_request()'s message, byte for byte, and parses back as one request with the
+//     same method, target and body;
 //   - canonicalize() (canonical.h) either refuses the request (400) or leaves a target whose path
 //     is canonical (canonicalizing it again changes nothing: "/..." without "//", "." or ".."
 //     segments, '\\', ';'), which a lenient upstream (tests/fixtures/lenient_view.h) reads as the
@@ -31,9 +34,11 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>  // operator<<: Beast's serialization, for comparison
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <string_view>
 
@@ -44,6 +49,7 @@
 #include "fixtures/lenient_view.h"
 #include "http/canonical.h"
 #include "http/handler.h"
+#include "http/upstream_request.h"
 #include "http/wire.h"
 #include "decide/identity.h"
 #include "store/memory/memory_store.h"
@@ -123,6 +129,37 @@ void check_wire(const std::string& bytes, bhttp::verb method) {
     FG_FUZZ_CHECK(value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos,
                   "CR, LF or NUL in %.*s", static_cast<int>(name.size()), name.data());
   }
+}
+
+// What proxy mode sends upstream for the canonical `req` (make_upstream_request, then
+// serialize_request): Beast's serialization of that message, byte for byte, and it parses back
+// as exactly one request with the method, target and body that were decided on.
+void check_forwarded(const Request& req) {
+  const Request up = make_upstream_request(req, "192.0.2.7", config::HostPort{"10.0.0.5", 8080});
+  std::string head;
+  const std::string_view tail = serialize_request(head, up);
+  const std::string bytes = head + up.body() + std::string(tail);
+  std::ostringstream beast_bytes;
+  beast_bytes << up;
+  FG_FUZZ_CHECK(bytes == beast_bytes.str(), "forwarded:\n%s\nBeast writes:\n%s", bytes.c_str(),
+                beast_bytes.str().c_str());
+  RequestParser p;
+  p.eager(true);
+  p.header_limit(static_cast<std::uint32_t>(bytes.size()));
+  p.body_limit(bytes.size());
+  beast::error_code ec;
+  const std::size_t used = p.put(boost::asio::buffer(bytes), ec);
+  FG_FUZZ_CHECK(!ec && p.is_done() && used == bytes.size(),
+                "the forwarded request does not parse back as one (%s, %zu of %zu bytes):\n%s",
+                ec.message().c_str(), used, bytes.size(), bytes.c_str());
+  const Request& seen = p.get();
+  FG_FUZZ_CHECK(sv(seen.method_string()) == sv(req.method_string()) &&
+                    sv(seen.target()) == sv(req.target()) && seen.body() == req.body(),
+                "forwarded %.*s %.*s (%zu body bytes) for %.*s %.*s (%zu)",
+                static_cast<int>(seen.method_string().size()), seen.method_string().data(),
+                static_cast<int>(seen.target().size()), seen.target().data(), seen.body().size(),
+                static_cast<int>(req.method_string().size()), req.method_string().data(),
+                static_cast<int>(req.target().size()), req.target().data(), req.body().size());
 }
 
 bool has(const Response& r, std::string_view name) {
@@ -339,6 +376,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       r.reply = problem_response(req.version(), 400, *refused);
     } else {
       check_path(original, req);
+      check_forwarded(req);
       r = route(req, rt, ctx);
       // A /v1/check caller (not limited in this config's runtime when the store is out) is then
       // routed on its body.
