@@ -81,8 +81,6 @@ void strip_fields(beast_http::fields& fields) {
   fields.erase(beast_http::field::connection);
 }
 
-std::string_view as_view(beast::string_view s) { return {s.data(), s.size()}; }
-
 }  // namespace
 
 Request make_upstream_request(const Request& in, std::string_view client_ip,
@@ -137,8 +135,8 @@ Request make_upstream_request(const Request& in, std::string_view client_ip,
 void strip_hop_by_hop(Response& response) { strip_fields(response); }
 
 std::string_view serialize_request(std::string& head, const Request& r) {
-  const std::string_view method = as_view(r.method_string());
-  const std::string_view target = as_view(r.target());
+  const std::string_view method = r.method_string();
+  const std::string_view target = r.target();
   const bool chunked = r.chunked();
   std::size_t size = 32 + method.size() + target.size();
   for (const auto& f : r) size += f.name_string().size() + f.value().size() + 4;
@@ -154,9 +152,9 @@ std::string_view serialize_request(std::string& head, const Request& r) {
   head += static_cast<char>('0' + version % 10);
   head += "\r\n";
   for (const auto& f : r) {
-    head += as_view(f.name_string());
+    head += std::string_view(f.name_string());
     head += ": ";
-    head += as_view(f.value());
+    head += std::string_view(f.value());
     head += "\r\n";
   }
   head += "\r\n";
