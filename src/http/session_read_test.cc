@@ -68,6 +68,9 @@ class BlockingUpstream {
     if (acceptor_.joinable()) acceptor_.join();  // no connection is added after this
     for (int fd : connections_) ::shutdown(fd, SHUT_RDWR);
     for (std::thread& t : servers_) t.join();
+    // Closed here, after their threads: a number closed earlier could already name another
+    // socket of the process when it is shut down above.
+    for (int fd : connections_) ::close(fd);
     ::close(listener_);
   }
   std::uint16_t port() const { return port_; }
@@ -94,13 +97,13 @@ class BlockingUpstream {
         if (::send(fd, kAnswer.data(), kAnswer.size(), MSG_NOSIGNAL) < 0) break;
       }
     }
-    ::close(fd);
   }
 
   int listener_ = -1;
   std::uint16_t port_ = 0;
   std::thread acceptor_;
-  // Written by the accept loop only, read by the destructor once it has joined that loop.
+  // Written by the accept loop only, read by the destructor once it has joined that loop; each
+  // is closed by the destructor.
   std::vector<int> connections_;
   std::vector<std::thread> servers_;
 };
