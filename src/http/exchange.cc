@@ -29,8 +29,8 @@ const std::string& address_text(const asio::ip::address& address) {
 
 }  // namespace
 
-auto Server::Impl::decide(Worker& w, const Route& r, const Runtime& rt, bool deny_cache_checked)
-    -> awaitable<decide::Outcome> {
+auto Server::Impl::decide(Worker& w, const Route& r, const Runtime& rt, decide::Outcome& out,
+                          bool deny_cache_checked) -> awaitable<void> {
   // Not a coroutine itself: completion()'s frame is the only one (it holds `start`, whose
   // references are to objects that outlive the call).
   decide::Decider* d = decider.get();
@@ -38,7 +38,7 @@ auto Server::Impl::decide(Worker& w, const Route& r, const Runtime& rt, bool den
   auto start = [d, &r, &rt, shard, deny_cache_checked](auto done) {
     d->decide(rt, r, shard, std::move(done), deny_cache_checked);
   };
-  return completion<decide::Outcome>(start);
+  return completion(out, start);
 }
 
 auto Server::Impl::serve(Request& req, Worker& w, const tcp::endpoint& peer,
@@ -247,7 +247,10 @@ auto Server::Impl::respond_now(Request& req, Worker& w, const tcp::endpoint& pee
 }
 
 auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
-                           Inbound& in) -> awaitable<Reply> {
+                           Inbound& in, Reply& reply) -> awaitable<void> {
+  // The answer goes into the session's `reply`, and one Outcome serves every decision: what
+  // this frame holds stays under the 1,020 bytes Asio's per-thread cache keeps (server_impl.h).
+  decide::Outcome so;
   bool serve_it = false;
   switch (x.route.kind) {
     case Route::Kind::kReply:
@@ -257,25 +260,27 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
       break;
     case Route::Kind::kServe:
       if (!w.upstream && in.parser.is_done() && plain_answer_applies(req, x.route, *x.rt)) {
-        co_return plain(req, w, peer, x, RateLimitHeaders{}, in.out);
+        reply = plain(req, w, peer, x, RateLimitHeaders{}, in.out);
+        co_return;
       }
       serve_it = true;
       break;
     case Route::Kind::kDecide: {
-      decide::Outcome so = co_await decide(w, x.route, *x.rt, x.deny_cache_checked);
+      co_await decide(w, x.route, *x.rt, so, x.deny_cache_checked);
       // As respond_now() answers when the store decides at once; the upstream is looked at after
       // the store's answer, as serve() would (a reload may have changed it meanwhile).
       if (so.verdict && !w.upstream && in.parser.is_done() &&
           plain_answer_applies(req, x.route, *x.rt)) {
-        co_return plain_verdict(req, w, peer, x, so, in.out);
+        reply = plain_verdict(req, w, peer, x, so, in.out);
+        co_return;
       }
       serve_it = decided(req, w, x, std::move(so));
       break;
     }
     case Route::Kind::kCheckCaller: {
       if (!x.route.charges.empty()) {
-        decide::Outcome caller = co_await decide(w, x.route, *x.rt);
-        if (!decided(req, w, x, std::move(caller))) {
+        co_await decide(w, x.route, *x.rt, so);  // the caller's own limit
+        if (!decided(req, w, x, std::move(so))) {
           break;  // the caller is over its own limit: 429 (or 503), body unread
         }
       }
@@ -283,7 +288,8 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
       const int got = co_await read_body(in);
       if (got != kBodyRead) {
         give_back(x);
-        co_return body_failed(w, got);
+        reply = body_failed(w, got);
+        co_return;
       }
       x.consumed.reset();
       x.route = check_route(req, *x.rt);
@@ -291,8 +297,8 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
         x.response = std::move(x.route.reply);
         break;
       }
-      decide::Outcome checked = co_await decide(w, x.route, *x.rt);
-      decided(req, w, x, std::move(checked));  // answer_check: never serves
+      co_await decide(w, x.route, *x.rt, so);  // the checked key
+      decided(req, w, x, std::move(so));       // answer_check: never serves
       break;
     }
   }
@@ -300,7 +306,8 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
     const int got = co_await read_body(in);
     if (got != kBodyRead) {
       give_back(x);
-      co_return body_failed(w, got);
+      reply = body_failed(w, got);
+      co_return;
     }
     if (w.upstream) {
       std::shared_ptr<ClientWatch> watch;
@@ -311,15 +318,15 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
         if (client_gone(watch)) {  // the upstream has answered: only now are the slots free
           x.renewal.stop();
           x.slots.reset();
-          co_return body_failed(w, kClientGone);  // abandon: write nothing
+          reply = body_failed(w, kClientGone);  // abandon: write nothing
+          co_return;
         }
       }
     } else {
       x.response = demo_resource(req, x.route.path);  // without serve()'s coroutine frame
     }
   }
-  Reply reply = end(req, w, peer, x, !in.parser.is_done());
-  co_return reply;
+  reply = end(req, w, peer, x, !in.parser.is_done());
 }
 
 struct Server::Impl::ClientWatch {

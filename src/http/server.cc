@@ -11,7 +11,8 @@ auto Server::Impl::probe_loop(Worker& w) -> awaitable<void> {
     if (!inline_store) {
       decide::Decider& d = *decider;
       auto start = [&d](auto done) { d.probe(std::move(done)); };
-      const Result<void> r = co_await completion<Result<void>>(start);
+      Result<void> r;
+      co_await completion(r, start);
       failed_rounds = r.has_value() ? 0 : failed_rounds + 1;
       const bool answers = failed_rounds < kProbeFailuresBeforeNotReady;
       if (answers != d.store_answers()) {

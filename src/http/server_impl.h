@@ -257,32 +257,31 @@ struct Server::Impl {
 
   // ---- store -------------------------------------------------------------------------------
 
-  // A callback-completed call as an awaitable. Server threads are bound to the store, so the
-  // callback comes on this thread: inline (memory store) or later from the io_context (Redis).
-  // The coroutine is resumed through post, never from inside the store's own completion. The
-  // result is written into this frame; the callback owns the waiting handler (the callee's
-  // callback types are move-only and inline: decide::OutcomeCallback, decide::ProbeCallback), so
-  // nothing is allocated for either.
+  // A callback-completed call as an awaitable, its result written into `out` (the awaiting
+  // frame's: a result held here, and one more as the co_await's own value, would be two more
+  // copies in frames). Server threads are bound to the store, so the callback comes on this
+  // thread: inline (memory store) or later from the io_context (Redis). The coroutine is resumed
+  // through post, never from inside the store's own completion. The callback owns the waiting
+  // handler (the callee's callback types are move-only and inline: decide::OutcomeCallback,
+  // decide::ProbeCallback), so nothing is allocated for either.
   template <typename T, typename Start>
-  static awaitable<T> completion(Start start) {
-    std::optional<T> result;
+  static awaitable<void> completion(T& out, Start start) {
     // A named initiation: g++ 12 destroys the temporaries of a co_await expression twice (this
     // one holds only references, which that cannot release).
-    auto initiation = [&result, &start](auto handler) {
-      start([&result, waiting = std::move(handler)](T r) mutable {
-        result = std::move(r);
+    auto initiation = [&out, &start](auto handler) {
+      start([&out, waiting = std::move(handler)](T r) mutable {
+        out = std::move(r);
         asio::post(std::move(waiting));
       });
     };
     co_await asio::async_initiate<decltype(use_awaitable), void()>(initiation, use_awaitable);
-    co_return std::move(*result);
   }
 
-  // The deciding service's outcome for `r` (decider.h: the guard, on_store_error, the counting).
-  // `deny_cache_checked`: respond_now() found no cached denial for this request a moment ago
-  // (Exchange::deny_cache_checked).
-  awaitable<decide::Outcome> decide(Worker& w, const Route& r, const Runtime& rt,
-                                    bool deny_cache_checked = false);
+  // The deciding service's outcome for `r` (decider.h: the guard, on_store_error, the counting),
+  // into `out`. `deny_cache_checked`: respond_now() found no cached denial for this request a
+  // moment ago (Exchange::deny_cache_checked).
+  awaitable<void> decide(Worker& w, const Route& r, const Runtime& rt, decide::Outcome& out,
+                         bool deny_cache_checked = false);
 
   // Every second on thread 0: does the store answer? (for /readyz; also closes the breaker).
   // A store in this process always does.
@@ -439,8 +438,12 @@ struct Server::Impl {
   // Decide on the header section; read the body only for a request that is served (or a
   // /v1/check call whose caller may call), so a denied client never makes the server buffer one.
   // A request without a body to a server without an upstream gets a plain answer, in in.out.
-  awaitable<Reply> respond(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
-                           Inbound& in);
+  // The answer is left in `reply` (the session's): the frame of this coroutine, allocated for
+  // every request a remote store decides, then holds no Reply of its own, and stays within the
+  // 1,020 bytes Asio's per-thread cache recycles (a larger one is a new allocation every time,
+  // and evicts a cached block that the next smaller frame then allocates again).
+  awaitable<void> respond(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
+                          Inbound& in, Reply& reply);
 
   // After an error answer, before closing: stop sending and read (and drop) what the client is
   // still sending, for a bounded time and amount. Closing a socket with unread input makes the

@@ -208,7 +208,7 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
     Inbound in{stream, buffer, parser, limits,
                static_cast<std::size_t>(std::distance(req.begin(), req.end())), out};
     std::optional<Reply> now_reply = respond_now(req, w, peer, x, parser.is_done(), out);
-    if (!now_reply) now_reply = co_await respond(req, w, peer, x, in);
+    if (!now_reply) co_await respond(req, w, peer, x, in, now_reply.emplace());
     Reply& reply = *now_reply;
     if (reply.abandon) break;
     const bool keep_alive = reply.written ? reply.keep_alive : reply.response.keep_alive();
