@@ -106,6 +106,48 @@ bool valid_host(std::string_view host) {
                      [](char c) { return c >= '0' && c <= '9'; });
 }
 
+// Calls f(entry) for each host an upstream behind a proxy may read instead of Host, as written:
+// each comma-separated entry of every X-Forwarded-Host field, and what follows each "host="
+// anywhere in a Forwarded field (spaces around '=' allowed) up to the next ',' or ';', quotes
+// and all, so a host parameter that holds a quoted ',' or ';' comes in pieces.
+template <typename F>
+void for_each_forwarded_host(const Request& req, F f) {
+  for (const auto& field : req) {
+    const std::string_view name = sv(field.name_string());
+    const std::string_view value = sv(field.value());
+    if (same_field(name, "X-Forwarded-Host")) {
+      for (std::size_t start = 0; start <= value.size();) {
+        const std::size_t comma = std::min(value.find(',', start), value.size());
+        f(value.substr(start, comma - start));
+        start = comma + 1;
+      }
+    } else if (same_field(name, "Forwarded")) {
+      for (std::size_t at = 0; at + 4 <= value.size(); ++at) {
+        if (!util::iequals(value.substr(at, 4), "host")) continue;
+        std::size_t i = at + 4;
+        while (i < value.size() && (value[i] == ' ' || value[i] == '\t')) ++i;
+        if (i == value.size() || value[i] != '=') continue;
+        ++i;
+        const std::size_t end = std::min(value.find_first_of(",;", i), value.size());
+        f(value.substr(i, end - i));
+      }
+    }
+  }
+}
+
+// Whether a forwarded host entry (for_each_forwarded_host) reads the same to every reader: no
+// quote or backslash, or one quoted string around a host that has neither. Readers unquote
+// differently: Symfony's HeaderUtils (and tests/fixtures/lenient_upstream.cc) drop every '"',
+// so `host=api".example.com"` is api.example.com there, and api to a reader that stops at the
+// first quote; an RFC 7239 reader takes a backslash as an escape, and a quoted ',' or ';' as part
+// of the host, where a reader that splits first cuts the host there.
+bool plainly_quoted(std::string_view entry) {
+  const std::string_view e = util::trim_ows(entry);
+  if (e.find_first_of("\"\\") == std::string_view::npos) return true;
+  return e.size() >= 2 && e.front() == '"' && e.back() == '"' &&
+         e.substr(1, e.size() - 2).find_first_of("\"\\") == std::string_view::npos;
+}
+
 // The header fields in which frameworks let a POST name the method to run instead (Rack,
 // Symfony, ASP.NET Core and gorilla read the first; others the other two).
 constexpr std::string_view kMethodOverrideFields[] = {"X-HTTP-Method-Override", "X-HTTP-Method",
@@ -322,7 +364,15 @@ std::optional<std::string> canonicalize(Request& req, const std::vector<std::str
       req.set(boost::beast::http::field::host, "");
     }
   }
-  // What upstreams behind a proxy read instead of Host: host names too.
+  // What upstreams behind a proxy read instead of Host: host names too, quoted plainly if at all.
+  bool plain = true;
+  for_each_forwarded_host(req,
+                          [&plain](std::string_view e) { plain = plain && plainly_quoted(e); });
+  if (!plain) {
+    return refuse(
+        "X-Forwarded-Host or Forwarded quotes a host otherwise than as one quoted string without "
+        "quotes, backslashes, ',' or ';' inside");
+  }
   const std::string hosts = forwarded_hosts(req);
   for (std::size_t start = 0; start < hosts.size();) {
     const std::size_t comma = std::min(hosts.find(',', start), hosts.size());
@@ -406,7 +456,7 @@ std::string canonical_host(std::string_view host) {
 
 std::string forwarded_hosts(const Request& req) {
   std::string out;
-  const auto add = [&out](std::string_view h) {
+  for_each_forwarded_host(req, [&out](std::string_view h) {
     std::string clean;
     for (const char c : util::trim_ows(h)) {
       if (c != '"') clean += c;
@@ -414,34 +464,7 @@ std::string forwarded_hosts(const Request& req) {
     if (clean.empty()) return;
     if (!out.empty()) out += ',';
     out += clean;
-  };
-  for (const auto& f : req) {
-    const std::string_view name = sv(f.name_string());
-    const std::string_view value = sv(f.value());
-    if (same_field(name, "X-Forwarded-Host")) {
-      std::size_t start = 0;
-      while (start <= value.size()) {
-        std::size_t comma = value.find(',', start);
-        if (comma == std::string_view::npos) comma = value.size();
-        add(value.substr(start, comma - start));
-        start = comma + 1;
-      }
-    } else if (same_field(name, "Forwarded")) {
-      // "for=192.0.2.1;host=\"a.example\", host=b.example": every "host" followed by '=' (spaces
-      // around it allowed), read up to the next ',', ';' or closing quote.
-      for (std::size_t at = 0; at + 4 <= value.size(); ++at) {
-        if (!util::iequals(value.substr(at, 4), "host")) continue;
-        std::size_t i = at + 4;
-        while (i < value.size() && (value[i] == ' ' || value[i] == '\t')) ++i;
-        if (i == value.size() || value[i] != '=') continue;
-        ++i;
-        while (i < value.size() && (value[i] == ' ' || value[i] == '\t')) ++i;
-        if (i < value.size() && value[i] == '"') ++i;
-        const std::size_t end = value.find_first_of(",;\"", i);
-        add(value.substr(i, end == std::string_view::npos ? end : end - i));
-      }
-    }
-  }
+  });
   return out;
 }
 

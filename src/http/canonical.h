@@ -39,6 +39,9 @@
 //   anything but a host name or IP literal and a port (RFC 9112 §3.2), there and in
 //   X-Forwarded-Host and Forwarded's host= (forwarded_hosts): URL parsers read "example.com/x",
 //   "example%2Ecom", "example.com\\x" or fullwidth letters as a host floodgate did not match.
+//   There, a host is a token or one quoted string with no quote, backslash, ',' or ';' inside:
+//   readers unquote differently ("api\".example.com\"" is api.example.com to one that drops
+//   every quote, api to one that stops at the first).
 //   No Host: refused in HTTP/1.1 (but for an absolute-form target), empty in HTTP/1.0.
 // Fields floodgate reads: Host, and every header that an identity source or a policy's `match`
 //   reads, must appear at most once (counting "X_API_Key" as "X-API-Key", as CGI-style servers

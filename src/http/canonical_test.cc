@@ -81,11 +81,32 @@ TEST(CanonicalPath, RefusesEveryControlCharacter) {
 }
 
 TEST(CanonicalPath, RefusesWhatServersReadDifferently) {
-  for (std::string_view p :
-       {"/api%2Fitems", "/api%2fitems", "/%2Fapi/x", "/api%5Citems", "/api%5citems", "/api\\items",
-        "/api;x/items", "/api%3Bx/items", "/%2561pi", "/a%zz", "/a%4", "/a%", "/a%00b", "/a%0Db",
-        "/a\tb", "api/x", "", "/api./x", "/api%2e/x", "/api%20/x", "/a.", "/api%C0%AFx",
-        "/%C0%AE%C0%AE/api", "/a%ED%A0%80", "/a%F5%80%80%80", "/a%E2%82"}) {
+  for (std::string_view p : {"/api%2Fitems",
+                             "/api%2fitems",
+                             "/%2Fapi/x",
+                             "/api%5Citems",
+                             "/api%5citems",
+                             "/api\\items",
+                             "/api;x/items",
+                             "/api%3Bx/items",
+                             "/%2561pi",
+                             "/a%zz",
+                             "/a%4",
+                             "/a%",
+                             "/a%00b",
+                             "/a%0Db",
+                             "/a\tb",
+                             "api/x",
+                             "",
+                             "/api./x",
+                             "/api%2e/x",
+                             "/api%20/x",
+                             "/a.",
+                             "/api%C0%AFx",
+                             "/%C0%AE%C0%AE/api",
+                             "/a%ED%A0%80",
+                             "/a%F5%80%80%80",
+                             "/a%E2%82"}) {
     EXPECT_EQ(canon(p), "refused") << p;
   }
 }
@@ -167,6 +188,41 @@ TEST(Canonicalize, RefusesHostsThatAreNotHostNames) {
   }
 }
 
+// A forwarded host is a token, or one quoted string with no quote, backslash, ',' or ';' inside:
+// readers that drop every quote, stop at the first, or unescape and keep a quoted ',' find
+// different hosts in anything else (api.example.com, api, or a.example,api.example.com).
+TEST(Canonicalize, RefusesForwardedHostsQuotedAnyOtherWay) {
+  for (std::string_view v :
+       {"host=api\".example.com\"", "host=\"\"api.example.com",
+        "for=192.0.2.1;host=ap\"i.example.com", "host=\"api\".example.com",
+        "host=\"api.example.com", "host=api.example.com\"", "host=\"a\\.example.com\"",
+        "host=\"a.example,api.example.com\"", "host=\"a.example;api.example.com\"",
+        "by=\"x,host=api.example.com\"", "host=\""}) {
+    Request f = make("GET", "/x");
+    f.insert("Forwarded", v);
+    EXPECT_TRUE(canonicalize(f, {})) << v;
+  }
+  for (std::string_view v : {"api\".example.com\"", "\"\"api.example.com", "\"api\".example.com",
+                             "\"api.example.com", "a\\.example.com"}) {
+    Request x = make("GET", "/x");
+    x.insert("X-Forwarded-Host", "other.example.com, " + std::string(v));
+    EXPECT_TRUE(canonicalize(x, {})) << v;
+  }
+  for (std::string_view v : {"host=api.example.com", "host=\"api.example.com\"",
+                             "for=192.0.2.1;host = \"api.example.com\" ;proto=https",
+                             "for=\"[2001:db8::1]:4711\";host=api.example.com"}) {
+    Request f = make("GET", "/x");
+    f.insert("Forwarded", v);
+    f.insert("X-Forwarded-Host", "\"other.example.com\", b.example");
+    EXPECT_FALSE(canonicalize(f, {})) << v;
+    EXPECT_EQ(forwarded_hosts(f), "api.example.com,other.example.com,b.example") << v;
+  }
+  Request empty = make("GET", "/x");
+  empty.insert("Forwarded", "host=\"\"");
+  EXPECT_FALSE(canonicalize(empty, {}));
+  EXPECT_EQ(forwarded_hosts(empty), "");
+}
+
 // Without Host, the upstream would get the name of floodgate's `upstream` as its Host.
 TEST(Canonicalize, AMissingHostIsRefusedInHttp11AndEmptyInHttp10) {
   Request r = make("GET", "/x");
@@ -224,8 +280,8 @@ TEST(Canonicalize, RefusesOtherSchemesFormsAndRepeatedFields) {
 }
 
 TEST(Canonicalize, RefusesARequestNamingAnotherMethodThanItsOwn) {
-  for (std::string_view field : {"X-HTTP-Method-Override", "x-http-method", "X-Method-Override",
-                                 "X_HTTP_Method_Override"}) {
+  for (std::string_view field :
+       {"X-HTTP-Method-Override", "x-http-method", "X-Method-Override", "X_HTTP_Method_Override"}) {
     Request r = make("POST", "/api/x");
     r.insert(boost::beast::string_view(field.data(), field.size()), "DELETE");
     const auto why = canonicalize(r, {});
@@ -250,8 +306,8 @@ TEST(Canonicalize, RefusesARequestNamingAnotherMethodThanItsOwn) {
 // Targets built from the characters that matter to path readers.
 rc::Gen<std::string> targets() {
   const auto piece = rc::gen::element<std::string>(
-      "/", "/", "/", ".", "..", "%2F", "%2f", "%5C", "\\", "%2E", "%2e", "%25", "%", "2", "F",
-      ";", "?", "#", "a", "api", "pi", "%61", "%69", "x", " ", "%20", "\xc3", "%C3", ":", "@",
+      "/", "/", "/", ".", "..", "%2F", "%2f", "%5C", "\\", "%2E", "%2e", "%25", "%", "2", "F", ";",
+      "?", "#", "a", "api", "pi", "%61", "%69", "x", " ", "%20", "\xc3", "%C3", ":", "@",
       "http://h", "HTTPS://h", "ftp://h", "//");
   return rc::gen::map(rc::gen::container<std::vector<std::string>>(piece),
                       [](const std::vector<std::string>& parts) {

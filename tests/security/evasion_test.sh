@@ -322,6 +322,11 @@ forwarded_host)
     'X-Forwarded-Host: other.example.com, api.example.com' 'X_Forwarded_Host: api.example.com'
     'Forwarded: host=api.example.com' 'Forwarded: for=192.0.2.1;host="api.example.com";proto=https'
     'Forwarded: HOST=Api.Example.Com' 'Forwarded: for=192.0.2.1;by="x,host=api.example.com"'
+    # Quotes inside the host: the upstream drops every '"' (as Symfony's HeaderUtils does) and
+    # acts on api.example.com, where a reader that stops at a quote finds "api".
+    'Forwarded: host=api".example.com"' 'Forwarded: host=""api.example.com'
+    'Forwarded: for=192.0.2.1;host=ap"i.example.com' 'Forwarded: host="api".example.com'
+    'X-Forwarded-Host: api".example.com"' 'X-Forwarded-Host: other.example.com, ""api.example.com'
   )
   for h in "${forwarded[@]}"; do
     c=$(code -H 'X-API-Key: k' -H 'Host: other.example.com' -H "$h" "http://127.0.0.1:$fg_port/v/x")
