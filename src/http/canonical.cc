@@ -326,13 +326,20 @@ std::optional<std::string> canonicalize(Request& req, const std::vector<std::str
   }
 
   // Fields read by floodgate: at most one of each (X_API_Key counts as X-API-Key: CGI-style
-  // servers read both as one), one value (no list: "k1, k2" is two fields to RFC 9110), and none
-  // of them named by Connection, which would drop it on the way to the upstream.
+  // servers read both as one), spelled as floodgate reads it (alone, X_API_Key would be another
+  // field to floodgate and X-API-Key to such a server), one value (no list: "k1, k2" is two
+  // fields to RFC 9110), and none of them named by Connection, which would drop it on the way to
+  // the upstream.
   if (req.count(boost::beast::http::field::host) > 1) return refuse("more than one Host field");
   for (const std::string& name : single) {
     int seen = 0;
     for (const auto& f : req) {
-      if (!same_field(sv(f.name_string()), name)) continue;
+      const std::string_view spelled = sv(f.name_string());
+      if (!same_field(spelled, name)) continue;
+      if (!util::iequals(spelled, name)) {
+        return refuse(std::string(spelled) + " is " + name +
+                      " to servers that read '_' as '-': spell it " + name);
+      }
       if (++seen > 1) return refuse("more than one " + name + " field");
       if (sv(f.value()).find(',') != std::string_view::npos) {
         return refuse(name + " holds a list (a ','): send one value");

@@ -247,6 +247,18 @@ TEST(Canonicalize, FieldsFloodgateReadsHoldOneValueOnce) {
   underscore.insert("X-API-Key", "a");
   underscore.insert("X_API_KEY", "b");
   EXPECT_TRUE(canonicalize(underscore, single));
+  // Alone too: floodgate would not read it, a CGI-style server would read it as X-API-Key.
+  Request alone = make("GET", "/x");
+  alone.insert("X_API_Key", "b");
+  const auto why = canonicalize(alone, single);
+  ASSERT_TRUE(why);
+  EXPECT_EQ(*why, "X_API_Key is X-API-Key to servers that read '_' as '-': spell it X-API-Key");
+  Request reversed = make("GET", "/x");
+  reversed.insert("X-Tenant-Id", "t");
+  EXPECT_TRUE(canonicalize(reversed, {"X_Tenant_Id"}));
+  Request other_case = make("GET", "/x");
+  other_case.insert("x-api-KEY", "a");
+  EXPECT_FALSE(canonicalize(other_case, single));
   Request dropped = make("GET", "/x");
   dropped.insert("X-API-Key", "a");
   dropped.insert("Connection", "keep-alive, x-api-key");

@@ -16,8 +16,9 @@
 #   trailers     X-Forwarded-For in a chunked trailer, through HAProxy (option forwardfor) with
 #                floodgate trusting it; and no trailer field reaches the upstream
 #   repeated     an identity header repeated (first for floodgate, last for the upstream), as a
-#                list ("k1, k2"), spelled with '_' (one field to CGI-style servers), or named by
-#                Connection (dropped before the upstream)
+#                list ("k1, k2"), spelled with '_' beside or instead of '-' (one field to
+#                CGI-style servers; a policy's match header too), or named by Connection
+#                (dropped before the upstream)
 #   host         a policy on a Host value, and the other spellings of that host
 #   host_syntax  the same policy, and hosts that are not host names ("api.example.com/x",
 #                "api%2Eexample.com", fullwidth letters) which URL parsers read as that host
@@ -280,9 +281,10 @@ EOF
 repeated)
   start_upstream
   start_fg <<'EOF' || exit 1
-identity: [{header: X-API-Key}]
+identity: [{header: X-API-Key}, {ip: {}}]
 policies:
   - {name: api, match: {path_prefix: /api/}, limit: 2, period: 1h}
+  - {name: trial, match: {path_prefix: /t/, header: {name: X-Tenant, value: trial}}, limit: 1, period: 1h}
 EOF
   for i in 1 2 3 4 5 6; do
     curl -s -o /dev/null -H "X-API-Key: fresh-$i" -H 'X-API-Key: victim' \
@@ -294,8 +296,14 @@ EOF
     curl -s -o /dev/null -H "X-API-Key: fresh-c$i" -H 'Connection: X-API-Key' "http://127.0.0.1:$fg_port/api/x"
     curl -s -o /dev/null -H "X-API-Key: fresh-h$i" -H 'Connection: Host' "http://127.0.0.1:$fg_port/api/x"
   done
-  n=$(acted_on '^[A-Z]+ /api/')
-  [[ $n -eq 0 ]] || fail "requests with a repeated, listed or dropped X-API-Key reached the upstream ($n): $(cat "$tmp/upstream.log")"
+  # Spelled with '_' alone: another field to floodgate (no key: the client's address instead; no
+  # tenant: no policy), X-API-Key and X-Tenant to a CGI-style upstream.
+  for i in 1 2 3; do
+    curl -s -o /dev/null -H 'X_API_Key: victim' "http://127.0.0.1:$fg_port/api/x"
+    curl -s -o /dev/null -H 'X_Tenant: trial' "http://127.0.0.1:$fg_port/t/x"
+  done
+  n=$(acted_on '^[A-Z]+ /(api|t)/')
+  [[ $n -eq 0 ]] || fail "requests with a repeated, listed, dropped or '_'-spelled field floodgate reads reached the upstream ($n): $(cat "$tmp/upstream.log")"
   [[ $(code -H 'X-API-Key: victim' "http://127.0.0.1:$fg_port/api/x") == 200 ]] ||
     fail "a plain request was not served"
   ;;
