@@ -171,9 +171,13 @@ std::string canonical_authorization(std::string_view value) {
     }
   }
   out += ' ';
-  const std::string decoded =
-      util::iequals(scheme, "Basic") ? lenient_base64_decode(credentials) : std::string();
-  out += decoded.empty() ? std::string(credentials) : base64(decoded);
+  // Basic credentials that decode to nothing ("!!", "=dXNl", "!1") are the empty credentials to
+  // those decoders: one client, "Basic " (kept as written, each was a client of its own).
+  if (util::iequals(scheme, "Basic")) {
+    out += base64(lenient_base64_decode(credentials));
+  } else {
+    out += credentials;
+  }
   return out;
 }
 

@@ -25,7 +25,7 @@
 #   missing_host  a request without Host, against a policy on the host the upstream's address
 #                names (floodgate used to forward it with that Host)
 #   authorization  an Authorization identity spelled otherwise (scheme case, whitespace, base64
-#                padding and trailing bits) for the same credentials
+#                padding and trailing bits, text that decodes to nothing) for the same credentials
 #   forwarded_host  the same policy, and X-Forwarded-Host or Forwarded host= naming that host
 #                (which upstreams behind a proxy act on) beside another Host
 #   get_body     a request smuggled in the body of a GET, HEAD, DELETE or OPTIONS, which an
@@ -425,6 +425,12 @@ EOF
   [[ $n -eq 2 ]] || fail "the upstream acted on $n requests of tok-1 (limit 2): $(cat "$tmp/upstream.log")"
   n=$(acted_on ' auth=basic:user:pa ')
   [[ $n -eq 2 ]] || fail "the upstream acted on $n requests of user:pa (limit 2): $(cat "$tmp/upstream.log")"
+  # Basic credentials that decode to nothing: the empty credentials to the upstream, one client.
+  for a in 'Basic !1' 'Basic !2' 'Basic !3' 'basic =dXNlcjpwYQ==' 'Basic =x'; do
+    curl -s -o /dev/null -H "Authorization: $a" "http://127.0.0.1:$fg_port/api/x"
+  done
+  n=$(acted_on ' auth=basic: vhost=')
+  [[ $n -eq 2 ]] || fail "the upstream acted on $n requests of empty Basic credentials (limit 2): $(cat "$tmp/upstream.log")"
   # Other credentials are other clients.
   [[ $(code -H 'Authorization: Bearer tok-2' "http://127.0.0.1:$fg_port/api/x") == 200 ]] ||
     fail "another token was not served"
