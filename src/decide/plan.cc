@@ -69,8 +69,8 @@ boost::container::small_vector<DecideRequest, 2> Plan::requests(std::span<const 
   std::size_t start = 0;
   for (std::size_t i = 1; i <= of.size(); ++i) {
     if (i == of.size() || charge_identity[i] != charge_identity[start]) {
-      out.push_back(DecideRequest{identities[charge_identity[start]],
-                                  of.subspan(start, i - start), lease});
+      out.push_back(
+          DecideRequest{identities[charge_identity[start]], of.subspan(start, i - start), lease});
       start = i;
     }
   }
@@ -98,11 +98,25 @@ bool names_host(const std::optional<std::string>& value, std::optional<std::stri
   return false;
 }
 
+// `path` without the one trailing '/' a canonical path may end with (but "/" itself).
+std::string_view without_trailing_slash(std::string_view path) {
+  if (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
+  return path;
+}
+
 }  // namespace
 
 bool policy_matches(const config::Match& match, const Query& q) {
-  if (match.path && q.path != *match.path) return false;
-  if (match.path_prefix && !q.path.starts_with(*match.path_prefix)) return false;
+  // A trailing '/' does not make another path: most routers (Express unless strict, Rails,
+  // Django's APPEND_SLASH redirect aside, Spring before 6) serve "/login/" as "/login", so a
+  // policy on either counts both, and a prefix "/admin/" counts "/admin" too.
+  if (match.path && without_trailing_slash(q.path) != without_trailing_slash(*match.path)) {
+    return false;
+  }
+  if (match.path_prefix && !q.path.starts_with(*match.path_prefix) &&
+      q.path != without_trailing_slash(*match.path_prefix)) {
+    return false;
+  }
   if (!match.methods.empty()) {
     const auto has = [&](std::string_view m) {
       return std::find(match.methods.begin(), match.methods.end(), m) != match.methods.end();

@@ -94,7 +94,9 @@ struct Plan {
 inline constexpr std::size_t kCheckApiPolicy = static_cast<std::size_t>(-1);
 
 // Whether `match` holds for a query (method upper case; path canonical). A policy naming GET
-// matches HEAD too; a Host value is compared as a host name (no port, no trailing dot, any case).
+// matches HEAD too; a Host value is compared as a host name (no port, no trailing dot, any case);
+// a path with or without its trailing '/' is one path ("/login" and "/login/"), and a prefix
+// "/admin/" holds for "/admin" too.
 bool policy_matches(const config::Match& match, const Query& query);
 
 // The plan for `query`, written into `out` (empty: no policy applies): every policy that

@@ -223,6 +223,34 @@ TEST(PolicyMatches, HeadCountsAsGetAndHostsAreNamesNotBytes) {
   EXPECT_FALSE(policy_matches(vhost, "GET", "/x", other));
 }
 
+// Routers serve "/login/" as "/login" (Express unless strict, Rails, Spring before 6): a trailing
+// '/' does not make another path, for `path` either way, and a prefix "/admin/" holds for "/admin".
+TEST(PolicyMatches, ATrailingSlashIsTheSamePath) {
+  Request r;
+  config::Match login;
+  login.path = "/login";
+  EXPECT_TRUE(policy_matches(login, "POST", "/login", r));
+  EXPECT_TRUE(policy_matches(login, "POST", "/login/", r));
+  EXPECT_FALSE(policy_matches(login, "POST", "/login/x", r));
+  EXPECT_FALSE(policy_matches(login, "POST", "/logins", r));
+  EXPECT_FALSE(policy_matches(login, "POST", "/", r));
+  config::Match slashed;
+  slashed.path = "/login/";
+  EXPECT_TRUE(policy_matches(slashed, "POST", "/login", r));
+  EXPECT_TRUE(policy_matches(slashed, "POST", "/login/", r));
+  config::Match root;
+  root.path = "/";
+  EXPECT_TRUE(policy_matches(root, "GET", "/", r));
+  EXPECT_FALSE(policy_matches(root, "GET", "/x", r));
+  config::Match admin;
+  admin.path_prefix = "/admin/";
+  EXPECT_TRUE(policy_matches(admin, "GET", "/admin", r));
+  EXPECT_TRUE(policy_matches(admin, "GET", "/admin/", r));
+  EXPECT_TRUE(policy_matches(admin, "GET", "/admin/x", r));
+  EXPECT_FALSE(policy_matches(admin, "GET", "/administrators", r));
+  EXPECT_FALSE(policy_matches(admin, "GET", "/", r));
+}
+
 // Upstreams behind a proxy act on X-Forwarded-Host or Forwarded's host= instead of Host: a
 // policy on a host counts a request that names it there, whatever Host says.
 TEST(PolicyMatches, AHostNamedInForwardingFieldsCounts) {

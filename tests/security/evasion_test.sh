@@ -10,7 +10,7 @@
 #
 #   paths        other spellings of a limited path: percent-encoded '/' and '\', a raw '\', dot
 #                segments, "//", encoded letters, ";params", absolute-form with any scheme
-#   methods      "post", "Post" against a policy on POST
+#   methods      "post", "Post" against a policy on POST (and "/login/" against one on "/login")
 #   overrides    a POST naming DELETE in a method-override header or a _method query parameter,
 #                which frameworks run as DELETE, against a policy on DELETE
 #   trailers     X-Forwarded-For in a chunked trailer, through HAProxy (option forwardfor) with
@@ -182,8 +182,13 @@ EOF
     curl -s -o /dev/null -X "$m" -H 'X-API-Key: k' -H 'Content-Length: 0' \
       "http://127.0.0.1:$fg_port/login"
   done
-  n=$(acted_on '^POST /login ')
-  [[ $n -eq 2 ]] || fail "the upstream acted on $n POST /login (limit 2): $(cat "$tmp/upstream.log")"
+  # With a trailing '/': the same route to most routers (Express unless strict, Rails, Spring).
+  for t in /login/ /login/ /login//; do
+    curl -s -o /dev/null -X POST -H 'X-API-Key: k' -H 'Content-Length: 0' --path-as-is \
+      "http://127.0.0.1:$fg_port$t"
+  done
+  n=$(acted_on '^POST /login/? ')
+  [[ $n -eq 2 ]] || fail "the upstream acted on $n POST /login or /login/ (limit 2): $(cat "$tmp/upstream.log")"
   kill "$fg_pid"
   wait "$fg_pid" 2>/dev/null
   # HEAD is GET without the body: servers run the GET handler for it.
