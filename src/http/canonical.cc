@@ -212,6 +212,29 @@ std::optional<std::string> other_method_named(const Request& req, std::string_vi
   return std::nullopt;
 }
 
+// The header fields in which some frameworks take the path to route instead of the request
+// line's: X-Original-URL and X-Rewrite-URL (Symfony before 2.7.49/3.4.14/4.1.3, Zend Framework,
+// and servers fronted by IIS URL Rewrite trust them).
+constexpr std::string_view kPathOverrideFields[] = {"X-Original-URL", "X-Rewrite-URL"};
+
+// Why a request that names another path to route than its own (canonical `path`) in one of
+// kPathOverrideFields is refused, or nullopt. One naming the request's own path, in any spelling
+// that canonicalizes to it, is let through.
+std::optional<std::string> other_path_named(const Request& req, std::string_view path) {
+  for (const auto& f : req) {
+    for (const std::string_view name : kPathOverrideFields) {
+      if (!same_field(sv(f.name_string()), name)) continue;
+      const std::string_view value = util::trim_ows(sv(f.value()));
+      const std::string_view named = value.substr(0, value.find('?'));
+      const CanonicalPath cp = canonical_path(named.empty() ? std::string_view("/") : named);
+      if (named.empty() || named.front() != '/' || !cp.error.empty() || cp.path != path) {
+        return std::string(name) + " names another path than the request's: send that path itself";
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 CanonicalPath canonical_path(std::string_view path) {
@@ -440,6 +463,7 @@ std::optional<std::string> canonicalize(Request& req, const std::vector<std::str
   CanonicalPath cp = canonical_path(raw_path);
   if (!cp.error.empty()) return refuse(std::move(cp.error));
   if (auto why = other_method_named(req, sv(req.method_string()), query)) return why;
+  if (auto why = other_path_named(req, cp.path)) return why;
   if (absolute || cp.path != raw_path) {
     std::string t = std::move(cp.path);
     t += query;

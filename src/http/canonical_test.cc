@@ -223,6 +223,23 @@ TEST(Canonicalize, RefusesForwardedHostsQuotedAnyOtherWay) {
   EXPECT_EQ(forwarded_hosts(empty), "");
 }
 
+// Some frameworks route the path named in X-Original-URL or X-Rewrite-URL instead of the request
+// line's: one naming another path is refused, one naming the request's own is let through.
+TEST(Canonicalize, RefusesAnotherPathNamedToRoute) {
+  for (std::string_view h : {"X-Original-URL", "X-Rewrite-URL", "x_original_url"}) {
+    for (std::string_view v : {"/api/x", "/api/./x?a=1", "http://h/free", "free", "", "/fr%2Fee"}) {
+      Request r = make("DELETE", "/free");
+      r.insert(h, v);
+      EXPECT_TRUE(canonicalize(r, {})) << h << ": " << v;
+    }
+    for (std::string_view v : {"/free", "/free?x=1", " /%66ree ", "/./free"}) {
+      Request r = make("DELETE", "/fr%65e");
+      r.insert(h, v);
+      EXPECT_FALSE(canonicalize(r, {})) << h << ": " << v;
+    }
+  }
+}
+
 // Without Host, the upstream would get the name of floodgate's `upstream` as its Host.
 TEST(Canonicalize, AMissingHostIsRefusedInHttp11AndEmptyInHttp10) {
   Request r = make("GET", "/x");

@@ -12,7 +12,8 @@
 #                segments, "//", encoded letters, ";params", absolute-form with any scheme
 #   methods      "post", "Post" against a policy on POST (and "/login/" against one on "/login")
 #   overrides    a POST naming DELETE in a method-override header or a _method query parameter,
-#                which frameworks run as DELETE, against a policy on DELETE
+#                which frameworks run as DELETE, against a policy on DELETE; and another path
+#                named in X-Original-URL or X-Rewrite-URL, which some route instead
 #   trailers     X-Forwarded-For in a chunked trailer, through HAProxy (option forwardfor) with
 #                floodgate trusting it; and no trailer field reaches the upstream
 #   repeated     an identity header repeated (first for floodgate, last for the upstream), as a
@@ -236,6 +237,21 @@ EOF
     "http://127.0.0.1:$fg_port/api/x?_method=post&method=card") == 200 ]] ||
     fail "a POST naming its own method was not served"
   [[ $(acted_on '^POST /api/x ') -eq 1 ]] || fail "the POST naming its own method did not reach the upstream"
+  # The path to route named in X-Original-URL or X-Rewrite-URL, which the upstream routes instead
+  # of the request line's (as Symfony before 3.4.14 did): DELETE /free with one naming /api/x.
+  paths=(
+    'X-Original-URL: /api/x' 'X-Rewrite-URL: /api/x' 'x-original-url: /api/x?a=1'
+    'X_Original_URL: /api/./x' 'X-Original-URL: /%61pi/x' 'X-Original-URL: http://h/api/x'
+  )
+  for h in "${paths[@]}"; do
+    c=$(code -X DELETE -H 'X-API-Key: k' -H "$h" "http://127.0.0.1:$fg_port/free")
+    [[ $c == 429 || $c == 400 ]] || fail "DELETE /free with '$h' answered $c (want 429 or 400)"
+  done
+  n=$(acted_on '^DELETE /api/')
+  [[ $n -eq 1 ]] || fail "the upstream acted on $n DELETE /api/x (limit 1): $(cat "$tmp/upstream.log")"
+  # One naming the request's own path is served.
+  [[ $(code -X DELETE -H 'X-API-Key: k' -H 'X-Original-URL: /free?x=1' \
+    "http://127.0.0.1:$fg_port/free") == 200 ]] || fail "a request naming its own path was not served"
   ;;
 
 trailers)
