@@ -21,6 +21,10 @@
 namespace fg {
 namespace {
 
+// How long the registry (fleet_registry_key) keeps an instance that stopped publishing, and the
+// registry itself once every instance has.
+constexpr std::chrono::milliseconds kRegistryWindow{60'000};
+
 namespace asio = boost::asio;
 using json = nlohmann::json;
 
@@ -276,11 +280,16 @@ class RedisFleet final : public http::Fleet, public std::enable_shared_from_this
           redis::format_command(
               {"SET", fleet_record_key(options_.key_prefix, id), record, "PX", ttl_ms}),
           ignore);
+      // The registry keeps the instances heard from in the last minute, and goes with them: its
+      // expiry is pushed a minute ahead by every publish, so like every key floodgate writes it
+      // expires once nothing writes it.
+      const std::string window_ms = std::to_string(kRegistryWindow.count());
       ask(owner, redis::format_command({"ZADD", registry, std::to_string(now_ms), id}), ignore);
       ask(owner,
-          redis::format_command(
-              {"ZREMRANGEBYSCORE", registry, "-inf", std::to_string(now_ms - 60'000)}),
+          redis::format_command({"ZREMRANGEBYSCORE", registry, "-inf",
+                                 std::to_string(now_ms - kRegistryWindow.count())}),
           ignore);
+      ask(owner, redis::format_command({"PEXPIRE", registry, window_ms}), ignore);
     }
     ask(owner,
         redis::format_command(

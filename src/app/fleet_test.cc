@@ -74,6 +74,10 @@ TEST(RedisFleet, InstancesSeeEachOtherAndASilentOneExpires) {
   const test::AdminReply ttl = server->command({"PTTL", "fgtest:{status}:instance:a"});
   EXPECT_GT(ttl.integer, 0);
   EXPECT_LE(ttl.integer, 600);
+  // The registry too expires once nothing publishes (every key floodgate writes does).
+  const test::AdminReply registry_ttl = server->command({"PTTL", "fgtest:{status}:instances"});
+  EXPECT_GT(registry_ttl.integer, 0);
+  EXPECT_LE(registry_ttl.integer, 60'000);
 
   const json store = json::parse(a->view().store);
   EXPECT_EQ(store["kind"], "redis");

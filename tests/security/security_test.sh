@@ -158,11 +158,12 @@ case $case_name in
       --tls-auth-clients no || exit 1
     # The minimal ACL of docs/operations.md: its own keys, the commands it sends (the library's
     # load is a MULTI/EXEC replacing the previous libraries), and the ones the functions run as
-    # that user (TIME, MGET, SET; DEL for refunds; the sorted-set commands for concurrency).
+    # that user (TIME, MGET, SET; DEL for refunds; the sorted-set commands for concurrency), and
+    # the fleet view's (ZREVRANGE, INFO, FUNCTION LIST, CLUSTER NODES).
     admin ACL SETUSER floodgate on ">$password" resetkeys '~fg:*' resetchannels \
       -@all +fcall +multi +exec +function\|load +function\|delete +time +mget +set +del +select \
       +ping +zadd +zrem +zremrangebyscore +zcard +zscore +pexpire +cluster\|slots +asking \
-      >/dev/null
+      +zrevrange +info +function\|list +cluster\|nodes >/dev/null
     [[ $(admin ACL WHOAMI) == default ]] || fail "admin connection"
     admin SET other:secret-data x >/dev/null
     serve_config "$tmp/serve.yaml" \
@@ -213,8 +214,24 @@ case $case_name in
     [[ $(sed -n 2p <<<"$out") == 1 ]] || fail "a concurrency slot taken as the ACL user: $out"
     out=$(as_user FCALL fg_release_v4 1 'fg:{acl}:u:c' "" lease-1 0 30000000)
     [[ $out == 1 ]] || fail "a concurrency slot given back as the ACL user: $out"
-    # /metrics is on the admin listener only.
     [[ -n $admin_port ]] || fail "no admin listener line: $(cat "$tmp/serve.err")"
+    # The fleet view (/v1/status, the dashboard) as the same user: its records (SET, ZADD,
+    # ZREMRANGEBYSCORE, PEXPIRE, ZREVRANGE, MGET) and the store's nodes (INFO, FUNCTION LIST) read
+    # without an error, within a few publishes (one a second).
+    status=""
+    for _ in $(seq 1 50); do
+      status=$(curl -s "http://127.0.0.1:$admin_port/v1/status")
+      python3 -c 'import json,sys; d=json.loads(sys.argv[1]); f=d["fleet"]; n=d["store"]["nodes"]
+sys.exit(0 if "read_ms_ago" in f and "error" not in f and len(f["instances"]) == 1 and n
+         and all(x.get("memory_bytes", 0) > 0 for x in n) else 1)' "$status" 2>/dev/null && break
+      sleep 0.1
+    done
+    python3 -c 'import json,sys; d=json.loads(sys.argv[1]); f=d["fleet"]; n=d["store"]["nodes"]
+sys.exit(0 if "read_ms_ago" in f and "error" not in f and len(f["instances"]) == 1 and n
+         and all(x.get("memory_bytes", 0) > 0 for x in n) else 1)' "$status" 2>/dev/null ||
+      fail "the fleet view as the ACL user: ${status:0:600}"
+    grep -q NOPERM "$tmp/serve.err" && fail "NOPERM as the ACL user: $(grep -m1 NOPERM "$tmp/serve.err")"
+    # /metrics is on the admin listener only.
     [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/metrics") == 404 ]] ||
       fail "/metrics answered on the public listener"
     curl -s "http://127.0.0.1:$admin_port/metrics" | grep -q 'floodgate_build_info{version=".*",store="redis"} 1' ||
