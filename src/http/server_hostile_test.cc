@@ -91,6 +91,12 @@ TEST(Hostile, AFloodOfDistinctKeysKeepsTheMemoryStoreWithinItsCapacity) {
   EXPECT_NE(page.find("floodgate_memory_store_refusals_total{store=\"store\"} " +
                       std::to_string(degraded.load()) + "\n"),
             std::string::npos);
+  // Each refusal is a store call that answered an error, not an outage (docs/operations.md).
+  EXPECT_NE(page.find("floodgate_store_requests_total{result=\"error\"} " +
+                      std::to_string(degraded.load()) + "\n"),
+            std::string::npos);
+  EXPECT_NE(page.find("floodgate_store_requests_total{result=\"unavailable\"} 0\n"),
+            std::string::npos);
   EXPECT_NE(page.find("floodgate_memory_store_keys{store=\"store\"} " +
                       std::to_string(store->size()) + "\n"),
             std::string::npos);
