@@ -23,8 +23,10 @@ Duration shortened(Duration d, std::int64_t elapsed_us) {
 
 }  // namespace
 
-DenyCache::DenyCache(std::size_t max_entries)
-    : per_shard_(std::max<std::size_t>(1, (max_entries + kShards - 1) / kShards)) {
+DenyCache::DenyCache(std::size_t max_entries) : capacity_(max_entries) {
+  for (std::size_t i = 0; i < kShards; ++i) {
+    shards_[i].capacity = max_entries / kShards + (i < max_entries % kShards ? 1 : 0);
+  }
   util::process_hash_key();  // drawn now, at start (keyed_hash.h)
 }
 
@@ -98,7 +100,8 @@ void DenyCache::remember(const Plan& plan, const Verdict& denied, std::int64_t a
   const std::uint64_t h = hash(plan);
   Shard& s = shard_of(h);
   std::lock_guard lock(s.mutex);
-  if (s.entries.size() >= per_shard_ && !s.entries.contains(h)) {
+  if (s.capacity == 0) return;
+  if (s.entries.size() >= s.capacity && !s.entries.contains(h)) {
     // Make room: an expired entry among the first few, else the first one (always safe).
     auto victim = s.entries.begin();
     int scanned = 0;

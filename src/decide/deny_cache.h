@@ -24,8 +24,10 @@
 //
 // Bounded: at most `max_entries` plans (each holding its identities, at most
 // kMaxCachedIdentityBytes bytes in all: longer ones are not cached), over kShards shards with a
-// mutex each. A full shard drops expired entries it meets, else its oldest-looking one; dropping
-// an entry is always safe (the store is asked again). Cleared by a reload: each Rules has its own.
+// mutex each, each holding its share (max_entries / kShards, one more for the first
+// max_entries % kShards). A full shard drops expired entries it meets, else its oldest-looking one;
+// dropping an entry is always safe (the store is asked again). Cleared by a reload: each Rules has
+// its own.
 //
 // Thread safety: every method may be called from any thread.
 #pragma once
@@ -72,7 +74,7 @@ class DenyCache {
   void forget(const Plan& plan);
 
   std::size_t size() const;
-  std::size_t capacity() const { return per_shard_ * kShards; }
+  std::size_t capacity() const { return capacity_; }
 
  private:
   struct Entry {
@@ -87,13 +89,14 @@ class DenyCache {
   struct alignas(128) Shard {
     mutable std::mutex mutex;
     std::unordered_map<std::uint64_t, Entry> entries;
+    std::size_t capacity = 0;  // its share of max_entries (0: it caches nothing)
   };
 
   static std::uint64_t hash(const Plan& plan);
   static bool same(const Entry& e, const Plan& plan);
   Shard& shard_of(std::uint64_t h) { return shards_[h % kShards]; }
 
-  std::size_t per_shard_;
+  std::size_t capacity_;  // max_entries: the shards' capacities add up to it
   std::array<Shard, kShards> shards_;
 };
 

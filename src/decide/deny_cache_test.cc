@@ -258,6 +258,24 @@ TEST(DenyCache, BoundedByMaxEntries) {
   EXPECT_EQ(rules->deny_cache->size(), 64u);
 }
 
+// max_entries is the bound, not rounded up to the shards: 1, 5 and 70 (not multiples of 16).
+TEST(DenyCache, HoldsExactlyMaxEntriesWhateverTheShards) {
+  for (const std::size_t max : {1u, 5u, 70u}) {
+    ManualClock clock;
+    auto rules = rules_from("deny_cache: {max_entries: " + std::to_string(max) +
+                            "}\npolicies:\n  - {name: p, limit: 1, period: 1h}\n");
+    ASSERT_EQ(rules->deny_cache->capacity(), max);
+    World w(clock);
+    for (int i = 0; i < 2000; ++i) {
+      const Plan plan = check(*rules, "p", "client-" + std::to_string(i), 1);
+      w.decide(*rules, plan);
+      w.decide(*rules, plan);  // denied: remembered
+      ASSERT_LE(rules->deny_cache->size(), max) << i;
+    }
+    EXPECT_EQ(rules->deny_cache->size(), max);
+  }
+}
+
 // Two worlds, one with the cache and one without, get the same requests at the same times: every
 // answer must be the same, and the cache must have answered a good share of them. A cached
 // denial of something the store would allow shows up as a difference (the world without the
