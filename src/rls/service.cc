@@ -44,7 +44,11 @@ struct Service::Item {
 
 class Service::OverLimitCache {
  public:
-  explicit OverLimitCache(std::size_t max_entries) : max_entries_(max_entries) {
+  // What an entry is counted as: its key's bytes and this for its hash node and expiry (a node of
+  // std::unordered_map<std::string, int64_t> is 56 bytes with libstdc++, plus the bucket slot).
+  static constexpr std::size_t kEntryOverhead = 64;
+
+  explicit OverLimitCache(std::size_t max_bytes) : max_bytes_(max_bytes) {
     util::process_hash_key();  // drawn now, at start (keyed_hash.h)
   }
 
@@ -54,21 +58,44 @@ class Service::OverLimitCache {
     return it != until_.end() && it->second > now_s;
   }
 
-  // Remembers `key` until `until_s`. When full, expired entries go first; when none has expired
-  // the key is not remembered (the store is asked again: slower, never a different answer).
+  // Remembers `key` until `until_s`, within max_bytes (keys of any length count what they hold).
+  // When it would not fit, expired entries go first, looked for at most once a second (a sweep
+  // is a pass over every entry); when it still does not fit, the key is not remembered (the store
+  // is asked again: slower, never a different answer).
   void insert(const std::string& key, std::int64_t until_s, std::int64_t now_s) {
     std::lock_guard lock(mu_);
-    if (until_.size() >= max_entries_ && !until_.contains(key)) {
-      std::erase_if(until_, [now_s](const auto& kv) { return kv.second <= now_s; });
-      if (until_.size() >= max_entries_) return;
+    if (auto it = until_.find(key); it != until_.end()) {
+      it->second = until_s;
+      return;
     }
-    until_[key] = until_s;
+    const std::size_t cost = key.size() + kEntryOverhead;
+    if (used_ + cost > max_bytes_ && now_s != swept_at_s_) {
+      swept_at_s_ = now_s;
+      for (auto it = until_.begin(); it != until_.end();) {
+        if (it->second <= now_s) {
+          used_ -= it->first.size() + kEntryOverhead;
+          it = until_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    if (used_ + cost > max_bytes_) return;
+    until_.emplace(key, until_s);
+    used_ += cost;
+  }
+
+  std::size_t used_bytes() const {
+    std::lock_guard lock(mu_);
+    return used_;
   }
 
  private:
-  const std::size_t max_entries_;
+  const std::size_t max_bytes_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::int64_t, util::KeyedHash, std::equal_to<>> until_;
+  std::size_t used_ = 0;          // the entries' bytes, as counted by insert()
+  std::int64_t swept_at_s_ = -1;  // the second of the last sweep for expired entries
 };
 
 namespace {
@@ -199,15 +226,19 @@ std::string RuleMetrics::prometheus() const {
 
 Service::Service(const Settings& settings, decide::Decider& decider, const Clock& clock)
     : settings_(settings), decider_(decider), clock_(clock) {
-  // Upstream's freecache of LOCAL_CACHE_SIZE_IN_BYTES; an entry here is a key of ~60-100 bytes
-  // and its hash node, ~256 bytes as the deny cache counts them.
+  // Upstream's freecache of LOCAL_CACHE_SIZE_IN_BYTES: the same number of bytes, each entry
+  // counted as its key and its node (OverLimitCache::kEntryOverhead).
   if (settings_.local_cache_size_in_bytes > 0) {
-    over_limit_cache_ = std::make_unique<OverLimitCache>(static_cast<std::size_t>(
-        std::max<std::int64_t>(1, settings_.local_cache_size_in_bytes / 256)));
+    over_limit_cache_ = std::make_unique<OverLimitCache>(
+        static_cast<std::size_t>(settings_.local_cache_size_in_bytes));
   }
 }
 
 Service::~Service() = default;
+
+std::size_t Service::local_cache_bytes() const {
+  return over_limit_cache_ ? over_limit_cache_->used_bytes() : 0;
+}
 
 // One ShouldRateLimit in progress: what it asked, what it matched, what the stores answered. Held
 // by the callbacks of its store calls, so it lives until the answer.
@@ -311,8 +342,8 @@ Result<void> Service::apply_opted_in(Call& c, const decide::Outcome& o) {
     metrics_.redis_error.fetch_add(1, std::memory_order_relaxed);
     if (settings_.on_store_error == Settings::OnStoreError::kError) {
       return fail(ErrorCode::kUnavailable,
-                  "could not decide: " + (o.verdict ? std::string("store unavailable")
-                                                    : o.verdict.error().message));
+                  "could not decide: " +
+                      (o.verdict ? std::string("store unavailable") : o.verdict.error().message));
     }
   }
   const Verdict* v = o.counting();
@@ -322,16 +353,16 @@ Result<void> Service::apply_opted_in(Call& c, const decide::Outcome& o) {
     it.decided = true;
     // The deny cache answers for the request; a descriptor is its answer only where its own
     // decision denied.
-    it.from_local_cache = o.from_deny_cache && (v == nullptr || k >= v->decisions.size() ||
-                                                !v->decisions[k].allowed);
+    it.from_local_cache =
+        o.from_deny_cache && (v == nullptr || k >= v->decisions.size() || !v->decisions[k].allowed);
     if (v != nullptr && k < v->decisions.size()) {
       const Decision& d = v->decisions[k];
       const auto remaining = static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.remaining));
       it.over = !d.allowed;
       it.reset_s = std::max<std::int64_t>(
-          1, (std::chrono::duration_cast<std::chrono::microseconds>(d.reset_after).count() +
-              999'999) /
-                 1'000'000);
+          1,
+          (std::chrono::duration_cast<std::chrono::microseconds>(d.reset_after).count() + 999'999) /
+              1'000'000);
       if (d.allowed && v->allowed) {
         it.after = limit - std::min(limit, remaining);
         it.before = it.after >= it.hits ? it.after - it.hits : 0;
@@ -422,11 +453,10 @@ void Service::count_then(std::shared_ptr<Call> call, const std::vector<std::uint
   for (std::size_t k = 0; k < c.asked.size(); ++k) {
     if (c.pending[k].cached_over) continue;
     const auto unit_s = config::envoy::unit_seconds(c.items[c.asked[k]].rule->unit);
-    c.requests.push_back(CountRequest{
-        c.keys[k],
-        static_cast<std::int64_t>(
-            std::min<std::uint64_t>(hits[k], std::numeric_limits<std::uint32_t>::max())),
-        std::chrono::seconds(unit_s)});
+    c.requests.push_back(CountRequest{c.keys[k],
+                                      static_cast<std::int64_t>(std::min<std::uint64_t>(
+                                          hits[k], std::numeric_limits<std::uint32_t>::max())),
+                                      std::chrono::seconds(unit_s)});
     c.requested.push_back(k);
   }
   if (c.requests.empty()) {
@@ -441,7 +471,8 @@ void Service::count_then(std::shared_ptr<Call> call, const std::vector<std::uint
   decider_.store().count(requests, [this, call = std::move(call), next = std::move(next)](
                                        Result<std::vector<std::int64_t>> got) mutable {
     if (!got) {
-      if (got.error().code != ErrorCode::kInvalidArgument) counter_breaker_.on_failure(clock_.now());
+      if (got.error().code != ErrorCode::kInvalidArgument)
+        counter_breaker_.on_failure(clock_.now());
       next(std::move(call), tl::unexpected(std::move(got.error())));
       return;
     }

@@ -97,6 +97,9 @@ class Service {
   // Upstream's local cache of over-limit counter keys (LOCAL_CACHE_SIZE_IN_BYTES), until their
   // window ends. Thread-safe.
   class OverLimitCache;
+  // The bytes that cache holds, as counted against LOCAL_CACHE_SIZE_IN_BYTES: each key and
+  // OverLimitCache::kEntryOverhead (0 without the cache).
+  std::size_t local_cache_bytes() const;
 
  private:
   struct Item;
@@ -109,8 +112,7 @@ class Service {
   void decide_descriptors(std::shared_ptr<Call> call);
   Result<void> apply_opted_in(Call& c, const decide::Outcome& o);
   void count_descriptors(std::shared_ptr<Call> call);
-  void count_then(std::shared_ptr<Call> call, const std::vector<std::uint64_t>& hits,
-                  Counted next);
+  void count_then(std::shared_ptr<Call> call, const std::vector<std::uint64_t>& hits, Counted next);
   void looked(std::shared_ptr<Call> call, Result<std::vector<std::int64_t>> current);
   void counted(std::shared_ptr<Call> call, Result<std::vector<std::int64_t>> after);
   void answer(std::shared_ptr<Call> call);

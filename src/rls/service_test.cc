@@ -90,6 +90,30 @@ TEST(RlsService, FiguresAndWindowAlignedToTheEpoch) {
   EXPECT_EQ(r.statuses(0).duration_until_reset().seconds(), 60);
 }
 
+// LOCAL_CACHE_SIZE_IN_BYTES bounds the bytes the local cache holds, whatever the keys' length
+// (a descriptor value comes from a request header, which a client chooses): 300 over-limit keys
+// of over 1 KiB each against 8 KiB. Asked again, at most 8 KiB of them are answered from the
+// cache (7: each counts its key and kEntryOverhead); the others are asked of the store again.
+TEST(RlsService, TheLocalCacheHoldsAtMostItsBytes) {
+  World w(kFivePerMinute, [](Settings& s) { s.local_cache_size_in_bytes = 8192; });
+  const auto value = [](int i) { return std::string(1024, 'v') + std::to_string(i); };
+  for (int i = 0; i < 300; ++i) {
+    EXPECT_EQ(w.ask("k", value(i), 6).overall_code(), pb::RateLimitResponse::OVER_LIMIT);
+    ASSERT_LE(w.service->local_cache_bytes(), 8192u) << i;
+  }
+  for (int i = 0; i < 300; ++i) {
+    EXPECT_EQ(w.ask("k", value(i)).overall_code(), pb::RateLimitResponse::OVER_LIMIT);
+  }
+  const std::string m = w.service->metrics().prometheus();
+  const std::string name =
+      "ratelimit_service_rate_limit_over_limit_with_local_cache{domain=\"d\",rule=\"k\"} ";
+  const std::size_t at = m.find(name);
+  ASSERT_NE(at, std::string::npos) << m;
+  const long cached = std::stol(m.substr(at + name.size()));
+  EXPECT_GE(cached, 1);
+  EXPECT_LE(cached, 8192 / (1024 + 64)) << m;
+}
+
 TEST(RlsService, PerRuleCountersAsUpstreamCountsThem) {
   World w(kFivePerMinute);  // near limit: floor(5 * 0.8) = 4
   w.ask("k", "a", 3);       // 0 -> 3: within 3
