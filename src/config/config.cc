@@ -658,8 +658,9 @@ class Parser {
   void parse_server(const Node& v, const std::string& path, int line, ServerLimits& s) {
     auto f =
         fields(v, path, line,
-               {"max_connections", "max_header_bytes", "max_body_bytes", "header_timeout",
-                "body_timeout", "idle_timeout", "write_timeout", "drain_delay", "drain_timeout"});
+               {"max_connections", "max_header_bytes", "max_body_bytes", "max_body_memory",
+                "header_timeout", "body_timeout", "idle_timeout", "write_timeout", "drain_delay",
+                "drain_timeout"});
     if (!f) return;
     for (const Fields::Entry& e : f->entries) {
       const std::string p = f->child(e.key);
@@ -675,6 +676,10 @@ class Parser {
         if (auto i = int_value(n, p, l, 0, std::int64_t{1} << 32)) {
           s.max_body_bytes = static_cast<std::size_t>(*i);
         }
+      } else if (e.key == "max_body_memory") {
+        if (auto i = int_value(n, p, l, 0, std::int64_t{1} << 40)) {
+          s.max_body_memory = static_cast<std::size_t>(*i);
+        }
       } else if (e.key == "header_timeout") {
         if (auto d = positive_duration(n, p, l, std::chrono::hours(1))) s.header_timeout = *d;
       } else if (e.key == "body_timeout") {
@@ -688,6 +693,12 @@ class Parser {
       } else if (e.key == "drain_timeout") {
         if (auto d = positive_duration(n, p, l, std::chrono::hours(1))) s.drain_timeout = *d;
       }
+    }
+    if (s.max_body_memory < s.max_body_bytes) {
+      const Fields::Entry* m = f->find("max_body_memory");
+      add(m != nullptr ? line_of(m->key_node, f->line) : f->line, f->child("max_body_memory"),
+          "must be at least server.max_body_bytes (" + std::to_string(s.max_body_bytes) +
+              "): a body that size could never be read");
     }
   }
 

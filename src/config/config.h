@@ -137,6 +137,11 @@ struct ServerLimits {
   int max_connections = 10'000;                        // more are accepted and closed at once (503)
   std::size_t max_header_bytes = 16 * 1024;            // request line + header section; larger: 431
   std::size_t max_body_bytes = 1024 * 1024;            // larger: 413
+  // Request bodies held in memory at once, over every connection (each body being read or served
+  // counts its Content-Length, or max_body_bytes when chunked); one more: 503, closed. At least
+  // max_body_bytes. Without it, max_connections clients each sending max_body_bytes would hold
+  // max_connections x max_body_bytes (10 GiB at the defaults).
+  std::size_t max_body_memory = 256 * 1024 * 1024;
   Duration header_timeout = std::chrono::seconds(10);  // from a request's first byte to its last
                                                        // header byte; past it: 408, closed
   Duration body_timeout = std::chrono::seconds(30);    // to read the body once the header is in

@@ -241,7 +241,8 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Values(
         BadCase{"listen: localhost",
                 R"(t.yaml:1: listen: "localhost" is not host:port (e.g. 127.0.0.1:8080))"},
-        BadCase{"listen: 127.0.0.1:-1", R"(t.yaml:1: listen: "127.0.0.1:-1": port must be 0-65535)"},
+        BadCase{"listen: 127.0.0.1:-1",
+                R"(t.yaml:1: listen: "127.0.0.1:-1": port must be 0-65535)"},
         BadCase{"listen: 127.0.0.1:65536",
                 R"(t.yaml:1: listen: "127.0.0.1:65536": port must be 0-65535)"},
         BadCase{"listen: 127.0.0.1:http",
@@ -298,8 +299,9 @@ INSTANTIATE_TEST_SUITE_P(
             R"(t.yaml:1: store: store URL: unknown parameter "tls" (rediss:// takes ca, cert, key, server_name, insecure))"},
         BadCase{"store: rediss://h:1?cert=/c.pem",
                 R"(t.yaml:1: store: store URL: cert and key go together)"},
-        BadCase{"store: redis://h:1#x",
-                R"(t.yaml:1: store: "redis://h:1#x": fragments are not supported (write '#' in a password as %23))"},
+        BadCase{
+            "store: redis://h:1#x",
+            R"(t.yaml:1: store: "redis://h:1#x": fragments are not supported (write '#' in a password as %23))"},
         BadCase{"store_timeout: 20",
                 R"(t.yaml:1: store_timeout: "20" is not a duration (use e.g. 20s))"},
         BadCase{"store_timeout: 0ms", "t.yaml:1: store_timeout: must be positive"},
@@ -447,8 +449,10 @@ INSTANTIATE_TEST_SUITE_P(
                 R"(t.yaml:6: policies[0].shadow: must be true or false, not "yes")"},
         BadCase{"    limit: 10\n    shadow: 'true'\n",
                 R"(t.yaml:6: policies[0].shadow: must be true or false, not "true")"},
-        BadCase{"    limit: 10\n    algorithm: concurrency\n",
-                "t.yaml:4: policies[0].period: a concurrency policy has no period (its slots are held until each response ends; `lease` bounds how long one outlives a dead instance)"},
+        BadCase{
+            "    limit: 10\n    algorithm: concurrency\n",
+            "t.yaml:4: policies[0].period: a concurrency policy has no period (its slots are held "
+            "until each response ends; `lease` bounds how long one outlives a dead instance)"},
         BadCase{"    limit: 10\n    lease: 30s\n",
                 "t.yaml:6: policies[0].lease: applies to algorithm: concurrency only"},
         BadCase{
@@ -560,7 +564,9 @@ TEST(configFile, EveryProblemIsReportedInFileOrder) {
           R"(:10: policies[1].period: "sixty" is not a duration (use a whole number and a unit: ms, s, m, h or d, e.g. 250ms, 30s, 5m))",
       path + ":12: policies[2].limit: must be a positive integer",
       path + R"(:14: policies[3].name: duplicate policy name "per-minute" (first at line 5))",
-      path + ":16: policies[3].period: a concurrency policy has no period (its slots are held until each response ends; `lease` bounds how long one outlives a dead instance)",
+      path +
+          ":16: policies[3].period: a concurrency policy has no period (its slots are held until "
+          "each response ends; `lease` bounds how long one outlives a dead instance)",
   };
   std::vector<std::string> got;
   for (const Problem& p : config_file_problems(path)) got.push_back(p.to_string());
@@ -838,8 +844,9 @@ TEST(configFile, PolicyIdentityCheckApiAndAccessLogRedaction) {
   auto pub = parse_config("dashboard: {public: true}\n" + std::string(kPolicies), "t");
   ASSERT_TRUE(pub);
   EXPECT_TRUE(pub->dashboard_public);
-  EXPECT_EQ(problem_lines("dashboard: {public: 3}\n" + std::string(kPolicies)),
-            std::vector<std::string>{"t.yaml:1: dashboard.public: must be true or false, not \"3\""});
+  EXPECT_EQ(
+      problem_lines("dashboard: {public: 3}\n" + std::string(kPolicies)),
+      std::vector<std::string>{"t.yaml:1: dashboard.public: must be true or false, not \"3\""});
   EXPECT_EQ(problem_lines("dashboard: {open: true}\n" + std::string(kPolicies)).size(), 1u);
 
   EXPECT_EQ(problem_lines("check_api: {limit: 0}\n" + std::string(kPolicies)),
@@ -851,10 +858,12 @@ TEST(configFile, PolicyIdentityCheckApiAndAccessLogRedaction) {
 }
 
 TEST(configFile, MatchPathsMustBeCanonical) {
-  for (std::string_view bad : {"/api%2F", "/api/../x", "/a//b", "/a\\\\b", "/a;b", "/./a", "/a/.",
-                               "/caf\xc3\xa9"}) {
-    const auto lines = problem_lines("policies:\n  - {name: p, limit: 1, period: 1s, match: "
-                                     "{path_prefix: \"" + std::string(bad) + "\"}}\n");
+  for (std::string_view bad :
+       {"/api%2F", "/api/../x", "/a//b", "/a\\\\b", "/a;b", "/./a", "/a/.", "/caf\xc3\xa9"}) {
+    const auto lines = problem_lines(
+        "policies:\n  - {name: p, limit: 1, period: 1s, match: "
+        "{path_prefix: \"" +
+        std::string(bad) + "\"}}\n");
     ASSERT_EQ(lines.size(), 1u) << bad;
     EXPECT_NE(lines[0].find("is not a path as requests are compared"), std::string::npos) << bad;
   }
@@ -864,6 +873,25 @@ TEST(configFile, MatchPathsMustBeCanonical) {
                     .empty())
         << good;
   }
+}
+
+// server.max_body_memory bounds the bodies held at once, over every connection: at least
+// max_body_bytes, or a body that size could never be read.
+TEST(configFile, MaxBodyMemoryIsAtLeastMaxBodyBytes) {
+  auto c = parse_config(
+      std::string("server:\n  max_body_memory: 1048576\n") + std::string(kPolicies), "t.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->server.max_body_memory, 1048576u);
+  EXPECT_EQ(config::default_config().server.max_body_memory, 256u * 1024 * 1024);
+  auto small =
+      parse_config(std::string("server:\n  max_body_bytes: 2048\n  max_body_memory: 1024\n") +
+                       std::string(kPolicies),
+                   "t.yaml");
+  ASSERT_FALSE(small);
+  EXPECT_NE(small.error().message.find("t.yaml:3: server.max_body_memory: must be at least "
+                                       "server.max_body_bytes (2048)"),
+            std::string::npos)
+      << small.error().message;
 }
 
 TEST(configFile, ServerLimitsAccessLogAndUpstreamTimeout) {

@@ -100,8 +100,7 @@ TEST(Hostile, AFloodOfDistinctKeysKeepsTheMemoryStoreWithinItsCapacity) {
   EXPECT_NE(page.find("floodgate_memory_store_keys{store=\"store\"} " +
                       std::to_string(store->size()) + "\n"),
             std::string::npos);
-  EXPECT_NE(page.find("floodgate_memory_store_capacity{store=\"store\"} 256\n"),
-            std::string::npos);
+  EXPECT_NE(page.find("floodgate_memory_store_capacity{store=\"store\"} 256\n"), std::string::npos);
 }
 
 // ---- slow and never-reading clients --------------------------------------------------------
@@ -144,6 +143,63 @@ TEST(Hostile, ACrowdOfSlowlorisClientsIsCutOffWhileOthersAreServed) {
   EXPECT_EQ(timed_out, kSlow);
   EXPECT_NE(r.server->metrics().render().find(R"(floodgate_http_requests_total{code="408"} 40)"),
             std::string::npos);
+}
+
+// Clients that each start a large upload and never finish it: without a bound over every
+// connection they would hold max_connections x max_body_bytes between them. Here the bodies of 3
+// fit server.max_body_memory: a 4th gets 503 with Retry-After at once, before any of its body is
+// read, and is closed; chunked bodies count max_body_bytes. Once one of the 3 has finished (and
+// been answered), its share is free for the next.
+TEST(Hostile, UnfinishedUploadsHoldAtMostMaxBodyMemory) {
+  Running r = start_server(config(
+      "server:\n  max_body_bytes: 1048576\n  max_body_memory: 3145728\n  body_timeout: 10s\n"));
+  ASSERT_TRUE(r.server);
+  const auto upload_head = [](int i, std::size_t length) {
+    return "POST /api/x HTTP/1.1\r\nHost: t\r\nX-API-Key: up-" + std::to_string(i) +
+           "\r\nContent-Length: " + std::to_string(length) + "\r\n\r\n";
+  };
+  std::vector<std::unique_ptr<Client>> uploads;
+  for (int i = 0; i < 3; ++i) {
+    uploads.push_back(std::make_unique<Client>(r.port));
+    ASSERT_TRUE(uploads.back()->send(upload_head(i, 1048576) + std::string(1000, 'b')));
+  }
+  // The 3 take their shares when the server starts on their bodies, a moment after their
+  // headers arrive: the 4th is tried until it is refused (each try waits 300 ms for an answer).
+  auto fourth = [&](std::string head) {
+    Client c(r.port, milliseconds(300));
+    EXPECT_TRUE(c.send(head));
+    auto res = c.read();
+    return std::make_pair(res ? static_cast<int>(res->result_int()) : 0,
+                          res ? field(*res, "Retry-After") : std::string());
+  };
+  std::pair<int, std::string> refused{0, ""};
+  for (int attempt = 0; attempt < 20 && refused.first != 503; ++attempt) {
+    refused = fourth(upload_head(3, 1048576));
+    if (refused.first != 503) std::this_thread::sleep_for(milliseconds(20));
+  }
+  EXPECT_EQ(refused.first, 503);
+  EXPECT_EQ(refused.second, "1");
+  // A chunked body counts max_body_bytes: refused too; a request without a body is served.
+  EXPECT_EQ(fourth("POST /api/x HTTP/1.1\r\nHost: t\r\nX-API-Key: up-c\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+                .first,
+            503);
+  EXPECT_EQ(get_once(r.port, "/api/x", {{"X-API-Key", "no-body"}})->result_int(), 200u);
+  // The first upload finishes: answered 200, its share given back, so another 1 MiB one fits
+  // beside the 2 still held (it would not, were the share kept).
+  ASSERT_TRUE(uploads[0]->send(std::string(1048576 - 1000, 'b')));
+  auto done = uploads[0]->read();
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->result_int(), 200u);
+  int next = 0;
+  for (int attempt = 0; attempt < 20 && next != 200; ++attempt) {
+    Client c(r.port, seconds(2));
+    ASSERT_TRUE(c.send(upload_head(5, 1048576) + std::string(1048576, 'b')));
+    auto res = c.read();
+    next = res ? static_cast<int>(res->result_int()) : 0;
+    if (next != 200) std::this_thread::sleep_for(milliseconds(20));
+  }
+  EXPECT_EQ(next, 200);
 }
 
 TEST(Hostile, NeverReadingClientsAreClosedAndOthersServed) {
@@ -409,8 +465,8 @@ TEST(Hostile, AdminListenKeepsMetricsOffThePublicAddress) {
   EXPECT_EQ(check.read()->result_int(), 200u);
   // ... and only there: on the public listener /v1/check is an ordinary path (the demo's 404).
   Client public_check(r.port);
-  ASSERT_TRUE(public_check.send(
-      request_bytes("POST", "/v1/check", {}, R"({"policy":"five","key":"k"})")));
+  ASSERT_TRUE(
+      public_check.send(request_bytes("POST", "/v1/check", {}, R"({"policy":"five","key":"k"})")));
   EXPECT_EQ(public_check.read()->result_int(), 404u);
   // A reload cannot move it (it needs a restart).
   auto moved = parse(config("admin_listen: 127.0.0.1:1\n"));
@@ -442,8 +498,7 @@ TEST(Hostile, AdminListenerAnswersWhileThePublicOneIsFull) {
 TEST(Hostile, TheAdminListenerHoldsAtMost64ConnectionsOfItsOwn) {
   // server.h: the admin listener has its own small limit (64), whatever max_connections says, and
   // public connections never count against it (nor admin ones against the public limit).
-  Running r =
-      start_server(config("admin_listen: 127.0.0.1:0\nserver:\n  max_connections: 1000\n"));
+  Running r = start_server(config("admin_listen: 127.0.0.1:0\nserver:\n  max_connections: 1000\n"));
   ASSERT_TRUE(r.server);
   const std::uint16_t admin = r.server->admin_port();
   std::vector<std::unique_ptr<Client>> held;

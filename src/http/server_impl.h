@@ -226,6 +226,9 @@ struct Server::Impl {
   std::shared_ptr<Fleet> fleet;         // null: the fleet is this instance
 
   std::atomic<int> open_connections{0};   // on the public listener
+  // Request bodies held in memory now, over every connection (server.max_body_memory): the
+  // BodyLeases of the requests whose bodies are being read or served.
+  std::atomic<std::size_t> body_memory{0};
   std::atomic<int> admin_connections{0};  // on the admin listener
   std::atomic<bool> draining{false};
   std::atomic<bool> closing_idle{false};  // draining and past drain_delay
@@ -373,6 +376,33 @@ struct Server::Impl {
   static bool client_gone(const std::shared_ptr<ClientWatch>& watch);
   static void stop_watch(const std::shared_ptr<ClientWatch>& watch);
 
+  // A request's share of body_memory, given back when dropped.
+  class BodyLease {
+   public:
+    BodyLease() = default;
+    BodyLease(std::atomic<std::size_t>* pool, std::size_t bytes) : pool_(pool), bytes_(bytes) {}
+    BodyLease(BodyLease&& o) noexcept : pool_(std::exchange(o.pool_, nullptr)), bytes_(o.bytes_) {}
+    BodyLease& operator=(BodyLease&& o) noexcept {
+      if (this != &o) {
+        release();
+        pool_ = std::exchange(o.pool_, nullptr);
+        bytes_ = o.bytes_;
+      }
+      return *this;
+    }
+    BodyLease(const BodyLease&) = delete;
+    BodyLease& operator=(const BodyLease&) = delete;
+    ~BodyLease() { release(); }
+
+   private:
+    void release() {
+      if (pool_ != nullptr) pool_->fetch_sub(bytes_, std::memory_order_relaxed);
+      pool_ = nullptr;
+    }
+    std::atomic<std::size_t>* pool_ = nullptr;
+    std::size_t bytes_ = 0;
+  };
+
   // The connection a request arrives on: what reading its body needs, once it is to be served.
   struct Inbound {
     beast::tcp_stream& stream;
@@ -381,6 +411,9 @@ struct Server::Impl {
     config::ServerLimits limits;
     std::size_t header_fields = 0;  // fields of the header section; more after the body: trailers
     std::string& out;               // the session's output buffer, for a plain answer
+    // The body's share of body_memory (read_body()): held until the answer is written, when the
+    // session's loop drops this Inbound (and, just after, the parser and the body with it).
+    BodyLease body = {};
   };
 
   // read_body(): read; the client is gone; the body ended with trailer fields. Else a status.
@@ -391,8 +424,11 @@ struct Server::Impl {
   // The body of a request that is to be served: "100 Continue" first when the client waits for
   // it, then the body (bounded by max_body_bytes and body_timeout). A body that ends with trailer
   // fields is refused: they arrive after the decision, outside the header section every rule
-  // reads, and are never believed or forwarded (design §2.4).
-  static awaitable<int> read_body(Inbound& in);
+  // reads, and are never believed or forwarded (design §2.4). Before anything is read, the body
+  // takes its share of body_memory (its Content-Length, or max_body_bytes when chunked): 503
+  // when that would pass server.max_body_memory, so many clients each sending a large body
+  // cannot hold more than that between them.
+  awaitable<int> read_body(Inbound& in);
 
   // The answer to a request whose body could not be read (read_body's result).
   Reply body_failed(Worker& w, int result);

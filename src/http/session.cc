@@ -12,6 +12,18 @@ namespace fg::http {
 
 auto Server::Impl::read_body(Inbound& in) -> awaitable<int> {
   if (in.parser.is_done()) co_return kBodyRead;
+  const auto length = in.parser.content_length();
+  const std::size_t need =
+      length ? static_cast<std::size_t>(std::min<std::uint64_t>(*length, in.limits.max_body_bytes))
+             : in.limits.max_body_bytes;
+  if (need > 0) {
+    const std::size_t held = body_memory.fetch_add(need, std::memory_order_relaxed);
+    if (held + need > in.limits.max_body_memory) {
+      body_memory.fetch_sub(need, std::memory_order_relaxed);
+      co_return 503;
+    }
+    in.body = BodyLease(&body_memory, need);
+  }
   if (beast::iequals(in.parser.get()[beast::http::field::expect], "100-continue")) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
     in.stream.expires_after(in.limits.write_timeout);
@@ -205,8 +217,12 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
     // only if the request is served.
     Request& req = parser.get();
     Exchange x = begin(req, w, peer_ip, admin);
-    Inbound in{stream, buffer, parser, limits,
-               static_cast<std::size_t>(std::distance(req.begin(), req.end())), out};
+    Inbound in{stream,
+               buffer,
+               parser,
+               limits,
+               static_cast<std::size_t>(std::distance(req.begin(), req.end())),
+               out};
     std::optional<Reply> now_reply = respond_now(req, w, peer, x, parser.is_done(), out);
     if (!now_reply) co_await respond(req, w, peer, x, in, now_reply.emplace());
     Reply& reply = *now_reply;

@@ -83,6 +83,10 @@ Response read_error_response(int status) {
     case 431:
       detail = "the request header section is too large";
       break;
+    case 503:
+      detail = "the server holds as many request bodies as it may (server.max_body_memory); retry "
+               "shortly";
+      break;
     default:
       detail = "the request could not be parsed as HTTP/1.1";
       break;
@@ -90,6 +94,7 @@ Response read_error_response(int status) {
   Response r = problem_response(11, status, detail);
   r.set(beast_http::field::server,
         boost::beast::string_view(kServerName.data(), kServerName.size()));
+  if (status == 503) r.set(beast_http::field::retry_after, "1");
   r.keep_alive(false);
   r.prepare_payload();
   return r;
