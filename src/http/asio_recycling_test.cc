@@ -17,19 +17,11 @@
 #include <cstdlib>
 #include <vector>
 
-namespace {
-std::atomic<long> g_aligned_allocations{0};
-}  // namespace
-
-// Asio takes every block it does not find in the cache from std::aligned_alloc: counted here,
-// and served by posix_memalign (freed by free(), as aligned_alloc's blocks are).
-extern "C" void* aligned_alloc(std::size_t alignment, std::size_t size) noexcept {
-  g_aligned_allocations.fetch_add(1, std::memory_order_relaxed);
-  void* p = nullptr;
-  return posix_memalign(&p, alignment, size) == 0 ? p : nullptr;
-}
+#include "count_aligned_allocations.h"
 
 namespace {
+
+using count_aligned_allocations::aligned_allocations;
 
 namespace asio = boost::asio;
 
@@ -57,7 +49,7 @@ long aligned_allocations_when_warm(int connections, int rounds) {
       ioc,
       [&]() -> asio::awaitable<void> {
         for (int r = 0; r < rounds; ++r) {
-          if (r == 1) after_first = g_aligned_allocations.load();
+          if (r == 1) after_first = aligned_allocations();
           const int target = done + connections;
           for (int c = 0; c < connections; ++c) {
             asio::co_spawn(ioc, connection(ioc, done), asio::detached);
@@ -72,7 +64,7 @@ long aligned_allocations_when_warm(int connections, int rounds) {
       asio::detached);
   ioc.run();
   EXPECT_EQ(done, connections * rounds);
-  return g_aligned_allocations.load() - after_first;
+  return aligned_allocations() - after_first;
 }
 
 // Each connection here spawns its coroutines afresh every round (a server's sessions persist):

@@ -6,26 +6,14 @@
 // (bench/instructions.sh). Counted here through the running server, on a kept-alive connection.
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <cstdlib>
-
+#include "count_aligned_allocations.h"
 #include "fixtures/redis_server.h"
 #include "http/server_test_util.h"
 
-namespace {
-std::atomic<long> g_aligned_allocations{0};
-}  // namespace
-
-// Asio takes every block it does not find in its cache from std::aligned_alloc: counted here, and
-// served by posix_memalign (freed by free(), as aligned_alloc's blocks are).
-extern "C" void* aligned_alloc(std::size_t alignment, std::size_t size) noexcept {
-  g_aligned_allocations.fetch_add(1, std::memory_order_relaxed);
-  void* p = nullptr;
-  return posix_memalign(&p, alignment, size) == 0 ? p : nullptr;
-}
-
 namespace fg::http::test {
 namespace {
+
+using count_aligned_allocations::aligned_allocations;
 
 constexpr std::string_view kConfig = R"(
 listen: 127.0.0.1:0
@@ -46,12 +34,12 @@ long aligned_allocations_over(std::uint16_t port) {
     auto res = c.get("/api/warm", {{"X-API-Key", "k"}});
     if (!res || res->result_int() != 200) return -1;
   }
-  const long before = g_aligned_allocations.load();
+  const long before = aligned_allocations();
   for (int i = 0; i < kRequests; ++i) {
     auto res = c.get("/api/x", {{"X-API-Key", "k"}});
     if (!res || res->result_int() != 200) return -1;
   }
-  return g_aligned_allocations.load() - before;
+  return aligned_allocations() - before;
 }
 
 void expect_frames_recycled(const Running& r) {
