@@ -23,7 +23,8 @@ endif()
 # several sizes in flight per connection, so 2 slots mostly missed, and every miss is an aligned
 # heap allocation: bench/instructions.sh counted 17.3 allocations per request on one Redis with
 # 2, 7.9 with 16 (4.5 against 6.0 on the memory store). The cache holds at most 16 blocks of at
-# most 2,040 bytes for each of Asio's five purposes: under 160 KiB per thread. Every translation
+# most 1,020 bytes for each of Asio's five purposes: under 80 KiB per thread. A larger block (a
+# coroutine frame over 1,020 bytes) is never kept: src/http/server_frames_test.cc. Every translation
 # unit must agree on the value (it sizes a per-thread array), hence one definition for the whole
 # build. src/http/asio_recycling_test.cc fails with the default.
 add_compile_definitions(BOOST_ASIO_RECYCLING_ALLOCATOR_CACHE_SIZE=16)

@@ -69,13 +69,33 @@ HeaderStyle header_style(const Config& config, bool admin_listener, std::size_t 
 }
 
 std::vector<std::string> default_access_log_redact() {
-  return {"api_key",      "apikey",          "key",           "token",
-          "access_token", "refresh_token",   "id_token",      "private_token",
-          "auth",         "authorization",   "bearer",        "jwt",
-          "signature",    "sig",             "password",      "passwd",
-          "pwd",          "secret",          "client_secret", "session",
-          "code",         "credential",      "x_amz_signature", "x_amz_credential",
-          "x_amz_security_token", "x_goog_signature", "x_goog_credential"};
+  return {"api_key",
+          "apikey",
+          "key",
+          "token",
+          "access_token",
+          "refresh_token",
+          "id_token",
+          "private_token",
+          "auth",
+          "authorization",
+          "bearer",
+          "jwt",
+          "signature",
+          "sig",
+          "password",
+          "passwd",
+          "pwd",
+          "secret",
+          "client_secret",
+          "session",
+          "code",
+          "credential",
+          "x_amz_signature",
+          "x_amz_credential",
+          "x_amz_security_token",
+          "x_goog_signature",
+          "x_goog_credential"};
 }
 
 Policy default_check_api_policy() {
@@ -445,14 +465,31 @@ class Parser {
     }
     int admin_line = 1;
     int admin_headers_line = 0;  // where admin_rate_limit_headers is, when it is
-    auto top =
-        fields(doc, "", 1,
-               {"listen", "threads", "store", "store_timeout", "on_store_error", "local_fallback",
-                "trusted_proxies", "upstream", "upstream_timeout", "key_prefix", "cors", "identity",
-                "policies", "server", "memory", "deny_cache", "access_log", "key_secret", "admin_listen",
-                "check_api", "dashboard",
-                "rate_limit_headers", "admin_rate_limit_headers"},
-               "a mapping of fields (listen, store, policies, ...)");
+    auto top = fields(doc, "", 1,
+                      {"listen",
+                       "threads",
+                       "store",
+                       "store_timeout",
+                       "on_store_error",
+                       "local_fallback",
+                       "trusted_proxies",
+                       "upstream",
+                       "upstream_timeout",
+                       "key_prefix",
+                       "cors",
+                       "identity",
+                       "policies",
+                       "server",
+                       "memory",
+                       "deny_cache",
+                       "access_log",
+                       "key_secret",
+                       "admin_listen",
+                       "check_api",
+                       "dashboard",
+                       "rate_limit_headers",
+                       "admin_rate_limit_headers"},
+                      "a mapping of fields (listen, store, policies, ...)");
     if (!top) return std::nullopt;
 
     for (const Fields::Entry& e : top->entries) {
@@ -603,8 +640,51 @@ class Parser {
       add(admin_headers_line, "admin_rate_limit_headers",
           "only with admin_listen (the fields of listen are rate_limit_headers)");
     }
+    check_header_spellings(c);
     if (!problems_.empty()) return std::nullopt;
     return c;
+  }
+
+  // The header fields floodgate reads (identity sources, policies' match) in one spelling each:
+  // servers that read '_' as '-' take X_API_Key for X-API-Key, and a request carrying a field
+  // spelled otherwise than floodgate reads it is refused (http/canonical.h), so two spellings of
+  // one field would refuse every request that carries it.
+  void check_header_spellings(const Config& c) {
+    const auto same = [](std::string_view a, std::string_view b) {
+      if (a.size() != b.size()) return false;
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        const auto fold = [](char x) {
+          if (x == '_') return '-';
+          return x >= 'A' && x <= 'Z' ? static_cast<char>(x - 'A' + 'a') : x;
+        };
+        if (fold(a[i]) != fold(b[i])) return false;
+      }
+      return true;
+    };
+    std::vector<std::pair<std::string, int>> seen;  // a name as first spelled, and its line
+    const auto note = [&](const std::string& name, int line) {
+      for (const auto& [first, first_line] : seen) {
+        if (util::iequals(first, name)) return;
+        if (same(first, name)) {
+          add(line, "policies",
+              "header " + quote(name) + " is " + quote(first) + " (line " +
+                  std::to_string(first_line) + ") to servers that read '_' as '-': spell it " +
+                  quote(first) + " everywhere");
+          return;
+        }
+      }
+      seen.emplace_back(name, line);
+    };
+    const auto sources = [&](const std::vector<IdentitySource>& list, int line) {
+      for (const IdentitySource& src : list) {
+        if (src.kind == IdentitySource::Kind::kHeader) note(src.header, line);
+      }
+    };
+    sources(c.identity, 0);
+    for (const PolicyConfig& pc : c.policies) {
+      sources(pc.identity, pc.line);
+      if (pc.match.header) note(pc.match.header->name, pc.line);
+    }
   }
 
   // `rate_limit_headers: {standard: draft-8|draft-7|draft-6|none, legacy: true|false}`: the parts
@@ -656,11 +736,10 @@ class Parser {
   }
 
   void parse_server(const Node& v, const std::string& path, int line, ServerLimits& s) {
-    auto f =
-        fields(v, path, line,
-               {"max_connections", "max_header_bytes", "max_body_bytes", "max_body_memory",
-                "header_timeout", "body_timeout", "idle_timeout", "write_timeout", "drain_delay",
-                "drain_timeout"});
+    auto f = fields(v, path, line,
+                    {"max_connections", "max_header_bytes", "max_body_bytes", "max_body_memory",
+                     "header_timeout", "body_timeout", "idle_timeout", "write_timeout",
+                     "drain_delay", "drain_timeout"});
     if (!f) return;
     for (const Fields::Entry& e : f->entries) {
       const std::string p = f->child(e.key);
@@ -694,11 +773,16 @@ class Parser {
         if (auto d = positive_duration(n, p, l, std::chrono::hours(1))) s.drain_timeout = *d;
       }
     }
+    // Unset, it is at least max_body_bytes (a config raising max_body_bytes alone keeps working);
+    // set below it, a body that size could never be read.
     if (s.max_body_memory < s.max_body_bytes) {
-      const Fields::Entry* m = f->find("max_body_memory");
-      add(m != nullptr ? line_of(m->key_node, f->line) : f->line, f->child("max_body_memory"),
-          "must be at least server.max_body_bytes (" + std::to_string(s.max_body_bytes) +
-              "): a body that size could never be read");
+      if (const Fields::Entry* m = f->find("max_body_memory")) {
+        add(line_of(m->key_node, f->line), f->child("max_body_memory"),
+            "must be at least server.max_body_bytes (" + std::to_string(s.max_body_bytes) +
+                "): a body that size could never be read");
+      } else {
+        s.max_body_memory = s.max_body_bytes;
+      }
     }
   }
 
@@ -734,8 +818,8 @@ class Parser {
       if (auto b = bool_value(v, path, line)) c.deny_cache.enabled = *b;
       return;
     }
-    auto f = fields(v, path, line, {"enabled", "max_entries"},
-                    "true, false or {enabled, max_entries}");
+    auto f =
+        fields(v, path, line, {"enabled", "max_entries"}, "true, false or {enabled, max_entries}");
     if (!f) return;
     c.deny_cache.enabled = true;
     if (const auto* e = f->find("enabled")) {

@@ -875,6 +875,26 @@ TEST(configFile, MatchPathsMustBeCanonical) {
   }
 }
 
+// A header floodgate reads is spelled one way in the whole file: servers read X_API_Key as
+// X-API-Key, and a request spelling a read field otherwise is refused, so two spellings would
+// refuse every request carrying either.
+TEST(configFile, AHeaderIsSpelledOneWayEverywhere) {
+  auto two = parse_config(
+      "identity: [{header: X-API-Key}]\n"
+      "policies:\n"
+      "  - {name: a, match: {path_prefix: /a/, header: {name: X_API_Key}}, limit: 1, period: 1m}\n",
+      "t.yaml");
+  ASSERT_FALSE(two);
+  EXPECT_NE(two.error().message.find("header \"X_API_Key\" is \"X-API-Key\""), std::string::npos)
+      << two.error().message;
+  auto cased = parse_config(
+      "identity: [{header: X-API-Key}]\n"
+      "policies:\n"
+      "  - {name: a, match: {path_prefix: /a/, header: {name: x-api-key}}, limit: 1, period: 1m}\n",
+      "t.yaml");
+  EXPECT_TRUE(cased) << cased.error().message;
+}
+
 // server.max_body_memory bounds the bodies held at once, over every connection: at least
 // max_body_bytes, or a body that size could never be read.
 TEST(configFile, MaxBodyMemoryIsAtLeastMaxBodyBytes) {
@@ -892,6 +912,11 @@ TEST(configFile, MaxBodyMemoryIsAtLeastMaxBodyBytes) {
                                        "server.max_body_bytes (2048)"),
             std::string::npos)
       << small.error().message;
+  // Unset, it follows a larger max_body_bytes.
+  auto large = parse_config(
+      std::string("server:\n  max_body_bytes: 536870912\n") + std::string(kPolicies), "t.yaml");
+  ASSERT_TRUE(large) << large.error().message;
+  EXPECT_EQ(large->server.max_body_memory, 536870912u);
 }
 
 TEST(configFile, ServerLimitsAccessLogAndUpstreamTimeout) {

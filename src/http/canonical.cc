@@ -135,6 +135,52 @@ void for_each_forwarded_host(const Request& req, F f) {
   }
 }
 
+// Whether a Forwarded field's value is a list of plain parameters, which every reader splits
+// alike: elements separated by ',', pairs by ';', each pair a token, '=' (spaces around it
+// allowed), and a token or a quoted string with no quote, backslash, ',' or ';' inside; empty
+// elements allowed. Readers unquote and unescape parameter names too (Symfony's HeaderUtils
+// reads `"host"=a`, `ho""st=a` and `h\ost=a` as host=a), which a scan for "host=" would miss.
+bool plain_forwarded(std::string_view v) {
+  const auto tchar = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  };
+  const auto ows = [&v](std::size_t& i) {
+    while (i < v.size() && (v[i] == ' ' || v[i] == '\t')) ++i;
+  };
+  std::size_t i = 0;
+  for (;;) {
+    ows(i);
+    if (i == v.size()) return true;
+    if (v[i] == ',' || v[i] == ';') {  // an empty element or pair
+      ++i;
+      continue;
+    }
+    const std::size_t name = i;
+    while (i < v.size() && tchar(v[i])) ++i;
+    if (i == name) return false;
+    ows(i);
+    if (i == v.size() || v[i] != '=') return false;
+    ++i;
+    ows(i);
+    if (i < v.size() && v[i] == '"') {
+      const std::size_t close = v.find_first_of("\"\\,;", i + 1);
+      if (close == std::string_view::npos || v[close] != '"') return false;
+      i = close + 1;
+    } else {
+      const std::size_t value = i;
+      while (i < v.size() && tchar(v[i])) ++i;
+      // A host or an address with a port, an IPv6 literal in brackets: ':', '[' and ']' too.
+      while (i < v.size() && (tchar(v[i]) || v[i] == ':' || v[i] == '[' || v[i] == ']')) ++i;
+      if (i == value) return false;
+    }
+    ows(i);
+    if (i == v.size()) return true;
+    if (v[i] != ',' && v[i] != ';') return false;
+    ++i;
+  }
+}
+
 // Whether a forwarded host entry (for_each_forwarded_host) reads the same to every reader: no
 // quote or backslash, or one quoted string around a host that has neither. Readers unquote
 // differently: Symfony's HeaderUtils (and tests/fixtures/lenient_upstream.cc) drop every '"',
@@ -218,16 +264,15 @@ std::optional<std::string> other_method_named(const Request& req, std::string_vi
 constexpr std::string_view kPathOverrideFields[] = {"X-Original-URL", "X-Rewrite-URL"};
 
 // Why a request that names another path to route than its own (canonical `path`) in one of
-// kPathOverrideFields is refused, or nullopt. One naming the request's own path, in any spelling
-// that canonicalizes to it, is let through.
+// kPathOverrideFields is refused, or nullopt. Only one naming exactly that path (before any '?')
+// is let through: the field is forwarded as written, and readers parse it differently (a '#'
+// starts a fragment to a URI parser, Symfony before its fix did not resolve "..").
 std::optional<std::string> other_path_named(const Request& req, std::string_view path) {
   for (const auto& f : req) {
     for (const std::string_view name : kPathOverrideFields) {
       if (!same_field(sv(f.name_string()), name)) continue;
       const std::string_view value = util::trim_ows(sv(f.value()));
-      const std::string_view named = value.substr(0, value.find('?'));
-      const CanonicalPath cp = canonical_path(named.empty() ? std::string_view("/") : named);
-      if (named.empty() || named.front() != '/' || !cp.error.empty() || cp.path != path) {
+      if (value.substr(0, value.find('?')) != path || value.find('#') != std::string_view::npos) {
         return std::string(name) + " names another path than the request's: send that path itself";
       }
     }
@@ -394,7 +439,15 @@ std::optional<std::string> canonicalize(Request& req, const std::vector<std::str
       req.set(boost::beast::http::field::host, "");
     }
   }
-  // What upstreams behind a proxy read instead of Host: host names too, quoted plainly if at all.
+  // What upstreams behind a proxy read instead of Host: host names too, quoted plainly if at all,
+  // in a Forwarded field every reader splits alike.
+  for (const auto& f : req) {
+    if (same_field(sv(f.name_string()), "Forwarded") && !plain_forwarded(sv(f.value()))) {
+      return refuse(
+          "Forwarded is not a list of token=value parameters (a token, or a quoted string without "
+          "quotes, backslashes, ',' or ';' inside)");
+    }
+  }
   bool plain = true;
   for_each_forwarded_host(req,
                           [&plain](std::string_view e) { plain = plain && plainly_quoted(e); });

@@ -227,16 +227,43 @@ TEST(Canonicalize, RefusesForwardedHostsQuotedAnyOtherWay) {
 // line's: one naming another path is refused, one naming the request's own is let through.
 TEST(Canonicalize, RefusesAnotherPathNamedToRoute) {
   for (std::string_view h : {"X-Original-URL", "X-Rewrite-URL", "x_original_url"}) {
-    for (std::string_view v : {"/api/x", "/api/./x?a=1", "http://h/free", "free", "", "/fr%2Fee"}) {
+    // Other paths, and spellings of this one that readers may take for another: the field is
+    // forwarded as written ('#' starts a fragment to a URI parser; ".." left unresolved by some).
+    for (std::string_view v :
+         {"/api/x", "/api/./x?a=1", "http://h/free", "free", "", "/fr%2Fee", "/%66ree", "/./free",
+          "/api/x#/../../free", "/api/x/../../free", "/free#x", "/free/"}) {
       Request r = make("DELETE", "/free");
       r.insert(h, v);
       EXPECT_TRUE(canonicalize(r, {})) << h << ": " << v;
     }
-    for (std::string_view v : {"/free", "/free?x=1", " /%66ree ", "/./free"}) {
-      Request r = make("DELETE", "/fr%65e");
+    for (std::string_view v : {"/free", "/free?x=1", " /free "}) {
+      Request r = make("DELETE", "/fr%65e");  // its canonical path is /free
       r.insert(h, v);
       EXPECT_FALSE(canonicalize(r, {})) << h << ": " << v;
     }
+  }
+}
+
+// A Forwarded field is a list of token=value parameters, each value a token or a plain quoted
+// string: readers unquote and unescape parameter names too ("host"=a, ho""st=a and h\ost=a are
+// host=a to Symfony's HeaderUtils), which a scan for "host=" would not see.
+TEST(Canonicalize, ForwardedIsAListOfPlainParameters) {
+  for (std::string_view v :
+       {"for=192.0.2.1;\"host\"=api.example.com", "ho\"\"st=api.example.com",
+        "h\\ost=api.example.com", "for=192.0.2.1;host=a b", "=x", "host", "for=\"a;b\"",
+        "for=\"a,b\"", "for=\"a\\\"b\"", "for=a\"b", "for==a", "for=\"unterminated"}) {
+    Request r = make("GET", "/x");
+    r.insert("Forwarded", v);
+    EXPECT_TRUE(canonicalize(r, {})) << v;
+  }
+  for (std::string_view v :
+       {"for=\"[2001:db8::1]:4711\";proto=https;host=example.com",
+        "for=192.0.2.60;proto=http;by=203.0.113.43", "for=192.0.2.43, for=198.51.100.17",
+        "host = \"api.example.com\"", "for=_hidden, for=_SEVKISEK", "for=unknown;host=a:8080",
+        "for=[2001:db8::1]", "", " , for=a,"}) {
+    Request r = make("GET", "/x");
+    r.insert("Forwarded", v);
+    EXPECT_FALSE(canonicalize(r, {})) << v;
   }
 }
 

@@ -17,11 +17,12 @@ auto Server::Impl::read_body(Inbound& in) -> awaitable<int> {
       length ? static_cast<std::size_t>(std::min<std::uint64_t>(*length, in.limits.max_body_bytes))
              : in.limits.max_body_bytes;
   if (need > 0) {
-    const std::size_t held = body_memory.fetch_add(need, std::memory_order_relaxed);
-    if (held + need > in.limits.max_body_memory) {
-      body_memory.fetch_sub(need, std::memory_order_relaxed);
-      co_return 503;
-    }
+    // Taken only when it fits (a body refused never counts, not even for a moment, against
+    // another that would fit).
+    std::size_t held = body_memory.load(std::memory_order_relaxed);
+    do {
+      if (held + need > in.limits.max_body_memory) co_return 503;
+    } while (!body_memory.compare_exchange_weak(held, held + need, std::memory_order_relaxed));
     in.body = BodyLease(&body_memory, need);
   }
   if (beast::iequals(in.parser.get()[beast::http::field::expect], "100-continue")) {

@@ -44,9 +44,10 @@ struct Service::Item {
 
 class Service::OverLimitCache {
  public:
-  // What an entry is counted as: its key's bytes and this for its hash node and expiry (a node of
-  // std::unordered_map<std::string, int64_t> is 56 bytes with libstdc++, plus the bucket slot).
-  static constexpr std::size_t kEntryOverhead = 64;
+  // What an entry is counted as: its key's bytes and this for the rest, rounded up: a node of
+  // std::unordered_map<std::string, int64_t> is 56 bytes with libstdc++, with malloc's header
+  // 64; a key longer than 15 bytes is a heap block of its own, with its header; a bucket slot.
+  static constexpr std::size_t kEntryOverhead = 128;
 
   explicit OverLimitCache(std::size_t max_bytes) : max_bytes_(max_bytes) {
     util::process_hash_key();  // drawn now, at start (keyed_hash.h)

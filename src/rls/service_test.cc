@@ -111,7 +111,7 @@ TEST(RlsService, TheLocalCacheHoldsAtMostItsBytes) {
   ASSERT_NE(at, std::string::npos) << m;
   const long cached = std::stol(m.substr(at + name.size()));
   EXPECT_GE(cached, 1);
-  EXPECT_LE(cached, 8192 / (1024 + 64)) << m;
+  EXPECT_LE(cached, 8192 / (1024 + 128)) << m;
 }
 
 TEST(RlsService, PerRuleCountersAsUpstreamCountsThem) {

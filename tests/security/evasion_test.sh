@@ -356,6 +356,9 @@ forwarded_host)
     'Forwarded: host=api".example.com"' 'Forwarded: host=""api.example.com'
     'Forwarded: for=192.0.2.1;host=ap"i.example.com' 'Forwarded: host="api".example.com'
     'X-Forwarded-Host: api".example.com"' 'X-Forwarded-Host: other.example.com, ""api.example.com'
+    # A parameter name quoted or escaped: host to the same upstream.
+    'Forwarded: for=192.0.2.1;"host"=api.example.com' 'Forwarded: ho""st=api.example.com'
+    'Forwarded: h\ost=api.example.com'
   )
   for h in "${forwarded[@]}"; do
     c=$(code -H 'X-API-Key: k' -H 'Host: other.example.com' -H "$h" "http://127.0.0.1:$fg_port/v/x")
