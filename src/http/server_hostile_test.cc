@@ -148,36 +148,36 @@ TEST(Hostile, ACrowdOfSlowlorisClientsIsCutOffWhileOthersAreServed) {
 // Clients that each start a large upload and never finish it: without a bound over every
 // connection they would hold max_connections x max_body_bytes between them. Here the bodies of 3
 // fit server.max_body_memory: a 4th gets 503 with Retry-After at once, before any of its body is
-// read, and is closed; chunked bodies count max_body_bytes. Once one of the 3 has finished (and
-// been answered), its share is free for the next.
+// read (and before a 100 Continue), and is closed; chunked bodies count max_body_bytes. Once one
+// of the 3 has finished (and been answered), its share is free for the next.
 TEST(Hostile, UnfinishedUploadsHoldAtMostMaxBodyMemory) {
   Running r = start_server(config(
-      "server:\n  max_body_bytes: 1048576\n  max_body_memory: 3145728\n  body_timeout: 10s\n"));
+      "server:\n  max_body_bytes: 1048576\n  max_body_memory: 3145728\n  body_timeout: 30s\n"));
   ASSERT_TRUE(r.server);
   const auto upload_head = [](int i, std::size_t length) {
     return "POST /api/x HTTP/1.1\r\nHost: t\r\nX-API-Key: up-" + std::to_string(i) +
-           "\r\nContent-Length: " + std::to_string(length) + "\r\n\r\n";
+           "\r\nContent-Length: " + std::to_string(length) + "\r\nExpect: 100-continue\r\n\r\n";
   };
+  // Each upload waits for its 100 Continue, which the server sends once the body's share is
+  // taken: so the 3 shares are taken, in this order, before the 4th is sent.
   std::vector<std::unique_ptr<Client>> uploads;
   for (int i = 0; i < 3; ++i) {
-    uploads.push_back(std::make_unique<Client>(r.port));
-    ASSERT_TRUE(uploads.back()->send(upload_head(i, 1048576) + std::string(1000, 'b')));
+    uploads.push_back(std::make_unique<Client>(r.port, seconds(10)));
+    ASSERT_TRUE(uploads.back()->send(upload_head(i, 1048576)));
+    auto interim = uploads.back()->read();
+    ASSERT_TRUE(interim) << i;
+    ASSERT_EQ(interim->result_int(), 100u) << i;
+    ASSERT_TRUE(uploads.back()->send(std::string(1000, 'b')));
   }
-  // The 3 take their shares when the server starts on their bodies, a moment after their
-  // headers arrive: the 4th is tried until it is refused (each try waits 300 ms for an answer).
-  auto fourth = [&](std::string head) {
-    Client c(r.port, milliseconds(300));
+  const auto fourth = [&](const std::string& head) {
+    Client c(r.port, seconds(10));
     EXPECT_TRUE(c.send(head));
     auto res = c.read();
     return std::make_pair(res ? static_cast<int>(res->result_int()) : 0,
                           res ? field(*res, "Retry-After") : std::string());
   };
-  std::pair<int, std::string> refused{0, ""};
-  for (int attempt = 0; attempt < 20 && refused.first != 503; ++attempt) {
-    refused = fourth(upload_head(3, 1048576));
-    if (refused.first != 503) std::this_thread::sleep_for(milliseconds(20));
-  }
-  EXPECT_EQ(refused.first, 503);
+  const auto refused = fourth(upload_head(3, 1048576));
+  EXPECT_EQ(refused.first, 503);  // not 100: nothing of its body is asked for
   EXPECT_EQ(refused.second, "1");
   // A chunked body counts max_body_bytes: refused too; a request without a body is served.
   EXPECT_EQ(fourth("POST /api/x HTTP/1.1\r\nHost: t\r\nX-API-Key: up-c\r\n"
@@ -191,15 +191,22 @@ TEST(Hostile, UnfinishedUploadsHoldAtMostMaxBodyMemory) {
   auto done = uploads[0]->read();
   ASSERT_TRUE(done);
   EXPECT_EQ(done->result_int(), 200u);
-  int next = 0;
-  for (int attempt = 0; attempt < 20 && next != 200; ++attempt) {
-    Client c(r.port, seconds(2));
-    ASSERT_TRUE(c.send(upload_head(5, 1048576) + std::string(1048576, 'b')));
-    auto res = c.read();
-    next = res ? static_cast<int>(res->result_int()) : 0;
-    if (next != 200) std::this_thread::sleep_for(milliseconds(20));
+  // (The server gives the share back just after writing that answer: a moment later, maybe.)
+  int status = 0;
+  for (int attempt = 0; attempt < 50 && status != 100; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(milliseconds(20));
+    Client next(r.port, seconds(10));
+    ASSERT_TRUE(next.send(upload_head(5, 1048576)));
+    auto go = next.read();
+    ASSERT_TRUE(go);
+    status = static_cast<int>(go->result_int());
+    if (status != 100) continue;
+    ASSERT_TRUE(next.send(std::string(1048576, 'b')));
+    auto served = next.read();
+    ASSERT_TRUE(served);
+    EXPECT_EQ(served->result_int(), 200u);
   }
-  EXPECT_EQ(next, 200);
+  EXPECT_EQ(status, 100);
 }
 
 TEST(Hostile, NeverReadingClientsAreClosedAndOthersServed) {
