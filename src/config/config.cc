@@ -650,22 +650,11 @@ class Parser {
   // spelled otherwise than floodgate reads it is refused (http/canonical.h), so two spellings of
   // one field would refuse every request that carries it.
   void check_header_spellings(const Config& c) {
-    const auto same = [](std::string_view a, std::string_view b) {
-      if (a.size() != b.size()) return false;
-      for (std::size_t i = 0; i < a.size(); ++i) {
-        const auto fold = [](char x) {
-          if (x == '_') return '-';
-          return x >= 'A' && x <= 'Z' ? static_cast<char>(x - 'A' + 'a') : x;
-        };
-        if (fold(a[i]) != fold(b[i])) return false;
-      }
-      return true;
-    };
     std::vector<std::pair<std::string, int>> seen;  // a name as first spelled, and its line
     const auto note = [&](const std::string& name, int line) {
       for (const auto& [first, first_line] : seen) {
         if (util::iequals(first, name)) return;
-        if (same(first, name)) {
+        if (util::same_field_name(first, name)) {
           add(line, "policies",
               "header " + quote(name) + " is " + quote(first) + " (line " +
                   std::to_string(first_line) + ") to servers that read '_' as '-': spell it " +

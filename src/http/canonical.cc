@@ -66,20 +66,8 @@ bool already_canonical(std::string_view path) {
 
 std::optional<std::string> refuse(std::string why) { return std::optional<std::string>(why); }
 
-// `name` with '_' read as '-', for comparing field names as CGI-style servers do (they map both
-// to '_': X_API_Key and X-API-Key are one field there).
-bool same_field(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x == '_') x = '-';
-    if (y == '_') y = '-';
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
+// Field names as CGI-style servers compare them (X_API_Key is X-API-Key there).
+constexpr auto same_field = util::same_field_name;
 
 // Whether `host` is a uri-host with an optional port (RFC 9112 §3.2, RFC 3986 §3.2.2): a name
 // of letters, digits and -._~!$&'()*+,;= or an IP literal in brackets, then ':' and digits; or
@@ -141,10 +129,7 @@ void for_each_forwarded_host(const Request& req, F f) {
 // elements allowed. Readers unquote and unescape parameter names too (Symfony's HeaderUtils
 // reads `"host"=a`, `ho""st=a` and `h\ost=a` as host=a), which a scan for "host=" would miss.
 bool plain_forwarded(std::string_view v) {
-  const auto tchar = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-  };
+  const auto tchar = util::is_tchar;
   const auto ows = [&v](std::size_t& i) {
     while (i < v.size() && (v[i] == ' ' || v[i] == '\t')) ++i;
   };

@@ -56,6 +56,19 @@ constexpr bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
+// Field names equal as CGI-style servers compare them: in any case, '_' read as '-' (they map
+// both to '_': X_API_Key and X-API-Key are one field there).
+constexpr bool same_field_name(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i] == '_' ? '-' : a[i], y = b[i] == '_' ? '-' : b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
 // RFC 9110 tchar: ALPHA / DIGIT / "!#$%&'*+-.^_`|~".
 constexpr bool is_tchar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
