@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <array>
 #include <boost/beast/core/string.hpp>
+#include <boost/container/small_vector.hpp>
+#include <cstdint>
+#include <utility>
 
 #include "decide/plan.h"
 #include "util/text.h"
@@ -94,32 +97,44 @@ bool valid_host(std::string_view host) {
                      [](char c) { return c >= '0' && c <= '9'; });
 }
 
-// Calls f(entry) for each host an upstream behind a proxy may read instead of Host, as written:
-// each comma-separated entry of every X-Forwarded-Host field, and what follows each "host="
-// anywhere in a Forwarded field (spaces around '=' allowed) up to the next ',' or ';', quotes
-// and all, so a host parameter that holds a quoted ',' or ';' comes in pieces.
+// Calls f(entry) for each host an upstream behind a proxy may read instead of Host in one field's
+// `value`, as written: each comma-separated entry of an X-Forwarded-Host field
+// (`x_forwarded_host`), or what follows each "host=" anywhere in a Forwarded field (spaces
+// around '=' allowed) up to the next ',' or ';', quotes and all, so a host parameter that holds
+// a quoted ',' or ';' comes in pieces.
+template <typename F>
+void forwarded_hosts_in(bool x_forwarded_host, std::string_view value, F f) {
+  if (x_forwarded_host) {
+    for (std::size_t start = 0; start <= value.size();) {
+      const std::size_t comma = std::min(value.find(',', start), value.size());
+      f(value.substr(start, comma - start));
+      start = comma + 1;
+    }
+    return;
+  }
+  for (std::size_t at = 0; at + 4 <= value.size(); ++at) {
+    if (!util::iequals(value.substr(at, 4), "host")) continue;
+    std::size_t i = at + 4;
+    while (i < value.size() && (value[i] == ' ' || value[i] == '\t')) ++i;
+    if (i == value.size() || value[i] != '=') continue;
+    ++i;
+    const std::size_t end = std::min(value.find_first_of(",;", i), value.size());
+    f(value.substr(i, end - i));
+  }
+}
+
+// Whether a field named `name` is X-Forwarded-Host (1), Forwarded (0), or neither (-1).
+int forwarded_kind(std::string_view name) {
+  if (same_field(name, "X-Forwarded-Host")) return 1;
+  return same_field(name, "Forwarded") ? 0 : -1;
+}
+
+// forwarded_hosts_in() over every field of the request.
 template <typename F>
 void for_each_forwarded_host(const Request& req, F f) {
   for (const auto& field : req) {
-    const std::string_view name = sv(field.name_string());
-    const std::string_view value = sv(field.value());
-    if (same_field(name, "X-Forwarded-Host")) {
-      for (std::size_t start = 0; start <= value.size();) {
-        const std::size_t comma = std::min(value.find(',', start), value.size());
-        f(value.substr(start, comma - start));
-        start = comma + 1;
-      }
-    } else if (same_field(name, "Forwarded")) {
-      for (std::size_t at = 0; at + 4 <= value.size(); ++at) {
-        if (!util::iequals(value.substr(at, 4), "host")) continue;
-        std::size_t i = at + 4;
-        while (i < value.size() && (value[i] == ' ' || value[i] == '\t')) ++i;
-        if (i == value.size() || value[i] != '=') continue;
-        ++i;
-        const std::size_t end = std::min(value.find_first_of(",;", i), value.size());
-        f(value.substr(i, end - i));
-      }
-    }
+    const int kind = forwarded_kind(sv(field.name_string()));
+    if (kind >= 0) forwarded_hosts_in(kind == 1, sv(field.value()), f);
   }
 }
 
@@ -211,23 +226,26 @@ bool names_method_parameter(std::string_view raw_name) {
   return util::iequals(name, "_method");
 }
 
-// Why a request that names another method than its own is refused, or nullopt. Frameworks run
-// the handler of the method a POST names in a method-override field or a `_method` query
-// parameter (Laravel and Spring's HiddenHttpMethodFilter read the query too), so a policy on
-// DELETE would not count a POST that the upstream runs as DELETE. Naming its own method changes
-// nothing and is let through.
-std::optional<std::string> other_method_named(const Request& req, std::string_view method,
-                                              std::string_view query) {
-  for (const auto& f : req) {
-    for (const std::string_view name : kMethodOverrideFields) {
-      if (!same_field(sv(f.name_string()), name)) continue;
-      if (!util::iequals(util::trim_ows(sv(f.value())), method)) {
-        return std::string(name) + " names another method than the request's " +
-               std::string(method) + ": send that method itself";
-      }
+// Why a field named `name` with `value` names another method than the request's `method`, or
+// nullopt (not a method-override field, or naming the request's own method). Frameworks run the
+// handler of the method a POST names in a method-override field or a `_method` query parameter
+// (Laravel and Spring's HiddenHttpMethodFilter read the query too), so a policy on DELETE would
+// not count a POST that the upstream runs as DELETE. Naming its own method changes nothing and is
+// let through.
+std::optional<std::string> other_method_in_field(std::string_view name, std::string_view value,
+                                                 std::string_view method) {
+  for (const std::string_view field : kMethodOverrideFields) {
+    if (same_field(name, field) && !util::iequals(util::trim_ows(value), method)) {
+      return std::string(field) + " names another method than the request's " +
+             std::string(method) + ": send that method itself";
     }
   }
-  // "?a=1&_method=DELETE": parameters are split on '&', and by some servers on ';'.
+  return std::nullopt;
+}
+
+// The same for the query's `_method` parameters ("?a=1&_method=DELETE": parameters are split on
+// '&', and by some servers on ';').
+std::optional<std::string> other_method_in_query(std::string_view query, std::string_view method) {
   std::string_view rest = query.empty() ? query : query.substr(1);
   while (!rest.empty()) {
     const std::size_t end = rest.find_first_of("&;");
@@ -248,21 +266,102 @@ std::optional<std::string> other_method_named(const Request& req, std::string_vi
 // and servers fronted by IIS URL Rewrite trust them).
 constexpr std::string_view kPathOverrideFields[] = {"X-Original-URL", "X-Rewrite-URL"};
 
-// Why a request that names another path to route than its own (canonical `path`) in one of
-// kPathOverrideFields is refused, or nullopt. Only one naming exactly that path (before any '?')
-// is let through: the field is forwarded as written, and readers parse it differently (a '#'
-// starts a fragment to a URI parser, Symfony before its fix did not resolve "..").
-std::optional<std::string> other_path_named(const Request& req, std::string_view path) {
-  for (const auto& f : req) {
-    for (const std::string_view name : kPathOverrideFields) {
-      if (!same_field(sv(f.name_string()), name)) continue;
-      const std::string_view value = util::trim_ows(sv(f.value()));
-      if (value.substr(0, value.find('?')) != path || value.find('#') != std::string_view::npos) {
-        return std::string(name) + " names another path than the request's: send that path itself";
-      }
-    }
+// The name of kPathOverrideFields a field named `name` is, or "".
+std::string_view path_override_field(std::string_view name) {
+  for (const std::string_view field : kPathOverrideFields) {
+    if (same_field(name, field)) return field;
+  }
+  return {};
+}
+
+// Why a path-override field (path_override_field) whose `value` names another path to route than
+// the request's own (canonical `path`) is refused, or nullopt. Only one naming exactly that path
+// (before any '?') is let through: the field is forwarded as written, and readers parse it
+// differently (a '#' starts a fragment to a URI parser, Symfony before its fix did not resolve
+// "..").
+std::optional<std::string> other_path_named(std::string_view field, std::string_view value,
+                                            std::string_view path) {
+  value = util::trim_ows(value);
+  if (value.substr(0, value.find('?')) != path || value.find('#') != std::string_view::npos) {
+    return std::string(field) + " names another path than the request's: send that path itself";
   }
   return std::nullopt;
+}
+
+// Whether canonical_host(host) is `host` itself (most Hosts), found without building it.
+bool canonical_already(std::string_view host) {
+  const std::string_view name = decide::host_name(host);
+  if (std::any_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
+    return false;
+  }
+  return name.size() == host.size() || host[name.size()] == ':';
+}
+
+// What one pass over a request's fields found, for canonicalize() to judge in its order.
+struct FieldScan {
+  std::size_t hosts = 0;                  // Host fields
+  std::string_view host;                  // the first one's value
+  std::optional<std::string> single;      // the first refusal of a field floodgate reads
+  std::optional<std::string> connection;  // the first refusal of a Connection token
+  bool forwarded_plain = true;            // every Forwarded field is plain_forwarded()
+  bool hosts_plainly_quoted = true;       // every forwarded host entry is plainly_quoted()
+  bool hosts_valid = true;                // every forwarded host is valid_host()
+  std::optional<std::string> method;      // the first field naming another method
+  // The path-override fields (their names as floodgate spells them, and values).
+  boost::container::small_vector<std::pair<std::string_view, std::string_view>, 2> paths;
+};
+
+// One pass over `req`'s fields (each name compared once per rule), for canonicalize().
+FieldScan scan_fields(const Request& req, const std::vector<std::string>& single,
+                      std::string_view method) {
+  FieldScan scan;
+  boost::container::small_vector<std::uint32_t, 8> seen(single.size(), 0);
+  for (const auto& f : req) {
+    const std::string_view spelled = sv(f.name_string());
+    const std::string_view value = sv(f.value());
+    if (f.name() == boost::beast::http::field::host && scan.hosts++ == 0) scan.host = value;
+    for (std::size_t i = 0; i < single.size() && !scan.single; ++i) {
+      const std::string& name = single[i];
+      if (!same_field(spelled, name)) continue;
+      if (!util::iequals(spelled, name)) {
+        scan.single = std::string(spelled) + " is " + name +
+                      " to servers that read '_' as '-': spell it " + name;
+      } else if (++seen[i] > 1) {
+        scan.single = "more than one " + name + " field";
+      } else if (value.find(',') != std::string_view::npos) {
+        scan.single = name + " holds a list (a ','): send one value";
+      }
+    }
+    if (f.name() == boost::beast::http::field::connection && !scan.connection) {
+      for (std::size_t start = 0; start <= value.size() && !scan.connection;) {
+        const std::size_t comma = std::min(value.find(',', start), value.size());
+        const std::string_view t = util::trim_ows(value.substr(start, comma - start));
+        if (same_field(t, "Host")) scan.connection = "Connection names Host";
+        for (const std::string& name : single) {
+          if (!scan.connection && same_field(t, name)) scan.connection = "Connection names " + name;
+        }
+        start = comma + 1;
+      }
+    }
+    if (const int kind = forwarded_kind(spelled); kind >= 0) {
+      if (kind == 0 && !plain_forwarded(value)) scan.forwarded_plain = false;
+      forwarded_hosts_in(kind == 1, value, [&scan](std::string_view entry) {
+        if (!plainly_quoted(entry)) {
+          scan.hosts_plainly_quoted = false;
+          return;
+        }
+        // Plainly quoted: the host is the entry without its spaces and its one pair of quotes.
+        std::string_view host = util::trim_ows(entry);
+        if (host.size() >= 2 && host.front() == '"') host = host.substr(1, host.size() - 2);
+        if (!host.empty() && !valid_host(host)) scan.hosts_valid = false;
+      });
+    }
+    if (!scan.method) scan.method = other_method_in_field(spelled, value, method);
+    if (const std::string_view field = path_override_field(spelled); !field.empty()) {
+      scan.paths.emplace_back(field, value);
+    }
+  }
+  return scan;
 }
 
 }  // namespace
@@ -383,80 +482,47 @@ std::optional<std::string> canonicalize(Request& req, const std::vector<std::str
   // field to floodgate and X-API-Key to such a server), one value (no list: "k1, k2" is two
   // fields to RFC 9110), and none of them named by Connection, which would drop it on the way to
   // the upstream.
-  if (req.count(boost::beast::http::field::host) > 1) return refuse("more than one Host field");
-  for (const std::string& name : single) {
-    int seen = 0;
-    for (const auto& f : req) {
-      const std::string_view spelled = sv(f.name_string());
-      if (!same_field(spelled, name)) continue;
-      if (!util::iequals(spelled, name)) {
-        return refuse(std::string(spelled) + " is " + name +
-                      " to servers that read '_' as '-': spell it " + name);
-      }
-      if (++seen > 1) return refuse("more than one " + name + " field");
-      if (sv(f.value()).find(',') != std::string_view::npos) {
-        return refuse(name + " holds a list (a ','): send one value");
-      }
-    }
-  }
-  for (auto [it, end] = req.equal_range(boost::beast::http::field::connection); it != end; ++it) {
-    const std::string_view tokens = sv(it->value());
-    std::size_t start = 0;
-    while (start <= tokens.size()) {
-      std::size_t comma = tokens.find(',', start);
-      if (comma == std::string_view::npos) comma = tokens.size();
-      const std::string_view t = util::trim_ows(tokens.substr(start, comma - start));
-      if (same_field(t, "Host")) return refuse("Connection names Host");
-      for (const std::string& name : single) {
-        if (same_field(t, name)) return refuse("Connection names " + name);
-      }
-      start = comma + 1;
-    }
-  }
+  const FieldScan scan = scan_fields(req, single, sv(req.method_string()));
+  if (scan.hosts > 1) return refuse("more than one Host field");
+  if (scan.single) return scan.single;
+  if (scan.connection) return scan.connection;
   // No Host: an HTTP/1.1 request must have one (RFC 9112 §3.2); an absolute-form target's
   // authority stands in for it (below). An HTTP/1.0 request may lack it, and is given an empty
   // one: forwarded without it, it would get the name of floodgate's `upstream` as its Host
   // (make_upstream_request), which a policy on Host may limit, without having matched it.
-  if (req.find(boost::beast::http::field::host) == req.end()) {
+  bool set_empty_host = false;
+  if (scan.hosts == 0) {
     const std::string_view t = sv(req.target());
     if (t.empty() || t.front() == '/' || t == "*") {
       if (req.version() >= 11) return refuse("an HTTP/1.1 request must have a Host field");
-      req.set(boost::beast::http::field::host, "");
+      set_empty_host = true;
     }
   }
   // What upstreams behind a proxy read instead of Host: host names too, quoted plainly if at all,
   // in a Forwarded field every reader splits alike.
-  for (const auto& f : req) {
-    if (same_field(sv(f.name_string()), "Forwarded") && !plain_forwarded(sv(f.value()))) {
-      return refuse(
-          "Forwarded is not a list of token=value parameters (a token, or a quoted string without "
-          "quotes, backslashes, ',' or ';' inside)");
-    }
+  if (!scan.forwarded_plain) {
+    return refuse(
+        "Forwarded is not a list of token=value parameters (a token, or a quoted string without "
+        "quotes, backslashes, ',' or ';' inside)");
   }
-  bool plain = true;
-  for_each_forwarded_host(req,
-                          [&plain](std::string_view e) { plain = plain && plainly_quoted(e); });
-  if (!plain) {
+  if (!scan.hosts_plainly_quoted) {
     return refuse(
         "X-Forwarded-Host or Forwarded quotes a host otherwise than as one quoted string without "
         "quotes, backslashes, ',' or ';' inside");
   }
-  const std::string hosts = forwarded_hosts(req);
-  for (std::size_t start = 0; start < hosts.size();) {
-    const std::size_t comma = std::min(hosts.find(',', start), hosts.size());
-    if (!valid_host(std::string_view(hosts).substr(start, comma - start))) {
-      return refuse("X-Forwarded-Host or Forwarded names a host that is not a host name");
-    }
-    start = comma + 1;
+  if (!scan.hosts_valid) {
+    return refuse("X-Forwarded-Host or Forwarded names a host that is not a host name");
   }
   // Host: lower case, without a trailing dot; no userinfo.
-  if (auto h = req.find(boost::beast::http::field::host); h != req.end()) {
-    std::string host(sv(h->value()));
-    if (host.find('@') != std::string::npos) return refuse("Host has userinfo ('@')");
-    if (!valid_host(host)) return refuse("Host is not a host name or address with a port");
-    std::string canon = canonical_host(host);
-    if (canon != host) req.set(boost::beast::http::field::host, canon);
+  bool rewrite_host = false;
+  if (scan.hosts == 1) {
+    if (scan.host.find('@') != std::string_view::npos) return refuse("Host has userinfo ('@')");
+    if (!valid_host(scan.host)) return refuse("Host is not a host name or address with a port");
+    rewrite_host = !canonical_already(scan.host);
   }
+  // The request is changed only from here on (the scan's views are into its fields).
+  if (set_empty_host) req.set(boost::beast::http::field::host, "");
+  if (rewrite_host) req.set(boost::beast::http::field::host, canonical_host(scan.host));
 
   std::string_view target = sv(req.target());
   if (target.find('#') != std::string_view::npos) {
@@ -500,8 +566,11 @@ std::optional<std::string> canonicalize(Request& req, const std::vector<std::str
       q == std::string_view::npos ? std::string_view() : target.substr(q);
   CanonicalPath cp = canonical_path(raw_path);
   if (!cp.error.empty()) return refuse(std::move(cp.error));
-  if (auto why = other_method_named(req, sv(req.method_string()), query)) return why;
-  if (auto why = other_path_named(req, cp.path)) return why;
+  if (scan.method) return scan.method;
+  if (auto why = other_method_in_query(query, sv(req.method_string()))) return why;
+  for (const auto& [field, value] : scan.paths) {
+    if (auto why = other_path_named(field, value, cp.path)) return why;
+  }
   if (absolute || cp.path != raw_path) {
     std::string t = std::move(cp.path);
     t += query;

@@ -146,6 +146,20 @@ TEST(Canonicalize, HostIsLowerCaseWithoutTrailingDotAndWithoutUserinfo) {
   r.set(boost::beast::http::field::host, "API.Example.com.:8080");
   EXPECT_FALSE(canonicalize(r, {}));
   EXPECT_EQ(r[boost::beast::http::field::host], "api.example.com:8080");
+  // Each rewrite alone, and a canonical Host kept as it is.
+  for (const auto& [sent, canonical] :
+       std::initializer_list<std::pair<std::string_view, std::string_view>>{
+           {"api.example.com.", "api.example.com"},
+           {"api.example.com.:80", "api.example.com:80"},
+           {"Api.example.com", "api.example.com"},
+           {"api.example.com:80", "api.example.com:80"},
+           {"[::1]:80", "[::1]:80"},
+           {"a", "a"}}) {
+    Request h = make("GET", "/x");
+    h.set(boost::beast::http::field::host, sent);
+    EXPECT_FALSE(canonicalize(h, {})) << sent;
+    EXPECT_EQ(h[boost::beast::http::field::host], canonical) << sent;
+  }
   EXPECT_EQ(decide::host_name("API.example.com.:80"), "API.example.com");
   EXPECT_EQ(decide::host_name("[::1]:80"), "[::1]");
   EXPECT_EQ(decide::host_name("[::1]"), "[::1]");
