@@ -101,28 +101,11 @@ std::string sha256_hex(std::string_view data) {
   return out;
 }
 
-// Standard base64 (RFC 4648 §4) with padding.
-std::string base64(std::string_view bytes) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  for (std::size_t i = 0; i < bytes.size(); i += 3) {
-    std::uint32_t group = static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
-    if (i + 1 < bytes.size()) group |= static_cast<unsigned char>(bytes[i + 1]) << 8;
-    if (i + 2 < bytes.size()) group |= static_cast<unsigned char>(bytes[i + 2]);
-    out += kAlphabet[(group >> 18) & 63];
-    out += kAlphabet[(group >> 12) & 63];
-    out += i + 1 < bytes.size() ? kAlphabet[(group >> 6) & 63] : '=';
-    out += i + 2 < bytes.size() ? kAlphabet[group & 63] : '=';
-  }
-  return out;
-}
-
 // `text` decoded as the most lenient base64 decoders do (Node.js; Python, Go and Java accept
 // part of it): both alphabets, padding optional, other characters skipped, decoding ends at the
-// first '=', and the bits left over in the last character are dropped. Every spelling those
-// decoders read as the same bytes decodes to them here.
+// first '=', and the bits left over in the last character are dropped. Requests reach identify()
+// through canonicalize() (http/canonical.cc), which refuses every spelling but an encoder's; the
+// CLI and /v1/check name identities as they are.
 std::string lenient_base64_decode(std::string_view text) {
   std::string out;
   std::uint32_t bits = 0;
@@ -174,7 +157,7 @@ std::string canonical_authorization(std::string_view value) {
   // Basic credentials that decode to nothing ("!!", "=dXNl", "!1") are the empty credentials to
   // those decoders: one client, "Basic " (kept as written, each was a client of its own).
   if (util::iequals(scheme, "Basic")) {
-    out += base64(lenient_base64_decode(credentials));
+    out += util::base64(lenient_base64_decode(credentials));
   } else {
     out += credentials;
   }

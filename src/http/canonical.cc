@@ -297,6 +297,48 @@ bool canonical_already(std::string_view host) {
   return name.size() == host.size() || host[name.size()] == ':';
 }
 
+// Why the value of a field floodgate reads (`name`) is refused, or nullopt: spellings that
+// upstreams read as the same value, which would each be another client here.
+// - A byte that is not printable ASCII: servers decode field values as Latin-1 (WSGI, Node.js)
+//   and frameworks trim them as text, so "tok\xa0" is "tok" to Python's strip() (U+00A0, U+0085,
+//   U+001C-U+001F too) and JavaScript's trim() (U+00A0).
+// - Basic credentials that are not canonical base64 (util::canonical_base64): decoders part on
+//   the rest (Node.js reads '-', '_' and stops at the first '=', Python drops '-', '_' and skips
+//   an '=' between groups), so "Ym9i-Om..." is bob's to one of them, whichever this one read.
+// - A JWS (a Bearer token "eyJ<header>.<payload>.<signature>", as JWTs are written) whose
+//   signature is not canonical base64url: verifiers decode it leniently (jsonwebtoken ignores the
+//   bits left over in its last character, PyJWT drops characters outside the alphabet), so one
+//   signed token had 16 spellings, each verified as the same subject.
+std::optional<std::string> ambiguous_value(const std::string& name, std::string_view value) {
+  for (const char c : value) {
+    const auto b = static_cast<unsigned char>(c);
+    if (b >= 0x7f || (b < 0x20 && b != '\t')) {
+      return name +
+             " holds a byte that is not printable ASCII, which upstreams trim or decode otherwise: "
+             "send ASCII";
+    }
+  }
+  if (!util::iequals(name, "Authorization")) return std::nullopt;
+  const std::size_t gap = value.find_first_of(" \t");
+  if (gap == std::string_view::npos) return std::nullopt;
+  const std::string_view scheme = value.substr(0, gap);
+  const std::string_view credentials = util::trim_ows(value.substr(gap));
+  if (util::iequals(scheme, "Basic") && !util::canonical_base64(credentials, false)) {
+    return std::string(
+        "Authorization's Basic credentials are not base64 as encoders write it (A-Z a-z 0-9 + /, "
+        "'=' only as padding, no leftover bits): decoders read other spellings differently");
+  }
+  if (util::iequals(scheme, "Bearer") && credentials.starts_with("eyJ") &&
+      std::count(credentials.begin(), credentials.end(), '.') == 2 &&
+      !util::canonical_base64(credentials.substr(credentials.rfind('.') + 1), true)) {
+    return std::string(
+        "Authorization's Bearer token is a JWS whose signature is not base64url as encoders write "
+        "it (A-Z a-z 0-9 - _, no padding, no leftover bits): verifiers read other spellings as "
+        "the same signature");
+  }
+  return std::nullopt;
+}
+
 // What one pass over a request's fields found, for canonicalize() to judge in its order.
 struct FieldScan {
   std::size_t hosts = 0;                  // Host fields
@@ -330,6 +372,8 @@ FieldScan scan_fields(const Request& req, const std::vector<std::string>& single
         scan.single = "more than one " + name + " field";
       } else if (value.find(',') != std::string_view::npos) {
         scan.single = name + " holds a list (a ','): send one value";
+      } else {
+        scan.single = ambiguous_value(name, value);
       }
     }
     if (f.name() == boost::beast::http::field::connection && !scan.connection) {

@@ -330,6 +330,47 @@ TEST(Canonicalize, FieldsFloodgateReadsHoldOneValueOnce) {
   EXPECT_FALSE(canonicalize(fine, single));
 }
 
+// Values that upstreams read as another, equal value: each would be a client of its own here.
+TEST(Canonicalize, RefusesValuesFloodgateReadsThatUpstreamsReadOtherwise) {
+  const auto refused = [](std::string_view name, std::string_view value) {
+    Request r = make("GET", "/x");
+    r.insert(name, value);
+    return canonicalize(r, {std::string(name)}).has_value();
+  };
+  // Bytes that Python's strip() or JavaScript's trim() removes once decoded as Latin-1.
+  for (std::string_view v : {"tok\xa0", "\xa0tok", "tok\x85", "tok\x1f", "t\xc3\xa9", "tok\x7f"}) {
+    EXPECT_TRUE(refused("X-API-Key", v)) << v;
+    EXPECT_TRUE(refused("Authorization", std::string("Bearer ") + std::string(v))) << v;
+  }
+  EXPECT_FALSE(refused("X-API-Key", "tok"));
+  EXPECT_FALSE(refused("X-API-Key", "t\tk"));
+  // Basic credentials: bob:correct-horse is "Ym9iOmNvcnJlY3QtaG9yc2U=" and nothing else.
+  EXPECT_FALSE(refused("Authorization", "Basic Ym9iOmNvcnJlY3QtaG9yc2U="));
+  EXPECT_FALSE(refused("Authorization", "basic  Ym9iOmNvcnJlY3QtaG9yc2U="));
+  EXPECT_FALSE(refused("Authorization", "Basic "));
+  for (std::string_view c :
+       {"Ym9i-OmNvcnJlY3QtaG9yc2U=", "Ym9iOmNvcnJl_Y3QtaG9yc2U=", "Ym9i=OmNvcnJlY3QtaG9yc2U=",
+        "Ym9iOmNvcnJlY3QtaG9yc2U", "Ym9iOmNvcnJlY3QtaG9yc2V=", "Ym9iOmNvcnJlY3QtaG9yc2U==",
+        "Ym9iOmNv cnJlY3QtaG9yc2U=", "!1", "=dXNl"}) {
+    EXPECT_TRUE(refused("Authorization", "Basic " + std::string(c))) << c;
+  }
+  // A JWS: its signature as encoders write it, and not otherwise.
+  const std::string jws = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.";
+  EXPECT_FALSE(
+      refused("Authorization", "Bearer " + jws + "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"));
+  EXPECT_FALSE(refused("Authorization", "Bearer " + jws));  // unsecured: no signature
+  for (std::string_view sig : {"dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXl",  // leftover bits
+                               "dBjftJeZ4CVP+mB92K27uhbUJU1p1r/wW1gFWFOEjXk",   // standard alphabet
+                               "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk=",
+                               "dBjf!tJeZ4CVP-mB92K27"
+                               "uhbUJU1p1r_wW1gFWFOEjXk"}) {
+    EXPECT_TRUE(refused("Authorization", "Bearer " + jws + std::string(sig))) << sig;
+  }
+  // Opaque tokens are not read as JWS.
+  EXPECT_FALSE(refused("Authorization", "Bearer v1.abc.xyz"));
+  EXPECT_FALSE(refused("Authorization", "Bearer tok/with+chars=="));
+}
+
 TEST(Canonicalize, RefusesOtherSchemesFormsAndRepeatedFields) {
   for (std::string_view t : {"ftp://h/api/x", "x://h/api", "gopher://h/api", "h:80", "api/x",
                              "/api/x#frag", "*", "http:///api"}) {

@@ -1,5 +1,7 @@
 #include "util/text.h"
 
+#include <cstdint>
+
 namespace fg::util {
 namespace {
 
@@ -38,6 +40,53 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
     if (!is_continuation(static_cast<unsigned char>(s[i + k]))) return 0;
   }
   return len;
+}
+
+std::string base64(std::string_view bytes) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (std::size_t i = 0; i < bytes.size(); i += 3) {
+    std::uint32_t group = static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
+    if (i + 1 < bytes.size()) group |= static_cast<unsigned char>(bytes[i + 1]) << 8;
+    if (i + 2 < bytes.size()) group |= static_cast<unsigned char>(bytes[i + 2]);
+    out += kAlphabet[(group >> 18) & 63];
+    out += kAlphabet[(group >> 12) & 63];
+    out += i + 1 < bytes.size() ? kAlphabet[(group >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? kAlphabet[group & 63] : '=';
+  }
+  return out;
+}
+
+bool canonical_base64(std::string_view s, bool url) {
+  std::size_t n = s.size();
+  if (!url) {
+    if (n % 4 != 0) return false;
+    for (int pad = 0; pad < 2 && n > 0 && s[n - 1] == '='; ++pad) --n;
+  } else if (n % 4 == 1) {
+    return false;
+  }
+  int last = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const char c = s[i];
+    if (c >= 'A' && c <= 'Z') {
+      last = c - 'A';
+    } else if (c >= 'a' && c <= 'z') {
+      last = c - 'a' + 26;
+    } else if (c >= '0' && c <= '9') {
+      last = c - '0' + 52;
+    } else if (c == (url ? '-' : '+')) {
+      last = 62;
+    } else if (c == (url ? '_' : '/')) {
+      last = 63;
+    } else {
+      return false;
+    }
+  }
+  // 4n + 2 characters carry 4 bits too many, 4n + 3 two; padding stands for the missing ones.
+  const int spare = n % 4 == 2 ? 4 : n % 4 == 3 ? 2 : 0;
+  return (last & ((1 << spare) - 1)) == 0;
 }
 
 bool valid_utf8(std::string_view s) {

@@ -37,6 +37,17 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i);
 // Whether all of `s` is well-formed UTF-8 (ASCII included).
 bool valid_utf8(std::string_view s);
 
+// `bytes` in standard base64 (RFC 4648 §4), with padding.
+std::string base64(std::string_view bytes);
+
+// Whether `s` is base64 (RFC 4648) in the one spelling an encoder writes: only the alphabet's
+// characters (§4's "+/", or §5's URL-safe "-_" when `url`), the bits left over in the last
+// character zero, and padding: '=' to a multiple of 4 characters, only at the end (§4), or none
+// at all (`url`, as JWS writes it; then a length of 4n + 1 is no encoding). Decoders part on
+// every other spelling: Node.js reads "-" and "_" in standard base64 and stops at the first '=',
+// Python's b64decode drops them and skips an '=' between groups, both ignore the leftover bits.
+bool canonical_base64(std::string_view s, bool url);
+
 // `s` without leading and trailing SP and HTAB.
 constexpr std::string_view trim_ows(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);

@@ -152,6 +152,44 @@ TEST(TrimOws, SpacesAndTabsOnly) {
   static_assert(trim_ows("  x ") == "x");
 }
 
+TEST(Base64, CanonicalIsWhatTheEncoderWrites) {
+  std::mt19937 rng(7);
+  for (int n = 0; n < 200; ++n) {
+    std::string bytes(static_cast<std::size_t>(n % 20), '\0');
+    for (char& c : bytes) c = static_cast<char>(rng());
+    const std::string standard = base64(bytes);
+    ASSERT_TRUE(canonical_base64(standard, false)) << standard;
+    // Base64url as JWS writes it: '-' and '_', no padding.
+    std::string url = standard.substr(0, standard.find('='));
+    for (char& c : url) c = c == '+' ? '-' : c == '/' ? '_' : c;
+    ASSERT_TRUE(canonical_base64(url, true)) << url;
+    EXPECT_EQ(canonical_base64(url, false), url.size() % 4 == 0 && url == standard);
+    if (url.empty()) continue;
+    // The last character with any of its leftover bits set: the same bytes to lenient decoders.
+    const int spare = url.size() % 4 == 2 ? 4 : url.size() % 4 == 3 ? 2 : 0;
+    for (int bit = 0; bit < spare; ++bit) {
+      std::string other = standard;
+      const std::size_t last = url.size() - 1;
+      const char c = other[last];
+      const int v = c >= 'a' ? c - 'a' + 26 : c >= 'A' ? c - 'A' : c >= '0' ? c - '0' + 52 : 62;
+      const int w = v | (1 << bit);
+      other[last] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[w];
+      EXPECT_FALSE(canonical_base64(other, false)) << other;
+    }
+  }
+  EXPECT_EQ(base64("bob:correct-horse"), "Ym9iOmNvcnJlY3QtaG9yc2U=");
+  EXPECT_TRUE(canonical_base64("", false));
+  EXPECT_TRUE(canonical_base64("", true));
+  for (std::string_view bad : {"Ym9i-OmNv", "Ym9i=OmNv", "Ym9iOmN", "Ym9iOmN===", "====", "Ym9i\n",
+                               "Ym9iOm==", "Ym9iOmN=", "Ym9iOmO="}) {
+    EXPECT_FALSE(canonical_base64(bad, false)) << bad;
+  }
+  for (std::string_view bad : {"Ym9i+OmN", "Ym9i/OmN", "Ym9iO", "Ym9iOm=", "Ym9iOmN="}) {
+    EXPECT_FALSE(canonical_base64(bad, true)) << bad;
+  }
+  EXPECT_TRUE(canonical_base64("Ym9i-_mN", true));
+}
+
 TEST(IsTchar, Rfc9110Token) {
   std::string tchars;
   for (int c = 0; c < 256; ++c) {
