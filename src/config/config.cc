@@ -475,6 +475,7 @@ class Parser {
                        "trusted_proxies",
                        "upstream",
                        "upstream_timeout",
+                       "upstream_hold_timeout",
                        "key_prefix",
                        "cors",
                        "identity",
@@ -565,6 +566,10 @@ class Parser {
         if (auto d = positive_duration(v, path, line, std::chrono::hours(1))) {
           c.upstream_timeout = *d;
         }
+      } else if (e.key == "upstream_hold_timeout") {
+        if (auto d = positive_duration(v, path, line, std::chrono::hours(24))) {
+          c.upstream_hold_timeout = *d;
+        }
       } else if (e.key == "server") {
         parse_server(v, path, line, c.server);
       } else if (e.key == "memory") {
@@ -639,6 +644,16 @@ class Parser {
     if (admin_headers_line != 0 && !c.admin_listen) {
       add(admin_headers_line, "admin_rate_limit_headers",
           "only with admin_listen (the fields of listen are rate_limit_headers)");
+    }
+    // Unset, it is at least upstream_timeout; set below it, slots would be given back before the
+    // client is answered.
+    if (c.upstream_hold_timeout < c.upstream_timeout) {
+      if (const Fields::Entry* h = top->find("upstream_hold_timeout")) {
+        add(line_of(h->key_node, 1), "upstream_hold_timeout",
+            "must be at least upstream_timeout (" + format_duration(c.upstream_timeout) + ")");
+      } else {
+        c.upstream_hold_timeout = c.upstream_timeout;
+      }
     }
     check_header_spellings(c);
     if (!problems_.empty()) return std::nullopt;

@@ -134,9 +134,9 @@ struct Cors {
 // Limits and timeouts of the HTTP server (`server:` in the file). Each bounds what one client can
 // hold: a slow or hostile client is cut off by these without affecting anyone else.
 struct ServerLimits {
-  int max_connections = 10'000;                        // more are accepted and closed at once (503)
-  std::size_t max_header_bytes = 16 * 1024;            // request line + header section; larger: 431
-  std::size_t max_body_bytes = 1024 * 1024;            // larger: 413
+  int max_connections = 10'000;              // more are accepted and closed at once (503)
+  std::size_t max_header_bytes = 16 * 1024;  // request line + header section; larger: 431
+  std::size_t max_body_bytes = 1024 * 1024;  // larger: 413
   // Request bodies held in memory at once, over every connection (each body being read or served
   // counts its Content-Length, or max_body_bytes when chunked); one more: 503, closed. At least
   // max_body_bytes. Without it, max_connections clients each sending max_body_bytes would hold
@@ -191,12 +191,12 @@ inline constexpr int kMaxFallbackInstances = 10'000;
 // A concurrency policy's lease when the file gives none: how long a slot taken by an instance
 // that then died stays taken (a live instance renews its slots while a request lasts).
 inline constexpr Duration kDefaultLease = std::chrono::seconds(30);
-inline constexpr std::size_t kMaxNameLength = 64;  // policy names and key_prefix
+inline constexpr std::size_t kMaxNameLength = 64;      // policy names and key_prefix
 inline constexpr std::size_t kMinKeySecretBytes = 16;  // key_secret, in characters
 inline constexpr std::size_t kMaxKeySecretBytes = 1024;
 
 struct Config {
-  std::string source = "<default>";  // the file name it came from, for messages
+  std::string source = "<default>";    // the file name it came from, for messages
   HostPort listen{"127.0.0.1", 8080};  // port 0: a free port, chosen at start-up
   int threads = 1;  // parsed configs default to std::thread::hardware_concurrency()
   StoreUrl store;   // default: memory://
@@ -207,6 +207,10 @@ struct Config {
   std::vector<Cidr> trusted_proxies;  // peers whose X-Forwarded-For is believed
   std::optional<HostPort> upstream;   // `http://host:port`; none: the built-in demo resource
   Duration upstream_timeout = std::chrono::seconds(30);  // one proxied exchange; past it: 504
+  // How long a request that holds concurrency slots keeps them at most once it has been answered
+  // 504 (past upstream_timeout): until the upstream answers it, or this long after it was sent.
+  // Servers do not stop a handler when its client gives up. At least upstream_timeout.
+  Duration upstream_hold_timeout = std::chrono::minutes(10);
   std::string key_prefix = "fg";  // [A-Za-z0-9_.-]+, first part of every Redis key
   // Keys the hash tag of every Redis key (store/redis/keys.h), so that no client can choose the
   // cluster slot its keys land in. Shared by every instance of a deployment; empty: a public

@@ -919,6 +919,28 @@ TEST(configFile, MaxBodyMemoryIsAtLeastMaxBodyBytes) {
   EXPECT_EQ(large->server.max_body_memory, 536870912u);
 }
 
+TEST(configFile, UpstreamHoldTimeoutIsAtLeastUpstreamTimeout) {
+  auto c = parse_config(std::string("upstream_timeout: 5s\nupstream_hold_timeout: 1m\n") +
+                            std::string(kPolicies),
+                        "t.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->upstream_hold_timeout, std::chrono::minutes(1));
+  EXPECT_EQ(config::default_config().upstream_hold_timeout, std::chrono::minutes(10));
+  auto small = parse_config(std::string("upstream_timeout: 5s\nupstream_hold_timeout: 2s\n") +
+                                std::string(kPolicies),
+                            "t.yaml");
+  ASSERT_FALSE(small);
+  EXPECT_NE(small.error().message.find(
+                "t.yaml:2: upstream_hold_timeout: must be at least upstream_timeout (5s)"),
+            std::string::npos)
+      << small.error().message;
+  // Unset, it follows a larger upstream_timeout.
+  auto large =
+      parse_config(std::string("upstream_timeout: 30m\n") + std::string(kPolicies), "t.yaml");
+  ASSERT_TRUE(large) << large.error().message;
+  EXPECT_EQ(large->upstream_hold_timeout, std::chrono::minutes(30));
+}
+
 TEST(configFile, ServerLimitsAccessLogAndUpstreamTimeout) {
   auto c = parse_config(std::string("server:\n"
                                     "  max_connections: 50\n"

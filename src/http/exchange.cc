@@ -1,8 +1,12 @@
 // exchange.cc — one request's orchestration: canonical form, route, outcome, resource, answer
 // (server_impl.h).
-#include "http/server_impl.h"
-
 #include <poll.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+
+#include "http/server_impl.h"
 
 // g++ 12 warns that the frame of a coroutine defined outside its class (here respond()) is freed
 // by a mismatched operator delete: it pairs Asio's awaitable_frame_base operator new/delete
@@ -58,6 +62,62 @@ auto Server::Impl::serve(Request& req, Worker& w, const tcp::endpoint& peer,
   }
   w.metrics->on_upstream(UpstreamResult::kOk);
   co_return std::move(*r);  // without its hop-by-hop fields (forward())
+}
+
+namespace {
+
+// One upstream exchange of serve_holding(), shared by the request's session and the coroutine
+// that runs it.
+struct HeldExchange {
+  explicit HeldExchange(asio::io_context& ioc) : answer(ioc) {}
+  asio::steady_timer answer;  // upstream_timeout; cancelled once the upstream has answered
+  std::optional<Result<Response>> result;  // the upstream's answer, for the client
+  bool client_answered = false;            // 504 sent: the slots below are held here
+  std::unique_ptr<decide::Slots> slots;
+  Server::Impl::SlotRenewal renewal;  // of `slots`; stopped before they are released
+};
+
+asio::awaitable<void> run_held(std::shared_ptr<UpstreamPool> pool, Request up, Duration timeout,
+                               std::shared_ptr<HeldExchange> held) {
+  Result<Response> r = co_await pool->forward(std::move(up), timeout);
+  if (held->client_answered) {  // answered 504 already: only now are the slots free
+    held->renewal.stop();
+    held->slots.reset();
+    co_return;
+  }
+  held->result = std::move(r);
+  held->answer.cancel();
+}
+
+}  // namespace
+
+auto Server::Impl::serve_holding(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x)
+    -> awaitable<Response> {
+  auto held = std::make_shared<HeldExchange>(w.ioc);
+  Request up = make_upstream_request(req, address_text(peer.address()), *w.upstream_target);
+  asio::co_spawn(w.ioc, run_held(w.upstream, std::move(up), w.upstream_hold_timeout, held),
+                 asio::detached);
+  held->answer.expires_after(w.upstream_timeout);
+  boost::system::error_code ec;
+  co_await held->answer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  // The result decides, not `ec`: the timer may have expired as the answer came.
+  if (!held->result) {
+    held->client_answered = true;
+    held->slots = std::move(x.slots);
+    held->renewal = std::move(x.renewal);
+    w.metrics->on_upstream(UpstreamResult::kTimeout);
+    co_return problem_response(req.version(), 504, "the upstream did not answer in time");
+  }
+  Result<Response>& r = *held->result;
+  if (!r) {
+    const bool timeout = r.error().code == ErrorCode::kDeadlineExceeded;
+    w.metrics->on_upstream(timeout ? UpstreamResult::kTimeout : UpstreamResult::kUnavailable);
+    co_return problem_response(
+        req.version(), timeout ? 504 : 502,
+        timeout ? "the upstream did not answer in time" : "the upstream could not be reached");
+  }
+  w.metrics->on_upstream(UpstreamResult::kOk);
+  co_return std::move(*r);
 }
 
 auto Server::Impl::body_failed(Worker& w, int result) -> Reply {
@@ -312,7 +372,13 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
     if (w.upstream) {
       std::shared_ptr<ClientWatch> watch;
       if (x.slots) watch = watch_client(in.stream, req.version());
-      x.response = co_await serve(req, w, peer, x.route.path);
+      // Not a conditional expression: built by g++ 12, the response of a co_await in one was
+      // freed wrongly (ASan: a free of memory malloc() had not given).
+      if (x.slots) {
+        x.response = co_await serve_holding(req, w, peer, x);
+      } else {
+        x.response = co_await serve(req, w, peer, x.route.path);
+      }
       if (watch) {
         stop_watch(watch);
         if (client_gone(watch)) {  // the upstream has answered: only now are the slots free

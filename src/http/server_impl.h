@@ -8,6 +8,7 @@
 #pragma once
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <array>
 #include <atomic>
@@ -30,7 +31,6 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
-#include <unistd.h>
 #include <unordered_set>
 
 #include "decide/decider.h"
@@ -123,9 +123,8 @@ inline config::IpAddress to_ip(const tcp::endpoint& ep) {
 inline bool hidden_on_listener(const Request& req, const config::Config& c, bool admin) {
   const std::string_view path = target_path(req);
   const bool metrics = path == "/metrics";
-  return admin ? !(metrics || path == "/healthz" || path == "/readyz" ||
-                   path == "/v1/status" || path == "/dashboard" ||
-                   (path == "/v1/check" && c.check_api))
+  return admin ? !(metrics || path == "/healthz" || path == "/readyz" || path == "/v1/status" ||
+                   path == "/dashboard" || (path == "/v1/check" && c.check_api))
                : metrics;
 }
 
@@ -187,6 +186,7 @@ struct Worker {
   std::shared_ptr<UpstreamCounters> upstream_counters = std::make_shared<UpstreamCounters>();
   std::optional<config::HostPort> upstream_target;
   Duration upstream_timeout{};
+  Duration upstream_hold_timeout{};  // config's: how long a request answered 504 keeps its slots
   std::thread thread;
 
   void set_runtime(std::shared_ptr<const Runtime> rt) {
@@ -204,6 +204,7 @@ struct Worker {
       upstream_target = c.upstream;
       upstream_timeout = c.upstream_timeout;
     }
+    upstream_hold_timeout = c.upstream_hold_timeout;
     runtime = std::move(rt);
   }
 };
@@ -223,9 +224,9 @@ struct Server::Impl {
   std::uint16_t admin_port = 0;
 
   std::unique_ptr<StatusBoard> status_board;  // GET /v1/status (status.h); set by make()
-  std::shared_ptr<Fleet> fleet;         // null: the fleet is this instance
+  std::shared_ptr<Fleet> fleet;               // null: the fleet is this instance
 
-  std::atomic<int> open_connections{0};   // on the public listener
+  std::atomic<int> open_connections{0};  // on the public listener
   // Request bodies held in memory now, over every connection (server.max_body_memory): the
   // BodyLeases of the requests whose bodies are being read or served.
   std::atomic<std::size_t> body_memory{0};
@@ -300,6 +301,13 @@ struct Server::Impl {
 
   awaitable<Response> serve(Request& req, Worker& w, const tcp::endpoint& peer,
                             const std::string& path);
+  // serve() for a request that holds concurrency slots (x.slots): the client is answered as
+  // serve() answers it, 504 past upstream_timeout included, but the exchange with the upstream
+  // goes on in a coroutine of its own, which keeps the slots until the upstream answers (or
+  // upstream_hold_timeout after the request was sent): the request is at the upstream until then.
+  struct Exchange;
+  awaitable<Response> serve_holding(Request& req, Worker& w, const tcp::endpoint& peer,
+                                    Exchange& x);
 
   // Renews a request's concurrency slots every renew_every() from the moment they are taken
   // until they are given back (the answer written, or the request abandoned), whatever the

@@ -309,8 +309,9 @@ void put_idle(State& state, std::unique_ptr<UpstreamConnection> conn) {
   state.idle.push_back(std::move(conn));
 }
 
-asio::awaitable<Result<Response>> forward_with_retry(State& state, const Request& request) {
-  const SteadyTime deadline = SteadyClock::now() + state.options.timeout;
+asio::awaitable<Result<Response>> forward_with_retry(State& state, const Request& request,
+                                                     Duration timeout) {
+  const SteadyTime deadline = SteadyClock::now() + timeout;
   std::unique_ptr<UpstreamConnection> conn = take_idle(state);
   bool reused = conn != nullptr;
   // At most two attempts: the second only after a reused connection failed before any byte.
@@ -343,10 +344,11 @@ asio::awaitable<Result<Response>> forward_with_retry(State& state, const Request
 
 // The coroutine behind forward(): `state` by value keeps the pool's state alive for as long as
 // this forward is in flight.
-asio::awaitable<Result<Response>> do_forward(std::shared_ptr<State> state, Request request) {
+asio::awaitable<Result<Response>> do_forward(std::shared_ptr<State> state, Request request,
+                                             Duration timeout) {
   Result<Response> result;
   try {
-    result = co_await forward_with_retry(*state, request);
+    result = co_await forward_with_retry(*state, request, timeout);
   } catch (const std::exception& e) {
     // Every I/O error is a value; only a bug or bad_alloc gets here.
     result = fail(ErrorCode::kInternal, state->name + ": " + e.what());
@@ -377,8 +379,9 @@ UpstreamPool::~UpstreamPool() {
   state_->idle.clear();
 }
 
-boost::asio::awaitable<Result<Response>> UpstreamPool::forward(Request request) {
-  return do_forward(state_, std::move(request));
+boost::asio::awaitable<Result<Response>> UpstreamPool::forward(Request request,
+                                                               std::optional<Duration> timeout) {
+  return do_forward(state_, std::move(request), timeout.value_or(state_->options.timeout));
 }
 
 std::size_t UpstreamPool::idle_connections() const { return state_->idle.size(); }

@@ -123,14 +123,16 @@ class UpstreamPool {
   // (strip_hop_by_hop; calling it again is harmless).
   //
   // kUnavailable: connection refused/reset, malformed or oversized response; kDeadlineExceeded:
-  // no complete response within options.timeout (or no connection within connect_timeout).
+  // no complete response within `timeout` (options.timeout when not given), or no connection
+  // within connect_timeout.
   //
   // A REUSED pooled connection that fails before any response byte arrives (the upstream closed
   // it while idle) is retried once on a fresh connection, transparently, within the same
   // deadline: the upstream cannot have processed the request. A response with Connection: close
   // (or HTTP/1.0 without keep-alive, or a body delimited by the end of the connection) is not
   // pooled.
-  boost::asio::awaitable<Result<Response>> forward(Request request);
+  boost::asio::awaitable<Result<Response>> forward(Request request,
+                                                   std::optional<Duration> timeout = {});
 
   // Connections currently in the pool. Ones past idle_timeout count until the next forward()
   // or close_idle() closes them.

@@ -18,6 +18,8 @@
 #                  away one after the other never have two at the upstream; the slot comes back
 #                  once the upstream answers
 #   renewal        a request held past its lease (1 s) keeps its slot: a live instance renews it
+#   timeout        a request answered 504 past upstream_timeout keeps its slot while the upstream
+#                  still holds it, until it answers or upstream_hold_timeout passes
 #   memory         the same limit on the memory store, and all or nothing with a rate policy
 #
 # Every process is started here on free loopback ports and stopped by its PID.
@@ -247,6 +249,39 @@ EOF
   wait_bg
   [[ $(cat "$tmp/long") == 200 ]] || fail "the long request answered $(cat "$tmp/long")"
   [[ $(code "http://127.0.0.1:$fg_a/api/x") == 200 ]] || fail "the slot was not given back"
+  ;;
+
+timeout)
+  start_upstream
+  start_fg a "$fg_a" "memory://" <<'EOF' || exit 1
+upstream_timeout: 300ms
+upstream_hold_timeout: 3s
+policies:
+  - {name: slots, match: {path_prefix: /api/}, algorithm: concurrency, limit: 1}
+EOF
+  # The client is answered 504 once the upstream has not answered within upstream_timeout, but
+  # the request is still at the upstream (servers do not stop a handler), so its slot stays
+  # taken: requests that time out one after the other never have two at the upstream (before:
+  # one each, all at once for a limit of 1).
+  c=$(code -m 5 "http://127.0.0.1:$fg_a/api/hold?n=0")
+  [[ $c == 504 ]] || fail "a request the upstream held answered $c (want 504)"
+  for i in 1 2 3 4; do
+    c=$(code -m 5 "http://127.0.0.1:$fg_a/api/hold?n=$i")
+    [[ $c == 429 ]] || fail "a request was admitted ($c) while the upstream still held one answered 504"
+  done
+  [[ $(held) -eq 1 ]] || fail "$(held) requests at the upstream at once (limit 1)"
+  # Once the upstream has answered, the slot is free.
+  touch "$tmp/upstream.log.release"
+  wait_for "the slot back once the upstream answered" eval '[[ $(code "http://127.0.0.1:$fg_a/api/x") == 200 ]]'
+  # An upstream that never answers holds a slot for upstream_hold_timeout (3 s) at most.
+  rm -f "$tmp/upstream.log.release"
+  sent=$(date +%s%N)
+  c=$(code -m 5 "http://127.0.0.1:$fg_a/api/hold?n=5")
+  [[ $c == 504 ]] || fail "a request the upstream held answered $c (want 504)"
+  [[ $(code "http://127.0.0.1:$fg_a/api/x") == 429 ]] || fail "the slot came back before the hold bound"
+  wait_for "the slot back after upstream_hold_timeout" eval '[[ $(code "http://127.0.0.1:$fg_a/api/x") == 200 ]]'
+  waited=$((($(date +%s%N) - sent) / 1000000))
+  ((waited >= 2900)) || fail "the slot came back after $waited ms, before the 3 s hold bound"
   ;;
 
 memory)
