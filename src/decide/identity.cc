@@ -164,6 +164,65 @@ std::string canonical_authorization(std::string_view value) {
   return out;
 }
 
+// The order n of the curve of each ECDSA algorithm of JWS (RFC 7518 §3.4), in hex: a signature
+// is r || s, each as many bytes as n.
+struct EcdsaCurve {
+  std::string_view alg;    // as quoted in the JWS header
+  std::string_view order;  // n, big-endian hex
+};
+constexpr EcdsaCurve kEcdsaCurves[] = {
+    {"\"ES256\"", "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551"},
+    {"\"ES384\"",
+     "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52"
+     "973"},
+    {"\"ES512\"",
+     "01fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f"
+     "709a5d0"
+     "3bb5c9b8899c47aebb6fb71e91386409"},
+};
+static_assert(kEcdsaCurves[0].order.size() == 64 && kEcdsaCurves[1].order.size() == 96 &&
+              kEcdsaCurves[2].order.size() == 132);
+
+int hex_digit(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
+
+// `token` as one spelling per signed token: a JWS ("eyJ<header>.<payload>.<signature>") signed
+// with ECDSA (its header names ES256, ES384 or ES512) with its signature's s in the lower half,
+// n - s where s > n / 2. Both (r, s) and (r, n - s) verify (OpenSSL, Go and the JWT libraries
+// on them accept either), so without this anyone holding one token could spell a second one
+// with a budget of its own. Anything else is returned as it is.
+std::string low_s_jws(std::string_view token) {
+  if (!token.starts_with("eyJ") || std::count(token.begin(), token.end(), '.') != 2) {
+    return std::string(token);
+  }
+  const std::size_t signature_at = token.rfind('.') + 1;
+  const std::string header = lenient_base64_decode(token.substr(0, token.find('.')));
+  for (const EcdsaCurve& curve : kEcdsaCurves) {
+    if (header.find(curve.alg) == std::string::npos) continue;
+    std::string signature = lenient_base64_decode(token.substr(signature_at));
+    const std::size_t half = curve.order.size() / 2;
+    if (signature.size() != 2 * half) break;
+    std::string other(half, '\0');  // n - s
+    int borrow = 0;
+    for (std::size_t i = half; i-- > 0;) {
+      const int n = hex_digit(curve.order[2 * i]) * 16 + hex_digit(curve.order[2 * i + 1]);
+      int d = n - static_cast<unsigned char>(signature[half + i]) - borrow;
+      borrow = d < 0 ? 1 : 0;
+      other[i] = static_cast<char>(d + 256 * borrow);
+    }
+    // s >= n is no signature; s <= n - s is the low form already.
+    const std::string_view s = std::string_view(signature).substr(half);
+    if (borrow != 0 || s <= std::string_view(other)) break;
+    signature.replace(half, half, other);
+    std::string out(token.substr(0, signature_at));
+    for (const char c : util::base64(signature)) {
+      if (c == '=') break;
+      out += c == '+' ? '-' : c == '/' ? '_' : c;
+    }
+    return out;
+  }
+  return std::string(token);
+}
+
 }  // namespace
 
 IpAddress client_ip(const IpAddress& peer, std::string_view x_forwarded_for,
@@ -253,6 +312,12 @@ std::optional<std::string> identify(const std::vector<config::IdentitySource>& s
         std::string authorization;
         if (util::iequals(source.header, "Authorization")) {
           authorization = canonical_authorization(value);
+          if (authorization.starts_with("Bearer ")) {
+            authorization = "Bearer " + low_s_jws(std::string_view(authorization).substr(7));
+          }
+          value = authorization;
+        } else if (value.starts_with("eyJ")) {
+          authorization = low_s_jws(value);  // a JWS as an API key
           value = authorization;
         }
         // The header name keeps two header sources with the same value apart; it cannot contain

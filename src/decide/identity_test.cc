@@ -1,11 +1,17 @@
 #include "decide/identity.h"
 
 #include <gtest/gtest.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
 
 #include <cctype>
 #include <map>
 #include <string>
 #include <vector>
+
+#include "util/text.h"
 
 namespace fg::decide {
 namespace {
@@ -289,6 +295,115 @@ TEST(Identify, AuthorizationIsNamedInOneSpellingPerCredentials) {
   // Another header keeps its bytes.
   EXPECT_EQ(identify(kDefault, headers({{"X-API-Key", "Bearer  t"}}), ip("203.0.113.7"), "", {}),
             "key:x-api-key:Bearer  t");
+}
+
+// ---- JWS signed with ECDSA: (r, s) and (r, n - s) --------------------------------------------
+
+// Base64url without padding, as JWS writes it.
+std::string base64url(std::string_view bytes) {
+  std::string out;
+  for (const char c : util::base64(bytes)) {
+    if (c == '=') break;
+    out += c == '+' ? '-' : c == '/' ? '_' : c;
+  }
+  return out;
+}
+
+std::string big_endian(const BIGNUM* n, int bytes) {
+  std::string out(static_cast<std::size_t>(bytes), '\0');
+  EXPECT_EQ(BN_bn2binpad(n, reinterpret_cast<unsigned char*>(out.data()), bytes), bytes);
+  return out;
+}
+
+// Whether OpenSSL verifies the ECDSA signature (r, s) of `input` by `key`.
+bool verifies(EVP_PKEY* key, const EVP_MD* md, std::string_view input, const BIGNUM* r,
+              const BIGNUM* s) {
+  ECDSA_SIG* sig = ECDSA_SIG_new();
+  ECDSA_SIG_set0(sig, BN_dup(r), BN_dup(s));
+  unsigned char* der = nullptr;
+  const int der_len = i2d_ECDSA_SIG(sig, &der);
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  const bool ok =
+      EVP_DigestVerifyInit(ctx, nullptr, md, nullptr, key) == 1 &&
+      EVP_DigestVerify(ctx, der, static_cast<std::size_t>(der_len),
+                       reinterpret_cast<const unsigned char*>(input.data()), input.size()) == 1;
+  EVP_MD_CTX_free(ctx);
+  OPENSSL_free(der);
+  ECDSA_SIG_free(sig);
+  return ok;
+}
+
+// A client holding one ECDSA-signed token could spell a second one that every verifier accepts
+// (s and n - s): both are one client, and a token of another subject is another.
+TEST(Identify, AnEcdsaSignedJwsIsOneClientWhicheverOfItsTwoSignatures) {
+  struct Curve {
+    const char* alg;
+    const char* group;
+    const EVP_MD* md;
+    int bytes;
+  };
+  for (const Curve& c :
+       {Curve{"ES256", "P-256", EVP_sha256(), 32}, Curve{"ES384", "P-384", EVP_sha384(), 48},
+        Curve{"ES512", "P-521", EVP_sha512(), 66}}) {
+    SCOPED_TRACE(c.alg);
+    EVP_PKEY* key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", c.group);
+    ASSERT_NE(key, nullptr);
+    BIGNUM* n = nullptr;
+    ASSERT_EQ(EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_ORDER, &n), 1);
+    // The token signed once, with its signature's two forms: s below n / 2, and above.
+    const auto sign = [&](std::string_view subject) {
+      const std::string input =
+          base64url(std::string("{\"alg\":\"") + c.alg + "\",\"typ\":\"JWT\"}") + "." +
+          base64url(std::string("{\"sub\":\"") + std::string(subject) + "\"}");
+      EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+      std::size_t len = 0;
+      EXPECT_EQ(EVP_DigestSignInit(ctx, nullptr, c.md, nullptr, key), 1);
+      EXPECT_EQ(EVP_DigestSign(ctx, nullptr, &len,
+                               reinterpret_cast<const unsigned char*>(input.data()), input.size()),
+                1);
+      std::string der(len, '\0');
+      EXPECT_EQ(EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(der.data()), &len,
+                               reinterpret_cast<const unsigned char*>(input.data()), input.size()),
+                1);
+      EVP_MD_CTX_free(ctx);
+      const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+      ECDSA_SIG* sig = d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(len));
+      const BIGNUM* r = nullptr;
+      const BIGNUM* s = nullptr;
+      ECDSA_SIG_get0(sig, &r, &s);
+      BIGNUM* other = BN_new();
+      BN_sub(other, n, s);  // n - s
+      const bool s_is_high = BN_cmp(s, other) > 0;
+      const BIGNUM* low = s_is_high ? other : s;
+      const BIGNUM* high = s_is_high ? s : other;
+      EXPECT_TRUE(verifies(key, c.md, input, r, low));
+      EXPECT_TRUE(verifies(key, c.md, input, r, high));
+      const std::string r_bytes = big_endian(r, c.bytes);
+      std::pair<std::string, std::string> tokens{
+          input + "." + base64url(r_bytes + big_endian(low, c.bytes)),
+          input + "." + base64url(r_bytes + big_endian(high, c.bytes))};
+      BN_free(other);
+      ECDSA_SIG_free(sig);
+      return tokens;
+    };
+    const std::vector<IdentitySource> auth = {header_source("Authorization")};
+    const auto id = [&](const std::string& token) {
+      return identify(auth, headers({{"Authorization", "Bearer " + token}}), ip("203.0.113.7"), "",
+                      {});
+    };
+    const auto key_id = [&](const std::string& token) {
+      return identify(kDefault, headers({{"X-API-Key", token}}), ip("203.0.113.7"), "", {});
+    };
+    const auto [low, high] = sign("alice");
+    EXPECT_NE(low, high);
+    EXPECT_EQ(id(high), id(low));
+    EXPECT_EQ(id(low), "key:authorization:Bearer " + low);  // the low form is its own
+    EXPECT_EQ(key_id(high), key_id(low));
+    EXPECT_NE(id(sign("bob").second), id(low));
+    EXPECT_NE(id(sign("alice").second), id(low));  // signed again: another token
+    BN_free(n);
+    EVP_PKEY_free(key);
+  }
 }
 
 TEST(Identify, SourceOrderDecides) {

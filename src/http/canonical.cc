@@ -305,10 +305,11 @@ bool canonical_already(std::string_view host) {
 // - Basic credentials that are not canonical base64 (util::canonical_base64): decoders part on
 //   the rest (Node.js reads '-', '_' and stops at the first '=', Python drops '-', '_' and skips
 //   an '=' between groups), so "Ym9i-Om..." is bob's to one of them, whichever this one read.
-// - A JWS (a Bearer token "eyJ<header>.<payload>.<signature>", as JWTs are written) whose
-//   signature is not canonical base64url: verifiers decode it leniently (jsonwebtoken ignores the
-//   bits left over in its last character, PyJWT drops characters outside the alphabet), so one
-//   signed token had 16 spellings, each verified as the same subject.
+// - A JWS ("eyJ<header>.<payload>.<signature>", as JWTs are written: a Bearer token, or the
+//   whole value of another field) whose signature is not canonical base64url: verifiers decode it
+//   leniently (jsonwebtoken ignores the bits left over in its last character, PyJWT drops
+//   characters outside the alphabet), so one signed token had 16 spellings, each verified as the
+//   same subject.
 std::optional<std::string> ambiguous_value(const std::string& name, std::string_view value) {
   for (const char c : value) {
     const auto b = static_cast<unsigned char>(c);
@@ -318,23 +319,24 @@ std::optional<std::string> ambiguous_value(const std::string& name, std::string_
              "send ASCII";
     }
   }
-  if (!util::iequals(name, "Authorization")) return std::nullopt;
-  const std::size_t gap = value.find_first_of(" \t");
-  if (gap == std::string_view::npos) return std::nullopt;
-  const std::string_view scheme = value.substr(0, gap);
-  const std::string_view credentials = util::trim_ows(value.substr(gap));
-  if (util::iequals(scheme, "Basic") && !util::canonical_base64(credentials, false)) {
-    return std::string(
-        "Authorization's Basic credentials are not base64 as encoders write it (A-Z a-z 0-9 + /, "
-        "'=' only as padding, no leftover bits): decoders read other spellings differently");
+  // The token a JWS would be: the field's value, or Authorization's credentials.
+  std::string_view token = value;
+  if (util::iequals(name, "Authorization")) {
+    const std::size_t gap = value.find_first_of(" \t");
+    if (gap == std::string_view::npos) return std::nullopt;
+    const std::string_view scheme = value.substr(0, gap);
+    token = util::trim_ows(value.substr(gap));
+    if (util::iequals(scheme, "Basic") && !util::canonical_base64(token, false)) {
+      return std::string(
+          "Authorization's Basic credentials are not base64 as encoders write it (A-Z a-z 0-9 + "
+          "/, '=' only as padding, no leftover bits): decoders read other spellings differently");
+    }
   }
-  if (util::iequals(scheme, "Bearer") && credentials.starts_with("eyJ") &&
-      std::count(credentials.begin(), credentials.end(), '.') == 2 &&
-      !util::canonical_base64(credentials.substr(credentials.rfind('.') + 1), true)) {
-    return std::string(
-        "Authorization's Bearer token is a JWS whose signature is not base64url as encoders write "
-        "it (A-Z a-z 0-9 - _, no padding, no leftover bits): verifiers read other spellings as "
-        "the same signature");
+  if (token.starts_with("eyJ") && std::count(token.begin(), token.end(), '.') == 2 &&
+      !util::canonical_base64(token.substr(token.rfind('.') + 1), true)) {
+    return name +
+           " holds a JWS whose signature is not base64url as encoders write it (A-Z a-z 0-9 - _, "
+           "no padding, no leftover bits): verifiers read other spellings as the same signature";
   }
   return std::nullopt;
 }

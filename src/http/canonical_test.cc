@@ -360,12 +360,15 @@ TEST(Canonicalize, RefusesValuesFloodgateReadsThatUpstreamsReadOtherwise) {
       refused("Authorization", "Bearer " + jws + "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"));
   EXPECT_FALSE(refused("Authorization", "Bearer " + jws));  // unsecured: no signature
   for (std::string_view sig : {"dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXl",  // leftover bits
-                               "dBjftJeZ4CVP+mB92K27uhbUJU1p1r/wW1gFWFOEjXk",   // standard alphabet
+                               "dBjftJeZ4CVP+mB92K27uhbUJU1p1r/wW1gFWFOEjXk",  // standard alphabet
                                "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk=",
                                "dBjf!tJeZ4CVP-mB92K27"
                                "uhbUJU1p1r_wW1gFWFOEjXk"}) {
     EXPECT_TRUE(refused("Authorization", "Bearer " + jws + std::string(sig))) << sig;
   }
+  // A JWS as an API key too.
+  EXPECT_FALSE(refused("X-API-Key", jws + "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"));
+  EXPECT_TRUE(refused("X-API-Key", jws + "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXl"));
   // Opaque tokens are not read as JWS.
   EXPECT_FALSE(refused("Authorization", "Bearer v1.abc.xyz"));
   EXPECT_FALSE(refused("Authorization", "Bearer tok/with+chars=="));
