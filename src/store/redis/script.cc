@@ -1,6 +1,7 @@
 #include "store/redis/script.h"
 
 #include <charconv>
+#include <cstring>
 
 #include "floodgate/limiter.h"
 #include "store/redis/decide_lua.h"  // generated from lua/decide.lua (see CMakeLists.txt)
@@ -78,10 +79,24 @@ void append_bulk(std::string& out, std::string_view bytes) {
   out.append("\r\n", 2);
 }
 
+// "$<len>\r\n<v>\r\n", built on the stack and appended once (a batch writes several per
+// decision).
 void append_bulk_int(std::string& out, std::int64_t v) {
-  char buf[24];
-  const auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;
-  append_bulk(out, std::string_view(buf, static_cast<std::size_t>(end - buf)));
+  char digits[24];
+  const auto n = static_cast<std::size_t>(std::to_chars(digits, digits + sizeof digits, v).ptr -
+                                          digits);  // 1 to 20
+  char buf[32];
+  char* p = buf;
+  *p++ = '$';
+  if (n >= 10) *p++ = static_cast<char>('0' + n / 10);
+  *p++ = static_cast<char>('0' + n % 10);
+  *p++ = '\r';
+  *p++ = '\n';
+  std::memcpy(p, digits, n);
+  p += n;
+  *p++ = '\r';
+  *p++ = '\n';
+  out.append(buf, static_cast<std::size_t>(p - buf));
 }
 
 // A policy's five values in a call (alg shadow p1 p2 p3), as bulk strings: the block a batch
