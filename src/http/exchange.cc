@@ -45,6 +45,24 @@ auto Server::Impl::decide(Worker& w, const Route& r, const Runtime& rt, decide::
   return completion(out, start);
 }
 
+namespace {
+
+// What the client is answered for the upstream's result `r` (counted in w's metrics): the
+// upstream's response without its hop-by-hop fields (forward()), or 502/504.
+Response answer_of(Worker& w, unsigned version, Result<Response>& r) {
+  if (!r) {
+    const bool timeout = r.error().code == ErrorCode::kDeadlineExceeded;
+    w.metrics->on_upstream(timeout ? UpstreamResult::kTimeout : UpstreamResult::kUnavailable);
+    return problem_response(
+        version, timeout ? 504 : 502,
+        timeout ? "the upstream did not answer in time" : "the upstream could not be reached");
+  }
+  w.metrics->on_upstream(UpstreamResult::kOk);
+  return std::move(*r);
+}
+
+}  // namespace
+
 auto Server::Impl::serve(Request& req, Worker& w, const tcp::endpoint& peer,
                          const std::string& path) -> awaitable<Response> {
   if (!w.upstream) co_return demo_resource(req, path);
@@ -53,15 +71,7 @@ auto Server::Impl::serve(Request& req, Worker& w, const tcp::endpoint& peer,
   // and target that were decided on.
   Request up = make_upstream_request(req, address_text(peer.address()), *w.upstream_target);
   Result<Response> r = co_await pool->forward(std::move(up));
-  if (!r) {
-    const bool timeout = r.error().code == ErrorCode::kDeadlineExceeded;
-    w.metrics->on_upstream(timeout ? UpstreamResult::kTimeout : UpstreamResult::kUnavailable);
-    co_return problem_response(
-        req.version(), timeout ? 504 : 502,
-        timeout ? "the upstream did not answer in time" : "the upstream could not be reached");
-  }
-  w.metrics->on_upstream(UpstreamResult::kOk);
-  co_return std::move(*r);  // without its hop-by-hop fields (forward())
+  co_return answer_of(w, req.version(), r);
 }
 
 namespace {
@@ -108,16 +118,7 @@ auto Server::Impl::serve_holding(Request& req, Worker& w, const tcp::endpoint& p
     w.metrics->on_upstream(UpstreamResult::kTimeout);
     co_return problem_response(req.version(), 504, "the upstream did not answer in time");
   }
-  Result<Response>& r = *held->result;
-  if (!r) {
-    const bool timeout = r.error().code == ErrorCode::kDeadlineExceeded;
-    w.metrics->on_upstream(timeout ? UpstreamResult::kTimeout : UpstreamResult::kUnavailable);
-    co_return problem_response(
-        req.version(), timeout ? 504 : 502,
-        timeout ? "the upstream did not answer in time" : "the upstream could not be reached");
-  }
-  w.metrics->on_upstream(UpstreamResult::kOk);
-  co_return std::move(*r);
+  co_return answer_of(w, req.version(), *held->result);
 }
 
 auto Server::Impl::body_failed(Worker& w, int result) -> Reply {
