@@ -129,41 +129,6 @@ std::string lenient_base64_decode(std::string_view text) {
   return out;
 }
 
-// An Authorization value ("<scheme> <credentials>", trimmed) in the one spelling that names its
-// credentials: the scheme as clients usually write it (first letter upper case, the rest lower:
-// "Bearer", "Basic"), one space, and Basic credentials as canonical base64. The scheme is
-// case-insensitive (RFC 9110 §11.1) and servers skip the whitespace after it (ASP.NET Core
-// trims; Spring compares the scheme ignoring case), and lenient base64 decoders read one
-// user:password from many spellings ("dXNlcjpwYQ==", "dXNlcjpwYQ", "dXNlcjpwYR=="): without
-// this, each spelling of one token was another client with a budget of its own. The usual
-// spelling is its own canonical form, so the identities (and Redis keys) of clients that send
-// it do not change. A value without whitespace is kept as it is.
-std::string canonical_authorization(std::string_view value) {
-  const std::size_t gap = value.find_first_of(" \t");
-  if (gap == std::string_view::npos) return std::string(value);
-  const std::string_view scheme = value.substr(0, gap);
-  const std::string_view credentials = util::trim_ows(value.substr(gap));
-  std::string out;
-  out.reserve(value.size());
-  for (std::size_t i = 0; i < scheme.size(); ++i) {
-    const char c = scheme[i];
-    if (i == 0) {
-      out += c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
-    } else {
-      out += c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-    }
-  }
-  out += ' ';
-  // Basic credentials that decode to nothing ("!!", "=dXNl", "!1") are the empty credentials to
-  // those decoders: one client, "Basic " (kept as written, each was a client of its own).
-  if (util::iequals(scheme, "Basic")) {
-    out += util::base64(lenient_base64_decode(credentials));
-  } else {
-    out += credentials;
-  }
-  return out;
-}
-
 // The order n of the curve of each ECDSA algorithm of JWS (RFC 7518 §3.4), in hex: a signature
 // is r || s, each as many bytes as n.
 struct EcdsaCurve {
@@ -224,6 +189,43 @@ std::string low_s_jws(std::string_view token) {
 }
 
 }  // namespace
+
+// An Authorization value ("<scheme> <credentials>", trimmed) in the one spelling that names its
+// credentials: the scheme as clients usually write it (first letter upper case, the rest lower:
+// "Bearer", "Basic"), one space, and Basic credentials as canonical base64. The scheme is
+// case-insensitive (RFC 9110 §11.1) and servers skip the whitespace after it (ASP.NET Core
+// trims; Spring compares the scheme ignoring case), and lenient base64 decoders read one
+// user:password from many spellings ("dXNlcjpwYQ==", "dXNlcjpwYQ", "dXNlcjpwYR=="): without
+// this, each spelling of one token was another client with a budget of its own. The usual
+// spelling is its own canonical form, so the identities (and Redis keys) of clients that send
+// it do not change. A JWS among the credentials (whatever the scheme, or a value without one)
+// is counted in its low-s form (low_s_jws).
+std::string canonical_authorization(std::string_view value) {
+  value = util::trim_ows(value);
+  const std::size_t gap = value.find_first_of(" \t");
+  if (gap == std::string_view::npos) return low_s_jws(value);  // a token without a scheme
+  const std::string_view scheme = value.substr(0, gap);
+  const std::string_view credentials = util::trim_ows(value.substr(gap));
+  std::string out;
+  out.reserve(value.size());
+  for (std::size_t i = 0; i < scheme.size(); ++i) {
+    const char c = scheme[i];
+    if (i == 0) {
+      out += c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+    } else {
+      out += c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    }
+  }
+  out += ' ';
+  // Basic credentials that decode to nothing ("!!", "=dXNl", "!1") are the empty credentials to
+  // those decoders: one client, "Basic " (kept as written, each was a client of its own).
+  if (util::iequals(scheme, "Basic")) {
+    out += util::base64(lenient_base64_decode(credentials));
+  } else {
+    out += low_s_jws(credentials);
+  }
+  return out;
+}
 
 IpAddress client_ip(const IpAddress& peer, std::string_view x_forwarded_for,
                     std::span<const Cidr> trusted_proxies) {
@@ -312,9 +314,6 @@ std::optional<std::string> identify(const std::vector<config::IdentitySource>& s
         std::string authorization;
         if (util::iequals(source.header, "Authorization")) {
           authorization = canonical_authorization(value);
-          if (authorization.starts_with("Bearer ")) {
-            authorization = "Bearer " + low_s_jws(std::string_view(authorization).substr(7));
-          }
           value = authorization;
         } else if (value.starts_with("eyJ")) {
           authorization = low_s_jws(value);  // a JWS as an API key

@@ -97,4 +97,11 @@ std::optional<std::string> identify(const std::vector<config::IdentitySource>& s
 // string (a /v1/check key) is shown the same way, as "sha256=...".
 std::string loggable_identity(std::string_view identity);
 
+// An Authorization value in the one spelling that names its credentials: what identify() keys an
+// Authorization source by, and what a policy's match on Authorization compares. The scheme as
+// clients usually write it ("Bearer", "Basic"), one space, Basic credentials as canonical base64,
+// and a JWS among the credentials (or as the whole value) with an ECDSA signature in its low-s
+// form: spellings that servers read as the same credentials are one.
+std::string canonical_authorization(std::string_view value);
+
 }  // namespace fg::decide

@@ -399,6 +399,14 @@ TEST(Identify, AnEcdsaSignedJwsIsOneClientWhicheverOfItsTwoSignatures) {
     EXPECT_EQ(id(high), id(low));
     EXPECT_EQ(id(low), "key:authorization:Bearer " + low);  // the low form is its own
     EXPECT_EQ(key_id(high), key_id(low));
+    // Whatever the scheme, or none.
+    for (const char* prefix : {"", "JWT ", "Token "}) {
+      const auto as = [&](const std::string& token) {
+        return identify(auth, headers({{"Authorization", prefix + token}}), ip("203.0.113.7"), "",
+                        {});
+      };
+      EXPECT_EQ(as(high), as(low)) << prefix;
+    }
     EXPECT_NE(id(sign("bob").second), id(low));
     EXPECT_NE(id(sign("alice").second), id(low));  // signed again: another token
     BN_free(n);

@@ -130,7 +130,13 @@ bool policy_matches(const config::Match& match, const Query& q) {
       if (!names_host(match.header->value, v, q.forwarded_hosts)) return false;
     } else {
       if (!v) return false;
-      if (match.header->value && *v != *match.header->value) return false;
+      if (match.header->value && *v != *match.header->value) {
+        // Authorization in any spelling that names the same credentials (identity.h).
+        if (!util::iequals(match.header->name, "Authorization") ||
+            canonical_authorization(*v) != canonical_authorization(*match.header->value)) {
+          return false;
+        }
+      }
     }
   }
   return true;

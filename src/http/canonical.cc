@@ -305,8 +305,12 @@ bool canonical_already(std::string_view host) {
 // - Basic credentials that are not canonical base64 (util::canonical_base64): decoders part on
 //   the rest (Node.js reads '-', '_' and stops at the first '=', Python drops '-', '_' and skips
 //   an '=' between groups), so "Ym9i-Om..." is bob's to one of them, whichever this one read.
-// - A JWS ("eyJ<header>.<payload>.<signature>", as JWTs are written: a Bearer token, or the
-//   whole value of another field) whose signature is not canonical base64url: verifiers decode it
+// - Authorization credentials with whitespace inside ("Bearer <token> junk"): servers take the
+//   first word after the scheme (authHeader.split(' ')[1], passport-jwt), so each junk word made
+//   a new client of one token.
+// - A JWS ("eyJ<header>.<payload>.<signature>", as JWTs are written: Authorization's credentials
+//   whatever the scheme, a value without one, or the whole value of another field) whose
+//   signature is not canonical base64url: verifiers decode it
 //   leniently (jsonwebtoken ignores the bits left over in its last character, PyJWT drops
 //   characters outside the alphabet), so one signed token had 16 spellings, each verified as the
 //   same subject.
@@ -323,9 +327,14 @@ std::optional<std::string> ambiguous_value(const std::string& name, std::string_
   std::string_view token = value;
   if (util::iequals(name, "Authorization")) {
     const std::size_t gap = value.find_first_of(" \t");
-    if (gap == std::string_view::npos) return std::nullopt;
-    const std::string_view scheme = value.substr(0, gap);
-    token = util::trim_ows(value.substr(gap));
+    // No whitespace: a token without a scheme ("Basic" alone is no Basic credentials).
+    const std::string_view scheme = gap == std::string_view::npos ? "" : value.substr(0, gap);
+    token = gap == std::string_view::npos ? value : util::trim_ows(value.substr(gap));
+    if (token.find_first_of(" \t") != std::string_view::npos) {
+      return std::string(
+          "Authorization's credentials hold whitespace: servers that take the first word after "
+          "the scheme would read many values as one; send one token");
+    }
     if (util::iequals(scheme, "Basic") && !util::canonical_base64(token, false)) {
       return std::string(
           "Authorization's Basic credentials are not base64 as encoders write it (A-Z a-z 0-9 + "

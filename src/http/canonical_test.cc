@@ -366,6 +366,18 @@ TEST(Canonicalize, RefusesValuesFloodgateReadsThatUpstreamsReadOtherwise) {
                                "uhbUJU1p1r_wW1gFWFOEjXk"}) {
     EXPECT_TRUE(refused("Authorization", "Bearer " + jws + std::string(sig))) << sig;
   }
+  // Whatever the scheme, or none; and no second word after the credentials.
+  for (std::string_view prefix : {"", "JWT ", "Token ", "bearer "}) {
+    EXPECT_FALSE(refused("Authorization",
+                         std::string(prefix) + jws + "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"))
+        << prefix;
+    EXPECT_TRUE(refused("Authorization",
+                        std::string(prefix) + jws + "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXl"))
+        << prefix;
+  }
+  EXPECT_TRUE(refused("Authorization", "Bearer tok junk."));
+  EXPECT_TRUE(refused("Authorization", "Bearer tok\tjunk"));
+  EXPECT_FALSE(refused("Authorization", "Bearer  tok"));
   // A JWS as an API key too.
   EXPECT_FALSE(refused("X-API-Key", jws + "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"));
   EXPECT_TRUE(refused("X-API-Key", jws + "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXl"));

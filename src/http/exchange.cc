@@ -83,6 +83,7 @@ struct HeldExchange {
   asio::steady_timer answer;  // upstream_timeout; cancelled once the upstream has answered
   std::optional<Result<Response>> result;  // the upstream's answer, for the client
   bool client_answered = false;            // 504 sent: the slots below are held here
+  std::atomic<int>* held_count = nullptr;  // Impl::held_exchanges, given back once answered
   std::unique_ptr<decide::Slots> slots;
   Server::Impl::SlotRenewal renewal;  // of `slots`; stopped before they are released
 };
@@ -93,6 +94,7 @@ asio::awaitable<void> run_held(std::shared_ptr<UpstreamPool> pool, Request up, D
   if (held->client_answered) {  // answered 504 already: only now are the slots free
     held->renewal.stop();
     held->slots.reset();
+    held->held_count->fetch_sub(1, std::memory_order_relaxed);
     co_return;
   }
   held->result = std::move(r);
@@ -103,6 +105,9 @@ asio::awaitable<void> run_held(std::shared_ptr<UpstreamPool> pool, Request up, D
 
 auto Server::Impl::serve_holding(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x)
     -> awaitable<Response> {
+  if (held_exchanges.load(std::memory_order_relaxed) >= x.rt->config->server.max_connections) {
+    co_return co_await serve(req, w, peer, x.route.path);
+  }
   auto held = std::make_shared<HeldExchange>(w.ioc);
   Request up = make_upstream_request(req, address_text(peer.address()), *w.upstream_target);
   asio::co_spawn(w.ioc, run_held(w.upstream, std::move(up), w.upstream_hold_timeout, held),
@@ -113,6 +118,8 @@ auto Server::Impl::serve_holding(Request& req, Worker& w, const tcp::endpoint& p
   // The result decides, not `ec`: the timer may have expired as the answer came.
   if (!held->result) {
     held->client_answered = true;
+    held->held_count = &held_exchanges;
+    held_exchanges.fetch_add(1, std::memory_order_relaxed);
     held->slots = std::move(x.slots);
     held->renewal = std::move(x.renewal);
     w.metrics->on_upstream(UpstreamResult::kTimeout);

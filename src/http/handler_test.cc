@@ -1,14 +1,14 @@
 // The handler as pure functions over plain Beast messages: every status, header and body of
 // design §2.3, with verdicts from a real memory store on a manual clock. No sockets.
 #include "http/handler.h"
-#include "http/wire.h"
-#include "http/canonical.h"
 
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
 #include "floodgate/store.h"
+#include "http/canonical.h"
+#include "http/wire.h"
 
 namespace fg::http {
 namespace {
@@ -97,7 +97,8 @@ class HandlerTest : public ::testing::Test {
     Route r = route(req, *rt, ctx);
     if (r.kind == Route::Kind::kCheckCaller) r = check_route(req, *rt);  // the caller allowed
     EXPECT_TRUE(r.kind == Route::Kind::kDecide || r.kind == Route::Kind::kCheck);
-    StoreOutcome out{decide_and_wait(*store, DecideRequest{r.identities.at(0), r.charges}), std::nullopt};
+    StoreOutcome out{decide_and_wait(*store, DecideRequest{r.identities.at(0), r.charges}),
+                     std::nullopt};
     Answer a = r.kind == Route::Kind::kDecide ? answer_decision(req, r, *rt, out)
                                               : answer_check(req, r, *rt, out);
     return {std::move(a), std::move(r)};
@@ -223,6 +224,29 @@ TEST(PolicyMatches, HeadCountsAsGetAndHostsAreNamesNotBytes) {
   EXPECT_FALSE(policy_matches(vhost, "GET", "/x", other));
 }
 
+// A policy on an Authorization value counts every spelling servers read as the same credentials
+// (the scheme in any case, any whitespace after it), as an Authorization identity does.
+TEST(PolicyMatches, AnAuthorizationValueInAnySpellingOfItsCredentials) {
+  config::Match demo;
+  demo.header = config::Match::Header{"Authorization", std::string("Bearer demo-token")};
+  for (const char* v : {"Bearer demo-token", "bearer demo-token", "BEARER demo-token",
+                        "Bearer  demo-token", "Bearer \t demo-token"}) {
+    Request q;
+    q.set("Authorization", v);
+    EXPECT_TRUE(policy_matches(demo, "GET", "/x", q)) << v;
+  }
+  for (const char* v : {"Bearer demo-tokens", "Bearer Demo-token", "Basic demo-token"}) {
+    Request q;
+    q.set("Authorization", v);
+    EXPECT_FALSE(policy_matches(demo, "GET", "/x", q)) << v;
+  }
+  config::Match other;  // other fields keep their bytes
+  other.header = config::Match::Header{"X-Tenant", std::string("Bearer a")};
+  Request q;
+  q.set("X-Tenant", "bearer a");
+  EXPECT_FALSE(policy_matches(other, "GET", "/x", q));
+}
+
 // Routers serve "/login/" as "/login" (Express unless strict, Rails, Spring before 6): a trailing
 // '/' does not make another path, for `path` either way, and a prefix "/admin/" holds for "/admin".
 TEST(PolicyMatches, ATrailingSlashIsTheSamePath) {
@@ -316,16 +340,17 @@ TEST_F(HandlerTest, PoliciesMatchByPathMethodAndHeader) {
 }
 
 TEST_F(HandlerTest, IdentityFromApiKeyThenTrustedForwardedForThenPeer) {
-  EXPECT_EQ(route(get("/api/x", {{"X-API-Key", "abc"}}), *rt, ctx).identities.at(0), "key:x-api-key:abc");
+  EXPECT_EQ(route(get("/api/x", {{"X-API-Key", "abc"}}), *rt, ctx).identities.at(0),
+            "key:x-api-key:abc");
   EXPECT_EQ(route(get("/api/x"), *rt, ctx).identities.at(0), "ip:203.0.113.7");
   // An untrusted peer cannot choose its identity with X-Forwarded-For.
   EXPECT_EQ(route(get("/api/x", {{"X-Forwarded-For", "198.51.100.1"}}), *rt, ctx).identities.at(0),
             "ip:203.0.113.7");
   RequestContext via_proxy = ctx;
   via_proxy.peer = ip("10.1.2.3");
-  EXPECT_EQ(
-      route(get("/api/x", {{"X-Forwarded-For", "1.1.1.1, 198.51.100.1"}}), *rt, via_proxy).identities.at(0),
-      "ip:198.51.100.1");
+  EXPECT_EQ(route(get("/api/x", {{"X-Forwarded-For", "1.1.1.1, 198.51.100.1"}}), *rt, via_proxy)
+                .identities.at(0),
+            "ip:198.51.100.1");
   // Several fields are one list.
   EXPECT_EQ(route(get("/api/x", {{"X-Forwarded-For", "1.1.1.1"}, {"X-Forwarded-For", "10.9.9.9"}}),
                   *rt, via_proxy)
@@ -431,7 +456,8 @@ TEST_F(HandlerTest, StoreFailureAnsweredByOnStoreError) {
   StoreOutcome fallback{fail(ErrorCode::kUnavailable, "refused"), std::nullopt,
                         decide::Degraded::kLocal};
   for (int i = 0; i < 2; ++i) {
-    fallback.local_verdict = *decide_and_wait(*store, DecideRequest{r.identities.at(0), r.local_charges});
+    fallback.local_verdict =
+        *decide_and_wait(*store, DecideRequest{r.identities.at(0), r.local_charges});
     a = answer_decision(req, r, *local, fallback);
     ASSERT_TRUE(a.serve) << i;
   }
@@ -440,7 +466,8 @@ TEST_F(HandlerTest, StoreFailureAnsweredByOnStoreError) {
   EXPECT_EQ(header(res, "X-RateLimit-Limit"), "2");  // 10 per second / 4 instances
   EXPECT_EQ(header(res, "X-RateLimit-Remaining"), "0");
   EXPECT_EQ(header(res, "X-RateLimit-Degraded"), "local-fallback");
-  fallback.local_verdict = *decide_and_wait(*store, DecideRequest{r.identities.at(0), r.local_charges});
+  fallback.local_verdict =
+      *decide_and_wait(*store, DecideRequest{r.identities.at(0), r.local_charges});
   a = answer_decision(req, r, *local, fallback);
   EXPECT_FALSE(a.serve);
   EXPECT_EQ(a.response.result_int(), 429u);
@@ -621,7 +648,8 @@ TEST_F(HandlerTest, DemoResourceHeadAndKeepAlive) {
   // HEAD: no body, and the Content-Length of the body it would have had.
   Request get_like = get("/api/x");
   get_like.method(beast_http::verb::head);
-  EXPECT_EQ(header(res, "Content-Length"), std::to_string(demo_resource(get_like, get_like.target()).body().size()));
+  EXPECT_EQ(header(res, "Content-Length"),
+            std::to_string(demo_resource(get_like, get_like.target()).body().size()));
   RequestContext draining = ctx;
   draining.draining = true;
   Response r2 = demo_resource(get("/api/x"), "/api/x");
@@ -679,9 +707,10 @@ TEST(PlainAnswer, SameBytesAsTheBuiltResponse) {
   int denied = 0;
   for (const std::string& standard : standards) {
     for (const bool legacy : {true, false}) {
-      const std::string yaml = "identity:\n  - header: X-API-Key\n"
-                               "rate_limit_headers: {standard: " + standard + ", legacy: " +
-                               (legacy ? "true" : "false") + "}\n" + R"(policies:
+      const std::string yaml =
+          "identity:\n  - header: X-API-Key\n"
+          "rate_limit_headers: {standard: " +
+          standard + ", legacy: " + (legacy ? "true" : "false") + "}\n" + R"(policies:
   - name: per-minute
     match: {path_prefix: /api/v1/}
     limit: 2
@@ -783,15 +812,16 @@ TEST(RequestArena, HoldsTheParsedRequestAndNotItsCopies) {
   RequestArena arena;
   const auto parse = [&](std::string_view text) {
     arena.reset();
-    auto parser = std::make_unique<RequestParser>(
-        std::piecewise_construct, std::make_tuple(), std::make_tuple(ArenaAllocator<char>(&arena)));
+    auto parser = std::make_unique<RequestParser>(std::piecewise_construct, std::make_tuple(),
+                                                  std::make_tuple(ArenaAllocator<char>(&arena)));
     boost::beast::error_code ec;
     parser->put(boost::asio::buffer(text.data(), text.size()), ec);
     EXPECT_FALSE(ec) << ec.message();
     EXPECT_TRUE(parser->is_header_done());
     return parser;
   };
-  auto first = parse("get /a/../api/x HTTP/1.1\r\nHost: EXAMPLE.com\r\nX-API-Key: first-key\r\n\r\n");
+  auto first =
+      parse("get /a/../api/x HTTP/1.1\r\nHost: EXAMPLE.com\r\nX-API-Key: first-key\r\n\r\n");
   EXPECT_GT(arena.used(), 0u);
   Request& req = first->get();
   ASSERT_FALSE(canonicalize(req, {"X-API-Key"}));

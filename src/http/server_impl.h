@@ -227,6 +227,9 @@ struct Server::Impl {
   std::shared_ptr<Fleet> fleet;               // null: the fleet is this instance
 
   std::atomic<int> open_connections{0};  // on the public listener
+  // Upstream exchanges held past their client's 504 (serve_holding): at most
+  // server.max_connections, as each keeps an upstream connection open.
+  std::atomic<int> held_exchanges{0};
   // Request bodies held in memory now, over every connection (server.max_body_memory): the
   // BodyLeases of the requests whose bodies are being read or served.
   std::atomic<std::size_t> body_memory{0};
@@ -305,6 +308,7 @@ struct Server::Impl {
   // serve() answers it, 504 past upstream_timeout included, but the exchange with the upstream
   // goes on in a coroutine of its own, which keeps the slots until the upstream answers (or
   // upstream_hold_timeout after the request was sent): the request is at the upstream until then.
+  // While server.max_connections exchanges are held, it is serve(): the slots go with the 504.
   struct Exchange;
   awaitable<Response> serve_holding(Request& req, Worker& w, const tcp::endpoint& peer,
                                     Exchange& x);

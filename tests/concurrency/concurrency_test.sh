@@ -20,6 +20,8 @@
 #   renewal        a request held past its lease (1 s) keeps its slot: a live instance renews it
 #   timeout        a request answered 504 past upstream_timeout keeps its slot while the upstream
 #                  still holds it, until it answers or upstream_hold_timeout passes
+#   hold_cap       at most server.max_connections exchanges are held past their 504: each keeps
+#                  an upstream connection open
 #   memory         the same limit on the memory store, and all or nothing with a rate policy
 #
 # Every process is started here on free loopback ports and stopped by its PID.
@@ -282,6 +284,29 @@ EOF
   wait_for "the slot back after upstream_hold_timeout" eval '[[ $(code "http://127.0.0.1:$fg_a/api/x") == 200 ]]'
   waited=$((($(date +%s%N) - sent) / 1000000))
   ((waited >= 2900)) || fail "the slot came back after $waited ms, before the 3 s hold bound"
+  ;;
+
+hold_cap)
+  start_upstream
+  start_fg a "$fg_a" "memory://" <<'EOF' || exit 1
+upstream_timeout: 300ms
+server: {max_connections: 2}
+identity: [{header: X-API-Key}]
+policies:
+  - {name: slots, match: {path_prefix: /api/}, algorithm: concurrency, limit: 1}
+EOF
+  # Each held exchange keeps an upstream connection open: at most max_connections (2) are held.
+  # A third client's request answered 504 gives its slot back with the answer, as before holds.
+  for k in a b c; do
+    c=$(code -m 5 -H "X-API-Key: $k" "http://127.0.0.1:$fg_a/api/hold?k=$k")
+    [[ $c == 504 ]] || fail "a request the upstream held answered $c (want 504)"
+  done
+  for k in a b; do
+    c=$(code -H "X-API-Key: $k" "http://127.0.0.1:$fg_a/api/x")
+    [[ $c == 429 ]] || fail "client $k's held slot was given back ($c)"
+  done
+  c=$(code -H "X-API-Key: c" "http://127.0.0.1:$fg_a/api/x")
+  [[ $c == 200 ]] || fail "a third exchange was held past max_connections (2): $c"
   ;;
 
 memory)

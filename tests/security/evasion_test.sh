@@ -451,6 +451,7 @@ EOF
     'Basic Ym9i-_-OmNvcnJlY3QtaG9yc2U=' $'Basic Ym9iOmNvcnJlY3QtaG9yc2U=\xa0'
     "Bearer ${jws%k}l" "Bearer ${jws%k}m" "Bearer ${jws%k}n" "Bearer ${jws}=" "Bearer ${jws/-/+}"
     "Bearer ${jws/r_w/r/w}" "Bearer ${jws%k}!k" "Bearer ${jws/dBj/dB~j}"
+    'Bearer tok-1 junk.' "Bearer $jws junk." "JWT ${jws%k}l" "${jws%k}l"
   )
   for a in "${spellings[@]}"; do
     c=$(code -H "Authorization: $a" "http://127.0.0.1:$fg_port/api/x")
