@@ -180,8 +180,10 @@ void append_redis_families(std::string& out,
 void append_upstream_families(
     std::string& out, const std::vector<std::function<UpstreamConnectionCounters()>>& sources) {
   std::array<std::uint64_t, 5> t{};
+  std::uint64_t held = 0;
   for (const auto& source : sources) {
     const UpstreamConnectionCounters c = source();
+    held += c.held;
     t[0] += c.opened;
     t[1] += c.reused;
     t[2] += c.retried;
@@ -195,6 +197,10 @@ void append_upstream_families(
       "event",
       std::array<std::string_view, 5>{"opened", "reused", "retried", "closed", "connect_failed"},
       t);
+  append_header(out, "floodgate_upstream_held_exchanges", "gauge",
+                "Upstream exchanges held past their client's 504 now: their concurrency slots stay "
+                "taken until the upstream answers (upstream_hold_timeout).");
+  append_sample(out, "floodgate_upstream_held_exchanges", held);
 }
 
 }  // namespace

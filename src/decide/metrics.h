@@ -77,6 +77,9 @@
 //                                          established ones closed (either side, any reason;
 //                                          opened - closed are open now), resolves or connects
 //                                          that failed or timed out
+//   upstream_held_exchanges                gauge; upstream exchanges of concurrency-limited
+//                                          requests held past their client's 504 now (their
+//                                          slots stay taken until the upstream answers)
 //
 // Every family above has "# HELP" and "# TYPE" lines, even with no series yet (the redis_ and
 // upstream_connections families: once a source is registered). Label values are escaped as the
@@ -182,6 +185,7 @@ struct UpstreamConnectionCounters {
   std::uint64_t retried = 0;         // reused connections found closed upstream, retried
   std::uint64_t closed = 0;          // established connections closed
   std::uint64_t connect_failed = 0;  // resolves or connects that failed or timed out
+  std::uint64_t held = 0;  // exchanges held past their client's 504 now (a gauge, not a count)
 };
 
 // The Content-Type of render()'s output.
@@ -261,7 +265,7 @@ class alignas(kShardAlignment) ThreadMetrics {
 // Every counter the status page reads, summed over the shards (Metrics::totals()).
 struct MetricsTotals {
   std::array<std::uint64_t, 501> requests_by_status{};  // [status - 100]; [500]: other
-  std::uint64_t requests = 0;                            // all of them
+  std::uint64_t requests = 0;                           // all of them
   // Per policy id (Metrics::policy_id), up to the last registered id: allowed, denied,
   // shadow_denied.
   std::vector<std::array<std::uint64_t, 3>> decisions;

@@ -336,7 +336,7 @@ TEST(Metrics, RedisAndUpstreamSourcesAreSummedAndRenderedExactly) {
   });
   m.add_redis_source([&] { return b; });
   UpstreamConnectionCounters u{
-      .opened = 5, .reused = 20, .retried = 1, .closed = 3, .connect_failed = 2};
+      .opened = 5, .reused = 20, .retried = 1, .closed = 3, .connect_failed = 2, .held = 4};
   m.add_upstream_source([&] { return u; });
   m.add_upstream_source([] { return UpstreamConnectionCounters{.opened = 1, .reused = 2}; });
 
@@ -401,6 +401,9 @@ floodgate_upstream_connections_total{event="reused"} 22
 floodgate_upstream_connections_total{event="retried"} 1
 floodgate_upstream_connections_total{event="closed"} 3
 floodgate_upstream_connections_total{event="connect_failed"} 2
+# HELP floodgate_upstream_held_exchanges Upstream exchanges held past their client's 504 now: their concurrency slots stay taken until the upstream answers (upstream_hold_timeout).
+# TYPE floodgate_upstream_held_exchanges gauge
+floodgate_upstream_held_exchanges 4
 # HELP floodgate_build_info Version and store kind of this instance; the value is always 1.
 # TYPE floodgate_build_info gauge
 )");
@@ -412,6 +415,7 @@ floodgate_upstream_connections_total{event="connect_failed"} 2
   EXPECT_EQ(reads, 2);
   EXPECT_EQ(value(s, R"(floodgate_redis_redirects_total{kind="ask"})"), 7u);
   EXPECT_EQ(value(s, R"(floodgate_upstream_connections_total{event="reused"})"), 32u);
+  EXPECT_EQ(value(s, "floodgate_upstream_held_exchanges"), 4u);
 }
 
 TEST(Metrics, StatusCodeBounds) {

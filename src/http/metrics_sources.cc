@@ -1,5 +1,6 @@
 #include "http/metrics_sources.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <utility>
@@ -39,8 +40,9 @@ void add_redis_store_metrics(Metrics& metrics, std::function<redis::RedisStoreSt
 }
 
 void add_upstream_metrics(Metrics& metrics,
-                          std::vector<std::shared_ptr<const UpstreamCounters>> counters) {
-  metrics.add_upstream_source([all = std::move(counters)] {
+                          std::vector<std::shared_ptr<const UpstreamCounters>> counters,
+                          const std::atomic<int>* held) {
+  metrics.add_upstream_source([all = std::move(counters), held] {
     const auto read = [](const std::atomic<std::uint64_t>& a) {
       return a.load(std::memory_order_relaxed);
     };
@@ -54,6 +56,7 @@ void add_upstream_metrics(Metrics& metrics,
       t.retried += read(c->retries);
       t.connect_failed += read(c->connect_failures);
     }
+    t.held = static_cast<std::uint64_t>(std::max(0, held->load(std::memory_order_relaxed)));
     return t;
   });
 }

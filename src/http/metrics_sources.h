@@ -11,21 +11,21 @@
 // Failure: none.
 #pragma once
 
+#include <functional>
+#include <atomic>
 #include <memory>
 #include <vector>
 
 #include "decide/metrics.h"
 #include "http/upstream.h"
-#include <functional>
-
 #include "store/redis/redis_store.h"
 
 namespace fg::http {
 
+using decide::kPipelineDepthBuckets;
 using decide::Metrics;
 using decide::RedisClientCounters;
 using decide::UpstreamConnectionCounters;
-using decide::kPipelineDepthBuckets;
 
 // The figures of a RedisStore as Metrics counts them.
 RedisClientCounters to_metrics(const redis::RedisStoreStats& stats);
@@ -36,8 +36,10 @@ void add_redis_store_metrics(Metrics& metrics, std::function<redis::RedisStoreSt
 
 // Registers the sum of `counters` (one per I/O thread, each shared by every pool that thread
 // creates) with `metrics` (floodgate_upstream_connections_total). The counters are kept alive
-// by the registration.
+// by the registration. `held` (the server's count of exchanges held past their 504) must outlive
+// `metrics`' renders.
 void add_upstream_metrics(Metrics& metrics,
-                          std::vector<std::shared_ptr<const UpstreamCounters>> counters);
+                          std::vector<std::shared_ptr<const UpstreamCounters>> counters,
+                          const std::atomic<int>* held);
 
 }  // namespace fg::http

@@ -40,7 +40,7 @@ auto Server::Impl::status_loop(Worker& w) -> awaitable<void> {
     flags.circuit_open = decider->circuit_open();
     flags.open_circuits = decider->open_circuits();
     status_board->sample(at, metrics.totals(), *w.runtime, flags,
-                   decider->top_denied().top(at, kTopDeniedShown));
+                         decider->top_denied().top(at, kTopDeniedShown));
     if (fleet) fleet->publish(status_board->info().id, status_board->record());
     timer.expires_after(kStatusInterval);
     co_await timer.async_wait(kTuple);
@@ -186,7 +186,7 @@ Result<std::unique_ptr<Server>> Server::make(ServerOptions options) {
   }
   std::vector<std::shared_ptr<const UpstreamCounters>> upstream_counters;
   for (const auto& w : impl->workers) upstream_counters.push_back(w->upstream_counters);
-  add_upstream_metrics(impl->metrics, std::move(upstream_counters));
+  add_upstream_metrics(impl->metrics, std::move(upstream_counters), &impl->held_exchanges);
 
   // Listen. A host name is resolved once, here.
   auto acceptor = listen_on(impl->workers.front()->ioc, c.listen);
@@ -205,8 +205,8 @@ Result<std::unique_ptr<Server>> Server::make(ServerOptions options) {
   info.threads = static_cast<int>(threads);
   info.started_at = now();
   info.id = instance_address(c.listen.host, impl->port);
-  info.address = c.admin_listen ? instance_address(c.admin_listen->host, impl->admin_port)
-                                : info.id;
+  info.address =
+      c.admin_listen ? instance_address(c.admin_listen->host, impl->admin_port) : info.id;
   impl->status_board = std::make_unique<StatusBoard>(std::move(info));
   impl->fleet = std::move(options.fleet);
   return std::unique_ptr<Server>(new Server(std::move(impl)));

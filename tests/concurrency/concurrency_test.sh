@@ -106,6 +106,10 @@ answered() {  # answered N FILE...: at least N of the FILEs hold a status
   ((n >= want))
 }
 
+held_metric() {  # floodgate_upstream_held_exchanges of instance a
+  curl -s "http://127.0.0.1:$fg_a/metrics" | awk '/^floodgate_upstream_held_exchanges / {print $2}'
+}
+
 in_flight_metric() {  # the in-flight gauge of policy `slots` on PORT
   curl -s "http://127.0.0.1:$1/metrics" |
     awk '/^floodgate_concurrency_in_flight\{policy="slots"\}/ {print $2}'
@@ -272,6 +276,7 @@ EOF
     [[ $c == 429 ]] || fail "a request was admitted ($c) while the upstream still held one answered 504"
   done
   [[ $(held) -eq 1 ]] || fail "$(held) requests at the upstream at once (limit 1)"
+  [[ $(held_metric) -eq 1 ]] || fail "floodgate_upstream_held_exchanges is $(held_metric) (want 1)"
   # Once the upstream has answered, the slot is free.
   touch "$tmp/upstream.log.release"
   wait_for "the slot back once the upstream answered" eval '[[ $(code "http://127.0.0.1:$fg_a/api/x") == 200 ]]'
@@ -284,6 +289,7 @@ EOF
   wait_for "the slot back after upstream_hold_timeout" eval '[[ $(code "http://127.0.0.1:$fg_a/api/x") == 200 ]]'
   waited=$((($(date +%s%N) - sent) / 1000000))
   ((waited >= 2900)) || fail "the slot came back after $waited ms, before the 3 s hold bound"
+  [[ $(held_metric) -eq 0 ]] || fail "floodgate_upstream_held_exchanges is $(held_metric) after the holds (want 0)"
   ;;
 
 hold_cap)
