@@ -156,14 +156,13 @@ int hex_digit(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
 // on them accept either), so without this anyone holding one token could spell a second one
 // with a budget of its own. Anything else is returned as it is.
 std::string low_s_jws(std::string_view token) {
-  if (!token.starts_with("eyJ") || std::count(token.begin(), token.end(), '.') != 2) {
-    return std::string(token);
-  }
-  const std::size_t signature_at = token.rfind('.') + 1;
+  const std::optional<std::string_view> jws_signature = util::jws_signature(token);
+  if (!jws_signature) return std::string(token);
+  const std::size_t signature_at = token.size() - jws_signature->size();
   const std::string header = lenient_base64_decode(token.substr(0, token.find('.')));
   for (const EcdsaCurve& curve : kEcdsaCurves) {
     if (header.find(curve.alg) == std::string::npos) continue;
-    std::string signature = lenient_base64_decode(token.substr(signature_at));
+    std::string signature = lenient_base64_decode(*jws_signature);
     const std::size_t half = curve.order.size() / 2;
     if (signature.size() != 2 * half) break;
     std::string other(half, '\0');  // n - s
@@ -201,11 +200,8 @@ std::string low_s_jws(std::string_view token) {
 // it do not change. A JWS among the credentials (whatever the scheme, or a value without one)
 // is counted in its low-s form (low_s_jws).
 std::string canonical_authorization(std::string_view value) {
-  value = util::trim_ows(value);
-  const std::size_t gap = value.find_first_of(" \t");
-  if (gap == std::string_view::npos) return low_s_jws(value);  // a token without a scheme
-  const std::string_view scheme = value.substr(0, gap);
-  const std::string_view credentials = util::trim_ows(value.substr(gap));
+  const auto [scheme, credentials] = util::split_authorization(value);
+  if (scheme.empty()) return low_s_jws(credentials);  // a token without a scheme
   std::string out;
   out.reserve(value.size());
   for (std::size_t i = 0; i < scheme.size(); ++i) {

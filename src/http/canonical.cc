@@ -310,10 +310,9 @@ bool canonical_already(std::string_view host) {
 //   a new client of one token.
 // - A JWS ("eyJ<header>.<payload>.<signature>", as JWTs are written: Authorization's credentials
 //   whatever the scheme, a value without one, or the whole value of another field) whose
-//   signature is not canonical base64url: verifiers decode it
-//   leniently (jsonwebtoken ignores the bits left over in its last character, PyJWT drops
-//   characters outside the alphabet), so one signed token had 16 spellings, each verified as the
-//   same subject.
+//   signature is not canonical base64url: verifiers decode it leniently (jsonwebtoken ignores the
+//   bits left over in its last character, PyJWT drops characters outside the alphabet), so one
+//   signed token had 16 spellings, each verified as the same subject.
 std::optional<std::string> ambiguous_value(const std::string& name, std::string_view value) {
   for (const char c : value) {
     const auto b = static_cast<unsigned char>(c);
@@ -326,10 +325,8 @@ std::optional<std::string> ambiguous_value(const std::string& name, std::string_
   // The token a JWS would be: the field's value, or Authorization's credentials.
   std::string_view token = value;
   if (util::iequals(name, "Authorization")) {
-    const std::size_t gap = value.find_first_of(" \t");
-    // No whitespace: a token without a scheme ("Basic" alone is no Basic credentials).
-    const std::string_view scheme = gap == std::string_view::npos ? "" : value.substr(0, gap);
-    token = gap == std::string_view::npos ? value : util::trim_ows(value.substr(gap));
+    const auto [scheme, credentials] = util::split_authorization(value);
+    token = credentials;
     if (token.find_first_of(" \t") != std::string_view::npos) {
       return std::string(
           "Authorization's credentials hold whitespace: servers that take the first word after "
@@ -341,8 +338,8 @@ std::optional<std::string> ambiguous_value(const std::string& name, std::string_
           "/, '=' only as padding, no leftover bits): decoders read other spellings differently");
     }
   }
-  if (token.starts_with("eyJ") && std::count(token.begin(), token.end(), '.') == 2 &&
-      !util::canonical_base64(token.substr(token.rfind('.') + 1), true)) {
+  if (const auto signature = util::jws_signature(token);
+      signature && !util::canonical_base64(*signature, true)) {
     return name +
            " holds a JWS whose signature is not base64url as encoders write it (A-Z a-z 0-9 - _, "
            "no padding, no leftover bits): verifiers read other spellings as the same signature";

@@ -1,5 +1,6 @@
 #include "util/text.h"
 
+#include <algorithm>
 #include <cstdint>
 
 namespace fg::util {
@@ -57,6 +58,20 @@ std::string base64(std::string_view bytes) {
     out += i + 2 < bytes.size() ? kAlphabet[group & 63] : '=';
   }
   return out;
+}
+
+AuthorizationParts split_authorization(std::string_view value) {
+  value = trim_ows(value);
+  const std::size_t gap = value.find_first_of(" \t");
+  if (gap == std::string_view::npos) return {{}, value};
+  return {value.substr(0, gap), trim_ows(value.substr(gap))};
+}
+
+std::optional<std::string_view> jws_signature(std::string_view token) {
+  if (!token.starts_with("eyJ") || std::count(token.begin(), token.end(), '.') != 2) {
+    return std::nullopt;
+  }
+  return token.substr(token.rfind('.') + 1);
 }
 
 bool canonical_base64(std::string_view s, bool url) {

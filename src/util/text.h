@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -47,6 +48,19 @@ std::string base64(std::string_view bytes);
 // every other spelling: Node.js reads "-" and "_" in standard base64 and stops at the first '=',
 // Python's b64decode drops them and skips an '=' between groups, both ignore the leftover bits.
 bool canonical_base64(std::string_view s, bool url);
+
+// An Authorization value's scheme and credentials, split at its first SP or HTAB, the
+// credentials trimmed ("Bearer \t tok" -> "Bearer", "tok"). A value without whitespace is
+// credentials without a scheme ("tok" -> "", "tok"; "Basic" alone is no Basic credentials).
+struct AuthorizationParts {
+  std::string_view scheme;
+  std::string_view credentials;
+};
+AuthorizationParts split_authorization(std::string_view value);
+
+// The signature of `token` when it is written as a JWS ("eyJ<header>.<payload>.<signature>", as
+// JWTs are: a base64url JSON header, and exactly two dots), else nullopt.
+std::optional<std::string_view> jws_signature(std::string_view token);
 
 // `s` without leading and trailing SP and HTAB.
 constexpr std::string_view trim_ows(std::string_view s) {
