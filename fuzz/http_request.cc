@@ -43,15 +43,15 @@
 #include <string_view>
 
 #include "config/config.h"
+#include "decide/identity.h"
+#include "fixtures/lenient_view.h"
 #include "floodgate/clock.h"
 #include "floodgate/store.h"
 #include "fuzz_check.h"
-#include "fixtures/lenient_view.h"
 #include "http/canonical.h"
 #include "http/handler.h"
 #include "http/upstream_request.h"
 #include "http/wire.h"
-#include "decide/identity.h"
 #include "store/memory/memory_store.h"
 #include "util/text.h"
 
@@ -189,8 +189,8 @@ void check_path(std::string_view original, const Request& req) {
     FG_FUZZ_CHECK(p.starts_with(prefix) == upstream_reads.starts_with(prefix),
                   "matched %s, a lenient upstream reads %s", p.c_str(), upstream_reads.c_str());
     FG_FUZZ_CHECK(!as_sent.starts_with(prefix) || p.starts_with(prefix),
-                  "sent %s (a lenient upstream reads %s), matched as %s", std::string(original).c_str(),
-                  as_sent.c_str(), p.c_str());
+                  "sent %s (a lenient upstream reads %s), matched as %s",
+                  std::string(original).c_str(), as_sent.c_str(), p.c_str());
   }
 }
 
@@ -204,15 +204,27 @@ void check_framing(const Request& req) {
   FG_FUZZ_CHECK(!(te && cl_begin != cl_end), "Content-Length with Transfer-Encoding got through");
   if (te) FG_FUZZ_CHECK(req.chunked(), "a Transfer-Encoding without a final chunked got through");
   for (auto it = cl_begin; it != cl_end; ++it) {
-    const std::string_view text = sv(it->value());
-    std::uint64_t n = 0;
-    bool digits = !text.empty() && text.size() <= 19;
-    for (char c : text) {
-      digits = digits && c >= '0' && c <= '9';
-      n = n * 10 + static_cast<std::uint64_t>(c - '0');
+    // A field may be a list of the same length ("5, 5", RFC 9110 §8.6: fields combined on the
+    // way), and a length any number of digits: Beast takes leading zeros (1*DIGIT), so
+    // "000…0001" with more digits than a 64-bit integer holds is 1. Every element must be the
+    // body's size; none may be empty.
+    std::string_view rest = sv(it->value());
+    for (;;) {
+      const std::size_t comma = rest.find(',');
+      std::string_view text = rest.substr(0, comma);
+      while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+      while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+      std::uint64_t n = 0;
+      bool digits = !text.empty();
+      for (char c : text) {
+        digits = digits && c >= '0' && c <= '9' && n < 1'000'000'000'000'000'000ULL;
+        n = n * 10 + static_cast<std::uint64_t>(c - '0');
+      }
+      FG_FUZZ_CHECK(digits && n == req.body().size(), "Content-Length %.*s, body of %zu bytes",
+                    static_cast<int>(it->value().size()), it->value().data(), req.body().size());
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
     }
-    FG_FUZZ_CHECK(digits && n == req.body().size(), "Content-Length %.*s, body of %zu bytes",
-                  static_cast<int>(text.size()), text.data(), req.body().size());
   }
 }
 
