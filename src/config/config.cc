@@ -742,8 +742,8 @@ class Parser {
   void parse_server(const Node& v, const std::string& path, int line, ServerLimits& s) {
     auto f = fields(v, path, line,
                     {"max_connections", "max_header_bytes", "max_body_bytes", "max_body_memory",
-                     "header_timeout", "body_timeout", "idle_timeout", "write_timeout",
-                     "drain_delay", "drain_timeout"});
+                     "max_response_memory", "header_timeout", "body_timeout", "idle_timeout",
+                     "write_timeout", "drain_delay", "drain_timeout"});
     if (!f) return;
     for (const Fields::Entry& e : f->entries) {
       const std::string p = f->child(e.key);
@@ -762,6 +762,11 @@ class Parser {
       } else if (e.key == "max_body_memory") {
         if (auto i = int_value(n, p, l, 0, std::int64_t{1} << 40)) {
           s.max_body_memory = static_cast<std::size_t>(*i);
+        }
+      } else if (e.key == "max_response_memory") {
+        // Below one step of a chunked body's share (64 KiB), every chunked response would fail.
+        if (auto i = int_value(n, p, l, 65536, std::int64_t{1} << 40)) {
+          s.max_response_memory = static_cast<std::size_t>(*i);
         }
       } else if (e.key == "header_timeout") {
         if (auto d = positive_duration(n, p, l, std::chrono::hours(1))) s.header_timeout = *d;

@@ -919,16 +919,29 @@ TEST(configFile, MaxBodyMemoryIsAtLeastMaxBodyBytes) {
   EXPECT_EQ(large->server.max_body_memory, 536870912u);
 }
 
+TEST(configFile, MaxResponseMemoryIsAtLeastOneStepOfAChunkedBody) {
+  auto c = parse_config(
+      std::string("server:\n  max_response_memory: 65536\n") + std::string(kPolicies), "t.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->server.max_response_memory, 65536u);
+  EXPECT_EQ(config::default_config().server.max_response_memory, 256u * 1024 * 1024);
+  auto small = parse_config(
+      std::string("server:\n  max_response_memory: 65535\n") + std::string(kPolicies), "t.yaml");
+  ASSERT_FALSE(small);
+  EXPECT_NE(small.error().message.find("t.yaml:2: server.max_response_memory"), std::string::npos)
+      << small.error().message;
+}
+
 TEST(configFile, UpstreamHoldTimeoutIsAtLeastUpstreamTimeout) {
-  auto c = parse_config(std::string("upstream_timeout: 5s\nupstream_hold_timeout: 1m\n") +
-                            std::string(kPolicies),
-                        "t.yaml");
+  auto c = parse_config(
+      std::string("upstream_timeout: 5s\nupstream_hold_timeout: 1m\n") + std::string(kPolicies),
+      "t.yaml");
   ASSERT_TRUE(c) << c.error().message;
   EXPECT_EQ(c->upstream_hold_timeout, std::chrono::minutes(1));
   EXPECT_EQ(config::default_config().upstream_hold_timeout, std::chrono::minutes(10));
-  auto small = parse_config(std::string("upstream_timeout: 5s\nupstream_hold_timeout: 2s\n") +
-                                std::string(kPolicies),
-                            "t.yaml");
+  auto small = parse_config(
+      std::string("upstream_timeout: 5s\nupstream_hold_timeout: 2s\n") + std::string(kPolicies),
+      "t.yaml");
   ASSERT_FALSE(small);
   EXPECT_NE(small.error().message.find(
                 "t.yaml:2: upstream_hold_timeout: must be at least upstream_timeout (5s)"),

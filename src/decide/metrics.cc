@@ -21,7 +21,8 @@ constexpr std::array<std::string_view, 3> kOutcomeNames = {"allowed", "denied", 
 constexpr std::array<std::string_view, 5> kStoreResultNames = {"ok", "unavailable", "timeout",
                                                                "circuit_open", "error"};
 constexpr std::array<std::string_view, 3> kDegradedModeNames = {"allow", "deny", "local"};
-constexpr std::array<std::string_view, 3> kUpstreamResultNames = {"ok", "unavailable", "timeout"};
+constexpr std::array<std::string_view, 4> kUpstreamResultNames = {"ok", "unavailable", "timeout",
+                                                                  "no_memory"};
 
 // The le labels of kStoreLatencyBuckets, as Prometheus client libraries print them.
 constexpr std::array<std::string_view, kStoreLatencyBuckets.size() + 1> kBucketLabels = {
@@ -181,9 +182,11 @@ void append_upstream_families(
     std::string& out, const std::vector<std::function<UpstreamConnectionCounters()>>& sources) {
   std::array<std::uint64_t, 5> t{};
   std::uint64_t held = 0;
+  std::uint64_t response_bytes = 0;
   for (const auto& source : sources) {
     const UpstreamConnectionCounters c = source();
     held += c.held;
+    response_bytes += c.response_bytes;
     t[0] += c.opened;
     t[1] += c.reused;
     t[2] += c.retried;
@@ -201,6 +204,10 @@ void append_upstream_families(
                 "Upstream exchanges held past their client's 504 now: their concurrency slots stay "
                 "taken until the upstream answers (upstream_hold_timeout).");
   append_sample(out, "floodgate_upstream_held_exchanges", held);
+  append_header(out, "floodgate_upstream_response_bytes", "gauge",
+                "Bytes of upstream response bodies held now, being read or written to clients "
+                "(server.max_response_memory).");
+  append_sample(out, "floodgate_upstream_response_bytes", response_bytes);
 }
 
 }  // namespace

@@ -17,7 +17,8 @@
 //   degraded_decisions_total{mode}         counter; allow | deny | local, always all three
 //   deny_cache_hits_total                  counter, requests denied from the deny cache, without
 //                                          a store call (decide/deny_cache.h)
-//   upstream_requests_total{result}        counter; ok | unavailable | timeout, always all three
+//   upstream_requests_total{result}        counter; ok | unavailable | timeout | no_memory (a
+//                                          response over server.max_response_memory), all four
 //   connections_total                      counter, connections accepted
 //   connections_rejected_total             counter, connections refused over max_connections
 //   open_connections                       gauge, accepted minus closed, over all shards
@@ -80,6 +81,8 @@
 //   upstream_held_exchanges                gauge; upstream exchanges of concurrency-limited
 //                                          requests held past their client's 504 now (their
 //                                          slots stay taken until the upstream answers)
+//   upstream_response_bytes                gauge; bytes of upstream response bodies held now
+//                                          (server.max_response_memory bounds it)
 //
 // Every family above has "# HELP" and "# TYPE" lines, even with no series yet (the redis_ and
 // upstream_connections families: once a source is registered). Label values are escaped as the
@@ -130,7 +133,8 @@ enum class StoreResult { kOk, kUnavailable, kTimeout, kCircuitOpen, kError };
 // How a store failure was answered (on_store_error).
 enum class DegradedMode { kAllow, kDeny, kLocal };
 // One proxied request.
-enum class UpstreamResult { kOk, kUnavailable, kTimeout };
+// kNoMemory: the response did not fit server.max_response_memory (answered 503).
+enum class UpstreamResult { kOk, kUnavailable, kTimeout, kNoMemory };
 
 // Distinct policy names counted; later names share one overflow id, labelled policy="_other".
 // Configs hold a handful of policies; the bound only stops a process that reloads ever-new names
@@ -186,6 +190,7 @@ struct UpstreamConnectionCounters {
   std::uint64_t closed = 0;          // established connections closed
   std::uint64_t connect_failed = 0;  // resolves or connects that failed or timed out
   std::uint64_t held = 0;  // exchanges held past their client's 504 now (a gauge, not a count)
+  std::uint64_t response_bytes = 0;  // response body bytes held now (a gauge)
 };
 
 // The Content-Type of render()'s output.
@@ -234,7 +239,7 @@ class alignas(kShardAlignment) ThreadMetrics {
   static constexpr std::size_t kStoreResults = 5;
   static constexpr std::size_t kBuckets = kStoreLatencyBuckets.size() + 1;  // + the +Inf bucket
   static constexpr std::size_t kDegradedModes = 3;
-  static constexpr std::size_t kUpstreamResults = 3;
+  static constexpr std::size_t kUpstreamResults = 4;
 
   using Counter = std::atomic<std::uint64_t>;
 

@@ -108,6 +108,7 @@ void scenario(Metrics& m) {
   a.on_degraded(DegradedMode::kAllow);
   b.on_upstream(UpstreamResult::kOk);
   b.on_upstream(UpstreamResult::kOk);
+  b.on_upstream(UpstreamResult::kNoMemory);
 
   a.on_connection_open();
   a.on_connection_open();
@@ -177,6 +178,7 @@ floodgate_deny_cache_hits_total 0
 floodgate_upstream_requests_total{result="ok"} 2
 floodgate_upstream_requests_total{result="unavailable"} 0
 floodgate_upstream_requests_total{result="timeout"} 0
+floodgate_upstream_requests_total{result="no_memory"} 1
 # HELP floodgate_connections_total Client connections accepted.
 # TYPE floodgate_connections_total counter
 floodgate_connections_total 3
@@ -245,12 +247,12 @@ TEST(Metrics, EmptyPageHasEveryFamilyAndTheFixedSeries) {
        {"floodgate_http_requests_total", "floodgate_decisions_total",
         "floodgate_store_requests_total", "floodgate_store_latency_seconds",
         "floodgate_degraded_decisions_total", "floodgate_deny_cache_hits_total",
-        "floodgate_upstream_requests_total",
-        "floodgate_connections_total", "floodgate_connections_rejected_total",
-        "floodgate_open_connections", "floodgate_config_reloads_total", "floodgate_draining",
-        "floodgate_store_circuit_open", "floodgate_memory_store_keys",
-        "floodgate_memory_store_capacity", "floodgate_memory_store_evictions_total",
-        "floodgate_memory_store_refusals_total", "floodgate_build_info"}) {
+        "floodgate_upstream_requests_total", "floodgate_connections_total",
+        "floodgate_connections_rejected_total", "floodgate_open_connections",
+        "floodgate_config_reloads_total", "floodgate_draining", "floodgate_store_circuit_open",
+        "floodgate_memory_store_keys", "floodgate_memory_store_capacity",
+        "floodgate_memory_store_evictions_total", "floodgate_memory_store_refusals_total",
+        "floodgate_build_info"}) {
     EXPECT_NE(page.find(std::string("# HELP ") + family + " "), std::string::npos) << family;
     EXPECT_NE(page.find(std::string("# TYPE ") + family + " "), std::string::npos) << family;
   }
@@ -335,10 +337,16 @@ TEST(Metrics, RedisAndUpstreamSourcesAreSummedAndRenderedExactly) {
     return a;
   });
   m.add_redis_source([&] { return b; });
-  UpstreamConnectionCounters u{
-      .opened = 5, .reused = 20, .retried = 1, .closed = 3, .connect_failed = 2, .held = 4};
+  UpstreamConnectionCounters u{.opened = 5,
+                               .reused = 20,
+                               .retried = 1,
+                               .closed = 3,
+                               .connect_failed = 2,
+                               .held = 4,
+                               .response_bytes = 65536};
   m.add_upstream_source([&] { return u; });
-  m.add_upstream_source([] { return UpstreamConnectionCounters{.opened = 1, .reused = 2}; });
+  m.add_upstream_source(
+      [] { return UpstreamConnectionCounters{.opened = 1, .reused = 2, .response_bytes = 100}; });
 
   const std::string page = m.render();
   EXPECT_EQ(reads, 1);
@@ -404,6 +412,9 @@ floodgate_upstream_connections_total{event="connect_failed"} 2
 # HELP floodgate_upstream_held_exchanges Upstream exchanges held past their client's 504 now: their concurrency slots stay taken until the upstream answers (upstream_hold_timeout).
 # TYPE floodgate_upstream_held_exchanges gauge
 floodgate_upstream_held_exchanges 4
+# HELP floodgate_upstream_response_bytes Bytes of upstream response bodies held now, being read or written to clients (server.max_response_memory).
+# TYPE floodgate_upstream_response_bytes gauge
+floodgate_upstream_response_bytes 65636
 # HELP floodgate_build_info Version and store kind of this instance; the value is always 1.
 # TYPE floodgate_build_info gauge
 )");
@@ -416,6 +427,7 @@ floodgate_upstream_held_exchanges 4
   EXPECT_EQ(value(s, R"(floodgate_redis_redirects_total{kind="ask"})"), 7u);
   EXPECT_EQ(value(s, R"(floodgate_upstream_connections_total{event="reused"})"), 32u);
   EXPECT_EQ(value(s, "floodgate_upstream_held_exchanges"), 4u);
+  EXPECT_EQ(value(s, "floodgate_upstream_response_bytes"), 65636u);
 }
 
 TEST(Metrics, StatusCodeBounds) {

@@ -48,9 +48,17 @@ auto Server::Impl::decide(Worker& w, const Route& r, const Runtime& rt, decide::
 namespace {
 
 // What the client is answered for the upstream's result `r` (counted in w's metrics): the
-// upstream's response without its hop-by-hop fields (forward()), or 502/504.
+// upstream's response without its hop-by-hop fields (forward()), or 502/503/504.
 Response answer_of(Worker& w, unsigned version, Result<Response>& r) {
   if (!r) {
+    if (r.error().code == ErrorCode::kResourceExhausted) {
+      w.metrics->on_upstream(UpstreamResult::kNoMemory);
+      Response res = problem_response(version, 503,
+                                      "the server holds as many upstream responses as it may "
+                                      "(server.max_response_memory); retry shortly");
+      res.set(beast::http::field::retry_after, "1");
+      return res;
+    }
     const bool timeout = r.error().code == ErrorCode::kDeadlineExceeded;
     w.metrics->on_upstream(timeout ? UpstreamResult::kTimeout : UpstreamResult::kUnavailable);
     return problem_response(
@@ -64,13 +72,13 @@ Response answer_of(Worker& w, unsigned version, Result<Response>& r) {
 }  // namespace
 
 auto Server::Impl::serve(Request& req, Worker& w, const tcp::endpoint& peer,
-                         const std::string& path) -> awaitable<Response> {
+                         const std::string& path, util::MemoryLease& lease) -> awaitable<Response> {
   if (!w.upstream) co_return demo_resource(req, path);
   auto pool = w.upstream;  // keeps the pool alive across a reload
   // The request is in its canonical form (canonical.h): the upstream gets exactly the method
   // and target that were decided on.
   Request up = make_upstream_request(req, address_text(peer.address()), *w.upstream_target);
-  Result<Response> r = co_await pool->forward(std::move(up));
+  Result<Response> r = co_await pool->forward(std::move(up), std::nullopt, &lease);
   co_return answer_of(w, req.version(), r);
 }
 
@@ -82,6 +90,7 @@ struct HeldExchange {
   explicit HeldExchange(asio::io_context& ioc) : answer(ioc) {}
   asio::steady_timer answer;  // upstream_timeout; cancelled once the upstream has answered
   std::optional<Result<Response>> result;  // the upstream's answer, for the client
+  util::MemoryLease lease;                 // its body's share of response memory
   bool client_answered = false;            // 504 sent: the slots below are held here
   std::atomic<int>* held_count = nullptr;  // Impl::held_exchanges, given back once answered
   std::unique_ptr<decide::Slots> slots;
@@ -90,8 +99,9 @@ struct HeldExchange {
 
 asio::awaitable<void> run_held(std::shared_ptr<UpstreamPool> pool, Request up, Duration timeout,
                                std::shared_ptr<HeldExchange> held) {
-  Result<Response> r = co_await pool->forward(std::move(up), timeout);
+  Result<Response> r = co_await pool->forward(std::move(up), timeout, &held->lease);
   if (held->client_answered) {  // answered 504 already: only now are the slots free
+    held->lease.release();      // the response is dropped unread
     held->renewal.stop();
     held->slots.reset();
     held->held_count->fetch_sub(1, std::memory_order_relaxed);
@@ -106,7 +116,7 @@ asio::awaitable<void> run_held(std::shared_ptr<UpstreamPool> pool, Request up, D
 auto Server::Impl::serve_holding(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x)
     -> awaitable<Response> {
   if (held_exchanges.load(std::memory_order_relaxed) >= x.rt->config->server.max_connections) {
-    co_return co_await serve(req, w, peer, x.route.path);
+    co_return co_await serve(req, w, peer, x.route.path, x.response_memory);
   }
   auto held = std::make_shared<HeldExchange>(w.ioc);
   Request up = make_upstream_request(req, address_text(peer.address()), *w.upstream_target);
@@ -125,6 +135,7 @@ auto Server::Impl::serve_holding(Request& req, Worker& w, const tcp::endpoint& p
     w.metrics->on_upstream(UpstreamResult::kTimeout);
     co_return problem_response(req.version(), 504, "the upstream did not answer in time");
   }
+  x.response_memory = std::move(held->lease);
   co_return answer_of(w, req.version(), *held->result);
 }
 
@@ -239,8 +250,14 @@ auto Server::Impl::end(Request& req, Worker& w, const tcp::endpoint& peer, Excha
     log_access(req, peer, x, static_cast<int>(x.response.result_int()),
                req.method() == beast::http::verb::head ? 0 : x.response.body().size());
   }
-  return Reply{std::move(x.response), std::move(x.fields), body_unread, false,
-               std::move(x.slots),    std::move(x.renewal)};
+  Reply reply;
+  reply.response = std::move(x.response);
+  reply.fields = std::move(x.fields);
+  reply.linger = body_unread;
+  reply.slots = std::move(x.slots);
+  reply.renewal = std::move(x.renewal);
+  reply.response_memory = std::move(x.response_memory);
+  return reply;
 }
 
 auto Server::Impl::log_access(const Request& req, const tcp::endpoint& peer, const Exchange& x,
@@ -385,7 +402,7 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
       if (x.slots) {
         x.response = co_await serve_holding(req, w, peer, x);
       } else {
-        x.response = co_await serve(req, w, peer, x.route.path);
+        x.response = co_await serve(req, w, peer, x.route.path, x.response_memory);
       }
       if (watch) {
         stop_watch(watch);

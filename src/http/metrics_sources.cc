@@ -41,8 +41,9 @@ void add_redis_store_metrics(Metrics& metrics, std::function<redis::RedisStoreSt
 
 void add_upstream_metrics(Metrics& metrics,
                           std::vector<std::shared_ptr<const UpstreamCounters>> counters,
-                          const std::atomic<int>* held) {
-  metrics.add_upstream_source([all = std::move(counters), held] {
+                          const std::atomic<int>* held,
+                          const std::atomic<std::size_t>* response_bytes) {
+  metrics.add_upstream_source([all = std::move(counters), held, response_bytes] {
     const auto read = [](const std::atomic<std::uint64_t>& a) {
       return a.load(std::memory_order_relaxed);
     };
@@ -57,6 +58,7 @@ void add_upstream_metrics(Metrics& metrics,
       t.connect_failed += read(c->connect_failures);
     }
     t.held = static_cast<std::uint64_t>(std::max(0, held->load(std::memory_order_relaxed)));
+    t.response_bytes = response_bytes->load(std::memory_order_relaxed);
     return t;
   });
 }

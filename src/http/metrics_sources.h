@@ -11,8 +11,8 @@
 // Failure: none.
 #pragma once
 
-#include <functional>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -36,10 +36,11 @@ void add_redis_store_metrics(Metrics& metrics, std::function<redis::RedisStoreSt
 
 // Registers the sum of `counters` (one per I/O thread, each shared by every pool that thread
 // creates) with `metrics` (floodgate_upstream_connections_total). The counters are kept alive
-// by the registration. `held` (the server's count of exchanges held past their 504) must outlive
-// `metrics`' renders.
+// by the registration. `held` (the server's count of exchanges held past their 504) and
+// `response_bytes` (the bytes of response memory leased now) must outlive `metrics`' renders.
 void add_upstream_metrics(Metrics& metrics,
                           std::vector<std::shared_ptr<const UpstreamCounters>> counters,
-                          const std::atomic<int>* held);
+                          const std::atomic<int>* held,
+                          const std::atomic<std::size_t>* response_bytes);
 
 }  // namespace fg::http

@@ -181,12 +181,14 @@ Result<std::unique_ptr<Server>> Server::make(ServerOptions options) {
   for (std::size_t i = 0; i < threads; ++i) {
     auto w = std::make_unique<Worker>();
     w->metrics = &impl->metrics.shard(i);
+    w->response_memory = &impl->response_memory;
     w->set_runtime(rt);
     impl->workers.push_back(std::move(w));
   }
   std::vector<std::shared_ptr<const UpstreamCounters>> upstream_counters;
   for (const auto& w : impl->workers) upstream_counters.push_back(w->upstream_counters);
-  add_upstream_metrics(impl->metrics, std::move(upstream_counters), &impl->held_exchanges);
+  add_upstream_metrics(impl->metrics, std::move(upstream_counters), &impl->held_exchanges,
+                       &impl->response_memory);
 
   // Listen. A host name is resolved once, here.
   auto acceptor = listen_on(impl->workers.front()->ioc, c.listen);

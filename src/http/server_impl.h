@@ -45,6 +45,7 @@
 #include "http/upstream.h"
 #include "http/wire.h"
 #include "store/served_store.h"
+#include "util/memory_lease.h"
 
 namespace fg::http {
 
@@ -92,6 +93,9 @@ inline constexpr int kMaxAdminConnections = 64;
 // After accept() fails for lack of descriptors (EMFILE), wait this long before trying again
 // rather than spinning; connections in flight free descriptors meanwhile.
 inline constexpr auto kAcceptBackoff = std::chrono::milliseconds(50);
+// Response bodies larger than this are written from the response, not copied behind its head;
+// a connection's output buffer grown past it is freed after the answer.
+inline constexpr std::size_t kBodyApartBytes = 16 * 1024;
 
 // Sent to a connection over max_connections, before closing it.
 inline constexpr std::string_view kOverCapacity =
@@ -186,12 +190,15 @@ struct Worker {
   std::shared_ptr<UpstreamCounters> upstream_counters = std::make_shared<UpstreamCounters>();
   std::optional<config::HostPort> upstream_target;
   Duration upstream_timeout{};
-  Duration upstream_hold_timeout{};  // config's: how long a request answered 504 keeps its slots
+  Duration upstream_hold_timeout{};     // config's: how long a request answered 504 keeps its slots
+  std::size_t max_response_memory = 0;  // the pool's (server.max_response_memory)
+  std::atomic<std::size_t>* response_memory = nullptr;  // Impl::response_memory, every thread's
   std::thread thread;
 
   void set_runtime(std::shared_ptr<const Runtime> rt) {
     const config::Config& c = *rt->config;
-    if (c.upstream != upstream_target || c.upstream_timeout != upstream_timeout) {
+    if (c.upstream != upstream_target || c.upstream_timeout != upstream_timeout ||
+        c.server.max_response_memory != max_response_memory) {
       if (upstream) upstream->close_idle();
       upstream.reset();
       if (c.upstream) {
@@ -199,10 +206,13 @@ struct Worker {
         o.target = *c.upstream;
         o.timeout = c.upstream_timeout;
         o.counters = upstream_counters;
+        o.response_memory = response_memory;
+        o.max_response_memory = c.server.max_response_memory;
         upstream = std::make_shared<UpstreamPool>(ioc.get_executor(), o);
       }
       upstream_target = c.upstream;
       upstream_timeout = c.upstream_timeout;
+      max_response_memory = c.server.max_response_memory;
     }
     upstream_hold_timeout = c.upstream_hold_timeout;
     runtime = std::move(rt);
@@ -227,12 +237,16 @@ struct Server::Impl {
   std::shared_ptr<Fleet> fleet;               // null: the fleet is this instance
 
   std::atomic<int> open_connections{0};  // on the public listener
-  // Upstream exchanges held past their client's 504 (serve_holding): at most
-  // server.max_connections, as each keeps an upstream connection open.
+  // Upstream exchanges held past their client's 504 (serve_holding), each keeping an upstream
+  // connection open. A request is held only if fewer than server.max_connections were held when
+  // it was sent, so the count can pass that by the requests in flight at that moment.
   std::atomic<int> held_exchanges{0};
   // Request bodies held in memory now, over every connection (server.max_body_memory): the
-  // BodyLeases of the requests whose bodies are being read or served.
+  // leases (util/memory_lease.h) of the requests whose bodies are being read or served.
   std::atomic<std::size_t> body_memory{0};
+  // Upstream response bodies held in memory now, over every thread (server.max_response_memory):
+  // the leases of the responses being read from the upstream or written to their clients.
+  std::atomic<std::size_t> response_memory{0};
   std::atomic<int> admin_connections{0};  // on the admin listener
   std::atomic<bool> draining{false};
   std::atomic<bool> closing_idle{false};  // draining and past drain_delay
@@ -302,8 +316,10 @@ struct Server::Impl {
 
   // ---- requests ----------------------------------------------------------------------------
 
+  // The upstream's response body keeps its share of response memory in `lease` (forward()),
+  // for the caller to hold until the response is written.
   awaitable<Response> serve(Request& req, Worker& w, const tcp::endpoint& peer,
-                            const std::string& path);
+                            const std::string& path, util::MemoryLease& lease);
   // serve() for a request that holds concurrency slots (x.slots): the client is answered as
   // serve() answers it, 504 past upstream_timeout included, but the exchange with the upstream
   // goes on in a coroutine of its own, which keeps the slots until the upstream answers (or
@@ -354,6 +370,9 @@ struct Server::Impl {
     // `response` is empty; keep_alive says whether the connection stays open after it.
     bool written = false;
     bool keep_alive = false;
+    // The share of response memory of an upstream's response (server.max_response_memory):
+    // given back when the session drops this Reply, the response written.
+    util::MemoryLease response_memory;
   };
 
   // One request in progress between the steps of respond_now() / respond().
@@ -373,6 +392,7 @@ struct Server::Impl {
     SlotRenewal renewal;  // of `slots` (decided()), until they are given back
     // respond_now() found no cached denial for `route`: respond() does not look again.
     bool deny_cache_checked = false;
+    util::MemoryLease response_memory;  // of an upstream's `response` (serve()), until written
   };
 
   // While a request holding concurrency slots waits for the upstream: notices a client that
@@ -388,33 +408,6 @@ struct Server::Impl {
   static bool client_gone(const std::shared_ptr<ClientWatch>& watch);
   static void stop_watch(const std::shared_ptr<ClientWatch>& watch);
 
-  // A request's share of body_memory, given back when dropped.
-  class BodyLease {
-   public:
-    BodyLease() = default;
-    BodyLease(std::atomic<std::size_t>* pool, std::size_t bytes) : pool_(pool), bytes_(bytes) {}
-    BodyLease(BodyLease&& o) noexcept : pool_(std::exchange(o.pool_, nullptr)), bytes_(o.bytes_) {}
-    BodyLease& operator=(BodyLease&& o) noexcept {
-      if (this != &o) {
-        release();
-        pool_ = std::exchange(o.pool_, nullptr);
-        bytes_ = o.bytes_;
-      }
-      return *this;
-    }
-    BodyLease(const BodyLease&) = delete;
-    BodyLease& operator=(const BodyLease&) = delete;
-    ~BodyLease() { release(); }
-
-   private:
-    void release() {
-      if (pool_ != nullptr) pool_->fetch_sub(bytes_, std::memory_order_relaxed);
-      pool_ = nullptr;
-    }
-    std::atomic<std::size_t>* pool_ = nullptr;
-    std::size_t bytes_ = 0;
-  };
-
   // The connection a request arrives on: what reading its body needs, once it is to be served.
   struct Inbound {
     beast::tcp_stream& stream;
@@ -425,7 +418,7 @@ struct Server::Impl {
     std::string& out;               // the session's output buffer, for a plain answer
     // The body's share of body_memory (read_body()): held until the answer is written, when the
     // session's loop drops this Inbound (and, just after, the parser and the body with it).
-    BodyLease body = {};
+    util::MemoryLease body = {};
   };
 
   // read_body(): read; the client is gone; the body ended with trailer fields. Else a status.

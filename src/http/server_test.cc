@@ -499,7 +499,8 @@ TEST(Server, CircuitBreakerStopsCallingAFailingStore) {
 
 // ---- proxy mode ----------------------------------------------------------------------------
 
-// A small upstream on its own thread: echoes what it received as JSON; /slow answers after 2 s.
+// A small upstream on its own thread: echoes what it received as JSON; /slow answers after 2 s;
+// /api/big/N and /api/big-chunked/N answer N bytes.
 class EchoUpstream {
  public:
   EchoUpstream() : acceptor_(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
@@ -535,6 +536,24 @@ class EchoUpstream {
         asio::steady_timer t(ioc_, seconds(2));
         co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
       }
+      // /api/big/N and /api/big-chunked/N: N bytes of body, with a Content-Length or chunked.
+      const std::string target(req.target());
+      for (const std::string prefix : {"/api/big/", "/api/big-chunked/"}) {
+        if (!target.starts_with(prefix)) continue;
+        bhttp::response<bhttp::string_body> big{bhttp::status::ok, 11};
+        big.body().assign(std::stoul(target.substr(prefix.size())), 'z');
+        big.keep_alive(req.keep_alive());
+        if (prefix == "/api/big/") {
+          big.prepare_payload();
+        } else {
+          big.chunked(true);
+        }
+        auto [bec, bn] =
+            co_await bhttp::async_write(stream, big, asio::as_tuple(asio::use_awaitable));
+        if (bec || !big.keep_alive()) co_return;
+        break;
+      }
+      if (target.starts_with("/api/big")) continue;
       nlohmann::json j;
       j["method"] = std::string(req.method_string());
       j["target"] = std::string(req.target());
@@ -627,6 +646,68 @@ TEST(Server, EachProxiedRequestNamesItsOwnPeer) {
     ASSERT_EQ(res->result_int(), 201u) << peer;
     EXPECT_EQ(nlohmann::json::parse(res->body())["headers"]["X-Forwarded-For"], peer);
   }
+}
+
+// Upstream responses are held whole until their client has been sent them: clients that ask for
+// a large resource and read it slowly would hold as many between them. Here two 16 MiB responses
+// fit server.max_response_memory (40 MiB) and are held (their clients read nothing yet, and
+// 16 MiB is more than the kernel buffers between them and the server hold: a 256 KiB receive
+// buffer, a send buffer of at most net.ipv4.tcp_wmem's 4 MiB): a third is answered 503 with
+// Retry-After, chunked or not, while small responses still fit; once a client has read its
+// response, its share is free for the next, and a client that goes away frees its own.
+TEST(Server, UpstreamResponsesHoldAtMostMaxResponseMemory) {
+  EchoUpstream up;
+  Running r = start_server(with_policies("upstream: http://127.0.0.1:" + std::to_string(up.port()) +
+                                         "\nupstream_timeout: 10s\nserver:\n"
+                                         "  max_response_memory: 41943040\n"));
+  ASSERT_TRUE(r.server);
+  constexpr std::size_t kBig = 16 * 1024 * 1024;
+  const std::string big = "/api/big/" + std::to_string(kBig);
+  const auto gauge = [&](std::string_view name) -> long long {
+    auto m = get_once(r.port, "/metrics");
+    if (!m) return -1;
+    const std::string line = "\n" + std::string(name) + " ";
+    const std::size_t at = m->body().find(line);
+    return at == std::string::npos ? -1 : std::stoll(m->body().substr(at + line.size()));
+  };
+  const auto wait_for = [&](long long bytes) {
+    for (int i = 0; i < 250; ++i) {
+      if (gauge("floodgate_upstream_response_bytes") == bytes) return true;
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    return false;
+  };
+  std::vector<std::unique_ptr<Client>> slow;
+  for (int i = 0; i < 2; ++i) {
+    slow.push_back(std::make_unique<Client>(r.port, seconds(10)));
+    int rcvbuf = 256 * 1024;  // fixed: not grown by the kernel
+    setsockopt(slow.back()->socket().native_handle(), SOL_SOCKET, SO_RCVBUF, &rcvbuf,
+               sizeof rcvbuf);
+    ASSERT_TRUE(slow.back()->send(request_bytes("GET", big, {{"X-API-Key", "slow"}})));
+    ASSERT_TRUE(wait_for(static_cast<long long>((i + 1) * kBig))) << i;
+  }
+  for (const std::string& target : {big, "/api/big-chunked/" + std::to_string(kBig)}) {
+    auto refused = get_once(r.port, target, {{"X-API-Key", "third"}});
+    ASSERT_TRUE(refused) << target;
+    EXPECT_EQ(refused->result_int(), 503u) << target;
+    EXPECT_EQ(field(*refused, "Retry-After"), "1");
+    EXPECT_EQ(field(*refused, "Content-Type"), "application/problem+json");
+  }
+  EXPECT_EQ(gauge(R"(floodgate_upstream_requests_total{result="no_memory"})"), 2);
+  EXPECT_EQ(get_once(r.port, "/api/small", {{"X-API-Key", "small"}})->result_int(), 201u);
+  // The first slow client reads its response: its share comes back, and a third one fits.
+  auto first = slow[0]->read();
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->result_int(), 200u);
+  EXPECT_EQ(first->body().size(), kBig);
+  ASSERT_TRUE(wait_for(static_cast<long long>(kBig)));
+  auto third = get_once(r.port, big, {{"X-API-Key", "third"}});
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third->result_int(), 200u);
+  EXPECT_EQ(third->body().size(), kBig);
+  // The second goes away without reading: the write fails, and its share comes back.
+  slow.clear();
+  EXPECT_TRUE(wait_for(0));
 }
 
 TEST(Server, UnreachableUpstreamIs502) {

@@ -1,4 +1,7 @@
 // session.cc — a connection's I/O: reading, limits and timeouts, writing (server_impl.h).
+#include <array>
+#include <boost/beast/core/buffers_suffix.hpp>
+
 #include "http/server_impl.h"
 #include "util/read_room.h"
 
@@ -16,15 +19,8 @@ auto Server::Impl::read_body(Inbound& in) -> awaitable<int> {
   const std::size_t need =
       length ? static_cast<std::size_t>(std::min<std::uint64_t>(*length, in.limits.max_body_bytes))
              : in.limits.max_body_bytes;
-  if (need > 0) {
-    // Taken only when it fits (a body refused never counts, not even for a moment, against
-    // another that would fit).
-    std::size_t held = body_memory.load(std::memory_order_relaxed);
-    do {
-      if (held + need > in.limits.max_body_memory) co_return 503;
-    } while (!body_memory.compare_exchange_weak(held, held + need, std::memory_order_relaxed));
-    in.body = BodyLease(&body_memory, need);
-  }
+  in.body = util::MemoryLease(&body_memory);
+  if (!in.body.grow_to(need, in.limits.max_body_memory)) co_return 503;
   if (beast::iequals(in.parser.get()[beast::http::field::expect], "100-continue")) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
     in.stream.expires_after(in.limits.write_timeout);
@@ -230,19 +226,37 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
     if (reply.abandon) break;
     const bool keep_alive = reply.written ? reply.keep_alive : reply.response.keep_alive();
     served = true;
-    if (!reply.written) serialize_response(out, reply.response, reply.fields);
+    // A large body (an upstream's) is written from the response itself, behind its head: copied
+    // into `out`, it would be held twice, and `out` would keep its capacity for the connection's
+    // life. Its share of response memory goes when the Reply does, after the write.
+    std::string_view body;
+    if (!reply.written) {
+      if (reply.response.body().size() > kBodyApartBytes) {
+        serialize_response_head(out, reply.response, reply.fields);
+        body = reply.response.body();
+      } else {
+        serialize_response(out, reply.response, reply.fields);
+      }
+    }
     // Written at once when the socket takes the whole answer (it usually fits the send buffer):
     // the send async_write would try first anyway, without its completion posted through the
     // io_context. What is left is written asynchronously, within write_timeout.
+    const std::array<asio::const_buffer, 2> wire = {asio::buffer(out),
+                                                    asio::buffer(body.data(), body.size())};
+    const std::size_t total = out.size() + body.size();
     boost::system::error_code wec;
-    const std::size_t sent = stream.socket().write_some(asio::buffer(out), wec);
-    if (wec == asio::error::would_block || (!wec && sent < out.size())) {
+    const std::size_t sent = body.empty() ? stream.socket().write_some(wire[0], wec)
+                                          : stream.socket().write_some(wire, wec);
+    if (wec == asio::error::would_block || (!wec && sent < total)) {
       stream.expires_after(limits.write_timeout);
-      auto [aec, an] = co_await asio::async_write(
-          stream, asio::buffer(out.data() + sent, out.size() - sent), kTuple);
+      beast::buffers_suffix<std::array<asio::const_buffer, 2>> rest(wire);
+      rest.consume(sent);
+      auto [aec, an] = co_await asio::async_write(stream, rest, kTuple);
       (void)an;
       wec = aec;
     }
+    // A large head (an upstream's fields) does not stay with the connection.
+    if (out.capacity() > kBodyApartBytes) std::string().swap(out);
     if (wec) break;
     if (reply.linger) {
       co_await linger(stream);

@@ -94,6 +94,60 @@ constexpr int kMaxInterimResponses = 8;
 
 std::string ms_text(Duration d) { return std::to_string(d.count() / 1000) + " ms"; }
 
+// A response body of unknown length takes its share of options.response_memory in steps this
+// large: one compare-and-swap per step, not per read.
+constexpr std::size_t kResponseShareStep = 64 * 1024;
+
+// Beast's string_body, read under a share of response memory (UpstreamOptions::response_memory):
+// the reader takes the body's Content-Length whole when the body begins (Beast starts the reader
+// with the first body bytes read), and a body of unknown length in steps as it grows. What does not
+// fit stops the read with errc::not_enough_memory. Only read: the response handed on is a
+// string_body one.
+struct CountedBody {
+  struct value_type {
+    std::string text;
+    util::MemoryLease* lease = nullptr;  // null: not counted
+    std::size_t bound = 0;
+  };
+
+  class reader {
+   public:
+    template <bool isRequest, class Fields>
+    reader(beast_http::header<isRequest, Fields>& /*header*/, value_type& body) : body_(body) {}
+
+    void init(const boost::optional<std::uint64_t>& length, error_code& ec) {
+      ec = {};
+      if (!length) return;
+      if (!take(static_cast<std::size_t>(*length), ec)) return;
+      body_.text.reserve(static_cast<std::size_t>(*length));
+    }
+
+    template <class ConstBufferSequence>
+    std::size_t put(const ConstBufferSequence& buffers, error_code& ec) {
+      const std::size_t n = asio::buffer_size(buffers);
+      const std::size_t size = body_.text.size() + n;
+      if (body_.lease != nullptr && size > body_.lease->bytes() &&
+          !take((size + kResponseShareStep - 1) / kResponseShareStep * kResponseShareStep, ec)) {
+        return 0;
+      }
+      ec = {};
+      body_.text.resize(size);
+      asio::buffer_copy(asio::buffer(body_.text.data() + size - n, n), buffers);
+      return n;
+    }
+
+    void finish(error_code& ec) { ec = {}; }
+
+   private:
+    bool take(std::size_t total, error_code& ec) {
+      if (body_.lease == nullptr || body_.lease->grow_to(total, body_.bound)) return true;
+      ec = make_error_code(boost::system::errc::not_enough_memory);
+      return false;
+    }
+    value_type& body_;
+  };
+};
+
 // One failed I/O step as an Error: the tcp_stream expiry is the deadline; Beast's parser errors
 // and a connection closed or reset mid-way are the upstream's fault (kUnavailable).
 Error io_error(const State& state, std::string_view step, const error_code& ec) {
@@ -106,6 +160,12 @@ Error io_error(const State& state, std::string_view step, const error_code& ec) 
     return make_error(ErrorCode::kUnavailable,
                       name + ": response body larger than " +
                           std::to_string(state.options.max_response_body_bytes) + " bytes");
+  }
+  if (ec == boost::system::errc::not_enough_memory) {
+    return make_error(ErrorCode::kResourceExhausted,
+                      name + ": the response body does not fit the memory for responses (" +
+                          std::to_string(state.options.max_response_memory) +
+                          " bytes held at once)");
   }
   if (ec == beast_http::error::header_limit) {
     return make_error(ErrorCode::kUnavailable,
@@ -207,8 +267,9 @@ asio::awaitable<Result<std::unique_ptr<UpstreamConnection>>> connect(State& stat
 // What one request/response exchange on one connection came to.
 struct Exchange {
   Result<Response> response;
-  bool got_bytes = false;  // some response byte arrived: the upstream saw the request
-  bool reusable = false;   // the connection may go back to the pool
+  util::MemoryLease lease;  // the body's share of options.response_memory, with `response`
+  bool got_bytes = false;   // some response byte arrived: the upstream saw the request
+  bool reusable = false;    // the connection may go back to the pool
 };
 
 asio::awaitable<Exchange> exchange(const State& state, UpstreamConnection& conn,
@@ -240,9 +301,14 @@ asio::awaitable<Exchange> exchange(const State& state, UpstreamConnection& conn,
   const auto header_limit = static_cast<std::uint32_t>(std::min<std::size_t>(
       options.max_response_header_bytes, std::numeric_limits<std::uint32_t>::max()));
   for (int interim = 0; interim <= kMaxInterimResponses; ++interim) {
-    beast_http::response_parser<beast_http::string_body> parser;
+    beast_http::response_parser<CountedBody> parser;
     parser.header_limit(header_limit);
     parser.body_limit(static_cast<std::uint64_t>(options.max_response_body_bytes));
+    if (options.response_memory != nullptr) {
+      out.lease = util::MemoryLease(options.response_memory);
+      parser.get().body().lease = &out.lease;
+      parser.get().body().bound = options.max_response_memory;
+    }
     // A response to HEAD carries the Content-Length of the GET it describes, and no body.
     if (request.method() == beast_http::verb::head) parser.skip(true);
 
@@ -273,7 +339,7 @@ asio::awaitable<Exchange> exchange(const State& state, UpstreamConnection& conn,
                    conn.buffer.size() == 0;
     // Into `out` at once: a named Response would be one more in this frame, which must stay
     // within the 1,020 bytes Asio's per-thread cache recycles (server_frames_test.cc).
-    out.response = parser.release();
+    out.response = Response(std::move(parser.get().base()), std::move(parser.get().body().text));
     strip_hop_by_hop(*out.response);
     co_return out;
   }
@@ -309,8 +375,9 @@ void put_idle(State& state, std::unique_ptr<UpstreamConnection> conn) {
   state.idle.push_back(std::move(conn));
 }
 
+// On success, the body's share of response memory is moved into `lease`.
 asio::awaitable<Result<Response>> forward_with_retry(State& state, const Request& request,
-                                                     Duration timeout) {
+                                                     Duration timeout, util::MemoryLease& lease) {
   const SteadyTime deadline = SteadyClock::now() + timeout;
   std::unique_ptr<UpstreamConnection> conn = take_idle(state);
   bool reused = conn != nullptr;
@@ -327,6 +394,7 @@ asio::awaitable<Result<Response>> forward_with_retry(State& state, const Request
     Exchange result = co_await exchange(state, *conn, request, deadline);
     if (result.response) {
       if (result.reusable) put_idle(state, std::move(conn));
+      lease = std::move(result.lease);
       co_return std::move(result.response);
     }
     conn.reset();  // a failed connection is never pooled
@@ -345,10 +413,11 @@ asio::awaitable<Result<Response>> forward_with_retry(State& state, const Request
 // The coroutine behind forward(): `state` by value keeps the pool's state alive for as long as
 // this forward is in flight.
 asio::awaitable<Result<Response>> do_forward(std::shared_ptr<State> state, Request request,
-                                             Duration timeout) {
+                                             Duration timeout, util::MemoryLease* lease) {
   Result<Response> result;
+  util::MemoryLease held;
   try {
-    result = co_await forward_with_retry(*state, request, timeout);
+    result = co_await forward_with_retry(*state, request, timeout, held);
   } catch (const std::exception& e) {
     // Every I/O error is a value; only a bug or bad_alloc gets here.
     result = fail(ErrorCode::kInternal, state->name + ": " + e.what());
@@ -359,6 +428,8 @@ asio::awaitable<Result<Response>> do_forward(std::shared_ptr<State> state, Reque
     } else {
       bump(state->counters->failures);
     }
+  } else if (lease != nullptr) {
+    *lease = std::move(held);
   }
   co_return result;
 }
@@ -380,8 +451,9 @@ UpstreamPool::~UpstreamPool() {
 }
 
 boost::asio::awaitable<Result<Response>> UpstreamPool::forward(Request request,
-                                                               std::optional<Duration> timeout) {
-  return do_forward(state_, std::move(request), timeout.value_or(state_->options.timeout));
+                                                               std::optional<Duration> timeout,
+                                                               util::MemoryLease* lease) {
+  return do_forward(state_, std::move(request), timeout.value_or(state_->options.timeout), lease);
 }
 
 std::size_t UpstreamPool::idle_connections() const { return state_->idle.size(); }

@@ -22,6 +22,8 @@
 //                      oversized response (max_response_header_bytes / max_response_body_bytes).
 //   kDeadlineExceeded  no complete response within `timeout`, or no connection within
 //                      `connect_timeout`.
+//   kResourceExhausted the response's body did not fit `max_response_memory` (the upstream has
+//                      acted on the request; the rest of the response is not read).
 //   kInternal          a bug (an unexpected exception inside the pool, e.g. bad_alloc).
 // A failed connection is closed, never pooled.
 #pragma once
@@ -35,13 +37,16 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include "config/values.h"
 #include "floodgate/clock.h"
 #include "floodgate/result.h"
 #include "http/upstream_request.h"
+#include "util/memory_lease.h"
 
 namespace fg::http {
 
@@ -85,6 +90,15 @@ struct UpstreamOptions {
   std::size_t max_response_header_bytes = 64 * 1024;
   // The (decoded) body of a response, held in memory whole; larger: kUnavailable.
   std::size_t max_response_body_bytes = 64 * 1024 * 1024;
+  // The bytes of response bodies held at once by every pool that shares `response_memory` (the
+  // server's, over its threads; null: not counted). A body takes its share as it begins: its
+  // Content-Length whole; a body of unknown length (chunked, or to the end of the connection) as
+  // it grows, in steps of 64 KiB. Either is taken before the body holds more than its share;
+  // beyond it, only the connection's read buffer (at most 64 KiB) holds bytes. A share that would
+  // pass max_response_memory fails the response with kResourceExhausted; the caller keeps the
+  // share of a response forward() answers for as long as it holds the body (forward()'s `lease`).
+  std::atomic<std::size_t>* response_memory = nullptr;
+  std::size_t max_response_memory = std::numeric_limits<std::size_t>::max();
   // Where the pool counts (see UpstreamCounters); null: counters of its own.
   std::shared_ptr<UpstreamCounters> counters;
 };
@@ -124,7 +138,12 @@ class UpstreamPool {
   //
   // kUnavailable: connection refused/reset, malformed or oversized response; kDeadlineExceeded:
   // no complete response within `timeout` (options.timeout when not given), or no connection
-  // within connect_timeout.
+  // within connect_timeout; kResourceExhausted: the body did not fit options.max_response_memory
+  // (the upstream has acted on the request).
+  //
+  // With options.response_memory, the response's body counts there from its header on; its
+  // share is moved into `*lease` for the caller to drop with the body (without `lease`, it is
+  // given back when forward() returns). A failed forward leaves `*lease` empty.
   //
   // A REUSED pooled connection that fails before any response byte arrives (the upstream closed
   // it while idle) is retried once on a fresh connection, transparently, within the same
@@ -132,7 +151,8 @@ class UpstreamPool {
   // (or HTTP/1.0 without keep-alive, or a body delimited by the end of the connection) is not
   // pooled.
   boost::asio::awaitable<Result<Response>> forward(Request request,
-                                                   std::optional<Duration> timeout = {});
+                                                   std::optional<Duration> timeout = {},
+                                                   util::MemoryLease* lease = nullptr);
 
   // Connections currently in the pool. Ones past idle_timeout count until the next forward()
   // or close_idle() closes them.

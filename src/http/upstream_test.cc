@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -563,8 +564,8 @@ Request client_request(verb method, std::string target) {
 
 // forward() into `out`, then ++done: for requests spawned side by side.
 asio::awaitable<void> forward_into(UpstreamPool& pool, Request req, Result<Response>& out,
-                                   int& done) {
-  out = co_await pool.forward(std::move(req));
+                                   int& done, util::MemoryLease* lease = nullptr) {
+  out = co_await pool.forward(std::move(req), std::nullopt, lease);
   ++done;
 }
 
@@ -978,6 +979,80 @@ TEST_F(UpstreamPoolTest, OversizedResponsesAreUnavailable) {
   ASSERT_TRUE(run(ioc_, again()));
   ASSERT_TRUE(whole.has_value()) << whole.error().to_string();
   EXPECT_EQ(whole->body().size(), kHugeBodyBytes);
+}
+
+// Response bodies draw on options.response_memory: a Content-Length body its length from its
+// header on, a chunked one as it grows; a body that does not fit fails with kResourceExhausted
+// and leaves nothing taken; a forward()'s `lease` keeps the share until the caller drops it.
+TEST_F(UpstreamPoolTest, ResponseBodiesHoldTheirShareOfResponseMemoryUntilTheLeaseIsDropped) {
+  std::atomic<std::size_t> budget{0};
+  UpstreamOptions o = options();
+  o.max_response_body_bytes = kHugeBodyBytes;
+  o.response_memory = &budget;
+  o.max_response_memory = kHugeBodyBytes + kHugeBodyBytes / 2;  // one 2 MiB body, not two
+  UpstreamPool pool(ioc_.get_executor(), o);
+  util::MemoryLease first, refused, refused_chunked, chunked;
+  Result<Response> a, b, c, d, e;
+  std::size_t held_after_a = 0, held_after_c = 0, held_after_drop = 0, held_after_e = 0;
+  auto body = [&]() -> asio::awaitable<void> {
+    a = co_await pool.forward(client_request(verb::get, "/huge"), std::nullopt, &first);
+    held_after_a = budget.load();
+    b = co_await pool.forward(client_request(verb::get, "/huge"), std::nullopt, &refused);
+    c = co_await pool.forward(client_request(verb::get, "/huge-chunked"), std::nullopt,
+                              &refused_chunked);
+    held_after_c = budget.load();
+    first.release();
+    held_after_drop = budget.load();
+    d = co_await pool.forward(client_request(verb::get, "/huge-chunked"), std::nullopt, &chunked);
+    e = co_await pool.forward(client_request(verb::get, "/"));  // no lease: given back at once
+    held_after_e = budget.load();
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  ASSERT_TRUE(a.has_value()) << a.error().to_string();
+  EXPECT_EQ(a->body().size(), kHugeBodyBytes);
+  EXPECT_EQ(held_after_a, kHugeBodyBytes);  // the Content-Length, exactly
+  for (const Result<Response>* r : {&b, &c}) {
+    ASSERT_FALSE(r->has_value());
+    EXPECT_EQ(r->error().code, ErrorCode::kResourceExhausted) << r->error().to_string();
+    EXPECT_NE(r->error().message.find("memory for responses"), std::string::npos);
+  }
+  EXPECT_EQ(refused.bytes(), 0u);
+  EXPECT_EQ(refused_chunked.bytes(), 0u);
+  EXPECT_EQ(held_after_c, kHugeBodyBytes);  // the refused ones left nothing taken
+  EXPECT_EQ(held_after_drop, 0u);
+  ASSERT_TRUE(d.has_value()) << d.error().to_string();
+  EXPECT_EQ(d->body().size(), kHugeBodyBytes);
+  EXPECT_GE(chunked.bytes(), kHugeBodyBytes);  // grown with the body, in 64 KiB steps
+  EXPECT_LT(chunked.bytes(), kHugeBodyBytes + 64 * 1024);
+  ASSERT_TRUE(e.has_value()) << e.error().to_string();
+  EXPECT_EQ(held_after_e, chunked.bytes());
+  EXPECT_EQ(pool.stats().failures, 2u);
+  chunked.release();
+  EXPECT_EQ(budget.load(), 0u);
+
+  // A Content-Length body's share is its length, taken whole as the body begins: here after 2 of
+  // its 10 bytes, the other 8 300 ms later (not 64 KiB, the step of a body of unknown length).
+  util::MemoryLease parts_lease;
+  Result<Response> parts;
+  int done = 0;
+  std::size_t held_before_body = 0;
+  bool answered = false;
+  auto watch = [&]() -> asio::awaitable<void> {
+    asio::co_spawn(ioc_,
+                   forward_into(pool, client_request(verb::get, "/parts/40/300000"), parts, done,
+                                &parts_lease),
+                   asio::detached);
+    co_await wait_for(milliseconds(150));
+    held_before_body = budget.load();
+    answered = co_await eventually([&] { return done == 1; });
+  };
+  ioc_.restart();
+  ASSERT_TRUE(run(ioc_, watch()));
+  EXPECT_EQ(held_before_body, 10u);
+  ASSERT_TRUE(answered);
+  ASSERT_TRUE(parts.has_value()) << parts.error().to_string();
+  EXPECT_EQ(parts->body(), "0123456789");
+  EXPECT_EQ(parts_lease.bytes(), 10u);
 }
 
 TEST_F(UpstreamPoolTest, ChunkedResponseIsReadWhole) {

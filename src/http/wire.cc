@@ -18,9 +18,12 @@ constexpr std::string_view kServerName = "floodgate";
 
 }  // namespace
 
-void serialize_response(std::string& out, const Response& r, const HeaderFields& extra) {
+namespace {
+
+// The status line, fields and blank line, in `out`, with room for `room` bytes more.
+void append_head(std::string& out, const Response& r, const HeaderFields& extra, std::size_t room) {
   const std::string_view reason = sv(r.reason());
-  std::size_t size = 32 + reason.size() + r.body().size() + extra.wire().size();
+  std::size_t size = 32 + reason.size() + room + extra.wire().size();
   for (const auto& f : r) size += f.name_string().size() + f.value().size() + 4;
   out.clear();
   out.reserve(size);
@@ -39,7 +42,17 @@ void serialize_response(std::string& out, const Response& r, const HeaderFields&
   }
   out += extra.wire();
   out += "\r\n";
+}
+
+}  // namespace
+
+void serialize_response(std::string& out, const Response& r, const HeaderFields& extra) {
+  append_head(out, r, extra, r.body().size());
   out += r.body();
+}
+
+void serialize_response_head(std::string& out, const Response& r, const HeaderFields& extra) {
+  append_head(out, r, extra, 0);
 }
 
 std::string serialize_response(const Response& r, const HeaderFields& extra) {
@@ -84,8 +97,9 @@ Response read_error_response(int status) {
       detail = "the request header section is too large";
       break;
     case 503:
-      detail = "the server holds as many request bodies as it may (server.max_body_memory); retry "
-               "shortly";
+      detail =
+          "the server holds as many request bodies as it may (server.max_body_memory); retry "
+          "shortly";
       break;
     default:
       detail = "the request could not be parsed as HTTP/1.1";

@@ -19,6 +19,9 @@ std::string serialize_response(const Response& response, const HeaderFields& ext
 // The same bytes in `out` (replacing what it held), whose capacity a connection keeps from one
 // answer to the next.
 void serialize_response(std::string& out, const Response& response, const HeaderFields& extra);
+// The same bytes but the body, in `out`: for a body written from the response itself, not copied
+// (an upstream's large body is then held once).
+void serialize_response_head(std::string& out, const Response& response, const HeaderFields& extra);
 
 // Whether a request header's Transfer-Encoding frames its body unambiguously (RFC 9112 §6.1,
 // §6.3): no Transfer-Encoding field, or exactly one, whose value is a list of coding names
