@@ -764,7 +764,7 @@ class Parser {
           s.max_body_memory = static_cast<std::size_t>(*i);
         }
       } else if (e.key == "max_response_memory") {
-        // Below one step of a chunked body's share (64 KiB), every chunked response would fail.
+        // Smaller, ordinary responses would be refused.
         if (auto i = int_value(n, p, l, 65536, std::int64_t{1} << 40)) {
           s.max_response_memory = static_cast<std::size_t>(*i);
         }

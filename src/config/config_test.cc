@@ -919,7 +919,7 @@ TEST(configFile, MaxBodyMemoryIsAtLeastMaxBodyBytes) {
   EXPECT_EQ(large->server.max_body_memory, 536870912u);
 }
 
-TEST(configFile, MaxResponseMemoryIsAtLeastOneStepOfAChunkedBody) {
+TEST(configFile, MaxResponseMemoryIsAtLeast64KiB) {
   auto c = parse_config(
       std::string("server:\n  max_response_memory: 65536\n") + std::string(kPolicies), "t.yaml");
   ASSERT_TRUE(c) << c.error().message;

@@ -96,6 +96,12 @@ inline constexpr auto kAcceptBackoff = std::chrono::milliseconds(50);
 // Response bodies larger than this are written from the response, not copied behind its head;
 // a connection's output buffer grown past it is freed after the answer.
 inline constexpr std::size_t kBodyApartBytes = 16 * 1024;
+// Beast's parser takes a chunk line (size and extensions) and a trailer section only whole from
+// the read buffer, with no bound of its own: a client could grow the buffer without end, and a
+// trailer field value over 65,533 bytes throws std::length_error out of Beast's read, where
+// nothing can catch it (the process ends). While a body is read (and a response, upstream.cc),
+// the buffer holds at most this much: past it, the read fails with buffer_overflow (400).
+inline constexpr std::size_t kBodyReadBufferBytes = 64 * 1024;
 
 // Sent to a connection over max_connections, before closing it.
 inline constexpr std::string_view kOverCapacity =

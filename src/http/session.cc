@@ -1,4 +1,5 @@
 // session.cc — a connection's I/O: reading, limits and timeouts, writing (server_impl.h).
+#include <algorithm>
 #include <array>
 #include <boost/beast/core/buffers_suffix.hpp>
 
@@ -30,7 +31,10 @@ auto Server::Impl::read_body(Inbound& in) -> awaitable<int> {
     if (cec) co_return kClientGone;
   }
   in.stream.expires_after(in.limits.body_timeout);
+  const std::size_t unbounded = in.buffer.max_size();
+  in.buffer.max_size(std::max(kBodyReadBufferBytes, in.buffer.size()));
   auto [ec, n] = co_await beast::http::async_read(in.stream, in.buffer, in.parser, kTuple);
+  in.buffer.max_size(unbounded);
   (void)n;
   if (ec) {
     const int status = read_error_status(ec, true);

@@ -29,6 +29,7 @@
 #include <deque>
 #include <exception>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -59,8 +60,11 @@ struct UpstreamConnection {
   beast::tcp_stream stream;  // closed by its destructor
   // Shared: a connection may outlive its pool's state (a forward's frame torn down last).
   std::shared_ptr<UpstreamCounters> counters;
-  bool established = false;   // connected: its destruction is a close
-  beast::flat_buffer buffer;  // bytes read past the last response: must be empty to pool
+  bool established = false;  // connected: its destruction is a close
+  // Bytes read past the last response: must be empty to pool. At most 64 KiB (the response
+  // header's bound): Beast takes a chunk line and a trailer section only whole from it, without a
+  // bound of its own, and a trailer field value over 65,533 bytes throws out of its read.
+  beast::flat_buffer buffer{64 * 1024};
   // The request line and fields being written (serialize_request): at most a header section's
   // size, as the body is written from the request itself.
   std::string head;
@@ -94,15 +98,16 @@ constexpr int kMaxInterimResponses = 8;
 
 std::string ms_text(Duration d) { return std::to_string(d.count() / 1000) + " ms"; }
 
-// A response body of unknown length takes its share of options.response_memory in steps this
-// large: one compare-and-swap per step, not per read.
-constexpr std::size_t kResponseShareStep = 64 * 1024;
+// The smallest allocation of a body of unknown length (a declared length smaller than this is
+// allocated as it is).
+constexpr std::size_t kFirstBodyBytes = 4 * 1024;
 
-// Beast's string_body, read under a share of response memory (UpstreamOptions::response_memory):
-// the reader takes the body's Content-Length whole when the body begins (Beast starts the reader
-// with the first body bytes read), and a body of unknown length in steps as it grows. What does not
-// fit stops the read with errc::not_enough_memory. Only read: the response handed on is a
-// string_body one.
+// Beast's string_body, read under a share of response memory (UpstreamOptions::response_memory).
+// The body's string is grown here, not by resize(): as its bytes arrive (never for bytes not
+// received: an upstream that declares a large body and stalls holds only what it sent), doubling
+// from kFirstBodyBytes, never past a declared Content-Length; and the share is its allocation,
+// counting, while the bytes move to a larger one, both. What does not fit stops the read with
+// errc::not_enough_memory. Only read: the response handed on is a string_body one.
 struct CountedBody {
   struct value_type {
     std::string text;
@@ -117,34 +122,53 @@ struct CountedBody {
 
     void init(const boost::optional<std::uint64_t>& length, error_code& ec) {
       ec = {};
-      if (!length) return;
-      if (!take(static_cast<std::size_t>(*length), ec)) return;
-      body_.text.reserve(static_cast<std::size_t>(*length));
+      if (length) length_ = static_cast<std::size_t>(*length);
     }
 
     template <class ConstBufferSequence>
     std::size_t put(const ConstBufferSequence& buffers, error_code& ec) {
-      const std::size_t n = asio::buffer_size(buffers);
-      const std::size_t size = body_.text.size() + n;
-      if (body_.lease != nullptr && size > body_.lease->bytes() &&
-          !take((size + kResponseShareStep - 1) / kResponseShareStep * kResponseShareStep, ec)) {
-        return 0;
-      }
       ec = {};
-      body_.text.resize(size);
-      asio::buffer_copy(asio::buffer(body_.text.data() + size - n, n), buffers);
+      const std::size_t n = asio::buffer_size(buffers);
+      std::string& text = body_.text;
+      const std::size_t size = text.size() + n;
+      if (size > text.capacity() && !grow(size, ec)) return 0;
+      text.resize(size);  // within the capacity: no allocation
+      asio::buffer_copy(asio::buffer(text.data() + size - n, n), buffers);
       return n;
     }
 
     void finish(error_code& ec) { ec = {}; }
 
    private:
-    bool take(std::size_t total, error_code& ec) {
-      if (body_.lease == nullptr || body_.lease->grow_to(total, body_.bound)) return true;
-      ec = make_error_code(boost::system::errc::not_enough_memory);
-      return false;
+    // What a string holds on the heap (none while its bytes fit in the string itself).
+    static std::size_t allocated(const std::string& s) {
+      static const std::size_t inline_capacity = std::string().capacity();
+      return s.capacity() > inline_capacity ? s.capacity() : 0;
     }
+
+    // A new allocation of at least `size` bytes, the bytes moved into it.
+    bool grow(std::size_t size, error_code& ec) {
+      std::string& text = body_.text;
+      std::size_t capacity = std::max({size, 2 * text.capacity(), kFirstBodyBytes});
+      if (length_) capacity = std::min(capacity, std::max(*length_, size));
+      util::MemoryLease* lease = body_.lease;
+      // The old allocation and the new one, while the bytes move.
+      if (lease != nullptr && !lease->grow_to(capacity + allocated(text), body_.bound)) {
+        ec = make_error_code(boost::system::errc::not_enough_memory);
+        return false;
+      }
+      // Reserved on an empty string, the capacity is what is asked (reserve() on a full one may
+      // double it instead).
+      std::string larger;
+      larger.reserve(capacity);
+      larger.append(text);
+      text.swap(larger);
+      if (lease != nullptr) lease->shrink_to(allocated(text));
+      return true;
+    }
+
     value_type& body_;
+    std::optional<std::size_t> length_;  // the declared Content-Length, if any
   };
 };
 
@@ -272,6 +296,28 @@ struct Exchange {
   bool reusable = false;    // the connection may go back to the pool
 };
 
+// One response from `conn` into `parser`. The first read through a ReadRoom (util/read_room.h):
+// unless floodgate is busy, the answer is not there yet when the request has just been written,
+// and its first read waits for epoll rather than first failing with EAGAIN. Eager: a response
+// that came whole is parsed whole. The rest, if any, is read straight from the socket: after a
+// short read a ReadRoom waits for epoll's next edge, which never comes for a close that arrived
+// with the last bytes (a body read to the end of the connection then waited out the deadline:
+// 504, not 200). A coroutine of its own: in exchange(), the two reads made its frame larger than
+// the blocks Asio recycles (server_frames_test.cc).
+asio::awaitable<error_code> read_response(UpstreamConnection& conn,
+                                          beast_http::response_parser<CountedBody>& parser) {
+  error_code ec;
+  parser.eager(true);
+  util::RoomReads<beast::tcp_stream> reads(conn.stream);
+  co_await beast_http::async_read_some(reads, conn.buffer, parser,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+  if (!ec && !parser.is_done()) {
+    co_await beast_http::async_read(conn.stream, conn.buffer, parser,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+  }
+  co_return ec;
+}
+
 asio::awaitable<Exchange> exchange(const State& state, UpstreamConnection& conn,
                                    const Request& request, SteadyTime deadline) {
   Exchange out;
@@ -312,12 +358,7 @@ asio::awaitable<Exchange> exchange(const State& state, UpstreamConnection& conn,
     // A response to HEAD carries the Content-Length of the GET it describes, and no body.
     if (request.method() == beast_http::verb::head) parser.skip(true);
 
-    // Through a ReadRoom (util/read_room.h): unless floodgate is busy, the answer is not there yet
-    // when the request has just been written, and its first read waits for epoll rather than
-    // first failing with EAGAIN.
-    util::RoomReads<beast::tcp_stream> reads(conn.stream);
-    co_await beast_http::async_read(reads, conn.buffer, parser,
-                                    asio::redirect_error(asio::use_awaitable, ec));
+    ec = co_await read_response(conn, parser);
     out.got_bytes = out.got_bytes || parser.got_some() || conn.buffer.size() > 0;
     if (ec) {
       out.response = tl::unexpected<Error>(io_error(state, "read the response", ec));

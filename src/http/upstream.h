@@ -86,17 +86,19 @@ struct UpstreamOptions {
   // A pooled connection idle longer than this is closed, not reused. Keep it below the
   // upstream's own keep-alive timeout (nginx: 75 s, Node.js: 5 s) to make the retry rare.
   Duration idle_timeout = std::chrono::seconds(30);
-  // The status line and header fields of a response; larger: kUnavailable.
+  // The status line and header fields of a response; larger: kUnavailable. At most 64 KiB, the
+  // bound of a connection's read buffer.
   std::size_t max_response_header_bytes = 64 * 1024;
   // The (decoded) body of a response, held in memory whole; larger: kUnavailable.
   std::size_t max_response_body_bytes = 64 * 1024 * 1024;
   // The bytes of response bodies held at once by every pool that shares `response_memory` (the
-  // server's, over its threads; null: not counted). A body takes its share as it begins: its
-  // Content-Length whole; a body of unknown length (chunked, or to the end of the connection) as
-  // it grows, in steps of 64 KiB. Either is taken before the body holds more than its share;
-  // beyond it, only the connection's read buffer (at most 64 KiB) holds bytes. A share that would
-  // pass max_response_memory fails the response with kResourceExhausted; the caller keeps the
-  // share of a response forward() answers for as long as it holds the body (forward()'s `lease`).
+  // server's, over its threads; null: not counted). A body's share is its allocation, taken
+  // before it is made: grown as the body's bytes arrive, doubling from 4 KiB, never past a
+  // declared Content-Length, and counting both allocations while the bytes move to a larger one.
+  // Beyond the shares, only a connection's read buffer (at most 64 KiB) holds response bytes. A
+  // share that would pass max_response_memory fails the response with kResourceExhausted; the
+  // caller keeps the share of a response forward() answers for as long as it holds the body
+  // (forward()'s `lease`).
   std::atomic<std::size_t>* response_memory = nullptr;
   std::size_t max_response_memory = std::numeric_limits<std::size_t>::max();
   // Where the pool counts (see UpstreamCounters); null: counters of its own.

@@ -318,12 +318,16 @@ constexpr std::string_view kParts = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r
 //   /connection-close  echo with Connection: close, then closes
 //   /http10            HTTP/1.0 200 with Content-Length, no keep-alive, then closes
 //   /no-length         200 without Content-Length: body up to the end of the connection
+//   /no-length/N       the same with N bytes of body
 //   /huge              2 MiB body (Content-Length)       /huge-chunked   the same, chunked
 //   /big-header        a 32 KiB header field             /chunked        "hello world" in chunks
+//   /big-trailer       chunked, a 70,000-byte trailer    /big-extension  chunked, a 512 KiB chunk
+//                                                                        extension
 //   /hop               hop-by-hop response fields        /continue       100 Continue, then 200
 //   /no-content        204                               /garbage        not HTTP at all
 //   /reset             closes without answering
 //   /parts/AT/GAP      a fixed answer in two writes, split at byte AT, GAP µs apart
+//   /stall/N           Content-Length: N, 1,000 bytes of the body, the rest 300 ms later
 //   anything else      echo: X-Echo-Method, X-Echo-Target, the request's body
 // It counts accepted and closed connections and keeps every request it read.
 class TestUpstream {
@@ -445,6 +449,11 @@ class TestUpstream {
       co_await write_raw(socket, "HTTP/1.1 200 OK\r\n\r\nuntil the end");
       co_return false;
     }
+    if (target.starts_with("/no-length/")) {
+      const std::size_t n = std::stoul(std::string(target.substr(11)));
+      co_await write_raw(socket, "HTTP/1.1 200 OK\r\n\r\n" + std::string(n, 'n'));
+      co_return false;
+    }
     if (target == "/huge") {
       Response response{beast_http::status::ok, 11};
       response.body().assign(kHugeBodyBytes, 'x');
@@ -453,6 +462,25 @@ class TestUpstream {
     }
     if (target == "/huge-chunked") {
       const std::string text = chunked(std::string(kHugeBodyBytes, 'x'), 64 * 1024);
+      co_return co_await write_raw(socket, text);
+    }
+    if (target.starts_with("/stall/")) {
+      // /stall/N: a Content-Length of N, 1,000 bytes of the body, then the rest 300 ms later.
+      const std::size_t n = std::stoul(std::string(target.substr(7)));
+      std::string text = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(n) + "\r\n\r\n";
+      if (!co_await write_raw(socket, text + std::string(1000, 's'))) co_return false;
+      asio::steady_timer timer(ioc_);
+      timer.expires_after(milliseconds(300));
+      error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_return co_await write_raw(socket, std::string(n - 1000, 's'));
+    }
+    if (target == "/big-trailer" || target == "/big-extension") {
+      // A chunked body with a 70,000-byte trailer field, or a 512 KiB chunk extension.
+      std::string text = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+      text += target == "/big-trailer"
+                  ? "5\r\nhello\r\n0\r\nX-Trailer: " + std::string(70'000, 't') + "\r\n\r\n"
+                  : "5;ext=" + std::string(512 * 1024, 'e') + "\r\nhello\r\n0\r\n\r\n";
       co_return co_await write_raw(socket, text);
     }
     if (target == "/big-header") {
@@ -981,9 +1009,9 @@ TEST_F(UpstreamPoolTest, OversizedResponsesAreUnavailable) {
   EXPECT_EQ(whole->body().size(), kHugeBodyBytes);
 }
 
-// Response bodies draw on options.response_memory: a Content-Length body its length from its
-// header on, a chunked one as it grows; a body that does not fit fails with kResourceExhausted
-// and leaves nothing taken; a forward()'s `lease` keeps the share until the caller drops it.
+// Response bodies draw on options.response_memory, as they grow: a body that does not fit fails
+// with kResourceExhausted and leaves nothing taken; a forward()'s `lease` keeps the share until
+// the caller drops it.
 TEST_F(UpstreamPoolTest, ResponseBodiesHoldTheirShareOfResponseMemoryUntilTheLeaseIsDropped) {
   std::atomic<std::size_t> budget{0};
   UpstreamOptions o = options();
@@ -1010,7 +1038,7 @@ TEST_F(UpstreamPoolTest, ResponseBodiesHoldTheirShareOfResponseMemoryUntilTheLea
   ASSERT_TRUE(run(ioc_, body()));
   ASSERT_TRUE(a.has_value()) << a.error().to_string();
   EXPECT_EQ(a->body().size(), kHugeBodyBytes);
-  EXPECT_EQ(held_after_a, kHugeBodyBytes);  // the Content-Length, exactly
+  EXPECT_EQ(held_after_a, kHugeBodyBytes);  // grown to its Content-Length, exactly
   for (const Result<Response>* r : {&b, &c}) {
     ASSERT_FALSE(r->has_value());
     EXPECT_EQ(r->error().code, ErrorCode::kResourceExhausted) << r->error().to_string();
@@ -1022,37 +1050,79 @@ TEST_F(UpstreamPoolTest, ResponseBodiesHoldTheirShareOfResponseMemoryUntilTheLea
   EXPECT_EQ(held_after_drop, 0u);
   ASSERT_TRUE(d.has_value()) << d.error().to_string();
   EXPECT_EQ(d->body().size(), kHugeBodyBytes);
-  EXPECT_GE(chunked.bytes(), kHugeBodyBytes);  // grown with the body, in 64 KiB steps
-  EXPECT_LT(chunked.bytes(), kHugeBodyBytes + 64 * 1024);
+  EXPECT_EQ(chunked.bytes(), kHugeBodyBytes);  // doubled from 4 KiB to its size, 2 MiB
   ASSERT_TRUE(e.has_value()) << e.error().to_string();
   EXPECT_EQ(held_after_e, chunked.bytes());
   EXPECT_EQ(pool.stats().failures, 2u);
   chunked.release();
   EXPECT_EQ(budget.load(), 0u);
 
-  // A Content-Length body's share is its length, taken whole as the body begins: here after 2 of
-  // its 10 bytes, the other 8 300 ms later (not 64 KiB, the step of a body of unknown length).
+  // A share is what the body has allocated, grown as its bytes arrive: an upstream that declares
+  // 1 MiB and stalls after 1,000 bytes holds the first allocation (4 KiB), not the 1 MiB; whole,
+  // the body holds exactly its declared length (the growth stops there).
   util::MemoryLease parts_lease;
   Result<Response> parts;
   int done = 0;
   std::size_t held_before_body = 0;
   bool answered = false;
   auto watch = [&]() -> asio::awaitable<void> {
-    asio::co_spawn(ioc_,
-                   forward_into(pool, client_request(verb::get, "/parts/40/300000"), parts, done,
-                                &parts_lease),
-                   asio::detached);
+    asio::co_spawn(
+        ioc_,
+        forward_into(pool, client_request(verb::get, "/stall/1048576"), parts, done, &parts_lease),
+        asio::detached);
     co_await wait_for(milliseconds(150));
     held_before_body = budget.load();
     answered = co_await eventually([&] { return done == 1; });
   };
   ioc_.restart();
   ASSERT_TRUE(run(ioc_, watch()));
-  EXPECT_EQ(held_before_body, 10u);
+  EXPECT_EQ(held_before_body, 4096u);
   ASSERT_TRUE(answered);
   ASSERT_TRUE(parts.has_value()) << parts.error().to_string();
-  EXPECT_EQ(parts->body(), "0123456789");
-  EXPECT_EQ(parts_lease.bytes(), 10u);
+  EXPECT_EQ(parts->body().size(), 1048576u);
+  EXPECT_EQ(parts_lease.bytes(), 1048576u);
+}
+
+// Beast's parser takes a chunk line and a trailer section only whole from the connection's read
+// buffer: a trailer field over 64 KiB threw std::length_error out of the read and ended the
+// process, and a long chunk extension grew the buffer without end. The buffer is bounded (64 KiB):
+// both are kUnavailable, and the pool serves on.
+TEST_F(UpstreamPoolTest, ChunkLinesAndTrailersOver64KiBAreUnavailable) {
+  UpstreamPool pool(ioc_.get_executor(), options());
+  Result<Response> trailer, extension, after;
+  auto body = [&]() -> asio::awaitable<void> {
+    trailer = co_await pool.forward(client_request(verb::get, "/big-trailer"));
+    extension = co_await pool.forward(client_request(verb::get, "/big-extension"));
+    after = co_await pool.forward(client_request(verb::get, "/chunked"));
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  for (const Result<Response>* r : {&trailer, &extension}) {
+    ASSERT_FALSE(r->has_value());
+    EXPECT_EQ(r->error().code, ErrorCode::kUnavailable) << r->error().to_string();
+  }
+  ASSERT_TRUE(after.has_value()) << after.error().to_string();
+  EXPECT_EQ(after->body(), "hello world");
+}
+
+// A body read to the end of the connection, whose close arrives with its last bytes: a read that
+// waited for epoll's next edge after a short read never saw the close, and the response waited
+// out the deadline (kDeadlineExceeded, 504) in about half of these.
+TEST_F(UpstreamPoolTest, ABodyToTheEndOfTheConnectionEndsWithTheClose) {
+  UpstreamOptions o = options();
+  o.timeout = seconds(2);
+  UpstreamPool pool(ioc_.get_executor(), o);
+  std::vector<Result<Response>> results;
+  auto body = [&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 8; ++i) {
+      results.push_back(co_await pool.forward(client_request(verb::get, "/no-length/100000")));
+    }
+  };
+  ASSERT_TRUE(run(ioc_, body(), seconds(30)));
+  ASSERT_EQ(results.size(), 8u);
+  for (const Result<Response>& r : results) {
+    ASSERT_TRUE(r.has_value()) << r.error().to_string();
+    EXPECT_EQ(r->body().size(), 100000u);
+  }
 }
 
 TEST_F(UpstreamPoolTest, ChunkedResponseIsReadWhole) {

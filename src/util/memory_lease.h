@@ -48,6 +48,13 @@ class MemoryLease {
     return true;
   }
 
+  // Makes the share `total` bytes if it is more, giving the difference back.
+  void shrink_to(std::size_t total) {
+    if (budget_ == nullptr || total >= bytes_) return;
+    budget_->fetch_sub(bytes_ - total, std::memory_order_relaxed);
+    bytes_ = total;
+  }
+
   std::size_t bytes() const { return bytes_; }
 
   // Gives the share back now (as dropping the lease does).
