@@ -1,5 +1,7 @@
 // The `floodgate` command line (design §2.1). This file only parses flags (CLI11, a heavy header,
 // stays here); commands.cc does the work.
+#include <malloc.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <iostream>
@@ -8,6 +10,12 @@
 #include "app/commands.h"
 
 int main(int argc, char** argv) {
+  // Blocks of 256 KiB and more (upstream response bodies, above all) come from mmap and go back
+  // to the system when freed. By default glibc raises that threshold to the size of the first
+  // such block freed, and later bodies, once freed, stayed in its heap: with every body counted
+  // against server.max_response_memory, the process still held about twice that (measured with
+  // 20 clients each asking for 16 MiB, 64 MiB allowed: 123-135 MB of RSS, 64-69 MB with this).
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   CLI::App app{"floodgate: a distributed rate limiter for HTTP APIs", "floodgate"};
   app.set_version_flag("--version", "floodgate " FG_VERSION, "Print the version and exit");
   app.require_subcommand(1);

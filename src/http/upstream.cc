@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -104,10 +105,10 @@ constexpr std::size_t kFirstBodyBytes = 4 * 1024;
 
 // Beast's string_body, read under a share of response memory (UpstreamOptions::response_memory).
 // The body's string is grown here, not by resize(): as its bytes arrive (never for bytes not
-// received: an upstream that declares a large body and stalls holds only what it sent), doubling
-// from kFirstBodyBytes, never past a declared Content-Length; and the share is its allocation,
-// counting, while the bytes move to a larger one, both. What does not fit stops the read with
-// errc::not_enough_memory. Only read: the response handed on is a string_body one.
+// received: an upstream that declares a large body and stalls holds only what it sent), in powers
+// of two from kFirstBodyBytes, to a declared Content-Length at once past half of it; and the share
+// is its allocation, counting, while the bytes move to a larger one, both. What does not fit stops
+// the read with errc::not_enough_memory. Only read: the response handed on is a string_body one.
 struct CountedBody {
   struct value_type {
     std::string text;
@@ -149,8 +150,11 @@ struct CountedBody {
     // A new allocation of at least `size` bytes, the bytes moved into it.
     bool grow(std::size_t size, error_code& ec) {
       std::string& text = body_.text;
-      std::size_t capacity = std::max({size, 2 * text.capacity(), kFirstBodyBytes});
-      if (length_) capacity = std::min(capacity, std::max(*length_, size));
+      // Powers of two: a body of one (a common size) ends in an allocation of its size.
+      std::size_t capacity = std::bit_ceil(std::max({size, 2 * allocated(text), kFirstBodyBytes}));
+      // A declared length is allocated once the doubling would pass half of it (not in a last
+      // step that would hold a copy of nearly all of it beside it).
+      if (length_ && capacity > *length_ / 2) capacity = std::max(*length_, size);
       util::MemoryLease* lease = body_.lease;
       // The old allocation and the new one, while the bytes move.
       if (lease != nullptr && !lease->grow_to(capacity + allocated(text), body_.bound)) {
@@ -296,21 +300,73 @@ struct Exchange {
   bool reusable = false;    // the connection may go back to the pool
 };
 
-// One response from `conn` into `parser`. The first read through a ReadRoom (util/read_room.h):
-// unless floodgate is busy, the answer is not there yet when the request has just been written,
-// and its first read waits for epoll rather than first failing with EAGAIN. Eager: a response
-// that came whole is parsed whole. The rest, if any, is read straight from the socket: after a
-// short read a ReadRoom waits for epoll's next edge, which never comes for a close that arrived
-// with the last bytes (a body read to the end of the connection then waited out the deadline:
-// 504, not 200). A coroutine of its own: in exchange(), the two reads made its frame larger than
-// the blocks Asio recycles (server_frames_test.cc).
-asio::awaitable<error_code> read_response(UpstreamConnection& conn,
-                                          beast_http::response_parser<CountedBody>& parser) {
+using ResponseParser = beast_http::response_parser<CountedBody>;
+
+// Parses what `conn` has buffered into `parser`, as far as it goes.
+void parse_buffered(UpstreamConnection& conn, ResponseParser& parser, error_code& ec) {
+  while (!ec && conn.buffer.size() > 0 && !parser.is_done()) {
+    const std::size_t used = parser.put(conn.buffer.data(), ec);
+    conn.buffer.consume(used);
+    if (ec == beast_http::error::need_more) {
+      ec = {};
+      return;
+    }
+    if (used == 0) return;
+  }
+}
+
+// Reads what the socket holds now, without waiting, and parses it: until the socket is empty,
+// the response is whole, the upstream has closed, or a read fails.
+void read_now(UpstreamConnection& conn, ResponseParser& parser, error_code& ec) {
+  while (!ec && !parser.is_done()) {
+    const std::size_t room = conn.buffer.max_size() - conn.buffer.size();
+    if (room == 0) {
+      ec = beast_http::error::buffer_overflow;
+      return;
+    }
+    const std::size_t n = conn.stream.socket().read_some(conn.buffer.prepare(room), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      ec = {};
+      return;
+    }
+    if (ec == asio::error::eof) {  // as Beast's read judges the end of the stream
+      ec = {};
+      if (parser.got_some()) {
+        parser.put_eof(ec);
+      } else {
+        ec = beast_http::error::end_of_stream;
+      }
+      return;
+    }
+    if (ec) return;
+    conn.buffer.commit(n);
+    parse_buffered(conn, parser, ec);
+  }
+}
+
+// One response from `conn` into `parser`. The first read, unless bytes are already buffered
+// (after an interim response), goes through a ReadRoom (util/read_room.h): unless floodgate is
+// busy, the answer is not there yet when the request has just been written, and the read waits
+// for epoll rather than first failing with EAGAIN. What it brought is parsed at once, without an
+// operation of Beast's (whose completion would be posted). A response not whole yet is read on
+// at once, without waiting, before Beast's read waits for more: after a short read through a
+// ReadRoom, Asio waits for epoll's next edge before it reads again, and a close that came with the
+// bytes makes none (a body read to the end of the connection then waited out the deadline: 504,
+// not 200). A coroutine of its own: in exchange(), the reads made its frame larger than the
+// blocks Asio recycles (server_frames_test.cc).
+asio::awaitable<error_code> read_response(UpstreamConnection& conn, ResponseParser& parser) {
   error_code ec;
   parser.eager(true);
-  util::RoomReads<beast::tcp_stream> reads(conn.stream);
-  co_await beast_http::async_read_some(reads, conn.buffer, parser,
-                                       asio::redirect_error(asio::use_awaitable, ec));
+  if (conn.buffer.size() == 0) {
+    const std::size_t n = co_await conn.stream.async_read_some(
+        util::ReadRoom{conn.buffer.prepare(conn.buffer.max_size())},
+        asio::redirect_error(asio::use_awaitable, ec));
+    conn.buffer.commit(n);
+    if (ec == asio::error::eof) co_return beast_http::error::end_of_stream;
+    if (ec) co_return ec;
+  }
+  parse_buffered(conn, parser, ec);
+  if (!ec && !parser.is_done()) read_now(conn, parser, ec);
   if (!ec && !parser.is_done()) {
     co_await beast_http::async_read(conn.stream, conn.buffer, parser,
                                     asio::redirect_error(asio::use_awaitable, ec));
@@ -347,7 +403,7 @@ asio::awaitable<Exchange> exchange(const State& state, UpstreamConnection& conn,
   const auto header_limit = static_cast<std::uint32_t>(std::min<std::size_t>(
       options.max_response_header_bytes, std::numeric_limits<std::uint32_t>::max()));
   for (int interim = 0; interim <= kMaxInterimResponses; ++interim) {
-    beast_http::response_parser<CountedBody> parser;
+    ResponseParser parser;
     parser.header_limit(header_limit);
     parser.body_limit(static_cast<std::uint64_t>(options.max_response_body_bytes));
     if (options.response_memory != nullptr) {
