@@ -143,10 +143,10 @@ struct ServerLimits {
   // max_connections x max_body_bytes (10 GiB at the defaults).
   std::size_t max_body_memory = 256 * 1024 * 1024;
   // Upstream response bodies held in memory at once, over every connection (proxy mode): each
-  // counts its allocation, grown as its bytes arrive (doubling, never past its Content-Length),
-  // until its client has been sent it. One that does not fit: 503, Retry-After 1 (the upstream has
-  // acted on the request). At least 65536. Without it, max_connections clients each asking for a
-  // large resource, and reading it slowly, would hold as many responses.
+  // counts its allocation, grown as its bytes arrive (powers of two, never past its
+  // Content-Length), until its client has been sent it. One that does not fit: 503, Retry-After 1
+  // (the upstream has acted on the request). At least 65536. Without it, max_connections clients
+  // each asking for a large resource, and reading it slowly, would hold as many responses.
   std::size_t max_response_memory = 256 * 1024 * 1024;
   Duration header_timeout = std::chrono::seconds(10);  // from a request's first byte to its last
                                                        // header byte; past it: 408, closed

@@ -93,7 +93,7 @@ struct UpstreamOptions {
   std::size_t max_response_body_bytes = 64 * 1024 * 1024;
   // The bytes of response bodies held at once by every pool that shares `response_memory` (the
   // server's, over its threads; null: not counted). A body's share is its allocation, taken
-  // before it is made: grown as the body's bytes arrive, doubling from 4 KiB, never past a
+  // before it is made: grown as the body's bytes arrive, in powers of two from 4 KiB, never past a
   // declared Content-Length, and counting both allocations while the bytes move to a larger one.
   // Beyond the shares, only a connection's read buffer (at most 64 KiB) holds response bytes. A
   // share that would pass max_response_memory fails the response with kResourceExhausted; the
