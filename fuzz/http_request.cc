@@ -211,9 +211,7 @@ void check_framing(const Request& req) {
     std::string_view rest = sv(it->value());
     for (;;) {
       const std::size_t comma = rest.find(',');
-      std::string_view text = rest.substr(0, comma);
-      while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-      while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+      const std::string_view text = fg::util::trim_ows(rest.substr(0, comma));
       std::uint64_t n = 0;
       bool digits = !text.empty();
       for (char c : text) {

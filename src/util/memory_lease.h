@@ -58,10 +58,7 @@ class MemoryLease {
   std::size_t bytes() const { return bytes_; }
 
   // Gives the share back now (as dropping the lease does).
-  void release() {
-    if (budget_ != nullptr && bytes_ > 0) budget_->fetch_sub(bytes_, std::memory_order_relaxed);
-    bytes_ = 0;
-  }
+  void release() { shrink_to(0); }
 
  private:
   std::atomic<std::size_t>* budget_ = nullptr;
