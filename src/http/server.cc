@@ -1,5 +1,7 @@
 #include "http/server.h"
 
+#include <algorithm>
+
 #include "http/server_impl.h"
 
 namespace fg::http {
@@ -44,6 +46,24 @@ auto Server::Impl::status_loop(Worker& w) -> awaitable<void> {
     if (fleet) fleet->publish(status_board->info().id, status_board->record());
     timer.expires_after(kStatusInterval);
     co_await timer.async_wait(kTuple);
+  }
+}
+
+auto Server::Impl::idle_sweep(Worker& w) -> awaitable<void> {
+  asio::steady_timer timer(w.ioc);
+  while (!stopped.load()) {
+    const Duration idle = w.runtime->config->server.idle_timeout;
+    timer.expires_after(
+        std::clamp<Duration>(idle / 8, std::chrono::milliseconds(10), std::chrono::seconds(1)));
+    co_await timer.async_wait(kTuple);
+    const auto at = std::chrono::steady_clock::now();
+    const Duration limit = w.runtime->config->server.idle_timeout;
+    for (Worker::SessionEntry* e : w.sessions) {
+      if (!e->idle || at - e->idle_since < limit) continue;
+      e->idle = false;  // cancelled once; the session ends at its read's completion
+      boost::system::error_code ignored;
+      e->socket->cancel(ignored);
+    }
   }
 }
 
@@ -239,6 +259,7 @@ void Server::start() {
   asio::co_spawn(home.ioc, s.status_loop(home), asio::detached);
   for (auto& w : s.workers) {
     Worker* wp = w.get();
+    asio::co_spawn(w->ioc, s.idle_sweep(*wp), asio::detached);
     w->thread = std::thread([&s, wp] {
       s.run_worker(*wp);
       std::lock_guard lock(s.mutex);

@@ -140,11 +140,14 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
       // is still served (each answer then says Connection: close), as are new connections,
       // so a load balancer can read /readyz and nothing in flight is cut.
       if (served && closing_idle.load(std::memory_order_relaxed)) break;
+      // The wait is bounded by idle_timeout through idle_sweep() (server.cc), which cancels this
+      // read, rather than by a timer armed and cancelled around every read.
       entry.idle = true;
-      stream.expires_after(limits.idle_timeout);
+      entry.idle_since = std::chrono::steady_clock::now();
       // A ReadRoom (util/read_room.h): after a read that emptied the socket, the next one waits for
       // epoll rather than first failing with EAGAIN.
-      auto [rec, n] = co_await stream.async_read_some(util::ReadRoom{buffer.prepare(4096)}, kTuple);
+      auto [rec, n] =
+          co_await stream.socket().async_read_some(util::ReadRoom{buffer.prepare(4096)}, kTuple);
       entry.idle = false;
       if (rec) break;
       buffer.commit(n);
