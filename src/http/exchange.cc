@@ -171,7 +171,7 @@ auto Server::Impl::begin(Request& req, Worker& w, const config::IpAddress& peer_
              hidden_on_listener(req, *x.rt->config, admin)) {
     x.route.reply = problem_response(req.version(), 404, "not found");
   } else {
-    x.route = route(req, *x.rt, x.ctx);
+    route_into(req, *x.rt, x.ctx, x.route);
   }
   // Routes that are their own answer need neither the store nor the resource.
   if (x.route.kind == Route::Kind::kReply) x.response = std::move(x.route.reply);

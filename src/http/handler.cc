@@ -199,8 +199,13 @@ bool policy_matches(const config::Match& match, std::string_view method, std::st
 }
 
 Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
-  const config::Config& c = *rt.config;
   Route out;
+  route_into(req, rt, ctx, out);
+  return out;
+}
+
+void route_into(const Request& req, const Runtime& rt, const RequestContext& ctx, Route& out) {
+  const config::Config& c = *rt.config;
   {
     // The session has canonicalized the request (canonical.h); a request that did not pass
     // through it is checked here all the same, so that no caller can match on another form.
@@ -208,17 +213,18 @@ Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
     CanonicalPath cp = canonical_path(t == "*" ? std::string_view("/*") : target_path(req));
     if (!cp.error.empty()) {
       out.reply = problem_response(req.version(), 400, cp.error);
-      return out;
+      return;
     }
     out.path = std::move(cp.path);
   }
-  const std::string& path = out.path;
+  // Compared as a view: the length first, where std::string == "..." measures the literal.
+  const std::string_view path = out.path;
 
   // Operations endpoints: never rate limited.
   if (path == "/healthz" || path == "/readyz") {
     if (!is_get_or_head(req)) {
       out.reply = method_not_allowed(req, "GET, HEAD");
-      return out;
+      return;
     }
     const bool ok = path == "/healthz" || ctx.ready;
     out.reply = text_response(req.version(),
@@ -226,25 +232,25 @@ Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
                               "text/plain; charset=utf-8",
                               ok ? "ok\n" : (ctx.draining ? "draining\n" : "store unavailable\n"));
     out.reply.set(beast_http::field::cache_control, "no-store");
-    return out;
+    return;
   }
   if (path == "/metrics") {
     if (!is_get_or_head(req)) {
       out.reply = method_not_allowed(req, "GET, HEAD");
-      return out;
+      return;
     }
     out.kind = Route::Kind::kMetrics;
-    return out;
+    return;
   }
   // The dashboard and its data show client identities: see dashboard_served().
   if ((path == "/dashboard" || path == "/v1/status") && dashboard_served(c, ctx)) {
     if (!is_get_or_head(req)) {
       out.reply = method_not_allowed(req, "GET, HEAD");
-      return out;
+      return;
     }
     if (path == "/v1/status") {
       out.kind = Route::Kind::kStatus;
-      return out;
+      return;
     }
     out.reply = text_response(req.version(), beast_http::status::ok, "text/html; charset=utf-8",
                               std::string(dashboard_page()));
@@ -253,7 +259,7 @@ Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
     out.reply.set("Content-Security-Policy",
                   "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
                   "connect-src 'self'; img-src data:");
-    return out;
+    return;
   }
   // POST /v1/check: on admin_listen when that is set, else on the public listener, where the
   // caller is limited like any client; nowhere with check_api: false.
@@ -261,10 +267,10 @@ Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
   if (path == "/v1/check" && check_here) {
     if (req.method() != beast_http::verb::post) {
       out.reply = method_not_allowed(req, "POST");
-      return out;
+      return;
     }
     out.kind = Route::Kind::kCheckCaller;
-    if (ctx.admin) return out;  // the admin listener's callers are trusted
+    if (ctx.admin) return;  // the admin listener's callers are trusted
   }
 
   // A CORS preflight: answered here, consuming nothing (it is the browser asking, not the app).
@@ -273,7 +279,7 @@ Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
     const auto origin = find_header(req, "Origin");
     if (origin && find_header(req, "Access-Control-Request-Method")) {
       out.reply = preflight(req, c, *origin);
-      return out;
+      return;
     }
   }
 
@@ -290,10 +296,10 @@ Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
     out = Route{};
     out.reply = problem_response(req.version(), 400,
                                  "this API needs to know who is calling: send " + missing);
-    return out;
+    return;
   }
   if (!caller) out.kind = out.empty() ? Route::Kind::kServe : Route::Kind::kDecide;
-  return out;
+  return;
 }
 
 namespace {
@@ -467,8 +473,8 @@ PlainAnswer write_plain_answer(std::string& out, const Request& req, const Route
   // What Response::keep_alive() leaves in a response without a Connection field: "close" when an
   // HTTP/1.1 connection ends, "keep-alive" when an HTTP/1.0 one stays open, else nothing.
   const unsigned version = req.version();
-  const std::string_view connection = version < 11 ? (a.keep_alive ? "keep-alive" : "")
-                                                   : (a.keep_alive ? "" : "close");
+  const std::string_view connection =
+      version < 11 ? (a.keep_alive ? "keep-alive" : "") : (a.keep_alive ? "" : "close");
   const std::string_view wire = headers.fields.wire();
   const std::string_view status_line =
       headers.denied ? "429 Too Many Requests\r\nContent-Type: " : "200 OK\r\nContent-Type: ";
@@ -482,8 +488,8 @@ PlainAnswer write_plain_answer(std::string& out, const Request& req, const Route
   static_assert(kServerName == "floodgate");
   // Written through a pointer into room sized up front (a connection's buffer keeps it): one
   // copy per piece, no capacity check per append.
-  out.resize(9 + status_line.size() + type.size() + 2 + kConnection.size() + connection.size() +
-             2 + wire.size() + kServerAndLength.size() + content_length.size() + 4 + body.size());
+  out.resize(9 + status_line.size() + type.size() + 2 + kConnection.size() + connection.size() + 2 +
+             wire.size() + kServerAndLength.size() + content_length.size() + 4 + body.size());
   char* p = out.data();
   const auto put = [&p](std::string_view s) { p = std::copy(s.begin(), s.end(), p); };
   put(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
@@ -522,8 +528,8 @@ bool dashboard_served(const config::Config& c, const RequestContext& ctx) {
 }
 
 Response status_response(const Request& req, std::string json) {
-  Response r = text_response(req.version(), beast_http::status::ok, "application/json",
-                             std::move(json));
+  Response r =
+      text_response(req.version(), beast_http::status::ok, "application/json", std::move(json));
   r.set(beast_http::field::cache_control, "no-store");
   return r;
 }
@@ -546,8 +552,7 @@ std::string status_policy_param(const Request& req) {
                  : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
                                           : -1;
         };
-        if (raw[i] == '%' && i + 2 < raw.size() && hex(raw[i + 1]) >= 0 &&
-            hex(raw[i + 2]) >= 0) {
+        if (raw[i] == '%' && i + 2 < raw.size() && hex(raw[i + 1]) >= 0 && hex(raw[i + 2]) >= 0) {
           out.push_back(static_cast<char>(hex(raw[i + 1]) * 16 + hex(raw[i + 2])));
           i += 2;
         } else {

@@ -95,6 +95,10 @@ struct Route : decide::Plan {
 };
 
 Route route(const Request& request, const Runtime& runtime, const RequestContext& context);
+// The same, written into `out` (a Route as default-constructed): a request's route is built in
+// its Exchange, not moved there (a Route's plan holds its charges inline).
+void route_into(const Request& request, const Runtime& runtime, const RequestContext& context,
+                Route& out);
 
 // kCheck for a POST /v1/check whose body has been read: {"policy":"per-minute","key":"user-42",
 // "cost":1} decided for the identity "check:<key>" (a namespace no HTTP identity can be in:
@@ -121,7 +125,8 @@ Answer answer_decision(const Request& request, const Route& route, const Runtime
 
 // The rate-limit fields (and, when the verdict denies, the 429's body) for `verdict` on `route`,
 // in the form configured for its headline policy: what answer_decision() answers a verdict with.
-RateLimitHeaders verdict_headers(const Route& route, const Runtime& runtime, const Verdict& verdict);
+RateLimitHeaders verdict_headers(const Route& route, const Runtime& runtime,
+                                 const Verdict& verdict);
 
 // The plain answers: the demo resource's 200 and the 429 of a verdict, for a request the session
 // serves without an upstream. They are most of what a limiter under load answers, and every
