@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <array>
 #include <boost/beast/core/buffers_suffix.hpp>
+#include <stdexcept>
 
 #include "http/server_impl.h"
 #include "util/read_room.h"
@@ -185,13 +186,20 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
       // What async_read_header would do with the bytes already read, without posting its
       // completion through the io_context: one put() takes the header section (or finds it
       // over header_limit: 431) and leaves the body in the buffer.
-      const std::size_t used = parser.put(buffer.data(), hec);
-      buffer.consume(used);
-      if (hec == beast::http::error::need_more) {  // not expected: let Beast read the rest
-        if (!timed) arm_header_timer();
-        auto [rec, rn] = co_await beast::http::async_read_header(stream, buffer, parser, kTuple);
-        (void)rn;
-        hec = rec;
+      // Beast keeps a field's name and value in at most 65,535 bytes each, and throws
+      // std::length_error for a longer one, which max_header_bytes (up to 1 MiB) lets through:
+      // that is a header too large for floodgate, 431, like one over max_header_bytes.
+      try {
+        const std::size_t used = parser.put(buffer.data(), hec);
+        buffer.consume(used);
+        if (hec == beast::http::error::need_more) {  // not expected: let Beast read the rest
+          if (!timed) arm_header_timer();
+          auto [rec, rn] = co_await beast::http::async_read_header(stream, buffer, parser, kTuple);
+          (void)rn;
+          hec = rec;
+        }
+      } catch (const std::length_error&) {
+        hec = beast::http::error::header_limit;
       }
     }
     if (timed) {
