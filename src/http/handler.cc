@@ -299,7 +299,6 @@ void route_into(const Request& req, const Runtime& rt, const RequestContext& ctx
     return;
   }
   if (!caller) out.kind = out.empty() ? Route::Kind::kServe : Route::Kind::kDecide;
-  return;
 }
 
 namespace {
