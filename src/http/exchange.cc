@@ -5,6 +5,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <optional>
+#include <stdexcept>
 
 #include "http/server_impl.h"
 
@@ -71,14 +73,38 @@ Response answer_of(Worker& w, unsigned version, Result<Response>& r) {
 
 }  // namespace
 
+namespace {
+
+// make_upstream_request() for `req` from `peer`, or nullopt when a field it composes does not fit
+// a field: Beast keeps a field's value in at most 65,535 bytes and throws std::length_error for a
+// longer one. X-Forwarded-For joins the client's fields of that name and adds its address; with
+// max_header_bytes raised past 64 KiB, the client's can be that long.
+std::optional<Request> upstream_request(const Request& req, const tcp::endpoint& peer,
+                                        const config::HostPort& target) {
+  try {
+    return make_upstream_request(req, address_text(peer.address()), target);
+  } catch (const std::length_error&) {
+    return std::nullopt;
+  }
+}
+
+Response forwarded_too_long(const Request& req) {
+  return problem_response(req.version(), 431,
+                          "X-Forwarded-For, with this client's address added, would be longer "
+                          "than a field may be (65,533 bytes)");
+}
+
+}  // namespace
+
 auto Server::Impl::serve(Request& req, Worker& w, const tcp::endpoint& peer,
                          const std::string& path, util::MemoryLease& lease) -> awaitable<Response> {
   if (!w.upstream) co_return demo_resource(req, path);
   auto pool = w.upstream;  // keeps the pool alive across a reload
   // The request is in its canonical form (canonical.h): the upstream gets exactly the method
   // and target that were decided on.
-  Request up = make_upstream_request(req, address_text(peer.address()), *w.upstream_target);
-  Result<Response> r = co_await pool->forward(std::move(up), std::nullopt, &lease);
+  std::optional<Request> up = upstream_request(req, peer, *w.upstream_target);
+  if (!up) co_return forwarded_too_long(req);
+  Result<Response> r = co_await pool->forward(std::move(*up), std::nullopt, &lease);
   co_return answer_of(w, req.version(), r);
 }
 
@@ -118,9 +144,10 @@ auto Server::Impl::serve_holding(Request& req, Worker& w, const tcp::endpoint& p
   if (held_exchanges.load(std::memory_order_relaxed) >= x.rt->config->server.max_connections) {
     co_return co_await serve(req, w, peer, x.route.path, x.response_memory);
   }
+  std::optional<Request> up = upstream_request(req, peer, *w.upstream_target);
+  if (!up) co_return forwarded_too_long(req);
   auto held = std::make_shared<HeldExchange>(w.ioc);
-  Request up = make_upstream_request(req, address_text(peer.address()), *w.upstream_target);
-  asio::co_spawn(w.ioc, run_held(w.upstream, std::move(up), w.upstream_hold_timeout, held),
+  asio::co_spawn(w.ioc, run_held(w.upstream, std::move(*up), w.upstream_hold_timeout, held),
                  asio::detached);
   held->answer.expires_after(w.upstream_timeout);
   boost::system::error_code ec;

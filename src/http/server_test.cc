@@ -678,6 +678,29 @@ TEST(Server, EachProxiedRequestNamesItsOwnPeer) {
 // buffer, a send buffer of at most net.ipv4.tcp_wmem's 4 MiB): a third is answered 503 with
 // Retry-After, chunked or not, while small responses still fit; once a client has read its
 // response, its share is free for the next, and a client that goes away frees its own.
+// X-Forwarded-For is forwarded as one field: the client's fields of that name joined, its
+// address added. Past Beast's bound of a field (65,533 bytes), which only a header allowed past
+// 64 KiB can reach, that is a 431 before anything is forwarded, not a connection closed without an
+// answer; the server serves on.
+TEST(Server, AForwardedForTooLongToForwardIs431) {
+  EchoUpstream up;
+  Running r = start_server(with_policies("upstream: http://127.0.0.1:" + std::to_string(up.port()) +
+                                         "\nserver:\n  max_header_bytes: 1048576\n"));
+  ASSERT_TRUE(r.server);
+  for (const std::string& fields : {"X-Forwarded-For: " + std::string(40'000, '1') +
+                                        "\r\nX-Forwarded-For: " + std::string(40'000, '2') + "\r\n",
+                                    "X-Forwarded-For: " + std::string(65'530, '1') + "\r\n"}) {
+    Client c(r.port);
+    ASSERT_TRUE(c.send("GET /api/x HTTP/1.1\r\nHost: t\r\n" + fields + "\r\n"));
+    auto res = c.read();
+    ASSERT_TRUE(res) << "no answer: " << c.last_error().message();
+    EXPECT_EQ(res->result_int(), 431u);
+  }
+  auto next = get_once(r.port, "/api/x");
+  ASSERT_TRUE(next) << "the server is gone";
+  EXPECT_EQ(next->result_int(), 201u);  // the upstream's answer
+}
+
 TEST(Server, UpstreamResponsesHoldAtMostMaxResponseMemory) {
   EchoUpstream up;
   Running r = start_server(with_policies("upstream: http://127.0.0.1:" + std::to_string(up.port()) +

@@ -35,7 +35,8 @@ using Response = beast_http::response<beast_http::string_body>;
 //    next request), and forward() does not pool that connection;
 //  - method (unknown methods too), target, every other header (order and spelling kept) and the
 //    body unchanged.
-// Failure: none.
+// Failure: std::length_error (Beast's) when the X-Forwarded-For it composes passes 65,533 bytes,
+// which only a request header over 64 KiB can make (server.max_header_bytes may allow one).
 Request make_upstream_request(const Request& in, std::string_view client_ip,
                               const config::HostPort& target);
 
