@@ -10,7 +10,9 @@
 //
 // Keys are hashed under the process's secret key (util/keyed_hash.h): a client chooses its
 // identities, and under a hash it could compute it could choose thousands that probe from one
-// slot, making each lookup there read all of them.
+// slot, making each lookup there read all of them. find and insert take the hash from the caller
+// too: the memory store derives its keys' hashes from their identity's (memory_store.cc,
+// key_hash), which is as unpredictable. A table is given its hashes one way throughout.
 //
 // The table is at most 3/4 full, and grows by doubling; it never shrinks, so its slots are bounded
 // by the most keys it held at once (the memory store bounds those by max_keys). Erasing shifts
@@ -36,9 +38,7 @@ class KeyTable {
     Value value{};
     std::uint64_t hash = 0;
     std::size_t key_size = 0;
-    std::string_view key() const {
-      return {reinterpret_cast<const char*>(this + 1), key_size};
-    }
+    std::string_view key() const { return {reinterpret_cast<const char*>(this + 1), key_size}; }
   };
 
   static std::uint64_t hash_of(std::string_view key) { return util::keyed_hash(key); }
@@ -77,8 +77,8 @@ class KeyTable {
   }
 
   // A new node for `key`, which must not be in the table, with a value-initialised value.
-  Node* insert(std::string_view key) {
-    const std::uint64_t hash = hash_of(key);
+  Node* insert(std::string_view key) { return insert(key, hash_of(key)); }
+  Node* insert(std::string_view key, std::uint64_t hash) {
     if ((size_ + 1) * 4 > slots_.size() * 3) grow();
     static_assert(alignof(Node) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
     void* raw = ::operator new(sizeof(Node) + key.size());

@@ -37,6 +37,29 @@ void make_key(std::string& out, std::string_view policy, std::string_view stored
   out.append(stored);
 }
 
+// The stored identity's keyed hash (util/keyed_hash.h): it names the identity's shard, and
+// every key of the identity is placed in that shard's table by it (key_hash).
+std::uint64_t identity_hash(std::string_view stored) { return util::keyed_hash(stored); }
+
+// Where the key of `policy` for the identity of `identity_hash` sits in its shard's table: the
+// identity's hash and the policy name's (FNV-1a: names come from the config, not from clients),
+// mixed by MurmurHash3's 64-bit finalizer. One SipHash per request, not one per identity and
+// one per key. For a given policy this is a bijection of the identity's hash, which a client
+// cannot compute, so no chosen set of identities collides in a table more than chance; and the
+// finalizer spreads every bit to the low bits the table indexes by (the shard's index fixes the
+// identity hash's lowest bits).
+std::uint64_t key_hash(std::uint64_t identity_hash, std::string_view policy) {
+  std::uint64_t p = 0xcbf29ce484222325ULL;
+  for (const char c : policy) p = (p ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
+  std::uint64_t h = identity_hash ^ p;
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
+
 // Drops the leases of `leases` that expired by `now_us`; returns how many are left.
 template <typename Vec>
 std::size_t live_leases(Vec& leases, std::int64_t now_us) {
@@ -49,8 +72,7 @@ constexpr std::size_t kInlinePolicies = 8;
 
 }  // namespace
 
-MemoryStore::MemoryStore(const MemoryStoreOptions& options, const Clock& clock)
-    : clock_(clock) {
+MemoryStore::MemoryStore(const MemoryStoreOptions& options, const Clock& clock) : clock_(clock) {
   util::process_hash_key();  // drawn now, at start (keyed_hash.h)
   const std::size_t max_keys = std::max<std::size_t>(1, options.max_keys);
   const std::size_t shards = std::clamp<std::size_t>(options.shards, 1, max_keys);
@@ -59,8 +81,8 @@ MemoryStore::MemoryStore(const MemoryStoreOptions& options, const Clock& clock)
   for (std::size_t i = 0; i < shards; ++i) shards_.push_back(std::make_unique<Shard>());
 }
 
-MemoryStore::Shard& MemoryStore::shard_for(std::string_view stored) {
-  return *shards_[util::keyed_hash(stored) % shards_.size()];
+MemoryStore::Shard& MemoryStore::shard_for(std::uint64_t identity_hash) const {
+  return *shards_[identity_hash % shards_.size()];
 }
 
 void MemoryStore::link(Shard& shard, Node& node) {
@@ -191,7 +213,8 @@ Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
     nodes = heap_nodes;
   }
 
-  Shard& shard = shard_for(stored);
+  const std::uint64_t ih = identity_hash(stored);
+  Shard& shard = shard_for(ih);
   std::lock_guard lock(shard.mu);
   // One lookup per key. A state whose ttl has passed reads as no state, as if dropped, but its
   // node is kept: when this decision writes the key again (a client whose bucket refilled
@@ -213,7 +236,7 @@ Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
       }
       continue;
     }
-    nodes[i] = shard.map.find(key);
+    nodes[i] = shard.map.find(key, key_hash(ih, request.charges[i].policy->name));
     if (nodes[i] != nullptr && nodes[i]->value.expires_us > now_us) {
       states[i] = nodes[i]->value.state;
     }
@@ -249,9 +272,8 @@ Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
     new_keys += seen ? 0 : 1;
   }
   if (new_keys > 0 && !make_room(shard, now_us, new_keys, nodes)) {
-    return fail(ErrorCode::kResourceExhausted,
-                "memory store full: " + std::to_string(capacity()) +
-                    " keys (memory.max_keys), none free to evict");
+    return fail(ErrorCode::kResourceExhausted, "memory store full: " + std::to_string(capacity()) +
+                                                   " keys (memory.max_keys), none free to evict");
   }
 
   // Keys that exist first: make_room erased none of the nodes found above (rehashing moves no
@@ -269,13 +291,15 @@ Result<Verdict> MemoryStore::decide_now(const DecideRequest& request) {
   if (inserts) {
     for (const StateWrite& w : eval.writes) {
       if (nodes[w.index] != nullptr) continue;
-      make_key(key, request.charges[w.index].policy->name, stored);
+      const std::string& name = request.charges[w.index].policy->name;
+      make_key(key, name, stored);
+      const std::uint64_t hash = key_hash(ih, name);
       const std::int64_t expires_us = now_us + w.ttl.count();
       // A policy given twice in one request has its key inserted by the first of its writes.
-      Node* node = shard.map.find(key);
+      Node* node = shard.map.find(key, hash);
       if (node == nullptr) {
         if (w.ttl.count() <= 0) continue;  // equivalent to no state: nothing to hold
-        node = shard.map.insert(key);
+        node = shard.map.insert(key, hash);
         node->value.expires_us = expires_us;
         link(shard, *node);
       } else {
@@ -300,7 +324,7 @@ void MemoryStore::update_leases(const LeaseRequest& request, bool renew) {
   std::string key;
   std::string stored;
   stored_identity(stored, request.identity);
-  Shard& shard = shard_for(stored);
+  Shard& shard = shard_for(identity_hash(stored));
   const std::int64_t now_us = to_us(clock_.now());
   std::lock_guard lock(shard.mu);
   for (const Charge& c : request.charges) {
@@ -337,7 +361,7 @@ std::size_t MemoryStore::slots_held(std::string_view identity, std::string_view 
   std::string key;
   stored_identity(stored, identity);
   make_key(key, policy, stored);
-  const Shard& shard = *shards_[util::keyed_hash(stored) % shards_.size()];
+  const Shard& shard = shard_for(identity_hash(stored));
   const std::int64_t now_us = to_us(clock_.now());
   std::lock_guard lock(shard.mu);
   auto lt = shard.leases.find(std::string_view(key));
@@ -371,12 +395,13 @@ Result<void> MemoryStore::refund_now(const RefundRequest& request) {
   std::string stored;  // as decide() stores it (long identities as their digest)
   stored_identity(stored, request.identity);
 
-  Shard& shard = shard_for(stored);
+  const std::uint64_t ih = identity_hash(stored);
+  Shard& shard = shard_for(ih);
   std::lock_guard lock(shard.mu);
   for (std::size_t i = 0; i < n; ++i) {
     if (charges[i].cost == 0 || charges[i].policy->is_concurrency()) continue;
     make_key(key, charges[i].policy->name, stored);
-    Node* node = shard.map.find(key);
+    Node* node = shard.map.find(key, key_hash(ih, charges[i].policy->name));
     if (node == nullptr || node->value.expires_us <= now_us) continue;  // nothing to give back
     nodes[i] = node;
     states[i] = node->value.state;
@@ -416,9 +441,11 @@ Result<std::vector<std::int64_t>> MemoryStore::count_now(std::span<const CountRe
   for (const CountRequest& c : counters) {
     stored_identity(stored, c.key);
     make_key(key, kCounterPolicy, stored);
-    Shard& shard = shard_for(stored);
+    const std::uint64_t ih = identity_hash(stored);
+    const std::uint64_t hash = key_hash(ih, kCounterPolicy);
+    Shard& shard = shard_for(ih);
     std::lock_guard lock(shard.mu);
-    Node* node = shard.map.find(key);
+    Node* node = shard.map.find(key, hash);
     const bool live = node != nullptr && node->value.expires_us > now_us;
     const std::int64_t before = live ? node->value.state.a : 0;
     if (c.hits == 0) {  // a look: nothing written
@@ -435,7 +462,7 @@ Result<std::vector<std::int64_t>> MemoryStore::count_now(std::span<const CountRe
                     "memory store full: " + std::to_string(capacity()) +
                         " keys (memory.max_keys), none free to evict");
       }
-      node = shard.map.insert(key);
+      node = shard.map.insert(key, hash);
       node->value.expires_us = expires_us;
       link(shard, *node);
     } else {
@@ -474,6 +501,15 @@ std::size_t MemoryStore::size() const {
     total += s->map.size();
   }
   return total;
+}
+
+std::size_t MemoryStore::longest_probe() const {
+  std::size_t longest = 0;
+  for (const auto& s : shards_) {
+    std::lock_guard lock(s->mu);
+    longest = std::max(longest, s->map.longest_probe());
+  }
+  return longest;
 }
 
 std::uint64_t MemoryStore::expired_count() const {

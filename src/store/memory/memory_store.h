@@ -49,12 +49,12 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <span>
-#include <utility>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "floodgate/store.h"
@@ -99,6 +99,9 @@ class MemoryStore final : public Store {
   // States held now, over all shards (takes every shard's lock in turn).
   std::size_t size() const;
   std::size_t capacity() const { return per_shard_ * shards_.size(); }
+  // The most slots a lookup reads in any shard's table (KeyTable::longest_probe), for the hash
+  // flooding test.
+  std::size_t longest_probe() const;
   // States dropped by the steady clean-up because their ttl had passed.
   std::uint64_t expired_count() const;
   // States equivalent to no state (ttl passed) dropped to make room for a new key.
@@ -150,8 +153,8 @@ class MemoryStore final : public Store {
     std::uint64_t refused = 0;
   };
 
-  // `stored` is the identity as keys hold it (see make_key).
-  Shard& shard_for(std::string_view stored);
+  // The shard of the identity whose stored form (see make_key) hashes to `identity_hash`.
+  Shard& shard_for(std::uint64_t identity_hash) const;
   // Looks at up to `budget` states in buckets that have passed: drops those whose ttl has
   // passed, moves the others to the bucket of their expiry. Returns how many it dropped.
   std::size_t drop_expired(Shard& shard, std::int64_t now_us, std::size_t budget);

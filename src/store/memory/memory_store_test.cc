@@ -192,6 +192,33 @@ TEST(MemoryStore, IdentitiesChosenForOneShardUnderAnUnkeyedHashSpreadOverTheShar
   EXPECT_EQ(store.refused_count(), static_cast<std::uint64_t>(refused));
 }
 
+// Hash flooding of a shard's table: keys that share their home slot make every lookup near it
+// read them all. A state's key is "<policy>\0=<identity>" (memory_store.cc, make_key), placed by
+// a hash derived from its identity's keyed hash. 2,000 identities whose keys std::hash puts on
+// one home slot of a 4,096-slot table land where chance puts them: a lookup reads a few slots.
+TEST(MemoryStore, IdentitiesChosenToCollideInATableUnderAnUnkeyedHashDoNotLengthenProbes) {
+  ManualClock clock;
+  MemoryStore store(MemoryStoreOptions{.max_keys = 4096, .shards = 1}, clock);
+  const Policy p = make_policy("p", 10, {.period = std::chrono::seconds(60)});
+  constexpr std::size_t kKeys = 2000;
+  std::vector<std::string> chosen;
+  for (std::uint64_t i = 0; chosen.size() < kKeys; ++i) {
+    std::string id = "api-key-" + std::to_string(i);
+    const std::string key = std::string("p\0=", 3) + id;
+    if ((std::hash<std::string_view>{}(key) & 0xfff) == 0x5a5) chosen.push_back(std::move(id));
+  }
+  for (const std::string& id : chosen) ASSERT_TRUE(decide(store, id, {{&p, 1}}).has_value());
+  ASSERT_EQ(store.size(), kKeys);
+  // At this load (under 1/2 of 4,096 slots) a key sits within a few dozen slots of its own.
+  EXPECT_LT(store.longest_probe(), 100u);
+  // Each key found again: the second decision of each sees the first's state.
+  for (const std::string& id : chosen) {
+    const auto v = decide(store, id, {{&p, 1}});
+    ASSERT_TRUE(v.has_value());
+    ASSERT_EQ(v->decisions[0].remaining, 8) << id;
+  }
+}
+
 // The attack this store must resist: spend a budget, then flood the store with fresh identities
 // so that the spent state is evicted and the next request starts with a full bucket.
 TEST(MemoryStore, AFloodOfFreshIdentitiesNeverResetsASpentClient) {
