@@ -198,6 +198,7 @@ auto Server::Impl::begin(Request& req, Worker& w, const config::IpAddress& peer_
              hidden_on_listener(req, *x.rt->config, admin)) {
     x.route.reply = problem_response(req.version(), 404, "not found");
   } else {
+    x.ctx.canonical = true;
     route_into(req, *x.rt, x.ctx, x.route);
   }
   // Routes that are their own answer need neither the store nor the resource.

@@ -206,11 +206,14 @@ Route route(const Request& req, const Runtime& rt, const RequestContext& ctx) {
 
 void route_into(const Request& req, const Runtime& rt, const RequestContext& ctx, Route& out) {
   const config::Config& c = *rt.config;
-  {
-    // The session has canonicalized the request (canonical.h); a request that did not pass
-    // through it is checked here all the same, so that no caller can match on another form.
-    const std::string_view t = sv(req.target());
-    CanonicalPath cp = canonical_path(t == "*" ? std::string_view("/*") : target_path(req));
+  if (sv(req.target()) == "*") {
+    out.path = "/*";
+  } else if (ctx.canonical) {
+    out.path = target_path(req);
+  } else {
+    // A request that did not pass through canonicalize() is checked here all the same, so that
+    // no caller can match on another form.
+    CanonicalPath cp = canonical_path(target_path(req));
     if (!cp.error.empty()) {
       out.reply = problem_response(req.version(), 400, cp.error);
       return;

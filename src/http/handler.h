@@ -74,6 +74,9 @@ struct RequestContext {
   bool ready = true;       // store reachable and not draining: /readyz
   bool draining = false;   // answer with Connection: close
   bool admin = false;      // the request came to admin_listen
+  // The request passed canonicalize() (canonical.h) and has not changed since: its path is
+  // canonical already, and route_into() takes it as it is instead of checking it again.
+  bool canonical = false;
 };
 
 // The deciding layer's Plan (which policies, per which identity), and what the door does with it.

@@ -113,6 +113,24 @@ class HandlerTest : public ::testing::Test {
   }
 };
 
+// route() on a request that did not pass through canonicalize() (RequestContext::canonical
+// false) canonicalizes its path itself: a dot segment cannot reach another route, an encoded '/'
+// is refused. With the flag, the path is taken as it is (canonicalize() has checked it).
+TEST_F(HandlerTest, ARouteOfARequestNotCanonicalizedChecksItsPathAllTheSame) {
+  ASSERT_FALSE(ctx.canonical);
+  Route r = route(get("/api/x/../../healthz"), *rt, ctx);
+  EXPECT_EQ(r.path, "/healthz");
+  EXPECT_EQ(r.reply.body(), "ok\n");
+  r = route(get("/api/a%2Fb"), *rt, ctx);
+  EXPECT_EQ(r.reply.result_int(), 400u);
+  EXPECT_EQ(route(get("/api/./resource"), *rt, ctx).path, "/api/resource");
+
+  RequestContext canonical = ctx;
+  canonical.canonical = true;
+  EXPECT_EQ(route(get("/api/resource"), *rt, canonical).path, "/api/resource");
+  EXPECT_EQ(route(get("*", {}, beast_http::verb::options), *rt, canonical).path, "/*");
+}
+
 TEST_F(HandlerTest, OperationsEndpointsAreNeverLimited) {
   Route r = route(get("/healthz"), *rt, ctx);
   ASSERT_EQ(r.kind, Route::Kind::kReply);
