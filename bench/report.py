@@ -92,6 +92,9 @@ class Runs:
                 # The whole machine (every process: wrk, servers, Redis, HAProxy, the others).
                 row["host_cpu"] = row["host_busy_ticks"] * tick_ms / requests
                 row["busy_pct"] = 100.0 * row["host_busy_ticks"] / max(row["host_total_ticks"], 1)
+                # wrk's own CPU (reading and parsing the responses), when the run recorded it.
+                row["client_cpu"] = (row["client_us"] / 1000.0 / requests
+                                     if "client_us" in row else float("nan"))
                 self.rows.append(row)
 
     def of(self, config, workload):
@@ -120,16 +123,22 @@ def ms(us):
     return f"{us / 1000:.2f}"
 
 
+def us(ms_value):
+    """CPU milliseconds per request as µs, one decimal; "-" when not recorded."""
+    return "-" if ms_value != ms_value else f"{ms_value * 1000:.1f}"
+
+
 def table(runs, workload):
     out = ["| configuration | topology | req/s per round | **median req/s** | p50 ms | p99 ms | "
-           "p99.9 ms | CPU s per 1,000 req: server / Redis / HAProxy | 200 | 429 | other | "
+           "p99.9 ms | CPU µs per request: server / Redis / HAProxy / wrk | 200 | 429 | other | "
            "machine busy % |",
            "|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     for c in runs.configs(workload):
         rs = runs.of(c, workload)
         name, topology = describe(c)
         per_round = " / ".join(fmt_int(r["rps"]) for r in rs)
-        cpu = " / ".join(f"{runs.med(c, workload, k):.3f}" for k in ("app_cpu", "store_cpu", "lb_cpu"))
+        cpu = " / ".join(us(runs.med(c, workload, k))
+                         for k in ("app_cpu", "store_cpu", "lb_cpu", "client_cpu"))
         out.append(
             f"| {name} | {topology} | {per_round} | **{fmt_int(runs.med(c, workload, 'rps'))}** | "
             f"{ms(runs.med(c, workload, 'p50_us'))} | {ms(runs.med(c, workload, 'p99_us'))} | "
@@ -254,12 +263,22 @@ def targets(runs, ceiling, redis_cpu=None, cpus=None):
             found.append((text, "not measured (" + ", ".join(gone) + " not in this run)", None))
         return bool(gone)
 
-    def ratio(a, b, threshold, text, key="rps"):
+    def cpu_beside(a, b, workload):
+        """The two sides' own CPU per request, and wrk's per response of each, as text."""
+        text = (f"; CPU per request {us(runs.med(a, workload, 'app_cpu'))} against "
+                f"{us(runs.med(b, workload, 'app_cpu'))} µs")
+        ca, cb = runs.med(a, workload, "client_cpu"), runs.med(b, workload, "client_cpu")
+        if ca == ca and cb == cb:
+            text += f", wrk's per response {us(ca)} against {us(cb)} µs"
+        return text
+
+    def ratio(a, b, threshold, text, key="rps", with_cpu=False):
         if missing(a, b, text):
             return
         value = runs.med(a, "many", key) / runs.med(b, "many", key)
         rounds = " / ".join(f"{x:.2f}" for x in ratio_per_round(runs, a, b, key))
-        found.append((text, f"{value:.2f}× (per round {rounds})", value >= threshold))
+        cpu = cpu_beside(a, b, "many") if with_cpu else ""
+        found.append((text, f"{value:.2f}× (per round {rounds}){cpu}", value >= threshold))
 
     def lower_p99(a, b, text):
         if missing(a, b, text):
@@ -298,21 +317,23 @@ def targets(runs, ceiling, redis_cpu=None, cpus=None):
     ratio("fg-memory-direct", "nginx-direct", 0.7,
           "memory-store policy ≥ 70 % of nginx's static 200")
     ratio("fg-memory-t1-direct", "nginx-limit-req-direct", 1.0,
-          "memory store, 1 thread ≥ nginx limit_req, 1 worker (the same limit)")
+          "memory store, 1 thread ≥ nginx limit_req, 1 worker (the same limit)", with_cpu=True)
 
-    def hot_ratio(a, b, threshold, text, key="rps"):
+    def hot_ratio(a, b, threshold, text, key="rps", with_cpu=False):
         if not (runs.has(a) and runs.has(b) and runs.configs("hot")
                 and a in runs.configs("hot") and b in runs.configs("hot")):
             found.append((text, "not measured (hot runs of " + a + " and " + b + " needed)", None))
             return
         value = runs.med(a, "hot", key) / runs.med(b, "hot", key)
+        cpu = cpu_beside(a, b, "hot") if with_cpu else ""
         found.append((text, f"{value:.2f}× ({fmt_int(runs.med(a, 'hot', key))} against "
-                      f"{fmt_int(runs.med(b, 'hot', key))} req/s)", value >= threshold))
+                      f"{fmt_int(runs.med(b, 'hot', key))} req/s){cpu}", value >= threshold))
 
     hot_ratio("fg-redis-direct", "fg-memory-direct", 0.9,
               "hot keys on one Redis (deny cache on) ≥ 0.9× the memory store's throughput")
     hot_ratio("fg-memory-t1-direct", "nginx-limit-req-direct", 1.0,
-              "hot keys (429s): memory store, 1 thread ≥ nginx limit_req, 1 worker")
+              "hot keys (429s): memory store, 1 thread ≥ nginx limit_req, 1 worker",
+              with_cpu=True)
     text = "Redis CPU per decision ≤ 0.5× the seed's script (redis-benchmark -c 50 -P 16, bench/redis_cpu.sh)"
     row = (redis_cpu or {}).get("fg_decide_v4, m=16")
     if row:
@@ -506,9 +527,11 @@ def main():
               "answer in that topology on this machine, the targets behind HAProxy are judged "
               "against it.")
     md.append("")
-    md.append("CPU is user + system time of the processes during the run, per 1,000 responses: "
-              "the server process(es), the redis-server(s) (one, or the cluster's 3 masters) and "
-              "HAProxy. Machine busy % is the whole machine (wrk included).")
+    md.append("CPU is user + system time of the processes during the run, per response, in µs: "
+              "the server process(es), the redis-server(s) (one, or the cluster's 3 masters), "
+              "HAProxy, and wrk itself (sending the requests, reading and parsing the responses: "
+              "a server whose responses carry more header fields costs wrk more). Machine busy % "
+              "is the whole machine (wrk included).")
     md.append("")
     md += table(runs, "many")
     md.append("")

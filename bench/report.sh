@@ -458,7 +458,14 @@ cpu_ticks() {  # PIDS... -> user + system ticks so far
 host_ticks() { awk '/^cpu /{ b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6; exit }' /proc/stat; }
 
 results=$work/results.tsv
-printf 'config\tworkload\tround\trequests\tduration_us\tp50_us\tp99_us\tp999_us\tmax_us\ts200\ts429\tsother\terrors\tapp_ticks\tstore_ticks\tlb_ticks\thost_busy_ticks\thost_total_ticks\n' >"$results"
+printf 'config\tworkload\tround\trequests\tduration_us\tp50_us\tp99_us\tp999_us\tmax_us\ts200\ts429\tsother\terrors\tapp_ticks\tstore_ticks\tlb_ticks\thost_busy_ticks\thost_total_ticks\tclient_us\n' >"$results"
+
+# The CPU time (user + system, µs) of the children waited for, as `times` wrote it in FILE (its
+# second line: "0m1.234s 0m0.567s"). `times` runs in the measuring shell itself (a subshell's
+# would count only its own children); written just before and after wrk, the difference is wrk's.
+children_us() {  # FILE
+  sed -n 2p "$1" | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, p, "m"); sub("s", "", p[2]); t += p[1] * 60 + p[2] } printf "%.0f", t * 1e6 }'
+}
 
 run_wrk() {  # CONFIG WORKLOAD(many|hot) ROUND [record]
   local c=$1 w=$2 r=$3 nkeys=$KEYS out=$work/wrk-$1-$2-$3.txt
@@ -470,8 +477,10 @@ run_wrk() {  # CONFIG WORKLOAD(many|hot) ROUND [record]
   local a0 s0 l0 hb0 ht0 a1 s1 l1 hb1 ht1
   a0=$(cpu_ticks ${app_pids[$c]}); s0=$(cpu_ticks ${store_pids[$c]}); l0=$(cpu_ticks $lbp)
   read -r hb0 ht0 < <(host_ticks)
+  times >"$work/times.0"
   timeout 120 wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 5s --latency \
     -s "$root/bench/wrk/keys.lua" "${url[$c]}" -- "$nkeys" "$c-$w-$r-$RANDOM" >"$out" 2>&1 || true
+  times >"$work/times.1"
   # shellcheck disable=SC2086
   a1=$(cpu_ticks ${app_pids[$c]}); s1=$(cpu_ticks ${store_pids[$c]}); l1=$(cpu_ticks $lbp)
   read -r hb1 ht1 < <(host_ticks)
@@ -479,10 +488,11 @@ run_wrk() {  # CONFIG WORKLOAD(many|hot) ROUND [record]
   line=$(grep '^wrk-result ' "$out") || die "$c: wrk gave no result: $(tail -3 "$out")"
   local requests duration_us p50_us p99_us p999_us max_us s200 s429 sother errors
   eval "$(sed 's/^wrk-result //; s/ /\n/g' <<<"$line" | grep -E '^[a-z0-9_]+=[0-9]+$')"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$w" "$r" \
-    "$requests" "$duration_us" "$p50_us" "$p99_us" "$p999_us" "$max_us" "$s200" "$s429" \
+  local client_us=$(($(children_us "$work/times.1") - $(children_us "$work/times.0")))
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$w" \
+    "$r" "$requests" "$duration_us" "$p50_us" "$p99_us" "$p999_us" "$max_us" "$s200" "$s429" \
     "$sother" "$errors" $((a1 - a0)) $((s1 - s0)) $((l1 - l0)) $((hb1 - hb0)) $((ht1 - ht0)) \
-    >>"$results"
+    "$client_us" >>"$results"
   log "$w round $r $c: $((requests * 1000000 / (duration_us > 0 ? duration_us : 1))) req/s," \
     "p99 $((p99_us / 1000)).$(printf '%03d' $((p99_us % 1000))) ms, 200=$s200 429=$s429 other=$sother"
   if [[ $c == fg-* ]] && ((sother > 0 || errors > 0)); then
