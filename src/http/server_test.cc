@@ -701,6 +701,33 @@ TEST(Server, AForwardedForTooLongToForwardIs431) {
   EXPECT_EQ(next->result_int(), 201u);  // the upstream's answer
 }
 
+// The same under a concurrency policy, whose requests are forwarded holding a slot
+// (serve_holding): 431 before anything is forwarded, and the slot given back: with one slot, the
+// next request is served.
+TEST(Server, AForwardedForTooLongToForwardIs431AndGivesItsSlotBack) {
+  EchoUpstream up;
+  Running r = start_server(with_policies("upstream: http://127.0.0.1:" + std::to_string(up.port()) +
+                                             "\nserver:\n  max_header_bytes: 1048576\n",
+                                         "policies:\n"
+                                         "  - name: one-at-a-time\n"
+                                         "    match: {path_prefix: /api/}\n"
+                                         "    algorithm: concurrency\n"
+                                         "    limit: 1\n"
+                                         "    lease: 1h\n"));
+  ASSERT_TRUE(r.server);
+  for (int i = 0; i < 3; ++i) {
+    Client c(r.port);
+    ASSERT_TRUE(c.send("GET /api/x HTTP/1.1\r\nHost: t\r\nX-API-Key: k\r\nX-Forwarded-For: " +
+                       std::string(65'530, '1') + "\r\n\r\n"));
+    auto res = c.read();
+    ASSERT_TRUE(res) << "no answer: " << c.last_error().message();
+    EXPECT_EQ(res->result_int(), 431u) << i;
+  }
+  auto next = get_once(r.port, "/api/x", {{"X-API-Key", "k"}});
+  ASSERT_TRUE(next) << "the server is gone";
+  EXPECT_EQ(next->result_int(), 201u);  // the upstream's answer: the slot was free
+}
+
 TEST(Server, UpstreamResponsesHoldAtMostMaxResponseMemory) {
   EchoUpstream up;
   Running r = start_server(with_policies("upstream: http://127.0.0.1:" + std::to_string(up.port()) +
