@@ -166,11 +166,10 @@ auto Server::Impl::serve_holding(Request& req, Worker& w, const tcp::endpoint& p
   co_return answer_of(w, req.version(), *held->result);
 }
 
-auto Server::Impl::body_failed(Worker& w, int result) -> Reply {
-  Reply reply;
+auto Server::Impl::body_failed(Worker& w, int result, Reply& reply) -> void {
   if (result == kClientGone) {
     reply.abandon = true;
-    return reply;
+    return;
   }
   if (result == kTrailers) {
     reply.response = problem_response(
@@ -183,7 +182,6 @@ auto Server::Impl::body_failed(Worker& w, int result) -> Reply {
   }
   w.metrics->on_request(static_cast<int>(reply.response.result_int()));
   reply.linger = true;
-  return reply;
 }
 
 auto Server::Impl::begin(Request& req, Worker& w, const config::IpAddress& peer_ip, bool admin)
@@ -236,25 +234,24 @@ auto Server::Impl::settle(Worker& w, Exchange& x, decide::Outcome& so, bool serv
 }
 
 auto Server::Impl::plain(const Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
-                         const RateLimitHeaders& headers, std::string& out) -> Reply {
+                         const RateLimitHeaders& headers, std::string& out, Reply& reply) -> void {
   // Draining is read now, as end() reads it.
   const PlainAnswer a =
       write_plain_answer(out, req, x.route, headers, draining.load(std::memory_order_relaxed));
   w.metrics->on_request(a.status);
   if (x.rt->config->access_log) log_access(req, peer, x, a.status, a.body_bytes);
-  Reply reply;
   reply.written = true;
   reply.keep_alive = a.keep_alive;
   reply.slots = std::move(x.slots);
   reply.renewal = std::move(x.renewal);
-  return reply;
 }
 
 auto Server::Impl::plain_verdict(const Request& req, Worker& w, const tcp::endpoint& peer,
-                                 Exchange& x, decide::Outcome& so, std::string& out) -> Reply {
+                                 Exchange& x, decide::Outcome& so, std::string& out, Reply& reply)
+    -> void {
   const RateLimitHeaders headers = verdict_headers(x.route, *x.rt, *so.verdict);
   settle(w, x, so, !headers.denied);
-  return plain(req, w, peer, x, headers, out);
+  plain(req, w, peer, x, headers, out, reply);
 }
 
 auto Server::Impl::give_back(Exchange& x) -> void {
@@ -266,7 +263,7 @@ auto Server::Impl::give_back(Exchange& x) -> void {
 }
 
 auto Server::Impl::end(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
-                       bool body_unread) -> Reply {
+                       bool body_unread, Reply& reply) -> void {
   // The request's own runtime decides CORS and keep-alive; draining is read again (it may
   // have begun while this request waited).
   RequestContext done_ctx = x.ctx;
@@ -278,14 +275,12 @@ auto Server::Impl::end(Request& req, Worker& w, const tcp::endpoint& peer, Excha
     log_access(req, peer, x, static_cast<int>(x.response.result_int()),
                req.method() == beast::http::verb::head ? 0 : x.response.body().size());
   }
-  Reply reply;
   reply.response = std::move(x.response);
   reply.fields = std::move(x.fields);
   reply.linger = body_unread;
   reply.slots = std::move(x.slots);
   reply.renewal = std::move(x.renewal);
   reply.response_memory = std::move(x.response_memory);
-  return reply;
 }
 
 auto Server::Impl::log_access(const Request& req, const tcp::endpoint& peer, const Exchange& x,
@@ -316,12 +311,13 @@ auto Server::Impl::log_access(const Request& req, const tcp::endpoint& peer, con
 }
 
 auto Server::Impl::respond_now(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
-                               bool body_read, std::string& out) -> std::optional<Reply> {
+                               bool body_read, std::string& out, Reply& reply) -> bool {
   switch (x.route.kind) {
     case Route::Kind::kReply:
     case Route::Kind::kMetrics:
     case Route::Kind::kStatus:
-      return end(req, w, peer, x, !body_read);  // answered by begin()
+      end(req, w, peer, x, !body_read, reply);  // answered by begin()
+      return true;
     case Route::Kind::kServe:
     case Route::Kind::kDecide: {
       if (!inline_store && x.route.kind == Route::Kind::kDecide) {
@@ -331,32 +327,42 @@ auto Server::Impl::respond_now(Request& req, Worker& w, const tcp::endpoint& pee
         std::optional<decide::Outcome> so = decider->cached_denial(*x.rt, x.route, w.metrics);
         if (!so) {
           x.deny_cache_checked = true;
-          return std::nullopt;
+          return false;
         }
         if (!w.upstream && body_read && plain_answer_applies(req, x.route, *x.rt)) {
-          return plain_verdict(req, w, peer, x, *so, out);
+          plain_verdict(req, w, peer, x, *so, out, reply);
+          return true;
         }
         // A denial is never served (answer_decision()): nothing to read, forward or await.
         decided(req, w, x, std::move(*so));
-        return end(req, w, peer, x, !body_read);
+        end(req, w, peer, x, !body_read, reply);
+        return true;
       }
-      if (!inline_store || w.upstream || !body_read) return std::nullopt;
+      if (!inline_store || w.upstream || !body_read) return false;
       const bool plain_answer = plain_answer_applies(req, x.route, *x.rt);
       if (x.route.kind == Route::Kind::kServe) {
-        if (plain_answer) return plain(req, w, peer, x, RateLimitHeaders{}, out);
+        if (plain_answer) {
+          plain(req, w, peer, x, RateLimitHeaders{}, out, reply);
+          return true;
+        }
         x.response = demo_resource(req, x.route.path);
-        return end(req, w, peer, x, false);
+        end(req, w, peer, x, false, reply);
+        return true;
       }
       decide::Outcome so = decider->decide_now(*x.rt, x.route, w.metrics);
-      if (plain_answer && so.verdict) return plain_verdict(req, w, peer, x, so, out);
+      if (plain_answer && so.verdict) {
+        plain_verdict(req, w, peer, x, so, out, reply);
+        return true;
+      }
       if (decided(req, w, x, std::move(so))) x.response = demo_resource(req, x.route.path);
-      return end(req, w, peer, x, false);
+      end(req, w, peer, x, false, reply);
+      return true;
     }
     case Route::Kind::kCheckCaller:
     case Route::Kind::kCheck:
       break;
   }
-  return std::nullopt;
+  return false;
 }
 
 auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
@@ -373,7 +379,7 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
       break;
     case Route::Kind::kServe:
       if (!w.upstream && in.parser.is_done() && plain_answer_applies(req, x.route, *x.rt)) {
-        reply = plain(req, w, peer, x, RateLimitHeaders{}, in.out);
+        plain(req, w, peer, x, RateLimitHeaders{}, in.out, reply);
         co_return;
       }
       serve_it = true;
@@ -384,7 +390,7 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
       // the store's answer, as serve() would (a reload may have changed it meanwhile).
       if (so.verdict && !w.upstream && in.parser.is_done() &&
           plain_answer_applies(req, x.route, *x.rt)) {
-        reply = plain_verdict(req, w, peer, x, so, in.out);
+        plain_verdict(req, w, peer, x, so, in.out, reply);
         co_return;
       }
       serve_it = decided(req, w, x, std::move(so));
@@ -401,7 +407,7 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
       const int got = co_await read_body(in);
       if (got != kBodyRead) {
         give_back(x);
-        reply = body_failed(w, got);
+        body_failed(w, got, reply);
         co_return;
       }
       x.consumed.reset();
@@ -419,7 +425,7 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
     const int got = co_await read_body(in);
     if (got != kBodyRead) {
       give_back(x);
-      reply = body_failed(w, got);
+      body_failed(w, got, reply);
       co_return;
     }
     if (w.upstream) {
@@ -437,7 +443,7 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
         if (client_gone(watch)) {  // the upstream has answered: only now are the slots free
           x.renewal.stop();
           x.slots.reset();
-          reply = body_failed(w, kClientGone);  // abandon: write nothing
+          body_failed(w, kClientGone, reply);  // abandon: write nothing
           co_return;
         }
       }
@@ -445,7 +451,7 @@ auto Server::Impl::respond(Request& req, Worker& w, const tcp::endpoint& peer, E
       x.response = demo_resource(req, x.route.path);  // without serve()'s coroutine frame
     }
   }
-  reply = end(req, w, peer, x, !in.parser.is_done());
+  end(req, w, peer, x, !in.parser.is_done(), reply);
 }
 
 struct Server::Impl::ClientWatch {

@@ -448,8 +448,11 @@ struct Server::Impl {
   // cannot hold more than that between them.
   awaitable<int> read_body(Inbound& in);
 
+  // The functions below that answer write into `reply`, the session's, which they are given
+  // fresh (default-constructed): built in place, not moved there.
+
   // The answer to a request whose body could not be read (read_body's result).
-  Reply body_failed(Worker& w, int result);
+  void body_failed(Worker& w, int result, Reply& reply);
 
   // `admin`: the request came to the admin listener (admin_listen). The request is rewritten
   // into its canonical form (canonical.h) and routed on its header section alone.
@@ -464,11 +467,11 @@ struct Server::Impl {
 
   // A plain answer (handler.h: write_plain_answer()) with `headers` (empty for kServe), written
   // into `out`, counted and logged as end() counts and logs the others.
-  Reply plain(const Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
-              const RateLimitHeaders& headers, std::string& out);
+  void plain(const Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
+             const RateLimitHeaders& headers, std::string& out, Reply& reply);
   // plain() for a decision with a verdict (what answer_decision() answers from it), settled.
-  Reply plain_verdict(const Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
-                      decide::Outcome& so, std::string& out);
+  void plain_verdict(const Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
+                     decide::Outcome& so, std::string& out, Reply& reply);
 
   // A request that was allowed but is not served after all (its body could not be read): what it
   // consumed is given back, so a malformed or oversized body costs its client nothing.
@@ -476,7 +479,8 @@ struct Server::Impl {
 
   // `body_unread`: the request's body was not read (it was not served): the connection closes
   // after the answer.
-  Reply end(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x, bool body_unread);
+  void end(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x, bool body_unread,
+           Reply& reply);
 
   // `status` and `body_bytes`: the answer's (x.response is empty for a plain answer).
   void log_access(const Request& req, const tcp::endpoint& peer, const Exchange& x, int status,
@@ -485,9 +489,10 @@ struct Server::Impl {
   // The answer when nothing needs to wait: the routes that are their own answer; and, on a
   // memory store (which decides before returning) with the built-in resource, every request
   // without a body. Most requests of such a server take this path, with no coroutine frame of
-  // their own, and most of those get a plain answer, written into `out`. Empty: use respond().
-  std::optional<Reply> respond_now(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x,
-                                   bool body_read, std::string& out);
+  // their own, and most of those get a plain answer, written into `out`. False, `reply`
+  // untouched: use respond().
+  bool respond_now(Request& req, Worker& w, const tcp::endpoint& peer, Exchange& x, bool body_read,
+                   std::string& out, Reply& reply);
 
   // Decide on the header section; read the body only for a request that is served (or a
   // /v1/check call whose caller may call), so a denied client never makes the server buffer one.

@@ -235,9 +235,10 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
                limits,
                static_cast<std::size_t>(std::distance(req.begin(), req.end())),
                out};
-    std::optional<Reply> now_reply = respond_now(req, w, peer, x, parser.is_done(), out);
-    if (!now_reply) co_await respond(req, w, peer, x, in, now_reply.emplace());
-    Reply& reply = *now_reply;
+    Reply reply;
+    if (!respond_now(req, w, peer, x, parser.is_done(), out, reply)) {
+      co_await respond(req, w, peer, x, in, reply);
+    }
     if (reply.abandon) break;
     const bool keep_alive = reply.written ? reply.keep_alive : reply.response.keep_alive();
     served = true;
