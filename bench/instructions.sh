@@ -19,6 +19,11 @@
 #
 # PROFILES=DIR keeps each run's callgrind output there (N-memory.callgrind.out, N-redis...: N is
 # the binary's place in the arguments), for callgrind_annotate.
+#
+# WITH_NGINX=1 adds a last row: nginx enforcing the same limit itself (limit_req_zone keyed by
+# X-API-Key, rate=100r/m burst=100 nodelay, empty_gif; as bench/report.sh's nginx-limit-req) in
+# one process (master_process off, 1 worker), under the same load: the memory store's column
+# only. Needs nginx. (PROFILES keeps it as nginx.callgrind.out.)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 (($# > 0)) || set -- "$root/build/release/floodgate"
@@ -90,6 +95,61 @@ YAML
   echo "$((total / requests)) $(count_allocations "$work/callgrind.out" "$requests")"
 }
 
+measure_nginx() {  # -> "INSTRUCTIONS ALLOCATIONS" per request of nginx limit_req, as measure()
+  local port pid out requests total
+  port=$(free_port)
+  mkdir -p "$work/nginx"
+  cat >"$work/nginx/nginx.conf" <<NGINX
+master_process off;
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  limit_req_zone \$http_x_api_key zone=fg:10m rate=100r/m;
+  limit_req_status 429;
+  server {
+    listen 127.0.0.1:$port;
+    location / { limit_req zone=fg burst=100 nodelay; empty_gif; }
+  }
+}
+NGINX
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out" \
+    "$nginx_bin" -c "$work/nginx/nginx.conf" -p "$work/nginx" -e "$work/nginx/error.log" \
+    -g 'daemon off;' >"$work/nginx/out.log" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  for _ in $(seq 150); do
+    curl -fsS -o /dev/null -H 'X-API-Key: ready' "http://127.0.0.1:$port/api/resource" \
+      2>/dev/null && break
+    sleep 0.2
+  done
+  local url=http://127.0.0.1:$port/api/resource
+  wrk -t1 -c8 -d2s -s "$root/bench/wrk/keys.lua" "$url" -- 10000 "warm-$RANDOM" >/dev/null
+  callgrind_control -i on "$pid" >/dev/null 2>&1
+  out=$(wrk -t1 -c8 -d8s -s "$root/bench/wrk/keys.lua" "$url" -- 10000 "run-$RANDOM" |
+    grep '^wrk-result ')
+  callgrind_control -i off "$pid" >/dev/null 2>&1
+  kill -TERM "$pid"
+  wait "$pid" || true
+  requests=$(sed 's/.* requests=\([0-9]*\).*/\1/' <<<"$out")
+  ((requests > 0)) || { echo "instructions: nginx answered no request" >&2; exit 1; }
+  if [[ -n ${PROFILES:-} ]]; then
+    mkdir -p "$PROFILES"
+    cp "$work/callgrind.out" "$PROFILES/nginx.callgrind.out"
+  fi
+  total=$(callgrind_annotate "$work/callgrind.out" 2>/dev/null |
+    awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+  echo "$((total / requests)) $(count_allocations "$work/callgrind.out" "$requests")"
+}
+
 # Heap allocations per request in a callgrind profile: the call counts of every call into the C
 # allocator. Function names are compressed in the file ("cfn=(12) malloc" once, then "cfn=(12)").
 count_allocations() {  # PROFILE REQUESTS
@@ -143,3 +203,10 @@ for bin in "$@"; do
   echo "| $bin | $(figure "$mem_ir" ${base[0]}) | $(figure "$mem_alloc" ${base[1]}) |" \
     "$(figure "$redis_ir" ${base[2]}) | $(figure "$redis_alloc" ${base[3]}) |"
 done
+if [[ ${WITH_NGINX:-} == 1 ]]; then
+  nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+  [[ -x $nginx_bin ]] || { echo "instructions: nginx is not installed" >&2; exit 1; }
+  read -r ng_ir ng_alloc <<<"$(measure_nginx)"
+  echo "| nginx limit_req, 1 worker | $(figure "$ng_ir" ${first[0]}) |" \
+    "$(figure "$ng_alloc" ${first[1]}) | - | - |"
+fi
