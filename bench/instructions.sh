@@ -53,7 +53,7 @@ for _ in $(seq 100); do
 done
 
 measure() {  # BINARY STORE_URL -> "INSTRUCTIONS ALLOCATIONS" per request; $label names a profile
-  local bin=$1 store=$2 port pid out requests total
+  local bin=$1 store=$2 port pid
   port=$(free_port)
   cat >"$work/config.yaml" <<YAML
 listen: 127.0.0.1:$port
@@ -76,7 +76,14 @@ YAML
     curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && break
     sleep 0.2
   done
-  local url=http://127.0.0.1:$port/api/resource
+  count_requests "$pid" "http://127.0.0.1:$port/api/resource" "$bin, $store"
+}
+
+# The load on a server started under callgrind (PID, instrumentation off) at URL: a 2 s warm-up,
+# then an 8 s run counted; stops the server, keeps the profile as $label.callgrind.out under
+# PROFILES, and prints "INSTRUCTIONS ALLOCATIONS" per request. WHAT names it in an error.
+count_requests() {  # PID URL WHAT
+  local pid=$1 url=$2 out requests total
   wrk -t1 -c8 -d2s -s "$root/bench/wrk/keys.lua" "$url" -- 10000 "warm-$RANDOM" >/dev/null
   callgrind_control -i on "$pid" >/dev/null 2>&1
   out=$(wrk -t1 -c8 -d8s -s "$root/bench/wrk/keys.lua" "$url" -- 10000 "run-$RANDOM" |
@@ -85,7 +92,7 @@ YAML
   kill -TERM "$pid"
   wait "$pid" || true
   requests=$(sed 's/.* requests=\([0-9]*\).*/\1/' <<<"$out")
-  ((requests > 0)) || { echo "instructions: no request answered ($bin, $store)" >&2; exit 1; }
+  ((requests > 0)) || { echo "instructions: no request answered ($3)" >&2; exit 1; }
   if [[ -n ${PROFILES:-} ]]; then
     mkdir -p "$PROFILES"
     cp "$work/callgrind.out" "$PROFILES/$label.callgrind.out"
@@ -96,7 +103,7 @@ YAML
 }
 
 measure_nginx() {  # -> "INSTRUCTIONS ALLOCATIONS" per request of nginx limit_req, as measure()
-  local port pid out requests total
+  local port pid
   port=$(free_port)
   mkdir -p "$work/nginx"
   cat >"$work/nginx/nginx.conf" <<NGINX
@@ -131,23 +138,8 @@ NGINX
       2>/dev/null && break
     sleep 0.2
   done
-  local url=http://127.0.0.1:$port/api/resource
-  wrk -t1 -c8 -d2s -s "$root/bench/wrk/keys.lua" "$url" -- 10000 "warm-$RANDOM" >/dev/null
-  callgrind_control -i on "$pid" >/dev/null 2>&1
-  out=$(wrk -t1 -c8 -d8s -s "$root/bench/wrk/keys.lua" "$url" -- 10000 "run-$RANDOM" |
-    grep '^wrk-result ')
-  callgrind_control -i off "$pid" >/dev/null 2>&1
-  kill -TERM "$pid"
-  wait "$pid" || true
-  requests=$(sed 's/.* requests=\([0-9]*\).*/\1/' <<<"$out")
-  ((requests > 0)) || { echo "instructions: nginx answered no request" >&2; exit 1; }
-  if [[ -n ${PROFILES:-} ]]; then
-    mkdir -p "$PROFILES"
-    cp "$work/callgrind.out" "$PROFILES/nginx.callgrind.out"
-  fi
-  total=$(callgrind_annotate "$work/callgrind.out" 2>/dev/null |
-    awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
-  echo "$((total / requests)) $(count_allocations "$work/callgrind.out" "$requests")"
+  label=nginx
+  count_requests "$pid" "http://127.0.0.1:$port/api/resource" nginx
 }
 
 # Heap allocations per request in a callgrind profile: the call counts of every call into the C
