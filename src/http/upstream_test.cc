@@ -1087,6 +1087,29 @@ TEST_F(UpstreamPoolTest, ResponseBodiesHoldTheirShareOfResponseMemoryUntilTheLea
   EXPECT_EQ(parts_lease.bytes(), 1048576u);
 }
 
+// A body of a declared length that is not a power of two ends in an allocation of exactly that
+// length: its growth doubles from 4 KiB until the next step would pass half of the length, then
+// jumps to the length, never past it to the next power of two (1,048,576 for 1,000,000).
+TEST_F(UpstreamPoolTest, ABodyOfADeclaredLengthEndsInAnAllocationOfThatLengthExactly) {
+  std::atomic<std::size_t> budget{0};
+  UpstreamOptions o = options();
+  o.max_response_body_bytes = kHugeBodyBytes;
+  o.response_memory = &budget;
+  UpstreamPool pool(ioc_.get_executor(), o);
+  util::MemoryLease lease;
+  Result<Response> r;
+  auto body = [&]() -> asio::awaitable<void> {
+    r = co_await pool.forward(client_request(verb::get, "/stall/1000000"), std::nullopt, &lease);
+  };
+  ASSERT_TRUE(run(ioc_, body()));
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_EQ(r->body().size(), 1'000'000u);
+  EXPECT_EQ(lease.bytes(), 1'000'000u);
+  EXPECT_EQ(budget.load(), 1'000'000u);
+  lease.release();
+  EXPECT_EQ(budget.load(), 0u);
+}
+
 // Beast's parser takes a chunk line and a trailer section only whole from the connection's read
 // buffer: a trailer field over 64 KiB threw std::length_error out of the read and ended the
 // process, and a long chunk extension grew the buffer without end. The buffer is bounded (64 KiB):
