@@ -361,6 +361,13 @@ TEST_F(HandlerTest, IdentityFromApiKeyThenTrustedForwardedForThenPeer) {
   EXPECT_EQ(route(get("/api/x", {{"X-API-Key", "abc"}}), *rt, ctx).identities.at(0),
             "key:x-api-key:abc");
   EXPECT_EQ(route(get("/api/x"), *rt, ctx).identities.at(0), "ip:203.0.113.7");
+  // The field is found in any case, among others of the same length; of two (which only a
+  // request that skipped canonicalize() can have), the first sent.
+  EXPECT_EQ(
+      route(get("/api/x", {{"Forwarded", "for=x"}, {"x-api-KEY", "first"}, {"X-API-Key", "2nd"}}),
+            *rt, ctx)
+          .identities.at(0),
+      "key:x-api-key:first");
   // An untrusted peer cannot choose its identity with X-Forwarded-For.
   EXPECT_EQ(route(get("/api/x", {{"X-Forwarded-For", "198.51.100.1"}}), *rt, ctx).identities.at(0),
             "ip:203.0.113.7");
