@@ -431,6 +431,7 @@ Duration Slots::renew_every() const {
 
 void Decider::probe(ProbeCallback done) {
   forget_unused_nodes();
+  probes_in_flight_.fetch_add(1, std::memory_order_acq_rel);
   probe_from(0, std::make_shared<ProbeCallback>(std::move(done)));
 }
 
@@ -452,10 +453,14 @@ void Decider::probe_from(int i, std::shared_ptr<ProbeCallback> done) {
         note(node, b);
         maybe_clear_trouble();
       }
-      return (*done)(Result<void>{});
+      (*done)(Result<void>{});
+    } else if (i + 1 < probe_keys_) {
+      return probe_from(i + 1, done);
+    } else {
+      (*done)(tl::unexpected(r.error()));
     }
-    if (i + 1 < probe_keys_) return probe_from(i + 1, done);
-    (*done)(tl::unexpected(r.error()));
+    // The last use of this decider by the probe (see probes_in_flight()).
+    probes_in_flight_.fetch_sub(1, std::memory_order_acq_rel);
   });
 }
 

@@ -168,6 +168,10 @@ class Decider {
   // consumed); closes the breaker of the node that answered. Also forgets the breakers of nodes
   // that no longer serve anyone (a failed-over master). `done(ok)` once. For /readyz.
   void probe(ProbeCallback done);
+  // Probes whose `done` has not been called yet. A probe can be answered on the store's own
+  // thread after its caller stopped: whoever destroys this decider, and what `done` refers to,
+  // waits for none to be left (Server::~Server), or the answer would use both after they are gone.
+  int probes_in_flight() const { return probes_in_flight_.load(std::memory_order_acquire); }
 
   // The last probe's answer (true until a probe says otherwise).
   bool store_answers() const { return store_ok_.load(std::memory_order_relaxed); }
@@ -240,6 +244,7 @@ class Decider {
   std::function<void(const Error&, config::OnStoreError)> on_degraded_;
   Metrics* metrics_ = nullptr;
   std::atomic<bool> store_ok_{true};
+  std::atomic<int> probes_in_flight_{0};
   TopDenied top_denied_;
 };
 

@@ -28,9 +28,12 @@ class Flaky final : public Store {
   int calls = 0;
   void decide(const DecideRequest& r, DecideCallback done) override {
     ++calls;
+    if (hold) return held.push_back(std::move(done));  // answered later, by the test
     if (fail_with) return done(fail(*fail_with, "down"));
     inner_.decide(r, std::move(done));
   }
+  bool hold = false;
+  std::vector<DecideCallback> held;
   void refund(const RefundRequest& r, RefundCallback done) override {
     inner_.refund(r, std::move(done));
   }
@@ -228,6 +231,27 @@ TEST_F(DeciderTest, TheBreakerAnswersAtOnceWhileTheStoreKeepsFailing) {
   ASSERT_TRUE(probed && *probed);
   EXPECT_FALSE(decider->circuit_open());
   EXPECT_TRUE(once(*rules, p).verdict);
+}
+
+// A probe counts as in flight from probe() until its callback has run, however late the store
+// answers: a server that stops waits for that before destroying the decider (Server::~Server).
+TEST_F(DeciderTest, AProbeIsInFlightUntilItsCallbackHasRun) {
+  store->hold = true;
+  std::optional<Result<void>> probed;
+  decider->probe([&](Result<void> r) { probed = r; });
+  EXPECT_EQ(decider->probes_in_flight(), 1);
+  ASSERT_EQ(store->held.size(), 1u);
+  DecideCallback answer = std::move(store->held.front());
+  store->held.clear();
+  answer(fail(ErrorCode::kUnavailable, "down"));
+  ASSERT_TRUE(probed);
+  EXPECT_FALSE(*probed);
+  EXPECT_EQ(decider->probes_in_flight(), 0);
+  // Answered at once, it is counted out at once.
+  store->hold = false;
+  decider->probe([&](Result<void> r) { probed = r; });
+  EXPECT_TRUE(*probed);
+  EXPECT_EQ(decider->probes_in_flight(), 0);
 }
 
 // A store of several nodes (a cluster's masters) whose nodes fail one by one, the way the Redis

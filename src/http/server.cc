@@ -241,6 +241,18 @@ Server::~Server() {
   for (auto& w : impl_->workers) {
     if (w->thread.joinable()) w->thread.join();
   }
+  // A readiness probe may still be answered on the store's own thread (a probe of several keys
+  // goes on from there once the server thread has stopped): its callback uses the decider and
+  // posts to thread 0's io_context, so both stay until it has run. The store's deadline bounds
+  // the wait; past kProbeDrainLimit (a store that never answers) the server is destroyed anyway.
+  const auto waited_from = std::chrono::steady_clock::now();
+  while (impl_->decider && impl_->decider->probes_in_flight() > 0) {
+    if (std::chrono::steady_clock::now() - waited_from > kProbeDrainLimit) {
+      spdlog::warn("stopping with a readiness probe still unanswered by the store");
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   // Sessions still suspended are destroyed with their io_context (workers), before the store.
   impl_->acceptor.reset();
   impl_->admin_acceptor.reset();

@@ -73,6 +73,9 @@ inline constexpr auto kProbeInterval = std::chrono::seconds(1);
 // master for a second or two together (bench/accuracy.sh (c) saw HAProxy left with no instance
 // that way), which three rounds, ~2-3 s, ride out.
 inline constexpr int kProbeFailuresBeforeNotReady = 3;
+// The longest a stopping server waits for a readiness probe still in flight (~Server): far
+// beyond any store deadline a probe can run into.
+inline constexpr auto kProbeDrainLimit = std::chrono::seconds(30);
 // How often the status board is sampled and this instance's record published (status.h).
 inline constexpr auto kStatusInterval = std::chrono::seconds(1);
 
