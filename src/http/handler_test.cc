@@ -368,6 +368,12 @@ TEST_F(HandlerTest, IdentityFromApiKeyThenTrustedForwardedForThenPeer) {
             *rt, ctx)
           .identities.at(0),
       "key:x-api-key:first");
+  // The same past the fields find_header() walks (a request of many fields is searched).
+  std::vector<std::pair<std::string, std::string>> many;
+  for (int i = 0; i < 30; ++i) many.emplace_back("X-Other-" + std::to_string(i), "o");
+  many.emplace_back("x-api-KEY", "first");
+  many.emplace_back("X-API-Key", "2nd");
+  EXPECT_EQ(route(get("/api/x", many), *rt, ctx).identities.at(0), "key:x-api-key:first");
   // An untrusted peer cannot choose its identity with X-Forwarded-For.
   EXPECT_EQ(route(get("/api/x", {{"X-Forwarded-For", "198.51.100.1"}}), *rt, ctx).identities.at(0),
             "ip:203.0.113.7");
