@@ -21,7 +21,8 @@
 # the binary's place in the arguments), for callgrind_annotate.
 #
 # WITH_NGINX=1 adds a last row: nginx enforcing the same limit itself (limit_req_zone keyed by
-# X-API-Key, rate=100r/m burst=100 nodelay, empty_gif; as bench/report.sh's nginx-limit-req) in
+# X-API-Key, rate=100r/m burst=100 nodelay, denials logged at info, below the error log's level,
+# empty_gif; as bench/report.sh's nginx-limit-req) in
 # one process (master_process off, 1 worker), under the same load: the memory store's column
 # only. Needs nginx. (PROFILES keeps it as nginx.callgrind.out.)
 set -euo pipefail
@@ -122,6 +123,7 @@ http {
   scgi_temp_path $work/nginx/scgi;
   limit_req_zone \$http_x_api_key zone=fg:10m rate=100r/m;
   limit_req_status 429;
+  limit_req_log_level info;
   server {
     listen 127.0.0.1:$port;
     location / { limit_req zone=fg burst=100 nodelay; empty_gif; }

@@ -33,6 +33,7 @@ DESCRIPTIONS = {
     "fg-none": "floodgate, no policy (HTTP only)",
     "nginx": "nginx static 200 (ceiling)",
     "nginx-limit-req": "nginx limit_req, same limit, 1 worker",
+    "nginx-limit-req-fg": "nginx limit_req, 1 worker, answering floodgate's fields and bodies",
     "nginx-lua": "nginx + Lua, the seed's token bucket in Redis per request",
 }
 
@@ -53,6 +54,7 @@ SHORT = {
     "fg-none": "floodgate\\nno policy",
     "nginx": "nginx\\nstatic 200",
     "nginx-limit-req": "nginx limit_req\\n1 worker",
+    "nginx-limit-req-fg": "nginx limit_req,\\nfloodgate's answers",
     "nginx-lua": "nginx + Lua\\nRedis bucket",
 }
 
@@ -95,6 +97,9 @@ class Runs:
                 # wrk's own CPU (reading and parsing the responses), when the run recorded it.
                 row["client_cpu"] = (row["client_us"] / 1000.0 / requests
                                      if "client_us" in row else float("nan"))
+                # Bytes read per answer (status line, fields and body), when the run recorded it.
+                row["answer_bytes"] = (row["bytes"] / requests if "bytes" in row
+                                       else float("nan"))
                 self.rows.append(row)
 
     def of(self, config, workload):
@@ -270,7 +275,24 @@ def targets(runs, ceiling, redis_cpu=None, cpus=None):
         ca, cb = runs.med(a, workload, "client_cpu"), runs.med(b, workload, "client_cpu")
         if ca == ca and cb == cb:
             text += f", wrk's per response {us(ca)} against {us(cb)} µs"
+        ba, bb = runs.med(a, workload, "answer_bytes"), runs.med(b, workload, "answer_bytes")
+        if ba == ba and bb == bb:
+            text += f", answers of {ba:.0f} against {bb:.0f} bytes"
         return text
+
+    def same_answers(a, workload):
+        """Beside a target against nginx limit_req: `a` against nginx limit_req answering a's
+        answers (nginx-limit-req-fg), when the run measured it; the verdict stays the target's."""
+        b = "nginx-limit-req-fg-direct"
+        if not (runs.has(a, workload) and runs.has(b, workload)):
+            return
+        text, measured, met = found[-1]
+        value = runs.med(a, workload, "rps") / runs.med(b, workload, "rps")
+        rounds = " / ".join(f"{x:.2f}" for x in ratio_per_round(runs, a, b, "rps", workload))
+        measured += (f". Against nginx limit_req answering floodgate's fields and bodies "
+                     f"(nginx-limit-req-fg): {value:.2f}× (per round {rounds})"
+                     + cpu_beside(a, b, workload))
+        found[-1] = (text, measured, met)
 
     def ratio(a, b, threshold, text, key="rps", with_cpu=False):
         if missing(a, b, text):
@@ -318,6 +340,8 @@ def targets(runs, ceiling, redis_cpu=None, cpus=None):
           "memory-store policy ≥ 70 % of nginx's static 200")
     ratio("fg-memory-t1-direct", "nginx-limit-req-direct", 1.0,
           "memory store, 1 thread ≥ nginx limit_req, 1 worker (the same limit)", with_cpu=True)
+    if runs.has("fg-memory-t1-direct") and runs.has("nginx-limit-req-direct"):
+        same_answers("fg-memory-t1-direct", "many")
 
     def hot_ratio(a, b, threshold, text, key="rps", with_cpu=False):
         if not (runs.has(a) and runs.has(b) and runs.configs("hot")
@@ -334,6 +358,8 @@ def targets(runs, ceiling, redis_cpu=None, cpus=None):
     hot_ratio("fg-memory-t1-direct", "nginx-limit-req-direct", 1.0,
               "hot keys (429s): memory store, 1 thread ≥ nginx limit_req, 1 worker",
               with_cpu=True)
+    if found[-1][2] is not None:
+        same_answers("fg-memory-t1-direct", "hot")
     text = "Redis CPU per decision ≤ 0.5× the seed's script (redis-benchmark -c 50 -P 16, bench/redis_cpu.sh)"
     row = (redis_cpu or {}).get("fg_decide_v4, m=16")
     if row:

@@ -30,6 +30,11 @@
 #              beside fg-memory-t1 (one thread): one core's worth of rate limiting each. The 200 is
 #              empty_gif, a content handler: `return 200` would answer in the rewrite phase, before
 #              limit_req runs, and never limit anything.
+#   nginx-limit-req-fg  the same, answering floodgate's answers: its 200 and 429 (status,
+#              rate-limit fields, content type, body) as fg-memory-t1 answers them, written into
+#              nginx's configuration with their values fixed. A client's cost per answer grows with
+#              its fields and bytes (wrk's too, on the same CPUs); beside nginx-limit-req, this
+#              row shows how much of a difference between the two servers is the answer's size.
 #   redis-benchmark  floodgate's Redis function (FCALL fg_decide_v4, the same policy) with 50
 #              clients, -P 16 and -P 1: the ceiling of one Redis for the decision; the seed's
 #              token_bucket.lua (EVALSHA) beside it for reference.
@@ -68,11 +73,11 @@ all_configs="nest-express-throttler-direct nest-express-throttler-lb nest-expres
   nest-fastify-lua-direct nest-express-throttler-cluster-direct
   fg-redis-direct fg-redis-lb fg-cluster-direct fg-cluster-lb fg-memory-direct
   fg-memory-t1-direct fg-none-direct nginx-direct nginx-lb nginx-limit-req-direct
-  nginx-lua-direct nginx-lua-lb"
+  nginx-limit-req-fg-direct nginx-lua-direct nginx-lua-lb"
 CONFIGS=${CONFIGS:-$all_configs}
 HOT=${HOT:-nest-express-throttler-direct nest-fastify-throttler-direct nest-express-lua-direct
   fg-redis-direct fg-redis-nocache-direct fg-cluster-direct fg-memory-direct fg-memory-t1-direct
-  nginx-limit-req-direct nginx-lua-direct}
+  nginx-limit-req-direct nginx-limit-req-fg-direct nginx-lua-direct}
 
 log() { printf '[%(%H:%M:%S)T] report: %s\n' -1 "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -252,7 +257,47 @@ EOF
   group_pids[$group]=$ps
 }
 
-start_nginx() {  # GROUP WORKERS LIMIT(no|limit-req|lua): one more nginx process in GROUP
+# floodgate's 200 and 429 at 127.0.0.1:PORT (the policy above, one identity spent within one
+# connection) as two nginx named locations, @allowed and @limited, answering the same status,
+# rate-limit fields, content type and body (the values of those two answers, fixed).
+floodgate_answers_for_nginx() {  # PORT
+  python3 - "$1" "$LIMIT" <<'EOF'
+import socket, sys
+port, limit = int(sys.argv[1]), int(sys.argv[2])
+sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+reader = sock.makefile("rb")
+request = b"GET /api/resource HTTP/1.1\r\nHost: bench\r\nX-API-Key: nginx-answers\r\n\r\n"
+answers = {}
+for _ in range(limit + 1):
+    sock.sendall(request)
+    status = int(reader.readline().split()[1])
+    fields = []
+    while (line := reader.readline().rstrip(b"\r\n")):
+        name, _, value = line.decode().partition(":")
+        fields.append((name, value.strip()))
+    length = next(int(v) for n, v in fields if n.lower() == "content-length")
+    answers[status] = (fields, reader.read(length).decode())
+if set(answers) != {200, 429}:
+    sys.exit(f"floodgate answered {sorted(answers)}, not 200 then 429")
+# nginx writes these itself (Content-Type from default_type).
+own = {"server", "date", "connection", "content-length", "content-type"}
+for status, where in ((200, "@allowed"), (429, "@limited")):
+    fields, body = answers[status]
+    for text in [v for _, v in fields] + [body]:
+        if "'" in text or "$" in text or "\\" in text:
+            sys.exit(f"an answer nginx cannot repeat in a quoted string: {text!r}")
+    print(f"    location {where} {{")
+    for name, value in fields:
+        if name.lower() not in own:
+            print(f"      add_header {name} '{value}' always;")
+    ctype = next(v for n, v in fields if n.lower() == "content-type")
+    print(f"      default_type '{ctype}';")
+    print(f"      return {status} '{body}';")
+    print("    }")
+EOF
+}
+
+start_nginx() {  # GROUP WORKERS LIMIT(no|limit-req|limit-req-fg|lua): one more nginx process in GROUP
   local group=$1 workers=$2 limit=$3 port dir zone="" location modules=""
   port=$(free_port)
   dir=$work/$group-$port
@@ -303,9 +348,33 @@ load_module $nginx_modules/ngx_http_lua_module.so;"
     # The policy of the floodgate configurations, as nginx states it. limit_req runs in the
     # preaccess phase, after `return` (rewrite phase) would have answered: the 200 comes from a
     # content handler instead (empty_gif: no file is read).
+    # Each denial is logged at info, below the error log's level: floodgate does not log
+    # denials one by one, and at error (nginx's default) each would cost a write.
     zone="limit_req_zone \$http_x_api_key zone=fg:10m rate=$((LIMIT * 60 / PERIOD_S))r/m;
-  limit_req_status 429;"
+  limit_req_status 429;
+  limit_req_log_level info;"
     location="location / { limit_req zone=fg burst=$LIMIT nodelay; empty_gif; }"
+  elif [[ $limit == limit-req-fg ]]; then
+    # The same limit_req, answering what floodgate answers (its rate-limit fields and bodies,
+    # taken from fg-memory-t1 below), so that the two differ in the server alone. The answers are
+    # written in named locations: try_files finds no file (open_file_cache remembers that, so no
+    # file is looked up per request) and hands over to @allowed after limit_req has run; a 429
+    # goes to @limited through error_page. The root does not exist: a lookup that failed for a
+    # missing file is what open_file_cache keeps (one the worker may not read would be logged).
+    zone="limit_req_zone \$http_x_api_key zone=fg:10m rate=$((LIMIT * 60 / PERIOD_S))r/m;
+  limit_req_status 429;
+  limit_req_log_level info;
+  open_file_cache max=16 inactive=3600s;
+  open_file_cache_valid 3600s;
+  open_file_cache_errors on;"
+    start_group fg-memory-t1
+    location="root /nonexistent;
+    location / {
+      limit_req zone=fg burst=$LIMIT nodelay;
+      error_page 429 = @limited;
+      try_files /none @allowed;
+    }
+$(floodgate_answers_for_nginx "$(cut -d' ' -f1 <<<"${group_ports[fg-memory-t1]}")")"
   fi
   cat >"$dir/nginx.conf" <<EOF
 $modules
@@ -366,6 +435,7 @@ start_group() {
     nginx) start_nginx "$g" 2 no ;;
     nginx-pair) start_nginx "$g" 1 no && start_nginx "$g" 1 no ;;
     nginx-limit-req) start_nginx "$g" 1 limit-req ;;
+    nginx-limit-req-fg) start_nginx "$g" 1 limit-req-fg ;;
     nginx-lua) start_nginx "$g" 2 lua ;;
     nginx-lua-pair) start_nginx "$g" 1 lua && start_nginx "$g" 1 lua ;;
     *) die "unknown configuration group $g" ;;
@@ -458,7 +528,7 @@ cpu_ticks() {  # PIDS... -> user + system ticks so far
 host_ticks() { awk '/^cpu /{ b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6; exit }' /proc/stat; }
 
 results=$work/results.tsv
-printf 'config\tworkload\tround\trequests\tduration_us\tp50_us\tp99_us\tp999_us\tmax_us\ts200\ts429\tsother\terrors\tapp_ticks\tstore_ticks\tlb_ticks\thost_busy_ticks\thost_total_ticks\tclient_us\n' >"$results"
+printf 'config\tworkload\tround\trequests\tduration_us\tp50_us\tp99_us\tp999_us\tmax_us\ts200\ts429\tsother\terrors\tapp_ticks\tstore_ticks\tlb_ticks\thost_busy_ticks\thost_total_ticks\tclient_us\tbytes\n' >"$results"
 
 # The CPU time (user + system, µs) of the children waited for, as `times` wrote it in FILE (its
 # second line: "0m1.234s 0m0.567s"). `times` runs in the measuring shell itself (a subshell's
@@ -486,13 +556,13 @@ run_wrk() {  # CONFIG WORKLOAD(many|hot) ROUND [record]
   read -r hb1 ht1 < <(host_ticks)
   local line
   line=$(grep '^wrk-result ' "$out") || die "$c: wrk gave no result: $(tail -3 "$out")"
-  local requests duration_us p50_us p99_us p999_us max_us s200 s429 sother errors
+  local requests duration_us p50_us p99_us p999_us max_us s200 s429 sother errors bytes
   eval "$(sed 's/^wrk-result //; s/ /\n/g' <<<"$line" | grep -E '^[a-z0-9_]+=[0-9]+$')"
   local client_us=$(($(children_us "$work/times.1") - $(children_us "$work/times.0")))
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$w" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$w" \
     "$r" "$requests" "$duration_us" "$p50_us" "$p99_us" "$p999_us" "$max_us" "$s200" "$s429" \
     "$sother" "$errors" $((a1 - a0)) $((s1 - s0)) $((l1 - l0)) $((hb1 - hb0)) $((ht1 - ht0)) \
-    "$client_us" >>"$results"
+    "$client_us" "$bytes" >>"$results"
   log "$w round $r $c: $((requests * 1000000 / (duration_us > 0 ? duration_us : 1))) req/s," \
     "p99 $((p99_us / 1000)).$(printf '%03d' $((p99_us % 1000))) ms, 200=$s200 429=$s429 other=$sother"
   if [[ $c == fg-* ]] && ((sother > 0 || errors > 0)); then

@@ -5,7 +5,8 @@
 --
 -- PREFIX makes the keys of one run distinct from every other run's (no state carries over).
 -- Requests are formatted once in init(); request() only picks one. The run ends with a single
--- line "wrk-result k=v ..." (latencies in µs) that report.sh parses.
+-- line "wrk-result k=v ..." (latencies in µs; bytes: every byte read, answers whole) that
+-- report.sh parses.
 local threads = {}
 
 function setup(thread)
@@ -49,8 +50,8 @@ function done(summary, latency, _)
   local e = summary.errors
   io.write(string.format(
     "wrk-result requests=%d duration_us=%d p50_us=%d p99_us=%d p999_us=%d max_us=%d " ..
-    "s200=%d s429=%d sother=%d errors=%d\n",
+    "s200=%d s429=%d sother=%d errors=%d bytes=%d\n",
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
     latency:percentile(99.9), latency.max, a, l, o,
-    e.connect + e.read + e.write + e.timeout))
+    e.connect + e.read + e.write + e.timeout, summary.bytes))
 end

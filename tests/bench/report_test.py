@@ -179,5 +179,44 @@ class EndToEnd(unittest.TestCase):
         self.assertNotIn("nginx-lua-lb", text)
 
 
+def answers_of(*configs):
+    """Runs of (config, req/s, app µs per request, bytes per answer) with the bytes wrk read."""
+    f = tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False)
+    with f:
+        f.write("\t".join(COLUMNS + ["bytes"]) + "\n")
+        for config, rps, app_us, answer in configs:
+            for rnd in (1, 2, 3):
+                line = row(config, rps, app_us=app_us, host_us=2 * app_us, rnd=rnd)
+                f.write(f"{line}\t{int(rps * SECONDS * answer)}\n")
+    runs = report.Runs(f.name, CLK_TCK)
+    os.unlink(f.name)
+    return runs
+
+
+class AgainstNginxLimitReq(unittest.TestCase):
+    TARGET = "memory store, 1 thread ≥ nginx limit_req, 1 worker (the same limit)"
+
+    def verdict(self, runs):
+        return {text: (measured, met) for text, measured, met in
+                report.targets(runs, [], REDIS_CPU, cpus=2)}[self.TARGET]
+
+    def test_nginx_answering_floodgates_answers_is_shown_beside_and_does_not_decide(self):
+        measured, met = self.verdict(answers_of(("fg-memory-t1-direct", 100000, 7.0, 314),
+                                                ("nginx-limit-req-direct", 104000, 6.9, 236),
+                                                ("nginx-limit-req-fg-direct", 90000, 8.0, 377)))
+        self.assertFalse(met, measured)  # 0.96× nginx limit_req: the target's verdict
+        self.assertIn("0.96×", measured)
+        self.assertIn("answers of 314 against 236 bytes", measured)
+        self.assertIn("Against nginx limit_req answering floodgate's fields and bodies "
+                      "(nginx-limit-req-fg): 1.11×", measured)
+        self.assertIn("answers of 314 against 377 bytes", measured)
+
+    def test_without_that_run_nothing_is_said_of_it(self):
+        measured, met = self.verdict(answers_of(("fg-memory-t1-direct", 105000, 7.0, 314),
+                                                ("nginx-limit-req-direct", 104000, 6.9, 236)))
+        self.assertTrue(met, measured)
+        self.assertNotIn("nginx-limit-req-fg", measured)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=1)
