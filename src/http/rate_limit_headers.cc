@@ -307,6 +307,26 @@ std::string draft7_rate_limit_value(const Decision& d) {
   });
 }
 
+namespace {
+
+// Whether a JSON string holds `s` as it is (printable ASCII but '"' and '\\').
+constexpr bool json_as_is(std::string_view s) {
+  for (const char c : s) {
+    if (c < 0x20 || c >= 0x7F || c == '"' || c == '\\') return false;
+  }
+  return true;
+}
+static_assert(json_as_is(kQuotaExceededType), "kProblemStart quotes the type as it is");
+
+// Every 429's body up to its policy: the problem type and title, written once.
+constexpr std::string_view kProblemStart =
+    "{\"type\":\"https://iana.org/assignments/http-problem-types#quota-exceeded\","
+    "\"title\":\"Too Many Requests\",\"status\":429";
+static_assert(kProblemStart.substr(9, kQuotaExceededType.size()) == kQuotaExceededType,
+              "kProblemStart names kQuotaExceededType");
+
+}  // namespace
+
 std::string problem_body(std::span<const Charge> charges, const Verdict& verdict) {
   assert(charges.size() == verdict.decisions.size());
   const std::size_t n = std::min(charges.size(), verdict.decisions.size());
@@ -319,9 +339,7 @@ std::string problem_body(std::span<const Charge> charges, const Verdict& verdict
   for (std::size_t i = 0; i < n; ++i) size += charges[i].policy->name.size() + 3;
   std::string out;
   out.reserve(size);
-  out += "{\"type\":";
-  util::append_json_string(out, kQuotaExceededType);
-  out += ",\"title\":\"Too Many Requests\",\"status\":429";
+  out += kProblemStart;
   if (headline.reason == DenyReason::kCostExceedsBurst) {
     out += ",\"detail\":";
     util::append_json_string(out, "cost " + std::to_string(charges[verdict.most_restrictive].cost) +

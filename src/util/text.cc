@@ -1,7 +1,9 @@
 #include "util/text.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
+#include <cstring>
 
 namespace fg::util {
 namespace {
@@ -117,17 +119,48 @@ bool valid_utf8(std::string_view s) {
   return true;
 }
 
+namespace {
+
+// The end of the run of bytes from `i` that a JSON string holds as they are: printable ASCII but
+// '"' and '\\' (DEL is escaped too). Eight bytes at a time: a byte of the word is flagged when
+// it is below 0x20, at or above 0x7F, or one of the two; the lowest flag is exact (a false flag
+// can only follow a true one, from a borrow), so the run ends at the first flagged byte.
+std::size_t plain_json_run(std::string_view s, std::size_t i) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr std::uint64_t kHighs = 0x8080808080808080ULL;
+  const auto zero_byte = [](std::uint64_t x) { return (x - kOnes) & ~x & kHighs; };
+  while (i + 8 <= s.size()) {
+    std::uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    const std::uint64_t flags = ((w - kOnes * 0x20) & ~w & kHighs)  // below 0x20
+                                | (w & kHighs)                      // 0x80 and above
+                                | zero_byte(w ^ (kOnes * 0x7F)) | zero_byte(w ^ (kOnes * '"')) |
+                                zero_byte(w ^ (kOnes * '\\'));
+    if (flags != 0) {
+      if constexpr (std::endian::native == std::endian::little) {
+        return i + static_cast<std::size_t>(std::countr_zero(flags)) / 8;
+      } else {
+        break;  // the byte-wise scan below finds it
+      }
+    }
+    i += 8;
+  }
+  while (i < s.size()) {
+    const auto p = static_cast<unsigned char>(s[i]);
+    if (p < 0x20 || p >= 0x7F || p == '"' || p == '\\') break;
+    ++i;
+  }
+  return i;
+}
+
+}  // namespace
+
 void append_json_string(std::string& out, std::string_view s) {
   out.push_back('"');
   std::size_t i = 0;
   while (i < s.size()) {
     // A run of printable ASCII but '"' and '\\' (most strings are one) is copied in one piece.
-    std::size_t plain = i;
-    while (plain < s.size()) {
-      const auto p = static_cast<unsigned char>(s[plain]);
-      if (p < 0x20 || p >= 0x7F || p == '"' || p == '\\') break;
-      ++plain;
-    }
+    const std::size_t plain = plain_json_run(s, i);
     if (plain > i) {
       out.append(s.data() + i, plain - i);
       i = plain;

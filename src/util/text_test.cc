@@ -52,6 +52,32 @@ TEST(JsonString, EscapesQuotesBackslashesAndControls) {
   EXPECT_EQ(decode(forged), "x\",\"status\":200}\n{\"a\":\"");
 }
 
+// Long strings are scanned eight bytes at a time: a byte to escape is found at every place of a
+// word, alone or after another, and nothing around it changes.
+TEST(JsonString, FindsEachByteToEscapeWhereverItIsInALongString) {
+  struct Special {
+    std::string_view in;
+    std::string_view out;  // as json_string writes it alone, quotes left out
+  };
+  for (const Special& sp :
+       {Special{"\0"sv, R"(\u0000)"}, Special{"\x1f", R"(\u001f)"}, Special{"\"", R"(\")"},
+        Special{"\\", R"(\\)"}, Special{"\x7f", R"(\u007f)"}, Special{"\n", R"(\n)"},
+        Special{"\xc2\x9b", R"(\u009b)"}, Special{"\xff", R"(\ufffd)"},
+        Special{"\xc3\xa9", "\xc3\xa9"}, Special{" ", " "}, Special{"~", "~"}, Special{"!", "!"},
+        Special{"#", "#"}, Special{"[", "["}, Special{"]", "]"}}) {
+    for (std::size_t at = 0; at <= 24; ++at) {
+      const std::string before(at, 'a'), after(24 - at, 'z');
+      EXPECT_EQ(json_string(before + std::string(sp.in) + after),
+                "\"" + before + std::string(sp.out) + after + "\"")
+          << "at " << at << ": " << json_string(sp.in);
+      // Two in a row, and one right after the first.
+      EXPECT_EQ(json_string(before + std::string(sp.in) + std::string(sp.in) + after),
+                "\"" + before + std::string(sp.out) + std::string(sp.out) + after + "\"")
+          << "twice at " << at;
+    }
+  }
+}
+
 TEST(JsonString, AppendsToWhatIsThere) {
   std::string out = "{\"k\":";
   append_json_string(out, "v\"");
