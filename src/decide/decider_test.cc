@@ -154,6 +154,43 @@ TEST_F(DeciderTest, CountsEachPolicyOnceAndTheVerdictThatCounts) {
   EXPECT_NE(page.find(R"(floodgate_store_requests_total{result="ok"} 2)"), std::string::npos);
 }
 
+// plan() writes the first identity into the plan's spare string: a session that hands each
+// request's identity on to the next (its capacity) allocates nothing for it. Without a spare,
+// the same plan allocates one string more.
+TEST_F(DeciderTest, APlanWritesItsIdentityIntoTheSpareString) {
+  auto c = config::parse_config(
+      "identity:\n  - header: X-API-Key\npolicies:\n  - {name: p, limit: 2, period: 1h}\n", "t");
+  ASSERT_TRUE(c) << c.error().message;
+  auto rules = make_rules(std::make_shared<const config::Config>(std::move(*c)));
+  const std::string key = "an-api-key-longer-than-a-small-string";
+  Query q;
+  q.method = "GET";
+  q.path = "/x";
+  q.header = [&key](std::string_view name) -> std::optional<std::string_view> {
+    if (name == "X-API-Key") return key;
+    return std::nullopt;
+  };
+  q.peer = *config::parse_ip("203.0.113.7");
+  const auto allocations_of_a_plan = [&](Plan& p) {
+    const long before = allocations();
+    EXPECT_TRUE(plan(*rules, q, false, p, nullptr));
+    return allocations() - before;
+  };
+  Plan fresh;
+  const long without = allocations_of_a_plan(fresh);
+  ASSERT_EQ(fresh.identities.size(), 1u);
+  EXPECT_EQ(fresh.identities.front(), "key:x-api-key:" + key);
+
+  Plan next;
+  next.spare = std::move(fresh.identities.front());  // as the session hands it on
+  const char* bytes = next.spare.data();
+  const long with = allocations_of_a_plan(next);
+  ASSERT_EQ(next.identities.size(), 1u);
+  EXPECT_EQ(next.identities.front(), "key:x-api-key:" + key);
+  EXPECT_EQ(next.identities.front().data(), bytes);  // the spare's bytes, rewritten
+  EXPECT_EQ(with, without - 1);
+}
+
 // The completion of a decision (the door's callback inside the decider's inside the store's) is
 // held inline: a decision through callbacks allocates exactly what the same decision answered at
 // once (decide_now) does. The door's callback here is as large as the RLS service's (24 bytes),

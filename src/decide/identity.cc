@@ -290,17 +290,17 @@ std::string ip_identity(const IpAddress& ip, int ipv4_prefix, int ipv6_prefix) {
   return out;
 }
 
-std::optional<std::string> identify(const std::vector<config::IdentitySource>& sources,
-                                    const HeaderLookup& lookup, const IpAddress& peer,
-                                    std::string_view x_forwarded_for,
-                                    std::span<const Cidr> trusted_proxies) {
+bool identify_into(std::string& out, const std::vector<config::IdentitySource>& sources,
+                   const HeaderLookup& lookup, const IpAddress& peer,
+                   std::string_view x_forwarded_for, std::span<const Cidr> trusted_proxies) {
+  out.clear();
   for (const config::IdentitySource& source : sources) {
     switch (source.kind) {
       case config::IdentitySource::Kind::kIp: {
         const IpAddress ip = client_ip(peer, x_forwarded_for, trusted_proxies);
-        std::string out = "ip:";
+        out += "ip:";
         append_ip_identity(out, ip, source.ipv4_prefix, source.ipv6_prefix);
-        return out;
+        return true;
       }
       case config::IdentitySource::Kind::kHeader: {
         const auto raw = lookup ? lookup(source.header) : std::nullopt;
@@ -318,7 +318,7 @@ std::optional<std::string> identify(const std::vector<config::IdentitySource>& s
         // The header name keeps two header sources with the same value apart; it cannot contain
         // ':' (an HTTP token), so "key:<name>:" ends where the value starts.
         const bool hashed = value.size() > kMaxHeaderIdentityBytes;
-        std::string out = hashed ? "key#" : "key:";
+        out += hashed ? "key#" : "key:";
         out.reserve(4 + source.header.size() + 1 + (hashed ? 64 : value.size()));
         append_lower(out, source.header);
         out.push_back(':');
@@ -327,11 +327,22 @@ std::optional<std::string> identify(const std::vector<config::IdentitySource>& s
         } else {
           out.append(value);
         }
-        return out;
+        return true;
       }
     }
   }
-  return std::nullopt;
+  return false;
+}
+
+std::optional<std::string> identify(const std::vector<config::IdentitySource>& sources,
+                                    const HeaderLookup& lookup, const IpAddress& peer,
+                                    std::string_view x_forwarded_for,
+                                    std::span<const Cidr> trusted_proxies) {
+  std::string out;
+  if (!identify_into(out, sources, lookup, peer, x_forwarded_for, trusted_proxies)) {
+    return std::nullopt;
+  }
+  return out;
 }
 
 std::string loggable_identity(std::string_view identity) {

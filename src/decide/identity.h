@@ -91,6 +91,11 @@ std::optional<std::string> identify(const std::vector<config::IdentitySource>& s
                                     const HeaderLookup& lookup, const IpAddress& peer,
                                     std::string_view x_forwarded_for,
                                     std::span<const Cidr> trusted_proxies);
+// The same, written into `out` (replacing what it held, keeping its capacity): false, with `out`
+// empty, when no source is present.
+bool identify_into(std::string& out, const std::vector<config::IdentitySource>& sources,
+                   const HeaderLookup& lookup, const IpAddress& peer,
+                   std::string_view x_forwarded_for, std::span<const Cidr> trusted_proxies);
 
 // The identity as logs may show it: IP identities as they are, header values replaced by a short
 // SHA-256 prefix ("key:x-api-key:sha256=1f2e3d4c5b6a"), so API keys never reach a log. Any other

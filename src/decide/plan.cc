@@ -171,14 +171,19 @@ bool plan(const Rules& rules, const Query& q, bool with_check_api, Plan& out,
     auto it = std::find_if(known.begin(), known.end(),
                            [&](const auto& k) { return k.first == m.sources; });
     if (it == known.end()) {
-      std::optional<std::string> id =
-          identify(*m.sources, q.header, q.peer, xff, c.trusted_proxies);
+      std::string id = std::move(out.spare);
       std::optional<std::uint8_t> slot;
-      if (id) {
+      if (identify_into(id, *m.sources, q.header, q.peer, xff, c.trusted_proxies)) {
         std::size_t i = 0;
-        while (i < out.identities.size() && out.identities[i] != *id) ++i;
-        if (i == out.identities.size()) out.identities.push_back(std::move(*id));
+        while (i < out.identities.size() && out.identities[i] != id) ++i;
+        if (i == out.identities.size()) {
+          out.identities.push_back(std::move(id));
+        } else {
+          out.spare = std::move(id);
+        }
         slot = static_cast<std::uint8_t>(i);
+      } else {
+        out.spare = std::move(id);
       }
       known.emplace_back(m.sources, slot);
       it = known.end() - 1;

@@ -84,6 +84,9 @@ struct Plan {
   // `lease` (make_lease_id()) and given back by it (decider.h: Slots). Else false and empty.
   bool takes_slots = false;
   std::string lease;
+  // A string plan() writes the first identity it finds into, for its capacity: a caller that
+  // moves the last request's identity here makes no allocation for the next one's.
+  std::string spare;
 
   bool empty() const { return charges.empty(); }
   // The store requests of this plan over `charges` (this->charges or this->local_charges): one

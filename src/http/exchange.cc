@@ -184,11 +184,12 @@ auto Server::Impl::body_failed(Worker& w, int result, Reply& reply) -> void {
   reply.linger = true;
 }
 
-auto Server::Impl::begin(Request& req, Worker& w, const config::IpAddress& peer_ip, bool admin)
-    -> Exchange {
+auto Server::Impl::begin(Request& req, Worker& w, const config::IpAddress& peer_ip, bool admin,
+                         std::string& spare_identity) -> Exchange {
   Exchange x;
   x.started_at = std::chrono::steady_clock::now();
   x.rt = w.runtime;
+  x.route.spare = std::move(spare_identity);
   x.ctx = RequestContext{peer_ip, ready(), draining.load(std::memory_order_relaxed), admin};
   if (auto refused = canonicalize(req, x.rt->single_fields)) {
     x.route.reply = problem_response(req.version(), 400, *refused);

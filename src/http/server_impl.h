@@ -459,7 +459,9 @@ struct Server::Impl {
 
   // `admin`: the request came to the admin listener (admin_listen). The request is rewritten
   // into its canonical form (canonical.h) and routed on its header section alone.
-  Exchange begin(Request& req, Worker& w, const config::IpAddress& peer_ip, bool admin);
+  // `spare_identity`: a string the route may take for its identity's bytes (decide::Plan::spare).
+  Exchange begin(Request& req, Worker& w, const config::IpAddress& peer_ip, bool admin,
+                 std::string& spare_identity);
 
   // After the store's outcome: the answer (x.response), or true when the resource is to be
   // served with x.fields.

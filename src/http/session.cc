@@ -132,6 +132,7 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
   } disarm{watchdog};
   bool served = false;  // a request was answered on this connection
   std::string out;      // each answer's bytes: its capacity serves the next answer too
+  std::string identity;  // the last request's identity: its capacity serves the next one's
   RequestArena arena;   // each request's fields: freed at once when the next one begins
 
   for (;;) {
@@ -228,7 +229,7 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
     // Decided on the header section alone (canonicalized in place); the body is read later,
     // only if the request is served.
     Request& req = parser.get();
-    Exchange x = begin(req, w, peer_ip, admin);
+    Exchange x = begin(req, w, peer_ip, admin, identity);
     Inbound in{stream,
                buffer,
                parser,
@@ -279,6 +280,7 @@ auto Server::Impl::session(Worker& w, tcp::socket socket, bool admin) -> awaitab
       break;
     }
     if (!keep_alive) break;
+    identity = std::move(x.route.identities.empty() ? x.route.spare : x.route.identities.front());
   }
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   stream.socket().close(ec);
