@@ -309,14 +309,7 @@ std::string draft7_rate_limit_value(const Decision& d) {
 
 namespace {
 
-// Whether a JSON string holds `s` as it is (printable ASCII but '"' and '\\').
-constexpr bool json_as_is(std::string_view s) {
-  for (const char c : s) {
-    if (c < 0x20 || c >= 0x7F || c == '"' || c == '\\') return false;
-  }
-  return true;
-}
-static_assert(json_as_is(kQuotaExceededType), "kProblemStart quotes the type as it is");
+static_assert(util::json_as_is(kQuotaExceededType), "kProblemStart quotes the type as it is");
 
 // Every 429's body up to its policy: the problem type and title, written once.
 constexpr std::string_view kProblemStart =

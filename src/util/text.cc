@@ -121,10 +121,10 @@ bool valid_utf8(std::string_view s) {
 
 namespace {
 
-// The end of the run of bytes from `i` that a JSON string holds as they are: printable ASCII but
-// '"' and '\\' (DEL is escaped too). Eight bytes at a time: a byte of the word is flagged when
-// it is below 0x20, at or above 0x7F, or one of the two; the lowest flag is exact (a false flag
-// can only follow a true one, from a borrow), so the run ends at the first flagged byte.
+// The end of the run of bytes from `i` that a JSON string holds as they are (json_as_is). Eight
+// bytes at a time: a byte of the word is flagged when it is below 0x20, at or above 0x7F, '"' or
+// '\\'; the lowest flag is exact (a false flag can only follow a true one, from a borrow), so the
+// run ends at the first flagged byte.
 std::size_t plain_json_run(std::string_view s, std::size_t i) {
   constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
   constexpr std::uint64_t kHighs = 0x8080808080808080ULL;
@@ -145,11 +145,7 @@ std::size_t plain_json_run(std::string_view s, std::size_t i) {
     }
     i += 8;
   }
-  while (i < s.size()) {
-    const auto p = static_cast<unsigned char>(s[i]);
-    if (p < 0x20 || p >= 0x7F || p == '"' || p == '\\') break;
-    ++i;
-  }
+  while (i < s.size() && json_as_is(static_cast<unsigned char>(s[i]))) ++i;
   return i;
 }
 

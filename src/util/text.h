@@ -29,6 +29,17 @@ namespace fg::util {
 void append_json_string(std::string& out, std::string_view s);
 // The same, as a new string.
 std::string json_string(std::string_view s);
+// Whether append_json_string() copies the byte `c` as it is: printable ASCII but '"' and '\\'
+// (DEL is escaped too). For a text that is written as JSON without it (a constant), check it.
+constexpr bool json_as_is(unsigned char c) {
+  return c >= 0x20 && c < 0x7F && c != '"' && c != '\\';
+}
+constexpr bool json_as_is(std::string_view s) {
+  for (const char c : s) {
+    if (!json_as_is(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
 
 // Length (2 to 4) of the well-formed UTF-8 sequence that starts at s[i], a byte >= 0x80; 0 when
 // none does there. The second byte's range depends on the lead (RFC 3629 §4), which rules out
