@@ -281,12 +281,13 @@ def targets(runs, ceiling, redis_cpu=None, cpus=None):
         return text
 
     def same_answers(a, workload):
-        """Beside a target against nginx limit_req: `a` against nginx limit_req answering a's
-        answers (nginx-limit-req-fg), when the run measured it; the verdict stays the target's."""
+        """After the target just found (a against nginx limit_req), when both were measured: `a`
+        against nginx limit_req answering a's answers (nginx-limit-req-fg), when the run measured
+        it too; the verdict stays the target's."""
         b = "nginx-limit-req-fg-direct"
-        if not (runs.has(a, workload) and runs.has(b, workload)):
-            return
         text, measured, met = found[-1]
+        if met is None or not runs.has(b, workload):
+            return
         value = runs.med(a, workload, "rps") / runs.med(b, workload, "rps")
         rounds = " / ".join(f"{x:.2f}" for x in ratio_per_round(runs, a, b, "rps", workload))
         measured += (f". Against nginx limit_req answering floodgate's fields and bodies "
@@ -340,8 +341,7 @@ def targets(runs, ceiling, redis_cpu=None, cpus=None):
           "memory-store policy ≥ 70 % of nginx's static 200")
     ratio("fg-memory-t1-direct", "nginx-limit-req-direct", 1.0,
           "memory store, 1 thread ≥ nginx limit_req, 1 worker (the same limit)", with_cpu=True)
-    if runs.has("fg-memory-t1-direct") and runs.has("nginx-limit-req-direct"):
-        same_answers("fg-memory-t1-direct", "many")
+    same_answers("fg-memory-t1-direct", "many")
 
     def hot_ratio(a, b, threshold, text, key="rps", with_cpu=False):
         if not (runs.has(a) and runs.has(b) and runs.configs("hot")
@@ -358,8 +358,7 @@ def targets(runs, ceiling, redis_cpu=None, cpus=None):
     hot_ratio("fg-memory-t1-direct", "nginx-limit-req-direct", 1.0,
               "hot keys (429s): memory store, 1 thread ≥ nginx limit_req, 1 worker",
               with_cpu=True)
-    if found[-1][2] is not None:
-        same_answers("fg-memory-t1-direct", "hot")
+    same_answers("fg-memory-t1-direct", "hot")
     text = "Redis CPU per decision ≤ 0.5× the seed's script (redis-benchmark -c 50 -P 16, bench/redis_cpu.sh)"
     row = (redis_cpu or {}).get("fg_decide_v4, m=16")
     if row:

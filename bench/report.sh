@@ -344,37 +344,36 @@ load_module $nginx_modules/ngx_http_lua_module.so;"
         end
       }
     }"
-  elif [[ $limit == limit-req ]]; then
-    # The policy of the floodgate configurations, as nginx states it. limit_req runs in the
-    # preaccess phase, after `return` (rewrite phase) would have answered: the 200 comes from a
-    # content handler instead (empty_gif: no file is read).
-    # Each denial is logged at info, below the error log's level: floodgate does not log
-    # denials one by one, and at error (nginx's default) each would cost a write.
+  elif [[ $limit == limit-req* ]]; then
+    # The policy of the floodgate configurations, as nginx states it. Each denial is logged at
+    # info, below the error log's level: floodgate does not log denials one by one, and at error
+    # (nginx's default) each would cost a write.
     zone="limit_req_zone \$http_x_api_key zone=fg:10m rate=$((LIMIT * 60 / PERIOD_S))r/m;
   limit_req_status 429;
   limit_req_log_level info;"
+    # limit_req runs in the preaccess phase, after `return` (rewrite phase) would have answered:
+    # the 200 comes from a content handler instead (empty_gif: no file is read).
     location="location / { limit_req zone=fg burst=$LIMIT nodelay; empty_gif; }"
-  elif [[ $limit == limit-req-fg ]]; then
-    # The same limit_req, answering what floodgate answers (its rate-limit fields and bodies,
-    # taken from fg-memory-t1 below), so that the two differ in the server alone. The answers are
-    # written in named locations: try_files finds no file (open_file_cache remembers that, so no
-    # file is looked up per request) and hands over to @allowed after limit_req has run; a 429
-    # goes to @limited through error_page. The root does not exist: a lookup that failed for a
-    # missing file is what open_file_cache keeps (one the worker may not read would be logged).
-    zone="limit_req_zone \$http_x_api_key zone=fg:10m rate=$((LIMIT * 60 / PERIOD_S))r/m;
-  limit_req_status 429;
-  limit_req_log_level info;
+    if [[ $limit == limit-req-fg ]]; then
+      # Answering what floodgate answers (its rate-limit fields and bodies, taken from
+      # fg-memory-t1 below), so that the two differ in the server alone. The answers are written
+      # in named locations: try_files finds no file and hands over to @allowed after limit_req
+      # has run; a 429 goes to @limited through error_page. The root does not exist: a lookup
+      # that failed for a missing file is what open_file_cache keeps, so no file is looked up per
+      # request (one the worker may not read would be logged each time).
+      zone+="
   open_file_cache max=16 inactive=3600s;
   open_file_cache_valid 3600s;
   open_file_cache_errors on;"
-    start_group fg-memory-t1
-    location="root /nonexistent;
+      start_group fg-memory-t1
+      location="root /nonexistent;
     location / {
       limit_req zone=fg burst=$LIMIT nodelay;
       error_page 429 = @limited;
       try_files /none @allowed;
     }
 $(floodgate_answers_for_nginx "$(cut -d' ' -f1 <<<"${group_ports[fg-memory-t1]}")")"
+    fi
   fi
   cat >"$dir/nginx.conf" <<EOF
 $modules

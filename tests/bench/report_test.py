@@ -211,6 +211,12 @@ class AgainstNginxLimitReq(unittest.TestCase):
                       "(nginx-limit-req-fg): 1.11×", measured)
         self.assertIn("answers of 314 against 377 bytes", measured)
 
+    def test_a_target_not_measured_says_only_that(self):
+        measured, met = self.verdict(answers_of(("nginx-limit-req-direct", 104000, 6.9, 236),
+                                                ("nginx-limit-req-fg-direct", 90000, 8.0, 377)))
+        self.assertIsNone(met, measured)
+        self.assertEqual(measured, "not measured (fg-memory-t1-direct not in this run)")
+
     def test_without_that_run_nothing_is_said_of_it(self):
         measured, met = self.verdict(answers_of(("fg-memory-t1-direct", 105000, 7.0, 314),
                                                 ("nginx-limit-req-direct", 104000, 6.9, 236)))
