@@ -121,32 +121,9 @@ bool valid_utf8(std::string_view s) {
 
 namespace {
 
-// The end of the run of bytes from `i` that a JSON string holds as they are (json_as_is). Eight
-// bytes at a time: a byte of the word is flagged when it is below 0x20, at or above 0x7F, '"' or
-// '\\'; the lowest flag is exact (a false flag can only follow a true one, from a borrow), so the
-// run ends at the first flagged byte.
+// The end of the run of bytes from `i` that a JSON string holds as they are (json_as_is).
 std::size_t plain_json_run(std::string_view s, std::size_t i) {
-  constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
-  constexpr std::uint64_t kHighs = 0x8080808080808080ULL;
-  const auto zero_byte = [](std::uint64_t x) { return (x - kOnes) & ~x & kHighs; };
-  while (i + 8 <= s.size()) {
-    std::uint64_t w;
-    std::memcpy(&w, s.data() + i, 8);
-    const std::uint64_t flags = ((w - kOnes * 0x20) & ~w & kHighs)  // below 0x20
-                                | (w & kHighs)                      // 0x80 and above
-                                | zero_byte(w ^ (kOnes * 0x7F)) | zero_byte(w ^ (kOnes * '"')) |
-                                zero_byte(w ^ (kOnes * '\\'));
-    if (flags != 0) {
-      if constexpr (std::endian::native == std::endian::little) {
-        return i + static_cast<std::size_t>(std::countr_zero(flags)) / 8;
-      } else {
-        break;  // the byte-wise scan below finds it
-      }
-    }
-    i += 8;
-  }
-  while (i < s.size() && json_as_is(static_cast<unsigned char>(s[i]))) ++i;
-  return i;
+  return printable_run<'"', '\\'>(s, i);
 }
 
 }  // namespace

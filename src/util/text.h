@@ -11,6 +11,8 @@
 //     is not part of well-formed UTF-8 (a stray continuation, C0/C1/F5-FF, an overlong form, a
 //     surrogate, above U+10FFFF, a sequence cut short) as \ufffd, one per byte, the rest of the
 //     string still read. The result is always valid JSON, whatever the input.
+//   printable_run()  how far a run of printable ASCII goes, but for a few bytes of the caller's:
+//     the scan of every escaping writer (JSON strings here, Redis key parts in store/redis).
 //   utf8_sequence_length() / valid_utf8()  RFC 3629 well-formedness.
 //   trim_ows()  without leading and trailing spaces and tabs (RFC 9110 §5.6.3 OWS).
 //   is_tchar()  an RFC 9110 §5.6.2 token character (header names, methods, codings).
@@ -18,7 +20,10 @@
 // Thread safety: pure functions. Failure: none; nothing throws but std::bad_alloc.
 #pragma once
 
+#include <bit>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,11 +34,41 @@ namespace fg::util {
 void append_json_string(std::string& out, std::string_view s);
 // The same, as a new string.
 std::string json_string(std::string_view s);
+// Whether `c` is printable ASCII (0x20-0x7E: DEL is not) and none of `Except`.
+template <unsigned char... Except>
+constexpr bool printable_except(unsigned char c) {
+  return c >= 0x20 && c < 0x7F && ((c != Except) && ...);
+}
+
+// The end of the run of bytes from s[i] on that printable_except<Except...> accepts: where an
+// escaping writer has to stop copying. Eight bytes at a time on a little-endian machine: a byte
+// of the word is flagged when it is below 0x20, at or above 0x7F, or one of `Except`; the lowest
+// flag is exact (a false flag can only follow a true one, from a borrow), so the run ends at the
+// first flagged byte. The bytes after the last whole word, one at a time.
+template <unsigned char... Except>
+std::size_t printable_run(std::string_view s, std::size_t i) {
+  if constexpr (std::endian::native == std::endian::little) {
+    constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+    constexpr std::uint64_t kHighs = 0x8080808080808080ULL;
+    const auto zero_byte = [](std::uint64_t x) { return (x - kOnes) & ~x & kHighs; };
+    while (i + 8 <= s.size()) {
+      std::uint64_t w;
+      std::memcpy(&w, s.data() + i, 8);
+      const std::uint64_t flags = ((w - kOnes * 0x20) & ~w & kHighs)  // below 0x20
+                                  | (w & kHighs)                      // 0x80 and above
+                                  | zero_byte(w ^ (kOnes * 0x7F)) |
+                                  (zero_byte(w ^ (kOnes * Except)) | ... | 0);
+      if (flags != 0) return i + static_cast<std::size_t>(std::countr_zero(flags)) / 8;
+      i += 8;
+    }
+  }
+  while (i < s.size() && printable_except<Except...>(static_cast<unsigned char>(s[i]))) ++i;
+  return i;
+}
+
 // Whether append_json_string() copies the byte `c` as it is: printable ASCII but '"' and '\\'
 // (DEL is escaped too). For a text that is written as JSON without it (a constant), check it.
-constexpr bool json_as_is(unsigned char c) {
-  return c >= 0x20 && c < 0x7F && c != '"' && c != '\\';
-}
+constexpr bool json_as_is(unsigned char c) { return printable_except<'"', '\\'>(c); }
 constexpr bool json_as_is(std::string_view s) {
   for (const char c : s) {
     if (!json_as_is(static_cast<unsigned char>(c))) return false;

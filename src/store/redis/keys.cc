@@ -5,6 +5,7 @@
 #include <array>
 
 #include "util/keyed_hash.h"
+#include "util/text.h"
 
 namespace fg::redis {
 namespace {
@@ -14,8 +15,10 @@ constexpr char kHex[] = "0123456789ABCDEF";
 // Bytes written as %XX: the hash-tag braces, the escape character itself, '#' (the marker of
 // a hashed identity), and everything that is not printable ASCII, so keys stay readable in
 // redis-cli and logs and carry no control bytes.
-constexpr bool needs_escape(unsigned char c) {
-  return c < 0x20 || c >= 0x7f || c == '{' || c == '}' || c == '%' || c == '#';
+// The bytes a key part holds as they are: printable ASCII but the hash tag's braces, the escape
+// '%' and '#' (the mark of a hashed identity).
+std::size_t kept_run(std::string_view text, std::size_t i) {
+  return util::printable_run<'{', '}', '%', '#'>(text, i);
 }
 
 // The CRC16/XMODEM table, computed at compile time from the polynomial 0x1021 (MSB first).
@@ -38,16 +41,16 @@ constexpr std::array<std::uint16_t, 256> kCrc16Table = make_crc16_table();
 void append_escaped(std::string& out, std::string_view text) {
   // Runs of bytes kept as they are go out in one append each (an identity is usually one run),
   // not byte by byte: this is on every decision's path.
-  std::size_t kept = 0;  // the first byte not yet appended
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (!needs_escape(c)) continue;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const std::size_t kept = kept_run(text, i);
+    out.append(text.data() + i, kept - i);
+    if (kept == text.size()) break;
+    const auto c = static_cast<unsigned char>(text[kept]);
     const char escaped[3] = {'%', kHex[c >> 4], kHex[c & 0xf]};
-    out.append(text.data() + kept, i - kept);
     out.append(escaped, sizeof escaped);
-    kept = i + 1;
+    i = kept + 1;
   }
-  out.append(text.data() + kept, text.size() - kept);
 }
 
 void append_escaped_identity(std::string& out, std::string_view identity) {

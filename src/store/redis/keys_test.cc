@@ -53,6 +53,39 @@ TEST(EscapeIdentity, EscapesBracesPercentHashAndNonPrintableBytes) {
   EXPECT_EQ(escape_identity("\xff\xfe"), "%FF%FE");
 }
 
+TEST(EscapeIdentity, FindsEachByteToEscapeWhereverItIsInALongIdentity) {
+  // The scan reads eight bytes at a time: every kind of byte at every place of a 24-byte
+  // identity, alone and twice in a row, and the printable bytes next to those it escapes.
+  struct Case {
+    std::string in;
+    std::string out;  // as escape_identity writes it alone
+  };
+  const Case cases[] = {{"{", "%7B"},
+                        {"}", "%7D"},
+                        {"%", "%25"},
+                        {"#", "%23"},
+                        {std::string(1, '\0'), "%00"},
+                        {"\x1f", "%1F"},
+                        {"\x7f", "%7F"},
+                        {"\x80", "%80"},
+                        {"\xff", "%FF"},
+                        {" ", " "},
+                        {"~", "~"},
+                        {"\"", "\""},
+                        {"\\", "\\"},
+                        {"$", "$"},
+                        {"|", "|"}};
+  for (const Case& c : cases) {
+    for (std::size_t at = 0; at <= 24; ++at) {
+      const std::string before(at, 'a'), after(24 - at, 'z');
+      EXPECT_EQ(escape_identity(before + c.in + after), before + c.out + after)
+          << "at " << at << ": " << c.out;
+      EXPECT_EQ(escape_identity(before + c.in + c.in + after), before + c.out + c.out + after)
+          << "twice at " << at << ": " << c.out;
+    }
+  }
+}
+
 TEST(EscapeIdentity, TheEmptyIdentityIsALonePercent) {
   EXPECT_EQ(escape_identity(""), "%");
   const TagKey k = make_tag_key("a deployment secret");
