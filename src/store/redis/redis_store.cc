@@ -7,6 +7,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/recycling_allocator.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <mutex>
@@ -59,6 +60,8 @@ constexpr std::uint16_t kNoNode = 0xffff;
 // Decisions per FCALL at most: a reply of 64 single-policy items is 513 integers (~3 KiB), and
 // the call holds Redis for ~0.3 ms (bench/redis_cpu.sh: ~5 µs per decision).
 constexpr std::size_t kMaxBatch = 64;
+// Finished batches' vectors a thread keeps for its next batches (ThreadContext::recycle).
+constexpr std::size_t kSpareBatches = 4;
 
 // Tags of the commands a decision sends (ReplyHandler::on_reply).
 constexpr int kTagDecide = 1;
@@ -334,6 +337,15 @@ struct Staged {
   DecideCallback done;
 };
 
+// A batch's per-item vectors. A finished batch hands them back to its thread, emptied, for a
+// later one (ThreadContext::recycle): once a thread has seen batches of its usual sizes, a batch
+// takes nothing from the heap for them.
+struct BatchVectors {
+  std::vector<PendingDecision> items;
+  std::vector<std::size_t> policies;  // per item
+  std::vector<DecideCallback> done;   // per item
+};
+
 // The store's state on one I/O thread: its connections, one per node it has used, by the store's
 // node ids (NodeRegistry). It routes on the store's one slot map, and may run the store's refresh
 // of it, on its own connections. Used only on that thread.
@@ -522,8 +534,25 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
 
   void run(const std::shared_ptr<DecideOp>& op);
 
+  // The vectors of a finished batch, emptied, for the next one; at most kSpareBatches are kept
+  // (their capacity is at most kMaxBatch items each).
+  void recycle(BatchVectors&& v) {
+    if (spare_batches_.size() >= kSpareBatches) return;
+    v.items.clear();
+    v.policies.clear();
+    v.done.clear();
+    spare_batches_.push_back(std::move(v));
+  }
+
  private:
   void flush_staged();
+
+  BatchVectors take_spare_batch() {
+    if (spare_batches_.empty()) return {};
+    BatchVectors v = std::move(spare_batches_.back());
+    spare_batches_.pop_back();
+    return v;
+  }
 
   // Keeps asking for the map while it names the lost master `global` (kLostMasterRefresh).
   void watch_lost(int global) {
@@ -648,6 +677,7 @@ class ThreadContext : public std::enable_shared_from_this<ThreadContext> {
   std::vector<Staged> flushing_;
   std::vector<std::pair<int, std::uint32_t>> order_;
   bool flush_posted_ = false;
+  std::vector<BatchVectors> spare_batches_;  // recycle()'s
 };
 
 // One FCALL, from its first send to its callbacks, on one thread context: a batch of decisions
@@ -668,14 +698,14 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
         deadline_(deadline),
         done_(std::move(done)) {}
 
-  // A batch of fg_decide_v4 items, written from `items` at each send (write_decide_batch).
-  DecideOp(std::vector<PendingDecision> items, int slot, std::vector<std::size_t> policies,
-           std::vector<DecideCallback> done, SteadyTime deadline)
+  // A batch of fg_decide_v4 items, written from `batch.items` at each send (write_decide_batch);
+  // its vectors go back to the thread when it is done.
+  DecideOp(BatchVectors batch, int slot, SteadyTime deadline)
       : slot_(slot),
-        policies_(std::move(policies)),
+        policies_(std::move(batch.policies)),
         deadline_(deadline),
-        done_(std::move(done)),
-        items_(std::move(items)) {}
+        done_(std::move(batch.done)),
+        items_(std::move(batch.items)) {}
 
   DecideOp(std::string command, int slot, SteadyTime deadline, RefundCallback done)
       : command_(std::move(command)),
@@ -769,7 +799,9 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
     if (!parsed) {
       done_ = std::move(done);
       finish(tl::unexpected(std::move(parsed.error())));
+      return;
     }
+    give_back(std::move(done));
   }
 
  private:
@@ -915,6 +947,14 @@ class DecideOp final : public ReplyHandler, public std::enable_shared_from_this<
     }
     std::vector<DecideCallback> done = std::move(done_);
     for (DecideCallback& d : done) d(tl::unexpected(result.error()));
+    give_back(std::move(done));
+  }
+
+  // A finished batch's vectors, to its thread for the next batch. Nothing sends them again: a
+  // resend happens only before the call is finished.
+  void give_back(std::vector<DecideCallback>&& done) {
+    if (items_.empty()) return;  // not a batch
+    ctx_->recycle(BatchVectors{std::move(items_), std::move(policies_), std::move(done)});
   }
 
   std::string node_name() { return ctx_->connection(node_).name(); }
@@ -965,23 +1005,22 @@ void ThreadContext::flush_staged() {
            order_[last].first == order_[first].first) {
       ++last;
     }
-    std::vector<PendingDecision> items;
-    std::vector<std::size_t> policies;
-    std::vector<DecideCallback> done;
-    items.reserve(last - first);
-    policies.reserve(last - first);
-    done.reserve(last - first);
+    BatchVectors batch = take_spare_batch();
+    batch.items.reserve(last - first);
+    batch.policies.reserve(last - first);
+    batch.done.reserve(last - first);
     SteadyTime deadline = SteadyTime::max();
     for (std::size_t k = first; k < last; ++k) {
       Staged& d = flushing_[order_[k].second];
-      policies.push_back(d.decision.policies());
-      items.push_back(std::move(d.decision));
-      done.push_back(std::move(d.done));
+      batch.policies.push_back(d.decision.policies());
+      batch.items.push_back(std::move(d.decision));
+      batch.done.push_back(std::move(d.done));
       deadline = std::min(deadline, d.deadline);
     }
-    const int slot = items.front().slot;
-    run(std::make_shared<DecideOp>(std::move(items), slot, std::move(policies), std::move(done),
-                                   deadline));
+    const int slot = batch.items.front().slot;
+    // The op's block comes from the thread's cache of freed Asio blocks, as its handlers' do.
+    run(std::allocate_shared<DecideOp>(asio::recycling_allocator<DecideOp>(), std::move(batch),
+                                       slot, deadline));
     first = last;
   }
   flushing_.clear();
