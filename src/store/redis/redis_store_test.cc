@@ -67,6 +67,16 @@ std::unique_ptr<RedisStore> make_store(const std::string& url, Duration timeout 
 
 std::string url_of(const test::RedisServer& s) { return "redis://" + s.address(); }
 
+// Unbinds `store` from the thread that runs `ioc`, on that thread, and waits until it has.
+void unbind_on(RedisStore& store, boost::asio::io_context& ioc) {
+  std::promise<void> unbound;
+  boost::asio::post(ioc, [&] {
+    store.unbind_current_thread();
+    unbound.set_value();
+  });
+  unbound.get_future().wait();
+}
+
 // Every key on the server, visited with SCAN (which, unlike DBSIZE, skips expired keys).
 std::vector<std::string> all_keys(const test::RedisServer& s) {
   std::vector<std::string> keys;
@@ -206,12 +216,7 @@ TEST_F(RedisStoreTest, DecisionsInFlightTogetherShareWrites) {
   EXPECT_EQ(bucketed, writes);
   EXPECT_EQ(after.written_commands - before.written_commands,
             static_cast<std::uint64_t>((kDecisions + 63) / 64));
-  std::promise<void> unbound;
-  boost::asio::post(ioc, [&] {
-    store->unbind_current_thread();
-    unbound.set_value();
-  });
-  unbound.get_future().wait();
+  unbind_on(*store, ioc);
   // An unbound thread's counts stay in the totals.
   EXPECT_GE(store->stats().decisions, after.decisions);
   EXPECT_GE(store->stats().written_commands, after.written_commands);
@@ -569,12 +574,7 @@ TEST_F(RedisStoreTest, ABoundThreadUsesItsOwnConnectionsAndIsCalledBackOnIt) {
   EXPECT_FALSE(r->allowed);
   EXPECT_EQ(r->headline().remaining, 0);
 
-  std::promise<void> unbound;
-  boost::asio::post(ioc, [&] {
-    store->unbind_current_thread();
-    unbound.set_value();
-  });
-  unbound.get_future().wait();
+  unbind_on(*store, ioc);
   work.reset();
   io.join();
 }
@@ -624,12 +624,7 @@ TEST_F(RedisStoreTest, AWarmThreadsBatchesReuseTheirVectors) {
             << " decisions\n";
   // Fewer than one per batch; three or more each if the vectors were allocated again.
   EXPECT_LT(allocations, kRounds);
-  std::promise<void> unbound;
-  boost::asio::post(ioc, [&] {
-    store->unbind_current_thread();
-    unbound.set_value();
-  });
-  unbound.get_future().wait();
+  unbind_on(*store, ioc);
   work.reset();
   io.join();
 }
