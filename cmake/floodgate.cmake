@@ -22,12 +22,14 @@ endif()
 # purpose. A server thread has a read, a timer wait and two or three coroutine frames of
 # several sizes in flight per connection, so 2 slots mostly missed, and every miss is an aligned
 # heap allocation: bench/instructions.sh counted 17.3 allocations per request on one Redis with
-# 2, 7.9 with 16 (4.5 against 6.0 on the memory store). The cache holds at most 16 blocks of at
-# most 1,020 bytes for each of Asio's five purposes: under 80 KiB per thread. A larger block (a
-# coroutine frame over 1,020 bytes) is never kept: src/http/server_frames_test.cc. Every translation
-# unit must agree on the value (it sizes a per-thread array), hence one definition for the whole
-# build. src/http/asio_recycling_test.cc fails with the default.
-add_compile_definitions(BOOST_ASIO_RECYCLING_ALLOCATOR_CACHE_SIZE=16)
+# 2, 7.9 with 16 (4.5 against 6.0 on the memory store). With 16, sessions waiting on Redis
+# together still missed for their frames (0.7 of the 0.8 left per request); with 64, 0.1
+# (bench/instructions.sh, one run). The cache holds at most 64 blocks of at most 1,020 bytes for
+# each of Asio's five purposes: under 320 KiB per thread. A larger block (a coroutine frame over
+# 1,020 bytes) is never kept: src/http/server_frames_test.cc. Every translation unit must agree
+# on the value (it sizes a per-thread array), hence one definition for the whole build.
+# src/http/asio_recycling_test.cc fails with the default.
+add_compile_definitions(BOOST_ASIO_RECYCLING_ALLOCATOR_CACHE_SIZE=64)
 
 # libFuzzer builds (fuzz/): every library instrumented for coverage and checked by ASan + UBSan;
 # only the fuzz executables link libFuzzer's main (fuzz/CMakeLists.txt).
