@@ -1,9 +1,7 @@
 #include "util/text.h"
 
 #include <algorithm>
-#include <bit>
 #include <cstdint>
-#include <cstring>
 
 namespace fg::util {
 namespace {
@@ -119,21 +117,13 @@ bool valid_utf8(std::string_view s) {
   return true;
 }
 
-namespace {
-
-// The end of the run of bytes from `i` that a JSON string holds as they are (json_as_is).
-std::size_t plain_json_run(std::string_view s, std::size_t i) {
-  return printable_run<'"', '\\'>(s, i);
-}
-
-}  // namespace
-
 void append_json_string(std::string& out, std::string_view s) {
   out.push_back('"');
   std::size_t i = 0;
   while (i < s.size()) {
-    // A run of printable ASCII but '"' and '\\' (most strings are one) is copied in one piece.
-    const std::size_t plain = plain_json_run(s, i);
+    // A run of printable ASCII but '"' and '\\' (json_as_is; most strings are one) is copied in
+    // one piece.
+    const std::size_t plain = printable_run<'"', '\\'>(s, i);
     if (plain > i) {
       out.append(s.data() + i, plain - i);
       i = plain;

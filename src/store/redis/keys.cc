@@ -12,11 +12,10 @@ namespace {
 
 constexpr char kHex[] = "0123456789ABCDEF";
 
-// Bytes written as %XX: the hash-tag braces, the escape character itself, '#' (the marker of
-// a hashed identity), and everything that is not printable ASCII, so keys stay readable in
-// redis-cli and logs and carry no control bytes.
-// The bytes a key part holds as they are: printable ASCII but the hash tag's braces, the escape
-// '%' and '#' (the mark of a hashed identity).
+// The end of the run from text[i] that a key part holds as it is: printable ASCII but the
+// hash-tag braces, the escape character itself and '#' (the marker of a hashed identity). Every
+// other byte is written as %XX, so keys stay readable in redis-cli and logs and carry no control
+// bytes.
 std::size_t kept_run(std::string_view text, std::size_t i) {
   return util::printable_run<'{', '}', '%', '#'>(text, i);
 }
