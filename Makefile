@@ -46,7 +46,7 @@ bench-http: build
 
 # docs/benchmarks.md's generated part and docs/benchmarks.png: floodgate beside the NestJS peers
 # (../shared/peers), nginx and redis-benchmark, in one run, then the accuracy runs
-# (bench/accuracy.sh). About 15 minutes; knobs: see bench/report.sh.
+# (bench/accuracy.sh). About 35 minutes (5 rounds); knobs: see bench/report.sh.
 bench-report: build
 	FLOODGATE=build/$(PRESET)/floodgate bench/report.sh
 

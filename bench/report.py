@@ -515,7 +515,7 @@ def main():
 
     md = [BEGIN, ""]
     md.append("Regenerate everything in this part, and the chart, with **`make bench-report`** "
-              "(bench/report.sh; about 15 minutes). It starts every server itself on loopback, "
+              "(bench/report.sh; about 35 minutes). It starts every server itself on loopback, "
               "measures, and stops them.")
     md.append("")
     md.append(f"How: `{env.get('command', 'make bench-report')}` at commit "

@@ -45,7 +45,7 @@
 # Then bench/accuracy.sh (ACCURACY=1) measures the accuracy section, with nothing else running.
 #
 # Environment (defaults in brackets):
-#   DURATION [10s]  CONNECTIONS [50]  WRK_THREADS [2]  ROUNDS [3]  KEYS [10000]  HOT_KEYS [50]
+#   DURATION [10s]  CONNECTIONS [50]  WRK_THREADS [2]  ROUNDS [5]  KEYS [10000]  HOT_KEYS [50]
 #   CONFIGS  [every configuration below, in this order]   HOT [the configurations marked hot]
 #   FLOODGATE [build/release/floodgate]  PEERS [../shared/peers]  ACCURACY [1]
 #   PAIR_THREADS [half the CPUs, at least 1]  server threads of each floodgate process behind HAProxy
@@ -60,7 +60,7 @@ PEERS=${PEERS:-$root/../shared/peers}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-50}
 WRK_THREADS=${WRK_THREADS:-2}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 KEYS=${KEYS:-10000}
 HOT_KEYS=${HOT_KEYS:-50}
 ACCURACY=${ACCURACY:-1}
