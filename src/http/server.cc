@@ -120,17 +120,25 @@ auto Server::Impl::drain_sequence(config::ServerLimits limits) -> awaitable<void
   for (auto& w : workers) {
     asio::post(w->ioc, [this, wp = w.get()] { close_idle_sessions(*wp); });
   }
+  // An exchange held past its client's 504 keeps its concurrency slots until the upstream
+  // answers it, and is waited for like a connection: stopping earlier would give its slots back
+  // while the upstream still runs the request, and another instance could admit one more.
   const auto deadline = std::chrono::steady_clock::now() + limits.drain_timeout;
   const auto open = [this] { return open_connections.load() + admin_connections.load(); };
-  while (open() > 0 && std::chrono::steady_clock::now() < deadline) {
+  const auto held = [this] { return held_exchanges.load(std::memory_order_relaxed); };
+  while ((open() > 0 || held() > 0) && std::chrono::steady_clock::now() < deadline) {
     timer.expires_after(std::chrono::milliseconds(10));
     co_await timer.async_wait(kTuple);
   }
   const int left = open();
-  if (left > 0) {
-    spdlog::warn("drain timeout: closing {} connection(s) still open", left);
+  const int left_held = held();
+  if (left > 0 || left_held > 0) {
+    spdlog::warn(
+        "drain timeout: closing {} connection(s) still open; {} exchange(s) held past their 504 "
+        "let go of their concurrency slots while the upstream may still run them",
+        left, left_held);
   } else {
-    spdlog::info("drained: no connection left");
+    spdlog::info("drained: no connection left, no exchange held");
   }
   stop_all();
 }

@@ -22,6 +22,10 @@
 #                  still holds it, until it answers or upstream_hold_timeout passes
 #   hold_cap       at most server.max_connections exchanges are held past their 504: each keeps
 #                  an upstream connection open
+#   drain_held     a stopping instance (SIGTERM) waits for an exchange it holds past its 504, within
+#                  server.drain_timeout: the other instance does not admit while the upstream still
+#                  holds the request; once it answers, the slot is given back in Redis and the
+#                  instance exits 0; past drain_timeout it exits anyway, and says how many it held
 #   memory         the same limit on the memory store, and all or nothing with a rate policy
 #
 # Every process is started here on free loopback ports and stopped by its PID.
@@ -313,6 +317,57 @@ EOF
   done
   c=$(code -H "X-API-Key: c" "http://127.0.0.1:$fg_a/api/x")
   [[ $c == 200 ]] || fail "a third exchange was held past max_connections (2): $c"
+  ;;
+
+drain_held)
+  start_upstream
+  start_redis || exit 1
+  # A lease far longer than the test: a slot left in Redis by an instance that did not give it
+  # back would deny for 60 s, and one given back early lets the other instance admit.
+  settings='upstream_timeout: 300ms
+server: {drain_delay: 100ms, drain_timeout: 10s}
+policies:
+  - {name: slots, match: {path_prefix: /api/}, algorithm: concurrency, limit: 1, lease: 60s}'
+  start_fg a "$fg_a" "redis://127.0.0.1:$redis_port" <<<"$settings" || exit 1
+  start_fg b "$fg_b" "redis://127.0.0.1:$redis_port" <<<"$settings" || exit 1
+  c=$(code -m 5 "http://127.0.0.1:$fg_a/api/hold?n=0")
+  [[ $c == 504 ]] || fail "a request the upstream held answered $c (want 504)"
+  [[ $(held_metric) -eq 1 ]] || fail "floodgate_upstream_held_exchanges is $(held_metric) (want 1)"
+  kill -TERM "$pid_a"
+  # Ten times the drain delay: the listener is closed and no connection is open, but the
+  # exchange is still held.
+  sleep 1
+  kill -0 "$pid_a" 2>/dev/null || fail "the instance exited while it held an exchange past its 504"
+  [[ $(code "http://127.0.0.1:$fg_b/api/x") == 429 ]] ||
+    fail "the stopping instance gave its slot back while the upstream still held the request"
+  touch "$tmp/upstream.log.release"
+  wait_for "the instance to exit once the upstream answered" eval '! kill -0 "$pid_a" 2>/dev/null'
+  wait "$pid_a"
+  status=$?
+  ((status == 0)) || fail "the drained instance exited $status (want 0)"
+  grep -q 'drained: no connection left, no exchange held' "$tmp/a.err" ||
+    fail "no drained line in the instance's log: $(tail -3 "$tmp/a.err")"
+  # The slot was given back in Redis before the exit: the other instance admits at once.
+  [[ $(code "http://127.0.0.1:$fg_b/api/x") == 200 ]] ||
+    fail "the drained instance left its slot taken in Redis (the lease is 60 s)"
+
+  # An upstream that does not answer within drain_timeout (1 s here): the instance exits anyway.
+  rm -f "$tmp/upstream.log.release"
+  fg_c=$((base + 3))
+  start_fg c "$fg_c" "redis://127.0.0.1:$redis_port" <<<"${settings/drain_timeout: 10s/drain_timeout: 1s}" ||
+    exit 1
+  c=$(code -m 5 "http://127.0.0.1:$fg_c/api/hold?n=1")
+  [[ $c == 504 ]] || fail "a request the upstream held answered $c (want 504)"
+  kill -TERM "$pid_c"
+  stopping=$(date +%s%N)
+  wait_for "the instance to exit past drain_timeout" eval '! kill -0 "$pid_c" 2>/dev/null'
+  wait "$pid_c"
+  status=$?
+  took=$((($(date +%s%N) - stopping) / 1000000))
+  ((status == 0)) || fail "the instance cut short exited $status (want 0)"
+  ((took >= 1000)) || fail "the instance exited $took ms after SIGTERM, before drain_timeout (1 s)"
+  grep -q '1 exchange(s) held past their 504' "$tmp/c.err" ||
+    fail "the drain timeout did not say what it left held: $(tail -3 "$tmp/c.err")"
   ;;
 
 memory)
