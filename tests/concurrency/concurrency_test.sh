@@ -69,6 +69,7 @@ redis_now_us() {
 
 held() { grep -c '^GET /api/hold' "$tmp/upstream.log"; }
 held_ge() { (($(held) >= $1)); }  # at least $1 requests reached the upstream
+gone() { ! kill -0 "$1" 2>/dev/null; }  # the process $1 has exited
 
 # wait_for DESCRIPTION COMMAND...: until COMMAND succeeds, at most 10 s.
 wait_for() {
@@ -337,11 +338,11 @@ policies:
   # Ten times the drain delay: the listener is closed and no connection is open, but the
   # exchange is still held.
   sleep 1
-  kill -0 "$pid_a" 2>/dev/null || fail "the instance exited while it held an exchange past its 504"
+  gone "$pid_a" && fail "the instance exited while it held an exchange past its 504"
   [[ $(code "http://127.0.0.1:$fg_b/api/x") == 429 ]] ||
     fail "the stopping instance gave its slot back while the upstream still held the request"
   touch "$tmp/upstream.log.release"
-  wait_for "the instance to exit once the upstream answered" eval '! kill -0 "$pid_a" 2>/dev/null'
+  wait_for "the instance to exit once the upstream answered" gone "$pid_a"
   wait "$pid_a"
   status=$?
   ((status == 0)) || fail "the drained instance exited $status (want 0)"
@@ -360,7 +361,7 @@ policies:
   [[ $c == 504 ]] || fail "a request the upstream held answered $c (want 504)"
   kill -TERM "$pid_c"
   stopping=$(date +%s%N)
-  wait_for "the instance to exit past drain_timeout" eval '! kill -0 "$pid_c" 2>/dev/null'
+  wait_for "the instance to exit past drain_timeout" gone "$pid_c"
   wait "$pid_c"
   status=$?
   took=$((($(date +%s%N) - stopping) / 1000000))
